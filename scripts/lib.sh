@@ -1,0 +1,49 @@
+# Shared by scripts/test and scripts/demo: install what is missing, build.
+# shellcheck shell=bash
+
+REPLITE_DEB_PACKAGES=(
+	gcc pkg-config meson ninja-build
+	libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
+	libmicrohttpd-dev libjansson-dev check
+	python3 curl
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Install only the Debian packages that are missing.
+ensure_packages() {
+	local missing=() p
+	for p in "${REPLITE_DEB_PACKAGES[@]}" "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing Debian packages: ${missing[*]}"
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+}
+
+# npm packages for the compatibility tests and benchmarks, into a
+# git-ignored node_modules beside their package.json.
+ensure_npm() {
+	local dir=$1
+	if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.stamp" ]; then
+		log "installing npm packages in $dir"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+		touch "$dir/node_modules/.stamp"
+	fi
+}
+
+# build DIR [meson options...]
+build() {
+	local dir=$1; shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >/dev/null
+	fi
+	ninja -C "$dir" >/dev/null
+}

@@ -1,0 +1,269 @@
+#include "api.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Parse a decimal u32 path segment; returns the rest of the path after it
+ * (pointing at '/' or '\0'), or NULL if the segment is not a number. */
+static const char *parse_u32(const char *p, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*p < '0' || *p > '9')
+		return NULL;
+	errno = 0;
+	v = strtoul(p, &end, 10);
+	if (errno != 0 || v > UINT32_MAX || (*end != '/' && *end != '\0'))
+		return NULL;
+	*out = (uint32_t)v;
+	return end;
+}
+
+/* Parses "{gen}/{start}/{end}[/{baton}]" after "/sync/". */
+static int parse_sync_path(const char *p, uint32_t v[3], const char **baton)
+{
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		p = parse_u32(p, &v[i]);
+		if (p == NULL)
+			return -1;
+		if (i < 2) {
+			if (*p != '/')
+				return -1;
+			p++;
+		}
+	}
+	*baton = NULL;
+	if (*p == '/' && p[1] != '\0' && strchr(p + 1, '/') == NULL)
+		*baton = p + 1;
+	else if (*p != '\0')
+		return -1;
+	return 0;
+}
+
+static void reply_generation(struct http_response *res, uint32_t gen)
+{
+	http_reply_json(&res->reply, 400,
+			json_pack("{s:I, s:s}", "generation", (json_int_t)gen,
+				  "message", "no more frames"));
+}
+
+static int64_t wait_deadline(struct api *api, struct http_request *req)
+{
+	const char *w = http_request_arg(req, "wait");
+	double secs;
+	char *end;
+
+	if (w == NULL)
+		return 0;
+	secs = strtod(w, &end);
+	if (end == w || *end != '\0' || secs <= 0)
+		return 0;
+	if (secs > api->max_wait_s)
+		secs = api->max_wait_s;
+	return req->started_ms + (int64_t)(secs * 1000);
+}
+
+static void handle_pull(struct api *api, struct http_request *req,
+			struct http_response *res, const uint32_t v[3])
+{
+	struct store_frames f;
+	int64_t deadline;
+
+	switch (store_pull(api->store, v[0], v[1], v[2], &f)) {
+	case STORE_PULL_FRAMES:
+		res->fd = f.fd;
+		res->offset = f.offset;
+		res->len = f.len;
+		return;
+	case STORE_PULL_CAUGHT_UP:
+		deadline = wait_deadline(api, req);
+		if (deadline > util_monotonic_ms()) {
+			res->park_until_ms = deadline;
+			return;
+		}
+		reply_generation(res, v[0]);
+		return;
+	case STORE_PULL_NEXT_GEN:
+		reply_generation(res, v[0] + 1);
+		return;
+	case STORE_PULL_UNKNOWN_GEN:
+		http_reply_error(&res->reply, 404, "GENERATION_NOT_FOUND",
+				 "generation %" PRIu32
+				 " is not available on this primary (current "
+				 "generation is %" PRIu32
+				 "); the replica must bootstrap again",
+				 v[0], store_generation(api->store));
+		return;
+	case STORE_PULL_BAD_RANGE:
+		http_reply_error(&res->reply, 400, "INVALID_FRAME_RANGE",
+				 "invalid frame range [%" PRIu32 ", %" PRIu32
+				 ") (frames are numbered from 1)",
+				 v[1], v[2]);
+		return;
+	}
+}
+
+static void handle_export(struct api *api, const char *rest,
+			  struct http_response *res)
+{
+	uint32_t gen;
+	uint64_t size;
+	int fd;
+	const char *end = parse_u32(rest, &gen);
+
+	if (end == NULL || *end != '\0') {
+		http_reply_error(&res->reply, 404, "NOT_FOUND",
+				 "expected /export/{generation}");
+		return;
+	}
+	if (store_export(api->store, gen, &fd, &size) != 0) {
+		http_reply_error(&res->reply, 404, "GENERATION_NOT_FOUND",
+				 "generation %" PRIu32
+				 " is not available on this primary",
+				 gen);
+		return;
+	}
+	res->fd = fd;
+	res->offset = 0;
+	res->len = size;
+}
+
+/* Returns the access granted, or JWT_ACCESS_DENIED with the 401 reply set. */
+static enum jwt_access authorize(struct api *api, struct http_request *req,
+				 struct http_response *res)
+{
+	const char *code = NULL;
+	char msg[256];
+	enum jwt_access access;
+
+	if (api->keys == NULL)
+		return JWT_ACCESS_READ_WRITE;
+	access = jwt_verify_header(api->keys,
+				   http_request_header(req, "Authorization"),
+				   (int64_t)time(NULL), &code, msg, sizeof msg);
+	if (access == JWT_ACCESS_DENIED)
+		http_reply_error(&res->reply, 401, code ? code : "AUTH_FAILED",
+				 "%s", msg);
+	return access;
+}
+
+static int is(struct http_request *req, const char *method, const char *path)
+{
+	return strcmp(req->method, method) == 0 && strcmp(req->path, path) == 0;
+}
+
+static void handle_hrana(struct api *api, struct http_request *req,
+			 struct http_response *res, int read_only)
+{
+	const char *body = (const char *)req->body;
+
+	if (strcmp(req->method, "POST") != 0) {
+		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
+				 "%s requires POST", req->path);
+	} else if (strcmp(req->path, "/v2/pipeline") == 0) {
+		streams_pipeline(api->streams, 2, read_only, body,
+				 req->body_len, &res->reply);
+	} else if (strcmp(req->path, "/v3/pipeline") == 0) {
+		streams_pipeline(api->streams, 3, read_only, body,
+				 req->body_len, &res->reply);
+	} else if (strcmp(req->path, "/v3/cursor") == 0) {
+		streams_cursor(api->streams, read_only, body, req->body_len,
+			       &res->reply);
+	} else if (strcmp(req->path, "/v1/execute") == 0) {
+		streams_v1_execute(api->streams, read_only, body,
+				   req->body_len, &res->reply);
+	} else {
+		streams_v1_batch(api->streams, read_only, body, req->body_len,
+				 &res->reply);
+	}
+}
+
+static int is_hrana_path(const char *path)
+{
+	return strcmp(path, "/v2/pipeline") == 0 ||
+	       strcmp(path, "/v3/pipeline") == 0 ||
+	       strcmp(path, "/v3/cursor") == 0 ||
+	       strcmp(path, "/v1/execute") == 0 ||
+	       strcmp(path, "/v1/batch") == 0;
+}
+
+static void handle_sync(struct api *api, struct http_request *req,
+			struct http_response *res, enum jwt_access access)
+{
+	const char *baton;
+	uint32_t v[3];
+
+	if (parse_sync_path(req->path + strlen("/sync/"), v, &baton) != 0) {
+		http_reply_error(&res->reply, 404, "NOT_FOUND",
+				 "expected /sync/{generation}/{start}/{end}");
+		return;
+	}
+	if (strcmp(req->method, "GET") == 0 && baton == NULL) {
+		handle_pull(api, req, res, v);
+	} else if (strcmp(req->method, "POST") == 0) {
+		if (access != JWT_ACCESS_READ_WRITE) {
+			http_reply_error(&res->reply, 403, "AUTH_READ_ONLY",
+					 "this token is read-only; pushing "
+					 "frames needs a read-write token");
+			return;
+		}
+		store_push(api->store, v[0], v[1], v[2], baton, req->body,
+			   req->body_len, &res->reply);
+	} else {
+		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
+				 "%s %s is not supported", req->method,
+				 req->path);
+	}
+}
+
+static void route(struct api *api, struct http_request *req,
+		  struct http_response *res)
+{
+	enum jwt_access access;
+
+	if (is(req, "GET", "/health")) {
+		http_reply_text(&res->reply, 200, "");
+		return;
+	}
+	if (is(req, "GET", "/version")) {
+		http_reply_text(&res->reply, 200, "replite " REPLITE_VERSION);
+		return;
+	}
+	access = authorize(api, req, res);
+	if (access == JWT_ACCESS_DENIED)
+		return;
+	if (is(req, "GET", "/info")) {
+		http_reply_json(&res->reply, 200, store_info(api->store));
+	} else if (strncmp(req->path, "/sync/", 6) == 0) {
+		handle_sync(api, req, res, access);
+	} else if (strncmp(req->path, "/export/", 8) == 0 &&
+		   strcmp(req->method, "GET") == 0) {
+		handle_export(api, req->path + 8, res);
+	} else if (is_hrana_path(req->path)) {
+		handle_hrana(api, req, res, access != JWT_ACCESS_READ_WRITE);
+	} else if (is(req, "GET", "/v2") || is(req, "GET", "/v3") ||
+		   is(req, "GET", "/v1") || is(req, "GET", "/")) {
+		http_reply_text(&res->reply, 200, "");
+	} else {
+		http_reply_error(&res->reply, 404, "NOT_FOUND",
+				 "no route for %s %s", req->method, req->path);
+	}
+}
+
+void api_handle(void *arg, struct http_request *req, struct http_response *res)
+{
+	struct api *api = arg;
+
+	route(api, req, res);
+	if (api->log_requests && res->park_until_ms == 0) {
+		fprintf(stderr, "replite: request %s %s %d\n", req->method,
+			req->path, res->fd >= 0 ? 200 : res->reply.status);
+	}
+}

@@ -1,0 +1,22 @@
+/* The primary's HTTP API (DESIGN.md §5): routing, authentication, and the
+ * handlers of the sync protocol; Hrana requests go to streams.h. */
+#ifndef REPLITE_API_H
+#define REPLITE_API_H
+
+#include "http.h"
+#include "jwt.h"
+#include "store.h"
+#include "streams.h"
+
+struct api {
+	struct store *store;
+	struct streams *streams;
+	struct jwt_keys *keys; /* NULL: open access */
+	int max_wait_s;        /* longest accepted ?wait= */
+	int log_requests;      /* one stderr line per answered request */
+};
+
+/* An http_handler_fn; arg is a struct api. */
+void api_handle(void *arg, struct http_request *req, struct http_response *res);
+
+#endif

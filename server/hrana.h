@@ -1,0 +1,48 @@
+/* Hrana (libSQL's SQL-over-HTTP protocol, versions 1-3) on top of SQLite
+ * connections.  This module executes requests for one stream; streams.h
+ * owns the streams themselves (batons, expiry, bounds). */
+#ifndef REPLITE_HRANA_H
+#define REPLITE_HRANA_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+/* The SQL side of one Hrana stream. */
+struct hrana_conn {
+	sqlite3 *db;
+	int version;   /* 2 or 3: v3 adds get_autocommit, is_autocommit */
+	int read_only; /* refuse statements that are not sqlite3_stmt_readonly */
+	json_t *sqls;  /* sql_id (decimal text) -> SQL text, from store_sql */
+};
+
+void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
+		     int read_only);
+void hrana_conn_reset(struct hrana_conn *c); /* frees sqls; not db */
+
+/* Execute one pipeline request object.  Returns a new reference to a
+ * StreamResult: {"type":"ok","response":{"type":...}} or
+ * {"type":"error","error":{"message":...,"code":...}}.  Sets *close when the
+ * request was "close".  Returns NULL only when req is not a valid request
+ * object (a protocol error: the caller answers HTTP 400), with *proto_err set
+ * to a static message. */
+json_t *hrana_execute_request(struct hrana_conn *c, json_t *req, int *close,
+			      const char **proto_err);
+
+/* Execute a Batch ({"steps":[...]}) for /v3/cursor, emitting the cursor
+ * entries (step_begin, row, step_end, step_error, error) through emit.
+ * Returns 0, or -1 with *proto_err when batch is malformed. */
+int hrana_cursor(struct hrana_conn *c, json_t *batch,
+		 void (*emit)(void *arg, json_t *entry), void *arg,
+		 const char **proto_err);
+
+/* Helpers also used by /v1/execute and /v1/batch. */
+json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error);
+json_t *hrana_execute_batch(struct hrana_conn *c, json_t *batch,
+			    const char **proto_err);
+
+/* Value encoding (exposed for unit tests). */
+json_t *hrana_value_from_column(sqlite3_stmt *stmt, int col);
+int hrana_value_bind(sqlite3_stmt *stmt, int idx, json_t *value,
+		     const char **err);
+
+#endif

@@ -1,0 +1,351 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+/* State of one request across the access-handler calls MHD makes. */
+struct req_ctx {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	uint8_t *body;
+	size_t len;
+	size_t cap;
+	int too_large;
+	int64_t started_ms;
+	int64_t park_until_ms;
+	struct req_ctx *next_parked;
+	int parked;
+};
+
+struct http_server {
+	struct http_config cfg;
+	struct MHD_Daemon *daemon;
+	pthread_mutex_t mu; /* guards parked and wake_seq */
+	struct req_ctx *parked;
+	uint64_t wake_seq;
+	int stopping; /* parked requests are answered, not parked again */
+};
+
+const char *http_request_header(struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_request_arg(struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
+					   name);
+}
+
+static enum MHD_Result queue_reply(struct MHD_Connection *conn,
+				   struct http_reply *r)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(r->len, r->body,
+					       MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		http_reply_free(r);
+		return MHD_NO;
+	}
+	r->body = NULL; /* owned by the response now */
+	if (r->content_type != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+					r->content_type);
+	ret = MHD_queue_response(conn, (unsigned)r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result queue_file(struct MHD_Connection *conn,
+				  struct http_response *res)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_fd_at_offset64(res->len, res->fd,
+						       res->offset);
+	if (resp == NULL) {
+		close(res->fd);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"application/octet-stream");
+	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static int body_append(struct req_ctx *ctx, const char *data, size_t n)
+{
+	if (ctx->len + n > ctx->srv->cfg.max_body) {
+		ctx->too_large = 1;
+		return 0;
+	}
+	if (ctx->len + n > ctx->cap) {
+		size_t cap = ctx->cap ? ctx->cap : 4096;
+		uint8_t *b;
+		while (cap < ctx->len + n)
+			cap *= 2;
+		b = realloc(ctx->body, cap + 1);
+		if (b == NULL)
+			return -1;
+		ctx->body = b;
+		ctx->cap = cap;
+	}
+	memcpy(ctx->body + ctx->len, data, n);
+	ctx->len += n;
+	ctx->body[ctx->len] = '\0'; /* handlers may treat JSON as text */
+	return 0;
+}
+
+/* Park the request unless a wake-up happened since the handler looked at
+ * the data (seq), in which case the caller runs the handler again. */
+static int park(struct req_ctx *ctx, uint64_t seq)
+{
+	struct http_server *s = ctx->srv;
+	int parked = 0;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->wake_seq == seq && !s->stopping) {
+		ctx->parked = 1;
+		ctx->next_parked = s->parked;
+		s->parked = ctx;
+		MHD_suspend_connection(ctx->conn);
+		parked = 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return parked;
+}
+
+static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
+			      const char *method)
+{
+	struct http_server *s = ctx->srv;
+	struct http_request req = {method, url, ctx->body, ctx->len,
+				   ctx->started_ms, ctx->conn};
+
+	for (;;) {
+		struct http_response res;
+		uint64_t seq;
+
+		memset(&res, 0, sizeof res);
+		res.fd = -1;
+		pthread_mutex_lock(&s->mu);
+		seq = s->wake_seq;
+		pthread_mutex_unlock(&s->mu);
+		s->cfg.handler(s->cfg.arg, &req, &res);
+		if (res.park_until_ms > 0) {
+			http_reply_free(&res.reply);
+			ctx->park_until_ms = res.park_until_ms;
+			if (park(ctx, seq))
+				return MHD_YES;
+			if (s->stopping) {
+				http_reply_error(&res.reply, 503,
+						 "SHUTTING_DOWN",
+						 "the server is shutting down");
+				return queue_reply(ctx->conn, &res.reply);
+			}
+			continue;
+		}
+		if (res.fd >= 0)
+			return queue_file(ctx->conn, &res);
+		return queue_reply(ctx->conn, &res.reply);
+	}
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
+				 const char *url, const char *method,
+				 const char *version, const char *upload_data,
+				 size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct req_ctx *ctx = *con_cls;
+
+	(void)version;
+	if (ctx == NULL) {
+		ctx = calloc(1, sizeof *ctx);
+		if (ctx == NULL)
+			return MHD_NO;
+		ctx->srv = s;
+		ctx->conn = conn;
+		ctx->started_ms = util_monotonic_ms();
+		*con_cls = ctx;
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		if (!ctx->too_large &&
+		    body_append(ctx, upload_data, *upload_data_size) != 0)
+			return MHD_NO;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (ctx->too_large) {
+		struct http_reply r = {0};
+		http_reply_error(&r, 413, "BODY_TOO_LARGE",
+				 "request body exceeds the limit of %zu bytes",
+				 s->cfg.max_body);
+		return queue_reply(conn, &r);
+	}
+	return handle(ctx, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+			 void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *s = cls;
+	struct req_ctx *ctx = *con_cls;
+
+	(void)conn;
+	(void)toe;
+	if (ctx == NULL)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (ctx->parked) {
+		struct req_ctx **pp = &s->parked;
+		while (*pp != NULL && *pp != ctx)
+			pp = &(*pp)->next_parked;
+		if (*pp == ctx)
+			*pp = ctx->next_parked;
+	}
+	pthread_mutex_unlock(&s->mu);
+	free(ctx->body);
+	free(ctx);
+	*con_cls = NULL;
+}
+
+static void resume_locked(struct http_server *s, int64_t now, int all)
+{
+	struct req_ctx **pp = &s->parked;
+
+	while (*pp != NULL) {
+		struct req_ctx *ctx = *pp;
+		if (all || ctx->park_until_ms <= now) {
+			*pp = ctx->next_parked;
+			ctx->parked = 0;
+			MHD_resume_connection(ctx->conn);
+		} else {
+			pp = &ctx->next_parked;
+		}
+	}
+}
+
+void http_server_wake(struct http_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->wake_seq++;
+	resume_locked(s, 0, 1);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void http_server_tick(struct http_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+	resume_locked(s, util_monotonic_ms(), 0);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int parse_address(const char *host, uint16_t port,
+			 struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(port);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		return 0;
+	}
+	return -1;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	fputs("replite: http: ", stderr);
+	vfprintf(stderr, fmt, ap);
+}
+
+int http_server_start(const struct http_config *cfg, struct http_server **out,
+		      char *err, size_t err_len)
+{
+	struct http_server *s = calloc(1, sizeof *s);
+	struct sockaddr_storage ss;
+	unsigned flags;
+
+	if (s == NULL) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	if (parse_address(cfg->host, cfg->port, &ss) != 0) {
+		snprintf(err, err_len,
+			 "invalid listen address '%s' (expected a numeric "
+			 "IPv4 or IPv6 address)",
+			 cfg->host);
+		free(s);
+		return -1;
+	}
+	s->cfg = *cfg;
+	pthread_mutex_init(&s->mu, NULL);
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+		MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	s->daemon = MHD_start_daemon(
+		flags, cfg->port, NULL, NULL, on_access, s,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, 512, MHD_OPTION_END);
+	if (s->daemon == NULL) {
+		snprintf(err, err_len, "cannot listen on %s:%u: %s", cfg->host,
+			 cfg->port,
+			 errno ? strerror(errno) : "libmicrohttpd failed");
+		pthread_mutex_destroy(&s->mu);
+		free(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+uint16_t http_server_port(struct http_server *s)
+{
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+
+	return info ? info->port : 0;
+}
+
+void http_server_stop(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	/* Parked requests must be resumed before MHD can close them. */
+	pthread_mutex_lock(&s->mu);
+	s->stopping = 1;
+	pthread_mutex_unlock(&s->mu);
+	http_server_wake(s);
+	MHD_stop_daemon(s->daemon);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}

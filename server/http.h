@@ -1,0 +1,60 @@
+/* HTTP/1.1 front end of the primary, on libmicrohttpd: a thread pool over an
+ * epoll event loop (a slow client costs a socket, not a thread), request
+ * bodies collected up to a limit, file-range replies sent with sendfile, and
+ * requests that can be parked (long-polls) without holding a thread. */
+#ifndef REPLITE_HTTP_H
+#define REPLITE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+struct http_server;
+
+struct http_request {
+	const char *method;
+	const char *path;
+	const uint8_t *body;
+	size_t body_len;
+	int64_t started_ms; /* monotonic; when the request arrived */
+	void *conn;         /* for http_request_header/_arg */
+};
+
+struct http_response {
+	struct http_reply reply; /* used when fd < 0 */
+	int fd;                  /* >= 0: send [offset, offset+len) of fd */
+	uint64_t offset;
+	uint64_t len;
+	/* > 0: park the request until http_server_wake() or this monotonic
+	 * time, then call the handler again with the same request. */
+	int64_t park_until_ms;
+};
+
+typedef void (*http_handler_fn)(void *arg, struct http_request *req,
+				struct http_response *res);
+
+struct http_config {
+	const char *host; /* numeric IPv4 or IPv6 address */
+	uint16_t port;    /* 0: any free port */
+	unsigned threads;
+	size_t max_body;  /* larger bodies get 413 */
+	unsigned max_connections;
+	unsigned idle_timeout_s;
+	http_handler_fn handler;
+	void *arg;
+};
+
+int http_server_start(const struct http_config *cfg, struct http_server **out,
+		      char *err, size_t err_len);
+uint16_t http_server_port(struct http_server *s);
+/* Resume every parked request (new data may be there). */
+void http_server_wake(struct http_server *s);
+/* Resume parked requests whose time is up; call periodically. */
+void http_server_tick(struct http_server *s);
+void http_server_stop(struct http_server *s);
+
+const char *http_request_header(struct http_request *req, const char *name);
+const char *http_request_arg(struct http_request *req, const char *name);
+
+#endif

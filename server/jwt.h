@@ -1,0 +1,43 @@
+/* Verification of libSQL-style access tokens: JWTs signed with Ed25519
+ * (alg "EdDSA"), claim "a" = "ro" | "rw" | "roa" (absent = read-write),
+ * optional "exp" (Unix seconds). */
+#ifndef REPLITE_JWT_H
+#define REPLITE_JWT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct jwt_keys;
+
+enum jwt_access {
+	JWT_ACCESS_DENIED = 0,
+	JWT_ACCESS_READ_ONLY,
+	JWT_ACCESS_READ_WRITE,
+};
+
+/* Load one or more Ed25519 public keys from a file: PEM "PUBLIC KEY" blocks
+ * (SPKI), or raw 32-byte keys as URL-safe base64 (with or without padding),
+ * one per line.  Returns 0, or -1 with a message in err naming the cause. */
+int jwt_keys_load_file(const char *path, struct jwt_keys **out, char *err,
+		       size_t err_len);
+/* Same, from text in memory. */
+int jwt_keys_load_text(const char *text, struct jwt_keys **out, char *err,
+		       size_t err_len);
+void jwt_keys_free(struct jwt_keys *keys);
+
+/* Verify a compact JWT against every key.  now is Unix seconds.  On success
+ * returns the access level; on failure JWT_ACCESS_DENIED with *code set to a
+ * static error code ("AUTH_JWT_INVALID", "AUTH_JWT_EXPIRED", ...) and a human
+ * readable reason in msg. */
+enum jwt_access jwt_verify(const struct jwt_keys *keys, const char *token,
+			   int64_t now, const char **code, char *msg,
+			   size_t msg_len);
+
+/* Verify an HTTP Authorization header value ("Bearer <jwt>", scheme
+ * case-insensitive).  NULL header or a missing token is AUTH_HEADER_NOT_FOUND
+ * / AUTH_HEADER_MALFORMED. */
+enum jwt_access jwt_verify_header(const struct jwt_keys *keys,
+				  const char *header, int64_t now,
+				  const char **code, char *msg, size_t msg_len);
+
+#endif

@@ -1,0 +1,186 @@
+#include "server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+
+void server_config_defaults(struct server_config *cfg)
+{
+	struct store_config sc;
+
+	store_config_defaults(&sc);
+	memset(cfg, 0, sizeof *cfg);
+	cfg->data_dir = sc.data_dir;
+	cfg->listen = "127.0.0.1:8080";
+	cfg->generation_frames = sc.generation_frames;
+	cfg->retention_ms = sc.retention_ms;
+	cfg->threads = 8;
+	cfg->max_body = 32u << 20;
+	cfg->max_streams = 1024;
+	cfg->stream_idle_ms = 10000;
+}
+
+/* Split HOST:PORT (or [V6]:PORT); host is written into buf. */
+static int parse_listen(const char *listen, char *host, size_t n,
+			uint16_t *port)
+{
+	const char *colon = strrchr(listen, ':');
+	const char *h = listen;
+	size_t hlen;
+	char *end;
+	unsigned long p;
+
+	if (colon == NULL)
+		return -1;
+	hlen = (size_t)(colon - listen);
+	if (hlen >= 2 && listen[0] == '[' && listen[hlen - 1] == ']') {
+		h = listen + 1;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= n)
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, n, "127.0.0.1");
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || end == colon + 1 || p > 65535)
+		return -1;
+	*port = (uint16_t)p;
+	return 0;
+}
+
+static void wake_http(void *arg)
+{
+	http_server_wake(arg);
+}
+
+/* The main thread owns the signals and the periodic work; every other
+ * thread is created with SIGINT/SIGTERM blocked. */
+static void run_until_signal(struct http_server *http, struct store *store,
+			     struct streams *streams)
+{
+	struct timespec tick = {0, 50 * 1000 * 1000};
+	int64_t last_maintain = 0;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	for (;;) {
+		int sig = sigtimedwait(&set, NULL, &tick);
+		int64_t now = util_monotonic_ms();
+
+		if (sig == SIGINT || sig == SIGTERM) {
+			fprintf(stderr, "replite: signal %d, shutting down\n",
+				sig);
+			return;
+		}
+		http_server_tick(http);
+		if (now - last_maintain >= 250) {
+			streams_expire(streams);
+			store_maintain(store);
+			last_maintain = now;
+		}
+	}
+}
+
+int server_run(const struct server_config *cfg)
+{
+	struct store_config sc;
+	struct streams_config stc = {0};
+	struct http_config hc = {0};
+	struct api api = {0};
+	struct store *store = NULL;
+	struct streams *streams = NULL;
+	struct http_server *http = NULL;
+	char host[256], err[1024];
+	uint16_t port;
+	sigset_t set;
+	int rv = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	if (parse_listen(cfg->listen, host, sizeof host, &port) != 0) {
+		fprintf(stderr,
+			"replite: invalid --listen '%s': expected HOST:PORT, "
+			"e.g. 127.0.0.1:8080\n",
+			cfg->listen);
+		return 2;
+	}
+	if (cfg->jwt_key_file != NULL) {
+		if (jwt_keys_load_file(cfg->jwt_key_file, &api.keys, err,
+				       sizeof err) != 0) {
+			fprintf(stderr, "replite: %s\n", err);
+			return 1;
+		}
+	} else {
+		fprintf(stderr, "replite: WARNING: no --auth-jwt-key-file: "
+				"anyone who can reach the server can read and "
+				"write the database\n");
+	}
+	store_config_defaults(&sc);
+	sc.data_dir = cfg->data_dir;
+	sc.import_path = cfg->import_path;
+	sc.generation_frames = cfg->generation_frames;
+	sc.retention_ms = cfg->retention_ms;
+	if (store_open(&sc, &store, err, sizeof err) != 0) {
+		fprintf(stderr, "replite: %s\n", err);
+		goto out;
+	}
+	stc.open_db = store_open_conn;
+	stc.open_db_arg = store;
+	stc.max_streams = cfg->max_streams;
+	stc.idle_expiry_ms = cfg->stream_idle_ms;
+	streams = streams_new(&stc);
+	if (streams == NULL) {
+		fprintf(stderr, "replite: out of memory\n");
+		goto out;
+	}
+	api.store = store;
+	api.streams = streams;
+	api.max_wait_s = 60;
+	api.log_requests = cfg->log_requests;
+	hc.host = host;
+	hc.port = port;
+	hc.threads = cfg->threads;
+	hc.max_body = cfg->max_body;
+	hc.max_connections = 4096;
+	hc.idle_timeout_s = 120;
+	hc.handler = api_handle;
+	hc.arg = &api;
+	if (http_server_start(&hc, &http, err, sizeof err) != 0) {
+		fprintf(stderr, "replite: %s\n", err);
+		goto out;
+	}
+	store_set_listener(store, wake_http, http);
+	fprintf(stderr,
+		"replite: database %s, generation %" PRIu32 ", %" PRIu32
+		" frames, data in %s\n",
+		store_database_id(store), store_generation(store),
+		store_head(store), cfg->data_dir);
+	fprintf(stderr, "replite: listening on http://%s%s%s:%u\n",
+		strchr(host, ':') ? "[" : "", host,
+		strchr(host, ':') ? "]" : "", http_server_port(http));
+	run_until_signal(http, store, streams);
+	rv = 0;
+out:
+	if (store != NULL)
+		store_set_listener(store, NULL, NULL);
+	http_server_stop(http);
+	streams_free(streams);
+	store_close(store);
+	jwt_keys_free(api.keys);
+	return rv;
+}

@@ -1,0 +1,28 @@
+/* `replite serve`: one primary process (store + HTTP API + Hrana streams),
+ * run until SIGINT or SIGTERM. */
+#ifndef REPLITE_SERVER_H
+#define REPLITE_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct server_config {
+	const char *data_dir;
+	const char *listen; /* HOST:PORT, [V6]:PORT */
+	const char *import_path;
+	const char *jwt_key_file;
+	uint32_t generation_frames;
+	int64_t retention_ms;
+	unsigned threads;
+	size_t max_body;
+	int max_streams;
+	int stream_idle_ms;
+	int log_requests;
+};
+
+void server_config_defaults(struct server_config *cfg);
+
+/* Returns the process exit code. */
+int server_run(const struct server_config *cfg);
+
+#endif

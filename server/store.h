@@ -1,0 +1,85 @@
+/* The primary's storage for one database: a live SQLite database in WAL mode
+ * (what SQL runs against) and a durable frame log organised in generations
+ * (DESIGN.md §4).  The log is the source of truth: every transaction, SQL or
+ * pushed, reaches the log (fsync) before it becomes visible in the live
+ * database, and start-up brings the live database up to the log's head.
+ *
+ * Layout of data_dir:
+ *   database.json        {"format": 1, "database_id": "<uuid>"}
+ *   live.db (-wal, -shm) the live database
+ *   gen-00000001/        generation 1: base.db (the database before its
+ *                        first frame) and frames.log (frame_log.h)
+ */
+#ifndef REPLITE_STORE_H
+#define REPLITE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "util.h"
+
+struct store;
+
+struct store_config {
+	const char *data_dir;
+	const char *import_path;   /* seed a new database from this file */
+	uint32_t generation_frames; /* roll over after this many frames */
+	int64_t retention_ms;       /* keep ended generations this long */
+	size_t max_push_bytes;      /* frames buffered per pending push */
+	int push_expiry_ms;         /* pending push batons expire */
+};
+
+void store_config_defaults(struct store_config *cfg);
+
+int store_open(const struct store_config *cfg, struct store **out, char *err,
+	       size_t err_len);
+void store_close(struct store *s);
+
+/* Open a connection to the live database through the capturing VFS; the
+ * signature matches streams_config.open_db. */
+int store_open_conn(void *store, sqlite3 **db);
+
+const char *store_database_id(struct store *s);
+uint32_t store_generation(struct store *s);
+uint32_t store_head(struct store *s); /* frames in the current generation */
+
+/* Called (from any thread, with no store lock held) after every new commit
+ * and generation change, e.g. to wake long-polls. */
+void store_set_listener(struct store *s, void (*fn)(void *arg), void *arg);
+
+/* GET /sync/{gen}/{start}/{end}. */
+enum store_pull {
+	STORE_PULL_FRAMES,       /* frames [start, *end) at fd/offset */
+	STORE_PULL_CAUGHT_UP,    /* 400 {"generation": gen} */
+	STORE_PULL_NEXT_GEN,     /* 400 {"generation": gen + 1} */
+	STORE_PULL_UNKNOWN_GEN,  /* 404, the generation is not retained */
+	STORE_PULL_BAD_RANGE,    /* 400, start == 0 or end <= start */
+};
+struct store_frames {
+	int fd; /* dup'd: the caller closes it */
+	uint64_t offset;
+	uint64_t len;
+	uint32_t end; /* exclusive */
+};
+enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
+			   uint32_t end, struct store_frames *out);
+
+/* GET /export/{gen}: an fd (dup'd) and size of the generation's base, or -1
+ * if the generation is not retained. */
+int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size);
+
+/* POST /sync/{gen}/{start}/{end}[/{baton}] (baton may be NULL). */
+void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
+		const char *baton, const uint8_t *body, size_t len,
+		struct http_reply *reply);
+
+/* Periodic work: roll over a full generation, checkpoint the live WAL,
+ * drop generations past retention, expire pending pushes. */
+void store_maintain(struct store *s);
+
+/* Information for /info and logs. */
+json_t *store_info(struct store *s);
+
+#endif

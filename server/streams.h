@@ -1,0 +1,44 @@
+/* Hrana streams over HTTP: each stream keeps one SQLite connection across
+ * requests (so interactive transactions work), is named by an unguessable
+ * baton that changes with every request, expires when idle, and their number
+ * is bounded. */
+#ifndef REPLITE_STREAMS_H
+#define REPLITE_STREAMS_H
+
+#include <stddef.h>
+
+#include <sqlite3.h>
+
+#include "util.h"
+
+struct streams;
+
+struct streams_config {
+	/* Open a new connection to the live database (through the capturing
+	 * VFS).  Returns an SQLite code. */
+	int (*open_db)(void *arg, sqlite3 **db);
+	void *open_db_arg;
+	int max_streams;    /* open streams at most; beyond: 503 */
+	int idle_expiry_ms; /* idle streams are closed (their txn rolled back) */
+};
+
+struct streams *streams_new(const struct streams_config *cfg);
+void streams_free(struct streams *s);
+
+/* POST /v2/pipeline, /v3/pipeline (version 2 or 3).  body is the raw
+ * request body.  Fills reply (JSON, or a 4xx/5xx Hrana error body). */
+void streams_pipeline(struct streams *s, int version, int read_only,
+		      const char *body, size_t len, struct http_reply *reply);
+/* POST /v3/cursor: reply is newline-delimited JSON. */
+void streams_cursor(struct streams *s, int read_only, const char *body,
+		    size_t len, struct http_reply *reply);
+/* POST /v1/execute and /v1/batch (stateless, Hrana 1). */
+void streams_v1_execute(struct streams *s, int read_only, const char *body,
+			size_t len, struct http_reply *reply);
+void streams_v1_batch(struct streams *s, int read_only, const char *body,
+		      size_t len, struct http_reply *reply);
+/* Close streams idle for longer than the expiry; called periodically. */
+void streams_expire(struct streams *s);
+int streams_count(struct streams *s);
+
+#endif

@@ -1,0 +1,408 @@
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+void http_reply_free(struct http_reply *r)
+{
+	free(r->body);
+	r->body = NULL;
+	r->len = 0;
+}
+
+void http_reply_json(struct http_reply *r, int status, json_t *j)
+{
+	r->status = status;
+	r->content_type = "application/json";
+	r->body = json_dumps(j, JSON_COMPACT);
+	r->len = r->body ? strlen(r->body) : 0;
+	json_decref(j);
+}
+
+void http_reply_error(struct http_reply *r, int status, const char *code,
+		      const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	http_reply_json(r, status,
+			json_pack("{s:s, s:s, s:s}", "error", msg, "message",
+				  msg, "code", code));
+}
+
+void http_reply_text(struct http_reply *r, int status, const char *text)
+{
+	r->status = status;
+	r->content_type = "text/plain; charset=utf-8";
+	r->body = strdup(text);
+	r->len = strlen(text);
+}
+
+static const char b64_std[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_url[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+char *util_base64_encode(const uint8_t *data, size_t len, int url_safe,
+			 int pad)
+{
+	const char *alpha = url_safe ? b64_url : b64_std;
+	char *out = malloc(4 * ((len + 2) / 3) + 1);
+	size_t i, o = 0;
+
+	if (out == NULL) {
+		return NULL;
+	}
+	for (i = 0; i + 3 <= len; i += 3) {
+		uint32_t v = ((uint32_t)data[i] << 16) |
+			     ((uint32_t)data[i + 1] << 8) | data[i + 2];
+		out[o++] = alpha[(v >> 18) & 63];
+		out[o++] = alpha[(v >> 12) & 63];
+		out[o++] = alpha[(v >> 6) & 63];
+		out[o++] = alpha[v & 63];
+	}
+	if (len - i == 1) {
+		uint32_t v = (uint32_t)data[i] << 16;
+		out[o++] = alpha[(v >> 18) & 63];
+		out[o++] = alpha[(v >> 12) & 63];
+		if (pad) {
+			out[o++] = '=';
+			out[o++] = '=';
+		}
+	} else if (len - i == 2) {
+		uint32_t v = ((uint32_t)data[i] << 16) |
+			     ((uint32_t)data[i + 1] << 8);
+		out[o++] = alpha[(v >> 18) & 63];
+		out[o++] = alpha[(v >> 12) & 63];
+		out[o++] = alpha[(v >> 6) & 63];
+		if (pad) {
+			out[o++] = '=';
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static int b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+uint8_t *util_base64_decode(const char *text, size_t text_len,
+			    size_t *out_len)
+{
+	uint8_t *out;
+	uint32_t acc = 0;
+	size_t i, o = 0, n;
+	int bits = 0;
+
+	while (text_len > 0 && text[text_len - 1] == '=') {
+		text_len--;
+	}
+	if (text_len % 4 == 1) {
+		return NULL;
+	}
+	n = text_len / 4 * 3 + 3;
+	out = malloc(n + 1);
+	if (out == NULL) {
+		return NULL;
+	}
+	for (i = 0; i < text_len; i++) {
+		int v = b64_value(text[i]);
+		if (v < 0) {
+			free(out);
+			return NULL;
+		}
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	*out_len = o;
+	return out;
+}
+
+char *util_random_token(size_t n_bytes)
+{
+	uint8_t buf[64];
+
+	if (n_bytes > sizeof buf || RAND_bytes(buf, (int)n_bytes) != 1) {
+		return NULL;
+	}
+	return util_base64_encode(buf, n_bytes, 1, 0);
+}
+
+int64_t util_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int util_write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int util_read_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			return -EIO; /* short file */
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int util_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rv = 0;
+
+	if (fd < 0) {
+		return -errno;
+	}
+	if (fsync(fd) != 0) {
+		rv = -errno;
+	}
+	close(fd);
+	return rv;
+}
+
+int util_mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t i, len = strlen(path);
+
+	if (len == 0 || len >= sizeof buf) {
+		return -ENAMETOOLONG;
+	}
+	memcpy(buf, path, len + 1);
+	for (i = 1; i <= len; i++) {
+		if (buf[i] == '/' || buf[i] == '\0') {
+			char c = buf[i];
+			buf[i] = '\0';
+			if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+				return -errno;
+			}
+			buf[i] = c;
+		}
+	}
+	return 0;
+}
+
+static char *parent_dir(const char *path)
+{
+	char *copy = strdup(path);
+	char *dir;
+
+	if (copy == NULL) {
+		return NULL;
+	}
+	dir = strdup(dirname(copy));
+	free(copy);
+	return dir;
+}
+
+static int replace_durably(const char *tmp, const char *path)
+{
+	char *dir;
+	int rv;
+
+	if (rename(tmp, path) != 0) {
+		rv = -errno;
+		unlink(tmp);
+		return rv;
+	}
+	dir = parent_dir(path);
+	if (dir == NULL) {
+		return -ENOMEM;
+	}
+	rv = util_fsync_dir(dir);
+	free(dir);
+	return rv;
+}
+
+int util_write_file_atomic(const char *path, const void *buf, size_t len)
+{
+	char *tmp = util_strdupf("%s.tmp", path);
+	int fd, rv;
+
+	if (tmp == NULL) {
+		return -ENOMEM;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rv = -errno;
+		goto out;
+	}
+	rv = util_write_all(fd, buf, len, 0);
+	if (rv == 0 && fsync(fd) != 0) {
+		rv = -errno;
+	}
+	close(fd);
+	if (rv != 0) {
+		unlink(tmp);
+		goto out;
+	}
+	rv = replace_durably(tmp, path);
+out:
+	free(tmp);
+	return rv;
+}
+
+int util_read_file(const char *path, char **out, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	int fd, rv;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return -errno;
+	}
+	if (fstat(fd, &st) != 0) {
+		rv = -errno;
+		close(fd);
+		return rv;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	rv = util_read_all(fd, buf, (size_t)st.st_size, 0);
+	close(fd);
+	if (rv != 0) {
+		free(buf);
+		return rv;
+	}
+	buf[st.st_size] = '\0';
+	*out = buf;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+int util_copy_file(const char *src, const char *dst)
+{
+	char *tmp = util_strdupf("%s.tmp", dst);
+	char buf[1 << 16];
+	uint64_t off = 0;
+	int in = -1, out = -1, rv = 0;
+
+	if (tmp == NULL) {
+		return -ENOMEM;
+	}
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		rv = -errno;
+		goto done;
+	}
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out < 0) {
+		rv = -errno;
+		goto done;
+	}
+	for (;;) {
+		ssize_t n = pread(in, buf, sizeof buf, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rv = -errno;
+			goto done;
+		}
+		if (n == 0)
+			break;
+		rv = util_write_all(out, buf, (size_t)n, off);
+		if (rv != 0)
+			goto done;
+		off += (uint64_t)n;
+	}
+	if (fsync(out) != 0) {
+		rv = -errno;
+		goto done;
+	}
+	close(out);
+	out = -1;
+	rv = replace_durably(tmp, dst);
+done:
+	if (in >= 0)
+		close(in);
+	if (out >= 0) {
+		close(out);
+		unlink(tmp);
+	}
+	free(tmp);
+	return rv;
+}
+
+char *util_strdupf(const char *fmt, ...)
+{
+	va_list ap;
+	char *out = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&out, fmt, ap) < 0) {
+		out = NULL;
+	}
+	va_end(ap);
+	return out;
+}

@@ -1,0 +1,58 @@
+/* Small helpers shared by the primary's modules: HTTP replies, base64,
+ * random tokens, clocks and durable file operations. */
+#ifndef REPLITE_SERVER_UTIL_H
+#define REPLITE_SERVER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* A complete HTTP response produced by a handler.  body is malloc'd (may be
+ * NULL when len is 0) and owned by the reply. */
+struct http_reply {
+	int status;
+	const char *content_type;
+	char *body;
+	size_t len;
+};
+
+void http_reply_free(struct http_reply *r);
+/* Take ownership of j (decref'd) and serialise it compactly. */
+void http_reply_json(struct http_reply *r, int status, json_t *j);
+/* {"error": message, "code": code} (libSQL's server error shape, also
+ * accepted by the Hrana clients since it carries "message"). */
+void http_reply_error(struct http_reply *r, int status, const char *code,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void http_reply_text(struct http_reply *r, int status, const char *text);
+
+/* base64: standard alphabet with padding on output; decoding accepts both
+ * alphabets, with or without padding.  Return malloc'd buffers (NUL
+ * terminated for encode), or NULL on malformed input. */
+char *util_base64_encode(const uint8_t *data, size_t len, int url_safe,
+			 int pad);
+uint8_t *util_base64_decode(const char *text, size_t text_len,
+			    size_t *out_len);
+
+/* n random bytes rendered as URL-safe base64 (unguessable identifiers). */
+char *util_random_token(size_t n_bytes);
+
+int64_t util_now_ms(void);      /* wall clock, Unix ms */
+int64_t util_monotonic_ms(void); /* monotonic clock, ms */
+
+/* Durable file helpers; return 0 or -errno. */
+int util_write_all(int fd, const void *buf, size_t len, uint64_t off);
+int util_read_all(int fd, void *buf, size_t len, uint64_t off);
+int util_fsync_dir(const char *dir);
+int util_mkdir_p(const char *path);
+/* Write a whole file atomically: temp file, fsync, rename, fsync dir. */
+int util_write_file_atomic(const char *path, const void *buf, size_t len);
+/* Read a whole file into a malloc'd buffer (NUL terminated). */
+int util_read_file(const char *path, char **out, size_t *len);
+/* Copy src to dst durably (dst replaced atomically). */
+int util_copy_file(const char *src, const char *dst);
+
+/* printf into a malloc'd string. */
+char *util_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,525 @@
+/* The primary's storage: capture of SQL transactions into the frame log,
+ * start-up recovery, rollover replay, and pushes. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "server/frame_log.h"
+#include "server/store.h"
+#include "sync/walfmt.h"
+
+struct fx {
+	char *dir;
+	char *data;
+	struct store_config cfg;
+	struct store *store;
+	sqlite3 *db;
+};
+
+static void fx_open(struct fx *f)
+{
+	char err[512] = "";
+
+	ck_assert_msg(store_open(&f->cfg, &f->store, err, sizeof err) == 0,
+		      "store_open: %s", err);
+	ck_assert_int_eq(store_open_conn(f->store, &f->db), SQLITE_OK);
+}
+
+static void fx_close(struct fx *f)
+{
+	sqlite3_close(f->db);
+	f->db = NULL;
+	store_close(f->store);
+	f->store = NULL;
+}
+
+static void fx_init(struct fx *f, const char *name)
+{
+	memset(f, 0, sizeof *f);
+	f->dir = fixture_tmpdir();
+	f->data = fixture_path(f->dir, name);
+	store_config_defaults(&f->cfg);
+	f->cfg.data_dir = f->data;
+}
+
+static void fx_done(struct fx *f)
+{
+	fx_close(f);
+	free(f->data);
+	fixture_rmdir(f->dir);
+}
+
+static void exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+	sqlite3_free(msg);
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t v;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void assert_integrity(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1,
+					    &st, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+}
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *buf;
+	long n;
+
+	ck_assert_ptr_nonnull(fp);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	ck_assert_int_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void copy_file(const char *src, const char *dst)
+{
+	size_t n;
+	uint8_t *buf = read_file(src, &n);
+	FILE *fp = fopen(dst, "wb");
+
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_int_eq(fwrite(buf, 1, n, fp), n);
+	fclose(fp);
+	free(buf);
+}
+
+/* base(gen) + frames [1, head] of gen, replayed into a scratch file, must be
+ * byte-equal to the live database once it is fully checkpointed. */
+static void assert_log_matches_live(struct fx *f, uint32_t gen)
+{
+	char *gen_dir, *base, *log_path, *scratch, *live;
+	struct frame_log *log;
+	char err[256];
+	uint8_t *a, *b;
+	size_t na, nb;
+	int fd;
+
+	ck_assert_int_eq(sqlite3_wal_checkpoint_v2(f->db, "main",
+						   SQLITE_CHECKPOINT_TRUNCATE,
+						   NULL, NULL),
+			 SQLITE_OK);
+	ck_assert(asprintf(&gen_dir, "%s/gen-%08u", f->data, gen) > 0);
+	base = fixture_path(gen_dir, "base.db");
+	log_path = fixture_path(gen_dir, "frames.log");
+	scratch = fixture_path(f->dir, "replayed.db");
+	live = fixture_path(f->data, "live.db");
+	copy_file(base, scratch);
+	ck_assert_int_eq(frame_log_open(log_path, 0, &log, err, sizeof err), 0);
+	fd = open(scratch, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	if (frame_log_head(log) > 0)
+		ck_assert_int_eq(frame_log_replay(log, frame_log_head(log), fd),
+				 0);
+	close(fd);
+	frame_log_close(log);
+	a = read_file(scratch, &na);
+	b = read_file(live, &nb);
+	ck_assert_uint_eq(na, nb);
+	ck_assert_msg(memcmp(a, b, na) == 0,
+		      "replayed log differs from the live database");
+	free(a);
+	free(b);
+	free(gen_dir);
+	free(base);
+	free(log_path);
+	free(scratch);
+	free(live);
+}
+
+START_TEST(test_sql_commits_are_logged)
+{
+	struct fx f;
+	uint32_t head0, head1;
+
+	fx_init(&f, "data");
+	fx_open(&f);
+	ck_assert_uint_eq(store_generation(f.store), 1);
+	head0 = store_head(f.store);
+	exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+	head1 = store_head(f.store);
+	ck_assert_uint_gt(head1, head0);
+	exec(f.db, "INSERT INTO t(v) VALUES ('a'), ('b')");
+	ck_assert_uint_gt(store_head(f.store), head1);
+	/* A rolled-back transaction writes nothing to the log. */
+	head1 = store_head(f.store);
+	exec(f.db, "BEGIN; INSERT INTO t(v) VALUES ('c'); ROLLBACK");
+	ck_assert_uint_eq(store_head(f.store), head1);
+	assert_log_matches_live(&f, 1);
+	fx_done(&f);
+}
+END_TEST
+
+/* Big transactions spill pages to the WAL before commit, and overwrite
+ * frames in place: the log must still hold each page's final image. */
+START_TEST(test_spills_and_overwrites)
+{
+	struct fx f;
+	int i;
+
+	fx_init(&f, "data");
+	fx_open(&f);
+	exec(f.db, "PRAGMA cache_size=5");
+	exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	exec(f.db, "BEGIN");
+	for (i = 0; i < 300; i++) {
+		char sql[128];
+		snprintf(sql, sizeof sql,
+			 "INSERT INTO t(v) VALUES (randomblob(%d))",
+			 100 + (i * 37) % 9000);
+		exec(f.db, sql);
+		if (i % 50 == 0)
+			exec(f.db, "UPDATE t SET v = randomblob(200) "
+				   "WHERE id % 7 = 0");
+	}
+	exec(f.db, "COMMIT");
+	exec(f.db, "DELETE FROM t WHERE id % 2 = 0");
+	exec(f.db, "VACUUM");
+	assert_log_matches_live(&f, 1);
+	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 150);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_restart_keeps_everything)
+{
+	struct fx f;
+	uint32_t head;
+
+	fx_init(&f, "data");
+	fx_open(&f);
+	exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3)");
+	head = store_head(f.store);
+	fx_close(&f);
+	fx_open(&f);
+	ck_assert_uint_eq(store_head(f.store), head);
+	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 6);
+	fx_done(&f);
+}
+END_TEST
+
+/* A crash can leave the live database behind the log (its WAL lost, or an
+ * old copy): start-up replays the log onto it. */
+START_TEST(test_live_brought_up_to_log_head)
+{
+	struct fx f;
+	char *live, *saved, *wal;
+
+	fx_init(&f, "data");
+	fx_open(&f);
+	exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+	sqlite3_wal_checkpoint_v2(f.db, "main", SQLITE_CHECKPOINT_TRUNCATE,
+				  NULL, NULL);
+	live = fixture_path(f.data, "live.db");
+	saved = fixture_path(f.dir, "saved.db");
+	wal = fixture_path(f.data, "live.db-wal");
+	copy_file(live, saved);
+	exec(f.db, "INSERT INTO t VALUES (2); CREATE TABLE u(y);"
+		   "INSERT INTO u VALUES (zeroblob(50000))");
+	fx_close(&f);
+	/* Roll the live database back to the older copy. */
+	copy_file(saved, live);
+	unlink(wal);
+	fx_open(&f);
+	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 3);
+	ck_assert_int_eq(query_int(f.db, "SELECT length(y) FROM u"), 50000);
+	assert_integrity(f.db);
+	assert_log_matches_live(&f, 1);
+	free(live);
+	free(saved);
+	free(wal);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_rollover_replays_pages)
+{
+	struct fx f;
+	struct store_frames fr;
+	uint32_t head1;
+	int i;
+
+	fx_init(&f, "data");
+	f.cfg.generation_frames = 20;
+	fx_open(&f);
+	exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	for (i = 0; i < 30; i++)
+		exec(f.db, "INSERT INTO t(v) VALUES (randomblob(3000))");
+	head1 = store_head(f.store);
+	ck_assert_uint_ge(head1, 20);
+	store_maintain(f.store);
+	ck_assert_uint_eq(store_generation(f.store), 2);
+	ck_assert_uint_eq(store_head(f.store), 0);
+	/* Base of generation 2 == live database now. */
+	assert_log_matches_live(&f, 2);
+	/* Generation 1 is complete: past its end, go to generation 2. */
+	ck_assert_int_eq(store_pull(f.store, 1, head1 + 1, head1 + 10, &fr),
+			 STORE_PULL_NEXT_GEN);
+	ck_assert_int_eq(store_pull(f.store, 2, 1, 10, &fr),
+			 STORE_PULL_CAUGHT_UP);
+	ck_assert_int_eq(store_pull(f.store, 7, 1, 10, &fr),
+			 STORE_PULL_UNKNOWN_GEN);
+	exec(f.db, "UPDATE t SET v = randomblob(10) WHERE id < 5");
+	ck_assert_uint_gt(store_head(f.store), 0);
+	assert_log_matches_live(&f, 2);
+	/* And after a restart, generation 2 stays current. */
+	fx_close(&f);
+	fx_open(&f);
+	ck_assert_uint_eq(store_generation(f.store), 2);
+	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 30);
+	fx_done(&f);
+}
+END_TEST
+
+static json_t *push(struct store *s, uint32_t gen, uint32_t start,
+		    uint32_t end, const char *baton, const uint8_t *body,
+		    size_t len, int *status)
+{
+	struct http_reply r = {0};
+	json_t *j;
+
+	store_push(s, gen, start, end, baton, body, len, &r);
+	*status = r.status;
+	j = json_loadb(r.body, r.len, 0, NULL);
+	http_reply_free(&r);
+	ck_assert_ptr_nonnull(j);
+	return j;
+}
+
+static uint8_t *pull_all(struct store *s, uint32_t gen, uint32_t *n)
+{
+	struct store_frames fr;
+	uint8_t *buf;
+
+	ck_assert_int_eq(store_pull(s, gen, 1, 100000, &fr), STORE_PULL_FRAMES);
+	buf = malloc(fr.len);
+	ck_assert_int_eq(pread(fr.fd, buf, fr.len, (off_t)fr.offset),
+			 (ssize_t)fr.len);
+	close(fr.fd);
+	*n = fr.end - 1;
+	return buf;
+}
+
+/* Two primaries seeded from the same file; frames of A pushed to B make B
+ * equal to A. */
+START_TEST(test_push_applies_frames)
+{
+	struct fx a, b;
+	char *seed;
+	sqlite3 *db;
+	uint8_t *frames;
+	uint32_t n;
+	int status;
+	json_t *j;
+
+	fx_init(&a, "a");
+	fx_init(&b, "b");
+	seed = fixture_path(a.dir, "seed.db");
+	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
+	exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
+	sqlite3_close(db);
+	a.cfg.import_path = seed;
+	b.cfg.import_path = seed;
+	fx_open(&a);
+	fx_open(&b);
+	exec(a.db, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+	frames = pull_all(a.store, 1, &n);
+	ck_assert_uint_ge(n, 2);
+
+	/* Wrong body size, page 0, bad page 1: refused, nothing applied. */
+	j = push(b.store, 1, 1, n + 1, NULL, frames, n * WALFMT_FRAME_SIZE - 1,
+		 &status);
+	ck_assert_int_eq(status, 400);
+	json_decref(j);
+
+	/* Push in two requests: the first has no commit frame, so a baton
+	 * carries the sequence. */
+	j = push(b.store, 1, 1, 2, NULL, frames, WALFMT_FRAME_SIZE, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "max_frame_no")),
+			 1);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 1);
+	{
+		char *baton =
+			strdup(json_string_value(json_object_get(j, "baton")));
+		json_decref(j);
+		j = push(b.store, 1, 2, n + 1, baton,
+			 frames + WALFMT_FRAME_SIZE,
+			 (n - 1) * WALFMT_FRAME_SIZE, &status);
+		free(baton);
+	}
+	ck_assert_int_eq(status, 200);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "max_frame_no")),
+			 n);
+	json_decref(j);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 3);
+	ck_assert_int_eq(query_int(b.db, "SELECT sum(x) FROM t"), 45);
+	assert_integrity(b.db);
+	assert_log_matches_live(&b, 1);
+
+	/* The same push again (a lost reply) is acknowledged, not applied. */
+	j = push(b.store, 1, 1, n + 1, NULL, frames, n * WALFMT_FRAME_SIZE,
+		 &status);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+	json_decref(j);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 3);
+
+	/* Frames that do not follow the head: conflict. */
+	exec(a.db, "INSERT INTO t VALUES (3)");
+	free(frames);
+	frames = pull_all(a.store, 1, &n);
+	exec(b.db, "INSERT INTO t VALUES (99)");
+	j = push(b.store, 1, n, n + 1, NULL, frames + (n - 1) * WALFMT_FRAME_SIZE,
+		 WALFMT_FRAME_SIZE, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "status")),
+			 "conflict");
+	json_decref(j);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t WHERE x = 3"),
+			 0);
+
+	free(frames);
+	free(seed);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+START_TEST(test_push_rejects_bad_frames)
+{
+	struct fx f;
+	uint8_t frame[WALFMT_FRAME_SIZE];
+	int status;
+	json_t *j;
+
+	fx_init(&f, "data");
+	fx_open(&f);
+	memset(frame, 0, sizeof frame);
+	walfmt_put32(frame + 4, 1);
+	j = push(f.store, 1, 1, 2, NULL, frame, sizeof frame, &status);
+	ck_assert_int_eq(status, 400); /* page number 0 */
+	json_decref(j);
+	walfmt_put32(frame, 1);
+	j = push(f.store, 1, 1, 2, NULL, frame, sizeof frame, &status);
+	ck_assert_int_eq(status, 400); /* page 1 without a SQLite header */
+	json_decref(j);
+	j = push(f.store, 1, 1, 2, "no-such-baton", frame, sizeof frame,
+		 &status);
+	ck_assert_int_eq(status, 400);
+	json_decref(j);
+	j = push(f.store, 1, 3, 2, NULL, frame, sizeof frame, &status);
+	ck_assert_int_eq(status, 400);
+	json_decref(j);
+	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM sqlite_schema"),
+			 0);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_import_converts_page_size)
+{
+	struct fx f;
+	char *seed;
+	sqlite3 *db;
+
+	fx_init(&f, "data");
+	seed = fixture_path(f.dir, "seed.db");
+	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
+	exec(db, "PRAGMA page_size=1024; CREATE TABLE t(x);"
+		 "INSERT INTO t VALUES ('imported')");
+	sqlite3_close(db);
+	f.cfg.import_path = seed;
+	fx_open(&f);
+	ck_assert_int_eq(query_int(f.db, "PRAGMA page_size"), 4096);
+	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 1);
+	fx_close(&f);
+	/* Importing into an existing data directory is refused. */
+	{
+		char err[512] = "";
+		struct store *s = NULL;
+		ck_assert_int_ne(store_open(&f.cfg, &s, err, sizeof err), 0);
+		ck_assert_ptr_nonnull(strstr(err, "already holds a database"));
+	}
+	free(seed);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_import_refuses_garbage)
+{
+	struct fx f;
+	char *seed;
+	char err[512] = "";
+	FILE *fp;
+
+	fx_init(&f, "data");
+	seed = fixture_path(f.dir, "garbage.db");
+	fp = fopen(seed, "wb");
+	fputs("this is not a database, just some text that is long enough "
+	      "to look like a header of a file.................................",
+	      fp);
+	fclose(fp);
+	f.cfg.import_path = seed;
+	ck_assert_int_ne(store_open(&f.cfg, &f.store, err, sizeof err), 0);
+	ck_assert_ptr_nonnull(strstr(err, "garbage.db"));
+	free(seed);
+	fx_done(&f);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("store");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_sql_commits_are_logged);
+	tcase_add_test(tc, test_spills_and_overwrites);
+	tcase_add_test(tc, test_restart_keeps_everything);
+	tcase_add_test(tc, test_live_brought_up_to_log_head);
+	tcase_add_test(tc, test_rollover_replays_pages);
+	tcase_add_test(tc, test_push_applies_frames);
+	tcase_add_test(tc, test_push_rejects_bad_frames);
+	tcase_add_test(tc, test_import_converts_page_size);
+	tcase_add_test(tc, test_import_refuses_garbage);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return fixture_run(store_suite());
+}

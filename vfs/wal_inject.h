@@ -1,0 +1,44 @@
+/* The WAL injector: publishes a batch of page images into the WAL of a live
+ * SQLite database exactly as a SQLite writer would (frames with the local
+ * salts and checksum chain, wal-index hash entries, then the two header
+ * copies), so readers see all of the batch or none of it.  See
+ * shared/notes/wal-injection.md. */
+#ifndef REPLITE_WAL_INJECT_H
+#define REPLITE_WAL_INJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+struct wal_page {
+	uint32_t pgno;
+	const uint8_t *data; /* page_size bytes */
+};
+
+/* Maps a file handle SQLite returned through SQLITE_FCNTL_FILE_POINTER /
+ * SQLITE_FCNTL_JOURNAL_POINTER to the underlying handle, bypassing a VFS
+ * shim's own interception.  NULL = identity. */
+typedef sqlite3_file *(*wal_inject_unwrap_fn)(sqlite3_file *f);
+
+struct wal_inject_opts {
+	wal_inject_unwrap_fn unwrap;
+	int sync; /* fsync the WAL before publishing (synchronous >= FULL) */
+};
+
+/* Append pages as one transaction (the last image of a page wins; frames
+ * whose pgno exceeds db_size are dropped) and publish it with db_size pages
+ * as the new database size.
+ *
+ * Precondition: db is in a write transaction started with BEGIN IMMEDIATE on
+ * its "main" schema that has modified nothing; the caller COMMITs afterwards
+ * (which writes nothing and releases the WAL write lock).  The database must
+ * be in WAL mode with the given page size.
+ *
+ * Returns SQLITE_OK, or an SQLite error code with *errmsg (sqlite3_malloc'd,
+ * may be NULL) naming the cause.  On error nothing is published. */
+int wal_inject(sqlite3 *db, const struct wal_inject_opts *opts,
+	       const struct wal_page *pages, size_t n_pages, uint32_t db_size,
+	       char **errmsg);
+
+#endif
