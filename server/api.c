@@ -177,8 +177,8 @@ static void handle_hrana(struct api *api, struct http_request *req,
 		streams_cursor(api->streams, read_only, body, req->body_len,
 			       &res->reply);
 	} else if (strcmp(req->path, "/v1/execute") == 0) {
-		streams_v1_execute(api->streams, read_only, body,
-				   req->body_len, &res->reply);
+		streams_v1_execute(api->streams, read_only, body, req->body_len,
+				   &res->reply);
 	} else {
 		streams_v1_batch(api->streams, read_only, body, req->body_len,
 				 &res->reply);

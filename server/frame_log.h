@@ -16,8 +16,8 @@
 struct frame_log;
 
 struct frame_log_entry {
-	uint32_t pgno;    /* >= 1 */
-	uint32_t db_size; /* pages after commit on a commit frame, else 0 */
+	uint32_t pgno;       /* >= 1 */
+	uint32_t db_size;    /* pages after commit on a commit frame, else 0 */
 	const uint8_t *page; /* WALFMT_PAGE_SIZE bytes */
 };
 

@@ -11,7 +11,8 @@
 struct hrana_conn {
 	sqlite3 *db;
 	int version;   /* 2 or 3: v3 adds get_autocommit, is_autocommit */
-	int read_only; /* refuse statements that are not sqlite3_stmt_readonly */
+	int read_only; /* refuse statements that are not sqlite3_stmt_readonly
+			*/
 	json_t *sqls;  /* sql_id (decimal text) -> SQL text, from store_sql */
 };
 

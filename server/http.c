@@ -132,8 +132,8 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 			      const char *method)
 {
 	struct http_server *s = ctx->srv;
-	struct http_request req = {method, url, ctx->body, ctx->len,
-				   ctx->started_ms, ctx->conn};
+	struct http_request req = {
+	    method, url, ctx->body, ctx->len, ctx->started_ms, ctx->conn};
 
 	for (;;) {
 		struct http_response res;
@@ -200,8 +200,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 	return handle(ctx, url, method);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn,
-			 void **con_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
 {
 	struct http_server *s = cls;
 	struct req_ctx *ctx = *con_cls;
@@ -308,14 +308,13 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
-		flags, cfg->port, NULL, NULL, on_access, s,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
-		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, 512, MHD_OPTION_END);
+	    flags, cfg->port, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR,
+	    (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
+	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 512, MHD_OPTION_END);
 	if (s->daemon == NULL) {
 		snprintf(err, err_len, "cannot listen on %s:%u: %s", cfg->host,
 			 cfg->port,
@@ -331,7 +330,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 uint16_t http_server_port(struct http_server *s)
 {
 	const union MHD_DaemonInfo *info =
-		MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	    MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
 
 	return info ? info->port : 0;
 }

@@ -38,7 +38,7 @@ struct http_config {
 	const char *host; /* numeric IPv4 or IPv6 address */
 	uint16_t port;    /* 0: any free port */
 	unsigned threads;
-	size_t max_body;  /* larger bodies get 413 */
+	size_t max_body; /* larger bodies get 413 */
 	unsigned max_connections;
 	unsigned idle_timeout_s;
 	http_handler_fn handler;

@@ -75,7 +75,7 @@ void store_config_defaults(struct store_config *cfg)
 }
 
 static void set_err(char *err, size_t n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t n, const char *fmt, ...)
 {
 	va_list ap;
@@ -85,7 +85,8 @@ static void set_err(char *err, size_t n, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void store_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void store_log(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 static void store_log(const char *fmt, ...)
 {
 	va_list ap;
@@ -182,9 +183,10 @@ static int on_commit(void *arg, const char *path, const struct wal_page *pages,
 		return SQLITE_IOERR_WRITE;
 	rv = append_pages(g, pages, n, db_size);
 	if (rv != 0) {
-		store_log("cannot append to the frame log of generation %" PRIu32
-			  ": %s; the transaction is rolled back",
-			  g->number, strerror(-rv));
+		store_log(
+		    "cannot append to the frame log of generation %" PRIu32
+		    ": %s; the transaction is rolled back",
+		    g->number, strerror(-rv));
 		return SQLITE_IOERR_WRITE;
 	}
 	return SQLITE_OK;
@@ -254,8 +256,8 @@ static char *new_database_id(void)
 			    b[15]);
 }
 
-static int exec_check(sqlite3 *db, const char *sql, const char *what,
-		      char *err, size_t n)
+static int exec_check(sqlite3 *db, const char *sql, const char *what, char *err,
+		      size_t n)
 {
 	char *msg = NULL;
 	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
@@ -410,8 +412,7 @@ out:
 	return rv;
 }
 
-static int load_or_create_id(struct store *s, int *is_new, char *err,
-			     size_t n)
+static int load_or_create_id(struct store *s, int *is_new, char *err, size_t n)
 {
 	char *path = util_strdupf("%s/database.json", s->data_dir);
 	char *text = NULL;
@@ -426,8 +427,9 @@ static int load_or_create_id(struct store *s, int *is_new, char *err,
 		char *body;
 		*is_new = 1;
 		s->database_id = new_database_id();
-		body = util_strdupf("{\"format\": 1, \"database_id\": \"%s\"}\n",
-				    s->database_id);
+		body =
+		    util_strdupf("{\"format\": 1, \"database_id\": \"%s\"}\n",
+				 s->database_id);
 		e = body ? util_write_file_atomic(path, body, strlen(body))
 			 : -ENOMEM;
 		free(body);
@@ -445,12 +447,12 @@ static int load_or_create_id(struct store *s, int *is_new, char *err,
 	}
 	j = json_loads(text, 0, &jerr);
 	if (j == NULL || !json_is_string(json_object_get(j, "database_id"))) {
-		set_err(err, n, "%s is corrupt: expected {\"database_id\": ...}",
-			path);
+		set_err(err, n,
+			"%s is corrupt: expected {\"database_id\": ...}", path);
 		goto out;
 	}
 	s->database_id =
-		strdup(json_string_value(json_object_get(j, "database_id")));
+	    strdup(json_string_value(json_object_get(j, "database_id")));
 	rv = 0;
 out:
 	json_decref(j);
@@ -471,7 +473,7 @@ static int add_gen(struct store *s, uint32_t number, struct frame_log *log)
 {
 	struct generation *g = calloc(1, sizeof *g);
 	struct generation **gens =
-		realloc(s->gens, (s->n_gens + 1) * sizeof *gens);
+	    realloc(s->gens, (s->n_gens + 1) * sizeof *gens);
 
 	if (g == NULL || gens == NULL) {
 		free(g);
@@ -546,8 +548,8 @@ static int load_generations(struct store *s, char *err, size_t n)
 
 		if (sscanf(e->d_name, "gen-%" SCNu32 "%7s", &number, tail) ==
 		    2) {
-			char *tmp = util_strdupf("%s/%s", s->data_dir,
-						 e->d_name);
+			char *tmp =
+			    util_strdupf("%s/%s", s->data_dir, e->d_name);
 			if (tmp != NULL && strcmp(tail, ".tmp") == 0)
 				remove_tree(tmp);
 			free(tmp);
@@ -556,8 +558,7 @@ static int load_generations(struct store *s, char *err, size_t n)
 		if (sscanf(e->d_name, "gen-%" SCNu32, &number) != 1 ||
 		    number == 0)
 			continue;
-		path = util_strdupf("%s/%s/frames.log", s->data_dir,
-				    e->d_name);
+		path = util_strdupf("%s/%s/frames.log", s->data_dir, e->d_name);
 		if (path == NULL || frame_log_open(path, 0, &log, err, n) != 0)
 			rv = -1;
 		else if (add_gen(s, number, log) != 0)
@@ -574,7 +575,8 @@ static int load_generations(struct store *s, char *err, size_t n)
 	}
 	qsort(s->gens, s->n_gens, sizeof *s->gens, cmp_gen);
 	for (i = 0; i + 1 < s->n_gens; i++) {
-		char *next_base = util_strdupf("%s/base.db", s->gens[i + 1]->dir);
+		char *next_base =
+		    util_strdupf("%s/base.db", s->gens[i + 1]->dir);
 		s->gens[i]->ended_ms = file_mtime_ms(next_base);
 		free(next_base);
 	}
@@ -628,7 +630,8 @@ static int live_catch_up(struct store *s, char *err, size_t n)
 		}
 		e = frame_log_replay(g->log, frame_log_head(g->log), fd);
 		if (e != 0) {
-			set_err(err, n, "cannot replay the frame log onto %s: %s",
+			set_err(err, n,
+				"cannot replay the frame log onto %s: %s",
 				s->live_path, strerror(-e));
 			goto out;
 		}
@@ -898,8 +901,9 @@ static int validate_frames(const uint8_t *body, size_t n_frames, char *why,
 			return -1;
 		}
 		if (db_size != 0 && db_size >= PENDING_BYTE_PAGE * 64u) {
-			set_err(why, n, "frame %zu has an implausible database "
-					"size of %u pages",
+			set_err(why, n,
+				"frame %zu has an implausible database "
+				"size of %u pages",
 				i, db_size);
 			return -1;
 		}
@@ -962,8 +966,7 @@ static int same_as_logged(struct generation *g, uint32_t start,
 
 	if (buf == NULL)
 		return 0;
-	if (frame_log_read(g->log, start, start + (uint32_t)n_frames, buf) !=
-	    0)
+	if (frame_log_read(g->log, start, start + (uint32_t)n_frames, buf) != 0)
 		goto out;
 	for (i = 0; i < n_frames; i++) {
 		const uint8_t *a = buf + i * WALFMT_FRAME_SIZE;
@@ -1320,7 +1323,7 @@ void store_maintain(struct store *s)
 	drop_expired_generations(s);
 	/* Injected frames never trigger SQLite's auto-checkpoint. */
 	pthread_mutex_lock(&s->internal_mu);
-	sqlite3_wal_checkpoint_v2(s->internal, "main", SQLITE_CHECKPOINT_PASSIVE,
-				  NULL, NULL);
+	sqlite3_wal_checkpoint_v2(s->internal, "main",
+				  SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	pthread_mutex_unlock(&s->internal_mu);
 }

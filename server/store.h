@@ -24,7 +24,7 @@ struct store;
 
 struct store_config {
 	const char *data_dir;
-	const char *import_path;   /* seed a new database from this file */
+	const char *import_path;    /* seed a new database from this file */
 	uint32_t generation_frames; /* roll over after this many frames */
 	int64_t retention_ms;       /* keep ended generations this long */
 	size_t max_push_bytes;      /* frames buffered per pending push */
@@ -51,11 +51,11 @@ void store_set_listener(struct store *s, void (*fn)(void *arg), void *arg);
 
 /* GET /sync/{gen}/{start}/{end}. */
 enum store_pull {
-	STORE_PULL_FRAMES,       /* frames [start, *end) at fd/offset */
-	STORE_PULL_CAUGHT_UP,    /* 400 {"generation": gen} */
-	STORE_PULL_NEXT_GEN,     /* 400 {"generation": gen + 1} */
-	STORE_PULL_UNKNOWN_GEN,  /* 404, the generation is not retained */
-	STORE_PULL_BAD_RANGE,    /* 400, start == 0 or end <= start */
+	STORE_PULL_FRAMES,      /* frames [start, *end) at fd/offset */
+	STORE_PULL_CAUGHT_UP,   /* 400 {"generation": gen} */
+	STORE_PULL_NEXT_GEN,    /* 400 {"generation": gen + 1} */
+	STORE_PULL_UNKNOWN_GEN, /* 404, the generation is not retained */
+	STORE_PULL_BAD_RANGE,   /* 400, start == 0 or end <= start */
 };
 struct store_frames {
 	int fd; /* dup'd: the caller closes it */

@@ -19,7 +19,8 @@ struct streams_config {
 	int (*open_db)(void *arg, sqlite3 **db);
 	void *open_db_arg;
 	int max_streams;    /* open streams at most; beyond: 503 */
-	int idle_expiry_ms; /* idle streams are closed (their txn rolled back) */
+	int idle_expiry_ms; /* idle streams are closed (their txn rolled back)
+			     */
 };
 
 struct streams *streams_new(const struct streams_config *cfg);

@@ -52,12 +52,11 @@ void http_reply_text(struct http_reply *r, int status, const char *text)
 }
 
 static const char b64_std[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64_url[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-char *util_base64_encode(const uint8_t *data, size_t len, int url_safe,
-			 int pad)
+char *util_base64_encode(const uint8_t *data, size_t len, int url_safe, int pad)
 {
 	const char *alpha = url_safe ? b64_url : b64_std;
 	char *out = malloc(4 * ((len + 2) / 3) + 1);
@@ -83,8 +82,8 @@ char *util_base64_encode(const uint8_t *data, size_t len, int url_safe,
 			out[o++] = '=';
 		}
 	} else if (len - i == 2) {
-		uint32_t v = ((uint32_t)data[i] << 16) |
-			     ((uint32_t)data[i + 1] << 8);
+		uint32_t v =
+		    ((uint32_t)data[i] << 16) | ((uint32_t)data[i + 1] << 8);
 		out[o++] = alpha[(v >> 18) & 63];
 		out[o++] = alpha[(v >> 12) & 63];
 		out[o++] = alpha[(v >> 6) & 63];
@@ -111,8 +110,7 @@ static int b64_value(char c)
 	return -1;
 }
 
-uint8_t *util_base64_decode(const char *text, size_t text_len,
-			    size_t *out_len)
+uint8_t *util_base64_decode(const char *text, size_t text_len, size_t *out_len)
 {
 	uint8_t *out;
 	uint32_t acc = 0;

@@ -23,7 +23,8 @@ void http_reply_json(struct http_reply *r, int status, json_t *j);
 /* {"error": message, "code": code} (libSQL's server error shape, also
  * accepted by the Hrana clients since it carries "message"). */
 void http_reply_error(struct http_reply *r, int status, const char *code,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+		      const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void http_reply_text(struct http_reply *r, int status, const char *text);
 
 /* base64: standard alphabet with padding on output; decoding accepts both
@@ -31,13 +32,12 @@ void http_reply_text(struct http_reply *r, int status, const char *text);
  * terminated for encode), or NULL on malformed input. */
 char *util_base64_encode(const uint8_t *data, size_t len, int url_safe,
 			 int pad);
-uint8_t *util_base64_decode(const char *text, size_t text_len,
-			    size_t *out_len);
+uint8_t *util_base64_decode(const char *text, size_t text_len, size_t *out_len);
 
 /* n random bytes rendered as URL-safe base64 (unguessable identifiers). */
 char *util_random_token(size_t n_bytes);
 
-int64_t util_now_ms(void);      /* wall clock, Unix ms */
+int64_t util_now_ms(void);       /* wall clock, Unix ms */
 int64_t util_monotonic_ms(void); /* monotonic clock, ms */
 
 /* Durable file helpers; return 0 or -errno. */

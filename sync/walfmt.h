@@ -27,7 +27,8 @@ void walfmt_checksum(int big_endian, const uint8_t *a, size_t n,
 /* Offset of 1-based frame i in a WAL-format file with the given page size. */
 static inline uint64_t walfmt_frame_offset(uint32_t i, uint32_t page_size)
 {
-	return WALFMT_HDR_SIZE + (uint64_t)(i - 1) * (WALFMT_FRAME_HDR_SIZE + page_size);
+	return WALFMT_HDR_SIZE +
+	       (uint64_t)(i - 1) * (WALFMT_FRAME_HDR_SIZE + page_size);
 }
 
 struct walfmt_header {
@@ -39,7 +40,8 @@ struct walfmt_header {
 };
 
 /* Encode a 32-byte WAL header, computing its checksum into h->cksum. */
-void walfmt_header_encode(struct walfmt_header *h, uint8_t out[WALFMT_HDR_SIZE]);
+void walfmt_header_encode(struct walfmt_header *h,
+			  uint8_t out[WALFMT_HDR_SIZE]);
 
 /* Decode and verify a WAL header.  Returns 0 if valid, -1 otherwise. */
 int walfmt_header_decode(const uint8_t in[WALFMT_HDR_SIZE],

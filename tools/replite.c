@@ -8,45 +8,45 @@
 #include "server/server.h"
 
 static const char usage[] =
-	"usage: replite <command> [options]\n"
-	"\n"
-	"replite keeps SQLite files in sync with a primary database.\n"
-	"\n"
-	"commands:\n"
-	"  serve      run a primary: HTTP sync protocol + Hrana SQL API\n"
-	"\n"
-	"options:\n"
-	"  -h, --help     show this help (replite <command> --help for more)\n"
-	"  -V, --version  print the version\n";
+    "usage: replite <command> [options]\n"
+    "\n"
+    "replite keeps SQLite files in sync with a primary database.\n"
+    "\n"
+    "commands:\n"
+    "  serve      run a primary: HTTP sync protocol + Hrana SQL API\n"
+    "\n"
+    "options:\n"
+    "  -h, --help     show this help (replite <command> --help for more)\n"
+    "  -V, --version  print the version\n";
 
 static const char serve_usage[] =
-	"usage: replite serve [options]\n"
-	"\n"
-	"Run a primary: owns the database, keeps a durable log of committed\n"
-	"page frames, serves replicas (/info, /export, /sync) and libSQL\n"
-	"clients (Hrana over HTTP: /v2/pipeline, /v3/pipeline, /v3/cursor).\n"
-	"\n"
-	"options:\n"
-	"  --data-dir DIR            where the database lives (default\n"
-	"                            ./replite-data)\n"
-	"  --listen HOST:PORT        address to listen on (default\n"
-	"                            127.0.0.1:8080; port 0 = any free port)\n"
-	"  --import FILE             seed a new data directory from an\n"
-	"                            existing SQLite file (page size is\n"
-	"                            converted to 4096)\n"
-	"  --auth-jwt-key-file FILE  Ed25519 public key(s) (PEM, or raw\n"
-	"                            base64url) that verify bearer tokens;\n"
-	"                            without it, access is open\n"
-	"  --generation-frames N     start a new generation after N frames\n"
-	"                            (default 10000)\n"
-	"  --retention SECONDS       keep ended generations this long\n"
-	"                            (default 604800 = 7 days)\n"
-	"  --threads N               HTTP worker threads (default 8)\n"
-	"  --max-body BYTES          largest request body (default 33554432)\n"
-	"  --max-streams N           open Hrana streams at most (default 1024)\n"
-	"  --stream-idle-ms MS       idle Hrana streams expire (default 10000)\n"
-	"  --log-requests            log every answered request to stderr\n"
-	"  -h, --help                show this help\n";
+    "usage: replite serve [options]\n"
+    "\n"
+    "Run a primary: owns the database, keeps a durable log of committed\n"
+    "page frames, serves replicas (/info, /export, /sync) and libSQL\n"
+    "clients (Hrana over HTTP: /v2/pipeline, /v3/pipeline, /v3/cursor).\n"
+    "\n"
+    "options:\n"
+    "  --data-dir DIR            where the database lives (default\n"
+    "                            ./replite-data)\n"
+    "  --listen HOST:PORT        address to listen on (default\n"
+    "                            127.0.0.1:8080; port 0 = any free port)\n"
+    "  --import FILE             seed a new data directory from an\n"
+    "                            existing SQLite file (page size is\n"
+    "                            converted to 4096)\n"
+    "  --auth-jwt-key-file FILE  Ed25519 public key(s) (PEM, or raw\n"
+    "                            base64url) that verify bearer tokens;\n"
+    "                            without it, access is open\n"
+    "  --generation-frames N     start a new generation after N frames\n"
+    "                            (default 10000)\n"
+    "  --retention SECONDS       keep ended generations this long\n"
+    "                            (default 604800 = 7 days)\n"
+    "  --threads N               HTTP worker threads (default 8)\n"
+    "  --max-body BYTES          largest request body (default 33554432)\n"
+    "  --max-streams N           open Hrana streams at most (default 1024)\n"
+    "  --stream-idle-ms MS       idle Hrana streams expire (default 10000)\n"
+    "  --log-requests            log every answered request to stderr\n"
+    "  -h, --help                show this help\n";
 
 static int parse_number(const char *opt, const char *text, long long min,
 			long long max, long long *out)
@@ -84,19 +84,19 @@ enum {
 static int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"data-dir", required_argument, NULL, OPT_DATA_DIR},
-		{"listen", required_argument, NULL, OPT_LISTEN},
-		{"import", required_argument, NULL, OPT_IMPORT},
-		{"auth-jwt-key-file", required_argument, NULL, OPT_KEY_FILE},
-		{"generation-frames", required_argument, NULL, OPT_GEN_FRAMES},
-		{"retention", required_argument, NULL, OPT_RETENTION},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"max-body", required_argument, NULL, OPT_MAX_BODY},
-		{"max-streams", required_argument, NULL, OPT_MAX_STREAMS},
-		{"stream-idle-ms", required_argument, NULL, OPT_STREAM_IDLE},
-		{"log-requests", no_argument, NULL, OPT_LOG_REQUESTS},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+	    {"listen", required_argument, NULL, OPT_LISTEN},
+	    {"import", required_argument, NULL, OPT_IMPORT},
+	    {"auth-jwt-key-file", required_argument, NULL, OPT_KEY_FILE},
+	    {"generation-frames", required_argument, NULL, OPT_GEN_FRAMES},
+	    {"retention", required_argument, NULL, OPT_RETENTION},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"max-body", required_argument, NULL, OPT_MAX_BODY},
+	    {"max-streams", required_argument, NULL, OPT_MAX_STREAMS},
+	    {"stream-idle-ms", required_argument, NULL, OPT_STREAM_IDLE},
+	    {"log-requests", no_argument, NULL, OPT_LOG_REQUESTS},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct server_config cfg;
 	long long v;

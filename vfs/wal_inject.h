@@ -24,6 +24,7 @@ typedef sqlite3_file *(*wal_inject_unwrap_fn)(sqlite3_file *f);
 struct wal_inject_opts {
 	wal_inject_unwrap_fn unwrap;
 	int sync; /* fsync the WAL before publishing (synchronous >= FULL) */
+	uint32_t page_size; /* bytes in each wal_page.data; 0 = 4096 */
 };
 
 /* Append pages as one transaction (the last image of a page wins; frames
@@ -33,10 +34,13 @@ struct wal_inject_opts {
  * Precondition: db is in a write transaction started with BEGIN IMMEDIATE on
  * its "main" schema that has modified nothing; the caller COMMITs afterwards
  * (which writes nothing and releases the WAL write lock).  The database must
- * be in WAL mode with the given page size.
+ * be in WAL mode with opts->page_size pages (locking_mode=NORMAL).  pages
+ * must hold at least one page of at most db_size (callers always include page
+ * 1); page 0 and the pending-byte page are refused.  opts may be NULL.
  *
  * Returns SQLITE_OK, or an SQLite error code with *errmsg (sqlite3_malloc'd,
- * may be NULL) naming the cause.  On error nothing is published. */
+ * may be NULL) naming the cause.  On error no page of the batch is published
+ * (the WAL may have been restarted, which changes no content). */
 int wal_inject(sqlite3 *db, const struct wal_inject_opts *opts,
 	       const struct wal_page *pages, size_t n_pages, uint32_t db_size,
 	       char **errmsg);

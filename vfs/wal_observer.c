@@ -26,7 +26,7 @@ struct observer {
 struct page_map {
 	uint32_t *pgno; /* 0 = empty slot */
 	uint32_t *frame;
-	size_t cap;     /* power of two */
+	size_t cap; /* power of two */
 	size_t len;
 };
 
@@ -46,12 +46,12 @@ struct obs_file {
 	sqlite3_file base; /* must be first */
 	struct observer *obs;
 	enum obs_kind kind;
-	const char *name;       /* main: the zName SQLite gave xOpen */
-	struct obs_file *next;  /* main: observer's list */
-	struct obs_file *wal;   /* main: its connection's WAL handle */
-	struct obs_file *main;  /* WAL: its connection's main handle */
-	struct obs_txn txn;     /* WAL only */
-	/* The real file follows this struct. */
+	const char *name;      /* main: the zName SQLite gave xOpen */
+	struct obs_file *next; /* main: observer's list */
+	struct obs_file *wal;  /* main: its connection's WAL handle */
+	struct obs_file *main; /* WAL: its connection's main handle */
+	struct obs_txn txn;    /* WAL only */
+			       /* The real file follows this struct. */
 };
 
 #define REAL(f) ((sqlite3_file *)((struct obs_file *)(f) + 1))
@@ -200,10 +200,9 @@ static int txn_collect(struct obs_file *wal, const void *commit_data,
 		if (frame == t->commit_frame) {
 			memcpy(dst, commit_data, t->page_size);
 		} else {
-			sqlite3_int64 off =
-				(sqlite3_int64)walfmt_frame_offset(
-					frame, t->page_size) +
-				WALFMT_FRAME_HDR_SIZE;
+			sqlite3_int64 off = (sqlite3_int64)walfmt_frame_offset(
+						frame, t->page_size) +
+					    WALFMT_FRAME_HDR_SIZE;
 			rc = REAL(wal)->pMethods->xRead(REAL(wal), dst,
 							(int)t->page_size, off);
 			if (rc != SQLITE_OK)
@@ -278,8 +277,8 @@ static int wal_write_header(struct obs_file *wal, const void *buf,
 	return page_map_put(&t->pages, pgno, frame);
 }
 
-static int wal_write_commit_data(struct obs_file *wal, const void *buf,
-				 int amt, sqlite3_int64 off)
+static int wal_write_commit_data(struct obs_file *wal, const void *buf, int amt,
+				 sqlite3_int64 off)
 {
 	struct obs_txn *t = &wal->txn;
 	sqlite3_file *real = REAL(wal);
@@ -349,8 +348,7 @@ static void main_write_lock_released(struct obs_file *main)
 	if (wal->txn.committed && obs->hooks.on_commit_end != NULL) {
 		int published = wal_index_mx_frame(main, &mx) == SQLITE_OK &&
 				mx >= wal->txn.commit_frame;
-		obs->hooks.on_commit_end(obs->hooks.arg, main->name,
-					 published);
+		obs->hooks.on_commit_end(obs->hooks.arg, main->name, published);
 	}
 	txn_reset(&wal->txn);
 }
@@ -380,8 +378,8 @@ static int obs_close(sqlite3_file *f)
 {
 	struct obs_file *p = (struct obs_file *)f;
 	struct observer *obs = p->obs;
-	int rc = REAL(f)->pMethods ? REAL(f)->pMethods->xClose(REAL(f))
-				   : SQLITE_OK;
+	int rc =
+	    REAL(f)->pMethods ? REAL(f)->pMethods->xClose(REAL(f)) : SQLITE_OK;
 
 	pthread_mutex_lock(&obs->mu);
 	if (p->kind == OBS_MAIN) {
@@ -497,32 +495,31 @@ static int obs_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 }
 
 static const sqlite3_io_methods obs_io_methods = {
-	3,
-	obs_close,
-	obs_read,
-	obs_write,
-	obs_truncate,
-	obs_sync,
-	obs_file_size,
-	obs_lock,
-	obs_unlock,
-	obs_check_reserved_lock,
-	obs_file_control,
-	obs_sector_size,
-	obs_device_characteristics,
-	obs_shm_map,
-	obs_shm_lock,
-	obs_shm_barrier,
-	obs_shm_unmap,
-	obs_fetch,
-	obs_unfetch,
+    3,
+    obs_close,
+    obs_read,
+    obs_write,
+    obs_truncate,
+    obs_sync,
+    obs_file_size,
+    obs_lock,
+    obs_unlock,
+    obs_check_reserved_lock,
+    obs_file_control,
+    obs_sector_size,
+    obs_device_characteristics,
+    obs_shm_map,
+    obs_shm_lock,
+    obs_shm_barrier,
+    obs_shm_unmap,
+    obs_fetch,
+    obs_unfetch,
 };
 
 /* ---------------------------------------------------------------------- */
 /* vfs methods */
 
-static struct obs_file *find_main_locked(struct observer *obs,
-					 const char *name)
+static struct obs_file *find_main_locked(struct observer *obs, const char *name)
 {
 	struct obs_file *m;
 
@@ -555,8 +552,8 @@ static int obs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f,
 		obs->mains = p;
 	} else if (flags & SQLITE_OPEN_WAL) {
 		p->kind = OBS_WAL;
-		p->main = find_main_locked(obs,
-					   sqlite3_filename_database(name));
+		p->main =
+		    find_main_locked(obs, sqlite3_filename_database(name));
 		if (p->main != NULL)
 			p->main->wal = p;
 	}
@@ -570,8 +567,7 @@ static int obs_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
 	return root->xDelete(root, name, sync_dir);
 }
 
-static int obs_access(sqlite3_vfs *vfs, const char *name, int flags,
-		      int *out)
+static int obs_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
 {
 	sqlite3_vfs *root = ((struct observer *)vfs)->root;
 	return root->xAccess(root, name, flags, out);

@@ -78,9 +78,9 @@ static void assert_integrity(sqlite3 *db)
 {
 	sqlite3_stmt *st;
 
-	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1,
-					    &st, NULL),
-			 SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
+	    SQLITE_OK);
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
 	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
 	sqlite3_finalize(st);
@@ -302,9 +302,9 @@ START_TEST(test_rollover_replays_pages)
 }
 END_TEST
 
-static json_t *push(struct store *s, uint32_t gen, uint32_t start,
-		    uint32_t end, const char *baton, const uint8_t *body,
-		    size_t len, int *status)
+static json_t *push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
+		    const char *baton, const uint8_t *body, size_t len,
+		    int *status)
 {
 	struct http_reply r = {0};
 	json_t *j;
@@ -373,7 +373,7 @@ START_TEST(test_push_applies_frames)
 	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 1);
 	{
 		char *baton =
-			strdup(json_string_value(json_object_get(j, "baton")));
+		    strdup(json_string_value(json_object_get(j, "baton")));
 		json_decref(j);
 		j = push(b.store, 1, 2, n + 1, baton,
 			 frames + WALFMT_FRAME_SIZE,
@@ -402,8 +402,9 @@ START_TEST(test_push_applies_frames)
 	free(frames);
 	frames = pull_all(a.store, 1, &n);
 	exec(b.db, "INSERT INTO t VALUES (99)");
-	j = push(b.store, 1, n, n + 1, NULL, frames + (n - 1) * WALFMT_FRAME_SIZE,
-		 WALFMT_FRAME_SIZE, &status);
+	j = push(b.store, 1, n, n + 1, NULL,
+		 frames + (n - 1) * WALFMT_FRAME_SIZE, WALFMT_FRAME_SIZE,
+		 &status);
 	ck_assert_int_eq(status, 200);
 	ck_assert_str_eq(json_string_value(json_object_get(j, "status")),
 			 "conflict");
@@ -488,9 +489,10 @@ START_TEST(test_import_refuses_garbage)
 	fx_init(&f, "data");
 	seed = fixture_path(f.dir, "garbage.db");
 	fp = fopen(seed, "wb");
-	fputs("this is not a database, just some text that is long enough "
-	      "to look like a header of a file.................................",
-	      fp);
+	fputs(
+	    "this is not a database, just some text that is long enough "
+	    "to look like a header of a file.................................",
+	    fp);
 	fclose(fp);
 	f.cfg.import_path = seed;
 	ck_assert_int_ne(store_open(&f.cfg, &f.store, err, sizeof err), 0);

@@ -34,14 +34,15 @@ START_TEST(test_verifies_sqlite_wal)
 	FILE *fp;
 
 	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(db,
-				      "PRAGMA page_size=4096;"
-				      "PRAGMA journal_mode=WAL;"
-				      "PRAGMA wal_autocheckpoint=0;"
-				      "CREATE TABLE t(x);"
-				      "INSERT INTO t VALUES (randomblob(9000));",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_exec(db,
+			 "PRAGMA page_size=4096;"
+			 "PRAGMA journal_mode=WAL;"
+			 "PRAGMA wal_autocheckpoint=0;"
+			 "CREATE TABLE t(x);"
+			 "INSERT INTO t VALUES (randomblob(9000));",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
 	/* Keep the WAL: a second connection stops close from deleting it. */
 	ck_assert_int_eq(sqlite3_open(db_path, &reader), SQLITE_OK);
 	fp = fopen(wal_path, "rb");
