@@ -330,10 +330,19 @@ static int prepare_base(const char *path, const char *origin, char *err,
 			goto out;
 		}
 	}
-	rc = exec_check(db,
-			"PRAGMA journal_mode=WAL;"
-			"PRAGMA wal_checkpoint(TRUNCATE);",
-			"switching to WAL mode", err, n);
+	/* A fresh connection: switching to WAL on the one that just ran
+	 * quick_check fails with "database table is locked". */
+	rc = sqlite3_close(db);
+	db = NULL;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+	if (rc == SQLITE_OK)
+		rc = exec_check(db,
+				"PRAGMA journal_mode=WAL;"
+				"PRAGMA wal_checkpoint(TRUNCATE);",
+				"switching to WAL mode", err, n);
+	else
+		set_err(err, n, "%s: %s", origin, sqlite3_errstr(rc));
 out:
 	sqlite3_free(msg);
 	if (sqlite3_close(db) != SQLITE_OK && rc == SQLITE_OK)
@@ -990,7 +999,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 {
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
-	struct wal_inject_opts opts = {wal_observer_unwrap, 0};
+	struct wal_inject_opts opts = {wal_observer_unwrap, 0, WALFMT_PAGE_SIZE};
 	struct generation *g;
 	char *msg = NULL;
 	uint32_t head;

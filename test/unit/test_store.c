@@ -353,7 +353,9 @@ START_TEST(test_push_applies_frames)
 	b.cfg.import_path = seed;
 	fx_open(&a);
 	fx_open(&b);
-	exec(a.db, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)");
+	/* One transaction of several pages: only its last frame commits. */
+	exec(a.db, "BEGIN; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);"
+		   "CREATE TABLE u(y); COMMIT");
 	frames = pull_all(a.store, 1, &n);
 	ck_assert_uint_ge(n, 2);
 

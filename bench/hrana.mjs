@@ -1,0 +1,84 @@
+// Hrana throughput and latency: C concurrent @libsql/client clients against
+// `replite serve` doing point reads and single-row inserts, next to the same
+// statements on a local SQLite file (npm libsql) as the no-network reference.
+import { createClient } from "@libsql/client";
+import Database from "libsql";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fmt, startPrimary, summarize } from "./common.mjs";
+
+const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 3) * 1000;
+const CONCURRENCY = [1, 4, 16];
+
+async function runFor(ms, clients, op) {
+  const lat = [];
+  const end = performance.now() + ms;
+  await Promise.all(
+    clients.map(async (c, i) => {
+      let k = 0;
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        await op(c, i, k++);
+        lat.push(performance.now() - t0);
+      }
+    }),
+  );
+  return { opsPerSec: lat.length / (ms / 1000), ...summarize(lat) };
+}
+
+function localReference() {
+  const dir = mkdtempSync(join(tmpdir(), "replite-bench-local-"));
+  const db = new Database(join(dir, "local.db"));
+  db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+  db.exec("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)");
+  const ins = db.prepare("INSERT INTO kv(k, v) VALUES (?, ?)");
+  for (let i = 0; i < 1000; i++) ins.run(i, "value-" + i);
+  const sel = db.prepare("SELECT v FROM kv WHERE k = ?");
+  const measure = (fn) => {
+    const lat = [];
+    const end = performance.now() + DURATION_MS;
+    let k = 0;
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      fn(k++);
+      lat.push(performance.now() - t0);
+    }
+    return { opsPerSec: lat.length / (DURATION_MS / 1000), ...summarize(lat) };
+  };
+  const read = measure((k) => sel.get(k % 1000));
+  const write = measure((k) => ins.run(100000 + k, "x"));
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+  return { read, write };
+}
+
+const primary = await startPrimary(["--threads", "8"]);
+try {
+  const setup = createClient({ url: primary.url });
+  await setup.execute("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)");
+  await setup.batch(
+    Array.from({ length: 1000 }, (_, i) => ({ sql: "INSERT INTO kv(k, v) VALUES (?, ?)", args: [i, "value-" + i] })),
+    "write",
+  );
+  setup.close();
+  const local = localReference();
+  console.log(`Hrana over HTTP (@libsql/client -> replite serve), ${DURATION_MS / 1000} s per row`);
+  console.log("op      clients   ops/s    p50 ms   p99 ms   vs local SQLite ops/s");
+  let next = 1000000;
+  for (const c of CONCURRENCY) {
+    const clients = Array.from({ length: c }, () => createClient({ url: primary.url }));
+    const r = await runFor(DURATION_MS, clients, (cl, i, k) =>
+      cl.execute({ sql: "SELECT v FROM kv WHERE k = ?", args: [(i * 7919 + k) % 1000] }),
+    );
+    console.log(`read    ${String(c).padStart(7)} ${fmt(r.opsPerSec, 0).padStart(8)} ${fmt(r.p50).padStart(8)} ${fmt(r.p99).padStart(8)}   ${fmt(r.opsPerSec / local.read.opsPerSec, 4)}x`);
+    const w = await runFor(DURATION_MS, clients, (cl) =>
+      cl.execute({ sql: "INSERT INTO kv(k, v) VALUES (?, ?)", args: [next++, "w"] }),
+    );
+    console.log(`insert  ${String(c).padStart(7)} ${fmt(w.opsPerSec, 0).padStart(8)} ${fmt(w.p50).padStart(8)} ${fmt(w.p99).padStart(8)}   ${fmt(w.opsPerSec / local.write.opsPerSec, 4)}x`);
+    clients.forEach((cl) => cl.close());
+  }
+  console.log(`local SQLite reference (npm libsql, same statements): read ${fmt(local.read.opsPerSec, 0)} ops/s p50 ${fmt(local.read.p50, 4)} ms; insert ${fmt(local.write.opsPerSec, 0)} ops/s p50 ${fmt(local.write.p50, 4)} ms`);
+} finally {
+  await primary.stop();
+}

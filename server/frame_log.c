@@ -1,0 +1,347 @@
+#include "frame_log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "sync/walfmt.h"
+#include "util.h"
+
+/* Readers on other threads see frames only up to head, published with
+ * release semantics after the frames are durable; frames at or below the head
+ * are never rewritten, so reads need no lock. */
+struct frame_log {
+	int fd;
+	char *path;
+	struct walfmt_header hdr;
+	uint32_t chain[2]; /* checksum after the head frame */
+	_Atomic uint32_t head;
+	_Atomic uint32_t db_size;
+};
+
+static void set_err(char *err, size_t n, const char *fmt, const char *path,
+		    const char *why)
+{
+	snprintf(err, n, fmt, path, why);
+}
+
+static int fsync_parent(const char *path)
+{
+	char *copy = strdup(path);
+	int rv;
+
+	if (copy == NULL)
+		return -ENOMEM;
+	rv = util_fsync_dir(dirname(copy));
+	free(copy);
+	return rv;
+}
+
+static int write_new_header(struct frame_log *l)
+{
+	uint8_t buf[WALFMT_HDR_SIZE];
+	uint32_t salt[2];
+	int rv;
+
+	if (RAND_bytes((unsigned char *)salt, sizeof salt) != 1)
+		return -EIO;
+	l->hdr.magic = WALFMT_MAGIC_BE;
+	l->hdr.page_size = WALFMT_PAGE_SIZE;
+	l->hdr.ckpt_seq = 0;
+	l->hdr.salt[0] = salt[0];
+	l->hdr.salt[1] = salt[1];
+	walfmt_header_encode(&l->hdr, buf);
+	if (ftruncate(l->fd, 0) != 0)
+		return -errno;
+	rv = util_write_all(l->fd, buf, sizeof buf, 0);
+	if (rv == 0 && fsync(l->fd) != 0)
+		rv = -errno;
+	if (rv == 0)
+		rv = fsync_parent(l->path);
+	l->chain[0] = l->hdr.cksum[0];
+	l->chain[1] = l->hdr.cksum[1];
+	return rv;
+}
+
+/* Walk the checksum chain; the head is the last valid commit frame. */
+static int recover(struct frame_log *l, uint64_t size)
+{
+	uint8_t *frame = malloc(WALFMT_FRAME_SIZE);
+	uint32_t chain[2] = {l->hdr.cksum[0], l->hdr.cksum[1]};
+	uint32_t i, head = 0, db_size = 0;
+	uint64_t off;
+
+	if (frame == NULL)
+		return -ENOMEM;
+	l->chain[0] = chain[0];
+	l->chain[1] = chain[1];
+	for (i = 1, off = WALFMT_HDR_SIZE; off + WALFMT_FRAME_SIZE <= size;
+	     i++, off += WALFMT_FRAME_SIZE) {
+		uint32_t commit;
+		if (util_read_all(l->fd, frame, WALFMT_FRAME_SIZE, off) != 0)
+			break;
+		if (walfmt_frame_verify(l->hdr.magic & 1, l->hdr.salt, chain,
+					frame, WALFMT_PAGE_SIZE) != 0)
+			break;
+		commit = walfmt_get32(frame + 4);
+		if (commit != 0) {
+			head = i;
+			db_size = commit;
+			l->chain[0] = chain[0];
+			l->chain[1] = chain[1];
+		}
+	}
+	free(frame);
+	atomic_store(&l->head, head);
+	atomic_store(&l->db_size, db_size);
+	if (size != frame_log_offset(head + 1)) {
+		if (ftruncate(l->fd, (off_t)frame_log_offset(head + 1)) != 0 ||
+		    fsync(l->fd) != 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int frame_log_open(const char *path, int create, struct frame_log **out,
+		   char *err, size_t err_len)
+{
+	struct frame_log *l = calloc(1, sizeof *l);
+	uint8_t hdr[WALFMT_HDR_SIZE];
+	struct stat st;
+	int rv;
+
+	if (l == NULL || (l->path = strdup(path)) == NULL) {
+		free(l);
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	l->fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+	if (l->fd < 0) {
+		set_err(err, err_len, "cannot open frame log %s: %s", path,
+			strerror(errno));
+		goto err;
+	}
+	if (fstat(l->fd, &st) != 0) {
+		set_err(err, err_len, "cannot stat frame log %s: %s", path,
+			strerror(errno));
+		goto err;
+	}
+	if (st.st_size < WALFMT_HDR_SIZE) {
+		/* Only a crash during creation leaves a short file. */
+		if (!create && st.st_size > 0) {
+			set_err(err, err_len, "frame log %s is truncated (%s)",
+				path, "shorter than its 32-byte header");
+			goto err;
+		}
+		rv = write_new_header(l);
+		if (rv != 0) {
+			set_err(err, err_len,
+				"cannot initialise frame log %s: %s", path,
+				strerror(-rv));
+			goto err;
+		}
+		*out = l;
+		return 0;
+	}
+	if (util_read_all(l->fd, hdr, sizeof hdr, 0) != 0 ||
+	    walfmt_header_decode(hdr, &l->hdr) != 0 ||
+	    l->hdr.page_size != WALFMT_PAGE_SIZE) {
+		set_err(err, err_len, "frame log %s has an invalid header (%s)",
+			path, "not a 4096-byte-page WAL file");
+		goto err;
+	}
+	rv = recover(l, (uint64_t)st.st_size);
+	if (rv != 0) {
+		set_err(err, err_len, "cannot recover frame log %s: %s", path,
+			strerror(-rv));
+		goto err;
+	}
+	*out = l;
+	return 0;
+err:
+	frame_log_close(l);
+	return -1;
+}
+
+void frame_log_close(struct frame_log *l)
+{
+	if (l == NULL)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l->path);
+	free(l);
+}
+
+uint32_t frame_log_head(struct frame_log *l)
+{
+	return atomic_load_explicit(&l->head, memory_order_acquire);
+}
+
+uint32_t frame_log_db_size(struct frame_log *l)
+{
+	return atomic_load_explicit(&l->db_size, memory_order_acquire);
+}
+
+int frame_log_fd(struct frame_log *l)
+{
+	return l->fd;
+}
+
+uint64_t frame_log_offset(uint32_t frame_no)
+{
+	return walfmt_frame_offset(frame_no, WALFMT_PAGE_SIZE);
+}
+
+static int validate(const struct frame_log_entry *e, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || e[n - 1].db_size == 0)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (e[i].pgno == 0 || e[i].page == NULL)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+#define APPEND_CHUNK 64 /* frames per write(2) */
+
+int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
+		     size_t n)
+{
+	uint32_t head = frame_log_head(l);
+	uint32_t chain[2] = {l->chain[0], l->chain[1]};
+	uint8_t *buf;
+	size_t i = 0;
+	int rv;
+
+	rv = validate(e, n);
+	if (rv != 0)
+		return rv;
+	buf = malloc((size_t)APPEND_CHUNK * WALFMT_FRAME_SIZE);
+	if (buf == NULL)
+		return -ENOMEM;
+	while (i < n) {
+		size_t k, batch = n - i < APPEND_CHUNK ? n - i : APPEND_CHUNK;
+		for (k = 0; k < batch; k++) {
+			uint8_t *f = buf + k * WALFMT_FRAME_SIZE;
+			const struct frame_log_entry *x = &e[i + k];
+			walfmt_frame_encode(l->hdr.magic & 1, l->hdr.salt,
+					    chain, x->pgno, x->db_size, x->page,
+					    WALFMT_PAGE_SIZE, f);
+			memcpy(f + WALFMT_FRAME_HDR_SIZE, x->page,
+			       WALFMT_PAGE_SIZE);
+		}
+		rv = util_write_all(l->fd, buf, batch * WALFMT_FRAME_SIZE,
+				    frame_log_offset(head + 1 + (uint32_t)i));
+		if (rv != 0)
+			goto out;
+		i += batch;
+	}
+	if (fdatasync(l->fd) != 0) {
+		rv = -errno;
+		goto out;
+	}
+	l->chain[0] = chain[0];
+	l->chain[1] = chain[1];
+	atomic_store_explicit(&l->db_size, e[n - 1].db_size,
+			      memory_order_release);
+	atomic_store_explicit(&l->head, head + (uint32_t)n,
+			      memory_order_release);
+out:
+	free(buf);
+	return rv;
+}
+
+int frame_log_read(struct frame_log *l, uint32_t start, uint32_t end,
+		   uint8_t *buf)
+{
+	if (start < 1 || end <= start || end > frame_log_head(l) + 1)
+		return -EINVAL;
+	return util_read_all(l->fd, buf,
+			     (size_t)(end - start) * WALFMT_FRAME_SIZE,
+			     frame_log_offset(start));
+}
+
+/* For each page, the last frame at or before upto that holds it. */
+static int last_frames(struct frame_log *l, uint32_t upto, uint32_t **out,
+		       uint32_t *n_pages, uint32_t db_size)
+{
+	uint32_t *last = calloc((size_t)db_size + 1, sizeof *last);
+	uint8_t hdr[WALFMT_FRAME_HDR_SIZE];
+	uint32_t i;
+	int rv;
+
+	if (last == NULL)
+		return -ENOMEM;
+	for (i = 1; i <= upto; i++) {
+		uint32_t pgno;
+		rv = util_read_all(l->fd, hdr, sizeof hdr, frame_log_offset(i));
+		if (rv != 0) {
+			free(last);
+			return rv;
+		}
+		pgno = walfmt_get32(hdr);
+		if (pgno <= db_size)
+			last[pgno] = i;
+	}
+	*out = last;
+	*n_pages = db_size;
+	return 0;
+}
+
+int frame_log_replay(struct frame_log *l, uint32_t upto, int db_fd)
+{
+	uint8_t hdr[WALFMT_FRAME_HDR_SIZE];
+	uint8_t *page = NULL;
+	uint32_t *last = NULL, n_pages, db_size, pgno;
+	int rv;
+
+	if (upto == 0 || upto > frame_log_head(l))
+		return -EINVAL;
+	rv = util_read_all(l->fd, hdr, sizeof hdr, frame_log_offset(upto));
+	if (rv != 0)
+		return rv;
+	db_size = walfmt_get32(hdr + 4);
+	if (db_size == 0)
+		return -EINVAL; /* upto is not a commit frame */
+	rv = last_frames(l, upto, &last, &n_pages, db_size);
+	if (rv != 0)
+		return rv;
+	page = malloc(WALFMT_PAGE_SIZE);
+	if (page == NULL) {
+		rv = -ENOMEM;
+		goto out;
+	}
+	for (pgno = 1; pgno <= n_pages; pgno++) {
+		if (last[pgno] == 0)
+			continue;
+		rv = util_read_all(l->fd, page, WALFMT_PAGE_SIZE,
+				   frame_log_offset(last[pgno]) +
+				       WALFMT_FRAME_HDR_SIZE);
+		if (rv == 0)
+			rv = util_write_all(db_fd, page, WALFMT_PAGE_SIZE,
+					    (uint64_t)(pgno - 1) *
+						WALFMT_PAGE_SIZE);
+		if (rv != 0)
+			goto out;
+	}
+	if (ftruncate(db_fd, (off_t)db_size * WALFMT_PAGE_SIZE) != 0 ||
+	    fsync(db_fd) != 0)
+		rv = -errno;
+out:
+	free(page);
+	free(last);
+	return rv;
+}
