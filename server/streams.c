@@ -1,0 +1,451 @@
+#include "streams.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "hrana.h"
+
+#define POOL_SIZE 16 /* idle connections kept for new streams */
+
+struct stream {
+	char *baton; /* changes with every response */
+	struct hrana_conn conn;
+	int64_t used_ms;
+	int busy; /* a request is executing on it */
+	struct stream *next;
+};
+
+struct streams {
+	struct streams_config cfg;
+	pthread_mutex_t mu; /* guards everything below */
+	struct stream *list;
+	int n;
+	sqlite3 *pool[POOL_SIZE];
+	int n_pool;
+};
+
+struct streams *streams_new(const struct streams_config *cfg)
+{
+	struct streams *s = calloc(1, sizeof *s);
+
+	if (s == NULL)
+		return NULL;
+	s->cfg = *cfg;
+	pthread_mutex_init(&s->mu, NULL);
+	return s;
+}
+
+/* Give a connection back: a clean one (autocommit) goes to the pool. */
+static void release_db(struct streams *s, sqlite3 *db)
+{
+	if (db == NULL)
+		return;
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_get_autocommit(db) && s->n_pool < POOL_SIZE) {
+		s->pool[s->n_pool++] = db;
+		db = NULL;
+	}
+	pthread_mutex_unlock(&s->mu);
+	sqlite3_close(db);
+}
+
+static int acquire_db(struct streams *s, sqlite3 **db)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->n_pool > 0) {
+		*db = s->pool[--s->n_pool];
+		pthread_mutex_unlock(&s->mu);
+		return SQLITE_OK;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return s->cfg.open_db(s->cfg.open_db_arg, db);
+}
+
+static void stream_destroy(struct streams *s, struct stream *st)
+{
+	release_db(s, st->conn.db);
+	hrana_conn_reset(&st->conn);
+	free(st->baton);
+	free(st);
+}
+
+void streams_free(struct streams *s)
+{
+	int i;
+
+	if (s == NULL)
+		return;
+	while (s->list != NULL) {
+		struct stream *st = s->list;
+		s->list = st->next;
+		if (!sqlite3_get_autocommit(st->conn.db))
+			sqlite3_exec(st->conn.db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close(st->conn.db);
+		hrana_conn_reset(&st->conn);
+		free(st->baton);
+		free(st);
+	}
+	for (i = 0; i < s->n_pool; i++)
+		sqlite3_close(s->pool[i]);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+static void unlink_locked(struct streams *s, struct stream *st)
+{
+	struct stream **pp = &s->list;
+
+	while (*pp != NULL && *pp != st)
+		pp = &(*pp)->next;
+	if (*pp == st) {
+		*pp = st->next;
+		s->n--;
+	}
+}
+
+/* Unlink idle streams past expiry; returns them as a list to destroy
+ * outside the lock (rolling back may take time). */
+static struct stream *take_expired_locked(struct streams *s, int64_t now)
+{
+	struct stream *dead = NULL, **pp = &s->list;
+
+	while (*pp != NULL) {
+		struct stream *st = *pp;
+		if (!st->busy && now - st->used_ms > s->cfg.idle_expiry_ms) {
+			*pp = st->next;
+			s->n--;
+			st->next = dead;
+			dead = st;
+		} else {
+			pp = &st->next;
+		}
+	}
+	return dead;
+}
+
+static void destroy_list(struct streams *s, struct stream *list)
+{
+	while (list != NULL) {
+		struct stream *next = list->next;
+		stream_destroy(s, list);
+		list = next;
+	}
+}
+
+void streams_expire(struct streams *s)
+{
+	struct stream *dead;
+
+	pthread_mutex_lock(&s->mu);
+	dead = take_expired_locked(s, util_monotonic_ms());
+	pthread_mutex_unlock(&s->mu);
+	destroy_list(s, dead);
+}
+
+int streams_count(struct streams *s)
+{
+	int n;
+
+	pthread_mutex_lock(&s->mu);
+	n = s->n;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+static void proto_error(struct http_reply *r, const char *msg)
+{
+	http_reply_json(r, 400,
+			json_pack("{s:s, s:s}", "message", msg, "code",
+				  "HRANA_PROTO_ERROR"));
+}
+
+/* Find the stream named by baton (NULL: open a new one) and mark it busy.
+ * On failure fills reply and returns NULL. */
+static struct stream *checkout(struct streams *s, json_t *baton, int version,
+			       struct http_reply *reply)
+{
+	struct stream *st, *dead = NULL;
+	sqlite3 *db = NULL;
+	int rc;
+
+	if (baton != NULL && !json_is_null(baton)) {
+		const char *b = json_string_value(baton);
+		if (b == NULL) {
+			proto_error(reply,
+				    "\"baton\" must be a string or null");
+			return NULL;
+		}
+		pthread_mutex_lock(&s->mu);
+		for (st = s->list; st != NULL; st = st->next) {
+			if (strcmp(st->baton, b) == 0)
+				break;
+		}
+		if (st != NULL && st->busy)
+			st = NULL; /* a baton is good for one request */
+		if (st != NULL)
+			st->busy = 1;
+		pthread_mutex_unlock(&s->mu);
+		if (st == NULL) {
+			http_reply_json(
+			    reply, 400,
+			    json_pack("{s:s, s:s}", "message",
+				      "the stream has expired or the baton "
+				      "is invalid (batons are single-use "
+				      "and streams close after inactivity)",
+				      "code", "STREAM_EXPIRED"));
+		}
+		return st;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (s->n >= s->cfg.max_streams)
+		dead = take_expired_locked(s, util_monotonic_ms());
+	rc = s->n >= s->cfg.max_streams ? SQLITE_FULL : SQLITE_OK;
+	if (rc == SQLITE_OK)
+		s->n++; /* reserve the slot */
+	pthread_mutex_unlock(&s->mu);
+	destroy_list(s, dead);
+	if (rc != SQLITE_OK) {
+		http_reply_json(reply, 503,
+				json_pack("{s:s, s:s}", "message",
+					  "too many open streams; close "
+					  "streams or retry later",
+					  "code", "STREAMS_EXHAUSTED"));
+		return NULL;
+	}
+	rc = acquire_db(s, &db);
+	st = calloc(1, sizeof *st);
+	if (rc != SQLITE_OK || st == NULL) {
+		sqlite3_close(db);
+		free(st);
+		pthread_mutex_lock(&s->mu);
+		s->n--;
+		pthread_mutex_unlock(&s->mu);
+		http_reply_json(reply, 500,
+				json_pack("{s:s, s:s}", "message",
+					  "cannot open a database connection",
+					  "code", "INTERNAL_ERROR"));
+		return NULL;
+	}
+	hrana_conn_init(&st->conn, db, version, 0);
+	st->busy = 1;
+	pthread_mutex_lock(&s->mu);
+	st->next = s->list;
+	s->list = st;
+	pthread_mutex_unlock(&s->mu);
+	return st;
+}
+
+/* Finish a request on a stream: close it, or give it a fresh baton. */
+static const char *checkin(struct streams *s, struct stream *st, int close)
+{
+	char *baton = close ? NULL : util_random_token(18);
+
+	pthread_mutex_lock(&s->mu);
+	if (close || baton == NULL) {
+		unlink_locked(s, st);
+		pthread_mutex_unlock(&s->mu);
+		stream_destroy(s, st);
+		return NULL;
+	}
+	free(st->baton);
+	st->baton = baton;
+	st->busy = 0;
+	st->used_ms = util_monotonic_ms();
+	pthread_mutex_unlock(&s->mu);
+	return baton;
+}
+
+static json_t *parse_body(const char *body, size_t len,
+			  struct http_reply *reply)
+{
+	json_error_t err;
+	json_t *j = json_loadb(body ? body : "", len, 0, &err);
+
+	if (j == NULL || !json_is_object(j)) {
+		char msg[300];
+		snprintf(msg, sizeof msg,
+			 "request body is not a JSON object: %s",
+			 j ? "wrong type" : err.text);
+		json_decref(j);
+		proto_error(reply, msg);
+		return NULL;
+	}
+	return j;
+}
+
+void streams_pipeline(struct streams *s, int version, int read_only,
+		      const char *body, size_t len, struct http_reply *reply)
+{
+	json_t *req = parse_body(body, len, reply), *requests, *results, *r;
+	const char *proto_err = NULL;
+	struct stream *st;
+	const char *baton;
+	int close = 0;
+	size_t i;
+
+	if (req == NULL)
+		return;
+	requests = json_object_get(req, "requests");
+	if (!json_is_array(requests)) {
+		proto_error(reply, "\"requests\" must be an array");
+		goto out;
+	}
+	st = checkout(s, json_object_get(req, "baton"), version, reply);
+	if (st == NULL)
+		goto out;
+	st->conn.version = version;
+	st->conn.read_only = read_only;
+	results = json_array();
+	json_array_foreach(requests, i, r)
+	{
+		int closing = 0;
+		json_t *res =
+		    hrana_execute_request(&st->conn, r, &closing, &proto_err);
+		if (res == NULL)
+			break;
+		json_array_append_new(results, res);
+		close |= closing;
+	}
+	if (proto_err != NULL) {
+		json_decref(results);
+		checkin(s, st, 1);
+		proto_error(reply, proto_err);
+		goto out;
+	}
+	baton = checkin(s, st, close);
+	http_reply_json(reply, 200,
+			json_pack("{s:s?, s:n, s:o}", "baton", baton,
+				  "base_url", "results", results));
+out:
+	json_decref(req);
+}
+
+struct ndjson {
+	char *buf;
+	size_t len;
+	size_t cap;
+};
+
+static void ndjson_append(void *arg, json_t *entry)
+{
+	struct ndjson *nd = arg;
+	char *line = json_dumps(entry, JSON_COMPACT);
+	size_t n = line ? strlen(line) : 0;
+
+	json_decref(entry);
+	if (line == NULL)
+		return;
+	if (nd->len + n + 2 > nd->cap) {
+		size_t cap = nd->cap ? nd->cap * 2 : 4096;
+		char *b;
+		while (cap < nd->len + n + 2)
+			cap *= 2;
+		b = realloc(nd->buf, cap);
+		if (b == NULL) {
+			free(line);
+			return;
+		}
+		nd->buf = b;
+		nd->cap = cap;
+	}
+	memcpy(nd->buf + nd->len, line, n);
+	nd->len += n;
+	nd->buf[nd->len++] = '\n';
+	free(line);
+}
+
+void streams_cursor(struct streams *s, int read_only, const char *body,
+		    size_t len, struct http_reply *reply)
+{
+	json_t *req = parse_body(body, len, reply);
+	struct ndjson out = {0};
+	const char *proto_err = NULL;
+	struct stream *st;
+	char *baton;
+
+	if (req == NULL)
+		return;
+	st = checkout(s, json_object_get(req, "baton"), 3, reply);
+	if (st == NULL)
+		goto out;
+	st->conn.version = 3;
+	st->conn.read_only = read_only;
+	/* The baton leads the response, before the entries: rotate first. */
+	baton = util_random_token(18);
+	ndjson_append(&out,
+		      json_pack("{s:s?, s:n}", "baton", baton, "base_url"));
+	if (hrana_cursor(&st->conn, json_object_get(req, "batch"),
+			 ndjson_append, &out, &proto_err) != 0) {
+		free(baton);
+		free(out.buf);
+		checkin(s, st, 1);
+		proto_error(reply, proto_err);
+		goto out;
+	}
+	pthread_mutex_lock(&s->mu);
+	free(st->baton);
+	st->baton = baton;
+	st->busy = 0;
+	st->used_ms = util_monotonic_ms();
+	pthread_mutex_unlock(&s->mu);
+	reply->status = 200;
+	reply->content_type = "text/plain";
+	reply->body = out.buf;
+	reply->len = out.len;
+out:
+	json_decref(req);
+}
+
+/* Hrana 1: stateless, one connection borrowed for the request. */
+static void v1(struct streams *s, int read_only, const char *body, size_t len,
+	       struct http_reply *reply, int is_batch)
+{
+	json_t *req = parse_body(body, len, reply), *res, *error = NULL;
+	struct hrana_conn conn;
+	const char *proto_err = NULL;
+	sqlite3 *db = NULL;
+
+	if (req == NULL)
+		return;
+	if (acquire_db(s, &db) != SQLITE_OK) {
+		http_reply_json(reply, 500,
+				json_pack("{s:s, s:s}", "message",
+					  "cannot open a database connection",
+					  "code", "INTERNAL_ERROR"));
+		goto out;
+	}
+	hrana_conn_init(&conn, db, 1, read_only);
+	if (is_batch)
+		res = hrana_execute_batch(&conn, json_object_get(req, "batch"),
+					  &proto_err);
+	else
+		res = hrana_execute_stmt(&conn, json_object_get(req, "stmt"),
+					 &error);
+	if (res != NULL)
+		http_reply_json(reply, 200, json_pack("{s:o}", "result", res));
+	else if (proto_err != NULL)
+		proto_error(reply, proto_err);
+	else
+		http_reply_json(reply, 400, error);
+	hrana_conn_reset(&conn);
+	release_db(s, db);
+out:
+	json_decref(req);
+}
+
+void streams_v1_execute(struct streams *s, int read_only, const char *body,
+			size_t len, struct http_reply *reply)
+{
+	v1(s, read_only, body, len, reply, 0);
+}
+
+void streams_v1_batch(struct streams *s, int read_only, const char *body,
+		      size_t len, struct http_reply *reply)
+{
+	v1(s, read_only, body, len, reply, 1);
+}
