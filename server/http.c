@@ -308,12 +308,13 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
-	    flags, cfg->port, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR,
+	    flags, cfg->port, NULL, NULL, on_access, s,
+	    /* first, so that MHD logs nothing through its own logger */
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
 	    (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, cfg->threads,
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
 	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 512, MHD_OPTION_END);
 	if (s->daemon == NULL) {
 		snprintf(err, err_len, "cannot listen on %s:%u: %s", cfg->host,
