@@ -1,0 +1,159 @@
+// The primary as a server: long-polls, concurrency with slow or stalled
+// clients, Hrana stream expiry and bounds, clean shutdown.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { createClient } from "@libsql/client";
+import { startServer, http, sleep } from "./harness.mjs";
+
+async function info(server) {
+  return (await http(server, "GET", "/info")).json;
+}
+
+test("a long-poll returns as soon as a commit lands", async () => {
+  const server = await startServer();
+  try {
+    const c = createClient({ url: server.url });
+    await c.execute("CREATE TABLE t(x)");
+    const { max_frame_no: head, current_generation: gen } = await info(server);
+    let answered = false;
+    const poll = http(server, "GET", `/sync/${gen}/${head + 1}/${head + 129}?wait=20`).then((r) => {
+      answered = true;
+      return r;
+    });
+    await sleep(300);
+    assert.equal(answered, false, "the long-poll must wait while there is nothing new");
+    await c.execute("INSERT INTO t VALUES (1)");
+    const r = await poll;
+    assert.equal(r.status, 200);
+    assert.ok(r.body.length > 0 && r.body.length % 4120 === 0);
+    assert.ok(r.body.readUInt32BE(0) > 0, "page number of the first frame");
+    assert.ok(r.body.readUInt32BE(r.body.length - 4120 + 4) > 0, "the last frame is a commit");
+    // Without new commits the wait ends with the "caught up" reply.
+    const { max_frame_no: head2 } = await info(server);
+    const idle = await http(server, "GET", `/sync/${gen}/${head2 + 1}/${head2 + 129}?wait=0.3`);
+    assert.equal(idle.status, 400);
+    assert.equal(idle.json.generation, gen);
+    c.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("long-polls do not hold worker threads", async () => {
+  const server = await startServer({ args: ["--threads", "2"] });
+  try {
+    const c = createClient({ url: server.url });
+    await c.execute("CREATE TABLE t(x)");
+    const { max_frame_no: head, current_generation: gen } = await info(server);
+    let pollsDone = 0;
+    const polls = Array.from({ length: 16 }, () =>
+      http(server, "GET", `/sync/${gen}/${head + 1}/${head + 2}?wait=4`).then((r) => {
+        pollsDone++;
+        return r;
+      }),
+    );
+    await sleep(200);
+    // With 16 parked long-polls and 2 threads, SQL is still served at once.
+    const rs = await c.execute("SELECT count(*) AS n FROM t");
+    assert.equal(Number(rs.rows[0].n), 0);
+    assert.equal(pollsDone, 0, "SQL was answered while every long-poll was still parked");
+    await c.execute("INSERT INTO t VALUES (1)");
+    const results = await Promise.all(polls);
+    for (const r of results) assert.equal(r.status, 200);
+    c.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a stalled client does not stall the server", async () => {
+  const server = await startServer({ args: ["--threads", "1"] });
+  const sockets = [];
+  try {
+    const { port, hostname } = new URL(server.url);
+    // Half a request line, a request with a body that never arrives, and a
+    // client that never reads a large response.
+    for (const payload of [
+      "GET /he",
+      "POST /v2/pipeline HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"req",
+      "GET /export/1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]) {
+      const s = connect(Number(port), hostname);
+      await new Promise((r) => s.on("connect", r));
+      s.write(payload);
+      s.pause();
+      sockets.push(s);
+    }
+    const c = createClient({ url: server.url });
+    for (let i = 0; i < 5; i++) {
+      const rs = await c.execute("SELECT 1 AS one");
+      assert.equal(Number(rs.rows[0].one), 1);
+    }
+    c.close();
+  } finally {
+    sockets.forEach((s) => s.destroy());
+    await server.stop();
+  }
+});
+
+test("an idle Hrana stream expires and releases the write lock", async () => {
+  const server = await startServer({ args: ["--stream-idle-ms", "500"] });
+  try {
+    const a = createClient({ url: server.url });
+    const b = createClient({ url: server.url });
+    await a.execute("CREATE TABLE t(x)");
+    const tx = await a.transaction("write");
+    await tx.execute("INSERT INTO t VALUES ('abandoned')");
+    await sleep(1500);
+    // The abandoned transaction was rolled back; another writer proceeds.
+    await b.execute("INSERT INTO t VALUES ('other')");
+    const rs = await b.execute("SELECT x FROM t");
+    assert.deepEqual(rs.rows.map((r) => r.x), ["other"]);
+    await assert.rejects(tx.commit());
+    a.close();
+    b.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("the number of open streams is bounded", async () => {
+  const server = await startServer({ args: ["--max-streams", "2"] });
+  try {
+    const c = createClient({ url: server.url });
+    const t1 = await c.transaction("read");
+    const t2 = await c.transaction("read");
+    await t1.execute("SELECT 1");
+    await t2.execute("SELECT 1");
+    await assert.rejects(
+      (async () => {
+        const t3 = await c.transaction("read");
+        await t3.execute("SELECT 1");
+      })(),
+      (e) => /too many open streams/.test(String(e.message ?? e)),
+    );
+    t1.close();
+    t2.close();
+    // Closed streams free their slots.
+    await sleep(100);
+    const rs = await c.execute("SELECT 2 AS two");
+    assert.equal(Number(rs.rows[0].two), 2);
+    c.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("SIGINT and SIGTERM stop the server cleanly", async () => {
+  for (const sig of ["SIGINT", "SIGTERM"]) {
+    const server = await startServer();
+    const c = createClient({ url: server.url });
+    await c.execute("CREATE TABLE t(x)");
+    c.close();
+    server.child.kill(sig);
+    const { code } = await server.exited;
+    assert.equal(code, 0, server.stderr);
+    assert.match(server.stderr, /shutting down/);
+  }
+});
