@@ -308,7 +308,7 @@ static uint32_t frame_block(uint32_t frame)
 static int get_hash_block(struct injector *inj, uint32_t block, bool extend,
 			  struct hash_block *hb)
 {
-	volatile uint8_t *base;
+	volatile uint8_t *base = NULL;
 	int rc;
 
 	rc = map_region(inj, block, extend, &base);
