@@ -217,6 +217,23 @@ static int configure_conn(sqlite3 *db)
 			    NULL, NULL, NULL);
 }
 
+/* The storage relies on WAL mode, on normal locking, and on every write
+ * going to live.db: clients may not change those, nor reach other files. */
+static int authorize(void *arg, int action, const char *a, const char *b,
+		     const char *db_name, const char *trigger)
+{
+	(void)arg;
+	(void)db_name;
+	(void)trigger;
+	if (action == SQLITE_ATTACH || action == SQLITE_DETACH)
+		return SQLITE_DENY;
+	if (action == SQLITE_PRAGMA && b != NULL &&
+	    (sqlite3_stricmp(a, "journal_mode") == 0 ||
+	     sqlite3_stricmp(a, "locking_mode") == 0))
+		return SQLITE_DENY;
+	return SQLITE_OK;
+}
+
 int store_open_conn(void *arg, sqlite3 **out)
 {
 	struct store *s = arg;
@@ -230,6 +247,8 @@ int store_open_conn(void *arg, sqlite3 **out)
 		sqlite3_busy_timeout(db, 5000);
 		rc = configure_conn(db);
 	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_set_authorizer(db, authorize, NULL);
 	if (rc != SQLITE_OK) {
 		sqlite3_close(db);
 		return rc;
