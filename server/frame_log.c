@@ -26,6 +26,7 @@ struct frame_log {
 	uint32_t chain[2]; /* checksum after the head frame */
 	_Atomic uint32_t head;
 	_Atomic uint32_t db_size;
+	int broken; /* a failed append could not be undone */
 };
 
 static void set_err(char *err, size_t n, const char *fmt, const char *path,
@@ -226,6 +227,8 @@ int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
 	size_t i = 0;
 	int rv;
 
+	if (l->broken)
+		return -EIO;
 	rv = validate(e, n);
 	if (rv != 0)
 		return rv;
@@ -238,20 +241,20 @@ int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
 			uint8_t *f = buf + k * WALFMT_FRAME_SIZE;
 			const struct frame_log_entry *x = &e[i + k];
 			walfmt_frame_encode(l->hdr.magic & 1, l->hdr.salt,
-					    chain, x->pgno, x->db_size, x->page,
-					    WALFMT_PAGE_SIZE, f);
+					    chain, x->pgno, x->db_size,
+					    x->page, WALFMT_PAGE_SIZE, f);
 			memcpy(f + WALFMT_FRAME_HDR_SIZE, x->page,
 			       WALFMT_PAGE_SIZE);
 		}
 		rv = util_write_all(l->fd, buf, batch * WALFMT_FRAME_SIZE,
 				    frame_log_offset(head + 1 + (uint32_t)i));
 		if (rv != 0)
-			goto out;
+			goto fail;
 		i += batch;
 	}
 	if (fdatasync(l->fd) != 0) {
 		rv = -errno;
-		goto out;
+		goto fail;
 	}
 	l->chain[0] = chain[0];
 	l->chain[1] = chain[1];
@@ -259,7 +262,15 @@ int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
 			      memory_order_release);
 	atomic_store_explicit(&l->head, head + (uint32_t)n,
 			      memory_order_release);
-out:
+	free(buf);
+	return 0;
+fail:
+	/* The caller reports this transaction as failed, so it must not
+	 * come back at the next open: cut the tail off.  If even that fails
+	 * the file's state is unknown and the log refuses further appends. */
+	if (ftruncate(l->fd, (off_t)frame_log_offset(head + 1)) != 0 ||
+	    fdatasync(l->fd) != 0)
+		l->broken = 1;
 	free(buf);
 	return rv;
 }
