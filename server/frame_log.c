@@ -241,8 +241,8 @@ int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
 			uint8_t *f = buf + k * WALFMT_FRAME_SIZE;
 			const struct frame_log_entry *x = &e[i + k];
 			walfmt_frame_encode(l->hdr.magic & 1, l->hdr.salt,
-					    chain, x->pgno, x->db_size,
-					    x->page, WALFMT_PAGE_SIZE, f);
+					    chain, x->pgno, x->db_size, x->page,
+					    WALFMT_PAGE_SIZE, f);
 			memcpy(f + WALFMT_FRAME_HDR_SIZE, x->page,
 			       WALFMT_PAGE_SIZE);
 		}

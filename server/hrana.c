@@ -102,10 +102,10 @@ static json_t *sqlite_error(sqlite3 *db, int rc)
 
 	if ((rc & 0xff) == SQLITE_AUTH) {
 		return make_error(
-			"not authorized: replite serve refuses ATTACH, DETACH, "
-			"VACUUM INTO and changes of journal_mode or "
-			"locking_mode (the primary's storage depends on them)",
-			"SQLITE_AUTH");
+		    "not authorized: replite serve refuses ATTACH, DETACH, "
+		    "VACUUM INTO and changes of journal_mode or "
+		    "locking_mode (the primary's storage depends on them)",
+		    "SQLITE_AUTH");
 	}
 	if ((rc & 0xff) == SQLITE_ERROR &&
 	    (strstr(msg, "syntax error") || strstr(msg, "incomplete input") ||

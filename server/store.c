@@ -225,7 +225,9 @@ static int authorize(void *arg, int action, const char *a, const char *b,
 	(void)arg;
 	(void)db_name;
 	(void)trigger;
-	if (action == SQLITE_ATTACH || action == SQLITE_DETACH)
+	/* VACUUM attaches a temporary database, named ""; VACUUM INTO and
+	 * ATTACH name a file. */
+	if (action == SQLITE_ATTACH && (a == NULL || a[0] != '\0'))
 		return SQLITE_DENY;
 	if (action == SQLITE_PRAGMA && b != NULL &&
 	    (sqlite3_stricmp(a, "journal_mode") == 0 ||
@@ -1018,7 +1020,8 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 {
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
-	struct wal_inject_opts opts = {wal_observer_unwrap, 0, WALFMT_PAGE_SIZE};
+	struct wal_inject_opts opts = {wal_observer_unwrap, 0,
+				       WALFMT_PAGE_SIZE};
 	struct generation *g;
 	char *msg = NULL;
 	uint32_t head;

@@ -212,6 +212,32 @@ START_TEST(test_spills_and_overwrites)
 }
 END_TEST
 
+START_TEST(test_authorizer_guards_storage)
+{
+	struct fx f;
+	const char *refused[] = {
+	    "ATTACH 'other.db' AS o",
+	    "VACUUM INTO 'copy.db'",
+	    "PRAGMA journal_mode=DELETE",
+	    "PRAGMA locking_mode=EXCLUSIVE",
+	};
+	size_t i;
+
+	fx_init(&f, "data");
+	fx_open(&f);
+	exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+	for (i = 0; i < sizeof refused / sizeof refused[0]; i++)
+		ck_assert_msg(sqlite3_exec(f.db, refused[i], NULL, NULL,
+					   NULL) == SQLITE_AUTH,
+			      "%s was allowed", refused[i]);
+	/* Plain VACUUM attaches an unnamed temporary database: allowed. */
+	exec(f.db, "VACUUM");
+	exec(f.db, "PRAGMA journal_mode");
+	assert_log_matches_live(&f, 1);
+	fx_done(&f);
+}
+END_TEST
+
 START_TEST(test_restart_keeps_everything)
 {
 	struct fx f;
@@ -512,6 +538,7 @@ static Suite *store_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_sql_commits_are_logged);
 	tcase_add_test(tc, test_spills_and_overwrites);
+	tcase_add_test(tc, test_authorizer_guards_storage);
 	tcase_add_test(tc, test_restart_keeps_everything);
 	tcase_add_test(tc, test_live_brought_up_to_log_head);
 	tcase_add_test(tc, test_rollover_replays_pages);
