@@ -5,7 +5,7 @@ REPLITE_DEB_PACKAGES=(
 	gcc pkg-config meson ninja-build
 	libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
 	libmicrohttpd-dev libjansson-dev check
-	python3 curl
+	python3 curl clang-format git
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

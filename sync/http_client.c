@@ -1,0 +1,326 @@
+#include "http_client.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+struct http_client {
+	CURLM *multi; /* owns the connection cache: one connection reused */
+	CURL *easy;
+	char *base_url;
+	struct curl_slist *auth_header; /* NULL without a token */
+	long connect_timeout_ms;
+	size_t max_body;
+	atomic_int cancelled;
+};
+
+/* The body being received; over_limit stops the transfer. */
+struct sink {
+	uint8_t *buf;
+	size_t len;
+	size_t cap;
+	size_t max;
+	int over_limit;
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+char *http_client_normalize_url(const char *url, char *err, size_t err_len)
+{
+	static const struct {
+		const char *prefix;
+		const char *as;
+	} schemes[] = {
+	    {"http://", "http://"},
+	    {"https://", "https://"},
+	    {"libsql://", "https://"},
+	};
+	const char *rest = NULL, *as = NULL;
+	size_t i, len;
+	char *out;
+
+	for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+		size_t n = strlen(schemes[i].prefix);
+		if (strncasecmp(url, schemes[i].prefix, n) == 0) {
+			rest = url + n;
+			as = schemes[i].as;
+			break;
+		}
+	}
+	if (rest == NULL) {
+		snprintf(err, err_len,
+			 "'%s' is not a primary's URL: it must start with "
+			 "http://, https:// or libsql://",
+			 url);
+		return NULL;
+	}
+	len = strlen(rest);
+	while (len > 0 && rest[len - 1] == '/')
+		len--;
+	if (len == 0 || rest[0] == '/') {
+		snprintf(err, err_len, "'%s' names no host", url);
+		return NULL;
+	}
+	if (memchr(rest, '?', len) != NULL || memchr(rest, '#', len) != NULL) {
+		snprintf(err, err_len,
+			 "'%s' has a query or fragment; give the primary's "
+			 "base URL only",
+			 url);
+		return NULL;
+	}
+	out = malloc(strlen(as) + len + 1);
+	if (out == NULL) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	memcpy(out, as, strlen(as));
+	memcpy(out + strlen(as), rest, len);
+	out[strlen(as) + len] = '\0';
+	return out;
+}
+
+int http_client_new(const struct http_client_config *cfg,
+		    struct http_client **out, char *err, size_t err_len)
+{
+	struct http_client *c;
+
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK) {
+		snprintf(err, err_len, "libcurl failed to initialise: %s",
+			 curl_easy_strerror(global_rc));
+		return -1;
+	}
+	c = calloc(1, sizeof *c);
+	if (c == NULL)
+		goto oom;
+	c->multi = curl_multi_init();
+	c->easy = curl_easy_init();
+	c->base_url = strdup(cfg->base_url);
+	if (c->multi == NULL || c->easy == NULL || c->base_url == NULL)
+		goto oom;
+	if (cfg->auth_token != NULL && cfg->auth_token[0] != '\0') {
+		char *h;
+		if (asprintf(&h, "Authorization: Bearer %s", cfg->auth_token) <
+		    0)
+			goto oom;
+		c->auth_header = curl_slist_append(NULL, h);
+		free(h);
+		if (c->auth_header == NULL)
+			goto oom;
+	}
+	c->connect_timeout_ms = cfg->connect_timeout_ms;
+	c->max_body = cfg->max_body;
+	atomic_init(&c->cancelled, 0);
+	*out = c;
+	return 0;
+
+oom:
+	http_client_free(c);
+	snprintf(err, err_len, "out of memory creating the HTTP client");
+	return -1;
+}
+
+void http_client_free(struct http_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->easy != NULL)
+		curl_easy_cleanup(c->easy);
+	if (c->multi != NULL)
+		curl_multi_cleanup(c->multi);
+	curl_slist_free_all(c->auth_header);
+	free(c->base_url);
+	free(c);
+}
+
+void http_client_cancel(struct http_client *c)
+{
+	atomic_store(&c->cancelled, 1);
+	curl_multi_wakeup(c->multi);
+}
+
+void http_client_uncancel(struct http_client *c)
+{
+	atomic_store(&c->cancelled, 0);
+}
+
+void http_client_response_free(struct http_client_response *res)
+{
+	free(res->body);
+	res->body = NULL;
+	res->len = 0;
+}
+
+static size_t sink_write(char *data, size_t size, size_t n, void *arg)
+{
+	struct sink *s = arg;
+	size_t len = size * n;
+
+	if (len > s->max - s->len) {
+		s->over_limit = 1;
+		return 0; /* makes libcurl fail with CURLE_WRITE_ERROR */
+	}
+	if (s->len + len + 1 > s->cap) {
+		size_t cap = s->cap ? s->cap : 16384;
+		uint8_t *buf;
+		while (cap < s->len + len + 1)
+			cap *= 2;
+		buf = realloc(s->buf, cap);
+		if (buf == NULL)
+			return 0;
+		s->buf = buf;
+		s->cap = cap;
+	}
+	memcpy(s->buf + s->len, data, len);
+	s->len += len;
+	s->buf[s->len] = '\0';
+	return len;
+}
+
+/* Run the easy handle to completion on the multi handle, so that a cancel
+ * from another thread can wake the wait at once (curl_multi_wakeup). */
+static CURLcode perform(struct http_client *c, int *cancelled)
+{
+	CURLcode result = CURLE_FAILED_INIT;
+	CURLMsg *msg;
+	int running = 1, queued;
+
+	*cancelled = 0;
+	if (curl_multi_add_handle(c->multi, c->easy) != CURLM_OK)
+		return CURLE_FAILED_INIT;
+	for (;;) {
+		if (atomic_load(&c->cancelled)) {
+			*cancelled = 1;
+			break;
+		}
+		if (curl_multi_perform(c->multi, &running) != CURLM_OK)
+			break;
+		if (running == 0)
+			break;
+		if (curl_multi_poll(c->multi, NULL, 0, 1000, NULL) != CURLM_OK)
+			break;
+	}
+	while ((msg = curl_multi_info_read(c->multi, &queued)) != NULL) {
+		if (msg->msg == CURLMSG_DONE && msg->easy_handle == c->easy)
+			result = msg->data.result;
+	}
+	curl_multi_remove_handle(c->multi, c->easy);
+	return result;
+}
+
+static void describe_failure(struct http_client *c, CURLcode rc,
+			     const struct sink *sink, const char *curl_err,
+			     long timeout_ms, const char *url, char *err,
+			     size_t err_len)
+{
+	const char *detail = curl_err[0] ? curl_err : curl_easy_strerror(rc);
+
+	if (sink->over_limit) {
+		snprintf(err, err_len,
+			 "the response from %s is larger than %zu bytes", url,
+			 c->max_body);
+	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
+		snprintf(err, err_len, "no response from %s within %ld ms (%s)",
+			 url, timeout_ms, detail);
+	} else if (rc == CURLE_COULDNT_CONNECT ||
+		   rc == CURLE_COULDNT_RESOLVE_HOST) {
+		snprintf(err, err_len, "cannot reach the primary at %s: %s",
+			 c->base_url, detail);
+	} else {
+		snprintf(err, err_len, "request to %s failed: %s", url, detail);
+	}
+}
+
+int http_client_request(struct http_client *c, const char *method,
+			const char *path, const void *body, size_t body_len,
+			long timeout_ms, struct http_client_response *res,
+			char *err, size_t err_len)
+{
+	struct sink sink = {.max = c->max_body};
+	struct curl_slist *headers = NULL, *h;
+	char curl_err[CURL_ERROR_SIZE] = "";
+	char *url = NULL, *ct = NULL;
+	int cancelled, ret = -1;
+	CURLcode rc;
+
+	memset(res, 0, sizeof *res);
+	if (asprintf(&url, "%s%s", c->base_url, path) < 0) {
+		url = NULL;
+		snprintf(err, err_len, "out of memory");
+		goto out;
+	}
+	/* Built per request: libcurl keeps the list pointer, not a copy. */
+	for (h = c->auth_header; h != NULL; h = h->next)
+		headers = curl_slist_append(headers, h->data);
+	/* libcurl would wait for "100 Continue" before sending a large body. */
+	headers = curl_slist_append(headers, "Expect:");
+	if (headers == NULL) {
+		snprintf(err, err_len, "out of memory");
+		goto out;
+	}
+
+	curl_easy_reset(c->easy);
+	curl_easy_setopt(c->easy, CURLOPT_URL, url);
+	curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, curl_err);
+	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS,
+			 c->connect_timeout_ms);
+	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, sink_write);
+	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(c->easy, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS,
+				 body != NULL ? body : "");
+		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)body_len);
+	} else if (strcmp(method, "GET") != 0) {
+		curl_easy_setopt(c->easy, CURLOPT_CUSTOMREQUEST, method);
+	}
+
+	rc = perform(c, &cancelled);
+	if (cancelled) {
+		snprintf(err, err_len, "request to %s cancelled", url);
+		goto out;
+	}
+	if (rc != CURLE_OK) {
+		describe_failure(c, rc, &sink, curl_err, timeout_ms, url, err,
+				 err_len);
+		goto out;
+	}
+	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &res->status);
+	if (curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct) ==
+		CURLE_OK &&
+	    ct != NULL)
+		snprintf(res->content_type, sizeof res->content_type, "%s", ct);
+	if (sink.buf == NULL) { /* an empty body is still a string */
+		sink.buf = calloc(1, 1);
+		if (sink.buf == NULL) {
+			snprintf(err, err_len, "out of memory");
+			goto out;
+		}
+	}
+	res->body = sink.buf;
+	res->len = sink.len;
+	sink.buf = NULL;
+	ret = 0;
+out:
+	free(sink.buf);
+	curl_slist_free_all(headers);
+	free(url);
+	return ret;
+}

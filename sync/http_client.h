@@ -1,0 +1,54 @@
+/* The replica's HTTP client, on libcurl.  One client per sync thread: it
+ * keeps its connection to the primary alive across requests, sends the
+ * bearer token on every request, bounds every request in time and in body
+ * size, and can be cancelled from another thread so that closing a database
+ * never waits for a long-poll to end.  Failures are reported as text that
+ * names the cause (host and port, timeout, limit), never as a bare code. */
+#ifndef REPLITE_HTTP_CLIENT_H
+#define REPLITE_HTTP_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_client;
+
+struct http_client_config {
+	const char *base_url;   /* normalised: see http_client_normalize_url */
+	const char *auth_token; /* NULL or "": no Authorization header */
+	long connect_timeout_ms;
+	size_t max_body; /* larger response bodies fail the request */
+};
+
+struct http_client_response {
+	long status;
+	uint8_t *body; /* malloc'd, NUL terminated (not counted in len) */
+	size_t len;
+	char content_type[64];
+};
+
+/* Turn a sync URL as the user gave it into a base URL: http:// and https://
+ * are kept, libsql:// becomes https://, a trailing slash is dropped.  Returns
+ * a malloc'd string, or NULL with the reason in err (no scheme, another
+ * scheme, no host). */
+char *http_client_normalize_url(const char *url, char *err, size_t err_len);
+
+int http_client_new(const struct http_client_config *cfg,
+		    struct http_client **out, char *err, size_t err_len);
+void http_client_free(struct http_client *c);
+
+/* method "GET" or "POST"; path is appended to the base URL.  Returns 0 with
+ * the response (whatever its status), or -1 with err naming why no response
+ * arrived: connection refused, timeout after timeout_ms, body over the
+ * limit, cancelled. */
+int http_client_request(struct http_client *c, const char *method,
+			const char *path, const void *body, size_t body_len,
+			long timeout_ms, struct http_client_response *res,
+			char *err, size_t err_len);
+void http_client_response_free(struct http_client_response *res);
+
+/* From any thread: the request in progress, and every later one, fails
+ * ("cancelled") at once.  http_client_uncancel() allows requests again. */
+void http_client_cancel(struct http_client *c);
+void http_client_uncancel(struct http_client *c);
+
+#endif
