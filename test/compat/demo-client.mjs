@@ -19,3 +19,26 @@ await tx.commit();
 const n = await client.execute("SELECT count(*) AS n FROM notes");
 console.log(`  ${n.rows[0].n} notes after an interactive transaction`);
 client.close();
+
+// The same data in a libSQL embedded replica (npm libsql) syncing from the
+// primary over the HTTP sync protocol: a local file, read at local speed.
+const { default: Database } = await import("libsql");
+const { mkdtempSync, rmSync } = await import("node:fs");
+const { join } = await import("node:path");
+const { tmpdir } = await import("node:os");
+const dir = mkdtempSync(join(tmpdir(), "replite-demo-replica-"));
+try {
+  const replica = new Database(join(dir, "replica.db"), { syncUrl: url });
+  replica.sync();
+  const rows = replica.prepare("SELECT id, body FROM notes ORDER BY id").all();
+  console.log(`  embedded replica (npm libsql) after sync(): ${rows.length} notes, read from ${join(dir, "replica.db")}`);
+  const writer = createClient({ url });
+  await writer.execute("INSERT INTO notes(body) VALUES ('written on the primary after the first sync')");
+  writer.close();
+  replica.sync();
+  const last = replica.prepare("SELECT body FROM notes ORDER BY id DESC LIMIT 1").get();
+  console.log(`  after another sync(): "${last.body}"`);
+  replica.close();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
