@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -55,16 +56,23 @@ static int add_key(struct jwt_keys *keys, EVP_PKEY *k)
 	return 0;
 }
 
-/* PEM blocks: every "PUBLIC KEY" block in the text. */
+/* PEM blocks: every "PUBLIC KEY" block in the text (other blocks are
+ * skipped).  A "PUBLIC KEY" block that cannot be read is an error, not
+ * dropped silently: the operator believes that key is in use. */
 static int load_pem(struct jwt_keys *keys, const char *text, char *err,
 		    size_t n)
 {
+	static const char begin[] = "-----BEGIN PUBLIC KEY-----";
 	BIO *bio = BIO_new_mem_buf(text, -1);
+	const char *p;
+	size_t blocks = 0;
 	EVP_PKEY *k;
 	int rv = 0;
 
 	if (bio == NULL)
 		return -1;
+	for (p = strstr(text, begin); p != NULL; p = strstr(p + 1, begin))
+		blocks++;
 	while ((k = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL)) != NULL) {
 		if (add_key(keys, k) != 0) {
 			set_msg(err, n,
@@ -73,6 +81,15 @@ static int load_pem(struct jwt_keys *keys, const char *text, char *err,
 			break;
 		}
 	}
+	if (rv == 0 && keys->n < blocks) {
+		set_msg(err, n,
+			"PEM \"PUBLIC KEY\" block %zu of %zu cannot be read "
+			"(damaged base64 or not a public key)",
+			keys->n + 1, blocks);
+		rv = -1;
+	}
+	/* OpenSSL leaves its decoders' attempts on the thread's queue. */
+	ERR_clear_error();
 	BIO_free(bio);
 	return rv;
 }

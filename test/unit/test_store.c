@@ -478,6 +478,517 @@ START_TEST(test_push_rejects_bad_frames)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* push validation */
+
+/* Primaries a and b seeded from the same file; a's transactions (SQL, run
+ * in order) are pulled into *frames (*n frames). */
+static void push_pair(struct fx *a, struct fx *b, const char *const *txns,
+		      size_t n_txns, uint8_t **frames, uint32_t *n)
+{
+	char *seed;
+	sqlite3 *db;
+	size_t i;
+
+	fx_init(a, "a");
+	fx_init(b, "b");
+	seed = fixture_path(a->dir, "seed.db");
+	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
+	exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
+	sqlite3_close(db);
+	a->cfg.import_path = seed;
+	b->cfg.import_path = seed;
+	fx_open(a);
+	fx_open(b);
+	a->cfg.import_path = NULL;
+	b->cfg.import_path = NULL;
+	free(seed);
+	for (i = 0; i < n_txns; i++)
+		exec(a->db, txns[i]);
+	*frames = pull_all(a->store, 1, n);
+}
+
+static uint8_t *frame_at(uint8_t *frames, uint32_t frame_no)
+{
+	return frames + (size_t)(frame_no - 1) * WALFMT_FRAME_SIZE;
+}
+
+/* Frame number (1-based) of the first frame of page pgno, or 0. */
+static uint32_t find_page(uint8_t *frames, uint32_t n, uint32_t pgno)
+{
+	uint32_t i;
+
+	for (i = 1; i <= n; i++) {
+		if (walfmt_get32(frame_at(frames, i)) == pgno)
+			return i;
+	}
+	return 0;
+}
+
+static const char *str_of(json_t *j, const char *key)
+{
+	const char *v = json_string_value(json_object_get(j, key));
+
+	return v ? v : "(none)";
+}
+
+static json_int_t int_of(json_t *j, const char *key)
+{
+	json_t *v = json_object_get(j, key);
+
+	ck_assert_msg(json_is_integer(v), "no integer %s", key);
+	return json_integer_value(v);
+}
+
+/* A push that must be refused with HTTP status and error code. */
+static void assert_push_refused(struct fx *f, uint32_t gen, uint32_t start,
+				uint32_t end, const char *baton,
+				const uint8_t *body, size_t len, int status,
+				const char *code)
+{
+	int got;
+	json_t *j = push(f->store, gen, start, end, baton, body, len, &got);
+
+	ck_assert_msg(got == status, "push [%u, %u): status %d, want %d (%s)",
+		      start, end, got, status, str_of(j, "message"));
+	if (code != NULL)
+		ck_assert_str_eq(str_of(j, "code"), code);
+	ck_assert_msg(strlen(str_of(j, "message")) > 0, "no message");
+	json_decref(j);
+}
+
+/* A push that must succeed: status "ok", max_frame_no == end - 1.  Returns
+ * the baton (malloc'd) or NULL. */
+static char *assert_push_ok(struct fx *f, uint32_t start, uint32_t end,
+			    const char *baton, const uint8_t *body)
+{
+	int status;
+	json_t *j = push(f->store, 1, start, end, baton, body,
+			 (size_t)(end - start) * WALFMT_FRAME_SIZE, &status);
+	json_t *b;
+	char *out = NULL;
+
+	ck_assert_msg(status == 200, "push [%u, %u): %d %s", start, end, status,
+		      str_of(j, "message"));
+	ck_assert_str_eq(str_of(j, "status"), "ok");
+	ck_assert_int_eq(int_of(j, "generation"), 1);
+	ck_assert_int_eq(int_of(j, "max_frame_no"), end - 1);
+	b = json_object_get(j, "baton");
+	ck_assert_msg(b != NULL, "the reply has no baton key");
+	if (json_is_string(b))
+		out = strdup(json_string_value(b));
+	else
+		ck_assert(json_is_null(b));
+	json_decref(j);
+	return out;
+}
+
+/* b still holds only the seed. */
+static void assert_untouched(struct fx *b)
+{
+	struct store_frames fr;
+
+	ck_assert_uint_eq(store_head(b->store), 0);
+	ck_assert_int_eq(query_int(b->db, "SELECT count(*) FROM t"), 1);
+	ck_assert_int_eq(query_int(b->db, "SELECT count(*) FROM sqlite_schema"),
+			 1);
+	ck_assert_int_eq(store_pull(b->store, 1, 1, 10, &fr),
+			 STORE_PULL_CAUGHT_UP);
+	assert_integrity(b->db);
+}
+
+static const char *const three_page_txn[] = {
+    "BEGIN; INSERT INTO t VALUES (1); CREATE TABLE u(y);"
+    "INSERT INTO u VALUES (zeroblob(6000)); COMMIT",
+};
+
+START_TEST(test_push_refuses_malformed)
+{
+	struct fx a, b;
+	uint8_t *frames, *copy;
+	uint32_t n, p1;
+	size_t len;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	ck_assert_uint_ge(n, 3);
+	len = (size_t)n * WALFMT_FRAME_SIZE;
+	copy = malloc(len + WALFMT_FRAME_SIZE);
+
+	/* The body disagrees with the range: one frame more or less, a
+	 * partial frame, nothing. */
+	assert_push_refused(&b, 1, 1, n, NULL, frames, len, 400,
+			    "INVALID_FRAMES");
+	assert_push_refused(&b, 1, 1, n + 2, NULL, frames, len, 400,
+			    "INVALID_FRAMES");
+	assert_push_refused(&b, 1, 1, n + 1, NULL, frames, len + 1, 400,
+			    "INVALID_FRAMES");
+	assert_push_refused(&b, 1, 1, n + 1, NULL, frames, len - 4096, 400,
+			    "INVALID_FRAMES");
+	assert_push_refused(&b, 1, 1, 2, NULL, frames, 0, 400,
+			    "INVALID_FRAMES");
+	/* Empty or reversed ranges. */
+	assert_push_refused(&b, 1, 0, n, NULL, frames,
+			    (size_t)n * WALFMT_FRAME_SIZE, 400, NULL);
+	assert_push_refused(&b, 1, 2, 2, NULL, frames, 0, 400, NULL);
+
+	/* Page number 0 anywhere (here: the commit frame). */
+	memcpy(copy, frames, len);
+	walfmt_put32(frame_at(copy, n), 0);
+	assert_push_refused(&b, 1, 1, n + 1, NULL, copy, len, 400,
+			    "INVALID_FRAMES");
+	/* The pending-byte page, which SQLite never writes. */
+	memcpy(copy, frames, len);
+	walfmt_put32(frame_at(copy, 2), 0x40000000u / 4096 + 1);
+	assert_push_refused(&b, 1, 1, n + 1, NULL, copy, len, 400,
+			    "INVALID_FRAMES");
+	/* A database size no SQLite file can have. */
+	memcpy(copy, frames, len);
+	walfmt_put32(frame_at(copy, n) + 4, 0xffffffffu);
+	assert_push_refused(&b, 1, 1, n + 1, NULL, copy, len, 400,
+			    "INVALID_FRAMES");
+	/* Page 1 not a SQLite header, or for another page size. */
+	p1 = find_page(frames, n, 1);
+	ck_assert_uint_gt(p1, 0);
+	memcpy(copy, frames, len);
+	memcpy(frame_at(copy, p1) + WALFMT_FRAME_HDR_SIZE, "SQLite format 4",
+	       15);
+	assert_push_refused(&b, 1, 1, n + 1, NULL, copy, len, 400,
+			    "INVALID_FRAMES");
+	memcpy(copy, frames, len);
+	frame_at(copy, p1)[WALFMT_FRAME_HDR_SIZE + 16] = 0x04; /* 1024 */
+	frame_at(copy, p1)[WALFMT_FRAME_HDR_SIZE + 17] = 0x00;
+	assert_push_refused(&b, 1, 1, n + 1, NULL, copy, len, 400,
+			    "INVALID_FRAMES");
+	assert_untouched(&b);
+
+	/* A bad frame in a later request of a baton push: the frames
+	 * buffered before it are not applied either. */
+	{
+		char *baton = assert_push_ok(&b, 1, 2, NULL, frames);
+		ck_assert_ptr_nonnull(baton);
+		memcpy(copy, frames, len);
+		walfmt_put32(frame_at(copy, n), 0);
+		assert_push_refused(&b, 1, 2, n + 1, baton, frame_at(copy, 2),
+				    (size_t)(n - 1) * WALFMT_FRAME_SIZE, 400,
+				    "INVALID_FRAMES");
+		assert_untouched(&b);
+		free(baton);
+	}
+
+	/* The unaltered frames are accepted: the refusals were about the
+	 * alterations. */
+	free(assert_push_ok(&b, 1, n + 1, NULL, frames));
+	ck_assert_uint_eq(store_head(b.store), n);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(query_int(b.db, "SELECT length(y) FROM u"), 6000);
+	assert_integrity(b.db);
+	assert_log_matches_live(&b, 1);
+	free(copy);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+/* Frames that do not start right after the head, or of another generation,
+ * change nothing; the reply gives the head so that the client can resume. */
+START_TEST(test_push_not_at_head)
+{
+	struct fx a, b;
+	uint8_t *frames, *copy;
+	uint32_t n;
+	size_t len;
+	int status;
+	json_t *j;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	len = (size_t)n * WALFMT_FRAME_SIZE;
+
+	/* A gap: frames 3.. when the head is 0. */
+	j = push(b.store, 1, 3, n + 3, NULL, frames, len, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_msg(strcmp(str_of(j, "status"), "conflict") == 0 ||
+			  strcmp(str_of(j, "status"), "ok") == 0,
+		      "status %s", str_of(j, "status"));
+	ck_assert_int_eq(int_of(j, "max_frame_no"), 0);
+	ck_assert_int_eq(int_of(j, "generation"), 1);
+	json_decref(j);
+	assert_untouched(&b);
+
+	/* Another generation. */
+	j = push(b.store, 2, 1, n + 1, NULL, frames, len, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_str_eq(str_of(j, "status"), "conflict");
+	ck_assert_int_eq(int_of(j, "generation"), 1);
+	ck_assert_int_eq(int_of(j, "max_frame_no"), 0);
+	json_decref(j);
+	assert_untouched(&b);
+
+	free(assert_push_ok(&b, 1, n + 1, NULL, frames));
+	ck_assert_uint_eq(store_head(b.store), n);
+
+	/* The same range again with other content: not a retry of what
+	 * was applied, so a conflict, and nothing changes. */
+	copy = malloc(len);
+	memcpy(copy, frames, len);
+	frame_at(copy, n)[WALFMT_FRAME_SIZE - 1] ^= 0x55;
+	j = push(b.store, 1, 1, n + 1, NULL, copy, len, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_str_eq(str_of(j, "status"), "conflict");
+	ck_assert_int_eq(int_of(j, "max_frame_no"), n);
+	json_decref(j);
+	ck_assert_uint_eq(store_head(b.store), n);
+	assert_log_matches_live(&b, 1);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
+	free(copy);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+/* A transaction pushed one frame per request: nothing is visible (live
+ * database, log head, pulls) until its commit frame arrives, then all of
+ * it at once. */
+START_TEST(test_push_baton_atomic)
+{
+	struct fx a, b;
+	uint8_t *frames;
+	uint32_t n, i;
+	char *baton = NULL;
+	struct store_frames fr;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	ck_assert_uint_ge(n, 3);
+	for (i = 1; i < n; i++) {
+		char *next;
+		ck_assert_uint_eq(walfmt_get32(frame_at(frames, i) + 4), 0);
+		next = assert_push_ok(&b, i, i + 1, baton, frame_at(frames, i));
+		ck_assert_msg(next != NULL, "no baton after frame %u", i);
+		free(baton);
+		baton = next;
+		assert_untouched(&b);
+		if (i == 1) {
+			/* Out of order continuations are refused and do
+			 * not spoil the pending push. */
+			assert_push_refused(
+			    &b, 1, 3, 4, baton, frame_at(frames, 3),
+			    WALFMT_FRAME_SIZE, 400, "PUSH_OUT_OF_ORDER");
+			assert_push_refused(
+			    &b, 2, 2, 3, baton, frame_at(frames, 2),
+			    WALFMT_FRAME_SIZE, 400, "PUSH_OUT_OF_ORDER");
+			assert_untouched(&b);
+		}
+	}
+	ck_assert_uint_ne(walfmt_get32(frame_at(frames, n) + 4), 0);
+	{
+		char *last =
+		    assert_push_ok(&b, n, n + 1, baton, frame_at(frames, n));
+		ck_assert_ptr_null(last);
+	}
+	ck_assert_uint_eq(store_head(b.store), n);
+	ck_assert_int_eq(store_pull(b.store, 1, 1, 100, &fr),
+			 STORE_PULL_FRAMES);
+	close(fr.fd);
+	ck_assert_uint_eq(fr.end, n + 1);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(query_int(b.db, "SELECT length(y) FROM u"), 6000);
+	assert_integrity(b.db);
+	assert_log_matches_live(&b, 1);
+	free(baton);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+/* One request ending with the start of the next transaction: the first
+ * transaction is applied at once, the rest waits for its commit. */
+START_TEST(test_push_commit_mid_request)
+{
+	static const char *const txns[] = {
+	    "INSERT INTO t VALUES (1)",
+	    "BEGIN; CREATE TABLE u(y); INSERT INTO u VALUES (zeroblob(9000));"
+	    "COMMIT",
+	};
+	struct fx a, b;
+	uint8_t *frames;
+	uint32_t n, k1;
+	char *baton;
+
+	push_pair(&a, &b, txns, 2, &frames, &n);
+	for (k1 = 1; k1 <= n; k1++) {
+		if (walfmt_get32(frame_at(frames, k1) + 4) != 0)
+			break;
+	}
+	ck_assert_uint_lt(k1 + 1, n); /* the second has >= 2 frames */
+	baton = assert_push_ok(&b, 1, k1 + 2, NULL, frames);
+	ck_assert_ptr_nonnull(baton);
+	ck_assert_uint_eq(store_head(b.store), k1);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM sqlite_schema"),
+			 1);
+	free(
+	    assert_push_ok(&b, k1 + 2, n + 1, baton, frame_at(frames, k1 + 2)));
+	ck_assert_uint_eq(store_head(b.store), n);
+	ck_assert_int_eq(query_int(b.db, "SELECT length(y) FROM u"), 9000);
+	assert_integrity(b.db);
+	assert_log_matches_live(&b, 1);
+	free(baton);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+/* A push started at head + 1 whose commit arrives after an SQL commit
+ * moved the head: a conflict, and none of its frames are applied. */
+START_TEST(test_push_pending_conflict_at_commit)
+{
+	struct fx a, b;
+	uint8_t *frames;
+	uint32_t n, head;
+	char *baton;
+	int status;
+	json_t *j;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	baton = assert_push_ok(&b, 1, 2, NULL, frames);
+	ck_assert_ptr_nonnull(baton);
+	exec(b.db, "INSERT INTO t VALUES (7)");
+	head = store_head(b.store);
+	ck_assert_uint_gt(head, 0);
+	j = push(b.store, 1, 2, n + 1, baton, frame_at(frames, 2),
+		 (size_t)(n - 1) * WALFMT_FRAME_SIZE, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_str_eq(str_of(j, "status"), "conflict");
+	ck_assert_int_eq(int_of(j, "max_frame_no"), head);
+	json_decref(j);
+	ck_assert_uint_eq(store_head(b.store), head);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(query_int(b.db, "SELECT sum(x) FROM t"), 49);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM sqlite_schema"),
+			 1);
+	assert_integrity(b.db);
+	assert_log_matches_live(&b, 1);
+	free(baton);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+/* A push left without its commit frame expires; its frames never
+ * appear, and a fresh push of the whole transaction works. */
+START_TEST(test_push_baton_expires)
+{
+	struct fx a, b;
+	uint8_t *frames;
+	uint32_t n;
+	char *baton;
+	int status;
+	json_t *j;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	b.cfg.push_expiry_ms = 10;
+	fx_close(&b);
+	fx_open(&b);
+	baton = assert_push_ok(&b, 1, 2, NULL, frames);
+	ck_assert_ptr_nonnull(baton);
+	usleep(50 * 1000);
+	store_maintain(b.store);
+	j = push(b.store, 1, 2, n + 1, baton, frame_at(frames, 2),
+		 (size_t)(n - 1) * WALFMT_FRAME_SIZE, &status);
+	/* Refused (400), or "ok" with the head so the client restarts: but
+	 * never applied, never acknowledged up to n. */
+	ck_assert_msg(!(status == 200 &&
+			strcmp(str_of(j, "status"), "ok") == 0 &&
+			int_of(j, "max_frame_no") == n),
+		      "the continuation of an expired push was acknowledged");
+	json_decref(j);
+	assert_untouched(&b);
+	free(assert_push_ok(&b, 1, n + 1, NULL, frames));
+	ck_assert_uint_eq(store_head(b.store), n);
+	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
+	free(baton);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+START_TEST(test_push_too_large)
+{
+	struct fx a, b;
+	uint8_t *frames;
+	uint32_t n;
+	char *baton;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	ck_assert_uint_ge(n, 3);
+	b.cfg.max_push_bytes = 2 * WALFMT_FRAME_SIZE;
+	fx_close(&b);
+	fx_open(&b);
+	assert_push_refused(&b, 1, 1, n + 1, NULL, frames,
+			    (size_t)n * WALFMT_FRAME_SIZE, 413,
+			    "PUSH_TOO_LARGE");
+	assert_untouched(&b);
+	/* Buffered across requests counts too. */
+	baton = assert_push_ok(&b, 1, 3, NULL, frames);
+	ck_assert_ptr_nonnull(baton);
+	assert_push_refused(&b, 1, 3, n + 1, baton, frame_at(frames, 3),
+			    (size_t)(n - 2) * WALFMT_FRAME_SIZE, 413,
+			    "PUSH_TOO_LARGE");
+	assert_untouched(&b);
+	free(baton);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+/* Page 1 headers that SQLite refuses: once applied, every write to the
+ * live database fails (SQLITE_NOTADB / SQLITE_CORRUPT) and the store may not
+ * reopen.  Reported, not fixed here (store.c has another owner): run with
+ * REPLITE_KNOWN_BUGS=1. */
+static void assert_page1_refused(int offset, uint8_t value)
+{
+	struct fx a, b;
+	uint8_t *frames;
+	uint32_t n, p1;
+	int status;
+	json_t *j;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	p1 = find_page(frames, n, 1);
+	ck_assert_uint_gt(p1, 0);
+	ck_assert_uint_ne(frame_at(frames, p1)[WALFMT_FRAME_HDR_SIZE + offset],
+			  value);
+	frame_at(frames, p1)[WALFMT_FRAME_HDR_SIZE + offset] = value;
+	j = push(b.store, 1, 1, n + 1, NULL, frames,
+		 (size_t)n * WALFMT_FRAME_SIZE, &status);
+	json_decref(j);
+	ck_assert_msg(status == 400,
+		      "page 1 with byte %d = %u was accepted (status %d)",
+		      offset, value, status);
+	assert_untouched(&b);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+
+START_TEST(test_known_push_page1_bad_payload_fraction)
+{
+	assert_page1_refused(21, 0); /* must be 64 */
+}
+END_TEST
+
+START_TEST(test_known_push_page1_reserved_bytes)
+{
+	assert_page1_refused(20, 32); /* reserved bytes per page */
+}
+END_TEST
+
 START_TEST(test_import_converts_page_size)
 {
 	struct fx f;
@@ -544,9 +1055,24 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_rollover_replays_pages);
 	tcase_add_test(tc, test_push_applies_frames);
 	tcase_add_test(tc, test_push_rejects_bad_frames);
+	tcase_add_test(tc, test_push_refuses_malformed);
+	tcase_add_test(tc, test_push_not_at_head);
+	tcase_add_test(tc, test_push_baton_atomic);
+	tcase_add_test(tc, test_push_commit_mid_request);
+	tcase_add_test(tc, test_push_pending_conflict_at_commit);
+	tcase_add_test(tc, test_push_baton_expires);
+	tcase_add_test(tc, test_push_too_large);
 	tcase_add_test(tc, test_import_converts_page_size);
 	tcase_add_test(tc, test_import_refuses_garbage);
 	suite_add_tcase(s, tc);
+	if (getenv("REPLITE_KNOWN_BUGS") != NULL) {
+		TCase *known = tcase_create("known-bugs");
+		tcase_set_timeout(known, 120);
+		tcase_add_test(known,
+			       test_known_push_page1_bad_payload_fraction);
+		tcase_add_test(known, test_known_push_page1_reserved_bytes);
+		suite_add_tcase(s, known);
+	}
 	return s;
 }
 
