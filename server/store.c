@@ -1140,14 +1140,24 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		http_reply_error(reply, 503, "PRIMARY_FAILED", "%s", s->failed);
 		goto out_unlock;
 	}
-	if (baton != NULL) {
+	if (baton != NULL)
 		p = find_pending_locked(s, baton);
-		if (p == NULL) {
-			http_reply_error(reply, 400, "PUSH_BATON_INVALID",
-					 "unknown or expired push baton; "
-					 "restart the push");
+	if (p == NULL) {
+		/* A new push, or one whose baton is gone (expired, or lost
+		 * with a restart: buffered frames are not durable).  If it
+		 * starts past the head, the frames before it are not here:
+		 * answer "ok" with the head.  The libSQL client takes a lower
+		 * max_frame_no as InvalidPushFrameNoLow, moves its durable
+		 * frame number back to it and pushes again from head + 1;
+		 * "conflict" would leave it stuck. */
+		struct generation *g = current_locked(s);
+		uint32_t cur_head = frame_log_head(g->log);
+		if (g->number == gen && start > cur_head + 1) {
+			push_reply(reply, "ok", gen, cur_head, NULL);
 			goto out_unlock;
 		}
+	}
+	if (p != NULL) {
 		if (p->gen != gen || p->next != start) {
 			http_reply_error(reply, 400, "PUSH_OUT_OF_ORDER",
 					 "push continues at frame %u of "

@@ -102,3 +102,58 @@ export async function http(server, method, path, { body, headers, token } = {}) 
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// --- helpers for the embedded-replica and crash tests ---
+
+// GET /info as JSON.
+export async function serverInfo(server) {
+  const r = await http(server, "GET", "/info");
+  if (r.status !== 200) throw new Error(`GET /info answered ${r.status}: ${r.body}`);
+  return r.json;
+}
+
+// The request log reaches us asynchronously through a pipe (and a libsql
+// replica's sync() blocks the event loop while it runs): send a marker
+// request and wait until the server has logged it, so that every request
+// answered before is in server.requestLog().  Returns the log.
+export async function settledRequestLog(server, timeoutMs = 10000) {
+  const before = server.requestLog().filter((r) => r.path === "/version").length;
+  const res = await http(server, "GET", "/version");
+  if (res.status !== 200) throw new Error(`GET /version answered ${res.status}`);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = server.requestLog();
+    if (log.filter((r) => r.path === "/version").length > before) return log;
+    if (Date.now() > deadline) throw new Error("the request log did not show the marker request (is --log-requests set?)");
+    await sleep(5);
+  }
+}
+
+// Poll /info until the primary's current generation reaches `generation`
+// (rollover runs in the maintenance tick, every 250 ms).
+export async function waitForGeneration(server, generation, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await serverInfo(server);
+    if (info.current_generation >= generation) return info;
+    if (Date.now() > deadline)
+      throw new Error(`generation ${generation} did not start (current ${info.current_generation}):\n${server.stderr}`);
+    await sleep(50);
+  }
+}
+
+// (Imports are hoisted; kept here so that this block is append-only.)
+import { copyFileSync, existsSync } from "node:fs";
+import { basename } from "node:path";
+
+// Copies a SQLite database and its WAL (not the -shm, which SQLite rebuilds)
+// into a new directory inside `dir` (a tempDir); returns the copy's path.
+// The source must be idle (no write in progress) for the copy to be a
+// consistent snapshot; after a kill -9 it is what a restart would find.
+export function copyDatabase(path, dir) {
+  const copyDir = mkdtempSync(join(dir.path, "copy-"));
+  const copy = join(copyDir, basename(path));
+  copyFileSync(path, copy);
+  if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
+  return copy;
+}
