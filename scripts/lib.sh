@@ -42,8 +42,9 @@ ensure_npm() {
 # build DIR [meson options...]
 build() {
 	local dir=$1; shift
+	local out
 	if [ ! -f "$dir/build.ninja" ]; then
-		meson setup "$dir" "$@" >/dev/null
+		out=$(meson setup "$dir" "$@" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
 	fi
-	ninja -C "$dir" >/dev/null
+	out=$(ninja -C "$dir" 2>&1) || { printf '%s\n' "$out" | tail -n 60 >&2; return 1; }
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "util.h"
@@ -18,6 +19,7 @@ void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
 	c->version = version;
 	c->read_only = read_only;
 	c->sqls = json_object();
+	c->tx_read_only = 0;
 }
 
 void hrana_conn_reset(struct hrana_conn *c)
@@ -117,6 +119,68 @@ static json_t *sqlite_error(sqlite3 *db, int rc)
 /* ---------------------------------------------------------------------- */
 /* values */
 
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
+static size_t utf8_sequence(const unsigned char *p, size_t n)
+{
+	size_t len, i;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+/* A text value.  SQLite stores whatever bytes it is given as TEXT; JSON
+ * strings must be UTF-8, so invalid sequences become U+FFFD (as a lossy
+ * UTF-8 decoder does) instead of dropping the value from its row. */
+static json_t *text_value(const char *text, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	size_t i = 0, o = 0, k;
+	json_t *v;
+	char *fixed;
+
+	v = json_pack("{s:s, s:s%}", "type", "text", "value", text, len);
+	if (v != NULL)
+		return v;
+	fixed = malloc(len * 3 + 1);
+	if (fixed == NULL)
+		return NULL;
+	while (i < len) {
+		k = utf8_sequence(p + i, len - i);
+		if (k == 0) {
+			memcpy(fixed + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(fixed + o, p + i, k);
+			o += k;
+			i += k;
+		}
+	}
+	v = json_pack("{s:s, s:s%}", "type", "text", "value", fixed, o);
+	free(fixed);
+	return v;
+}
+
 json_t *hrana_value_from_column(sqlite3_stmt *stmt, int col)
 {
 	char buf[32];
@@ -135,9 +199,8 @@ json_t *hrana_value_from_column(sqlite3_stmt *stmt, int col)
 		return json_pack("{s:s, s:f}", "type", "float", "value", d);
 	}
 	case SQLITE_TEXT:
-		return json_pack("{s:s, s:s%}", "type", "text", "value",
-				 (const char *)sqlite3_column_text(stmt, col),
-				 (size_t)sqlite3_column_bytes(stmt, col));
+		return text_value((const char *)sqlite3_column_text(stmt, col),
+				  (size_t)sqlite3_column_bytes(stmt, col));
 	case SQLITE_BLOB:
 		b64 = util_base64_encode(
 		    sqlite3_column_blob(stmt, col),
@@ -374,10 +437,106 @@ static json_t *row_of(sqlite3_stmt *st)
 	return row;
 }
 
+/* What a statement's text says about transactions: BEGIN_NONE for anything
+ * but BEGIN.  BEGIN_READONLY is libSQL's read transaction, which
+ * @libsql/client sends as "BEGIN TRANSACTION READONLY" for
+ * transaction("read") and batch(..., "read"); stock SQLite would parse that
+ * as a deferred transaction named READONLY and let it write. */
+enum begin_kind {
+	BEGIN_NONE,
+	BEGIN_DEFERRED,
+	BEGIN_IMMEDIATE,
+	BEGIN_EXCLUSIVE,
+	BEGIN_READONLY,
+};
+
+static const char *skip_space(const char *p)
+{
+	for (;;) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (p[0] == '-' && p[1] == '-') {
+			p += strcspn(p, "\n");
+		} else if (p[0] == '/' && p[1] == '*') {
+			const char *e = strstr(p + 2, "*/");
+			p = e ? e + 2 : p + strlen(p);
+		} else {
+			return p;
+		}
+	}
+}
+
+/* If p starts with the keyword w (any case, as a whole word), returns the
+ * text after it and its trailing space; else NULL. */
+static const char *keyword(const char *p, const char *w)
+{
+	size_t n = strlen(w);
+
+	if (strncasecmp(p, w, n) != 0 || isalnum((unsigned char)p[n]) ||
+	    p[n] == '_')
+		return NULL;
+	return skip_space(p + n);
+}
+
+static enum begin_kind begin_kind(const char *sql)
+{
+	const char *p = keyword(skip_space(sql), "BEGIN"), *q;
+
+	if (p == NULL)
+		return BEGIN_NONE;
+	if (keyword(p, "DEFERRED") != NULL)
+		return BEGIN_DEFERRED;
+	if (keyword(p, "IMMEDIATE") != NULL)
+		return BEGIN_IMMEDIATE;
+	if (keyword(p, "EXCLUSIVE") != NULL)
+		return BEGIN_EXCLUSIVE;
+	/* BEGIN READONLY [TRANSACTION] or BEGIN TRANSACTION READONLY, alone */
+	if ((q = keyword(p, "READONLY")) != NULL) {
+		const char *t = keyword(q, "TRANSACTION");
+		p = t ? t : q;
+	} else if ((q = keyword(p, "TRANSACTION")) != NULL &&
+		   (q = keyword(q, "READONLY")) != NULL) {
+		p = q;
+	} else {
+		return BEGIN_DEFERRED;
+	}
+	return only_whitespace_or_comments(p) ? BEGIN_READONLY : BEGIN_DEFERRED;
+}
+
+/* Refuse writes on a read-only stream (token) or inside a read-only
+ * transaction.  A read-only token may not take the write lock either. */
+static int refuse_write(struct hrana_conn *c, sqlite3_stmt *st,
+			enum begin_kind kind, json_t **error)
+{
+	if (c->read_only &&
+	    (kind == BEGIN_IMMEDIATE || kind == BEGIN_EXCLUSIVE)) {
+		*error = make_error("this token is read-only: BEGIN IMMEDIATE "
+				    "and BEGIN EXCLUSIVE take the write lock",
+				    "SQLITE_READONLY");
+		return 1;
+	}
+	if (sqlite3_stmt_readonly(st))
+		return 0;
+	if (c->read_only) {
+		*error = make_error("this token is read-only: the statement "
+				    "would write to the database",
+				    "SQLITE_READONLY");
+		return 1;
+	}
+	if (c->tx_read_only && !sqlite3_get_autocommit(c->db)) {
+		*error = make_error("the transaction is read-only (BEGIN "
+				    "READONLY): the statement would write to "
+				    "the database",
+				    "SQLITE_READONLY");
+		return 1;
+	}
+	return 0;
+}
+
 /* Prepare a statement of a Stmt object, refusing several statements in one
- * string and writes on a read-only stream. */
+ * string and writes on a read-only stream or transaction. */
 static sqlite3_stmt *prepare_stmt(struct hrana_conn *c, json_t *stmt,
-				  json_t **error)
+				  json_t **error, enum begin_kind *kind)
 {
 	const char *sql = stmt_sql(c, stmt, error);
 	const char *tail = NULL;
@@ -386,6 +545,9 @@ static sqlite3_stmt *prepare_stmt(struct hrana_conn *c, json_t *stmt,
 
 	if (sql == NULL)
 		return NULL;
+	*kind = begin_kind(sql);
+	if (*kind == BEGIN_READONLY)
+		sql = "BEGIN DEFERRED"; /* writes are refused by refuse_write */
 	rc = sqlite3_prepare_v2(c->db, sql, -1, &st, &tail);
 	if (rc != SQLITE_OK) {
 		*error = sqlite_error(c->db, rc);
@@ -403,11 +565,8 @@ static sqlite3_stmt *prepare_stmt(struct hrana_conn *c, json_t *stmt,
 			       "SQL_MANY_STATEMENTS");
 		return NULL;
 	}
-	if (c->read_only && !sqlite3_stmt_readonly(st)) {
+	if (refuse_write(c, st, *kind, error)) {
 		sqlite3_finalize(st);
-		*error = make_error("this token is read-only: the statement "
-				    "would write to the database",
-				    "SQLITE_READONLY");
 		return NULL;
 	}
 	return st;
@@ -419,8 +578,9 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error)
 	int want_rows =
 	    want == NULL || json_is_null(want) || json_is_true(want);
 	sqlite3_int64 changes_before = sqlite3_total_changes64(c->db);
-	sqlite3_int64 changes;
+	sqlite3_int64 changes, rows_written;
 	struct timespec t0, t1;
+	enum begin_kind kind = BEGIN_NONE;
 	sqlite3_stmt *st;
 	json_t *rows, *res;
 	char rowid[32];
@@ -433,7 +593,7 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error)
 		return NULL;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	st = prepare_stmt(c, stmt, error);
+	st = prepare_stmt(c, stmt, error, &kind);
 	if (st == NULL)
 		return NULL;
 	if (bind_args(st, stmt, error) != 0) {
@@ -451,17 +611,24 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error)
 		sqlite3_finalize(st);
 		return NULL;
 	}
+	if (kind != BEGIN_NONE)
+		c->tx_read_only = kind == BEGIN_READONLY;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	snprintf(rowid, sizeof rowid, "%lld",
 		 (long long)sqlite3_last_insert_rowid(c->db));
-	changes = sqlite3_stmt_readonly(st)
+	/* Rows the statement itself changed, as sqld reports them: not those
+	 * of triggers (sqlite3_changes64), and 0 for a statement that changed
+	 * nothing (where sqlite3_changes64 still holds an older count). */
+	changes = sqlite3_stmt_readonly(st) ||
+			  sqlite3_total_changes64(c->db) == changes_before
 		      ? 0
-		      : sqlite3_total_changes64(c->db) - changes_before;
+		      : sqlite3_changes64(c->db);
+	rows_written = sqlite3_total_changes64(c->db) - changes_before;
 	res =
 	    json_pack("{s:o, s:o, s:I, s:s, s:I, s:f}", "cols", columns_of(st),
 		      "rows", rows, "affected_row_count", (json_int_t)changes,
 		      "last_insert_rowid", rowid, "rows_written",
-		      (json_int_t)changes, "query_duration_ms",
+		      (json_int_t)rows_written, "query_duration_ms",
 		      (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
 			  (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	sqlite3_finalize(st);
@@ -721,6 +888,7 @@ static json_t *describe(struct hrana_conn *c, json_t *req, json_t **error)
 static json_t *sequence(struct hrana_conn *c, json_t *req, json_t **error)
 {
 	const char *sql = stmt_sql(c, req, error);
+	enum begin_kind kind;
 	const char *p;
 
 	if (sql == NULL)
@@ -736,12 +904,9 @@ static json_t *sequence(struct hrana_conn *c, json_t *req, json_t **error)
 		}
 		if (st == NULL)
 			break; /* only comments or whitespace left */
-		if (c->read_only && !sqlite3_stmt_readonly(st)) {
+		kind = begin_kind(sqlite3_sql(st));
+		if (refuse_write(c, st, kind, error)) {
 			sqlite3_finalize(st);
-			*error = make_error("this token is read-only: the "
-					    "statement would write to the "
-					    "database",
-					    "SQLITE_READONLY");
 			return NULL;
 		}
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -751,6 +916,8 @@ static json_t *sequence(struct hrana_conn *c, json_t *req, json_t **error)
 			*error = sqlite_error(c->db, rc);
 			return NULL;
 		}
+		if (kind != BEGIN_NONE)
+			c->tx_read_only = 0;
 		p = tail;
 	}
 	return json_object();
@@ -791,6 +958,124 @@ static json_t *close_sql(struct hrana_conn *c, json_t *req,
 		 json_integer_value(id));
 	json_object_del(c->sqls, key);
 	return ok_response("close_sql", NULL);
+}
+
+/* ---------------------------------------------------------------------- */
+/* validation, before anything runs */
+
+static int check_cond(json_t *cond, size_t step, int version)
+{
+	const char *type = json_string_value(json_object_get(cond, "type"));
+	json_t *x;
+	size_t i;
+
+	if (!json_is_object(cond) || type == NULL)
+		return -1;
+	if (strcmp(type, "ok") == 0 || strcmp(type, "error") == 0) {
+		json_t *s = json_object_get(cond, "step");
+		return json_is_integer(s) && json_integer_value(s) >= 0 &&
+			       (size_t)json_integer_value(s) < step
+			   ? 0
+			   : -1;
+	}
+	if (strcmp(type, "not") == 0)
+		return check_cond(json_object_get(cond, "cond"), step, version);
+	if (strcmp(type, "and") == 0 || strcmp(type, "or") == 0) {
+		json_t *conds = json_object_get(cond, "conds");
+		if (!json_is_array(conds))
+			return -1;
+		json_array_foreach(conds, i, x)
+		{
+			if (check_cond(x, step, version) != 0)
+				return -1;
+		}
+		return 0;
+	}
+	if (strcmp(type, "is_autocommit") == 0 && version >= 3)
+		return 0;
+	return -1;
+}
+
+static int check_sql_ref(json_t *obj)
+{
+	json_t *sql = json_object_get(obj, "sql");
+	json_t *id = json_object_get(obj, "sql_id");
+
+	return json_is_string(sql) || json_is_integer(id) ? 0 : -1;
+}
+
+int hrana_check_batch(json_t *batch, int version, const char **proto_err)
+{
+	json_t *steps = json_object_get(batch, "steps"), *step, *cond;
+	size_t i;
+
+	if (!json_is_object(batch) || !json_is_array(steps)) {
+		*proto_err = "a batch must be {\"steps\": [...]}";
+		return -1;
+	}
+	json_array_foreach(steps, i, step)
+	{
+		json_t *stmt = json_object_get(step, "stmt");
+		if (!json_is_object(step) || !json_is_object(stmt) ||
+		    check_sql_ref(stmt) != 0) {
+			*proto_err = "a batch step must be {\"stmt\": {\"sql\" "
+				     "or \"sql_id\", ...}, \"condition\"?}";
+			return -1;
+		}
+		cond = json_object_get(step, "condition");
+		if (cond != NULL && !json_is_null(cond) &&
+		    check_cond(cond, i, version) != 0) {
+			*proto_err = "invalid batch condition (steps may only "
+				     "refer to earlier steps)";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int hrana_check_request(json_t *req, int version, const char **proto_err)
+{
+	const char *type = json_string_value(json_object_get(req, "type"));
+	json_t *stmt = json_object_get(req, "stmt");
+
+	if (!json_is_object(req) || type == NULL) {
+		*proto_err = "a request must be an object with a \"type\"";
+		return -1;
+	}
+	if (strcmp(type, "execute") == 0) {
+		if (json_is_object(stmt) && check_sql_ref(stmt) == 0)
+			return 0;
+		*proto_err = "execute needs \"stmt\": {\"sql\" or \"sql_id\", "
+			     "...}";
+		return -1;
+	}
+	if (strcmp(type, "batch") == 0)
+		return hrana_check_batch(json_object_get(req, "batch"), version,
+					 proto_err);
+	if (strcmp(type, "sequence") == 0 || strcmp(type, "describe") == 0) {
+		if (check_sql_ref(req) == 0)
+			return 0;
+		*proto_err = "sequence and describe need \"sql\" or \"sql_id\"";
+		return -1;
+	}
+	if (strcmp(type, "store_sql") == 0) {
+		if (json_is_integer(json_object_get(req, "sql_id")) &&
+		    json_is_string(json_object_get(req, "sql")))
+			return 0;
+		*proto_err = "store_sql needs an integer sql_id and sql";
+		return -1;
+	}
+	if (strcmp(type, "close_sql") == 0) {
+		if (json_is_integer(json_object_get(req, "sql_id")))
+			return 0;
+		*proto_err = "close_sql needs an integer sql_id";
+		return -1;
+	}
+	if (strcmp(type, "close") == 0 ||
+	    (strcmp(type, "get_autocommit") == 0 && version >= 3))
+		return 0;
+	*proto_err = "unknown request type";
+	return -1;
 }
 
 json_t *hrana_execute_request(struct hrana_conn *c, json_t *req, int *close,

@@ -14,6 +14,8 @@ struct hrana_conn {
 	int read_only; /* refuse statements that are not sqlite3_stmt_readonly
 			*/
 	json_t *sqls;  /* sql_id (decimal text) -> SQL text, from store_sql */
+	int tx_read_only; /* the open transaction began with BEGIN READONLY
+			     (libSQL's read transactions): refuse writes */
 };
 
 void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
@@ -28,6 +30,13 @@ void hrana_conn_reset(struct hrana_conn *c); /* frees sqls; not db */
  * to a static message. */
 json_t *hrana_execute_request(struct hrana_conn *c, json_t *req, int *close,
 			      const char **proto_err);
+
+/* Check the shape of a pipeline request (type, required fields, batch
+ * conditions) without executing anything, so that a malformed request is
+ * refused before any request of its pipeline runs.  Returns 0, or -1 with
+ * *proto_err set to a static message. */
+int hrana_check_request(json_t *req, int version, const char **proto_err);
+int hrana_check_batch(json_t *batch, int version, const char **proto_err);
 
 /* Execute a Batch ({"steps":[...]}) for /v3/cursor, emitting the cursor
  * entries (step_begin, row, step_end, step_error, error) through emit.

@@ -24,15 +24,29 @@ struct req_ctx {
 	int64_t park_until_ms;
 	struct req_ctx *next_parked;
 	int parked;
+	/* Handlers run on the worker threads, not on MHD's: a statement
+	 * waiting for a lock would otherwise stall every connection of the
+	 * MHD thread, including the one that is to release the lock. */
+	const char *url;    /* valid for the whole request */
+	const char *method; /* likewise */
+	struct req_ctx *next_job;
+	struct http_response res; /* the handler's answer, when have_res */
+	int have_res;
 };
 
 struct http_server {
 	struct http_config cfg;
 	struct MHD_Daemon *daemon;
-	pthread_mutex_t mu; /* guards parked and wake_seq */
+	pthread_mutex_t mu; /* guards parked, wake_seq, the job queue */
 	struct req_ctx *parked;
 	uint64_t wake_seq;
 	int stopping; /* parked requests are answered, not parked again */
+	/* requests waiting for a worker (their connections are suspended) */
+	struct req_ctx *jobs_head, *jobs_tail;
+	pthread_cond_t jobs_cond;
+	int workers_exit; /* workers leave once the queue is empty */
+	pthread_t *workers;
+	unsigned n_workers;
 };
 
 const char *http_request_header(struct http_request *req, const char *name)
@@ -109,8 +123,9 @@ static int body_append(struct req_ctx *ctx, const char *data, size_t n)
 	return 0;
 }
 
-/* Park the request unless a wake-up happened since the handler looked at
- * the data (seq), in which case the caller runs the handler again. */
+/* Park the request (its connection is already suspended) unless a wake-up
+ * happened since the handler looked at the data (seq), in which case the
+ * caller runs the handler again. */
 static int park(struct req_ctx *ctx, uint64_t seq)
 {
 	struct http_server *s = ctx->srv;
@@ -121,22 +136,23 @@ static int park(struct req_ctx *ctx, uint64_t seq)
 		ctx->parked = 1;
 		ctx->next_parked = s->parked;
 		s->parked = ctx;
-		MHD_suspend_connection(ctx->conn);
 		parked = 1;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return parked;
 }
 
-static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
-			      const char *method)
+/* Runs on a worker with the connection suspended: call the handler, then
+ * either park the request (still suspended) or store the answer and resume
+ * the connection, whose next access-handler call sends it. */
+static void run_job(struct req_ctx *ctx)
 {
 	struct http_server *s = ctx->srv;
-	struct http_request req = {
-	    method, url, ctx->body, ctx->len, ctx->started_ms, ctx->conn};
+	struct http_request req = {ctx->method, ctx->url,        ctx->body,
+				   ctx->len,    ctx->started_ms, ctx->conn};
+	struct http_response res;
 
 	for (;;) {
-		struct http_response res;
 		uint64_t seq;
 
 		memset(&res, 0, sizeof res);
@@ -145,23 +161,84 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 		seq = s->wake_seq;
 		pthread_mutex_unlock(&s->mu);
 		s->cfg.handler(s->cfg.arg, &req, &res);
-		if (res.park_until_ms > 0) {
-			http_reply_free(&res.reply);
-			ctx->park_until_ms = res.park_until_ms;
-			if (park(ctx, seq))
-				return MHD_YES;
-			if (s->stopping) {
-				http_reply_error(&res.reply, 503,
-						 "SHUTTING_DOWN",
-						 "the server is shutting down");
-				return queue_reply(ctx->conn, &res.reply);
-			}
+		if (res.park_until_ms <= 0)
+			break;
+		http_reply_free(&res.reply);
+		ctx->park_until_ms = res.park_until_ms;
+		if (park(ctx, seq))
+			return; /* resumed by a wake-up or the tick */
+		if (s->stopping) {
+			http_reply_error(&res.reply, 503, "SHUTTING_DOWN",
+					 "the server is shutting down");
+			break;
+		}
+	}
+	pthread_mutex_lock(&s->mu);
+	ctx->res = res;
+	ctx->have_res = 1;
+	MHD_resume_connection(ctx->conn);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void *worker_main(void *arg)
+{
+	struct http_server *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		struct req_ctx *ctx = s->jobs_head;
+		if (ctx == NULL) {
+			if (s->workers_exit)
+				break;
+			pthread_cond_wait(&s->jobs_cond, &s->mu);
 			continue;
 		}
+		s->jobs_head = ctx->next_job;
+		if (s->jobs_head == NULL)
+			s->jobs_tail = NULL;
+		pthread_mutex_unlock(&s->mu);
+		run_job(ctx);
+		pthread_mutex_lock(&s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
+			      const char *method)
+{
+	struct http_server *s = ctx->srv;
+	struct http_response res;
+
+	pthread_mutex_lock(&s->mu);
+	if (ctx->have_res) {
+		/* a worker answered; this is the call after its resume */
+		res = ctx->res;
+		ctx->have_res = 0;
+		pthread_mutex_unlock(&s->mu);
 		if (res.fd >= 0)
 			return queue_file(ctx->conn, &res);
 		return queue_reply(ctx->conn, &res.reply);
 	}
+	if (s->workers_exit) {
+		pthread_mutex_unlock(&s->mu);
+		memset(&res, 0, sizeof res);
+		http_reply_error(&res.reply, 503, "SHUTTING_DOWN",
+				 "the server is shutting down");
+		return queue_reply(ctx->conn, &res.reply);
+	}
+	ctx->url = url;
+	ctx->method = method;
+	ctx->next_job = NULL;
+	if (s->jobs_tail != NULL)
+		s->jobs_tail->next_job = ctx;
+	else
+		s->jobs_head = ctx;
+	s->jobs_tail = ctx;
+	MHD_suspend_connection(ctx->conn);
+	pthread_cond_signal(&s->jobs_cond);
+	pthread_mutex_unlock(&s->mu);
+	return MHD_YES;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
@@ -219,6 +296,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			*pp = ctx->next_parked;
 	}
 	pthread_mutex_unlock(&s->mu);
+	if (ctx->have_res) { /* answered but never sent */
+		if (ctx->res.fd >= 0)
+			close(ctx->res.fd);
+		http_reply_free(&ctx->res.reply);
+	}
 	free(ctx->body);
 	free(ctx);
 	*con_cls = NULL;
@@ -275,6 +357,20 @@ static int parse_address(const char *host, uint16_t port,
 	return -1;
 }
 
+/* Let the workers finish every queued request, then join them. */
+static void stop_workers(struct http_server *s)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&s->mu);
+	s->workers_exit = 1;
+	pthread_cond_broadcast(&s->jobs_cond);
+	pthread_mutex_unlock(&s->mu);
+	for (i = 0; i < s->n_workers; i++)
+		pthread_join(s->workers[i], NULL);
+	s->n_workers = 0;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
@@ -303,6 +399,21 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	}
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->jobs_cond, NULL);
+	s->workers =
+	    calloc(cfg->threads ? cfg->threads : 1, sizeof *s->workers);
+	if (s->workers == NULL) {
+		snprintf(err, err_len, "out of memory");
+		goto fail;
+	}
+	for (s->n_workers = 0; s->n_workers < (cfg->threads ? cfg->threads : 1);
+	     s->n_workers++) {
+		if (pthread_create(&s->workers[s->n_workers], NULL, worker_main,
+				   s) != 0) {
+			snprintf(err, err_len, "cannot start worker threads");
+			goto fail;
+		}
+	}
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 		MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
@@ -320,12 +431,17 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 		snprintf(err, err_len, "cannot listen on %s:%u: %s", cfg->host,
 			 cfg->port,
 			 errno ? strerror(errno) : "libmicrohttpd failed");
-		pthread_mutex_destroy(&s->mu);
-		free(s);
-		return -1;
+		goto fail;
 	}
 	*out = s;
 	return 0;
+fail:
+	stop_workers(s);
+	pthread_cond_destroy(&s->jobs_cond);
+	pthread_mutex_destroy(&s->mu);
+	free(s->workers);
+	free(s);
+	return -1;
 }
 
 uint16_t http_server_port(struct http_server *s)
@@ -345,7 +461,12 @@ void http_server_stop(struct http_server *s)
 	s->stopping = 1;
 	pthread_mutex_unlock(&s->mu);
 	http_server_wake(s);
+	/* Queued and running requests are answered (parking is refused now)
+	 * and their connections resumed before MHD closes them. */
+	stop_workers(s);
 	MHD_stop_daemon(s->daemon);
+	pthread_cond_destroy(&s->jobs_cond);
 	pthread_mutex_destroy(&s->mu);
+	free(s->workers);
 	free(s);
 }

@@ -910,6 +910,26 @@ static void push_reply(struct http_reply *r, const char *status, uint32_t gen,
 
 /* Structural checks of pushed frames: the page numbers, the commit sizes and
  * the database header, so that a bad client cannot corrupt the primary. */
+/* What makes a pushed page 1 unusable as the live database's header, or
+ * NULL.  SQLite accepts some such headers at first and then fails every
+ * later write (SQLITE_NOTADB, SQLITE_CORRUPT), even after a restart, so they
+ * never reach the log. */
+static const char *page1_problem(const uint8_t *page)
+{
+	if (memcmp(page, "SQLite format 3", 16) != 0)
+		return "is not a SQLite database header";
+	if (walfmt_db_page_size(page) != WALFMT_PAGE_SIZE)
+		return "has a page size other than 4096";
+	if (page[18] < 1 || page[18] > 2 || page[19] < 1 || page[19] > 2)
+		return "has unknown file format versions (bytes 18-19)";
+	if (page[20] != 0)
+		return "reserves bytes at the end of each page (byte 20), "
+		       "which the primary's database does not";
+	if (page[21] != 64 || page[22] != 32 || page[23] != 32)
+		return "has invalid payload fractions (bytes 21-23)";
+	return NULL;
+}
+
 static int validate_frames(const uint8_t *body, size_t n_frames, char *why,
 			   size_t n)
 {
@@ -938,13 +958,10 @@ static int validate_frames(const uint8_t *body, size_t n_frames, char *why,
 			return -1;
 		}
 		if (pgno == 1) {
-			const uint8_t *page = f + WALFMT_FRAME_HDR_SIZE;
-			if (memcmp(page, "SQLite format 3", 16) != 0 ||
-			    walfmt_db_page_size(page) != WALFMT_PAGE_SIZE) {
-				set_err(why, n,
-					"frame %zu: page 1 is not a SQLite "
-					"header with page size 4096",
-					i);
+			const char *bad =
+			    page1_problem(f + WALFMT_FRAME_HDR_SIZE);
+			if (bad != NULL) {
+				set_err(why, n, "frame %zu: page 1 %s", i, bad);
 				return -1;
 			}
 		}

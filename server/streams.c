@@ -181,8 +181,9 @@ static struct stream *checkout(struct streams *s, json_t *baton, int version,
 			return NULL;
 		}
 		pthread_mutex_lock(&s->mu);
+		/* A new stream has no baton until its first request ends. */
 		for (st = s->list; st != NULL; st = st->next) {
-			if (strcmp(st->baton, b) == 0)
+			if (st->baton != NULL && strcmp(st->baton, b) == 0)
 				break;
 		}
 		if (st != NULL && st->busy)
@@ -264,7 +265,7 @@ static json_t *parse_body(const char *body, size_t len,
 			  struct http_reply *reply)
 {
 	json_error_t err;
-	json_t *j = json_loadb(body ? body : "", len, 0, &err);
+	json_t *j = json_loadb(body ? body : "", len, JSON_ALLOW_NUL, &err);
 
 	if (j == NULL || !json_is_object(j)) {
 		char msg[300];
@@ -294,6 +295,14 @@ void streams_pipeline(struct streams *s, int version, int read_only,
 	if (!json_is_array(requests)) {
 		proto_error(reply, "\"requests\" must be an array");
 		goto out;
+	}
+	/* Refuse a malformed pipeline before any of its requests runs. */
+	json_array_foreach(requests, i, r)
+	{
+		if (hrana_check_request(r, version, &proto_err) != 0) {
+			proto_error(reply, proto_err);
+			goto out;
+		}
 	}
 	st = checkout(s, json_object_get(req, "baton"), version, reply);
 	if (st == NULL)
@@ -370,6 +379,11 @@ void streams_cursor(struct streams *s, int read_only, const char *body,
 
 	if (req == NULL)
 		return;
+	if (hrana_check_batch(json_object_get(req, "batch"), 3, &proto_err) !=
+	    0) {
+		proto_error(reply, proto_err);
+		goto out;
+	}
 	st = checkout(s, json_object_get(req, "baton"), 3, reply);
 	if (st == NULL)
 		goto out;
@@ -412,6 +426,13 @@ static void v1(struct streams *s, int read_only, const char *body, size_t len,
 
 	if (req == NULL)
 		return;
+	if (is_batch ? hrana_check_batch(json_object_get(req, "batch"), 1,
+					 &proto_err) != 0
+		     : !json_is_object(json_object_get(req, "stmt"))) {
+		proto_error(reply, proto_err ? proto_err
+					     : "expected {\"stmt\": {...}}");
+		goto out;
+	}
 	if (acquire_db(s, &db) != SQLITE_OK) {
 		http_reply_json(reply, 500,
 				json_pack("{s:s, s:s}", "message",
