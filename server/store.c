@@ -58,6 +58,14 @@ struct store {
 	void (*listener)(void *arg);
 	void *listener_arg;
 
+	/* Writers waiting for the WAL write lock sleep on unlock_cond and
+	 * are woken when it is released (unlock_seq advances), instead of
+	 * SQLite's default busy handler sleeping up to 100 ms at a time,
+	 * which starves the unlucky ones under contention. */
+	pthread_mutex_t unlock_mu;
+	pthread_cond_t unlock_cond;
+	uint64_t unlock_seq;
+
 	/* The internal connection, used for pushes and maintenance; its
 	 * BEGIN IMMEDIATE is how they exclude SQL writers. */
 	pthread_mutex_t internal_mu;
@@ -206,8 +214,53 @@ static void on_commit_end(void *arg, const char *path, int published)
 	notify(s);
 }
 
+static void on_write_unlock(void *arg)
+{
+	struct store *s = arg;
+
+	pthread_mutex_lock(&s->unlock_mu);
+	s->unlock_seq++;
+	pthread_cond_broadcast(&s->unlock_cond);
+	pthread_mutex_unlock(&s->unlock_mu);
+}
+
 /* ---------------------------------------------------------------------- */
 /* connections */
+
+#define BUSY_TIMEOUT_MS 5000
+/* Also wait this long at most per attempt: a lock held by another process
+ * (e.g. the sqlite3 shell on live.db) is released without a wake-up. */
+#define BUSY_POLL_MS 10
+
+/* When the current wait for a lock began.  SQLite calls the busy handler
+ * of a statement on the thread that steps it, from count 0 up, so the
+ * start of a wait is per thread; it cannot live in the store. */
+static _Thread_local int64_t busy_since_ms;
+
+static int busy_wait(void *arg, int count)
+{
+	struct store *s = arg;
+	int64_t now = util_monotonic_ms(), until;
+	struct timespec ts;
+	uint64_t seq;
+
+	if (count == 0)
+		busy_since_ms = now;
+	if (now - busy_since_ms >= BUSY_TIMEOUT_MS)
+		return 0;
+	until = util_now_ms() + BUSY_POLL_MS;
+	ts.tv_sec = until / 1000;
+	ts.tv_nsec = (until % 1000) * 1000000L;
+	pthread_mutex_lock(&s->unlock_mu);
+	/* A release between SQLite's failed attempt and here is missed, but
+	 * costs one poll interval at most. */
+	seq = s->unlock_seq;
+	while (seq == s->unlock_seq &&
+	       pthread_cond_timedwait(&s->unlock_cond, &s->unlock_mu, &ts) == 0)
+		;
+	pthread_mutex_unlock(&s->unlock_mu);
+	return 1;
+}
 
 static int configure_conn(sqlite3 *db)
 {
@@ -246,7 +299,7 @@ int store_open_conn(void *arg, sqlite3 **out)
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
 			     s->vfs->zName);
 	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(db, 5000);
+		sqlite3_busy_handler(db, busy_wait, s);
 		rc = configure_conn(db);
 	}
 	if (rc == SQLITE_OK)
@@ -676,7 +729,8 @@ out:
 
 static int open_internal(struct store *s, char *err, size_t n)
 {
-	struct wal_observer_hooks hooks = {on_commit, on_commit_end, s};
+	struct wal_observer_hooks hooks = {on_commit, on_commit_end,
+					   on_write_unlock, s};
 	char name[64];
 	int rc;
 
@@ -713,6 +767,8 @@ int store_open(const struct store_config *cfg, struct store **out, char *err,
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->internal_mu, NULL);
+	pthread_mutex_init(&s->unlock_mu, NULL);
+	pthread_cond_init(&s->unlock_cond, NULL);
 	s->data_dir = strdup(cfg->data_dir);
 	s->live_path = util_strdupf("%s/live.db", cfg->data_dir);
 	if (util_mkdir_p(cfg->data_dir) != 0) {
@@ -776,6 +832,8 @@ void store_close(struct store *s)
 	}
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->internal_mu);
+	pthread_mutex_destroy(&s->unlock_mu);
+	pthread_cond_destroy(&s->unlock_cond);
 	free(s->data_dir);
 	free(s->live_path);
 	free(s->database_id);

@@ -343,14 +343,18 @@ static void main_write_lock_released(struct obs_file *main)
 	struct observer *obs = main->obs;
 	uint32_t mx = 0;
 
-	if (wal == NULL)
-		return;
-	if (wal->txn.committed && obs->hooks.on_commit_end != NULL) {
-		int published = wal_index_mx_frame(main, &mx) == SQLITE_OK &&
-				mx >= wal->txn.commit_frame;
-		obs->hooks.on_commit_end(obs->hooks.arg, main->name, published);
+	if (wal != NULL) {
+		if (wal->txn.committed && obs->hooks.on_commit_end != NULL) {
+			int published =
+			    wal_index_mx_frame(main, &mx) == SQLITE_OK &&
+			    mx >= wal->txn.commit_frame;
+			obs->hooks.on_commit_end(obs->hooks.arg, main->name,
+						 published);
+		}
+		txn_reset(&wal->txn);
 	}
-	txn_reset(&wal->txn);
+	if (obs->hooks.on_write_unlock != NULL)
+		obs->hooks.on_write_unlock(obs->hooks.arg);
 }
 
 static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)

@@ -30,6 +30,10 @@ struct wal_observer_hooks {
 	 * published says whether the commit reached the wal-index (false when
 	 * SQLite failed after on_commit accepted it). */
 	void (*on_commit_end)(void *arg, const char *main_path, int published);
+	/* Any write lock taken through this VFS was released (after
+	 * on_commit_end, committed or not), e.g. to wake waiting writers.
+	 * May be NULL. */
+	void (*on_write_unlock)(void *arg);
 	void *arg;
 };
 
