@@ -1,5 +1,5 @@
 /* Small helpers shared by the primary's modules: HTTP replies, base64,
- * random tokens, clocks and durable file operations. */
+ * random tokens, clocks; durable file operations come from sync/fileio.h. */
 #ifndef REPLITE_SERVER_UTIL_H
 #define REPLITE_SERVER_UTIL_H
 
@@ -7,6 +7,10 @@
 #include <stdint.h>
 
 #include <jansson.h>
+
+/* Durable file helpers (util_write_all, util_write_file_atomic, ...): shared
+ * with the replica. */
+#include "sync/fileio.h"
 
 /* A complete HTTP response produced by a handler.  body is malloc'd (may be
  * NULL when len is 0) and owned by the reply. */
@@ -39,18 +43,6 @@ char *util_random_token(size_t n_bytes);
 
 int64_t util_now_ms(void);       /* wall clock, Unix ms */
 int64_t util_monotonic_ms(void); /* monotonic clock, ms */
-
-/* Durable file helpers; return 0 or -errno. */
-int util_write_all(int fd, const void *buf, size_t len, uint64_t off);
-int util_read_all(int fd, void *buf, size_t len, uint64_t off);
-int util_fsync_dir(const char *dir);
-int util_mkdir_p(const char *path);
-/* Write a whole file atomically: temp file, fsync, rename, fsync dir. */
-int util_write_file_atomic(const char *path, const void *buf, size_t len);
-/* Read a whole file into a malloc'd buffer (NUL terminated). */
-int util_read_file(const char *path, char **out, size_t *len);
-/* Copy src to dst durably (dst replaced atomically). */
-int util_copy_file(const char *src, const char *dst);
 
 /* printf into a malloc'd string. */
 char *util_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,0 +1,242 @@
+#include "fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The temp file an atomic replacement of path goes through. */
+static char *tmp_path(const char *path)
+{
+	char *tmp;
+
+	if (asprintf(&tmp, "%s.tmp", path) < 0) {
+		return NULL;
+	}
+	return tmp;
+}
+
+int util_write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int util_read_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			return -EIO; /* short file */
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int util_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rv = 0;
+
+	if (fd < 0) {
+		return -errno;
+	}
+	if (fsync(fd) != 0) {
+		rv = -errno;
+	}
+	close(fd);
+	return rv;
+}
+
+int util_mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t i, len = strlen(path);
+
+	if (len == 0 || len >= sizeof buf) {
+		return -ENAMETOOLONG;
+	}
+	memcpy(buf, path, len + 1);
+	for (i = 1; i <= len; i++) {
+		if (buf[i] == '/' || buf[i] == '\0') {
+			char c = buf[i];
+			buf[i] = '\0';
+			if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+				return -errno;
+			}
+			buf[i] = c;
+		}
+	}
+	return 0;
+}
+
+static char *parent_dir(const char *path)
+{
+	char *copy = strdup(path);
+	char *dir;
+
+	if (copy == NULL) {
+		return NULL;
+	}
+	dir = strdup(dirname(copy));
+	free(copy);
+	return dir;
+}
+
+static int replace_durably(const char *tmp, const char *path)
+{
+	char *dir;
+	int rv;
+
+	if (rename(tmp, path) != 0) {
+		rv = -errno;
+		unlink(tmp);
+		return rv;
+	}
+	dir = parent_dir(path);
+	if (dir == NULL) {
+		return -ENOMEM;
+	}
+	rv = util_fsync_dir(dir);
+	free(dir);
+	return rv;
+}
+
+int util_write_file_atomic(const char *path, const void *buf, size_t len)
+{
+	char *tmp = tmp_path(path);
+	int fd, rv;
+
+	if (tmp == NULL) {
+		return -ENOMEM;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rv = -errno;
+		goto out;
+	}
+	rv = util_write_all(fd, buf, len, 0);
+	if (rv == 0 && fsync(fd) != 0) {
+		rv = -errno;
+	}
+	close(fd);
+	if (rv != 0) {
+		unlink(tmp);
+		goto out;
+	}
+	rv = replace_durably(tmp, path);
+out:
+	free(tmp);
+	return rv;
+}
+
+int util_read_file(const char *path, char **out, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	int fd, rv;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return -errno;
+	}
+	if (fstat(fd, &st) != 0) {
+		rv = -errno;
+		close(fd);
+		return rv;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	rv = util_read_all(fd, buf, (size_t)st.st_size, 0);
+	close(fd);
+	if (rv != 0) {
+		free(buf);
+		return rv;
+	}
+	buf[st.st_size] = '\0';
+	*out = buf;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+int util_copy_file(const char *src, const char *dst)
+{
+	char *tmp = tmp_path(dst);
+	char buf[1 << 16];
+	uint64_t off = 0;
+	int in = -1, out = -1, rv = 0;
+
+	if (tmp == NULL) {
+		return -ENOMEM;
+	}
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		rv = -errno;
+		goto done;
+	}
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out < 0) {
+		rv = -errno;
+		goto done;
+	}
+	for (;;) {
+		ssize_t n = pread(in, buf, sizeof buf, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rv = -errno;
+			goto done;
+		}
+		if (n == 0)
+			break;
+		rv = util_write_all(out, buf, (size_t)n, off);
+		if (rv != 0)
+			goto done;
+		off += (uint64_t)n;
+	}
+	if (fsync(out) != 0) {
+		rv = -errno;
+		goto done;
+	}
+	close(out);
+	out = -1;
+	rv = replace_durably(tmp, dst);
+done:
+	if (in >= 0)
+		close(in);
+	if (out >= 0) {
+		close(out);
+		unlink(tmp);
+	}
+	free(tmp);
+	return rv;
+}

@@ -1,0 +1,258 @@
+#include "frames.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "walfmt.h"
+
+/* The start of a body as printable text for an error message. */
+static void excerpt(const void *body, size_t len, char *out, size_t out_len)
+{
+	const unsigned char *p = body;
+	size_t i, o = 0;
+
+	assert(out_len >= 4);
+	for (i = 0; i < len && o + 4 < out_len; i++) {
+		out[o++] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+	}
+	if (i < len) {
+		out[o++] = '.';
+		out[o++] = '.';
+		out[o++] = '.';
+	}
+	out[o] = '\0';
+}
+
+int frames_parse(const void *body, size_t len, uint32_t page_size,
+		 uint32_t start, uint32_t end, struct frames_batch *out,
+		 char *err, size_t err_len)
+{
+	const uint8_t *p = body;
+	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)page_size;
+	const uint32_t pending = frames_pending_byte_page(page_size);
+	struct frames_frame *frames;
+	uint32_t i, n, n_complete = 0, db_size = 0;
+
+	assert(page_size >= 512 && page_size <= 65536 &&
+	       (page_size & (page_size - 1)) == 0);
+	assert(start >= 1 && start < end);
+
+	if (len == 0) {
+		snprintf(err, err_len,
+			 "the primary answered the pull of frames [%u, %u) "
+			 "with an empty body",
+			 start, end);
+		return -1;
+	}
+	if (len % frame_size != 0) {
+		snprintf(
+		    err, err_len,
+		    "the primary answered the pull of frames [%u, %u) "
+		    "with a body of %zu bytes, not a multiple of the frame "
+		    "size %zu (24-byte header + %u-byte page): truncated "
+		    "or not frames",
+		    start, end, len, frame_size, page_size);
+		return -1;
+	}
+	if (len / frame_size > (size_t)(end - start)) {
+		snprintf(err, err_len,
+			 "the primary answered the pull of frames [%u, %u) "
+			 "with %zu frames, more than the %u asked for",
+			 start, end, len / frame_size, end - start);
+		return -1;
+	}
+	n = (uint32_t)(len / frame_size);
+	frames = calloc(n, sizeof *frames);
+	if (frames == NULL) {
+		snprintf(err, err_len, "out of memory parsing %u frames", n);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *f = p + (size_t)i * frame_size;
+		struct frames_frame *fr = &frames[i];
+
+		fr->pgno = walfmt_get32(f);
+		fr->db_size = walfmt_get32(f + 4);
+		fr->page = f + WALFMT_FRAME_HDR_SIZE;
+		if (fr->pgno == 0 || fr->pgno == pending) {
+			snprintf(err, err_len,
+				 "frame %u from the primary (pull of [%u, %u)) "
+				 "has page number %u, %s",
+				 start + i, start, end, fr->pgno,
+				 fr->pgno == 0
+				     ? "but pages are numbered from 1"
+				     : "the pending-byte page, which never "
+				       "holds data");
+			free(frames);
+			return -1;
+		}
+		/* A commit frame may name pages beyond its db_size (the
+		 * injector drops them); db_size != 0 is what marks it. */
+		if (fr->db_size != 0) {
+			n_complete = i + 1;
+			db_size = fr->db_size;
+		}
+	}
+	out->frames = frames;
+	out->n = n;
+	out->n_complete = n_complete;
+	out->db_size = db_size;
+	return 0;
+}
+
+void frames_batch_free(struct frames_batch *b)
+{
+	free(b->frames);
+	memset(b, 0, sizeof *b);
+}
+
+/* Parse a JSON object body; on failure err names what came instead. */
+static json_t *load_object(const void *body, size_t len, const char *what,
+			   char *err, size_t err_len)
+{
+	json_error_t jerr;
+	char text[96];
+	json_t *root;
+
+	root = json_loadb(body, len, 0, &jerr);
+	if (root == NULL || !json_is_object(root)) {
+		excerpt(body, len, text, sizeof text);
+		snprintf(err, err_len,
+			 "the primary's answer to %s is not a JSON object: "
+			 "'%s'",
+			 what, text);
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+/* root[key] as an integer in min..UINT32_MAX; *present = 0 when absent
+ * and present is not NULL (otherwise absence is an error). */
+static int get_u32(const json_t *root, const char *key, uint32_t min,
+		   uint32_t *out, int *present, const char *what, char *err,
+		   size_t err_len)
+{
+	const json_t *v = json_object_get(root, key);
+	json_int_t i;
+
+	if (v == NULL || (present != NULL && json_is_null(v))) {
+		if (present != NULL) {
+			*present = 0;
+			return 0;
+		}
+		snprintf(err, err_len,
+			 "the primary's answer to %s has no \"%s\"", what, key);
+		return -1;
+	}
+	if (!json_is_integer(v)) {
+		snprintf(err, err_len,
+			 "the primary's answer to %s has a \"%s\" that is not "
+			 "an integer",
+			 what, key);
+		return -1;
+	}
+	i = json_integer_value(v);
+	if (i < (json_int_t)min || i > (json_int_t)UINT32_MAX) {
+		snprintf(err, err_len,
+			 "the primary's answer to %s has \"%s\": %lld, out of "
+			 "range (%u..%u)",
+			 what, key, (long long)i, min, UINT32_MAX);
+		return -1;
+	}
+	*out = (uint32_t)i;
+	if (present != NULL) {
+		*present = 1;
+	}
+	return 0;
+}
+
+int frames_parse_info(const void *body, size_t len, struct frames_info *out,
+		      char *err, size_t err_len)
+{
+	static const char what[] = "GET /info";
+	struct frames_info info = {0};
+	const json_t *id;
+	json_t *root;
+	int has_oldest, rv = -1;
+
+	root = load_object(body, len, what, err, err_len);
+	if (root == NULL) {
+		return -1;
+	}
+	if (get_u32(root, "current_generation", 1, &info.current_generation,
+		    NULL, what, err, err_len) != 0 ||
+	    get_u32(root, "max_frame_no", 0, &info.max_frame_no,
+		    &info.has_max_frame_no, what, err, err_len) != 0 ||
+	    get_u32(root, "oldest_generation", 1, &info.oldest_generation,
+		    &has_oldest, what, err, err_len) != 0) {
+		goto out;
+	}
+	id = json_object_get(root, "database_id");
+	if (id != NULL && !json_is_null(id)) {
+		if (!json_is_string(id) || json_string_length(id) == 0) {
+			snprintf(err, err_len,
+				 "the primary's answer to %s has a "
+				 "\"database_id\" that is not a non-empty "
+				 "string",
+				 what);
+			goto out;
+		}
+		info.database_id = strdup(json_string_value(id));
+		if (info.database_id == NULL) {
+			snprintf(err, err_len, "out of memory");
+			goto out;
+		}
+	}
+	*out = info;
+	rv = 0;
+out:
+	json_decref(root);
+	return rv;
+}
+
+void frames_info_free(struct frames_info *info)
+{
+	free(info->database_id);
+	memset(info, 0, sizeof *info);
+}
+
+int frames_parse_generation(const void *body, size_t len, uint32_t *generation,
+			    char *err, size_t err_len)
+{
+	static const char what[] = "a pull past the last frame";
+	const json_t *msg;
+	json_t *root;
+	int rv;
+
+	root = load_object(body, len, what, err, err_len);
+	if (root == NULL) {
+		return -1;
+	}
+	if (json_object_get(root, "generation") == NULL) {
+		msg = json_object_get(root, "message");
+		if (!json_is_string(msg)) {
+			msg = json_object_get(root, "error");
+		}
+		if (json_is_string(msg)) {
+			snprintf(err, err_len,
+				 "the primary refused the pull: %s",
+				 json_string_value(msg));
+		} else {
+			snprintf(err, err_len,
+				 "the primary's answer to %s has no "
+				 "\"generation\"",
+				 what);
+		}
+		json_decref(root);
+		return -1;
+	}
+	rv = get_u32(root, "generation", 1, generation, NULL, what, err,
+		     err_len);
+	json_decref(root);
+	return rv;
+}

@@ -1,0 +1,316 @@
+#include "replica_state.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "fileio.h"
+
+/* What a user can do about a damaged state file. */
+#define DAMAGED_ADVICE                                                         \
+	"restore it, or delete the database with its -wal, -shm and state "    \
+	"files to bootstrap the replica again from the primary"
+
+char *replica_state_path(const char *db_path)
+{
+	char *path;
+
+	if (asprintf(&path, "%s" REPLICA_STATE_SUFFIX, db_path) < 0) {
+		return NULL;
+	}
+	return path;
+}
+
+static int page_size_valid(uint32_t page_size)
+{
+	return page_size >= 512 && page_size <= 65536 &&
+	       (page_size & (page_size - 1)) == 0;
+}
+
+static const char *json_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+		return "an integer";
+	case JSON_REAL:
+		return "a real number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+		return "null";
+	}
+	return "an unknown value";
+}
+
+/* Read root[key] as an integer in 0..UINT32_MAX. */
+static int get_u32(const json_t *root, const char *key, uint32_t *out,
+		   const char *path, char *err, size_t err_len)
+{
+	const json_t *v = json_object_get(root, key);
+	json_int_t i;
+
+	if (v == NULL) {
+		snprintf(err, err_len,
+			 "the replica state file %s has no \"%s\" field; "
+			 "it is damaged: " DAMAGED_ADVICE,
+			 path, key);
+		return -1;
+	}
+	if (!json_is_integer(v)) {
+		snprintf(err, err_len,
+			 "field \"%s\" of the replica state file %s is %s, "
+			 "not an integer; it is damaged: " DAMAGED_ADVICE,
+			 key, path, json_type_name(v));
+		return -1;
+	}
+	i = json_integer_value(v);
+	if (i < 0 || i > (json_int_t)UINT32_MAX) {
+		snprintf(err, err_len,
+			 "field \"%s\" of the replica state file %s is %lld, "
+			 "out of range (0..%u); it is damaged: " DAMAGED_ADVICE,
+			 key, path, (long long)i, UINT32_MAX);
+		return -1;
+	}
+	*out = (uint32_t)i;
+	return 0;
+}
+
+/* Read root[key] as a string (non-empty), or NULL when null is allowed. */
+static int get_string(const json_t *root, const char *key, int null_ok,
+		      const char **out, const char *path, char *err,
+		      size_t err_len)
+{
+	const json_t *v = json_object_get(root, key);
+
+	if (v == NULL) {
+		snprintf(err, err_len,
+			 "the replica state file %s has no \"%s\" field; "
+			 "it is damaged: " DAMAGED_ADVICE,
+			 path, key);
+		return -1;
+	}
+	if (null_ok && json_is_null(v)) {
+		*out = NULL;
+		return 0;
+	}
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		snprintf(
+		    err, err_len,
+		    "field \"%s\" of the replica state file %s is %s, "
+		    "not a non-empty string; it is damaged: " DAMAGED_ADVICE,
+		    key, path, json_is_string(v) ? "empty" : json_type_name(v));
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* Validate the decoded document; on success fill *st with borrowed
+ * strings (still owned by root). */
+static int decode(const json_t *root, struct replica_state *st,
+		  const char *path, char *err, size_t err_len)
+{
+	const char *database_id, *sync_url;
+	uint32_t format;
+
+	if (!json_is_object(root)) {
+		snprintf(err, err_len,
+			 "the replica state file %s holds %s, not a JSON "
+			 "object; it is damaged: " DAMAGED_ADVICE,
+			 path, json_type_name(root));
+		return -1;
+	}
+	if (get_u32(root, "format", &format, path, err, err_len) != 0) {
+		return -1;
+	}
+	if (format != REPLICA_STATE_FORMAT) {
+		snprintf(err, err_len,
+			 "the replica state file %s has format %u, but this "
+			 "replite reads format %d only: open the database with "
+			 "the replite version that wrote it (or a newer one)",
+			 path, format, REPLICA_STATE_FORMAT);
+		return -1;
+	}
+	if (get_string(root, "database_id", 1, &database_id, path, err,
+		       err_len) != 0 ||
+	    get_string(root, "sync_url", 0, &sync_url, path, err, err_len) !=
+		0 ||
+	    get_u32(root, "generation", &st->generation, path, err, err_len) !=
+		0 ||
+	    get_u32(root, "frame_no", &st->frame_no, path, err, err_len) != 0 ||
+	    get_u32(root, "frame_hwm", &st->frame_hwm, path, err, err_len) !=
+		0 ||
+	    get_u32(root, "page_size", &st->page_size, path, err, err_len) !=
+		0) {
+		return -1;
+	}
+	if (st->generation == 0) {
+		snprintf(err, err_len,
+			 "the replica state file %s has generation 0, but "
+			 "generations are numbered from 1; it is "
+			 "damaged: " DAMAGED_ADVICE,
+			 path);
+		return -1;
+	}
+	if (st->frame_hwm < st->frame_no) {
+		snprintf(err, err_len,
+			 "the replica state file %s has frame_hwm %u below "
+			 "frame_no %u (the high-water mark can never be below "
+			 "the applied frame); it is damaged: " DAMAGED_ADVICE,
+			 path, st->frame_hwm, st->frame_no);
+		return -1;
+	}
+	if (!page_size_valid(st->page_size)) {
+		snprintf(err, err_len,
+			 "the replica state file %s has page size %u, not a "
+			 "power of two in 512..65536; it is "
+			 "damaged: " DAMAGED_ADVICE,
+			 path, st->page_size);
+		return -1;
+	}
+	/* Borrowed from root: the caller copies them. */
+	st->database_id = (char *)database_id;
+	st->sync_url = (char *)sync_url;
+	return 0;
+}
+
+int replica_state_load(const char *path, struct replica_state *st, char *err,
+		       size_t err_len)
+{
+	struct replica_state tmp = {0};
+	json_error_t jerr;
+	json_t *root = NULL;
+	const char *id;
+	char *text = NULL;
+	size_t len;
+	int rv;
+
+	rv = util_read_file(path, &text, &len);
+	if (rv == -ENOENT) {
+		return 1;
+	}
+	if (rv != 0) {
+		snprintf(err, err_len,
+			 "cannot read the replica state file %s: %s", path,
+			 strerror(-rv));
+		return -1;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		snprintf(err, err_len,
+			 "the replica state file %s is not valid JSON (line "
+			 "%d, column %d: %s); it is damaged: " DAMAGED_ADVICE,
+			 path, jerr.line, jerr.column, jerr.text);
+		rv = -1;
+		goto out;
+	}
+	if (decode(root, &tmp, path, err, err_len) != 0) {
+		rv = -1;
+		goto out;
+	}
+	id = tmp.database_id;
+	tmp.database_id = id != NULL ? strdup(id) : NULL;
+	tmp.sync_url = strdup(tmp.sync_url);
+	if (tmp.sync_url == NULL || (id != NULL && tmp.database_id == NULL)) {
+		replica_state_free(&tmp);
+		snprintf(err, err_len,
+			 "out of memory loading the replica state file %s",
+			 path);
+		rv = -1;
+		goto out;
+	}
+	*st = tmp;
+	rv = 0;
+out:
+	json_decref(root);
+	free(text);
+	return rv;
+}
+
+int replica_state_save(const char *path, const struct replica_state *st,
+		       char *err, size_t err_len)
+{
+	json_t *root;
+	char *text = NULL;
+	int rv;
+
+	assert(st->sync_url != NULL && st->sync_url[0] != '\0');
+	assert(st->generation >= 1);
+	assert(st->frame_hwm >= st->frame_no);
+	assert(page_size_valid(st->page_size));
+
+	root = json_pack(
+	    "{s:i, s:s?, s:s, s:I, s:I, s:I, s:I}", "format",
+	    REPLICA_STATE_FORMAT, "database_id", st->database_id, "sync_url",
+	    st->sync_url, "generation", (json_int_t)st->generation, "frame_no",
+	    (json_int_t)st->frame_no, "frame_hwm", (json_int_t)st->frame_hwm,
+	    "page_size", (json_int_t)st->page_size);
+	if (root != NULL) {
+		text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(root);
+	}
+	if (text == NULL) {
+		snprintf(err, err_len,
+			 "cannot encode the replica state for %s (out of "
+			 "memory, or a field is not valid UTF-8)",
+			 path);
+		return -1;
+	}
+	rv = util_write_file_atomic(path, text, strlen(text));
+	free(text);
+	if (rv != 0) {
+		snprintf(err, err_len,
+			 "cannot write the replica state file %s: %s", path,
+			 strerror(-rv));
+		return -1;
+	}
+	return 0;
+}
+
+void replica_state_free(struct replica_state *st)
+{
+	free(st->database_id);
+	free(st->sync_url);
+	memset(st, 0, sizeof *st);
+}
+
+int replica_state_check_primary(const struct replica_state *st,
+				const char *database_id, const char *sync_url,
+				char *err, size_t err_len)
+{
+	if (st->database_id == NULL) {
+		return 0;
+	}
+	if (database_id == NULL) {
+		snprintf(err, err_len,
+			 "this replica belongs to database %s, but the primary "
+			 "at %s reports no database id, so it cannot be the "
+			 "same database; refusing to sync (use the sync_url of "
+			 "the replica's own primary, or a new local file for "
+			 "this one)",
+			 st->database_id, sync_url);
+		return -1;
+	}
+	if (strcmp(database_id, st->database_id) != 0) {
+		snprintf(err, err_len,
+			 "this replica belongs to database %s, but the primary "
+			 "at %s is database %s; refusing to sync a local file "
+			 "against another database (use the sync_url of the "
+			 "replica's own primary, or a new local file for this "
+			 "one)",
+			 st->database_id, sync_url, database_id);
+		return -1;
+	}
+	return 0;
+}

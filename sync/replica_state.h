@@ -1,0 +1,63 @@
+/* The replica state file, "app.db-replite" beside the database (DESIGN.md
+ * §2): which primary the local file replicates and how far it is applied.
+ *
+ *   {"format":1,"database_id":"...","sync_url":"http://...","generation":G,
+ *    "frame_no":N,"frame_hwm":M,"page_size":4096}
+ *
+ * frame_no is the last frame of generation G known to be applied locally;
+ * frame_hwm >= frame_no is the highest frame that MAY be in the local file
+ * (raised and made durable before a batch is written, see DESIGN.md §3
+ * "Crash safety").  The file is replaced atomically (temp file, fsync,
+ * rename, fsync of the directory), so a crash leaves the old or the new
+ * state, never a mix.  Unknown keys are ignored; a newer format is
+ * refused. */
+#ifndef REPLITE_REPLICA_STATE_H
+#define REPLITE_REPLICA_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REPLICA_STATE_FORMAT 1
+#define REPLICA_STATE_SUFFIX "-replite"
+
+struct replica_state {
+	/* The primary's database id (malloc'd), or NULL if the primary did
+	 * not report one (stored as JSON null). */
+	char *database_id;
+	char *sync_url;      /* malloc'd, non-empty */
+	uint32_t generation; /* >= 1 */
+	uint32_t frame_no;
+	uint32_t frame_hwm; /* >= frame_no */
+	uint32_t page_size; /* power of two in 512..65536 */
+};
+
+/* "db_path-replite" in a malloc'd string (NULL when out of memory). */
+char *replica_state_path(const char *db_path);
+
+/* Load and validate the state file at path into *st (which then owns its
+ * strings; release with replica_state_free).  Returns 0 when loaded, 1 when
+ * there is no state file (*st untouched), or -1 with err naming the file
+ * and the cause (unreadable, not JSON, unknown format version, missing or
+ * ill-typed field, inconsistent values); *st is untouched on -1 too. */
+int replica_state_load(const char *path, struct replica_state *st, char *err,
+		       size_t err_len);
+
+/* Replace the state file at path with *st, atomically and durably.  *st
+ * must be valid (asserted).  Returns 0, or -1 with err naming the file and
+ * the cause. */
+int replica_state_save(const char *path, const struct replica_state *st,
+		       char *err, size_t err_len);
+
+/* Release the strings of *st and zero it. */
+void replica_state_free(struct replica_state *st);
+
+/* May the local file described by *st sync against the primary at sync_url
+ * whose /info reported database_id (NULL: none reported)?  Returns 0 if so:
+ * same id, or no id recorded yet (the caller then records the primary's).
+ * Returns -1 with err explaining the refusal when the ids differ, or when
+ * an id is recorded but the primary reports none. */
+int replica_state_check_primary(const struct replica_state *st,
+				const char *database_id, const char *sync_url,
+				char *err, size_t err_len);
+
+#endif
