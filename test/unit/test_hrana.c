@@ -47,27 +47,6 @@ static sqlite3 *open_db(void)
 	return db;
 }
 
-static void exec(sqlite3 *db, const char *sql)
-{
-	char *msg = NULL;
-	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-
-	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "");
-	sqlite3_free(msg);
-}
-
-static int64_t query_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st;
-	int64_t v;
-
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 /* The Hrana value of column 0 of a one-row query. */
 static json_t *column_value(sqlite3 *db, const char *sql)
 {
@@ -470,7 +449,7 @@ START_TEST(test_execute_results)
 	ck_assert_int_eq(
 	    json_integer_value(json_object_get(r, "affected_row_count")), 2);
 	json_decref(r);
-	ck_assert_int_eq(query_int(f.db, "SELECT sum(v) FROM t"), 26);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT sum(v) FROM t"), 26);
 	r = execute(&f, "{\"sql\":\"SELECT id, name, v * 2 AS d FROM t "
 			"ORDER BY id\"}");
 	ASSERT_JSON(json_object_get(r, "cols"),
@@ -498,7 +477,7 @@ START_TEST(test_execute_results)
 	ck_assert_int_eq(
 	    json_integer_value(json_object_get(r, "affected_row_count")), 1);
 	json_decref(r);
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 2);
 	/* Explicit nulls (npm libsql sends them). */
 	r = execute(&f, "{\"sql\":\"SELECT 1\",\"args\":null,"
 			"\"named_args\":null,\"want_rows\":null}");
@@ -559,11 +538,11 @@ START_TEST(test_execute_args)
 		    "{\"type\":\"integer\",\"value\":\"1\"}]");
 	json_decref(r);
 	/* Arguments are data, never SQL. */
-	exec(f.db, "CREATE TABLE t(x)");
+	fixture_exec(f.db, "CREATE TABLE t(x)");
 	json_decref(execute(&f, "{\"sql\":\"INSERT INTO t VALUES (?)\","
 				"\"args\":[{\"type\":\"text\",\"value\":"
 				"\"'); DROP TABLE t; --\"}]}"));
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 1);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 1);
 
 	ASSERT_CODE(&f,
 		    "{\"sql\":\"SELECT ?\",\"args\":["
@@ -595,8 +574,9 @@ START_TEST(test_execute_errors)
 	char *code;
 
 	fx_init(&f, 2, 0);
-	exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, u UNIQUE NOT NULL);"
-		   "INSERT INTO t VALUES (1, 'a')");
+	fixture_exec(
+	    f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, u UNIQUE NOT NULL);"
+		  "INSERT INTO t VALUES (1, 'a')");
 	/* Constraint violations: sqld (and so @libsql/client, which passes
 	 * the code through as LibsqlError.code) uses the primary code. */
 	res = request(&f,
@@ -613,7 +593,7 @@ START_TEST(test_execute_errors)
 		    "SQLITE_CONSTRAINT");
 	ASSERT_CODE(&f, "{\"sql\":\"INSERT INTO t VALUES (3, NULL)\"}",
 		    "SQLITE_CONSTRAINT");
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 1);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 1);
 	ASSERT_CODE(&f, "{\"sql\":\"SELEC 1\"}", "SQL_PARSE_ERROR");
 	ASSERT_CODE(&f, "{\"sql\":\"SELECT (1\"}", "SQL_PARSE_ERROR");
 	ASSERT_CODE(&f, "{\"sql\":\"SELECT * FROM missing\"}", "SQLITE_ERROR");
@@ -626,7 +606,7 @@ START_TEST(test_execute_errors)
 		    "{\"sql\":\"INSERT INTO t VALUES (5, 'x'); DELETE "
 		    "FROM t\"}",
 		    "SQL_MANY_STATEMENTS");
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 1);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 1);
 	/* Trailing separators and comments are not another statement. */
 	json_decref(
 	    execute(&f, "{\"sql\":\"SELECT 1; -- done\\n /* c */ ;\"}"));
@@ -652,7 +632,7 @@ START_TEST(test_read_only)
 	json_t *r, *res;
 
 	fx_init(&f, 3, 1);
-	exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+	fixture_exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
 	r = execute(&f, "{\"sql\":\"SELECT x FROM t\"}");
 	ck_assert_int_eq(json_array_size(json_object_get(r, "rows")), 1);
 	json_decref(r);
@@ -689,9 +669,9 @@ START_TEST(test_read_only)
 	json_decref(execute(&f, "{\"sql\":\"BEGIN\"}"));
 	json_decref(execute(&f, "{\"sql\":\"SELECT count(*) FROM t\"}"));
 	json_decref(execute(&f, "{\"sql\":\"COMMIT\"}"));
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 1);
-	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 1);
-	ck_assert_int_eq(query_int(f.db, "PRAGMA user_version"), 0);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 1);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT sum(x) FROM t"), 1);
+	ck_assert_int_eq(fixture_query_int(f.db, "PRAGMA user_version"), 0);
 	fx_done(&f);
 }
 END_TEST
@@ -816,15 +796,15 @@ START_TEST(test_batch_transaction)
 	json_t *r;
 
 	fx_init(&f, 2, 0);
-	exec(f.db, "CREATE TABLE t(x PRIMARY KEY)");
+	fixture_exec(f.db, "CREATE TABLE t(x PRIMARY KEY)");
 	snprintf(steps, sizeof steps, client_write_batch,
 		 "INSERT INTO t VALUES (2)");
 	r = batch(&f, steps);
 	assert_outcomes(r, "oooo-");
 	json_decref(r);
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 2);
 	/* The second insert fails: the first is rolled back with it. */
-	exec(f.db, "DELETE FROM t");
+	fixture_exec(f.db, "DELETE FROM t");
 	snprintf(steps, sizeof steps, client_write_batch,
 		 "INSERT INTO t VALUES (1)");
 	r = batch(&f, steps);
@@ -834,7 +814,7 @@ START_TEST(test_batch_transaction)
 		json_array_get(json_object_get(r, "step_errors"), 2), "code")),
 	    "SQLITE_CONSTRAINT");
 	json_decref(r);
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 0);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 0);
 	ck_assert_int_ne(sqlite3_get_autocommit(f.db), 0);
 	fx_done(&f);
 }
@@ -922,7 +902,7 @@ START_TEST(test_store_sql)
 	json_t *res, *r;
 
 	fx_init(&f, 2, 0);
-	exec(f.db, "CREATE TABLE t(x)");
+	fixture_exec(f.db, "CREATE TABLE t(x)");
 	res = request(&f,
 		      "{\"type\":\"store_sql\",\"sql_id\":1,"
 		      "\"sql\":\"INSERT INTO t VALUES (?)\"}",
@@ -967,7 +947,7 @@ START_TEST(test_store_sql)
 	res = request(&f, "{\"type\":\"sequence\",\"sql_id\":1}", NULL);
 	ck_assert_str_eq(error_code(res), "SQL_STORE_DOES_NOT_EXIST");
 	json_decref(res);
-	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 42);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT sum(x) FROM t"), 42);
 
 	assert_proto_error(&f, "{\"type\":\"store_sql\",\"sql\":\"SELECT 1\"}");
 	assert_proto_error(&f, "{\"type\":\"store_sql\",\"sql_id\":\"3\","
@@ -995,7 +975,7 @@ START_TEST(test_sequence)
 		      NULL);
 	ok_response(res, "sequence");
 	json_decref(res);
-	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 3);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT sum(x) FROM t"), 3);
 	/* It stops at the first error; earlier statements stay done. */
 	res = request(&f,
 		      "{\"type\":\"sequence\",\"sql\":\"INSERT INTO t "
@@ -1004,7 +984,7 @@ START_TEST(test_sequence)
 		      NULL);
 	ck_assert_str_eq(error_code(res), "SQLITE_ERROR");
 	json_decref(res);
-	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 13);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT sum(x) FROM t"), 13);
 	res = request(&f, "{\"type\":\"sequence\",\"sql\":\"SELEC 1\"}", NULL);
 	ck_assert_str_eq(error_code(res), "SQL_PARSE_ERROR");
 	json_decref(res);
@@ -1024,7 +1004,7 @@ START_TEST(test_describe)
 	json_t *res, *r;
 
 	fx_init(&f, 3, 0);
-	exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT)");
+	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT)");
 	res = request(&f,
 		      "{\"type\":\"describe\",\"sql\":\"SELECT id, name, 1 "
 		      "FROM t WHERE id = :id AND name = ?2\"}",
@@ -1053,7 +1033,7 @@ START_TEST(test_describe)
 	ck_assert(json_is_true(json_object_get(r, "is_explain")));
 	json_decref(res);
 	/* Describing does not execute. */
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 0);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 0);
 	res = request(&f, "{\"type\":\"describe\",\"sql\":\"SELEC\"}", NULL);
 	ck_assert_str_eq(error_code(res), "SQL_PARSE_ERROR");
 	json_decref(res);
@@ -1136,7 +1116,8 @@ START_TEST(test_cursor)
 	const char *proto_err = NULL;
 
 	fx_init(&f, 3, 0);
-	exec(f.db, "CREATE TABLE t(x UNIQUE); INSERT INTO t VALUES (1), (2)");
+	fixture_exec(f.db,
+		     "CREATE TABLE t(x UNIQUE); INSERT INTO t VALUES (1), (2)");
 	b = parse("{\"steps\":["
 		  "{\"stmt\":{\"sql\":\"SELECT x FROM t ORDER BY x\"}},"
 		  "{\"stmt\":{\"sql\":\"INSERT INTO t VALUES (1)\"}},"
@@ -1162,7 +1143,7 @@ START_TEST(test_cursor)
 			     "{\"type\":\"step_end\",\"affected_row_count\":1,"
 			     "\"last_insert_rowid\":\"3\"}]");
 	json_decref(b);
-	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 10);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT sum(x) FROM t"), 10);
 
 	/* Malformed: -1 and a message, nothing emitted. */
 	json_array_clear(entries);
@@ -1212,12 +1193,14 @@ START_TEST(test_affected_rows_without_triggers)
 	json_t *r;
 
 	fx_init(&f, 2, 0);
-	exec(f.db, "CREATE TABLE t(x); CREATE TABLE audit(y);"
-		   "CREATE TRIGGER tr AFTER INSERT ON t BEGIN "
-		   "INSERT INTO audit VALUES (new.x); INSERT INTO audit "
-		   "VALUES (new.x); END");
+	fixture_exec(f.db,
+		     "CREATE TABLE t(x); CREATE TABLE audit(y);"
+		     "CREATE TRIGGER tr AFTER INSERT ON t BEGIN "
+		     "INSERT INTO audit VALUES (new.x); INSERT INTO audit "
+		     "VALUES (new.x); END");
 	r = execute(&f, "{\"sql\":\"INSERT INTO t VALUES (1)\"}");
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM audit"), 2);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM audit"),
+			 2);
 	ck_assert_int_eq(
 	    json_integer_value(json_object_get(r, "affected_row_count")), 1);
 	json_decref(r);

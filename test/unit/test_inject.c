@@ -47,39 +47,6 @@ static uint32_t page_size = PAGE_SIZE;
 
 /* ---- SQL helpers ---- */
 
-static void exec(sqlite3 *db, const char *sql)
-{
-	char *err = NULL;
-	int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-
-	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err ? err : "?");
-}
-
-static int64_t query_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *stmt;
-	int64_t v;
-
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL),
-			 SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
-	v = sqlite3_column_int64(stmt, 0);
-	sqlite3_finalize(stmt);
-	return v;
-}
-
-static void assert_integrity(sqlite3 *db)
-{
-	sqlite3_stmt *stmt;
-
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &stmt, NULL),
-	    SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
-	ck_assert_str_eq((const char *)sqlite3_column_text(stmt, 0), "ok");
-	sqlite3_finalize(stmt);
-}
-
 /* The (busy, log, checkpointed) row of PRAGMA wal_checkpoint. */
 static void checkpoint(sqlite3 *db, const char *mode, int out[3])
 {
@@ -155,9 +122,9 @@ static uint64_t content_hash_in_txn(sqlite3 *db)
 {
 	uint64_t h;
 
-	exec(db, "BEGIN");
+	fixture_exec(db, "BEGIN");
 	h = content_hash(db);
-	exec(db, "COMMIT");
+	fixture_exec(db, "COMMIT");
 	return h;
 }
 
@@ -168,9 +135,9 @@ static sqlite3 *open_db(const char *path)
 
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
-	exec(db, "PRAGMA wal_autocheckpoint=0");
+	fixture_exec(db, "PRAGMA wal_autocheckpoint=0");
 	/* A first read maps the wal-index. */
-	query_int(db, "SELECT count(*) FROM sqlite_master");
+	fixture_query_int(db, "SELECT count(*) FROM sqlite_master");
 	return db;
 }
 
@@ -394,7 +361,7 @@ static void assert_crash_copy_equal(sqlite3 *db, const char *dir)
 {
 	sqlite3 *copy = crash_copy(db, dir, "crash.db", false);
 
-	assert_integrity(copy);
+	fixture_assert_integrity(copy);
 	ck_assert_uint_eq(content_hash_in_txn(copy), content_hash_in_txn(db));
 	ck_assert_uint_eq(shm_header(copy).max_frame, shm_header(db).max_frame);
 	sqlite3_close(copy);
@@ -442,14 +409,15 @@ static void make_base(const char *path)
 
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
 	snprintf(sql, sizeof sql, "PRAGMA page_size=%u", page_size);
-	exec(db, sql);
-	exec(db, "PRAGMA journal_mode=WAL;"
-		 "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
-		 "CREATE TABLE acc(id INTEGER PRIMARY KEY, bal INTEGER);"
-		 "CREATE TABLE loc(x);"
-		 "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
-		 "FROM c WHERE i < 100) INSERT INTO acc SELECT i, 1000 FROM c;"
-		 "INSERT INTO t(v) SELECT randomblob(500) FROM acc;");
+	fixture_exec(db, sql);
+	fixture_exec(
+	    db, "PRAGMA journal_mode=WAL;"
+		"CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+		"CREATE TABLE acc(id INTEGER PRIMARY KEY, bal INTEGER);"
+		"CREATE TABLE loc(x);"
+		"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+		"FROM c WHERE i < 100) INSERT INTO acc SELECT i, 1000 FROM c;"
+		"INSERT INTO t(v) SELECT randomblob(500) FROM acc;");
 	/* The last close checkpoints and deletes the WAL. */
 	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
 }
@@ -495,7 +463,7 @@ static struct pair *pair_new_sized(bool lockstep, uint32_t size)
 
 	pr->p = open_db(pr->p_path);
 	/* No spill: each commit's frames are its pages, once each. */
-	exec(pr->p, "PRAGMA cache_size=-400000; PRAGMA cache_spill=0");
+	fixture_exec(pr->p, "PRAGMA cache_size=-400000; PRAGMA cache_spill=0");
 	pr->p2 = open_db(pr->p_path);
 	pair_open_replica(pr);
 	return pr;
@@ -568,9 +536,9 @@ static int inject_into(sqlite3 *db, const struct wal_inject_opts *opts,
 {
 	int rc;
 
-	exec(db, "BEGIN IMMEDIATE");
+	fixture_exec(db, "BEGIN IMMEDIATE");
 	rc = wal_inject(db, opts, pages, n, db_size, msg);
-	exec(db, "COMMIT");
+	fixture_exec(db, "COMMIT");
 	ck_assert_int_ne(sqlite3_get_autocommit(db), 0);
 	return rc;
 }
@@ -693,10 +661,10 @@ static void pair_sync(struct pair *pr)
  * statement's randomblob() calls come before the save.) */
 static void pair_commit(struct pair *pr, const char *sql)
 {
-	exec(pr->p, "BEGIN");
-	exec(pr->p, sql);
+	fixture_exec(pr->p, "BEGIN");
+	fixture_exec(pr->p, sql);
 	sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SAVE);
-	exec(pr->p, "COMMIT");
+	fixture_exec(pr->p, "COMMIT");
 	pair_sync(pr);
 }
 
@@ -706,7 +674,7 @@ static void pair_commit(struct pair *pr, const char *sql)
 static void pair_commit_bare(struct pair *pr, const char *sql)
 {
 	sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SAVE);
-	exec(pr->p, sql);
+	fixture_exec(pr->p, sql);
 	pair_sync(pr);
 }
 
@@ -730,7 +698,7 @@ static void pair_assert_same_content(struct pair *pr)
 
 	ck_assert_uint_eq(content_hash_in_txn(pr->r2), expected);
 	ck_assert_uint_eq(content_hash_in_txn(pr->r), expected);
-	assert_integrity(pr->r2);
+	fixture_assert_integrity(pr->r2);
 }
 
 /* ---- 1, 2: differential against SQLite itself ---- */
@@ -868,12 +836,12 @@ START_TEST(test_reader_snapshot)
 	ck_assert_int_eq(sqlite3_prepare_v2(reader, "SELECT count(*) FROM t",
 					    -1, &count, NULL),
 			 SQLITE_OK);
-	exec(reader, "BEGIN");
+	fixture_exec(reader, "BEGIN");
 	before = content_hash(reader);
 	ck_assert_int_eq(sqlite3_step(count), SQLITE_ROW);
 	n_before = sqlite3_column_int64(count, 0);
 	sqlite3_reset(count);
-	dv_before = query_int(reader, "PRAGMA data_version");
+	dv_before = fixture_query_int(reader, "PRAGMA data_version");
 
 	pair_commitf(pr, INSERT_ROWS, 50);
 	pair_commit(pr, "UPDATE acc SET bal = bal - 7 WHERE id = 1");
@@ -881,16 +849,18 @@ START_TEST(test_reader_snapshot)
 	ck_assert_int_eq(sqlite3_step(count), SQLITE_ROW);
 	ck_assert_int_eq(sqlite3_column_int64(count, 0), n_before);
 	sqlite3_reset(count);
-	exec(reader, "COMMIT");
+	fixture_exec(reader, "COMMIT");
 
-	ck_assert_int_ne(query_int(reader, "PRAGMA data_version"), dv_before);
+	ck_assert_int_ne(fixture_query_int(reader, "PRAGMA data_version"),
+			 dv_before);
 	ck_assert_int_eq(sqlite3_step(count), SQLITE_ROW);
 	ck_assert_int_eq(sqlite3_column_int64(count, 0), n_before + 50);
 	sqlite3_finalize(count);
 	ck_assert_uint_eq(content_hash_in_txn(reader),
 			  content_hash_in_txn(pr->p2));
-	ck_assert_int_eq(query_int(reader, "SELECT bal FROM acc WHERE id = 1"),
-			 BALANCE - 7);
+	ck_assert_int_eq(
+	    fixture_query_int(reader, "SELECT bal FROM acc WHERE id = 1"),
+	    BALANCE - 7);
 	sqlite3_close(reader);
 	pair_free(pr);
 }
@@ -919,7 +889,7 @@ START_TEST(test_crash_copy)
 	assert_crash_copy_equal(pr->r, pr->dir);
 
 	copy = crash_copy(pr->r, pr->dir, "broken.db", true);
-	assert_integrity(copy);
+	fixture_assert_integrity(copy);
 	ck_assert_uint_eq(content_hash_in_txn(copy), previous);
 	ck_assert_uint_eq(shm_header(copy).max_frame, pr->r_first - 1);
 	sqlite3_close(copy);
@@ -992,7 +962,7 @@ static void assert_wal_usable(struct pair *pr)
 	sqlite3_busy_timeout(other, 0);
 	ck_assert_uint_eq(content_hash_in_txn(other),
 			  content_hash_in_txn(pr->p2));
-	exec(other, "BEGIN IMMEDIATE; ROLLBACK");
+	fixture_exec(other, "BEGIN IMMEDIATE; ROLLBACK");
 	checkpoint_fully(other, "PASSIVE");
 	sqlite3_close(other);
 }
@@ -1035,7 +1005,7 @@ START_TEST(test_reader_in_wal_blocks_restart)
 	uint64_t seen;
 
 	pair_commitf(pr, INSERT_ROWS, 20);
-	exec(reader, "BEGIN");
+	fixture_exec(reader, "BEGIN");
 	seen = content_hash(reader);
 	checkpoint_fully(pr->r2, "PASSIVE");
 	mx = shm_header(pr->r).max_frame;
@@ -1043,7 +1013,7 @@ START_TEST(test_reader_in_wal_blocks_restart)
 	pair_commitf(pr, INSERT_ROWS, 4);
 	ck_assert_uint_eq(pr->r_first, mx + 1);
 	ck_assert_uint_eq(content_hash(reader), seen);
-	exec(reader, "COMMIT");
+	fixture_exec(reader, "COMMIT");
 	pair_assert_same_content(pr);
 	assert_crash_copy_equal(pr->r, pr->dir);
 
@@ -1068,12 +1038,12 @@ START_TEST(test_restart_under_read0_reader)
 
 	pair_commitf(pr, INSERT_ROWS, 20);
 	checkpoint_fully(pr->r2, "PASSIVE");
-	exec(reader, "BEGIN");
+	fixture_exec(reader, "BEGIN");
 	seen = content_hash(reader);
 	pair_commitf(pr, INSERT_ROWS, 4);
 	ck_assert_uint_eq(pr->r_first, 1);
 	ck_assert_uint_eq(content_hash(reader), seen);
-	exec(reader, "COMMIT");
+	fixture_exec(reader, "COMMIT");
 	ck_assert_uint_ne(content_hash_in_txn(reader), seen);
 	pair_assert_same_content(pr);
 	assert_crash_copy_equal(pr->r, pr->dir);
@@ -1093,15 +1063,15 @@ START_TEST(test_own_wal_snapshot_blocks_restart)
 	uint32_t mx;
 
 	pair_commitf(pr, INSERT_ROWS, 20);
-	exec(pr->p, "INSERT INTO t(v) VALUES (randomblob(5000))");
+	fixture_exec(pr->p, "INSERT INTO t(v) VALUES (randomblob(5000))");
 	pair_extract(pr, &b);
-	exec(pr->r, "BEGIN IMMEDIATE");
+	fixture_exec(pr->r, "BEGIN IMMEDIATE");
 	checkpoint_fully(pr->r2, "PASSIVE");
 	mx = shm_header(pr->r).max_frame;
 	ck_assert_uint_eq(shm_backfill(pr->r), mx);
 	ck_assert_int_eq(wal_inject(pr->r, NULL, b.pages, b.n, b.db_size, &msg),
 			 SQLITE_OK);
-	exec(pr->r, "COMMIT");
+	fixture_exec(pr->r, "COMMIT");
 	ck_assert_uint_eq(shm_header(pr->r).max_frame, mx + b.n);
 	batch_free(&b);
 	pair_assert_same_content(pr);
@@ -1170,12 +1140,12 @@ START_TEST(test_big_endian_wal)
 	ck_assert_int_eq(assert_wal_chain(pr->r), 1);
 	pair_assert_same_content(pr);
 	/* SQLite itself appends to the injected big-endian chain. */
-	exec(pr->r2, "INSERT INTO loc VALUES ('written by SQLite')");
+	fixture_exec(pr->r2, "INSERT INTO loc VALUES ('written by SQLite')");
 	ck_assert_int_eq(assert_wal_chain(pr->r), 1);
 	hdr = wal_range(pr->r, 0, WALFMT_HDR_SIZE);
 	ck_assert_uint_eq(walfmt_get32(hdr), WALFMT_MAGIC_BE);
 	free(hdr);
-	assert_integrity(pr->r2);
+	fixture_assert_integrity(pr->r2);
 	assert_crash_copy_equal(pr->r, pr->dir);
 	pair_free(pr);
 }
@@ -1268,7 +1238,7 @@ START_TEST(test_after_spilled_rollback)
 	mx = shm_header(pr->r).max_frame;
 	snprintf(sql, sizeof sql,
 		 "PRAGMA cache_size=10; BEGIN; " INSERT_ROWS "; ROLLBACK", 500);
-	exec(local, sql);
+	fixture_exec(local, sql);
 	size = wal_size(pr->r);
 	ck_assert_int_gt(size,
 			 (int64_t)walfmt_frame_offset(mx + 100, PAGE_SIZE));
@@ -1298,8 +1268,8 @@ START_TEST(test_duplicates_last_wins)
 	size_t i;
 
 	pair_commitf(pr, INSERT_ROWS, 10);
-	exec(pr->p, "UPDATE acc SET bal = bal + 1; "
-		    "INSERT INTO t(v) VALUES (randomblob(9000))");
+	fixture_exec(pr->p, "UPDATE acc SET bal = bal + 1; "
+			    "INSERT INTO t(v) VALUES (randomblob(9000))");
 	pair_extract(pr, &b);
 	/* Garbage first, then the real images; page 1 twice at the end. */
 	pages = calloc(2 * b.n + 1, sizeof *pages);
@@ -1337,7 +1307,7 @@ START_TEST(test_drops_pages_beyond_db_size)
 	uint32_t mx;
 
 	pair_commitf(pr, INSERT_ROWS, 10);
-	exec(pr->p, "UPDATE acc SET bal = bal + 1");
+	fixture_exec(pr->p, "UPDATE acc SET bal = bal + 1");
 	pair_extract(pr, &b);
 	pages = calloc(b.n + 2, sizeof *pages);
 	pages[0].pgno = b.db_size + 1;
@@ -1381,7 +1351,7 @@ static void assert_refused(struct pair *pr, const struct wal_inject_opts *opts,
 	ck_assert_int_eq(wal_size(pr->r), size);
 	other = open_db(pr->r_path);
 	sqlite3_busy_timeout(other, 0);
-	exec(other, "BEGIN IMMEDIATE; ROLLBACK");
+	fixture_exec(other, "BEGIN IMMEDIATE; ROLLBACK");
 	sqlite3_close(other);
 }
 
@@ -1425,20 +1395,20 @@ START_TEST(test_requires_write_transaction)
 			 SQLITE_MISUSE);
 	ck_assert_ptr_nonnull(strstr(msg, "write transaction"));
 	sqlite3_free(msg);
-	exec(pr->r, "BEGIN");
-	query_int(pr->r, "SELECT count(*) FROM t");
+	fixture_exec(pr->r, "BEGIN");
+	fixture_query_int(pr->r, "SELECT count(*) FROM t");
 	ck_assert_int_eq(wal_inject(pr->r, NULL, &page, 1, 10, &msg),
 			 SQLITE_MISUSE);
 	sqlite3_free(msg);
-	exec(pr->r, "COMMIT");
+	fixture_exec(pr->r, "COMMIT");
 
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	exec(db, "CREATE TABLE x(y); BEGIN IMMEDIATE");
+	fixture_exec(db, "CREATE TABLE x(y); BEGIN IMMEDIATE");
 	ck_assert_int_eq(wal_inject(db, NULL, &page, 1, 1, &msg),
 			 SQLITE_MISUSE);
 	ck_assert_ptr_nonnull(strstr(msg, "not in WAL mode"));
 	sqlite3_free(msg);
-	exec(db, "COMMIT");
+	fixture_exec(db, "COMMIT");
 	sqlite3_close(db);
 	free(path);
 	pair_free(pr);
@@ -1475,10 +1445,11 @@ START_TEST(test_lock_released)
 
 	sqlite3_busy_timeout(other, 0);
 	pair_commitf(pr, INSERT_ROWS, 3);
-	exec(other, "BEGIN IMMEDIATE; INSERT INTO loc VALUES (1); COMMIT");
+	fixture_exec(other,
+		     "BEGIN IMMEDIATE; INSERT INTO loc VALUES (1); COMMIT");
 	checkpoint_fully(pr->r2, "PASSIVE");
 	pair_commit(pr, "DELETE FROM loc");
-	exec(other, "BEGIN IMMEDIATE; ROLLBACK");
+	fixture_exec(other, "BEGIN IMMEDIATE; ROLLBACK");
 	checkpoint_fully(other, "TRUNCATE");
 	sqlite3_close(other);
 	pair_free(pr);
@@ -1501,7 +1472,7 @@ START_TEST(test_unwrap_applied)
 	struct batch b;
 	char *msg = NULL;
 
-	exec(pr->p, "INSERT INTO loc VALUES (42)");
+	fixture_exec(pr->p, "INSERT INTO loc VALUES (42)");
 	pair_extract(pr, &b);
 	ck_assert_int_eq(
 	    inject_into(pr->r, &opts, b.pages, b.n, b.db_size, &msg),

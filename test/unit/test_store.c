@@ -53,39 +53,6 @@ static void fx_done(struct fx *f)
 	fixture_rmdir(f->dir);
 }
 
-static void exec(sqlite3 *db, const char *sql)
-{
-	char *msg = NULL;
-	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-
-	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "");
-	sqlite3_free(msg);
-}
-
-static int64_t query_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st;
-	int64_t v;
-
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-static void assert_integrity(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
-	    SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
-	sqlite3_finalize(st);
-}
-
 static uint8_t *read_file(const char *path, size_t *len)
 {
 	FILE *fp = fopen(path, "rb");
@@ -167,14 +134,14 @@ START_TEST(test_sql_commits_are_logged)
 	fx_open(&f);
 	ck_assert_uint_eq(store_generation(f.store), 1);
 	head0 = store_head(f.store);
-	exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
 	head1 = store_head(f.store);
 	ck_assert_uint_gt(head1, head0);
-	exec(f.db, "INSERT INTO t(v) VALUES ('a'), ('b')");
+	fixture_exec(f.db, "INSERT INTO t(v) VALUES ('a'), ('b')");
 	ck_assert_uint_gt(store_head(f.store), head1);
 	/* A rolled-back transaction writes nothing to the log. */
 	head1 = store_head(f.store);
-	exec(f.db, "BEGIN; INSERT INTO t(v) VALUES ('c'); ROLLBACK");
+	fixture_exec(f.db, "BEGIN; INSERT INTO t(v) VALUES ('c'); ROLLBACK");
 	ck_assert_uint_eq(store_head(f.store), head1);
 	assert_log_matches_live(&f, 1);
 	fx_done(&f);
@@ -190,24 +157,25 @@ START_TEST(test_spills_and_overwrites)
 
 	fx_init(&f, "data");
 	fx_open(&f);
-	exec(f.db, "PRAGMA cache_size=5");
-	exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
-	exec(f.db, "BEGIN");
+	fixture_exec(f.db, "PRAGMA cache_size=5");
+	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	fixture_exec(f.db, "BEGIN");
 	for (i = 0; i < 300; i++) {
 		char sql[128];
 		snprintf(sql, sizeof sql,
 			 "INSERT INTO t(v) VALUES (randomblob(%d))",
 			 100 + (i * 37) % 9000);
-		exec(f.db, sql);
+		fixture_exec(f.db, sql);
 		if (i % 50 == 0)
-			exec(f.db, "UPDATE t SET v = randomblob(200) "
-				   "WHERE id % 7 = 0");
+			fixture_exec(f.db, "UPDATE t SET v = randomblob(200) "
+					   "WHERE id % 7 = 0");
 	}
-	exec(f.db, "COMMIT");
-	exec(f.db, "DELETE FROM t WHERE id % 2 = 0");
-	exec(f.db, "VACUUM");
+	fixture_exec(f.db, "COMMIT");
+	fixture_exec(f.db, "DELETE FROM t WHERE id % 2 = 0");
+	fixture_exec(f.db, "VACUUM");
 	assert_log_matches_live(&f, 1);
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 150);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"),
+			 150);
 	fx_done(&f);
 }
 END_TEST
@@ -225,14 +193,14 @@ START_TEST(test_authorizer_guards_storage)
 
 	fx_init(&f, "data");
 	fx_open(&f);
-	exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+	fixture_exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
 	for (i = 0; i < sizeof refused / sizeof refused[0]; i++)
 		ck_assert_msg(sqlite3_exec(f.db, refused[i], NULL, NULL,
 					   NULL) == SQLITE_AUTH,
 			      "%s was allowed", refused[i]);
 	/* Plain VACUUM attaches an unnamed temporary database: allowed. */
-	exec(f.db, "VACUUM");
-	exec(f.db, "PRAGMA journal_mode");
+	fixture_exec(f.db, "VACUUM");
+	fixture_exec(f.db, "PRAGMA journal_mode");
 	assert_log_matches_live(&f, 1);
 	fx_done(&f);
 }
@@ -245,12 +213,13 @@ START_TEST(test_restart_keeps_everything)
 
 	fx_init(&f, "data");
 	fx_open(&f);
-	exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3)");
+	fixture_exec(f.db,
+		     "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3)");
 	head = store_head(f.store);
 	fx_close(&f);
 	fx_open(&f);
 	ck_assert_uint_eq(store_head(f.store), head);
-	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 6);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT sum(x) FROM t"), 6);
 	fx_done(&f);
 }
 END_TEST
@@ -264,23 +233,24 @@ START_TEST(test_live_brought_up_to_log_head)
 
 	fx_init(&f, "data");
 	fx_open(&f);
-	exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+	fixture_exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
 	sqlite3_wal_checkpoint_v2(f.db, "main", SQLITE_CHECKPOINT_TRUNCATE,
 				  NULL, NULL);
 	live = fixture_path(f.data, "live.db");
 	saved = fixture_path(f.dir, "saved.db");
 	wal = fixture_path(f.data, "live.db-wal");
 	copy_file(live, saved);
-	exec(f.db, "INSERT INTO t VALUES (2); CREATE TABLE u(y);"
-		   "INSERT INTO u VALUES (zeroblob(50000))");
+	fixture_exec(f.db, "INSERT INTO t VALUES (2); CREATE TABLE u(y);"
+			   "INSERT INTO u VALUES (zeroblob(50000))");
 	fx_close(&f);
 	/* Roll the live database back to the older copy. */
 	copy_file(saved, live);
 	unlink(wal);
 	fx_open(&f);
-	ck_assert_int_eq(query_int(f.db, "SELECT sum(x) FROM t"), 3);
-	ck_assert_int_eq(query_int(f.db, "SELECT length(y) FROM u"), 50000);
-	assert_integrity(f.db);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT sum(x) FROM t"), 3);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT length(y) FROM u"),
+			 50000);
+	fixture_assert_integrity(f.db);
 	assert_log_matches_live(&f, 1);
 	free(live);
 	free(saved);
@@ -299,9 +269,10 @@ START_TEST(test_rollover_replays_pages)
 	fx_init(&f, "data");
 	f.cfg.generation_frames = 20;
 	fx_open(&f);
-	exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
 	for (i = 0; i < 30; i++)
-		exec(f.db, "INSERT INTO t(v) VALUES (randomblob(3000))");
+		fixture_exec(f.db,
+			     "INSERT INTO t(v) VALUES (randomblob(3000))");
 	head1 = store_head(f.store);
 	ck_assert_uint_ge(head1, 20);
 	store_maintain(f.store);
@@ -316,14 +287,14 @@ START_TEST(test_rollover_replays_pages)
 			 STORE_PULL_CAUGHT_UP);
 	ck_assert_int_eq(store_pull(f.store, 7, 1, 10, &fr),
 			 STORE_PULL_UNKNOWN_GEN);
-	exec(f.db, "UPDATE t SET v = randomblob(10) WHERE id < 5");
+	fixture_exec(f.db, "UPDATE t SET v = randomblob(10) WHERE id < 5");
 	ck_assert_uint_gt(store_head(f.store), 0);
 	assert_log_matches_live(&f, 2);
 	/* And after a restart, generation 2 stays current. */
 	fx_close(&f);
 	fx_open(&f);
 	ck_assert_uint_eq(store_generation(f.store), 2);
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 30);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 30);
 	fx_done(&f);
 }
 END_TEST
@@ -373,15 +344,16 @@ START_TEST(test_push_applies_frames)
 	fx_init(&b, "b");
 	seed = fixture_path(a.dir, "seed.db");
 	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
-	exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
+	fixture_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
 	sqlite3_close(db);
 	a.cfg.import_path = seed;
 	b.cfg.import_path = seed;
 	fx_open(&a);
 	fx_open(&b);
 	/* One transaction of several pages: only its last frame commits. */
-	exec(a.db, "BEGIN; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);"
-		   "CREATE TABLE u(y); COMMIT");
+	fixture_exec(
+	    a.db, "BEGIN; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);"
+		  "CREATE TABLE u(y); COMMIT");
 	frames = pull_all(a.store, 1, &n);
 	ck_assert_uint_ge(n, 2);
 
@@ -398,7 +370,7 @@ START_TEST(test_push_applies_frames)
 	ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
 	ck_assert_int_eq(json_integer_value(json_object_get(j, "max_frame_no")),
 			 1);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 1);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 1);
 	{
 		char *baton =
 		    strdup(json_string_value(json_object_get(j, "baton")));
@@ -413,9 +385,9 @@ START_TEST(test_push_applies_frames)
 	ck_assert_int_eq(json_integer_value(json_object_get(j, "max_frame_no")),
 			 n);
 	json_decref(j);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 3);
-	ck_assert_int_eq(query_int(b.db, "SELECT sum(x) FROM t"), 45);
-	assert_integrity(b.db);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT sum(x) FROM t"), 45);
+	fixture_assert_integrity(b.db);
 	assert_log_matches_live(&b, 1);
 
 	/* The same push again (a lost reply) is acknowledged, not applied. */
@@ -423,13 +395,13 @@ START_TEST(test_push_applies_frames)
 		 &status);
 	ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
 	json_decref(j);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 3);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
 
 	/* Frames that do not follow the head: conflict. */
-	exec(a.db, "INSERT INTO t VALUES (3)");
+	fixture_exec(a.db, "INSERT INTO t VALUES (3)");
 	free(frames);
 	frames = pull_all(a.store, 1, &n);
-	exec(b.db, "INSERT INTO t VALUES (99)");
+	fixture_exec(b.db, "INSERT INTO t VALUES (99)");
 	j = push(b.store, 1, n, n + 1, NULL,
 		 frames + (n - 1) * WALFMT_FRAME_SIZE, WALFMT_FRAME_SIZE,
 		 &status);
@@ -437,8 +409,8 @@ START_TEST(test_push_applies_frames)
 	ck_assert_str_eq(json_string_value(json_object_get(j, "status")),
 			 "conflict");
 	json_decref(j);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t WHERE x = 3"),
-			 0);
+	ck_assert_int_eq(
+	    fixture_query_int(b.db, "SELECT count(*) FROM t WHERE x = 3"), 0);
 
 	free(frames);
 	free(seed);
@@ -472,8 +444,8 @@ START_TEST(test_push_rejects_bad_frames)
 	j = push(f.store, 1, 3, 2, NULL, frame, sizeof frame, &status);
 	ck_assert_int_eq(status, 400);
 	json_decref(j);
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM sqlite_schema"),
-			 0);
+	ck_assert_int_eq(
+	    fixture_query_int(f.db, "SELECT count(*) FROM sqlite_schema"), 0);
 	fx_done(&f);
 }
 END_TEST
@@ -494,7 +466,7 @@ static void push_pair(struct fx *a, struct fx *b, const char *const *txns,
 	fx_init(b, "b");
 	seed = fixture_path(a->dir, "seed.db");
 	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
-	exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
+	fixture_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
 	sqlite3_close(db);
 	a->cfg.import_path = seed;
 	b->cfg.import_path = seed;
@@ -504,7 +476,7 @@ static void push_pair(struct fx *a, struct fx *b, const char *const *txns,
 	b->cfg.import_path = NULL;
 	free(seed);
 	for (i = 0; i < n_txns; i++)
-		exec(a->db, txns[i]);
+		fixture_exec(a->db, txns[i]);
 	*frames = pull_all(a->store, 1, n);
 }
 
@@ -589,12 +561,12 @@ static void assert_untouched(struct fx *b)
 	struct store_frames fr;
 
 	ck_assert_uint_eq(store_head(b->store), 0);
-	ck_assert_int_eq(query_int(b->db, "SELECT count(*) FROM t"), 1);
-	ck_assert_int_eq(query_int(b->db, "SELECT count(*) FROM sqlite_schema"),
-			 1);
+	ck_assert_int_eq(fixture_query_int(b->db, "SELECT count(*) FROM t"), 1);
+	ck_assert_int_eq(
+	    fixture_query_int(b->db, "SELECT count(*) FROM sqlite_schema"), 1);
 	ck_assert_int_eq(store_pull(b->store, 1, 1, 10, &fr),
 			 STORE_PULL_CAUGHT_UP);
-	assert_integrity(b->db);
+	fixture_assert_integrity(b->db);
 }
 
 static const char *const three_page_txn[] = {
@@ -679,9 +651,10 @@ START_TEST(test_push_refuses_malformed)
 	 * alterations. */
 	free(assert_push_ok(&b, 1, n + 1, NULL, frames));
 	ck_assert_uint_eq(store_head(b.store), n);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
-	ck_assert_int_eq(query_int(b.db, "SELECT length(y) FROM u"), 6000);
-	assert_integrity(b.db);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT length(y) FROM u"),
+			 6000);
+	fixture_assert_integrity(b.db);
 	assert_log_matches_live(&b, 1);
 	free(copy);
 	free(frames);
@@ -739,7 +712,7 @@ START_TEST(test_push_not_at_head)
 	json_decref(j);
 	ck_assert_uint_eq(store_head(b.store), n);
 	assert_log_matches_live(&b, 1);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 2);
 	free(copy);
 	free(frames);
 	fx_done(&a);
@@ -791,9 +764,10 @@ START_TEST(test_push_baton_atomic)
 			 STORE_PULL_FRAMES);
 	close(fr.fd);
 	ck_assert_uint_eq(fr.end, n + 1);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
-	ck_assert_int_eq(query_int(b.db, "SELECT length(y) FROM u"), 6000);
-	assert_integrity(b.db);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT length(y) FROM u"),
+			 6000);
+	fixture_assert_integrity(b.db);
 	assert_log_matches_live(&b, 1);
 	free(baton);
 	free(frames);
@@ -825,14 +799,15 @@ START_TEST(test_push_commit_mid_request)
 	baton = assert_push_ok(&b, 1, k1 + 2, NULL, frames);
 	ck_assert_ptr_nonnull(baton);
 	ck_assert_uint_eq(store_head(b.store), k1);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM sqlite_schema"),
-			 1);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(
+	    fixture_query_int(b.db, "SELECT count(*) FROM sqlite_schema"), 1);
 	free(
 	    assert_push_ok(&b, k1 + 2, n + 1, baton, frame_at(frames, k1 + 2)));
 	ck_assert_uint_eq(store_head(b.store), n);
-	ck_assert_int_eq(query_int(b.db, "SELECT length(y) FROM u"), 9000);
-	assert_integrity(b.db);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT length(y) FROM u"),
+			 9000);
+	fixture_assert_integrity(b.db);
 	assert_log_matches_live(&b, 1);
 	free(baton);
 	free(frames);
@@ -855,7 +830,7 @@ START_TEST(test_push_pending_conflict_at_commit)
 	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
 	baton = assert_push_ok(&b, 1, 2, NULL, frames);
 	ck_assert_ptr_nonnull(baton);
-	exec(b.db, "INSERT INTO t VALUES (7)");
+	fixture_exec(b.db, "INSERT INTO t VALUES (7)");
 	head = store_head(b.store);
 	ck_assert_uint_gt(head, 0);
 	j = push(b.store, 1, 2, n + 1, baton, frame_at(frames, 2),
@@ -865,11 +840,11 @@ START_TEST(test_push_pending_conflict_at_commit)
 	ck_assert_int_eq(int_of(j, "max_frame_no"), head);
 	json_decref(j);
 	ck_assert_uint_eq(store_head(b.store), head);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
-	ck_assert_int_eq(query_int(b.db, "SELECT sum(x) FROM t"), 49);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM sqlite_schema"),
-			 1);
-	assert_integrity(b.db);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT sum(x) FROM t"), 49);
+	ck_assert_int_eq(
+	    fixture_query_int(b.db, "SELECT count(*) FROM sqlite_schema"), 1);
+	fixture_assert_integrity(b.db);
 	assert_log_matches_live(&b, 1);
 	free(baton);
 	free(frames);
@@ -909,7 +884,7 @@ START_TEST(test_push_baton_expires)
 	assert_untouched(&b);
 	free(assert_push_ok(&b, 1, n + 1, NULL, frames));
 	ck_assert_uint_eq(store_head(b.store), n);
-	ck_assert_int_eq(query_int(b.db, "SELECT count(*) FROM t"), 2);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 2);
 	free(baton);
 	free(frames);
 	fx_done(&a);
@@ -1003,13 +978,13 @@ START_TEST(test_import_converts_page_size)
 	fx_init(&f, "data");
 	seed = fixture_path(f.dir, "seed.db");
 	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
-	exec(db, "PRAGMA page_size=1024; CREATE TABLE t(x);"
-		 "INSERT INTO t VALUES ('imported')");
+	fixture_exec(db, "PRAGMA page_size=1024; CREATE TABLE t(x);"
+			 "INSERT INTO t VALUES ('imported')");
 	sqlite3_close(db);
 	f.cfg.import_path = seed;
 	fx_open(&f);
-	ck_assert_int_eq(query_int(f.db, "PRAGMA page_size"), 4096);
-	ck_assert_int_eq(query_int(f.db, "SELECT count(*) FROM t"), 1);
+	ck_assert_int_eq(fixture_query_int(f.db, "PRAGMA page_size"), 4096);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 1);
 	fx_close(&f);
 	/* Importing into an existing data directory is refused. */
 	{
