@@ -1,0 +1,272 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sync/http_client.h"
+#include "vfs/replica_params.h"
+
+#define DURATION_EXPECTED "a non-negative number of seconds such as 1 or 0.5"
+
+/* The parameters this module reads, for the duplicate check. */
+static const char *const known_params[] = {
+    "sync_url",         "auth_token", "encryption_key", "sync_interval",
+    "read_your_writes", "offline",    "write_timeout",
+};
+
+static const char *default_env(const char *name)
+{
+	return getenv(name);
+}
+
+/* Where a string option comes from: the URI, else the environment (an
+ * empty variable counts as unset).  *from_env tells which, for messages. */
+static const char *lookup(sqlite3_filename name, replica_params_env_fn env,
+			  const char *param, const char *var, int *from_env)
+{
+	const char *v = sqlite3_uri_parameter(name, param);
+
+	*from_env = 0;
+	if (v != NULL || var == NULL)
+		return v;
+	v = env(var);
+	if (v == NULL || v[0] == '\0')
+		return NULL;
+	*from_env = 1;
+	return v;
+}
+
+/* Refuse any of our parameters given more than once: SQLite would silently
+ * use the first one. */
+static int check_duplicates(sqlite3_filename name, char *err, size_t err_len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof known_params / sizeof known_params[0]; i++) {
+		const char *key;
+		int n, count = 0;
+
+		for (n = 0; (key = sqlite3_uri_key(name, n)) != NULL; n++) {
+			if (strcmp(key, known_params[i]) == 0)
+				count++;
+		}
+		if (count > 1) {
+			snprintf(err, err_len,
+				 "replite: %s is given %d times in the URI: "
+				 "give it once",
+				 known_params[i], count);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Parse "S", "S.F" (decimal digits only) into milliseconds, a fraction of
+ * a millisecond rounding up.  Returns 0, -1 when malformed, -2 when over
+ * REPLICA_PARAMS_MAX_SECONDS. */
+static int parse_seconds(const char *s, int64_t *ms)
+{
+	int64_t secs = 0, frac = 0;
+	int digits = 0, round_up = 0;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		secs = secs * 10 + (*p - '0');
+		if (secs > REPLICA_PARAMS_MAX_SECONDS)
+			return -2;
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++, digits++) {
+			if (digits < 3)
+				frac = frac * 10 + (*p - '0');
+			else if (*p != '0')
+				round_up = 1;
+		}
+		for (; digits < 3; digits++)
+			frac *= 10;
+	}
+	if (*p != '\0')
+		return -1;
+	*ms = secs * 1000 + frac + round_up;
+	if (*ms > (int64_t)REPLICA_PARAMS_MAX_SECONDS * 1000)
+		return -2;
+	return 0;
+}
+
+static int parse_duration(sqlite3_filename name, const char *param,
+			  int64_t dflt, int positive, int64_t *out, char *err,
+			  size_t err_len)
+{
+	const char *v = sqlite3_uri_parameter(name, param);
+	int rv;
+
+	if (v == NULL) {
+		*out = dflt;
+		return 0;
+	}
+	rv = parse_seconds(v, out);
+	if (rv == -1) {
+		snprintf(err, err_len,
+			 "replite: %s '%s' is not a duration: expected %s%s",
+			 param, v, positive ? "a positive" : DURATION_EXPECTED,
+			 positive ? " number of seconds such as 10 or 2.5"
+				  : " (0 = only explicit syncs)");
+		return -1;
+	}
+	if (rv == -2) {
+		snprintf(err, err_len,
+			 "replite: %s '%s' is too large: expected at most %d "
+			 "seconds",
+			 param, v, REPLICA_PARAMS_MAX_SECONDS);
+		return -1;
+	}
+	if (positive && *out == 0) {
+		snprintf(err, err_len,
+			 "replite: %s '%s' is not a positive duration: "
+			 "expected a number of seconds greater than 0 such as "
+			 "10 or 2.5",
+			 param, v);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_bool(sqlite3_filename name, const char *param, int dflt,
+		      int *out, char *err, size_t err_len)
+{
+	static const char *const yes[] = {"1", "true", "yes", "on"};
+	static const char *const no[] = {"0", "false", "no", "off"};
+	const char *v = sqlite3_uri_parameter(name, param);
+	size_t i;
+
+	if (v == NULL) {
+		*out = dflt;
+		return 0;
+	}
+	for (i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	snprintf(err, err_len,
+		 "replite: %s '%s' is not a boolean: expected 0, 1, true, "
+		 "false, yes, no, on or off",
+		 param, v);
+	return -1;
+}
+
+static int parse_sync_url(sqlite3_filename name, replica_params_env_fn env,
+			  char **out, char *err, size_t err_len)
+{
+	char why[512];
+	int from_env;
+	const char *v =
+	    lookup(name, env, "sync_url", "REPLITE_SYNC_URL", &from_env);
+
+	*out = NULL;
+	if (v == NULL)
+		return 0;
+	*out = http_client_normalize_url(v, why, sizeof why);
+	if (*out == NULL) {
+		snprintf(err, err_len, "replite: sync_url%s %s",
+			 from_env ? " (from REPLITE_SYNC_URL)" : "", why);
+		return -1;
+	}
+	return 0;
+}
+
+/* auth_token and encryption_key: copied as given; empty in the URI means
+ * none.  The value is a secret, so messages never quote it. */
+static int parse_secret(sqlite3_filename name, replica_params_env_fn env,
+			const char *param, const char *var, int header,
+			char **out, char *err, size_t err_len)
+{
+	int from_env;
+	const char *v = lookup(name, env, param, var, &from_env);
+	const unsigned char *p;
+
+	*out = NULL;
+	if (v == NULL || v[0] == '\0')
+		return 0;
+	/* A token goes into an HTTP header: no CR, LF or other control. */
+	for (p = (const unsigned char *)v; header && *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			snprintf(err, err_len,
+				 "replite: %s%s%s%s contains a control "
+				 "character (byte 0x%02x at offset %zu): "
+				 "expected printable text, it is sent in an "
+				 "HTTP header",
+				 param, from_env ? " (from " : "",
+				 from_env ? var : "", from_env ? ")" : "", *p,
+				 (size_t)(p - (const unsigned char *)v));
+			return -1;
+		}
+	}
+	*out = strdup(v);
+	if (*out == NULL) {
+		snprintf(err, err_len, "replite: %s: out of memory", param);
+		return -1;
+	}
+	return 0;
+}
+
+int replica_params_parse(sqlite3_filename name, replica_params_env_fn env,
+			 struct replica_params *out, char *err, size_t err_len)
+{
+	struct replica_params p;
+
+	memset(&p, 0, sizeof p);
+	memset(out, 0, sizeof *out);
+	if (env == NULL)
+		env = default_env;
+
+	if (check_duplicates(name, err, err_len) != 0)
+		goto err;
+	if (parse_sync_url(name, env, &p.sync_url, err, err_len) != 0)
+		goto err;
+	if (parse_secret(name, env, "auth_token", "REPLITE_AUTH_TOKEN", 1,
+			 &p.auth_token, err, err_len) != 0)
+		goto err_free;
+	if (parse_secret(name, env, "encryption_key", "REPLITE_ENCRYPTION_KEY",
+			 0, &p.encryption_key, err, err_len) != 0)
+		goto err_free;
+	if (parse_duration(name, "sync_interval",
+			   REPLICA_PARAMS_SYNC_INTERVAL_MS, 0,
+			   &p.sync_interval_ms, err, err_len) != 0)
+		goto err_free;
+	if (parse_bool(name, "read_your_writes", 1, &p.read_your_writes, err,
+		       err_len) != 0)
+		goto err_free;
+	if (parse_bool(name, "offline", 0, &p.offline, err, err_len) != 0)
+		goto err_free;
+	if (parse_duration(name, "write_timeout",
+			   REPLICA_PARAMS_WRITE_TIMEOUT_MS, 1,
+			   &p.write_timeout_ms, err, err_len) != 0)
+		goto err_free;
+
+	*out = p;
+	return 0;
+
+err_free:
+	replica_params_free(&p);
+err:
+	return -1;
+}
+
+void replica_params_free(struct replica_params *p)
+{
+	free(p->sync_url);
+	free(p->auth_token);
+	free(p->encryption_key);
+	memset(p, 0, sizeof *p);
+}
