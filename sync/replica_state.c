@@ -53,20 +53,29 @@ static const char *json_type_name(const json_t *v)
 	return "an unknown value";
 }
 
-/* Read root[key] as an integer in 0..UINT32_MAX. */
-static int get_u32(const json_t *root, const char *key, uint32_t *out,
-		   const char *path, char *err, size_t err_len)
+/* root[key], or NULL with err naming the missing field. */
+static const json_t *require_field(const json_t *root, const char *key,
+				   const char *path, char *err, size_t err_len)
 {
 	const json_t *v = json_object_get(root, key);
-	json_int_t i;
 
-	if (v == NULL) {
+	if (v == NULL)
 		snprintf(err, err_len,
 			 "the replica state file %s has no \"%s\" field; "
 			 "it is damaged: " DAMAGED_ADVICE,
 			 path, key);
+	return v;
+}
+
+/* Read root[key] as an integer in 0..UINT32_MAX. */
+static int get_u32(const json_t *root, const char *key, uint32_t *out,
+		   const char *path, char *err, size_t err_len)
+{
+	const json_t *v = require_field(root, key, path, err, err_len);
+	json_int_t i;
+
+	if (v == NULL)
 		return -1;
-	}
 	if (!json_is_integer(v)) {
 		snprintf(err, err_len,
 			 "field \"%s\" of the replica state file %s is %s, "
@@ -91,15 +100,10 @@ static int get_string(const json_t *root, const char *key, int null_ok,
 		      const char **out, const char *path, char *err,
 		      size_t err_len)
 {
-	const json_t *v = json_object_get(root, key);
+	const json_t *v = require_field(root, key, path, err, err_len);
 
-	if (v == NULL) {
-		snprintf(err, err_len,
-			 "the replica state file %s has no \"%s\" field; "
-			 "it is damaged: " DAMAGED_ADVICE,
-			 path, key);
+	if (v == NULL)
 		return -1;
-	}
 	if (null_ok && json_is_null(v)) {
 		*out = NULL;
 		return 0;
