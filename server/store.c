@@ -729,8 +729,10 @@ out:
 
 static int open_internal(struct store *s, char *err, size_t n)
 {
-	struct wal_observer_hooks hooks = {on_commit, on_commit_end,
-					   on_write_unlock, s};
+	struct wal_observer_hooks hooks = {.on_commit = on_commit,
+					   .on_commit_end = on_commit_end,
+					   .on_write_unlock = on_write_unlock,
+					   .arg = s};
 	char name[64];
 	int rc;
 

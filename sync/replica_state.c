@@ -126,6 +126,7 @@ static int decode(const json_t *root, struct replica_state *st,
 		  const char *path, char *err, size_t err_len)
 {
 	const char *database_id, *sync_url;
+	const json_t *b;
 	uint32_t format;
 
 	if (!json_is_object(root)) {
@@ -183,6 +184,16 @@ static int decode(const json_t *root, struct replica_state *st,
 			 path, st->page_size);
 		return -1;
 	}
+	b = json_object_get(root, "bootstrapping");
+	if (b != NULL && !json_is_boolean(b)) {
+		snprintf(err, err_len,
+			 "the replica state file %s has \"bootstrapping\" of "
+			 "type %s, expected a boolean; it is "
+			 "damaged: " DAMAGED_ADVICE,
+			 path, json_type_name(b));
+		return -1;
+	}
+	st->bootstrapping = b != NULL && json_is_true(b);
 	/* Borrowed from root: the caller copies them. */
 	st->database_id = (char *)database_id;
 	st->sync_url = (char *)sync_url;
@@ -260,6 +271,11 @@ int replica_state_save(const char *path, const struct replica_state *st,
 	    st->sync_url, "generation", (json_int_t)st->generation, "frame_no",
 	    (json_int_t)st->frame_no, "frame_hwm", (json_int_t)st->frame_hwm,
 	    "page_size", (json_int_t)st->page_size);
+	if (root != NULL && st->bootstrapping &&
+	    json_object_set_new(root, "bootstrapping", json_true()) != 0) {
+		json_decref(root);
+		root = NULL;
+	}
 	if (root != NULL) {
 		text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		json_decref(root);

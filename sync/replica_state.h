@@ -2,7 +2,7 @@
  * §2): which primary the local file replicates and how far it is applied.
  *
  *   {"format":1,"database_id":"...","sync_url":"http://...","generation":G,
- *    "frame_no":N,"frame_hwm":M,"page_size":4096}
+ *    "frame_no":N,"frame_hwm":M,"page_size":4096[,"bootstrapping":true]}
  *
  * frame_no is the last frame of generation G known to be applied locally;
  * frame_hwm >= frame_no is the highest frame that MAY be in the local file
@@ -29,6 +29,10 @@ struct replica_state {
 	uint32_t frame_no;
 	uint32_t frame_hwm; /* >= frame_no */
 	uint32_t page_size; /* power of two in 512..65536 */
+	/* A full image of generation is being (or was partly) applied: the
+	 * local content is unknown until a full image is applied again
+	 * (stored as "bootstrapping": true; absent = false). */
+	int bootstrapping;
 };
 
 /* "db_path-replite" in a malloc'd string (NULL when out of memory). */

@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
+#include "vfs/sqlite_api.h"
 
 #define REPLICA_PARAMS_SYNC_INTERVAL_MS 1000
 #define REPLICA_PARAMS_WRITE_TIMEOUT_MS 10000

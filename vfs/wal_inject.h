@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
+#include "vfs/sqlite_api.h"
 
 struct wal_page {
 	uint32_t pgno;

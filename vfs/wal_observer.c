@@ -10,6 +10,9 @@
 /* wal-index lock slots (xShmLock offsets). */
 #define SHM_WRITE_LOCK 0
 #define SHM_CKPT_LOCK 1
+#define SHM_READ_LOCK0 3
+#define SHM_NLOCK 8
+#define SHM_READ_MASK (((1u << 5) - 1) << SHM_READ_LOCK0)
 
 enum obs_kind { OBS_OTHER = 0, OBS_MAIN, OBS_WAL };
 
@@ -51,12 +54,16 @@ struct obs_file {
 	struct obs_file *wal;  /* main: its connection's WAL handle */
 	struct obs_file *main; /* WAL: its connection's main handle */
 	struct obs_txn txn;    /* WAL only */
+	void *ctx;             /* main: from hooks.on_open_main */
+	char *open_error;      /* main: why the open failed (failed file) */
+	unsigned shm_held;     /* main: bit i = wal-index lock slot i held */
 			       /* The real file follows this struct. */
 };
 
 #define REAL(f) ((sqlite3_file *)((struct obs_file *)(f) + 1))
 
 static const sqlite3_io_methods obs_io_methods;
+static const sqlite3_io_methods failed_io_methods;
 
 sqlite3_file *wal_observer_unwrap(sqlite3_file *f)
 {
@@ -64,6 +71,20 @@ sqlite3_file *wal_observer_unwrap(sqlite3_file *f)
 		return REAL(f);
 	}
 	return f;
+}
+
+void *wal_observer_ctx(sqlite3_file *f)
+{
+	if (f != NULL && f->pMethods == &obs_io_methods)
+		return ((struct obs_file *)f)->ctx;
+	return NULL;
+}
+
+const char *wal_observer_open_error(sqlite3_file *f)
+{
+	if (f != NULL && f->pMethods == &failed_io_methods)
+		return ((struct obs_file *)f)->open_error;
+	return NULL;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -357,14 +378,43 @@ static void main_write_lock_released(struct obs_file *main)
 		obs->hooks.on_write_unlock(obs->hooks.arg);
 }
 
+/* Does this lock request begin a write transaction?  A connection takes
+ * the write lock while it holds a read lock; recovery (no read lock) and
+ * checkpoints (the checkpoint lock held) take it too but change nothing. */
+static int begins_write(const struct obs_file *p, int ofst, int n, int flags)
+{
+	return ofst == SHM_WRITE_LOCK && n == 1 &&
+	       flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) &&
+	       (p->shm_held & SHM_READ_MASK) != 0 &&
+	       (p->shm_held & (1u << SHM_CKPT_LOCK)) == 0;
+}
+
 static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 {
 	struct obs_file *p = (struct obs_file *)f;
+	struct observer *obs = p->obs;
 	sqlite3_file *real = REAL(f);
-	int rc = real->pMethods->xShmLock(real, ofst, n, flags);
 	int is_write = ofst == SHM_WRITE_LOCK && n >= 1;
+	unsigned mask;
+	int rc;
 
-	if (rc != SQLITE_OK || p->kind != OBS_MAIN || !is_write)
+	if (p->kind == OBS_MAIN && p->ctx != NULL &&
+	    obs->hooks.on_begin_write != NULL &&
+	    begins_write(p, ofst, n, flags)) {
+		rc = obs->hooks.on_begin_write(obs->hooks.arg, p->ctx);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	rc = real->pMethods->xShmLock(real, ofst, n, flags);
+	if (rc != SQLITE_OK || p->kind != OBS_MAIN)
+		return rc;
+	assert(ofst >= 0 && n >= 1 && ofst + n <= SHM_NLOCK);
+	mask = ((1u << n) - 1) << ofst;
+	if (flags & SQLITE_SHM_UNLOCK)
+		p->shm_held &= ~mask;
+	else
+		p->shm_held |= mask;
+	if (!is_write)
 		return rc;
 	if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {
 		if (p->wal != NULL)
@@ -400,6 +450,9 @@ static int obs_close(sqlite3_file *f)
 		txn_reset(&p->txn);
 	}
 	pthread_mutex_unlock(&obs->mu);
+	if (p->kind == OBS_MAIN && p->ctx != NULL &&
+	    obs->hooks.on_close_main != NULL)
+		obs->hooks.on_close_main(obs->hooks.arg, p->ctx);
 	return rc;
 }
 
@@ -450,10 +503,18 @@ static int obs_check_reserved_lock(sqlite3_file *f, int *out)
 
 static int obs_file_control(sqlite3_file *f, int op, void *arg)
 {
-	int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+	struct obs_file *p = (struct obs_file *)f;
+	struct observer *obs = p->obs;
+	int rc;
 
+	if (op == SQLITE_FCNTL_PRAGMA && p->kind == OBS_MAIN &&
+	    p->ctx != NULL && obs->hooks.on_pragma != NULL) {
+		rc = obs->hooks.on_pragma(obs->hooks.arg, p->ctx, arg);
+		if (rc != SQLITE_NOTFOUND)
+			return rc;
+	}
+	rc = REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
 	if (op == SQLITE_FCNTL_VFSNAME && rc == SQLITE_OK) {
-		struct obs_file *p = (struct obs_file *)f;
 		char **name = arg;
 		*name = sqlite3_mprintf("%s/%z", p->obs->name, *name);
 	}
@@ -521,6 +582,139 @@ static const sqlite3_io_methods obs_io_methods = {
 };
 
 /* ---------------------------------------------------------------------- */
+/* failed files: the open was refused by on_open_main */
+
+static int failed_close(sqlite3_file *f)
+{
+	sqlite3_free(((struct obs_file *)f)->open_error);
+	return SQLITE_OK;
+}
+
+/* Reads as an empty file, so that sqlite3_open_v2 itself completes and the
+ * reason can be reported to the connection. */
+static int failed_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
+{
+	(void)f;
+	(void)off;
+	memset(buf, 0, (size_t)amt);
+	return SQLITE_IOERR_SHORT_READ;
+}
+
+static int failed_refuse(sqlite3_file *f)
+{
+	sqlite3_log(SQLITE_CANTOPEN, "%s", ((struct obs_file *)f)->open_error);
+	return SQLITE_CANTOPEN;
+}
+
+static int failed_write(sqlite3_file *f, const void *buf, int amt,
+			sqlite3_int64 off)
+{
+	(void)buf;
+	(void)amt;
+	(void)off;
+	return failed_refuse(f);
+}
+
+static int failed_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+	(void)size;
+	return failed_refuse(f);
+}
+
+static int failed_sync(sqlite3_file *f, int flags)
+{
+	(void)flags;
+	return failed_refuse(f);
+}
+
+static int failed_file_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+	(void)f;
+	*size = 0;
+	return SQLITE_OK;
+}
+
+static int failed_lock(sqlite3_file *f, int lock)
+{
+	(void)lock;
+	return failed_refuse(f);
+}
+
+static int failed_unlock(sqlite3_file *f, int lock)
+{
+	(void)f;
+	(void)lock;
+	return SQLITE_OK;
+}
+
+static int failed_check_reserved_lock(sqlite3_file *f, int *out)
+{
+	(void)f;
+	*out = 0;
+	return SQLITE_OK;
+}
+
+static int failed_file_control(sqlite3_file *f, int op, void *arg)
+{
+	if (op == SQLITE_FCNTL_PRAGMA) {
+		char **az = arg;
+		az[0] =
+		    sqlite3_mprintf("%s", ((struct obs_file *)f)->open_error);
+		return SQLITE_ERROR;
+	}
+	return SQLITE_NOTFOUND;
+}
+
+static int failed_sector_size(sqlite3_file *f)
+{
+	(void)f;
+	return 4096;
+}
+
+static int failed_device_characteristics(sqlite3_file *f)
+{
+	(void)f;
+	return 0;
+}
+
+static const sqlite3_io_methods failed_io_methods = {
+    1,
+    failed_close,
+    failed_read,
+    failed_write,
+    failed_truncate,
+    failed_sync,
+    failed_file_size,
+    failed_lock,
+    failed_unlock,
+    failed_check_reserved_lock,
+    failed_file_control,
+    failed_sector_size,
+    failed_device_characteristics,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+static int open_failed(struct obs_file *p, sqlite3_filename name, int rc,
+		       char *msg, int *out_flags, int flags)
+{
+	p->kind = OBS_OTHER;
+	p->open_error = msg != NULL ? msg
+				    : sqlite3_mprintf("cannot open %s: %s",
+						      name, sqlite3_errstr(rc));
+	if (p->open_error == NULL)
+		return SQLITE_NOMEM;
+	if (out_flags != NULL)
+		*out_flags = flags;
+	p->base.pMethods = &failed_io_methods;
+	return SQLITE_OK;
+}
+
+/* ---------------------------------------------------------------------- */
 /* vfs methods */
 
 static struct obs_file *find_main_locked(struct observer *obs, const char *name)
@@ -543,8 +737,18 @@ static int obs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f,
 
 	memset(p, 0, sizeof *p);
 	p->obs = obs;
+	if ((flags & SQLITE_OPEN_MAIN_DB) && name != NULL &&
+	    obs->hooks.on_open_main != NULL) {
+		char *msg = NULL;
+		rc = obs->hooks.on_open_main(obs->hooks.arg, name, &p->ctx,
+					     &msg);
+		if (rc != SQLITE_OK)
+			return open_failed(p, name, rc, msg, out_flags, flags);
+	}
 	rc = obs->root->xOpen(obs->root, name, REAL(f), flags, out_flags);
 	if (rc != SQLITE_OK) {
+		if (p->ctx != NULL && obs->hooks.on_close_main != NULL)
+			obs->hooks.on_close_main(obs->hooks.arg, p->ctx);
 		return rc;
 	}
 	p->base.pMethods = &obs_io_methods;

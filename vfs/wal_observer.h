@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
+#include "vfs/sqlite_api.h"
 
 #include "vfs/wal_inject.h" /* struct wal_page */
 
@@ -35,6 +35,30 @@ struct wal_observer_hooks {
 	 * May be NULL. */
 	void (*on_write_unlock)(void *arg);
 	void *arg;
+
+	/* Optional hooks that manage main database files (all may be NULL).
+	 *
+	 * A named main database is being opened: return SQLITE_OK with *ctx
+	 * (kept with the file and given to the hooks below), or an error
+	 * with *errmsg (sqlite3_malloc'd, may be NULL).  On error the handle
+	 * is still opened, as a failed file: it reads as empty and fails
+	 * every lock, write and pragma with SQLITE_CANTOPEN, and
+	 * wal_observer_open_error() gives the reason (SQLite has no way for
+	 * xOpen to report a message). */
+	int (*on_open_main)(void *arg, sqlite3_filename name, void **ctx,
+			    char **errmsg);
+	/* The main file opened with ctx was closed.  The hooks below are
+	 * called only for main files with a non-NULL ctx. */
+	void (*on_close_main)(void *arg, void *ctx);
+	/* A connection begins a write transaction on the main file (takes
+	 * the WAL write lock while holding a read lock, not checkpointing).
+	 * Return SQLITE_OK to let it, or the code the lock request fails
+	 * with (SQLITE_READONLY: "attempt to write a readonly database";
+	 * SQLITE_BUSY: SQLite's busy handler retries). */
+	int (*on_begin_write)(void *arg, void *ctx);
+	/* SQLITE_FCNTL_PRAGMA on the main file (azArg as SQLite documents
+	 * it): return SQLITE_NOTFOUND to let the pragma through. */
+	int (*on_pragma)(void *arg, void *ctx, char **azArg);
 };
 
 /* Register a shim VFS named name over the current default VFS (not as the
@@ -50,5 +74,11 @@ void wal_observer_unregister(sqlite3_vfs *vfs);
  * injector, whose writes must not be observed).  Other handles are returned
  * unchanged. */
 sqlite3_file *wal_observer_unwrap(sqlite3_file *f);
+
+/* For a main file opened through an observer VFS: the ctx on_open_main gave
+ * it, and the reason its open failed (NULL when it did not).  Other
+ * handles: NULL. */
+void *wal_observer_ctx(sqlite3_file *f);
+const char *wal_observer_open_error(sqlite3_file *f);
 
 #endif

@@ -21,6 +21,20 @@ static void write_text(const char *path, const char *text)
 	ck_assert_int_eq(fclose(fp), 0);
 }
 
+/* The file's text (static buffer; enough for a state file). */
+static const char *read_text(const char *path)
+{
+	static char buf[4096];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
 static struct replica_state sample(void)
 {
 	struct replica_state st = {
@@ -104,6 +118,18 @@ START_TEST(test_roundtrip)
 	ck_assert_uint_eq(out.page_size, 512);
 	ck_assert_uint_eq(out.frame_no, 0);
 	replica_state_free(&out);
+
+	/* The bootstrapping flag is written only when set. */
+	ck_assert_int_eq(out.bootstrapping, 0);
+	ck_assert_ptr_null(strstr(read_text(path), "bootstrapping"));
+	in.bootstrapping = 1;
+	ck_assert_int_eq(replica_state_save(path, &in, err, sizeof err), 0);
+	ck_assert_ptr_nonnull(
+	    strstr(read_text(path), "\"bootstrapping\":true"));
+	ck_assert_int_eq(replica_state_load(path, &out, err, sizeof err), 0);
+	ck_assert_int_eq(out.bootstrapping, 1);
+	replica_state_free(&out);
+	in.bootstrapping = 0;
 
 	/* Unknown keys (a later minor addition) are ignored. */
 	write_text(path, "{\"format\":1,\"database_id\":\"x\",\"sync_url\":"
@@ -230,6 +256,10 @@ static const struct {
     {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
      "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":0}",
      "page size 0"},
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"bootstrapping\":1}",
+     "\"bootstrapping\" of type an integer"},
 };
 
 START_TEST(test_malformed)

@@ -1,0 +1,604 @@
+#include "applier.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sync/walfmt.h"
+#include "vfs/wal_inject.h"
+
+/* How long BEGIN IMMEDIATE waits for another writer of the local file (a
+ * sync of another process, a checkpoint) before the sync reports busy. */
+#define APPLIER_BUSY_TIMEOUT_MS 10000
+
+struct applier {
+	sqlite3 *db;
+	char *db_path;
+	char *state_path;
+	uint32_t page_size;
+};
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+}
+
+static int exec_sql(struct applier *a, const char *sql, char *err,
+		    size_t err_len)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(a->db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		set_err(err, err_len, "%s on the local database %s: %s", sql,
+			a->db_path, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int query_int(struct applier *a, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(a->db, sql, -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*out = sqlite3_column_int64(st, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the emptiness check, through the VFS (a raw close() would drop the
+ * process's POSIX locks on the file) */
+
+static int read_through_vfs(sqlite3_vfs *vfs, const char *path, void *buf,
+			    int amt, sqlite3_int64 *size)
+{
+	sqlite3_file *f = calloc(1, (size_t)vfs->szOsFile);
+	int out_flags = 0, rc;
+
+	*size = -1;
+	if (f == NULL)
+		return SQLITE_NOMEM;
+	rc = vfs->xOpen(vfs, path, f,
+			SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_READONLY, &out_flags);
+	if (rc == SQLITE_OK) {
+		rc = f->pMethods->xFileSize(f, size);
+		if (rc == SQLITE_OK)
+			rc = f->pMethods->xRead(f, buf, amt, 0);
+		if (rc == SQLITE_IOERR_SHORT_READ)
+			rc = SQLITE_OK;
+	}
+	if (f->pMethods != NULL)
+		f->pMethods->xClose(f);
+	free(f);
+	return rc;
+}
+
+int applier_file_is_empty(const char *db_path, char *err, size_t err_len)
+{
+	sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
+	uint8_t page1[512] = {0};
+	char *wal_path = NULL;
+	sqlite3_int64 size = -1, wal_size = -1;
+	struct stat wst;
+	int exists = 0, rc;
+	uint32_t page_size;
+
+	if (vfs->xAccess(vfs, db_path, SQLITE_ACCESS_EXISTS, &exists) !=
+		SQLITE_OK ||
+	    !exists)
+		return 1;
+	rc = read_through_vfs(vfs, db_path, page1, sizeof page1, &size);
+	if (rc != SQLITE_OK) {
+		set_err(err, err_len, "cannot read %s: %s", db_path,
+			sqlite3_errstr(rc));
+		return -1;
+	}
+	/* stat() is harmless: no lock lives on the -wal file itself. */
+	wal_path = sqlite3_mprintf("%s-wal", db_path);
+	if (wal_path == NULL)
+		return -1;
+	if (stat(wal_path, &wst) == 0)
+		wal_size = wst.st_size;
+	sqlite3_free(wal_path);
+	if (wal_size > WALFMT_HDR_SIZE)
+		return 0; /* frames in a WAL: data, maybe committed */
+	if (size == 0)
+		return 1;
+	page_size = (uint32_t)page1[16] << 8 | page1[17];
+	if (page_size == 1)
+		page_size = 65536;
+	/* One page, a table b-tree leaf (0x0d) with no cells: an empty
+	 * schema, as left by setting the page size and WAL mode. */
+	return memcmp(page1, "SQLite format 3", 16) == 0 &&
+	       size == (sqlite3_int64)page_size && page1[100] == 0x0d &&
+	       page1[103] == 0 && page1[104] == 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* open / close */
+
+int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
+		 struct applier **out, char *err, size_t err_len)
+{
+	struct applier *a = calloc(1, sizeof *a);
+	char sql[64];
+	int64_t v = 0;
+	int rc;
+
+	if (a == NULL)
+		goto oom;
+	a->page_size = page_size;
+	a->db_path = strdup(db_path);
+	a->state_path = replica_state_path(db_path);
+	if (a->db_path == NULL || a->state_path == NULL)
+		goto oom;
+	rc = sqlite3_open_v2(db_path, &a->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				 SQLITE_OPEN_FULLMUTEX,
+			     vfs_name);
+	if (rc != SQLITE_OK) {
+		set_err(err, err_len, "cannot open the local database %s: %s",
+			db_path,
+			a->db ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(a->db, APPLIER_BUSY_TIMEOUT_MS);
+	snprintf(sql, sizeof sql, "PRAGMA page_size=%u", page_size);
+	if (exec_sql(a, sql, err, err_len) != 0 ||
+	    exec_sql(a, "PRAGMA journal_mode=WAL", err, err_len) != 0)
+		goto fail;
+	if (query_int(a, "PRAGMA page_size", &v) != SQLITE_OK ||
+	    v != (int64_t)page_size) {
+		set_err(err, err_len,
+			"the local database %s has pages of %lld bytes, but "
+			"the primary's have %u bytes: it is not a replica of "
+			"this primary",
+			db_path, (long long)v, page_size);
+		goto fail;
+	}
+	*out = a;
+	return 0;
+oom:
+	set_err(err, err_len, "out of memory opening %s", db_path);
+fail:
+	applier_close(a);
+	return -1;
+}
+
+void applier_close(struct applier *a)
+{
+	if (a == NULL)
+		return;
+	sqlite3_close_v2(a->db);
+	free(a->db_path);
+	free(a->state_path);
+	free(a);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the sync lock */
+
+/* Take the WAL write lock through the internal connection.  BEGIN
+ * IMMEDIATE also opens a fresh snapshot, so the wal-index header the
+ * injector reads is the latest and stays put. */
+static int lock_begin(struct applier *a, char *err, size_t err_len)
+{
+	int rc = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+
+	if (rc == SQLITE_OK)
+		return 0;
+	if (rc == SQLITE_BUSY)
+		set_err(err, err_len,
+			"the local database %s stayed locked by another "
+			"writer for %d ms; the sync will be retried",
+			a->db_path, APPLIER_BUSY_TIMEOUT_MS);
+	else
+		set_err(err, err_len,
+			"cannot lock the local database %s for the sync: %s",
+			a->db_path, sqlite3_errmsg(a->db));
+	return -1;
+}
+
+static void lock_end(struct applier *a)
+{
+	/* Nothing is dirty, so COMMIT writes nothing; it just releases the
+	 * write lock.  ROLLBACK if COMMIT cannot. */
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Load the state file under the lock: 0 loaded, 1 missing, -1 error. */
+static int state_load(struct applier *a, struct replica_state *st, char *err,
+		      size_t err_len)
+{
+	return replica_state_load(a->state_path, st, err, err_len);
+}
+
+static int state_save(struct applier *a, const struct replica_state *st,
+		      char *err, size_t err_len)
+{
+	return replica_state_save(a->state_path, st, err, err_len);
+}
+
+int applier_load_state(struct applier *a, struct replica_state *st, char *err,
+		       size_t err_len)
+{
+	return replica_state_load(a->state_path, st, err, err_len);
+}
+
+/* ---------------------------------------------------------------------- */
+/* injection */
+
+/* A replica is always in WAL mode: page 1 must say so (file format bytes
+ * 18 and 19 = 2), whatever the primary's page 1 says, or a connection
+ * opening the file after a checkpoint would use a rollback journal. */
+static const uint8_t *wal_mode_page1(const uint8_t *page, uint32_t page_size,
+				     uint8_t **copy)
+{
+	*copy = NULL;
+	if (page[18] == 2 && page[19] == 2)
+		return page;
+	*copy = malloc(page_size);
+	if (*copy == NULL)
+		return NULL;
+	memcpy(*copy, page, page_size);
+	(*copy)[18] = 2;
+	(*copy)[19] = 2;
+	return *copy;
+}
+
+static int inject(struct applier *a, struct wal_page *pages, size_t n,
+		  uint32_t db_size, char *err, size_t err_len)
+{
+	struct wal_inject_opts opts = {
+	    .unwrap = NULL, .sync = 1, .page_size = a->page_size};
+	uint8_t *page1_copy = NULL;
+	char *msg = NULL;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		if (pages[i].pgno == 1) {
+			pages[i].data = wal_mode_page1(
+			    pages[i].data, a->page_size, &page1_copy);
+			if (pages[i].data == NULL) {
+				set_err(err, err_len, "out of memory");
+				return -1;
+			}
+		}
+	}
+	rc = wal_inject(a->db, &opts, pages, n, db_size, &msg);
+	free(page1_copy);
+	if (rc != SQLITE_OK) {
+		set_err(err, err_len,
+			"cannot apply frames to the local database %s: %s",
+			a->db_path, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* The frames of b from index skip on, as pages for the injector. */
+static struct wal_page *frames_to_pages(const struct applier_frames *b,
+					uint32_t skip)
+{
+	struct wal_page *pages = calloc(b->n - skip, sizeof *pages);
+	uint32_t i;
+
+	if (pages == NULL)
+		return NULL;
+	for (i = skip; i < b->n; i++) {
+		pages[i - skip].pgno = b->frames[i].pgno;
+		pages[i - skip].data = b->frames[i].page;
+	}
+	return pages;
+}
+
+/* Where the batch b starts relative to the state st: the index of its first
+ * frame after st->frame_no, which must follow a commit frame of b. */
+static enum applier_result trim(const struct applier_frames *b,
+				const struct replica_state *st, uint32_t *skip,
+				char *err, size_t err_len)
+{
+	uint32_t end = b->first + b->n - 1; /* last frame of the batch */
+
+	if (st->bootstrapping || st->generation != b->generation)
+		return APPLIER_MOVED;
+	if (st->frame_no >= end)
+		return APPLIER_STALE;
+	if (st->frame_no + 1 < b->first) {
+		set_err(err, err_len,
+			"frames %u..%u of generation %u do not follow the "
+			"applied frame %u",
+			b->first, end, b->generation, st->frame_no);
+		return APPLIER_MOVED;
+	}
+	*skip = st->frame_no + 1 - b->first;
+	if (*skip > 0 && b->frames[*skip - 1].db_size == 0) {
+		set_err(err, err_len,
+			"the applied position %u of generation %u is not a "
+			"commit frame of the primary",
+			st->frame_no, b->generation);
+		return APPLIER_ERROR;
+	}
+	if (end < st->frame_hwm)
+		return APPLIER_NEED_MORE;
+	return APPLIER_APPLIED;
+}
+
+enum applier_result applier_apply_frames(struct applier *a,
+					 const struct applier_frames *b,
+					 struct replica_state *st, char *err,
+					 size_t err_len)
+{
+	uint32_t end = b->first + b->n - 1, skip = 0;
+	enum applier_result res = APPLIER_ERROR;
+	struct wal_page *pages = NULL;
+	int loaded;
+
+	assert(b->n >= 1 && b->frames[b->n - 1].db_size != 0);
+	memset(st, 0, sizeof *st);
+	if (lock_begin(a, err, err_len) != 0)
+		return APPLIER_ERROR;
+	loaded = state_load(a, st, err, err_len);
+	if (loaded != 0) {
+		if (loaded == 1)
+			set_err(err, err_len,
+				"the replica state file %s disappeared",
+				a->state_path);
+		goto out;
+	}
+	res = trim(b, st, &skip, err, err_len);
+	if (res != APPLIER_APPLIED)
+		goto out;
+	res = APPLIER_ERROR;
+	if (end > st->frame_hwm) {
+		/* Durable before any frame is written: after a crash, the
+		 * next batch must reach at least this far. */
+		st->frame_hwm = end;
+		if (state_save(a, st, err, err_len) != 0)
+			goto out;
+	}
+	pages = frames_to_pages(b, skip);
+	if (pages == NULL) {
+		set_err(err, err_len, "out of memory");
+		goto out;
+	}
+	if (inject(a, pages, b->n - skip, b->frames[b->n - 1].db_size, err,
+		   err_len) != 0)
+		goto out;
+	st->frame_no = end;
+	if (state_save(a, st, err, err_len) != 0)
+		goto out; /* published; the next batch re-applies it */
+	res = APPLIER_APPLIED;
+out:
+	free(pages);
+	lock_end(a);
+	return res;
+}
+
+static int check_image(struct applier *a, const struct applier_image *img,
+		       uint32_t *n_pages, char *err, size_t err_len)
+{
+	if (img->len == 0 || img->len % a->page_size != 0 ||
+	    img->len / a->page_size > UINT32_MAX) {
+		set_err(err, err_len,
+			"the primary's image of generation %u has %zu bytes, "
+			"not a whole number of %u-byte pages",
+			img->generation, img->len, a->page_size);
+		return -1;
+	}
+	if (memcmp(img->data, "SQLite format 3", 16) != 0 ||
+	    ((uint32_t)img->data[16] << 8 | img->data[17]) !=
+		(a->page_size == 65536 ? 1 : a->page_size)) {
+		set_err(err, err_len,
+			"the primary's image of generation %u is not a SQLite "
+			"database with %u-byte pages",
+			img->generation, a->page_size);
+		return -1;
+	}
+	*n_pages = (uint32_t)(img->len / a->page_size);
+	return 0;
+}
+
+/* With no state file, the file must hold nothing of the user's (checked
+ * again under the lock: another process may have written it meanwhile). */
+static int check_unclaimed_file(struct applier *a, char *err, size_t err_len)
+{
+	int64_t tables = 1, pages = 2;
+
+	if (query_int(a, "SELECT count(*) FROM sqlite_schema", &tables) !=
+		SQLITE_OK ||
+	    query_int(a, "PRAGMA page_count", &pages) != SQLITE_OK) {
+		set_err(err, err_len, "cannot read the local database %s: %s",
+			a->db_path, sqlite3_errmsg(a->db));
+		return -1;
+	}
+	if (tables != 0 || pages > 1) {
+		set_err(err, err_len,
+			"%s holds data but has no replica state file (%s): it "
+			"is not a replica, and replite will not overwrite it; "
+			"open a new file name to create a replica",
+			a->db_path, a->state_path);
+		return -1;
+	}
+	return 0;
+}
+
+enum applier_result applier_apply_image(struct applier *a,
+					const struct applier_image *img,
+					struct replica_state *st, char *err,
+					size_t err_len)
+{
+	enum applier_result res = APPLIER_ERROR;
+	struct wal_page *pages = NULL;
+	uint32_t n_pages = 0, i;
+	int loaded;
+
+	memset(st, 0, sizeof *st);
+	if (check_image(a, img, &n_pages, err, err_len) != 0)
+		return APPLIER_ERROR;
+	if (lock_begin(a, err, err_len) != 0)
+		return APPLIER_ERROR;
+	loaded = state_load(a, st, err, err_len);
+	if (loaded < 0)
+		goto out;
+	if (loaded == 0 && !st->bootstrapping &&
+	    st->generation >= img->generation) {
+		res = APPLIER_STALE;
+		goto out;
+	}
+	if (loaded == 1 && check_unclaimed_file(a, err, err_len) != 0)
+		goto out;
+	replica_state_free(st);
+	st->database_id = img->database_id ? strdup(img->database_id) : NULL;
+	st->sync_url = strdup(img->sync_url);
+	if (st->sync_url == NULL ||
+	    (img->database_id != NULL && st->database_id == NULL)) {
+		set_err(err, err_len, "out of memory");
+		goto out;
+	}
+	st->generation = img->generation;
+	st->page_size = a->page_size;
+	st->bootstrapping = 1;
+	if (state_save(a, st, err, err_len) != 0)
+		goto out;
+	pages = calloc(n_pages, sizeof *pages);
+	if (pages == NULL) {
+		set_err(err, err_len, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n_pages; i++) {
+		pages[i].pgno = i + 1;
+		pages[i].data = img->data + (size_t)i * a->page_size;
+	}
+	/* The pending-byte page never holds data: leave it out. */
+	if (n_pages >= frames_pending_byte_page(a->page_size)) {
+		uint32_t pb = frames_pending_byte_page(a->page_size);
+		memmove(&pages[pb - 1], &pages[pb],
+			(n_pages - pb) * sizeof *pages);
+		n_pages--;
+	}
+	if (inject(a, pages, n_pages, (uint32_t)(img->len / a->page_size), err,
+		   err_len) != 0)
+		goto out;
+	st->bootstrapping = 0;
+	if (state_save(a, st, err, err_len) != 0)
+		goto out;
+	res = APPLIER_APPLIED;
+out:
+	free(pages);
+	lock_end(a);
+	return res;
+}
+
+enum applier_result applier_next_generation(struct applier *a, uint32_t from,
+					    uint32_t at, uint32_t to,
+					    struct replica_state *st, char *err,
+					    size_t err_len)
+{
+	enum applier_result res = APPLIER_ERROR;
+
+	memset(st, 0, sizeof *st);
+	if (lock_begin(a, err, err_len) != 0)
+		return APPLIER_ERROR;
+	if (state_load(a, st, err, err_len) != 0)
+		goto out;
+	if (st->bootstrapping || st->generation != from || st->frame_no != at) {
+		res = st->generation >= to && !st->bootstrapping
+			  ? APPLIER_STALE
+			  : APPLIER_MOVED;
+		goto out;
+	}
+	if (st->frame_hwm > st->frame_no) {
+		/* Frames past the end of the generation may be in the file:
+		 * the primary lost frames it had served.  Only a full image
+		 * makes the content exact again. */
+		set_err(err, err_len,
+			"generation %u ended at frame %u, but frames up to %u "
+			"may have been applied; the replica bootstraps again",
+			from, at, st->frame_hwm);
+		st->bootstrapping = 1;
+		res = state_save(a, st, err, err_len) == 0 ? APPLIER_MOVED
+							   : APPLIER_ERROR;
+		goto out;
+	}
+	st->generation = to;
+	st->frame_no = 0;
+	st->frame_hwm = 0;
+	if (state_save(a, st, err, err_len) == 0)
+		res = APPLIER_APPLIED;
+out:
+	lock_end(a);
+	return res;
+}
+
+int applier_record_primary(struct applier *a, const char *database_id,
+			   const char *sync_url, char *err, size_t err_len)
+{
+	struct replica_state st = {0};
+	char *old_id, *old_url;
+	int rv = -1;
+
+	if (lock_begin(a, err, err_len) != 0)
+		return -1;
+	if (state_load(a, &st, err, err_len) != 0)
+		goto out;
+	old_id = st.database_id;
+	old_url = st.sync_url;
+	if ((old_id == NULL) == (database_id == NULL) &&
+	    (old_id == NULL || strcmp(old_id, database_id) == 0) &&
+	    strcmp(old_url, sync_url) == 0) {
+		rv = 0;
+		goto out;
+	}
+	st.database_id = (char *)database_id;
+	st.sync_url = (char *)sync_url;
+	rv = state_save(a, &st, err, err_len);
+	st.database_id = old_id;
+	st.sync_url = old_url;
+out:
+	replica_state_free(&st);
+	lock_end(a);
+	return rv;
+}
+
+int applier_checkpoint(struct applier *a, int truncate, int *wal_frames,
+		       char *err, size_t err_len)
+{
+	int log = 0, ckpt = 0;
+	int rc = sqlite3_wal_checkpoint_v2(a->db, "main",
+					   truncate ? SQLITE_CHECKPOINT_TRUNCATE
+						    : SQLITE_CHECKPOINT_PASSIVE,
+					   &log, &ckpt);
+
+	if (wal_frames != NULL)
+		*wal_frames = log;
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+		set_err(err, err_len,
+			"cannot checkpoint the local database %s: %s",
+			a->db_path, sqlite3_errmsg(a->db));
+		return -1;
+	}
+	return 0;
+}

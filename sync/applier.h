@@ -1,0 +1,105 @@
+/* The applier: the only code that changes a replica's content.  It owns a
+ * long-lived internal connection to the local database, opened through the
+ * VFS the replica VFS wraps (so the replica's refusal of local writes does
+ * not apply to it), and publishes pulled pages with the WAL injector while
+ * that connection holds the WAL write lock ("the sync lock").
+ *
+ * The state file is read and written only under that lock, with the
+ * frame_no / frame_hwm protocol of DESIGN.md §3 "Crash safety": before a
+ * batch's frames are written, frame_hwm is raised to the batch's end and
+ * made durable; after the batch is durable and published, frame_no follows.
+ * A batch must start right after frame_no (frames at or before it are
+ * trimmed, never applied again) and end at or beyond frame_hwm, so the
+ * result is exact whatever a crashed earlier attempt left in the file. */
+#ifndef REPLITE_APPLIER_H
+#define REPLITE_APPLIER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sync/frames.h"
+#include "sync/replica_state.h"
+
+struct applier;
+
+/* Open the internal connection to db_path through the VFS vfs_name (NULL:
+ * the default VFS), in WAL mode with pages of page_size bytes.  The caller
+ * has checked that the file is a replica or empty (applier_file_is_empty);
+ * opening turns an empty file into an empty WAL-mode database.  Returns 0,
+ * or -1 with err. */
+int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
+		 struct applier **out, char *err, size_t err_len);
+void applier_close(struct applier *a);
+
+/* Could the file at db_path (and its -wal) hold data of the user's?  Returns
+ * 1 when it certainly holds none (missing, zero bytes, or a single empty
+ * page 1 and no WAL frames), 0 when it may, -1 with err when unreadable. */
+int applier_file_is_empty(const char *db_path, char *err, size_t err_len);
+
+/* The state file as it is now (read without the lock: it is replaced
+ * atomically).  Returns 0, 1 when there is none, or -1 with err. */
+int applier_load_state(struct applier *a, struct replica_state *st, char *err,
+		       size_t err_len);
+
+enum applier_result {
+	APPLIER_APPLIED,   /* published; *st holds the new state */
+	APPLIER_STALE,     /* the file is already at or past the batch */
+	APPLIER_NEED_MORE, /* the batch ends before st->frame_hwm */
+	APPLIER_MOVED,     /* the state is in another generation, or needs a
+			    * full image: pull again from *st */
+	APPLIER_ERROR,     /* err says why; nothing was published */
+};
+
+/* Frames [first, first + n) of generation, whole transactions: the last
+ * frame is a commit frame.  *st receives the state found or written (the
+ * caller frees it). */
+struct applier_frames {
+	uint32_t generation;
+	uint32_t first;
+	const struct frames_frame *frames;
+	uint32_t n;
+};
+enum applier_result applier_apply_frames(struct applier *a,
+					 const struct applier_frames *b,
+					 struct replica_state *st, char *err,
+					 size_t err_len);
+
+/* A full image of the database at the start of generation (what GET
+ * /export/{G} returns), applied as one batch that rewrites every page, so
+ * that the result is exact whatever the file held.  Refused when there is
+ * no state file and the file holds data (never overwrite the user's file).
+ * Stale when the state file is already in generation or later and not
+ * bootstrapping. */
+struct applier_image {
+	uint32_t generation;
+	const char *database_id; /* the primary's, or NULL */
+	const char *sync_url;
+	const uint8_t *data;
+	size_t len; /* a multiple of the page size */
+};
+enum applier_result applier_apply_image(struct applier *a,
+					const struct applier_image *img,
+					struct replica_state *st, char *err,
+					size_t err_len);
+
+/* The primary ended generation from at frame at (the file holds all of its
+ * frames): continue with generation to, frame 0, whose base is the same
+ * content, without applying anything. */
+enum applier_result applier_next_generation(struct applier *a, uint32_t from,
+					    uint32_t at, uint32_t to,
+					    struct replica_state *st, char *err,
+					    size_t err_len);
+
+/* Record the primary's database id and sync URL in the state file (under the
+ * lock), e.g. after the URL changed or an id was first reported. */
+int applier_record_primary(struct applier *a, const char *database_id,
+			   const char *sync_url, char *err, size_t err_len);
+
+/* Checkpoint the local WAL (injected frames never trigger SQLite's
+ * auto-checkpoint).  truncate: also reset the WAL file to zero bytes when no
+ * reader needs it.  *wal_frames (may be NULL) receives the frames left in
+ * the WAL.  Returns 0, or -1 with err (readers in the way are no error). */
+int applier_checkpoint(struct applier *a, int truncate, int *wal_frames,
+		       char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,544 @@
+#include "puller.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "sync/frames.h"
+#include "sync/walfmt.h"
+
+/* Frames asked for per request: 16 MiB of 4 KiB pages.  Large requests make
+ * a catch-up a few round trips and a few fsyncs. */
+#define PULL_FRAMES 4096
+/* A transaction of the primary that is larger than this cannot be received
+ * (it is held in memory until its commit frame arrives). */
+#define PULL_MAX_PENDING_BYTES ((size_t)2 << 30)
+#define PULL_TIMEOUT_MS 60000L
+/* A full image is one response: allow for a large database. */
+#define EXPORT_TIMEOUT_MS 3600000L
+
+/* Frames received after the applied position, not yet applied because no
+ * commit frame (or not frame_hwm) was reached: frame first + i has page
+ * number pgno[i], commit size db_size[i] and its page at data + i * page
+ * size. */
+struct pending {
+	uint32_t generation;
+	uint32_t first;
+	uint32_t n;
+	uint32_t cap;
+	uint32_t *pgno;
+	uint32_t *db_size;
+	uint8_t *data;
+};
+
+struct puller {
+	struct http_client *http;
+	struct applier *applier;
+	char *sync_url;
+	uint32_t page_size;
+	int checked_primary; /* the primary's database id was compared */
+	struct pending pend;
+	struct puller_stats stats;
+};
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+}
+
+struct puller *puller_new(struct http_client *http, struct applier *a,
+			  const char *sync_url, uint32_t page_size)
+{
+	struct puller *p = calloc(1, sizeof *p);
+
+	if (p == NULL)
+		return NULL;
+	p->sync_url = strdup(sync_url);
+	if (p->sync_url == NULL) {
+		free(p);
+		return NULL;
+	}
+	p->http = http;
+	p->applier = a;
+	p->page_size = page_size;
+	return p;
+}
+
+static void pending_clear(struct pending *pd)
+{
+	pd->n = 0;
+	pd->first = 0;
+	pd->generation = 0;
+}
+
+void puller_free(struct puller *p)
+{
+	if (p == NULL)
+		return;
+	free(p->pend.pgno);
+	free(p->pend.db_size);
+	free(p->pend.data);
+	free(p->sync_url);
+	free(p);
+}
+
+void puller_stats(const struct puller *p, struct puller_stats *out)
+{
+	*out = p->stats;
+}
+
+/* ---------------------------------------------------------------------- */
+/* answers of the primary */
+
+/* The message of a JSON error body, or a short excerpt of another body. */
+static void describe_body(const struct http_client_response *res, char *out,
+			  size_t out_len)
+{
+	json_t *root = json_loadb((const char *)res->body, res->len, 0, NULL);
+	const json_t *msg = NULL;
+
+	if (json_is_object(root)) {
+		msg = json_object_get(root, "message");
+		if (!json_is_string(msg))
+			msg = json_object_get(root, "error");
+	}
+	if (json_is_string(msg))
+		snprintf(out, out_len, "%s", json_string_value(msg));
+	else if (res->len > 0)
+		snprintf(out, out_len, "%.*s",
+			 (int)(res->len < 200 ? res->len : 200),
+			 (const char *)res->body);
+	else
+		snprintf(out, out_len, "no details");
+	json_decref(root);
+}
+
+static void http_status_error(const char *what,
+			      const struct http_client_response *res, char *err,
+			      size_t err_len)
+{
+	char detail[256];
+
+	describe_body(res, detail, sizeof detail);
+	if (res->status == 401)
+		set_err(err, err_len,
+			"the primary refused the auth token (HTTP 401) for "
+			"%s: %s; check auth_token / REPLITE_AUTH_TOKEN",
+			what, detail);
+	else if (res->status == 403)
+		set_err(err, err_len, "the primary denied %s (HTTP 403): %s",
+			what, detail);
+	else
+		set_err(err, err_len,
+			"the primary answered %s with HTTP %ld: %s", what,
+			res->status, detail);
+}
+
+static int request(struct puller *p, const char *path, long timeout_ms,
+		   struct http_client_response *res, char *err, size_t err_len)
+{
+	if (http_client_request(p->http, "GET", path, NULL, 0, timeout_ms, res,
+				err, err_len) != 0)
+		return -1;
+	p->stats.bytes_pulled += res->len;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* bootstrap */
+
+static int fetch_info(struct puller *p, struct frames_info *info, char *err,
+		      size_t err_len)
+{
+	struct http_client_response res = {0};
+	int rv = -1;
+
+	if (request(p, "/info", PULL_TIMEOUT_MS, &res, err, err_len) != 0)
+		return -1;
+	if (res.status != 200)
+		http_status_error("GET /info", &res, err, err_len);
+	else
+		rv = frames_parse_info(res.body, res.len, info, err, err_len);
+	http_client_response_free(&res);
+	return rv;
+}
+
+/* Compare the primary's database id with the one the state file recorded
+ * (once per puller, and whenever a full image is fetched). */
+static int check_primary(struct puller *p, const struct frames_info *info,
+			 const struct replica_state *st, char *err,
+			 size_t err_len)
+{
+	if (st != NULL &&
+	    replica_state_check_primary(st, info->database_id, p->sync_url, err,
+					err_len) != 0)
+		return -1;
+	if (st != NULL &&
+	    ((st->database_id == NULL) != (info->database_id == NULL) ||
+	     strcmp(st->sync_url, p->sync_url) != 0)) {
+		if (applier_record_primary(p->applier, info->database_id,
+					   p->sync_url, err, err_len) != 0)
+			return -1;
+	}
+	p->checked_primary = 1;
+	return 0;
+}
+
+static int bootstrap(struct puller *p, const struct replica_state *st,
+		     char *err, size_t err_len)
+{
+	struct http_client_response res = {0};
+	struct replica_state now = {0};
+	struct frames_info info = {0};
+	struct applier_image img;
+	char path[64], what[80];
+	enum applier_result r;
+	int rv = -1;
+
+	if (fetch_info(p, &info, err, err_len) != 0)
+		return -1;
+	if (check_primary(p, &info, st, err, err_len) != 0)
+		goto out;
+	snprintf(path, sizeof path, "/export/%" PRIu32,
+		 info.current_generation);
+	snprintf(what, sizeof what, "GET %s", path);
+	if (request(p, path, EXPORT_TIMEOUT_MS, &res, err, err_len) != 0)
+		goto out;
+	if (res.status != 200) {
+		/* 404: the generation ended between the two requests. */
+		http_status_error(what, &res, err, err_len);
+		goto out;
+	}
+	img.generation = info.current_generation;
+	img.database_id = info.database_id;
+	img.sync_url = p->sync_url;
+	img.data = res.body;
+	img.len = res.len;
+	r = applier_apply_image(p->applier, &img, &now, err, err_len);
+	if (r == APPLIER_ERROR)
+		goto out;
+	if (r == APPLIER_APPLIED) {
+		p->stats.frames_pulled += res.len / p->page_size;
+		p->stats.batches_applied++;
+	}
+	pending_clear(&p->pend);
+	rv = 0;
+out:
+	replica_state_free(&now);
+	http_client_response_free(&res);
+	frames_info_free(&info);
+	return rv;
+}
+
+/* ---------------------------------------------------------------------- */
+/* frames */
+
+static int pending_reserve(struct pending *pd, uint32_t extra,
+			   uint32_t page_size)
+{
+	uint32_t cap = pd->cap ? pd->cap : 64;
+	void *a, *b, *c;
+
+	if (pd->n + extra <= pd->cap)
+		return 0;
+	while (cap < pd->n + extra)
+		cap *= 2;
+	if ((size_t)cap * page_size > PULL_MAX_PENDING_BYTES)
+		return -1;
+	a = realloc(pd->pgno, cap * sizeof *pd->pgno);
+	if (a != NULL)
+		pd->pgno = a;
+	b = realloc(pd->db_size, cap * sizeof *pd->db_size);
+	if (b != NULL)
+		pd->db_size = b;
+	c = realloc(pd->data, (size_t)cap * page_size);
+	if (c != NULL)
+		pd->data = c;
+	if (a == NULL || b == NULL || c == NULL)
+		return -1;
+	pd->cap = cap;
+	return 0;
+}
+
+static int pending_append(struct puller *p, const struct frames_batch *b,
+			  char *err, size_t err_len)
+{
+	struct pending *pd = &p->pend;
+	uint32_t i;
+
+	if (pending_reserve(pd, b->n, p->page_size) != 0) {
+		set_err(err, err_len,
+			"a transaction of the primary from frame %u on is "
+			"larger than %zu bytes (or memory ran out): the "
+			"replica cannot receive it",
+			pd->first, PULL_MAX_PENDING_BYTES);
+		return -1;
+	}
+	for (i = 0; i < b->n; i++) {
+		pd->pgno[pd->n] = b->frames[i].pgno;
+		pd->db_size[pd->n] = b->frames[i].db_size;
+		memcpy(pd->data + (size_t)pd->n * p->page_size,
+		       b->frames[i].page, p->page_size);
+		pd->n++;
+	}
+	return 0;
+}
+
+/* Drop the first k pending frames. */
+static void pending_consume(struct pending *pd, uint32_t k, uint32_t page_size)
+{
+	assert(k <= pd->n);
+	memmove(pd->pgno, pd->pgno + k, (pd->n - k) * sizeof *pd->pgno);
+	memmove(pd->db_size, pd->db_size + k,
+		(pd->n - k) * sizeof *pd->db_size);
+	memmove(pd->data, pd->data + (size_t)k * page_size,
+		(size_t)(pd->n - k) * page_size);
+	pd->n -= k;
+	pd->first += k;
+}
+
+/* Whole transactions at the front of the pending frames. */
+static uint32_t pending_complete(const struct pending *pd)
+{
+	uint32_t i;
+
+	for (i = pd->n; i > 0; i--) {
+		if (pd->db_size[i - 1] != 0)
+			return i;
+	}
+	return 0;
+}
+
+/* Apply the whole transactions pending, if they reach frame_hwm.  Returns
+ * the applier's verdict (APPLIER_NEED_MORE when there is nothing to apply
+ * yet). */
+static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
+					 char *err, size_t err_len)
+{
+	struct pending *pd = &p->pend;
+	uint32_t n = pending_complete(pd), i;
+	struct frames_frame *frames;
+	struct replica_state st = {0};
+	struct applier_frames b;
+	enum applier_result r;
+
+	if (n == 0 || pd->first + n - 1 < hwm)
+		return APPLIER_NEED_MORE;
+	frames = calloc(n, sizeof *frames);
+	if (frames == NULL) {
+		set_err(err, err_len, "out of memory");
+		return APPLIER_ERROR;
+	}
+	for (i = 0; i < n; i++) {
+		frames[i].pgno = pd->pgno[i];
+		frames[i].db_size = pd->db_size[i];
+		frames[i].page = pd->data + (size_t)i * p->page_size;
+	}
+	b.generation = pd->generation;
+	b.first = pd->first;
+	b.frames = frames;
+	b.n = n;
+	r = applier_apply_frames(p->applier, &b, &st, err, err_len);
+	free(frames);
+	if (r == APPLIER_APPLIED || r == APPLIER_STALE) {
+		pending_consume(pd, n, p->page_size);
+		if (r == APPLIER_APPLIED)
+			p->stats.batches_applied++;
+	}
+	replica_state_free(&st);
+	return r;
+}
+
+enum pull_step { STEP_CONTINUE, STEP_CAUGHT_UP, STEP_ERROR };
+
+/* The primary has no frames at the requested start: caught up, or the
+ * generation ended. */
+static enum pull_step on_no_frames(struct puller *p,
+				   const struct replica_state *st,
+				   const struct http_client_response *res,
+				   char *err, size_t err_len)
+{
+	struct replica_state now = {0};
+	enum applier_result r;
+	uint32_t gen = 0;
+
+	if (frames_parse_generation(res->body, res->len, &gen, err, err_len) !=
+	    0)
+		return STEP_ERROR;
+	if (p->pend.n > 0) {
+		set_err(err, err_len,
+			"the primary has no frame %u of generation %u, but "
+			"its transaction from frame %u on has no commit frame",
+			p->pend.first + p->pend.n, st->generation,
+			p->pend.first);
+		pending_clear(&p->pend);
+		return STEP_ERROR;
+	}
+	if (gen == st->generation) {
+		if (st->frame_hwm > st->frame_no) {
+			set_err(err, err_len,
+				"the primary's generation %u ends at frame %u, "
+				"but it served frames up to %u before; the "
+				"replica waits for them",
+				gen, st->frame_no, st->frame_hwm);
+			return STEP_ERROR;
+		}
+		p->stats.generation = gen;
+		p->stats.primary_frame_no = st->frame_no;
+		return STEP_CAUGHT_UP;
+	}
+	if (gen < st->generation) {
+		set_err(err, err_len,
+			"the primary answered with generation %u, older than "
+			"the replica's generation %u",
+			gen, st->generation);
+		return STEP_ERROR;
+	}
+	r = applier_next_generation(p->applier, st->generation, st->frame_no,
+				    gen, &now, err, err_len);
+	replica_state_free(&now);
+	return r == APPLIER_ERROR ? STEP_ERROR : STEP_CONTINUE;
+}
+
+static enum pull_step on_frames(struct puller *p,
+				const struct replica_state *st, uint32_t start,
+				uint32_t end,
+				const struct http_client_response *res,
+				char *err, size_t err_len)
+{
+	struct frames_batch b = {0};
+	enum applier_result r;
+	uint32_t n;
+	int rv;
+
+	if (frames_parse(res->body, res->len, p->page_size, start, end, &b, err,
+			 err_len) != 0)
+		return STEP_ERROR;
+	rv = pending_append(p, &b, err, err_len);
+	p->stats.frames_pulled += b.n;
+	n = b.n;
+	frames_batch_free(&b);
+	if (rv != 0)
+		return STEP_ERROR;
+	if (p->stats.generation != st->generation ||
+	    start + n - 1 > p->stats.primary_frame_no) {
+		p->stats.generation = st->generation;
+		p->stats.primary_frame_no = start + n - 1;
+	}
+	r = apply_pending(p, st->frame_hwm, err, err_len);
+	switch (r) {
+	case APPLIER_APPLIED:
+	case APPLIER_STALE:
+	case APPLIER_NEED_MORE:
+		return STEP_CONTINUE;
+	case APPLIER_MOVED:
+		pending_clear(&p->pend);
+		return STEP_CONTINUE;
+	case APPLIER_ERROR:
+		break;
+	}
+	pending_clear(&p->pend);
+	return STEP_ERROR;
+}
+
+/* One request for the frames after the applied position (and after the
+ * pending ones). */
+static enum pull_step pull_once(struct puller *p,
+				const struct replica_state *st, int wait_s,
+				char *err, size_t err_len)
+{
+	struct http_client_response res = {0};
+	struct pending *pd = &p->pend;
+	enum pull_step step = STEP_ERROR;
+	uint32_t start, end;
+	char path[128];
+	long timeout = PULL_TIMEOUT_MS;
+
+	if (pd->generation != st->generation || pd->first != st->frame_no + 1) {
+		pending_clear(pd);
+		pd->generation = st->generation;
+		pd->first = st->frame_no + 1;
+	}
+	start = pd->first + pd->n;
+	end = start + PULL_FRAMES;
+	if (end < start)
+		end = UINT32_MAX;
+	if (wait_s > 0 && pd->n == 0) {
+		snprintf(path, sizeof path,
+			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32 "?wait=%d",
+			 st->generation, start, end, wait_s);
+		timeout += wait_s * 1000L;
+	} else {
+		snprintf(path, sizeof path,
+			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32,
+			 st->generation, start, end);
+	}
+	if (request(p, path, timeout, &res, err, err_len) != 0)
+		return STEP_ERROR;
+	if (res.status == 200) {
+		step = on_frames(p, st, start, end, &res, err, err_len);
+	} else if (res.status == 400) {
+		step = on_no_frames(p, st, &res, err, err_len);
+	} else if (res.status == 404) {
+		/* The generation held locally is gone: a full image. */
+		step = bootstrap(p, st, err, err_len) == 0 ? STEP_CONTINUE
+							   : STEP_ERROR;
+	} else {
+		char what[160];
+		snprintf(what, sizeof what, "GET %s", path);
+		http_status_error(what, &res, err, err_len);
+	}
+	http_client_response_free(&res);
+	return step;
+}
+
+int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len)
+{
+	struct replica_state st = {0};
+	enum pull_step step = STEP_CONTINUE;
+	int loaded, first = 1;
+
+	while (step == STEP_CONTINUE) {
+		replica_state_free(&st);
+		loaded = applier_load_state(p->applier, &st, err, err_len);
+		if (loaded < 0)
+			return -1;
+		if (loaded == 1 || st.bootstrapping) {
+			if (bootstrap(p, loaded == 0 ? &st : NULL, err,
+				      err_len) != 0)
+				goto fail;
+			continue;
+		}
+		if (!p->checked_primary) {
+			struct frames_info info = {0};
+			int rv = fetch_info(p, &info, err, err_len);
+			if (rv == 0)
+				rv = check_primary(p, &info, &st, err, err_len);
+			frames_info_free(&info);
+			if (rv != 0)
+				goto fail;
+		}
+		step = pull_once(p, &st, first ? wait_s : 0, err, err_len);
+		first = 0;
+	}
+	if (step == STEP_ERROR)
+		goto fail;
+	p->stats.generation = st.generation;
+	p->stats.frame_no = st.frame_no;
+	replica_state_free(&st);
+	return 0;
+fail:
+	replica_state_free(&st);
+	return -1;
+}

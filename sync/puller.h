@@ -1,0 +1,44 @@
+/* The puller: one replica's client side of the sync protocol (DESIGN.md §5).
+ * It brings the local file up to the primary's head: a full image when the
+ * file has none (GET /info, GET /export/{G}), then whole transactions of
+ * frames (GET /sync/{G}/{start}/{end}), following generation rollovers
+ * without downloading again, and bootstrapping again only when the
+ * generation held locally is gone from the primary.  Every change goes
+ * through the applier; the puller keeps no position of its own beyond the
+ * frames of a transaction it has not received whole yet, so several pullers
+ * (threads or processes) may serve one file. */
+#ifndef REPLITE_PULLER_H
+#define REPLITE_PULLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sync/applier.h"
+#include "sync/http_client.h"
+
+struct puller;
+
+struct puller_stats {
+	uint64_t frames_pulled; /* frames received (images count pages) */
+	uint64_t bytes_pulled;  /* response bytes received */
+	uint32_t generation;    /* position applied after the last sync */
+	uint32_t frame_no;
+	uint32_t primary_frame_no; /* the primary's head, as last seen */
+	uint64_t batches_applied;
+};
+
+/* http and a belong to the caller and must outlive the puller. */
+struct puller *puller_new(struct http_client *http, struct applier *a,
+			  const char *sync_url, uint32_t page_size);
+void puller_free(struct puller *p);
+
+/* Pull and apply until the primary says the file is caught up.  wait_s > 0
+ * lets the first request long-poll that long for new frames when there are
+ * none yet (live sync).  Returns 0 when caught up, or -1 with err naming the
+ * cause; what was applied before an error stays applied. */
+int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len);
+
+/* Counters and position since puller_new. */
+void puller_stats(const struct puller *p, struct puller_stats *out);
+
+#endif

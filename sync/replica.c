@@ -1,0 +1,488 @@
+#include "replica.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "include/replite.h"
+#include "sync/applier.h"
+#include "sync/http_client.h"
+#include "sync/puller.h"
+#include "sync/replica_state.h"
+
+/* How long one long-poll waits on the primary for new frames. */
+#define LIVE_WAIT_S 25
+#define CONNECT_TIMEOUT_MS 5000L
+/* The largest response: a full image of the database. */
+#define MAX_BODY ((size_t)16 << 30)
+/* Retry delays after a failed sync: doubling from the sync interval (at
+ * least this), up to the maximum. */
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 30000
+/* Checkpoint the local WAL once this many frames were applied since the
+ * last checkpoint, and truncate it every so many checkpoints. */
+#define CHECKPOINT_FRAMES 1000
+#define TRUNCATE_EVERY 16
+
+struct replica {
+	char *db_path;
+	char *state_path;
+	struct replica_params params;
+	struct applier *applier;
+	struct http_client *http;
+	struct puller *puller;
+	pthread_t thread;
+	int thread_started;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	/* Guarded by mu: */
+	int closing;
+	uint64_t requested; /* on-demand syncs asked for */
+	uint64_t served;    /* requests covered by a finished sync */
+	int last_rc;        /* of the last finished sync: 0 or -1 */
+	char last_error[1024];
+	int64_t last_sync_unix_ms;
+	int rounds;      /* finished syncs, successful or not */
+	int polling;     /* the sync in progress long-polls */
+	int interrupted; /* it was cancelled for a request or close */
+	struct puller_stats stats;
+};
+
+static int64_t unix_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline_after(struct timespec *ts, int64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the sync thread */
+
+static int64_t backoff_ms(const struct replica *r, int failures)
+{
+	int64_t ms = r->params.sync_interval_ms;
+
+	if (ms < BACKOFF_MIN_MS)
+		ms = BACKOFF_MIN_MS;
+	while (failures-- > 1 && ms < BACKOFF_MAX_MS)
+		ms *= 2;
+	return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
+}
+
+static void maybe_checkpoint(struct replica *r, uint64_t *since, int *count)
+{
+	struct puller_stats s;
+	char err[512];
+
+	puller_stats(r->puller, &s);
+	if (s.frames_pulled - *since < CHECKPOINT_FRAMES)
+		return;
+	*since = s.frames_pulled;
+	(*count)++;
+	if (applier_checkpoint(r->applier, *count % TRUNCATE_EVERY == 0, NULL,
+			       err, sizeof err) != 0)
+		sqlite3_log(SQLITE_WARNING, "replite: %s", err);
+}
+
+/* Wait until the deadline (ms on the monotonic clock; -1: none), a sync
+ * request or close.  Called with mu held. */
+static void idle_locked(struct replica *r, int64_t until_ms)
+{
+	while (!r->closing && r->requested == r->served) {
+		struct timespec ts;
+		int64_t left = until_ms - monotonic_ms();
+
+		if (until_ms < 0) {
+			pthread_cond_wait(&r->cond, &r->mu);
+			continue;
+		}
+		if (left <= 0)
+			return;
+		deadline_after(&ts, left);
+		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
+	}
+}
+
+/* After a successful sync: start the next long-poll at once, unless the
+ * primary answered a long-poll at once with nothing new (it does not
+ * support them: pull once per interval instead). */
+static int long_poll_again(const struct replica *r, int wait_s, int64_t started,
+			   uint64_t applied_before)
+{
+	if (wait_s == 0 || r->stats.batches_applied != applied_before)
+		return 1;
+	return monotonic_ms() - started >= (int64_t)wait_s * 1000 / 2;
+}
+
+static void *sync_main(void *arg)
+{
+	struct replica *r = arg;
+	uint64_t ckpt_since = 0;
+	int ckpt_count = 0, failures = 0;
+	char err[1024];
+
+	for (;;) {
+		uint64_t pending, applied_before;
+		int64_t started, next;
+		int wait_s = 0, rc, interrupted;
+
+		/* Requests cancel the HTTP client under mu, so a request
+		 * either is seen here or interrupts the sync below. */
+		pthread_mutex_lock(&r->mu);
+		http_client_uncancel(r->http);
+		if (r->closing) {
+			pthread_mutex_unlock(&r->mu);
+			break;
+		}
+		pending = r->requested;
+		if (r->params.sync_interval_ms > 0 && pending == r->served &&
+		    r->rounds > 0 && r->last_rc == 0)
+			wait_s = LIVE_WAIT_S;
+		r->polling = wait_s > 0;
+		r->interrupted = 0;
+		pthread_mutex_unlock(&r->mu);
+
+		started = monotonic_ms();
+		applied_before = r->stats.batches_applied;
+		err[0] = '\0';
+		rc = puller_sync(r->puller, wait_s, err, sizeof err);
+
+		pthread_mutex_lock(&r->mu);
+		interrupted = r->closing || r->interrupted;
+		r->polling = 0;
+		puller_stats(r->puller, &r->stats);
+		if (rc == 0) {
+			r->last_rc = 0;
+			r->last_error[0] = '\0';
+			r->last_sync_unix_ms = unix_ms();
+			failures = 0;
+		} else if (!interrupted) {
+			r->last_rc = -1;
+			snprintf(r->last_error, sizeof r->last_error, "%s",
+				 err);
+			failures++;
+		}
+		if (rc == 0 || !interrupted) {
+			r->served = pending;
+			r->rounds++;
+			pthread_cond_broadcast(&r->cond);
+		}
+		pthread_mutex_unlock(&r->mu);
+		if (rc != 0 && !interrupted)
+			sqlite3_log(SQLITE_WARNING, "replite: sync of %s: %s",
+				    r->db_path, err);
+
+		maybe_checkpoint(r, &ckpt_since, &ckpt_count);
+
+		if (rc != 0)
+			next = interrupted
+				   ? 0
+				   : monotonic_ms() + backoff_ms(r, failures);
+		else if (r->params.sync_interval_ms == 0)
+			next = -1;
+		else if (long_poll_again(r, wait_s, started, applied_before))
+			next = 0;
+		else /* without long-poll support, pull once per interval */
+			next = started + r->params.sync_interval_ms;
+		pthread_mutex_lock(&r->mu);
+		if (next != 0)
+			idle_locked(r, next);
+		pthread_mutex_unlock(&r->mu);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* open / close */
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+}
+
+static int copy_params(struct replica_params *dst,
+		       const struct replica_params *src)
+{
+	*dst = *src;
+	dst->sync_url = src->sync_url ? strdup(src->sync_url) : NULL;
+	dst->auth_token = src->auth_token ? strdup(src->auth_token) : NULL;
+	dst->encryption_key = NULL;
+	if ((src->sync_url && !dst->sync_url) ||
+	    (src->auth_token && !dst->auth_token)) {
+		replica_params_free(dst);
+		return -1;
+	}
+	return 0;
+}
+
+/* Decide the sync URL from the URI (or environment) and the state file, and
+ * whether the file may become a replica at all.  *synced: the file holds a
+ * complete image (no bootstrap needed before reads). */
+static int check_local_file(struct replica *r, int *synced, char *err,
+			    size_t err_len)
+{
+	struct replica_state st = {0};
+	int loaded = replica_state_load(r->state_path, &st, err, err_len);
+
+	*synced = 0;
+	if (loaded < 0)
+		return -1;
+	if (loaded == 1) {
+		int empty = applier_file_is_empty(r->db_path, err, err_len);
+		if (empty < 0)
+			return -1;
+		if (empty == 0) {
+			set_err(err, err_len,
+				"%s holds data but has no replica state file "
+				"(%s): it is not a replica, and replite will "
+				"not overwrite it; open a new file name to "
+				"create a replica",
+				r->db_path, r->state_path);
+			return -1;
+		}
+		if (r->params.sync_url == NULL) {
+			set_err(err, err_len,
+				"sync_url is required to create the replica "
+				"%s: add ?sync_url=http://host:port to the "
+				"file URI or set REPLITE_SYNC_URL",
+				r->db_path);
+			return -1;
+		}
+		return 0;
+	}
+	if (st.page_size != REPLITE_PAGE_SIZE) {
+		set_err(err, err_len,
+			"the replica state file %s records %u-byte pages; "
+			"replite replicas use %d-byte pages",
+			r->state_path, st.page_size, REPLITE_PAGE_SIZE);
+		replica_state_free(&st);
+		return -1;
+	}
+	if (r->params.sync_url == NULL) {
+		/* The remembered sync URL. */
+		r->params.sync_url = strdup(st.sync_url);
+		if (r->params.sync_url == NULL) {
+			replica_state_free(&st);
+			set_err(err, err_len, "out of memory");
+			return -1;
+		}
+	}
+	*synced = !st.bootstrapping;
+	replica_state_free(&st);
+	return 0;
+}
+
+/* Wait for the first sync to finish; a file that never synced has no
+ * content to read, so its open fails when the sync does. */
+static int wait_first_sync(struct replica *r, char *err, size_t err_len)
+{
+	int rc;
+
+	pthread_mutex_lock(&r->mu);
+	while (r->rounds == 0)
+		pthread_cond_wait(&r->cond, &r->mu);
+	rc = r->last_rc;
+	if (rc != 0)
+		set_err(err, err_len,
+			"the replica %s has never synced and its first sync "
+			"failed: %s",
+			r->db_path, r->last_error);
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+static void replica_free(struct replica *r)
+{
+	puller_free(r->puller);
+	http_client_free(r->http);
+	applier_close(r->applier);
+	replica_params_free(&r->params);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cond);
+	free(r->db_path);
+	free(r->state_path);
+	free(r);
+}
+
+int replica_open(const char *db_path, const struct replica_params *p,
+		 const char *root_vfs, struct replica **out, char *err,
+		 size_t err_len)
+{
+	struct http_client_config cfg = {0};
+	pthread_condattr_t ca;
+	struct replica *r = calloc(1, sizeof *r);
+	int synced = 0;
+
+	if (r == NULL) {
+		set_err(err, err_len, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	r->db_path = strdup(db_path);
+	r->state_path = replica_state_path(db_path);
+	if (r->db_path == NULL || r->state_path == NULL ||
+	    copy_params(&r->params, p) != 0) {
+		set_err(err, err_len, "out of memory");
+		goto fail;
+	}
+	if (check_local_file(r, &synced, err, err_len) != 0)
+		goto fail;
+	if (applier_open(db_path, root_vfs, REPLITE_PAGE_SIZE, &r->applier, err,
+			 err_len) != 0)
+		goto fail;
+	cfg.base_url = r->params.sync_url;
+	cfg.auth_token = r->params.auth_token;
+	cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
+	cfg.max_body = MAX_BODY;
+	if (http_client_new(&cfg, &r->http, err, err_len) != 0)
+		goto fail;
+	r->puller = puller_new(r->http, r->applier, r->params.sync_url,
+			       REPLITE_PAGE_SIZE);
+	if (r->puller == NULL) {
+		set_err(err, err_len, "out of memory");
+		goto fail;
+	}
+	if (pthread_create(&r->thread, NULL, sync_main, r) != 0) {
+		set_err(err, err_len, "cannot start the sync thread");
+		goto fail;
+	}
+	r->thread_started = 1;
+	if (!synced && wait_first_sync(r, err, err_len) != 0) {
+		replica_close(r);
+		return -1;
+	}
+	*out = r;
+	return 0;
+fail:
+	replica_free(r);
+	return -1;
+}
+
+void replica_close(struct replica *r)
+{
+	if (r == NULL)
+		return;
+	if (r->thread_started) {
+		pthread_mutex_lock(&r->mu);
+		r->closing = 1;
+		r->interrupted = 1;
+		pthread_cond_broadcast(&r->cond);
+		http_client_cancel(r->http);
+		pthread_mutex_unlock(&r->mu);
+		pthread_join(r->thread, NULL);
+	}
+	replica_free(r);
+}
+
+/* ---------------------------------------------------------------------- */
+/* on demand, status */
+
+int replica_sync(struct replica *r, uint32_t *frame_no, char *err,
+		 size_t err_len)
+{
+	uint64_t ticket;
+	int rc;
+
+	pthread_mutex_lock(&r->mu);
+	ticket = ++r->requested;
+	pthread_cond_broadcast(&r->cond);
+	/* Interrupt a long-poll: the thread starts a sync covering us.  Any
+	 * other sync runs to its end, and the next one covers us. */
+	if (r->polling) {
+		r->interrupted = 1;
+		http_client_cancel(r->http);
+	}
+	while (r->served < ticket && !r->closing)
+		pthread_cond_wait(&r->cond, &r->mu);
+	rc = r->served >= ticket ? r->last_rc : -1;
+	if (rc != 0)
+		set_err(err, err_len, "replite: sync of %s failed: %s",
+			r->db_path,
+			r->closing ? "the database is closing" : r->last_error);
+	else
+		*frame_no = r->stats.frame_no;
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+const char *replica_sync_url(const struct replica *r)
+{
+	return r->params.sync_url;
+}
+
+char *replica_status_json(struct replica *r)
+{
+	struct replica_state st = {0};
+	char err[512];
+	json_t *o;
+	char *text, *out = NULL;
+	int have_state;
+
+	/* The position in the file, which other processes also advance. */
+	have_state = replica_state_load(r->state_path, &st, err, sizeof err);
+	pthread_mutex_lock(&r->mu);
+	o = json_pack(
+	    "{s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:I, s:I}", "generation",
+	    (json_int_t)(have_state == 0 ? st.generation : r->stats.generation),
+	    "frame_no",
+	    (json_int_t)(have_state == 0 ? st.frame_no : r->stats.frame_no),
+	    "primary_frame_no", (json_int_t)r->stats.primary_frame_no,
+	    "last_sync_unix_ms", (json_int_t)r->last_sync_unix_ms,
+	    "pending_frames", (json_int_t)0, "offline", r->params.offline,
+	    "sync_interval", (double)r->params.sync_interval_ms / 1000.0,
+	    "frames_pulled", (json_int_t)r->stats.frames_pulled, "bytes_pulled",
+	    (json_int_t)r->stats.bytes_pulled);
+	if (o != NULL)
+		json_object_set_new(o, "last_error",
+				    r->last_error[0]
+					? json_string(r->last_error)
+					: json_null());
+	pthread_mutex_unlock(&r->mu);
+	replica_state_free(&st);
+	if (o == NULL)
+		return NULL;
+	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (text != NULL)
+		out = sqlite3_mprintf("%s", text);
+	free(text);
+	return out;
+}

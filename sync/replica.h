@@ -1,0 +1,40 @@
+/* One replicated database in this process: its options, its applier
+ * (internal connection), its puller and the sync thread that drives them:
+ * periodic (sync_interval), live (long-polls the primary so that a commit
+ * there shows here within milliseconds) and on demand (replica_sync).  The
+ * replica VFS keeps one per database path, shared by every connection of
+ * the process that opens the path. */
+#ifndef REPLITE_REPLICA_H
+#define REPLITE_REPLICA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vfs/replica_params.h"
+
+struct replica;
+
+/* Open the replica of the database at db_path (a full path) with options p
+ * (copied), its internal connection going through the VFS root_vfs.  A file
+ * with no state file must hold no data; one that has never synced is
+ * bootstrapped before this returns.  Returns 0, or -1 with err naming the
+ * cause (nothing started then). */
+int replica_open(const char *db_path, const struct replica_params *p,
+		 const char *root_vfs, struct replica **out, char *err,
+		 size_t err_len);
+
+/* Stop the sync thread (interrupting a request in flight) and close. */
+void replica_close(struct replica *r);
+
+/* Pull until caught up with the primary, through the sync thread.  Returns
+ * 0 with the primary frame number now applied, or -1 with err. */
+int replica_sync(struct replica *r, uint32_t *frame_no, char *err,
+		 size_t err_len);
+
+/* The JSON of PRAGMA replite_status (DESIGN.md §2), sqlite3_malloc'd. */
+char *replica_status_json(struct replica *r);
+
+/* The sync URL in use (normalised). */
+const char *replica_sync_url(const struct replica *r);
+
+#endif

@@ -1,0 +1,272 @@
+#include "replite_vfs.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sync/replica.h"
+#include "vfs/replica_params.h"
+#include "vfs/wal_observer.h"
+
+/* One database path replicated in this process. */
+struct node {
+	char *path;
+	struct replica *replica; /* NULL while opening */
+	int refs;                /* main files attached */
+	struct node *next;
+};
+
+/* The replicas of the process, reachable only from the registered VFS (it
+ * is the hooks' argument). */
+struct registry {
+	sqlite3_vfs *vfs;
+	const char *root_name; /* the VFS the internal connections use */
+	pthread_mutex_t mu;
+	pthread_cond_t opened; /* a node finished opening */
+	struct node *nodes;
+};
+
+static struct node *find_node(struct registry *reg, const char *path)
+{
+	struct node *n;
+
+	for (n = reg->nodes; n != NULL; n = n->next) {
+		if (strcmp(n->path, path) == 0)
+			return n;
+	}
+	return NULL;
+}
+
+static void unlink_node(struct registry *reg, struct node *node)
+{
+	struct node **pp = &reg->nodes;
+
+	while (*pp != node)
+		pp = &(*pp)->next;
+	*pp = node->next;
+}
+
+/* Another connection of the process already replicates path: share its
+ * replica, unless this open asks for another primary. */
+static int share_node(struct node *n, const struct replica_params *p,
+		      char **errmsg)
+{
+	const char *url = replica_sync_url(n->replica);
+
+	if (p->sync_url != NULL && strcmp(p->sync_url, url) != 0) {
+		*errmsg = sqlite3_mprintf(
+		    "replite: %s is already open in this process as a replica "
+		    "of %s; it cannot also sync from %s",
+		    n->path, url, p->sync_url);
+		return SQLITE_CANTOPEN;
+	}
+	n->refs++;
+	return SQLITE_OK;
+}
+
+/* Attach a main file to the replica of its path, creating the replica on
+ * the first open (which may bootstrap the file: opens of the same path
+ * wait for it, opens of other paths do not). */
+static int attach(struct registry *reg, const char *path,
+		  const struct replica_params *p, struct node **out,
+		  char **errmsg)
+{
+	struct replica *replica = NULL;
+	struct node *n;
+	char err[1024];
+	int rc;
+
+	pthread_mutex_lock(&reg->mu);
+	while ((n = find_node(reg, path)) != NULL && n->replica == NULL)
+		pthread_cond_wait(&reg->opened, &reg->mu);
+	if (n != NULL) {
+		rc = share_node(n, p, errmsg);
+		pthread_mutex_unlock(&reg->mu);
+		*out = n;
+		return rc;
+	}
+	n = calloc(1, sizeof *n);
+	if (n == NULL || (n->path = strdup(path)) == NULL) {
+		free(n);
+		pthread_mutex_unlock(&reg->mu);
+		return SQLITE_NOMEM;
+	}
+	n->refs = 1;
+	n->next = reg->nodes;
+	reg->nodes = n;
+	pthread_mutex_unlock(&reg->mu);
+
+	rc = replica_open(path, p, reg->root_name, &replica, err, sizeof err);
+
+	pthread_mutex_lock(&reg->mu);
+	if (rc != 0)
+		unlink_node(reg, n);
+	else
+		n->replica = replica;
+	pthread_cond_broadcast(&reg->opened);
+	pthread_mutex_unlock(&reg->mu);
+	if (rc != 0) {
+		free(n->path);
+		free(n);
+		*errmsg = sqlite3_mprintf("replite: %s", err);
+		return SQLITE_CANTOPEN;
+	}
+	*out = n;
+	return SQLITE_OK;
+}
+
+static void detach(struct registry *reg, struct node *n)
+{
+	int last;
+
+	pthread_mutex_lock(&reg->mu);
+	last = --n->refs == 0;
+	if (last)
+		unlink_node(reg, n);
+	pthread_mutex_unlock(&reg->mu);
+	if (!last)
+		return;
+	/* Outside the lock: closing joins the sync thread. */
+	replica_close(n->replica);
+	free(n->path);
+	free(n);
+}
+
+/* ---------------------------------------------------------------------- */
+/* hooks */
+
+static int on_open_main(void *arg, sqlite3_filename name, void **ctx,
+			char **errmsg)
+{
+	struct registry *reg = arg;
+	struct replica_params p;
+	struct node *n = NULL;
+	char err[1024];
+	int rc;
+
+	if (replica_params_parse(name, NULL, &p, err, sizeof err) != 0) {
+		*errmsg = sqlite3_mprintf("%s", err);
+		return SQLITE_CANTOPEN;
+	}
+	if (p.encryption_key != NULL) {
+		*errmsg = sqlite3_mprintf(
+		    "replite: encryption_key is not supported yet; open the "
+		    "replica without it (and unset REPLITE_ENCRYPTION_KEY)");
+		rc = SQLITE_CANTOPEN;
+	} else if (p.offline) {
+		*errmsg = sqlite3_mprintf(
+		    "replite: offline=1 is not supported yet: local writes "
+		    "are refused on a replica; open it with offline=0");
+		rc = SQLITE_CANTOPEN;
+	} else {
+		rc = attach(reg, name, &p, &n, errmsg);
+	}
+	replica_params_free(&p);
+	if (rc == SQLITE_OK)
+		*ctx = n;
+	return rc;
+}
+
+static void on_close_main(void *arg, void *ctx)
+{
+	detach(arg, ctx);
+}
+
+static int on_begin_write(void *arg, void *ctx)
+{
+	struct node *n = ctx;
+
+	(void)arg;
+	sqlite3_log(SQLITE_READONLY,
+		    "replite: %s is a replica; local writes are refused "
+		    "(write to the primary, then PRAGMA replite_sync)",
+		    n->path);
+	return SQLITE_READONLY;
+}
+
+static int pragma_error(char **az, const char *fmt, const char *value)
+{
+	az[0] = sqlite3_mprintf(fmt, value);
+	return SQLITE_ERROR;
+}
+
+static int on_pragma(void *arg, void *ctx, char **az)
+{
+	struct node *n = ctx;
+	const char *name = az[1], *value = az[2];
+	char err[1024];
+	uint32_t frame_no;
+
+	(void)arg;
+	if (strcasecmp(name, "replite_sync") == 0) {
+		if (replica_sync(n->replica, &frame_no, err, sizeof err) != 0)
+			return pragma_error(az, "%s", err);
+		az[0] = sqlite3_mprintf("%u", frame_no);
+		return SQLITE_OK;
+	}
+	if (strcasecmp(name, "replite_status") == 0) {
+		az[0] = replica_status_json(n->replica);
+		return az[0] != NULL ? SQLITE_OK : SQLITE_NOMEM;
+	}
+	if (strcasecmp(name, "journal_mode") == 0 && value != NULL &&
+	    strcasecmp(value, "wal") != 0)
+		return pragma_error(az,
+				    "replite: a replica stays in WAL mode; "
+				    "journal_mode=%s is refused",
+				    value);
+	if (strcasecmp(name, "locking_mode") == 0 && value != NULL &&
+	    strcasecmp(value, "exclusive") == 0)
+		return pragma_error(az,
+				    "replite: locking_mode=%s is refused on a "
+				    "replica (its sync thread and other "
+				    "processes must be able to read and apply)",
+				    value);
+	return SQLITE_NOTFOUND;
+}
+
+/* ---------------------------------------------------------------------- */
+
+int replite_vfs_register(const char *name)
+{
+	struct wal_observer_hooks hooks = {0};
+	struct registry *reg;
+	sqlite3_vfs *root;
+	int rc;
+
+	if (sqlite3_vfs_find(name) != NULL)
+		return SQLITE_OK;
+	root = sqlite3_vfs_find(NULL);
+	if (root == NULL)
+		return SQLITE_ERROR;
+	reg = calloc(1, sizeof *reg);
+	if (reg == NULL)
+		return SQLITE_NOMEM;
+	reg->root_name = root->zName;
+	pthread_mutex_init(&reg->mu, NULL);
+	pthread_cond_init(&reg->opened, NULL);
+	hooks.arg = reg;
+	hooks.on_open_main = on_open_main;
+	hooks.on_close_main = on_close_main;
+	hooks.on_begin_write = on_begin_write;
+	hooks.on_pragma = on_pragma;
+	rc = wal_observer_register(name, &hooks, &reg->vfs);
+	if (rc != SQLITE_OK) {
+		pthread_mutex_destroy(&reg->mu);
+		pthread_cond_destroy(&reg->opened);
+		free(reg);
+	}
+	return rc;
+}
+
+const char *replite_vfs_open_error(sqlite3_file *f)
+{
+	return wal_observer_open_error(f);
+}
+
+struct replica *replite_vfs_replica(sqlite3_file *f)
+{
+	struct node *n = wal_observer_ctx(f);
+
+	return n != NULL ? n->replica : NULL;
+}
