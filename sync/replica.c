@@ -40,6 +40,7 @@ struct replica {
 	struct puller *puller;
 	pthread_t thread;
 	int thread_started;
+	int synced_at_open; /* the file had content: no sync needed to read */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -149,6 +150,12 @@ static void *sync_main(void *arg)
 	int ckpt_count = 0, failures = 0;
 	char err[1024];
 
+	/* sync_interval=0: only explicit syncs, once the file has content. */
+	if (r->params.sync_interval_ms == 0 && r->synced_at_open) {
+		pthread_mutex_lock(&r->mu);
+		idle_locked(r, -1);
+		pthread_mutex_unlock(&r->mu);
+	}
 	for (;;) {
 		uint64_t pending, applied_before;
 		int64_t started, next;
@@ -202,12 +209,12 @@ static void *sync_main(void *arg)
 
 		maybe_checkpoint(r, &ckpt_since, &ckpt_count);
 
-		if (rc != 0)
+		if (r->params.sync_interval_ms == 0)
+			next = rc != 0 && interrupted ? 0 : -1;
+		else if (rc != 0)
 			next = interrupted
 				   ? 0
 				   : monotonic_ms() + backoff_ms(r, failures);
-		else if (r->params.sync_interval_ms == 0)
-			next = -1;
 		else if (long_poll_again(r, wait_s, started, applied_before))
 			next = 0;
 		else /* without long-poll support, pull once per interval */
@@ -380,6 +387,7 @@ int replica_open(const char *db_path, const struct replica_params *p,
 		set_err(err, err_len, "out of memory");
 		goto fail;
 	}
+	r->synced_at_open = synced;
 	if (pthread_create(&r->thread, NULL, sync_main, r) != 0) {
 		set_err(err, err_len, "cannot start the sync thread");
 		goto fail;
@@ -470,6 +478,8 @@ char *replica_status_json(struct replica *r)
 	    "sync_interval", (double)r->params.sync_interval_ms / 1000.0,
 	    "frames_pulled", (json_int_t)r->stats.frames_pulled, "bytes_pulled",
 	    (json_int_t)r->stats.bytes_pulled);
+	if (o != NULL && r->last_sync_unix_ms == 0) /* never synced */
+		json_object_set_new(o, "last_sync_unix_ms", json_null());
 	if (o != NULL)
 		json_object_set_new(o, "last_error",
 				    r->last_error[0]
