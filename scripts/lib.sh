@@ -6,6 +6,7 @@ REPLITE_DEB_PACKAGES=(
 	libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
 	libmicrohttpd-dev libjansson-dev check
 	python3 curl clang-format git
+	g++ make # node-gyp builds better-sqlite3 from source (test/compat)
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
