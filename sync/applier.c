@@ -298,6 +298,62 @@ static int inject(struct applier *a, struct wal_page *pages, size_t n,
 	return 0;
 }
 
+/* Was the local WAL written by something other than replite since the last
+ * batch (a plain sqlite3 writing to the replica file)?  Then the file holds
+ * pages the primary does not have: only a full image repairs it.  Not
+ * decidable after an interrupted batch (frame_hwm > frame_no: its frames
+ * may be there), nor once the WAL was checkpointed and reset. */
+static int check_wal_unchanged(struct applier *a, struct replica_state *st,
+			       char *err, size_t err_len)
+{
+	struct wal_position pos;
+	char *msg = NULL;
+	int rc;
+
+	if (!st->wal_known || st->frame_hwm > st->frame_no)
+		return 0;
+	rc = wal_inject_position(a->db, NULL, &pos, &msg);
+	if (rc != SQLITE_OK) {
+		set_err(err, err_len, "cannot read the WAL of %s: %s",
+			a->db_path, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return -1;
+	}
+	if (pos.frames == 0 ||
+	    (pos.frames == st->wal_frames &&
+	     memcmp(pos.salt, st->wal_salt, sizeof pos.salt) == 0))
+		return 0;
+	st->bootstrapping = 1;
+	if (state_save(a, st, err, err_len) != 0)
+		return -1;
+	set_err(err, err_len,
+		"the local file %s was written by something other than "
+		"replite (its WAL holds %u frames, replite left %u): it no "
+		"longer matches the primary and will be downloaded again",
+		a->db_path, pos.frames, st->wal_frames);
+	return -1;
+}
+
+/* Remember where the WAL stands after a batch (see check_wal_unchanged). */
+static int record_wal(struct applier *a, struct replica_state *st, char *err,
+		      size_t err_len)
+{
+	struct wal_position pos;
+	char *msg = NULL;
+	int rc = wal_inject_position(a->db, NULL, &pos, &msg);
+
+	if (rc != SQLITE_OK) {
+		set_err(err, err_len, "cannot read the WAL of %s: %s",
+			a->db_path, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return -1;
+	}
+	st->wal_known = 1;
+	st->wal_frames = pos.frames;
+	memcpy(st->wal_salt, pos.salt, sizeof pos.salt);
+	return 0;
+}
+
 /* The frames of b from index skip on, as pages for the injector. */
 static struct wal_page *frames_to_pages(const struct applier_frames *b,
 					uint32_t skip)
@@ -372,6 +428,8 @@ enum applier_result applier_apply_frames(struct applier *a,
 	if (res != APPLIER_APPLIED)
 		goto out;
 	res = APPLIER_ERROR;
+	if (check_wal_unchanged(a, st, err, err_len) != 0)
+		goto out;
 	if (end > st->frame_hwm) {
 		/* Durable before any frame is written: after a crash, the
 		 * next batch must reach at least this far. */
@@ -388,7 +446,8 @@ enum applier_result applier_apply_frames(struct applier *a,
 		   err_len) != 0)
 		goto out;
 	st->frame_no = end;
-	if (state_save(a, st, err, err_len) != 0)
+	if (record_wal(a, st, err, err_len) != 0 ||
+	    state_save(a, st, err, err_len) != 0)
 		goto out; /* published; the next batch re-applies it */
 	res = APPLIER_APPLIED;
 out:
@@ -503,7 +562,8 @@ enum applier_result applier_apply_image(struct applier *a,
 		   err_len) != 0)
 		goto out;
 	st->bootstrapping = 0;
-	if (state_save(a, st, err, err_len) != 0)
+	if (record_wal(a, st, err, err_len) != 0 ||
+	    state_save(a, st, err, err_len) != 0)
 		goto out;
 	res = APPLIER_APPLIED;
 out:
@@ -578,6 +638,22 @@ int applier_record_primary(struct applier *a, const char *database_id,
 	st.database_id = old_id;
 	st.sync_url = old_url;
 out:
+	replica_state_free(&st);
+	lock_end(a);
+	return rv;
+}
+
+int applier_require_image(struct applier *a, char *err, size_t err_len)
+{
+	struct replica_state st = {0};
+	int rv = -1;
+
+	if (lock_begin(a, err, err_len) != 0)
+		return -1;
+	if (state_load(a, &st, err, err_len) == 0) {
+		st.bootstrapping = 1;
+		rv = state_save(a, &st, err, err_len);
+	}
 	replica_state_free(&st);
 	lock_end(a);
 	return rv;

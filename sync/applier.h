@@ -95,6 +95,11 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 int applier_record_primary(struct applier *a, const char *database_id,
 			   const char *sync_url, char *err, size_t err_len);
 
+/* The local file holds a state the primary does not have (it reports an
+ * older position than the one applied): mark it for a full image, under the
+ * lock.  Returns 0, or -1 with err. */
+int applier_require_image(struct applier *a, char *err, size_t err_len);
+
 /* Checkpoint the local WAL (injected frames never trigger SQLite's
  * auto-checkpoint).  truncate: also reset the WAL file to zero bytes when no
  * reader needs it.  *wal_frames (may be NULL) receives the frames left in

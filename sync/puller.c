@@ -174,6 +174,40 @@ static int fetch_info(struct puller *p, struct frames_info *info, char *err,
 	return rv;
 }
 
+/* Is the local file ahead of the primary?  Then it holds transactions the
+ * primary lost (restored from a backup, say): only a full image makes it
+ * match again. */
+static int check_not_ahead(struct puller *p, const struct frames_info *info,
+			   const struct replica_state *st, char *err,
+			   size_t err_len)
+{
+	char why[256];
+
+	if (st->bootstrapping)
+		return 0;
+	if (info->current_generation < st->generation)
+		snprintf(why, sizeof why,
+			 "the primary is at generation %u, but the replica "
+			 "applied generation %u",
+			 info->current_generation, st->generation);
+	else if (info->current_generation == st->generation &&
+		 info->has_max_frame_no && info->max_frame_no < st->frame_no)
+		snprintf(why, sizeof why,
+			 "the primary's generation %u ends at frame %u, but "
+			 "the replica applied frame %u",
+			 st->generation, info->max_frame_no, st->frame_no);
+	else
+		return 0;
+	if (applier_require_image(p->applier, err, err_len) != 0)
+		return -1;
+	set_err(err, err_len,
+		"the local file is ahead of the primary (%s): it holds "
+		"transactions the primary does not have, and will be "
+		"downloaded again",
+		why);
+	return -1;
+}
+
 /* Compare the primary's database id with the one the state file recorded
  * (once per puller, and whenever a full image is fetched). */
 static int check_primary(struct puller *p, const struct frames_info *info,
@@ -183,6 +217,8 @@ static int check_primary(struct puller *p, const struct frames_info *info,
 	if (st != NULL &&
 	    replica_state_check_primary(st, info->database_id, p->sync_url, err,
 					err_len) != 0)
+		return -1;
+	if (st != NULL && check_not_ahead(p, info, st, err, err_len) != 0)
 		return -1;
 	if (st != NULL &&
 	    ((st->database_id == NULL) != (info->database_id == NULL) ||

@@ -120,6 +120,45 @@ static int get_string(const json_t *root, const char *key, int null_ok,
 	return 0;
 }
 
+static int get_u32_value(const json_t *v, uint32_t *out)
+{
+	json_int_t i;
+
+	if (!json_is_integer(v))
+		return -1;
+	i = json_integer_value(v);
+	if (i < 0 || i > (json_int_t)UINT32_MAX)
+		return -1;
+	*out = (uint32_t)i;
+	return 0;
+}
+
+/* The optional "wal" position. */
+static int decode_wal(const json_t *root, struct replica_state *st,
+		      const char *path, char *err, size_t err_len)
+{
+	const json_t *w = json_object_get(root, "wal"), *salt;
+
+	st->wal_known = 0;
+	if (w == NULL)
+		return 0;
+	salt = json_object_get(w, "salt");
+	if (!json_is_object(w) ||
+	    get_u32_value(json_object_get(w, "frames"), &st->wal_frames) != 0 ||
+	    !json_is_array(salt) || json_array_size(salt) != 2 ||
+	    get_u32_value(json_array_get(salt, 0), &st->wal_salt[0]) != 0 ||
+	    get_u32_value(json_array_get(salt, 1), &st->wal_salt[1]) != 0) {
+		snprintf(err, err_len,
+			 "the replica state file %s has a \"wal\" field that "
+			 "is not {\"frames\": N, \"salt\": [S1, S2]}; it is "
+			 "damaged: " DAMAGED_ADVICE,
+			 path);
+		return -1;
+	}
+	st->wal_known = 1;
+	return 0;
+}
+
 /* Validate the decoded document; on success fill *st with borrowed
  * strings (still owned by root). */
 static int decode(const json_t *root, struct replica_state *st,
@@ -194,6 +233,8 @@ static int decode(const json_t *root, struct replica_state *st,
 		return -1;
 	}
 	st->bootstrapping = b != NULL && json_is_true(b);
+	if (decode_wal(root, st, path, err, err_len) != 0)
+		return -1;
 	/* Borrowed from root: the caller copies them. */
 	st->database_id = (char *)database_id;
 	st->sync_url = (char *)sync_url;
@@ -273,6 +314,15 @@ int replica_state_save(const char *path, const struct replica_state *st,
 	    "page_size", (json_int_t)st->page_size);
 	if (root != NULL && st->bootstrapping &&
 	    json_object_set_new(root, "bootstrapping", json_true()) != 0) {
+		json_decref(root);
+		root = NULL;
+	}
+	if (root != NULL && st->wal_known &&
+	    json_object_set_new(root, "wal",
+				json_pack("{s:I, s:[I, I]}", "frames",
+					  (json_int_t)st->wal_frames, "salt",
+					  (json_int_t)st->wal_salt[0],
+					  (json_int_t)st->wal_salt[1])) != 0) {
 		json_decref(root);
 		root = NULL;
 	}

@@ -2,7 +2,8 @@
  * §2): which primary the local file replicates and how far it is applied.
  *
  *   {"format":1,"database_id":"...","sync_url":"http://...","generation":G,
- *    "frame_no":N,"frame_hwm":M,"page_size":4096[,"bootstrapping":true]}
+ *    "frame_no":N,"frame_hwm":M,"page_size":4096[,"bootstrapping":true]
+ *    [,"wal":{"frames":F,"salt":[S1,S2]}]}
  *
  * frame_no is the last frame of generation G known to be applied locally;
  * frame_hwm >= frame_no is the highest frame that MAY be in the local file
@@ -33,6 +34,13 @@ struct replica_state {
 	 * local content is unknown until a full image is applied again
 	 * (stored as "bootstrapping": true; absent = false). */
 	int bootstrapping;
+	/* Where the local WAL stood after the last batch this file received
+	 * (stored as "wal": {"frames": N, "salt": [S1, S2]}; absent when
+	 * unknown): a WAL found elsewhere, with no batch interrupted since,
+	 * was written by something other than replite. */
+	int wal_known;
+	uint32_t wal_frames;
+	uint32_t wal_salt[2];
 };
 
 /* "db_path-replite" in a malloc'd string (NULL when out of memory). */

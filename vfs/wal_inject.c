@@ -909,3 +909,29 @@ cleanup:
 	sqlite3_free(plan);
 	return rc;
 }
+
+int wal_inject_position(sqlite3 *db, wal_inject_unwrap_fn unwrap,
+			struct wal_position *out, char **errmsg)
+{
+	struct injector inj = {0};
+	int rc;
+
+	if (errmsg != NULL) {
+		*errmsg = NULL;
+	}
+	inj.db = db;
+	inj.errmsg = errmsg;
+	rc = check_connection(&inj);
+	if (rc == SQLITE_OK) {
+		rc = open_files(&inj, unwrap);
+	}
+	if (rc == SQLITE_OK) {
+		rc = read_index_header(&inj);
+	}
+	if (rc != SQLITE_OK) {
+		return rc;
+	}
+	out->frames = inj.hdr.max_frame;
+	memcpy(out->salt, inj.hdr.salt, sizeof out->salt);
+	return SQLITE_OK;
+}

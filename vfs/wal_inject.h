@@ -45,4 +45,18 @@ int wal_inject(sqlite3 *db, const struct wal_inject_opts *opts,
 	       const struct wal_page *pages, size_t n_pages, uint32_t db_size,
 	       char **errmsg);
 
+/* Where the WAL stands: the last valid frame (mxFrame; 0 = empty, nothing
+ * to read from it) and the salts of its header, which change whenever it
+ * restarts.  A writer that is not the injector moves it. */
+struct wal_position {
+	uint32_t frames;
+	uint32_t salt[2]; /* the header's salt bytes, in native order */
+};
+
+/* The position published in the wal-index, under the same precondition as
+ * wal_inject (BEGIN IMMEDIATE on db, nothing modified), so that it cannot
+ * move while read.  Returns SQLITE_OK or an error code with *errmsg. */
+int wal_inject_position(sqlite3 *db, wal_inject_unwrap_fn unwrap,
+			struct wal_position *out, char **errmsg);
+
 #endif

@@ -131,6 +131,24 @@ START_TEST(test_roundtrip)
 	replica_state_free(&out);
 	in.bootstrapping = 0;
 
+	/* The WAL position, when known. */
+	in.wal_known = 1;
+	in.wal_frames = 77;
+	in.wal_salt[0] = UINT32_MAX;
+	in.wal_salt[1] = 5;
+	ck_assert_int_eq(replica_state_save(path, &in, err, sizeof err), 0);
+	ck_assert_int_eq(replica_state_load(path, &out, err, sizeof err), 0);
+	ck_assert_int_eq(out.wal_known, 1);
+	ck_assert_uint_eq(out.wal_frames, 77);
+	ck_assert_uint_eq(out.wal_salt[0], UINT32_MAX);
+	ck_assert_uint_eq(out.wal_salt[1], 5);
+	replica_state_free(&out);
+	in.wal_known = 0;
+	ck_assert_int_eq(replica_state_save(path, &in, err, sizeof err), 0);
+	ck_assert_int_eq(replica_state_load(path, &out, err, sizeof err), 0);
+	ck_assert_int_eq(out.wal_known, 0);
+	replica_state_free(&out);
+
 	/* Unknown keys (a later minor addition) are ignored. */
 	write_text(path, "{\"format\":1,\"database_id\":\"x\",\"sync_url\":"
 			 "\"https://h\",\"generation\":1,\"frame_no\":2,"
@@ -260,6 +278,14 @@ static const struct {
      "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
      "\"bootstrapping\":1}",
      "\"bootstrapping\" of type an integer"},
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"wal\":{\"frames\":1,\"salt\":[1]}}",
+     "has a \"wal\" field that is not"},
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"wal\":{\"frames\":-1,\"salt\":[1,2]}}",
+     "has a \"wal\" field that is not"},
 };
 
 START_TEST(test_malformed)
