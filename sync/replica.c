@@ -459,24 +459,36 @@ const char *replica_sync_url(const struct replica *r)
 char *replica_status_json(struct replica *r)
 {
 	struct replica_state st = {0};
+	uint32_t generation, frame_no, primary;
 	char err[512];
 	json_t *o;
 	char *text, *out = NULL;
-	int have_state;
 
-	/* The position in the file, which other processes also advance. */
-	have_state = replica_state_load(r->state_path, &st, err, sizeof err);
+	/* The position in the file, which other processes also advance; the
+	 * primary's head is at least what the file holds (the sync thread
+	 * publishes its figures after the batch). */
+	pthread_mutex_lock(&r->mu);
+	generation = r->stats.generation;
+	frame_no = r->stats.frame_no;
+	primary = r->stats.primary_frame_no;
+	pthread_mutex_unlock(&r->mu);
+	if (replica_state_load(r->state_path, &st, err, sizeof err) == 0) {
+		if (st.generation != generation)
+			primary = st.frame_no;
+		generation = st.generation;
+		frame_no = st.frame_no;
+	}
+	if (primary < frame_no)
+		primary = frame_no;
 	pthread_mutex_lock(&r->mu);
 	o = json_pack(
 	    "{s:I, s:I, s:I, s:I, s:I, s:b, s:f, s:I, s:I}", "generation",
-	    (json_int_t)(have_state == 0 ? st.generation : r->stats.generation),
-	    "frame_no",
-	    (json_int_t)(have_state == 0 ? st.frame_no : r->stats.frame_no),
-	    "primary_frame_no", (json_int_t)r->stats.primary_frame_no,
-	    "last_sync_unix_ms", (json_int_t)r->last_sync_unix_ms,
-	    "pending_frames", (json_int_t)0, "offline", r->params.offline,
-	    "sync_interval", (double)r->params.sync_interval_ms / 1000.0,
-	    "frames_pulled", (json_int_t)r->stats.frames_pulled, "bytes_pulled",
+	    (json_int_t)generation, "frame_no", (json_int_t)frame_no,
+	    "primary_frame_no", (json_int_t)primary, "last_sync_unix_ms",
+	    (json_int_t)r->last_sync_unix_ms, "pending_frames", (json_int_t)0,
+	    "offline", r->params.offline, "sync_interval",
+	    (double)r->params.sync_interval_ms / 1000.0, "frames_pulled",
+	    (json_int_t)r->stats.frames_pulled, "bytes_pulled",
 	    (json_int_t)r->stats.bytes_pulled);
 	if (o != NULL && r->last_sync_unix_ms == 0) /* never synced */
 		json_object_set_new(o, "last_sync_unix_ms", json_null());
