@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -41,6 +42,7 @@ struct replica {
 	pthread_t thread;
 	int thread_started;
 	int synced_at_open; /* the file had content: no sync needed to read */
+	int file_lost;      /* a state file but no database: download again */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -256,6 +258,18 @@ static int copy_params(struct replica_params *dst,
 	return 0;
 }
 
+/* A state file without its database (deleted, or replaced by an empty
+ * file): what the state says was applied is gone. */
+static int file_is_missing(const char *db_path)
+{
+	struct stat db, wal;
+	char wal_path[4096];
+
+	snprintf(wal_path, sizeof wal_path, "%s-wal", db_path);
+	return (stat(db_path, &db) != 0 || db.st_size == 0) &&
+	       (stat(wal_path, &wal) != 0 || wal.st_size <= 32);
+}
+
 /* Decide the sync URL from the URI (or environment) and the state file, and
  * whether the file may become a replica at all.  *synced: the file holds a
  * complete image (no bootstrap needed before reads). */
@@ -309,6 +323,9 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 		}
 	}
 	*synced = !st.bootstrapping;
+	r->file_lost = !st.bootstrapping && file_is_missing(r->db_path);
+	if (r->file_lost)
+		*synced = 0;
 	replica_state_free(&st);
 	return 0;
 }
@@ -374,6 +391,9 @@ int replica_open(const char *db_path, const struct replica_params *p,
 		goto fail;
 	if (applier_open(db_path, root_vfs, REPLITE_PAGE_SIZE, &r->applier, err,
 			 err_len) != 0)
+		goto fail;
+	if (r->file_lost &&
+	    applier_require_image(r->applier, err, err_len) != 0)
 		goto fail;
 	cfg.base_url = r->params.sync_url;
 	cfg.auth_token = r->params.auth_token;

@@ -3,6 +3,7 @@
  * ahead of a primary that lost transactions. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -135,6 +136,33 @@ START_TEST(test_ahead_of_primary_is_repaired)
 }
 END_TEST
 
+/* The database file was deleted but its state file was kept: the state
+ * describes content that is gone, so the replica downloads it again. */
+START_TEST(test_deleted_database_is_restored)
+{
+	struct server_fixture srv;
+	char *dir = fixture_tmpdir();
+	char *path = fixture_path(dir, "app.db");
+	char *wal = fixture_path(dir, "app.db-wal");
+	sqlite3 *db;
+
+	server_fixture_start(&srv, NULL);
+	seed(srv.url);
+	db = rfx_open(path, srv.url, "sync_interval=0");
+	sqlite3_close(db);
+	ck_assert_int_eq(unlink(path), 0);
+	unlink(wal);
+	db = rfx_open(path, NULL, "sync_interval=0");
+	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
+	fixture_assert_integrity(db);
+	sqlite3_close(db);
+	server_fixture_stop(&srv);
+	free(wal);
+	free(path);
+	fixture_rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("replica_repair");
@@ -143,6 +171,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_foreign_write_is_repaired);
 	tcase_add_test(tc, test_ahead_of_primary_is_repaired);
+	tcase_add_test(tc, test_deleted_database_is_restored);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }
