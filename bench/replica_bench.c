@@ -1,0 +1,381 @@
+/* The C side of the replica benchmarks (bench/replica.mjs runs it), linking
+ * the replica directly (replite_register) with the system SQLite.
+ *
+ *   replica_bench reads SYNC_URL DIR ROWS N ROUNDS
+ *     Point reads (SELECT v FROM t WHERE id = ?, one prepared statement,
+ *     random ids in [1, ROWS]) on four connections: a replica with
+ *     sync_interval=0 (DIR/a.db), a replica with the default live sync
+ *     (DIR/b.db), and a plain connection (default VFS) on each of the two
+ *     files.  Each round runs N lookups on every connection, in an order
+ *     that rotates between rounds; one JSON line per run.
+ *
+ *   replica_bench driver
+ *     One replica connection driven by commands on stdin, one JSON answer
+ *     line per command on stdout, times on CLOCK_MONOTONIC (the clock of
+ *     Node's process.hrtime on Linux):
+ *       open URI          open (a new replica file bootstraps here)
+ *       sync              SELECT replite_sync()
+ *       status            SELECT replite_status()
+ *       int SQL           the first column of the first row
+ *       watch TARGET SQL  answer {"ready"}, then run SQL about every 0.1 ms
+ *                         until it returns >= TARGET; answer the time seen
+ *       close
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "include/replite.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *what, sqlite3 *db)
+{
+	fprintf(stderr, "replica_bench: %s: %s\n", what,
+		db != NULL ? sqlite3_errmsg(db) : "failed");
+	exit(1);
+}
+
+/* Print s as a JSON string. */
+static void json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+static sqlite3 *open_uri(const char *uri, int flags, char *err, size_t len)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(uri, &db, flags | SQLITE_OPEN_URI, NULL);
+
+	if (rc != SQLITE_OK) {
+		snprintf(err, len, "open %s: %s", uri,
+			 db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+/* ---------------------------------------------------------------------- */
+/* reads */
+
+struct reader {
+	const char *name;
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+};
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* N lookups; returns the elapsed ns, each one's latency in lat and a hash of
+ * the values read (the same ids give the same hash on every connection). */
+static uint64_t read_run(struct reader *r, long rows, long n, uint32_t *lat,
+			 uint64_t *hash)
+{
+	uint64_t seed = 0x9e3779b97f4a7c15u, h = 1469598103934665603u;
+	uint64_t start = now_ns(), t0, t1 = start;
+	long i;
+
+	for (i = 0; i < n; i++) {
+		sqlite3_int64 id = (sqlite3_int64)(xorshift(&seed) % rows) + 1;
+		const unsigned char *v;
+		int len;
+
+		t0 = t1;
+		sqlite3_bind_int64(r->stmt, 1, id);
+		if (sqlite3_step(r->stmt) != SQLITE_ROW)
+			die(r->name, r->db);
+		v = sqlite3_column_text(r->stmt, 0);
+		len = sqlite3_column_bytes(r->stmt, 0);
+		h = (h ^ (uint64_t)len ^ (v != NULL ? v[len / 2] : 0)) *
+		    1099511628211u;
+		sqlite3_reset(r->stmt);
+		t1 = now_ns();
+		lat[i] = (uint32_t)(t1 - t0);
+	}
+	*hash = h;
+	return t1 - start;
+}
+
+static int cmd_reads(const char *url, const char *dir, long rows, long n,
+		     int rounds)
+{
+	struct reader rd[4] = {{.name = "replica0"},
+			       {.name = "replica_live"},
+			       {.name = "plain0"},
+			       {.name = "plain_live"}};
+	const char *uris[4] = {
+	    "file:%s/a.db?vfs=replite&sync_url=%s&sync_interval=0",
+	    "file:%s/b.db?vfs=replite&sync_url=%s", "file:%s/a.db",
+	    "file:%s/b.db"};
+	uint32_t *lat = malloc((size_t)n * sizeof *lat);
+	uint64_t expect = 0;
+	char err[1024];
+	int i, k;
+
+	if (lat == NULL)
+		die("out of memory", NULL);
+	for (i = 0; i < 4; i++) {
+		char *uri = sqlite3_mprintf(uris[i], dir, url);
+		/* The replicas first: they bootstrap their files. */
+		int flags = i < 2 ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+				  : SQLITE_OPEN_READONLY;
+
+		rd[i].db = open_uri(uri, flags, err, sizeof err);
+		sqlite3_free(uri);
+		if (rd[i].db == NULL) {
+			fprintf(stderr, "replica_bench: %s\n", err);
+			return 1;
+		}
+		if (sqlite3_prepare_v2(rd[i].db, "SELECT v FROM t WHERE id = ?",
+				       -1, &rd[i].stmt, NULL) != SQLITE_OK)
+			die(rd[i].name, rd[i].db);
+	}
+	/* Warm up every connection (its page cache, the OS cache). */
+	for (i = 0; i < 4; i++) {
+		uint64_t h;
+		read_run(&rd[i], rows, n / 4 > 0 ? n / 4 : 1, lat, &h);
+	}
+	for (k = 0; k < rounds; k++) {
+		for (i = 0; i < 4; i++) {
+			struct reader *r = &rd[(i + k) % 4];
+			uint64_t h, ns = read_run(r, rows, n, lat, &h);
+
+			if (k == 0 && i == 0)
+				expect = h;
+			else if (h != expect) {
+				fprintf(stderr,
+					"replica_bench: %s read other values "
+					"than the first connection\n",
+					r->name);
+				return 1;
+			}
+			qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
+			printf("{\"conn\":\"%s\",\"round\":%d,\"n\":%ld,"
+			       "\"ns\":%" PRIu64 ",\"p50_ns\":%" PRIu32
+			       ",\"p99_ns\":%" PRIu32 "}\n",
+			       r->name, k, n, ns, lat[n / 2],
+			       lat[(size_t)((double)n * 0.99)]);
+			fflush(stdout);
+		}
+	}
+	for (i = 3; i >= 0; i--) {
+		sqlite3_finalize(rd[i].stmt);
+		sqlite3_close(rd[i].db);
+	}
+	free(lat);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* driver */
+
+static void reply_error(const char *msg)
+{
+	fputs("{\"ok\":false,\"error\":", stdout);
+	json_string(stdout, msg);
+	fputs("}\n", stdout);
+	fflush(stdout);
+}
+
+/* Run sql, expecting a row; its first column as an integer (or text). */
+static int query_one(sqlite3 *db, sqlite3_stmt *stmt, const char *sql,
+		     sqlite3_int64 *value, char **text)
+{
+	sqlite3_stmt *own = NULL;
+	int rc;
+
+	if (stmt == NULL) {
+		if (sqlite3_prepare_v2(db, sql, -1, &own, NULL) != SQLITE_OK)
+			return -1;
+		stmt = own;
+	}
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		if (value != NULL)
+			*value = sqlite3_column_int64(stmt, 0);
+		if (text != NULL)
+			*text = sqlite3_mprintf(
+			    "%s", (const char *)sqlite3_column_text(stmt, 0));
+	}
+	if (sqlite3_reset(stmt) != SQLITE_OK)
+		rc = SQLITE_ERROR;
+	sqlite3_finalize(own);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static void cmd_watch(sqlite3 *db, char *args)
+{
+	struct timespec pause = {0, 20000};
+	sqlite3_stmt *stmt = NULL;
+	sqlite3_int64 target, v = 0;
+	uint64_t deadline;
+	char *sql;
+
+	target = strtoll(args, &sql, 10);
+	if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		reply_error(sqlite3_errmsg(db));
+		return;
+	}
+	fputs("{\"ok\":true,\"ready\":true}\n", stdout);
+	fflush(stdout);
+	deadline = now_ns() + 60 * 1000000000ull;
+	for (;;) {
+		uint64_t t;
+
+		if (query_one(db, stmt, NULL, &v, NULL) != 0) {
+			reply_error(sqlite3_errmsg(db));
+			break;
+		}
+		t = now_ns();
+		if (v >= target) {
+			printf("{\"ok\":true,\"seen_ns\":\"%" PRIu64 "\"}\n",
+			       t);
+			fflush(stdout);
+			break;
+		}
+		if (t > deadline) {
+			reply_error("watch: not visible after 60 s");
+			break;
+		}
+		nanosleep(&pause, NULL);
+	}
+	sqlite3_finalize(stmt);
+}
+
+static int cmd_driver(void)
+{
+	sqlite3 *db = NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+
+	while ((len = getline(&line, &cap, stdin)) > 0) {
+		char *args, *text = NULL;
+		sqlite3_int64 v = 0;
+		uint64_t t0;
+
+		if (line[len - 1] == '\n')
+			line[len - 1] = '\0';
+		args = strchr(line, ' ');
+		if (args != NULL)
+			*args++ = '\0';
+		else
+			args = line + strlen(line);
+		if (strcmp(line, "open") == 0) {
+			char err[1024];
+
+			if (db != NULL) {
+				reply_error("already open");
+				continue;
+			}
+			t0 = now_ns();
+			db = open_uri(
+			    args, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			    err, sizeof err);
+			if (db == NULL || query_one(db, NULL,
+						    "SELECT count(*) FROM "
+						    "sqlite_schema",
+						    &v, NULL) != 0) {
+				reply_error(db != NULL ? sqlite3_errmsg(db)
+						       : err);
+				sqlite3_close(db);
+				db = NULL;
+				continue;
+			}
+			printf("{\"ok\":true,\"ms\":%.3f}\n",
+			       (double)(now_ns() - t0) / 1e6);
+		} else if (db == NULL) {
+			reply_error("not open");
+			continue;
+		} else if (strcmp(line, "sync") == 0) {
+			t0 = now_ns();
+			if (query_one(db, NULL, "SELECT replite_sync()", &v,
+				      NULL) != 0) {
+				reply_error(sqlite3_errmsg(db));
+				continue;
+			}
+			printf("{\"ok\":true,\"ms\":%.3f,\"frame_no\":%lld}\n",
+			       (double)(now_ns() - t0) / 1e6, (long long)v);
+		} else if (strcmp(line, "status") == 0) {
+			if (query_one(db, NULL, "SELECT replite_status()", NULL,
+				      &text) != 0) {
+				reply_error(sqlite3_errmsg(db));
+				continue;
+			}
+			printf("{\"ok\":true,\"status\":%s}\n", text);
+			sqlite3_free(text);
+		} else if (strcmp(line, "int") == 0) {
+			if (query_one(db, NULL, args, &v, NULL) != 0) {
+				reply_error(sqlite3_errmsg(db));
+				continue;
+			}
+			printf("{\"ok\":true,\"value\":%lld}\n", (long long)v);
+		} else if (strcmp(line, "watch") == 0) {
+			cmd_watch(db, args);
+			continue;
+		} else if (strcmp(line, "close") == 0) {
+			t0 = now_ns();
+			sqlite3_close(db);
+			db = NULL;
+			printf("{\"ok\":true,\"ms\":%.3f}\n",
+			       (double)(now_ns() - t0) / 1e6);
+		} else {
+			reply_error("unknown command");
+			continue;
+		}
+		fflush(stdout);
+	}
+	free(line);
+	sqlite3_close(db);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (replite_register() != SQLITE_OK) {
+		fprintf(stderr, "replica_bench: replite_register failed\n");
+		return 1;
+	}
+	if (argc == 7 && strcmp(argv[1], "reads") == 0)
+		return cmd_reads(argv[2], argv[3], atol(argv[4]), atol(argv[5]),
+				 atoi(argv[6]));
+	if (argc == 2 && strcmp(argv[1], "driver") == 0)
+		return cmd_driver();
+	fprintf(stderr, "usage: replica_bench reads SYNC_URL DIR ROWS N "
+			"ROUNDS\n       replica_bench driver\n");
+	return 2;
+}
