@@ -1,3 +1,4 @@
+#include "sync/base64.h"
 #include "hrana.h"
 
 #include <ctype.h>
@@ -202,9 +203,9 @@ json_t *hrana_value_from_column(sqlite3_stmt *stmt, int col)
 		return text_value((const char *)sqlite3_column_text(stmt, col),
 				  (size_t)sqlite3_column_bytes(stmt, col));
 	case SQLITE_BLOB:
-		b64 = util_base64_encode(
-		    sqlite3_column_blob(stmt, col),
-		    (size_t)sqlite3_column_bytes(stmt, col), 0, 0);
+		b64 = base64_encode(sqlite3_column_blob(stmt, col),
+				    (size_t)sqlite3_column_bytes(stmt, col), 0,
+				    0);
 		v = json_pack("{s:s, s:s}", "type", "blob", "base64",
 			      b64 ? b64 : "");
 		free(b64);
@@ -286,8 +287,8 @@ int hrana_value_bind(sqlite3_stmt *stmt, int idx, json_t *value,
 			*err = "a blob value must have a \"base64\" string";
 			return -1;
 		}
-		raw = util_base64_decode(json_string_value(b),
-					 json_string_length(b), &len);
+		raw = base64_decode(json_string_value(b), json_string_length(b),
+				    &len);
 		if (raw == NULL) {
 			*err = "a blob value has invalid base64";
 			return -1;

@@ -1,3 +1,4 @@
+#include "sync/base64.h"
 #include "jwt.h"
 
 #include <stdarg.h>
@@ -116,7 +117,7 @@ static int load_raw(struct jwt_keys *keys, const char *text, char *err,
 			p += strspn(p, " \t\r\n");
 			continue;
 		}
-		raw = util_base64_decode(p, len, &raw_len);
+		raw = base64_decode(p, len, &raw_len);
 		if (raw == NULL || raw_len != 32) {
 			free(raw);
 			set_msg(err, n,
@@ -189,7 +190,7 @@ int jwt_keys_load_file(const char *path, struct jwt_keys **out, char *err,
 static json_t *decode_json_part(const char *part, size_t len)
 {
 	size_t raw_len;
-	uint8_t *raw = util_base64_decode(part, len, &raw_len);
+	uint8_t *raw = base64_decode(part, len, &raw_len);
 	json_t *j;
 
 	if (raw == NULL)
@@ -264,7 +265,7 @@ enum jwt_access jwt_verify(const struct jwt_keys *keys, const char *token,
 	}
 	header = decode_json_part(token, (size_t)(dot1 - token));
 	claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
-	sig = util_base64_decode(dot2 + 1, strlen(dot2 + 1), &sig_len);
+	sig = base64_decode(dot2 + 1, strlen(dot2 + 1), &sig_len);
 	if (header == NULL || claims == NULL || sig == NULL) {
 		set_msg(msg, msg_len,
 			"malformed token: parts are not "

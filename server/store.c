@@ -171,13 +171,14 @@ static int append_pages(struct generation *g, const struct wal_page *pages,
 /* Runs in the committing connection's thread, with the live WAL's write lock
  * held: commits (and generation changes, which also take that lock) are
  * serialised, so the current generation cannot change under us. */
-static int on_commit(void *arg, const char *path, const struct wal_page *pages,
-		     size_t n, uint32_t db_size)
+static int on_commit(void *arg, void *ctx, const char *path,
+		     const struct wal_page *pages, size_t n, uint32_t db_size)
 {
 	struct store *s = arg;
 	struct generation *g;
 	int rv;
 
+	(void)ctx;
 	(void)path;
 	pthread_mutex_lock(&s->mu);
 	if (s->failed[0] != '\0') {
@@ -200,10 +201,11 @@ static int on_commit(void *arg, const char *path, const struct wal_page *pages,
 	return SQLITE_OK;
 }
 
-static void on_commit_end(void *arg, const char *path, int published)
+static void on_commit_end(void *arg, void *ctx, const char *path, int published)
 {
 	struct store *s = arg;
 
+	(void)ctx;
 	(void)path;
 	if (!published) {
 		/* The log holds a transaction the live database does not:
@@ -214,10 +216,11 @@ static void on_commit_end(void *arg, const char *path, int published)
 	notify(s);
 }
 
-static void on_write_unlock(void *arg)
+static void on_write_unlock(void *arg, void *ctx)
 {
 	struct store *s = arg;
 
+	(void)ctx;
 	pthread_mutex_lock(&s->unlock_mu);
 	s->unlock_seq++;
 	pthread_cond_broadcast(&s->unlock_cond);

@@ -31,13 +31,6 @@ void http_reply_error(struct http_reply *r, int status, const char *code,
     __attribute__((format(printf, 4, 5)));
 void http_reply_text(struct http_reply *r, int status, const char *text);
 
-/* base64: standard alphabet with padding on output; decoding accepts both
- * alphabets, with or without padding.  Return malloc'd buffers (NUL
- * terminated for encode), or NULL on malformed input. */
-char *util_base64_encode(const uint8_t *data, size_t len, int url_safe,
-			 int pad);
-uint8_t *util_base64_decode(const char *text, size_t text_len, size_t *out_len);
-
 /* n random bytes rendered as URL-safe base64 (unguessable identifiers). */
 char *util_random_token(size_t n_bytes);
 

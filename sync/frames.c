@@ -256,3 +256,76 @@ int frames_parse_generation(const void *body, size_t len, uint32_t *generation,
 	json_decref(root);
 	return rv;
 }
+
+void frames_encode(const struct wal_page *pages, uint32_t n,
+		   uint32_t commit_size, uint32_t page_size, uint8_t *out)
+{
+	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)page_size;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		uint8_t *f = out + (size_t)i * frame_size;
+
+		memset(f, 0, WALFMT_FRAME_HDR_SIZE);
+		walfmt_put32(f, pages[i].pgno);
+		walfmt_put32(f + 4, i + 1 == n ? commit_size : 0);
+		memcpy(f + WALFMT_FRAME_HDR_SIZE, pages[i].data, page_size);
+	}
+}
+
+int frames_parse_push_reply(const void *body, size_t len,
+			    struct frames_push_reply *out, char *err,
+			    size_t err_len)
+{
+	static const char what[] = "a push";
+	struct frames_push_reply r = {0};
+	const json_t *status, *baton;
+	json_t *root;
+	int rv = -1;
+
+	root = load_object(body, len, what, err, err_len);
+	if (root == NULL)
+		return -1;
+	status = json_object_get(root, "status");
+	if (!json_is_string(status) ||
+	    (strcmp(json_string_value(status), "ok") != 0 &&
+	     strcmp(json_string_value(status), "conflict") != 0)) {
+		snprintf(err, err_len,
+			 "the primary's answer to %s has no \"status\" of "
+			 "\"ok\" or \"conflict\"",
+			 what);
+		goto out;
+	}
+	r.conflict = strcmp(json_string_value(status), "conflict") == 0;
+	if (get_u32(root, "generation", 1, &r.generation, NULL, what, err,
+		    err_len) != 0 ||
+	    get_u32(root, "max_frame_no", 0, &r.max_frame_no, NULL, what, err,
+		    err_len) != 0)
+		goto out;
+	baton = json_object_get(root, "baton");
+	if (baton != NULL && !json_is_null(baton)) {
+		if (!json_is_string(baton) || json_string_length(baton) == 0) {
+			snprintf(err, err_len,
+				 "the primary's answer to %s has a \"baton\" "
+				 "that is not a non-empty string",
+				 what);
+			goto out;
+		}
+		r.baton = strdup(json_string_value(baton));
+		if (r.baton == NULL) {
+			snprintf(err, err_len, "out of memory");
+			goto out;
+		}
+	}
+	*out = r;
+	rv = 0;
+out:
+	json_decref(root);
+	return rv;
+}
+
+void frames_push_reply_free(struct frames_push_reply *r)
+{
+	free(r->baton);
+	memset(r, 0, sizeof *r);
+}

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vfs/wal_inject.h" /* struct wal_page */
+
 /* One frame: a view into the body it was parsed from (no copy). */
 struct frames_frame {
 	uint32_t pgno;       /* >= 1, never the pending-byte page */
@@ -75,5 +77,25 @@ void frames_info_free(struct frames_info *info);
  * Returns 0, or -1 with err. */
 int frames_parse_generation(const void *body, size_t len, uint32_t *generation,
 			    char *err, size_t err_len);
+
+/* The body of POST /sync/{G}/{start}/{end}: n frames, each a 24-byte
+ * big-endian header (page number; on the last frame of a transaction,
+ * commit_size, else 0; salts and checksums zero: the primary recomputes
+ * them) and the page.  out holds n * (24 + page_size) bytes. */
+void frames_encode(const struct wal_page *pages, uint32_t n,
+		   uint32_t commit_size, uint32_t page_size, uint8_t *out);
+
+/* The 200 answer to a push: {"status": "ok"|"conflict", "generation": G,
+ * "max_frame_no": N, "baton": "..."|null}. */
+struct frames_push_reply {
+	int conflict;
+	uint32_t generation;
+	uint32_t max_frame_no;
+	char *baton; /* malloc'd, NULL when none */
+};
+int frames_parse_push_reply(const void *body, size_t len,
+			    struct frames_push_reply *out, char *err,
+			    size_t err_len);
+void frames_push_reply_free(struct frames_push_reply *r);
 
 #endif

@@ -259,7 +259,8 @@ static int txn_commit_hook(struct obs_file *wal, const void *commit_data)
 	rc = txn_collect(wal, commit_data, db_size, &pages, &n, &buf);
 	if (rc == SQLITE_OK) {
 		const char *path = wal->main ? wal->main->name : NULL;
-		rc = obs->hooks.on_commit(obs->hooks.arg, path, pages, n,
+		void *ctx = wal->main ? wal->main->ctx : NULL;
+		rc = obs->hooks.on_commit(obs->hooks.arg, ctx, path, pages, n,
 					  db_size);
 	}
 	free(pages);
@@ -345,7 +346,9 @@ static int obs_wal_write(struct obs_file *wal, const void *buf, int amt,
 /* ---------------------------------------------------------------------- */
 /* main-file shm lock tracking */
 
-static int wal_index_mx_frame(struct obs_file *main, uint32_t *mx)
+/* The WAL position published in the wal-index (header copy 1, which the
+ * lock holder is the only one to change). */
+static int wal_index_position(struct obs_file *main, struct wal_position *pos)
 {
 	sqlite3_file *real = REAL(main);
 	volatile void *p = NULL;
@@ -354,28 +357,45 @@ static int wal_index_mx_frame(struct obs_file *main, uint32_t *mx)
 	rc = real->pMethods->xShmMap(real, 0, 32768, 0, &p);
 	if (rc != SQLITE_OK || p == NULL)
 		return rc == SQLITE_OK ? SQLITE_IOERR_SHMMAP : rc;
-	*mx = ((volatile uint32_t *)p)[4]; /* WalIndexHdr.mxFrame, copy 1 */
+	pos->frames = ((volatile uint32_t *)p)[4];  /* WalIndexHdr.mxFrame */
+	pos->salt[0] = ((volatile uint32_t *)p)[8]; /* aSalt */
+	pos->salt[1] = ((volatile uint32_t *)p)[9];
 	return SQLITE_OK;
+}
+
+/* The write lock is still held: let the hook record what was published. */
+static void main_write_lock_releasing(struct obs_file *main)
+{
+	struct observer *obs = main->obs;
+	struct obs_file *wal = main->wal;
+	struct wal_position pos = {0};
+	int committed = wal != NULL && wal->txn.committed;
+	int have_pos = wal_index_position(main, &pos) == SQLITE_OK;
+
+	obs->hooks.before_write_unlock(obs->hooks.arg, main->ctx, committed,
+				       committed && have_pos &&
+					   pos.frames >= wal->txn.commit_frame,
+				       have_pos ? &pos : NULL);
 }
 
 static void main_write_lock_released(struct obs_file *main)
 {
 	struct obs_file *wal = main->wal;
 	struct observer *obs = main->obs;
-	uint32_t mx = 0;
 
 	if (wal != NULL) {
 		if (wal->txn.committed && obs->hooks.on_commit_end != NULL) {
+			struct wal_position pos;
 			int published =
-			    wal_index_mx_frame(main, &mx) == SQLITE_OK &&
-			    mx >= wal->txn.commit_frame;
-			obs->hooks.on_commit_end(obs->hooks.arg, main->name,
-						 published);
+			    wal_index_position(main, &pos) == SQLITE_OK &&
+			    pos.frames >= wal->txn.commit_frame;
+			obs->hooks.on_commit_end(obs->hooks.arg, main->ctx,
+						 main->name, published);
 		}
 		txn_reset(&wal->txn);
 	}
 	if (obs->hooks.on_write_unlock != NULL)
-		obs->hooks.on_write_unlock(obs->hooks.arg);
+		obs->hooks.on_write_unlock(obs->hooks.arg, main->ctx);
 }
 
 /* Does this lock request begin a write transaction?  A connection takes
@@ -405,6 +425,11 @@ static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 		if (rc != SQLITE_OK)
 			return rc;
 	}
+	if (p->kind == OBS_MAIN && p->ctx != NULL && is_write &&
+	    (flags & SQLITE_SHM_UNLOCK) &&
+	    (p->shm_held & (1u << SHM_WRITE_LOCK)) &&
+	    obs->hooks.before_write_unlock != NULL)
+		main_write_lock_releasing(p);
 	rc = real->pMethods->xShmLock(real, ofst, n, flags);
 	if (rc != SQLITE_OK || p->kind != OBS_MAIN)
 		return rc;

@@ -13,9 +13,12 @@
 
 #include "vfs/sqlite_api.h"
 
-#include "vfs/wal_inject.h" /* struct wal_page */
+#include "vfs/wal_inject.h" /* struct wal_page, struct wal_position */
 
 struct wal_observer_hooks {
+	/* In every hook, ctx is what on_open_main gave the main file (NULL
+	 * without on_open_main, or for files it did not see). */
+
 	/* The commit frame of a write transaction on main_path is about to be
 	 * written.  pages (sorted by pgno, one per page, pgno <= db_size)
 	 * hold the last image of every page the transaction wrote.  Return
@@ -23,17 +26,25 @@ struct wal_observer_hooks {
 	 * commit frame's xWrite returns instead (nothing of the commit frame
 	 * reaches the WAL then, so neither readers nor crash recovery can
 	 * see the transaction). */
-	int (*on_commit)(void *arg, const char *main_path,
+	int (*on_commit)(void *arg, void *ctx, const char *main_path,
 			 const struct wal_page *pages, size_t n_pages,
 			 uint32_t db_size);
+	/* A write lock is about to be released (main files with a ctx only),
+	 * while the writer still holds it: committed says whether on_commit
+	 * accepted a transaction, pos is the WAL position published in the
+	 * wal-index now, and published whether it includes that commit. */
+	void (*before_write_unlock)(void *arg, void *ctx, int committed,
+				    int published,
+				    const struct wal_position *pos);
 	/* The write lock of a transaction that passed on_commit was released;
 	 * published says whether the commit reached the wal-index (false when
 	 * SQLite failed after on_commit accepted it). */
-	void (*on_commit_end)(void *arg, const char *main_path, int published);
+	void (*on_commit_end)(void *arg, void *ctx, const char *main_path,
+			      int published);
 	/* Any write lock taken through this VFS was released (after
 	 * on_commit_end, committed or not), e.g. to wake waiting writers.
 	 * May be NULL. */
-	void (*on_write_unlock)(void *arg);
+	void (*on_write_unlock)(void *arg, void *ctx);
 	void *arg;
 
 	/* Optional hooks that manage main database files (all may be NULL).

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "sync/base64.h"
 #include "fixture.h"
 #include "server/jwt.h"
 #include "server/util.h"
@@ -60,12 +61,12 @@ static char *raw_of(EVP_PKEY *k, int url_safe, int pad)
 
 	ck_assert_int_eq(EVP_PKEY_get_raw_public_key(k, raw, &len), 1);
 	ck_assert_uint_eq(len, 32);
-	return util_base64_encode(raw, len, url_safe, pad);
+	return base64_encode(raw, len, url_safe, pad);
 }
 
 static char *b64url(const void *data, size_t len)
 {
-	return util_base64_encode(data, len, 1, 0);
+	return base64_encode(data, len, 1, 0);
 }
 
 /* A compact JWT: base64url(header).base64url(claims).base64url(sig), the
@@ -531,7 +532,7 @@ START_TEST(test_key_load_errors)
 	assert_load_fails(
 	    "-----BEGIN GARBAGE-----\nabc\n-----END GARBAGE-----\n", NULL);
 	/* 31 bytes of base64 is not an Ed25519 key. */
-	raw = util_base64_encode(short_key, sizeof short_key, 1, 0);
+	raw = base64_encode(short_key, sizeof short_key, 1, 0);
 	assert_load_fails(raw, NULL);
 	free(raw);
 	/* One good raw key then a bad line: the whole file is refused. */
