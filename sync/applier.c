@@ -643,6 +643,62 @@ out:
 	return rv;
 }
 
+int applier_commit_prepare(struct applier *a, uint32_t generation,
+			   uint32_t start, uint32_t end, char *err,
+			   size_t err_len)
+{
+	struct replica_state st = {0};
+	int rv = -1;
+
+	if (state_load(a, &st, err, err_len) != 0)
+		goto out;
+	if (st.bootstrapping || st.generation != generation ||
+	    st.frame_no + 1 != start) {
+		set_err(err, err_len,
+			"the replica's position moved during the write (now "
+			"frame %u of generation %u)",
+			st.frame_no, st.generation);
+		goto out;
+	}
+	if (end > st.frame_hwm) {
+		st.frame_hwm = end;
+		if (state_save(a, &st, err, err_len) != 0)
+			goto out;
+	}
+	rv = 0;
+out:
+	replica_state_free(&st);
+	return rv;
+}
+
+int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
+			const struct wal_position *pos, char *err,
+			size_t err_len)
+{
+	struct replica_state st = {0};
+	int rv = -1;
+
+	if (state_load(a, &st, err, err_len) != 0)
+		goto out;
+	if (st.generation != generation || st.frame_hwm < end) {
+		set_err(err, err_len,
+			"the replica's position moved during the write (now "
+			"frame %u of generation %u)",
+			st.frame_no, st.generation);
+		goto out;
+	}
+	st.frame_no = end;
+	st.wal_known = pos != NULL;
+	if (pos != NULL) {
+		st.wal_frames = pos->frames;
+		memcpy(st.wal_salt, pos->salt, sizeof st.wal_salt);
+	}
+	rv = state_save(a, &st, err, err_len);
+out:
+	replica_state_free(&st);
+	return rv;
+}
+
 int applier_require_image(struct applier *a, char *err, size_t err_len)
 {
 	struct replica_state st = {0};

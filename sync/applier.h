@@ -95,6 +95,20 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 int applier_record_primary(struct applier *a, const char *database_id,
 			   const char *sync_url, char *err, size_t err_len);
 
+/* A local write transaction was pushed as frames [start, end] of generation
+ * and the primary applied it; its commit frame is about to reach the local
+ * WAL.  Raise frame_hwm to end first, so that after a crash the next batch
+ * covers it.  The caller's connection holds the write lock.  Returns 0, or
+ * -1 with err when the state moved (then the commit must not happen). */
+int applier_commit_prepare(struct applier *a, uint32_t generation,
+			   uint32_t start, uint32_t end, char *err,
+			   size_t err_len);
+/* ... and it was published in the local WAL at pos: the file is at frame
+ * end.  The caller's connection still holds the write lock. */
+int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
+			const struct wal_position *pos, char *err,
+			size_t err_len);
+
 /* The local file holds a state the primary does not have (it reports an
  * older position than the one applied): mark it for a full image, under the
  * lock.  Returns 0, or -1 with err. */

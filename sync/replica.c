@@ -14,8 +14,10 @@
 
 #include "include/replite.h"
 #include "sync/applier.h"
+#include "sync/base64.h"
 #include "sync/http_client.h"
 #include "sync/puller.h"
+#include "sync/pusher.h"
 #include "sync/replica_state.h"
 
 /* How long one long-poll waits on the primary for new frames. */
@@ -57,6 +59,15 @@ struct replica {
 	int polling;     /* the sync in progress long-polls */
 	int interrupted; /* it was cancelled for a request or close */
 	struct puller_stats stats;
+
+	/* The write path: pushes run in the writer's thread with the WAL
+	 * write lock held, so one writer at a time (of any process) uses
+	 * these. */
+	struct http_client *push_http;
+	int token_read_only; /* the token's claim "a" is "ro" */
+	uint32_t push_generation;
+	uint32_t push_end; /* the pushed transaction's last frame, or 0 */
+	int push_conflict; /* the last push lost: catch up after unlock */
 };
 
 static int64_t unix_ms(void)
@@ -353,6 +364,7 @@ static void replica_free(struct replica *r)
 {
 	puller_free(r->puller);
 	http_client_free(r->http);
+	http_client_free(r->push_http);
 	applier_close(r->applier);
 	replica_params_free(&r->params);
 	pthread_mutex_destroy(&r->mu);
@@ -360,6 +372,31 @@ static void replica_free(struct replica *r)
 	free(r->db_path);
 	free(r->state_path);
 	free(r);
+}
+
+/* Does the token (a JWT) carry the claim "a": "ro"?  Only a hint, read
+ * without verifying the signature (the primary verifies): it lets a write
+ * be refused before it starts instead of at its commit. */
+static int token_read_only(const char *token)
+{
+	const char *dot1, *dot2;
+	uint8_t *raw;
+	size_t len = 0;
+	json_t *claims;
+	int ro;
+
+	if (token == NULL || (dot1 = strchr(token, '.')) == NULL ||
+	    (dot2 = strchr(dot1 + 1, '.')) == NULL)
+		return 0;
+	raw = base64_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &len);
+	if (raw == NULL)
+		return 0;
+	claims = json_loadb((const char *)raw, len, 0, NULL);
+	free(raw);
+	ro = json_is_string(json_object_get(claims, "a")) &&
+	     strcmp(json_string_value(json_object_get(claims, "a")), "ro") == 0;
+	json_decref(claims);
+	return ro;
 }
 
 int replica_open(const char *db_path, const struct replica_params *p,
@@ -401,6 +438,9 @@ int replica_open(const char *db_path, const struct replica_params *p,
 	cfg.max_body = MAX_BODY;
 	if (http_client_new(&cfg, &r->http, err, err_len) != 0)
 		goto fail;
+	if (http_client_new(&cfg, &r->push_http, err, err_len) != 0)
+		goto fail;
+	r->token_read_only = token_read_only(r->params.auth_token);
 	r->puller = puller_new(r->http, r->applier, r->params.sync_url,
 			       REPLITE_PAGE_SIZE);
 	if (r->puller == NULL) {
@@ -443,9 +483,12 @@ void replica_close(struct replica *r)
 /* ---------------------------------------------------------------------- */
 /* on demand, status */
 
-int replica_sync(struct replica *r, uint32_t *frame_no, char *err,
-		 size_t err_len)
+/* Ask the sync thread for a sync and wait for it, at most timeout_ms (-1:
+ * no limit). */
+static int sync_timed(struct replica *r, int64_t timeout_ms, uint32_t *frame_no,
+		      char *err, size_t err_len)
 {
+	int64_t until = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
 	uint64_t ticket;
 	int rc;
 
@@ -458,17 +501,36 @@ int replica_sync(struct replica *r, uint32_t *frame_no, char *err,
 		r->interrupted = 1;
 		http_client_cancel(r->http);
 	}
-	while (r->served < ticket && !r->closing)
-		pthread_cond_wait(&r->cond, &r->mu);
+	while (r->served < ticket && !r->closing) {
+		struct timespec ts;
+		int64_t left = until - monotonic_ms();
+
+		if (until < 0) {
+			pthread_cond_wait(&r->cond, &r->mu);
+			continue;
+		}
+		if (left <= 0)
+			break;
+		deadline_after(&ts, left);
+		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
+	}
 	rc = r->served >= ticket ? r->last_rc : -1;
 	if (rc != 0)
 		set_err(err, err_len, "replite: sync of %s failed: %s",
 			r->db_path,
-			r->closing ? "the database is closing" : r->last_error);
-	else
+			r->closing            ? "the database is closing"
+			: r->served >= ticket ? r->last_error
+					      : "it did not finish in time");
+	else if (frame_no != NULL)
 		*frame_no = r->stats.frame_no;
 	pthread_mutex_unlock(&r->mu);
 	return rc;
+}
+
+int replica_sync(struct replica *r, uint32_t *frame_no, char *err,
+		 size_t err_len)
+{
+	return sync_timed(r, -1, frame_no, err, err_len);
 }
 
 const char *replica_sync_url(const struct replica *r)
@@ -527,4 +589,137 @@ char *replica_status_json(struct replica *r)
 		out = sqlite3_mprintf("%s", text);
 	free(text);
 	return out;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the write path */
+
+static void write_failed(struct replica *r, const char *err)
+{
+	pthread_mutex_lock(&r->mu);
+	snprintf(r->last_error, sizeof r->last_error, "%s", err);
+	pthread_mutex_unlock(&r->mu);
+	sqlite3_log(SQLITE_IOERR_WRITE, "replite: write to %s: %s", r->db_path,
+		    err);
+}
+
+/* A live long-poll is in flight after a successful sync: the file is as
+ * current as the primary lets anyone know, so a write need not ask. */
+static int known_current(struct replica *r)
+{
+	int current;
+
+	pthread_mutex_lock(&r->mu);
+	current = r->polling && r->rounds > 0 && r->last_rc == 0;
+	pthread_mutex_unlock(&r->mu);
+	return current;
+}
+
+int replica_begin_write(struct replica *r)
+{
+	char err[1024];
+
+	if (r->token_read_only) {
+		sqlite3_log(SQLITE_READONLY,
+			    "replite: %s: the auth token is read-only (claim "
+			    "\"a\": \"ro\"); writes are refused",
+			    r->db_path);
+		return SQLITE_READONLY;
+	}
+	if (known_current(r))
+		return SQLITE_OK;
+	/* Catch up first: a transaction on a stale snapshot would only be
+	 * refused by the primary.  If this applied anything, SQLite finds
+	 * the writer's snapshot stale and retries (busy handler) or returns
+	 * SQLITE_BUSY_SNAPSHOT inside an explicit transaction. */
+	if (sync_timed(r, r->params.write_timeout_ms, NULL, err, sizeof err) !=
+	    0) {
+		write_failed(r, err);
+		return SQLITE_IOERR_WRITE;
+	}
+	return SQLITE_OK;
+}
+
+int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
+		   uint32_t db_size)
+{
+	struct replica_state st = {0};
+	struct pusher_txn t = {0};
+	uint32_t head = 0;
+	char err[1024];
+	int rc = SQLITE_IOERR_WRITE;
+
+	r->push_end = 0;
+	r->push_conflict = 0;
+	if (n == 0)
+		return SQLITE_OK;
+	if (applier_load_state(r->applier, &st, err, sizeof err) != 0 ||
+	    st.bootstrapping) {
+		if (st.bootstrapping)
+			snprintf(err, sizeof err,
+				 "the replica is being downloaded again");
+		goto fail;
+	}
+	t.generation = st.generation;
+	t.start = st.frame_no + 1;
+	t.pages = pages;
+	t.n = (uint32_t)n;
+	t.db_size = db_size;
+	t.page_size = st.page_size;
+	switch (pusher_push(r->push_http, &t, r->params.write_timeout_ms, &head,
+			    err, sizeof err)) {
+	case PUSHER_OK:
+		if (applier_commit_prepare(r->applier, t.generation, t.start,
+					   t.start + t.n - 1, err,
+					   sizeof err) != 0)
+			goto fail; /* the primary has it: the next sync pulls */
+		r->push_generation = t.generation;
+		r->push_end = t.start + t.n - 1;
+		rc = SQLITE_OK;
+		break;
+	case PUSHER_CONFLICT:
+		/* Another writer got there first: SQLite rolls back, and the
+		 * frames that won are applied before the writer retries. */
+		r->push_conflict = 1;
+		rc = SQLITE_BUSY_SNAPSHOT;
+		break;
+	case PUSHER_DENIED:
+		write_failed(r, err);
+		rc = SQLITE_READONLY;
+		break;
+	case PUSHER_ERROR:
+		goto fail;
+	}
+	replica_state_free(&st);
+	return rc;
+fail:
+	write_failed(r, err);
+	replica_state_free(&st);
+	return SQLITE_IOERR_WRITE;
+}
+
+void replica_write_unlocking(struct replica *r, int committed, int published,
+			     const struct wal_position *pos)
+{
+	char err[1024];
+
+	if (!committed || r->push_end == 0)
+		return;
+	if (published &&
+	    applier_commit_done(r->applier, r->push_generation, r->push_end,
+				pos, err, sizeof err) != 0)
+		write_failed(r, err);
+	r->push_end = 0;
+}
+
+void replica_write_unlocked(struct replica *r)
+{
+	char err[1024];
+
+	if (!r->push_conflict)
+		return;
+	r->push_conflict = 0;
+	if (sync_timed(r, r->params.write_timeout_ms, NULL, err, sizeof err) !=
+	    0)
+		write_failed(r, err);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "vfs/replica_params.h"
+#include "vfs/wal_inject.h" /* struct wal_page, struct wal_position */
 
 struct replica;
 
@@ -33,6 +34,31 @@ int replica_sync(struct replica *r, uint32_t *frame_no, char *err,
 
 /* The JSON of PRAGMA replite_status (DESIGN.md §2), sqlite3_malloc'd. */
 char *replica_status_json(struct replica *r);
+
+/* The write path (DESIGN.md §3), called by the replica VFS from the
+ * writing connection's thread.
+ *
+ * replica_begin_write: the connection takes the WAL write lock.  Returns
+ * SQLITE_OK (after catching up with the primary unless a live sync shows the
+ * file is current), SQLITE_READONLY (read-only token) or SQLITE_IOERR_WRITE
+ * (the catch-up failed; the cause is in the status' last_error).
+ *
+ * replica_commit: the transaction's commit frame is about to be written;
+ * pages are its final page images.  Pushes them to the primary and returns
+ * SQLITE_OK (applied there: let the commit proceed), SQLITE_BUSY_SNAPSHOT
+ * (another writer was first), SQLITE_READONLY or SQLITE_IOERR_WRITE.
+ *
+ * replica_write_unlocking: the write lock is about to be released; records
+ * the new position when the pushed commit was published locally at pos.
+ *
+ * replica_write_unlocked: the lock was released; after a lost push, applies
+ * the frames that won, so that the application's retry succeeds. */
+int replica_begin_write(struct replica *r);
+int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
+		   uint32_t db_size);
+void replica_write_unlocking(struct replica *r, int committed, int published,
+			     const struct wal_position *pos);
+void replica_write_unlocked(struct replica *r);
 
 /* The sync URL in use (normalised). */
 const char *replica_sync_url(const struct replica *r);

@@ -178,11 +178,38 @@ static int on_begin_write(void *arg, void *ctx)
 	struct node *n = ctx;
 
 	(void)arg;
-	sqlite3_log(SQLITE_READONLY,
-		    "replite: %s is a replica; local writes are refused "
-		    "(write to the primary, then PRAGMA replite_sync)",
-		    n->path);
-	return SQLITE_READONLY;
+	return replica_begin_write(n->replica);
+}
+
+static int on_commit(void *arg, void *ctx, const char *main_path,
+		     const struct wal_page *pages, size_t n_pages,
+		     uint32_t db_size)
+{
+	struct node *n = ctx;
+
+	(void)arg;
+	(void)main_path;
+	if (n == NULL)
+		return SQLITE_OK;
+	return replica_commit(n->replica, pages, n_pages, db_size);
+}
+
+static void before_write_unlock(void *arg, void *ctx, int committed,
+				int published, const struct wal_position *pos)
+{
+	struct node *n = ctx;
+
+	(void)arg;
+	replica_write_unlocking(n->replica, committed, published, pos);
+}
+
+static void on_write_unlock(void *arg, void *ctx)
+{
+	struct node *n = ctx;
+
+	(void)arg;
+	if (n != NULL)
+		replica_write_unlocked(n->replica);
 }
 
 static int pragma_error(char **az, const char *fmt, const char *value)
@@ -249,6 +276,9 @@ int replite_vfs_register(const char *name)
 	hooks.on_open_main = on_open_main;
 	hooks.on_close_main = on_close_main;
 	hooks.on_begin_write = on_begin_write;
+	hooks.on_commit = on_commit;
+	hooks.before_write_unlock = before_write_unlock;
+	hooks.on_write_unlock = on_write_unlock;
 	hooks.on_pragma = on_pragma;
 	rc = wal_observer_register(name, &hooks, &reg->vfs);
 	if (rc != SQLITE_OK) {

@@ -1,0 +1,164 @@
+#include "pusher.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "sync/frames.h"
+#include "sync/walfmt.h"
+
+/* Frames per request: 4 MiB bodies of 4 KiB pages, well under the
+ * primary's default request limit. */
+#define PUSH_FRAMES 1024
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The message of a JSON error body, or a short excerpt. */
+static void describe(const struct http_client_response *res, char *out,
+		     size_t out_len)
+{
+	json_t *root = json_loadb((const char *)res->body, res->len, 0, NULL);
+	const json_t *msg = json_object_get(root, "message");
+
+	if (json_is_string(msg))
+		snprintf(out, out_len, "%s", json_string_value(msg));
+	else
+		snprintf(out, out_len, "%.*s",
+			 (int)(res->len < 200 ? res->len : 200),
+			 res->len ? (const char *)res->body : "no details");
+	json_decref(root);
+}
+
+/* One request: frames [first, first + n) of the transaction. */
+static enum pusher_result push_part(struct http_client *http,
+				    const struct pusher_txn *t, uint32_t first,
+				    uint32_t n, char **baton, long timeout_ms,
+				    uint32_t *head, char *err, size_t err_len)
+{
+	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)t->page_size;
+	uint32_t start = t->start + first, end = start + n;
+	int last = first + n == t->n;
+	struct http_client_response res = {0};
+	struct frames_push_reply reply = {0};
+	enum pusher_result r = PUSHER_ERROR;
+	char path[256], detail[256];
+	uint8_t *body;
+	int rc;
+
+	body = malloc((size_t)n * frame_size);
+	if (body == NULL) {
+		set_err(err, err_len, "out of memory");
+		return PUSHER_ERROR;
+	}
+	frames_encode(t->pages + first, n, last ? t->db_size : 0, t->page_size,
+		      body);
+	snprintf(path, sizeof path,
+		 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32 "%s%s", t->generation,
+		 start, end, *baton ? "/" : "", *baton ? *baton : "");
+	rc = http_client_request(http, "POST", path, body,
+				 (size_t)n * frame_size, timeout_ms, &res, err,
+				 err_len);
+	free(body);
+	if (rc != 0)
+		return PUSHER_ERROR;
+	if (res.status == 403) {
+		describe(&res, detail, sizeof detail);
+		set_err(err, err_len,
+			"the primary refused the write (HTTP 403): %s; the "
+			"auth token is read-only",
+			detail);
+		r = PUSHER_DENIED;
+		goto out;
+	}
+	if (res.status != 200) {
+		describe(&res, detail, sizeof detail);
+		set_err(err, err_len,
+			"the primary answered the push of frames [%" PRIu32
+			", %" PRIu32 ") with HTTP %ld: %s",
+			start, end, res.status, detail);
+		goto out;
+	}
+	if (frames_parse_push_reply(res.body, res.len, &reply, err, err_len) !=
+	    0)
+		goto out;
+	*head = reply.max_frame_no;
+	if (reply.conflict) {
+		r = PUSHER_CONFLICT;
+		goto out;
+	}
+	if (reply.max_frame_no != end - 1) {
+		set_err(err, err_len,
+			"the primary acknowledged the push of frames [%" PRIu32
+			", %" PRIu32 ") with head %" PRIu32
+			": it is not where the replica expected it",
+			start, end, reply.max_frame_no);
+		goto out;
+	}
+	if (!last && reply.baton == NULL) {
+		set_err(err, err_len,
+			"the primary gave no baton to continue the push of "
+			"frames [%" PRIu32 ", %" PRIu32 ")",
+			start, t->start + t->n);
+		goto out;
+	}
+	free(*baton);
+	*baton = reply.baton;
+	reply.baton = NULL;
+	r = PUSHER_OK;
+out:
+	frames_push_reply_free(&reply);
+	http_client_response_free(&res);
+	return r;
+}
+
+enum pusher_result pusher_push(struct http_client *http,
+			       const struct pusher_txn *t, long timeout_ms,
+			       uint32_t *head, char *err, size_t err_len)
+{
+	int64_t deadline = monotonic_ms() + timeout_ms;
+	enum pusher_result r = PUSHER_OK;
+	char *baton = NULL;
+	uint32_t first;
+
+	for (first = 0; first < t->n && r == PUSHER_OK;) {
+		uint32_t n =
+		    t->n - first < PUSH_FRAMES ? t->n - first : PUSH_FRAMES;
+		long left = (long)(deadline - monotonic_ms());
+
+		if (left <= 0) {
+			set_err(err, err_len,
+				"the push to the primary did not finish within "
+				"write_timeout (%ld ms)",
+				timeout_ms);
+			r = PUSHER_ERROR;
+			break;
+		}
+		r = push_part(http, t, first, n, &baton, left, head, err,
+			      err_len);
+		first += n;
+	}
+	free(baton);
+	return r;
+}

@@ -1,0 +1,37 @@
+/* The pusher: sends one local write transaction to the primary as frames
+ * (POST /sync/{G}/{start}/{end}[/{baton}], DESIGN.md §5), in several
+ * requests joined by a baton when it is large.  The primary applies it
+ * atomically when the commit frame (the last) arrives, and only if start
+ * follows its head: otherwise another writer got there first. */
+#ifndef REPLITE_PUSHER_H
+#define REPLITE_PUSHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sync/http_client.h"
+#include "vfs/wal_inject.h" /* struct wal_page */
+
+enum pusher_result {
+	PUSHER_OK,       /* applied: the primary's head is start + n - 1 */
+	PUSHER_CONFLICT, /* another writer was first; nothing applied */
+	PUSHER_DENIED,   /* the token may not write (HTTP 403) */
+	PUSHER_ERROR,    /* unreachable, timed out, refused: err says why */
+};
+
+struct pusher_txn {
+	uint32_t generation;
+	uint32_t start; /* the frame number of the first page */
+	const struct wal_page *pages;
+	uint32_t n;       /* >= 1 */
+	uint32_t db_size; /* the database size after the transaction */
+	uint32_t page_size;
+};
+
+/* Push t within timeout_ms in all.  *head receives the primary's head (its
+ * max_frame_no) when it answered. */
+enum pusher_result pusher_push(struct http_client *http,
+			       const struct pusher_txn *t, long timeout_ms,
+			       uint32_t *head, char *err, size_t err_len);
+
+#endif
