@@ -21,6 +21,7 @@ SQLITE_EXTENSION_INIT1
 #include "vfs/replite_vfs.h"
 
 #define REPLITE_VFS_NAME "replite"
+#define REPLITE_DEFAULT_BUSY_TIMEOUT_MS 5000
 
 #ifdef REPLITE_EXTENSION
 #define REPLITE_EXPORT __attribute__((visibility("default")))
@@ -119,14 +120,21 @@ static int register_functions(sqlite3 *db)
 static int connection_init(sqlite3 *db, char **errmsg,
 			   const struct sqlite3_api_routines *api)
 {
+	sqlite3_file *main;
 	const char *why;
 
 	(void)api;
-	why = replite_vfs_open_error(schema_file(db, "main"));
+	main = schema_file(db, "main");
+	why = replite_vfs_open_error(main);
 	if (why != NULL) {
 		*errmsg = sqlite3_mprintf("%s", why);
 		return SQLITE_CANTOPEN;
 	}
+	/* A write that finds the replica behind catches up and lets SQLite
+	 * retry through the busy handler: give replica connections one
+	 * (the application may set its own afterwards). */
+	if (replite_vfs_replica(main) != NULL)
+		sqlite3_busy_timeout(db, REPLITE_DEFAULT_BUSY_TIMEOUT_MS);
 	return register_functions(db);
 }
 
