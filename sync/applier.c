@@ -48,6 +48,27 @@ static int exec_sql(struct applier *a, const char *sql, char *err,
 	return 0;
 }
 
+/* Like exec_sql, retrying while the database is locked: changing the
+ * journal mode of a new file returns SQLITE_BUSY at once, without the busy
+ * handler, when another process opens it at the same moment. */
+static int exec_retrying(struct applier *a, const char *sql, char *err,
+			 size_t err_len)
+{
+	int waited_ms = 0, rc;
+
+	for (;;) {
+		rc = sqlite3_exec(a->db, sql, NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY ||
+		    waited_ms >= APPLIER_BUSY_TIMEOUT_MS)
+			break;
+		sqlite3_sleep(10);
+		waited_ms += 10;
+	}
+	if (rc == SQLITE_OK)
+		return 0;
+	return exec_sql(a, sql, err, err_len);
+}
+
 static int query_int(struct applier *a, const char *sql, int64_t *out)
 {
 	sqlite3_stmt *st = NULL;
@@ -163,8 +184,8 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 	}
 	sqlite3_busy_timeout(a->db, APPLIER_BUSY_TIMEOUT_MS);
 	snprintf(sql, sizeof sql, "PRAGMA page_size=%u", page_size);
-	if (exec_sql(a, sql, err, err_len) != 0 ||
-	    exec_sql(a, "PRAGMA journal_mode=WAL", err, err_len) != 0)
+	if (exec_retrying(a, sql, err, err_len) != 0 ||
+	    exec_retrying(a, "PRAGMA journal_mode=WAL", err, err_len) != 0)
 		goto fail;
 	if (query_int(a, "PRAGMA page_size", &v) != SQLITE_OK ||
 	    v != (int64_t)page_size) {

@@ -17,6 +17,7 @@ struct http_client {
 	long connect_timeout_ms;
 	size_t max_body;
 	atomic_int cancelled;
+	uint64_t connections; /* opened so far */
 };
 
 /* The body being received; over_limit stops the transfer. */
@@ -242,6 +243,20 @@ static void describe_failure(struct http_client *c, CURLcode rc,
 	}
 }
 
+static void count_connections(struct http_client *c)
+{
+	long n = 0;
+
+	if (curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK &&
+	    n > 0)
+		c->connections += (uint64_t)n;
+}
+
+uint64_t http_client_connections(const struct http_client *c)
+{
+	return c->connections;
+}
+
 int http_client_request(struct http_client *c, const char *method,
 			const char *path, const void *body, size_t body_len,
 			long timeout_ms, struct http_client_response *res,
@@ -293,6 +308,7 @@ int http_client_request(struct http_client *c, const char *method,
 	}
 
 	rc = perform(c, &cancelled);
+	count_connections(c);
 	if (cancelled) {
 		snprintf(err, err_len, "request to %s cancelled", url);
 		goto out;

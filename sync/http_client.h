@@ -46,6 +46,11 @@ int http_client_request(struct http_client *c, const char *method,
 			char *err, size_t err_len);
 void http_client_response_free(struct http_client_response *res);
 
+/* How many connections the client has opened so far: a request that had
+ * to open one may have reached another server (a restarted or replaced
+ * primary at the same address). */
+uint64_t http_client_connections(const struct http_client *c);
+
 /* From any thread: the request in progress, and every later one, fails
  * ("cancelled") at once.  http_client_uncancel() allows requests again. */
 void http_client_cancel(struct http_client *c);

@@ -41,7 +41,12 @@ struct puller {
 	struct applier *applier;
 	char *sync_url;
 	uint32_t page_size;
-	int checked_primary; /* the primary's database id was compared */
+	/* The primary's database id was compared over a connection that is
+	 * still the client's: any answer that came over a newer connection
+	 * may be another server's (restarted or replaced at the address). */
+	int checked;
+	uint64_t checked_conn; /* http_client_connections() then */
+	int unchecked_answers; /* dropped in a row, see pull_once */
 	struct pending pend;
 	struct puller_stats stats;
 };
@@ -227,7 +232,8 @@ static int check_primary(struct puller *p, const struct frames_info *info,
 					   p->sync_url, err, err_len) != 0)
 			return -1;
 	}
-	p->checked_primary = 1;
+	p->checked = 1;
+	p->checked_conn = http_client_connections(p->http);
 	return 0;
 }
 
@@ -488,6 +494,12 @@ static enum pull_step on_frames(struct puller *p,
 	return STEP_ERROR;
 }
 
+static int connection_checked(const struct puller *p)
+{
+	return p->checked &&
+	       http_client_connections(p->http) == p->checked_conn;
+}
+
 /* One request for the frames after the applied position (and after the
  * pending ones). */
 static enum pull_step pull_once(struct puller *p,
@@ -522,6 +534,14 @@ static enum pull_step pull_once(struct puller *p,
 	}
 	if (request(p, path, timeout, &res, err, err_len) != 0)
 		return STEP_ERROR;
+	if (!connection_checked(p) && p->unchecked_answers++ < 3) {
+		/* Answered over a new connection: check the database id
+		 * again before using anything from it.  (A primary that
+		 * closes every connection is believed after three tries.) */
+		http_client_response_free(&res);
+		return STEP_CONTINUE;
+	}
+	p->unchecked_answers = 0;
 	if (res.status == 200) {
 		step = on_frames(p, st, start, end, &res, err, err_len);
 	} else if (res.status == 400) {
@@ -556,7 +576,7 @@ int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len)
 				goto fail;
 			continue;
 		}
-		if (!p->checked_primary) {
+		if (!connection_checked(p)) {
 			struct frames_info info = {0};
 			int rv = fetch_info(p, &info, err, err_len);
 			if (rv == 0)
