@@ -11,6 +11,36 @@
 #include "include/replite.h"
 #include "sync/http_client.h"
 
+void rfx_env_start(struct rfx_env *e, const char *const *server_args)
+{
+	server_fixture_start(&e->srv, server_args);
+	e->dir = fixture_tmpdir();
+	e->path = fixture_path(e->dir, "app.db");
+}
+
+void rfx_env_stop(struct rfx_env *e)
+{
+	server_fixture_stop(&e->srv);
+	free(e->path);
+	fixture_rmdir(e->dir);
+	e->path = NULL;
+	e->dir = NULL;
+}
+
+char *rfx_sync_error(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	char *msg = NULL;
+
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db, "SELECT replite_sync()", -1, &st, NULL),
+	    SQLITE_OK);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		msg = strdup(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return msg;
+}
+
 static void register_once(void)
 {
 	static int done;

@@ -9,6 +9,19 @@
 
 #include <sqlite3.h>
 
+#include "server_fixture.h"
+
+/* One test's world: a real primary (started with server_args, may be NULL)
+ * and a temporary directory with the path of a replica file in it
+ * (dir/app.db).  rfx_env_stop stops the primary and removes the directory. */
+struct rfx_env {
+	struct server_fixture srv;
+	char *dir;
+	char *path;
+};
+void rfx_env_start(struct rfx_env *e, const char *const *server_args);
+void rfx_env_stop(struct rfx_env *e);
+
 /* Run SQL (one statement, or several separated by ';' run as one
  * sequence) on the primary at url; the test fails if the primary refuses
  * it. */
@@ -27,6 +40,10 @@ sqlite3 *rfx_open(const char *db_path, const char *url, const char *extra);
  * in *errmsg (malloc'd) and no connection. */
 int rfx_try_open(const char *db_path, const char *url, const char *extra,
 		 sqlite3 **db, char **errmsg);
+
+/* Run SELECT replite_sync(): NULL when it succeeded, else its error message
+ * (malloc'd). */
+char *rfx_sync_error(sqlite3 *db);
 
 /* SELECT replite_sync(): the frame number applied. */
 int64_t rfx_sync(sqlite3 *db);

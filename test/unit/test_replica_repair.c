@@ -12,24 +12,6 @@
 #include "server_fixture.h"
 #include "sync/replica_state.h"
 
-/* Run SELECT replite_sync() and return its error message (malloc'd), or
- * NULL when it succeeded. */
-static char *sync_error(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-	char *msg = NULL;
-	int rc;
-
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db, "SELECT replite_sync()", -1, &st, NULL),
-	    SQLITE_OK);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW)
-		msg = strdup(sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	return msg;
-}
-
 static void seed(const char *url)
 {
 	rfx_primary_exec(url, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)");
@@ -58,7 +40,7 @@ START_TEST(test_foreign_write_is_repaired)
 
 	/* The next sync refuses to apply on top of it, and says why. */
 	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES ('three')");
-	msg = sync_error(db);
+	msg = rfx_sync_error(db);
 	ck_assert_ptr_nonnull(msg);
 	ck_assert_msg(strstr(msg, "written by something other than replite"),
 		      "%s", msg);
@@ -69,7 +51,7 @@ START_TEST(test_foreign_write_is_repaired)
 
 	/* The sync after that downloads the database again: exactly the
 	 * primary's rows, the foreign one gone. */
-	msg = sync_error(db);
+	msg = rfx_sync_error(db);
 	ck_assert_msg(msg == NULL, "%s", msg);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 3);
 	ck_assert_int_eq(
@@ -117,12 +99,12 @@ START_TEST(test_ahead_of_primary_is_repaired)
 	replica_state_free(&st);
 
 	db = rfx_open(path, NULL, "sync_interval=0");
-	msg = sync_error(db);
+	msg = rfx_sync_error(db);
 	ck_assert_ptr_nonnull(msg);
 	ck_assert_msg(strstr(msg, "ahead of the primary"), "%s", msg);
 	free(msg);
 	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES ('three')");
-	msg = sync_error(db);
+	msg = rfx_sync_error(db);
 	ck_assert_msg(msg == NULL, "%s", msg);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 3);
 	ck_assert_int_eq(rfx_status_int(db, "frame_no"),
