@@ -615,6 +615,11 @@ static int known_current(struct replica *r)
 	return current;
 }
 
+int replica_reads_own_writes(const struct replica *r)
+{
+	return r->params.read_your_writes;
+}
+
 int replica_begin_write(struct replica *r)
 {
 	char err[1024];

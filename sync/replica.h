@@ -54,6 +54,9 @@ char *replica_status_json(struct replica *r);
  * replica_write_unlocked: the lock was released; after a lost push, applies
  * the frames that won, so that the application's retry succeeds. */
 int replica_begin_write(struct replica *r);
+/* read_your_writes: is a pushed commit visible locally at once (else at
+ * the next sync)? */
+int replica_reads_own_writes(const struct replica *r);
 int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 		   uint32_t db_size);
 void replica_write_unlocking(struct replica *r, int committed, int published,

@@ -194,6 +194,14 @@ static int on_commit(void *arg, void *ctx, const char *main_path,
 	return replica_commit(n->replica, pages, n_pages, db_size);
 }
 
+static int commit_is_private(void *arg, void *ctx)
+{
+	struct node *n = ctx;
+
+	(void)arg;
+	return !replica_reads_own_writes(n->replica);
+}
+
 static void before_write_unlock(void *arg, void *ctx, int committed,
 				int published, const struct wal_position *pos)
 {
@@ -277,6 +285,7 @@ int replite_vfs_register(const char *name)
 	hooks.on_close_main = on_close_main;
 	hooks.on_begin_write = on_begin_write;
 	hooks.on_commit = on_commit;
+	hooks.commit_is_private = commit_is_private;
 	hooks.before_write_unlock = before_write_unlock;
 	hooks.on_write_unlock = on_write_unlock;
 	hooks.on_pragma = on_pragma;

@@ -13,6 +13,9 @@
 #define SHM_READ_LOCK0 3
 #define SHM_NLOCK 8
 #define SHM_READ_MASK (((1u << 5) - 1) << SHM_READ_LOCK0)
+/* One copy of the wal-index header (WalIndexHdr); copy 1 is at offset 0,
+ * copy 2 right after it. */
+#define WAL_INDEX_HDR_SIZE 48
 
 enum obs_kind { OBS_OTHER = 0, OBS_MAIN, OBS_WAL };
 
@@ -57,7 +60,13 @@ struct obs_file {
 	void *ctx;             /* main: from hooks.on_open_main */
 	char *open_error;      /* main: why the open failed (failed file) */
 	unsigned shm_held;     /* main: bit i = wal-index lock slot i held */
-			       /* The real file follows this struct. */
+	/* main, while it holds the write lock for a write transaction: the
+	 * last wal-index header published before its commit (see
+	 * keep_private), and whether the commit is kept private. */
+	int in_write;
+	int keep_private;
+	uint8_t stable_hdr[WAL_INDEX_HDR_SIZE];
+	/* The real file follows this struct. */
 };
 
 #define REAL(f) ((sqlite3_file *)((struct obs_file *)(f) + 1))
@@ -311,6 +320,11 @@ static int wal_write_commit_data(struct obs_file *wal, const void *buf, int amt,
 	if (rc != SQLITE_OK)
 		return rc;
 	t->committed = 1;
+	if (wal->main != NULL && wal->main->in_write &&
+	    wal->obs->hooks.commit_is_private != NULL &&
+	    wal->obs->hooks.commit_is_private(wal->obs->hooks.arg,
+					      wal->main->ctx))
+		wal->main->keep_private = 1;
 	rc = real->pMethods->xWrite(real, t->commit_hdr, WALFMT_FRAME_HDR_SIZE,
 				    t->commit_hdr_off);
 	if (rc != SQLITE_OK)
@@ -363,14 +377,61 @@ static int wal_index_position(struct obs_file *main, struct wal_position *pos)
 	return SQLITE_OK;
 }
 
-/* The write lock is still held: let the hook record what was published. */
+static volatile uint8_t *wal_index_header(struct obs_file *main)
+{
+	sqlite3_file *real = REAL(main);
+	volatile void *p = NULL;
+
+	if (real->pMethods->xShmMap(real, 0, 32768, 0, &p) != SQLITE_OK)
+		return NULL;
+	return p;
+}
+
+/* Remember the header copy a writer is publishing (copy is 0 for copy 1, 1
+ * for copy 2).  Returns 1. */
+static int capture_header(struct obs_file *main, int copy)
+{
+	volatile uint8_t *shm = wal_index_header(main);
+
+	if (shm == NULL)
+		return 0;
+	memcpy(main->stable_hdr,
+	       (const void *)(shm + copy * WAL_INDEX_HDR_SIZE),
+	       WAL_INDEX_HDR_SIZE);
+	return 1;
+}
+
+/* Publish hdr as both header copies, the way SQLite does (copy 2, barrier,
+ * copy 1), so that a reader sees one or the other whole. */
+static void write_index_header(struct obs_file *main, const uint8_t *hdr)
+{
+	volatile uint8_t *shm = wal_index_header(main);
+
+	if (shm == NULL)
+		return;
+	memcpy((void *)(shm + WAL_INDEX_HDR_SIZE), hdr, WAL_INDEX_HDR_SIZE);
+	REAL(main)->pMethods->xShmBarrier(REAL(main));
+	memcpy((void *)shm, hdr, WAL_INDEX_HDR_SIZE);
+}
+
+/* The write lock is still held: let the hook record what was published.  A
+ * commit kept private is withdrawn first: the header published before it
+ * is restored (its frames stay beyond mxFrame, like a rolled-back
+ * transaction's, and the writer's next read finds the header changed and
+ * drops its cache). */
 static void main_write_lock_releasing(struct obs_file *main)
 {
 	struct observer *obs = main->obs;
 	struct obs_file *wal = main->wal;
 	struct wal_position pos = {0};
 	int committed = wal != NULL && wal->txn.committed;
-	int have_pos = wal_index_position(main, &pos) == SQLITE_OK;
+	int have_pos;
+
+	if (main->keep_private)
+		write_index_header(main, main->stable_hdr);
+	main->keep_private = 0;
+	main->in_write = 0;
+	have_pos = wal_index_position(main, &pos) == SQLITE_OK;
 
 	obs->hooks.before_write_unlock(obs->hooks.arg, main->ctx, committed,
 				       committed && have_pos &&
@@ -415,12 +476,13 @@ static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 	struct observer *obs = p->obs;
 	sqlite3_file *real = REAL(f);
 	int is_write = ofst == SHM_WRITE_LOCK && n >= 1;
+	int was_begin_write;
 	unsigned mask;
 	int rc;
 
-	if (p->kind == OBS_MAIN && p->ctx != NULL &&
-	    obs->hooks.on_begin_write != NULL &&
-	    begins_write(p, ofst, n, flags)) {
+	was_begin_write = p->kind == OBS_MAIN && p->ctx != NULL &&
+			  begins_write(p, ofst, n, flags);
+	if (was_begin_write && obs->hooks.on_begin_write != NULL) {
 		rc = obs->hooks.on_begin_write(obs->hooks.arg, p->ctx);
 		if (rc != SQLITE_OK)
 			return rc;
@@ -444,6 +506,8 @@ static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 	if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {
 		if (p->wal != NULL)
 			txn_reset(&p->wal->txn);
+		p->keep_private = 0;
+		p->in_write = was_begin_write && capture_header(p, 0);
 	} else if (flags & SQLITE_SHM_UNLOCK) {
 		main_write_lock_released(p);
 	}
@@ -564,8 +628,27 @@ static int obs_shm_map(sqlite3_file *f, int region, int size, int extend,
 	return REAL(f)->pMethods->xShmMap(REAL(f), region, size, extend, pp);
 }
 
+/* SQLite publishes a wal-index header as: copy 2, barrier, copy 1.  While a
+ * write transaction holds the lock, a barrier before its commit publishes a
+ * header the transaction may keep (a WAL restart): remember it.  At the
+ * commit of a transaction kept private, copy 2 is set back to that header
+ * instead, so the two copies differ until the lock is released: readers
+ * treat that as a header being written and retry, and none can start on the
+ * private commit before main_write_lock_releasing withdraws it. */
 static void obs_shm_barrier(sqlite3_file *f)
 {
+	struct obs_file *p = (struct obs_file *)f;
+
+	if (p->kind == OBS_MAIN && p->in_write && p->wal != NULL) {
+		if (!p->wal->txn.committed) {
+			capture_header(p, 1);
+		} else if (p->keep_private) {
+			volatile uint8_t *shm = wal_index_header(p);
+			if (shm != NULL)
+				memcpy((void *)(shm + WAL_INDEX_HDR_SIZE),
+				       p->stable_hdr, WAL_INDEX_HDR_SIZE);
+		}
+	}
 	REAL(f)->pMethods->xShmBarrier(REAL(f));
 }
 

@@ -29,6 +29,13 @@ struct wal_observer_hooks {
 	int (*on_commit)(void *arg, void *ctx, const char *main_path,
 			 const struct wal_page *pages, size_t n_pages,
 			 uint32_t db_size);
+	/* Asked after on_commit accepted a transaction (main files with a
+	 * ctx): return 1 to keep the commit private, i.e. not visible in the
+	 * local database: it is written to the WAL but withdrawn from the
+	 * wal-index before the write lock is released, and no reader can
+	 * start on it meanwhile (the replica's read_your_writes=0).  May be
+	 * NULL. */
+	int (*commit_is_private)(void *arg, void *ctx);
 	/* A write lock is about to be released (main files with a ctx only),
 	 * while the writer still holds it: committed says whether on_commit
 	 * accepted a transaction, pos is the WAL position published in the
