@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "sync/common.h"
 #include "sync/walfmt.h"
 #include "vfs/wal_inject.h"
 
@@ -22,17 +23,6 @@ struct applier {
 	uint32_t page_size;
 };
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
-
 static int exec_sql(struct applier *a, const char *sql, char *err,
 		    size_t err_len)
 {
@@ -40,8 +30,8 @@ static int exec_sql(struct applier *a, const char *sql, char *err,
 	int rc = sqlite3_exec(a->db, sql, NULL, NULL, &msg);
 
 	if (rc != SQLITE_OK) {
-		set_err(err, err_len, "%s on the local database %s: %s", sql,
-			a->db_path, msg ? msg : sqlite3_errstr(rc));
+		common_set_err(err, err_len, "%s on the local database %s: %s",
+			       sql, a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -129,8 +119,8 @@ int applier_file_is_empty(const char *db_path, char *err, size_t err_len)
 		return 1;
 	rc = read_through_vfs(vfs, db_path, page1, sizeof page1, &size);
 	if (rc != SQLITE_OK) {
-		set_err(err, err_len, "cannot read %s: %s", db_path,
-			sqlite3_errstr(rc));
+		common_set_err(err, err_len, "cannot read %s: %s", db_path,
+			       sqlite3_errstr(rc));
 		return -1;
 	}
 	/* stat() is harmless: no lock lives on the -wal file itself. */
@@ -177,9 +167,10 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 				 SQLITE_OPEN_FULLMUTEX,
 			     vfs_name);
 	if (rc != SQLITE_OK) {
-		set_err(err, err_len, "cannot open the local database %s: %s",
-			db_path,
-			a->db ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
+		common_set_err(err, err_len,
+			       "cannot open the local database %s: %s", db_path,
+			       a->db ? sqlite3_errmsg(a->db)
+				     : sqlite3_errstr(rc));
 		goto fail;
 	}
 	sqlite3_busy_timeout(a->db, APPLIER_BUSY_TIMEOUT_MS);
@@ -189,17 +180,18 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 		goto fail;
 	if (query_int(a, "PRAGMA page_size", &v) != SQLITE_OK ||
 	    v != (int64_t)page_size) {
-		set_err(err, err_len,
-			"the local database %s has pages of %lld bytes, but "
-			"the primary's have %u bytes: it is not a replica of "
-			"this primary",
-			db_path, (long long)v, page_size);
+		common_set_err(
+		    err, err_len,
+		    "the local database %s has pages of %lld bytes, but "
+		    "the primary's have %u bytes: it is not a replica of "
+		    "this primary",
+		    db_path, (long long)v, page_size);
 		goto fail;
 	}
 	*out = a;
 	return 0;
 oom:
-	set_err(err, err_len, "out of memory opening %s", db_path);
+	common_set_err(err, err_len, "out of memory opening %s", db_path);
 fail:
 	applier_close(a);
 	return -1;
@@ -228,14 +220,15 @@ static int lock_begin(struct applier *a, char *err, size_t err_len)
 	if (rc == SQLITE_OK)
 		return 0;
 	if (rc == SQLITE_BUSY)
-		set_err(err, err_len,
-			"the local database %s stayed locked by another "
-			"writer for %d ms; the sync will be retried",
-			a->db_path, APPLIER_BUSY_TIMEOUT_MS);
+		common_set_err(err, err_len,
+			       "the local database %s stayed locked by another "
+			       "writer for %d ms; the sync will be retried",
+			       a->db_path, APPLIER_BUSY_TIMEOUT_MS);
 	else
-		set_err(err, err_len,
-			"cannot lock the local database %s for the sync: %s",
-			a->db_path, sqlite3_errmsg(a->db));
+		common_set_err(
+		    err, err_len,
+		    "cannot lock the local database %s for the sync: %s",
+		    a->db_path, sqlite3_errmsg(a->db));
 	return -1;
 }
 
@@ -302,7 +295,7 @@ static int inject(struct applier *a, struct wal_page *pages, size_t n,
 			pages[i].data = wal_mode_page1(
 			    pages[i].data, a->page_size, &page1_copy);
 			if (pages[i].data == NULL) {
-				set_err(err, err_len, "out of memory");
+				common_set_err(err, err_len, "out of memory");
 				return -1;
 			}
 		}
@@ -310,9 +303,10 @@ static int inject(struct applier *a, struct wal_page *pages, size_t n,
 	rc = wal_inject(a->db, &opts, pages, n, db_size, &msg);
 	free(page1_copy);
 	if (rc != SQLITE_OK) {
-		set_err(err, err_len,
-			"cannot apply frames to the local database %s: %s",
-			a->db_path, msg ? msg : sqlite3_errstr(rc));
+		common_set_err(
+		    err, err_len,
+		    "cannot apply frames to the local database %s: %s",
+		    a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -335,8 +329,8 @@ static int check_wal_unchanged(struct applier *a, struct replica_state *st,
 		return 0;
 	rc = wal_inject_position(a->db, NULL, &pos, &msg);
 	if (rc != SQLITE_OK) {
-		set_err(err, err_len, "cannot read the WAL of %s: %s",
-			a->db_path, msg ? msg : sqlite3_errstr(rc));
+		common_set_err(err, err_len, "cannot read the WAL of %s: %s",
+			       a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -347,11 +341,12 @@ static int check_wal_unchanged(struct applier *a, struct replica_state *st,
 	st->bootstrapping = 1;
 	if (state_save(a, st, err, err_len) != 0)
 		return -1;
-	set_err(err, err_len,
-		"the local file %s was written by something other than "
-		"replite (its WAL holds %u frames, replite left %u): it no "
-		"longer matches the primary and will be downloaded again",
-		a->db_path, pos.frames, st->wal_frames);
+	common_set_err(
+	    err, err_len,
+	    "the local file %s was written by something other than "
+	    "replite (its WAL holds %u frames, replite left %u): it no "
+	    "longer matches the primary and will be downloaded again",
+	    a->db_path, pos.frames, st->wal_frames);
 	return -1;
 }
 
@@ -364,8 +359,8 @@ static int record_wal(struct applier *a, struct replica_state *st, char *err,
 	int rc = wal_inject_position(a->db, NULL, &pos, &msg);
 
 	if (rc != SQLITE_OK) {
-		set_err(err, err_len, "cannot read the WAL of %s: %s",
-			a->db_path, msg ? msg : sqlite3_errstr(rc));
+		common_set_err(err, err_len, "cannot read the WAL of %s: %s",
+			       a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -404,18 +399,20 @@ static enum applier_result trim(const struct applier_frames *b,
 	if (st->frame_no >= end)
 		return APPLIER_STALE;
 	if (st->frame_no + 1 < b->first) {
-		set_err(err, err_len,
-			"frames %u..%u of generation %u do not follow the "
-			"applied frame %u",
-			b->first, end, b->generation, st->frame_no);
+		common_set_err(
+		    err, err_len,
+		    "frames %u..%u of generation %u do not follow the "
+		    "applied frame %u",
+		    b->first, end, b->generation, st->frame_no);
 		return APPLIER_MOVED;
 	}
 	*skip = st->frame_no + 1 - b->first;
 	if (*skip > 0 && b->frames[*skip - 1].db_size == 0) {
-		set_err(err, err_len,
-			"the applied position %u of generation %u is not a "
-			"commit frame of the primary",
-			st->frame_no, b->generation);
+		common_set_err(
+		    err, err_len,
+		    "the applied position %u of generation %u is not a "
+		    "commit frame of the primary",
+		    st->frame_no, b->generation);
 		return APPLIER_ERROR;
 	}
 	if (end < st->frame_hwm)
@@ -440,9 +437,9 @@ enum applier_result applier_apply_frames(struct applier *a,
 	loaded = state_load(a, st, err, err_len);
 	if (loaded != 0) {
 		if (loaded == 1)
-			set_err(err, err_len,
-				"the replica state file %s disappeared",
-				a->state_path);
+			common_set_err(err, err_len,
+				       "the replica state file %s disappeared",
+				       a->state_path);
 		goto out;
 	}
 	res = trim(b, st, &skip, err, err_len);
@@ -460,7 +457,7 @@ enum applier_result applier_apply_frames(struct applier *a,
 	}
 	pages = frames_to_pages(b, skip);
 	if (pages == NULL) {
-		set_err(err, err_len, "out of memory");
+		common_set_err(err, err_len, "out of memory");
 		goto out;
 	}
 	if (inject(a, pages, b->n - skip, b->frames[b->n - 1].db_size, err,
@@ -482,19 +479,21 @@ static int check_image(struct applier *a, const struct applier_image *img,
 {
 	if (img->len == 0 || img->len % a->page_size != 0 ||
 	    img->len / a->page_size > UINT32_MAX) {
-		set_err(err, err_len,
-			"the primary's image of generation %u has %zu bytes, "
-			"not a whole number of %u-byte pages",
-			img->generation, img->len, a->page_size);
+		common_set_err(
+		    err, err_len,
+		    "the primary's image of generation %u has %zu bytes, "
+		    "not a whole number of %u-byte pages",
+		    img->generation, img->len, a->page_size);
 		return -1;
 	}
 	if (memcmp(img->data, "SQLite format 3", 16) != 0 ||
 	    ((uint32_t)img->data[16] << 8 | img->data[17]) !=
 		(a->page_size == 65536 ? 1 : a->page_size)) {
-		set_err(err, err_len,
-			"the primary's image of generation %u is not a SQLite "
-			"database with %u-byte pages",
-			img->generation, a->page_size);
+		common_set_err(
+		    err, err_len,
+		    "the primary's image of generation %u is not a SQLite "
+		    "database with %u-byte pages",
+		    img->generation, a->page_size);
 		return -1;
 	}
 	*n_pages = (uint32_t)(img->len / a->page_size);
@@ -510,16 +509,18 @@ static int check_unclaimed_file(struct applier *a, char *err, size_t err_len)
 	if (query_int(a, "SELECT count(*) FROM sqlite_schema", &tables) !=
 		SQLITE_OK ||
 	    query_int(a, "PRAGMA page_count", &pages) != SQLITE_OK) {
-		set_err(err, err_len, "cannot read the local database %s: %s",
-			a->db_path, sqlite3_errmsg(a->db));
+		common_set_err(err, err_len,
+			       "cannot read the local database %s: %s",
+			       a->db_path, sqlite3_errmsg(a->db));
 		return -1;
 	}
 	if (tables != 0 || pages > 1) {
-		set_err(err, err_len,
-			"%s holds data but has no replica state file (%s): it "
-			"is not a replica, and replite will not overwrite it; "
-			"open a new file name to create a replica",
-			a->db_path, a->state_path);
+		common_set_err(
+		    err, err_len,
+		    "%s holds data but has no replica state file (%s): it "
+		    "is not a replica, and replite will not overwrite it; "
+		    "open a new file name to create a replica",
+		    a->db_path, a->state_path);
 		return -1;
 	}
 	return 0;
@@ -555,7 +556,7 @@ enum applier_result applier_apply_image(struct applier *a,
 	st->sync_url = strdup(img->sync_url);
 	if (st->sync_url == NULL ||
 	    (img->database_id != NULL && st->database_id == NULL)) {
-		set_err(err, err_len, "out of memory");
+		common_set_err(err, err_len, "out of memory");
 		goto out;
 	}
 	st->generation = img->generation;
@@ -565,7 +566,7 @@ enum applier_result applier_apply_image(struct applier *a,
 		goto out;
 	pages = calloc(n_pages, sizeof *pages);
 	if (pages == NULL) {
-		set_err(err, err_len, "out of memory");
+		common_set_err(err, err_len, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < n_pages; i++) {
@@ -615,10 +616,11 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 		/* Frames past the end of the generation may be in the file:
 		 * the primary lost frames it had served.  Only a full image
 		 * makes the content exact again. */
-		set_err(err, err_len,
-			"generation %u ended at frame %u, but frames up to %u "
-			"may have been applied; the replica bootstraps again",
-			from, at, st->frame_hwm);
+		common_set_err(
+		    err, err_len,
+		    "generation %u ended at frame %u, but frames up to %u "
+		    "may have been applied; the replica bootstraps again",
+		    from, at, st->frame_hwm);
 		st->bootstrapping = 1;
 		res = state_save(a, st, err, err_len) == 0 ? APPLIER_MOVED
 							   : APPLIER_ERROR;
@@ -675,10 +677,11 @@ int applier_commit_prepare(struct applier *a, uint32_t generation,
 		goto out;
 	if (st.bootstrapping || st.generation != generation ||
 	    st.frame_no + 1 != start) {
-		set_err(err, err_len,
-			"the replica's position moved during the write (now "
-			"frame %u of generation %u)",
-			st.frame_no, st.generation);
+		common_set_err(
+		    err, err_len,
+		    "the replica's position moved during the write (now "
+		    "frame %u of generation %u)",
+		    st.frame_no, st.generation);
 		goto out;
 	}
 	if (end > st.frame_hwm) {
@@ -702,10 +705,11 @@ int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 	if (state_load(a, &st, err, err_len) != 0)
 		goto out;
 	if (st.generation != generation || st.frame_hwm < end) {
-		set_err(err, err_len,
-			"the replica's position moved during the write (now "
-			"frame %u of generation %u)",
-			st.frame_no, st.generation);
+		common_set_err(
+		    err, err_len,
+		    "the replica's position moved during the write (now "
+		    "frame %u of generation %u)",
+		    st.frame_no, st.generation);
 		goto out;
 	}
 	st.frame_no = end;
@@ -748,9 +752,9 @@ int applier_checkpoint(struct applier *a, int truncate, int *wal_frames,
 	if (wal_frames != NULL)
 		*wal_frames = log;
 	if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-		set_err(err, err_len,
-			"cannot checkpoint the local database %s: %s",
-			a->db_path, sqlite3_errmsg(a->db));
+		common_set_err(err, err_len,
+			       "cannot checkpoint the local database %s: %s",
+			       a->db_path, sqlite3_errmsg(a->db));
 		return -1;
 	}
 	return 0;

@@ -171,12 +171,36 @@ static int get_u32(const json_t *root, const char *key, uint32_t min,
 	return 0;
 }
 
+/* root[key] as a malloc'd non-empty string in *out, or NULL when absent
+ * or null. */
+static int get_string(const json_t *root, const char *key, char **out,
+		      const char *what, char *err, size_t err_len)
+{
+	const json_t *v = json_object_get(root, key);
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		snprintf(err, err_len,
+			 "the primary's answer to %s has a \"%s\" that is "
+			 "not a non-empty string",
+			 what, key);
+		return -1;
+	}
+	*out = strdup(json_string_value(v));
+	if (*out == NULL) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 int frames_parse_info(const void *body, size_t len, struct frames_info *out,
 		      char *err, size_t err_len)
 {
 	static const char what[] = "GET /info";
 	struct frames_info info = {0};
-	const json_t *id;
 	json_t *root;
 	int has_oldest, rv = -1;
 
@@ -192,22 +216,9 @@ int frames_parse_info(const void *body, size_t len, struct frames_info *out,
 		    &has_oldest, what, err, err_len) != 0) {
 		goto out;
 	}
-	id = json_object_get(root, "database_id");
-	if (id != NULL && !json_is_null(id)) {
-		if (!json_is_string(id) || json_string_length(id) == 0) {
-			snprintf(err, err_len,
-				 "the primary's answer to %s has a "
-				 "\"database_id\" that is not a non-empty "
-				 "string",
-				 what);
-			goto out;
-		}
-		info.database_id = strdup(json_string_value(id));
-		if (info.database_id == NULL) {
-			snprintf(err, err_len, "out of memory");
-			goto out;
-		}
-	}
+	if (get_string(root, "database_id", &info.database_id, what, err,
+		       err_len) != 0)
+		goto out;
 	*out = info;
 	rv = 0;
 out:
@@ -279,7 +290,7 @@ int frames_parse_push_reply(const void *body, size_t len,
 {
 	static const char what[] = "a push";
 	struct frames_push_reply r = {0};
-	const json_t *status, *baton;
+	const json_t *status;
 	json_t *root;
 	int rv = -1;
 
@@ -302,21 +313,8 @@ int frames_parse_push_reply(const void *body, size_t len,
 	    get_u32(root, "max_frame_no", 0, &r.max_frame_no, NULL, what, err,
 		    err_len) != 0)
 		goto out;
-	baton = json_object_get(root, "baton");
-	if (baton != NULL && !json_is_null(baton)) {
-		if (!json_is_string(baton) || json_string_length(baton) == 0) {
-			snprintf(err, err_len,
-				 "the primary's answer to %s has a \"baton\" "
-				 "that is not a non-empty string",
-				 what);
-			goto out;
-		}
-		r.baton = strdup(json_string_value(baton));
-		if (r.baton == NULL) {
-			snprintf(err, err_len, "out of memory");
-			goto out;
-		}
-	}
+	if (get_string(root, "baton", &r.baton, what, err, err_len) != 0)
+		goto out;
 	*out = r;
 	rv = 0;
 out:

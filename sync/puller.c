@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "sync/common.h"
 #include "sync/frames.h"
 #include "sync/walfmt.h"
 
@@ -50,17 +51,6 @@ struct puller {
 	struct pending pend;
 	struct puller_stats stats;
 };
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
 
 struct puller *puller_new(struct http_client *http, struct applier *a,
 			  const char *sync_url, uint32_t page_size)
@@ -137,17 +127,19 @@ static void http_status_error(const char *what,
 
 	describe_body(res, detail, sizeof detail);
 	if (res->status == 401)
-		set_err(err, err_len,
-			"the primary refused the auth token (HTTP 401) for "
-			"%s: %s; check auth_token / REPLITE_AUTH_TOKEN",
-			what, detail);
+		common_set_err(
+		    err, err_len,
+		    "the primary refused the auth token (HTTP 401) for "
+		    "%s: %s; check auth_token / REPLITE_AUTH_TOKEN",
+		    what, detail);
 	else if (res->status == 403)
-		set_err(err, err_len, "the primary denied %s (HTTP 403): %s",
-			what, detail);
+		common_set_err(err, err_len,
+			       "the primary denied %s (HTTP 403): %s", what,
+			       detail);
 	else
-		set_err(err, err_len,
-			"the primary answered %s with HTTP %ld: %s", what,
-			res->status, detail);
+		common_set_err(err, err_len,
+			       "the primary answered %s with HTTP %ld: %s",
+			       what, res->status, detail);
 }
 
 static int request(struct puller *p, const char *path, long timeout_ms,
@@ -205,11 +197,11 @@ static int check_not_ahead(struct puller *p, const struct frames_info *info,
 		return 0;
 	if (applier_require_image(p->applier, err, err_len) != 0)
 		return -1;
-	set_err(err, err_len,
-		"the local file is ahead of the primary (%s): it holds "
-		"transactions the primary does not have, and will be "
-		"downloaded again",
-		why);
+	common_set_err(err, err_len,
+		       "the local file is ahead of the primary (%s): it holds "
+		       "transactions the primary does not have, and will be "
+		       "downloaded again",
+		       why);
 	return -1;
 }
 
@@ -320,11 +312,12 @@ static int pending_append(struct puller *p, const struct frames_batch *b,
 	uint32_t i;
 
 	if (pending_reserve(pd, b->n, p->page_size) != 0) {
-		set_err(err, err_len,
-			"a transaction of the primary from frame %u on is "
-			"larger than %zu bytes (or memory ran out): the "
-			"replica cannot receive it",
-			pd->first, PULL_MAX_PENDING_BYTES);
+		common_set_err(
+		    err, err_len,
+		    "a transaction of the primary from frame %u on is "
+		    "larger than %zu bytes (or memory ran out): the "
+		    "replica cannot receive it",
+		    pd->first, PULL_MAX_PENDING_BYTES);
 		return -1;
 	}
 	for (i = 0; i < b->n; i++) {
@@ -379,7 +372,7 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 		return APPLIER_NEED_MORE;
 	frames = calloc(n, sizeof *frames);
 	if (frames == NULL) {
-		set_err(err, err_len, "out of memory");
+		common_set_err(err, err_len, "out of memory");
 		return APPLIER_ERROR;
 	}
 	for (i = 0; i < n; i++) {
@@ -419,21 +412,22 @@ static enum pull_step on_no_frames(struct puller *p,
 	    0)
 		return STEP_ERROR;
 	if (p->pend.n > 0) {
-		set_err(err, err_len,
-			"the primary has no frame %u of generation %u, but "
-			"its transaction from frame %u on has no commit frame",
-			p->pend.first + p->pend.n, st->generation,
-			p->pend.first);
+		common_set_err(
+		    err, err_len,
+		    "the primary has no frame %u of generation %u, but "
+		    "its transaction from frame %u on has no commit frame",
+		    p->pend.first + p->pend.n, st->generation, p->pend.first);
 		pending_clear(&p->pend);
 		return STEP_ERROR;
 	}
 	if (gen == st->generation) {
 		if (st->frame_hwm > st->frame_no) {
-			set_err(err, err_len,
-				"the primary's generation %u ends at frame %u, "
-				"but it served frames up to %u before; the "
-				"replica waits for them",
-				gen, st->frame_no, st->frame_hwm);
+			common_set_err(
+			    err, err_len,
+			    "the primary's generation %u ends at frame %u, "
+			    "but it served frames up to %u before; the "
+			    "replica waits for them",
+			    gen, st->frame_no, st->frame_hwm);
 			return STEP_ERROR;
 		}
 		p->stats.generation = gen;
@@ -441,10 +435,11 @@ static enum pull_step on_no_frames(struct puller *p,
 		return STEP_CAUGHT_UP;
 	}
 	if (gen < st->generation) {
-		set_err(err, err_len,
-			"the primary answered with generation %u, older than "
-			"the replica's generation %u",
-			gen, st->generation);
+		common_set_err(
+		    err, err_len,
+		    "the primary answered with generation %u, older than "
+		    "the replica's generation %u",
+		    gen, st->generation);
 		return STEP_ERROR;
 	}
 	r = applier_next_generation(p->applier, st->generation, st->frame_no,

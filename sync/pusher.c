@@ -9,31 +9,13 @@
 
 #include <jansson.h>
 
+#include "sync/common.h"
 #include "sync/frames.h"
 #include "sync/walfmt.h"
 
 /* Frames per request: 4 MiB bodies of 4 KiB pages, well under the
  * primary's default request limit. */
 #define PUSH_FRAMES 1024
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
-
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The message of a JSON error body, or a short excerpt. */
 static void describe(const struct http_client_response *res, char *out,
@@ -69,7 +51,7 @@ static enum pusher_result push_part(struct http_client *http,
 
 	body = malloc((size_t)n * frame_size);
 	if (body == NULL) {
-		set_err(err, err_len, "out of memory");
+		common_set_err(err, err_len, "out of memory");
 		return PUSHER_ERROR;
 	}
 	frames_encode(t->pages + first, n, last ? t->db_size : 0, t->page_size,
@@ -85,19 +67,21 @@ static enum pusher_result push_part(struct http_client *http,
 		return PUSHER_ERROR;
 	if (res.status == 403) {
 		describe(&res, detail, sizeof detail);
-		set_err(err, err_len,
-			"the primary refused the write (HTTP 403): %s; the "
-			"auth token is read-only",
-			detail);
+		common_set_err(
+		    err, err_len,
+		    "the primary refused the write (HTTP 403): %s; the "
+		    "auth token is read-only",
+		    detail);
 		r = PUSHER_DENIED;
 		goto out;
 	}
 	if (res.status != 200) {
 		describe(&res, detail, sizeof detail);
-		set_err(err, err_len,
-			"the primary answered the push of frames [%" PRIu32
-			", %" PRIu32 ") with HTTP %ld: %s",
-			start, end, res.status, detail);
+		common_set_err(
+		    err, err_len,
+		    "the primary answered the push of frames [%" PRIu32
+		    ", %" PRIu32 ") with HTTP %ld: %s",
+		    start, end, res.status, detail);
 		goto out;
 	}
 	if (frames_parse_push_reply(res.body, res.len, &reply, err, err_len) !=
@@ -109,18 +93,20 @@ static enum pusher_result push_part(struct http_client *http,
 		goto out;
 	}
 	if (reply.max_frame_no != end - 1) {
-		set_err(err, err_len,
-			"the primary acknowledged the push of frames [%" PRIu32
-			", %" PRIu32 ") with head %" PRIu32
-			": it is not where the replica expected it",
-			start, end, reply.max_frame_no);
+		common_set_err(
+		    err, err_len,
+		    "the primary acknowledged the push of frames [%" PRIu32
+		    ", %" PRIu32 ") with head %" PRIu32
+		    ": it is not where the replica expected it",
+		    start, end, reply.max_frame_no);
 		goto out;
 	}
 	if (!last && reply.baton == NULL) {
-		set_err(err, err_len,
-			"the primary gave no baton to continue the push of "
-			"frames [%" PRIu32 ", %" PRIu32 ")",
-			start, t->start + t->n);
+		common_set_err(
+		    err, err_len,
+		    "the primary gave no baton to continue the push of "
+		    "frames [%" PRIu32 ", %" PRIu32 ")",
+		    start, t->start + t->n);
 		goto out;
 	}
 	free(*baton);
@@ -137,7 +123,7 @@ enum pusher_result pusher_push(struct http_client *http,
 			       const struct pusher_txn *t, long timeout_ms,
 			       uint32_t *head, char *err, size_t err_len)
 {
-	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t deadline = common_monotonic_ms() + timeout_ms;
 	enum pusher_result r = PUSHER_OK;
 	char *baton = NULL;
 	uint32_t first;
@@ -145,13 +131,14 @@ enum pusher_result pusher_push(struct http_client *http,
 	for (first = 0; first < t->n && r == PUSHER_OK;) {
 		uint32_t n =
 		    t->n - first < PUSH_FRAMES ? t->n - first : PUSH_FRAMES;
-		long left = (long)(deadline - monotonic_ms());
+		long left = (long)(deadline - common_monotonic_ms());
 
 		if (left <= 0) {
-			set_err(err, err_len,
-				"the push to the primary did not finish within "
-				"write_timeout (%ld ms)",
-				timeout_ms);
+			common_set_err(
+			    err, err_len,
+			    "the push to the primary did not finish within "
+			    "write_timeout (%ld ms)",
+			    timeout_ms);
 			r = PUSHER_ERROR;
 			break;
 		}

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "include/replite.h"
+#include "sync/common.h"
 #include "sync/applier.h"
 #include "sync/base64.h"
 #include "sync/http_client.h"
@@ -70,14 +71,6 @@ struct replica {
 	int push_conflict; /* the last push lost: catch up after unlock */
 };
 
-static int64_t unix_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void deadline_after(struct timespec *ts, int64_t ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -87,14 +80,6 @@ static void deadline_after(struct timespec *ts, int64_t ms)
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000;
 	}
-}
-
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -126,23 +111,31 @@ static void maybe_checkpoint(struct replica *r, uint64_t *since, int *count)
 		sqlite3_log(SQLITE_WARNING, "replite: %s", err);
 }
 
-/* Wait until the deadline (ms on the monotonic clock; -1: none), a sync
- * request or close.  Called with mu held. */
+/* Wait for a signal of cond, until the deadline (ms on the monotonic clock;
+ * -1: none).  Returns 0 at the deadline.  Called with mu held. */
+static int wait_locked(struct replica *r, int64_t until_ms)
+{
+	struct timespec ts;
+	int64_t left = until_ms - common_monotonic_ms();
+
+	if (until_ms < 0) {
+		pthread_cond_wait(&r->cond, &r->mu);
+		return 1;
+	}
+	if (left <= 0)
+		return 0;
+	deadline_after(&ts, left);
+	pthread_cond_timedwait(&r->cond, &r->mu, &ts);
+	return 1;
+}
+
+/* Wait until the deadline, a sync request or close.  Called with mu
+ * held. */
 static void idle_locked(struct replica *r, int64_t until_ms)
 {
-	while (!r->closing && r->requested == r->served) {
-		struct timespec ts;
-		int64_t left = until_ms - monotonic_ms();
-
-		if (until_ms < 0) {
-			pthread_cond_wait(&r->cond, &r->mu);
-			continue;
-		}
-		if (left <= 0)
-			return;
-		deadline_after(&ts, left);
-		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
-	}
+	while (!r->closing && r->requested == r->served &&
+	       wait_locked(r, until_ms))
+		;
 }
 
 /* After a successful sync: start the next long-poll at once, unless the
@@ -153,7 +146,7 @@ static int long_poll_again(const struct replica *r, int wait_s, int64_t started,
 {
 	if (wait_s == 0 || r->stats.batches_applied != applied_before)
 		return 1;
-	return monotonic_ms() - started >= (int64_t)wait_s * 1000 / 2;
+	return common_monotonic_ms() - started >= (int64_t)wait_s * 1000 / 2;
 }
 
 static void *sync_main(void *arg)
@@ -190,7 +183,7 @@ static void *sync_main(void *arg)
 		r->interrupted = 0;
 		pthread_mutex_unlock(&r->mu);
 
-		started = monotonic_ms();
+		started = common_monotonic_ms();
 		applied_before = r->stats.batches_applied;
 		err[0] = '\0';
 		rc = puller_sync(r->puller, wait_s, err, sizeof err);
@@ -202,7 +195,7 @@ static void *sync_main(void *arg)
 		if (rc == 0) {
 			r->last_rc = 0;
 			r->last_error[0] = '\0';
-			r->last_sync_unix_ms = unix_ms();
+			r->last_sync_unix_ms = common_unix_ms();
 			failures = 0;
 		} else if (!interrupted) {
 			r->last_rc = -1;
@@ -225,9 +218,9 @@ static void *sync_main(void *arg)
 		if (r->params.sync_interval_ms == 0)
 			next = rc != 0 && interrupted ? 0 : -1;
 		else if (rc != 0)
-			next = interrupted
-				   ? 0
-				   : monotonic_ms() + backoff_ms(r, failures);
+			next = interrupted ? 0
+					   : common_monotonic_ms() +
+						 backoff_ms(r, failures);
 		else if (long_poll_again(r, wait_s, started, applied_before))
 			next = 0;
 		else /* without long-poll support, pull once per interval */
@@ -242,17 +235,6 @@ static void *sync_main(void *arg)
 
 /* ---------------------------------------------------------------------- */
 /* open / close */
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
 
 static int copy_params(struct replica_params *dst,
 		       const struct replica_params *src)
@@ -298,29 +280,32 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 		if (empty < 0)
 			return -1;
 		if (empty == 0) {
-			set_err(err, err_len,
-				"%s holds data but has no replica state file "
-				"(%s): it is not a replica, and replite will "
-				"not overwrite it; open a new file name to "
-				"create a replica",
-				r->db_path, r->state_path);
+			common_set_err(
+			    err, err_len,
+			    "%s holds data but has no replica state file "
+			    "(%s): it is not a replica, and replite will "
+			    "not overwrite it; open a new file name to "
+			    "create a replica",
+			    r->db_path, r->state_path);
 			return -1;
 		}
 		if (r->params.sync_url == NULL) {
-			set_err(err, err_len,
-				"sync_url is required to create the replica "
-				"%s: add ?sync_url=http://host:port to the "
-				"file URI or set REPLITE_SYNC_URL",
-				r->db_path);
+			common_set_err(
+			    err, err_len,
+			    "sync_url is required to create the replica "
+			    "%s: add ?sync_url=http://host:port to the "
+			    "file URI or set REPLITE_SYNC_URL",
+			    r->db_path);
 			return -1;
 		}
 		return 0;
 	}
 	if (st.page_size != REPLITE_PAGE_SIZE) {
-		set_err(err, err_len,
-			"the replica state file %s records %u-byte pages; "
-			"replite replicas use %d-byte pages",
-			r->state_path, st.page_size, REPLITE_PAGE_SIZE);
+		common_set_err(
+		    err, err_len,
+		    "the replica state file %s records %u-byte pages; "
+		    "replite replicas use %d-byte pages",
+		    r->state_path, st.page_size, REPLITE_PAGE_SIZE);
 		replica_state_free(&st);
 		return -1;
 	}
@@ -329,7 +314,7 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 		r->params.sync_url = strdup(st.sync_url);
 		if (r->params.sync_url == NULL) {
 			replica_state_free(&st);
-			set_err(err, err_len, "out of memory");
+			common_set_err(err, err_len, "out of memory");
 			return -1;
 		}
 	}
@@ -352,10 +337,11 @@ static int wait_first_sync(struct replica *r, char *err, size_t err_len)
 		pthread_cond_wait(&r->cond, &r->mu);
 	rc = r->last_rc;
 	if (rc != 0)
-		set_err(err, err_len,
-			"the replica %s has never synced and its first sync "
-			"failed: %s",
-			r->db_path, r->last_error);
+		common_set_err(
+		    err, err_len,
+		    "the replica %s has never synced and its first sync "
+		    "failed: %s",
+		    r->db_path, r->last_error);
 	pthread_mutex_unlock(&r->mu);
 	return rc;
 }
@@ -409,7 +395,7 @@ int replica_open(const char *db_path, const struct replica_params *p,
 	int synced = 0;
 
 	if (r == NULL) {
-		set_err(err, err_len, "out of memory");
+		common_set_err(err, err_len, "out of memory");
 		return -1;
 	}
 	pthread_mutex_init(&r->mu, NULL);
@@ -421,7 +407,7 @@ int replica_open(const char *db_path, const struct replica_params *p,
 	r->state_path = replica_state_path(db_path);
 	if (r->db_path == NULL || r->state_path == NULL ||
 	    copy_params(&r->params, p) != 0) {
-		set_err(err, err_len, "out of memory");
+		common_set_err(err, err_len, "out of memory");
 		goto fail;
 	}
 	if (check_local_file(r, &synced, err, err_len) != 0)
@@ -444,12 +430,12 @@ int replica_open(const char *db_path, const struct replica_params *p,
 	r->puller = puller_new(r->http, r->applier, r->params.sync_url,
 			       REPLITE_PAGE_SIZE);
 	if (r->puller == NULL) {
-		set_err(err, err_len, "out of memory");
+		common_set_err(err, err_len, "out of memory");
 		goto fail;
 	}
 	r->synced_at_open = synced;
 	if (pthread_create(&r->thread, NULL, sync_main, r) != 0) {
-		set_err(err, err_len, "cannot start the sync thread");
+		common_set_err(err, err_len, "cannot start the sync thread");
 		goto fail;
 	}
 	r->thread_started = 1;
@@ -488,7 +474,8 @@ void replica_close(struct replica *r)
 static int sync_timed(struct replica *r, int64_t timeout_ms, uint32_t *frame_no,
 		      char *err, size_t err_len)
 {
-	int64_t until = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
+	int64_t until =
+	    timeout_ms < 0 ? -1 : common_monotonic_ms() + timeout_ms;
 	uint64_t ticket;
 	int rc;
 
@@ -501,26 +488,15 @@ static int sync_timed(struct replica *r, int64_t timeout_ms, uint32_t *frame_no,
 		r->interrupted = 1;
 		http_client_cancel(r->http);
 	}
-	while (r->served < ticket && !r->closing) {
-		struct timespec ts;
-		int64_t left = until - monotonic_ms();
-
-		if (until < 0) {
-			pthread_cond_wait(&r->cond, &r->mu);
-			continue;
-		}
-		if (left <= 0)
-			break;
-		deadline_after(&ts, left);
-		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
-	}
+	while (r->served < ticket && !r->closing && wait_locked(r, until))
+		;
 	rc = r->served >= ticket ? r->last_rc : -1;
 	if (rc != 0)
-		set_err(err, err_len, "replite: sync of %s failed: %s",
-			r->db_path,
-			r->closing            ? "the database is closing"
-			: r->served >= ticket ? r->last_error
-					      : "it did not finish in time");
+		common_set_err(
+		    err, err_len, "replite: sync of %s failed: %s", r->db_path,
+		    r->closing            ? "the database is closing"
+		    : r->served >= ticket ? r->last_error
+					  : "it did not finish in time");
 	else if (frame_no != NULL)
 		*frame_no = r->stats.frame_no;
 	pthread_mutex_unlock(&r->mu);
