@@ -156,8 +156,9 @@ static int on_open_main(void *arg, sqlite3_filename name, void **ctx,
 		rc = SQLITE_CANTOPEN;
 	} else if (p.offline) {
 		*errmsg = sqlite3_mprintf(
-		    "replite: offline=1 is not supported yet: local writes "
-		    "are refused on a replica; open it with offline=0");
+		    "replite: offline=1 is not supported yet: a replica "
+		    "pushes each write to the primary when it commits; open "
+		    "it with offline=0");
 		rc = SQLITE_CANTOPEN;
 	} else {
 		rc = attach(reg, name, &p, &n, errmsg);

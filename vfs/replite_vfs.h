@@ -7,8 +7,11 @@
  * - the replica's pragmas arrive through SQLITE_FCNTL_PRAGMA: replite_sync,
  *   replite_status, and the refusal of journal_mode other than WAL and of
  *   locking_mode=EXCLUSIVE;
- * - a local write transaction is refused when it begins (the WAL write
- *   lock) with SQLITE_READONLY: replicated pages only come from the primary;
+ * - the write path (sync/replica.h): a write transaction catches up with
+ *   the primary when it begins (the WAL write lock), is pushed to the
+ *   primary when its commit frame is about to be written (the WAL observer
+ *   hands over its final pages), and the replica's position follows when
+ *   the write lock is released;
  * - files report SQLITE_IOCAP_POWERSAFE_OVERWRITE (no WAL padding frames).
  *
  * An open that fails for a reason of replite's (a malformed parameter, a
