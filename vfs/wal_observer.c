@@ -483,6 +483,14 @@ static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 	was_begin_write = p->kind == OBS_MAIN && p->ctx != NULL &&
 			  begins_write(p, ofst, n, flags);
 	if (was_begin_write && obs->hooks.on_begin_write != NULL) {
+		/* Another writer holds the lock: SQLite's busy handler
+		 * waits for it as usual, and the hook runs when the lock is
+		 * free (it may wait for work that needs the lock). */
+		rc = real->pMethods->xShmLock(real, ofst, n, flags);
+		if (rc != SQLITE_OK)
+			return rc;
+		real->pMethods->xShmLock(
+		    real, ofst, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
 		rc = obs->hooks.on_begin_write(obs->hooks.arg, p->ctx);
 		if (rc != SQLITE_OK)
 			return rc;

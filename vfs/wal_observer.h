@@ -69,10 +69,12 @@ struct wal_observer_hooks {
 	 * called only for main files with a non-NULL ctx. */
 	void (*on_close_main)(void *arg, void *ctx);
 	/* A connection begins a write transaction on the main file (takes
-	 * the WAL write lock while holding a read lock, not checkpointing).
-	 * Return SQLITE_OK to let it, or the code the lock request fails
-	 * with (SQLITE_READONLY: "attempt to write a readonly database";
-	 * SQLITE_BUSY: SQLite's busy handler retries). */
+	 * the WAL write lock while holding a read lock, not checkpointing),
+	 * and the lock is free (while another writer holds it, the request
+	 * fails with SQLITE_BUSY without calling the hook).  Called before
+	 * the lock is taken: return SQLITE_OK to let it, or the code the lock
+	 * request fails with (SQLITE_READONLY: "attempt to write a readonly
+	 * database"; SQLITE_BUSY: SQLite's busy handler retries). */
 	int (*on_begin_write)(void *arg, void *ctx);
 	/* SQLITE_FCNTL_PRAGMA on the main file (azArg as SQLite documents
 	 * it): return SQLITE_NOTFOUND to let the pragma through. */
