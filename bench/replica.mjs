@@ -9,14 +9,13 @@
 import { createClient } from "@libsql/client";
 import Database from "libsql";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { REPLITE_BIN, fmt, percentile, startPrimary } from "./common.mjs";
+import { fmt, percentile, startPrimary } from "./common.mjs";
+import { BENCH_BIN, Driver, replicaUri, tempDir } from "./driver.mjs";
 
-const BENCH_BIN = process.env.REPLICA_BENCH_BIN ?? join(dirname(REPLITE_BIN), "bench", "replica_bench");
 const env = (name, dflt) => Number(process.env[name] ?? dflt);
 const READ_ROWS = env("BENCH_READ_ROWS", 100000);
 const READS = env("BENCH_READS", 200000); // lookups per run
@@ -33,55 +32,6 @@ const LIBSQL_VERSION = JSON.parse(
 const FRAME = 24 + 4096;
 const MB = 1e6;
 const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50);
-
-function tempDir(prefix) {
-  const path = mkdtempSync(join(tmpdir(), prefix));
-  return { path, file: (n) => join(path, n), remove: () => rmSync(path, { recursive: true, force: true }) };
-}
-
-// One replica connection in a replica_bench driver process: a command line
-// in, one JSON line out (two for watch).
-class Driver {
-  constructor() {
-    this.child = spawn(BENCH_BIN, ["driver"], { stdio: ["pipe", "pipe", "inherit"] });
-    this.waiters = [];
-    createInterface({ input: this.child.stdout }).on("line", (l) => this.waiters.shift()?.(JSON.parse(l)));
-    this.exited = new Promise((res) =>
-      this.child.on("exit", (code) => {
-        for (const w of this.waiters.splice(0)) w({ ok: false, error: `replica_bench exited with ${code}` });
-        res(code);
-      }),
-    );
-  }
-  reply(what) {
-    return new Promise((res) => this.waiters.push(res)).then((r) => {
-      if (!r.ok) throw new Error(`replica_bench ${what}: ${r.error}`);
-      return r;
-    });
-  }
-  send(line) {
-    const r = this.reply(line);
-    this.child.stdin.write(line + "\n");
-    return r;
-  }
-  // Resolves once the driver polls sql; .seen resolves with the CLOCK_MONOTONIC
-  // ns (as process.hrtime.bigint()) at which it first returned >= target.
-  async watch(target, sql) {
-    const ready = this.send(`watch ${target} ${sql}`);
-    const seen = this.reply("watch");
-    seen.catch(() => {});
-    await ready;
-    return { seen: seen.then((r) => BigInt(r.seen_ns)) };
-  }
-  async quit() {
-    this.child.stdin.end();
-    await this.exited;
-  }
-}
-
-function replicaUri(path, url, params = "") {
-  return `file:${path}?vfs=replite&sync_url=${encodeURIComponent(url)}${params}`;
-}
 
 // ---------------------------------------------------------------------------
 // 1. point reads

@@ -19,6 +19,13 @@
  *       int SQL           the first column of the first row
  *       watch TARGET SQL  answer {"ready"}, then run SQL about every 0.1 ms
  *                         until it returns >= TARGET; answer the time seen
+ *       inserts N SQL     run the write statement SQL N times in a row
+ *                         (autocommit; ?1 bound to 0..N-1 when it has a
+ *                         parameter), retrying at once a run that fails
+ *                         with SQLITE_BUSY or SQLITE_BUSY_SNAPSHOT until
+ *                         it commits; answer the elapsed ns, the retries
+ *                         of each kind and each run's latency in us
+ *                         (retries included)
  *       close
  */
 #include <inttypes.h>
@@ -276,6 +283,64 @@ static void cmd_watch(sqlite3 *db, char *args)
 	sqlite3_finalize(stmt);
 }
 
+static void cmd_inserts(sqlite3 *db, char *args)
+{
+	sqlite3_stmt *stmt = NULL;
+	long n, i, busy = 0, snapshot = 0;
+	uint64_t start, t0, t1;
+	uint32_t *lat;
+	char *sql;
+
+	n = strtol(args, &sql, 10);
+	if (n <= 0) {
+		reply_error("inserts: N must be positive");
+		return;
+	}
+	if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		reply_error(sqlite3_errmsg(db));
+		return;
+	}
+	lat = malloc((size_t)n * sizeof *lat);
+	if (lat == NULL)
+		die("out of memory", NULL);
+	start = t1 = now_ns();
+	for (i = 0; i < n; i++) {
+		t0 = t1;
+		if (sqlite3_bind_parameter_count(stmt) >= 1)
+			sqlite3_bind_int64(stmt, 1, i);
+		for (;;) {
+			int rc = sqlite3_step(stmt), ext;
+
+			if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+				sqlite3_reset(stmt);
+				break;
+			}
+			ext = sqlite3_extended_errcode(db);
+			sqlite3_reset(stmt);
+			if (ext == SQLITE_BUSY_SNAPSHOT)
+				snapshot++;
+			else if ((ext & 0xff) == SQLITE_BUSY)
+				busy++;
+			else {
+				reply_error(sqlite3_errmsg(db));
+				goto out;
+			}
+		}
+		t1 = now_ns();
+		lat[i] = (uint32_t)((t1 - t0) / 1000);
+	}
+	printf("{\"ok\":true,\"n\":%ld,\"ns\":%" PRIu64
+	       ",\"busy\":%ld,\"busy_snapshot\":%ld,\"lat_us\":[",
+	       n, t1 - start, busy, snapshot);
+	for (i = 0; i < n; i++)
+		printf("%s%" PRIu32, i > 0 ? "," : "", lat[i]);
+	fputs("]}\n", stdout);
+	fflush(stdout);
+out:
+	free(lat);
+	sqlite3_finalize(stmt);
+}
+
 static int cmd_driver(void)
 {
 	sqlite3 *db = NULL;
@@ -346,6 +411,9 @@ static int cmd_driver(void)
 			printf("{\"ok\":true,\"value\":%lld}\n", (long long)v);
 		} else if (strcmp(line, "watch") == 0) {
 			cmd_watch(db, args);
+			continue;
+		} else if (strcmp(line, "inserts") == 0) {
+			cmd_inserts(db, args);
 			continue;
 		} else if (strcmp(line, "close") == 0) {
 			t0 = now_ns();

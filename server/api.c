@@ -214,8 +214,10 @@ static void handle_sync(struct api *api, struct http_request *req,
 					 "frames needs a read-write token");
 			return;
 		}
-		store_push(api->store, v[0], v[1], v[2], baton, req->body,
-			   req->body_len, &res->reply);
+		const char *strict = http_request_arg(req, "strict");
+		store_push(api->store, v[0], v[1], v[2], baton,
+			   strict != NULL && strcmp(strict, "1") == 0,
+			   req->body, req->body_len, &res->reply);
 	} else {
 		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
 				 "%s %s is not supported", req->method,

@@ -36,6 +36,7 @@ struct pending_push {
 	uint32_t gen;
 	uint32_t first; /* frame number of frames[0] */
 	uint32_t next;  /* frame number the next request must start at */
+	int strict;     /* no acknowledgment of an identical re-push */
 	uint8_t *frames;
 	size_t len;
 	int64_t used_ms;
@@ -1095,8 +1096,8 @@ out:
 /* Append frames [first, first + n) to the log one for one and publish their
  * pages in the live database, as one atomic step under the write lock. */
 static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
-			const uint8_t *frames, size_t n, uint32_t *head_out,
-			char *why, size_t why_len)
+			int strict, const uint8_t *frames, size_t n,
+			uint32_t *head_out, char *why, size_t why_len)
 {
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
@@ -1125,7 +1126,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	head = frame_log_head(g->log);
 	*head_out = head;
 	if (g->number != gen || first != head + 1) {
-		int same = g->number == gen && first <= head &&
+		int same = !strict && g->number == gen && first <= head &&
 			   first + n - 1 <= head &&
 			   same_as_logged(g, first, frames, n);
 		rv = same ? 0 : 1;
@@ -1186,7 +1187,7 @@ static int pending_append(struct pending_push *p, const uint8_t *body,
 }
 
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		const char *baton, const uint8_t *body, size_t len,
+		const char *baton, int strict, const uint8_t *body, size_t len,
 		struct http_reply *reply)
 {
 	struct pending_push *p = NULL;
@@ -1255,6 +1256,7 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		}
 		p->gen = gen;
 		p->first = start;
+		p->strict = strict;
 	}
 	pthread_mutex_unlock(&s->mu);
 
@@ -1276,8 +1278,8 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 	commit = last_commit(p->frames, p->len / WALFMT_FRAME_SIZE);
 	if (commit >= 0) {
 		size_t n_apply = (size_t)commit + 1;
-		rv = apply_frames(s, gen, p->first, p->frames, n_apply, &head,
-				  why, sizeof why);
+		rv = apply_frames(s, gen, p->first, p->strict, p->frames,
+				  n_apply, &head, why, sizeof why);
 		if (rv < 0) {
 			http_reply_error(reply, 500, "PUSH_FAILED", "%s", why);
 			free_pending(p);

@@ -70,9 +70,15 @@ enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
  * if the generation is not retained. */
 int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size);
 
-/* POST /sync/{gen}/{start}/{end}[/{baton}] (baton may be NULL). */
+/* POST /sync/{gen}/{start}/{end}[/{baton}] (baton may be NULL).  A push
+ * that starts at or before the head is a conflict, except, when not strict,
+ * an identical re-push of frames already logged (a libSQL client retrying a
+ * push whose answer it lost), which is acknowledged.  strict (?strict=1,
+ * what replite replicas send): never acknowledged, since another writer's
+ * transaction can have the same pages (two replicas incrementing the same
+ * counter from the same value) and acknowledging it would lose an update. */
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		const char *baton, const uint8_t *body, size_t len,
+		const char *baton, int strict, const uint8_t *body, size_t len,
 		struct http_reply *reply);
 
 /* Periodic work: roll over a full generation, checkpoint the live WAL,

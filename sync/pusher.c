@@ -56,9 +56,12 @@ static enum pusher_result push_part(struct http_client *http,
 	}
 	frames_encode(t->pages + first, n, last ? t->db_size : 0, t->page_size,
 		      body);
+	/* strict: the primary must not take another writer's identical
+	 * transaction for ours (see store_push). */
 	snprintf(path, sizeof path,
-		 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32 "%s%s", t->generation,
-		 start, end, *baton ? "/" : "", *baton ? *baton : "");
+		 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32 "%s%s?strict=1",
+		 t->generation, start, end, *baton ? "/" : "",
+		 *baton ? *baton : "");
 	rc = http_client_request(http, "POST", path, body,
 				 (size_t)n * frame_size, timeout_ms, &res, err,
 				 err_len);

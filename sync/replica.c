@@ -139,12 +139,13 @@ static void idle_locked(struct replica *r, int64_t until_ms)
 }
 
 /* After a successful sync: start the next long-poll at once, unless the
- * primary answered a long-poll at once with nothing new (it does not
- * support them: pull once per interval instead). */
+ * primary answered a long-poll at once with no frames at all (it does not
+ * support them: pull once per interval instead).  Frames that were already
+ * applied (this process's own writes) count as an answer. */
 static int long_poll_again(const struct replica *r, int wait_s, int64_t started,
-			   uint64_t applied_before)
+			   uint64_t pulled_before)
 {
-	if (wait_s == 0 || r->stats.batches_applied != applied_before)
+	if (wait_s == 0 || r->stats.frames_pulled != pulled_before)
 		return 1;
 	return common_monotonic_ms() - started >= (int64_t)wait_s * 1000 / 2;
 }
@@ -163,7 +164,7 @@ static void *sync_main(void *arg)
 		pthread_mutex_unlock(&r->mu);
 	}
 	for (;;) {
-		uint64_t pending, applied_before;
+		uint64_t pending, pulled_before;
 		int64_t started, next;
 		int wait_s = 0, rc, interrupted;
 
@@ -184,7 +185,7 @@ static void *sync_main(void *arg)
 		pthread_mutex_unlock(&r->mu);
 
 		started = common_monotonic_ms();
-		applied_before = r->stats.batches_applied;
+		pulled_before = r->stats.frames_pulled;
 		err[0] = '\0';
 		rc = puller_sync(r->puller, wait_s, err, sizeof err);
 
@@ -221,7 +222,7 @@ static void *sync_main(void *arg)
 			next = interrupted ? 0
 					   : common_monotonic_ms() +
 						 backoff_ms(r, failures);
-		else if (long_poll_again(r, wait_s, started, applied_before))
+		else if (long_poll_again(r, wait_s, started, pulled_before))
 			next = 0;
 		else /* without long-poll support, pull once per interval */
 			next = started + r->params.sync_interval_ms;

@@ -7,9 +7,11 @@
 //     reaches it only through the sqlite3_api routines.
 // Each: bootstrap at the first open, reads, a commit on the primary made
 // visible by PRAGMA replite_sync and by the live (long-poll) sync, status
-// JSON, local writes refused with SQLITE_READONLY, journal_mode and
-// locking_mode refusals, a bad URI parameter, and the replica file read by
-// the same host without the extension.
+// JSON, local writes (one autocommit INSERT, one BEGIN..COMMIT of two
+// statements) that are on the primary when the statement (the COMMIT)
+// returns and visible locally at once, journal_mode and locking_mode
+// refusals, a bad URI parameter, and the replica file read by the same host
+// without the extension.
 //
 // The extension: $REPLITE_EXTENSION, else libreplite.so beside $REPLITE_BIN.
 // (An ASan-instrumented .so cannot be loaded into these uninstrumented
@@ -136,6 +138,27 @@ async function waitUntil(what, fn, timeoutMs = LIVE_DEADLINE_MS) {
 }
 
 const exportsIn = (log) => log.filter((r) => r.method === "GET" && r.path.startsWith("/export/"));
+const pushesIn = (log) => log.filter((r) => r.method === "POST" && r.path.startsWith("/sync/"));
+
+// Rows with v in `values`, as (v, hex(b)), on the primary.
+const LOCAL_ROWS = (values) =>
+  `SELECT v, hex(b) FROM t WHERE v IN (${values.map((v) => `'${v}'`).join(", ")}) ORDER BY id`;
+
+// After a local write on a replica with sync_interval=0 (so only the write
+// path can have brought anything): the primary has `expected` (rows of
+// LOCAL_ROWS(values)), the replica's rows equal the primary's, and its
+// status says it is at the primary's head; the push went through POST /sync.
+async function checkLocalWrite({ server, client }, values, expected, localRows, status, what) {
+  assert.deepEqual(await primaryRows(client, LOCAL_ROWS(values)), expected, `${what}: on the primary`);
+  assert.deepEqual(localRows, await primaryRows(client), `${what}: the replica has the primary's rows`);
+  const info = await serverInfo(server);
+  const s = JSON.parse(status);
+  assert.equal(s.frame_no, info.max_frame_no, `${what}: the replica is at the primary's head: ${status}`);
+  assert.equal(s.pending_frames, 0, `${what}: nothing pending: ${status}`);
+  assert.equal(s.last_error, null, `${what}: last_error: ${status}`);
+  const pushes = pushesIn(await settledRequestLog(server));
+  assert.ok(pushes.length > 0 && pushes.every((r) => r.status === 200), `${what}: pushed: ${JSON.stringify(pushes)}`);
+}
 
 // ---------------------------------------------------------------------------
 // The stock sqlite3 shell, driven over a pipe as a user would type into it.
@@ -190,7 +213,7 @@ function plainShell(path, sql) {
   return r.stdout.trim() === "" ? [] : JSON.parse(r.stdout).map((row) => Object.values(row));
 }
 
-test("the sqlite3 shell: .load, .open bootstraps, PRAGMA replite_sync, live sync, refusals, plain reads", async (t) => {
+test("the sqlite3 shell: .load, .open bootstraps, local writes, PRAGMA replite_sync, live sync, refusals, plain reads", async (t) => {
   await withPrimary(async ({ dir, server, client }) => {
     const info = await serverInfo(server);
     const path = dir.file("sh.db");
@@ -209,9 +232,43 @@ test("the sqlite3 shell: .load, .open bootstraps, PRAGMA replite_sync, live sync
       checkStatus(await sh.value("SELECT replite_status()"), at, "replite_status()");
       checkStatus(await sh.value("PRAGMA replite_status"), at, "PRAGMA replite_status");
 
-      // Local writes and mode changes are refused.
-      let r = await sh.run("INSERT INTO t(v) VALUES ('local');");
-      assert.match(r.err, /attempt to write a readonly database/);
+      // A local write: on the primary when the statement returns, visible
+      // locally at once (sync_interval=0: no sync brings it back).
+      let r = await sh.run("INSERT INTO t(v, b) VALUES ('sh-local', x'0102');");
+      assert.equal(r.err, "", "a local INSERT succeeds");
+      assert.deepEqual(await sh.query(LOCAL_ROWS(["sh-local"])), [["sh-local", "0102"]], "visible locally");
+      await checkLocalWrite(
+        { server, client },
+        ["sh-local"],
+        [["sh-local", "0102"]],
+        await sh.query(SNAPSHOT),
+        await sh.value("PRAGMA replite_status"),
+        "sqlite3 shell INSERT",
+      );
+      // A transaction of two statements: nothing on the primary before the
+      // COMMIT, all of it after.
+      r = await sh.run("BEGIN;", "INSERT INTO t(v) VALUES ('sh-tx-1');", "UPDATE t SET b = x'ff' WHERE v = 'sh-local';");
+      assert.equal(r.err, "", "BEGIN and two statements");
+      assert.deepEqual(
+        await primaryRows(client, LOCAL_ROWS(["sh-local", "sh-tx-1"])),
+        [["sh-local", "0102"]],
+        "not on the primary before the COMMIT",
+      );
+      r = await sh.run("COMMIT;");
+      assert.equal(r.err, "", "COMMIT");
+      const txRows = [["sh-local", "FF"], ["sh-tx-1", ""]];
+      assert.deepEqual(await sh.query(LOCAL_ROWS(["sh-local", "sh-tx-1"])), txRows, "the transaction is visible locally");
+      await checkLocalWrite(
+        { server, client },
+        ["sh-local", "sh-tx-1"],
+        txRows,
+        await sh.query(SNAPSHOT),
+        await sh.value("PRAGMA replite_status"),
+        "sqlite3 shell transaction",
+      );
+      assert.deepEqual(await sh.query("PRAGMA integrity_check"), [["ok"]]);
+
+      // Mode changes are refused.
       r = await sh.run("PRAGMA journal_mode=DELETE;");
       assert.match(r.err, /journal_mode=DELETE is refused/);
       r = await sh.run("PRAGMA locking_mode=EXCLUSIVE;");
@@ -286,7 +343,7 @@ test("the sqlite3 shell: .load, .open bootstraps, PRAGMA replite_sync, live sync
 // ---------------------------------------------------------------------------
 // Debian's Python: extension_host.py reports each step as a JSON line.
 
-async function runPython(args, onWrite) {
+async function runPython(args, onWrite, onCheck) {
   const child = spawn(PYTHON, [HOST_PY, ...args], { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
@@ -299,6 +356,9 @@ async function runPython(args, onWrite) {
       if (msg.step === "write") {
         const head = await onWrite(msg.value);
         child.stdin.write(`${JSON.stringify({ head })}\n`);
+      } else if (msg.step === "check") {
+        await onCheck(msg);
+        child.stdin.write("{}\n");
       } else {
         steps[msg.step] = msg;
       }
@@ -313,16 +373,32 @@ async function runPython(args, onWrite) {
   return steps;
 }
 
-test("Python's sqlite3 module: load_extension, connect(uri=True), syncs, OperationalError on writes", async (t) => {
+test("Python's sqlite3 module: load_extension, connect(uri=True), syncs, local writes and a transaction", async (t) => {
   await withPrimary(async ({ dir, server, client }) => {
     const info = await serverInfo(server);
     const initial = await primaryRows(client);
     const heads = {};
-    const s = await runPython(["replica", EXTENSION_NO_SUFFIX, dir.path, server.url], async (v) => {
-      await primaryInsert(client, v);
-      heads[v] = { head: (await serverInfo(server)).max_frame_no, rows: await primaryRows(client) };
-      return heads[v].head;
-    });
+    // What the primary had at each check (the Python process waits meanwhile).
+    const checks = {};
+    const onCheck = async (msg) => {
+      checks[msg.name] = {
+        ...msg,
+        localAll: msg.rows, // the replica's SNAPSHOT
+        rows: await primaryRows(client), // the primary's
+        primary: await primaryRows(client, LOCAL_ROWS(["py-local", "py-tx-1"])),
+        head: (await serverInfo(server)).max_frame_no,
+        pushes: pushesIn(await settledRequestLog(server)),
+      };
+    };
+    const s = await runPython(
+      ["replica", EXTENSION_NO_SUFFIX, dir.path, server.url],
+      async (v) => {
+        await primaryInsert(client, v);
+        heads[v] = { head: (await serverInfo(server)).max_frame_no, rows: await primaryRows(client) };
+        return heads[v].head;
+      },
+      onCheck,
+    );
     for (const step of ["loaded", "bootstrap", "refused", "explicit_sync", "live_open", "live", "bad_parameter", "done"])
       assert.ok(step in s, `python reached step ${step}: ${JSON.stringify(s)}`);
     assert.match(s.loaded.sqlite_version, /^3\./);
@@ -336,17 +412,40 @@ test("Python's sqlite3 module: load_extension, connect(uri=True), syncs, Operati
     checkStatus(s.bootstrap.status_pragma, at, "PRAGMA replite_status");
     assert.equal(s.bootstrap.sync_function, info.max_frame_no, "replite_sync() when caught up");
 
-    const { insert, journal_mode_delete, locking_mode_exclusive } = s.refused;
-    assert.equal(insert?.type, "OperationalError", JSON.stringify(insert));
-    assert.match(insert.message, /attempt to write a readonly database/);
-    assert.equal(insert.name, "SQLITE_READONLY");
+    // The local INSERT (committed by commit()): on the primary when commit()
+    // returned, visible locally, the replica at the primary's head.
+    const local = checks["py-local"];
+    assert.ok(local, `python reached the local write: ${JSON.stringify(s)}`);
+    assert.equal(local.error, null, `the local INSERT succeeds: ${JSON.stringify(local.error)}`);
+    assert.deepEqual(local.primary, [["py-local", "0102"]], "the INSERT is on the primary when commit() returns");
+    assert.deepEqual(local.local, [["py-local", "0102"]], "the INSERT is visible locally");
+    assert.deepEqual(local.localAll, local.rows, "the replica has the primary's rows");
+    checkStatus(local.status, { ...at, head: local.head }, "status after the local INSERT");
+    assert.ok(local.pushes.length > 0 && local.pushes.every((r) => r.status === 200), JSON.stringify(local.pushes));
+    // BEGIN, INSERT, UPDATE, COMMIT: nothing on the primary before the
+    // COMMIT, all of it after.
+    const open = checks["py-tx-open"];
+    assert.ok(open, `python reached the middle of the transaction: ${JSON.stringify(checks["py-tx"])}`);
+    assert.equal(open.in_transaction, true);
+    assert.deepEqual(open.primary, [["py-local", "0102"]], "not on the primary before the COMMIT");
+    const tx = checks["py-tx"];
+    assert.equal(tx.error, null, `the local transaction succeeds: ${JSON.stringify(tx.error)}`);
+    const txRows = [["py-local", "FF"], ["py-tx-1", ""]];
+    assert.deepEqual(tx.primary, txRows, "the transaction is on the primary when COMMIT returns");
+    assert.deepEqual(tx.local, txRows, "the transaction is visible locally");
+    assert.deepEqual(tx.localAll, tx.rows, "the replica has the primary's rows");
+    assert.deepEqual(tx.integrity, ["ok"]);
+    checkStatus(tx.status, { ...at, head: tx.head }, "status after the local transaction");
+    const afterLocal = tx.rows;
+
+    const { journal_mode_delete, locking_mode_exclusive } = s.refused;
     assert.match(journal_mode_delete?.message ?? "", /journal_mode=DELETE is refused/);
     assert.match(locking_mode_exclusive?.message ?? "", /locking_mode=EXCLUSIVE is refused/);
     assert.equal(s.refused.journal_mode, "wal");
-    assert.deepEqual(s.refused.rows, initial);
+    assert.deepEqual(s.refused.rows, afterLocal);
 
     const explicit = heads["py-explicit"];
-    assert.deepEqual(s.explicit_sync.before, initial, "nothing arrives without a sync (sync_interval=0)");
+    assert.deepEqual(s.explicit_sync.before, afterLocal, "nothing arrives without a sync (sync_interval=0)");
     assert.equal(Number(s.explicit_sync.frame), explicit.head, "PRAGMA replite_sync returns the head");
     assert.deepEqual(s.explicit_sync.after, explicit.rows, "the commit is there after the sync");
     checkStatus(s.explicit_sync.status, { ...at, head: explicit.head }, "status after the sync");
@@ -404,7 +503,7 @@ function plainNode(path) {
   return JSON.parse(r.stdout);
 }
 
-test("better-sqlite3 (its own SQLite): loadExtension, shared replica, statements, snapshots, live sync", async (t) => {
+test("better-sqlite3 (its own SQLite): loadExtension, local writes, shared replica, statements, snapshots, live sync", async (t) => {
   await withPrimary(async ({ dir, server, client }) => {
     const info = await serverInfo(server);
     const open = [];
@@ -429,11 +528,26 @@ test("better-sqlite3 (its own SQLite): loadExtension, shared replica, statements
       checkStatus(a.pragma("replite_status", { simple: true }), at, "PRAGMA replite_status");
       checkStatus(a.prepare("SELECT replite_status()").pluck().get(), at, "replite_status()");
 
-      assert.throws(() => a.exec("INSERT INTO t(v) VALUES ('local')"), {
-        code: "SQLITE_READONLY",
-        message: /attempt to write a readonly database/,
-      });
-      assert.throws(() => a.prepare("DELETE FROM t").run(), { code: "SQLITE_READONLY" });
+      // A local write: on the primary when run() returns, visible locally at
+      // once (sync_interval=0: no sync brings it back).
+      const ins = a.prepare("INSERT INTO t(v, b) VALUES (?, ?)").run("bs-local", Buffer.from([1, 2]));
+      assert.equal(ins.changes, 1);
+      assert.deepEqual(rowsOf(a, `SELECT v, hex(b) FROM t WHERE id = ${ins.lastInsertRowid}`), [["bs-local", "0102"]]);
+      const status = () => a.pragma("replite_status", { simple: true });
+      const inserted = [["bs-local", "0102"]];
+      await checkLocalWrite({ server, client }, ["bs-local"], inserted, rowsOf(a), status(), "better-sqlite3 INSERT");
+      // A transaction of two statements: nothing on the primary before the
+      // COMMIT, all of it after.
+      a.exec("BEGIN");
+      a.prepare("INSERT INTO t(v) VALUES (?)").run("bs-tx-1");
+      a.exec("UPDATE t SET b = x'ff' WHERE v = 'bs-local'");
+      const both = ["bs-local", "bs-tx-1"];
+      assert.deepEqual(await primaryRows(client, LOCAL_ROWS(both)), inserted, "not on the primary before the COMMIT");
+      a.exec("COMMIT");
+      const txRows = [["bs-local", "FF"], ["bs-tx-1", ""]];
+      assert.deepEqual(rowsOf(a, LOCAL_ROWS(both)), txRows, "the transaction is visible locally");
+      await checkLocalWrite({ server, client }, both, txRows, rowsOf(a), status(), "better-sqlite3 transaction");
+      assert.equal(a.pragma("integrity_check", { simple: true }), "ok");
       assert.throws(() => a.pragma("journal_mode = DELETE"), /journal_mode=DELETE is refused/);
       assert.throws(() => a.pragma("locking_mode = EXCLUSIVE"), /locking_mode=EXCLUSIVE is refused/);
       assert.equal(a.pragma("journal_mode", { simple: true }), "wal");

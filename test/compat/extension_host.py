@@ -9,7 +9,10 @@ on them.
       step.  When it needs a commit on the primary it prints
       {"step": "write", "value": V} and waits for a line on stdin: the test
       inserts a row with v = V into t on the primary, then answers with
-      {"head": N}, the primary's frame number after that commit.
+      {"head": N}, the primary's frame number after that commit.  After a
+      local write (and in the middle of a local transaction) it prints
+      {"step": "check", "name": NAME, ...} and waits for a line on stdin: the
+      test looks at the primary at that moment, then answers with {}.
 
   extension_host.py plain DB
       Opens DB with plain SQLite (no extension loaded) and reports its rows.
@@ -62,6 +65,14 @@ def primary_write(value):
     return json.loads(line)["head"]
 
 
+def check(name, **fields):
+    """Lets the test look at the primary now (while this process waits)."""
+    emit("check", name=name, **fields)
+    line = sys.stdin.readline()
+    if line == "":
+        raise SystemExit("stdin closed while waiting for a check")
+
+
 def uri(directory, name, sync_url, extra=""):
     return f"file:{directory}/{name}?vfs=replite&sync_url={sync_url}{extra}"
 
@@ -86,16 +97,47 @@ def replica(extension, directory, sync_url):
         sync_function=db.execute("SELECT replite_sync()").fetchone()[0],
     )
 
+    # A local write (the module opens a transaction before the INSERT; the
+    # commit() is the statement that pushes it), then an explicit
+    # BEGIN..COMMIT of two statements, with the primary checked in between.
     def local_write():
+        db.execute("INSERT INTO t(v, b) VALUES ('py-local', x'0102')")
+        db.commit()
+
+    insert_error = error_of(local_write)
+    check(
+        "py-local",
+        error=insert_error,
+        local=rows(db, "SELECT v, hex(b) FROM t WHERE v = 'py-local'"),
+        rows=rows(db),
+        status=db.execute("PRAGMA replite_status").fetchone()[0],
+    )
+
+    def local_transaction():
+        db.isolation_level = None  # explicit BEGIN/COMMIT
         try:
-            db.execute("INSERT INTO t(v) VALUES ('local')")
-            db.commit()
+            db.execute("BEGIN")
+            db.execute("INSERT INTO t(v) VALUES ('py-tx-1')")
+            db.execute("UPDATE t SET b = x'ff' WHERE v = 'py-local'")
+            check("py-tx-open", in_transaction=db.in_transaction)
+            db.execute("COMMIT")
         finally:
-            db.rollback()  # the module's implicit BEGIN stays open otherwise
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.isolation_level = ""
+
+    tx_error = error_of(local_transaction)
+    check(
+        "py-tx",
+        error=tx_error,
+        local=rows(db, "SELECT v, hex(b) FROM t WHERE v IN ('py-local', 'py-tx-1') ORDER BY id"),
+        rows=rows(db),
+        status=db.execute("PRAGMA replite_status").fetchone()[0],
+        integrity=[r[0] for r in db.execute("PRAGMA integrity_check")],
+    )
 
     emit(
         "refused",
-        insert=error_of(local_write),
         journal_mode_delete=error_of(lambda: db.execute("PRAGMA journal_mode=DELETE").fetchall()),
         locking_mode_exclusive=error_of(lambda: db.execute("PRAGMA locking_mode=EXCLUSIVE").fetchall()),
         rows=rows(db),

@@ -299,19 +299,26 @@ START_TEST(test_rollover_replays_pages)
 }
 END_TEST
 
-static json_t *push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		    const char *baton, const uint8_t *body, size_t len,
-		    int *status)
+static json_t *push_mode(struct store *s, uint32_t gen, uint32_t start,
+			 uint32_t end, const char *baton, int strict,
+			 const uint8_t *body, size_t len, int *status)
 {
 	struct http_reply r = {0};
 	json_t *j;
 
-	store_push(s, gen, start, end, baton, body, len, &r);
+	store_push(s, gen, start, end, baton, strict, body, len, &r);
 	*status = r.status;
 	j = json_loadb(r.body, r.len, 0, NULL);
 	http_reply_free(&r);
 	ck_assert_ptr_nonnull(j);
 	return j;
+}
+
+static json_t *push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
+		    const char *baton, const uint8_t *body, size_t len,
+		    int *status)
+{
+	return push_mode(s, gen, start, end, baton, 0, body, len, status);
 }
 
 static uint8_t *pull_all(struct store *s, uint32_t gen, uint32_t *n)
@@ -394,6 +401,14 @@ START_TEST(test_push_applies_frames)
 	j = push(b.store, 1, 1, n + 1, NULL, frames, n * WALFMT_FRAME_SIZE,
 		 &status);
 	ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+	json_decref(j);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+	/* A strict push (a replite replica) of the same frames is another
+	 * writer's transaction that lost: conflict, never "ok". */
+	j = push_mode(b.store, 1, 1, n + 1, NULL, 1, frames,
+		      n * WALFMT_FRAME_SIZE, &status);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "status")),
+			 "conflict");
 	json_decref(j);
 	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
 
