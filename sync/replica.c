@@ -16,6 +16,7 @@
 #include "sync/common.h"
 #include "sync/applier.h"
 #include "sync/base64.h"
+#include "sync/frames.h"
 #include "sync/http_client.h"
 #include "sync/puller.h"
 #include "sync/pusher.h"
@@ -65,7 +66,8 @@ struct replica {
 	 * write lock held, so one writer at a time (of any process) uses
 	 * these. */
 	struct http_client *push_http;
-	int token_read_only; /* the token's claim "a" is "ro" */
+	pthread_mutex_t push_mu; /* push_http: writers begin concurrently */
+	int token_read_only;     /* the token's claim "a" is "ro" */
 	uint32_t push_generation;
 	uint32_t push_end; /* the pushed transaction's last frame, or 0 */
 	int push_conflict; /* the last push lost: catch up after unlock */
@@ -355,6 +357,7 @@ static void replica_free(struct replica *r)
 	applier_close(r->applier);
 	replica_params_free(&r->params);
 	pthread_mutex_destroy(&r->mu);
+	pthread_mutex_destroy(&r->push_mu);
 	pthread_cond_destroy(&r->cond);
 	free(r->db_path);
 	free(r->state_path);
@@ -400,6 +403,7 @@ int replica_open(const char *db_path, const struct replica_params *p,
 		return -1;
 	}
 	pthread_mutex_init(&r->mu, NULL);
+	pthread_mutex_init(&r->push_mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cond, &ca);
@@ -580,16 +584,47 @@ static void write_failed(struct replica *r, const char *err)
 		    err);
 }
 
-/* A live long-poll is in flight after a successful sync: the file is as
- * current as the primary lets anyone know, so a write need not ask. */
-static int known_current(struct replica *r)
+/* Ask the primary where it stands (GET /info on the writers' kept-alive
+ * connection) and compare with the file: 1 when the file holds the
+ * primary's head, 0 when a catch-up is needed, -1 with err when the primary
+ * cannot be asked or is another database.  A live long-poll in flight is no
+ * proof: frames committed just before may be on the wire, and a writer that
+ * raced them would lose its push with SQLITE_BUSY_SNAPSHOT. */
+static int primary_matches_file(struct replica *r, char *err, size_t err_len)
 {
-	int current;
+	struct http_client_response res = {0};
+	struct replica_state st = {0};
+	struct frames_info info = {0};
+	int rv = -1;
 
-	pthread_mutex_lock(&r->mu);
-	current = r->polling && r->rounds > 0 && r->last_rc == 0;
-	pthread_mutex_unlock(&r->mu);
-	return current;
+	pthread_mutex_lock(&r->push_mu);
+	rv = http_client_request(r->push_http, "GET", "/info", NULL, 0,
+				 (long)r->params.write_timeout_ms, &res, err,
+				 err_len);
+	pthread_mutex_unlock(&r->push_mu);
+	if (rv != 0)
+		return -1;
+	rv = -1;
+	if (res.status != 200) {
+		common_set_err(err, err_len,
+			       "the primary answered GET /info with HTTP %ld",
+			       res.status);
+		goto out;
+	}
+	if (frames_parse_info(res.body, res.len, &info, err, err_len) != 0 ||
+	    applier_load_state(r->applier, &st, err, err_len) != 0)
+		goto out;
+	if (replica_state_check_primary(&st, info.database_id,
+					r->params.sync_url, err, err_len) != 0)
+		goto out;
+	rv = !st.bootstrapping && info.has_max_frame_no &&
+	     info.current_generation == st.generation &&
+	     info.max_frame_no == st.frame_no && st.frame_hwm == st.frame_no;
+out:
+	replica_state_free(&st);
+	frames_info_free(&info);
+	http_client_response_free(&res);
+	return rv;
 }
 
 int replica_reads_own_writes(const struct replica *r)
@@ -600,6 +635,7 @@ int replica_reads_own_writes(const struct replica *r)
 int replica_begin_write(struct replica *r)
 {
 	char err[1024];
+	int current;
 
 	if (r->token_read_only) {
 		sqlite3_log(SQLITE_READONLY,
@@ -608,7 +644,12 @@ int replica_begin_write(struct replica *r)
 			    r->db_path);
 		return SQLITE_READONLY;
 	}
-	if (known_current(r))
+	current = primary_matches_file(r, err, sizeof err);
+	if (current < 0) {
+		write_failed(r, err);
+		return SQLITE_IOERR_WRITE;
+	}
+	if (current)
 		return SQLITE_OK;
 	/* Catch up first: a transaction on a stale snapshot would only be
 	 * refused by the primary.  If this applied anything, SQLite finds
@@ -627,6 +668,7 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 {
 	struct replica_state st = {0};
 	struct pusher_txn t = {0};
+	enum pusher_result pushed;
 	uint32_t head = 0;
 	char err[1024];
 	int rc = SQLITE_IOERR_WRITE;
@@ -648,8 +690,11 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 	t.n = (uint32_t)n;
 	t.db_size = db_size;
 	t.page_size = st.page_size;
-	switch (pusher_push(r->push_http, &t, r->params.write_timeout_ms, &head,
-			    err, sizeof err)) {
+	pthread_mutex_lock(&r->push_mu);
+	pushed = pusher_push(r->push_http, &t, r->params.write_timeout_ms,
+			     &head, err, sizeof err);
+	pthread_mutex_unlock(&r->push_mu);
+	switch (pushed) {
 	case PUSHER_OK:
 		if (applier_commit_prepare(r->applier, t.generation, t.start,
 					   t.start + t.n - 1, err,
