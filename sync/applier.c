@@ -584,6 +584,7 @@ enum applier_result applier_apply_image(struct applier *a,
 		   err_len) != 0)
 		goto out;
 	st->bootstrapping = 0;
+	st->catching_up = 1;
 	if (record_wal(a, st, err, err_len) != 0 ||
 	    state_save(a, st, err, err_len) != 0)
 		goto out;
@@ -721,6 +722,25 @@ int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 	rv = state_save(a, &st, err, err_len);
 out:
 	replica_state_free(&st);
+	return rv;
+}
+
+int applier_caught_up(struct applier *a, char *err, size_t err_len)
+{
+	struct replica_state st = {0};
+	int rv = -1;
+
+	if (lock_begin(a, err, err_len) != 0)
+		return -1;
+	if (state_load(a, &st, err, err_len) == 0) {
+		rv = 0;
+		if (st.catching_up && !st.bootstrapping) {
+			st.catching_up = 0;
+			rv = state_save(a, &st, err, err_len);
+		}
+	}
+	replica_state_free(&st);
+	lock_end(a);
 	return rv;
 }
 

@@ -109,6 +109,10 @@ int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 			const struct wal_position *pos, char *err,
 			size_t err_len);
 
+/* The primary said the file is caught up: clear the state's catching_up
+ * flag (set when a full image is applied).  Returns 0, or -1 with err. */
+int applier_caught_up(struct applier *a, char *err, size_t err_len);
+
 /* The local file holds a state the primary does not have (it reports an
  * older position than the one applied): mark it for a full image, under the
  * lock.  Returns 0, or -1 with err. */

@@ -432,6 +432,9 @@ static enum pull_step on_no_frames(struct puller *p,
 		}
 		p->stats.generation = gen;
 		p->stats.primary_frame_no = st->frame_no;
+		if (st->catching_up &&
+		    applier_caught_up(p->applier, err, err_len) != 0)
+			return STEP_ERROR;
 		return STEP_CAUGHT_UP;
 	}
 	if (gen < st->generation) {

@@ -47,6 +47,7 @@ struct replica {
 	int thread_started;
 	int synced_at_open; /* the file had content: no sync needed to read */
 	int file_lost;      /* a state file but no database: download again */
+	int catching_up_at_open; /* see replica_state.catching_up */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -160,7 +161,8 @@ static void *sync_main(void *arg)
 	char err[1024];
 
 	/* sync_interval=0: only explicit syncs, once the file has content. */
-	if (r->params.sync_interval_ms == 0 && r->synced_at_open) {
+	if (r->params.sync_interval_ms == 0 && r->synced_at_open &&
+	    !r->catching_up_at_open) {
 		pthread_mutex_lock(&r->mu);
 		idle_locked(r, -1);
 		pthread_mutex_unlock(&r->mu);
@@ -322,6 +324,10 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 		}
 	}
 	*synced = !st.bootstrapping;
+	/* A file still catching up after a full image may be far behind:
+	 * a new connection waits for a sync too, but reads what the file
+	 * has when the sync fails. */
+	r->catching_up_at_open = st.catching_up;
 	r->file_lost = !st.bootstrapping && file_is_missing(r->db_path);
 	if (r->file_lost)
 		*synced = 0;
@@ -448,6 +454,8 @@ int replica_open(const char *db_path, const struct replica_params *p,
 		replica_close(r);
 		return -1;
 	}
+	if (synced && r->catching_up_at_open)
+		wait_first_sync(r, err, err_len);
 	*out = r;
 	return 0;
 fail:

@@ -233,6 +233,16 @@ static int decode(const json_t *root, struct replica_state *st,
 		return -1;
 	}
 	st->bootstrapping = b != NULL && json_is_true(b);
+	b = json_object_get(root, "catching_up");
+	if (b != NULL && !json_is_boolean(b)) {
+		snprintf(err, err_len,
+			 "the replica state file %s has \"catching_up\" of "
+			 "type %s, expected a boolean; it is "
+			 "damaged: " DAMAGED_ADVICE,
+			 path, json_type_name(b));
+		return -1;
+	}
+	st->catching_up = b != NULL && json_is_true(b);
 	if (decode_wal(root, st, path, err, err_len) != 0)
 		return -1;
 	/* Borrowed from root: the caller copies them. */
@@ -314,6 +324,11 @@ int replica_state_save(const char *path, const struct replica_state *st,
 	    "page_size", (json_int_t)st->page_size);
 	if (root != NULL && st->bootstrapping &&
 	    json_object_set_new(root, "bootstrapping", json_true()) != 0) {
+		json_decref(root);
+		root = NULL;
+	}
+	if (root != NULL && st->catching_up &&
+	    json_object_set_new(root, "catching_up", json_true()) != 0) {
 		json_decref(root);
 		root = NULL;
 	}

@@ -2,7 +2,7 @@
  * §2): which primary the local file replicates and how far it is applied.
  *
  *   {"format":1,"database_id":"...","sync_url":"http://...","generation":G,
- *    "frame_no":N,"frame_hwm":M,"page_size":4096[,"bootstrapping":true]
+ *    "frame_no":N,"frame_hwm":M,"page_size":4096[,"bootstrapping":true][,"catching_up":true]
  *    [,"wal":{"frames":F,"salt":[S1,S2]}]}
  *
  * frame_no is the last frame of generation G known to be applied locally;
@@ -34,6 +34,11 @@ struct replica_state {
 	 * local content is unknown until a full image is applied again
 	 * (stored as "bootstrapping": true; absent = false). */
 	int bootstrapping;
+	/* A full image was applied but the frames after it have not all
+	 * been: the content is consistent but may be far behind, so a new
+	 * connection waits for a sync before reading (stored as
+	 * "catching_up": true; absent = false). */
+	int catching_up;
 	/* Where the local WAL stood after the last batch this file received
 	 * (stored as "wal": {"frames": N, "salt": [S1, S2]}; absent when
 	 * unknown): a WAL found elsewhere, with no batch interrupted since,

@@ -145,6 +145,47 @@ START_TEST(test_deleted_database_is_restored)
 }
 END_TEST
 
+/* A file whose full image was applied but whose frames were not yet (its
+ * first sync was interrupted, or another process is still syncing it):
+ * consistent but behind, so an open waits for a sync even with
+ * sync_interval=0, and the flag is cleared once caught up. */
+START_TEST(test_catching_up_file_waits_for_a_sync)
+{
+	struct server_fixture srv;
+	char *dir = fixture_tmpdir();
+	char *path = fixture_path(dir, "app.db");
+	char *state_path = replica_state_path(path);
+	struct replica_state st;
+	char err[512];
+	sqlite3 *db;
+
+	server_fixture_start(&srv, NULL);
+	seed(srv.url);
+	db = rfx_open(path, srv.url, "sync_interval=0");
+	sqlite3_close(db);
+	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES ('three')");
+	ck_assert_int_eq(replica_state_load(state_path, &st, err, sizeof err),
+			 0);
+	ck_assert_int_eq(st.catching_up, 0);
+	st.catching_up = 1;
+	ck_assert_int_eq(replica_state_save(state_path, &st, err, sizeof err),
+			 0);
+	replica_state_free(&st);
+
+	db = rfx_open(path, NULL, "sync_interval=0");
+	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 3);
+	ck_assert_int_eq(replica_state_load(state_path, &st, err, sizeof err),
+			 0);
+	ck_assert_int_eq(st.catching_up, 0);
+	replica_state_free(&st);
+	sqlite3_close(db);
+	server_fixture_stop(&srv);
+	free(state_path);
+	free(path);
+	fixture_rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("replica_repair");
@@ -154,6 +195,7 @@ int main(void)
 	tcase_add_test(tc, test_foreign_write_is_repaired);
 	tcase_add_test(tc, test_ahead_of_primary_is_repaired);
 	tcase_add_test(tc, test_deleted_database_is_restored);
+	tcase_add_test(tc, test_catching_up_file_waits_for_a_sync);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }

@@ -130,6 +130,13 @@ START_TEST(test_roundtrip)
 	ck_assert_int_eq(out.bootstrapping, 1);
 	replica_state_free(&out);
 	in.bootstrapping = 0;
+	in.catching_up = 1;
+	ck_assert_int_eq(replica_state_save(path, &in, err, sizeof err), 0);
+	ck_assert_ptr_nonnull(strstr(read_text(path), "\"catching_up\":true"));
+	ck_assert_int_eq(replica_state_load(path, &out, err, sizeof err), 0);
+	ck_assert_int_eq(out.catching_up, 1);
+	replica_state_free(&out);
+	in.catching_up = 0;
 
 	/* The WAL position, when known. */
 	in.wal_known = 1;
@@ -286,6 +293,10 @@ static const struct {
      "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
      "\"wal\":{\"frames\":-1,\"salt\":[1,2]}}",
      "has a \"wal\" field that is not"},
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"catching_up\":\"yes\"}",
+     "\"catching_up\" of type a string"},
 };
 
 START_TEST(test_malformed)
