@@ -3,12 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <check.h>
 #include <jansson.h>
 
 #include "fixture.h"
 #include "include/replite.h"
+#include "sync/base64.h"
 #include "sync/http_client.h"
 
 void rfx_env_start(struct rfx_env *e, const char *const *server_args)
@@ -25,6 +27,41 @@ void rfx_env_stop(struct rfx_env *e)
 	fixture_rmdir(e->dir);
 	e->path = NULL;
 	e->dir = NULL;
+}
+
+void rfx_durable_start(struct rfx_durable *d, const char *extra)
+{
+	const char *args[] = {"--data-dir", NULL, extra, NULL};
+
+	d->dir = fixture_tmpdir();
+	d->data = fixture_path(d->dir, "primary");
+	d->path = fixture_path(d->dir, "app.db");
+	args[1] = d->data;
+	server_fixture_start(&d->srv, args);
+	snprintf(d->url, sizeof d->url, "%s", d->srv.url);
+	snprintf(d->listen, sizeof d->listen, "%s", d->url + strlen("http://"));
+}
+
+void rfx_durable_restart(struct rfx_durable *d, int same_address)
+{
+	const char *args[] = {"--data-dir", d->data, "--listen", d->listen,
+			      NULL};
+
+	ck_assert_int_eq(d->srv.pid, 0);
+	if (d->srv.dir != NULL) /* killed rather than stopped */
+		fixture_rmdir(d->srv.dir);
+	if (!same_address)
+		args[2] = NULL;
+	server_fixture_start(&d->srv, args);
+}
+
+void rfx_durable_stop(struct rfx_durable *d)
+{
+	server_fixture_stop(&d->srv);
+	free(d->data);
+	free(d->path);
+	fixture_rmdir(d->dir);
+	d->data = d->path = d->dir = NULL;
 }
 
 char *rfx_sync_error(sqlite3 *db)
@@ -51,11 +88,15 @@ static void register_once(void)
 	}
 }
 
-/* POST a Hrana v2 pipeline running sql; the result of its execute. */
-static json_t *primary_pipeline(const char *url, const char *sql, int want_rows)
+/* POST a Hrana v2 pipeline running sql (with a bearer token when token is
+ * not NULL); the result of its execute. */
+static json_t *primary_pipeline(const char *url, const char *token,
+				const char *sql, int want_rows)
 {
-	struct http_client_config cfg = {
-	    .base_url = url, .connect_timeout_ms = 5000, .max_body = 64 << 20};
+	struct http_client_config cfg = {.base_url = url,
+					 .auth_token = token,
+					 .connect_timeout_ms = 5000,
+					 .max_body = 64 << 20};
 	struct http_client_response res = {0};
 	struct http_client *c = NULL;
 	json_t *req, *doc, *first, *out;
@@ -95,12 +136,18 @@ static json_t *primary_pipeline(const char *url, const char *sql, int want_rows)
 
 void rfx_primary_exec(const char *url, const char *sql)
 {
-	json_decref(primary_pipeline(url, sql, 0));
+	json_decref(primary_pipeline(url, NULL, sql, 0));
 }
 
 int64_t rfx_primary_query_int(const char *url, const char *sql)
 {
-	json_t *r = primary_pipeline(url, sql, 1);
+	return rfx_primary_query_int_tok(url, NULL, sql);
+}
+
+int64_t rfx_primary_query_int_tok(const char *url, const char *token,
+				  const char *sql)
+{
+	json_t *r = primary_pipeline(url, token, sql, 1);
 	json_t *cell = json_array_get(
 	    json_array_get(
 		json_object_get(json_object_get(r, "result"), "rows"), 0),
@@ -183,4 +230,261 @@ char *rfx_status_text(sqlite3 *db)
 	out = strdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return out;
+}
+
+/* ---------------------------------------------------------------------- */
+/* helpers shared by the replica tests */
+
+int64_t rfx_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void rfx_sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+char *rfx_slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (fp == NULL)
+		return NULL;
+	ck_assert_int_eq(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	ck_assert_int_ge(n, 0);
+	rewind(fp);
+	buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	if (len != NULL)
+		*len = (size_t)n;
+	return buf;
+}
+
+int rfx_log_count(const struct server_fixture *srv, const char *needle)
+{
+	char *path = fixture_path(srv->dir, "server.log");
+	char *text = rfx_slurp(path, NULL), *p;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(text);
+	for (p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	free(text);
+	free(path);
+	return n;
+}
+
+void rfx_primary_info(const char *url, const char *token, struct rfx_info *out)
+{
+	struct http_client_config cfg = {url, token, 5000, 1 << 20};
+	struct http_client_response res = {0};
+	struct http_client *c = NULL;
+	const char *id;
+	json_t *doc;
+	char err[512];
+
+	ck_assert_msg(http_client_new(&cfg, &c, err, sizeof err) == 0, "%s",
+		      err);
+	ck_assert_msg(http_client_request(c, "GET", "/info", NULL, 0, 10000,
+					  &res, err, sizeof err) == 0,
+		      "GET /info: %s", err);
+	ck_assert_int_eq(res.status, 200);
+	doc = json_loadb((const char *)res.body, res.len, 0, NULL);
+	ck_assert_ptr_nonnull(doc);
+	out->generation = (uint32_t)json_integer_value(
+	    json_object_get(doc, "current_generation"));
+	out->max_frame_no =
+	    (uint32_t)json_integer_value(json_object_get(doc, "max_frame_no"));
+	out->oldest_generation = (uint32_t)json_integer_value(
+	    json_object_get(doc, "oldest_generation"));
+	id = json_string_value(json_object_get(doc, "database_id"));
+	ck_assert_ptr_nonnull(id);
+	snprintf(out->database_id, sizeof out->database_id, "%s", id);
+	json_decref(doc);
+	http_client_response_free(&res);
+	http_client_free(c);
+}
+
+char *rfx_digest_sql(const char *table, const char *row)
+{
+	char *sql = sqlite3_mprintf(
+	    "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n "
+	    "WHERE i < 63), rows(r) AS MATERIALIZED (SELECT CAST(%s AS BLOB) "
+	    "FROM %s) SELECT count(*) * 1000003 + coalesce(sum(h), 0) FROM "
+	    "(SELECT length(r) * 7 + (SELECT coalesce(sum((i + 1) * "
+	    "unicode(CAST(substr(r, 1 + i * (length(r) / 64 + 1), 1) AS "
+	    "TEXT))), 0) FROM n WHERE i * (length(r) / 64 + 1) < length(r)) "
+	    "AS h FROM rows)",
+	    row, table);
+
+	ck_assert_ptr_nonnull(sql);
+	return sql;
+}
+
+void rfx_assert_same_table(sqlite3 *db, const char *url, const char *table,
+			   const char *row)
+{
+	char *sql = rfx_digest_sql(table, row);
+	int64_t local = fixture_query_int(db, sql);
+	int64_t primary = rfx_primary_query_int(url, sql);
+
+	ck_assert_msg(local == primary,
+		      "table %s differs: replica digest %lld, primary %lld",
+		      table, (long long)local, (long long)primary);
+	sqlite3_free(sql);
+}
+
+json_t *rfx_status_json(sqlite3 *db)
+{
+	char *text = rfx_status_text(db);
+	json_t *o = json_loads(text, 0, NULL);
+
+	ck_assert_msg(json_is_object(o),
+		      "replite_status() is not an object: %s", text);
+	free(text);
+	return o;
+}
+
+json_t *rfx_state_json(const char *db_path)
+{
+	char *path = sqlite3_mprintf("%s-replite", db_path);
+	json_t *o;
+
+	ck_assert_ptr_nonnull(path);
+	o = json_load_file(path, 0, NULL);
+	ck_assert_msg(json_is_object(o), "no valid state file %s", path);
+	sqlite3_free(path);
+	return o;
+}
+
+int64_t rfx_state_int(const char *db_path, const char *key)
+{
+	json_t *o = rfx_state_json(db_path);
+	int64_t v;
+
+	ck_assert_msg(json_is_integer(json_object_get(o, key)),
+		      "state file: %s is not an integer", key);
+	v = json_integer_value(json_object_get(o, key));
+	json_decref(o);
+	return v;
+}
+
+/* Run a shell command made of fmt and three strings; its exit status. */
+static int run(const char *fmt, const char *a1, const char *a2, const char *a3)
+{
+	char *cmd;
+	int rc;
+
+	ck_assert_int_ge(asprintf(&cmd, fmt, a1, a2, a3), 0);
+	rc = system(cmd);
+	free(cmd);
+	return rc;
+}
+
+char *rfx_make_ed25519_key(const char *dir, char **pub_path)
+{
+	char *key = fixture_path(dir, "key.pem");
+
+	*pub_path = fixture_path(dir, "pub.pem");
+	if (run("openssl genpkey -algorithm ed25519 -out '%s' 2>/dev/null && "
+		"openssl pkey -in '%s' -pubout -out '%s'",
+		key, key, *pub_path) != 0) {
+		free(key);
+		free(*pub_path);
+		*pub_path = NULL;
+		return NULL;
+	}
+	return key;
+}
+
+/* base64url without padding (malloc'd). */
+static char *b64url(const void *p, size_t n)
+{
+	char *out = base64_encode(p, n, 1, 0);
+
+	ck_assert_ptr_nonnull(out);
+	return out;
+}
+
+char *rfx_sign_token(const char *dir, const char *key_pem, const char *claims)
+{
+	static const char header[] = "{\"alg\":\"EdDSA\",\"typ\":\"JWT\"}";
+	char *h = b64url(header, strlen(header));
+	char *c = b64url(claims, strlen(claims));
+	char *msg_path = fixture_path(dir, "signing-input");
+	char *sig_path = fixture_path(dir, "signature");
+	char *signing, *sig, *s, *token;
+	size_t sig_len;
+	FILE *fp;
+
+	ck_assert_int_ge(asprintf(&signing, "%s.%s", h, c), 0);
+	fp = fopen(msg_path, "wb");
+	ck_assert_ptr_nonnull(fp);
+	fputs(signing, fp);
+	fclose(fp);
+	ck_assert_int_eq(run("openssl pkeyutl -sign -inkey '%s' -rawin -in "
+			     "'%s' -out '%s'",
+			     key_pem, msg_path, sig_path),
+			 0);
+	sig = rfx_slurp(sig_path, &sig_len);
+	ck_assert_ptr_nonnull(sig);
+	ck_assert_uint_eq(sig_len, 64);
+	s = b64url(sig, sig_len);
+	ck_assert_int_ge(asprintf(&token, "%s.%s", signing, s), 0);
+	free(h);
+	free(c);
+	free(s);
+	free(sig);
+	free(signing);
+	free(msg_path);
+	free(sig_path);
+	return token;
+}
+
+int rfx_env_start_auth(struct rfx_env *e, const char *test, char **key)
+{
+	const char *args[] = {"--auth-jwt-key-file", NULL, NULL};
+	char *pub;
+
+	unsetenv("REPLITE_AUTH_TOKEN");
+	e->dir = fixture_tmpdir();
+	*key = rfx_make_ed25519_key(e->dir, &pub);
+	if (*key == NULL) {
+		printf("%s: skipped (no openssl command)\n", test);
+		fixture_rmdir(e->dir);
+		e->dir = NULL;
+		return 0;
+	}
+	args[1] = pub;
+	server_fixture_start(&e->srv, args);
+	free(pub);
+	e->path = fixture_path(e->dir, "app.db");
+	return 1;
+}
+
+int rfx_run_tests(const char *name, const TTest *const *tests, size_t n)
+{
+	Suite *s = suite_create(name);
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		TCase *tc = tcase_create(tests[i]->name);
+
+		tcase_set_timeout(tc, 120);
+		tcase_add_test(tc, tests[i]);
+		suite_add_tcase(s, tc);
+	}
+	return fixture_run(s);
 }

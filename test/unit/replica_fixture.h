@@ -5,8 +5,12 @@
 #ifndef REPLITE_TEST_REPLICA_FIXTURE_H
 #define REPLITE_TEST_REPLICA_FIXTURE_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include <check.h>
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "server_fixture.h"
@@ -21,6 +25,27 @@ struct rfx_env {
 };
 void rfx_env_start(struct rfx_env *e, const char *const *server_args);
 void rfx_env_stop(struct rfx_env *e);
+
+/* A primary that can stop and start again with the same data (kept in
+ * dir/primary, apart from srv.dir), and the path of a replica file in dir
+ * (dir/app.db). */
+struct rfx_durable {
+	struct server_fixture srv;
+	char *dir;
+	char *data;
+	char *path;
+	char url[64];    /* where the primary was first started */
+	char listen[64]; /* the same as host:port */
+};
+/* Start it, with one more argument for the primary unless extra is NULL
+ * (e.g. "--log-requests"). */
+void rfx_durable_start(struct rfx_durable *d, const char *extra);
+/* Start the primary again after it stopped (server_fixture_stop, or killed
+ * with srv.pid set to 0) with the same data, at its first address or, unless
+ * same_address, at a new one. */
+void rfx_durable_restart(struct rfx_durable *d, int same_address);
+/* Stop the primary and remove the directory. */
+void rfx_durable_stop(struct rfx_durable *d);
 
 /* Run SQL (one statement, or several separated by ';' run as one
  * sequence) on the primary at url; the test fails if the primary refuses
@@ -51,5 +76,75 @@ int64_t rfx_sync(sqlite3 *db);
 int64_t rfx_status_int(sqlite3 *db, const char *field);
 /* The whole replite_status() text (malloc'd). */
 char *rfx_status_text(sqlite3 *db);
+
+/* ---------------------------------------------------------------------- */
+/* helpers shared by the replica tests */
+
+/* Milliseconds on the monotonic clock; sleep for ms milliseconds. */
+int64_t rfx_now_ms(void);
+void rfx_sleep_ms(long ms);
+
+/* The whole file at path (malloc'd, NUL terminated, its length in *len
+ * when len is not NULL), or NULL when it does not exist. */
+char *rfx_slurp(const char *path, size_t *len);
+
+/* Occurrences of needle in the server's log (with --log-requests, one line
+ * "replite: request METHOD /path STATUS" per answered request). */
+int rfx_log_count(const struct server_fixture *srv, const char *needle);
+
+#define RFX_ASSERT_HAS(text, needle)                                           \
+	ck_assert_msg(strstr((text), (needle)) != NULL,                        \
+		      "expected \"%s\" in: %s", (needle), (text))
+
+/* What the primary's GET /info says. */
+struct rfx_info {
+	uint32_t generation; /* current_generation */
+	uint32_t max_frame_no;
+	uint32_t oldest_generation;
+	char database_id[128];
+};
+/* GET /info from the primary at url (with a bearer token when token is not
+ * NULL). */
+void rfx_primary_info(const char *url, const char *token, struct rfx_info *out);
+
+/* rfx_primary_query_int with a bearer token (NULL: none). */
+int64_t rfx_primary_query_int_tok(const char *url, const char *token,
+				  const char *sql);
+
+/* A hash-like aggregate of a table (sqlite3_free): the row count, and for
+ * every row (the expression row gives it as text) its length and 64
+ * characters sampled across its whole text, so a wrong overflow page
+ * shows. */
+char *rfx_digest_sql(const char *table, const char *row);
+/* The table has the same digest on the connection db and on the primary. */
+void rfx_assert_same_table(sqlite3 *db, const char *url, const char *table,
+			   const char *row);
+
+/* replite_status() parsed (json_decref). */
+json_t *rfx_status_json(sqlite3 *db);
+/* The state file beside db_path (db_path-replite), parsed (json_decref). */
+json_t *rfx_state_json(const char *db_path);
+/* An integer field of that state file. */
+int64_t rfx_state_int(const char *db_path, const char *key);
+
+/* An Ed25519 key pair made in dir with the openssl command: the private
+ * key's path (malloc'd), the public key's in *pub_path (malloc'd); NULL
+ * (and *pub_path NULL) when there is no openssl command. */
+char *rfx_make_ed25519_key(const char *dir, char **pub_path);
+/* A JWT with claims (JSON text) signed by the Ed25519 key in key_pem, with
+ * scratch files in dir (malloc'd). */
+char *rfx_sign_token(const char *dir, const char *key_pem, const char *claims);
+/* rfx_env_start for the tests of tokens: the primary accepts only tokens
+ * signed by an Ed25519 key made in e->dir, whose private key's path goes
+ * in *key (malloc'd, for rfx_sign_token); REPLITE_AUTH_TOKEN is unset.  0
+ * when there is no openssl command: then nothing is left to stop, it
+ * printed that the test named test is skipped, and the test should
+ * return. */
+int rfx_env_start_auth(struct rfx_env *e, const char *test, char **key);
+
+/* Run tests[0..n-1] as the suite name, each a test case of its own named
+ * after it (CK_RUN_CASE=name runs one) with a timeout of 120 s: the
+ * process's exit code. */
+int rfx_run_tests(const char *name, const TTest *const *tests, size_t n);
 
 #endif

@@ -25,7 +25,6 @@
 #include "include/replite.h"
 #include "replica_fixture.h"
 #include "server_fixture.h"
-#include "sync/http_client.h"
 
 /* How long a wait for something asynchronous may take before the test
  * fails (never an expectation of speed). */
@@ -34,51 +33,12 @@
 /* ---------------------------------------------------------------------- */
 /* small helpers */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t unix_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-/* The whole file at path (malloc'd, NUL terminated), or NULL when it does
- * not exist. */
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (fp == NULL)
-		return NULL;
-	ck_assert_int_eq(fseek(fp, 0, SEEK_END), 0);
-	n = ftell(fp);
-	ck_assert_int_ge(n, 0);
-	rewind(fp);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	if (len != NULL)
-		*len = (size_t)n;
-	return buf;
 }
 
 static int file_exists(const char *path)
@@ -108,7 +68,7 @@ static void snap_take(const char *path, struct snap *s)
 	struct stat st;
 
 	memset(s, 0, sizeof *s);
-	s->data = slurp(path, &s->len);
+	s->data = rfx_slurp(path, &s->len);
 	if (s->data != NULL && stat(path, &st) == 0)
 		s->mtime = st.st_mtim;
 }
@@ -132,22 +92,6 @@ static void snap_assert_same(const char *path, struct snap *s)
 	free(now.data);
 	free(s->data);
 	s->data = NULL;
-}
-
-/* Occurrences of needle in the server's log (with --log-requests, one line
- * "replite: request GET /path STATUS" per answered request). */
-static int log_count(const struct server_fixture *srv, const char *needle)
-{
-	char *path = fixture_path(srv->dir, "server.log");
-	char *text = slurp(path, NULL), *p;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(text);
-	for (p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-		n++;
-	free(text);
-	free(path);
-	return n;
 }
 
 /* sqlite3_log messages of this process.  SQLITE_CONFIG_LOG works only
@@ -185,45 +129,6 @@ static int log_has(const char *needle)
 
 /* ---------------------------------------------------------------------- */
 /* the primary */
-
-struct info {
-	uint32_t generation;
-	uint32_t max_frame_no;
-	uint32_t oldest_generation;
-	char database_id[128];
-};
-
-/* GET /info from the primary at url. */
-static void primary_info(const char *url, struct info *out)
-{
-	struct http_client_config cfg = {url, NULL, 5000, 1 << 20};
-	struct http_client_response res = {0};
-	struct http_client *c = NULL;
-	json_t *doc;
-	char err[512];
-
-	ck_assert_msg(http_client_new(&cfg, &c, err, sizeof err) == 0, "%s",
-		      err);
-	ck_assert_msg(http_client_request(c, "GET", "/info", NULL, 0, 10000,
-					  &res, err, sizeof err) == 0,
-		      "GET /info: %s", err);
-	ck_assert_int_eq(res.status, 200);
-	doc = json_loadb((const char *)res.body, res.len, 0, NULL);
-	ck_assert_ptr_nonnull(doc);
-	out->generation = (uint32_t)json_integer_value(
-	    json_object_get(doc, "current_generation"));
-	out->max_frame_no =
-	    (uint32_t)json_integer_value(json_object_get(doc, "max_frame_no"));
-	out->oldest_generation = (uint32_t)json_integer_value(
-	    json_object_get(doc, "oldest_generation"));
-	ck_assert_ptr_nonnull(
-	    json_string_value(json_object_get(doc, "database_id")));
-	snprintf(out->database_id, sizeof out->database_id, "%s",
-		 json_string_value(json_object_get(doc, "database_id")));
-	json_decref(doc);
-	http_client_response_free(&res);
-	http_client_free(c);
-}
 
 /* The test data set: several tables (one WITHOUT ROWID), an index, and
  * blobs of every tenth item larger than a page (overflow chains). */
@@ -278,46 +183,13 @@ static const char *const seed_tables[][2] = {
 		      "rootpage || ',' || coalesce(sql, '')"},
 };
 
-/* A hash-like aggregate of a table: the row count, and for every row its
- * length and 64 characters sampled across its whole text (so a wrong
- * overflow page shows). */
-static char *digest_sql(const char *table, const char *row)
-{
-	char *sql = sqlite3_mprintf(
-	    "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n "
-	    "WHERE i < 63), rows(r) AS MATERIALIZED (SELECT CAST(%s AS BLOB) "
-	    "FROM %s) SELECT count(*) * 1000003 + coalesce(sum(h), 0) FROM "
-	    "(SELECT length(r) * 7 + (SELECT coalesce(sum((i + 1) * "
-	    "unicode(CAST(substr(r, 1 + i * (length(r) / 64 + 1), 1) AS "
-	    "TEXT))), 0) FROM n WHERE i * (length(r) / 64 + 1) < length(r)) "
-	    "AS h FROM rows)",
-	    row, table);
-
-	ck_assert_ptr_nonnull(sql);
-	return sql;
-}
-
-/* The replica's table has the same digest as the primary's. */
-static void assert_same_table(sqlite3 *db, const char *url, const char *table,
-			      const char *row)
-{
-	char *sql = digest_sql(table, row);
-	int64_t local = fixture_query_int(db, sql);
-	int64_t primary = rfx_primary_query_int(url, sql);
-
-	ck_assert_msg(local == primary,
-		      "table %s differs: replica digest %lld, primary %lld",
-		      table, (long long)local, (long long)primary);
-	sqlite3_free(sql);
-}
-
 static void assert_same_seed(sqlite3 *db, const char *url)
 {
 	size_t i;
 
 	for (i = 0; i < sizeof seed_tables / sizeof seed_tables[0]; i++)
-		assert_same_table(db, url, seed_tables[i][0],
-				  seed_tables[i][1]);
+		rfx_assert_same_table(db, url, seed_tables[i][0],
+				      seed_tables[i][1]);
 }
 
 /* Insert one item with a blob of blob_len bytes on the primary. */
@@ -335,47 +207,12 @@ static void primary_insert_item(const char *url, int id, int blob_len)
 /* ---------------------------------------------------------------------- */
 /* the replica */
 
-/* replite_status() parsed. */
-static json_t *status_json(sqlite3 *db)
-{
-	char *text = rfx_status_text(db);
-	json_t *o = json_loads(text, 0, NULL);
-
-	ck_assert_msg(json_is_object(o),
-		      "replite_status() is not an object: %s", text);
-	free(text);
-	return o;
-}
-
-/* The state file beside db_path, parsed. */
-static json_t *state_json(const char *db_path)
-{
-	char *path = sibling(db_path, "-replite");
-	json_t *o = json_load_file(path, 0, NULL);
-
-	ck_assert_msg(json_is_object(o), "no valid state file %s", path);
-	free(path);
-	return o;
-}
-
-static int64_t state_int(const char *db_path, const char *key)
-{
-	json_t *o = state_json(db_path);
-	int64_t v;
-
-	ck_assert_msg(json_is_integer(json_object_get(o, key)),
-		      "state file: %s is not an integer", key);
-	v = json_integer_value(json_object_get(o, key));
-	json_decref(o);
-	return v;
-}
-
 /* Set an integer field of the state file beside db_path (as a crash in
  * the middle of a sync would leave it). */
 static void state_set_int(const char *db_path, const char *key, int64_t v)
 {
 	char *path = sibling(db_path, "-replite");
-	json_t *o = state_json(db_path);
+	json_t *o = rfx_state_json(db_path);
 
 	ck_assert_int_eq(json_object_set_new(o, key, json_integer(v)), 0);
 	ck_assert_int_eq(json_dump_file(o, path, JSON_COMPACT), 0);
@@ -399,25 +236,21 @@ static int exec_fails(sqlite3 *db, const char *sql, int *xrc, char *msg,
 	return rc;
 }
 
-#define ASSERT_HAS(text, needle)                                               \
-	ck_assert_msg(strstr((text), (needle)) != NULL,                        \
-		      "expected \"%s\" in: %s", (needle), (text))
-
 /* Poll a local query until it returns want; fails after DEADLINE_MS.
  * Returns the milliseconds it took (for printing only). */
 static int64_t poll_until(sqlite3 *db, const char *sql, int64_t want,
 			  long every_ms)
 {
-	int64_t start = now_ms(), v;
+	int64_t start = rfx_now_ms(), v;
 
 	for (;;) {
 		v = fixture_query_int(db, sql);
 		if (v == want)
-			return now_ms() - start;
-		ck_assert_msg(now_ms() - start < DEADLINE_MS,
+			return rfx_now_ms() - start;
+		ck_assert_msg(rfx_now_ms() - start < DEADLINE_MS,
 			      "%s is %lld after %d ms, expected %lld", sql,
 			      (long long)v, DEADLINE_MS, (long long)want);
-		sleep_ms(every_ms);
+		rfx_sleep_ms(every_ms);
 	}
 }
 
@@ -426,17 +259,17 @@ static int64_t poll_until(sqlite3 *db, const char *sql, int64_t want,
  * /info. */
 static void sync_and_check_position(sqlite3 *db, const char *url)
 {
-	struct info before, after;
+	struct rfx_info before, after;
 	int tries;
 
 	for (tries = 0; tries < 20; tries++) {
-		primary_info(url, &before);
+		rfx_primary_info(url, NULL, &before);
 		rfx_sync(db);
-		primary_info(url, &after);
+		rfx_primary_info(url, NULL, &after);
 		if (before.generation == after.generation &&
 		    before.max_frame_no == after.max_frame_no)
 			break;
-		sleep_ms(300);
+		rfx_sleep_ms(300);
 	}
 	ck_assert_int_lt(tries, 20);
 	ck_assert_int_eq(rfx_status_int(db, "generation"), after.generation);
@@ -479,7 +312,7 @@ START_TEST(test_bootstrap_content)
 	char *path = fixture_path(dir, "app.db");
 	const char *args[] = {"--import", seed, NULL};
 	char *rows, *state_path;
-	struct info info;
+	struct rfx_info info;
 	sqlite3_stmt *st;
 	json_t *state;
 	sqlite3 *db;
@@ -493,7 +326,7 @@ START_TEST(test_bootstrap_content)
 	rfx_primary_exec(srv.url,
 			 "UPDATE items SET qty = qty + 1 WHERE id "
 			 "% 3 = 0; DELETE FROM notes WHERE id % 5 = 0");
-	primary_info(srv.url, &info);
+	rfx_primary_info(srv.url, NULL, &info);
 	ck_assert_int_gt(info.max_frame_no, 0);
 
 	db = rfx_open(path, srv.url, "sync_interval=0");
@@ -523,7 +356,7 @@ START_TEST(test_bootstrap_content)
 	/* The state file: the primary's id, the URL, the position. */
 	state_path = sibling(path, "-replite");
 	ck_assert(file_exists(state_path));
-	state = state_json(path);
+	state = rfx_state_json(path);
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(state, "database_id")),
 	    info.database_id);
@@ -565,7 +398,7 @@ START_TEST(test_incremental_sync)
 	struct rfx_env e;
 	sqlite3 *db, *db2;
 	sqlite3_stmt *count, *st;
-	struct info info;
+	struct rfx_info info;
 	char msg[512];
 
 	rfx_env_start(&e, NULL);
@@ -585,7 +418,7 @@ START_TEST(test_incremental_sync)
 			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
 			 "SELECT i + 1 FROM n WHERE i < 10) INSERT "
 			 "INTO t(b) SELECT 'row ' || i FROM n");
-	primary_info(e.srv.url, &info);
+	rfx_primary_info(e.srv.url, NULL, &info);
 	ck_assert_int_eq(
 	    sqlite3_prepare_v2(db, "PRAGMA replite_sync", -1, &st, NULL),
 	    SQLITE_OK);
@@ -600,7 +433,7 @@ START_TEST(test_incremental_sync)
 
 	/* SELECT replite_sync(): the frame number, as an integer. */
 	rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES ('thirteen')");
-	primary_info(e.srv.url, &info);
+	rfx_primary_info(e.srv.url, NULL, &info);
 	ck_assert_int_eq(
 	    sqlite3_prepare_v2(db, "SELECT replite_sync()", -1, &st, NULL),
 	    SQLITE_OK);
@@ -637,7 +470,7 @@ START_TEST(test_incremental_sync)
 	ck_assert_int_ne(
 	    exec_fails(db, "SELECT * FROM t2", NULL, msg, sizeof msg),
 	    SQLITE_OK);
-	ASSERT_HAS(msg, "no such table");
+	RFX_ASSERT_HAS(msg, "no such table");
 	ck_assert_int_eq(fixture_query_int(db2,
 					   "SELECT count(*) FROM sqlite_schema "
 					   "WHERE name = 't2'"),
@@ -659,8 +492,8 @@ START_TEST(test_incremental_sync)
 	fixture_exec(db, "COMMIT");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 16);
 
-	assert_same_table(db, e.srv.url, "t",
-			  "a || ',' || b || ',' || coalesce(c, '')");
+	rfx_assert_same_table(db, e.srv.url, "t",
+			      "a || ',' || b || ',' || coalesce(c, '')");
 	fixture_assert_integrity(db);
 
 	/* The primary's database shrinks (VACUUM rewrites every page). */
@@ -681,10 +514,10 @@ START_TEST(test_incremental_sync)
 			 rfx_primary_query_int(e.srv.url, "PRAGMA page_count"));
 	ck_assert_int_eq(fixture_query_int(db2, "PRAGMA page_count"),
 			 rfx_primary_query_int(e.srv.url, "PRAGMA page_count"));
-	assert_same_table(db, e.srv.url, "t",
-			  "a || ',' || b || ',' || coalesce(c, '')");
-	assert_same_table(db, e.srv.url, "sqlite_schema",
-			  "type || name || rootpage || coalesce(sql, '')");
+	rfx_assert_same_table(db, e.srv.url, "t",
+			      "a || ',' || b || ',' || coalesce(c, '')");
+	rfx_assert_same_table(db, e.srv.url, "sqlite_schema",
+			      "type || name || rootpage || coalesce(sql, '')");
 	fixture_assert_integrity(db);
 	fixture_assert_integrity(db2);
 	sqlite3_finalize(count);
@@ -711,7 +544,7 @@ START_TEST(test_background_sync)
 
 	/* sync_interval=0.2: no explicit sync. */
 	db = rfx_open(e.path, e.srv.url, "sync_interval=0.2");
-	status = status_json(db);
+	status = rfx_status_json(db);
 	ck_assert(json_is_number(json_object_get(status, "sync_interval")));
 	ck_assert(json_number_value(json_object_get(status, "sync_interval")) ==
 		  0.2);
@@ -727,20 +560,20 @@ START_TEST(test_background_sync)
 	db = rfx_open(path2, e.srv.url, NULL);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 4);
 	/* Let the sync thread settle into its long-poll. */
-	sleep_ms(200);
+	rfx_sleep_ms(200);
 	for (i = 0; i < 5; i++) {
-		int64_t t0 = now_ms(), ms;
+		int64_t t0 = rfx_now_ms(), ms;
 
 		rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES ('live')");
 		poll_until(db, "SELECT count(*) FROM t", 5 + i, 2);
-		ms = now_ms() - t0;
+		ms = rfx_now_ms() - t0;
 		printf("live sync: commit %d visible on the replica after "
 		       "%lld ms (including the commit's round trip)\n",
 		       i + 1, (long long)ms);
 		fflush(stdout);
 	}
 	ck_assert_int_eq(rfx_status_int(db, "sync_interval"), 1);
-	status = status_json(db);
+	status = rfx_status_json(db);
 	ck_assert(json_is_null(json_object_get(status, "last_error")));
 	json_decref(status);
 	fixture_assert_integrity(db);
@@ -787,7 +620,7 @@ START_TEST(test_status)
 	char *path3;
 	sqlite3 *db, *db2, *plain;
 	json_t *s0, *s1, *sp;
-	struct info info;
+	struct rfx_info info;
 	sqlite3_stmt *st;
 	int64_t before, after;
 	char msg[512];
@@ -803,8 +636,8 @@ START_TEST(test_status)
 	before = unix_ms();
 	rfx_sync(db);
 	after = unix_ms();
-	primary_info(e.srv.url, &info);
-	s0 = status_json(db);
+	rfx_primary_info(e.srv.url, NULL, &info);
+	s0 = rfx_status_json(db);
 	assert_status_types(s0);
 	ck_assert_int_eq(jint(s0, "generation"), info.generation);
 	ck_assert_int_eq(jint(s0, "frame_no"), info.max_frame_no);
@@ -825,9 +658,9 @@ START_TEST(test_status)
 			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
 			 "SELECT i + 1 FROM n WHERE i < 50) INSERT "
 			 "INTO t(b) SELECT randomblob(3000) FROM n");
-	primary_info(e.srv.url, &info);
+	rfx_primary_info(e.srv.url, NULL, &info);
 	ck_assert_int_eq(rfx_sync(db), info.max_frame_no);
-	s1 = status_json(db);
+	s1 = rfx_status_json(db);
 	assert_status_types(s1);
 	ck_assert_int_eq(jint(s1, "frame_no"), info.max_frame_no);
 	ck_assert_int_eq(jint(s1, "primary_frame_no"), info.max_frame_no);
@@ -857,19 +690,19 @@ START_TEST(test_status)
 	    info.max_frame_no);
 	exec_fails(db, "SELECT replite_status('nosuch')", NULL, msg,
 		   sizeof msg);
-	ASSERT_HAS(msg, "not a replica");
+	RFX_ASSERT_HAS(msg, "not a replica");
 	json_decref(s0);
 	json_decref(s1);
 
 	/* sync_interval echoes the parameter, default 1. */
 	db2 = rfx_open(path2, e.srv.url, "sync_interval=2.5");
-	s0 = status_json(db2);
+	s0 = rfx_status_json(db2);
 	ck_assert(json_number_value(json_object_get(s0, "sync_interval")) ==
 		  2.5);
 	json_decref(s0);
 	sqlite3_close(db2);
 	db2 = rfx_open(path3, e.srv.url, NULL);
-	s0 = status_json(db2);
+	s0 = rfx_status_json(db2);
 	ck_assert(json_number_value(json_object_get(s0, "sync_interval")) ==
 		  1.0);
 	json_decref(s0);
@@ -878,9 +711,9 @@ START_TEST(test_status)
 	/* On a connection that is not a replica, the functions say so. */
 	ck_assert_int_eq(sqlite3_open(":memory:", &plain), SQLITE_OK);
 	exec_fails(plain, "SELECT replite_status()", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, "not a replica");
+	RFX_ASSERT_HAS(msg, "not a replica");
 	exec_fails(plain, "SELECT replite_sync()", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, "not a replica");
+	RFX_ASSERT_HAS(msg, "not a replica");
 	sqlite3_close(plain);
 
 	sqlite3_close(db);
@@ -930,7 +763,7 @@ START_TEST(test_checkpoints)
 		}
 		if (round == 4) {
 			/* The sync thread may be checkpointing: retry. */
-			start = now_ms();
+			start = rfx_now_ms();
 			do {
 				ck_assert_int_eq(
 				    sqlite3_prepare_v2(
@@ -940,10 +773,11 @@ START_TEST(test_checkpoints)
 				ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
 				busy = sqlite3_column_int(st, 0);
 				sqlite3_finalize(st);
-				ck_assert_msg(now_ms() - start < DEADLINE_MS,
+				ck_assert_msg(rfx_now_ms() - start <
+						  DEADLINE_MS,
 					      "the checkpoint stayed busy");
 				if (busy)
-					sleep_ms(20);
+					rfx_sleep_ms(20);
 			} while (busy);
 			ck_assert_int_eq(stat(wal, &wst), 0);
 			ck_assert_int_eq(wst.st_size, 0);
@@ -951,7 +785,7 @@ START_TEST(test_checkpoints)
 		ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM "
 						       "t"),
 				 300 * (round + 1));
-		assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
+		rfx_assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
 	}
 	ck_assert_int_gt(rfx_status_int(db, "frames_pulled"), 1000);
 	fixture_assert_integrity(db);
@@ -1017,7 +851,7 @@ START_TEST(test_attached_replica)
 	fixture_exec(db, sql);
 	sqlite3_free(sql);
 	exec_fails(db, "SELECT replite_sync('p')", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, "not a replica");
+	RFX_ASSERT_HAS(msg, "not a replica");
 	/* Nor may it be attached as one.  (The reason reaches sqlite3_log;
 	 * ATTACH itself reports SQLite's generic "unable to open".) */
 	uri = rfx_uri(plain_path, e.srv.url, "sync_interval=0");
@@ -1047,22 +881,22 @@ END_TEST
 START_TEST(test_large_transaction)
 {
 	struct rfx_env e;
-	struct info before, after;
+	struct rfx_info before, after;
 	sqlite3 *db;
 
 	rfx_env_start(&e, NULL);
 	rfx_primary_exec(e.srv.url, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)");
 	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
-	primary_info(e.srv.url, &before);
+	rfx_primary_info(e.srv.url, NULL, &before);
 	rfx_primary_exec(e.srv.url,
 			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
 			 "SELECT i + 1 FROM n WHERE i < 4500) INSERT "
 			 "INTO t(b) SELECT randomblob(3500) FROM n");
-	primary_info(e.srv.url, &after);
+	rfx_primary_info(e.srv.url, NULL, &after);
 	ck_assert_int_gt(after.max_frame_no - before.max_frame_no, 4096);
 	ck_assert_int_eq(rfx_sync(db), after.max_frame_no);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 4500);
-	assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
+	rfx_assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
 	rfx_env_stop(&e);
@@ -1164,8 +998,8 @@ START_TEST(test_consistent_reads)
 			sqlite3_close(readers[i].db);
 	}
 	fflush(stdout);
-	assert_same_table(db, e.srv.url, "accounts",
-			  "id || ',' || bal || ',' || hex(pad)");
+	rfx_assert_same_table(db, e.srv.url, "accounts",
+			      "id || ',' || bal || ',' || hex(pad)");
 	fixture_assert_integrity(db);
 	sqlite3_close(plain);
 	sqlite3_close(db);
@@ -1179,7 +1013,7 @@ END_TEST
 START_TEST(test_frame_hwm_resume)
 {
 	struct rfx_env e;
-	struct info a, b, c;
+	struct rfx_info a, b, c;
 	char msg[1024];
 	sqlite3 *db;
 
@@ -1187,26 +1021,26 @@ START_TEST(test_frame_hwm_resume)
 	rfx_primary_exec(e.srv.url, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)");
 	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
 	sqlite3_close(db);
-	primary_info(e.srv.url, &a);
-	ck_assert_int_eq(state_int(e.path, "frame_no"), a.max_frame_no);
+	rfx_primary_info(e.srv.url, NULL, &a);
+	ck_assert_int_eq(rfx_state_int(e.path, "frame_no"), a.max_frame_no);
 
 	/* Two transactions; frame_hwm in the middle of the second. */
 	rfx_primary_exec(e.srv.url,
 			 "INSERT INTO t(b) VALUES (randomblob(9000))");
-	primary_info(e.srv.url, &b);
+	rfx_primary_info(e.srv.url, NULL, &b);
 	rfx_primary_exec(e.srv.url,
 			 "INSERT INTO t(b) VALUES (randomblob(9000))");
-	primary_info(e.srv.url, &c);
+	rfx_primary_info(e.srv.url, NULL, &c);
 	ck_assert_int_gt(c.max_frame_no, b.max_frame_no + 1);
 	state_set_int(e.path, "frame_hwm", b.max_frame_no + 1);
 	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
 	ck_assert_int_eq(rfx_sync(db), c.max_frame_no);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
-	assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
+	rfx_assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
-	ck_assert_int_eq(state_int(e.path, "frame_no"), c.max_frame_no);
-	ck_assert_int_eq(state_int(e.path, "frame_hwm"), c.max_frame_no);
+	ck_assert_int_eq(rfx_state_int(e.path, "frame_no"), c.max_frame_no);
+	ck_assert_int_eq(rfx_state_int(e.path, "frame_hwm"), c.max_frame_no);
 
 	/* frame_hwm past the primary's last frame: nothing can be applied
 	 * until the primary has that frame. */
@@ -1216,22 +1050,22 @@ START_TEST(test_frame_hwm_resume)
 	printf("frame_hwm past the primary's head: %s\n", msg);
 	fflush(stdout);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
-	ck_assert_int_eq(state_int(e.path, "frame_no"), c.max_frame_no);
+	ck_assert_int_eq(rfx_state_int(e.path, "frame_no"), c.max_frame_no);
 	rfx_primary_exec(e.srv.url,
 			 "INSERT INTO t(b) VALUES (randomblob(9000))");
 	rfx_primary_exec(e.srv.url,
 			 "INSERT INTO t(b) VALUES (randomblob(9000))");
-	primary_info(e.srv.url, &c);
+	rfx_primary_info(e.srv.url, NULL, &c);
 	ck_assert_int_eq(rfx_sync(db), c.max_frame_no);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 4);
-	assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
+	rfx_assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
 
 	/* A crash during a bootstrap: the next open bootstraps again. */
 	{
 		char *state_path = sibling(e.path, "-replite");
-		json_t *o = state_json(e.path);
+		json_t *o = rfx_state_json(e.path);
 
 		json_object_set_new(o, "bootstrapping", json_true());
 		ck_assert_int_eq(json_dump_file(o, state_path, JSON_COMPACT),
@@ -1245,11 +1079,11 @@ START_TEST(test_frame_hwm_resume)
 	/* The base image and every frame since, pulled again. */
 	ck_assert_int_gt(rfx_status_int(db, "frames_pulled"),
 			 rfx_status_int(db, "frame_no"));
-	assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
+	rfx_assert_same_table(db, e.srv.url, "t", "a || ',' || hex(b)");
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
 	{
-		json_t *o = state_json(e.path);
+		json_t *o = rfx_state_json(e.path);
 
 		ck_assert_ptr_null(json_object_get(o, "bootstrapping"));
 		json_decref(o);
@@ -1337,7 +1171,7 @@ START_TEST(test_concurrent_open)
 		    "opener %d: rc %d, count %lld: %s", i, openers[i].rc,
 		    (long long)openers[i].count, openers[i].err);
 	}
-	ck_assert_int_eq(log_count(&srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&srv, "request GET /export/"), 1);
 
 	/* Read-only connections. */
 	uri = rfx_uri(path, NULL, "sync_interval=0");
@@ -1451,7 +1285,7 @@ START_TEST(test_resume)
 	ck_assert_int_ge(rfx_status_int(db, "frames_pulled"), pages - 1);
 	assert_same_seed(db, srv.url);
 	sqlite3_close(db);
-	ck_assert_int_eq(log_count(&srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&srv, "request GET /export/"), 1);
 
 	/* Closed while the primary moves on: the reopen pulls only the new
 	 * frames. */
@@ -1504,7 +1338,7 @@ START_TEST(test_resume)
 	sqlite3_close(db);
 
 	/* One full image in all. */
-	ck_assert_int_eq(log_count(&srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&srv, "request GET /export/"), 1);
 	server_fixture_stop(&srv);
 	free(seed);
 	free(path);
@@ -1520,18 +1354,18 @@ END_TEST
 static void write_until_generation(const char *url, uint32_t target,
 				   int *next_id)
 {
-	int64_t start = now_ms();
-	struct info info;
+	int64_t start = rfx_now_ms();
+	struct rfx_info info;
 
 	for (;;) {
-		primary_info(url, &info);
+		rfx_primary_info(url, NULL, &info);
 		if (info.generation >= target)
 			return;
-		ck_assert_msg(now_ms() - start < 30000,
+		ck_assert_msg(rfx_now_ms() - start < 30000,
 			      "the primary did not reach generation %u (at %u)",
 			      target, info.generation);
 		primary_insert_item(url, (*next_id)++, 3000);
-		sleep_ms(20);
+		rfx_sleep_ms(20);
 	}
 }
 
@@ -1541,7 +1375,7 @@ START_TEST(test_generation_rollover)
 	const char *args[] = {"--generation-frames", "20", "--log-requests",
 			      NULL};
 	int next_id = 1000, i;
-	struct info info;
+	struct rfx_info info;
 	char *rows;
 	sqlite3 *db;
 
@@ -1555,7 +1389,7 @@ START_TEST(test_generation_rollover)
 
 	/* Syncing in between rollovers. */
 	for (i = 0; i < 3; i++) {
-		primary_info(e.srv.url, &info);
+		rfx_primary_info(e.srv.url, NULL, &info);
 		write_until_generation(e.srv.url, info.generation + 1,
 				       &next_id);
 		sync_and_check_position(db, e.srv.url);
@@ -1563,7 +1397,7 @@ START_TEST(test_generation_rollover)
 	}
 	/* Several rollovers while closed. */
 	sqlite3_close(db);
-	primary_info(e.srv.url, &info);
+	rfx_primary_info(e.srv.url, NULL, &info);
 	write_until_generation(e.srv.url, info.generation + 3, &next_id);
 	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
 	sync_and_check_position(db, e.srv.url);
@@ -1573,7 +1407,7 @@ START_TEST(test_generation_rollover)
 
 	/* Live sync through rollovers. */
 	db = rfx_open(e.path, e.srv.url, NULL);
-	primary_info(e.srv.url, &info);
+	rfx_primary_info(e.srv.url, NULL, &info);
 	write_until_generation(e.srv.url, info.generation + 2, &next_id);
 	poll_until(db, "SELECT max(id) FROM items", next_id - 1, 10);
 	sync_and_check_position(db, e.srv.url);
@@ -1581,10 +1415,10 @@ START_TEST(test_generation_rollover)
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
 
-	primary_info(e.srv.url, &info);
+	rfx_primary_info(e.srv.url, NULL, &info);
 	ck_assert_int_ge(info.generation, 7);
 	/* Never a second full image. */
-	ck_assert_int_eq(log_count(&e.srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&e.srv, "request GET /export/"), 1);
 	rfx_env_stop(&e);
 }
 END_TEST
@@ -1592,16 +1426,16 @@ END_TEST
 /* Wait until the primary no longer holds generation gen. */
 static void wait_generation_gone(const char *url, uint32_t gen)
 {
-	int64_t start = now_ms();
-	struct info info;
+	int64_t start = rfx_now_ms();
+	struct rfx_info info;
 
 	for (;;) {
-		primary_info(url, &info);
+		rfx_primary_info(url, NULL, &info);
 		if (info.oldest_generation > gen)
 			return;
-		ck_assert_msg(now_ms() - start < DEADLINE_MS,
+		ck_assert_msg(rfx_now_ms() - start < DEADLINE_MS,
 			      "generation %u was not dropped", gen);
-		sleep_ms(50);
+		rfx_sleep_ms(50);
 	}
 }
 
@@ -1611,16 +1445,16 @@ static void wait_generation_gone(const char *url, uint32_t gen)
  * it. */
 static void wait_quiescent(const char *url)
 {
-	int64_t start = now_ms();
-	struct info a, b;
+	int64_t start = rfx_now_ms();
+	struct rfx_info a, b;
 
 	for (;;) {
-		primary_info(url, &a);
-		sleep_ms(600);
-		primary_info(url, &b);
+		rfx_primary_info(url, NULL, &a);
+		rfx_sleep_ms(600);
+		rfx_primary_info(url, NULL, &b);
 		if (a.generation == b.generation && b.max_frame_no < 20)
 			return;
-		ck_assert_msg(now_ms() - start < DEADLINE_MS,
+		ck_assert_msg(rfx_now_ms() - start < DEADLINE_MS,
 			      "the primary keeps rolling over");
 	}
 }
@@ -1647,7 +1481,7 @@ START_TEST(test_generation_gone)
 	assert_same_seed(db, e.srv.url);
 	gen = (uint32_t)rfx_status_int(db, "generation");
 	sqlite3_close(db);
-	ck_assert_int_eq(log_count(&e.srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&e.srv, "request GET /export/"), 1);
 
 	/* Closed. */
 	write_until_generation(e.srv.url, gen + 2, &next_id);
@@ -1657,7 +1491,7 @@ START_TEST(test_generation_gone)
 	sync_and_check_position(db, e.srv.url);
 	assert_same_seed(db, e.srv.url);
 	fixture_assert_integrity(db);
-	ck_assert_int_eq(log_count(&e.srv, "request GET /export/"), 2);
+	ck_assert_int_eq(rfx_log_count(&e.srv, "request GET /export/"), 2);
 
 	/* Open (no background sync): the image replaces the content under
 	 * the open connection. */
@@ -1668,7 +1502,7 @@ START_TEST(test_generation_gone)
 	sync_and_check_position(db, e.srv.url);
 	assert_same_seed(db, e.srv.url);
 	fixture_assert_integrity(db);
-	ck_assert_int_eq(log_count(&e.srv, "request GET /export/"), 3);
+	ck_assert_int_eq(rfx_log_count(&e.srv, "request GET /export/"), 3);
 	sqlite3_close(db);
 
 	/* The file is sound for plain SQLite too. */
@@ -1719,7 +1553,7 @@ START_TEST(test_remembered_url)
 	db = rfx_open(path2, NULL, "sync_interval=0");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 3);
 	sqlite3_close(db);
-	state = state_json(path2);
+	state = rfx_state_json(path2);
 	ck_assert_str_eq(json_string_value(json_object_get(state, "sync_url")),
 			 e.srv.url);
 	json_decref(state);
@@ -1838,7 +1672,7 @@ START_TEST(test_refused_opens)
 		size_t saved_len;
 		FILE *fp;
 
-		saved = slurp(state, &saved_len);
+		saved = rfx_slurp(state, &saved_len);
 		ck_assert_ptr_nonnull(saved);
 		fp = fopen(state, "w");
 		ck_assert_ptr_nonnull(fp);
@@ -1883,7 +1717,7 @@ START_TEST(test_refused_other_primary)
 	char *dir = fixture_tmpdir();
 	char *path = fixture_path(dir, "app.db");
 	char *state_path = sibling(path, "-replite");
-	struct info ia, ib;
+	struct rfx_info ia, ib;
 	struct snap s_db, s_state;
 	json_t *status;
 	const char *last;
@@ -1896,8 +1730,8 @@ START_TEST(test_refused_other_primary)
 				"INSERT INTO t(b) VALUES ('from a')");
 	rfx_primary_exec(b.url, "CREATE TABLE other(x); INSERT INTO other "
 				"VALUES (1), (2)");
-	primary_info(a.url, &ia);
-	primary_info(b.url, &ib);
+	rfx_primary_info(a.url, NULL, &ia);
+	rfx_primary_info(b.url, NULL, &ib);
 	ck_assert_str_ne(ia.database_id, ib.database_id);
 
 	db = rfx_open(path, a.url, "sync_interval=0");
@@ -1907,16 +1741,16 @@ START_TEST(test_refused_other_primary)
 
 	db = rfx_open(path, b.url, "sync_interval=0");
 	exec_fails(db, "SELECT replite_sync()", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, ia.database_id);
-	ASSERT_HAS(msg, ib.database_id);
-	status = status_json(db);
+	RFX_ASSERT_HAS(msg, ia.database_id);
+	RFX_ASSERT_HAS(msg, ib.database_id);
+	status = rfx_status_json(db);
 	last = json_string_value(json_object_get(status, "last_error"));
 	ck_assert_ptr_nonnull(last);
-	ASSERT_HAS(last, ia.database_id);
-	ASSERT_HAS(last, ib.database_id);
+	RFX_ASSERT_HAS(last, ia.database_id);
+	RFX_ASSERT_HAS(last, ib.database_id);
 	json_decref(status);
 	exec_fails(db, "PRAGMA replite_sync", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, ib.database_id);
+	RFX_ASSERT_HAS(msg, ib.database_id);
 	/* The local content is a's, untouched. */
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 1);
 	ck_assert_int_eq(fixture_query_int(db,
@@ -1963,12 +1797,12 @@ START_TEST(test_refused_pragmas)
 	snap_take(wal, &s_wal);
 
 	exec_fails(db, "PRAGMA journal_mode=DELETE", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, "journal_mode=DELETE is refused");
+	RFX_ASSERT_HAS(msg, "journal_mode=DELETE is refused");
 	exec_fails(db, "PRAGMA main.journal_mode=truncate", NULL, msg,
 		   sizeof msg);
-	ASSERT_HAS(msg, "is refused");
+	RFX_ASSERT_HAS(msg, "is refused");
 	exec_fails(db, "PRAGMA locking_mode=EXCLUSIVE", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, "locking_mode=EXCLUSIVE is refused");
+	RFX_ASSERT_HAS(msg, "locking_mode=EXCLUSIVE is refused");
 	ck_assert_int_eq(
 	    sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL),
 	    SQLITE_OK);
@@ -2026,15 +1860,15 @@ START_TEST(test_primary_down)
 
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
 	exec_fails(db, "SELECT replite_sync()", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, hostport);
-	ASSERT_HAS(msg, "cannot reach the primary");
-	status = status_json(db2);
+	RFX_ASSERT_HAS(msg, hostport);
+	RFX_ASSERT_HAS(msg, "cannot reach the primary");
+	status = rfx_status_json(db2);
 	last = json_string_value(json_object_get(status, "last_error"));
 	ck_assert_ptr_nonnull(last);
-	ASSERT_HAS(last, hostport);
+	RFX_ASSERT_HAS(last, hostport);
 	json_decref(status);
 	exec_fails(db2, "PRAGMA replite_sync", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, hostport);
+	RFX_ASSERT_HAS(msg, hostport);
 	/* Reads keep working on the last state. */
 	ck_assert_int_eq(fixture_query_int(db2, "SELECT sum(b) FROM t"), 3);
 	fixture_assert_integrity(db);
@@ -2048,8 +1882,8 @@ START_TEST(test_primary_down)
 
 	/* A new replica cannot open: it has nothing to read. */
 	ck_assert_int_ne(rfx_try_open(path2, url, NULL, &db, &err), SQLITE_OK);
-	ASSERT_HAS(err, hostport);
-	ASSERT_HAS(err, "never synced");
+	RFX_ASSERT_HAS(err, hostport);
+	RFX_ASSERT_HAS(err, "never synced");
 	free(err);
 
 	free(path);
@@ -2062,78 +1896,67 @@ END_TEST
  * itself; at another address, opening with the new URL records it. */
 START_TEST(test_primary_restart)
 {
-	struct server_fixture srv;
-	char *dir = fixture_tmpdir();
-	char *data = fixture_path(dir, "primary");
-	char *path = fixture_path(dir, "app.db");
-	char listen[64], old_url[64];
-	const char *args1[] = {"--data-dir", data, NULL};
-	const char *args2[] = {"--data-dir", data, "--listen", listen, NULL};
+	struct rfx_durable d;
 	int64_t start;
 	json_t *status, *state;
 	sqlite3 *db;
 
-	server_fixture_start(&srv, args1);
-	snprintf(old_url, sizeof old_url, "%s", srv.url);
-	snprintf(listen, sizeof listen, "%s", srv.url + strlen("http://"));
-	rfx_primary_exec(srv.url, "CREATE TABLE t(a INTEGER PRIMARY KEY, b); "
-				  "INSERT INTO t(b) VALUES (1)");
-	db = rfx_open(path, srv.url, "sync_interval=0.2");
-	server_fixture_stop(&srv);
+	rfx_durable_start(&d, NULL);
+	rfx_primary_exec(d.srv.url, "CREATE TABLE t(a INTEGER PRIMARY KEY, b); "
+				    "INSERT INTO t(b) VALUES (1)");
+	db = rfx_open(d.path, d.srv.url, "sync_interval=0.2");
+	server_fixture_stop(&d.srv);
 
 	/* Down: the background sync reports it, reads go on. */
-	start = now_ms();
+	start = rfx_now_ms();
 	for (;;) {
 		const char *last;
 
-		status = status_json(db);
+		status = rfx_status_json(db);
 		last = json_string_value(json_object_get(status, "last_error"));
 		/* (The first error may be the primary's 503 as it stops.) */
-		if (last != NULL && strstr(last, listen) != NULL)
+		if (last != NULL && strstr(last, d.listen) != NULL)
 			break;
 		json_decref(status);
-		ck_assert_msg(now_ms() - start < DEADLINE_MS,
+		ck_assert_msg(rfx_now_ms() - start < DEADLINE_MS,
 			      "no last_error while the primary is down");
-		sleep_ms(20);
+		rfx_sleep_ms(20);
 	}
-	ASSERT_HAS(json_string_value(json_object_get(status, "last_error")),
-		   listen);
+	RFX_ASSERT_HAS(json_string_value(json_object_get(status, "last_error")),
+		       d.listen);
 	json_decref(status);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 1);
 
 	/* Back at the same address. */
-	server_fixture_start(&srv, args2);
-	ck_assert_str_eq(srv.url, old_url);
-	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES (2)");
+	rfx_durable_restart(&d, 1);
+	ck_assert_str_eq(d.srv.url, d.url);
+	rfx_primary_exec(d.srv.url, "INSERT INTO t(b) VALUES (2)");
 	poll_until(db, "SELECT count(*) FROM t", 2, 20);
 	rfx_sync(db);
-	status = status_json(db);
+	status = rfx_status_json(db);
 	ck_assert(json_is_null(json_object_get(status, "last_error")));
 	json_decref(status);
 	sqlite3_close(db);
-	server_fixture_stop(&srv);
+	server_fixture_stop(&d.srv);
 
 	/* At another address (port 0 again). */
-	server_fixture_start(&srv, args1);
-	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES (3)");
-	db = rfx_open(path, srv.url, "sync_interval=0");
+	rfx_durable_restart(&d, 0);
+	rfx_primary_exec(d.srv.url, "INSERT INTO t(b) VALUES (3)");
+	db = rfx_open(d.path, d.srv.url, "sync_interval=0");
 	rfx_sync(db);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 3);
 	sqlite3_close(db);
-	state = state_json(path);
+	state = rfx_state_json(d.path);
 	ck_assert_str_eq(json_string_value(json_object_get(state, "sync_url")),
-			 srv.url);
+			 d.srv.url);
 	json_decref(state);
-	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES (4)");
-	db = rfx_open(path, NULL, "sync_interval=0");
+	rfx_primary_exec(d.srv.url, "INSERT INTO t(b) VALUES (4)");
+	db = rfx_open(d.path, NULL, "sync_interval=0");
 	rfx_sync(db);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 4);
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
-	server_fixture_stop(&srv);
-	free(data);
-	free(path);
-	fixture_rmdir(dir);
+	rfx_durable_stop(&d);
 }
 END_TEST
 
@@ -2147,7 +1970,7 @@ START_TEST(test_primary_swapped)
 	char *path = fixture_path(dir, "app.db");
 	char listen[64], msg[1024];
 	const char *args[] = {"--listen", listen, NULL};
-	struct info ia, ib;
+	struct rfx_info ia, ib;
 	sqlite3 *db;
 	int i;
 
@@ -2155,7 +1978,7 @@ START_TEST(test_primary_swapped)
 	snprintf(listen, sizeof listen, "%s", a.url + strlen("http://"));
 	rfx_primary_exec(a.url, "CREATE TABLE t(a INTEGER PRIMARY KEY, b); "
 				"INSERT INTO t(b) VALUES ('a')");
-	primary_info(a.url, &ia);
+	rfx_primary_info(a.url, NULL, &ia);
 	db = rfx_open(path, a.url, "sync_interval=0");
 	ck_assert_int_eq(rfx_sync(db), ia.max_frame_no);
 	server_fixture_stop(&a);
@@ -2166,7 +1989,7 @@ START_TEST(test_primary_swapped)
 	for (i = 0; i < 5; i++)
 		rfx_primary_exec(b.url, "INSERT INTO other VALUES "
 					"(randomblob(5000), 'b')");
-	primary_info(b.url, &ib);
+	rfx_primary_info(b.url, NULL, &ib);
 	ck_assert_str_ne(ia.database_id, ib.database_id);
 	ck_assert_int_gt(ib.max_frame_no, ia.max_frame_no);
 
@@ -2194,18 +2017,18 @@ START_TEST(test_primary_swapped)
 			     "database at the same address): frame_no now "
 			     "%lld, tables now [%s], integrity_check: %s",
 			     ia.database_id, ib.database_id,
-			     (long long)state_int(path, "frame_no"), names,
+			     (long long)rfx_state_int(path, "frame_no"), names,
 			     integrity);
 	}
 	ck_assert_int_ne(sqlite3_errcode(db), SQLITE_OK);
 	snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(db));
-	ASSERT_HAS(msg, ia.database_id);
-	ASSERT_HAS(msg, ib.database_id);
+	RFX_ASSERT_HAS(msg, ia.database_id);
+	RFX_ASSERT_HAS(msg, ib.database_id);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 1);
 	ck_assert_int_eq(
 	    fixture_query_int(db, "SELECT count(*) FROM sqlite_schema"), 1);
 	fixture_assert_integrity(db);
-	ck_assert_int_eq(state_int(path, "frame_no"), ia.max_frame_no);
+	ck_assert_int_eq(rfx_state_int(path, "frame_no"), ia.max_frame_no);
 	sqlite3_close(db);
 	server_fixture_stop(&b);
 	free(path);
@@ -2213,145 +2036,48 @@ START_TEST(test_primary_swapped)
 }
 END_TEST
 
-/* base64url without padding (malloc'd). */
-static char *b64url(const unsigned char *p, size_t n)
-{
-	static const char a[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
-	    "vwxyz0123456789-_";
-	char *out = malloc(n * 4 / 3 + 4), *o = out;
-	size_t i;
-
-	ck_assert_ptr_nonnull(out);
-	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v =
-		    (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		*o++ = a[v >> 18];
-		*o++ = a[(v >> 12) & 63];
-		*o++ = a[(v >> 6) & 63];
-		*o++ = a[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		*o++ = a[v >> 18];
-		*o++ = a[(v >> 12) & 63];
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		*o++ = a[v >> 18];
-		*o++ = a[(v >> 12) & 63];
-		*o++ = a[(v >> 6) & 63];
-	}
-	*o = '\0';
-	return out;
-}
-
-static int run(const char *fmt, const char *a1, const char *a2, const char *a3)
-{
-	char *cmd;
-	int rc;
-
-	ck_assert_int_ge(asprintf(&cmd, fmt, a1, a2, a3), 0);
-	rc = system(cmd);
-	free(cmd);
-	return rc;
-}
-
-/* A token with claims signed by the Ed25519 key in key_pem (openssl CLI),
- * malloc'd. */
-static char *sign_token(const char *dir, const char *key_pem,
-			const char *claims)
-{
-	static const char header[] = "{\"alg\":\"EdDSA\",\"typ\":\"JWT\"}";
-	char *h = b64url((const unsigned char *)header, strlen(header));
-	char *c = b64url((const unsigned char *)claims, strlen(claims));
-	char *msg_path = fixture_path(dir, "signing-input");
-	char *sig_path = fixture_path(dir, "signature");
-	char *signing, *sig, *s, *token;
-	size_t sig_len;
-	FILE *fp;
-
-	ck_assert_int_ge(asprintf(&signing, "%s.%s", h, c), 0);
-	fp = fopen(msg_path, "wb");
-	ck_assert_ptr_nonnull(fp);
-	fputs(signing, fp);
-	fclose(fp);
-	ck_assert_int_eq(run("openssl pkeyutl -sign -inkey '%s' -rawin -in "
-			     "'%s' -out '%s'",
-			     key_pem, msg_path, sig_path),
-			 0);
-	sig = slurp(sig_path, &sig_len);
-	ck_assert_ptr_nonnull(sig);
-	ck_assert_uint_eq(sig_len, 64);
-	s = b64url((const unsigned char *)sig, sig_len);
-	ck_assert_int_ge(asprintf(&token, "%s.%s", signing, s), 0);
-	free(h);
-	free(c);
-	free(s);
-	free(sig);
-	free(signing);
-	free(msg_path);
-	free(sig_path);
-	return token;
-}
-
 START_TEST(test_auth)
 {
-	struct server_fixture srv;
-	char *dir = fixture_tmpdir();
-	char *key = fixture_path(dir, "key.pem");
-	char *pub = fixture_path(dir, "pub.pem");
-	char *path = fixture_path(dir, "app.db");
-	char *path2 = fixture_path(dir, "env.db");
-	const char *args[] = {"--auth-jwt-key-file", pub, NULL};
-	char *err = NULL, *token, *extra;
+	struct rfx_env e;
+	char *key, *path2, *err = NULL, *token, *extra;
 	sqlite3 *db;
 
-	unsetenv("REPLITE_AUTH_TOKEN");
-	if (run("openssl genpkey -algorithm ed25519 -out '%s' 2>/dev/null && "
-		"openssl pkey -in '%s' -pubout -out '%s'",
-		key, key, pub) != 0) {
-		printf("test_auth: skipped (no openssl command)\n");
-		free(key);
-		free(pub);
-		free(path);
-		free(path2);
-		fixture_rmdir(dir);
+	if (!rfx_env_start_auth(&e, "test_auth", &key))
 		return;
-	}
-	server_fixture_start(&srv, args);
+	path2 = fixture_path(e.dir, "env.db");
 
 	/* No token. */
 	ck_assert_int_ne(
-	    rfx_try_open(path, srv.url, "sync_interval=0", &db, &err),
+	    rfx_try_open(e.path, e.srv.url, "sync_interval=0", &db, &err),
 	    SQLITE_OK);
-	ASSERT_HAS(err, "401");
-	ASSERT_HAS(err, "token");
+	RFX_ASSERT_HAS(err, "401");
+	RFX_ASSERT_HAS(err, "token");
 	free(err);
 	/* A token that is not one. */
-	ck_assert_int_ne(rfx_try_open(path, srv.url,
+	ck_assert_int_ne(rfx_try_open(e.path, e.srv.url,
 				      "sync_interval=0&auth_token=abc.def.ghi",
 				      &db, &err),
 			 SQLITE_OK);
-	ASSERT_HAS(err, "401");
-	ASSERT_HAS(err, "token");
+	RFX_ASSERT_HAS(err, "401");
+	RFX_ASSERT_HAS(err, "token");
 	free(err);
 	/* An expired one. */
-	token = sign_token(dir, key, "{\"a\":\"ro\",\"exp\":1000}");
+	token = rfx_sign_token(e.dir, key, "{\"a\":\"ro\",\"exp\":1000}");
 	ck_assert_int_ge(
 	    asprintf(&extra, "sync_interval=0&auth_token=%s", token), 0);
-	ck_assert_int_ne(rfx_try_open(path, srv.url, extra, &db, &err),
+	ck_assert_int_ne(rfx_try_open(e.path, e.srv.url, extra, &db, &err),
 			 SQLITE_OK);
-	ASSERT_HAS(err, "401");
+	RFX_ASSERT_HAS(err, "401");
 	ck_assert_ptr_null(strstr(err, token)); /* secrets are not quoted */
 	free(err);
 	free(extra);
 	free(token);
 
 	/* A valid read-only token, in the URI. */
-	token = sign_token(dir, key, "{\"a\":\"ro\"}");
+	token = rfx_sign_token(e.dir, key, "{\"a\":\"ro\"}");
 	ck_assert_int_ge(
 	    asprintf(&extra, "sync_interval=0&auth_token=%s", token), 0);
-	db = rfx_open(path, srv.url, extra);
+	db = rfx_open(e.path, e.srv.url, extra);
 	ck_assert_int_ge(rfx_sync(db), 0);
 	ck_assert_int_eq(
 	    fixture_query_int(db, "SELECT count(*) FROM sqlite_schema"), 0);
@@ -2359,18 +2085,15 @@ START_TEST(test_auth)
 	free(extra);
 	/* And from REPLITE_AUTH_TOKEN. */
 	ck_assert_int_eq(setenv("REPLITE_AUTH_TOKEN", token, 1), 0);
-	db = rfx_open(path2, srv.url, "sync_interval=0");
+	db = rfx_open(path2, e.srv.url, "sync_interval=0");
 	ck_assert_int_ge(rfx_sync(db), 0);
 	sqlite3_close(db);
 	unsetenv("REPLITE_AUTH_TOKEN");
 	free(token);
 
-	server_fixture_stop(&srv);
 	free(key);
-	free(pub);
-	free(path);
 	free(path2);
-	fixture_rmdir(dir);
+	rfx_env_stop(&e);
 }
 END_TEST
 
@@ -2550,7 +2273,7 @@ static void fake_start(struct fake_primary *f, const char *dir)
 	fixture_exec(db, "PRAGMA page_size=4096; CREATE TABLE t(x); INSERT "
 			 "INTO t VALUES (10), (20), (30)");
 	sqlite3_close(db);
-	f->image = slurp(img_path, &f->image_len);
+	f->image = rfx_slurp(img_path, &f->image_len);
 	ck_assert_ptr_nonnull(f->image);
 	ck_assert_uint_eq(f->image_len, 2 * 4096);
 	free(img_path);
@@ -2589,15 +2312,15 @@ static void assert_bad_sync(sqlite3 *db, const char *path, const char *needle)
 	char msg[1024];
 
 	exec_fails(db, "SELECT replite_sync()", NULL, msg, sizeof msg);
-	ASSERT_HAS(msg, needle);
-	status = status_json(db);
+	RFX_ASSERT_HAS(msg, needle);
+	status = rfx_status_json(db);
 	last = json_string_value(json_object_get(status, "last_error"));
 	ck_assert_ptr_nonnull(last);
-	ASSERT_HAS(last, needle);
+	RFX_ASSERT_HAS(last, needle);
 	ck_assert_int_eq(jint(status, "frame_no"), 0);
 	json_decref(status);
-	ck_assert_int_eq(state_int(path, "frame_no"), 0);
-	ck_assert_int_eq(state_int(path, "frame_hwm"), 0);
+	ck_assert_int_eq(rfx_state_int(path, "frame_no"), 0);
+	ck_assert_int_eq(rfx_state_int(path, "frame_hwm"), 0);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT sum(x) FROM t"), 60);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM "
 					       "sqlite_schema"),
@@ -2616,7 +2339,7 @@ START_TEST(test_bad_frames)
 	fake_start(&f, dir);
 	db = rfx_open(path, f.url, "sync_interval=0");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT sum(x) FROM t"), 60);
-	state = state_json(path);
+	state = rfx_state_json(path);
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(state, "database_id")),
 	    "fake-primary");
@@ -2632,7 +2355,7 @@ START_TEST(test_bad_frames)
 	/* A sane answer again: healthy. */
 	fake_set_mode(&f, FAKE_CAUGHT_UP);
 	ck_assert_int_eq(rfx_sync(db), 0);
-	status = status_json(db);
+	status = rfx_status_json(db);
 	ck_assert(json_is_null(json_object_get(status, "last_error")));
 	json_decref(status);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT sum(x) FROM t"), 60);
@@ -2643,43 +2366,33 @@ START_TEST(test_bad_frames)
 }
 END_TEST
 
-/* One test case per test, named after it: CK_RUN_CASE=test_resume runs
- * one. */
-#define ADD_TEST(s, fn)                                                        \
-	do {                                                                   \
-		TCase *tc = tcase_create(#fn);                                 \
-		tcase_set_timeout(tc, 120);                                    \
-		tcase_add_test(tc, fn);                                        \
-		suite_add_tcase(s, tc);                                        \
-	} while (0)
-
+/* Each test is a test case of its own, named after it. */
 int main(void)
 {
-	Suite *s = suite_create("replica");
+	const TTest *const tests[] = {test_bootstrap_and_incremental,
+				      test_bootstrap_content,
+				      test_incremental_sync,
+				      test_background_sync,
+				      test_status,
+				      test_checkpoints,
+				      test_attached_replica,
+				      test_large_transaction,
+				      test_consistent_reads,
+				      test_frame_hwm_resume,
+				      test_concurrent_open,
+				      test_default_busy_timeout,
+				      test_resume,
+				      test_generation_rollover,
+				      test_generation_gone,
+				      test_remembered_url,
+				      test_refused_opens,
+				      test_refused_other_primary,
+				      test_refused_pragmas,
+				      test_primary_down,
+				      test_primary_restart,
+				      test_primary_swapped,
+				      test_auth,
+				      test_bad_frames};
 
-	ADD_TEST(s, test_bootstrap_and_incremental);
-	ADD_TEST(s, test_bootstrap_content);
-	ADD_TEST(s, test_incremental_sync);
-	ADD_TEST(s, test_background_sync);
-	ADD_TEST(s, test_status);
-	ADD_TEST(s, test_checkpoints);
-	ADD_TEST(s, test_attached_replica);
-	ADD_TEST(s, test_large_transaction);
-	ADD_TEST(s, test_consistent_reads);
-	ADD_TEST(s, test_frame_hwm_resume);
-	ADD_TEST(s, test_concurrent_open);
-	ADD_TEST(s, test_default_busy_timeout);
-	ADD_TEST(s, test_resume);
-	ADD_TEST(s, test_generation_rollover);
-	ADD_TEST(s, test_generation_gone);
-	ADD_TEST(s, test_remembered_url);
-	ADD_TEST(s, test_refused_opens);
-	ADD_TEST(s, test_refused_other_primary);
-	ADD_TEST(s, test_refused_pragmas);
-	ADD_TEST(s, test_primary_down);
-	ADD_TEST(s, test_primary_restart);
-	ADD_TEST(s, test_primary_swapped);
-	ADD_TEST(s, test_auth);
-	ADD_TEST(s, test_bad_frames);
-	return fixture_run(s);
+	return rfx_run_tests("replica", tests, sizeof tests / sizeof tests[0]);
 }

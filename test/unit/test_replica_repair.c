@@ -12,34 +12,62 @@
 #include "server_fixture.h"
 #include "sync/replica_state.h"
 
-static void seed(const char *url)
+/* Start e with a table t of two rows on the primary, and open a replica
+ * of it (sync_interval=0). */
+static sqlite3 *start_seeded(struct rfx_env *e)
 {
-	rfx_primary_exec(url, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)");
-	rfx_primary_exec(url, "INSERT INTO t(b) VALUES ('one'), ('two')");
+	rfx_env_start(e, NULL);
+	rfx_primary_exec(e->srv.url,
+			 "CREATE TABLE t(a INTEGER PRIMARY KEY, b)");
+	rfx_primary_exec(e->srv.url,
+			 "INSERT INTO t(b) VALUES ('one'), ('two')");
+	return rfx_open(e->path, e->srv.url, "sync_interval=0");
+}
+
+/* The state file of the replica at path, loaded (replica_state_free). */
+static void load_state(const char *path, struct replica_state *st)
+{
+	char *state_path = replica_state_path(path);
+	char err[512];
+
+	ck_assert_msg(replica_state_load(state_path, st, err, sizeof err) == 0,
+		      "%s", err);
+	free(state_path);
+}
+
+/* Change the state file of the replica at path with edit (as a crash or
+ * another process could leave it). */
+static void edit_state(const char *path, void (*edit)(struct replica_state *))
+{
+	char *state_path = replica_state_path(path);
+	struct replica_state st;
+	char err[512];
+
+	load_state(path, &st);
+	edit(&st);
+	ck_assert_msg(replica_state_save(state_path, &st, err, sizeof err) == 0,
+		      "%s", err);
+	replica_state_free(&st);
+	free(state_path);
 }
 
 START_TEST(test_foreign_write_is_repaired)
 {
-	struct server_fixture srv;
-	char *dir = fixture_tmpdir();
-	char *path = fixture_path(dir, "app.db");
-	sqlite3 *db, *plain;
+	struct rfx_env e;
+	sqlite3 *db = start_seeded(&e), *plain;
 	char *msg;
 
-	server_fixture_start(&srv, NULL);
-	seed(srv.url);
-	db = rfx_open(path, srv.url, "sync_interval=0");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
 
 	/* Another program writes to the replica file behind replite's back. */
 	ck_assert_int_eq(
-	    sqlite3_open_v2(path, &plain, SQLITE_OPEN_READWRITE, NULL),
+	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READWRITE, NULL),
 	    SQLITE_OK);
 	fixture_exec(plain, "INSERT INTO t(b) VALUES ('foreign')");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 3);
 
 	/* The next sync refuses to apply on top of it, and says why. */
-	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES ('three')");
+	rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES ('three')");
 	msg = rfx_sync_error(db);
 	ck_assert_ptr_nonnull(msg);
 	ck_assert_msg(strstr(msg, "written by something other than replite"),
@@ -62,48 +90,40 @@ START_TEST(test_foreign_write_is_repaired)
 	    1);
 	fixture_assert_integrity(db);
 	/* And it stays in sync incrementally afterwards. */
-	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES ('four')");
+	rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES ('four')");
 	ck_assert_int_gt(rfx_sync(db), 0);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 4);
 	sqlite3_close(plain);
 	sqlite3_close(db);
-	server_fixture_stop(&srv);
-	free(path);
-	fixture_rmdir(dir);
+	rfx_env_stop(&e);
 }
 END_TEST
+
+/* Move the recorded position 10 frames past the primary's head. */
+static void move_ahead(struct replica_state *st)
+{
+	st->frame_no += 10;
+	st->frame_hwm = st->frame_no;
+}
 
 /* The replica applied frames the primary no longer has (a primary restored
  * from an older backup): simulated by moving the recorded position past the
  * primary's head. */
 START_TEST(test_ahead_of_primary_is_repaired)
 {
-	struct server_fixture srv;
-	char *dir = fixture_tmpdir();
-	char *path = fixture_path(dir, "app.db");
-	char *state_path = replica_state_path(path);
-	struct replica_state st;
-	char err[512], *msg;
-	sqlite3 *db;
+	struct rfx_env e;
+	sqlite3 *db = start_seeded(&e);
+	char *msg;
 
-	server_fixture_start(&srv, NULL);
-	seed(srv.url);
-	db = rfx_open(path, srv.url, "sync_interval=0");
 	sqlite3_close(db);
-	ck_assert_int_eq(replica_state_load(state_path, &st, err, sizeof err),
-			 0);
-	st.frame_no += 10;
-	st.frame_hwm = st.frame_no;
-	ck_assert_int_eq(replica_state_save(state_path, &st, err, sizeof err),
-			 0);
-	replica_state_free(&st);
+	edit_state(e.path, move_ahead);
 
-	db = rfx_open(path, NULL, "sync_interval=0");
+	db = rfx_open(e.path, NULL, "sync_interval=0");
 	msg = rfx_sync_error(db);
 	ck_assert_ptr_nonnull(msg);
 	ck_assert_msg(strstr(msg, "ahead of the primary"), "%s", msg);
 	free(msg);
-	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES ('three')");
+	rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES ('three')");
 	msg = rfx_sync_error(db);
 	ck_assert_msg(msg == NULL, "%s", msg);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 3);
@@ -111,10 +131,7 @@ START_TEST(test_ahead_of_primary_is_repaired)
 			 rfx_status_int(db, "primary_frame_no"));
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
-	server_fixture_stop(&srv);
-	free(state_path);
-	free(path);
-	fixture_rmdir(dir);
+	rfx_env_stop(&e);
 }
 END_TEST
 
@@ -122,28 +139,28 @@ END_TEST
  * describes content that is gone, so the replica downloads it again. */
 START_TEST(test_deleted_database_is_restored)
 {
-	struct server_fixture srv;
-	char *dir = fixture_tmpdir();
-	char *path = fixture_path(dir, "app.db");
-	char *wal = fixture_path(dir, "app.db-wal");
-	sqlite3 *db;
+	struct rfx_env e;
+	sqlite3 *db = start_seeded(&e);
+	char *wal = fixture_path(e.dir, "app.db-wal");
 
-	server_fixture_start(&srv, NULL);
-	seed(srv.url);
-	db = rfx_open(path, srv.url, "sync_interval=0");
 	sqlite3_close(db);
-	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(unlink(e.path), 0);
 	unlink(wal);
-	db = rfx_open(path, NULL, "sync_interval=0");
+	free(wal);
+	db = rfx_open(e.path, NULL, "sync_interval=0");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
-	server_fixture_stop(&srv);
-	free(wal);
-	free(path);
-	fixture_rmdir(dir);
+	rfx_env_stop(&e);
 }
 END_TEST
+
+/* Mark the file as still catching up after a full image (it is not). */
+static void mark_catching_up(struct replica_state *st)
+{
+	ck_assert_int_eq(st->catching_up, 0);
+	st->catching_up = 1;
+}
 
 /* A file whose full image was applied but whose frames were not yet (its
  * first sync was interrupted, or another process is still syncing it):
@@ -151,38 +168,21 @@ END_TEST
  * sync_interval=0, and the flag is cleared once caught up. */
 START_TEST(test_catching_up_file_waits_for_a_sync)
 {
-	struct server_fixture srv;
-	char *dir = fixture_tmpdir();
-	char *path = fixture_path(dir, "app.db");
-	char *state_path = replica_state_path(path);
+	struct rfx_env e;
 	struct replica_state st;
-	char err[512];
-	sqlite3 *db;
+	sqlite3 *db = start_seeded(&e);
 
-	server_fixture_start(&srv, NULL);
-	seed(srv.url);
-	db = rfx_open(path, srv.url, "sync_interval=0");
 	sqlite3_close(db);
-	rfx_primary_exec(srv.url, "INSERT INTO t(b) VALUES ('three')");
-	ck_assert_int_eq(replica_state_load(state_path, &st, err, sizeof err),
-			 0);
-	ck_assert_int_eq(st.catching_up, 0);
-	st.catching_up = 1;
-	ck_assert_int_eq(replica_state_save(state_path, &st, err, sizeof err),
-			 0);
-	replica_state_free(&st);
+	rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES ('three')");
+	edit_state(e.path, mark_catching_up);
 
-	db = rfx_open(path, NULL, "sync_interval=0");
+	db = rfx_open(e.path, NULL, "sync_interval=0");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 3);
-	ck_assert_int_eq(replica_state_load(state_path, &st, err, sizeof err),
-			 0);
+	load_state(e.path, &st);
 	ck_assert_int_eq(st.catching_up, 0);
 	replica_state_free(&st);
 	sqlite3_close(db);
-	server_fixture_stop(&srv);
-	free(state_path);
-	free(path);
-	fixture_rmdir(dir);
+	rfx_env_stop(&e);
 }
 END_TEST
 

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -31,52 +30,9 @@
 #include "include/replite.h"
 #include "replica_fixture.h"
 #include "server_fixture.h"
-#include "sync/http_client.h"
 
 /* ---------------------------------------------------------------------- */
 /* small helpers */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-/* The whole file at path (malloc'd, NUL terminated), or NULL. */
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (fp == NULL)
-		return NULL;
-	ck_assert_int_eq(fseek(fp, 0, SEEK_END), 0);
-	n = ftell(fp);
-	ck_assert_int_ge(n, 0);
-	rewind(fp);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	if (len != NULL)
-		*len = (size_t)n;
-	return buf;
-}
-
-#define ASSERT_HAS(text, needle)                                               \
-	ck_assert_msg(strstr((text), (needle)) != NULL,                        \
-		      "expected \"%s\" in: %s", (needle), (text))
 
 /* Run sql; its result code, with the extended code and the message. */
 static int try_exec(sqlite3 *db, const char *sql, int *xrc, char *msg,
@@ -113,92 +69,6 @@ static void assert_fails_with(sqlite3 *db, const char *sql, int want_xrc,
 /* ---------------------------------------------------------------------- */
 /* the primary */
 
-struct info {
-	uint32_t generation;
-	uint32_t max_frame_no;
-};
-
-/* GET /info (with a bearer token when token is not NULL). */
-static void primary_info_tok(const char *url, const char *token,
-			     struct info *out)
-{
-	struct http_client_config cfg = {url, token, 5000, 1 << 20};
-	struct http_client_response res = {0};
-	struct http_client *c = NULL;
-	json_t *doc;
-	char err[512];
-
-	ck_assert_msg(http_client_new(&cfg, &c, err, sizeof err) == 0, "%s",
-		      err);
-	ck_assert_msg(http_client_request(c, "GET", "/info", NULL, 0, 10000,
-					  &res, err, sizeof err) == 0,
-		      "GET /info: %s", err);
-	ck_assert_int_eq(res.status, 200);
-	doc = json_loadb((const char *)res.body, res.len, 0, NULL);
-	ck_assert_ptr_nonnull(doc);
-	out->generation = (uint32_t)json_integer_value(
-	    json_object_get(doc, "current_generation"));
-	out->max_frame_no =
-	    (uint32_t)json_integer_value(json_object_get(doc, "max_frame_no"));
-	json_decref(doc);
-	http_client_response_free(&res);
-	http_client_free(c);
-}
-
-static void primary_info(const char *url, struct info *out)
-{
-	primary_info_tok(url, NULL, out);
-}
-
-/* The integer in the first cell of a query run on the primary with a
- * bearer token (rfx_primary_query_int sends none). */
-static int64_t primary_int_tok(const char *url, const char *token,
-			       const char *sql)
-{
-	struct http_client_config cfg = {url, token, 5000, 1 << 20};
-	struct http_client_response res = {0};
-	struct http_client *c = NULL;
-	json_t *req, *doc, *cell;
-	const char *v;
-	char err[512];
-	char *body;
-	int64_t out;
-
-	ck_assert_msg(http_client_new(&cfg, &c, err, sizeof err) == 0, "%s",
-		      err);
-	req = json_pack("{s:[{s:s, s:{s:s}}, {s:s}]}", "requests", "type",
-			"execute", "stmt", "sql", sql, "type", "close");
-	body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	ck_assert_msg(http_client_request(c, "POST", "/v2/pipeline", body,
-					  strlen(body), 10000, &res, err,
-					  sizeof err) == 0,
-		      "%s: %s", sql, err);
-	free(body);
-	ck_assert_msg(res.status == 200, "%s: HTTP %ld: %s", sql, res.status,
-		      (char *)res.body);
-	doc = json_loadb((const char *)res.body, res.len, 0, NULL);
-	ck_assert_ptr_nonnull(doc);
-	cell = json_array_get(
-	    json_array_get(
-		json_object_get(
-		    json_object_get(
-			json_object_get(
-			    json_array_get(json_object_get(doc, "results"), 0),
-			    "response"),
-			"result"),
-		    "rows"),
-		0),
-	    0);
-	v = json_string_value(json_object_get(cell, "value"));
-	ck_assert_msg(v != NULL, "%s: no integer in %s", sql, (char *)res.body);
-	out = strtoll(v, NULL, 10);
-	json_decref(doc);
-	http_client_response_free(&res);
-	http_client_free(c);
-	return out;
-}
-
 /* The value of an integer query, which must be the same on the replica
  * connection db and on the primary. */
 static int64_t both_int(sqlite3 *db, const char *url, const char *sql)
@@ -225,56 +95,16 @@ static void assert_integrity_both(sqlite3 *db, const char *url)
 			 0);
 }
 
-/* A hash-like aggregate of a table: the row count, and for every row its
- * length and 64 characters sampled across its whole text (so a wrong
- * overflow page shows). */
-static char *digest_sql(const char *table, const char *row)
-{
-	char *sql = sqlite3_mprintf(
-	    "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n "
-	    "WHERE i < 63), rows(r) AS MATERIALIZED (SELECT CAST(%s AS BLOB) "
-	    "FROM %s) SELECT count(*) * 1000003 + coalesce(sum(h), 0) FROM "
-	    "(SELECT length(r) * 7 + (SELECT coalesce(sum((i + 1) * "
-	    "unicode(CAST(substr(r, 1 + i * (length(r) / 64 + 1), 1) AS "
-	    "TEXT))), 0) FROM n WHERE i * (length(r) / 64 + 1) < length(r)) "
-	    "AS h FROM rows)",
-	    row, table);
-
-	ck_assert_ptr_nonnull(sql);
-	return sql;
-}
-
-/* The table has the same content on the replica and on the primary. */
-static void assert_same_table(sqlite3 *db, const char *url, const char *table,
-			      const char *row)
-{
-	char *sql = digest_sql(table, row);
-
-	both_int(db, url, sql);
-	sqlite3_free(sql);
-}
-
 #define SCHEMA_ROW                                                             \
 	"type || ',' || name || ',' || tbl_name || ',' || coalesce(sql, '')"
 
 /* ---------------------------------------------------------------------- */
 /* the replica */
 
-static json_t *status_json(sqlite3 *db)
-{
-	char *text = rfx_status_text(db);
-	json_t *o = json_loads(text, 0, NULL);
-
-	ck_assert_msg(json_is_object(o),
-		      "replite_status() is not an object: %s", text);
-	free(text);
-	return o;
-}
-
 /* replite_status().last_error (malloc'd), or NULL when it is null. */
 static char *last_error(sqlite3 *db)
 {
-	json_t *o = status_json(db);
+	json_t *o = rfx_status_json(db);
 	const char *s = json_string_value(json_object_get(o, "last_error"));
 	char *out = s != NULL ? strdup(s) : NULL;
 
@@ -282,38 +112,47 @@ static char *last_error(sqlite3 *db)
 	return out;
 }
 
-static int64_t state_int(const char *db_path, const char *key)
-{
-	char *path;
-	json_t *o;
-	int64_t v;
-
-	ck_assert_int_ge(asprintf(&path, "%s-replite", db_path), 0);
-	o = json_load_file(path, 0, NULL);
-	ck_assert_msg(json_is_object(o), "no valid state file %s", path);
-	ck_assert_msg(json_is_integer(json_object_get(o, key)),
-		      "state file: %s is not an integer", key);
-	v = json_integer_value(json_object_get(o, key));
-	json_decref(o);
-	free(path);
-	return v;
-}
-
 /* The replica's position equals the primary's head, in the status and in
  * the state file, with no error recorded. */
 static void assert_at_head(sqlite3 *db, const char *path, const char *url)
 {
-	struct info info;
+	struct rfx_info info;
 	char *err;
 
-	primary_info(url, &info);
+	rfx_primary_info(url, NULL, &info);
 	ck_assert_int_eq(rfx_status_int(db, "generation"), info.generation);
 	ck_assert_int_eq(rfx_status_int(db, "frame_no"), info.max_frame_no);
-	ck_assert_int_eq(state_int(path, "generation"), info.generation);
-	ck_assert_int_eq(state_int(path, "frame_no"), info.max_frame_no);
-	ck_assert_int_eq(state_int(path, "frame_hwm"), info.max_frame_no);
+	ck_assert_int_eq(rfx_state_int(path, "generation"), info.generation);
+	ck_assert_int_eq(rfx_state_int(path, "frame_no"), info.max_frame_no);
+	ck_assert_int_eq(rfx_state_int(path, "frame_hwm"), info.max_frame_no);
 	err = last_error(db);
 	ck_assert_msg(err == NULL, "last_error: %s", err);
+}
+
+/* Start e (a primary with no extra arguments) and open a connection to
+ * its replica in *db, and another in *db2 unless db2 is NULL, both with
+ * explicit syncs only (sync_interval=0): the primary's URL. */
+static const char *start_explicit(struct rfx_env *e, sqlite3 **db,
+				  sqlite3 **db2)
+{
+	rfx_env_start(e, NULL);
+	*db = rfx_open(e->path, e->srv.url, "sync_interval=0");
+	if (db2 != NULL)
+		*db2 = rfx_open(e->path, e->srv.url, "sync_interval=0");
+	return e->srv.url;
+}
+
+/* The end of a test: db sound on the replica and on the primary, db2
+ * (another connection, or NULL) sound too; both closed, e stopped. */
+static void finish(struct rfx_env *e, sqlite3 *db, sqlite3 *db2)
+{
+	assert_integrity_both(db, e->srv.url);
+	if (db2 != NULL) {
+		fixture_assert_integrity(db2);
+		sqlite3_close(db2);
+	}
+	sqlite3_close(db);
+	rfx_env_stop(e);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -327,9 +166,7 @@ START_TEST(test_autocommit_writes)
 	const char *url;
 	sqlite3 *db;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, NULL);
 
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT, c "
 			 "INTEGER)");
@@ -375,10 +212,8 @@ START_TEST(test_autocommit_writes)
 	fixture_exec(db, "PRAGMA user_version = 7");
 	ck_assert_int_eq(both_int(db, url, "PRAGMA user_version"), 7);
 
-	assert_same_table(db, url, "t", "a || ',' || b || ',' || c");
-	assert_integrity_both(db, url);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	rfx_assert_same_table(db, url, "t", "a || ',' || b || ',' || c");
+	finish(&e, db, NULL);
 }
 END_TEST
 
@@ -387,14 +222,11 @@ END_TEST
 START_TEST(test_transactions)
 {
 	struct rfx_env e;
-	struct info before, after;
+	struct rfx_info before, after;
 	const char *url;
 	sqlite3 *db, *db2;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
-	db2 = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, &db2);
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)");
 
 	/* BEGIN .. COMMIT: nothing leaves before COMMIT. */
@@ -427,7 +259,7 @@ START_TEST(test_transactions)
 	ck_assert_int_eq(fixture_query_int(db, "SELECT sum(a) FROM t"), 13);
 
 	/* ROLLBACK: nothing reaches the primary, not even a frame. */
-	primary_info(url, &before);
+	rfx_primary_info(url, NULL, &before);
 	fixture_exec(db, "BEGIN; INSERT INTO t VALUES (6, 'six'); DELETE FROM "
 			 "t WHERE a = 1; UPDATE t SET b = 'x'");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t WHERE "
@@ -436,7 +268,7 @@ START_TEST(test_transactions)
 	fixture_exec(db, "ROLLBACK");
 	fixture_exec(db, "BEGIN IMMEDIATE; ROLLBACK");
 	fixture_exec(db, "BEGIN; UPDATE t SET b = 'y' WHERE a > 100; COMMIT");
-	primary_info(url, &after);
+	rfx_primary_info(url, NULL, &after);
 	ck_assert_int_eq(after.max_frame_no, before.max_frame_no);
 	ck_assert_int_eq(both_int(db, url, "SELECT sum(a) FROM t"), 13);
 	ck_assert_int_eq(
@@ -471,13 +303,11 @@ START_TEST(test_transactions)
 	ck_assert_int_eq(
 	    both_int(db, url, "SELECT count(*) FROM t WHERE a >= 30"), 1);
 
-	assert_same_table(db, url, "t", "a || ',' || b");
+	rfx_assert_same_table(db, url, "t", "a || ',' || b");
 	ck_assert_int_eq(fixture_query_int(db2, "SELECT count(*) FROM t"),
 			 fixture_query_int(db, "SELECT count(*) FROM t"));
-	assert_integrity_both(db, url);
 	sqlite3_close(db2);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	finish(&e, db, NULL);
 }
 END_TEST
 
@@ -491,10 +321,7 @@ START_TEST(test_ddl)
 	sqlite3_stmt *st;
 	char msg[512];
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
-	db2 = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, &db2);
 	ck_assert_int_eq(
 	    fixture_query_int(db2, "SELECT count(*) FROM sqlite_schema"), 0);
 
@@ -546,7 +373,7 @@ START_TEST(test_ddl)
 	ck_assert_int_ne(
 	    try_exec(db2, "SELECT * FROM log", NULL, msg, sizeof msg),
 	    SQLITE_OK);
-	ASSERT_HAS(msg, "no such table");
+	RFX_ASSERT_HAS(msg, "no such table");
 	fixture_exec(db, "BEGIN; CREATE TABLE t2(a INTEGER PRIMARY KEY, bb, "
 			 "c); INSERT INTO t2 SELECT * FROM t; DROP TABLE t; "
 			 "ALTER TABLE t2 RENAME TO t; COMMIT");
@@ -557,14 +384,10 @@ START_TEST(test_ddl)
 	ck_assert_int_eq(sqlite3_column_int(st, 0), 4);
 	sqlite3_finalize(st);
 
-	assert_same_table(db2, url, "sqlite_schema", SCHEMA_ROW);
-	assert_same_table(db2, url, "t",
-			  "a || ',' || bb || ',' || coalesce(c, '')");
-	assert_integrity_both(db, url);
-	fixture_assert_integrity(db2);
-	sqlite3_close(db2);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	rfx_assert_same_table(db2, url, "sqlite_schema", SCHEMA_ROW);
+	rfx_assert_same_table(db2, url, "t",
+			      "a || ',' || bb || ',' || coalesce(c, '')");
+	finish(&e, db, db2);
 }
 END_TEST
 
@@ -581,6 +404,19 @@ static void fill_big(sqlite3 *db, int lo, int hi, int blob_len)
 	sqlite3_free(sql);
 }
 
+/* The file shrank below max_pages pages with no free page left, on the
+ * replica (also for the other connection db2) and on the primary. */
+static void assert_shrunk(sqlite3 *db, sqlite3 *db2, const char *url,
+			  int64_t max_pages)
+{
+	int64_t pages = both_int(db, url, "PRAGMA page_count");
+
+	ck_assert_int_lt(pages, max_pages);
+	ck_assert_int_eq(both_int(db, url, "PRAGMA freelist_count"), 0);
+	ck_assert_int_eq(fixture_query_int(db2, "PRAGMA page_count"), pages);
+	assert_integrity_both(db, url);
+}
+
 /* VACUUM and deletes that shrink the file: the page count follows on the
  * primary. */
 START_TEST(test_vacuum_shrink)
@@ -590,10 +426,7 @@ START_TEST(test_vacuum_shrink)
 	sqlite3 *db, *db2;
 	int64_t pages;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
-	db2 = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, &db2);
 	fixture_exec(db, "CREATE TABLE keep(a INTEGER PRIMARY KEY, b TEXT); "
 			 "INSERT INTO keep VALUES (1, 'kept'), (2, 'also')");
 	fixture_exec(db, "CREATE TABLE big(a INTEGER PRIMARY KEY, b BLOB)");
@@ -608,12 +441,8 @@ START_TEST(test_vacuum_shrink)
 
 	/* VACUUM rewrites and truncates. */
 	fixture_exec(db, "VACUUM");
-	pages = both_int(db, url, "PRAGMA page_count");
-	ck_assert_int_lt(pages, 40);
-	ck_assert_int_eq(both_int(db, url, "PRAGMA freelist_count"), 0);
-	ck_assert_int_eq(fixture_query_int(db2, "PRAGMA page_count"), pages);
-	assert_integrity_both(db, url);
-	assert_same_table(db, url, "big", "a || ',' || hex(b)");
+	assert_shrunk(db, db2, url, 40);
+	rfx_assert_same_table(db, url, "big", "a || ',' || hex(b)");
 
 	/* auto_vacuum=FULL (applied by VACUUM): a big DELETE shrinks the file
 	 * at its commit. */
@@ -630,11 +459,7 @@ START_TEST(test_vacuum_shrink)
 	fill_big(db, 21, 400, 3000);
 	ck_assert_int_gt(both_int(db, url, "PRAGMA page_count"), 400);
 	fixture_exec(db, "DELETE FROM big WHERE a > 20");
-	pages = both_int(db, url, "PRAGMA page_count");
-	ck_assert_int_lt(pages, 60);
-	ck_assert_int_eq(both_int(db, url, "PRAGMA freelist_count"), 0);
-	ck_assert_int_eq(fixture_query_int(db2, "PRAGMA page_count"), pages);
-	assert_integrity_both(db, url);
+	assert_shrunk(db, db2, url, 60);
 
 	/* auto_vacuum=INCREMENTAL: PRAGMA incremental_vacuum shrinks. */
 	fixture_exec(db, "PRAGMA auto_vacuum = INCREMENTAL");
@@ -654,14 +479,10 @@ START_TEST(test_vacuum_shrink)
 	/* And the file grows again after shrinking. */
 	fill_big(db, 1000, 1100, 3000);
 	both_int(db, url, "PRAGMA page_count");
-	assert_same_table(db, url, "big", "a || ',' || hex(b)");
-	assert_same_table(db, url, "keep", "a || ',' || b");
-	assert_same_table(db2, url, "sqlite_schema", SCHEMA_ROW);
-	assert_integrity_both(db, url);
-	fixture_assert_integrity(db2);
-	sqlite3_close(db2);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	rfx_assert_same_table(db, url, "big", "a || ',' || hex(b)");
+	rfx_assert_same_table(db, url, "keep", "a || ',' || b");
+	rfx_assert_same_table(db2, url, "sqlite_schema", SCHEMA_ROW);
+	finish(&e, db, db2);
 }
 END_TEST
 
@@ -670,35 +491,33 @@ END_TEST
 START_TEST(test_large_transactions)
 {
 	struct rfx_env e;
-	struct info before, after;
+	struct rfx_info before, after;
 	const char *url;
 	sqlite3 *db;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, NULL);
 	fixture_exec(db, "CREATE TABLE big(a INTEGER PRIMARY KEY, b BLOB)");
 
 	/* One statement: more than 1500 pages (one row per page). */
-	primary_info(url, &before);
+	rfx_primary_info(url, NULL, &before);
 	fill_big(db, 1, 1600, 3000);
-	primary_info(url, &after);
+	rfx_primary_info(url, NULL, &after);
 	ck_assert_int_gt(after.max_frame_no - before.max_frame_no, 1500);
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM big"), 1600);
 	ck_assert_int_eq(rfx_status_int(db, "frame_no"), after.max_frame_no);
 
 	/* One explicit transaction of several statements, again more than
 	 * 1500 pages, rewriting pages written earlier in it. */
-	primary_info(url, &before);
+	rfx_primary_info(url, NULL, &before);
 	fixture_exec(db, "BEGIN");
 	fill_big(db, 2001, 2800, 3000);
 	fixture_exec(db, "UPDATE big SET b = randomblob(2900) WHERE a % 2 = 0");
 	fill_big(db, 3001, 3300, 3000);
 	fixture_exec(db, "DELETE FROM big WHERE a % 7 = 0");
 	fixture_exec(db, "COMMIT");
-	primary_info(url, &after);
+	rfx_primary_info(url, NULL, &after);
 	ck_assert_int_gt(after.max_frame_no - before.max_frame_no, 1500);
-	assert_same_table(db, url, "big", "a || ',' || hex(b)");
+	rfx_assert_same_table(db, url, "big", "a || ',' || hex(b)");
 
 	/* Overflow chains: 50 KB blobs, one of 3 MB, then rewritten in part
 	 * and shortened. */
@@ -714,10 +533,8 @@ START_TEST(test_large_transactions)
 	fixture_exec(db, "DELETE FROM big WHERE a BETWEEN 5001 AND 5005");
 	ck_assert_int_eq(
 	    both_int(db, url, "SELECT count(*) FROM big WHERE a > 5000"), 16);
-	assert_same_table(db, url, "big", "a || ',' || hex(b)");
-	assert_integrity_both(db, url);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	rfx_assert_same_table(db, url, "big", "a || ',' || hex(b)");
+	finish(&e, db, NULL);
 }
 END_TEST
 
@@ -727,18 +544,15 @@ END_TEST
 START_TEST(test_cache_spill)
 {
 	struct rfx_env e;
-	struct info before, after;
+	struct rfx_info before, after;
 	const char *url;
 	sqlite3 *db, *db2;
 	char *wal;
 	struct stat wst;
 	off_t wal_before;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
+	url = start_explicit(&e, &db, &db2);
 	ck_assert_int_ge(asprintf(&wal, "%s-wal", e.path), 0);
-	db = rfx_open(e.path, url, "sync_interval=0");
-	db2 = rfx_open(e.path, url, "sync_interval=0");
 	fixture_exec(db, "PRAGMA cache_size = 10");
 	fixture_exec(db, "CREATE TABLE s(a INTEGER PRIMARY KEY, b BLOB, c "
 			 "INTEGER); CREATE INDEX s_c ON s(c)");
@@ -767,29 +581,25 @@ START_TEST(test_cache_spill)
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM s"), 520);
 	ck_assert_int_eq(both_int(db, url, "SELECT sum(c) FROM s"),
 			 fixture_query_int(db2, "SELECT sum(c) FROM s"));
-	assert_same_table(db, url, "s", "a || ',' || c || ',' || hex(b)");
+	rfx_assert_same_table(db, url, "s", "a || ',' || c || ',' || hex(b)");
 	assert_integrity_both(db, url);
 
 	/* A spilled transaction rolled back: nothing anywhere. */
-	primary_info(url, &before);
+	rfx_primary_info(url, NULL, &before);
 	fixture_exec(db, "BEGIN; UPDATE s SET b = randomblob(1500); DELETE "
 			 "FROM s WHERE a > 300");
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM s"), 240);
 	fixture_exec(db, "ROLLBACK");
-	primary_info(url, &after);
+	rfx_primary_info(url, NULL, &after);
 	ck_assert_int_eq(after.max_frame_no, before.max_frame_no);
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM s"), 520);
-	assert_same_table(db, url, "s", "a || ',' || c || ',' || hex(b)");
+	rfx_assert_same_table(db, url, "s", "a || ',' || c || ',' || hex(b)");
 
 	/* And one statement that spills, in autocommit. */
 	fixture_exec(db, "UPDATE s SET b = randomblob(1600), c = c - 1");
-	assert_same_table(db, url, "s", "a || ',' || c || ',' || hex(b)");
-	assert_integrity_both(db, url);
-	fixture_assert_integrity(db2);
-	sqlite3_close(db2);
-	sqlite3_close(db);
+	rfx_assert_same_table(db, url, "s", "a || ',' || c || ',' || hex(b)");
 	free(wal);
-	rfx_env_stop(&e);
+	finish(&e, db, db2);
 }
 END_TEST
 
@@ -806,10 +616,7 @@ START_TEST(test_checkpoints)
 	char *sql;
 	int round, i;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
-	db2 = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, &db2);
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB, n "
 			 "INTEGER DEFAULT 0)");
 	for (round = 0; round < 8; round++) {
@@ -830,7 +637,7 @@ START_TEST(test_checkpoints)
 		    fixture_query_int(db2, "SELECT sum(n) FROM t"),
 		    rfx_primary_query_int(url, "SELECT sum(n) FROM t"));
 	}
-	assert_same_table(db, url, "t", "a || ',' || n || ',' || hex(b)");
+	rfx_assert_same_table(db, url, "t", "a || ',' || n || ',' || hex(b)");
 
 	/* A reader holds a snapshot while the writer checkpoints: the WAL
 	 * cannot restart and grows instead. */
@@ -852,7 +659,7 @@ START_TEST(test_checkpoints)
 		sqlite3_free(sql);
 	}
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), 160);
-	assert_same_table(db, url, "t", "a || ',' || n || ',' || hex(b)");
+	rfx_assert_same_table(db, url, "t", "a || ',' || n || ',' || hex(b)");
 	assert_integrity_both(db, url);
 	fixture_assert_integrity(db2);
 	sqlite3_close(db2);
@@ -862,7 +669,7 @@ START_TEST(test_checkpoints)
 	db = rfx_open(e.path, url, "sync_interval=0");
 	rfx_sync(db);
 	ck_assert_int_eq(rfx_status_int(db, "frames_pulled"), 0);
-	assert_same_table(db, url, "t", "a || ',' || n || ',' || hex(b)");
+	rfx_assert_same_table(db, url, "t", "a || ',' || n || ',' || hex(b)");
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
 	rfx_env_stop(&e);
@@ -879,9 +686,7 @@ START_TEST(test_blob_io)
 	sqlite3 *db;
 	int i;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, NULL);
 	fixture_exec(db, "CREATE TABLE f(a INTEGER PRIMARY KEY, b BLOB); "
 			 "INSERT INTO f VALUES (1, zeroblob(200000)), (2, "
 			 "zeroblob(10))");
@@ -918,10 +723,8 @@ START_TEST(test_blob_io)
 	fixture_exec(db, "COMMIT");
 	ck_assert_int_eq(
 	    both_int(db, url, "SELECT count(*) FROM f WHERE b = x'0102'"), 1);
-	assert_same_table(db, url, "f", "a || ',' || hex(b)");
-	assert_integrity_both(db, url);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	rfx_assert_same_table(db, url, "f", "a || ',' || hex(b)");
+	finish(&e, db, NULL);
 }
 END_TEST
 
@@ -933,6 +736,9 @@ struct writer {
 	pthread_t thread;
 	int id;
 	int ops;
+	/* For incr_main: an increment, an SQL format given the writer's id
+	 * and the operation's number. */
+	const char *incr;
 	int inserted;    /* successful INSERTs */
 	int incremented; /* successful counter increments */
 	int busy;        /* SQLITE_BUSY results retried */
@@ -959,7 +765,7 @@ static int writer_exec(struct writer *w, const char *sql)
 			if (sqlite3_get_autocommit(w->db) == 0)
 				sqlite3_exec(w->db, "ROLLBACK", NULL, NULL,
 					     NULL);
-			sleep_ms(1 + rand() % 5);
+			rfx_sleep_ms(1 + rand() % 5);
 			continue;
 		}
 		if (w->failed++ == 0)
@@ -974,6 +780,47 @@ static int writer_exec(struct writer *w, const char *sql)
 		snprintf(w->first_error, sizeof w->first_error,
 			 "%s: still busy after 200 tries", sql);
 	return 0;
+}
+
+/* A writer of n operations on the connection db. */
+static void writer_init(struct writer *w, sqlite3 *db, int id, int ops)
+{
+	memset(w, 0, sizeof *w);
+	w->db = db;
+	w->id = id;
+	w->ops = ops;
+}
+
+/* Run n writers to their end, each in a thread running fn: none may have
+ * failed.  The sums of their counts in *sum. */
+static void run_threads(struct writer *w, int n, void *(*fn)(void *),
+			struct writer *sum)
+{
+	int i;
+
+	memset(sum, 0, sizeof *sum);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(pthread_create(&w[i].thread, NULL, fn, &w[i]),
+				 0);
+	for (i = 0; i < n; i++) {
+		pthread_join(w[i].thread, NULL);
+		ck_assert_msg(w[i].failed == 0,
+			      "writer %d: %d errors, first: %s", i, w[i].failed,
+			      w[i].first_error);
+		sum->inserted += w[i].inserted;
+		sum->incremented += w[i].incremented;
+		sum->busy += w[i].busy;
+		sum->snapshot += w[i].snapshot;
+	}
+}
+
+/* Print what the writers of a test did (their sums, from run_threads). */
+static void print_increments(const char *what, const struct writer *sum)
+{
+	printf("%s: %d increments, %d SQLITE_BUSY retried (%d "
+	       "SQLITE_BUSY_SNAPSHOT)\n",
+	       what, sum->incremented, sum->busy, sum->snapshot);
+	fflush(stdout);
 }
 
 static void *writer_main(void *arg)
@@ -1000,8 +847,7 @@ static void *writer_main(void *arg)
 
 static void run_writers(const char *path, const char *url, const char *extra)
 {
-	struct writer w[4];
-	int64_t inserted = 0, incremented = 0, busy = 0;
+	struct writer w[4], sum;
 	sqlite3 *db;
 	int i;
 
@@ -1009,46 +855,32 @@ static void run_writers(const char *path, const char *url, const char *extra)
 	fixture_exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, who INTEGER, "
 			 "seq INTEGER, pad BLOB); CREATE TABLE counter(n "
 			 "INTEGER); INSERT INTO counter VALUES (0)");
-	for (i = 0; i < 4; i++) {
-		memset(&w[i], 0, sizeof w[i]);
-		w[i].db = rfx_open(path, url, extra);
-		w[i].id = i;
-		w[i].ops = 25;
-		ck_assert_int_eq(
-		    pthread_create(&w[i].thread, NULL, writer_main, &w[i]), 0);
-	}
-	for (i = 0; i < 4; i++) {
-		pthread_join(w[i].thread, NULL);
-		ck_assert_msg(w[i].failed == 0,
-			      "writer %d: %d errors, first: %s", i, w[i].failed,
-			      w[i].first_error);
-		inserted += w[i].inserted;
-		incremented += w[i].incremented;
-		busy += w[i].busy;
-		ck_assert_int_eq(
-		    fixture_query_int(w[i].db, "SELECT count(*) FROM t"),
-		    fixture_query_int(db, "SELECT count(*) FROM t"));
-	}
-	printf("%s: 4 connections, %lld inserts, %lld increments, %lld "
-	       "SQLITE_BUSY retried\n",
-	       extra, (long long)inserted, (long long)incremented,
-	       (long long)busy);
+	for (i = 0; i < 4; i++)
+		writer_init(&w[i], rfx_open(path, url, extra), i, 25);
+	run_threads(w, 4, writer_main, &sum);
+	printf("%s: 4 connections, %d inserts, %d increments, %d SQLITE_BUSY "
+	       "retried\n",
+	       extra, sum.inserted, sum.incremented, sum.busy);
 	fflush(stdout);
-	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), inserted);
+	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"),
+			 sum.inserted);
 	ck_assert_int_eq(both_int(db, url, "SELECT n FROM counter"),
-			 incremented);
-	ck_assert_int_eq(inserted, 100);
+			 sum.incremented);
+	ck_assert_int_eq(sum.inserted, 100);
 	for (i = 0; i < 4; i++) {
 		char *sql = sqlite3_mprintf("SELECT count(DISTINCT seq) FROM t "
 					    "WHERE who = %d",
 					    i);
 
+		ck_assert_int_eq(
+		    fixture_query_int(w[i].db, "SELECT count(*) FROM t"),
+		    fixture_query_int(db, "SELECT count(*) FROM t"));
 		ck_assert_int_eq(both_int(db, url, sql), w[i].inserted);
 		sqlite3_free(sql);
 		sqlite3_close(w[i].db);
 	}
-	assert_same_table(db, url, "t",
-			  "id || ',' || who || ',' || seq || ',' || hex(pad)");
+	rfx_assert_same_table(
+	    db, url, "t", "id || ',' || who || ',' || seq || ',' || hex(pad)");
 	assert_integrity_both(db, url);
 	sqlite3_close(db);
 }
@@ -1071,19 +903,14 @@ START_TEST(test_threads)
 }
 END_TEST
 
-/* Two replicas (two files) of one primary in one process, two connections
- * each, incrementing one counter in transactions: pushes race and lose,
- * and no update is lost. */
+/* A writer's thread: w->ops increments (w->incr). */
 static void *incr_main(void *arg)
 {
 	struct writer *w = arg;
 	int i;
 
 	for (i = 0; i < w->ops; i++) {
-		char *sql = sqlite3_mprintf(
-		    "BEGIN; UPDATE counter SET n = n + 1; INSERT INTO log "
-		    "VALUES (%d, %d, (SELECT n FROM counter)); COMMIT",
-		    w->id, i);
+		char *sql = sqlite3_mprintf(w->incr, w->id, i);
 
 		w->incremented += writer_exec(w, sql);
 		sqlite3_free(sql);
@@ -1091,11 +918,13 @@ static void *incr_main(void *arg)
 	return NULL;
 }
 
+/* Two replicas (two files) of one primary in one process, two connections
+ * each, incrementing one counter in transactions: pushes race and lose,
+ * and no update is lost. */
 START_TEST(test_two_replicas)
 {
 	struct rfx_env e;
-	struct writer w[4];
-	int64_t ok = 0, busy = 0, snapshot = 0;
+	struct writer w[4], sum;
 	const char *url;
 	char *path2;
 	sqlite3 *a, *b;
@@ -1110,40 +939,29 @@ START_TEST(test_two_replicas)
 	a = rfx_open(e.path, url, "sync_interval=0");
 	b = rfx_open(path2, url, "sync_interval=1");
 	for (i = 0; i < 4; i++) {
-		memset(&w[i], 0, sizeof w[i]);
-		w[i].db = i < 2 ? rfx_open(e.path, url, "sync_interval=0")
-				: rfx_open(path2, url, "sync_interval=1");
-		w[i].id = i;
-		w[i].ops = 20;
+		writer_init(&w[i],
+			    i < 2 ? rfx_open(e.path, url, "sync_interval=0")
+				  : rfx_open(path2, url, "sync_interval=1"),
+			    i, 20);
+		w[i].incr = "BEGIN; UPDATE counter SET n = n + 1; INSERT INTO "
+			    "log VALUES (%d, %d, (SELECT n FROM counter)); "
+			    "COMMIT";
 	}
-	for (i = 0; i < 4; i++)
-		ck_assert_int_eq(
-		    pthread_create(&w[i].thread, NULL, incr_main, &w[i]), 0);
-	for (i = 0; i < 4; i++) {
-		pthread_join(w[i].thread, NULL);
-		ck_assert_msg(w[i].failed == 0,
-			      "writer %d: %d errors, first: %s", i, w[i].failed,
-			      w[i].first_error);
-		ok += w[i].incremented;
-		busy += w[i].busy;
-		snapshot += w[i].snapshot;
-	}
-	printf("two replicas: %lld increments, %lld SQLITE_BUSY retried (%lld "
-	       "SQLITE_BUSY_SNAPSHOT)\n",
-	       (long long)ok, (long long)busy, (long long)snapshot);
-	fflush(stdout);
-	ck_assert_int_eq(ok, 80);
+	run_threads(w, 4, incr_main, &sum);
+	print_increments("two replicas", &sum);
+	ck_assert_int_eq(sum.incremented, 80);
 	ck_assert_int_eq(rfx_primary_query_int(url, "SELECT n FROM counter"),
-			 ok);
+			 sum.incremented);
 	ck_assert_int_eq(rfx_primary_query_int(url, "SELECT count(*) FROM log"),
-			 ok);
+			 sum.incremented);
 	ck_assert_int_eq(rfx_primary_query_int(url, "SELECT max(n) FROM log"),
-			 ok);
+			 sum.incremented);
 	rfx_sync(a);
 	rfx_sync(b);
-	assert_same_table(a, url, "log", "who || ',' || seq || ',' || n");
-	assert_same_table(b, url, "log", "who || ',' || seq || ',' || n");
-	ck_assert_int_eq(both_int(b, url, "SELECT n FROM counter"), ok);
+	rfx_assert_same_table(a, url, "log", "who || ',' || seq || ',' || n");
+	rfx_assert_same_table(b, url, "log", "who || ',' || seq || ',' || n");
+	ck_assert_int_eq(both_int(b, url, "SELECT n FROM counter"),
+			 sum.incremented);
 	assert_integrity_both(a, url);
 	fixture_assert_integrity(b);
 	for (i = 0; i < 4; i++)
@@ -1158,22 +976,10 @@ END_TEST
 /* Replicas with live sync (the default sync_interval) of one primary,
  * incrementing one counter from threads (the classic lost-update check):
  * the counter equals the number of increments that succeeded. */
-static void *counter_main(void *arg)
-{
-	struct writer *w = arg;
-	int i;
-
-	for (i = 0; i < w->ops; i++)
-		w->incremented +=
-		    writer_exec(w, "UPDATE counter SET n = n + 1");
-	return NULL;
-}
-
 START_TEST(test_counter_live)
 {
 	struct rfx_env e;
-	struct writer w[3];
-	int64_t ok = 0, busy = 0, snapshot = 0;
+	struct writer w[3], sum;
 	const char *url;
 	int i;
 
@@ -1187,36 +993,21 @@ START_TEST(test_counter_live)
 
 		snprintf(name, sizeof name, "r%d.db", i);
 		path = fixture_path(e.dir, name);
-		memset(&w[i], 0, sizeof w[i]);
-		w[i].db = rfx_open(path, url, NULL);
-		w[i].id = i;
-		w[i].ops = 30;
+		writer_init(&w[i], rfx_open(path, url, NULL), i, 30);
+		w[i].incr = "UPDATE counter SET n = n + 1";
 		free(path);
 	}
-	sleep_ms(200); /* let the sync threads reach their long-polls */
-	for (i = 0; i < 3; i++)
-		ck_assert_int_eq(
-		    pthread_create(&w[i].thread, NULL, counter_main, &w[i]), 0);
-	for (i = 0; i < 3; i++) {
-		pthread_join(w[i].thread, NULL);
-		ck_assert_msg(w[i].failed == 0,
-			      "writer %d: %d errors, first: %s", i, w[i].failed,
-			      w[i].first_error);
-		ok += w[i].incremented;
-		busy += w[i].busy;
-		snapshot += w[i].snapshot;
-	}
-	printf("counter, 3 live replicas: %lld increments, %lld SQLITE_BUSY "
-	       "retried (%lld SQLITE_BUSY_SNAPSHOT)\n",
-	       (long long)ok, (long long)busy, (long long)snapshot);
-	fflush(stdout);
-	ck_assert_int_eq(ok, 90);
+	rfx_sleep_ms(200); /* let the sync threads reach their long-polls */
+	run_threads(w, 3, incr_main, &sum);
+	print_increments("counter, 3 live replicas", &sum);
+	ck_assert_int_eq(sum.incremented, 90);
 	ck_assert_int_eq(rfx_primary_query_int(url, "SELECT n FROM counter"),
-			 ok);
+			 sum.incremented);
 	for (i = 0; i < 3; i++) {
 		rfx_sync(w[i].db);
 		ck_assert_int_eq(
-		    both_int(w[i].db, url, "SELECT n FROM counter"), ok);
+		    both_int(w[i].db, url, "SELECT n FROM counter"),
+		    sum.incremented);
 		fixture_assert_integrity(w[i].db);
 		sqlite3_close(w[i].db);
 	}
@@ -1232,7 +1023,7 @@ START_TEST(test_generation_rollover)
 	const char *args[] = {"--generation-frames", "20", NULL};
 	struct rfx_env e;
 	struct writer w = {0};
-	struct info start, info;
+	struct rfx_info start, info;
 	const char *url;
 	int64_t t0;
 	int i = 0;
@@ -1241,8 +1032,8 @@ START_TEST(test_generation_rollover)
 	url = e.srv.url;
 	w.db = rfx_open(e.path, url, "sync_interval=0");
 	fixture_exec(w.db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)");
-	primary_info(url, &start);
-	t0 = now_ms();
+	rfx_primary_info(url, NULL, &start);
+	t0 = rfx_now_ms();
 	do {
 		char *sql = sqlite3_mprintf(
 		    i % 2 ? "INSERT INTO t VALUES (%d, randomblob(3000))"
@@ -1254,9 +1045,9 @@ START_TEST(test_generation_rollover)
 		sqlite3_free(sql);
 		ck_assert_msg(w.failed == 0, "write %d: %s", i, w.first_error);
 		i++;
-		sleep_ms(20);
-		primary_info(url, &info);
-		ck_assert_msg(now_ms() - t0 < 20000,
+		rfx_sleep_ms(20);
+		rfx_primary_info(url, NULL, &info);
+		ck_assert_msg(rfx_now_ms() - t0 < 20000,
 			      "the primary did not roll over (generation %u)",
 			      info.generation);
 	} while (info.generation < start.generation + 3);
@@ -1267,10 +1058,8 @@ START_TEST(test_generation_rollover)
 	ck_assert_int_eq(w.inserted, i);
 	ck_assert_int_eq(both_int(w.db, url, "SELECT count(*) FROM t"), i);
 	rfx_sync(w.db);
-	assert_same_table(w.db, url, "t", "a || ',' || hex(b)");
-	assert_integrity_both(w.db, url);
-	sqlite3_close(w.db);
-	rfx_env_stop(&e);
+	rfx_assert_same_table(w.db, url, "t", "a || ',' || hex(b)");
+	finish(&e, w.db, NULL);
 }
 END_TEST
 
@@ -1280,7 +1069,7 @@ START_TEST(test_attached_writes)
 {
 	struct rfx_env e;
 	struct server_fixture other;
-	struct info info;
+	struct rfx_info info;
 	char *path2, *uri, *sql;
 	sqlite3 *db;
 
@@ -1310,12 +1099,12 @@ START_TEST(test_attached_writes)
 					     "sqlite_schema WHERE name = 'u'"),
 	    0);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM r2.u"), 2);
-	primary_info(other.url, &info);
+	rfx_primary_info(other.url, NULL, &info);
 	ck_assert_int_eq(
 	    fixture_query_int(db, "SELECT json_extract(replite_status('r2'), "
 				  "'$.frame_no')"),
 	    info.max_frame_no);
-	primary_info(e.srv.url, &info);
+	rfx_primary_info(e.srv.url, NULL, &info);
 	ck_assert_int_eq(rfx_status_int(db, "frame_no"), info.max_frame_no);
 	fixture_assert_integrity(db);
 	sqlite3_close(db);
@@ -1337,10 +1126,7 @@ START_TEST(test_behind)
 	sqlite3 *db, *db2;
 	int i;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
-	db2 = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, &db2);
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT, n "
 			 "INTEGER DEFAULT 0)");
 
@@ -1384,12 +1170,10 @@ START_TEST(test_behind)
 	fixture_exec(db2, "BEGIN; INSERT INTO t(b) VALUES ('in txn'); UPDATE "
 			  "t SET n = n + 1 WHERE b = 'before begin'; COMMIT");
 	ck_assert_int_eq(both_int(db, url, "SELECT sum(n) FROM t"), 106);
-	assert_same_table(db, url, "t", "a || ',' || b || ',' || n");
-	assert_integrity_both(db, url);
+	rfx_assert_same_table(db, url, "t", "a || ',' || b || ',' || n");
 	assert_at_head(db, e.path, url);
 	sqlite3_close(db2);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	finish(&e, db, NULL);
 }
 END_TEST
 
@@ -1410,7 +1194,7 @@ START_TEST(test_behind_live)
 	url = e.srv.url;
 	db = rfx_open(e.path, url, NULL);
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)");
-	sleep_ms(200); /* let the sync thread settle into its long-poll */
+	rfx_sleep_ms(200); /* let the sync thread settle into its long-poll */
 	for (i = 0; i < 40; i++) {
 		int rc;
 
@@ -1418,7 +1202,7 @@ START_TEST(test_behind_live)
 		 * no race from the application's point of view. */
 		rfx_primary_exec(url, "INSERT INTO t(b) VALUES ('primary')");
 		if (i % 2)
-			sleep_ms(2);
+			rfx_sleep_ms(2);
 		rc = sqlite3_exec(db, "INSERT INTO t(b) VALUES ('replica')",
 				  NULL, NULL, NULL);
 		if (rc != SQLITE_OK && failed++ == 0)
@@ -1434,9 +1218,7 @@ START_TEST(test_behind_live)
 	ck_assert_int_eq(
 	    both_int(db, url, "SELECT count(*) FROM t WHERE b = 'replica'"),
 	    40);
-	assert_integrity_both(db, url);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	finish(&e, db, NULL);
 }
 END_TEST
 
@@ -1471,11 +1253,8 @@ START_TEST(test_conflicts)
 	char msg[512];
 	int rc, xrc;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
+	url = start_explicit(&e, &db, &db2);
 	race.url = url;
-	db = rfx_open(e.path, url, "sync_interval=0");
-	db2 = rfx_open(e.path, url, "sync_interval=0");
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT); "
 			 "INSERT INTO t VALUES (1, 'orig')");
 
@@ -1576,13 +1355,9 @@ START_TEST(test_conflicts)
 	ck_assert_int_eq(
 	    both_int(db, url, "SELECT count(*) FROM t WHERE a >= 100"), 301);
 
-	assert_same_table(db, url, "t", "a || ',' || b");
-	assert_integrity_both(db, url);
-	fixture_assert_integrity(db2);
+	rfx_assert_same_table(db, url, "t", "a || ',' || b");
 	assert_at_head(db, e.path, url);
-	sqlite3_close(db2);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	finish(&e, db, db2);
 }
 END_TEST
 
@@ -1593,11 +1368,11 @@ END_TEST
  * here; the bound asserted is generous). */
 static void assert_write_fails(sqlite3 *db, const char *sql)
 {
-	int64_t t0 = now_ms(), ms;
+	int64_t t0 = rfx_now_ms(), ms;
 	char msg[512];
 
 	assert_fails_with(db, sql, SQLITE_IOERR_WRITE, msg, sizeof msg);
-	ms = now_ms() - t0;
+	ms = rfx_now_ms() - t0;
 	printf("primary unreachable: \"%s\" failed after %lld ms: %s\n", sql,
 	       (long long)ms, msg);
 	fflush(stdout);
@@ -1611,24 +1386,8 @@ static void assert_last_error_has(sqlite3 *db, const char *needle)
 	char *err = last_error(db);
 
 	ck_assert_msg(err != NULL, "no last_error");
-	ASSERT_HAS(err, needle);
+	RFX_ASSERT_HAS(err, needle);
 	free(err);
-}
-
-/* Occurrences of needle in the server's log (with --log-requests, one line
- * "replite: request METHOD /path STATUS" per answered request). */
-static int log_count(const struct server_fixture *srv, const char *needle)
-{
-	char *path = fixture_path(srv->dir, "server.log");
-	char *text = slurp(path, NULL), *p;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(text);
-	for (p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-		n++;
-	free(text);
-	free(path);
-	return n;
 }
 
 /* Commit hook: send a signal to the primary right before this commit's
@@ -1663,30 +1422,24 @@ static int stop_hook(void *arg)
 
 START_TEST(test_primary_unreachable)
 {
-	struct server_fixture srv;
-	char *dir = fixture_tmpdir();
-	char *data = fixture_path(dir, "primary");
-	char *path = fixture_path(dir, "app.db");
-	char listen[64], url[64];
-	const char *args1[] = {"--data-dir", data, "--log-requests", NULL};
-	const char *args2[] = {"--data-dir", data, "--listen", listen, NULL};
+	struct rfx_durable d;
 	struct stall stall;
+	const char *url;
 	int64_t t0;
 	int pushes;
 	sqlite3 *db, *db2, *plain;
 	char *err;
 
-	server_fixture_start(&srv, args1);
-	snprintf(url, sizeof url, "%s", srv.url);
-	snprintf(listen, sizeof listen, "%s", url + strlen("http://"));
-	db = rfx_open(path, url, "sync_interval=0&write_timeout=2");
-	db2 = rfx_open(path, url, "sync_interval=0&write_timeout=2");
+	rfx_durable_start(&d, "--log-requests");
+	url = d.url;
+	db = rfx_open(d.path, url, "sync_interval=0&write_timeout=2");
+	db2 = rfx_open(d.path, url, "sync_interval=0&write_timeout=2");
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT); "
 			 "INSERT INTO t(b) VALUES ('one'), ('two')");
 
 	/* Stalled (SIGSTOP): connections are accepted by the kernel but
 	 * never answered, so only write_timeout ends the write. */
-	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	ck_assert_int_eq(kill(d.srv.pid, SIGSTOP), 0);
 	assert_write_fails(db, "INSERT INTO t(b) VALUES ('stalled')");
 	/* (Either the write's wait or the sync's own request timed out
 	 * first.) */
@@ -1696,7 +1449,7 @@ START_TEST(test_primary_unreachable)
 		      "last_error: %s", err ? err : "null");
 	free(err);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
-	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	ck_assert_int_eq(kill(d.srv.pid, SIGCONT), 0);
 	fixture_exec(db, "INSERT INTO t(b) VALUES ('three')");
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), 3);
 
@@ -1704,8 +1457,8 @@ START_TEST(test_primary_unreachable)
 	 * Whether the primary applies it once it runs again is not known to
 	 * the replica (the request may have reached it); either way nothing
 	 * is committed locally and the next sync converges. */
-	pushes = log_count(&srv, "request POST /sync/");
-	stall.pid = srv.pid;
+	pushes = rfx_log_count(&d.srv, "request POST /sync/");
+	stall.pid = d.srv.pid;
 	stall.sig = SIGSTOP;
 	sqlite3_commit_hook(db, signal_hook, &stall);
 	assert_write_fails(db, "INSERT INTO t(b) VALUES ('stalled push')");
@@ -1713,12 +1466,13 @@ START_TEST(test_primary_unreachable)
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t WHERE "
 					       "b = 'stalled push'"),
 			 0);
-	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	ck_assert_int_eq(kill(d.srv.pid, SIGCONT), 0);
 	/* Let the primary answer the request it had (not an expectation:
 	 * the test goes on if it never does). */
-	for (t0 = now_ms(); now_ms() - t0 < 10000 &&
-			    log_count(&srv, "request POST /sync/") == pushes;)
-		sleep_ms(20);
+	for (t0 = rfx_now_ms();
+	     rfx_now_ms() - t0 < 10000 &&
+	     rfx_log_count(&d.srv, "request POST /sync/") == pushes;)
+		rfx_sleep_ms(20);
 	printf("primary unreachable: the stalled push was %s by the "
 	       "primary after it resumed\n",
 	       rfx_primary_query_int(url, "SELECT count(*) FROM t WHERE b = "
@@ -1732,9 +1486,9 @@ START_TEST(test_primary_unreachable)
 	fixture_assert_integrity(db);
 
 	/* Stopped. */
-	server_fixture_stop(&srv);
+	server_fixture_stop(&d.srv);
 	assert_write_fails(db, "INSERT INTO t(b) VALUES ('down')");
-	assert_last_error_has(db, listen);
+	assert_last_error_has(db, d.listen);
 	assert_write_fails(db2, "UPDATE t SET b = 'down'");
 	assert_write_fails(db, "BEGIN; DELETE FROM t; COMMIT");
 	assert_write_fails(db, "CREATE TABLE t2(x)");
@@ -1752,29 +1506,29 @@ START_TEST(test_primary_unreachable)
 	    fixture_query_int(db, "SELECT count(*) FROM sqlite_schema"), 1);
 	fixture_assert_integrity(db);
 	ck_assert_int_eq(
-	    sqlite3_open_v2(path, &plain, SQLITE_OPEN_READONLY, NULL),
+	    sqlite3_open_v2(d.path, &plain, SQLITE_OPEN_READONLY, NULL),
 	    SQLITE_OK);
 	ck_assert_int_eq(fixture_query_int(plain, "SELECT count(*) FROM t"), 3);
 	sqlite3_close(plain);
 
 	/* Back at the same address: writes work again. */
-	server_fixture_start(&srv, args2);
-	ck_assert_str_eq(srv.url, url);
+	rfx_durable_restart(&d, 1);
+	ck_assert_str_eq(d.srv.url, url);
 	fixture_exec(db, "INSERT INTO t(b) VALUES ('back')");
 	fixture_exec(db2, "UPDATE t SET b = upper(b)");
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), 4);
 	ck_assert_int_eq(
 	    both_int(db, url, "SELECT count(*) FROM t WHERE b = 'BACK'"), 1);
 	rfx_sync(db);
-	assert_at_head(db, path, url);
+	assert_at_head(db, d.path, url);
 
 	/* The primary goes away between the catch-up and the push: the
 	 * commit fails, and is not committed locally. */
-	sqlite3_commit_hook(db, stop_hook, &srv);
+	sqlite3_commit_hook(db, stop_hook, &d.srv);
 	assert_write_fails(db, "INSERT INTO t(b) VALUES ('at commit')");
 	sqlite3_commit_hook(db, NULL, NULL);
-	ck_assert_int_eq(srv.pid, 0);
-	assert_last_error_has(db, listen);
+	ck_assert_int_eq(d.srv.pid, 0);
+	assert_last_error_has(db, d.listen);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 4);
 	ck_assert_int_eq(fixture_query_int(db2, "SELECT count(*) FROM t"), 4);
 	fixture_assert_integrity(db);
@@ -1783,108 +1537,23 @@ START_TEST(test_primary_unreachable)
 	sqlite3_close(db);
 
 	/* Reopened with the primary back: the failed write is nowhere. */
-	fixture_rmdir(srv.dir);
-	server_fixture_start(&srv, args2);
-	db = rfx_open(path, url, "sync_interval=0&write_timeout=2");
+	rfx_durable_restart(&d, 1);
+	db = rfx_open(d.path, url, "sync_interval=0&write_timeout=2");
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), 4);
 	fixture_exec(db, "INSERT INTO t(b) VALUES ('reopened')");
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), 5);
 	rfx_sync(db);
 	err = last_error(db);
 	ck_assert_msg(err == NULL, "last_error: %s", err);
-	assert_same_table(db, url, "t", "a || ',' || b");
+	rfx_assert_same_table(db, url, "t", "a || ',' || b");
 	assert_integrity_both(db, url);
 	sqlite3_close(db);
-	server_fixture_stop(&srv);
-	free(data);
-	free(path);
-	fixture_rmdir(dir);
+	rfx_durable_stop(&d);
 }
 END_TEST
 
 /* ---------------------------------------------------------------------- */
 /* 5. tokens */
-
-/* base64url without padding (malloc'd). */
-static char *b64url(const unsigned char *p, size_t n)
-{
-	static const char a[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
-	    "vwxyz0123456789-_";
-	char *out = malloc(n * 4 / 3 + 4), *o = out;
-	size_t i;
-
-	ck_assert_ptr_nonnull(out);
-	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v =
-		    (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		*o++ = a[v >> 18];
-		*o++ = a[(v >> 12) & 63];
-		*o++ = a[(v >> 6) & 63];
-		*o++ = a[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		*o++ = a[v >> 18];
-		*o++ = a[(v >> 12) & 63];
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		*o++ = a[v >> 18];
-		*o++ = a[(v >> 12) & 63];
-		*o++ = a[(v >> 6) & 63];
-	}
-	*o = '\0';
-	return out;
-}
-
-static int run(const char *fmt, const char *a1, const char *a2, const char *a3)
-{
-	char *cmd;
-	int rc;
-
-	ck_assert_int_ge(asprintf(&cmd, fmt, a1, a2, a3), 0);
-	rc = system(cmd);
-	free(cmd);
-	return rc;
-}
-
-/* A token with claims signed by the Ed25519 key in key_pem (openssl CLI),
- * malloc'd. */
-static char *sign_token(const char *dir, const char *key_pem,
-			const char *claims)
-{
-	static const char header[] = "{\"alg\":\"EdDSA\",\"typ\":\"JWT\"}";
-	char *h = b64url((const unsigned char *)header, strlen(header));
-	char *c = b64url((const unsigned char *)claims, strlen(claims));
-	char *msg_path = fixture_path(dir, "signing-input");
-	char *sig_path = fixture_path(dir, "signature");
-	char *signing, *sig, *s, *token;
-	size_t sig_len;
-	FILE *fp;
-
-	ck_assert_int_ge(asprintf(&signing, "%s.%s", h, c), 0);
-	fp = fopen(msg_path, "wb");
-	ck_assert_ptr_nonnull(fp);
-	fputs(signing, fp);
-	fclose(fp);
-	ck_assert_int_eq(run("openssl pkeyutl -sign -inkey '%s' -rawin -in "
-			     "'%s' -out '%s'",
-			     key_pem, msg_path, sig_path),
-			 0);
-	sig = slurp(sig_path, &sig_len);
-	ck_assert_ptr_nonnull(sig);
-	ck_assert_uint_eq(sig_len, 64);
-	s = b64url((const unsigned char *)sig, sig_len);
-	ck_assert_int_ge(asprintf(&token, "%s.%s", signing, s), 0);
-	free(h);
-	free(c);
-	free(s);
-	free(sig);
-	free(signing);
-	free(msg_path);
-	free(sig_path);
-	return token;
-}
 
 /* A read-only token: SQLITE_READONLY at the first write, nothing changed;
  * a read-write token writes. */
@@ -1900,57 +1569,43 @@ START_TEST(test_tokens)
 	    "PRAGMA user_version = 5",
 	    "VACUUM",
 	};
-	char *dir = fixture_tmpdir();
-	char *key = fixture_path(dir, "key.pem");
-	char *pub = fixture_path(dir, "pub.pem");
-	char *ro_path = fixture_path(dir, "ro.db");
-	char *rw_path = fixture_path(dir, "rw.db");
-	const char *args[] = {"--auth-jwt-key-file", pub, NULL};
-	struct server_fixture srv;
-	struct info before, after;
-	char *ro, *rw, *extra, msg[512];
+	struct rfx_env e;
+	struct rfx_info before, after;
+	char *key, *ro_path, *rw_path, *ro, *rw, *extra, msg[512];
 	sqlite3 *dbro, *dbrw;
 	size_t i;
 
-	unsetenv("REPLITE_AUTH_TOKEN");
-	if (run("openssl genpkey -algorithm ed25519 -out '%s' 2>/dev/null && "
-		"openssl pkey -in '%s' -pubout -out '%s'",
-		key, key, pub) != 0) {
-		printf("test_tokens: skipped (no openssl command)\n");
-		free(key);
-		free(pub);
-		free(ro_path);
-		free(rw_path);
-		fixture_rmdir(dir);
+	if (!rfx_env_start_auth(&e, "test_tokens", &key))
 		return;
-	}
-	server_fixture_start(&srv, args);
-	ro = sign_token(dir, key, "{\"a\":\"ro\"}");
-	rw = sign_token(dir, key, "{\"a\":\"rw\"}");
+	ro_path = fixture_path(e.dir, "ro.db");
+	rw_path = fixture_path(e.dir, "rw.db");
+	ro = rfx_sign_token(e.dir, key, "{\"a\":\"ro\"}");
+	rw = rfx_sign_token(e.dir, key, "{\"a\":\"rw\"}");
 
 	ck_assert_int_ge(asprintf(&extra, "sync_interval=0&auth_token=%s", rw),
 			 0);
-	dbrw = rfx_open(rw_path, srv.url, extra);
+	dbrw = rfx_open(rw_path, e.srv.url, extra);
 	free(extra);
 	fixture_exec(dbrw, "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT); "
 			   "INSERT INTO t(b) VALUES ('rw')");
-	ck_assert_int_eq(primary_int_tok(srv.url, rw, "SELECT count(*) FROM t"),
-			 1);
+	ck_assert_int_eq(
+	    rfx_primary_query_int_tok(e.srv.url, rw, "SELECT count(*) FROM t"),
+	    1);
 
 	ck_assert_int_ge(asprintf(&extra, "sync_interval=0&auth_token=%s", ro),
 			 0);
-	dbro = rfx_open(ro_path, srv.url, extra);
+	dbro = rfx_open(ro_path, e.srv.url, extra);
 	free(extra);
 	ck_assert_int_eq(fixture_query_int(dbro, "SELECT count(*) FROM t"), 1);
-	primary_info_tok(srv.url, rw, &before);
+	rfx_primary_info(e.srv.url, rw, &before);
 	for (i = 0; i < sizeof writes / sizeof writes[0]; i++) {
 		assert_fails_with(dbro, writes[i], SQLITE_READONLY, msg,
 				  sizeof msg);
-		ASSERT_HAS(msg, "readonly");
+		RFX_ASSERT_HAS(msg, "readonly");
 		if (sqlite3_get_autocommit(dbro) == 0)
 			fixture_exec(dbro, "ROLLBACK");
 	}
-	primary_info_tok(srv.url, rw, &after);
+	rfx_primary_info(e.srv.url, rw, &after);
 	ck_assert_int_eq(after.max_frame_no, before.max_frame_no);
 	ck_assert_int_eq(fixture_query_int(dbro, "SELECT count(*) FROM t "
 						 "WHERE b = 'rw'"),
@@ -1963,21 +1618,20 @@ START_TEST(test_tokens)
 	fixture_exec(dbrw, "INSERT INTO t(b) VALUES ('rw 2')");
 	rfx_sync(dbro);
 	ck_assert_int_eq(fixture_query_int(dbro, "SELECT count(*) FROM t"), 2);
-	ck_assert_int_eq(primary_int_tok(srv.url, ro, "SELECT count(*) FROM t"),
-			 2);
+	ck_assert_int_eq(
+	    rfx_primary_query_int_tok(e.srv.url, ro, "SELECT count(*) FROM t"),
+	    2);
 	ck_assert_int_eq(
 	    fixture_query_int(dbrw, "SELECT count(*) FROM t WHERE b = 'ro'"),
 	    0);
 	sqlite3_close(dbro);
 	sqlite3_close(dbrw);
-	server_fixture_stop(&srv);
 	free(ro);
 	free(rw);
 	free(key);
-	free(pub);
 	free(ro_path);
 	free(rw_path);
-	fixture_rmdir(dir);
+	rfx_env_stop(&e);
 }
 END_TEST
 
@@ -2024,7 +1678,7 @@ START_TEST(test_read_your_writes_off)
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
 	rfx_sync(db);
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), 4);
-	assert_same_table(db, url, "t", "a || ',' || b");
+	rfx_assert_same_table(db, url, "t", "a || ',' || b");
 	assert_integrity_both(db, url);
 	assert_at_head(db, e.path, url);
 
@@ -2078,11 +1732,9 @@ START_TEST(test_read_your_writes_off)
 	fixture_assert_integrity(db);
 	rfx_sync(db);
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), 6);
-	assert_same_table(db, url, "t", "a || ',' || b");
-	assert_integrity_both(db, url);
+	rfx_assert_same_table(db, url, "t", "a || ',' || b");
 	assert_at_head(db, e.path, url);
-	sqlite3_close(db);
-	rfx_env_stop(&e);
+	finish(&e, db, NULL);
 }
 END_TEST
 
@@ -2119,7 +1771,7 @@ START_TEST(test_read_your_writes_off_live)
 		rfx_primary_exec(url, sql);
 		sqlite3_free(sql);
 		w.db = rfx_open(path, url, modes[m]);
-		sleep_ms(200); /* let the sync thread reach its long-poll */
+		rfx_sleep_ms(200); /* let the sync thread reach its long-poll */
 		for (i = 0; i < 10; i++) {
 			sql = sqlite3_mprintf("UPDATE counter SET n = n + 1 "
 					      "WHERE id = %d",
@@ -2157,8 +1809,8 @@ START_TEST(test_read_your_writes_off_live)
 			      "SQLITE_BUSY_SNAPSHOT)",
 			      modes[m], w.busy, w.snapshot);
 		rfx_sync(w.db);
-		assert_same_table(w.db, url, "counter", "id || ',' || n");
-		assert_same_table(w.db, url, "t", "a || ',' || b");
+		rfx_assert_same_table(w.db, url, "counter", "id || ',' || n");
+		rfx_assert_same_table(w.db, url, "t", "a || ',' || b");
 		assert_integrity_both(w.db, url);
 		sqlite3_close(w.db);
 		free(path);
@@ -2233,9 +1885,7 @@ START_TEST(test_plain_reader)
 	const char *url;
 	sqlite3 *db, *plain;
 
-	rfx_env_start(&e, NULL);
-	url = e.srv.url;
-	db = rfx_open(e.path, url, "sync_interval=0");
+	url = start_explicit(&e, &db, NULL);
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)");
 	ck_assert_int_eq(
 	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
@@ -2266,7 +1916,7 @@ START_TEST(test_plain_reader)
 						  "NOT NULL"),
 			 151);
 	fixture_assert_integrity(plain);
-	assert_same_table(plain, url, "t", "a || ',' || hex(b)");
+	rfx_assert_same_table(plain, url, "t", "a || ',' || hex(b)");
 	sqlite3_close(plain);
 	assert_integrity_both(db, url);
 	sqlite3_close(db);
@@ -2276,46 +1926,38 @@ START_TEST(test_plain_reader)
 	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
 	    SQLITE_OK);
 	fixture_assert_integrity(plain);
-	assert_same_table(plain, url, "t", "a || ',' || hex(b)");
+	rfx_assert_same_table(plain, url, "t", "a || ',' || hex(b)");
 	sqlite3_close(plain);
 	rfx_env_stop(&e);
 }
 END_TEST
 
-/* One test case per test, named after it. */
-#define ADD_TEST(s, fn)                                                        \
-	do {                                                                   \
-		TCase *tc = tcase_create(#fn);                                 \
-		tcase_set_timeout(tc, 120);                                    \
-		tcase_add_test(tc, fn);                                        \
-		suite_add_tcase(s, tc);                                        \
-	} while (0)
-
+/* Each test is a test case of its own, named after it. */
 int main(void)
 {
-	Suite *s = suite_create("replica_write");
+	const TTest *const tests[] = {test_autocommit_writes,
+				      test_transactions,
+				      test_ddl,
+				      test_vacuum_shrink,
+				      test_large_transactions,
+				      test_cache_spill,
+				      test_checkpoints,
+				      test_blob_io,
+				      test_threads,
+				      test_two_replicas,
+				      test_counter_live,
+				      test_generation_rollover,
+				      test_attached_writes,
+				      test_behind,
+				      test_behind_live,
+				      test_conflicts,
+				      test_primary_unreachable,
+				      test_tokens,
+				      test_read_your_writes_off,
+				      test_read_your_writes_off_live,
+				      test_status_after_writes,
+				      test_plain_reader};
 
-	ADD_TEST(s, test_autocommit_writes);
-	ADD_TEST(s, test_transactions);
-	ADD_TEST(s, test_ddl);
-	ADD_TEST(s, test_vacuum_shrink);
-	ADD_TEST(s, test_large_transactions);
-	ADD_TEST(s, test_cache_spill);
-	ADD_TEST(s, test_checkpoints);
-	ADD_TEST(s, test_blob_io);
-	ADD_TEST(s, test_threads);
-	ADD_TEST(s, test_two_replicas);
-	ADD_TEST(s, test_counter_live);
-	ADD_TEST(s, test_generation_rollover);
-	ADD_TEST(s, test_attached_writes);
-	ADD_TEST(s, test_behind);
-	ADD_TEST(s, test_behind_live);
-	ADD_TEST(s, test_conflicts);
-	ADD_TEST(s, test_primary_unreachable);
-	ADD_TEST(s, test_tokens);
-	ADD_TEST(s, test_read_your_writes_off);
-	ADD_TEST(s, test_read_your_writes_off_live);
-	ADD_TEST(s, test_status_after_writes);
-	ADD_TEST(s, test_plain_reader);
-	return fixture_run(s);
+	return rfx_run_tests("replica_write", tests,
+			     sizeof tests / sizeof tests[0]);
 }
