@@ -88,6 +88,23 @@ static void register_once(void)
 	}
 }
 
+char *rfx_pipeline_body(const char *sql, int execute)
+{
+	json_t *req;
+	char *body;
+
+	if (execute)
+		req =
+		    json_pack("{s:[{s:s, s:{s:s}}, {s:s}]}", "requests", "type",
+			      "execute", "stmt", "sql", sql, "type", "close");
+	else
+		req = json_pack("{s:[{s:s, s:s}, {s:s}]}", "requests", "type",
+				"sequence", "sql", sql, "type", "close");
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	return body;
+}
+
 /* POST a Hrana v2 pipeline running sql (with a bearer token when token is
  * not NULL); the result of its execute. */
 static json_t *primary_pipeline(const char *url, const char *token,
@@ -99,22 +116,14 @@ static json_t *primary_pipeline(const char *url, const char *token,
 					 .max_body = 64 << 20};
 	struct http_client_response res = {0};
 	struct http_client *c = NULL;
-	json_t *req, *doc, *first, *out;
+	json_t *doc, *first, *out;
 	char err[512];
 	char *body;
 	int rc;
 
 	ck_assert_msg(http_client_new(&cfg, &c, err, sizeof err) == 0, "%s",
 		      err);
-	if (want_rows)
-		req =
-		    json_pack("{s:[{s:s, s:{s:s}}, {s:s}]}", "requests", "type",
-			      "execute", "stmt", "sql", sql, "type", "close");
-	else
-		req = json_pack("{s:[{s:s, s:s}, {s:s}]}", "requests", "type",
-				"sequence", "sql", sql, "type", "close");
-	body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
+	body = rfx_pipeline_body(sql, want_rows);
 	rc = http_client_request(c, "POST", "/v2/pipeline", body, strlen(body),
 				 30000, &res, err, sizeof err);
 	free(body);

@@ -47,6 +47,11 @@ void rfx_durable_restart(struct rfx_durable *d, int same_address);
 /* Stop the primary and remove the directory. */
 void rfx_durable_stop(struct rfx_durable *d);
 
+/* The body of a Hrana v2 pipeline request (malloc'd) running sql: as one
+ * statement (execute, its rows returned) or as a sequence of statements
+ * separated by ';', then closing the stream. */
+char *rfx_pipeline_body(const char *sql, int execute);
+
 /* Run SQL (one statement, or several separated by ';' run as one
  * sequence) on the primary at url; the test fails if the primary refuses
  * it. */

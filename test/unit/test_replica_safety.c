@@ -42,6 +42,7 @@
 
 #include "fixture.h"
 #include "include/replite.h"
+#include "process_fixture.h"
 #include "replica_fixture.h"
 #include "server_fixture.h"
 #include "sync/http_client.h"
@@ -58,11 +59,6 @@
 #define MAX_TRANSFERS 6
 #define MAX_VERSIONS (1 << 18)
 
-/* A blob of len bytes repeating the 8 hex digits of stamp, as SQL. */
-#define PATTERN_SQL                                                            \
-	"CAST(substr(replace(hex(zeroblob((%s + 7) / 8)), '00', "              \
-	"printf('%%08x', %s)), 1, %s) AS BLOB)"
-
 /* The same text, identical on the primary and on a replica: every row of
  * every table but the blob contents (checked against their pattern). */
 #define DIGEST_SQL                                                             \
@@ -75,47 +71,6 @@
 	"length(v), ',') FROM big), '') || '|' || (SELECT group_concat(type "  \
 	"|| ' ' || name || ' ' || ifnull(sql, ''), ';') FROM (SELECT * FROM "  \
 	"sqlite_schema ORDER BY name))"
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int env_int(const char *name, int def)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && v[0] != '\0' ? atoi(v) : def;
-}
-
-/* xorshift64*: one generator per thread. */
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 2685821657736338717ULL;
-}
-
-static uint64_t seed_from_env(void)
-{
-	const char *v = getenv("REPLITE_SAFETY_SEED");
-	uint64_t s = v != NULL ? strtoull(v, NULL, 10) : 0;
-
-	if (s == 0)
-		s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-	return s;
-}
 
 /* ---------------------------------------------------------------------- */
 /* the state of the database at one version */
@@ -155,24 +110,6 @@ static uint64_t state_hash(const struct state *s)
 	return h;
 }
 
-/* Does the blob hold the pattern of stamp (PATTERN_SQL)? */
-static int pattern_ok(const uint8_t *p, int64_t len, int64_t stamp)
-{
-	char digits[32];
-	int64_t i;
-
-	snprintf(digits, sizeof digits, "%08llx", (unsigned long long)stamp);
-	if (strlen(digits) != 8)
-		return 0;
-	if (len > 0 && p == NULL)
-		return 0;
-	for (i = 0; i < len; i++) {
-		if (p[i] != (uint8_t)digits[i % 8])
-			return 0;
-	}
-	return 1;
-}
-
 enum { RS_OK, RS_BAD, RS_SQL, RS_EMPTY };
 
 static int sql_fail(sqlite3 *db, const char *what, char *why, size_t why_len)
@@ -180,6 +117,67 @@ static int sql_fail(sqlite3 *db, const char *what, char *why, size_t why_len)
 	snprintf(why, why_len, "%s: %s (%d)", what, sqlite3_errmsg(db),
 		 sqlite3_extended_errcode(db));
 	return RS_SQL;
+}
+
+/* Read the rows of table pad or big (id, ver, length(v), and with
+ * content the blob, checked against its pattern) into s, recording a
+ * violation in *out (described in why unless one already was).  Returns
+ * RS_OK or RS_SQL (an error, in why). */
+static int read_blobs(sqlite3 *db, const char *table, int content,
+		      struct state *s, int *out, char *why, size_t why_len)
+{
+	int big = strcmp(table, "big") == 0;
+	sqlite3_stmt *st = NULL;
+	char sql[64];
+	int rc;
+
+	snprintf(sql, sizeof sql, "SELECT id, ver, length(v)%s FROM %s",
+		 content ? ", v" : "", table);
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	snprintf(sql, sizeof sql, "SELECT %s", table);
+	if (rc != SQLITE_OK)
+		return sql_fail(db, sql, why, why_len);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		int64_t ver = sqlite3_column_int64(st, 1);
+		int64_t len = sqlite3_column_int64(st, 2);
+
+		if (big ? id != 1 : id < 0 || id >= N_PAD) {
+			if (*out == RS_OK)
+				snprintf(why, why_len, "%s row id %lld", table,
+					 (long long)id);
+			*out = RS_BAD;
+			if (!big)
+				continue;
+		}
+		if (big) {
+			s->big_ver = ver;
+			s->big_len = len;
+		} else {
+			s->pad_ver[id] = ver;
+			s->pad_len[id] = len;
+		}
+		if (content && *out == RS_OK &&
+		    (sqlite3_column_bytes(st, 3) != len ||
+		     !pfx_pattern_ok(sqlite3_column_blob(st, 3), len, ver))) {
+			if (big)
+				snprintf(why, why_len,
+					 "big (version %lld): the blob is not "
+					 "its pattern",
+					 (long long)ver);
+			else
+				snprintf(why, why_len,
+					 "pad %lld (version %lld, %lld bytes): "
+					 "the blob is not its pattern",
+					 (long long)id, (long long)ver,
+					 (long long)len);
+			*out = RS_BAD;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sql_fail(db, sql, why, why_len);
+	return RS_OK;
 }
 
 /* Read the whole state of db (inside the caller's read transaction, if
@@ -245,8 +243,8 @@ static int read_state(sqlite3 *db, struct state *s, int content, char *why,
 		s->ver[rows] = sqlite3_column_int64(st, 2);
 		if (content &&
 		    (sqlite3_column_bytes(st, 3) != FILLER_LEN ||
-		     !pattern_ok(sqlite3_column_blob(st, 3), FILLER_LEN,
-				 FILLER_STAMP + id)) &&
+		     !pfx_pattern_ok(sqlite3_column_blob(st, 3), FILLER_LEN,
+				     FILLER_STAMP + id)) &&
 		    out == RS_OK) {
 			snprintf(why, why_len,
 				 "account %lld: filler is not its pattern",
@@ -264,71 +262,29 @@ static int read_state(sqlite3 *db, struct state *s, int content, char *why,
 		out = RS_BAD;
 	}
 
-	rc =
-	    sqlite3_prepare_v2(db,
-			       content ? "SELECT id, ver, length(v), v FROM pad"
-				       : "SELECT id, ver, length(v) FROM pad",
-			       -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return sql_fail(db, "SELECT pad", why, why_len);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(st, 0);
-		int64_t ver = sqlite3_column_int64(st, 1);
-		int64_t len = sqlite3_column_int64(st, 2);
-		if (id < 0 || id >= N_PAD) {
-			if (out == RS_OK)
-				snprintf(why, why_len, "pad row id %lld",
-					 (long long)id);
-			out = RS_BAD;
-			continue;
-		}
-		s->pad_ver[id] = ver;
-		s->pad_len[id] = len;
-		if (content && out == RS_OK &&
-		    (sqlite3_column_bytes(st, 3) != len ||
-		     !pattern_ok(sqlite3_column_blob(st, 3), len, ver))) {
-			snprintf(why, why_len,
-				 "pad %lld (version %lld, %lld bytes): the "
-				 "blob is not its pattern",
-				 (long long)id, (long long)ver, (long long)len);
-			out = RS_BAD;
-		}
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return sql_fail(db, "SELECT pad", why, why_len);
+	rc = read_blobs(db, "pad", content, s, &out, why, why_len);
+	if (rc == RS_OK)
+		rc = read_blobs(db, "big", content, s, &out, why, why_len);
+	return rc == RS_OK ? out : rc;
+}
 
-	rc =
-	    sqlite3_prepare_v2(db,
-			       content ? "SELECT id, ver, length(v), v FROM big"
-				       : "SELECT id, ver, length(v) FROM big",
-			       -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return sql_fail(db, "SELECT big", why, why_len);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(st, 0);
-		s->big_ver = sqlite3_column_int64(st, 1);
-		s->big_len = sqlite3_column_int64(st, 2);
-		if (id != 1 && out == RS_OK) {
-			snprintf(why, why_len, "big row id %lld",
-				 (long long)id);
-			out = RS_BAD;
-		}
-		if (content && out == RS_OK &&
-		    (sqlite3_column_bytes(st, 3) != s->big_len ||
-		     !pattern_ok(sqlite3_column_blob(st, 3), s->big_len,
-				 s->big_ver))) {
-			snprintf(why, why_len,
-				 "big (version %lld): the blob is not its "
-				 "pattern",
-				 (long long)s->big_ver);
-			out = RS_BAD;
-		}
+/* Read the state again in the read transaction that read s: RS_BAD (a
+ * violation, in why) if the snapshot changed, else what read_state
+ * returned. */
+static int reread_state(sqlite3 *db, const struct state *s, int content,
+			char *why, size_t why_len)
+{
+	struct state s2;
+	int rc = read_state(db, &s2, content, why, why_len);
+
+	if (rc == RS_OK && memcmp(s, &s2, sizeof s2) != 0) {
+		snprintf(why, why_len,
+			 "the snapshot of version %lld changed to version "
+			 "%lld within a read transaction",
+			 (long long)s->version, (long long)s2.version);
+		rc = RS_BAD;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return sql_fail(db, "SELECT big", why, why_len);
-	return out;
+	return rc;
 }
 
 /* The invariants every version satisfies.  Returns 0, or -1 with why. */
@@ -376,108 +332,10 @@ static int check_invariants(const struct state *s, char *why, size_t why_len)
 	return 0;
 }
 
-/* ---------------------------------------------------------------------- */
-/* the primary over Hrana, without Check assertions (usable from threads) */
-
-static struct http_client *primary_client(const char *url)
-{
-	struct http_client_config cfg = {
-	    .base_url = url, .connect_timeout_ms = 5000, .max_body = 64 << 20};
-	struct http_client *c = NULL;
-	char err[512];
-
-	ck_assert_msg(http_client_new(&cfg, &c, err, sizeof err) == 0, "%s",
-		      err);
-	return c;
-}
-
-/* Run sql on the primary: a sequence, or (execute) one statement whose
- * first column of the first row is returned as text in *text (malloc'd). */
-static int primary_run(struct http_client *c, const char *sql, int execute,
-		       char **text, char *err, size_t err_len)
-{
-	struct http_client_response res = {0};
-	json_t *req, *doc = NULL, *first, *cell;
-	const char *type, *v;
-	char *body;
-	int rc = -1;
-
-	if (execute)
-		req =
-		    json_pack("{s:[{s:s, s:{s:s}}, {s:s}]}", "requests", "type",
-			      "execute", "stmt", "sql", sql, "type", "close");
-	else
-		req = json_pack("{s:[{s:s, s:s}, {s:s}]}", "requests", "type",
-				"sequence", "sql", sql, "type", "close");
-	body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	if (http_client_request(c, "POST", "/v2/pipeline", body, strlen(body),
-				120000, &res, err, err_len) != 0) {
-		free(body);
-		return -1;
-	}
-	free(body);
-	if (res.status != 200) {
-		snprintf(err, err_len, "HTTP %ld: %.200s", res.status,
-			 (char *)res.body);
-		goto out;
-	}
-	doc = json_loadb((const char *)res.body, res.len, 0, NULL);
-	first = json_array_get(json_object_get(doc, "results"), 0);
-	type = json_string_value(json_object_get(first, "type"));
-	if (type == NULL || strcmp(type, "ok") != 0) {
-		snprintf(err, err_len, "the primary refused: %.300s",
-			 (char *)res.body);
-		goto out;
-	}
-	if (execute) {
-		cell = json_array_get(
-		    json_array_get(
-			json_object_get(
-			    json_object_get(json_object_get(first, "response"),
-					    "result"),
-			    "rows"),
-			0),
-		    0);
-		v = json_string_value(json_object_get(cell, "value"));
-		*text = strdup(v != NULL ? v : "");
-	}
-	rc = 0;
-out:
-	json_decref(doc);
-	http_client_response_free(&res);
-	return rc;
-}
-
-static char *primary_text(const char *url, const char *sql)
-{
-	struct http_client *c = primary_client(url);
-	char err[512], *text = NULL;
-
-	ck_assert_msg(primary_run(c, sql, 1, &text, err, sizeof err) == 0,
-		      "%s: %s", sql, err);
-	http_client_free(c);
-	return text;
-}
-
-static char *local_text(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st;
-	char *out;
-
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	out = strdup(sqlite3_column_text(st, 0)
-			 ? (const char *)sqlite3_column_text(st, 0)
-			 : "");
-	sqlite3_finalize(st);
-	return out;
-}
-
 static void create_schema(const char *url)
 {
 	char *filler =
-	    sqlite3_mprintf(PATTERN_SQL, "900", "1000000 + i", "900");
+	    sqlite3_mprintf(PFX_PATTERN_SQL, "900", "1000000 + i", "900");
 	char *sql = sqlite3_mprintf(
 	    "BEGIN;"
 	    "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT "
@@ -539,26 +397,27 @@ static int64_t blob_pages(int64_t len)
 
 static void make_txn(uint64_t *rng, struct txn *t, int64_t big_len)
 {
-	uint64_t r = rnd(rng) % 100;
+	uint64_t r = pfx_rnd(rng) % 100;
 	int i;
 
-	t->k = 2 + (int)(rnd(rng) % (MAX_TRANSFERS - 1));
+	t->k = 2 + (int)(pfx_rnd(rng) % (MAX_TRANSFERS - 1));
 	for (i = 0; i < t->k; i++) {
-		t->from[i] = (int)(rnd(rng) % N_ACCOUNTS);
+		t->from[i] = (int)(pfx_rnd(rng) % N_ACCOUNTS);
 		do {
-			t->to[i] = (int)(rnd(rng) % N_ACCOUNTS);
+			t->to[i] = (int)(pfx_rnd(rng) % N_ACCOUNTS);
 		} while (t->to[i] == t->from[i]);
-		t->amount[i] = 1 + (int)(rnd(rng) % 100);
+		t->amount[i] = 1 + (int)(pfx_rnd(rng) % 100);
 	}
 	if (r < 10) /* fits in the leaf */
-		t->pad_len = 1 + (int64_t)(rnd(rng) % 3000);
+		t->pad_len = 1 + (int64_t)(pfx_rnd(rng) % 3000);
 	else if (r < 75)
-		t->pad_len = (1 + (int64_t)(rnd(rng) % 24)) * OVERFLOW_BYTES -
-			     (int64_t)(rnd(rng) % 2000);
+		t->pad_len =
+		    (1 + (int64_t)(pfx_rnd(rng) % 24)) * OVERFLOW_BYTES -
+		    (int64_t)(pfx_rnd(rng) % 2000);
 	else /* more than 100 pages */
 		t->pad_len =
-		    (100 + (int64_t)(rnd(rng) % 100)) * OVERFLOW_BYTES -
-		    (int64_t)(rnd(rng) % 2000);
+		    (100 + (int64_t)(pfx_rnd(rng) % 100)) * OVERFLOW_BYTES -
+		    (int64_t)(pfx_rnd(rng) % 2000);
 	t->big_len = big_len;
 }
 
@@ -587,7 +446,7 @@ static void append_pattern(sqlite3_str *q, int64_t len, int64_t stamp)
 
 	snprintf(l, sizeof l, "%lld", (long long)len);
 	snprintf(st, sizeof st, "%lld", (long long)stamp);
-	sqlite3_str_appendf(q, PATTERN_SQL, l, st, l);
+	sqlite3_str_appendf(q, PFX_PATTERN_SQL, l, st, l);
 }
 
 static char *txn_sql(const struct txn *t, int64_t v)
@@ -649,7 +508,7 @@ static int writer_txn(struct writer *w, int64_t big_len, char *err,
 	pthread_mutex_unlock(&w->mu);
 
 	sql = txn_sql(&t, v);
-	rc = primary_run(w->http, sql, 0, NULL, err, err_len);
+	rc = pfx_primary_run(w->http, sql, 0, NULL, err, err_len);
 	sqlite3_free(sql);
 	if (rc != 0)
 		return -1;
@@ -704,7 +563,7 @@ static struct writer *writer_start(const char *url, uint64_t seed)
 
 	ck_assert_ptr_nonnull(w);
 	w->url = url;
-	w->http = primary_client(url);
+	w->http = pfx_primary_client(url);
 	w->rng = seed * 2 + 1;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cond, NULL);
@@ -830,8 +689,8 @@ static int64_t writer_distinct_seen(struct writer *w)
 static void assert_equals_primary(sqlite3 *db, struct writer *w,
 				  const char *what)
 {
-	char *p = primary_text(w->url, DIGEST_SQL);
-	char *r = local_text(db, DIGEST_SQL);
+	char *p = pfx_primary_text(w->url, DIGEST_SQL);
+	char *r = pfx_local_text(db, DIGEST_SQL);
 	char why[512];
 	struct state s;
 	int rc;
@@ -855,56 +714,6 @@ static void assert_equals_primary(sqlite3 *db, struct writer *w,
 
 /* ---------------------------------------------------------------------- */
 /* other processes: this executable run again (see main) */
-
-static pid_t spawn_self(const char *const *args, int stdin_fd,
-			const char *stderr_path)
-{
-	const char *argv[8];
-	int n = 0, err_fd = -1;
-	pid_t pid;
-
-	argv[n++] = "test_replica_safety";
-	while (*args != NULL && n < 7)
-		argv[n++] = *args++;
-	argv[n] = NULL;
-	if (stderr_path != NULL) {
-		err_fd = open(stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		ck_assert_int_ge(err_fd, 0);
-	}
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		/* Only async-signal-safe calls: the parent has threads. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (stdin_fd >= 0)
-			dup2(stdin_fd, 0);
-		if (err_fd >= 0)
-			dup2(err_fd, 2);
-		execv("/proc/self/exe", (char *const *)argv);
-		_exit(127);
-	}
-	if (err_fd >= 0)
-		close(err_fd);
-	return pid;
-}
-
-static char *slurp(const char *path)
-{
-	FILE *fp = fopen(path, "r");
-	char *buf;
-	long len;
-
-	if (fp == NULL)
-		return strdup("");
-	fseek(fp, 0, SEEK_END);
-	len = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	buf = calloc(1, (size_t)len + 1);
-	if (buf != NULL && len > 0 && fread(buf, 1, (size_t)len, fp) == 0)
-		buf[0] = '\0';
-	fclose(fp);
-	return buf;
-}
 
 /* True once the parent closed our stdin. */
 static int parent_said_stop(void)
@@ -938,7 +747,7 @@ static int plain_reader_main(const char *path, const char *result_path)
 	}
 	sqlite3_busy_timeout(db, 5000);
 	while (!parent_said_stop()) {
-		struct state s, s2;
+		struct state s;
 		int is_long = iter % 16 == 15, rc, i, bad = 0;
 
 		iter++;
@@ -948,18 +757,9 @@ static int plain_reader_main(const char *path, const char *result_path)
 		}
 		rc = read_state(db, &s, iter % 8 == 0, why, sizeof why);
 		for (i = 0; is_long && rc == RS_OK && i < 20; i++) {
-			sleep_ms(2);
-			rc = read_state(db, &s2, i % 5 == 4, why, sizeof why);
+			rfx_sleep_ms(2);
+			rc = reread_state(db, &s, i % 5 == 4, why, sizeof why);
 			long_queries++;
-			if (rc == RS_OK && memcmp(&s, &s2, sizeof s) != 0) {
-				snprintf(why, sizeof why,
-					 "the snapshot of version %lld changed "
-					 "to version %lld within a read "
-					 "transaction",
-					 (long long)s.version,
-					 (long long)s2.version);
-				rc = RS_BAD;
-			}
 		}
 		long_txns += is_long;
 		if (is_long) {
@@ -1011,20 +811,8 @@ static int plain_reader_main(const char *path, const char *result_path)
  * new) with live sync and sync on demand in a loop. */
 static int crash_child_main(const char *path, const char *url)
 {
-	char *uri;
-	sqlite3 *db = NULL;
+	sqlite3 *db = pfx_child_open(path, url, NULL);
 
-	if (replite_register() != SQLITE_OK)
-		_exit(2);
-	uri = sqlite3_mprintf("file:%s?vfs=replite&sync_url=%s", path, url);
-	if (sqlite3_open_v2(uri, &db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				SQLITE_OPEN_URI,
-			    NULL) != SQLITE_OK) {
-		fprintf(stderr, "crash child: cannot open %s: %s\n", uri,
-			db ? sqlite3_errmsg(db) : "?");
-		_exit(3);
-	}
 	sqlite3_busy_timeout(db, 5000);
 	for (;;) {
 		char *msg = NULL;
@@ -1098,7 +886,7 @@ static void *reader_main(void *arg)
 
 	r->last = -1;
 	while (!__atomic_load_n(r->stop, __ATOMIC_RELAXED)) {
-		struct state s, s2;
+		struct state s;
 		int rc, i, n_long = r->is_long ? 12 : 0;
 
 		iter++;
@@ -1119,7 +907,7 @@ static void *reader_main(void *arg)
 			    "SELECT json_extract(replite_status(), "
 			    "'$.frame_no')",
 			    -1);
-			t0 = now_s();
+			t0 = pfx_now_s();
 			if (query_int_or(r->db, "SELECT replite_sync()", -1) <
 			    0) {
 				snprintf(why, sizeof why,
@@ -1134,23 +922,14 @@ static void *reader_main(void *arg)
 			    "SELECT json_extract(replite_status(), "
 			    "'$.frame_no')",
 			    -1);
-			if (now_s() - t0 > r->max_sync_s)
-				r->max_sync_s = now_s() - t0;
+			if (pfx_now_s() - t0 > r->max_sync_s)
+				r->max_sync_s = pfx_now_s() - t0;
 			r->syncs_in_txn++;
 			if (after > before)
 				bump(&r->advanced_in_txn);
-			rc =
-			    read_state(r->db, &s2, i % 5 == 4, why, sizeof why);
+			rc = reread_state(r->db, &s, i % 5 == 4, why,
+					  sizeof why);
 			r->long_queries++;
-			if (rc == RS_OK && memcmp(&s, &s2, sizeof s) != 0) {
-				snprintf(why, sizeof why,
-					 "the snapshot of version %lld changed "
-					 "to version %lld within a read "
-					 "transaction",
-					 (long long)s.version,
-					 (long long)s2.version);
-				rc = RS_BAD;
-			}
 		}
 		if (r->is_long)
 			bump(&r->long_txns);
@@ -1192,7 +971,7 @@ static void *reader_main(void *arg)
 
 static int count_lines(const char *path, const char *prefix)
 {
-	char *text = slurp(path), *p;
+	char *text = pfx_slurp(path), *p;
 	int n = 0;
 
 	for (p = text; p != NULL && *p != '\0'; p = strchr(p, '\n')) {
@@ -1231,14 +1010,14 @@ static int enough_progress(struct writer *w, struct reader *readers, int n,
 START_TEST(test_snapshot_isolation)
 {
 	const int n_readers = 4; /* the last one holds long transactions */
-	double seconds = env_int("REPLITE_SNAPSHOT_SECONDS", 5), started;
+	double seconds = pfx_env_int("REPLITE_SNAPSHOT_SECONDS", 5), started;
 	struct reader readers[4];
 	struct server_fixture srv;
 	char *dir = fixture_tmpdir();
 	char *path = fixture_path(dir, "app.db");
 	char *result_path = fixture_path(dir, "plain.txt");
 	char *child_log = fixture_path(dir, "plain.log");
-	uint64_t seed = seed_from_env(), explicit_syncs = 0;
+	uint64_t seed = pfx_seed_from_env(), explicit_syncs = 0;
 	uint64_t p_checks = 0, p_snaps = 0, p_viol = 99, p_err = 99;
 	uint64_t p_long = 0, p_longq = 0, p_versions = 0;
 	uint64_t t_checks = 0, t_snaps = 0;
@@ -1264,7 +1043,7 @@ START_TEST(test_snapshot_isolation)
 	child_args[1] = path;
 	child_args[2] = result_path;
 	child_args[3] = NULL;
-	child = spawn_self(child_args, pipe_fds[0], child_log);
+	child = pfx_spawn_self(child_args, pipe_fds[0], -1, child_log);
 	close(pipe_fds[0]);
 
 	for (i = 0; i < n_readers; i++) {
@@ -1280,22 +1059,22 @@ START_TEST(test_snapshot_isolation)
 	}
 
 	writer_resume(w);
-	started = now_s();
+	started = pfx_now_s();
 	/* At least the given time, and until every reader saw enough (no
 	 * vacuous pass), within a generous deadline. */
 	for (;;) {
-		double elapsed = now_s() - started, t0;
+		double elapsed = pfx_now_s() - started, t0;
 
 		if (elapsed >= seconds &&
 		    enough_progress(w, readers, n_readers, result_path))
 			break;
 		if (elapsed >= SNAPSHOT_DEADLINE_S)
 			break; /* the assertions below say what is missing */
-		sleep_ms(30);
-		t0 = now_s();
+		rfx_sleep_ms(30);
+		t0 = pfx_now_s();
 		ck_assert_int_ge(rfx_sync(db), 0);
-		if (now_s() - t0 > max_sync_s)
-			max_sync_s = now_s() - t0;
+		if (pfx_now_s() - t0 > max_sync_s)
+			max_sync_s = pfx_now_s() - t0;
 		explicit_syncs++;
 		if (!big_done && elapsed > seconds / 2) {
 			writer_request_big(w);
@@ -1314,10 +1093,10 @@ START_TEST(test_snapshot_isolation)
 	ck_assert_int_eq(waitpid(child, &status, 0), child);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		      "the plain reader failed (status %d): %s", status,
-		      slurp(child_log));
+		      pfx_slurp(child_log));
 
 	/* The plain reader's versions, checked against the model. */
-	results = slurp(result_path);
+	results = pfx_slurp(result_path);
 	for (line = strtok_r(results, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
 		long long v;
@@ -1385,7 +1164,7 @@ START_TEST(test_snapshot_isolation)
 	       (long long)w->big_txns, (long long)w->frames_est,
 	       (unsigned long long)explicit_syncs, max_sync_s,
 	       readers[n_readers - 1].max_sync_s,
-	       (long long)writer_distinct_seen(w), now_s() - started);
+	       (long long)writer_distinct_seen(w), pfx_now_s() - started);
 	fflush(stdout);
 
 	for (i = 0; i < n_readers; i++) {
@@ -1400,7 +1179,7 @@ START_TEST(test_snapshot_isolation)
 	}
 	ck_assert_msg(p_viol == 0 && p_err == 0,
 		      "the plain reader saw violations or errors: %s",
-		      slurp(child_log));
+		      pfx_slurp(child_log));
 	ck_assert_int_ge(p_snaps, MIN_SNAPSHOTS);
 	ck_assert_int_eq(p_versions, p_snaps);
 	ck_assert_int_ge(readers[n_readers - 1].long_txns, 2);
@@ -1424,71 +1203,19 @@ END_TEST
 /* ---------------------------------------------------------------------- */
 /* 2: crash safety */
 
-static int file_exists(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-	FILE *in = fopen(from, "rb"), *out;
-	char buf[1 << 16];
-	size_t n;
-
-	unlink(to);
-	if (in == NULL)
-		return;
-	out = fopen(to, "wb");
-	ck_assert_ptr_nonnull(out);
-	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-		ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
-	fclose(in);
-	ck_assert_int_eq(fclose(out), 0);
-}
-
-static void remove_db_files(const char *path)
-{
-	static const char *const suffixes[] = {"", "-wal", "-shm", "-replite"};
-	char p[4096];
-	size_t i;
-
-	for (i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-		snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
-		unlink(p);
-	}
-}
-
 /* Open path with plain SQLite and check it: intact, and exactly one
  * version of the primary (or, allow_empty, no schema yet).  Returns the
  * version, or -1 for an empty database. */
-static int64_t check_plain(const char *path, struct writer *w, int allow_empty,
-			   int checkpoint_on_close, const char *what)
+static int64_t check_plain(const char *path, int allow_empty,
+			   int checkpoint_on_close, const char *what, void *arg)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st;
+	struct writer *w = arg;
+	sqlite3 *db;
 	struct state s;
 	char why[512];
 	int rc;
 
-	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-	ck_assert_msg(rc == SQLITE_OK, "%s: cannot open %s: %s", what, path,
-		      sqlite3_errmsg(db));
-	sqlite3_busy_timeout(db, 5000);
-	if (!checkpoint_on_close)
-		ck_assert_int_eq(
-		    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
-				      NULL),
-		    SQLITE_OK);
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
-	    SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	ck_assert_msg(
-	    strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0,
-	    "%s: integrity_check: %s", what, sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	db = pfx_open_plain(path, checkpoint_on_close, what);
 	rc = read_state(db, &s, 1, why, sizeof why);
 	if (rc == RS_EMPTY) {
 		ck_assert_msg(allow_empty,
@@ -1522,9 +1249,9 @@ struct crash_stats {
  * not yet.  Returns whether it was seen. */
 static int wait_big_batch(const char *state_path, double deadline_s)
 {
-	double until = now_s() + deadline_s;
+	double until = pfx_now_s() + deadline_s;
 
-	while (now_s() < until) {
+	while (pfx_now_s() < until) {
 		struct replica_state st = {0};
 		char err[512];
 		int seen =
@@ -1534,7 +1261,7 @@ static int wait_big_batch(const char *state_path, double deadline_s)
 		replica_state_free(&st);
 		if (seen)
 			return 1;
-		sleep_ms(1);
+		rfx_sleep_ms(1);
 	}
 	return 0;
 }
@@ -1550,57 +1277,34 @@ static int run_children(const char *path, const char *url, const char *dir,
 	char *state_path = NULL;
 	long delay[2];
 	pid_t pid[2];
-	int i, status, hit = 0;
-	long slept = 0;
+	int i, hit = 0;
 
 	unlink(log);
 	for (i = 0; i < n; i++) {
-		pid[i] = spawn_self(args, -1, log);
-		delay[i] = (long)(rnd(rng) % 301);
+		pid[i] = pfx_spawn_self(args, -1, -1, log);
+		delay[i] = (long)(pfx_rnd(rng) % 301);
 	}
 	if (target_big && n == 1) {
 		ck_assert_int_ne(asprintf(&state_path, "%s-replite", path), -1);
 		hit = wait_big_batch(state_path, 5.0);
 		free(state_path);
-		delay[0] = (long)(rnd(rng) % 150);
+		delay[0] = (long)(pfx_rnd(rng) % 150);
 	}
-	if (n == 2 && delay[1] < delay[0]) {
-		long d = delay[0];
-		pid_t p = pid[0];
-
-		delay[0] = delay[1];
-		delay[1] = d;
-		pid[0] = pid[1];
-		pid[1] = p;
-	}
-	for (i = 0; i < n; i++) {
-		sleep_ms(delay[i] - slept);
-		slept = delay[i];
-		kill(pid[i], SIGKILL);
-	}
-	for (i = 0; i < n; i++) {
-		ck_assert_int_eq(waitpid(pid[i], &status, 0), pid[i]);
-		ck_assert_msg(WIFSIGNALED(status) &&
-				  WTERMSIG(status) == SIGKILL,
-			      "a replica process ended before it was killed "
-			      "(status %d): %s",
-			      status, slurp(log));
-	}
+	pfx_kill_after(pid, delay, n, "a replica process", log);
 	free(log);
 	return hit;
 }
 
 START_TEST(test_crash_safety)
 {
-	int trials = env_int("REPLITE_CRASH_TRIALS", 50);
-	uint64_t seed = seed_from_env(), rng;
+	int trials = pfx_env_int("REPLITE_CRASH_TRIALS", 50);
+	uint64_t seed = pfx_seed_from_env(), rng;
 	struct crash_stats cs = {0};
 	struct server_fixture srv;
 	char *dir = fixture_tmpdir();
 	char *copy_path = fixture_path(dir, "copy.db");
-	char *copy_wal = fixture_path(dir, "copy.db-wal");
 	char path[1024], wal[1100], state_path[1100], what[128];
-	double started = now_s();
+	double started = pfx_now_s();
 	int64_t before = -1;
 	uint8_t *recovered = calloc(MAX_VERSIONS, 1);
 	struct writer *w;
@@ -1622,15 +1326,14 @@ START_TEST(test_crash_safety)
 		int big_before = trials >= 10 && t % 20 == 8;
 		int big_during = trials >= 10 && t % 20 == 17;
 		struct replica_state st = {0};
-		int64_t v_copy, v_orig;
-		char err[512];
+		int64_t v_orig;
 		int loaded, allow_empty, mid_batch;
 		int64_t generation;
 		sqlite3 *db, *holder = NULL;
 
 		if (fresh) {
 			if (path[0] != '\0')
-				remove_db_files(path);
+				pfx_remove_db_files(path);
 			snprintf(path, sizeof path, "%s/r%d.db", dir, t);
 			before = -1;
 			cs.fresh++;
@@ -1650,56 +1353,21 @@ START_TEST(test_crash_safety)
 			cs.big_during++;
 		}
 		writer_resume(w);
-		sleep_ms((long)(rnd(&rng) % 50));
+		rfx_sleep_ms((long)(pfx_rnd(&rng) % 50));
 		cs.big_targeted += run_children(path, srv.url, dir, two ? 2 : 1,
 						big_before || big_during, &rng);
 		writer_pause(w);
 
 		/* What the dead processes left. */
-		loaded =
-		    file_exists(state_path)
-			? replica_state_load(state_path, &st, err, sizeof err)
-			: 1;
-		ck_assert_msg(loaded >= 0, "trial %d: %s", t, err);
-		/* Empty is a state of the primary only before any image was
-		 * applied, or at frame 0 of its first generation (whose
-		 * base image is the empty database). */
-		allow_empty = loaded == 1 || st.bootstrapping ||
-			      (st.generation == 1 && st.frame_no == 0);
+		loaded = pfx_left_state(state_path, t, &st, &allow_empty);
 		cs.bootstrapping += loaded == 0 && st.bootstrapping;
 		mid_batch = loaded == 0 && st.frame_hwm > st.frame_no;
 		cs.hwm_ahead += mid_batch;
 		replica_state_free(&st);
-		if (!file_exists(path)) {
-			ck_assert_msg(loaded == 1,
-				      "trial %d: a state file but no database",
-				      t);
-			cs.no_file++;
-			v_copy = v_orig = -1;
-		} else {
-			/* (i) a copy without the -shm: WAL recovery. */
-			copy_file(path, copy_path);
-			copy_file(wal, copy_wal);
-			snprintf(what, sizeof what,
-				 "trial %d: crash copy (db + wal)", t);
-			v_copy =
-			    check_plain(copy_path, w, allow_empty, 1, what);
-			/* (ii) the file itself, with plain SQLite; its
-			 * close sometimes checkpoints and drops the WAL. */
-			snprintf(what, sizeof what,
-				 "trial %d: the file with plain SQLite", t);
-			v_orig =
-			    check_plain(path, w, allow_empty, t % 3 == 0, what);
-			ck_assert_msg(v_copy == v_orig,
-				      "trial %d: the crash copy recovered "
-				      "version %lld, the file version %lld",
-				      t, (long long)v_copy, (long long)v_orig);
-		}
-		/* (iii) never older than before the trial. */
-		ck_assert_msg(v_orig >= before,
-			      "trial %d: the replica went back from version "
-			      "%lld to %lld",
-			      t, (long long)before, (long long)v_orig);
+		cs.no_file += !pfx_file_exists(path);
+		v_orig =
+		    pfx_check_crashed(path, copy_path, t, loaded, allow_empty,
+				      before, check_plain, w, w);
 		cs.empty += v_orig < 0;
 		cs.advanced += v_orig > before;
 		cs.behind += v_orig < writer_committed(w);
@@ -1740,7 +1408,7 @@ START_TEST(test_crash_safety)
 		ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
 		if (holder != NULL) {
 			ck_assert_int_eq(sqlite3_close(holder), SQLITE_OK);
-			cs.left_wal += file_exists(wal);
+			cs.left_wal += pfx_file_exists(wal);
 		}
 		cs.trials++;
 	}
@@ -1748,7 +1416,7 @@ START_TEST(test_crash_safety)
 	       "processes, %d big transactions before / %d during the "
 	       "sync; %lld versions, %d trials ended in a new generation "
 	       "(now %lld)\n",
-	       cs.trials, now_s() - started, cs.fresh, cs.two_children,
+	       cs.trials, pfx_now_s() - started, cs.fresh, cs.two_children,
 	       cs.big_before, cs.big_during, (long long)writer_committed(w),
 	       cs.new_generation - 1, (long long)cs.generation);
 	printf("  after the kill: %d no file yet, %d empty, %d bootstrapping, "
@@ -1771,7 +1439,6 @@ START_TEST(test_crash_safety)
 	server_fixture_stop(&srv);
 	free(recovered);
 	free(copy_path);
-	free(copy_wal);
 	fixture_rmdir(dir);
 }
 END_TEST

@@ -53,6 +53,7 @@
 
 #include "fixture.h"
 #include "include/replite.h"
+#include "process_fixture.h"
 #include "replica_fixture.h"
 #include "server_fixture.h"
 #include "sync/http_client.h"
@@ -61,410 +62,10 @@
 /* ---------------------------------------------------------------------- */
 /* common helpers */
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	if (ms > 0)
-		nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int env_int(const char *name, int def)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && v[0] != '\0' ? atoi(v) : def;
-}
-
-/* xorshift64*: one generator per thread. */
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 2685821657736338717ULL;
-}
-
-static uint64_t seed_from_env(void)
-{
-	const char *v = getenv("REPLITE_SAFETY_SEED");
-	uint64_t s = v != NULL ? strtoull(v, NULL, 10) : 0;
-
-	if (s == 0)
-		s = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-	return s;
-}
-
 /* Did another writer get there first (retry)? */
 static int is_busy(int rc)
 {
 	return (rc & 0xff) == SQLITE_BUSY;
-}
-
-static int file_exists(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-	FILE *in = fopen(from, "rb"), *out;
-	char buf[1 << 16];
-	size_t n;
-
-	unlink(to);
-	if (in == NULL)
-		return;
-	out = fopen(to, "wb");
-	ck_assert_ptr_nonnull(out);
-	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-		ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
-	fclose(in);
-	ck_assert_int_eq(fclose(out), 0);
-}
-
-static void remove_db_files(const char *path)
-{
-	static const char *const suffixes[] = {"", "-wal", "-shm", "-replite"};
-	char p[4096];
-	size_t i;
-
-	for (i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-		snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
-		unlink(p);
-	}
-}
-
-static char *slurp(const char *path)
-{
-	FILE *fp = fopen(path, "r");
-	char *buf;
-	long len;
-
-	if (fp == NULL)
-		return strdup("");
-	fseek(fp, 0, SEEK_END);
-	len = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	buf = calloc(1, (size_t)len + 1);
-	if (buf != NULL && len > 0 && fread(buf, 1, (size_t)len, fp) == 0)
-		buf[0] = '\0';
-	fclose(fp);
-	return buf;
-}
-
-/* The text of the first column of the first row (malloc'd, "" for NULL). */
-static char *local_text(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st;
-	char *out;
-	int rc;
-
-	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
-	rc = sqlite3_step(st);
-	ck_assert_msg(rc == SQLITE_ROW, "%s: %s", sql, sqlite3_errmsg(db));
-	out = strdup(sqlite3_column_text(st, 0)
-			 ? (const char *)sqlite3_column_text(st, 0)
-			 : "");
-	sqlite3_finalize(st);
-	return out;
-}
-
-/* Open path with plain SQLite (no replite) and check it is intact. */
-static sqlite3 *open_plain(const char *path, int checkpoint_on_close,
-			   const char *what)
-{
-	sqlite3 *db = NULL;
-	char *ic;
-	int rc;
-
-	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-	ck_assert_msg(rc == SQLITE_OK, "%s: cannot open %s: %s", what, path,
-		      sqlite3_errmsg(db));
-	sqlite3_busy_timeout(db, 5000);
-	if (!checkpoint_on_close)
-		ck_assert_int_eq(
-		    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
-				      NULL),
-		    SQLITE_OK);
-	ic = local_text(db, "PRAGMA integrity_check");
-	ck_assert_msg(strcmp(ic, "ok") == 0, "%s: integrity_check: %s", what,
-		      ic);
-	free(ic);
-	return db;
-}
-
-/* ---------------------------------------------------------------------- */
-/* the primary over Hrana, without Check assertions (usable from threads) */
-
-static struct http_client *primary_client(const char *url)
-{
-	struct http_client_config cfg = {
-	    .base_url = url, .connect_timeout_ms = 5000, .max_body = 256 << 20};
-	struct http_client *c = NULL;
-	char err[512];
-
-	ck_assert_msg(http_client_new(&cfg, &c, err, sizeof err) == 0, "%s",
-		      err);
-	return c;
-}
-
-/* Run sql on the primary: a sequence, or (execute) one statement whose
- * first column of the first row is returned as text in *text (malloc'd). */
-static int primary_run(struct http_client *c, const char *sql, int execute,
-		       char **text, char *err, size_t err_len)
-{
-	struct http_client_response res = {0};
-	json_t *req, *doc = NULL, *first, *cell;
-	const char *type, *v;
-	char *body;
-	int rc = -1;
-
-	if (execute)
-		req =
-		    json_pack("{s:[{s:s, s:{s:s}}, {s:s}]}", "requests", "type",
-			      "execute", "stmt", "sql", sql, "type", "close");
-	else
-		req = json_pack("{s:[{s:s, s:s}, {s:s}]}", "requests", "type",
-				"sequence", "sql", sql, "type", "close");
-	body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	if (http_client_request(c, "POST", "/v2/pipeline", body, strlen(body),
-				120000, &res, err, err_len) != 0) {
-		free(body);
-		return -1;
-	}
-	free(body);
-	if (res.status != 200) {
-		snprintf(err, err_len, "HTTP %ld: %.200s", res.status,
-			 (char *)res.body);
-		goto out;
-	}
-	doc = json_loadb((const char *)res.body, res.len, 0, NULL);
-	first = json_array_get(json_object_get(doc, "results"), 0);
-	type = json_string_value(json_object_get(first, "type"));
-	if (type == NULL || strcmp(type, "ok") != 0) {
-		snprintf(err, err_len, "the primary refused: %.300s",
-			 (char *)res.body);
-		goto out;
-	}
-	if (execute) {
-		cell = json_array_get(
-		    json_array_get(
-			json_object_get(
-			    json_object_get(json_object_get(first, "response"),
-					    "result"),
-			    "rows"),
-			0),
-		    0);
-		v = json_string_value(json_object_get(cell, "value"));
-		*text = strdup(v != NULL ? v : "");
-	}
-	rc = 0;
-out:
-	json_decref(doc);
-	http_client_response_free(&res);
-	return rc;
-}
-
-static char *primary_text(const char *url, const char *sql)
-{
-	struct http_client *c = primary_client(url);
-	char err[512], *text = NULL;
-
-	ck_assert_msg(primary_run(c, sql, 1, &text, err, sizeof err) == 0,
-		      "%s: %s", sql, err);
-	http_client_free(c);
-	return text;
-}
-
-/* ---------------------------------------------------------------------- */
-/* other processes: this executable run again (see main), talking through
- * pipes (commands on its stdin, answers on its stdout) */
-
-struct proc {
-	pid_t pid;
-	int to;   /* the child's stdin */
-	int from; /* the child's stdout */
-	int eof;
-	size_t len;
-	char buf[1 << 14];
-};
-
-static pid_t spawn_self(const char *const *args, int in_fd, int out_fd,
-			const char *stderr_path)
-{
-	const char *argv[16];
-	int n = 0, err_fd = -1;
-	pid_t pid;
-
-	argv[n++] = "test_replica_write_safety";
-	while (*args != NULL && n < 15)
-		argv[n++] = *args++;
-	argv[n] = NULL;
-	if (stderr_path != NULL) {
-		err_fd = open(stderr_path,
-			      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		ck_assert_int_ge(err_fd, 0);
-	}
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		/* Only async-signal-safe calls: the parent has threads. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (in_fd >= 0)
-			dup2(in_fd, 0);
-		if (out_fd >= 0)
-			dup2(out_fd, 1);
-		if (err_fd >= 0)
-			dup2(err_fd, 2);
-		execv("/proc/self/exe", (char *const *)argv);
-		_exit(127);
-	}
-	if (err_fd >= 0)
-		close(err_fd);
-	return pid;
-}
-
-static void proc_start(struct proc *p, const char *const *args,
-		       const char *stderr_path)
-{
-	int in[2], out[2];
-
-	memset(p, 0, sizeof *p);
-	/* Close-on-exec: no other child inherits these ends, so EOF is
-	 * seen when this child dies. */
-	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-	ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-	p->pid = spawn_self(args, in[0], out[1], stderr_path);
-	close(in[0]);
-	close(out[1]);
-	p->to = in[1];
-	p->from = out[0];
-}
-
-/* The next line from the child, without its '\n': 1, or 0 at EOF or when
- * timeout_ms (-1: no limit) passed first. */
-static int proc_line(struct proc *p, char *out, size_t out_len, int timeout_ms)
-{
-	double until = now_s() + timeout_ms / 1000.0;
-
-	for (;;) {
-		char *nl = memchr(p->buf, '\n', p->len);
-		struct pollfd pf = {.fd = p->from, .events = POLLIN};
-		ssize_t n;
-		int left = -1, rc;
-
-		if (nl != NULL || p->len == sizeof p->buf) {
-			size_t k = nl != NULL ? (size_t)(nl - p->buf) : p->len;
-
-			snprintf(out, out_len, "%.*s", (int)k, p->buf);
-			k = nl != NULL ? k + 1 : k;
-			memmove(p->buf, p->buf + k, p->len - k);
-			p->len -= k;
-			return 1;
-		}
-		if (p->eof)
-			return 0;
-		if (timeout_ms >= 0) {
-			left = (int)((until - now_s()) * 1000);
-			left = left < 0 ? 0 : left;
-		}
-		rc = poll(&pf, 1, left);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc == 0)
-			return 0;
-		n = read(p->from, p->buf + p->len, sizeof p->buf - p->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			p->eof = 1;
-		else
-			p->len += (size_t)n;
-	}
-}
-
-static void proc_send(struct proc *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void proc_send(struct proc *p, const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	ck_assert_int_gt(n, 0);
-	ck_assert_int_lt(n, (int)sizeof line);
-	ck_assert_int_eq(write(p->to, line, (size_t)n), n);
-}
-
-/* Close the child's stdin and wait for it; returns its wait status. */
-static int proc_finish(struct proc *p)
-{
-	int status = 0;
-
-	if (p->to >= 0)
-		close(p->to);
-	p->to = -1;
-	ck_assert_int_eq(waitpid(p->pid, &status, 0), p->pid);
-	close(p->from);
-	p->from = -1;
-	return status;
-}
-
-/* In a child: open the replica (extra: more URI parameters, "-" for
- * none); any failure ends the process. */
-static sqlite3 *child_open(const char *path, const char *url, const char *extra)
-{
-	sqlite3 *db = NULL;
-	char *uri;
-
-	if (replite_register() != SQLITE_OK) {
-		fprintf(stderr, "child: cannot register replite\n");
-		_exit(2);
-	}
-	if (strcmp(extra, "-") == 0)
-		extra = "";
-	uri = sqlite3_mprintf("file:%s?vfs=replite&sync_url=%s%s%s", path, url,
-			      extra[0] ? "&" : "", extra);
-	if (sqlite3_open_v2(uri, &db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				SQLITE_OPEN_URI,
-			    NULL) != SQLITE_OK) {
-		fprintf(stderr, "child %d: cannot open %s: %s\n", (int)getpid(),
-			uri, db ? sqlite3_errmsg(db) : "?");
-		_exit(3);
-	}
-	sqlite3_free(uri);
-	sqlite3_extended_result_codes(db, 1);
-	return db;
-}
-
-/* In a child: a line to the parent. */
-static void child_say(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static void child_say(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	fflush(stdout);
 }
 
 /* Run statements as one explicit transaction (mode 1: BEGIN, 2: BEGIN
@@ -555,7 +156,7 @@ static int alt_statements(int id, int step, uint64_t seed, char **stmts,
 		       1;
 	int n = 0, ops, i;
 
-	*mode = (int)(rnd(&rng) % 3);
+	*mode = (int)(pfx_rnd(&rng) % 3);
 	*vacuum = step == 33;
 	switch (step) {
 	case 6:
@@ -585,9 +186,9 @@ static int alt_statements(int id, int step, uint64_t seed, char **stmts,
 	default:
 		break;
 	}
-	ops = 3 + (int)(rnd(&rng) % 4);
+	ops = 3 + (int)(pfx_rnd(&rng) % 4);
 	for (i = 0; i < ops && n < max - 3; i++) {
-		uint64_t r = rnd(&rng) % 10;
+		uint64_t r = pfx_rnd(&rng) % 10;
 		int rows, j;
 
 		switch (r) {
@@ -595,13 +196,13 @@ static int alt_statements(int id, int step, uint64_t seed, char **stmts,
 		case 1:
 		case 2:
 		case 3:
-			rows = 1 + (int)(rnd(&rng) % 5);
+			rows = 1 + (int)(pfx_rnd(&rng) % 5);
 			for (j = 0; j < rows && n < max - 3; j++)
 				stmts[n++] = sqlite3_mprintf(
 				    "INSERT INTO items(k, n, data) VALUES "
 				    "('c%d.s%d.%d', %d, randomblob(%d))",
-				    id, step, j, (int)(rnd(&rng) % 1000),
-				    sizes[rnd(&rng) % 6]);
+				    id, step, j, (int)(pfx_rnd(&rng) % 1000),
+				    sizes[pfx_rnd(&rng) % 6]);
 			break;
 		case 4:
 		case 5:
@@ -609,19 +210,22 @@ static int alt_statements(int id, int step, uint64_t seed, char **stmts,
 			    "UPDATE items SET n = n + %d, k = k || '.' WHERE "
 			    "id "
 			    "%% %d = %d",
-			    1 + (int)(rnd(&rng) % 50), 3 + (int)(rnd(&rng) % 7),
-			    (int)(rnd(&rng) % 3));
+			    1 + (int)(pfx_rnd(&rng) % 50),
+			    3 + (int)(pfx_rnd(&rng) % 7),
+			    (int)(pfx_rnd(&rng) % 3));
 			break;
 		case 6:
 			stmts[n++] = sqlite3_mprintf(
 			    "DELETE FROM items WHERE id %% %d = %d",
-			    9 + (int)(rnd(&rng) % 9), (int)(rnd(&rng) % 9));
+			    9 + (int)(pfx_rnd(&rng) % 9),
+			    (int)(pfx_rnd(&rng) % 9));
 			break;
 		case 7:
 			stmts[n++] = sqlite3_mprintf(
 			    "INSERT OR REPLACE INTO tags(item, tag) SELECT id, "
 			    "'t%d' FROM items WHERE id %% %d = 0",
-			    (int)(rnd(&rng) % 20), 5 + (int)(rnd(&rng) % 10));
+			    (int)(pfx_rnd(&rng) % 20),
+			    5 + (int)(pfx_rnd(&rng) % 10));
 			break;
 		case 8:
 			/* Depends on the latest state. */
@@ -630,20 +234,21 @@ static int alt_statements(int id, int step, uint64_t seed, char **stmts,
 			    "* "
 			    "2 + %d, substr(data, 1, %d) FROM items WHERE id = "
 			    "(SELECT max(id) FROM items)",
-			    (int)(rnd(&rng) % 10), (int)(rnd(&rng) % 5000));
+			    (int)(pfx_rnd(&rng) % 10),
+			    (int)(pfx_rnd(&rng) % 5000));
 			break;
 		default:
 			stmts[n++] = sqlite3_mprintf(
 			    "UPDATE items SET data = randomblob(%d) WHERE id = "
 			    "(SELECT min(id) FROM items WHERE n %% 5 = %d)",
-			    sizes[rnd(&rng) % 6], (int)(rnd(&rng) % 5));
+			    sizes[pfx_rnd(&rng) % 6], (int)(pfx_rnd(&rng) % 5));
 			break;
 		}
 	}
 	if (step > 11)
 		stmts[n++] = sqlite3_mprintf(
 		    "UPDATE items SET note = 'c%d.s%d' WHERE id %% 7 = %d", id,
-		    step, (int)(rnd(&rng) % 7));
+		    step, (int)(pfx_rnd(&rng) % 7));
 	if (step > 6 && step < 23)
 		stmts[n++] = sqlite3_mprintf(
 		    "INSERT INTO extra(v) VALUES ('c%d.s%d')", id, step);
@@ -655,7 +260,7 @@ static int alt_statements(int id, int step, uint64_t seed, char **stmts,
 static int alt_child_main(const char *path, const char *url, int id,
 			  uint64_t seed, const char *extra)
 {
-	sqlite3 *db = child_open(path, url, extra);
+	sqlite3 *db = pfx_child_open(path, url, extra);
 	char line[256], err[1024];
 	int step;
 
@@ -679,28 +284,28 @@ static int alt_child_main(const char *path, const char *url, int id,
 						  sizeof err);
 			}
 			if (rc != 0) {
-				child_say("err %s\n", err);
+				pfx_child_say("err %s\n", err);
 				continue;
 			}
 			if (sqlite3_prepare_v2(db, STEP_DIGEST_SQL, -1, &st,
 					       NULL) != SQLITE_OK ||
 			    sqlite3_step(st) != SQLITE_ROW) {
-				child_say("err digest: %s\n",
-					  sqlite3_errmsg(db));
+				pfx_child_say("err digest: %s\n",
+					      sqlite3_errmsg(db));
 				sqlite3_finalize(st);
 				continue;
 			}
-			child_say("ok %d %s\n", retries,
-				  (const char *)sqlite3_column_text(st, 0));
+			pfx_child_say("ok %d %s\n", retries,
+				      (const char *)sqlite3_column_text(st, 0));
 			sqlite3_finalize(st);
 		} else if (line[0] == 's') {
 			char *msg = NULL;
 
 			if (sqlite3_exec(db, "SELECT replite_sync()", NULL,
 					 NULL, &msg) != SQLITE_OK)
-				child_say("err sync: %s\n", msg);
+				pfx_child_say("err sync: %s\n", msg);
 			else
-				child_say("ok\n");
+				pfx_child_say("ok\n");
 			sqlite3_free(msg);
 		} else {
 			break;
@@ -780,10 +385,10 @@ static void assert_same_lines(const char *a, const char *b, const char *what_a,
 START_TEST(test_two_replicas_converge)
 {
 	struct rfx_env env;
-	uint64_t seed = seed_from_env();
+	uint64_t seed = pfx_seed_from_env();
 	char *path[2], *log;
-	struct proc p[2];
-	double started = now_s();
+	struct pfx_proc p[2];
+	double started = pfx_now_s();
 	int retries[2] = {0, 0}, i, s;
 	char line[4096], seed_text[32];
 	char *schema_p, *dump_p, *q, *q2;
@@ -807,7 +412,7 @@ START_TEST(test_two_replicas_converge)
 		snprintf(name, sizeof name, "%c.db", 'a' + i);
 		path[i] = fixture_path(env.dir, name);
 		args[1] = path[i];
-		proc_start(&p[i], args, log);
+		pfx_proc_start(&p[i], args, log);
 	}
 	for (s = 0; s < ALT_STEPS; s++) {
 		int c = s % 2, r;
@@ -819,10 +424,10 @@ START_TEST(test_two_replicas_converge)
 			    "INSERT INTO items(k, n, data) VALUES ('primary', "
 			    "7, randomblob(300)); UPDATE items SET n = n - 1 "
 			    "WHERE id % 4 = 1");
-		proc_send(&p[c], "w %d\n", s);
-		ck_assert_msg(proc_line(&p[c], line, sizeof line, 120000),
+		pfx_proc_send(&p[c], "w %d\n", s);
+		ck_assert_msg(pfx_proc_line(&p[c], line, sizeof line, 120000),
 			      "writer %c died in step %d: %s", 'A' + c, s,
-			      slurp(log));
+			      pfx_slurp(log));
 		ck_assert_msg(strncmp(line, "ok ", 3) == 0,
 			      "writer %c, step %d: %s", 'A' + c, s, line);
 		r = atoi(line + 3);
@@ -831,7 +436,7 @@ START_TEST(test_two_replicas_converge)
 		ck_assert_ptr_nonnull(mine);
 		mine++;
 		/* Read-your-writes, and durable on the primary. */
-		prim = primary_text(env.srv.url, STEP_DIGEST_SQL);
+		prim = pfx_primary_text(env.srv.url, STEP_DIGEST_SQL);
 		ck_assert_msg(strcmp(mine, prim) == 0,
 			      "step %d: writer %c sees %s, the primary has %s",
 			      s, 'A' + c, mine, prim);
@@ -840,19 +445,20 @@ START_TEST(test_two_replicas_converge)
 	for (i = 0; i < 2; i++) {
 		int status;
 
-		proc_send(&p[i], "s\n");
-		ck_assert_int_eq(proc_line(&p[i], line, sizeof line, 60000), 1);
+		pfx_proc_send(&p[i], "s\n");
+		ck_assert_int_eq(pfx_proc_line(&p[i], line, sizeof line, 60000),
+				 1);
 		ck_assert_msg(strcmp(line, "ok") == 0, "sync of %c: %s",
 			      'A' + i, line);
-		proc_send(&p[i], "q\n");
-		status = proc_finish(&p[i]);
+		pfx_proc_send(&p[i], "q\n");
+		status = pfx_proc_finish(&p[i]);
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			      "writer %c ended with status %d: %s", 'A' + i,
-			      status, slurp(log));
+			      status, pfx_slurp(log));
 	}
 
 	/* Both files, with plain SQLite, row by row against the primary. */
-	schema_p = primary_text(env.srv.url, SCHEMA_SQL);
+	schema_p = pfx_primary_text(env.srv.url, SCHEMA_SQL);
 	dump_p = NULL;
 	q = NULL;
 	for (i = 0; i < 2; i++) {
@@ -861,27 +467,27 @@ START_TEST(test_two_replicas_converge)
 
 		snprintf(what, sizeof what, "replica %c (plain SQLite)",
 			 'A' + i);
-		db = open_plain(path[i], 1, what);
-		schema = local_text(db, SCHEMA_SQL);
+		db = pfx_open_plain(path[i], 1, what);
+		schema = pfx_local_text(db, SCHEMA_SQL);
 		assert_same_lines(schema, schema_p, what, "primary");
 		if (q == NULL) {
 			q = dump_sql(db);
-			dump_p = primary_text(env.srv.url, q);
+			dump_p = pfx_primary_text(env.srv.url, q);
 		}
-		dump = local_text(db, q);
+		dump = pfx_local_text(db, q);
 		assert_same_lines(dump, dump_p, what, "primary");
 		free(schema);
 		free(dump);
 		ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
 	}
-	q2 = primary_text(env.srv.url, "PRAGMA integrity_check");
+	q2 = pfx_primary_text(env.srv.url, "PRAGMA integrity_check");
 	ck_assert_str_eq(q2, "ok");
 	free(q2);
 	rows = rfx_primary_query_int(env.srv.url, "SELECT count(*) FROM items");
 	printf("converge: %d turns, %lld rows, %zu bytes of dump, retries A "
 	       "%d B %d, %.1f s (seed %llu)\n",
 	       ALT_STEPS, (long long)rows, strlen(dump_p), retries[0],
-	       retries[1], now_s() - started, (unsigned long long)seed);
+	       retries[1], pfx_now_s() - started, (unsigned long long)seed);
 	fflush(stdout);
 	/* Not vacuous: the DDL happened, and there is data. */
 	ck_assert_ptr_nonnull(strstr(schema_p, "extra2"));
@@ -900,6 +506,27 @@ END_TEST
 /* ====================================================================== */
 /* 2: no lost updates */
 
+/* UPDATE ... RETURNING the counter, run to its end: SQLITE_OK with the
+ * value written in *v, or the code of the failure (with err). */
+static int update_returning(sqlite3 *db, int64_t *v, char *err, size_t err_len)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(
+	    db, "UPDATE c SET v = v + 1 WHERE id = 1 RETURNING v", -1, &st,
+	    NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*v = sqlite3_column_int64(st, 0);
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_DONE)
+		rc = SQLITE_OK;
+	snprintf(err, err_len, "UPDATE: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc;
+}
+
 /* One increment: 0 autocommit UPDATE ... RETURNING, 1 read-modify-write
  * in a deferred transaction, 2 BEGIN IMMEDIATE + UPDATE ... RETURNING.
  * Returns SQLITE_OK with the value written, or the (extended) code of the
@@ -912,18 +539,8 @@ static int increment(sqlite3 *db, int mode, int64_t *value, char *err,
 	int rc;
 
 	if (mode == 0) {
-		rc = sqlite3_prepare_v2(
-		    db, "UPDATE c SET v = v + 1 WHERE id = 1 RETURNING v", -1,
-		    &st, NULL);
-		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-			v = sqlite3_column_int64(st, 0);
-			/* The commit happens when the statement ends. */
-			rc = sqlite3_step(st);
-		}
-		if (rc == SQLITE_DONE)
-			rc = SQLITE_OK;
-		snprintf(err, err_len, "UPDATE: %s", sqlite3_errmsg(db));
-		sqlite3_finalize(st);
+		/* The commit happens when the statement ends. */
+		rc = update_returning(db, &v, err, err_len);
 		goto out;
 	}
 	rc = sqlite3_exec(db, mode == 1 ? "BEGIN" : "BEGIN IMMEDIATE", NULL,
@@ -949,17 +566,7 @@ static int increment(sqlite3 *db, int mode, int64_t *value, char *err,
 		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 		snprintf(err, err_len, "UPDATE: %s", sqlite3_errmsg(db));
 	} else {
-		rc = sqlite3_prepare_v2(
-		    db, "UPDATE c SET v = v + 1 WHERE id = 1 RETURNING v", -1,
-		    &st, NULL);
-		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-			v = sqlite3_column_int64(st, 0);
-			rc = sqlite3_step(st);
-		}
-		if (rc == SQLITE_DONE)
-			rc = SQLITE_OK;
-		snprintf(err, err_len, "UPDATE: %s", sqlite3_errmsg(db));
-		sqlite3_finalize(st);
+		rc = update_returning(db, &v, err, err_len);
 	}
 	if (rc != SQLITE_OK)
 		goto out;
@@ -982,33 +589,33 @@ out:
 static int counter_child_main(const char *path, const char *url, int m,
 			      uint64_t seed, const char *extra)
 {
-	sqlite3 *db = child_open(path, url, extra);
+	sqlite3 *db = pfx_child_open(path, url, extra);
 	uint64_t rng = seed | 1;
 	int ok = 0, busy = 0, snap = 0;
 	char line[64], err[512];
 
-	child_say("ready\n");
+	pfx_child_say("ready\n");
 	if (fgets(line, sizeof line, stdin) == NULL)
 		return 0;
 	while (ok < m) {
-		int mode = (int)(rnd(&rng) % 3), rc;
+		int mode = (int)(pfx_rnd(&rng) % 3), rc;
 		int64_t v;
 
 		rc = increment(db, mode, &v, err, sizeof err);
 		if (rc == SQLITE_OK) {
 			ok++;
-			child_say("v %lld %d\n", (long long)v, mode);
+			pfx_child_say("v %lld %d\n", (long long)v, mode);
 		} else if (rc == SQLITE_BUSY_SNAPSHOT) {
 			snap++;
 		} else if (is_busy(rc)) {
 			busy++;
 		} else {
-			child_say("err mode %d: %s (%d)\n", mode, err, rc);
+			pfx_child_say("err mode %d: %s (%d)\n", mode, err, rc);
 			sqlite3_close(db);
 			return 3;
 		}
 	}
-	child_say("done %d %d %d\n", ok, busy, snap);
+	pfx_child_say("done %d %d %d\n", ok, busy, snap);
 	if (sqlite3_close(db) != SQLITE_OK)
 		return 5;
 	return 0;
@@ -1027,20 +634,21 @@ struct hrana_incr {
 static void *hrana_incr_main(void *arg)
 {
 	struct hrana_incr *h = arg;
-	struct http_client *c = primary_client(h->url);
+	struct http_client *c = pfx_primary_client(h->url);
 	uint64_t rng = (uint64_t)h->n * 77 + 5;
 
 	for (h->done = 0; h->done < h->n; h->done++) {
 		char *text = NULL;
 
-		if (primary_run(c,
-				"UPDATE c SET v = v + 1 WHERE id = 1 RETURNING "
-				"v",
-				1, &text, h->err, sizeof h->err) != 0)
+		if (pfx_primary_run(
+			c,
+			"UPDATE c SET v = v + 1 WHERE id = 1 RETURNING "
+			"v",
+			1, &text, h->err, sizeof h->err) != 0)
 			break;
 		h->values[h->done] = strtoll(text, NULL, 10);
 		free(text);
-		sleep_ms((long)(rnd(&rng) % 20));
+		rfx_sleep_ms((long)(pfx_rnd(&rng) % 20));
 	}
 	http_client_free(c);
 	return NULL;
@@ -1052,15 +660,15 @@ static void *hrana_incr_main(void *arg)
 static void run_counter(int n_procs, int n_files, int m, int hrana)
 {
 	struct rfx_env env;
-	uint64_t seed = seed_from_env();
+	uint64_t seed = pfx_seed_from_env();
 	int total = n_procs * m + hrana, i, n_values = 0;
 	int64_t *values = calloc((size_t)total + 1, sizeof *values);
 	int *by = calloc((size_t)total + 1, sizeof *by);     /* -1: Hrana */
 	int *seen = calloc((size_t)total + 1, sizeof *seen); /* by + 2 */
-	struct proc *p = calloc((size_t)n_procs, sizeof *p);
+	struct pfx_proc *p = calloc((size_t)n_procs, sizeof *p);
 	int modes[3] = {0, 0, 0}, busy = 0, snap = 0;
 	struct hrana_incr h = {0};
-	double started = now_s();
+	double started = pfx_now_s();
 	char **paths, *log, line[512];
 	int64_t final;
 
@@ -1096,16 +704,16 @@ static void run_counter(int n_procs, int n_files, int m, int hrana)
 		snprintf(m_text, sizeof m_text, "%d", m);
 		snprintf(seed_text, sizeof seed_text, "%llu",
 			 (unsigned long long)(seed + (uint64_t)i * 1000003));
-		proc_start(&p[i], args, log);
+		pfx_proc_start(&p[i], args, log);
 	}
 	for (i = 0; i < n_procs; i++) {
-		ck_assert_msg(proc_line(&p[i], line, sizeof line, 60000),
+		ck_assert_msg(pfx_proc_line(&p[i], line, sizeof line, 60000),
 			      "incrementer %d did not start: %s", i,
-			      slurp(log));
+			      pfx_slurp(log));
 		ck_assert_str_eq(line, "ready");
 	}
 	for (i = 0; i < n_procs; i++)
-		proc_send(&p[i], "go\n");
+		pfx_proc_send(&p[i], "go\n");
 	if (hrana > 0) {
 		h.url = env.srv.url;
 		h.n = hrana;
@@ -1116,7 +724,7 @@ static void run_counter(int n_procs, int n_files, int m, int hrana)
 	for (i = 0; i < n_procs; i++) {
 		int status, ok = -1, b = 0, sn = 0;
 
-		while (proc_line(&p[i], line, sizeof line, 120000)) {
+		while (pfx_proc_line(&p[i], line, sizeof line, 120000)) {
 			long long v;
 			int mode;
 
@@ -1133,13 +741,13 @@ static void run_counter(int n_procs, int n_files, int m, int hrana)
 			}
 		}
 		ck_assert_msg(ok == m, "incrementer %d: %d increments: %s", i,
-			      ok, slurp(log));
+			      ok, pfx_slurp(log));
 		busy += b;
 		snap += sn;
-		status = proc_finish(&p[i]);
+		status = pfx_proc_finish(&p[i]);
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			      "incrementer %d ended with status %d: %s", i,
-			      status, slurp(log));
+			      status, pfx_slurp(log));
 	}
 	if (hrana > 0) {
 		pthread_join(h.thread, NULL);
@@ -1179,7 +787,7 @@ static void run_counter(int n_procs, int n_files, int m, int hrana)
 		    total);
 		fixture_assert_integrity(db);
 		ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
-		db = open_plain(paths[i], 1, paths[i]);
+		db = pfx_open_plain(paths[i], 1, paths[i]);
 		ck_assert_int_eq(
 		    fixture_query_int(db, "SELECT v FROM c WHERE id = 1"),
 		    total);
@@ -1192,7 +800,7 @@ static void run_counter(int n_procs, int n_files, int m, int hrana)
 	       "s\n",
 	       n_procs, n_files, n_files == 1 ? "" : "s", hrana, total,
 	       modes[0], modes[1], modes[2], busy, snap, (long long) final,
-	       now_s() - started);
+	       pfx_now_s() - started);
 	fflush(stdout);
 	for (i = 0; i < n_files; i++)
 		free(paths[i]);
@@ -1230,11 +838,6 @@ END_TEST
 
 enum { K_SMALL, K_MEDIUM, K_BIG };
 enum { WRITER_HRANA = 1, WRITER_RIVAL = 2, WRITER_CHILD0 = 10 };
-
-/* A blob of len bytes repeating the 8 hex digits of stamp, as SQL. */
-#define PATTERN_SQL                                                            \
-	"CAST(substr(replace(hex(zeroblob((%s + 7) / 8)), '00', "              \
-	"printf('%%08x', %s)), 1, %s) AS BLOB)"
 
 /* Every row of every table but the blob contents (checked against their
  * patterns separately), identical on the primary and on a replica. */
@@ -1319,7 +922,7 @@ static void wstate_apply(struct wstate *s, const struct wtxn *t)
 
 static char *pattern(const char *len, const char *stamp)
 {
-	return sqlite3_mprintf(PATTERN_SQL, len, stamp, len);
+	return sqlite3_mprintf(PFX_PATTERN_SQL, len, stamp, len);
 }
 
 static char *w_schema_sql(void)
@@ -1380,17 +983,18 @@ static void w_make(uint64_t *rng, struct wtxn *t, int kind, int writer)
 	memset(t, 0, sizeof *t);
 	t->kind = kind;
 	t->writer = writer;
-	t->nonce = (int64_t)(rnd(rng) >> 2);
+	t->nonce = (int64_t)(pfx_rnd(rng) >> 2);
 	if (kind == K_MEDIUM)
-		t->pad_len = (5 + (int64_t)(rnd(rng) % 40)) * OVERFLOW_BYTES -
-			     (int64_t)(rnd(rng) % 2000);
+		t->pad_len =
+		    (5 + (int64_t)(pfx_rnd(rng) % 40)) * OVERFLOW_BYTES -
+		    (int64_t)(pfx_rnd(rng) % 2000);
 	else
-		t->pad_len = 1 + (int64_t)(rnd(rng) % 3000);
+		t->pad_len = 1 + (int64_t)(pfx_rnd(rng) % 3000);
 	/* More than 1024 pages: a push of several requests. */
 	if (kind == K_BIG)
 		t->big_len =
-		    (1050 + (int64_t)(rnd(rng) % 1000)) * OVERFLOW_BYTES -
-		    (int64_t)(rnd(rng) % 2000);
+		    (1050 + (int64_t)(pfx_rnd(rng) % 1000)) * OVERFLOW_BYTES -
+		    (int64_t)(pfx_rnd(rng) % 2000);
 }
 
 /* The one statement of the autocommit form (the trigger does the rest). */
@@ -1517,7 +1121,7 @@ static int on_commit_hook(void *arg)
 	int n;
 
 	(void)arg;
-	hook_time = now_s();
+	hook_time = pfx_now_s();
 	if (hook_txn != NULL) {
 		n = snprintf(line, sizeof line, "P %lld %d\n",
 			     (long long)hook_txn->nonce, hook_txn->kind);
@@ -1549,12 +1153,12 @@ static int crash_writer_main(const char *path, const char *url, int writer,
 	int first = 1, commits = 0;
 
 	fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
-	db = child_open(path, url, extra);
+	db = pfx_child_open(path, url, extra);
 	sqlite3_commit_hook(db, on_commit_hook, NULL);
 	for (;;) {
-		uint64_t r = rnd(&rng) % 100;
+		uint64_t r = pfx_rnd(&rng) % 100;
 		int kind = r < 55 ? K_SMALL : r < 85 ? K_MEDIUM : K_BIG;
-		int mode = (int)(rnd(&rng) % 3), rc;
+		int mode = (int)(pfx_rnd(&rng) % 3), rc;
 
 		if (first && big_first)
 			kind = K_BIG;
@@ -1571,7 +1175,7 @@ static int crash_writer_main(const char *path, const char *url, int writer,
 			/* How long the commit (push) took. */
 			snprintf(line, sizeof line, "D %d\n",
 				 hook_time > 0
-				     ? (int)((now_s() - hook_time) * 1000)
+				     ? (int)((pfx_now_s() - hook_time) * 1000)
 				     : -1);
 			say_nonblocking(line);
 		} else if (is_busy(rc)) {
@@ -1603,7 +1207,7 @@ static int crash_writer_main(const char *path, const char *url, int writer,
 static int rival_main(const char *path, const char *url, uint64_t seed)
 {
 	uint64_t rng = seed | 1;
-	sqlite3 *db = child_open(path, url, "-");
+	sqlite3 *db = pfx_child_open(path, url, "-");
 	int running = 0, commits = 0, lost = 0;
 	char err[512];
 
@@ -1621,15 +1225,15 @@ static int rival_main(const char *path, const char *url, uint64_t seed)
 				running = 1;
 			if (c == 'p') {
 				running = 0;
-				child_say("paused\n");
+				pfx_child_say("paused\n");
 			}
 			continue;
 		}
 		if (!running)
 			continue;
-		w_make(&rng, &t, rnd(&rng) % 4 == 0 ? K_MEDIUM : K_SMALL,
+		w_make(&rng, &t, pfx_rnd(&rng) % 4 == 0 ? K_MEDIUM : K_SMALL,
 		       WRITER_RIVAL);
-		rc = w_run(db, &t, (int)(rnd(&rng) % 3), err, sizeof err);
+		rc = w_run(db, &t, (int)(pfx_rnd(&rng) % 3), err, sizeof err);
 		if (rc == SQLITE_OK) {
 			commits++;
 		} else if (is_busy(rc)) {
@@ -1638,9 +1242,9 @@ static int rival_main(const char *path, const char *url, uint64_t seed)
 			fprintf(stderr, "rival: %s (%d)\n", err, rc);
 			_exit(4);
 		}
-		sleep_ms((long)(rnd(&rng) % 30));
+		rfx_sleep_ms((long)(pfx_rnd(&rng) % 30));
 	}
-	child_say("stats %d %d\n", commits, lost);
+	pfx_child_say("stats %d %d\n", commits, lost);
 	if (sqlite3_close(db) != SQLITE_OK)
 		return 5;
 	return 0;
@@ -1708,24 +1312,6 @@ static int wlog_has_nonce(const struct wlog *l, int64_t nonce)
 			return 1;
 	}
 	return 0;
-}
-
-/* Does the blob hold the pattern of stamp (PATTERN_SQL)? */
-static int pattern_ok(const uint8_t *p, int64_t len, int64_t stamp)
-{
-	char digits[32];
-	int64_t i;
-
-	snprintf(digits, sizeof digits, "%08llx", (unsigned long long)stamp);
-	if (strlen(digits) != 8)
-		return 0;
-	if (len > 0 && p == NULL)
-		return 0;
-	for (i = 0; i < len; i++) {
-		if (p[i] != (uint8_t)digits[i % 8])
-			return 0;
-	}
-	return 1;
 }
 
 enum { WS_OK, WS_BAD, WS_EMPTY };
@@ -1799,8 +1385,8 @@ static int w_read_check(sqlite3 *db, struct wlog *log, char *why,
 		s.bal[rows] = sqlite3_column_int64(st, 1);
 		s.ver[rows] = sqlite3_column_int64(st, 2);
 		if (sqlite3_column_bytes(st, 3) != W_FILLER ||
-		    !pattern_ok(sqlite3_column_blob(st, 3), W_FILLER,
-				W_FILLER_STAMP + id))
+		    !pfx_pattern_ok(sqlite3_column_blob(st, 3), W_FILLER,
+				    W_FILLER_STAMP + id))
 			BAD("account %lld: the filler is not its pattern",
 			    (long long)id);
 		rows++;
@@ -1823,7 +1409,7 @@ static int w_read_check(sqlite3 *db, struct wlog *log, char *why,
 			BAD("pad row id %lld", (long long)id);
 		s.pad_ver[id] = ver;
 		s.pad_len[id] = len;
-		if (!pattern_ok(sqlite3_column_blob(st, 2), len, ver))
+		if (!pfx_pattern_ok(sqlite3_column_blob(st, 2), len, ver))
 			BAD("pad %lld (version %lld, %lld bytes): the blob is "
 			    "not its pattern",
 			    (long long)id, (long long)ver, (long long)len);
@@ -1841,8 +1427,8 @@ static int w_read_check(sqlite3 *db, struct wlog *log, char *why,
 			    (long long)sqlite3_column_int64(st, 0));
 		s.big_ver = sqlite3_column_int64(st, 1);
 		s.big_len = sqlite3_column_bytes(st, 2);
-		if (!pattern_ok(sqlite3_column_blob(st, 2), s.big_len,
-				s.big_ver))
+		if (!pfx_pattern_ok(sqlite3_column_blob(st, 2), s.big_len,
+				    s.big_ver))
 			BAD("big (version %lld): the blob is not its pattern",
 			    (long long)s.big_ver);
 	}
@@ -1914,10 +1500,10 @@ static void assert_log_prefix(const struct wlog *local,
 /* Open path with plain SQLite; intact and self-consistent.  Returns its
  * version (-1: empty, if allowed) with its log in *log. */
 static int64_t check_plain(const char *path, int allow_empty,
-			   int checkpoint_on_close, struct wlog *log,
-			   const char *what)
+			   int checkpoint_on_close, const char *what, void *arg)
 {
-	sqlite3 *db = open_plain(path, checkpoint_on_close, what);
+	struct wlog *log = arg;
+	sqlite3 *db = pfx_open_plain(path, checkpoint_on_close, what);
 	char why[512];
 	int rc = w_read_check(db, log, why, sizeof why);
 
@@ -1963,13 +1549,14 @@ static void *hwriter_main(void *arg)
 			pthread_cond_wait(&w->cond, &w->mu);
 		if (w->stop)
 			break;
-		w_make(&w->rng, &t, rnd(&w->rng) % 5 == 0 ? K_MEDIUM : K_SMALL,
+		w_make(&w->rng, &t,
+		       pfx_rnd(&w->rng) % 5 == 0 ? K_MEDIUM : K_SMALL,
 		       WRITER_HRANA);
-		pause = 5 + (long)(rnd(&w->rng) % 40);
+		pause = 5 + (long)(pfx_rnd(&w->rng) % 40);
 		w->in_txn = 1;
 		pthread_mutex_unlock(&w->mu);
 		sql = w_auto_sql(&t);
-		rc = primary_run(w->http, sql, 0, NULL, err, sizeof err);
+		rc = pfx_primary_run(w->http, sql, 0, NULL, err, sizeof err);
 		sqlite3_free(sql);
 		pthread_mutex_lock(&w->mu);
 		w->in_txn = 0;
@@ -2000,7 +1587,7 @@ static struct hwriter *hwriter_start(const char *url, uint64_t seed)
 
 	ck_assert_ptr_nonnull(w);
 	w->url = url;
-	w->http = primary_client(url);
+	w->http = pfx_primary_client(url);
 	w->rng = seed * 2 + 1;
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cond, NULL);
@@ -2094,13 +1681,13 @@ static void report_line(struct child_report *r, const char *line)
 	}
 }
 
-static void rival_cmd(struct proc *rival, char c)
+static void rival_cmd(struct pfx_proc *rival, char c)
 {
 	char line[64];
 
-	proc_send(rival, "%c\n", c);
+	pfx_proc_send(rival, "%c\n", c);
 	if (c == 'p') {
-		ck_assert_msg(proc_line(rival, line, sizeof line, 60000),
+		ck_assert_msg(pfx_proc_line(rival, line, sizeof line, 60000),
 			      "the rival replica died");
 		ck_assert_str_eq(line, "paused");
 	}
@@ -2108,18 +1695,18 @@ static void rival_cmd(struct proc *rival, char c)
 
 START_TEST(test_crash_safety)
 {
-	int trials = env_int("REPLITE_CRASH_TRIALS", 50);
-	uint64_t seed = seed_from_env(), rng;
+	int trials = pfx_env_int("REPLITE_CRASH_TRIALS", 50);
+	uint64_t seed = pfx_seed_from_env(), rng;
 	struct crash_stats cs = {0};
 	struct rfx_env env;
-	char *copy_path, *copy_wal, *copy_shm, *log, *rival_path;
-	char path[1024], wal[1100], state_path[1100], what[160];
+	char *copy_path, *log, *rival_path;
+	char path[1024], state_path[1100], what[160];
 	char seed_text[32], line[256], *schema;
-	double started = now_s();
+	double started = pfx_now_s();
 	int64_t before = -1;
 	uint8_t *recovered;
 	struct hwriter *hw;
-	struct proc rival;
+	struct pfx_proc rival;
 	int t, status;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -2133,8 +1720,6 @@ START_TEST(test_crash_safety)
 	rfx_primary_exec(env.srv.url, schema);
 	sqlite3_free(schema);
 	copy_path = fixture_path(env.dir, "copy.db");
-	copy_wal = fixture_path(env.dir, "copy.db-wal");
-	copy_shm = fixture_path(env.dir, "copy.db-shm");
 	log = fixture_path(env.dir, "children.log");
 	rival_path = fixture_path(env.dir, "rival.db");
 	snprintf(seed_text, sizeof seed_text, "%llu",
@@ -2142,7 +1727,7 @@ START_TEST(test_crash_safety)
 	{
 		const char *args[] = {"--rival", rival_path, env.srv.url,
 				      seed_text, NULL};
-		proc_start(&rival, args, log);
+		pfx_proc_start(&rival, args, log);
 	}
 	hw = hwriter_start(env.srv.url, seed);
 	recovered = calloc(1 << 20, 1);
@@ -2159,24 +1744,24 @@ START_TEST(test_crash_safety)
 		int use_hrana = !quiet && t % 3 != 1;
 		int use_rival = !quiet && t % 3 != 0;
 		struct child_report rep[2];
-		struct proc kid[2];
+		struct pfx_proc kid[2];
 		struct wlog plog, llog, clog;
 		struct replica_state st = {0};
 		int n_kids = two ? 2 : 1, loaded, allow_empty, k, rc;
-		int64_t v_copy, v_orig, primary_v;
-		long delay[2], slept = 0;
+		int64_t v_orig, primary_v;
+		long delay[2];
+		pid_t pids[2];
 		char *ptext, *pd, *rd, err[512];
 		sqlite3 *db;
 		size_t i;
 
 		if (fresh) {
 			if (path[0] != '\0')
-				remove_db_files(path);
+				pfx_remove_db_files(path);
 			snprintf(path, sizeof path, "%s/r%d.db", env.dir, t);
 			before = -1;
 			cs.fresh++;
 		}
-		snprintf(wal, sizeof wal, "%s-wal", path);
 		snprintf(state_path, sizeof state_path, "%s-replite", path);
 		cs.two += two;
 		cs.with_hrana += use_hrana;
@@ -2189,7 +1774,7 @@ START_TEST(test_crash_safety)
 			hwriter_set(hw, 1);
 		if (use_rival)
 			rival_cmd(&rival, 'r');
-		sleep_ms((long)(rnd(&rng) % 30));
+		rfx_sleep_ms((long)(pfx_rnd(&rng) % 30));
 		memset(rep, 0, sizeof rep);
 		for (k = 0; k < n_kids; k++) {
 			char writer[16], kseed[32];
@@ -2199,25 +1784,26 @@ START_TEST(test_crash_safety)
 			    env.srv.url,
 			    writer,
 			    kseed,
-			    rnd(&rng) % 3 == 0 ? "sync_interval=0" : "-",
+			    pfx_rnd(&rng) % 3 == 0 ? "sync_interval=0" : "-",
 			    targeted ? "big" : "-",
 			    NULL};
 
 			snprintf(writer, sizeof writer, "%d",
 				 WRITER_CHILD0 + 2 * t + k);
 			snprintf(kseed, sizeof kseed, "%llu",
-				 (unsigned long long)rnd(&rng));
-			proc_start(&kid[k], args, log);
-			delay[k] = (long)(rnd(&rng) % 301);
+				 (unsigned long long)pfx_rnd(&rng));
+			pfx_proc_start(&kid[k], args, log);
+			delay[k] = (long)(pfx_rnd(&rng) % 301);
 		}
 		if (targeted) {
 			/* Kill it while it commits a transaction larger
 			 * than one push request. */
-			double until = now_s() + 10;
+			double until = pfx_now_s() + 10;
 
-			while (now_s() < until &&
-			       proc_line(&kid[0], line, sizeof line,
-					 (int)((until - now_s()) * 1000) + 1)) {
+			while (pfx_now_s() < until &&
+			       pfx_proc_line(
+				   &kid[0], line, sizeof line,
+				   (int)((until - pfx_now_s()) * 1000) + 1)) {
 				report_line(&rep[0], line);
 				if (rep[0].pending &&
 				    rep[0].pending_kind == K_BIG) {
@@ -2225,31 +1811,14 @@ START_TEST(test_crash_safety)
 					break;
 				}
 			}
-			delay[0] = (long)(rnd(&rng) % 120);
+			delay[0] = (long)(pfx_rnd(&rng) % 120);
 		}
-		if (n_kids == 2 && delay[1] < delay[0]) {
-			long d = delay[0];
-			struct proc tmp = kid[0];
-
-			delay[0] = delay[1];
-			delay[1] = d;
-			kid[0] = kid[1];
-			kid[1] = tmp;
-		}
+		for (k = 0; k < n_kids; k++)
+			pids[k] = kid[k].pid;
+		snprintf(what, sizeof what, "trial %d: a writer", t);
+		pfx_kill_after(pids, delay, n_kids, what, log);
 		for (k = 0; k < n_kids; k++) {
-			sleep_ms(delay[k] - slept);
-			slept = delay[k];
-			kill(kid[k].pid, SIGKILL);
-		}
-		for (k = 0; k < n_kids; k++) {
-			ck_assert_int_eq(waitpid(kid[k].pid, &status, 0),
-					 kid[k].pid);
-			ck_assert_msg(WIFSIGNALED(status) &&
-					  WTERMSIG(status) == SIGKILL,
-				      "trial %d: a writer ended before it was "
-				      "killed (status %d): %s",
-				      t, status, slurp(log));
-			while (proc_line(&kid[k], line, sizeof line, 0))
+			while (pfx_proc_line(&kid[k], line, sizeof line, 0))
 				report_line(&rep[k], line);
 			close(kid[k].to);
 			close(kid[k].from);
@@ -2260,56 +1829,25 @@ START_TEST(test_crash_safety)
 			rival_cmd(&rival, 'p');
 
 		/* The primary, still now. */
-		ptext = primary_text(env.srv.url, W_LOG_SQL);
+		ptext = pfx_primary_text(env.srv.url, W_LOG_SQL);
 		wlog_parse(ptext, &plog);
 		free(ptext);
 		primary_v = (int64_t)plog.n;
 
 		/* What the dead processes left. */
-		loaded =
-		    file_exists(state_path)
-			? replica_state_load(state_path, &st, err, sizeof err)
-			: 1;
-		ck_assert_msg(loaded >= 0, "trial %d: %s", t, err);
-		allow_empty = loaded == 1 || st.bootstrapping ||
-			      (st.generation == 1 && st.frame_no == 0);
+		loaded = pfx_left_state(state_path, t, &st, &allow_empty);
 		cs.hwm_ahead += loaded == 0 && st.frame_hwm > st.frame_no;
 		replica_state_free(&st);
 		memset(&llog, 0, sizeof llog);
 		memset(&clog, 0, sizeof clog);
-		if (!file_exists(path)) {
-			ck_assert_msg(loaded == 1,
-				      "trial %d: a state file but no database",
-				      t);
-			cs.no_file++;
-			v_copy = v_orig = -1;
-		} else {
-			/* (i) a copy without the -shm: WAL recovery. */
-			unlink(copy_shm);
-			copy_file(path, copy_path);
-			copy_file(wal, copy_wal);
-			snprintf(what, sizeof what,
-				 "trial %d: crash copy (db + wal)", t);
-			v_copy =
-			    check_plain(copy_path, allow_empty, 1, &clog, what);
-			/* (ii) the file itself, with plain SQLite; its
-			 * close sometimes checkpoints and drops the WAL. */
-			snprintf(what, sizeof what,
-				 "trial %d: the file with plain SQLite", t);
-			v_orig = check_plain(path, allow_empty, t % 3 == 0,
-					     &llog, what);
-			ck_assert_msg(v_copy == v_orig,
-				      "trial %d: the crash copy recovered "
-				      "version %lld, the file version %lld",
-				      t, (long long)v_copy, (long long)v_orig);
-			/* (iii) only transactions the primary has. */
-			assert_log_prefix(&clog, &plog, what);
-			assert_log_prefix(&llog, &plog, what);
-		}
-		ck_assert_msg(v_orig >= before,
-			      "trial %d: the replica went back from version "
-			      "%lld to %lld",
-			      t, (long long)before, (long long)v_orig);
+		cs.no_file += !pfx_file_exists(path);
+		v_orig =
+		    pfx_check_crashed(path, copy_path, t, loaded, allow_empty,
+				      before, check_plain, &clog, &llog);
+		/* (iii) only transactions the primary has. */
+		snprintf(what, sizeof what, "trial %d: after the kill", t);
+		assert_log_prefix(&clog, &plog, what);
+		assert_log_prefix(&llog, &plog, what);
 		cs.empty += v_orig < 0;
 		cs.advanced += v_orig > before;
 		if (v_orig >= 0 && v_orig < (1 << 20) && !recovered[v_orig]) {
@@ -2385,11 +1923,11 @@ START_TEST(test_crash_safety)
 			int same;
 
 			rfx_sync(db);
-			ptext = primary_text(env.srv.url, W_LOG_SQL);
+			ptext = pfx_primary_text(env.srv.url, W_LOG_SQL);
 			wlog_parse(ptext, &pnow);
 			free(ptext);
-			pd = primary_text(env.srv.url, W_DIGEST_SQL);
-			rd = local_text(db, W_DIGEST_SQL);
+			pd = pfx_primary_text(env.srv.url, W_DIGEST_SQL);
+			rd = pfx_local_text(db, W_DIGEST_SQL);
 			wlog_free(&llog);
 			rc = w_read_check(db, &llog, err, sizeof err);
 			same = rc == WS_OK && llog.n == pnow.n &&
@@ -2417,7 +1955,7 @@ START_TEST(test_crash_safety)
 			wlog_free(&pnow);
 			if (same || k == 4)
 				break;
-			sleep_ms(50);
+			rfx_sleep_ms(50);
 		}
 		fixture_assert_integrity(db);
 		ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
@@ -2429,9 +1967,10 @@ START_TEST(test_crash_safety)
 	}
 
 	/* The rival's replica, and the primary's own content. */
-	status = proc_finish(&rival);
+	status = pfx_proc_finish(&rival);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "the rival ended with status %d: %s", status, slurp(log));
+		      "the rival ended with status %d: %s", status,
+		      pfx_slurp(log));
 	{
 		sqlite3 *db =
 		    rfx_open(rival_path, env.srv.url, "sync_interval=0");
@@ -2441,8 +1980,8 @@ START_TEST(test_crash_safety)
 		rfx_sync(db);
 		ck_assert_msg(w_read_check(db, &l, why, sizeof why) == WS_OK,
 			      "the rival's replica: %s", why);
-		pd = primary_text(env.srv.url, W_DIGEST_SQL);
-		rd = local_text(db, W_DIGEST_SQL);
+		pd = pfx_primary_text(env.srv.url, W_DIGEST_SQL);
+		rd = pfx_local_text(db, W_DIGEST_SQL);
 		ck_assert_str_eq(pd, rd);
 		p1 = pattern("length(v)", "ver");
 		p2 = pattern("900", "1000000 + id");
@@ -2451,13 +1990,13 @@ START_TEST(test_crash_safety)
 		    "(SELECT count(*) FROM big WHERE v IS NOT %s) + (SELECT "
 		    "count(*) FROM accounts WHERE filler IS NOT %s)",
 		    p1, p1, p2);
-		p3 = primary_text(env.srv.url, sql);
+		p3 = pfx_primary_text(env.srv.url, sql);
 		ck_assert_msg(strcmp(p3, "0") == 0,
 			      "the primary holds %s blobs that are not their "
 			      "pattern",
 			      p3);
 		free(pd);
-		pd = primary_text(env.srv.url, "PRAGMA integrity_check");
+		pd = pfx_primary_text(env.srv.url, "PRAGMA integrity_check");
 		ck_assert_str_eq(pd, "ok");
 		printf("  primary: %zu transactions (%lld over Hrana)\n", l.n,
 		       (long long)hw->commits);
@@ -2474,8 +2013,9 @@ START_TEST(test_crash_safety)
 	       "processes on the file, %d with the Hrana writer, %d with a "
 	       "rival replica, %d with neither; %d targeted at a big commit "
 	       "(%d found it)\n",
-	       cs.trials, now_s() - started, cs.fresh, cs.two, cs.with_hrana,
-	       cs.with_rival, cs.quiet, cs.targeted, cs.targeted_hit);
+	       cs.trials, pfx_now_s() - started, cs.fresh, cs.two,
+	       cs.with_hrana, cs.with_rival, cs.quiet, cs.targeted,
+	       cs.targeted_hit);
 	printf("  killed writers committed %lld transactions on the primary "
 	       "(%lld larger than one push request), %lld returned "
 	       "SQLITE_OK before the kill, %lld lost a race "
@@ -2510,8 +2050,6 @@ START_TEST(test_crash_safety)
 	hwriter_stop(hw);
 	free(recovered);
 	free(copy_path);
-	free(copy_wal);
-	free(copy_shm);
 	free(rival_path);
 	free(log);
 	rfx_env_stop(&env);
