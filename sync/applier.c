@@ -725,39 +725,45 @@ out:
 	return rv;
 }
 
-int applier_caught_up(struct applier *a, char *err, size_t err_len)
+/* Load the state under the lock, let edit change it (it returns 1 when it
+ * did), and save it.  Returns 0, or -1 with err. */
+static int edit_state(struct applier *a, int (*edit)(struct replica_state *),
+		      char *err, size_t err_len)
 {
 	struct replica_state st = {0};
 	int rv = -1;
 
 	if (lock_begin(a, err, err_len) != 0)
 		return -1;
-	if (state_load(a, &st, err, err_len) == 0) {
-		rv = 0;
-		if (st.catching_up && !st.bootstrapping) {
-			st.catching_up = 0;
-			rv = state_save(a, &st, err, err_len);
-		}
-	}
+	if (state_load(a, &st, err, err_len) == 0)
+		rv = edit(&st) ? state_save(a, &st, err, err_len) : 0;
 	replica_state_free(&st);
 	lock_end(a);
 	return rv;
 }
 
+static int clear_catching_up(struct replica_state *st)
+{
+	if (!st->catching_up || st->bootstrapping)
+		return 0;
+	st->catching_up = 0;
+	return 1;
+}
+
+static int set_bootstrapping(struct replica_state *st)
+{
+	st->bootstrapping = 1;
+	return 1;
+}
+
+int applier_caught_up(struct applier *a, char *err, size_t err_len)
+{
+	return edit_state(a, clear_catching_up, err, err_len);
+}
+
 int applier_require_image(struct applier *a, char *err, size_t err_len)
 {
-	struct replica_state st = {0};
-	int rv = -1;
-
-	if (lock_begin(a, err, err_len) != 0)
-		return -1;
-	if (state_load(a, &st, err, err_len) == 0) {
-		st.bootstrapping = 1;
-		rv = state_save(a, &st, err, err_len);
-	}
-	replica_state_free(&st);
-	lock_end(a);
-	return rv;
+	return edit_state(a, set_bootstrapping, err, err_len);
 }
 
 int applier_checkpoint(struct applier *a, int truncate, int *wal_frames,

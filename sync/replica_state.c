@@ -133,6 +133,23 @@ static int get_u32_value(const json_t *v, uint32_t *out)
 	return 0;
 }
 
+/* An optional boolean: absent = false. */
+static int get_flag(const json_t *root, const char *key, int *out,
+		    const char *path, char *err, size_t err_len)
+{
+	const json_t *b = json_object_get(root, key);
+
+	if (b != NULL && !json_is_boolean(b)) {
+		snprintf(err, err_len,
+			 "the replica state file %s has \"%s\" of type %s, "
+			 "expected a boolean; it is damaged: " DAMAGED_ADVICE,
+			 path, key, json_type_name(b));
+		return -1;
+	}
+	*out = b != NULL && json_is_true(b);
+	return 0;
+}
+
 /* The optional "wal" position. */
 static int decode_wal(const json_t *root, struct replica_state *st,
 		      const char *path, char *err, size_t err_len)
@@ -165,7 +182,6 @@ static int decode(const json_t *root, struct replica_state *st,
 		  const char *path, char *err, size_t err_len)
 {
 	const char *database_id, *sync_url;
-	const json_t *b;
 	uint32_t format;
 
 	if (!json_is_object(root)) {
@@ -223,26 +239,11 @@ static int decode(const json_t *root, struct replica_state *st,
 			 path, st->page_size);
 		return -1;
 	}
-	b = json_object_get(root, "bootstrapping");
-	if (b != NULL && !json_is_boolean(b)) {
-		snprintf(err, err_len,
-			 "the replica state file %s has \"bootstrapping\" of "
-			 "type %s, expected a boolean; it is "
-			 "damaged: " DAMAGED_ADVICE,
-			 path, json_type_name(b));
+	if (get_flag(root, "bootstrapping", &st->bootstrapping, path, err,
+		     err_len) != 0 ||
+	    get_flag(root, "catching_up", &st->catching_up, path, err,
+		     err_len) != 0)
 		return -1;
-	}
-	st->bootstrapping = b != NULL && json_is_true(b);
-	b = json_object_get(root, "catching_up");
-	if (b != NULL && !json_is_boolean(b)) {
-		snprintf(err, err_len,
-			 "the replica state file %s has \"catching_up\" of "
-			 "type %s, expected a boolean; it is "
-			 "damaged: " DAMAGED_ADVICE,
-			 path, json_type_name(b));
-		return -1;
-	}
-	st->catching_up = b != NULL && json_is_true(b);
 	if (decode_wal(root, st, path, err, err_len) != 0)
 		return -1;
 	/* Borrowed from root: the caller copies them. */
