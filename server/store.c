@@ -1125,6 +1125,18 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	pthread_mutex_unlock(&s->mu);
 	head = frame_log_head(g->log);
 	*head_out = head;
+	if (!strict && g->number == gen && first <= head &&
+	    first + n - 1 > head &&
+	    same_as_logged(g, first, frames, head - first + 1)) {
+		/* A push again whose first part is logged already (the answer
+		 * to it was lost with a restart), followed by frames that are
+		 * not: the logged part ends at a commit frame, so the rest
+		 * starts a transaction right after the head. */
+		size_t skip = head - first + 1;
+		frames += skip * WALFMT_FRAME_SIZE;
+		n -= skip;
+		first = head + 1;
+	}
 	if (g->number != gen || first != head + 1) {
 		int same = !strict && g->number == gen && first <= head &&
 			   first + n - 1 <= head &&

@@ -343,7 +343,7 @@ START_TEST(test_push_applies_frames)
 	char *seed;
 	sqlite3 *db;
 	uint8_t *frames;
-	uint32_t n;
+	uint32_t n, m;
 	int status;
 	json_t *j;
 
@@ -411,6 +411,29 @@ START_TEST(test_push_applies_frames)
 			 "conflict");
 	json_decref(j);
 	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+
+	/* A push again that starts with the logged frames and goes on with
+	 * new ones (a lost answer, then more local writes): the logged part
+	 * is acknowledged and the rest applied; a strict one conflicts. */
+	fixture_exec(a.db, "INSERT INTO t VALUES (7)");
+	free(frames);
+	frames = pull_all(a.store, 1, &m);
+	ck_assert_uint_gt(m, n);
+	j = push_mode(b.store, 1, 1, m + 1, NULL, 1, frames,
+		      m * WALFMT_FRAME_SIZE, &status);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "status")),
+			 "conflict");
+	json_decref(j);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+	j = push(b.store, 1, 1, m + 1, NULL, frames, m * WALFMT_FRAME_SIZE,
+		 &status);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "max_frame_no")),
+			 m);
+	json_decref(j);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 4);
+	fixture_assert_integrity(b.db);
+	assert_log_matches_live(&b, 1);
 
 	/* Frames that do not follow the head: conflict. */
 	fixture_exec(a.db, "INSERT INTO t VALUES (3)");
