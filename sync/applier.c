@@ -240,13 +240,6 @@ static void lock_end(struct applier *a)
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* Load the state file under the lock: 0 loaded, 1 missing, -1 error. */
-static int state_load(struct applier *a, struct replica_state *st, char *err,
-		      size_t err_len)
-{
-	return replica_state_load(a->state_path, st, err, err_len);
-}
-
 static int state_save(struct applier *a, const struct replica_state *st,
 		      char *err, size_t err_len)
 {
@@ -434,7 +427,7 @@ enum applier_result applier_apply_frames(struct applier *a,
 	memset(st, 0, sizeof *st);
 	if (lock_begin(a, err, err_len) != 0)
 		return APPLIER_ERROR;
-	loaded = state_load(a, st, err, err_len);
+	loaded = applier_load_state(a, st, err, err_len);
 	if (loaded != 0) {
 		if (loaded == 1)
 			common_set_err(err, err_len,
@@ -541,7 +534,7 @@ enum applier_result applier_apply_image(struct applier *a,
 		return APPLIER_ERROR;
 	if (lock_begin(a, err, err_len) != 0)
 		return APPLIER_ERROR;
-	loaded = state_load(a, st, err, err_len);
+	loaded = applier_load_state(a, st, err, err_len);
 	if (loaded < 0)
 		goto out;
 	if (loaded == 0 && !st->bootstrapping &&
@@ -605,7 +598,7 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 	memset(st, 0, sizeof *st);
 	if (lock_begin(a, err, err_len) != 0)
 		return APPLIER_ERROR;
-	if (state_load(a, st, err, err_len) != 0)
+	if (applier_load_state(a, st, err, err_len) != 0)
 		goto out;
 	if (st->bootstrapping || st->generation != from || st->frame_no != at) {
 		res = st->generation >= to && !st->bootstrapping
@@ -646,7 +639,7 @@ int applier_record_primary(struct applier *a, const char *database_id,
 
 	if (lock_begin(a, err, err_len) != 0)
 		return -1;
-	if (state_load(a, &st, err, err_len) != 0)
+	if (applier_load_state(a, &st, err, err_len) != 0)
 		goto out;
 	old_id = st.database_id;
 	old_url = st.sync_url;
@@ -674,7 +667,7 @@ int applier_commit_prepare(struct applier *a, uint32_t generation,
 	struct replica_state st = {0};
 	int rv = -1;
 
-	if (state_load(a, &st, err, err_len) != 0)
+	if (applier_load_state(a, &st, err, err_len) != 0)
 		goto out;
 	if (st.bootstrapping || st.generation != generation ||
 	    st.frame_no + 1 != start) {
@@ -703,7 +696,7 @@ int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 	struct replica_state st = {0};
 	int rv = -1;
 
-	if (state_load(a, &st, err, err_len) != 0)
+	if (applier_load_state(a, &st, err, err_len) != 0)
 		goto out;
 	if (st.generation != generation || st.frame_hwm < end) {
 		common_set_err(
@@ -735,7 +728,7 @@ static int edit_state(struct applier *a, int (*edit)(struct replica_state *),
 
 	if (lock_begin(a, err, err_len) != 0)
 		return -1;
-	if (state_load(a, &st, err, err_len) == 0)
+	if (applier_load_state(a, &st, err, err_len) == 0)
 		rv = edit(&st) ? state_save(a, &st, err, err_len) : 0;
 	replica_state_free(&st);
 	lock_end(a);

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 struct http_client {
 	CURLM *multi; /* owns the connection cache: one connection reused */
@@ -339,4 +340,47 @@ out:
 	curl_slist_free_all(headers);
 	free(url);
 	return ret;
+}
+
+void http_client_error_detail(const struct http_client_response *res, char *out,
+			      size_t out_len)
+{
+	json_t *root = json_loadb((const char *)res->body, res->len, 0, NULL);
+	const json_t *msg = NULL;
+
+	if (json_is_object(root)) {
+		msg = json_object_get(root, "message");
+		if (!json_is_string(msg))
+			msg = json_object_get(root, "error");
+	}
+	if (json_is_string(msg))
+		snprintf(out, out_len, "%s", json_string_value(msg));
+	else if (res->len > 0)
+		snprintf(out, out_len, "%.*s",
+			 (int)(res->len < 200 ? res->len : 200),
+			 (const char *)res->body);
+	else
+		snprintf(out, out_len, "no details");
+	json_decref(root);
+}
+
+void http_client_status_error(const char *what,
+			      const struct http_client_response *res, char *err,
+			      size_t err_len)
+{
+	char detail[256];
+
+	http_client_error_detail(res, detail, sizeof detail);
+	if (res->status == 401)
+		snprintf(err, err_len,
+			 "the primary refused the auth token (HTTP 401) for "
+			 "%s: %s; check auth_token / REPLITE_AUTH_TOKEN",
+			 what, detail);
+	else if (res->status == 403)
+		snprintf(err, err_len, "the primary denied %s (HTTP 403): %s",
+			 what, detail);
+	else
+		snprintf(err, err_len,
+			 "the primary answered %s with HTTP %ld: %s", what,
+			 res->status, detail);
 }

@@ -46,6 +46,16 @@ int http_client_request(struct http_client *c, const char *method,
 			char *err, size_t err_len);
 void http_client_response_free(struct http_client_response *res);
 
+/* What went wrong, from an error answer's body: its JSON "message" (or
+ * "error"), else an excerpt of the body, else "no details". */
+void http_client_error_detail(const struct http_client_response *res, char *out,
+			      size_t out_len);
+/* err = "the primary answered <what> with HTTP <status>: <detail>", with a
+ * hint for 401 (the token) and 403. */
+void http_client_status_error(const char *what,
+			      const struct http_client_response *res, char *err,
+			      size_t err_len);
+
 /* How many connections the client has opened so far: a request that had
  * to open one may have reached another server (a restarted or replaced
  * primary at the same address). */

@@ -96,52 +96,6 @@ void puller_stats(const struct puller *p, struct puller_stats *out)
 /* ---------------------------------------------------------------------- */
 /* answers of the primary */
 
-/* The message of a JSON error body, or a short excerpt of another body. */
-static void describe_body(const struct http_client_response *res, char *out,
-			  size_t out_len)
-{
-	json_t *root = json_loadb((const char *)res->body, res->len, 0, NULL);
-	const json_t *msg = NULL;
-
-	if (json_is_object(root)) {
-		msg = json_object_get(root, "message");
-		if (!json_is_string(msg))
-			msg = json_object_get(root, "error");
-	}
-	if (json_is_string(msg))
-		snprintf(out, out_len, "%s", json_string_value(msg));
-	else if (res->len > 0)
-		snprintf(out, out_len, "%.*s",
-			 (int)(res->len < 200 ? res->len : 200),
-			 (const char *)res->body);
-	else
-		snprintf(out, out_len, "no details");
-	json_decref(root);
-}
-
-static void http_status_error(const char *what,
-			      const struct http_client_response *res, char *err,
-			      size_t err_len)
-{
-	char detail[256];
-
-	describe_body(res, detail, sizeof detail);
-	if (res->status == 401)
-		common_set_err(
-		    err, err_len,
-		    "the primary refused the auth token (HTTP 401) for "
-		    "%s: %s; check auth_token / REPLITE_AUTH_TOKEN",
-		    what, detail);
-	else if (res->status == 403)
-		common_set_err(err, err_len,
-			       "the primary denied %s (HTTP 403): %s", what,
-			       detail);
-	else
-		common_set_err(err, err_len,
-			       "the primary answered %s with HTTP %ld: %s",
-			       what, res->status, detail);
-}
-
 static int request(struct puller *p, const char *path, long timeout_ms,
 		   struct http_client_response *res, char *err, size_t err_len)
 {
@@ -155,19 +109,34 @@ static int request(struct puller *p, const char *path, long timeout_ms,
 /* ---------------------------------------------------------------------- */
 /* bootstrap */
 
-static int fetch_info(struct puller *p, struct frames_info *info, char *err,
+int puller_fetch_info(struct http_client *http, long timeout_ms,
+		      struct frames_info *info, size_t *bytes, char *err,
 		      size_t err_len)
 {
 	struct http_client_response res = {0};
 	int rv = -1;
 
-	if (request(p, "/info", PULL_TIMEOUT_MS, &res, err, err_len) != 0)
+	if (http_client_request(http, "GET", "/info", NULL, 0, timeout_ms, &res,
+				err, err_len) != 0)
 		return -1;
+	if (bytes != NULL)
+		*bytes = res.len;
 	if (res.status != 200)
-		http_status_error("GET /info", &res, err, err_len);
+		http_client_status_error("GET /info", &res, err, err_len);
 	else
 		rv = frames_parse_info(res.body, res.len, info, err, err_len);
 	http_client_response_free(&res);
+	return rv;
+}
+
+static int fetch_info(struct puller *p, struct frames_info *info, char *err,
+		      size_t err_len)
+{
+	size_t bytes = 0;
+	int rv = puller_fetch_info(p->http, PULL_TIMEOUT_MS, info, &bytes, err,
+				   err_len);
+
+	p->stats.bytes_pulled += bytes;
 	return rv;
 }
 
@@ -251,7 +220,7 @@ static int bootstrap(struct puller *p, const struct replica_state *st,
 		goto out;
 	if (res.status != 200) {
 		/* 404: the generation ended between the two requests. */
-		http_status_error(what, &res, err, err_len);
+		http_client_status_error(what, &res, err, err_len);
 		goto out;
 	}
 	img.generation = info.current_generation;
@@ -551,7 +520,7 @@ static enum pull_step pull_once(struct puller *p,
 	} else {
 		char what[160];
 		snprintf(what, sizeof what, "GET %s", path);
-		http_status_error(what, &res, err, err_len);
+		http_client_status_error(what, &res, err, err_len);
 	}
 	http_client_response_free(&res);
 	return step;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "sync/applier.h"
+#include "sync/frames.h"
 #include "sync/http_client.h"
 
 struct puller;
@@ -37,6 +38,12 @@ void puller_free(struct puller *p);
  * none yet (live sync).  Returns 0 when caught up, or -1 with err naming the
  * cause; what was applied before an error stays applied. */
 int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len);
+
+/* GET /info: the primary's generation, head and database id.  *bytes
+ * (may be NULL) receives the size of the answer. */
+int puller_fetch_info(struct http_client *http, long timeout_ms,
+		      struct frames_info *info, size_t *bytes, char *err,
+		      size_t err_len);
 
 /* Counters and position since puller_new. */
 void puller_stats(const struct puller *p, struct puller_stats *out);

@@ -17,22 +17,6 @@
  * primary's default request limit. */
 #define PUSH_FRAMES 1024
 
-/* The message of a JSON error body, or a short excerpt. */
-static void describe(const struct http_client_response *res, char *out,
-		     size_t out_len)
-{
-	json_t *root = json_loadb((const char *)res->body, res->len, 0, NULL);
-	const json_t *msg = json_object_get(root, "message");
-
-	if (json_is_string(msg))
-		snprintf(out, out_len, "%s", json_string_value(msg));
-	else
-		snprintf(out, out_len, "%.*s",
-			 (int)(res->len < 200 ? res->len : 200),
-			 res->len ? (const char *)res->body : "no details");
-	json_decref(root);
-}
-
 /* One request: frames [first, first + n) of the transaction. */
 static enum pusher_result push_part(struct http_client *http,
 				    const struct pusher_txn *t, uint32_t first,
@@ -69,7 +53,7 @@ static enum pusher_result push_part(struct http_client *http,
 	if (rc != 0)
 		return PUSHER_ERROR;
 	if (res.status == 403) {
-		describe(&res, detail, sizeof detail);
+		http_client_error_detail(&res, detail, sizeof detail);
 		common_set_err(
 		    err, err_len,
 		    "the primary refused the write (HTTP 403): %s; the "
@@ -79,7 +63,7 @@ static enum pusher_result push_part(struct http_client *http,
 		goto out;
 	}
 	if (res.status != 200) {
-		describe(&res, detail, sizeof detail);
+		http_client_error_detail(&res, detail, sizeof detail);
 		common_set_err(
 		    err, err_len,
 		    "the primary answered the push of frames [%" PRIu32

@@ -600,27 +600,18 @@ static void write_failed(struct replica *r, const char *err)
  * raced them would lose its push with SQLITE_BUSY_SNAPSHOT. */
 static int primary_matches_file(struct replica *r, char *err, size_t err_len)
 {
-	struct http_client_response res = {0};
 	struct replica_state st = {0};
 	struct frames_info info = {0};
-	int rv = -1;
+	int rv;
 
 	pthread_mutex_lock(&r->push_mu);
-	rv = http_client_request(r->push_http, "GET", "/info", NULL, 0,
-				 (long)r->params.write_timeout_ms, &res, err,
-				 err_len);
+	rv = puller_fetch_info(r->push_http, (long)r->params.write_timeout_ms,
+			       &info, NULL, err, err_len);
 	pthread_mutex_unlock(&r->push_mu);
 	if (rv != 0)
 		return -1;
 	rv = -1;
-	if (res.status != 200) {
-		common_set_err(err, err_len,
-			       "the primary answered GET /info with HTTP %ld",
-			       res.status);
-		goto out;
-	}
-	if (frames_parse_info(res.body, res.len, &info, err, err_len) != 0 ||
-	    applier_load_state(r->applier, &st, err, err_len) != 0)
+	if (applier_load_state(r->applier, &st, err, err_len) != 0)
 		goto out;
 	if (replica_state_check_primary(&st, info.database_id,
 					r->params.sync_url, err, err_len) != 0)
@@ -631,7 +622,6 @@ static int primary_matches_file(struct replica *r, char *err, size_t err_len)
 out:
 	replica_state_free(&st);
 	frames_info_free(&info);
-	http_client_response_free(&res);
 	return rv;
 }
 

@@ -360,23 +360,7 @@ static int obs_wal_write(struct obs_file *wal, const void *buf, int amt,
 /* ---------------------------------------------------------------------- */
 /* main-file shm lock tracking */
 
-/* The WAL position published in the wal-index (header copy 1, which the
- * lock holder is the only one to change). */
-static int wal_index_position(struct obs_file *main, struct wal_position *pos)
-{
-	sqlite3_file *real = REAL(main);
-	volatile void *p = NULL;
-	int rc;
-
-	rc = real->pMethods->xShmMap(real, 0, 32768, 0, &p);
-	if (rc != SQLITE_OK || p == NULL)
-		return rc == SQLITE_OK ? SQLITE_IOERR_SHMMAP : rc;
-	pos->frames = ((volatile uint32_t *)p)[4];  /* WalIndexHdr.mxFrame */
-	pos->salt[0] = ((volatile uint32_t *)p)[8]; /* aSalt */
-	pos->salt[1] = ((volatile uint32_t *)p)[9];
-	return SQLITE_OK;
-}
-
+/* Region 0 of the wal-index: the header copies come first. */
 static volatile uint8_t *wal_index_header(struct obs_file *main)
 {
 	sqlite3_file *real = REAL(main);
@@ -387,8 +371,23 @@ static volatile uint8_t *wal_index_header(struct obs_file *main)
 	return p;
 }
 
+/* The WAL position published in the wal-index (header copy 1, which the
+ * lock holder is the only one to change). */
+static int wal_index_position(struct obs_file *main, struct wal_position *pos)
+{
+	volatile const uint32_t *hdr =
+	    (volatile const uint32_t *)wal_index_header(main);
+
+	if (hdr == NULL)
+		return SQLITE_IOERR_SHMMAP;
+	pos->frames = hdr[4];  /* WalIndexHdr.mxFrame */
+	pos->salt[0] = hdr[8]; /* aSalt */
+	pos->salt[1] = hdr[9];
+	return SQLITE_OK;
+}
+
 /* Remember the header copy a writer is publishing (copy is 0 for copy 1, 1
- * for copy 2).  Returns 1. */
+ * for copy 2).  Returns 1, or 0 when the wal-index cannot be mapped. */
 static int capture_header(struct obs_file *main, int copy)
 {
 	volatile uint8_t *shm = wal_index_header(main);
