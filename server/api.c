@@ -1,11 +1,14 @@
 #include "api.h"
 
+#include "proto/messages.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "base/clock.h"
 
 /* Parse a decimal u32 path segment; returns the rest of the path after it
  * (pointing at '/' or '\0'), or NULL if the segment is not a number. */
@@ -49,9 +52,7 @@ static int parse_sync_path(const char *p, uint32_t v[3], const char **baton)
 
 static void reply_generation(struct http_response *res, uint32_t gen)
 {
-	http_reply_json(&res->reply, 400,
-			json_pack("{s:I, s:s}", "generation", (json_int_t)gen,
-				  "message", "no more frames"));
+	http_reply_json(&res->reply, 400, messages_encode_generation(gen));
 }
 
 static int64_t wait_deadline(struct api *api, struct http_request *req)
@@ -84,7 +85,7 @@ static void handle_pull(struct api *api, struct http_request *req,
 		return;
 	case STORE_PULL_CAUGHT_UP:
 		deadline = wait_deadline(api, req);
-		if (deadline > util_monotonic_ms()) {
+		if (deadline > clock_monotonic_ms()) {
 			res->park_until_ms = deadline;
 			return;
 		}

@@ -13,8 +13,9 @@
 
 #include <openssl/rand.h>
 
-#include "sync/walfmt.h"
+#include "wal/walfmt.h"
 #include "util.h"
+#include "base/fileio.h"
 
 /* Readers on other threads see frames only up to head, published with
  * release semantics after the frames are durable; frames at or below the head
@@ -42,7 +43,7 @@ static int fsync_parent(const char *path)
 
 	if (copy == NULL)
 		return -ENOMEM;
-	rv = util_fsync_dir(dirname(copy));
+	rv = fileio_fsync_dir(dirname(copy));
 	free(copy);
 	return rv;
 }
@@ -63,7 +64,7 @@ static int write_new_header(struct frame_log *l)
 	walfmt_header_encode(&l->hdr, buf);
 	if (ftruncate(l->fd, 0) != 0)
 		return -errno;
-	rv = util_write_all(l->fd, buf, sizeof buf, 0);
+	rv = fileio_write_all(l->fd, buf, sizeof buf, 0);
 	if (rv == 0 && fsync(l->fd) != 0)
 		rv = -errno;
 	if (rv == 0)
@@ -88,7 +89,7 @@ static int recover(struct frame_log *l, uint64_t size)
 	for (i = 1, off = WALFMT_HDR_SIZE; off + WALFMT_FRAME_SIZE <= size;
 	     i++, off += WALFMT_FRAME_SIZE) {
 		uint32_t commit;
-		if (util_read_all(l->fd, frame, WALFMT_FRAME_SIZE, off) != 0)
+		if (fileio_read_all(l->fd, frame, WALFMT_FRAME_SIZE, off) != 0)
 			break;
 		if (walfmt_frame_verify(l->hdr.magic & 1, l->hdr.salt, chain,
 					frame, WALFMT_PAGE_SIZE) != 0)
@@ -153,7 +154,7 @@ int frame_log_open(const char *path, int create, struct frame_log **out,
 		*out = l;
 		return 0;
 	}
-	if (util_read_all(l->fd, hdr, sizeof hdr, 0) != 0 ||
+	if (fileio_read_all(l->fd, hdr, sizeof hdr, 0) != 0 ||
 	    walfmt_header_decode(hdr, &l->hdr) != 0 ||
 	    l->hdr.page_size != WALFMT_PAGE_SIZE) {
 		set_err(err, err_len, "frame log %s has an invalid header (%s)",
@@ -246,8 +247,8 @@ int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
 			memcpy(f + WALFMT_FRAME_HDR_SIZE, x->page,
 			       WALFMT_PAGE_SIZE);
 		}
-		rv = util_write_all(l->fd, buf, batch * WALFMT_FRAME_SIZE,
-				    frame_log_offset(head + 1 + (uint32_t)i));
+		rv = fileio_write_all(l->fd, buf, batch * WALFMT_FRAME_SIZE,
+				      frame_log_offset(head + 1 + (uint32_t)i));
 		if (rv != 0)
 			goto fail;
 		i += batch;
@@ -280,9 +281,9 @@ int frame_log_read(struct frame_log *l, uint32_t start, uint32_t end,
 {
 	if (start < 1 || end <= start || end > frame_log_head(l) + 1)
 		return -EINVAL;
-	return util_read_all(l->fd, buf,
-			     (size_t)(end - start) * WALFMT_FRAME_SIZE,
-			     frame_log_offset(start));
+	return fileio_read_all(l->fd, buf,
+			       (size_t)(end - start) * WALFMT_FRAME_SIZE,
+			       frame_log_offset(start));
 }
 
 /* For each page, the last frame at or before upto that holds it. */
@@ -298,7 +299,8 @@ static int last_frames(struct frame_log *l, uint32_t upto, uint32_t **out,
 		return -ENOMEM;
 	for (i = 1; i <= upto; i++) {
 		uint32_t pgno;
-		rv = util_read_all(l->fd, hdr, sizeof hdr, frame_log_offset(i));
+		rv = fileio_read_all(l->fd, hdr, sizeof hdr,
+				     frame_log_offset(i));
 		if (rv != 0) {
 			free(last);
 			return rv;
@@ -321,7 +323,7 @@ int frame_log_replay(struct frame_log *l, uint32_t upto, int db_fd)
 
 	if (upto == 0 || upto > frame_log_head(l))
 		return -EINVAL;
-	rv = util_read_all(l->fd, hdr, sizeof hdr, frame_log_offset(upto));
+	rv = fileio_read_all(l->fd, hdr, sizeof hdr, frame_log_offset(upto));
 	if (rv != 0)
 		return rv;
 	db_size = walfmt_get32(hdr + 4);
@@ -338,13 +340,13 @@ int frame_log_replay(struct frame_log *l, uint32_t upto, int db_fd)
 	for (pgno = 1; pgno <= n_pages; pgno++) {
 		if (last[pgno] == 0)
 			continue;
-		rv = util_read_all(l->fd, page, WALFMT_PAGE_SIZE,
-				   frame_log_offset(last[pgno]) +
-				       WALFMT_FRAME_HDR_SIZE);
+		rv = fileio_read_all(l->fd, page, WALFMT_PAGE_SIZE,
+				     frame_log_offset(last[pgno]) +
+					 WALFMT_FRAME_HDR_SIZE);
 		if (rv == 0)
-			rv = util_write_all(db_fd, page, WALFMT_PAGE_SIZE,
-					    (uint64_t)(pgno - 1) *
-						WALFMT_PAGE_SIZE);
+			rv = fileio_write_all(db_fd, page, WALFMT_PAGE_SIZE,
+					      (uint64_t)(pgno - 1) *
+						  WALFMT_PAGE_SIZE);
 		if (rv != 0)
 			goto out;
 	}

@@ -1,4 +1,4 @@
-#include "sync/base64.h"
+#include "base/base64.h"
 #include "hrana.h"
 
 #include <ctype.h>
@@ -30,278 +30,6 @@ void hrana_conn_reset(struct hrana_conn *c)
 }
 
 /* ---------------------------------------------------------------------- */
-/* errors */
-
-static const char *sqlite_code_name(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_ERROR:
-		return "SQLITE_ERROR";
-	case SQLITE_INTERNAL:
-		return "SQLITE_INTERNAL";
-	case SQLITE_PERM:
-		return "SQLITE_PERM";
-	case SQLITE_ABORT:
-		return "SQLITE_ABORT";
-	case SQLITE_BUSY:
-		return "SQLITE_BUSY";
-	case SQLITE_LOCKED:
-		return "SQLITE_LOCKED";
-	case SQLITE_NOMEM:
-		return "SQLITE_NOMEM";
-	case SQLITE_READONLY:
-		return "SQLITE_READONLY";
-	case SQLITE_INTERRUPT:
-		return "SQLITE_INTERRUPT";
-	case SQLITE_IOERR:
-		return "SQLITE_IOERR";
-	case SQLITE_CORRUPT:
-		return "SQLITE_CORRUPT";
-	case SQLITE_NOTFOUND:
-		return "SQLITE_NOTFOUND";
-	case SQLITE_FULL:
-		return "SQLITE_FULL";
-	case SQLITE_CANTOPEN:
-		return "SQLITE_CANTOPEN";
-	case SQLITE_PROTOCOL:
-		return "SQLITE_PROTOCOL";
-	case SQLITE_EMPTY:
-		return "SQLITE_EMPTY";
-	case SQLITE_SCHEMA:
-		return "SQLITE_SCHEMA";
-	case SQLITE_TOOBIG:
-		return "SQLITE_TOOBIG";
-	case SQLITE_CONSTRAINT:
-		return "SQLITE_CONSTRAINT";
-	case SQLITE_MISMATCH:
-		return "SQLITE_MISMATCH";
-	case SQLITE_MISUSE:
-		return "SQLITE_MISUSE";
-	case SQLITE_NOLFS:
-		return "SQLITE_NOLFS";
-	case SQLITE_AUTH:
-		return "SQLITE_AUTH";
-	case SQLITE_FORMAT:
-		return "SQLITE_FORMAT";
-	case SQLITE_RANGE:
-		return "SQLITE_RANGE";
-	case SQLITE_NOTADB:
-		return "SQLITE_NOTADB";
-	default:
-		return "SQLITE_UNKNOWN";
-	}
-}
-
-static json_t *make_error(const char *message, const char *code)
-{
-	return json_pack("{s:s, s:s}", "message", message, "code", code);
-}
-
-/* An error from SQLite on this connection; like sqld, syntax errors get
- * SQL_PARSE_ERROR and the rest the primary result code's name. */
-static json_t *sqlite_error(sqlite3 *db, int rc)
-{
-	const char *msg = sqlite3_errmsg(db);
-
-	if ((rc & 0xff) == SQLITE_AUTH) {
-		return make_error(
-		    "not authorized: replite serve refuses ATTACH, DETACH, "
-		    "VACUUM INTO and changes of journal_mode or "
-		    "locking_mode (the primary's storage depends on them)",
-		    "SQLITE_AUTH");
-	}
-	if ((rc & 0xff) == SQLITE_ERROR &&
-	    (strstr(msg, "syntax error") || strstr(msg, "incomplete input") ||
-	     strstr(msg, "unrecognized token")))
-		return make_error(msg, "SQL_PARSE_ERROR");
-	return make_error(msg, sqlite_code_name(rc));
-}
-
-/* ---------------------------------------------------------------------- */
-/* values */
-
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_sequence(const unsigned char *p, size_t n)
-{
-	size_t len, i;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		len = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		len = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		len = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
-/* A text value.  SQLite stores whatever bytes it is given as TEXT; JSON
- * strings must be UTF-8, so invalid sequences become U+FFFD (as a lossy
- * UTF-8 decoder does) instead of dropping the value from its row. */
-static json_t *text_value(const char *text, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)text;
-	size_t i = 0, o = 0, k;
-	json_t *v;
-	char *fixed;
-
-	v = json_pack("{s:s, s:s%}", "type", "text", "value", text, len);
-	if (v != NULL)
-		return v;
-	fixed = malloc(len * 3 + 1);
-	if (fixed == NULL)
-		return NULL;
-	while (i < len) {
-		k = utf8_sequence(p + i, len - i);
-		if (k == 0) {
-			memcpy(fixed + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		} else {
-			memcpy(fixed + o, p + i, k);
-			o += k;
-			i += k;
-		}
-	}
-	v = json_pack("{s:s, s:s%}", "type", "text", "value", fixed, o);
-	free(fixed);
-	return v;
-}
-
-json_t *hrana_value_from_column(sqlite3_stmt *stmt, int col)
-{
-	char buf[32];
-	char *b64;
-	json_t *v;
-
-	switch (sqlite3_column_type(stmt, col)) {
-	case SQLITE_INTEGER:
-		snprintf(buf, sizeof buf, "%lld",
-			 (long long)sqlite3_column_int64(stmt, col));
-		return json_pack("{s:s, s:s}", "type", "integer", "value", buf);
-	case SQLITE_FLOAT: {
-		double d = sqlite3_column_double(stmt, col);
-		if (!isfinite(d)) /* JSON has no infinities */
-			return json_pack("{s:s}", "type", "null");
-		return json_pack("{s:s, s:f}", "type", "float", "value", d);
-	}
-	case SQLITE_TEXT:
-		return text_value((const char *)sqlite3_column_text(stmt, col),
-				  (size_t)sqlite3_column_bytes(stmt, col));
-	case SQLITE_BLOB:
-		b64 = base64_encode(sqlite3_column_blob(stmt, col),
-				    (size_t)sqlite3_column_bytes(stmt, col), 0,
-				    0);
-		v = json_pack("{s:s, s:s}", "type", "blob", "base64",
-			      b64 ? b64 : "");
-		free(b64);
-		return v;
-	default:
-		return json_pack("{s:s}", "type", "null");
-	}
-}
-
-static int parse_i64(const char *s, sqlite3_int64 *out)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0')
-		return -1;
-	*out = v;
-	return 0;
-}
-
-int hrana_value_bind(sqlite3_stmt *stmt, int idx, json_t *value,
-		     const char **err)
-{
-	const char *type = json_string_value(json_object_get(value, "type"));
-	json_t *v = json_object_get(value, "value");
-	sqlite3_int64 i;
-
-	if (!json_is_object(value) || type == NULL) {
-		*err = "a value must be an object with a \"type\"";
-		return -1;
-	}
-	if (strcmp(type, "null") == 0)
-		return sqlite3_bind_null(stmt, idx) == SQLITE_OK ? 0 : -1;
-	if (strcmp(type, "integer") == 0) {
-		if (json_is_string(v) &&
-		    parse_i64(json_string_value(v), &i) == 0)
-			return sqlite3_bind_int64(stmt, idx, i) == SQLITE_OK
-				   ? 0
-				   : -1;
-		if (json_is_integer(v))
-			return sqlite3_bind_int64(stmt, idx,
-						  json_integer_value(v)) ==
-				       SQLITE_OK
-				   ? 0
-				   : -1;
-		*err = "an integer value must be a decimal string in the "
-		       "64-bit range";
-		return -1;
-	}
-	if (strcmp(type, "float") == 0) {
-		if (!json_is_number(v)) {
-			*err = "a float value must be a JSON number";
-			return -1;
-		}
-		return sqlite3_bind_double(stmt, idx, json_number_value(v)) ==
-			       SQLITE_OK
-			   ? 0
-			   : -1;
-	}
-	if (strcmp(type, "text") == 0) {
-		if (!json_is_string(v)) {
-			*err = "a text value must be a JSON string";
-			return -1;
-		}
-		return sqlite3_bind_text(stmt, idx, json_string_value(v),
-					 (int)json_string_length(v),
-					 SQLITE_TRANSIENT) == SQLITE_OK
-			   ? 0
-			   : -1;
-	}
-	if (strcmp(type, "blob") == 0) {
-		json_t *b = json_object_get(value, "base64");
-		size_t len = 0;
-		uint8_t *raw;
-		int rc;
-		if (!json_is_string(b)) {
-			*err = "a blob value must have a \"base64\" string";
-			return -1;
-		}
-		raw = base64_decode(json_string_value(b), json_string_length(b),
-				    &len);
-		if (raw == NULL) {
-			*err = "a blob value has invalid base64";
-			return -1;
-		}
-		rc = sqlite3_bind_blob64(stmt, idx, raw, len, SQLITE_TRANSIENT);
-		free(raw);
-		return rc == SQLITE_OK ? 0 : -1;
-	}
-	*err = "unknown value type";
-	return -1;
-}
-
-/* ---------------------------------------------------------------------- */
 /* statements */
 
 static const char *stmt_sql(struct hrana_conn *c, json_t *obj, json_t **error)
@@ -319,13 +47,13 @@ static const char *stmt_sql(struct hrana_conn *c, json_t *obj, json_t **error)
 		s = json_object_get(c->sqls, key);
 		if (s != NULL)
 			return json_string_value(s);
-		*error =
-		    make_error("unknown sql_id (not stored with store_sql)",
-			       "SQL_STORE_DOES_NOT_EXIST");
+		*error = hrana_make_error(
+		    "unknown sql_id (not stored with store_sql)",
+		    "SQL_STORE_DOES_NOT_EXIST");
 		return NULL;
 	}
-	*error = make_error("a statement needs \"sql\" or \"sql_id\"",
-			    "HRANA_PROTO_ERROR");
+	*error = hrana_make_error("a statement needs \"sql\" or \"sql_id\"",
+				  "HRANA_PROTO_ERROR");
 	return NULL;
 }
 
@@ -360,9 +88,10 @@ static int bind_args(sqlite3_stmt *st, json_t *stmt, json_t **error)
 			goto proto;
 		if ((int)json_array_size(args) >
 		    sqlite3_bind_parameter_count(st)) {
-			*error = make_error("more arguments than the statement "
-					    "has parameters",
-					    "ARGS_INVALID");
+			*error = hrana_make_error(
+			    "more arguments than the statement "
+			    "has parameters",
+			    "ARGS_INVALID");
 			return -1;
 		}
 		json_array_foreach(args, i, v)
@@ -404,12 +133,14 @@ static int bind_args(sqlite3_stmt *st, json_t *stmt, json_t **error)
 	}
 	return 0;
 proto:
-	*error = make_error("\"args\" and \"named_args\" must be arrays of "
-			    "values / {name, value}",
-			    "HRANA_PROTO_ERROR");
+	*error =
+	    hrana_make_error("\"args\" and \"named_args\" must be arrays of "
+			     "values / {name, value}",
+			     "HRANA_PROTO_ERROR");
 	return -1;
 bad_value:
-	*error = make_error(err ? err : "cannot bind a value", "ARGS_INVALID");
+	*error =
+	    hrana_make_error(err ? err : "cannot bind a value", "ARGS_INVALID");
 	return -1;
 }
 
@@ -511,24 +242,27 @@ static int refuse_write(struct hrana_conn *c, sqlite3_stmt *st,
 {
 	if (c->read_only &&
 	    (kind == BEGIN_IMMEDIATE || kind == BEGIN_EXCLUSIVE)) {
-		*error = make_error("this token is read-only: BEGIN IMMEDIATE "
-				    "and BEGIN EXCLUSIVE take the write lock",
-				    "SQLITE_READONLY");
+		*error =
+		    hrana_make_error("this token is read-only: BEGIN IMMEDIATE "
+				     "and BEGIN EXCLUSIVE take the write lock",
+				     "SQLITE_READONLY");
 		return 1;
 	}
 	if (sqlite3_stmt_readonly(st))
 		return 0;
 	if (c->read_only) {
-		*error = make_error("this token is read-only: the statement "
-				    "would write to the database",
-				    "SQLITE_READONLY");
+		*error =
+		    hrana_make_error("this token is read-only: the statement "
+				     "would write to the database",
+				     "SQLITE_READONLY");
 		return 1;
 	}
 	if (c->tx_read_only && !sqlite3_get_autocommit(c->db)) {
-		*error = make_error("the transaction is read-only (BEGIN "
-				    "READONLY): the statement would write to "
-				    "the database",
-				    "SQLITE_READONLY");
+		*error =
+		    hrana_make_error("the transaction is read-only (BEGIN "
+				     "READONLY): the statement would write to "
+				     "the database",
+				     "SQLITE_READONLY");
 		return 1;
 	}
 	return 0;
@@ -551,19 +285,19 @@ static sqlite3_stmt *prepare_stmt(struct hrana_conn *c, json_t *stmt,
 		sql = "BEGIN DEFERRED"; /* writes are refused by refuse_write */
 	rc = sqlite3_prepare_v2(c->db, sql, -1, &st, &tail);
 	if (rc != SQLITE_OK) {
-		*error = sqlite_error(c->db, rc);
+		*error = hrana_sqlite_error(c->db, rc);
 		return NULL;
 	}
 	if (st == NULL) {
-		*error = make_error("the SQL text contains no statement",
-				    "SQL_NO_STATEMENT");
+		*error = hrana_make_error("the SQL text contains no statement",
+					  "SQL_NO_STATEMENT");
 		return NULL;
 	}
 	if (tail != NULL && !only_whitespace_or_comments(tail)) {
 		sqlite3_finalize(st);
-		*error =
-		    make_error("SQL string contains more than one statement",
-			       "SQL_MANY_STATEMENTS");
+		*error = hrana_make_error(
+		    "SQL string contains more than one statement",
+		    "SQL_MANY_STATEMENTS");
 		return NULL;
 	}
 	if (refuse_write(c, st, *kind, error)) {
@@ -589,8 +323,8 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error)
 
 	*error = NULL;
 	if (!json_is_object(stmt)) {
-		*error = make_error("a statement must be an object",
-				    "HRANA_PROTO_ERROR");
+		*error = hrana_make_error("a statement must be an object",
+					  "HRANA_PROTO_ERROR");
 		return NULL;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -607,7 +341,7 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error)
 			json_array_append_new(rows, row_of(st));
 	}
 	if (rc != SQLITE_DONE) {
-		*error = sqlite_error(c->db, rc);
+		*error = hrana_sqlite_error(c->db, rc);
 		json_decref(rows);
 		sqlite3_finalize(st);
 		return NULL;
@@ -861,12 +595,12 @@ static json_t *describe(struct hrana_conn *c, json_t *req, json_t **error)
 		return NULL;
 	rc = sqlite3_prepare_v2(c->db, sql, -1, &st, &tail);
 	if (rc != SQLITE_OK) {
-		*error = sqlite_error(c->db, rc);
+		*error = hrana_sqlite_error(c->db, rc);
 		return NULL;
 	}
 	if (st == NULL) {
-		*error = make_error("the SQL text contains no statement",
-				    "SQL_NO_STATEMENT");
+		*error = hrana_make_error("the SQL text contains no statement",
+					  "SQL_NO_STATEMENT");
 		return NULL;
 	}
 	params = json_array();
@@ -900,7 +634,7 @@ static json_t *sequence(struct hrana_conn *c, json_t *req, json_t **error)
 		const char *tail = NULL;
 		int rc = sqlite3_prepare_v2(c->db, p, -1, &st, &tail);
 		if (rc != SQLITE_OK) {
-			*error = sqlite_error(c->db, rc);
+			*error = hrana_sqlite_error(c->db, rc);
 			return NULL;
 		}
 		if (st == NULL)
@@ -914,7 +648,7 @@ static json_t *sequence(struct hrana_conn *c, json_t *req, json_t **error)
 			;
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE) {
-			*error = sqlite_error(c->db, rc);
+			*error = hrana_sqlite_error(c->db, rc);
 			return NULL;
 		}
 		if (kind != BEGIN_NONE)
@@ -936,8 +670,8 @@ static json_t *store_sql(struct hrana_conn *c, json_t *req,
 		return NULL;
 	}
 	if (json_object_size(c->sqls) >= 1000) {
-		return error_result(make_error("too many stored SQL texts",
-					       "SQL_STORE_TOO_MANY"));
+		return error_result(hrana_make_error(
+		    "too many stored SQL texts", "SQL_STORE_TOO_MANY"));
 	}
 	snprintf(key, sizeof key, "%" JSON_INTEGER_FORMAT,
 		 json_integer_value(id));
@@ -959,124 +693,6 @@ static json_t *close_sql(struct hrana_conn *c, json_t *req,
 		 json_integer_value(id));
 	json_object_del(c->sqls, key);
 	return ok_response("close_sql", NULL);
-}
-
-/* ---------------------------------------------------------------------- */
-/* validation, before anything runs */
-
-static int check_cond(json_t *cond, size_t step, int version)
-{
-	const char *type = json_string_value(json_object_get(cond, "type"));
-	json_t *x;
-	size_t i;
-
-	if (!json_is_object(cond) || type == NULL)
-		return -1;
-	if (strcmp(type, "ok") == 0 || strcmp(type, "error") == 0) {
-		json_t *s = json_object_get(cond, "step");
-		return json_is_integer(s) && json_integer_value(s) >= 0 &&
-			       (size_t)json_integer_value(s) < step
-			   ? 0
-			   : -1;
-	}
-	if (strcmp(type, "not") == 0)
-		return check_cond(json_object_get(cond, "cond"), step, version);
-	if (strcmp(type, "and") == 0 || strcmp(type, "or") == 0) {
-		json_t *conds = json_object_get(cond, "conds");
-		if (!json_is_array(conds))
-			return -1;
-		json_array_foreach(conds, i, x)
-		{
-			if (check_cond(x, step, version) != 0)
-				return -1;
-		}
-		return 0;
-	}
-	if (strcmp(type, "is_autocommit") == 0 && version >= 3)
-		return 0;
-	return -1;
-}
-
-static int check_sql_ref(json_t *obj)
-{
-	json_t *sql = json_object_get(obj, "sql");
-	json_t *id = json_object_get(obj, "sql_id");
-
-	return json_is_string(sql) || json_is_integer(id) ? 0 : -1;
-}
-
-int hrana_check_batch(json_t *batch, int version, const char **proto_err)
-{
-	json_t *steps = json_object_get(batch, "steps"), *step, *cond;
-	size_t i;
-
-	if (!json_is_object(batch) || !json_is_array(steps)) {
-		*proto_err = "a batch must be {\"steps\": [...]}";
-		return -1;
-	}
-	json_array_foreach(steps, i, step)
-	{
-		json_t *stmt = json_object_get(step, "stmt");
-		if (!json_is_object(step) || !json_is_object(stmt) ||
-		    check_sql_ref(stmt) != 0) {
-			*proto_err = "a batch step must be {\"stmt\": {\"sql\" "
-				     "or \"sql_id\", ...}, \"condition\"?}";
-			return -1;
-		}
-		cond = json_object_get(step, "condition");
-		if (cond != NULL && !json_is_null(cond) &&
-		    check_cond(cond, i, version) != 0) {
-			*proto_err = "invalid batch condition (steps may only "
-				     "refer to earlier steps)";
-			return -1;
-		}
-	}
-	return 0;
-}
-
-int hrana_check_request(json_t *req, int version, const char **proto_err)
-{
-	const char *type = json_string_value(json_object_get(req, "type"));
-	json_t *stmt = json_object_get(req, "stmt");
-
-	if (!json_is_object(req) || type == NULL) {
-		*proto_err = "a request must be an object with a \"type\"";
-		return -1;
-	}
-	if (strcmp(type, "execute") == 0) {
-		if (json_is_object(stmt) && check_sql_ref(stmt) == 0)
-			return 0;
-		*proto_err = "execute needs \"stmt\": {\"sql\" or \"sql_id\", "
-			     "...}";
-		return -1;
-	}
-	if (strcmp(type, "batch") == 0)
-		return hrana_check_batch(json_object_get(req, "batch"), version,
-					 proto_err);
-	if (strcmp(type, "sequence") == 0 || strcmp(type, "describe") == 0) {
-		if (check_sql_ref(req) == 0)
-			return 0;
-		*proto_err = "sequence and describe need \"sql\" or \"sql_id\"";
-		return -1;
-	}
-	if (strcmp(type, "store_sql") == 0) {
-		if (json_is_integer(json_object_get(req, "sql_id")) &&
-		    json_is_string(json_object_get(req, "sql")))
-			return 0;
-		*proto_err = "store_sql needs an integer sql_id and sql";
-		return -1;
-	}
-	if (strcmp(type, "close_sql") == 0) {
-		if (json_is_integer(json_object_get(req, "sql_id")))
-			return 0;
-		*proto_err = "close_sql needs an integer sql_id";
-		return -1;
-	}
-	if (strcmp(type, "close") == 0 ||
-	    (strcmp(type, "get_autocommit") == 0 && version >= 3))
-		return 0;
-	*proto_err = "unknown request type";
-	return -1;
 }
 
 json_t *hrana_execute_request(struct hrana_conn *c, json_t *req, int *close,

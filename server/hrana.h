@@ -50,7 +50,12 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error);
 json_t *hrana_execute_batch(struct hrana_conn *c, json_t *batch,
 			    const char **proto_err);
 
-/* Value encoding (exposed for unit tests). */
+/* Hrana Error objects: {"message", "code"}, and an error of SQLite on db
+ * with the code sqld gives it (hrana_values.c). */
+json_t *hrana_make_error(const char *message, const char *code);
+json_t *hrana_sqlite_error(sqlite3 *db, int rc);
+
+/* Value encoding (hrana_values.c; exposed for unit tests). */
 json_t *hrana_value_from_column(sqlite3_stmt *stmt, int col);
 int hrana_value_bind(sqlite3_stmt *stmt, int idx, json_t *value,
 		     const char **err);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
+#include "base/clock.h"
 
 /* State of one request across the access-handler calls MHD makes. */
 struct req_ctx {
@@ -256,7 +257,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		ctx->srv = s;
 		ctx->conn = conn;
-		ctx->started_ms = util_monotonic_ms();
+		ctx->started_ms = clock_monotonic_ms();
 		*con_cls = ctx;
 		return MHD_YES;
 	}
@@ -333,7 +334,7 @@ void http_server_wake(struct http_server *s)
 void http_server_tick(struct http_server *s)
 {
 	pthread_mutex_lock(&s->mu);
-	resume_locked(s, util_monotonic_ms(), 0);
+	resume_locked(s, clock_monotonic_ms(), 0);
 	pthread_mutex_unlock(&s->mu);
 }
 

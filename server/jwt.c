@@ -1,4 +1,4 @@
-#include "sync/base64.h"
+#include "base/base64.h"
 #include "jwt.h"
 
 #include <stdarg.h>
@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 
 #include "util.h"
+#include "base/fileio.h"
 
 #define MAX_KEYS 64
 
@@ -171,7 +172,7 @@ int jwt_keys_load_file(const char *path, struct jwt_keys **out, char *err,
 	char *text = NULL;
 	char why[256] = "";
 	size_t len;
-	int e = util_read_file(path, &text, &len);
+	int e = fileio_read_file(path, &text, &len);
 
 	if (e != 0) {
 		set_msg(err, err_len, "cannot read JWT key file %s: %s", path,

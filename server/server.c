@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "base/clock.h"
 
 void server_config_defaults(struct server_config *cfg)
 {
@@ -76,7 +77,7 @@ static void run_until_signal(struct http_server *http, struct store *store,
 	sigaddset(&set, SIGTERM);
 	for (;;) {
 		int sig = sigtimedwait(&set, NULL, &tick);
-		int64_t now = util_monotonic_ms();
+		int64_t now = clock_monotonic_ms();
 
 		if (sig == SIGINT || sig == SIGTERM) {
 			fprintf(stderr, "replite: signal %d, shutting down\n",

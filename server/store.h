@@ -18,7 +18,7 @@
 
 #include <sqlite3.h>
 
-#include "util.h"
+#include "http_reply.h"
 
 struct store;
 

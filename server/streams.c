@@ -7,6 +7,8 @@
 #include <jansson.h>
 
 #include "hrana.h"
+#include "base/clock.h"
+#include "util.h"
 
 #define POOL_SIZE 16 /* idle connections kept for new streams */
 
@@ -142,7 +144,7 @@ void streams_expire(struct streams *s)
 	struct stream *dead;
 
 	pthread_mutex_lock(&s->mu);
-	dead = take_expired_locked(s, util_monotonic_ms());
+	dead = take_expired_locked(s, clock_monotonic_ms());
 	pthread_mutex_unlock(&s->mu);
 	destroy_list(s, dead);
 }
@@ -204,7 +206,7 @@ static struct stream *checkout(struct streams *s, json_t *baton, int version,
 	}
 	pthread_mutex_lock(&s->mu);
 	if (s->n >= s->cfg.max_streams)
-		dead = take_expired_locked(s, util_monotonic_ms());
+		dead = take_expired_locked(s, clock_monotonic_ms());
 	rc = s->n >= s->cfg.max_streams ? SQLITE_FULL : SQLITE_OK;
 	if (rc == SQLITE_OK)
 		s->n++; /* reserve the slot */
@@ -256,7 +258,7 @@ static const char *checkin(struct streams *s, struct stream *st, int close)
 	free(st->baton);
 	st->baton = baton;
 	st->busy = 0;
-	st->used_ms = util_monotonic_ms();
+	st->used_ms = clock_monotonic_ms();
 	pthread_mutex_unlock(&s->mu);
 	return baton;
 }
@@ -405,7 +407,7 @@ void streams_cursor(struct streams *s, int read_only, const char *body,
 	free(st->baton);
 	st->baton = baton;
 	st->busy = 0;
-	st->used_ms = util_monotonic_ms();
+	st->used_ms = clock_monotonic_ms();
 	pthread_mutex_unlock(&s->mu);
 	reply->status = 200;
 	reply->content_type = "text/plain";

@@ -9,7 +9,7 @@
 
 #include <sqlite3.h>
 
-#include "util.h"
+#include "http_reply.h"
 
 struct streams;
 

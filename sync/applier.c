@@ -8,9 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "sync/common.h"
-#include "sync/walfmt.h"
-#include "vfs/wal_inject.h"
+#include "base/clock.h"
+#include "base/errors.h"
+#include "wal/walfmt.h"
+#include "wal/wal_inject.h"
 
 /* How long BEGIN IMMEDIATE waits for another writer of the local file (a
  * sync of another process, a checkpoint) before the sync reports busy. */
@@ -30,8 +31,8 @@ static int exec_sql(struct applier *a, const char *sql, char *err,
 	int rc = sqlite3_exec(a->db, sql, NULL, NULL, &msg);
 
 	if (rc != SQLITE_OK) {
-		common_set_err(err, err_len, "%s on the local database %s: %s",
-			       sql, a->db_path, msg ? msg : sqlite3_errstr(rc));
+		errors_set(err, err_len, "%s on the local database %s: %s", sql,
+			   a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -119,8 +120,8 @@ int applier_file_is_empty(const char *db_path, char *err, size_t err_len)
 		return 1;
 	rc = read_through_vfs(vfs, db_path, page1, sizeof page1, &size);
 	if (rc != SQLITE_OK) {
-		common_set_err(err, err_len, "cannot read %s: %s", db_path,
-			       sqlite3_errstr(rc));
+		errors_set(err, err_len, "cannot read %s: %s", db_path,
+			   sqlite3_errstr(rc));
 		return -1;
 	}
 	/* stat() is harmless: no lock lives on the -wal file itself. */
@@ -167,10 +168,9 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 				 SQLITE_OPEN_FULLMUTEX,
 			     vfs_name);
 	if (rc != SQLITE_OK) {
-		common_set_err(err, err_len,
-			       "cannot open the local database %s: %s", db_path,
-			       a->db ? sqlite3_errmsg(a->db)
-				     : sqlite3_errstr(rc));
+		errors_set(err, err_len,
+			   "cannot open the local database %s: %s", db_path,
+			   a->db ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
 	sqlite3_busy_timeout(a->db, APPLIER_BUSY_TIMEOUT_MS);
@@ -180,7 +180,7 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 		goto fail;
 	if (query_int(a, "PRAGMA page_size", &v) != SQLITE_OK ||
 	    v != (int64_t)page_size) {
-		common_set_err(
+		errors_set(
 		    err, err_len,
 		    "the local database %s has pages of %lld bytes, but "
 		    "the primary's have %u bytes: it is not a replica of "
@@ -191,7 +191,7 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 	*out = a;
 	return 0;
 oom:
-	common_set_err(err, err_len, "out of memory opening %s", db_path);
+	errors_set(err, err_len, "out of memory opening %s", db_path);
 fail:
 	applier_close(a);
 	return -1;
@@ -220,15 +220,14 @@ static int lock_begin(struct applier *a, char *err, size_t err_len)
 	if (rc == SQLITE_OK)
 		return 0;
 	if (rc == SQLITE_BUSY)
-		common_set_err(err, err_len,
-			       "the local database %s stayed locked by another "
-			       "writer for %d ms; the sync will be retried",
-			       a->db_path, APPLIER_BUSY_TIMEOUT_MS);
+		errors_set(err, err_len,
+			   "the local database %s stayed locked by another "
+			   "writer for %d ms; the sync will be retried",
+			   a->db_path, APPLIER_BUSY_TIMEOUT_MS);
 	else
-		common_set_err(
-		    err, err_len,
-		    "cannot lock the local database %s for the sync: %s",
-		    a->db_path, sqlite3_errmsg(a->db));
+		errors_set(err, err_len,
+			   "cannot lock the local database %s for the sync: %s",
+			   a->db_path, sqlite3_errmsg(a->db));
 	return -1;
 }
 
@@ -288,7 +287,7 @@ static int inject(struct applier *a, struct wal_page *pages, size_t n,
 			pages[i].data = wal_mode_page1(
 			    pages[i].data, a->page_size, &page1_copy);
 			if (pages[i].data == NULL) {
-				common_set_err(err, err_len, "out of memory");
+				errors_set(err, err_len, "out of memory");
 				return -1;
 			}
 		}
@@ -296,10 +295,9 @@ static int inject(struct applier *a, struct wal_page *pages, size_t n,
 	rc = wal_inject(a->db, &opts, pages, n, db_size, &msg);
 	free(page1_copy);
 	if (rc != SQLITE_OK) {
-		common_set_err(
-		    err, err_len,
-		    "cannot apply frames to the local database %s: %s",
-		    a->db_path, msg ? msg : sqlite3_errstr(rc));
+		errors_set(err, err_len,
+			   "cannot apply frames to the local database %s: %s",
+			   a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -322,8 +320,8 @@ static int check_wal_unchanged(struct applier *a, struct replica_state *st,
 		return 0;
 	rc = wal_inject_position(a->db, NULL, &pos, &msg);
 	if (rc != SQLITE_OK) {
-		common_set_err(err, err_len, "cannot read the WAL of %s: %s",
-			       a->db_path, msg ? msg : sqlite3_errstr(rc));
+		errors_set(err, err_len, "cannot read the WAL of %s: %s",
+			   a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -334,12 +332,11 @@ static int check_wal_unchanged(struct applier *a, struct replica_state *st,
 	st->bootstrapping = 1;
 	if (state_save(a, st, err, err_len) != 0)
 		return -1;
-	common_set_err(
-	    err, err_len,
-	    "the local file %s was written by something other than "
-	    "replite (its WAL holds %u frames, replite left %u): it no "
-	    "longer matches the primary and will be downloaded again",
-	    a->db_path, pos.frames, st->wal_frames);
+	errors_set(err, err_len,
+		   "the local file %s was written by something other than "
+		   "replite (its WAL holds %u frames, replite left %u): it no "
+		   "longer matches the primary and will be downloaded again",
+		   a->db_path, pos.frames, st->wal_frames);
 	return -1;
 }
 
@@ -352,8 +349,8 @@ static int record_wal(struct applier *a, struct replica_state *st, char *err,
 	int rc = wal_inject_position(a->db, NULL, &pos, &msg);
 
 	if (rc != SQLITE_OK) {
-		common_set_err(err, err_len, "cannot read the WAL of %s: %s",
-			       a->db_path, msg ? msg : sqlite3_errstr(rc));
+		errors_set(err, err_len, "cannot read the WAL of %s: %s",
+			   a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -392,20 +389,18 @@ static enum applier_result trim(const struct applier_frames *b,
 	if (st->frame_no >= end)
 		return APPLIER_STALE;
 	if (st->frame_no + 1 < b->first) {
-		common_set_err(
-		    err, err_len,
-		    "frames %u..%u of generation %u do not follow the "
-		    "applied frame %u",
-		    b->first, end, b->generation, st->frame_no);
+		errors_set(err, err_len,
+			   "frames %u..%u of generation %u do not follow the "
+			   "applied frame %u",
+			   b->first, end, b->generation, st->frame_no);
 		return APPLIER_MOVED;
 	}
 	*skip = st->frame_no + 1 - b->first;
 	if (*skip > 0 && b->frames[*skip - 1].db_size == 0) {
-		common_set_err(
-		    err, err_len,
-		    "the applied position %u of generation %u is not a "
-		    "commit frame of the primary",
-		    st->frame_no, b->generation);
+		errors_set(err, err_len,
+			   "the applied position %u of generation %u is not a "
+			   "commit frame of the primary",
+			   st->frame_no, b->generation);
 		return APPLIER_ERROR;
 	}
 	if (end < st->frame_hwm)
@@ -430,9 +425,9 @@ enum applier_result applier_apply_frames(struct applier *a,
 	loaded = applier_load_state(a, st, err, err_len);
 	if (loaded != 0) {
 		if (loaded == 1)
-			common_set_err(err, err_len,
-				       "the replica state file %s disappeared",
-				       a->state_path);
+			errors_set(err, err_len,
+				   "the replica state file %s disappeared",
+				   a->state_path);
 		goto out;
 	}
 	res = trim(b, st, &skip, err, err_len);
@@ -450,7 +445,7 @@ enum applier_result applier_apply_frames(struct applier *a,
 	}
 	pages = frames_to_pages(b, skip);
 	if (pages == NULL) {
-		common_set_err(err, err_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		goto out;
 	}
 	if (inject(a, pages, b->n - skip, b->frames[b->n - 1].db_size, err,
@@ -472,7 +467,7 @@ static int check_image(struct applier *a, const struct applier_image *img,
 {
 	if (img->len == 0 || img->len % a->page_size != 0 ||
 	    img->len / a->page_size > UINT32_MAX) {
-		common_set_err(
+		errors_set(
 		    err, err_len,
 		    "the primary's image of generation %u has %zu bytes, "
 		    "not a whole number of %u-byte pages",
@@ -482,7 +477,7 @@ static int check_image(struct applier *a, const struct applier_image *img,
 	if (memcmp(img->data, "SQLite format 3", 16) != 0 ||
 	    ((uint32_t)img->data[16] << 8 | img->data[17]) !=
 		(a->page_size == 65536 ? 1 : a->page_size)) {
-		common_set_err(
+		errors_set(
 		    err, err_len,
 		    "the primary's image of generation %u is not a SQLite "
 		    "database with %u-byte pages",
@@ -502,13 +497,13 @@ static int check_unclaimed_file(struct applier *a, char *err, size_t err_len)
 	if (query_int(a, "SELECT count(*) FROM sqlite_schema", &tables) !=
 		SQLITE_OK ||
 	    query_int(a, "PRAGMA page_count", &pages) != SQLITE_OK) {
-		common_set_err(err, err_len,
-			       "cannot read the local database %s: %s",
-			       a->db_path, sqlite3_errmsg(a->db));
+		errors_set(err, err_len,
+			   "cannot read the local database %s: %s", a->db_path,
+			   sqlite3_errmsg(a->db));
 		return -1;
 	}
 	if (tables != 0 || pages > 1) {
-		common_set_err(
+		errors_set(
 		    err, err_len,
 		    "%s holds data but has no replica state file (%s): it "
 		    "is not a replica, and replite will not overwrite it; "
@@ -549,7 +544,7 @@ enum applier_result applier_apply_image(struct applier *a,
 	st->sync_url = strdup(img->sync_url);
 	if (st->sync_url == NULL ||
 	    (img->database_id != NULL && st->database_id == NULL)) {
-		common_set_err(err, err_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		goto out;
 	}
 	st->generation = img->generation;
@@ -559,7 +554,7 @@ enum applier_result applier_apply_image(struct applier *a,
 		goto out;
 	pages = calloc(n_pages, sizeof *pages);
 	if (pages == NULL) {
-		common_set_err(err, err_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < n_pages; i++) {
@@ -610,7 +605,7 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 		/* Frames past the end of the generation may be in the file:
 		 * the primary lost frames it had served.  Only a full image
 		 * makes the content exact again. */
-		common_set_err(
+		errors_set(
 		    err, err_len,
 		    "generation %u ended at frame %u, but frames up to %u "
 		    "may have been applied; the replica bootstraps again",
@@ -671,11 +666,10 @@ int applier_commit_prepare(struct applier *a, uint32_t generation,
 		goto out;
 	if (st.bootstrapping || st.generation != generation ||
 	    st.frame_no + 1 != start) {
-		common_set_err(
-		    err, err_len,
-		    "the replica's position moved during the write (now "
-		    "frame %u of generation %u)",
-		    st.frame_no, st.generation);
+		errors_set(err, err_len,
+			   "the replica's position moved during the write (now "
+			   "frame %u of generation %u)",
+			   st.frame_no, st.generation);
 		goto out;
 	}
 	if (end > st.frame_hwm) {
@@ -699,11 +693,10 @@ int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 	if (applier_load_state(a, &st, err, err_len) != 0)
 		goto out;
 	if (st.generation != generation || st.frame_hwm < end) {
-		common_set_err(
-		    err, err_len,
-		    "the replica's position moved during the write (now "
-		    "frame %u of generation %u)",
-		    st.frame_no, st.generation);
+		errors_set(err, err_len,
+			   "the replica's position moved during the write (now "
+			   "frame %u of generation %u)",
+			   st.frame_no, st.generation);
 		goto out;
 	}
 	st.frame_no = end;
@@ -771,9 +764,9 @@ int applier_checkpoint(struct applier *a, int truncate, int *wal_frames,
 	if (wal_frames != NULL)
 		*wal_frames = log;
 	if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-		common_set_err(err, err_len,
-			       "cannot checkpoint the local database %s: %s",
-			       a->db_path, sqlite3_errmsg(a->db));
+		errors_set(err, err_len,
+			   "cannot checkpoint the local database %s: %s",
+			   a->db_path, sqlite3_errmsg(a->db));
 		return -1;
 	}
 	return 0;

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sync/frames.h"
+#include "proto/frames.h"
 #include "sync/replica_state.h"
 
 struct applier;

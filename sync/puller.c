@@ -9,9 +9,10 @@
 
 #include <jansson.h>
 
-#include "sync/common.h"
-#include "sync/frames.h"
-#include "sync/walfmt.h"
+#include "base/clock.h"
+#include "base/errors.h"
+#include "proto/frames.h"
+#include "wal/walfmt.h"
 
 /* Frames asked for per request: 16 MiB of 4 KiB pages.  Large requests make
  * a catch-up a few round trips and a few fsyncs. */
@@ -110,7 +111,7 @@ static int request(struct puller *p, const char *path, long timeout_ms,
 /* bootstrap */
 
 int puller_fetch_info(struct http_client *http, long timeout_ms,
-		      struct frames_info *info, size_t *bytes, char *err,
+		      struct messages_info *info, size_t *bytes, char *err,
 		      size_t err_len)
 {
 	struct http_client_response res = {0};
@@ -124,12 +125,12 @@ int puller_fetch_info(struct http_client *http, long timeout_ms,
 	if (res.status != 200)
 		http_client_status_error("GET /info", &res, err, err_len);
 	else
-		rv = frames_parse_info(res.body, res.len, info, err, err_len);
+		rv = messages_parse_info(res.body, res.len, info, err, err_len);
 	http_client_response_free(&res);
 	return rv;
 }
 
-static int fetch_info(struct puller *p, struct frames_info *info, char *err,
+static int fetch_info(struct puller *p, struct messages_info *info, char *err,
 		      size_t err_len)
 {
 	size_t bytes = 0;
@@ -143,7 +144,7 @@ static int fetch_info(struct puller *p, struct frames_info *info, char *err,
 /* Is the local file ahead of the primary?  Then it holds transactions the
  * primary lost (restored from a backup, say): only a full image makes it
  * match again. */
-static int check_not_ahead(struct puller *p, const struct frames_info *info,
+static int check_not_ahead(struct puller *p, const struct messages_info *info,
 			   const struct replica_state *st, char *err,
 			   size_t err_len)
 {
@@ -166,17 +167,17 @@ static int check_not_ahead(struct puller *p, const struct frames_info *info,
 		return 0;
 	if (applier_require_image(p->applier, err, err_len) != 0)
 		return -1;
-	common_set_err(err, err_len,
-		       "the local file is ahead of the primary (%s): it holds "
-		       "transactions the primary does not have, and will be "
-		       "downloaded again",
-		       why);
+	errors_set(err, err_len,
+		   "the local file is ahead of the primary (%s): it holds "
+		   "transactions the primary does not have, and will be "
+		   "downloaded again",
+		   why);
 	return -1;
 }
 
 /* Compare the primary's database id with the one the state file recorded
  * (once per puller, and whenever a full image is fetched). */
-static int check_primary(struct puller *p, const struct frames_info *info,
+static int check_primary(struct puller *p, const struct messages_info *info,
 			 const struct replica_state *st, char *err,
 			 size_t err_len)
 {
@@ -203,7 +204,7 @@ static int bootstrap(struct puller *p, const struct replica_state *st,
 {
 	struct http_client_response res = {0};
 	struct replica_state now = {0};
-	struct frames_info info = {0};
+	struct messages_info info = {0};
 	struct applier_image img;
 	char path[64], what[80];
 	enum applier_result r;
@@ -240,7 +241,7 @@ static int bootstrap(struct puller *p, const struct replica_state *st,
 out:
 	replica_state_free(&now);
 	http_client_response_free(&res);
-	frames_info_free(&info);
+	messages_info_free(&info);
 	return rv;
 }
 
@@ -281,12 +282,11 @@ static int pending_append(struct puller *p, const struct frames_batch *b,
 	uint32_t i;
 
 	if (pending_reserve(pd, b->n, p->page_size) != 0) {
-		common_set_err(
-		    err, err_len,
-		    "a transaction of the primary from frame %u on is "
-		    "larger than %zu bytes (or memory ran out): the "
-		    "replica cannot receive it",
-		    pd->first, PULL_MAX_PENDING_BYTES);
+		errors_set(err, err_len,
+			   "a transaction of the primary from frame %u on is "
+			   "larger than %zu bytes (or memory ran out): the "
+			   "replica cannot receive it",
+			   pd->first, PULL_MAX_PENDING_BYTES);
 		return -1;
 	}
 	for (i = 0; i < b->n; i++) {
@@ -341,7 +341,7 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 		return APPLIER_NEED_MORE;
 	frames = calloc(n, sizeof *frames);
 	if (frames == NULL) {
-		common_set_err(err, err_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		return APPLIER_ERROR;
 	}
 	for (i = 0; i < n; i++) {
@@ -377,11 +377,11 @@ static enum pull_step on_no_frames(struct puller *p,
 	enum applier_result r;
 	uint32_t gen = 0;
 
-	if (frames_parse_generation(res->body, res->len, &gen, err, err_len) !=
-	    0)
+	if (messages_parse_generation(res->body, res->len, &gen, err,
+				      err_len) != 0)
 		return STEP_ERROR;
 	if (p->pend.n > 0) {
-		common_set_err(
+		errors_set(
 		    err, err_len,
 		    "the primary has no frame %u of generation %u, but "
 		    "its transaction from frame %u on has no commit frame",
@@ -391,7 +391,7 @@ static enum pull_step on_no_frames(struct puller *p,
 	}
 	if (gen == st->generation) {
 		if (st->frame_hwm > st->frame_no) {
-			common_set_err(
+			errors_set(
 			    err, err_len,
 			    "the primary's generation %u ends at frame %u, "
 			    "but it served frames up to %u before; the "
@@ -407,7 +407,7 @@ static enum pull_step on_no_frames(struct puller *p,
 		return STEP_CAUGHT_UP;
 	}
 	if (gen < st->generation) {
-		common_set_err(
+		errors_set(
 		    err, err_len,
 		    "the primary answered with generation %u, older than "
 		    "the replica's generation %u",
@@ -544,11 +544,11 @@ int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len)
 			continue;
 		}
 		if (!connection_checked(p)) {
-			struct frames_info info = {0};
+			struct messages_info info = {0};
 			int rv = fetch_info(p, &info, err, err_len);
 			if (rv == 0)
 				rv = check_primary(p, &info, &st, err, err_len);
-			frames_info_free(&info);
+			messages_info_free(&info);
 			if (rv != 0)
 				goto fail;
 		}

@@ -14,7 +14,8 @@
 #include <stdint.h>
 
 #include "sync/applier.h"
-#include "sync/frames.h"
+#include "proto/frames.h"
+#include "proto/messages.h"
 #include "sync/http_client.h"
 
 struct puller;
@@ -42,7 +43,7 @@ int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len);
 /* GET /info: the primary's generation, head and database id.  *bytes
  * (may be NULL) receives the size of the answer. */
 int puller_fetch_info(struct http_client *http, long timeout_ms,
-		      struct frames_info *info, size_t *bytes, char *err,
+		      struct messages_info *info, size_t *bytes, char *err,
 		      size_t err_len);
 
 /* Counters and position since puller_new. */

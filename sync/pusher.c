@@ -9,9 +9,11 @@
 
 #include <jansson.h>
 
-#include "sync/common.h"
-#include "sync/frames.h"
-#include "sync/walfmt.h"
+#include "base/clock.h"
+#include "base/errors.h"
+#include "proto/frames.h"
+#include "proto/messages.h"
+#include "wal/walfmt.h"
 
 /* Frames per request: 4 MiB bodies of 4 KiB pages, well under the
  * primary's default request limit. */
@@ -27,7 +29,7 @@ static enum pusher_result push_part(struct http_client *http,
 	uint32_t start = t->start + first, end = start + n;
 	int last = first + n == t->n;
 	struct http_client_response res = {0};
-	struct frames_push_reply reply = {0};
+	struct messages_push_reply reply = {0};
 	enum pusher_result r = PUSHER_ERROR;
 	char path[256], detail[256];
 	uint8_t *body;
@@ -35,7 +37,7 @@ static enum pusher_result push_part(struct http_client *http,
 
 	body = malloc((size_t)n * frame_size);
 	if (body == NULL) {
-		common_set_err(err, err_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		return PUSHER_ERROR;
 	}
 	frames_encode(t->pages + first, n, last ? t->db_size : 0, t->page_size,
@@ -54,25 +56,23 @@ static enum pusher_result push_part(struct http_client *http,
 		return PUSHER_ERROR;
 	if (res.status == 403) {
 		http_client_error_detail(&res, detail, sizeof detail);
-		common_set_err(
-		    err, err_len,
-		    "the primary refused the write (HTTP 403): %s; the "
-		    "auth token is read-only",
-		    detail);
+		errors_set(err, err_len,
+			   "the primary refused the write (HTTP 403): %s; the "
+			   "auth token is read-only",
+			   detail);
 		r = PUSHER_DENIED;
 		goto out;
 	}
 	if (res.status != 200) {
 		http_client_error_detail(&res, detail, sizeof detail);
-		common_set_err(
-		    err, err_len,
-		    "the primary answered the push of frames [%" PRIu32
-		    ", %" PRIu32 ") with HTTP %ld: %s",
-		    start, end, res.status, detail);
+		errors_set(err, err_len,
+			   "the primary answered the push of frames [%" PRIu32
+			   ", %" PRIu32 ") with HTTP %ld: %s",
+			   start, end, res.status, detail);
 		goto out;
 	}
-	if (frames_parse_push_reply(res.body, res.len, &reply, err, err_len) !=
-	    0)
+	if (messages_parse_push_reply(res.body, res.len, &reply, err,
+				      err_len) != 0)
 		goto out;
 	*head = reply.max_frame_no;
 	if (reply.conflict) {
@@ -80,7 +80,7 @@ static enum pusher_result push_part(struct http_client *http,
 		goto out;
 	}
 	if (reply.max_frame_no != end - 1) {
-		common_set_err(
+		errors_set(
 		    err, err_len,
 		    "the primary acknowledged the push of frames [%" PRIu32
 		    ", %" PRIu32 ") with head %" PRIu32
@@ -89,11 +89,10 @@ static enum pusher_result push_part(struct http_client *http,
 		goto out;
 	}
 	if (!last && reply.baton == NULL) {
-		common_set_err(
-		    err, err_len,
-		    "the primary gave no baton to continue the push of "
-		    "frames [%" PRIu32 ", %" PRIu32 ")",
-		    start, t->start + t->n);
+		errors_set(err, err_len,
+			   "the primary gave no baton to continue the push of "
+			   "frames [%" PRIu32 ", %" PRIu32 ")",
+			   start, t->start + t->n);
 		goto out;
 	}
 	free(*baton);
@@ -101,7 +100,7 @@ static enum pusher_result push_part(struct http_client *http,
 	reply.baton = NULL;
 	r = PUSHER_OK;
 out:
-	frames_push_reply_free(&reply);
+	messages_push_reply_free(&reply);
 	http_client_response_free(&res);
 	return r;
 }
@@ -110,7 +109,7 @@ enum pusher_result pusher_push(struct http_client *http,
 			       const struct pusher_txn *t, long timeout_ms,
 			       uint32_t *head, char *err, size_t err_len)
 {
-	int64_t deadline = common_monotonic_ms() + timeout_ms;
+	int64_t deadline = clock_monotonic_ms() + timeout_ms;
 	enum pusher_result r = PUSHER_OK;
 	char *baton = NULL;
 	uint32_t first;
@@ -118,10 +117,10 @@ enum pusher_result pusher_push(struct http_client *http,
 	for (first = 0; first < t->n && r == PUSHER_OK;) {
 		uint32_t n =
 		    t->n - first < PUSH_FRAMES ? t->n - first : PUSH_FRAMES;
-		long left = (long)(deadline - common_monotonic_ms());
+		long left = (long)(deadline - clock_monotonic_ms());
 
 		if (left <= 0) {
-			common_set_err(
+			errors_set(
 			    err, err_len,
 			    "the push to the primary did not finish within "
 			    "write_timeout (%ld ms)",

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "sync/http_client.h"
-#include "vfs/wal_inject.h" /* struct wal_page */
+#include "wal/wal_inject.h" /* struct wal_page */
 
 enum pusher_result {
 	PUSHER_OK,       /* applied: the primary's head is start + n - 1 */

@@ -13,10 +13,12 @@
 #include <jansson.h>
 
 #include "include/replite.h"
-#include "sync/common.h"
+#include "base/clock.h"
+#include "base/errors.h"
 #include "sync/applier.h"
-#include "sync/base64.h"
-#include "sync/frames.h"
+#include "base/base64.h"
+#include "proto/frames.h"
+#include "proto/messages.h"
 #include "sync/http_client.h"
 #include "sync/puller.h"
 #include "sync/pusher.h"
@@ -39,7 +41,7 @@
 struct replica {
 	char *db_path;
 	char *state_path;
-	struct replica_params params;
+	struct replica_options params;
 	struct applier *applier;
 	struct http_client *http;
 	struct puller *puller;
@@ -119,7 +121,7 @@ static void maybe_checkpoint(struct replica *r, uint64_t *since, int *count)
 static int wait_locked(struct replica *r, int64_t until_ms)
 {
 	struct timespec ts;
-	int64_t left = until_ms - common_monotonic_ms();
+	int64_t left = until_ms - clock_monotonic_ms();
 
 	if (until_ms < 0) {
 		pthread_cond_wait(&r->cond, &r->mu);
@@ -150,7 +152,7 @@ static int long_poll_again(const struct replica *r, int wait_s, int64_t started,
 {
 	if (wait_s == 0 || r->stats.frames_pulled != pulled_before)
 		return 1;
-	return common_monotonic_ms() - started >= (int64_t)wait_s * 1000 / 2;
+	return clock_monotonic_ms() - started >= (int64_t)wait_s * 1000 / 2;
 }
 
 static void *sync_main(void *arg)
@@ -188,7 +190,7 @@ static void *sync_main(void *arg)
 		r->interrupted = 0;
 		pthread_mutex_unlock(&r->mu);
 
-		started = common_monotonic_ms();
+		started = clock_monotonic_ms();
 		pulled_before = r->stats.frames_pulled;
 		err[0] = '\0';
 		rc = puller_sync(r->puller, wait_s, err, sizeof err);
@@ -200,7 +202,7 @@ static void *sync_main(void *arg)
 		if (rc == 0) {
 			r->last_rc = 0;
 			r->last_error[0] = '\0';
-			r->last_sync_unix_ms = common_unix_ms();
+			r->last_sync_unix_ms = clock_unix_ms();
 			failures = 0;
 		} else if (!interrupted) {
 			r->last_rc = -1;
@@ -224,7 +226,7 @@ static void *sync_main(void *arg)
 			next = rc != 0 && interrupted ? 0 : -1;
 		else if (rc != 0)
 			next = interrupted ? 0
-					   : common_monotonic_ms() +
+					   : clock_monotonic_ms() +
 						 backoff_ms(r, failures);
 		else if (long_poll_again(r, wait_s, started, pulled_before))
 			next = 0;
@@ -241,8 +243,8 @@ static void *sync_main(void *arg)
 /* ---------------------------------------------------------------------- */
 /* open / close */
 
-static int copy_params(struct replica_params *dst,
-		       const struct replica_params *src)
+static int copy_params(struct replica_options *dst,
+		       const struct replica_options *src)
 {
 	*dst = *src;
 	dst->sync_url = src->sync_url ? strdup(src->sync_url) : NULL;
@@ -250,7 +252,7 @@ static int copy_params(struct replica_params *dst,
 	dst->encryption_key = NULL;
 	if ((src->sync_url && !dst->sync_url) ||
 	    (src->auth_token && !dst->auth_token)) {
-		replica_params_free(dst);
+		replica_options_free(dst);
 		return -1;
 	}
 	return 0;
@@ -285,7 +287,7 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 		if (empty < 0)
 			return -1;
 		if (empty == 0) {
-			common_set_err(
+			errors_set(
 			    err, err_len,
 			    "%s holds data but has no replica state file "
 			    "(%s): it is not a replica, and replite will "
@@ -295,22 +297,20 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 			return -1;
 		}
 		if (r->params.sync_url == NULL) {
-			common_set_err(
-			    err, err_len,
-			    "sync_url is required to create the replica "
-			    "%s: add ?sync_url=http://host:port to the "
-			    "file URI or set REPLITE_SYNC_URL",
-			    r->db_path);
+			errors_set(err, err_len,
+				   "sync_url is required to create the replica "
+				   "%s: add ?sync_url=http://host:port to the "
+				   "file URI or set REPLITE_SYNC_URL",
+				   r->db_path);
 			return -1;
 		}
 		return 0;
 	}
 	if (st.page_size != REPLITE_PAGE_SIZE) {
-		common_set_err(
-		    err, err_len,
-		    "the replica state file %s records %u-byte pages; "
-		    "replite replicas use %d-byte pages",
-		    r->state_path, st.page_size, REPLITE_PAGE_SIZE);
+		errors_set(err, err_len,
+			   "the replica state file %s records %u-byte pages; "
+			   "replite replicas use %d-byte pages",
+			   r->state_path, st.page_size, REPLITE_PAGE_SIZE);
 		replica_state_free(&st);
 		return -1;
 	}
@@ -319,7 +319,7 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 		r->params.sync_url = strdup(st.sync_url);
 		if (r->params.sync_url == NULL) {
 			replica_state_free(&st);
-			common_set_err(err, err_len, "out of memory");
+			errors_set(err, err_len, "out of memory");
 			return -1;
 		}
 	}
@@ -346,11 +346,10 @@ static int wait_first_sync(struct replica *r, char *err, size_t err_len)
 		pthread_cond_wait(&r->cond, &r->mu);
 	rc = r->last_rc;
 	if (rc != 0)
-		common_set_err(
-		    err, err_len,
-		    "the replica %s has never synced and its first sync "
-		    "failed: %s",
-		    r->db_path, r->last_error);
+		errors_set(err, err_len,
+			   "the replica %s has never synced and its first sync "
+			   "failed: %s",
+			   r->db_path, r->last_error);
 	pthread_mutex_unlock(&r->mu);
 	return rc;
 }
@@ -361,7 +360,7 @@ static void replica_free(struct replica *r)
 	http_client_free(r->http);
 	http_client_free(r->push_http);
 	applier_close(r->applier);
-	replica_params_free(&r->params);
+	replica_options_free(&r->params);
 	pthread_mutex_destroy(&r->mu);
 	pthread_mutex_destroy(&r->push_mu);
 	pthread_cond_destroy(&r->cond);
@@ -395,7 +394,7 @@ static int token_read_only(const char *token)
 	return ro;
 }
 
-int replica_open(const char *db_path, const struct replica_params *p,
+int replica_open(const char *db_path, const struct replica_options *p,
 		 const char *root_vfs, struct replica **out, char *err,
 		 size_t err_len)
 {
@@ -405,7 +404,7 @@ int replica_open(const char *db_path, const struct replica_params *p,
 	int synced = 0;
 
 	if (r == NULL) {
-		common_set_err(err, err_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		return -1;
 	}
 	pthread_mutex_init(&r->mu, NULL);
@@ -418,7 +417,7 @@ int replica_open(const char *db_path, const struct replica_params *p,
 	r->state_path = replica_state_path(db_path);
 	if (r->db_path == NULL || r->state_path == NULL ||
 	    copy_params(&r->params, p) != 0) {
-		common_set_err(err, err_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		goto fail;
 	}
 	if (check_local_file(r, &synced, err, err_len) != 0)
@@ -441,12 +440,12 @@ int replica_open(const char *db_path, const struct replica_params *p,
 	r->puller = puller_new(r->http, r->applier, r->params.sync_url,
 			       REPLITE_PAGE_SIZE);
 	if (r->puller == NULL) {
-		common_set_err(err, err_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		goto fail;
 	}
 	r->synced_at_open = synced;
 	if (pthread_create(&r->thread, NULL, sync_main, r) != 0) {
-		common_set_err(err, err_len, "cannot start the sync thread");
+		errors_set(err, err_len, "cannot start the sync thread");
 		goto fail;
 	}
 	r->thread_started = 1;
@@ -487,8 +486,7 @@ void replica_close(struct replica *r)
 static int sync_timed(struct replica *r, int64_t timeout_ms, uint32_t *frame_no,
 		      char *err, size_t err_len)
 {
-	int64_t until =
-	    timeout_ms < 0 ? -1 : common_monotonic_ms() + timeout_ms;
+	int64_t until = timeout_ms < 0 ? -1 : clock_monotonic_ms() + timeout_ms;
 	uint64_t ticket;
 	int rc;
 
@@ -505,11 +503,11 @@ static int sync_timed(struct replica *r, int64_t timeout_ms, uint32_t *frame_no,
 		;
 	rc = r->served >= ticket ? r->last_rc : -1;
 	if (rc != 0)
-		common_set_err(
-		    err, err_len, "replite: sync of %s failed: %s", r->db_path,
-		    r->closing            ? "the database is closing"
-		    : r->served >= ticket ? r->last_error
-					  : "it did not finish in time");
+		errors_set(err, err_len, "replite: sync of %s failed: %s",
+			   r->db_path,
+			   r->closing            ? "the database is closing"
+			   : r->served >= ticket ? r->last_error
+						 : "it did not finish in time");
 	else if (frame_no != NULL)
 		*frame_no = r->stats.frame_no;
 	pthread_mutex_unlock(&r->mu);
@@ -601,7 +599,7 @@ static void write_failed(struct replica *r, const char *err)
 static int primary_matches_file(struct replica *r, char *err, size_t err_len)
 {
 	struct replica_state st = {0};
-	struct frames_info info = {0};
+	struct messages_info info = {0};
 	int rv;
 
 	pthread_mutex_lock(&r->push_mu);
@@ -621,7 +619,7 @@ static int primary_matches_file(struct replica *r, char *err, size_t err_len)
 	     info.max_frame_no == st.frame_no && st.frame_hwm == st.frame_no;
 out:
 	replica_state_free(&st);
-	frames_info_free(&info);
+	messages_info_free(&info);
 	return rv;
 }
 

@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vfs/replica_params.h"
-#include "vfs/wal_inject.h" /* struct wal_page, struct wal_position */
+#include "sync/replica_options.h"
+#include "wal/wal_inject.h" /* struct wal_page, struct wal_position */
 
 struct replica;
 
@@ -20,7 +20,7 @@ struct replica;
  * with no state file must hold no data; one that has never synced is
  * bootstrapped before this returns.  Returns 0, or -1 with err naming the
  * cause (nothing started then). */
-int replica_open(const char *db_path, const struct replica_params *p,
+int replica_open(const char *db_path, const struct replica_options *p,
 		 const char *root_vfs, struct replica **out, char *err,
 		 size_t err_len);
 

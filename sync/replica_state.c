@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "fileio.h"
+#include "base/fileio.h"
 
 /* What a user can do about a damaged state file. */
 #define DAMAGED_ADVICE                                                         \
@@ -263,7 +263,7 @@ int replica_state_load(const char *path, struct replica_state *st, char *err,
 	size_t len;
 	int rv;
 
-	rv = util_read_file(path, &text, &len);
+	rv = fileio_read_file(path, &text, &len);
 	if (rv == -ENOENT) {
 		return 1;
 	}
@@ -353,7 +353,7 @@ int replica_state_save(const char *path, const struct replica_state *st,
 			 path);
 		return -1;
 	}
-	rv = util_write_file_atomic(path, text, strlen(text));
+	rv = fileio_write_file_atomic(path, text, strlen(text));
 	free(text);
 	if (rv != 0) {
 		snprintf(err, err_len,

@@ -8,7 +8,7 @@
  * (SQLITE_OK_LOAD_PERMANENTLY) since the VFS outlives the connection that
  * loaded it.  The automatic extension also turns a replica open that failed
  * into an error of sqlite3_open_v2 carrying the reason. */
-#include "vfs/sqlite_api.h"
+#include "base/sqlite_api.h"
 
 #ifdef REPLITE_EXTENSION
 SQLITE_EXTENSION_INIT1

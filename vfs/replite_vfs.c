@@ -6,8 +6,8 @@
 #include <strings.h>
 
 #include "sync/replica.h"
-#include "vfs/replica_params.h"
-#include "vfs/wal_observer.h"
+#include "vfs/uri_params.h"
+#include "wal/wal_observer.h"
 
 /* One database path replicated in this process. */
 struct node {
@@ -49,7 +49,7 @@ static void unlink_node(struct registry *reg, struct node *node)
 
 /* Another connection of the process already replicates path: share its
  * replica, unless this open asks for another primary. */
-static int share_node(struct node *n, const struct replica_params *p,
+static int share_node(struct node *n, const struct replica_options *p,
 		      char **errmsg)
 {
 	const char *url = replica_sync_url(n->replica);
@@ -69,7 +69,7 @@ static int share_node(struct node *n, const struct replica_params *p,
  * the first open (which may bootstrap the file: opens of the same path
  * wait for it, opens of other paths do not). */
 static int attach(struct registry *reg, const char *path,
-		  const struct replica_params *p, struct node **out,
+		  const struct replica_options *p, struct node **out,
 		  char **errmsg)
 {
 	struct replica *replica = NULL;
@@ -140,12 +140,12 @@ static int on_open_main(void *arg, sqlite3_filename name, void **ctx,
 			char **errmsg)
 {
 	struct registry *reg = arg;
-	struct replica_params p;
+	struct replica_options p;
 	struct node *n = NULL;
 	char err[1024];
 	int rc;
 
-	if (replica_params_parse(name, NULL, &p, err, sizeof err) != 0) {
+	if (uri_params_parse(name, NULL, &p, err, sizeof err) != 0) {
 		*errmsg = sqlite3_mprintf("%s", err);
 		return SQLITE_CANTOPEN;
 	}
@@ -163,7 +163,7 @@ static int on_open_main(void *arg, sqlite3_filename name, void **ctx,
 	} else {
 		rc = attach(reg, name, &p, &n, errmsg);
 	}
-	replica_params_free(&p);
+	replica_options_free(&p);
 	if (rc == SQLITE_OK)
 		*ctx = n;
 	return rc;

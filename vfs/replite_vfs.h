@@ -2,7 +2,7 @@
  * SQLite's ext/misc/cksumvfs.c.  Every method forwards; on top of that:
  *
  * - opening a main database reads the replica options from the URI
- *   (replica_params) and attaches the file to its replica (one per path per
+ *   (uri_params) and attaches the file to its replica (one per path per
  *   process, created by the first open and closed with the last);
  * - the replica's pragmas arrive through SQLITE_FCNTL_PRAGMA: replite_sync,
  *   replite_status, and the refusal of journal_mode other than WAL and of
@@ -22,7 +22,7 @@
 #ifndef REPLITE_VFS_H
 #define REPLITE_VFS_H
 
-#include "vfs/sqlite_api.h"
+#include "base/sqlite_api.h"
 
 struct replica;
 

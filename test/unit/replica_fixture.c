@@ -10,7 +10,7 @@
 
 #include "fixture.h"
 #include "include/replite.h"
-#include "sync/base64.h"
+#include "base/base64.h"
 #include "sync/http_client.h"
 
 void rfx_env_start(struct rfx_env *e, const char *const *server_args)

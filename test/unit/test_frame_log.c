@@ -15,7 +15,7 @@
 
 #include "fixture.h"
 #include "server/frame_log.h"
-#include "sync/walfmt.h"
+#include "wal/walfmt.h"
 
 /* ---------------------------------------------------------------------- */
 /* helpers */

@@ -5,8 +5,9 @@
 #include <string.h>
 
 #include "fixture.h"
-#include "sync/frames.h"
-#include "sync/walfmt.h"
+#include "proto/frames.h"
+#include "proto/messages.h"
+#include "wal/walfmt.h"
 
 /* n frames with the given page numbers and db sizes; page i is filled with
  * the byte i + 1; salts and checksums are junk (the codec ignores them). */
@@ -295,16 +296,16 @@ START_TEST(test_roundtrip_walfmt)
 }
 END_TEST
 
-/* frames_parse_info on a NUL-terminated text. */
-static int parse_info(const char *text, struct frames_info *info, char *err,
+/* messages_parse_info on a NUL-terminated text. */
+static int parse_info(const char *text, struct messages_info *info, char *err,
 		      size_t err_len)
 {
-	return frames_parse_info(text, strlen(text), info, err, err_len);
+	return messages_parse_info(text, strlen(text), info, err, err_len);
 }
 
 START_TEST(test_info)
 {
-	struct frames_info info;
+	struct messages_info info;
 	char err[256] = "";
 	const char *full = "{\"current_generation\":3,\"database_id\":\"abc\","
 			   "\"max_frame_no\":120,\"oldest_generation\":2}";
@@ -315,7 +316,7 @@ START_TEST(test_info)
 	ck_assert_int_eq(info.has_max_frame_no, 1);
 	ck_assert_uint_eq(info.max_frame_no, 120);
 	ck_assert_uint_eq(info.oldest_generation, 2);
-	frames_info_free(&info);
+	messages_info_free(&info);
 	ck_assert_ptr_null(info.database_id);
 
 	/* An old server: the generation only. */
@@ -326,7 +327,7 @@ START_TEST(test_info)
 	ck_assert_ptr_null(info.database_id);
 	ck_assert_int_eq(info.has_max_frame_no, 0);
 	ck_assert_uint_eq(info.oldest_generation, 0);
-	frames_info_free(&info);
+	messages_info_free(&info);
 
 	/* max_frame_no 0 is a real value (empty generation). */
 	ck_assert_int_eq(parse_info("{\"current_generation\":4294967295,"
@@ -337,7 +338,7 @@ START_TEST(test_info)
 	ck_assert_int_eq(info.has_max_frame_no, 1);
 	ck_assert_uint_eq(info.max_frame_no, 0);
 	ck_assert_ptr_null(info.database_id);
-	frames_info_free(&info);
+	messages_info_free(&info);
 
 	/* Optional fields given as null count as absent. */
 	ck_assert_int_eq(parse_info("{\"current_generation\":2,"
@@ -347,7 +348,7 @@ START_TEST(test_info)
 			 0);
 	ck_assert_int_eq(info.has_max_frame_no, 0);
 	ck_assert_uint_eq(info.oldest_generation, 0);
-	frames_info_free(&info);
+	messages_info_free(&info);
 }
 END_TEST
 
@@ -378,12 +379,12 @@ static const struct {
 
 START_TEST(test_info_malformed)
 {
-	struct frames_info info = {0};
+	struct messages_info info = {0};
 	char err[256] = "";
 
-	ck_assert_int_eq(frames_parse_info(bad_info[_i].body,
-					   strlen(bad_info[_i].body), &info,
-					   err, sizeof err),
+	ck_assert_int_eq(messages_parse_info(bad_info[_i].body,
+					     strlen(bad_info[_i].body), &info,
+					     err, sizeof err),
 			 -1);
 	ck_assert_msg(strstr(err, bad_info[_i].expect) != NULL,
 		      "case %d: expected '%s' in '%s'", _i, bad_info[_i].expect,
@@ -396,14 +397,14 @@ END_TEST
 
 START_TEST(test_info_long_body_excerpt)
 {
-	struct frames_info info;
+	struct messages_info info;
 	char err[512] = "";
 	char body[4000];
 
 	memset(body, 'x', sizeof body);
 	body[10] = '\n';
 	ck_assert_int_eq(
-	    frames_parse_info(body, sizeof body, &info, err, sizeof err), -1);
+	    messages_parse_info(body, sizeof body, &info, err, sizeof err), -1);
 	/* Cut short, control characters masked. */
 	ck_assert_ptr_nonnull(strstr(err, "...'"));
 	ck_assert_ptr_null(strchr(err, '\n'));
@@ -418,13 +419,13 @@ START_TEST(test_generation)
 	char err[256] = "";
 	uint32_t gen = 0;
 
-	ck_assert_msg(frames_parse_generation(caught_up, strlen(caught_up),
-					      &gen, err, sizeof err) == 0,
+	ck_assert_msg(messages_parse_generation(caught_up, strlen(caught_up),
+						&gen, err, sizeof err) == 0,
 		      "%s", err);
 	ck_assert_uint_eq(gen, 3);
-	ck_assert_int_eq(frames_parse_generation("{\"generation\":4}",
-						 strlen("{\"generation\":4}"),
-						 &gen, err, sizeof err),
+	ck_assert_int_eq(messages_parse_generation("{\"generation\":4}",
+						   strlen("{\"generation\":4}"),
+						   &gen, err, sizeof err),
 			 0);
 	ck_assert_uint_eq(gen, 4);
 }
@@ -453,9 +454,9 @@ START_TEST(test_generation_malformed)
 	uint32_t gen = 77;
 
 	ck_assert_int_eq(
-	    frames_parse_generation(bad_generation[_i].body,
-				    strlen(bad_generation[_i].body), &gen, err,
-				    sizeof err),
+	    messages_parse_generation(bad_generation[_i].body,
+				      strlen(bad_generation[_i].body), &gen,
+				      err, sizeof err),
 	    -1);
 	ck_assert_msg(strstr(err, bad_generation[_i].expect) != NULL,
 		      "case %d: expected '%s' in '%s'", _i,

@@ -14,8 +14,8 @@
 #include <sqlite3.h>
 
 #include "fixture.h"
-#include "sync/walfmt.h"
-#include "vfs/wal_inject.h"
+#include "wal/walfmt.h"
+#include "wal/wal_inject.h"
 
 #define PAGE_SIZE 4096 /* of the fixed-size tests */
 #define REGION_SIZE 32768

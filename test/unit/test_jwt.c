@@ -9,7 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "sync/base64.h"
+#include "base/base64.h"
 #include "fixture.h"
 #include "server/jwt.h"
 #include "server/util.h"

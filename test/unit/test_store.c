@@ -10,7 +10,7 @@
 #include "fixture.h"
 #include "server/frame_log.h"
 #include "server/store.h"
-#include "sync/walfmt.h"
+#include "wal/walfmt.h"
 
 struct fx {
 	char *dir;

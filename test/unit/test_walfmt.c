@@ -6,7 +6,7 @@
 #include <sqlite3.h>
 
 #include "fixture.h"
-#include "sync/walfmt.h"
+#include "wal/walfmt.h"
 
 START_TEST(test_put_get_roundtrip)
 {

@@ -20,7 +20,7 @@ static char *tmp_path(const char *path)
 	return tmp;
 }
 
-int util_write_all(int fd, const void *buf, size_t len, uint64_t off)
+int fileio_write_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
 
@@ -38,7 +38,7 @@ int util_write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int util_read_all(int fd, void *buf, size_t len, uint64_t off)
+int fileio_read_all(int fd, void *buf, size_t len, uint64_t off)
 {
 	char *p = buf;
 
@@ -59,7 +59,7 @@ int util_read_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int util_fsync_dir(const char *dir)
+int fileio_fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rv = 0;
@@ -74,7 +74,7 @@ int util_fsync_dir(const char *dir)
 	return rv;
 }
 
-int util_mkdir_p(const char *path)
+int fileio_mkdir_p(const char *path)
 {
 	char buf[4096];
 	size_t i, len = strlen(path);
@@ -123,12 +123,12 @@ static int replace_durably(const char *tmp, const char *path)
 	if (dir == NULL) {
 		return -ENOMEM;
 	}
-	rv = util_fsync_dir(dir);
+	rv = fileio_fsync_dir(dir);
 	free(dir);
 	return rv;
 }
 
-int util_write_file_atomic(const char *path, const void *buf, size_t len)
+int fileio_write_file_atomic(const char *path, const void *buf, size_t len)
 {
 	char *tmp = tmp_path(path);
 	int fd, rv;
@@ -141,7 +141,7 @@ int util_write_file_atomic(const char *path, const void *buf, size_t len)
 		rv = -errno;
 		goto out;
 	}
-	rv = util_write_all(fd, buf, len, 0);
+	rv = fileio_write_all(fd, buf, len, 0);
 	if (rv == 0 && fsync(fd) != 0) {
 		rv = -errno;
 	}
@@ -156,7 +156,7 @@ out:
 	return rv;
 }
 
-int util_read_file(const char *path, char **out, size_t *len)
+int fileio_read_file(const char *path, char **out, size_t *len)
 {
 	struct stat st;
 	char *buf;
@@ -176,7 +176,7 @@ int util_read_file(const char *path, char **out, size_t *len)
 		close(fd);
 		return -ENOMEM;
 	}
-	rv = util_read_all(fd, buf, (size_t)st.st_size, 0);
+	rv = fileio_read_all(fd, buf, (size_t)st.st_size, 0);
 	close(fd);
 	if (rv != 0) {
 		free(buf);
@@ -188,7 +188,7 @@ int util_read_file(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-int util_copy_file(const char *src, const char *dst)
+int fileio_copy_file(const char *src, const char *dst)
 {
 	char *tmp = tmp_path(dst);
 	char buf[1 << 16];
@@ -218,7 +218,7 @@ int util_copy_file(const char *src, const char *dst)
 		}
 		if (n == 0)
 			break;
-		rv = util_write_all(out, buf, (size_t)n, off);
+		rv = fileio_write_all(out, buf, (size_t)n, off);
 		if (rv != 0)
 			goto done;
 		off += (uint64_t)n;

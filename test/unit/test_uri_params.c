@@ -10,7 +10,7 @@
 #include <sqlite3.h>
 
 #include "fixture.h"
-#include "vfs/replica_params.h"
+#include "vfs/uri_params.h"
 
 #define SHIM_VFS "params_shim"
 
@@ -18,7 +18,7 @@
 static struct {
 	int calls;
 	int rv;
-	struct replica_params params;
+	struct replica_options params;
 	char err[512];
 } seen;
 
@@ -53,10 +53,10 @@ static int shim_open(sqlite3_vfs *vfs, sqlite3_filename name,
 
 	if (flags & SQLITE_OPEN_MAIN_DB) {
 		seen.calls++;
-		replica_params_free(&seen.params);
+		replica_options_free(&seen.params);
 		seen.err[0] = '\0';
-		seen.rv = replica_params_parse(name, test_env, &seen.params,
-					       seen.err, sizeof seen.err);
+		seen.rv = uri_params_parse(name, test_env, &seen.params,
+					   seen.err, sizeof seen.err);
 		if (seen.rv != 0) {
 			file->pMethods = NULL;
 			return SQLITE_CANTOPEN;
@@ -86,7 +86,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	replica_params_free(&seen.params);
+	replica_options_free(&seen.params);
 	sqlite3_vfs_unregister(&shim);
 	fixture_rmdir(dir);
 	dir = NULL;
@@ -111,7 +111,7 @@ static int open_uri(const char *query)
 	return rc;
 }
 
-static void assert_defaults_except_strings(const struct replica_params *p)
+static void assert_defaults_except_strings(const struct replica_options *p)
 {
 	ck_assert_int_eq(p->sync_interval_ms, 1000);
 	ck_assert_int_eq(p->read_your_writes, 1);
@@ -279,7 +279,7 @@ END_TEST
 START_TEST(test_plain_and_null_names)
 {
 	char *path = fixture_path(dir, "plain.db?offline=maybe");
-	struct replica_params p;
+	struct replica_options p;
 	char err[256];
 	sqlite3 *db = NULL;
 
@@ -296,15 +296,15 @@ START_TEST(test_plain_and_null_names)
 	ck_assert_str_eq(seen.params.sync_url, "http://env.example");
 	assert_defaults_except_strings(&seen.params);
 
-	ck_assert_int_eq(
-	    replica_params_parse(NULL, test_env, &p, err, sizeof err), 0);
+	ck_assert_int_eq(uri_params_parse(NULL, test_env, &p, err, sizeof err),
+			 0);
 	ck_assert_str_eq(p.sync_url, "http://env.example");
 	ck_assert_ptr_null(p.auth_token);
 	assert_defaults_except_strings(&p);
-	replica_params_free(&p);
+	replica_options_free(&p);
 	ck_assert_ptr_null(p.sync_url);
 	/* Freeing twice (a zeroed struct) is harmless. */
-	replica_params_free(&p);
+	replica_options_free(&p);
 }
 END_TEST
 
@@ -436,14 +436,14 @@ END_TEST
 /* A small err buffer is truncated, not overrun. */
 START_TEST(test_small_err_buffer)
 {
-	struct replica_params p;
+	struct replica_options p;
 	sqlite3_filename name = sqlite3_create_filename(
 	    "/x/a.db", "", "", 1, (const char *[]){"sync_interval", "abc"});
 	char err[16];
 
 	ck_assert_ptr_nonnull(name);
 	memset(err, 'z', sizeof err);
-	ck_assert_int_eq(replica_params_parse(name, test_env, &p, err, 8), -1);
+	ck_assert_int_eq(uri_params_parse(name, test_env, &p, err, 8), -1);
 	ck_assert_str_eq(err, "replite");
 	ck_assert_int_eq(err[8], 'z');
 	sqlite3_free_filename(name);
@@ -452,8 +452,8 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("replica_params");
-	TCase *tc = tcase_create("replica_params");
+	Suite *s = suite_create("uri_params");
+	TCase *tc = tcase_create("uri_params");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_defaults);

@@ -1,13 +1,9 @@
-#include "frames.h"
+#include "messages.h"
 
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
-
-#include "walfmt.h"
 
 /* The start of a body as printable text for an error message. */
 static void excerpt(const void *body, size_t len, char *out, size_t out_len)
@@ -25,89 +21,6 @@ static void excerpt(const void *body, size_t len, char *out, size_t out_len)
 		out[o++] = '.';
 	}
 	out[o] = '\0';
-}
-
-int frames_parse(const void *body, size_t len, uint32_t page_size,
-		 uint32_t start, uint32_t end, struct frames_batch *out,
-		 char *err, size_t err_len)
-{
-	const uint8_t *p = body;
-	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)page_size;
-	const uint32_t pending = frames_pending_byte_page(page_size);
-	struct frames_frame *frames;
-	uint32_t i, n, n_complete = 0, db_size = 0;
-
-	assert(page_size >= 512 && page_size <= 65536 &&
-	       (page_size & (page_size - 1)) == 0);
-	assert(start >= 1 && start < end);
-
-	if (len == 0) {
-		snprintf(err, err_len,
-			 "the primary answered the pull of frames [%u, %u) "
-			 "with an empty body",
-			 start, end);
-		return -1;
-	}
-	if (len % frame_size != 0) {
-		snprintf(
-		    err, err_len,
-		    "the primary answered the pull of frames [%u, %u) "
-		    "with a body of %zu bytes, not a multiple of the frame "
-		    "size %zu (24-byte header + %u-byte page): truncated "
-		    "or not frames",
-		    start, end, len, frame_size, page_size);
-		return -1;
-	}
-	if (len / frame_size > (size_t)(end - start)) {
-		snprintf(err, err_len,
-			 "the primary answered the pull of frames [%u, %u) "
-			 "with %zu frames, more than the %u asked for",
-			 start, end, len / frame_size, end - start);
-		return -1;
-	}
-	n = (uint32_t)(len / frame_size);
-	frames = calloc(n, sizeof *frames);
-	if (frames == NULL) {
-		snprintf(err, err_len, "out of memory parsing %u frames", n);
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		const uint8_t *f = p + (size_t)i * frame_size;
-		struct frames_frame *fr = &frames[i];
-
-		fr->pgno = walfmt_get32(f);
-		fr->db_size = walfmt_get32(f + 4);
-		fr->page = f + WALFMT_FRAME_HDR_SIZE;
-		if (fr->pgno == 0 || fr->pgno == pending) {
-			snprintf(err, err_len,
-				 "frame %u from the primary (pull of [%u, %u)) "
-				 "has page number %u, %s",
-				 start + i, start, end, fr->pgno,
-				 fr->pgno == 0
-				     ? "but pages are numbered from 1"
-				     : "the pending-byte page, which never "
-				       "holds data");
-			free(frames);
-			return -1;
-		}
-		/* A commit frame may name pages beyond its db_size (the
-		 * injector drops them); db_size != 0 is what marks it. */
-		if (fr->db_size != 0) {
-			n_complete = i + 1;
-			db_size = fr->db_size;
-		}
-	}
-	out->frames = frames;
-	out->n = n;
-	out->n_complete = n_complete;
-	out->db_size = db_size;
-	return 0;
-}
-
-void frames_batch_free(struct frames_batch *b)
-{
-	free(b->frames);
-	memset(b, 0, sizeof *b);
 }
 
 /* Parse a JSON object body; on failure err names what came instead. */
@@ -196,11 +109,11 @@ static int get_string(const json_t *root, const char *key, char **out,
 	return 0;
 }
 
-int frames_parse_info(const void *body, size_t len, struct frames_info *out,
-		      char *err, size_t err_len)
+int messages_parse_info(const void *body, size_t len, struct messages_info *out,
+			char *err, size_t err_len)
 {
 	static const char what[] = "GET /info";
-	struct frames_info info = {0};
+	struct messages_info info = {0};
 	json_t *root;
 	int has_oldest, rv = -1;
 
@@ -226,14 +139,14 @@ out:
 	return rv;
 }
 
-void frames_info_free(struct frames_info *info)
+void messages_info_free(struct messages_info *info)
 {
 	free(info->database_id);
 	memset(info, 0, sizeof *info);
 }
 
-int frames_parse_generation(const void *body, size_t len, uint32_t *generation,
-			    char *err, size_t err_len)
+int messages_parse_generation(const void *body, size_t len,
+			      uint32_t *generation, char *err, size_t err_len)
 {
 	static const char what[] = "a pull past the last frame";
 	const json_t *msg;
@@ -268,28 +181,12 @@ int frames_parse_generation(const void *body, size_t len, uint32_t *generation,
 	return rv;
 }
 
-void frames_encode(const struct wal_page *pages, uint32_t n,
-		   uint32_t commit_size, uint32_t page_size, uint8_t *out)
-{
-	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)page_size;
-	uint32_t i;
-
-	for (i = 0; i < n; i++) {
-		uint8_t *f = out + (size_t)i * frame_size;
-
-		memset(f, 0, WALFMT_FRAME_HDR_SIZE);
-		walfmt_put32(f, pages[i].pgno);
-		walfmt_put32(f + 4, i + 1 == n ? commit_size : 0);
-		memcpy(f + WALFMT_FRAME_HDR_SIZE, pages[i].data, page_size);
-	}
-}
-
-int frames_parse_push_reply(const void *body, size_t len,
-			    struct frames_push_reply *out, char *err,
-			    size_t err_len)
+int messages_parse_push_reply(const void *body, size_t len,
+			      struct messages_push_reply *out, char *err,
+			      size_t err_len)
 {
 	static const char what[] = "a push";
-	struct frames_push_reply r = {0};
+	struct messages_push_reply r = {0};
 	const json_t *status;
 	json_t *root;
 	int rv = -1;
@@ -322,8 +219,33 @@ out:
 	return rv;
 }
 
-void frames_push_reply_free(struct frames_push_reply *r)
+void messages_push_reply_free(struct messages_push_reply *r)
 {
 	free(r->baton);
 	memset(r, 0, sizeof *r);
+}
+
+json_t *messages_encode_info(const struct messages_info *info)
+{
+	return json_pack("{s:I, s:s, s:I, s:I}", "current_generation",
+			 (json_int_t)info->current_generation, "database_id",
+			 info->database_id ? info->database_id : "",
+			 "max_frame_no", (json_int_t)info->max_frame_no,
+			 "oldest_generation",
+			 (json_int_t)info->oldest_generation);
+}
+
+json_t *messages_encode_generation(uint32_t generation)
+{
+	return json_pack("{s:I, s:s}", "generation", (json_int_t)generation,
+			 "message", "no more frames");
+}
+
+json_t *messages_encode_push_reply(const struct messages_push_reply *r)
+{
+	return json_pack("{s:s, s:I, s:I, s:o}", "status",
+			 r->conflict ? "conflict" : "ok", "generation",
+			 (json_int_t)r->generation, "max_frame_no",
+			 (json_int_t)r->max_frame_no, "baton",
+			 r->baton ? json_string(r->baton) : json_null());
 }

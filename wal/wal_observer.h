@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vfs/sqlite_api.h"
+#include "base/sqlite_api.h"
 
-#include "vfs/wal_inject.h" /* struct wal_page, struct wal_position */
+#include "wal/wal_inject.h" /* struct wal_page, struct wal_position */
 
 struct wal_observer_hooks {
 	/* In every hook, ctx is what on_open_main gave the main file (NULL

@@ -4,7 +4,7 @@
 #include <strings.h>
 
 #include "sync/http_client.h"
-#include "vfs/replica_params.h"
+#include "vfs/uri_params.h"
 
 #define DURATION_EXPECTED "a non-negative number of seconds such as 1 or 0.5"
 
@@ -21,7 +21,7 @@ static const char *default_env(const char *name)
 
 /* Where a string option comes from: the URI, else the environment (an
  * empty variable counts as unset).  *from_env tells which, for messages. */
-static const char *lookup(sqlite3_filename name, replica_params_env_fn env,
+static const char *lookup(sqlite3_filename name, uri_params_env_fn env,
 			  const char *param, const char *var, int *from_env)
 {
 	const char *v = sqlite3_uri_parameter(name, param);
@@ -63,7 +63,7 @@ static int check_duplicates(sqlite3_filename name, char *err, size_t err_len)
 
 /* Parse "S", "S.F" (decimal digits only) into milliseconds, a fraction of
  * a millisecond rounding up.  Returns 0, -1 when malformed, -2 when over
- * REPLICA_PARAMS_MAX_SECONDS. */
+ * URI_PARAMS_MAX_SECONDS. */
 static int parse_seconds(const char *s, int64_t *ms)
 {
 	int64_t secs = 0, frac = 0;
@@ -74,7 +74,7 @@ static int parse_seconds(const char *s, int64_t *ms)
 		return -1;
 	for (; *p >= '0' && *p <= '9'; p++) {
 		secs = secs * 10 + (*p - '0');
-		if (secs > REPLICA_PARAMS_MAX_SECONDS)
+		if (secs > URI_PARAMS_MAX_SECONDS)
 			return -2;
 	}
 	if (*p == '.') {
@@ -93,7 +93,7 @@ static int parse_seconds(const char *s, int64_t *ms)
 	if (*p != '\0')
 		return -1;
 	*ms = secs * 1000 + frac + round_up;
-	if (*ms > (int64_t)REPLICA_PARAMS_MAX_SECONDS * 1000)
+	if (*ms > (int64_t)URI_PARAMS_MAX_SECONDS * 1000)
 		return -2;
 	return 0;
 }
@@ -122,7 +122,7 @@ static int parse_duration(sqlite3_filename name, const char *param,
 		snprintf(err, err_len,
 			 "replite: %s '%s' is too large: expected at most %d "
 			 "seconds",
-			 param, v, REPLICA_PARAMS_MAX_SECONDS);
+			 param, v, URI_PARAMS_MAX_SECONDS);
 		return -1;
 	}
 	if (positive && *out == 0) {
@@ -165,7 +165,7 @@ static int parse_bool(sqlite3_filename name, const char *param, int dflt,
 	return -1;
 }
 
-static int parse_sync_url(sqlite3_filename name, replica_params_env_fn env,
+static int parse_sync_url(sqlite3_filename name, uri_params_env_fn env,
 			  char **out, char *err, size_t err_len)
 {
 	char why[512];
@@ -187,7 +187,7 @@ static int parse_sync_url(sqlite3_filename name, replica_params_env_fn env,
 
 /* auth_token and encryption_key: copied as given; empty in the URI means
  * none.  The value is a secret, so messages never quote it. */
-static int parse_secret(sqlite3_filename name, replica_params_env_fn env,
+static int parse_secret(sqlite3_filename name, uri_params_env_fn env,
 			const char *param, const char *var, int header,
 			char **out, char *err, size_t err_len)
 {
@@ -220,10 +220,10 @@ static int parse_secret(sqlite3_filename name, replica_params_env_fn env,
 	return 0;
 }
 
-int replica_params_parse(sqlite3_filename name, replica_params_env_fn env,
-			 struct replica_params *out, char *err, size_t err_len)
+int uri_params_parse(sqlite3_filename name, uri_params_env_fn env,
+		     struct replica_options *out, char *err, size_t err_len)
 {
-	struct replica_params p;
+	struct replica_options p;
 
 	memset(&p, 0, sizeof p);
 	memset(out, 0, sizeof *out);
@@ -241,7 +241,7 @@ int replica_params_parse(sqlite3_filename name, replica_params_env_fn env,
 			 0, &p.encryption_key, err, err_len) != 0)
 		goto err_free;
 	if (parse_duration(name, "sync_interval",
-			   REPLICA_PARAMS_SYNC_INTERVAL_MS, 0,
+			   REPLICA_OPTIONS_SYNC_INTERVAL_MS, 0,
 			   &p.sync_interval_ms, err, err_len) != 0)
 		goto err_free;
 	if (parse_bool(name, "read_your_writes", 1, &p.read_your_writes, err,
@@ -250,7 +250,7 @@ int replica_params_parse(sqlite3_filename name, replica_params_env_fn env,
 	if (parse_bool(name, "offline", 0, &p.offline, err, err_len) != 0)
 		goto err_free;
 	if (parse_duration(name, "write_timeout",
-			   REPLICA_PARAMS_WRITE_TIMEOUT_MS, 1,
+			   REPLICA_OPTIONS_WRITE_TIMEOUT_MS, 1,
 			   &p.write_timeout_ms, err, err_len) != 0)
 		goto err_free;
 
@@ -258,15 +258,7 @@ int replica_params_parse(sqlite3_filename name, replica_params_env_fn env,
 	return 0;
 
 err_free:
-	replica_params_free(&p);
+	replica_options_free(&p);
 err:
 	return -1;
-}
-
-void replica_params_free(struct replica_params *p)
-{
-	free(p->sync_url);
-	free(p->auth_token);
-	free(p->encryption_key);
-	memset(p, 0, sizeof *p);
 }

@@ -9,18 +9,18 @@
 #include <stdint.h>
 
 /* pwrite/pread all of buf at off, retrying on EINTR and short transfers.
- * util_read_all fails with -EIO when the file ends first. */
-int util_write_all(int fd, const void *buf, size_t len, uint64_t off);
-int util_read_all(int fd, void *buf, size_t len, uint64_t off);
-int util_fsync_dir(const char *dir);
-int util_mkdir_p(const char *path);
+ * fileio_read_all fails with -EIO when the file ends first. */
+int fileio_write_all(int fd, const void *buf, size_t len, uint64_t off);
+int fileio_read_all(int fd, void *buf, size_t len, uint64_t off);
+int fileio_fsync_dir(const char *dir);
+int fileio_mkdir_p(const char *path);
 /* Write a whole file atomically: "path.tmp" is written and fsync'd, renamed
  * over path, then the directory is fsync'd.  A crash at any point leaves
  * either the old or the new content at path (and maybe a stale temp). */
-int util_write_file_atomic(const char *path, const void *buf, size_t len);
+int fileio_write_file_atomic(const char *path, const void *buf, size_t len);
 /* Read a whole file into a malloc'd buffer (NUL terminated). */
-int util_read_file(const char *path, char **out, size_t *len);
+int fileio_read_file(const char *path, char **out, size_t *len);
 /* Copy src to dst durably (dst replaced atomically, through "dst.tmp"). */
-int util_copy_file(const char *src, const char *dst);
+int fileio_copy_file(const char *src, const char *dst);
 
 #endif

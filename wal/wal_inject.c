@@ -7,69 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync/walfmt.h"
-
-/* The wal-index (-shm) layout of SQLite 3.7.0 and later (wal.c). */
-#define WALINDEX_VERSION 3007000u
-#define WALINDEX_REGION_SIZE 32768
-#define WALINDEX_HDR_SIZE 136 /* two header copies + checkpoint info */
-#define WALINDEX_CKPT_OFFSET 96
-#define HASHTABLE_NPAGE 4096 /* page numbers per hash block */
-#define HASHTABLE_NSLOT 8192 /* hash slots per hash block */
-#define HASHTABLE_HASH_1 383
-/* Block 0 shares its region with the header: 4062 entries. */
-#define HASHTABLE_NPAGE_ONE (HASHTABLE_NPAGE - WALINDEX_HDR_SIZE / 4)
-#define WAL_NREADER 5
-#define READMARK_NOT_USED 0xffffffffu
-
-/* xShmLock slots. */
-#define SHM_READ_LOCK(i) (3 + (i))
+#include "wal/wal_index.h"
+#include "wal/walfmt.h"
 
 /* SQLite's default PENDING_BYTE: the page holding it is never written. */
 #define PENDING_BYTE 0x40000000u
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define HOST_BIG_ENDIAN 1
-#else
-#define HOST_BIG_ENDIAN 0
-#endif
-
-/* WalIndexHdr: native byte order except the salts, which are the raw bytes
- * of the WAL header. */
-struct index_hdr {
-	uint32_t version;
-	uint32_t unused;
-	uint32_t change;
-	uint8_t is_init;
-	uint8_t big_end_cksum;
-	uint16_t page_size; /* (sz & 0xff00) | (sz >> 16): 1 means 65536 */
-	uint32_t max_frame;
-	uint32_t n_page;
-	uint32_t frame_cksum[2];
-	uint8_t salt[8];
-	uint32_t cksum[2];
-};
-
-/* WalCkptInfo, right after the two header copies. */
-struct ckpt_info {
-	uint32_t n_backfill;
-	uint32_t read_mark[WAL_NREADER];
-	uint8_t lock[8];
-	uint32_t n_backfill_attempted;
-	uint32_t not_used;
-};
-
-_Static_assert(sizeof(struct index_hdr) == 48, "WalIndexHdr is 48 bytes");
-_Static_assert(WALINDEX_CKPT_OFFSET + sizeof(struct ckpt_info) ==
-		   WALINDEX_HDR_SIZE,
-	       "WalCkptInfo ends the wal-index header");
-
-/* One hash block of the wal-index (WalHashLoc). */
-struct hash_block {
-	volatile uint32_t *pgno;  /* pgno[0] is the page of frame zero + 1 */
-	volatile uint16_t *slots; /* HASHTABLE_NSLOT entries */
-	uint32_t zero;            /* frame number before the first indexed */
-};
 
 /* A page of the batch as it will be written. */
 struct frame_plan {
@@ -86,7 +28,7 @@ struct injector {
 	bool may_restart;          /* the VFS lets us prove READ(0), below */
 	uint32_t page_size;        /* of the batch, checked against the db */
 	volatile uint8_t *region0; /* header copies, ckpt info, block 0 */
-	struct index_hdr hdr;      /* private copy, published at the end */
+	struct wal_index_hdr hdr;  /* private copy, published at the end */
 	bool restarted;            /* this call reset the WAL to frame 1 */
 	uint32_t ckpt_seq;         /* the new WAL header's nCkpt */
 };
@@ -108,34 +50,16 @@ static int fail(struct injector *inj, int rc, const char *fmt, ...)
 	return rc;
 }
 
-static uint32_t decode_index_page_size(uint16_t v)
-{
-	return (uint32_t)(v & 0xfe00) + ((uint32_t)(v & 0x0001) << 16);
-}
-
-static uint16_t encode_index_page_size(uint32_t sz)
-{
-	return (uint16_t)((sz & 0xff00) | (sz >> 16));
-}
-
-static void index_hdr_checksum(const struct index_hdr *h, uint32_t out[2])
-{
-	static const uint32_t zero[2] = {0, 0};
-
-	walfmt_checksum(HOST_BIG_ENDIAN, (const uint8_t *)h,
-			offsetof(struct index_hdr, cksum), zero, out);
-}
-
-static void salts_as_words(const struct index_hdr *h, uint32_t salt[2])
+static void salts_as_words(const struct wal_index_hdr *h, uint32_t salt[2])
 {
 	salt[0] = walfmt_get32(h->salt);
 	salt[1] = walfmt_get32(h->salt + 4);
 }
 
-static volatile struct ckpt_info *ckpt_info(struct injector *inj)
+static volatile struct wal_index_ckpt_info *ckpt_info(struct injector *inj)
 {
-	return (volatile struct ckpt_info *)(inj->region0 +
-					     WALINDEX_CKPT_OFFSET);
+	return (volatile struct wal_index_ckpt_info *)(inj->region0 +
+						       WAL_INDEX_CKPT_OFFSET);
 }
 
 /* ---- The connection and its files ---- */
@@ -281,7 +205,7 @@ static int map_region(struct injector *inj, uint32_t region, bool extend,
 	int rc;
 
 	rc = inj->db_file->pMethods->xShmMap(inj->db_file, (int)region,
-					     WALINDEX_REGION_SIZE, extend, &p);
+					     WAL_INDEX_REGION_SIZE, extend, &p);
 	if (rc != SQLITE_OK) {
 		return fail(inj, rc, "cannot map wal-index region %u", region);
 	}
@@ -298,15 +222,8 @@ static void shm_barrier(struct injector *inj)
 	inj->db_file->pMethods->xShmBarrier(inj->db_file);
 }
 
-static uint32_t frame_block(uint32_t frame)
-{
-	assert(frame > 0);
-	return (frame + HASHTABLE_NPAGE - HASHTABLE_NPAGE_ONE - 1) /
-	       HASHTABLE_NPAGE;
-}
-
 static int get_hash_block(struct injector *inj, uint32_t block, bool extend,
-			  struct hash_block *hb)
+			  struct wal_index_hash_block *hb)
 {
 	volatile uint8_t *base = NULL;
 	int rc;
@@ -315,25 +232,16 @@ static int get_hash_block(struct injector *inj, uint32_t block, bool extend,
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
-	hb->slots = (volatile uint16_t *)(base + HASHTABLE_NPAGE * 4);
+	hb->slots = (volatile uint16_t *)(base + WAL_INDEX_HASH_NPAGE * 4);
 	if (block == 0) {
-		hb->pgno = (volatile uint32_t *)(base + WALINDEX_HDR_SIZE);
+		hb->pgno = (volatile uint32_t *)(base + WAL_INDEX_HDR_TOTAL);
 		hb->zero = 0;
 	} else {
 		hb->pgno = (volatile uint32_t *)base;
-		hb->zero = HASHTABLE_NPAGE_ONE + (block - 1) * HASHTABLE_NPAGE;
+		hb->zero = WAL_INDEX_HASH_NPAGE_ONE +
+			   (block - 1) * WAL_INDEX_HASH_NPAGE;
 	}
 	return SQLITE_OK;
-}
-
-static uint32_t hash_key(uint32_t pgno)
-{
-	return (pgno * HASHTABLE_HASH_1) & (HASHTABLE_NSLOT - 1);
-}
-
-static uint32_t next_hash_key(uint32_t key)
-{
-	return (key + 1) & (HASHTABLE_NSLOT - 1);
 }
 
 /* Readers and writers take the header from copy 1 and check it against copy
@@ -341,7 +249,7 @@ static uint32_t next_hash_key(uint32_t key)
  * any mismatch means a broken wal-index, not a race. */
 static int read_index_header(struct injector *inj)
 {
-	struct index_hdr copy2;
+	struct wal_index_hdr copy2;
 	uint32_t sum[2];
 	int rc;
 
@@ -361,12 +269,12 @@ static int read_index_header(struct injector *inj)
 		return fail(inj, SQLITE_CORRUPT,
 			    "wal-index header is not initialised");
 	}
-	if (inj->hdr.version != WALINDEX_VERSION) {
+	if (inj->hdr.version != WAL_INDEX_VERSION) {
 		return fail(inj, SQLITE_CORRUPT,
 			    "unsupported wal-index version %u",
 			    inj->hdr.version);
 	}
-	index_hdr_checksum(&inj->hdr, sum);
+	wal_index_hdr_checksum(&inj->hdr, sum);
 	if (sum[0] != inj->hdr.cksum[0] || sum[1] != inj->hdr.cksum[1]) {
 		return fail(inj, SQLITE_CORRUPT,
 			    "wal-index header checksum mismatch");
@@ -379,7 +287,7 @@ static int read_index_header(struct injector *inj)
 static int check_page_size(struct injector *inj)
 {
 	char text[32];
-	uint32_t wal_size = decode_index_page_size(inj->hdr.page_size);
+	uint32_t wal_size = wal_index_decode_page_size(inj->hdr.page_size);
 	int rc;
 
 	if (wal_size == 0) {
@@ -405,8 +313,8 @@ static void publish_header(struct injector *inj)
 	volatile uint8_t *copies = inj->region0;
 
 	inj->hdr.is_init = 1;
-	inj->hdr.version = WALINDEX_VERSION;
-	index_hdr_checksum(&inj->hdr, inj->hdr.cksum);
+	inj->hdr.version = WAL_INDEX_VERSION;
+	wal_index_hdr_checksum(&inj->hdr, inj->hdr.cksum);
 	memcpy((void *)(copies + sizeof inj->hdr), &inj->hdr, sizeof inj->hdr);
 	shm_barrier(inj);
 	memcpy((void *)copies, &inj->hdr, sizeof inj->hdr);
@@ -419,20 +327,21 @@ static void publish_header(struct injector *inj)
  * appended. */
 static int clean_leftover_hash(struct injector *inj)
 {
-	struct hash_block hb;
+	struct wal_index_hash_block hb;
 	uint32_t limit, i;
 	int rc;
 
 	if (inj->hdr.max_frame == 0) {
 		return SQLITE_OK;
 	}
-	rc = get_hash_block(inj, frame_block(inj->hdr.max_frame), false, &hb);
+	rc = get_hash_block(inj, wal_index_frame_block(inj->hdr.max_frame),
+			    false, &hb);
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
 	limit = inj->hdr.max_frame - hb.zero;
 	assert(limit > 0);
-	for (i = 0; i < HASHTABLE_NSLOT; i++) {
+	for (i = 0; i < WAL_INDEX_HASH_NSLOT; i++) {
 		if (hb.slots[i] > limit) {
 			hb.slots[i] = 0;
 		}
@@ -448,22 +357,22 @@ static int clean_leftover_hash(struct injector *inj)
 static int append_index_entry(struct injector *inj, uint32_t frame,
 			      uint32_t pgno)
 {
-	struct hash_block hb;
+	struct wal_index_hash_block hb;
 	uint32_t idx, key, collisions;
 	int rc;
 
-	rc = get_hash_block(inj, frame_block(frame), true, &hb);
+	rc = get_hash_block(inj, wal_index_frame_block(frame), true, &hb);
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
 	idx = frame - hb.zero;
-	assert(idx >= 1 && idx <= HASHTABLE_NSLOT / 2 + 1);
+	assert(idx >= 1 && idx <= WAL_INDEX_HASH_NSLOT / 2 + 1);
 	if (idx == 1) {
 		/* First frame of the block: whatever it holds is stale. */
-		memset(
-		    (void *)hb.pgno, 0,
-		    (size_t)((volatile uint8_t *)(hb.slots + HASHTABLE_NSLOT) -
-			     (volatile uint8_t *)hb.pgno));
+		memset((void *)hb.pgno, 0,
+		       (size_t)((volatile uint8_t *)(hb.slots +
+						     WAL_INDEX_HASH_NSLOT) -
+				(volatile uint8_t *)hb.pgno));
 	}
 	if (hb.pgno[idx - 1] != 0) {
 		rc = clean_leftover_hash(inj);
@@ -477,12 +386,12 @@ static int append_index_entry(struct injector *inj, uint32_t frame,
 		}
 	}
 	collisions = idx;
-	for (key = hash_key(pgno); hb.slots[key] != 0;
-	     key = next_hash_key(key)) {
+	for (key = wal_index_hash_key(pgno); hb.slots[key] != 0;
+	     key = wal_index_next_hash_key(key)) {
 		if (collisions-- == 0) {
 			return fail(inj, SQLITE_CORRUPT,
 				    "wal-index hash block %u is full",
-				    frame_block(frame));
+				    wal_index_frame_block(frame));
 		}
 	}
 	hb.pgno[idx - 1] = pgno;
@@ -546,7 +455,7 @@ static int sync_wal(struct injector *inj)
  * frames left behind them for ours. */
 static void restart_header(struct injector *inj, const uint8_t salt2[4])
 {
-	volatile struct ckpt_info *info = ckpt_info(inj);
+	volatile struct wal_index_ckpt_info *info = ckpt_info(inj);
 	int i;
 
 	inj->hdr.max_frame = 0;
@@ -556,8 +465,8 @@ static void restart_header(struct injector *inj, const uint8_t salt2[4])
 	__atomic_store_n((uint32_t *)&info->n_backfill, 0, __ATOMIC_RELAXED);
 	info->n_backfill_attempted = 0;
 	info->read_mark[1] = 0;
-	for (i = 2; i < WAL_NREADER; i++) {
-		info->read_mark[i] = READMARK_NOT_USED;
+	for (i = 2; i < WAL_INDEX_NREADER; i++) {
+		info->read_mark[i] = WAL_INDEX_READMARK_NOT_USED;
 	}
 	assert(info->read_mark[0] == 0);
 }
@@ -595,8 +504,8 @@ static int maybe_restart(struct injector *inj)
 	/* Drawn before the lock, as SQLite does, so a test can replay the
 	 * PRNG and get SQLite's very salts. */
 	sqlite3_randomness(sizeof salt2, salt2);
-	rc = f->pMethods->xShmLock(f, SHM_READ_LOCK(1), WAL_NREADER - 1,
-				   flags_lock);
+	rc = f->pMethods->xShmLock(f, WAL_INDEX_READ_LOCK(1),
+				   WAL_INDEX_NREADER - 1, flags_lock);
 	if (rc == SQLITE_BUSY) {
 		return SQLITE_OK; /* a reader uses the WAL: append */
 	}
@@ -604,7 +513,7 @@ static int maybe_restart(struct injector *inj)
 		return fail(inj, rc, "cannot lock the wal-index read slots");
 	}
 	restart_header(inj, salt2);
-	f->pMethods->xShmLock(f, SHM_READ_LOCK(1), WAL_NREADER - 1,
+	f->pMethods->xShmLock(f, WAL_INDEX_READ_LOCK(1), WAL_INDEX_NREADER - 1,
 			      flags_unlock);
 	inj->restarted = true;
 	inj->ckpt_seq = walfmt_get32(wal_hdr + 12) + 1;
@@ -635,12 +544,12 @@ static int write_wal_header(struct injector *inj)
 			sqlite3_randomness(sizeof inj->hdr.salt, inj->hdr.salt);
 		} while (present && memcmp(inj->hdr.salt, old + 16, 8) == 0);
 	}
-	h.magic = WALFMT_MAGIC_LE | HOST_BIG_ENDIAN;
+	h.magic = WALFMT_MAGIC_LE | WAL_INDEX_HOST_BIG_ENDIAN;
 	h.page_size = inj->page_size;
 	h.ckpt_seq = inj->ckpt_seq;
 	salts_as_words(&inj->hdr, h.salt);
 	walfmt_header_encode(&h, buf);
-	inj->hdr.big_end_cksum = HOST_BIG_ENDIAN;
+	inj->hdr.big_end_cksum = WAL_INDEX_HOST_BIG_ENDIAN;
 	inj->hdr.frame_cksum[0] = h.cksum[0];
 	inj->hdr.frame_cksum[1] = h.cksum[1];
 	rc = write_wal(inj, buf, WALFMT_HDR_SIZE, 0);
@@ -847,7 +756,7 @@ static int publish_batch(struct injector *inj, const struct frame_plan *plan,
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
-	inj->hdr.page_size = encode_index_page_size(inj->page_size);
+	inj->hdr.page_size = wal_index_encode_page_size(inj->page_size);
 	inj->hdr.max_frame += (uint32_t)n;
 	inj->hdr.n_page = db_size;
 	inj->hdr.change++; /* readers' caches compare the header */

@@ -5,17 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync/walfmt.h"
+#include "wal/failed_file.h"
+#include "wal/page_map.h"
+#include "wal/wal_index.h"
+#include "wal/walfmt.h"
 
-/* wal-index lock slots (xShmLock offsets). */
-#define SHM_WRITE_LOCK 0
-#define SHM_CKPT_LOCK 1
-#define SHM_READ_LOCK0 3
-#define SHM_NLOCK 8
-#define SHM_READ_MASK (((1u << 5) - 1) << SHM_READ_LOCK0)
-/* One copy of the wal-index header (WalIndexHdr); copy 1 is at offset 0,
- * copy 2 right after it. */
-#define WAL_INDEX_HDR_SIZE 48
+/* The wal-index lock slots of the readers, as a mask of bits. */
+#define SHM_READ_MASK                                                          \
+	(((1u << WAL_INDEX_NREADER) - 1) << WAL_INDEX_READ_LOCK(0))
 
 enum obs_kind { OBS_OTHER = 0, OBS_MAIN, OBS_WAL };
 
@@ -26,14 +23,6 @@ struct observer {
 	pthread_mutex_t mu; /* guards the list of main files */
 	struct obs_file *mains;
 	char *name;
-};
-
-/* pgno -> index of the frame holding the page's latest image. */
-struct page_map {
-	uint32_t *pgno; /* 0 = empty slot */
-	uint32_t *frame;
-	size_t cap; /* power of two */
-	size_t len;
 };
 
 /* The write transaction in progress on one WAL handle. */
@@ -58,21 +47,22 @@ struct obs_file {
 	struct obs_file *main; /* WAL: its connection's main handle */
 	struct obs_txn txn;    /* WAL only */
 	void *ctx;             /* main: from hooks.on_open_main */
-	char *open_error;      /* main: why the open failed (failed file) */
 	unsigned shm_held;     /* main: bit i = wal-index lock slot i held */
 	/* main, while it holds the write lock for a write transaction: the
 	 * last wal-index header published before its commit (see
 	 * keep_private), and whether the commit is kept private. */
 	int in_write;
 	int keep_private;
-	uint8_t stable_hdr[WAL_INDEX_HDR_SIZE];
+	uint8_t stable_hdr[WAL_INDEX_HDR_COPY_SIZE];
 	/* The real file follows this struct. */
 };
+
+_Static_assert(sizeof(struct obs_file) >= sizeof(struct failed_file),
+	       "a refused open turns the handle into a failed file");
 
 #define REAL(f) ((sqlite3_file *)((struct obs_file *)(f) + 1))
 
 static const sqlite3_io_methods obs_io_methods;
-static const sqlite3_io_methods failed_io_methods;
 
 sqlite3_file *wal_observer_unwrap(sqlite3_file *f)
 {
@@ -91,70 +81,7 @@ void *wal_observer_ctx(sqlite3_file *f)
 
 const char *wal_observer_open_error(sqlite3_file *f)
 {
-	if (f != NULL && f->pMethods == &failed_io_methods)
-		return ((struct obs_file *)f)->open_error;
-	return NULL;
-}
-
-/* ---------------------------------------------------------------------- */
-/* page map */
-
-static void page_map_clear(struct page_map *m)
-{
-	free(m->pgno);
-	free(m->frame);
-	memset(m, 0, sizeof *m);
-}
-
-static int page_map_grow(struct page_map *m)
-{
-	size_t cap = m->cap ? m->cap * 2 : 64;
-	uint32_t *pgno = calloc(cap, sizeof *pgno);
-	uint32_t *frame = calloc(cap, sizeof *frame);
-	size_t i;
-
-	if (pgno == NULL || frame == NULL) {
-		free(pgno);
-		free(frame);
-		return SQLITE_NOMEM;
-	}
-	for (i = 0; i < m->cap; i++) {
-		size_t j;
-		if (m->pgno[i] == 0)
-			continue;
-		j = (m->pgno[i] * 2654435761u) & (cap - 1);
-		while (pgno[j] != 0)
-			j = (j + 1) & (cap - 1);
-		pgno[j] = m->pgno[i];
-		frame[j] = m->frame[i];
-	}
-	free(m->pgno);
-	free(m->frame);
-	m->pgno = pgno;
-	m->frame = frame;
-	m->cap = cap;
-	return SQLITE_OK;
-}
-
-static int page_map_put(struct page_map *m, uint32_t pgno, uint32_t frame)
-{
-	size_t j;
-
-	assert(pgno != 0);
-	if ((m->len + 1) * 2 > m->cap) {
-		int rc = page_map_grow(m);
-		if (rc != SQLITE_OK)
-			return rc;
-	}
-	j = (pgno * 2654435761u) & (m->cap - 1);
-	while (m->pgno[j] != 0 && m->pgno[j] != pgno)
-		j = (j + 1) & (m->cap - 1);
-	if (m->pgno[j] == 0) {
-		m->pgno[j] = pgno;
-		m->len++;
-	}
-	m->frame[j] = frame;
-	return SQLITE_OK;
+	return failed_file_reason(f);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -395,8 +322,8 @@ static int capture_header(struct obs_file *main, int copy)
 	if (shm == NULL)
 		return 0;
 	memcpy(main->stable_hdr,
-	       (const void *)(shm + copy * WAL_INDEX_HDR_SIZE),
-	       WAL_INDEX_HDR_SIZE);
+	       (const void *)(shm + copy * WAL_INDEX_HDR_COPY_SIZE),
+	       WAL_INDEX_HDR_COPY_SIZE);
 	return 1;
 }
 
@@ -408,9 +335,10 @@ static void write_index_header(struct obs_file *main, const uint8_t *hdr)
 
 	if (shm == NULL)
 		return;
-	memcpy((void *)(shm + WAL_INDEX_HDR_SIZE), hdr, WAL_INDEX_HDR_SIZE);
+	memcpy((void *)(shm + WAL_INDEX_HDR_COPY_SIZE), hdr,
+	       WAL_INDEX_HDR_COPY_SIZE);
 	REAL(main)->pMethods->xShmBarrier(REAL(main));
-	memcpy((void *)shm, hdr, WAL_INDEX_HDR_SIZE);
+	memcpy((void *)shm, hdr, WAL_INDEX_HDR_COPY_SIZE);
 }
 
 /* The write lock is still held: let the hook record what was published.  A
@@ -463,10 +391,10 @@ static void main_write_lock_released(struct obs_file *main)
  * checkpoints (the checkpoint lock held) take it too but change nothing. */
 static int begins_write(const struct obs_file *p, int ofst, int n, int flags)
 {
-	return ofst == SHM_WRITE_LOCK && n == 1 &&
+	return ofst == WAL_INDEX_WRITE_LOCK && n == 1 &&
 	       flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) &&
 	       (p->shm_held & SHM_READ_MASK) != 0 &&
-	       (p->shm_held & (1u << SHM_CKPT_LOCK)) == 0;
+	       (p->shm_held & (1u << WAL_INDEX_CKPT_LOCK)) == 0;
 }
 
 static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
@@ -474,7 +402,7 @@ static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 	struct obs_file *p = (struct obs_file *)f;
 	struct observer *obs = p->obs;
 	sqlite3_file *real = REAL(f);
-	int is_write = ofst == SHM_WRITE_LOCK && n >= 1;
+	int is_write = ofst == WAL_INDEX_WRITE_LOCK && n >= 1;
 	int was_begin_write;
 	unsigned mask;
 	int rc;
@@ -496,13 +424,13 @@ static int obs_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 	}
 	if (p->kind == OBS_MAIN && p->ctx != NULL && is_write &&
 	    (flags & SQLITE_SHM_UNLOCK) &&
-	    (p->shm_held & (1u << SHM_WRITE_LOCK)) &&
+	    (p->shm_held & (1u << WAL_INDEX_WRITE_LOCK)) &&
 	    obs->hooks.before_write_unlock != NULL)
 		main_write_lock_releasing(p);
 	rc = real->pMethods->xShmLock(real, ofst, n, flags);
 	if (rc != SQLITE_OK || p->kind != OBS_MAIN)
 		return rc;
-	assert(ofst >= 0 && n >= 1 && ofst + n <= SHM_NLOCK);
+	assert(ofst >= 0 && n >= 1 && ofst + n <= WAL_INDEX_NLOCK);
 	mask = ((1u << n) - 1) << ofst;
 	if (flags & SQLITE_SHM_UNLOCK)
 		p->shm_held &= ~mask;
@@ -652,8 +580,8 @@ static void obs_shm_barrier(sqlite3_file *f)
 		} else if (p->keep_private) {
 			volatile uint8_t *shm = wal_index_header(p);
 			if (shm != NULL)
-				memcpy((void *)(shm + WAL_INDEX_HDR_SIZE),
-				       p->stable_hdr, WAL_INDEX_HDR_SIZE);
+				memcpy((void *)(shm + WAL_INDEX_HDR_COPY_SIZE),
+				       p->stable_hdr, WAL_INDEX_HDR_COPY_SIZE);
 		}
 	}
 	REAL(f)->pMethods->xShmBarrier(REAL(f));
@@ -696,136 +624,18 @@ static const sqlite3_io_methods obs_io_methods = {
     obs_unfetch,
 };
 
-/* ---------------------------------------------------------------------- */
-/* failed files: the open was refused by on_open_main */
-
-static int failed_close(sqlite3_file *f)
-{
-	sqlite3_free(((struct obs_file *)f)->open_error);
-	return SQLITE_OK;
-}
-
-/* Reads as an empty file, so that sqlite3_open_v2 itself completes and the
- * reason can be reported to the connection. */
-static int failed_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
-{
-	(void)f;
-	(void)off;
-	memset(buf, 0, (size_t)amt);
-	return SQLITE_IOERR_SHORT_READ;
-}
-
-static int failed_refuse(sqlite3_file *f)
-{
-	sqlite3_log(SQLITE_CANTOPEN, "%s", ((struct obs_file *)f)->open_error);
-	return SQLITE_CANTOPEN;
-}
-
-static int failed_write(sqlite3_file *f, const void *buf, int amt,
-			sqlite3_int64 off)
-{
-	(void)buf;
-	(void)amt;
-	(void)off;
-	return failed_refuse(f);
-}
-
-static int failed_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-	(void)size;
-	return failed_refuse(f);
-}
-
-static int failed_sync(sqlite3_file *f, int flags)
-{
-	(void)flags;
-	return failed_refuse(f);
-}
-
-static int failed_file_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-	(void)f;
-	*size = 0;
-	return SQLITE_OK;
-}
-
-static int failed_lock(sqlite3_file *f, int lock)
-{
-	(void)lock;
-	return failed_refuse(f);
-}
-
-static int failed_unlock(sqlite3_file *f, int lock)
-{
-	(void)f;
-	(void)lock;
-	return SQLITE_OK;
-}
-
-static int failed_check_reserved_lock(sqlite3_file *f, int *out)
-{
-	(void)f;
-	*out = 0;
-	return SQLITE_OK;
-}
-
-static int failed_file_control(sqlite3_file *f, int op, void *arg)
-{
-	if (op == SQLITE_FCNTL_PRAGMA) {
-		char **az = arg;
-		az[0] =
-		    sqlite3_mprintf("%s", ((struct obs_file *)f)->open_error);
-		return SQLITE_ERROR;
-	}
-	return SQLITE_NOTFOUND;
-}
-
-static int failed_sector_size(sqlite3_file *f)
-{
-	(void)f;
-	return 4096;
-}
-
-static int failed_device_characteristics(sqlite3_file *f)
-{
-	(void)f;
-	return 0;
-}
-
-static const sqlite3_io_methods failed_io_methods = {
-    1,
-    failed_close,
-    failed_read,
-    failed_write,
-    failed_truncate,
-    failed_sync,
-    failed_file_size,
-    failed_lock,
-    failed_unlock,
-    failed_check_reserved_lock,
-    failed_file_control,
-    failed_sector_size,
-    failed_device_characteristics,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
-};
-
 static int open_failed(struct obs_file *p, sqlite3_filename name, int rc,
 		       char *msg, int *out_flags, int flags)
 {
 	p->kind = OBS_OTHER;
-	p->open_error = msg != NULL ? msg
-				    : sqlite3_mprintf("cannot open %s: %s",
-						      name, sqlite3_errstr(rc));
-	if (p->open_error == NULL)
+	if (msg == NULL)
+		msg = sqlite3_mprintf("cannot open %s: %s", name,
+				      sqlite3_errstr(rc));
+	if (msg == NULL)
 		return SQLITE_NOMEM;
 	if (out_flags != NULL)
 		*out_flags = flags;
-	p->base.pMethods = &failed_io_methods;
+	failed_file_init(&p->base, msg);
 	return SQLITE_OK;
 }
 

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vfs/sqlite_api.h"
+#include "base/sqlite_api.h"
 
 struct wal_page {
 	uint32_t pgno;

@@ -21,41 +21,27 @@
  * and overrides the environment.  A parameter of ours given twice in one
  * URI is refused.  Any malformed value fails with a message naming the
  * parameter, the value (never a secret's) and what is expected. */
-#ifndef REPLITE_REPLICA_PARAMS_H
-#define REPLITE_REPLICA_PARAMS_H
+#ifndef REPLITE_URI_PARAMS_H
+#define REPLITE_URI_PARAMS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vfs/sqlite_api.h"
+#include "base/sqlite_api.h"
+#include "sync/replica_options.h"
 
-#define REPLICA_PARAMS_SYNC_INTERVAL_MS 1000
-#define REPLICA_PARAMS_WRITE_TIMEOUT_MS 10000
 /* Upper bound of sync_interval and write_timeout, in seconds (one year). */
-#define REPLICA_PARAMS_MAX_SECONDS 31536000
-
-struct replica_params {
-	char *sync_url;           /* malloc'd, normalised; NULL = absent */
-	char *auth_token;         /* malloc'd; NULL = none */
-	char *encryption_key;     /* malloc'd; NULL = none */
-	int64_t sync_interval_ms; /* 0 = only explicit syncs */
-	int read_your_writes;     /* 0 or 1 */
-	int offline;              /* 0 or 1 */
-	int64_t write_timeout_ms; /* > 0 */
-};
+#define URI_PARAMS_MAX_SECONDS 31536000
 
 /* A getenv-like lookup: the value of the variable, or NULL when unset. */
-typedef const char *(*replica_params_env_fn)(const char *name);
+typedef const char *(*uri_params_env_fn)(const char *name);
 
 /* Read the options of the database whose file name is name (the zName of
  * xOpen for a main database; NULL, as for a temporary database, gives the
  * defaults and the environment).  env looks up the environment; NULL means
- * getenv.  Returns 0 with *out filled (release with replica_params_free),
+ * getenv.  Returns 0 with *out filled (release with replica_options_free),
  * or -1 with *out zeroed and the reason in err. */
-int replica_params_parse(sqlite3_filename name, replica_params_env_fn env,
-			 struct replica_params *out, char *err, size_t err_len);
-
-/* Free the strings of p and zero it; p may be zeroed already. */
-void replica_params_free(struct replica_params *p);
+int uri_params_parse(sqlite3_filename name, uri_params_env_fn env,
+		     struct replica_options *out, char *err, size_t err_len);
 
 #endif

@@ -1,0 +1,107 @@
+#include "frames.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wal/walfmt.h"
+
+int frames_parse(const void *body, size_t len, uint32_t page_size,
+		 uint32_t start, uint32_t end, struct frames_batch *out,
+		 char *err, size_t err_len)
+{
+	const uint8_t *p = body;
+	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)page_size;
+	const uint32_t pending = frames_pending_byte_page(page_size);
+	struct frames_frame *frames;
+	uint32_t i, n, n_complete = 0, db_size = 0;
+
+	assert(page_size >= 512 && page_size <= 65536 &&
+	       (page_size & (page_size - 1)) == 0);
+	assert(start >= 1 && start < end);
+
+	if (len == 0) {
+		snprintf(err, err_len,
+			 "the primary answered the pull of frames [%u, %u) "
+			 "with an empty body",
+			 start, end);
+		return -1;
+	}
+	if (len % frame_size != 0) {
+		snprintf(
+		    err, err_len,
+		    "the primary answered the pull of frames [%u, %u) "
+		    "with a body of %zu bytes, not a multiple of the frame "
+		    "size %zu (24-byte header + %u-byte page): truncated "
+		    "or not frames",
+		    start, end, len, frame_size, page_size);
+		return -1;
+	}
+	if (len / frame_size > (size_t)(end - start)) {
+		snprintf(err, err_len,
+			 "the primary answered the pull of frames [%u, %u) "
+			 "with %zu frames, more than the %u asked for",
+			 start, end, len / frame_size, end - start);
+		return -1;
+	}
+	n = (uint32_t)(len / frame_size);
+	frames = calloc(n, sizeof *frames);
+	if (frames == NULL) {
+		snprintf(err, err_len, "out of memory parsing %u frames", n);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *f = p + (size_t)i * frame_size;
+		struct frames_frame *fr = &frames[i];
+
+		fr->pgno = walfmt_get32(f);
+		fr->db_size = walfmt_get32(f + 4);
+		fr->page = f + WALFMT_FRAME_HDR_SIZE;
+		if (fr->pgno == 0 || fr->pgno == pending) {
+			snprintf(err, err_len,
+				 "frame %u from the primary (pull of [%u, %u)) "
+				 "has page number %u, %s",
+				 start + i, start, end, fr->pgno,
+				 fr->pgno == 0
+				     ? "but pages are numbered from 1"
+				     : "the pending-byte page, which never "
+				       "holds data");
+			free(frames);
+			return -1;
+		}
+		/* A commit frame may name pages beyond its db_size (the
+		 * injector drops them); db_size != 0 is what marks it. */
+		if (fr->db_size != 0) {
+			n_complete = i + 1;
+			db_size = fr->db_size;
+		}
+	}
+	out->frames = frames;
+	out->n = n;
+	out->n_complete = n_complete;
+	out->db_size = db_size;
+	return 0;
+}
+
+void frames_batch_free(struct frames_batch *b)
+{
+	free(b->frames);
+	memset(b, 0, sizeof *b);
+}
+
+void frames_encode(const struct wal_page *pages, uint32_t n,
+		   uint32_t commit_size, uint32_t page_size, uint8_t *out)
+{
+	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)page_size;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		uint8_t *f = out + (size_t)i * frame_size;
+
+		memset(f, 0, WALFMT_FRAME_HDR_SIZE);
+		walfmt_put32(f, pages[i].pgno);
+		walfmt_put32(f + 4, i + 1 == n ? commit_size : 0);
+		memcpy(f + WALFMT_FRAME_HDR_SIZE, pages[i].data, page_size);
+	}
+}

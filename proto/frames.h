@@ -1,0 +1,61 @@
+/* The frame bodies of the HTTP sync protocol (DESIGN.md §5,
+ * notes/libsql-protocols.md "HTTP sync protocol"): concatenated frames, each
+ * a 24-byte big-endian WAL frame header (pgno, db_size, salts, checksums)
+ * and a page, as served by GET /sync/{G}/{start}/{end} and sent with
+ * POST /sync/{G}/{start}/{end}.  Only pgno and db_size matter: the salts and
+ * checksums are the primary's and are recomputed locally by the injector.
+ * The JSON answers are in proto/messages.h.
+ *
+ * Every failure is reported as text naming what was wrong with the body. */
+#ifndef REPLITE_PROTO_FRAMES_H
+#define REPLITE_PROTO_FRAMES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wal/wal_inject.h" /* struct wal_page */
+
+/* One frame: a view into the body it was parsed from (no copy). */
+struct frames_frame {
+	uint32_t pgno;       /* >= 1, never the pending-byte page */
+	uint32_t db_size;    /* database size in pages; non-zero = commit */
+	const uint8_t *page; /* page_size bytes inside the body */
+};
+
+struct frames_batch {
+	struct frames_frame *frames; /* malloc'd, n entries */
+	uint32_t n;                  /* frames in the body, >= 1 */
+	/* Leading frames that form whole transactions: up to and including
+	 * the last commit frame (0: no commit frame at all).  Frames after
+	 * it are an incomplete transaction, to be requested again from
+	 * start + n_complete. */
+	uint32_t n_complete;
+	uint32_t db_size; /* db_size of the last commit frame, or 0 */
+};
+
+/* The page number of the pending-byte page for a page size: SQLite never
+ * stores data in it. */
+static inline uint32_t frames_pending_byte_page(uint32_t page_size)
+{
+	return 0x40000000u / page_size + 1;
+}
+
+/* Parse the 200 body of GET /sync/{G}/{start}/{end} with the given page
+ * size (a power of two in 512..65536; 1 <= start < end).  The frames point
+ * into body, which must outlive *out.  Returns 0, or -1 with err naming the
+ * problem (empty body, length not a multiple of the frame size, page number
+ * 0 or the pending-byte page, more frames than asked for); *out is set only
+ * on success. */
+int frames_parse(const void *body, size_t len, uint32_t page_size,
+		 uint32_t start, uint32_t end, struct frames_batch *out,
+		 char *err, size_t err_len);
+void frames_batch_free(struct frames_batch *b);
+
+/* The body of POST /sync/{G}/{start}/{end}: n frames, each a 24-byte
+ * big-endian header (page number; on the last frame of a transaction,
+ * commit_size, else 0; salts and checksums zero: the primary recomputes
+ * them) and the page.  out holds n * (24 + page_size) bytes. */
+void frames_encode(const struct wal_page *pages, uint32_t n,
+		   uint32_t commit_size, uint32_t page_size, uint8_t *out);
+
+#endif

@@ -1,0 +1,203 @@
+/* Capture of SQL commits: every connection to the live database goes
+ * through the observer VFS, whose commit hook appends the transaction to the
+ * current generation's log (fsync) before its commit frame reaches the live
+ * WAL. */
+#include "store_internal.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/errors.h"
+#include "wal/wal_observer.h"
+
+static int append_pages(struct generation *g, const struct wal_page *pages,
+			size_t n, uint32_t db_size)
+{
+	struct frame_log_entry *e = calloc(n, sizeof *e);
+	size_t i;
+	int rv;
+
+	if (e == NULL)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		e[i].pgno = pages[i].pgno;
+		e[i].page = pages[i].data;
+	}
+	e[n - 1].db_size = db_size;
+	rv = frame_log_append(g->log, e, n);
+	free(e);
+	return rv;
+}
+
+/* Runs in the committing connection's thread, with the live WAL's write lock
+ * held: commits (and generation changes, which also take that lock) are
+ * serialised, so the current generation cannot change under us. */
+static int on_commit(void *arg, void *ctx, const char *path,
+		     const struct wal_page *pages, size_t n, uint32_t db_size)
+{
+	struct store *s = arg;
+	struct generation *g;
+	int rv;
+
+	(void)ctx;
+	(void)path;
+	pthread_mutex_lock(&s->mu);
+	if (s->failed[0] != '\0') {
+		pthread_mutex_unlock(&s->mu);
+		sqlite3_log(SQLITE_IOERR_WRITE, "replite: %s", s->failed);
+		return SQLITE_IOERR_WRITE;
+	}
+	g = store_current_locked(s);
+	pthread_mutex_unlock(&s->mu);
+	if (n == 0)
+		return SQLITE_IOERR_WRITE;
+	rv = append_pages(g, pages, n, db_size);
+	if (rv != 0) {
+		store_log(
+		    "cannot append to the frame log of generation %" PRIu32
+		    ": %s; the transaction is rolled back",
+		    g->number, strerror(-rv));
+		return SQLITE_IOERR_WRITE;
+	}
+	return SQLITE_OK;
+}
+
+static void on_commit_end(void *arg, void *ctx, const char *path, int published)
+{
+	struct store *s = arg;
+
+	(void)ctx;
+	(void)path;
+	if (!published) {
+		/* The log holds a transaction the live database does not:
+		 * start-up replays it, nothing else can. */
+		store_mark_failed(
+		    s, "a logged transaction failed to commit to the "
+		       "live database (I/O error on the live WAL)");
+	}
+	store_notify(s);
+}
+
+static void on_write_unlock(void *arg, void *ctx)
+{
+	struct store *s = arg;
+
+	(void)ctx;
+	pthread_mutex_lock(&s->unlock_mu);
+	s->unlock_seq++;
+	pthread_cond_broadcast(&s->unlock_cond);
+	pthread_mutex_unlock(&s->unlock_mu);
+}
+
+#define BUSY_TIMEOUT_MS 5000
+/* Also wait this long at most per attempt: a lock held by another process
+ * (e.g. the sqlite3 shell on live.db) is released without a wake-up. */
+#define BUSY_POLL_MS 10
+
+/* When the current wait for a lock began.  SQLite calls the busy handler
+ * of a statement on the thread that steps it, from count 0 up, so the
+ * start of a wait is per thread; it cannot live in the store. */
+static _Thread_local int64_t busy_since_ms;
+
+static int busy_wait(void *arg, int count)
+{
+	struct store *s = arg;
+	int64_t now = clock_monotonic_ms(), until;
+	struct timespec ts;
+	uint64_t seq;
+
+	if (count == 0)
+		busy_since_ms = now;
+	if (now - busy_since_ms >= BUSY_TIMEOUT_MS)
+		return 0;
+	until = clock_unix_ms() + BUSY_POLL_MS;
+	ts.tv_sec = until / 1000;
+	ts.tv_nsec = (until % 1000) * 1000000L;
+	pthread_mutex_lock(&s->unlock_mu);
+	/* A release between SQLite's failed attempt and here is missed, but
+	 * costs one poll interval at most. */
+	seq = s->unlock_seq;
+	while (seq == s->unlock_seq &&
+	       pthread_cond_timedwait(&s->unlock_cond, &s->unlock_mu, &ts) == 0)
+		;
+	pthread_mutex_unlock(&s->unlock_mu);
+	return 1;
+}
+
+static int configure_conn(sqlite3 *db)
+{
+	return sqlite3_exec(db,
+			    "PRAGMA journal_mode=WAL;"
+			    "PRAGMA synchronous=NORMAL;",
+			    NULL, NULL, NULL);
+}
+
+/* The storage relies on WAL mode, on normal locking, and on every write
+ * going to live.db: clients may not change those, nor reach other files. */
+static int authorize(void *arg, int action, const char *a, const char *b,
+		     const char *db_name, const char *trigger)
+{
+	(void)arg;
+	(void)db_name;
+	(void)trigger;
+	/* VACUUM attaches a temporary database, named ""; VACUUM INTO and
+	 * ATTACH name a file. */
+	if (action == SQLITE_ATTACH && (a == NULL || a[0] != '\0'))
+		return SQLITE_DENY;
+	if (action == SQLITE_PRAGMA && b != NULL &&
+	    (sqlite3_stricmp(a, "journal_mode") == 0 ||
+	     sqlite3_stricmp(a, "locking_mode") == 0))
+		return SQLITE_DENY;
+	return SQLITE_OK;
+}
+
+int store_open_conn(void *arg, sqlite3 **out)
+{
+	struct store *s = arg;
+	sqlite3 *db = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(s->live_path, &db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+			     s->vfs->zName);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_handler(db, busy_wait, s);
+		rc = configure_conn(db);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_set_authorizer(db, authorize, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_close(db);
+		return rc;
+	}
+	*out = db;
+	return SQLITE_OK;
+}
+
+int store_capture_register(struct store *s, char *err, size_t n)
+{
+	struct wal_observer_hooks hooks = {.on_commit = on_commit,
+					   .on_commit_end = on_commit_end,
+					   .on_write_unlock = on_write_unlock,
+					   .arg = s};
+	char name[64];
+	int rc;
+
+	snprintf(name, sizeof name, "replite-primary-%p", (void *)s);
+	rc = wal_observer_register(name, &hooks, &s->vfs);
+	if (rc != SQLITE_OK) {
+		errors_set(err, n, "cannot register the capture VFS: %s",
+			   sqlite3_errstr(rc));
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,119 @@
+/* The store's parts, shared by the files that implement it (store.h is the
+ * interface):
+ *
+ *   store.c          the object: open/close, accessors, pull, export, the
+ *                    maintenance tick
+ *   store_capture.c  capture of SQL commits: the observer VFS's hooks append
+ *                    each transaction to the log before it commits, and
+ *                    the connections to the live database
+ *   store_push.c     validation and application of pushed frames, and the
+ *                    pending pushes that wait for their commit frame
+ *   store_gen.c      generations: the first one (new or imported), loading
+ *                    them, rollover, retention
+ *   store_recover.c  start-up: the database id, and bringing the live
+ *                    database up to the log's head
+ *
+ * Locking: mu guards gens, pending, failed and the listener; the live
+ * database's WAL write lock (BEGIN IMMEDIATE on the internal connection, or
+ * any SQL writer's commit) serialises everything that appends to the log or
+ * changes the current generation. */
+#ifndef REPLITE_STORE_INTERNAL_H
+#define REPLITE_STORE_INTERNAL_H
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "frame_log.h"
+#include "store.h"
+#include "wal/walfmt.h"
+
+#define GEN_DIR_FMT "gen-%08" PRIu32
+#define PENDING_BYTE_PAGE (0x40000000u / WALFMT_PAGE_SIZE + 1)
+
+struct generation {
+	uint32_t number;
+	char *dir;
+	struct frame_log *log;
+	int64_t ended_ms; /* 0 while current */
+};
+
+/* Frames of a multi-request push that are not yet followed by a commit. */
+struct pending_push {
+	char *baton;
+	uint32_t gen;
+	uint32_t first; /* frame number of frames[0] */
+	uint32_t next;  /* frame number the next request must start at */
+	int strict;     /* no acknowledgment of an identical re-push */
+	uint8_t *frames;
+	size_t len;
+	int64_t used_ms;
+	struct pending_push *next_push;
+};
+
+struct store {
+	struct store_config cfg;
+	char *data_dir;
+	char *live_path;
+	char *database_id;
+	sqlite3_vfs *vfs;
+
+	/* mu guards gens, pending, failed and the listener. */
+	pthread_mutex_t mu;
+	struct generation **gens; /* ascending; the last one is current */
+	size_t n_gens;
+	struct pending_push *pending;
+	char failed[512]; /* non-empty: writes are refused until restart */
+	void (*listener)(void *arg);
+	void *listener_arg;
+
+	/* Writers waiting for the WAL write lock sleep on unlock_cond and
+	 * are woken when it is released (unlock_seq advances), instead of
+	 * SQLite's default busy handler sleeping up to 100 ms at a time,
+	 * which starves the unlucky ones under contention. */
+	pthread_mutex_t unlock_mu;
+	pthread_cond_t unlock_cond;
+	uint64_t unlock_seq;
+
+	/* The internal connection, used for pushes and maintenance; its
+	 * BEGIN IMMEDIATE is how they exclude SQL writers. */
+	pthread_mutex_t internal_mu;
+	sqlite3 *internal;
+};
+
+/* store.c */
+void store_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+struct generation *store_current_locked(struct store *s);
+struct generation *store_find_gen_locked(struct store *s, uint32_t number);
+/* Tell the listener (long-polls) that the log or the generation changed. */
+void store_notify(struct store *s);
+/* Refuse writes until restart, with the reason. */
+void store_mark_failed(struct store *s, const char *why);
+
+/* store_capture.c: register the observer VFS through which every
+ * connection to the live database is opened (s->vfs). */
+int store_capture_register(struct store *s, char *err, size_t n);
+
+/* store_push.c */
+void store_push_expire(struct store *s);
+void store_push_free_pending(struct pending_push *p);
+
+/* store_gen.c */
+int store_exec_check(sqlite3 *db, const char *sql, const char *what, char *err,
+		     size_t n);
+int store_gen_create_first(struct store *s, char *err, size_t n);
+int store_gen_load(struct store *s, char *err, size_t n);
+int store_gen_add(struct store *s, uint32_t number, struct frame_log *log);
+void store_gen_free(struct generation *g);
+void store_remove_tree(const char *dir);
+void store_gen_rollover(struct store *s);
+void store_gen_drop_expired(struct store *s);
+
+/* store_recover.c */
+int store_recover_id(struct store *s, int *is_new, char *err, size_t n);
+int store_recover_live(struct store *s, char *err, size_t n);
+
+#endif

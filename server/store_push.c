@@ -1,0 +1,416 @@
+/* Pushed frames (POST /sync): structural validation, pending pushes that
+ * wait for their commit frame, and application under the write lock (log
+ * first, then injection into the live WAL). */
+#include "store_internal.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/errors.h"
+#include "proto/messages.h"
+#include "util.h"
+#include "wal/wal_inject.h"
+#include "wal/wal_observer.h"
+
+static void push_reply(struct http_reply *r, const char *status, uint32_t gen,
+		       uint32_t max_frame_no, const char *baton)
+{
+	struct messages_push_reply answer = {
+	    .conflict = strcmp(status, "conflict") == 0,
+	    .generation = gen,
+	    .max_frame_no = max_frame_no,
+	    .baton = (char *)baton,
+	};
+
+	http_reply_json(r, 200, messages_encode_push_reply(&answer));
+}
+
+/* Structural checks of pushed frames: the page numbers, the commit sizes and
+ * the database header, so that a bad client cannot corrupt the primary. */
+/* What makes a pushed page 1 unusable as the live database's header, or
+ * NULL.  SQLite accepts some such headers at first and then fails every
+ * later write (SQLITE_NOTADB, SQLITE_CORRUPT), even after a restart, so they
+ * never reach the log. */
+static const char *page1_problem(const uint8_t *page)
+{
+	if (memcmp(page, "SQLite format 3", 16) != 0)
+		return "is not a SQLite database header";
+	if (walfmt_db_page_size(page) != WALFMT_PAGE_SIZE)
+		return "has a page size other than 4096";
+	if (page[18] < 1 || page[18] > 2 || page[19] < 1 || page[19] > 2)
+		return "has unknown file format versions (bytes 18-19)";
+	if (page[20] != 0)
+		return "reserves bytes at the end of each page (byte 20), "
+		       "which the primary's database does not";
+	if (page[21] != 64 || page[22] != 32 || page[23] != 32)
+		return "has invalid payload fractions (bytes 21-23)";
+	return NULL;
+}
+
+static int validate_frames(const uint8_t *body, size_t n_frames, char *why,
+			   size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n_frames; i++) {
+		const uint8_t *f = body + i * WALFMT_FRAME_SIZE;
+		uint32_t pgno = walfmt_get32(f);
+		uint32_t db_size = walfmt_get32(f + 4);
+
+		if (pgno == 0) {
+			errors_set(why, n, "frame %zu has page number 0", i);
+			return -1;
+		}
+		if (pgno == PENDING_BYTE_PAGE) {
+			errors_set(why, n,
+				   "frame %zu writes the pending-byte page %u",
+				   i, pgno);
+			return -1;
+		}
+		if (db_size != 0 && db_size >= PENDING_BYTE_PAGE * 64u) {
+			errors_set(why, n,
+				   "frame %zu has an implausible database "
+				   "size of %u pages",
+				   i, db_size);
+			return -1;
+		}
+		if (pgno == 1) {
+			const char *bad =
+			    page1_problem(f + WALFMT_FRAME_HDR_SIZE);
+			if (bad != NULL) {
+				errors_set(why, n, "frame %zu: page 1 %s", i,
+					   bad);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static struct pending_push *find_pending_locked(struct store *s,
+						const char *baton)
+{
+	struct pending_push *p;
+
+	for (p = s->pending; p != NULL; p = p->next_push) {
+		if (strcmp(p->baton, baton) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+static void unlink_pending_locked(struct store *s, struct pending_push *p)
+{
+	struct pending_push **pp = &s->pending;
+
+	while (*pp != NULL && *pp != p)
+		pp = &(*pp)->next_push;
+	if (*pp == p)
+		*pp = p->next_push;
+}
+
+/* Index (0-based) of the last commit frame in the buffer, or -1. */
+static ssize_t last_commit(const uint8_t *frames, size_t n_frames)
+{
+	ssize_t i;
+
+	for (i = (ssize_t)n_frames - 1; i >= 0; i--) {
+		if (walfmt_get32(frames + (size_t)i * WALFMT_FRAME_SIZE + 4))
+			return i;
+	}
+	return -1;
+}
+
+/* Frames pushed again after a lost reply: equal to what the log holds. */
+static int same_as_logged(struct generation *g, uint32_t start,
+			  const uint8_t *frames, size_t n_frames)
+{
+	uint8_t *buf = malloc(n_frames * WALFMT_FRAME_SIZE);
+	size_t i;
+	int same = 0;
+
+	if (buf == NULL)
+		return 0;
+	if (frame_log_read(g->log, start, start + (uint32_t)n_frames, buf) != 0)
+		goto out;
+	for (i = 0; i < n_frames; i++) {
+		const uint8_t *a = buf + i * WALFMT_FRAME_SIZE;
+		const uint8_t *b = frames + i * WALFMT_FRAME_SIZE;
+		if (memcmp(a, b, 8) != 0 ||
+		    memcmp(a + WALFMT_FRAME_HDR_SIZE, b + WALFMT_FRAME_HDR_SIZE,
+			   WALFMT_PAGE_SIZE) != 0)
+			goto out;
+	}
+	same = 1;
+out:
+	free(buf);
+	return same;
+}
+
+/* Append frames [first, first + n) to the log one for one and publish their
+ * pages in the live database, as one atomic step under the write lock. */
+static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
+			int strict, const uint8_t *frames, size_t n,
+			uint32_t *head_out, char *why, size_t why_len)
+{
+	struct frame_log_entry *e = calloc(n, sizeof *e);
+	struct wal_page *pages = calloc(n, sizeof *pages);
+	struct wal_inject_opts opts = {wal_observer_unwrap, 0,
+				       WALFMT_PAGE_SIZE};
+	struct generation *g;
+	char *msg = NULL;
+	uint32_t head;
+	size_t i;
+	int rv = -1, rc;
+
+	if (e == NULL || pages == NULL) {
+		errors_set(why, why_len, "out of memory");
+		goto out_free;
+	}
+	pthread_mutex_lock(&s->internal_mu);
+	rc = sqlite3_exec(s->internal, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		errors_set(why, why_len, "cannot take the write lock: %s",
+			   sqlite3_errmsg(s->internal));
+		goto out_unlock;
+	}
+	pthread_mutex_lock(&s->mu);
+	g = store_current_locked(s);
+	pthread_mutex_unlock(&s->mu);
+	head = frame_log_head(g->log);
+	*head_out = head;
+	if (!strict && g->number == gen && first <= head &&
+	    first + n - 1 > head &&
+	    same_as_logged(g, first, frames, head - first + 1)) {
+		/* A push again whose first part is logged already (the answer
+		 * to it was lost with a restart), followed by frames that are
+		 * not: the logged part ends at a commit frame, so the rest
+		 * starts a transaction right after the head. */
+		size_t skip = head - first + 1;
+		frames += skip * WALFMT_FRAME_SIZE;
+		n -= skip;
+		first = head + 1;
+	}
+	if (g->number != gen || first != head + 1) {
+		int same = !strict && g->number == gen && first <= head &&
+			   first + n - 1 <= head &&
+			   same_as_logged(g, first, frames, n);
+		rv = same ? 0 : 1;
+		if (same)
+			*head_out = first + (uint32_t)n - 1;
+		goto out_rollback;
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *f = frames + i * WALFMT_FRAME_SIZE;
+		e[i].pgno = walfmt_get32(f);
+		e[i].db_size = walfmt_get32(f + 4);
+		e[i].page = f + WALFMT_FRAME_HDR_SIZE;
+		pages[i].pgno = e[i].pgno;
+		pages[i].data = e[i].page;
+	}
+	rc = frame_log_append(g->log, e, n);
+	if (rc != 0) {
+		errors_set(why, why_len, "cannot append to the frame log: %s",
+			   strerror(-rc));
+		goto out_rollback;
+	}
+	rc = wal_inject(s->internal, &opts, pages, n, e[n - 1].db_size, &msg);
+	if (rc != SQLITE_OK) {
+		errors_set(
+		    why, why_len,
+		    "pushed frames are durable in the log but could not be "
+		    "applied to the live database: %s",
+		    msg ? msg : sqlite3_errstr(rc));
+		store_mark_failed(s, why);
+		sqlite3_free(msg);
+		/* Durable and acknowledged: start-up will apply them. */
+	}
+	*head_out = frame_log_head(g->log);
+	rv = 0;
+out_rollback:
+	/* Nothing is dirty: COMMIT writes no frame and releases the lock. */
+	sqlite3_exec(s->internal, "COMMIT", NULL, NULL, NULL);
+	if (sqlite3_get_autocommit(s->internal) == 0)
+		sqlite3_exec(s->internal, "ROLLBACK", NULL, NULL, NULL);
+out_unlock:
+	pthread_mutex_unlock(&s->internal_mu);
+out_free:
+	free(e);
+	free(pages);
+	return rv;
+}
+
+static int pending_append(struct pending_push *p, const uint8_t *body,
+			  size_t len)
+{
+	uint8_t *frames = realloc(p->frames, p->len + len);
+
+	if (frames == NULL)
+		return -ENOMEM;
+	memcpy(frames + p->len, body, len);
+	p->frames = frames;
+	p->len += len;
+	return 0;
+}
+
+void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
+		const char *baton, int strict, const uint8_t *body, size_t len,
+		struct http_reply *reply)
+{
+	struct pending_push *p = NULL;
+	size_t n_frames, keep;
+	ssize_t commit;
+	uint32_t head = 0;
+	char why[512];
+	int rv;
+
+	if (start == 0 || end <= start) {
+		http_reply_error(reply, 400, "INVALID_FRAME_RANGE",
+				 "invalid frame range [%u, %u)", start, end);
+		return;
+	}
+	n_frames = end - start;
+	if (len != n_frames * WALFMT_FRAME_SIZE) {
+		http_reply_error(reply, 400, "INVALID_FRAMES",
+				 "body has %zu bytes; frames [%u, %u) need "
+				 "%zu bytes (%d bytes per frame: 24-byte "
+				 "header + 4096-byte page)",
+				 len, start, end, n_frames * WALFMT_FRAME_SIZE,
+				 WALFMT_FRAME_SIZE);
+		return;
+	}
+	if (validate_frames(body, n_frames, why, sizeof why) != 0) {
+		http_reply_error(reply, 400, "INVALID_FRAMES", "%s", why);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (s->failed[0] != '\0') {
+		http_reply_error(reply, 503, "PRIMARY_FAILED", "%s", s->failed);
+		goto out_unlock;
+	}
+	if (baton != NULL)
+		p = find_pending_locked(s, baton);
+	if (p == NULL) {
+		/* A new push, or one whose baton is gone (expired, or lost
+		 * with a restart: buffered frames are not durable).  If it
+		 * starts past the head, the frames before it are not here:
+		 * answer "ok" with the head.  The libSQL client takes a lower
+		 * max_frame_no as InvalidPushFrameNoLow, moves its durable
+		 * frame number back to it and pushes again from head + 1;
+		 * "conflict" would leave it stuck. */
+		struct generation *g = store_current_locked(s);
+		uint32_t cur_head = frame_log_head(g->log);
+		if (g->number == gen && start > cur_head + 1) {
+			push_reply(reply, "ok", gen, cur_head, NULL);
+			goto out_unlock;
+		}
+	}
+	if (p != NULL) {
+		if (p->gen != gen || p->next != start) {
+			http_reply_error(reply, 400, "PUSH_OUT_OF_ORDER",
+					 "push continues at frame %u of "
+					 "generation %u, not %u of %u",
+					 p->next, p->gen, start, gen);
+			goto out_unlock;
+		}
+		unlink_pending_locked(s, p);
+	} else {
+		p = calloc(1, sizeof *p);
+		if (p == NULL) {
+			http_reply_error(reply, 500, "OUT_OF_MEMORY",
+					 "out of memory");
+			goto out_unlock;
+		}
+		p->gen = gen;
+		p->first = start;
+		p->strict = strict;
+	}
+	pthread_mutex_unlock(&s->mu);
+
+	if (p->len + len > s->cfg.max_push_bytes) {
+		http_reply_error(reply, 413, "PUSH_TOO_LARGE",
+				 "a push may buffer at most %zu bytes of "
+				 "frames before a commit frame",
+				 s->cfg.max_push_bytes);
+		store_push_free_pending(p);
+		return;
+	}
+	if (pending_append(p, body, len) != 0) {
+		http_reply_error(reply, 500, "OUT_OF_MEMORY", "out of memory");
+		store_push_free_pending(p);
+		return;
+	}
+	p->next = end;
+	p->used_ms = clock_monotonic_ms();
+	commit = last_commit(p->frames, p->len / WALFMT_FRAME_SIZE);
+	if (commit >= 0) {
+		size_t n_apply = (size_t)commit + 1;
+		rv = apply_frames(s, gen, p->first, p->strict, p->frames,
+				  n_apply, &head, why, sizeof why);
+		if (rv < 0) {
+			http_reply_error(reply, 500, "PUSH_FAILED", "%s", why);
+			store_push_free_pending(p);
+			return;
+		}
+		if (rv > 0) {
+			push_reply(reply, "conflict", store_generation(s), head,
+				   NULL);
+			store_push_free_pending(p);
+			return;
+		}
+		keep = p->len - n_apply * WALFMT_FRAME_SIZE;
+		memmove(p->frames, p->frames + n_apply * WALFMT_FRAME_SIZE,
+			keep);
+		p->len = keep;
+		p->first += (uint32_t)n_apply;
+		store_notify(s);
+	}
+	if (p->len == 0) {
+		push_reply(reply, "ok", gen, end - 1, NULL);
+		store_push_free_pending(p);
+		return;
+	}
+	if (p->baton == NULL)
+		p->baton = util_random_token(24);
+	push_reply(reply, "ok", gen, end - 1, p->baton);
+	pthread_mutex_lock(&s->mu);
+	p->next_push = s->pending;
+	s->pending = p;
+out_unlock:
+	pthread_mutex_unlock(&s->mu);
+}
+
+void store_push_expire(struct store *s)
+{
+	int64_t now = clock_monotonic_ms();
+	struct pending_push **pp;
+
+	pthread_mutex_lock(&s->mu);
+	pp = &s->pending;
+	while (*pp != NULL) {
+		struct pending_push *p = *pp;
+		if (now - p->used_ms > s->cfg.push_expiry_ms) {
+			*pp = p->next_push;
+			store_push_free_pending(p);
+		} else {
+			pp = &p->next_push;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+void store_push_free_pending(struct pending_push *p)
+{
+	free(p->baton);
+	free(p->frames);
+	free(p);
+}

@@ -1,0 +1,147 @@
+/* Start-up: the database id (database.json) and bringing the live database
+ * up to the head of the log. */
+#include "store_internal.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "base/errors.h"
+#include "base/fileio.h"
+#include "util.h"
+
+static char *new_database_id(void)
+{
+	uint8_t b[16];
+
+	if (RAND_bytes(b, sizeof b) != 1)
+		return NULL;
+	b[6] = (b[6] & 0x0f) | 0x40; /* UUID version 4 */
+	b[8] = (b[8] & 0x3f) | 0x80;
+	return util_strdupf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+			    "%02x%02x%02x%02x%02x%02x",
+			    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+			    b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+			    b[15]);
+}
+
+int store_recover_id(struct store *s, int *is_new, char *err, size_t n)
+{
+	char *path = util_strdupf("%s/database.json", s->data_dir);
+	char *text = NULL;
+	size_t len;
+	json_t *j = NULL;
+	json_error_t jerr;
+	int rv = -1, e;
+
+	*is_new = 0;
+	e = fileio_read_file(path, &text, &len);
+	if (e == -ENOENT) {
+		char *body;
+		*is_new = 1;
+		s->database_id = new_database_id();
+		body =
+		    util_strdupf("{\"format\": 1, \"database_id\": \"%s\"}\n",
+				 s->database_id);
+		e = body ? fileio_write_file_atomic(path, body, strlen(body))
+			 : -ENOMEM;
+		free(body);
+		if (e != 0) {
+			errors_set(err, n, "cannot write %s: %s", path,
+				   strerror(-e));
+			goto out;
+		}
+		rv = 0;
+		goto out;
+	}
+	if (e != 0) {
+		errors_set(err, n, "cannot read %s: %s", path, strerror(-e));
+		goto out;
+	}
+	j = json_loads(text, 0, &jerr);
+	if (j == NULL || !json_is_string(json_object_get(j, "database_id"))) {
+		errors_set(err, n,
+			   "%s is corrupt: expected {\"database_id\": ...}",
+			   path);
+		goto out;
+	}
+	s->database_id =
+	    strdup(json_string_value(json_object_get(j, "database_id")));
+	rv = 0;
+out:
+	json_decref(j);
+	free(text);
+	free(path);
+	return rv;
+}
+
+/* Bring the live database up to the head of the log.  Every transaction is
+ * in the log before it is in the live database, so the live file holds the
+ * state of some frame M <= head of the current generation, and the state at
+ * the generation's start is its base.  Replaying all of the generation's
+ * frames onto it therefore yields exactly the head state: pages changed in
+ * the generation get their latest image, the others are already equal. */
+int store_recover_live(struct store *s, char *err, size_t n)
+{
+	struct generation *g = store_current_locked(s);
+	char *base = util_strdupf("%s/base.db", g->dir);
+	sqlite3 *db = NULL;
+	int fd = -1, rv = -1, rc, e;
+
+	if (access(s->live_path, F_OK) != 0) {
+		char *wal = util_strdupf("%s-wal", s->live_path);
+		char *shm = util_strdupf("%s-shm", s->live_path);
+		if (wal)
+			unlink(wal);
+		if (shm)
+			unlink(shm);
+		free(wal);
+		free(shm);
+		e = fileio_copy_file(base, s->live_path);
+		if (e != 0) {
+			errors_set(err, n, "cannot create %s from %s: %s",
+				   s->live_path, base, strerror(-e));
+			goto out;
+		}
+	}
+	rc = sqlite3_open_v2(s->live_path, &db, SQLITE_OPEN_READWRITE, NULL);
+	if (rc == SQLITE_OK)
+		rc =
+		    store_exec_check(db, "PRAGMA wal_checkpoint(TRUNCATE)",
+				     "checkpointing the live database", err, n);
+	else
+		errors_set(err, n, "cannot open %s: %s", s->live_path,
+			   sqlite3_errstr(rc));
+	if (sqlite3_close(db) != SQLITE_OK || rc != SQLITE_OK)
+		goto out;
+	if (frame_log_head(g->log) > 0) {
+		fd = open(s->live_path, O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			errors_set(err, n, "cannot open %s: %s", s->live_path,
+				   strerror(errno));
+			goto out;
+		}
+		e = frame_log_replay(g->log, frame_log_head(g->log), fd);
+		if (e != 0) {
+			errors_set(err, n,
+				   "cannot replay the frame log onto %s: %s",
+				   s->live_path, strerror(-e));
+			goto out;
+		}
+	}
+	rv = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(base);
+	return rv;
+}

@@ -1,0 +1,25 @@
+/* A replica's options, as the VFS reads them from the URI parameters and the
+ * environment (vfs/uri_params.h) and as the replica engine uses them
+ * (DESIGN.md §2). */
+#ifndef REPLITE_REPLICA_OPTIONS_H
+#define REPLITE_REPLICA_OPTIONS_H
+
+#include <stdint.h>
+
+#define REPLICA_OPTIONS_SYNC_INTERVAL_MS 1000
+#define REPLICA_OPTIONS_WRITE_TIMEOUT_MS 10000
+
+struct replica_options {
+	char *sync_url;           /* malloc'd, normalised; NULL = absent */
+	char *auth_token;         /* malloc'd; NULL = none */
+	char *encryption_key;     /* malloc'd; NULL = none */
+	int64_t sync_interval_ms; /* 0 = only explicit syncs */
+	int read_your_writes;     /* 0 or 1 */
+	int offline;              /* 0 or 1 */
+	int64_t write_timeout_ms; /* > 0 */
+};
+
+/* Free the strings of o and zero it; o may be zeroed already. */
+void replica_options_free(struct replica_options *o);
+
+#endif
