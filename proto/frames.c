@@ -105,3 +105,61 @@ void frames_encode(const struct wal_page *pages, uint32_t n,
 		memcpy(f + WALFMT_FRAME_HDR_SIZE, pages[i].data, page_size);
 	}
 }
+
+void frames_chain_format(const struct frames_chain *c,
+			 char out[FRAMES_CHAIN_TEXT_SIZE])
+{
+	snprintf(out, FRAMES_CHAIN_TEXT_SIZE, "%d-%08x-%08x-%08x-%08x",
+		 c->big_endian ? 1 : 0, c->salt[0], c->salt[1], c->cksum[0],
+		 c->cksum[1]);
+}
+
+int frames_chain_parse(const char *text, struct frames_chain *out)
+{
+	unsigned e, v[4];
+	int used = 0;
+
+	if (text == NULL ||
+	    sscanf(text, "%1u-%8x-%8x-%8x-%8x%n", &e, &v[0], &v[1], &v[2],
+		   &v[3], &used) != 5 ||
+	    text[used] != '\0' || e > 1 || used != 37)
+		return -1;
+	out->big_endian = (int)e;
+	out->salt[0] = v[0];
+	out->salt[1] = v[1];
+	out->cksum[0] = v[2];
+	out->cksum[1] = v[3];
+	return 0;
+}
+
+int frames_verify(const void *body, size_t len, uint32_t page_size,
+		  uint32_t start, const struct frames_chain *chain, char *err,
+		  size_t err_len)
+{
+	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)page_size;
+	const uint8_t *p = body;
+	uint32_t c[2] = {chain->cksum[0], chain->cksum[1]};
+	size_t i, n = len / frame_size;
+
+	if (len % frame_size != 0) {
+		snprintf(err, err_len,
+			 "the body of %zu bytes is not whole frames of %zu "
+			 "bytes",
+			 len, frame_size);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *f = p + i * frame_size;
+		if (walfmt_frame_verify(chain->big_endian, chain->salt, c, f,
+					page_size) != 0) {
+			snprintf(err, err_len,
+				 "frame %zu of the primary's answer (page "
+				 "%u) fails the checksum chain the primary "
+				 "announced: the answer was damaged in "
+				 "transit (or the primary's log is)",
+				 (size_t)start + i, walfmt_get32(f));
+			return -1;
+		}
+	}
+	return 0;
+}

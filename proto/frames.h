@@ -51,6 +51,49 @@ int frames_parse(const void *body, size_t len, uint32_t page_size,
 		 char *err, size_t err_len);
 void frames_batch_free(struct frames_batch *b);
 
+/* Verified transfers (ext).  With every 200 answer to GET /sync the primary
+ * sends the header
+ *
+ *   X-Replite-Chain: <e>-<salt1>-<salt2>-<c1>-<c2>
+ *
+ * (e: 1 when the checksums are over big-endian words, as bit 0 of the WAL
+ * magic says; the rest 8 hex digits each): the salts of its frame log and
+ * the WAL checksum chain right before the first frame of the body (after
+ * frame start - 1, or the log header's checksum for frame 1).  The frames
+ * of the body carry the log's salts and chained checksums exactly as the
+ * primary wrote them (SQLite's WAL algorithm over the first 8 bytes of each
+ * frame header and its page), so the replica can check every byte of the
+ * body before it applies any of it: a damaged page number, commit size or
+ * page byte breaks the chain.  libSQL clients ignore the header. */
+#define FRAMES_CHAIN_HEADER "X-Replite-Chain"
+#define FRAMES_CHAIN_TEXT_SIZE 48
+
+struct frames_chain {
+	int big_endian;
+	uint32_t salt[2];
+	uint32_t cksum[2];
+};
+
+void frames_chain_format(const struct frames_chain *c,
+			 char out[FRAMES_CHAIN_TEXT_SIZE]);
+/* Returns 0, or -1 when text is not a chain header. */
+int frames_chain_parse(const char *text, struct frames_chain *out);
+
+/* Check the frames of a GET /sync body (start = number of its first frame)
+ * against the chain the header announced.  Returns 0, or -1 with err naming
+ * the first frame that fails (damaged in transit, or not the primary's). */
+int frames_verify(const void *body, size_t len, uint32_t page_size,
+		  uint32_t start, const struct frames_chain *chain, char *err,
+		  size_t err_len);
+
+/* With the 200 answer to GET /export/{G}, the primary sends
+ *
+ *   X-Replite-Checksum: <16 hex digits>
+ *
+ * the whole-database checksum (base/dbsum.h) of the image, which the replica
+ * recomputes before applying it. */
+#define FRAMES_CHECKSUM_HEADER "X-Replite-Checksum"
+
 /* The body of POST /sync/{G}/{start}/{end}: n frames, each a 24-byte
  * big-endian header (page number; on the last frame of a transaction,
  * commit_size, else 0; salts and checksums zero: the primary recomputes

@@ -1,5 +1,7 @@
 #include "api.h"
 
+#include "base/dbsum.h"
+#include "proto/frames.h"
 #include "proto/messages.h"
 
 #include <errno.h>
@@ -82,6 +84,9 @@ static void handle_pull(struct api *api, struct http_request *req,
 		res->fd = f.fd;
 		res->offset = f.offset;
 		res->len = f.len;
+		res->header_name = FRAMES_CHAIN_HEADER;
+		snprintf(res->header_value, sizeof res->header_value, "%s",
+			 f.chain);
 		return;
 	case STORE_PULL_CAUGHT_UP:
 		deadline = wait_deadline(api, req);
@@ -115,7 +120,7 @@ static void handle_export(struct api *api, const char *rest,
 			  struct http_response *res)
 {
 	uint32_t gen;
-	uint64_t size;
+	uint64_t size, checksum;
 	int fd;
 	const char *end = parse_u32(rest, &gen);
 
@@ -124,7 +129,7 @@ static void handle_export(struct api *api, const char *rest,
 				 "expected /export/{generation}");
 		return;
 	}
-	if (store_export(api->store, gen, &fd, &size) != 0) {
+	if (store_export(api->store, gen, &fd, &size, &checksum) != 0) {
 		http_reply_error(&res->reply, 404, "GENERATION_NOT_FOUND",
 				 "generation %" PRIu32
 				 " is not available on this primary",
@@ -134,6 +139,8 @@ static void handle_export(struct api *api, const char *rest,
 	res->fd = fd;
 	res->offset = 0;
 	res->len = size;
+	res->header_name = FRAMES_CHECKSUM_HEADER;
+	dbsum_format(checksum, res->header_value);
 }
 
 /* Returns the access granted, or JWT_ACCESS_DENIED with the 401 reply set. */

@@ -286,6 +286,33 @@ int frame_log_read(struct frame_log *l, uint32_t start, uint32_t end,
 			       frame_log_offset(start));
 }
 
+int frame_log_chain(struct frame_log *l, uint32_t start, int *big_endian,
+		    uint32_t salt[2], uint32_t chain[2])
+{
+	uint8_t hdr[WALFMT_FRAME_HDR_SIZE];
+	struct walfmt_frame_header f;
+	int rv;
+
+	if (start < 1 || start > frame_log_head(l) + 1)
+		return -EINVAL;
+	*big_endian = (int)(l->hdr.magic & 1);
+	salt[0] = l->hdr.salt[0];
+	salt[1] = l->hdr.salt[1];
+	if (start == 1) {
+		chain[0] = l->hdr.cksum[0];
+		chain[1] = l->hdr.cksum[1];
+		return 0;
+	}
+	rv = fileio_read_all(l->fd, hdr, sizeof hdr,
+			     frame_log_offset(start - 1));
+	if (rv != 0)
+		return rv;
+	walfmt_frame_header_decode(hdr, &f);
+	chain[0] = f.cksum[0];
+	chain[1] = f.cksum[1];
+	return 0;
+}
+
 /* For each page, the last frame at or before upto that holds it. */
 static int last_frames(struct frame_log *l, uint32_t upto, uint32_t **out,
 		       uint32_t *n_pages, uint32_t db_size)

@@ -47,6 +47,14 @@ int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
 int frame_log_fd(struct frame_log *l);
 uint64_t frame_log_offset(uint32_t frame_no);
 
+/* The log's checksum parameters and the chain right before frame start
+ * (1 <= start <= head + 1): the header's checksum for frame 1, else the
+ * checksum of frame start - 1.  A reader of frames [start, ...) checks each
+ * of them against it (proto/frames.h, "verified transfers").  Returns 0 or
+ * -errno. */
+int frame_log_chain(struct frame_log *l, uint32_t start, int *big_endian,
+		    uint32_t salt[2], uint32_t chain[2]);
+
 /* Read frames [start, end) (header + page each) into buf. */
 int frame_log_read(struct frame_log *l, uint32_t start, uint32_t end,
 		   uint8_t *buf);

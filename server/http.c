@@ -61,9 +61,18 @@ const char *http_request_arg(struct http_request *req, const char *name)
 					   name);
 }
 
-static enum MHD_Result queue_reply(struct MHD_Connection *conn,
-				   struct http_reply *r)
+static void add_extra_header(struct MHD_Response *resp,
+			     const struct http_response *res)
 {
+	if (res->header_name != NULL)
+		MHD_add_response_header(resp, res->header_name,
+					res->header_value);
+}
+
+static enum MHD_Result queue_reply(struct MHD_Connection *conn,
+				   struct http_response *res)
+{
+	struct http_reply *r = &res->reply;
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
@@ -77,6 +86,7 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn,
 	if (r->content_type != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 					r->content_type);
+	add_extra_header(resp, res);
 	ret = MHD_queue_response(conn, (unsigned)r->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -96,6 +106,7 @@ static enum MHD_Result queue_file(struct MHD_Connection *conn,
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 				"application/octet-stream");
+	add_extra_header(resp, res);
 	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -219,14 +230,14 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 		pthread_mutex_unlock(&s->mu);
 		if (res.fd >= 0)
 			return queue_file(ctx->conn, &res);
-		return queue_reply(ctx->conn, &res.reply);
+		return queue_reply(ctx->conn, &res);
 	}
 	if (s->workers_exit) {
 		pthread_mutex_unlock(&s->mu);
 		memset(&res, 0, sizeof res);
 		http_reply_error(&res.reply, 503, "SHUTTING_DOWN",
 				 "the server is shutting down");
-		return queue_reply(ctx->conn, &res.reply);
+		return queue_reply(ctx->conn, &res);
 	}
 	ctx->url = url;
 	ctx->method = method;
@@ -269,11 +280,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		return MHD_YES;
 	}
 	if (ctx->too_large) {
-		struct http_reply r = {0};
-		http_reply_error(&r, 413, "BODY_TOO_LARGE",
+		struct http_response res = {.fd = -1};
+		http_reply_error(&res.reply, 413, "BODY_TOO_LARGE",
 				 "request body exceeds the limit of %zu bytes",
 				 s->cfg.max_body);
-		return queue_reply(conn, &r);
+		return queue_reply(conn, &res);
 	}
 	return handle(ctx, url, method);
 }

@@ -29,6 +29,10 @@ struct http_response {
 	/* > 0: park the request until http_server_wake() or this monotonic
 	 * time, then call the handler again with the same request. */
 	int64_t park_until_ms;
+	/* An extra header of the answer (proto/frames.h's integrity headers),
+	 * when header_name is not NULL. */
+	const char *header_name;
+	char header_value[64];
 };
 
 typedef void (*http_handler_fn)(void *arg, struct http_request *req,

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/dbsum.h"
 #include "base/errors.h"
 #include "base/fileio.h"
 #include "proto/messages.h"
@@ -232,6 +233,7 @@ json_t *store_info(struct store *s)
 enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 			   uint32_t end, struct store_frames *out)
 {
+	struct frames_chain chain;
 	struct generation *g;
 	enum store_pull res;
 	uint32_t head;
@@ -260,23 +262,60 @@ enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 	out->offset = frame_log_offset(start);
 	out->len = (uint64_t)(end - start) * WALFMT_FRAME_SIZE;
 	out->end = end;
+	if (frame_log_chain(g->log, start, &chain.big_endian, chain.salt,
+			    chain.cksum) != 0) {
+		close(out->fd);
+		res = STORE_PULL_UNKNOWN_GEN;
+		goto out;
+	}
+	frames_chain_format(&chain, out->chain);
 	res = STORE_PULL_FRAMES;
 out:
 	pthread_mutex_unlock(&s->mu);
 	return res;
 }
 
-int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size)
+/* The checksum of a whole database file, read through fd. */
+static int file_checksum(int fd, uint64_t size, uint64_t *out)
+{
+	const size_t chunk = 256 * WALFMT_PAGE_SIZE;
+	uint8_t *buf = malloc(chunk);
+	uint64_t off, sum = 0;
+	int rv = 0;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	for (off = 0; off + WALFMT_PAGE_SIZE <= size && rv == 0; off += chunk) {
+		size_t n = size - off < chunk ? (size_t)(size - off) : chunk;
+		size_t i;
+
+		n -= n % WALFMT_PAGE_SIZE;
+		rv = fileio_read_all(fd, buf, n, off);
+		for (i = 0; rv == 0 && i < n; i += WALFMT_PAGE_SIZE)
+			sum ^= dbsum_page(
+			    (uint32_t)((off + i) / WALFMT_PAGE_SIZE + 1),
+			    buf + i, WALFMT_PAGE_SIZE);
+	}
+	free(buf);
+	*out = sum;
+	return rv;
+}
+
+int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
+		 uint64_t *checksum)
 {
 	struct generation *g;
 	struct stat st;
 	char *path = NULL;
-	int rv = -1;
+	int have_sum = 0, rv = -1;
 
 	pthread_mutex_lock(&s->mu);
 	g = store_find_gen_locked(s, gen);
-	if (g != NULL)
+	if (g != NULL) {
 		path = util_strdupf("%s/base.db", g->dir);
+		have_sum = g->have_base_sum;
+		*checksum = g->base_sum;
+	}
 	if (path != NULL) {
 		*fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (*fd >= 0 && fstat(*fd, &st) == 0) {
@@ -288,7 +327,21 @@ int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size)
 	}
 	pthread_mutex_unlock(&s->mu);
 	free(path);
-	return rv;
+	if (rv != 0 || have_sum)
+		return rv;
+	/* Once per generation, outside the lock: base.db never changes. */
+	if (file_checksum(*fd, *size, checksum) != 0) {
+		close(*fd);
+		return -1;
+	}
+	pthread_mutex_lock(&s->mu);
+	g = store_find_gen_locked(s, gen);
+	if (g != NULL) {
+		g->base_sum = *checksum;
+		g->have_base_sum = 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return 0;
 }
 
 void store_maintain(struct store *s)

@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "http_reply.h"
+#include "proto/frames.h"
 
 struct store;
 
@@ -62,13 +63,17 @@ struct store_frames {
 	uint64_t offset;
 	uint64_t len;
 	uint32_t end; /* exclusive */
+	/* The X-Replite-Chain header for these frames (proto/frames.h). */
+	char chain[FRAMES_CHAIN_TEXT_SIZE];
 };
 enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 			   uint32_t end, struct store_frames *out);
 
-/* GET /export/{gen}: an fd (dup'd) and size of the generation's base, or -1
- * if the generation is not retained. */
-int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size);
+/* GET /export/{gen}: an fd (dup'd), the size and the whole-database
+ * checksum (base/dbsum.h) of the generation's base, or -1 if the generation
+ * is not retained (or its base cannot be read). */
+int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
+		 uint64_t *checksum);
 
 /* POST /sync/{gen}/{start}/{end}[/{baton}] (baton may be NULL).  A push
  * that starts at or before the head is a conflict, except, when not strict,

@@ -39,6 +39,10 @@ struct generation {
 	char *dir;
 	struct frame_log *log;
 	int64_t ended_ms; /* 0 while current */
+	/* The checksum of base.db (immutable), computed at its first
+	 * export; guarded by the store's mu. */
+	int have_base_sum;
+	uint64_t base_sum;
 };
 
 /* Frames of a multi-request push that are not yet followed by a commit. */

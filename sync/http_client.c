@@ -160,8 +160,62 @@ void http_client_uncancel(struct http_client *c)
 void http_client_response_free(struct http_client_response *res)
 {
 	free(res->body);
+	free(res->headers);
 	res->body = NULL;
+	res->headers = NULL;
 	res->len = 0;
+}
+
+/* Keep the final response's headers (libcurl forgets them at the next
+ * request): one "name: value\n" line each. */
+static int copy_headers(CURL *easy, struct http_client_response *res)
+{
+	struct curl_header *h, *prev = NULL;
+	size_t len = 0, cap = 0;
+	char *buf = NULL;
+
+	while ((h = curl_easy_nextheader(easy, CURLH_HEADER, -1, prev)) !=
+	       NULL) {
+		size_t need = strlen(h->name) + strlen(h->value) + 4;
+		if (len + need > cap) {
+			char *grown;
+			cap = (len + need) * 2;
+			grown = realloc(buf, cap);
+			if (grown == NULL) {
+				free(buf);
+				return -1;
+			}
+			buf = grown;
+		}
+		len +=
+		    (size_t)sprintf(buf + len, "%s: %s\n", h->name, h->value);
+		prev = h;
+	}
+	res->headers = buf;
+	return 0;
+}
+
+const char *http_client_response_header(const struct http_client_response *res,
+					const char *name, char *out,
+					size_t out_len)
+{
+	size_t n = strlen(name);
+	const char *line = res->headers;
+
+	while (line != NULL && *line != '\0') {
+		const char *eol = strchr(line, '\n');
+		if (eol == NULL)
+			break;
+		if ((size_t)(eol - line) > n + 1 &&
+		    strncasecmp(line, name, n) == 0 && line[n] == ':' &&
+		    line[n + 1] == ' ') {
+			const char *v = line + n + 2;
+			snprintf(out, out_len, "%.*s", (int)(eol - v), v);
+			return out;
+		}
+		line = eol + 1;
+	}
+	return NULL;
 }
 
 static size_t sink_write(char *data, size_t size, size_t n, void *arg)
@@ -324,6 +378,10 @@ int http_client_request(struct http_client *c, const char *method,
 		CURLE_OK &&
 	    ct != NULL)
 		snprintf(res->content_type, sizeof res->content_type, "%s", ct);
+	if (copy_headers(c->easy, res) != 0) {
+		snprintf(err, err_len, "out of memory");
+		goto out;
+	}
 	if (sink.buf == NULL) { /* an empty body is still a string */
 		sink.buf = calloc(1, 1);
 		if (sink.buf == NULL) {
@@ -336,6 +394,10 @@ int http_client_request(struct http_client *c, const char *method,
 	sink.buf = NULL;
 	ret = 0;
 out:
+	if (ret != 0) {
+		free(res->headers);
+		res->headers = NULL;
+	}
 	free(sink.buf);
 	curl_slist_free_all(headers);
 	free(url);

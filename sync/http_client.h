@@ -24,6 +24,7 @@ struct http_client_response {
 	uint8_t *body; /* malloc'd, NUL terminated (not counted in len) */
 	size_t len;
 	char content_type[64];
+	char *headers; /* malloc'd "name: value\n" lines; see _header() */
 };
 
 /* Turn a sync URL as the user gave it into a base URL: http:// and https://
@@ -45,6 +46,13 @@ int http_client_request(struct http_client *c, const char *method,
 			long timeout_ms, struct http_client_response *res,
 			char *err, size_t err_len);
 void http_client_response_free(struct http_client_response *res);
+
+/* The value of the response's header name (any case), or NULL.  The
+ * pointer is into res and valid until res is freed; the value is copied
+ * into out (truncated to out_len - 1) for convenience. */
+const char *http_client_response_header(const struct http_client_response *res,
+					const char *name, char *out,
+					size_t out_len);
 
 /* What went wrong, from an error answer's body: its JSON "message" (or
  * "error"), else an excerpt of the body, else "no details". */

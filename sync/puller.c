@@ -10,9 +10,14 @@
 #include <jansson.h>
 
 #include "base/clock.h"
+#include "base/dbsum.h"
 #include "base/errors.h"
 #include "proto/frames.h"
 #include "wal/walfmt.h"
+
+/* A damaged answer is fetched again at once this many times in a row before
+ * the sync fails (and the sync thread retries after its back-off). */
+#define PULL_MAX_REJECTS 3
 
 /* Frames asked for per request: 16 MiB of 4 KiB pages.  Large requests make
  * a catch-up a few round trips and a few fsyncs. */
@@ -36,6 +41,9 @@ struct pending {
 	uint32_t *pgno;
 	uint32_t *db_size;
 	uint8_t *data;
+	/* When n > 0: the checksum chain after the last pending frame, so
+	 * the next answer must continue it. */
+	struct frames_chain chain;
 };
 
 struct puller {
@@ -199,6 +207,40 @@ static int check_primary(struct puller *p, const struct messages_info *info,
 	return 0;
 }
 
+/* The image must hash to the checksum the primary announced. */
+static int verify_image(struct puller *p, const char *what,
+			const struct http_client_response *res, char *err,
+			size_t err_len)
+{
+	char text[64], got_text[DBSUM_TEXT_SIZE];
+	uint64_t want, got;
+
+	if (http_client_response_header(res, FRAMES_CHECKSUM_HEADER, text,
+					sizeof text) == NULL ||
+	    dbsum_parse(text, &want) != 0) {
+		errors_set(err, err_len,
+			   "the primary's answer to %s has no valid %s header, "
+			   "so the image cannot be verified (is the primary "
+			   "replite serve of this version?)",
+			   what, FRAMES_CHECKSUM_HEADER);
+		return -1;
+	}
+	got = dbsum_image(res->body, res->len, p->page_size);
+	if (got != want) {
+		dbsum_format(got, got_text);
+		errors_set(
+		    err, err_len,
+		    "the image of %zu bytes received for %s has checksum "
+		    "%s, not the announced %s: it was damaged in transit "
+		    "and was not applied",
+		    res->len, what, got_text, text);
+		p->stats.rejected_transfers++;
+		return -1;
+	}
+	return 0;
+}
+
+/* Returns 0, 1 when the image failed verification (not applied), or -1. */
 static int bootstrap(struct puller *p, const struct replica_state *st,
 		     char *err, size_t err_len)
 {
@@ -222,6 +264,10 @@ static int bootstrap(struct puller *p, const struct replica_state *st,
 	if (res.status != 200) {
 		/* 404: the generation ended between the two requests. */
 		http_client_status_error(what, &res, err, err_len);
+		goto out;
+	}
+	if (verify_image(p, what, &res, err, err_len) != 0) {
+		rv = 1;
 		goto out;
 	}
 	img.generation = info.current_generation;
@@ -364,7 +410,8 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 	return r;
 }
 
-enum pull_step { STEP_CONTINUE, STEP_CAUGHT_UP, STEP_ERROR };
+/* STEP_REJECTED: the answer failed verification and was dropped. */
+enum pull_step { STEP_CONTINUE, STEP_CAUGHT_UP, STEP_REJECTED, STEP_ERROR };
 
 /* The primary has no frames at the requested start: caught up, or the
  * generation ended. */
@@ -420,6 +467,58 @@ static enum pull_step on_no_frames(struct puller *p,
 	return r == APPLIER_ERROR ? STEP_ERROR : STEP_CONTINUE;
 }
 
+/* Check every frame of a GET /sync answer against the checksum chain the
+ * primary announced with it (and, after pending frames, against the chain
+ * they ended with) before any of it is used.  On success *after is the
+ * chain after the body's last frame. */
+static int verify_frames(struct puller *p, uint32_t start,
+			 const struct http_client_response *res,
+			 struct frames_chain *after, char *err, size_t err_len)
+{
+	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)p->page_size;
+	char text[FRAMES_CHAIN_TEXT_SIZE + 16], why[384];
+	const struct frames_chain *prev = &p->pend.chain;
+	struct walfmt_frame_header last;
+
+	if (http_client_response_header(res, FRAMES_CHAIN_HEADER, text,
+					sizeof text) == NULL ||
+	    frames_chain_parse(text, after) != 0) {
+		errors_set(err, err_len,
+			   "the primary's frames from %u on came without a "
+			   "valid %s header, so they cannot be verified (is "
+			   "the primary replite serve of this version?)",
+			   start, FRAMES_CHAIN_HEADER);
+		p->stats.rejected_transfers++;
+		return -1;
+	}
+	if (p->pend.n > 0 && (after->big_endian != prev->big_endian ||
+			      after->salt[0] != prev->salt[0] ||
+			      after->salt[1] != prev->salt[1] ||
+			      after->cksum[0] != prev->cksum[0] ||
+			      after->cksum[1] != prev->cksum[1])) {
+		errors_set(err, err_len,
+			   "the primary's frames from %u on do not continue "
+			   "the checksum chain of the frames before them "
+			   "(damaged in transit, or another primary answered)",
+			   start);
+		p->stats.rejected_transfers++;
+		return -1;
+	}
+	if (frames_verify(res->body, res->len, p->page_size, start, after, why,
+			  sizeof why) != 0) {
+		errors_set(err, err_len, "%s; it was not applied", why);
+		p->stats.rejected_transfers++;
+		return -1;
+	}
+	if (res->len >= frame_size) {
+		walfmt_frame_header_decode(res->body + res->len - frame_size,
+					   &last);
+		after->cksum[0] = last.cksum[0];
+		after->cksum[1] = last.cksum[1];
+	}
+	return 0;
+}
+
 static enum pull_step on_frames(struct puller *p,
 				const struct replica_state *st, uint32_t start,
 				uint32_t end,
@@ -427,14 +526,19 @@ static enum pull_step on_frames(struct puller *p,
 				char *err, size_t err_len)
 {
 	struct frames_batch b = {0};
+	struct frames_chain chain;
 	enum applier_result r;
 	uint32_t n;
 	int rv;
 
+	if (verify_frames(p, start, res, &chain, err, err_len) != 0)
+		return STEP_REJECTED;
 	if (frames_parse(res->body, res->len, p->page_size, start, end, &b, err,
 			 err_len) != 0)
 		return STEP_ERROR;
 	rv = pending_append(p, &b, err, err_len);
+	if (rv == 0)
+		p->pend.chain = chain;
 	p->stats.frames_pulled += b.n;
 	n = b.n;
 	frames_batch_free(&b);
@@ -515,8 +619,10 @@ static enum pull_step pull_once(struct puller *p,
 		step = on_no_frames(p, st, &res, err, err_len);
 	} else if (res.status == 404) {
 		/* The generation held locally is gone: a full image. */
-		step = bootstrap(p, st, err, err_len) == 0 ? STEP_CONTINUE
-							   : STEP_ERROR;
+		int b = bootstrap(p, st, err, err_len);
+		step = b == 0  ? STEP_CONTINUE
+		       : b > 0 ? STEP_REJECTED
+			       : STEP_ERROR;
 	} else {
 		char what[160];
 		snprintf(what, sizeof what, "GET %s", path);
@@ -530,17 +636,20 @@ int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len)
 {
 	struct replica_state st = {0};
 	enum pull_step step = STEP_CONTINUE;
-	int loaded, first = 1;
+	int loaded, first = 1, rejects = 0;
 
-	while (step == STEP_CONTINUE) {
+	while (step == STEP_CONTINUE ||
+	       (step == STEP_REJECTED && ++rejects < PULL_MAX_REJECTS)) {
 		replica_state_free(&st);
 		loaded = applier_load_state(p->applier, &st, err, err_len);
 		if (loaded < 0)
 			return -1;
 		if (loaded == 1 || st.bootstrapping) {
-			if (bootstrap(p, loaded == 0 ? &st : NULL, err,
-				      err_len) != 0)
+			int b = bootstrap(p, loaded == 0 ? &st : NULL, err,
+					  err_len);
+			if (b < 0 || (b > 0 && ++rejects >= PULL_MAX_REJECTS))
 				goto fail;
+			step = STEP_CONTINUE;
 			continue;
 		}
 		if (!connection_checked(p)) {
@@ -554,8 +663,10 @@ int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len)
 		}
 		step = pull_once(p, &st, first ? wait_s : 0, err, err_len);
 		first = 0;
+		if (step == STEP_CONTINUE || step == STEP_CAUGHT_UP)
+			rejects = 0;
 	}
-	if (step == STEP_ERROR)
+	if (step == STEP_ERROR || step == STEP_REJECTED)
 		goto fail;
 	p->stats.generation = st.generation;
 	p->stats.frame_no = st.frame_no;

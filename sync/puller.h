@@ -27,6 +27,10 @@ struct puller_stats {
 	uint32_t frame_no;
 	uint32_t primary_frame_no; /* the primary's head, as last seen */
 	uint64_t batches_applied;
+	/* Answers refused because they failed verification (a frame off
+	 * the announced checksum chain, an image off its checksum): never
+	 * applied, fetched again. */
+	uint64_t rejected_transfers;
 };
 
 /* http and a belong to the caller and must outlive the puller. */

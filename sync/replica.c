@@ -559,6 +559,10 @@ char *replica_status_json(struct replica *r)
 	    (double)r->params.sync_interval_ms / 1000.0, "frames_pulled",
 	    (json_int_t)r->stats.frames_pulled, "bytes_pulled",
 	    (json_int_t)r->stats.bytes_pulled);
+	if (o != NULL)
+		json_object_set_new(
+		    o, "rejected_transfers",
+		    json_integer((json_int_t)r->stats.rejected_transfers));
 	if (o != NULL && r->last_sync_unix_ms == 0) /* never synced */
 		json_object_set_new(o, "last_sync_unix_ms", json_null());
 	if (o != NULL)
