@@ -494,7 +494,7 @@ static int check_unclaimed_file(struct applier *a, char *err, size_t err_len)
 {
 	int64_t tables = 1, pages = 2;
 
-	if (query_int(a, "SELECT count(*) FROM sqlite_schema", &tables) !=
+	if (query_int(a, "SELECT count(*) FROM sqlite_master", &tables) !=
 		SQLITE_OK ||
 	    query_int(a, "PRAGMA page_count", &pages) != SQLITE_OK) {
 		errors_set(err, err_len,

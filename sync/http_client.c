@@ -16,6 +16,7 @@ struct http_client {
 	char *base_url;
 	struct curl_slist *auth_header; /* NULL without a token */
 	long connect_timeout_ms;
+	long stall_timeout_ms;
 	size_t max_body;
 	atomic_int cancelled;
 	uint64_t connections; /* opened so far */
@@ -122,6 +123,7 @@ int http_client_new(const struct http_client_config *cfg,
 			goto oom;
 	}
 	c->connect_timeout_ms = cfg->connect_timeout_ms;
+	c->stall_timeout_ms = cfg->stall_timeout_ms;
 	c->max_body = cfg->max_body;
 	atomic_init(&c->cancelled, 0);
 	*out = c;
@@ -286,6 +288,12 @@ static void describe_failure(struct http_client *c, CURLcode rc,
 		snprintf(err, err_len,
 			 "the response from %s is larger than %zu bytes", url,
 			 c->max_body);
+	} else if (rc == CURLE_OPERATION_TIMEDOUT && c->stall_timeout_ms > 0 &&
+		   strstr(detail, "too slow") != NULL) {
+		snprintf(err, err_len,
+			 "the primary at %s is unreachable: nothing arrived "
+			 "for %ld ms on the connection (%s)",
+			 c->base_url, c->stall_timeout_ms, detail);
 	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
 		snprintf(err, err_len, "no response from %s within %ld ms (%s)",
 			 url, timeout_ms, detail);
@@ -351,6 +359,13 @@ int http_client_request(struct http_client *c, const char *method,
 	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, sink_write);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, &sink);
 	curl_easy_setopt(c->easy, CURLOPT_TCP_NODELAY, 1L);
+	if (c->stall_timeout_ms > 0) {
+		/* libcurl's low-speed check: less than 1 byte/s over the
+		 * window aborts with CURLE_OPERATION_TIMEDOUT. */
+		curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c->easy, CURLOPT_LOW_SPEED_TIME,
+				 (c->stall_timeout_ms + 999) / 1000);
+	}
 	curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (strcmp(method, "POST") == 0) {
 		curl_easy_setopt(c->easy, CURLOPT_POST, 1L);

@@ -17,6 +17,11 @@ struct http_client_config {
 	const char *auth_token; /* NULL or "": no Authorization header */
 	long connect_timeout_ms;
 	size_t max_body; /* larger response bodies fail the request */
+	/* > 0: a request during which no byte arrives for this long fails
+	 * ("stalled"), whatever its timeout: a dead connection (a partition,
+	 * a stalled peer) is noticed within this time, while a slow but
+	 * moving download goes on.  Must exceed any long-poll's wait. */
+	long stall_timeout_ms;
 };
 
 struct http_client_response {

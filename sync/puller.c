@@ -531,11 +531,15 @@ static enum pull_step on_frames(struct puller *p,
 	uint32_t n;
 	int rv;
 
-	if (verify_frames(p, start, res, &chain, err, err_len) != 0)
-		return STEP_REJECTED;
+	/* Its shape first (whole frames, page numbers, commit frames), for
+	 * precise messages; then every byte against the checksum chain. */
 	if (frames_parse(res->body, res->len, p->page_size, start, end, &b, err,
 			 err_len) != 0)
 		return STEP_ERROR;
+	if (verify_frames(p, start, res, &chain, err, err_len) != 0) {
+		frames_batch_free(&b);
+		return STEP_REJECTED;
+	}
 	rv = pending_append(p, &b, err, err_len);
 	if (rv == 0)
 		p->pend.chain = chain;

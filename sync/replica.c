@@ -24,15 +24,19 @@
 #include "sync/pusher.h"
 #include "sync/replica_state.h"
 
-/* How long one long-poll waits on the primary for new frames. */
-#define LIVE_WAIT_S 25
+/* How long one long-poll waits on the primary for new frames.  Short, so
+ * that a dead connection is noticed quickly: the sync client gives up on a
+ * request during which nothing arrived for STALL_TIMEOUT_MS. */
+#define LIVE_WAIT_S 2
+#define STALL_TIMEOUT_MS ((LIVE_WAIT_S + 1) * 1000L)
 #define CONNECT_TIMEOUT_MS 5000L
 /* The largest response: a full image of the database. */
 #define MAX_BODY ((size_t)16 << 30)
 /* Retry delays after a failed sync: doubling from the sync interval (at
- * least this), up to the maximum. */
+ * least this), up to the maximum, which bounds how long a replica stays
+ * behind once the primary is reachable again. */
 #define BACKOFF_MIN_MS 250
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_MAX_MS 1000
 /* Checkpoint the local WAL once this many frames were applied since the
  * last checkpoint, and truncate it every so many checkpoints. */
 #define CHECKPOINT_FRAMES 1000
@@ -432,9 +436,11 @@ int replica_open(const char *db_path, const struct replica_options *p,
 	cfg.auth_token = r->params.auth_token;
 	cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
 	cfg.max_body = MAX_BODY;
-	if (http_client_new(&cfg, &r->http, err, err_len) != 0)
-		goto fail;
+	/* Writers are bounded by write_timeout instead. */
 	if (http_client_new(&cfg, &r->push_http, err, err_len) != 0)
+		goto fail;
+	cfg.stall_timeout_ms = STALL_TIMEOUT_MS;
+	if (http_client_new(&cfg, &r->http, err, err_len) != 0)
 		goto fail;
 	r->token_read_only = token_read_only(r->params.auth_token);
 	r->puller = puller_new(r->http, r->applier, r->params.sync_url,

@@ -21,6 +21,11 @@ SQLITE_EXTENSION_INIT1
 #include "vfs/replite_vfs.h"
 
 #define REPLITE_VFS_NAME "replite"
+/* The oldest SQLite the extension runs in (tested by
+ * test/compat/sqlite_hosts): every routine it calls through the host's
+ * routines table exists there, and newer ones are called only after a
+ * version check. */
+#define REPLITE_MIN_SQLITE 3031000
 #define REPLITE_DEFAULT_BUSY_TIMEOUT_MS 5000
 
 #ifdef REPLITE_EXTENSION
@@ -157,6 +162,13 @@ REPLITE_EXPORT int sqlite3_replite_init(sqlite3 *db, char **errmsg,
 #else
 	(void)api;
 #endif
+	if (sqlite3_libversion_number() < REPLITE_MIN_SQLITE) {
+		*errmsg = sqlite3_mprintf(
+		    "replite: needs SQLite 3.31.0 or later, and this program "
+		    "runs SQLite %s",
+		    sqlite3_libversion());
+		return SQLITE_ERROR;
+	}
 	rc = register_all();
 	if (rc == SQLITE_OK)
 		rc = register_functions(db);

@@ -94,12 +94,23 @@ out:
  * wal-index lives in the shared -shm file (not in heap memory, as with
  * locking_mode=EXCLUSIVE), and only while that connection holds the write
  * lock with a fresh snapshot, which BEGIN IMMEDIATE guarantees. */
+static int in_write_transaction(sqlite3 *db)
+{
+	/* sqlite3_txn_state (3.34) asks exactly this; an older host's
+	 * routines table has no such entry (calling it jumps to garbage), so
+	 * there ask whether a transaction is open at all: the callers open
+	 * theirs with BEGIN IMMEDIATE, the only way they ever open one. */
+	if (sqlite3_libversion_number() >= 3034000)
+		return sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE;
+	return !sqlite3_get_autocommit(db);
+}
+
 static int check_connection(struct injector *inj)
 {
 	char mode[32];
 	int rc;
 
-	if (sqlite3_txn_state(inj->db, "main") != SQLITE_TXN_WRITE) {
+	if (!in_write_transaction(inj->db)) {
 		return fail(inj, SQLITE_MISUSE,
 			    "not in a write transaction on main "
 			    "(BEGIN IMMEDIATE first)");

@@ -21,8 +21,10 @@
 
 #include <jansson.h>
 
+#include "base/dbsum.h"
 #include "fixture.h"
 #include "include/replite.h"
+#include "wal/walfmt.h"
 #include "replica_fixture.h"
 #include "server_fixture.h"
 
@@ -589,9 +591,9 @@ END_TEST
 static void assert_status_types(json_t *o)
 {
 	static const char *const ints[] = {
-	    "generation",        "frame_no",       "primary_frame_no",
-	    "last_sync_unix_ms", "pending_frames", "frames_pulled",
-	    "bytes_pulled"};
+	    "generation",        "frame_no",          "primary_frame_no",
+	    "last_sync_unix_ms", "pending_frames",    "frames_pulled",
+	    "bytes_pulled",      "rejected_transfers"};
 	size_t i;
 
 	for (i = 0; i < sizeof ints / sizeof ints[0]; i++)
@@ -605,7 +607,7 @@ static void assert_status_types(json_t *o)
 			  (json_is_null(json_object_get(o, "last_error")) ||
 			   json_is_string(json_object_get(o, "last_error"))),
 		      "replite_status().last_error is not null or a string");
-	ck_assert_int_eq(json_object_size(o), 10);
+	ck_assert_int_eq(json_object_size(o), 11);
 }
 
 static int64_t jint(json_t *o, const char *key)
@@ -2132,18 +2134,32 @@ static void send_all(int fd, const void *buf, size_t len)
 	}
 }
 
-static void reply(int fd, int status, const char *type, const void *body,
-		  size_t len)
+/* extra: "" or one more header line ending in \r\n. */
+static void reply_with(int fd, int status, const char *type, const char *extra,
+		       const void *body, size_t len)
 {
-	char head[256];
+	char head[512];
 	int n = snprintf(head, sizeof head,
-			 "HTTP/1.1 %d X\r\nContent-Type: %s\r\n"
+			 "HTTP/1.1 %d X\r\nContent-Type: %s\r\n%s"
 			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-			 status, type, len);
+			 status, type, extra, len);
 
 	send_all(fd, head, (size_t)n);
 	send_all(fd, body, len);
 }
+
+static void reply(int fd, int status, const char *type, const void *body,
+		  size_t len)
+{
+	reply_with(fd, status, type, "", body, len);
+}
+
+/* The fake's frames carry a checksum chain as a replite primary's do
+ * (X-Replite-Chain), so that they fail only for what each mode breaks. */
+static const uint32_t fake_salt[2] = {0x5a17, 0x5a18};
+static const uint32_t fake_chain_in[2] = {0xc0ffee, 0xbeef};
+#define FAKE_CHAIN_HEADER                                                      \
+	"X-Replite-Chain: 1-00005a17-00005a18-00c0ffee-0000beef\r\n"
 
 static void put32(unsigned char *p, uint32_t v)
 {
@@ -2185,8 +2201,14 @@ static void fake_serve(struct fake_primary *f, int fd)
 		return;
 	}
 	if (strcmp(path, "/export/1") == 0) {
-		reply(fd, 200, "application/octet-stream", f->image,
-		      f->image_len);
+		char sum[DBSUM_TEXT_SIZE], extra[64];
+		dbsum_format(
+		    dbsum_image((const uint8_t *)f->image, f->image_len, 4096),
+		    sum);
+		snprintf(extra, sizeof extra, "X-Replite-Checksum: %s\r\n",
+			 sum);
+		reply_with(fd, 200, "application/octet-stream", extra, f->image,
+			   f->image_len);
 		return;
 	}
 	if (sscanf(path, "/sync/%u/%u/%u", &gen, &start, &end) != 3) {
@@ -2218,12 +2240,17 @@ static void fake_serve(struct fake_primary *f, int fd)
 		reply(fd, 200, "application/octet-stream", frames, 4120);
 		break;
 	case FAKE_NO_COMMIT:
-		if (start == 1)
-			reply(fd, 200, "application/octet-stream", frames,
-			      4120);
-		else
+		if (start == 1) {
+			uint32_t chain[2] = {fake_chain_in[0],
+					     fake_chain_in[1]};
+			walfmt_frame_encode(1, fake_salt, chain, 2, 0,
+					    frames + 24, 4096, frames);
+			reply_with(fd, 200, "application/octet-stream",
+				   FAKE_CHAIN_HEADER, frames, 4120);
+		} else {
 			reply(fd, 400, "application/json", caught_up,
 			      strlen(caught_up));
+		}
 		break;
 	}
 	free(frames);

@@ -1,0 +1,227 @@
+/* Integrity of what a replica receives (issue 9, findings 2 and 5), with a
+ * fault-injecting proxy (fault_proxy.h) between the replica and a real
+ * primary:
+ *
+ *   1. a byte flipped in a pulled page, or in a frame header's page number,
+ *      is never applied: the answer fails the checksum chain the primary
+ *      announced, is fetched again and counted (rejected_transfers), and the
+ *      replica ends equal to the primary;
+ *   2. a dead connection (the proxy stalls, or swallows new connections) is
+ *      noticed within seconds (last_error names the unreachable primary),
+ *      and once the path heals the replica is caught up within 5 s. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault_proxy.h"
+#include "fixture.h"
+#include "replica_fixture.h"
+#include "server_fixture.h"
+
+/* How long the liveness tests allow, from the heal to the row showing. */
+#define CATCH_UP_MS 5000
+/* How long a dead connection may go unnoticed (last_error still null). */
+#define NOTICE_MS 6000
+
+struct world {
+	struct rfx_env env;
+	struct fault_proxy *proxy;
+	sqlite3 *db;
+};
+
+static int url_port(const char *url)
+{
+	const char *colon = strrchr(url, ':');
+
+	ck_assert_ptr_nonnull(colon);
+	return atoi(colon + 1);
+}
+
+/* A primary with table t (an index, so a damaged page shows in
+ * integrity_check), a proxy in front of it, and a replica through the
+ * proxy with the given URI parameters. */
+static void world_start(struct world *w, const char *params)
+{
+	rfx_env_start(&w->env, NULL);
+	rfx_primary_exec(w->env.srv.url,
+			 "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+			 "CREATE INDEX t_v ON t(v);"
+			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+			 "i + 1 FROM n WHERE i < 200) INSERT INTO t(v) SELECT "
+			 "printf('row %d %s', i, hex(randomblob(40))) FROM n");
+	w->proxy = fault_proxy_start(url_port(w->env.srv.url));
+	ck_assert_ptr_nonnull(w->proxy);
+	w->db = rfx_open(w->env.path, fault_proxy_url(w->proxy), params);
+	ck_assert_int_eq(fixture_query_int(w->db, "SELECT count(*) FROM t"),
+			 200);
+}
+
+static void world_stop(struct world *w)
+{
+	sqlite3_close(w->db);
+	fault_proxy_stop(w->proxy);
+	rfx_env_stop(&w->env);
+}
+
+static void assert_equal_to_primary(struct world *w)
+{
+	fixture_assert_integrity(w->db);
+	rfx_assert_same_table(w->db, w->env.srv.url, "t", "id || ':' || v");
+}
+
+/* A transaction on the primary that changes many pages of t and its index
+ * (so that every pulled answer holds several frames). */
+static void primary_writes(struct world *w, int round)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof sql,
+		 "UPDATE t SET v = printf('round %d %%d %%s', id, "
+		 "hex(randomblob(40)))",
+		 round);
+	rfx_primary_exec(w->env.srv.url, sql);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 1. damaged answers */
+
+static void damaged_answer(enum fault_proxy_fault fault)
+{
+	struct world w;
+	char *err;
+	int round;
+
+	world_start(&w, "sync_interval=0");
+	for (round = 1; round <= 3; round++) {
+		unsigned fired = fault_proxy_fired(w.proxy);
+		/* Frame `round` of the next answer: not always the first. */
+		ck_assert_int_eq(
+		    fault_proxy_set(w.proxy, fault, "GET /sync/", round), 0);
+		primary_writes(&w, round);
+		err = rfx_sync_error(w.db);
+		ck_assert_msg(err == NULL, "replite_sync() failed: %s", err);
+		ck_assert_uint_eq(fault_proxy_fired(w.proxy), fired + 1);
+		ck_assert_int_eq(rfx_status_int(w.db, "rejected_transfers"),
+				 round);
+		assert_equal_to_primary(&w);
+	}
+	world_stop(&w);
+}
+
+START_TEST(test_corrupt_page)
+{
+	damaged_answer(FAULT_PROXY_CORRUPT_PAGE);
+}
+END_TEST
+
+START_TEST(test_corrupt_page_number)
+{
+	damaged_answer(FAULT_PROXY_CORRUPT_HEADER);
+}
+END_TEST
+
+/* A damaged answer during a live (background) sync: readers of the replica
+ * never see a damaged page, and the replica converges. */
+START_TEST(test_corrupt_live)
+{
+	struct world w;
+	int64_t until;
+	int round;
+
+	world_start(&w, NULL);
+	for (round = 1; round <= 3; round++) {
+		ck_assert_int_eq(
+		    fault_proxy_set(w.proxy,
+				    round % 2 ? FAULT_PROXY_CORRUPT_PAGE
+					      : FAULT_PROXY_CORRUPT_HEADER,
+				    "GET /sync/", 0),
+		    0);
+		primary_writes(&w, round);
+		until = rfx_now_ms() + CATCH_UP_MS;
+		while (rfx_now_ms() < until &&
+		       rfx_status_int(w.db, "rejected_transfers") < round)
+			rfx_sleep_ms(20);
+		ck_assert_int_eq(rfx_status_int(w.db, "rejected_transfers"),
+				 round);
+		rfx_sync(w.db);
+		assert_equal_to_primary(&w);
+	}
+	world_stop(&w);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* 2. dead connections */
+
+/* The replica is live (a long-poll in flight), the path dies; a commit on
+ * the primary is not seen; within NOTICE_MS last_error says the primary is
+ * unreachable; once the path heals the commit shows within CATCH_UP_MS. */
+static void dead_connection(enum fault_proxy_fault fault)
+{
+	struct world w;
+	int64_t start, noticed_ms, heal, caught_up_ms;
+	char *status;
+
+	world_start(&w, NULL);
+	/* Let the live sync settle into its long-polls. */
+	rfx_sleep_ms(300);
+	ck_assert_int_eq(fault_proxy_set(w.proxy, fault, NULL, 0), 0);
+	rfx_primary_exec(w.env.srv.url, "INSERT INTO t(v) VALUES ('after')");
+	start = rfx_now_ms();
+	for (;;) {
+		status = rfx_status_text(w.db);
+		if (strstr(status, "\"last_error\":null") == NULL)
+			break;
+		free(status);
+		ck_assert_msg(rfx_now_ms() - start < NOTICE_MS,
+			      "the dead connection went unnoticed for %d ms",
+			      NOTICE_MS);
+		rfx_sleep_ms(50);
+	}
+	noticed_ms = rfx_now_ms() - start;
+	RFX_ASSERT_HAS(status, "unreachable");
+	free(status);
+	ck_assert_int_eq(
+	    fixture_query_int(w.db, "SELECT count(*) FROM t WHERE v = 'after'"),
+	    0);
+
+	ck_assert_int_eq(fault_proxy_clear(w.proxy), 0);
+	heal = rfx_now_ms();
+	while (fixture_query_int(
+		   w.db, "SELECT count(*) FROM t WHERE v = 'after'") == 0) {
+		ck_assert_msg(rfx_now_ms() - heal < CATCH_UP_MS,
+			      "not caught up %d ms after the path healed",
+			      CATCH_UP_MS);
+		rfx_sleep_ms(20);
+	}
+	caught_up_ms = rfx_now_ms() - heal;
+	printf("dead connection (fault %d): noticed after %lld ms, caught up "
+	       "%lld ms after the heal\n",
+	       (int)fault, (long long)noticed_ms, (long long)caught_up_ms);
+	assert_equal_to_primary(&w);
+	world_stop(&w);
+}
+
+START_TEST(test_stalled_connection)
+{
+	dead_connection(FAULT_PROXY_STALL);
+}
+END_TEST
+
+START_TEST(test_blackholed_connection)
+{
+	dead_connection(FAULT_PROXY_BLACKHOLE);
+}
+END_TEST
+
+int main(void)
+{
+	const TTest *const tests[] = {
+	    test_corrupt_page,          test_corrupt_page_number,
+	    test_corrupt_live,          test_stalled_connection,
+	    test_blackholed_connection,
+	};
+
+	return rfx_run_tests("replica_integrity", tests,
+			     sizeof tests / sizeof tests[0]);
+}
