@@ -94,6 +94,18 @@ int frames_verify(const void *body, size_t len, uint32_t page_size,
  * recomputes before applying it. */
 #define FRAMES_CHECKSUM_HEADER "X-Replite-Checksum"
 
+/* Idempotent pushes (ext): a replite replica names each transaction it
+ * pushes with a random 128-bit id, sent as ?txn=<32 hex digits> with every
+ * request of the push, so the primary recognises the transaction when it is
+ * sent again and answers it as committed (server/push_log.h). */
+#define FRAMES_TXN_ID_SIZE 16
+#define FRAMES_TXN_ID_TEXT_SIZE (2 * FRAMES_TXN_ID_SIZE + 1)
+
+void frames_txn_id_format(const uint8_t id[FRAMES_TXN_ID_SIZE],
+			  char out[FRAMES_TXN_ID_TEXT_SIZE]);
+/* Exactly 32 hex digits.  Returns 0, or -1. */
+int frames_txn_id_parse(const char *text, uint8_t id[FRAMES_TXN_ID_SIZE]);
+
 /* The body of POST /sync/{G}/{start}/{end}: n frames, each a 24-byte
  * big-endian header (page number; on the last frame of a transaction,
  * commit_size, else 0; salts and checksums zero: the primary recomputes

@@ -223,9 +223,18 @@ static void handle_sync(struct api *api, struct http_request *req,
 			return;
 		}
 		const char *strict = http_request_arg(req, "strict");
+		const char *txn_text = http_request_arg(req, "txn");
+		uint8_t txn[FRAMES_TXN_ID_SIZE];
+		if (txn_text != NULL &&
+		    frames_txn_id_parse(txn_text, txn) != 0) {
+			http_reply_error(&res->reply, 400, "INVALID_TXN",
+					 "txn must be 32 hex digits");
+			return;
+		}
 		store_push(api->store, v[0], v[1], v[2], baton,
 			   strict != NULL && strcmp(strict, "1") == 0,
-			   req->body, req->body_len, &res->reply);
+			   txn_text != NULL ? txn : NULL, req->body,
+			   req->body_len, &res->reply);
 	} else {
 		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
 				 "%s %s is not supported", req->method,

@@ -81,10 +81,14 @@ int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
  * push whose answer it lost), which is acknowledged.  strict (?strict=1,
  * what replite replicas send): never acknowledged, since another writer's
  * transaction can have the same pages (two replicas incrementing the same
- * counter from the same value) and acknowledging it would lose an update. */
+ * counter from the same value) and acknowledging it would lose an update.
+ * txn (may be NULL): the transaction's id (?txn=, FRAMES_TXN_ID_SIZE
+ * bytes): a transaction committed under this id is answered as committed
+ * when it is sent again, whatever its range, and never applied twice
+ * (push_log.h). */
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		const char *baton, int strict, const uint8_t *body, size_t len,
-		struct http_reply *reply);
+		const char *baton, int strict, const uint8_t *txn,
+		const uint8_t *body, size_t len, struct http_reply *reply);
 
 /* Periodic work: roll over a full generation, checkpoint the live WAL,
  * drop generations past retention, expire pending pushes. */

@@ -197,6 +197,7 @@ static int cmp_gen(const void *a, const void *b)
 
 int store_gen_add(struct store *s, uint32_t number, struct frame_log *log)
 {
+	char err[512], *pushes;
 	struct generation *g = calloc(1, sizeof *g);
 	struct generation **gens =
 	    realloc(s->gens, (s->n_gens + 1) * sizeof *gens);
@@ -210,6 +211,17 @@ int store_gen_add(struct store *s, uint32_t number, struct frame_log *log)
 	s->gens = gens;
 	g->number = number;
 	g->dir = util_strdupf("%s/" GEN_DIR_FMT, s->data_dir, number);
+	pushes = util_strdupf("%s/pushes.log", g->dir);
+	if (g->dir == NULL || pushes == NULL ||
+	    push_log_open(pushes, &g->pushes, err, sizeof err) != 0) {
+		if (g->dir != NULL && pushes != NULL)
+			store_log("%s", err);
+		free(pushes);
+		free(g->dir);
+		free(g);
+		return -EIO;
+	}
+	free(pushes);
 	g->log = log;
 	s->gens[s->n_gens++] = g;
 	return 0;
@@ -219,6 +231,7 @@ void store_gen_free(struct generation *g)
 {
 	if (g->log != NULL)
 		frame_log_close(g->log);
+	push_log_close(g->pushes);
 	free(g->dir);
 	free(g);
 }
@@ -287,8 +300,12 @@ int store_gen_load(struct store *s, char *err, size_t n)
 		path = util_strdupf("%s/%s/frames.log", s->data_dir, e->d_name);
 		if (path == NULL || frame_log_open(path, 0, &log, err, n) != 0)
 			rv = -1;
-		else if (store_gen_add(s, number, log) != 0)
+		else if (store_gen_add(s, number, log) != 0) {
+			frame_log_close(log);
+			errors_set(err, n, "cannot load generation %" PRIu32,
+				   number);
 			rv = -1;
+		}
 		free(path);
 	}
 	closedir(d);
@@ -379,6 +396,8 @@ void store_gen_rollover(struct store *s)
 		if (store_gen_add(s, cur->number + 1, log) == 0) {
 			cur->ended_ms = clock_unix_ms();
 			rolled = 1;
+		} else {
+			frame_log_close(log);
 		}
 		pthread_mutex_unlock(&s->mu);
 	}

@@ -28,6 +28,7 @@
 #include <sqlite3.h>
 
 #include "frame_log.h"
+#include "push_log.h"
 #include "store.h"
 #include "wal/walfmt.h"
 
@@ -43,6 +44,8 @@ struct generation {
 	 * export; guarded by the store's mu. */
 	int have_base_sum;
 	uint64_t base_sum;
+	/* The transactions pushed with an id in this generation. */
+	struct push_log *pushes;
 };
 
 /* Frames of a multi-request push that are not yet followed by a commit. */
@@ -54,6 +57,7 @@ struct pending_push {
 	int strict;     /* no acknowledgment of an identical re-push */
 	uint8_t *frames;
 	size_t len;
+	uint32_t last_start; /* where the last request began (a resend) */
 	int64_t used_ms;
 	struct pending_push *next_push;
 };

@@ -156,11 +156,58 @@ out:
 	return same;
 }
 
+/* The digest of frames [first, last] as the log holds them, or 0 when they
+ * cannot be read. */
+static uint64_t logged_digest(struct generation *g, uint32_t first,
+			      uint32_t last)
+{
+	size_t n = (size_t)(last - first) + 1;
+	uint8_t *buf = malloc(n * WALFMT_FRAME_SIZE);
+	uint64_t digest = 0;
+
+	if (buf == NULL)
+		return 0;
+	if (frame_log_read(g->log, first, last + 1, buf) == 0)
+		digest = push_log_digest(buf, n, WALFMT_PAGE_SIZE);
+	free(buf);
+	return digest;
+}
+
+/* Was the transaction named txn committed, in a generation still retained?
+ * Its record must name frames that the log holds, with the recorded digest
+ * (a record can outlive frames that never became durable: push_log.h).
+ * Then *gen and *last say where it ended. */
+static int txn_committed(struct store *s, const uint8_t *txn, uint32_t *gen,
+			 uint32_t *last)
+{
+	struct push_log_record rec;
+	size_t i;
+	int found = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (i = s->n_gens; i > 0 && !found; i--) {
+		struct generation *g = s->gens[i - 1];
+		if (!push_log_find(g->pushes, txn, &rec) ||
+		    rec.last > frame_log_head(g->log) ||
+		    logged_digest(g, rec.first, rec.last) != rec.digest)
+			continue;
+		*gen = g->number;
+		*last = rec.last;
+		found = 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return found;
+}
+
 /* Append frames [first, first + n) to the log one for one and publish their
- * pages in the live database, as one atomic step under the write lock. */
+ * pages in the live database, as one atomic step under the write lock.
+ * Returns 0 (applied, or already committed under txn: *head_out is then the
+ * transaction's last frame and *gen_out its generation), 1 (a conflict) or
+ * -1 with why. */
 static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
-			int strict, const uint8_t *frames, size_t n,
-			uint32_t *head_out, char *why, size_t why_len)
+			int strict, const uint8_t *txn, const uint8_t *frames,
+			size_t n, uint32_t *gen_out, uint32_t *head_out,
+			char *why, size_t why_len)
 {
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
@@ -182,6 +229,12 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 		errors_set(why, why_len, "cannot take the write lock: %s",
 			   sqlite3_errmsg(s->internal));
 		goto out_unlock;
+	}
+	*gen_out = gen;
+	if (txn != NULL && txn_committed(s, txn, gen_out, head_out)) {
+		/* Sent again while the first copy was being applied. */
+		rv = 0;
+		goto out_rollback;
 	}
 	pthread_mutex_lock(&s->mu);
 	g = store_current_locked(s);
@@ -216,6 +269,22 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 		e[i].page = f + WALFMT_FRAME_HDR_SIZE;
 		pages[i].pgno = e[i].pgno;
 		pages[i].data = e[i].page;
+	}
+	if (txn != NULL) {
+		/* The record first: a committed transaction always has one. */
+		struct push_log_record rec = {
+		    .first = first,
+		    .last = first + (uint32_t)n - 1,
+		    .digest = push_log_digest(frames, n, WALFMT_PAGE_SIZE),
+		};
+		memcpy(rec.id, txn, PUSH_LOG_ID_SIZE);
+		rc = push_log_append(g->pushes, &rec);
+		if (rc != 0) {
+			errors_set(why, why_len,
+				   "cannot record the pushed transaction: %s",
+				   strerror(-rc));
+			goto out_rollback;
+		}
 	}
 	rc = frame_log_append(g->log, e, n);
 	if (rc != 0) {
@@ -262,14 +331,25 @@ static int pending_append(struct pending_push *p, const uint8_t *body,
 	return 0;
 }
 
+/* The last request of pending push p sent again (its answer was lost): the
+ * same range and the same bytes as what p buffered last. */
+static int resends_last_part(const struct pending_push *p, uint32_t gen,
+			     uint32_t start, uint32_t end, const uint8_t *body,
+			     size_t len)
+{
+	return p->gen == gen && p->last_start == start && p->next == end &&
+	       p->len >= len &&
+	       memcmp(p->frames + p->len - len, body, len) == 0;
+}
+
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		const char *baton, int strict, const uint8_t *body, size_t len,
-		struct http_reply *reply)
+		const char *baton, int strict, const uint8_t *txn,
+		const uint8_t *body, size_t len, struct http_reply *reply)
 {
 	struct pending_push *p = NULL;
 	size_t n_frames, keep;
 	ssize_t commit;
-	uint32_t head = 0;
+	uint32_t head = 0, done_gen = 0;
 	char why[512];
 	int rv;
 
@@ -290,6 +370,19 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 	}
 	if (validate_frames(body, n_frames, why, sizeof why) != 0) {
 		http_reply_error(reply, 400, "INVALID_FRAMES", "%s", why);
+		return;
+	}
+	if (txn != NULL && txn_committed(s, txn, &done_gen, &head)) {
+		/* Sent again (a lost answer, libcurl's silent resend, the
+		 * replica's retry): committed once, and answered so. */
+		pthread_mutex_lock(&s->mu);
+		p = baton != NULL ? find_pending_locked(s, baton) : NULL;
+		if (p != NULL)
+			unlink_pending_locked(s, p);
+		pthread_mutex_unlock(&s->mu);
+		if (p != NULL)
+			store_push_free_pending(p);
+		push_reply(reply, "ok", done_gen, head, NULL);
 		return;
 	}
 	pthread_mutex_lock(&s->mu);
@@ -313,6 +406,11 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 			push_reply(reply, "ok", gen, cur_head, NULL);
 			goto out_unlock;
 		}
+	}
+	if (p != NULL && resends_last_part(p, gen, start, end, body, len)) {
+		push_reply(reply, "ok", gen, end - 1, p->baton);
+		p->used_ms = clock_monotonic_ms();
+		goto out_unlock;
 	}
 	if (p != NULL) {
 		if (p->gen != gen || p->next != start) {
@@ -349,13 +447,14 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		store_push_free_pending(p);
 		return;
 	}
+	p->last_start = start;
 	p->next = end;
 	p->used_ms = clock_monotonic_ms();
 	commit = last_commit(p->frames, p->len / WALFMT_FRAME_SIZE);
 	if (commit >= 0) {
 		size_t n_apply = (size_t)commit + 1;
-		rv = apply_frames(s, gen, p->first, p->strict, p->frames,
-				  n_apply, &head, why, sizeof why);
+		rv = apply_frames(s, gen, p->first, p->strict, txn, p->frames,
+				  n_apply, &done_gen, &head, why, sizeof why);
 		if (rv < 0) {
 			http_reply_error(reply, 500, "PUSH_FAILED", "%s", why);
 			store_push_free_pending(p);
@@ -375,7 +474,9 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		store_notify(s);
 	}
 	if (p->len == 0) {
-		push_reply(reply, "ok", gen, end - 1, NULL);
+		/* done_gen: where a transaction sent again had committed. */
+		push_reply(reply, "ok", commit >= 0 ? done_gen : gen,
+			   commit >= 0 ? head : end - 1, NULL);
 		store_push_free_pending(p);
 		return;
 	}

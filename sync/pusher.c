@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "base/errors.h"
+#include "base/sqlite_api.h"
 #include "proto/frames.h"
 #include "proto/messages.h"
 #include "wal/walfmt.h"
@@ -18,12 +19,17 @@
 /* Frames per request: 4 MiB bodies of 4 KiB pages, well under the
  * primary's default request limit. */
 #define PUSH_FRAMES 1024
+/* Pause before sending a request again that got no answer. */
+#define RETRY_PAUSE_MS 100
+
+/* push_part's own verdict: no answer arrived, send it again. */
+#define PUSHER_NO_ANSWER (-1)
 
 /* One request: frames [first, first + n) of the transaction. */
-static enum pusher_result push_part(struct http_client *http,
-				    const struct pusher_txn *t, uint32_t first,
-				    uint32_t n, char **baton, long timeout_ms,
-				    uint32_t *head, char *err, size_t err_len)
+/* Returns a pusher_result, or PUSHER_NO_ANSWER with err. */
+static int push_part(struct http_client *http, const struct pusher_txn *t,
+		     uint32_t first, uint32_t n, char **baton, long timeout_ms,
+		     uint32_t *head, char *err, size_t err_len)
 {
 	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)t->page_size;
 	uint32_t start = t->start + first, end = start + n;
@@ -31,7 +37,7 @@ static enum pusher_result push_part(struct http_client *http,
 	struct http_client_response res = {0};
 	struct messages_push_reply reply = {0};
 	enum pusher_result r = PUSHER_ERROR;
-	char path[256], detail[256];
+	char path[256], detail[256], txn[FRAMES_TXN_ID_TEXT_SIZE];
 	uint8_t *body;
 	int rc;
 
@@ -43,17 +49,20 @@ static enum pusher_result push_part(struct http_client *http,
 	frames_encode(t->pages + first, n, last ? t->db_size : 0, t->page_size,
 		      body);
 	/* strict: the primary must not take another writer's identical
-	 * transaction for ours (see store_push). */
+	 * transaction for ours (see store_push); txn: but ours, sent again,
+	 * it recognises. */
+	frames_txn_id_format(t->id, txn);
 	snprintf(path, sizeof path,
-		 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32 "%s%s?strict=1",
+		 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32
+		 "%s%s?strict=1&txn=%s",
 		 t->generation, start, end, *baton ? "/" : "",
-		 *baton ? *baton : "");
+		 *baton ? *baton : "", txn);
 	rc = http_client_request(http, "POST", path, body,
 				 (size_t)n * frame_size, timeout_ms, &res, err,
 				 err_len);
 	free(body);
 	if (rc != 0)
-		return PUSHER_ERROR;
+		return PUSHER_NO_ANSWER;
 	if (res.status == 403) {
 		http_client_error_detail(&res, detail, sizeof detail);
 		errors_set(err, err_len,
@@ -110,7 +119,7 @@ enum pusher_result pusher_push(struct http_client *http,
 			       uint32_t *head, char *err, size_t err_len)
 {
 	int64_t deadline = clock_monotonic_ms() + timeout_ms;
-	enum pusher_result r = PUSHER_OK;
+	int r = PUSHER_OK;
 	char *baton = NULL;
 	uint32_t first;
 
@@ -130,8 +139,20 @@ enum pusher_result pusher_push(struct http_client *http,
 		}
 		r = push_part(http, t, first, n, &baton, left, head, err,
 			      err_len);
+		if (r == PUSHER_NO_ANSWER) {
+			/* The same request again (same id, same baton): the
+			 * primary answers it as it did the first copy. */
+			left = (long)(deadline - clock_monotonic_ms());
+			if (left <= RETRY_PAUSE_MS) {
+				r = PUSHER_ERROR;
+				break;
+			}
+			sqlite3_sleep(RETRY_PAUSE_MS);
+			r = PUSHER_OK;
+			continue;
+		}
 		first += n;
 	}
 	free(baton);
-	return r;
+	return (enum pusher_result)r;
 }

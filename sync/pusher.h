@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/frames.h"
 #include "sync/http_client.h"
 #include "wal/wal_inject.h" /* struct wal_page */
 
@@ -26,9 +27,16 @@ struct pusher_txn {
 	uint32_t n;       /* >= 1 */
 	uint32_t db_size; /* the database size after the transaction */
 	uint32_t page_size;
+	/* The transaction's random id, sent with every request (?txn=): a
+	 * request sent again, by libcurl or by the retry below, is then
+	 * answered as committed instead of applied twice or refused as a
+	 * conflict (proto/frames.h). */
+	uint8_t id[FRAMES_TXN_ID_SIZE];
 };
 
-/* Push t within timeout_ms in all.  *head receives the primary's head (its
+/* Push t within timeout_ms in all.  A request that got no answer (the
+ * connection failed or died) is sent again while time remains: with the
+ * transaction's id that is safe.  *head receives the primary's head (its
  * max_frame_no) when it answered. */
 enum pusher_result pusher_push(struct http_client *http,
 			       const struct pusher_txn *t, long timeout_ms,

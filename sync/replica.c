@@ -696,6 +696,7 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 	t.n = (uint32_t)n;
 	t.db_size = db_size;
 	t.page_size = st.page_size;
+	sqlite3_randomness(sizeof t.id, t.id);
 	pthread_mutex_lock(&r->push_mu);
 	pushed = pusher_push(r->push_http, &t, r->params.write_timeout_ms,
 			     &head, err, sizeof err);

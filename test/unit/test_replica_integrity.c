@@ -8,7 +8,10 @@
  *      replica ends equal to the primary;
  *   2. a dead connection (the proxy stalls, or swallows new connections) is
  *      noticed within seconds (last_error names the unreachable primary),
- *      and once the path heals the replica is caught up within 5 s. */
+ *      and once the path heals the replica is caught up within 5 s;
+ *   3. a push whose answer is lost (the primary committed it) is sent again
+ *      (by libcurl itself, or by the replica) and answered as committed:
+ *      the write succeeds, exactly once (finding 4). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,12 +217,89 @@ START_TEST(test_blackholed_connection)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* 3. lost push answers */
+
+/* Commit one write transaction on db; the result code of COMMIT (after a
+ * ROLLBACK when it failed). */
+static int write_txn(sqlite3 *db, const char *sql)
+{
+	int rc;
+
+	fixture_exec(db, "BEGIN IMMEDIATE");
+	fixture_exec(db, sql);
+	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+START_TEST(test_lost_push_answers)
+{
+	struct world w;
+	char sql[256];
+	int i, rc;
+
+	world_start(&w, "sync_interval=0&write_timeout=5");
+	fixture_exec(w.db, "CREATE TABLE ledger(id TEXT PRIMARY KEY, n INT)");
+	for (i = 0; i < 20; i++) {
+		unsigned fired = fault_proxy_fired(w.proxy);
+		ck_assert_int_eq(fault_proxy_set(w.proxy,
+						 FAULT_PROXY_LOSE_ANSWER,
+						 "POST /sync/", 0),
+				 0);
+		snprintf(sql, sizeof sql,
+			 "INSERT INTO ledger VALUES ('w%d', %d)", i, i);
+		rc = write_txn(w.db, sql);
+		ck_assert_msg(rc == SQLITE_OK,
+			      "write %d with its answer lost: %d (%s)", i, rc,
+			      sqlite3_errmsg(w.db));
+		ck_assert_uint_eq(fault_proxy_fired(w.proxy), fired + 1);
+	}
+	/* A transaction of several push requests (> 1024 pages), with the
+	 * answer to its first request lost, then to its last. */
+	for (i = 0; i < 2; i++) {
+		char match[64];
+		unsigned fired = fault_proxy_fired(w.proxy);
+		/* The first request starts right after the applied frame;
+		 * the second 1024 frames later. */
+		snprintf(match, sizeof match, "POST /sync/1/%lld/",
+			 (long long)rfx_status_int(w.db, "frame_no") + 1 +
+			     (i == 1 ? 1024 : 0));
+		ck_assert_int_eq(
+		    fault_proxy_set(w.proxy, FAULT_PROXY_LOSE_ANSWER, match, 0),
+		    0);
+		snprintf(sql, sizeof sql,
+			 "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT "
+			 "k + 1 FROM n WHERE k < 1200) INSERT INTO ledger "
+			 "SELECT 'big%d-' || k, zeroblob(3000) FROM n",
+			 i);
+		rc = write_txn(w.db, sql);
+		ck_assert_msg(rc == SQLITE_OK, "big write %d: %d (%s)", i, rc,
+			      sqlite3_errmsg(w.db));
+		ck_assert_uint_eq(fault_proxy_fired(w.proxy), fired + 1);
+	}
+	ck_assert_int_eq(
+	    rfx_primary_query_int(w.env.srv.url, "SELECT count(*) FROM ledger"),
+	    20 + 2 * 1200);
+	ck_assert_int_eq(
+	    rfx_primary_query_int(w.env.srv.url,
+				  "SELECT count(*) FROM ledger WHERE id LIKE "
+				  "'w%' AND n = CAST(substr(id, 2) AS INT)"),
+	    20);
+	rfx_sync(w.db);
+	fixture_assert_integrity(w.db);
+	rfx_assert_same_table(w.db, w.env.srv.url, "ledger", "id || ':' || n");
+	world_stop(&w);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
 	    test_corrupt_page,          test_corrupt_page_number,
 	    test_corrupt_live,          test_stalled_connection,
-	    test_blackholed_connection,
+	    test_blackholed_connection, test_lost_push_answers,
 	};
 
 	return rfx_run_tests("replica_integrity", tests,

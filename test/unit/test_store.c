@@ -9,6 +9,7 @@
 
 #include "fixture.h"
 #include "server/frame_log.h"
+#include "server/push_log.h"
 #include "server/store.h"
 #include "wal/walfmt.h"
 
@@ -306,7 +307,7 @@ static json_t *push_mode(struct store *s, uint32_t gen, uint32_t start,
 	struct http_reply r = {0};
 	json_t *j;
 
-	store_push(s, gen, start, end, baton, strict, body, len, &r);
+	store_push(s, gen, start, end, baton, strict, NULL, body, len, &r);
 	*status = r.status;
 	j = json_loadb(r.body, r.len, 0, NULL);
 	http_reply_free(&r);
@@ -758,6 +759,122 @@ START_TEST(test_push_not_at_head)
 }
 END_TEST
 
+static json_t *push_txn(struct store *s, uint32_t start, uint32_t end,
+			const char *baton, const uint8_t *txn,
+			const uint8_t *body, size_t len)
+{
+	struct http_reply r = {0};
+	json_t *j;
+
+	store_push(s, 1, start, end, baton, 1, txn, body, len, &r);
+	ck_assert_int_eq(r.status, 200);
+	j = json_loadb(r.body, r.len, 0, NULL);
+	http_reply_free(&r);
+	ck_assert_ptr_nonnull(j);
+	return j;
+}
+
+/* A transaction pushed with an id (?txn=, what replite replicas send) and
+ * sent again, whole or its last request only, after a lost answer or with
+ * the primary restarted in between: answered as committed, applied once.
+ * Another id with the same bytes is another writer's: a conflict.  A
+ * record whose frames never became durable does not count. */
+START_TEST(test_push_txn_sent_again)
+{
+	static const uint8_t x[FRAMES_TXN_ID_SIZE] = {1, 2, 3};
+	static const uint8_t y[FRAMES_TXN_ID_SIZE] = {9, 9, 9};
+	static const uint8_t z[FRAMES_TXN_ID_SIZE] = {7};
+	struct push_log_record rec = {.first = 0};
+	struct fx a, b;
+	uint8_t *frames;
+	uint32_t n;
+	size_t len;
+	char *path, err[256];
+	struct push_log *pl;
+	json_t *j;
+	int round;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	len = (size_t)n * WALFMT_FRAME_SIZE;
+	ck_assert_uint_ge(n, 2);
+	j = push_txn(b.store, 1, n + 1, NULL, x, frames, len);
+	ck_assert_str_eq(str_of(j, "status"), "ok");
+	ck_assert_int_eq(int_of(j, "max_frame_no"), n);
+	json_decref(j);
+	for (round = 0; round < 2; round++) {
+		/* Whole, then its last request alone (a baton that is gone). */
+		j = push_txn(b.store, 1, n + 1, NULL, x, frames, len);
+		ck_assert_str_eq(str_of(j, "status"), "ok");
+		ck_assert_int_eq(int_of(j, "max_frame_no"), n);
+		ck_assert_int_eq(int_of(j, "generation"), 1);
+		json_decref(j);
+		j = push_txn(b.store, n, n + 1, "gone", x,
+			     frames + (size_t)(n - 1) * WALFMT_FRAME_SIZE,
+			     WALFMT_FRAME_SIZE);
+		ck_assert_str_eq(str_of(j, "status"), "ok");
+		ck_assert_int_eq(int_of(j, "max_frame_no"), n);
+		json_decref(j);
+		ck_assert_uint_eq(store_head(b.store), n);
+		ck_assert_int_eq(
+		    fixture_query_int(b.db, "SELECT count(*) FROM t"), 2);
+		/* The same bytes under another id: another writer's. */
+		j = push_txn(b.store, 1, n + 1, NULL, y, frames, len);
+		ck_assert_str_eq(str_of(j, "status"), "conflict");
+		json_decref(j);
+		ck_assert_uint_eq(store_head(b.store), n);
+		/* The record is durable: after a restart too. */
+		fx_close(&b);
+		fx_open(&b);
+	}
+	assert_log_matches_live(&b, 1);
+
+	/* A record naming frames n+1.. that never reached the log (a crash
+	 * between the record and the frames): z is not committed, so its
+	 * push (frames n+1..) is applied, once. */
+	fixture_exec(a.db, "INSERT INTO t VALUES (5)");
+	free(frames);
+	{
+		struct store_frames fr;
+		uint32_t m;
+		ck_assert_int_eq(store_pull(a.store, 1, n + 1, 100000, &fr),
+				 STORE_PULL_FRAMES);
+		m = fr.end - (n + 1);
+		frames = malloc(fr.len);
+		ck_assert_int_eq(pread(fr.fd, frames, fr.len, (off_t)fr.offset),
+				 (ssize_t)fr.len);
+		close(fr.fd);
+		fx_close(&b);
+		path = fixture_path(b.data, "gen-00000001/pushes.log");
+		ck_assert_int_eq(push_log_open(path, &pl, err, sizeof err), 0);
+		memcpy(rec.id, z, sizeof z);
+		rec.first = n + 1;
+		rec.last = n + m;
+		rec.digest = 12345;
+		ck_assert_int_eq(push_log_append(pl, &rec), 0);
+		push_log_close(pl);
+		free(path);
+		fx_open(&b);
+		j = push_txn(b.store, n + 1, n + m + 1, NULL, z, frames,
+			     (size_t)m * WALFMT_FRAME_SIZE);
+		ck_assert_str_eq(str_of(j, "status"), "ok");
+		json_decref(j);
+		ck_assert_int_eq(
+		    fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+		j = push_txn(b.store, n + 1, n + m + 1, NULL, z, frames,
+			     (size_t)m * WALFMT_FRAME_SIZE);
+		ck_assert_str_eq(str_of(j, "status"), "ok");
+		json_decref(j);
+		ck_assert_int_eq(
+		    fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+	}
+	fixture_assert_integrity(b.db);
+	assert_log_matches_live(&b, 1);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
 /* A transaction pushed one frame per request: nothing is visible (live
  * database, log head, pulls) until its commit frame arrives, then all of
  * it at once. */
@@ -1085,6 +1202,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_push_page1_bad_payload_fraction);
 	tcase_add_test(tc, test_push_page1_reserved_bytes);
 	tcase_add_test(tc, test_push_page1_bad_versions);
+	tcase_add_test(tc, test_push_txn_sent_again);
 	suite_add_tcase(s, tc);
 	return s;
 }
