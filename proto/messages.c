@@ -1,5 +1,7 @@
 #include "messages.h"
 
+#include "base/dbsum.h"
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +116,7 @@ int messages_parse_info(const void *body, size_t len, struct messages_info *out,
 {
 	static const char what[] = "GET /info";
 	struct messages_info info = {0};
+	const json_t *sum;
 	json_t *root;
 	int has_oldest, rv = -1;
 
@@ -132,6 +135,20 @@ int messages_parse_info(const void *body, size_t len, struct messages_info *out,
 	if (get_string(root, "database_id", &info.database_id, what, err,
 		       err_len) != 0)
 		goto out;
+	sum = json_object_get(root, "checksum");
+	if (sum != NULL && !json_is_null(sum)) {
+		if (!json_is_string(sum) ||
+		    dbsum_parse(json_string_value(sum), &info.checksum) != 0) {
+			snprintf(
+			    err, err_len,
+			    "the primary's answer to %s has a \"checksum\" "
+			    "that is not 16 hex digits",
+			    what);
+			free(info.database_id);
+			goto out;
+		}
+		info.has_checksum = 1;
+	}
 	*out = info;
 	rv = 0;
 out:
@@ -227,12 +244,19 @@ void messages_push_reply_free(struct messages_push_reply *r)
 
 json_t *messages_encode_info(const struct messages_info *info)
 {
-	return json_pack("{s:I, s:s, s:I, s:I}", "current_generation",
-			 (json_int_t)info->current_generation, "database_id",
-			 info->database_id ? info->database_id : "",
-			 "max_frame_no", (json_int_t)info->max_frame_no,
-			 "oldest_generation",
-			 (json_int_t)info->oldest_generation);
+	json_t *o =
+	    json_pack("{s:I, s:s, s:I, s:I}", "current_generation",
+		      (json_int_t)info->current_generation, "database_id",
+		      info->database_id ? info->database_id : "",
+		      "max_frame_no", (json_int_t)info->max_frame_no,
+		      "oldest_generation", (json_int_t)info->oldest_generation);
+	char text[DBSUM_TEXT_SIZE];
+
+	if (o != NULL && info->has_checksum) {
+		dbsum_format(info->checksum, text);
+		json_object_set_new(o, "checksum", json_string(text));
+	}
+	return o;
 }
 
 json_t *messages_encode_generation(uint32_t generation)

@@ -26,6 +26,10 @@ struct messages_info {
 	int has_max_frame_no;
 	uint32_t max_frame_no;      /* when has_max_frame_no */
 	uint32_t oldest_generation; /* 0 if not reported */
+	/* (ext) "checksum": the whole-database checksum (base/dbsum.h) at
+	 * max_frame_no, 16 hex digits. */
+	int has_checksum;
+	uint64_t checksum;
 };
 
 /* Parse the 200 body of GET /info.  Returns 0, or -1 with err; *out is set

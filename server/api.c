@@ -202,6 +202,58 @@ static int is_hrana_path(const char *path)
 	       strcmp(path, "/v1/batch") == 0;
 }
 
+/* The query parameters of a push (store_push_opts). */
+static int push_opts(struct http_request *req, struct store_push_opts *o,
+		     uint8_t txn[FRAMES_TXN_ID_SIZE], const char **bad)
+{
+	const char *strict = http_request_arg(req, "strict");
+	const char *txn_text = http_request_arg(req, "txn");
+	const char *base = http_request_arg(req, "base");
+	const char *result = http_request_arg(req, "result");
+
+	memset(o, 0, sizeof *o);
+	o->strict = strict != NULL && strcmp(strict, "1") == 0;
+	if (txn_text != NULL) {
+		if (frames_txn_id_parse(txn_text, txn) != 0) {
+			*bad = "txn must be 32 hex digits";
+			return -1;
+		}
+		o->txn = txn;
+	}
+	if (base != NULL) {
+		if (dbsum_parse(base, &o->base) != 0) {
+			*bad = "base must be 16 hex digits";
+			return -1;
+		}
+		o->has_base = 1;
+	}
+	if (result != NULL) {
+		if (dbsum_parse(result, &o->result) != 0) {
+			*bad = "result must be 16 hex digits";
+			return -1;
+		}
+		o->has_result = 1;
+	}
+	return 0;
+}
+
+static void handle_push(struct api *api, struct http_request *req,
+			struct http_response *res, const uint32_t v[3],
+			const char *baton)
+{
+	struct store_push_opts opts;
+	uint8_t txn[FRAMES_TXN_ID_SIZE];
+	const char *bad = NULL;
+
+	if (push_opts(req, &opts, txn, &bad) != 0) {
+		http_reply_error(&res->reply, 400, "INVALID_PUSH_PARAMETER",
+				 "%s", bad);
+		return;
+	}
+	store_push(api->store, v[0], v[1], v[2], baton, &opts, req->body,
+		   req->body_len, &res->reply);
+}
+
 static void handle_sync(struct api *api, struct http_request *req,
 			struct http_response *res, enum jwt_access access)
 {
@@ -222,19 +274,7 @@ static void handle_sync(struct api *api, struct http_request *req,
 					 "frames needs a read-write token");
 			return;
 		}
-		const char *strict = http_request_arg(req, "strict");
-		const char *txn_text = http_request_arg(req, "txn");
-		uint8_t txn[FRAMES_TXN_ID_SIZE];
-		if (txn_text != NULL &&
-		    frames_txn_id_parse(txn_text, txn) != 0) {
-			http_reply_error(&res->reply, 400, "INVALID_TXN",
-					 "txn must be 32 hex digits");
-			return;
-		}
-		store_push(api->store, v[0], v[1], v[2], baton,
-			   strict != NULL && strcmp(strict, "1") == 0,
-			   txn_text != NULL ? txn : NULL, req->body,
-			   req->body_len, &res->reply);
+		handle_push(api, req, res, v, baton);
 	} else {
 		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
 				 "%s %s is not supported", req->method,

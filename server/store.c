@@ -144,6 +144,8 @@ int store_open(const struct store_config *cfg, struct store **out, char *err,
 		goto err;
 	if (open_internal(s, err, n) != 0)
 		goto err;
+	if (store_sum_init(s, err, n) != 0)
+		goto err;
 	*out = s;
 	return 0;
 err:
@@ -169,6 +171,7 @@ void store_close(struct store *s)
 		s->pending = p->next_push;
 		store_push_free_pending(p);
 	}
+	store_sum_free(&s->sum);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->internal_mu);
 	pthread_mutex_destroy(&s->unlock_mu);
@@ -220,10 +223,12 @@ json_t *store_info(struct store *s)
 	pthread_mutex_lock(&s->mu);
 	g = store_current_locked(s);
 	info.oldest_generation = s->gens[0]->number;
-	pthread_mutex_unlock(&s->mu);
 	info.current_generation = g->number;
 	info.database_id = s->database_id;
 	info.max_frame_no = frame_log_head(g->log);
+	info.has_checksum = store_sum_at_locked(&s->sum, info.max_frame_no,
+						&info.checksum) == 0;
+	pthread_mutex_unlock(&s->mu);
 	return messages_encode_info(&info);
 }
 

@@ -75,19 +75,33 @@ enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
 		 uint64_t *checksum);
 
+/* How a push is to be taken (POST /sync query parameters). */
+struct store_push_opts {
+	/* ?strict=1 (what replite replicas send): an identical re-push of
+	 * frames already logged is never acknowledged, since another
+	 * writer's transaction can have the same pages (two replicas
+	 * incrementing the same counter from the same value) and
+	 * acknowledging it would lose an update.  Without it (libSQL
+	 * clients retrying a push whose answer they lost) it is. */
+	int strict;
+	/* ?txn= (NULL: none): the transaction's id, FRAMES_TXN_ID_SIZE
+	 * bytes: a transaction committed under it is answered as committed
+	 * when it is sent again, whatever its range, and never applied twice
+	 * (push_log.h). */
+	const uint8_t *txn;
+	/* ?base=, ?result= (ext): the whole-database checksums (base/dbsum.h)
+	 * the pusher's copy had before the transaction and has after it.  A
+	 * push whose base is not the checksum at the frame it follows, or
+	 * whose result is not what applying it gives, is refused (400): it
+	 * was built on a database that differs from the primary's. */
+	int has_base, has_result;
+	uint64_t base, result;
+};
+
 /* POST /sync/{gen}/{start}/{end}[/{baton}] (baton may be NULL).  A push
- * that starts at or before the head is a conflict, except, when not strict,
- * an identical re-push of frames already logged (a libSQL client retrying a
- * push whose answer it lost), which is acknowledged.  strict (?strict=1,
- * what replite replicas send): never acknowledged, since another writer's
- * transaction can have the same pages (two replicas incrementing the same
- * counter from the same value) and acknowledging it would lose an update.
- * txn (may be NULL): the transaction's id (?txn=, FRAMES_TXN_ID_SIZE
- * bytes): a transaction committed under this id is answered as committed
- * when it is sent again, whatever its range, and never applied twice
- * (push_log.h). */
+ * that starts at or before the head is a conflict, except as opts says. */
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		const char *baton, int strict, const uint8_t *txn,
+		const char *baton, const struct store_push_opts *opts,
 		const uint8_t *body, size_t len, struct http_reply *reply);
 
 /* Periodic work: roll over a full generation, checkpoint the live WAL,

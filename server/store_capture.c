@@ -46,6 +46,8 @@ static int on_commit(void *arg, void *ctx, const char *path,
 {
 	struct store *s = arg;
 	struct generation *g;
+	uint64_t sum;
+	uint32_t head;
 	int rv;
 
 	(void)ctx;
@@ -60,8 +62,21 @@ static int on_commit(void *arg, void *ctx, const char *path,
 	pthread_mutex_unlock(&s->mu);
 	if (n == 0)
 		return SQLITE_IOERR_WRITE;
-	rv = append_pages(g, pages, n, db_size);
+	/* The checksum after it, known before the frames can be read. */
+	head = frame_log_head(g->log);
+	rv = store_sum_apply(&s->sum, pages, n, db_size, &sum);
+	if (rv == 0) {
+		pthread_mutex_lock(&s->mu);
+		rv = store_sum_record_locked(&s->sum, head + (uint32_t)n, sum);
+		pthread_mutex_unlock(&s->mu);
+	}
+	if (rv == 0)
+		rv = append_pages(g, pages, n, db_size);
 	if (rv != 0) {
+		store_sum_undo(&s->sum);
+		pthread_mutex_lock(&s->mu);
+		store_sum_forget_locked(&s->sum, head);
+		pthread_mutex_unlock(&s->mu);
 		store_log(
 		    "cannot append to the frame log of generation %" PRIu32
 		    ": %s; the transaction is rolled back",

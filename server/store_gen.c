@@ -395,6 +395,7 @@ void store_gen_rollover(struct store *s)
 		pthread_mutex_lock(&s->mu);
 		if (store_gen_add(s, cur->number + 1, log) == 0) {
 			cur->ended_ms = clock_unix_ms();
+			store_sum_new_generation_locked(&s->sum);
 			rolled = 1;
 		} else {
 			frame_log_close(log);

@@ -30,6 +30,7 @@
 #include "frame_log.h"
 #include "push_log.h"
 #include "store.h"
+#include "wal/wal_inject.h" /* struct wal_page */
 #include "wal/walfmt.h"
 
 #define GEN_DIR_FMT "gen-%08" PRIu32
@@ -62,6 +63,29 @@ struct pending_push {
 	struct pending_push *next_push;
 };
 
+/* The whole-database checksum of the head and after each commit frame of
+ * the current generation (store_sum.c). */
+struct store_sum_undo {
+	uint32_t pgno;
+	uint64_t term;
+};
+struct store_sum {
+	uint64_t *terms; /* terms[p - 1]: page p's term in the head state */
+	uint32_t n_pages;
+	uint32_t cap;
+	uint64_t sum;  /* of the head state */
+	uint64_t base; /* at the start of the current generation */
+	/* at[f - 1]: after frame f, when it is a commit frame (else 0);
+	 * guarded by mu. */
+	uint64_t *at;
+	size_t n_at, cap_at;
+	/* What the last store_sum_apply changed, for store_sum_undo. */
+	struct store_sum_undo *undo;
+	size_t n_undo, cap_undo;
+	uint32_t undo_n_pages;
+	uint64_t undo_sum;
+};
+
 struct store {
 	struct store_config cfg;
 	char *data_dir;
@@ -85,6 +109,10 @@ struct store {
 	pthread_mutex_t unlock_mu;
 	pthread_cond_t unlock_cond;
 	uint64_t unlock_seq;
+
+	/* Updated under the live database's write lock; sum.at also read
+	 * under mu. */
+	struct store_sum sum;
 
 	/* The internal connection, used for pushes and maintenance; its
 	 * BEGIN IMMEDIATE is how they exclude SQL writers. */
@@ -119,6 +147,23 @@ void store_gen_free(struct generation *g);
 void store_remove_tree(const char *dir);
 void store_gen_rollover(struct store *s);
 void store_gen_drop_expired(struct store *s);
+
+/* store_sum.c.  store_sum_apply: the checksum after a transaction (pages,
+ * the database size after it), applied to the head state; store_sum_undo
+ * takes the last one back (a push refused, an append that failed).
+ * store_sum_record_locked: the checksum after commit frame `frame`;
+ * store_sum_at_locked: that of a frame (0: the generation's start), or -1
+ * when unknown.  Callers of the _locked ones hold mu. */
+int store_sum_init(struct store *s, char *err, size_t n);
+void store_sum_free(struct store_sum *m);
+int store_sum_apply(struct store_sum *m, const struct wal_page *pages, size_t n,
+		    uint32_t db_size, uint64_t *result);
+void store_sum_undo(struct store_sum *m);
+int store_sum_record_locked(struct store_sum *m, uint32_t frame, uint64_t sum);
+void store_sum_forget_locked(struct store_sum *m, uint32_t after);
+int store_sum_at_locked(const struct store_sum *m, uint32_t frame,
+			uint64_t *out);
+void store_sum_new_generation_locked(struct store_sum *m);
 
 /* store_recover.c */
 int store_recover_id(struct store *s, int *is_new, char *err, size_t n);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/dbsum.h"
 #include "base/errors.h"
 #include "proto/messages.h"
 #include "util.h"
@@ -199,20 +200,56 @@ static int txn_committed(struct store *s, const uint8_t *txn, uint32_t *gen,
 	return found;
 }
 
+/* A push that states its base checksum must follow a position whose
+ * checksum is that one. */
+static int check_base(struct store *s, const struct store_push_opts *opts,
+		      uint32_t first, char *why, size_t why_len)
+{
+	char want[DBSUM_TEXT_SIZE], got[DBSUM_TEXT_SIZE];
+	uint64_t at;
+	int known;
+
+	if (!opts->has_base)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	known = store_sum_at_locked(&s->sum, first - 1, &at) == 0;
+	pthread_mutex_unlock(&s->mu);
+	if (known && at == opts->base)
+		return 0;
+	dbsum_format(opts->base, want);
+	if (!known) {
+		errors_set(why, why_len,
+			   "the push states base checksum %s, but the primary "
+			   "knows no checksum at frame %u",
+			   want, first - 1);
+		return -1;
+	}
+	dbsum_format(at, got);
+	errors_set(why, why_len,
+		   "the push was built on a database with checksum %s, but the "
+		   "primary's database at frame %u has checksum %s: the "
+		   "replica's file differs from the primary's; refused",
+		   want, first - 1, got);
+	return -1;
+}
+
 /* Append frames [first, first + n) to the log one for one and publish their
  * pages in the live database, as one atomic step under the write lock.
  * Returns 0 (applied, or already committed under txn: *head_out is then the
  * transaction's last frame and *gen_out its generation), 1 (a conflict) or
  * -1 with why. */
 static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
-			int strict, const uint8_t *txn, const uint8_t *frames,
-			size_t n, uint32_t *gen_out, uint32_t *head_out,
-			char *why, size_t why_len)
+			const struct store_push_opts *opts,
+			const uint8_t *frames, size_t n, uint32_t *gen_out,
+			uint32_t *head_out, char *why, size_t why_len)
 {
+	const uint8_t *txn = opts->txn;
+	int strict = opts->strict, summed = 0;
+	uint64_t sum;
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
-	struct wal_inject_opts opts = {wal_observer_unwrap, 0,
-				       WALFMT_PAGE_SIZE};
+	struct wal_inject_opts inject_opts = {wal_observer_unwrap, 0,
+					      WALFMT_PAGE_SIZE};
 	struct generation *g;
 	char *msg = NULL;
 	uint32_t head;
@@ -270,6 +307,37 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 		pages[i].pgno = e[i].pgno;
 		pages[i].data = e[i].page;
 	}
+	if (check_base(s, opts, first, why, why_len) != 0) {
+		rv = 2;
+		goto out_rollback;
+	}
+	rc = store_sum_apply(&s->sum, pages, n, e[n - 1].db_size, &sum);
+	if (rc != 0) {
+		errors_set(why, why_len, "out of memory");
+		goto out_rollback;
+	}
+	summed = 1;
+	if (opts->has_result && sum != opts->result) {
+		char want[DBSUM_TEXT_SIZE], got[DBSUM_TEXT_SIZE];
+		dbsum_format(opts->result, want);
+		dbsum_format(sum, got);
+		errors_set(why, why_len,
+			   "the pushed transaction (frames %u-%u) gives the "
+			   "primary's database checksum %s, not the %s the "
+			   "replica computed: its pages were built on a "
+			   "database that differs from the primary's (a "
+			   "foreign write?); refused",
+			   first, first + (uint32_t)n - 1, got, want);
+		rv = 2;
+		goto out_rollback;
+	}
+	pthread_mutex_lock(&s->mu);
+	rc = store_sum_record_locked(&s->sum, first + (uint32_t)n - 1, sum);
+	pthread_mutex_unlock(&s->mu);
+	if (rc != 0) {
+		errors_set(why, why_len, "out of memory");
+		goto out_rollback;
+	}
 	if (txn != NULL) {
 		/* The record first: a committed transaction always has one. */
 		struct push_log_record rec = {
@@ -292,7 +360,8 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 			   strerror(-rc));
 		goto out_rollback;
 	}
-	rc = wal_inject(s->internal, &opts, pages, n, e[n - 1].db_size, &msg);
+	rc = wal_inject(s->internal, &inject_opts, pages, n, e[n - 1].db_size,
+			&msg);
 	if (rc != SQLITE_OK) {
 		errors_set(
 		    why, why_len,
@@ -304,8 +373,16 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 		/* Durable and acknowledged: start-up will apply them. */
 	}
 	*head_out = frame_log_head(g->log);
+	summed = 0;
 	rv = 0;
 out_rollback:
+	if (summed) {
+		/* Refused or not logged: the checksums take it back. */
+		store_sum_undo(&s->sum);
+		pthread_mutex_lock(&s->mu);
+		store_sum_forget_locked(&s->sum, first - 1);
+		pthread_mutex_unlock(&s->mu);
+	}
 	/* Nothing is dirty: COMMIT writes no frame and releases the lock. */
 	sqlite3_exec(s->internal, "COMMIT", NULL, NULL, NULL);
 	if (sqlite3_get_autocommit(s->internal) == 0)
@@ -343,9 +420,10 @@ static int resends_last_part(const struct pending_push *p, uint32_t gen,
 }
 
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		const char *baton, int strict, const uint8_t *txn,
+		const char *baton, const struct store_push_opts *opts,
 		const uint8_t *body, size_t len, struct http_reply *reply)
 {
+	const uint8_t *txn = opts->txn;
 	struct pending_push *p = NULL;
 	size_t n_frames, keep;
 	ssize_t commit;
@@ -430,7 +508,7 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		}
 		p->gen = gen;
 		p->first = start;
-		p->strict = strict;
+		p->strict = opts->strict;
 	}
 	pthread_mutex_unlock(&s->mu);
 
@@ -453,8 +531,16 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 	commit = last_commit(p->frames, p->len / WALFMT_FRAME_SIZE);
 	if (commit >= 0) {
 		size_t n_apply = (size_t)commit + 1;
-		rv = apply_frames(s, gen, p->first, p->strict, txn, p->frames,
-				  n_apply, &done_gen, &head, why, sizeof why);
+		struct store_push_opts o = *opts;
+		o.strict = p->strict;
+		rv = apply_frames(s, gen, p->first, &o, p->frames, n_apply,
+				  &done_gen, &head, why, sizeof why);
+		if (rv == 2) {
+			http_reply_error(reply, 400, "PUSH_CHECKSUM_MISMATCH",
+					 "%s", why);
+			store_push_free_pending(p);
+			return;
+		}
 		if (rv < 0) {
 			http_reply_error(reply, 500, "PUSH_FAILED", "%s", why);
 			store_push_free_pending(p);

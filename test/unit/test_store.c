@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/dbsum.h"
 #include "fixture.h"
 #include "server/frame_log.h"
 #include "server/push_log.h"
@@ -307,7 +308,9 @@ static json_t *push_mode(struct store *s, uint32_t gen, uint32_t start,
 	struct http_reply r = {0};
 	json_t *j;
 
-	store_push(s, gen, start, end, baton, strict, NULL, body, len, &r);
+	struct store_push_opts o = {.strict = strict};
+
+	store_push(s, gen, start, end, baton, &o, body, len, &r);
 	*status = r.status;
 	j = json_loadb(r.body, r.len, 0, NULL);
 	http_reply_free(&r);
@@ -766,7 +769,9 @@ static json_t *push_txn(struct store *s, uint32_t start, uint32_t end,
 	struct http_reply r = {0};
 	json_t *j;
 
-	store_push(s, 1, start, end, baton, 1, txn, body, len, &r);
+	struct store_push_opts o = {.strict = 1, .txn = txn};
+
+	store_push(s, 1, start, end, baton, &o, body, len, &r);
 	ck_assert_int_eq(r.status, 200);
 	j = json_loadb(r.body, r.len, 0, NULL);
 	http_reply_free(&r);
@@ -869,6 +874,133 @@ START_TEST(test_push_txn_sent_again)
 	}
 	fixture_assert_integrity(b.db);
 	assert_log_matches_live(&b, 1);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+/* The checksum /info reports equals the whole-database checksum of the
+ * live database, computed from scratch, after every kind of change. */
+static void assert_checksum_of_live(struct fx *f)
+{
+	char *live = fixture_path(f->data, "live.db");
+	json_t *info = store_info(f->store);
+	const char *text = json_string_value(json_object_get(info, "checksum"));
+	uint64_t reported;
+	uint8_t *image;
+	size_t len;
+
+	ck_assert_ptr_nonnull(text);
+	ck_assert_int_eq(dbsum_parse(text, &reported), 0);
+	ck_assert_int_eq(sqlite3_wal_checkpoint_v2(f->db, "main",
+						   SQLITE_CHECKPOINT_TRUNCATE,
+						   NULL, NULL),
+			 SQLITE_OK);
+	image = read_file(live, &len);
+	ck_assert_msg(dbsum_image(image, len, WALFMT_PAGE_SIZE) == reported,
+		      "the checksum reported (%s) is not the live database's",
+		      text);
+	free(image);
+	free(live);
+	json_decref(info);
+}
+
+START_TEST(test_checksum_tracks_database)
+{
+	struct fx f;
+	int i;
+
+	fx_init(&f, "data");
+	f.cfg.generation_frames = 40;
+	fx_open(&f);
+	assert_checksum_of_live(&f);
+	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	assert_checksum_of_live(&f);
+	/* Growth (overflow pages), in-place updates, shrinking (VACUUM). */
+	for (i = 0; i < 10; i++)
+		fixture_exec(f.db,
+			     "INSERT INTO t(v) VALUES (randomblob(9000))");
+	assert_checksum_of_live(&f);
+	fixture_exec(f.db, "UPDATE t SET v = randomblob(100) WHERE id % 2");
+	assert_checksum_of_live(&f);
+	fixture_exec(f.db, "DELETE FROM t WHERE id > 3; VACUUM");
+	assert_checksum_of_live(&f);
+	/* A rollover, then a restart (replayed from the log). */
+	for (i = 0; i < 10; i++)
+		fixture_exec(f.db,
+			     "INSERT INTO t(v) VALUES (randomblob(5000))");
+	store_maintain(f.store);
+	ck_assert_uint_eq(store_generation(f.store), 2);
+	fixture_exec(f.db, "UPDATE t SET v = randomblob(10) WHERE id = 1");
+	assert_checksum_of_live(&f);
+	fx_close(&f);
+	fx_open(&f);
+	assert_checksum_of_live(&f);
+	fx_done(&f);
+}
+END_TEST
+
+/* Pushes that state the checksums they were built on and lead to: taken
+ * when both match, refused (400, nothing applied) when either does not. */
+START_TEST(test_push_checksums)
+{
+	struct fx a, b;
+	struct store_push_opts o = {.strict = 1};
+	struct http_reply r = {0};
+	uint8_t *frames;
+	uint32_t n;
+	size_t len;
+	json_t *info;
+	uint64_t base, result;
+
+	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
+	len = (size_t)n * WALFMT_FRAME_SIZE;
+	info = store_info(b.store);
+	ck_assert_int_eq(
+	    dbsum_parse(json_string_value(json_object_get(info, "checksum")),
+			&base),
+	    0);
+	json_decref(info);
+	info = store_info(a.store);
+	ck_assert_int_eq(
+	    dbsum_parse(json_string_value(json_object_get(info, "checksum")),
+			&result),
+	    0);
+	json_decref(info);
+
+	/* A wrong base, then a wrong result: refused, nothing applied. */
+	o.has_base = 1;
+	o.base = base ^ 1;
+	o.has_result = 1;
+	o.result = result;
+	store_push(b.store, 1, 1, n + 1, NULL, &o, frames, len, &r);
+	ck_assert_int_eq(r.status, 400);
+	ck_assert_ptr_nonnull(strstr(r.body, "differs from the primary"));
+	http_reply_free(&r);
+	o.base = base;
+	o.result = result ^ 1;
+	store_push(b.store, 1, 1, n + 1, NULL, &o, frames, len, &r);
+	ck_assert_int_eq(r.status, 400);
+	ck_assert_ptr_nonnull(strstr(r.body, "foreign write"));
+	http_reply_free(&r);
+	assert_untouched(&b);
+	assert_checksum_of_live(&b);
+
+	/* Both right: applied, and b's checksum is a's. */
+	o.result = result;
+	store_push(b.store, 1, 1, n + 1, NULL, &o, frames, len, &r);
+	ck_assert_int_eq(r.status, 200);
+	http_reply_free(&r);
+	ck_assert_uint_eq(store_head(b.store), n);
+	assert_checksum_of_live(&b);
+	info = store_info(b.store);
+	ck_assert_int_eq(
+	    dbsum_parse(json_string_value(json_object_get(info, "checksum")),
+			&base),
+	    0);
+	json_decref(info);
+	ck_assert(base == result);
 	free(frames);
 	fx_done(&a);
 	fx_done(&b);
@@ -1203,6 +1335,8 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_push_page1_reserved_bytes);
 	tcase_add_test(tc, test_push_page1_bad_versions);
 	tcase_add_test(tc, test_push_txn_sent_again);
+	tcase_add_test(tc, test_checksum_tracks_database);
+	tcase_add_test(tc, test_push_checksums);
 	suite_add_tcase(s, tc);
 	return s;
 }
