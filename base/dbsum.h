@@ -7,7 +7,10 @@
  *
  * The per-page hash is XXH3-64 (libxxhash) seeded with the page number:
  * much faster than the disk, and any change of a page's bytes or its place
- * changes its term.  Checksums are shown as 16 lowercase hex digits. */
+ * changes its term.  Page 1 is hashed with its bytes 18-19 (the file format
+ * versions, 1 = rollback journal, 2 = WAL) read as 2: replicas force WAL
+ * mode into the page 1 they apply.  Checksums are shown as 16 lowercase hex
+ * digits. */
 #ifndef REPLITE_BASE_DBSUM_H
 #define REPLITE_BASE_DBSUM_H
 

@@ -94,6 +94,16 @@ int frames_verify(const void *body, size_t len, uint32_t page_size,
  * recomputes before applying it. */
 #define FRAMES_CHECKSUM_HEADER "X-Replite-Checksum"
 
+/* With a 200 answer to GET /sync of the current generation, the primary also
+ * sends
+ *
+ *   X-Replite-Checksum-At: <frame>-<16 hex digits>
+ *
+ * the whole-database checksum after the last commit frame of the body,
+ * which a replica compares with the checksum it computes after applying
+ * that frame: a difference means its file differs from the primary's. */
+#define FRAMES_CHECKSUM_AT_HEADER "X-Replite-Checksum-At"
+
 /* Idempotent pushes (ext): a replite replica names each transaction it
  * pushes with a random 128-bit id, sent as ?txn=<32 hex digits> with every
  * request of the push, so the primary recognises the transaction when it is

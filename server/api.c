@@ -84,9 +84,17 @@ static void handle_pull(struct api *api, struct http_request *req,
 		res->fd = f.fd;
 		res->offset = f.offset;
 		res->len = f.len;
-		res->header_name = FRAMES_CHAIN_HEADER;
-		snprintf(res->header_value, sizeof res->header_value, "%s",
-			 f.chain);
+		res->headers[0].name = FRAMES_CHAIN_HEADER;
+		snprintf(res->headers[0].value, sizeof res->headers[0].value,
+			 "%s", f.chain);
+		if (f.has_checksum) {
+			char sum[DBSUM_TEXT_SIZE];
+			dbsum_format(f.checksum, sum);
+			res->headers[1].name = FRAMES_CHECKSUM_AT_HEADER;
+			snprintf(res->headers[1].value,
+				 sizeof res->headers[1].value, "%" PRIu32 "-%s",
+				 f.checksum_frame, sum);
+		}
 		return;
 	case STORE_PULL_CAUGHT_UP:
 		deadline = wait_deadline(api, req);
@@ -139,8 +147,8 @@ static void handle_export(struct api *api, const char *rest,
 	res->fd = fd;
 	res->offset = 0;
 	res->len = size;
-	res->header_name = FRAMES_CHECKSUM_HEADER;
-	dbsum_format(checksum, res->header_value);
+	res->headers[0].name = FRAMES_CHECKSUM_HEADER;
+	dbsum_format(checksum, res->headers[0].value);
 }
 
 /* Returns the access granted, or JWT_ACCESS_DENIED with the 401 reply set. */

@@ -64,9 +64,12 @@ const char *http_request_arg(struct http_request *req, const char *name)
 static void add_extra_header(struct MHD_Response *resp,
 			     const struct http_response *res)
 {
-	if (res->header_name != NULL)
-		MHD_add_response_header(resp, res->header_name,
-					res->header_value);
+	size_t i;
+
+	for (i = 0; i < sizeof res->headers / sizeof res->headers[0]; i++)
+		if (res->headers[i].name != NULL)
+			MHD_add_response_header(resp, res->headers[i].name,
+						res->headers[i].value);
 }
 
 static enum MHD_Result queue_reply(struct MHD_Connection *conn,

@@ -29,10 +29,12 @@ struct http_response {
 	/* > 0: park the request until http_server_wake() or this monotonic
 	 * time, then call the handler again with the same request. */
 	int64_t park_until_ms;
-	/* An extra header of the answer (proto/frames.h's integrity headers),
-	 * when header_name is not NULL. */
-	const char *header_name;
-	char header_value[64];
+	/* Extra headers of the answer (proto/frames.h's integrity headers):
+	 * those whose name is not NULL. */
+	struct {
+		const char *name;
+		char value[64];
+	} headers[2];
 };
 
 typedef void (*http_handler_fn)(void *arg, struct http_request *req,

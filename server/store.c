@@ -274,6 +274,17 @@ enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 		goto out;
 	}
 	frames_chain_format(&chain, out->chain);
+	out->has_checksum = 0;
+	if (g == store_current_locked(s)) {
+		uint32_t f;
+		for (f = end - 1; f >= start && !out->has_checksum; f--) {
+			if (store_sum_at_locked(&s->sum, f, &out->checksum) ==
+			    0) {
+				out->checksum_frame = f;
+				out->has_checksum = 1;
+			}
+		}
+	}
 	res = STORE_PULL_FRAMES;
 out:
 	pthread_mutex_unlock(&s->mu);

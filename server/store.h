@@ -65,6 +65,11 @@ struct store_frames {
 	uint32_t end; /* exclusive */
 	/* The X-Replite-Chain header for these frames (proto/frames.h). */
 	char chain[FRAMES_CHAIN_TEXT_SIZE];
+	/* The checksum after the last commit frame among them, when known
+	 * (frames of the current generation). */
+	int has_checksum;
+	uint32_t checksum_frame;
+	uint64_t checksum;
 };
 enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 			   uint32_t end, struct store_frames *out);

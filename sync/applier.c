@@ -1,5 +1,7 @@
 #include "applier.h"
 
+#include "sync/checksum.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "base/clock.h"
+#include "base/dbsum.h"
 #include "base/errors.h"
 #include "wal/walfmt.h"
 #include "wal/wal_inject.h"
@@ -19,6 +22,11 @@
 
 struct applier {
 	sqlite3 *db;
+	/* A second connection, never in a transaction, whose file handles
+	 * writers use to read the old images of the pages they change
+	 * (applier_checksum_commit): the internal one may be busy in the
+	 * sync thread, waiting for the very write lock the writer holds. */
+	sqlite3 *reader;
 	char *db_path;
 	char *state_path;
 	uint32_t page_size;
@@ -178,6 +186,21 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 	if (exec_retrying(a, sql, err, err_len) != 0 ||
 	    exec_retrying(a, "PRAGMA journal_mode=WAL", err, err_len) != 0)
 		goto fail;
+	rc = sqlite3_open_v2(db_path, &a->reader,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+			     vfs_name);
+	/* A first read opens its WAL and wal-index, which stay open. */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(a->reader,
+				  "SELECT count(*) FROM sqlite_master", NULL,
+				  NULL, NULL);
+	if (rc != SQLITE_OK) {
+		errors_set(err, err_len,
+			   "cannot open the local database %s: %s", db_path,
+			   a->reader ? sqlite3_errmsg(a->reader)
+				     : sqlite3_errstr(rc));
+		goto fail;
+	}
 	if (query_int(a, "PRAGMA page_size", &v) != SQLITE_OK ||
 	    v != (int64_t)page_size) {
 		errors_set(
@@ -201,6 +224,7 @@ void applier_close(struct applier *a)
 {
 	if (a == NULL)
 		return;
+	sqlite3_close_v2(a->reader);
 	sqlite3_close_v2(a->db);
 	free(a->db_path);
 	free(a->state_path);
@@ -408,6 +432,59 @@ static enum applier_result trim(const struct applier_frames *b,
 	return APPLIER_APPLIED;
 }
 
+struct known_sum {
+	int known;
+	uint64_t value;
+};
+
+/* The checksum after a batch, carried forward from the state's (when it
+ * has one) over the old images in the local file, and checked against the
+ * one the primary announced for the batch's last frame: a difference means
+ * the local file holds pages the primary does not (a foreign write), so it
+ * is marked for a full image and the batch is not applied. */
+static int batch_checksum(struct applier *a, const struct applier_frames *b,
+			  struct replica_state *st,
+			  const struct wal_page *pages, size_t n,
+			  struct known_sum *out, char *err, size_t err_len)
+{
+	uint32_t end = b->first + b->n - 1;
+	char got[DBSUM_TEXT_SIZE], want[DBSUM_TEXT_SIZE];
+
+	out->known = 0;
+	/* Past frame_no the file may already hold frames up to frame_hwm
+	 * (an interrupted batch, a commit kept private): its content is not
+	 * the state's, until this batch overwrites all of them. */
+	if (st->has_checksum && st->frame_hwm == st->frame_no) {
+		if (checksum_after(a->db, NULL, a->page_size, st->checksum,
+				   pages, n, b->frames[b->n - 1].db_size,
+				   &out->value, err, err_len) != 0)
+			return -1;
+		out->known = 1;
+	}
+	if (!b->has_expected || b->expected_frame != end)
+		return 0;
+	if (!out->known) {
+		/* A state from before checksums: adopt the primary's. */
+		out->value = b->expected;
+		out->known = 1;
+		return 0;
+	}
+	if (out->value == b->expected)
+		return 0;
+	dbsum_format(out->value, got);
+	dbsum_format(b->expected, want);
+	st->bootstrapping = 1;
+	if (state_save(a, st, err, err_len) != 0)
+		return -1;
+	errors_set(err, err_len,
+		   "the local file %s differs from the primary: after frame %u "
+		   "its checksum would be %s, the primary's is %s (something "
+		   "other than replite wrote to it); it will be downloaded "
+		   "again",
+		   a->db_path, end, got, want);
+	return -1;
+}
+
 enum applier_result applier_apply_frames(struct applier *a,
 					 const struct applier_frames *b,
 					 struct replica_state *st, char *err,
@@ -416,6 +493,7 @@ enum applier_result applier_apply_frames(struct applier *a,
 	uint32_t end = b->first + b->n - 1, skip = 0;
 	enum applier_result res = APPLIER_ERROR;
 	struct wal_page *pages = NULL;
+	struct known_sum sum = {0};
 	int loaded;
 
 	assert(b->n >= 1 && b->frames[b->n - 1].db_size != 0);
@@ -436,6 +514,14 @@ enum applier_result applier_apply_frames(struct applier *a,
 	res = APPLIER_ERROR;
 	if (check_wal_unchanged(a, st, err, err_len) != 0)
 		goto out;
+	pages = frames_to_pages(b, skip);
+	if (pages == NULL) {
+		errors_set(err, err_len, "out of memory");
+		goto out;
+	}
+	if (batch_checksum(a, b, st, pages, b->n - skip, &sum, err, err_len) !=
+	    0)
+		goto out;
 	if (end > st->frame_hwm) {
 		/* Durable before any frame is written: after a crash, the
 		 * next batch must reach at least this far. */
@@ -443,14 +529,11 @@ enum applier_result applier_apply_frames(struct applier *a,
 		if (state_save(a, st, err, err_len) != 0)
 			goto out;
 	}
-	pages = frames_to_pages(b, skip);
-	if (pages == NULL) {
-		errors_set(err, err_len, "out of memory");
-		goto out;
-	}
 	if (inject(a, pages, b->n - skip, b->frames[b->n - 1].db_size, err,
 		   err_len) != 0)
 		goto out;
+	st->has_checksum = sum.known;
+	st->checksum = sum.value;
 	st->frame_no = end;
 	if (record_wal(a, st, err, err_len) != 0 ||
 	    state_save(a, st, err, err_len) != 0)
@@ -573,6 +656,8 @@ enum applier_result applier_apply_image(struct applier *a,
 		goto out;
 	st->bootstrapping = 0;
 	st->catching_up = 1;
+	st->has_checksum = img->has_checksum;
+	st->checksum = img->checksum;
 	if (record_wal(a, st, err, err_len) != 0 ||
 	    state_save(a, st, err, err_len) != 0)
 		goto out;
@@ -684,8 +769,8 @@ out:
 }
 
 int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
-			const struct wal_position *pos, char *err,
-			size_t err_len)
+			const struct wal_position *pos, int has_checksum,
+			uint64_t checksum, char *err, size_t err_len)
 {
 	struct replica_state st = {0};
 	int rv = -1;
@@ -700,6 +785,8 @@ int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 		goto out;
 	}
 	st.frame_no = end;
+	st.has_checksum = has_checksum;
+	st.checksum = checksum;
 	st.wal_known = pos != NULL;
 	if (pos != NULL) {
 		st.wal_frames = pos->frames;
@@ -709,6 +796,15 @@ int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 out:
 	replica_state_free(&st);
 	return rv;
+}
+
+int applier_checksum_commit(struct applier *a, uint64_t base,
+			    const struct wal_page *pages, size_t n,
+			    uint32_t db_size, uint64_t *result, char *err,
+			    size_t err_len)
+{
+	return checksum_after(a->reader, NULL, a->page_size, base, pages, n,
+			      db_size, result, err, err_len);
 }
 
 /* Load the state under the lock, let edit change it (it returns 1 when it

@@ -58,6 +58,11 @@ struct applier_frames {
 	uint32_t first;
 	const struct frames_frame *frames;
 	uint32_t n;
+	/* The checksum the primary announced after frame expected_frame
+	 * (X-Replite-Checksum-At), checked when it is the batch's last. */
+	int has_expected;
+	uint32_t expected_frame;
+	uint64_t expected;
 };
 enum applier_result applier_apply_frames(struct applier *a,
 					 const struct applier_frames *b,
@@ -75,7 +80,9 @@ struct applier_image {
 	const char *database_id; /* the primary's, or NULL */
 	const char *sync_url;
 	const uint8_t *data;
-	size_t len; /* a multiple of the page size */
+	size_t len;       /* a multiple of the page size */
+	int has_checksum; /* the image's checksum, verified */
+	uint64_t checksum;
 };
 enum applier_result applier_apply_image(struct applier *a,
 					const struct applier_image *img,
@@ -104,10 +111,20 @@ int applier_commit_prepare(struct applier *a, uint32_t generation,
 			   uint32_t start, uint32_t end, char *err,
 			   size_t err_len);
 /* ... and it was published in the local WAL at pos: the file is at frame
- * end.  The caller's connection still holds the write lock. */
+ * end, with the given checksum when has_checksum.  The caller's connection
+ * still holds the write lock. */
 int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
-			const struct wal_position *pos, char *err,
-			size_t err_len);
+			const struct wal_position *pos, int has_checksum,
+			uint64_t checksum, char *err, size_t err_len);
+
+/* The checksum after a local write transaction (pages, db_size), from the
+ * file's checksum base before it (sync/checksum.h), reading the old images
+ * through a connection of the applier's own that is never in a transaction.
+ * The caller holds the write lock.  Returns 0, or -1 with err. */
+int applier_checksum_commit(struct applier *a, uint64_t base,
+			    const struct wal_page *pages, size_t n,
+			    uint32_t db_size, uint64_t *result, char *err,
+			    size_t err_len);
 
 /* The primary said the file is caught up: clear the state's catching_up
  * flag (set when a full image is applied).  Returns 0, or -1 with err. */

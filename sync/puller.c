@@ -44,6 +44,11 @@ struct pending {
 	/* When n > 0: the checksum chain after the last pending frame, so
 	 * the next answer must continue it. */
 	struct frames_chain chain;
+	/* The whole-database checksum the primary announced after a frame
+	 * of the last answer (X-Replite-Checksum-At). */
+	int has_expected;
+	uint32_t expected_frame;
+	uint64_t expected;
 };
 
 struct puller {
@@ -209,8 +214,8 @@ static int check_primary(struct puller *p, const struct messages_info *info,
 
 /* The image must hash to the checksum the primary announced. */
 static int verify_image(struct puller *p, const char *what,
-			const struct http_client_response *res, char *err,
-			size_t err_len)
+			const struct http_client_response *res, uint64_t *sum,
+			char *err, size_t err_len)
 {
 	char text[64], got_text[DBSUM_TEXT_SIZE];
 	uint64_t want, got;
@@ -237,6 +242,7 @@ static int verify_image(struct puller *p, const char *what,
 		p->stats.rejected_transfers++;
 		return -1;
 	}
+	*sum = got;
 	return 0;
 }
 
@@ -266,10 +272,11 @@ static int bootstrap(struct puller *p, const struct replica_state *st,
 		http_client_status_error(what, &res, err, err_len);
 		goto out;
 	}
-	if (verify_image(p, what, &res, err, err_len) != 0) {
+	if (verify_image(p, what, &res, &img.checksum, err, err_len) != 0) {
 		rv = 1;
 		goto out;
 	}
+	img.has_checksum = 1;
 	img.generation = info.current_generation;
 	img.database_id = info.database_id;
 	img.sync_url = p->sync_url;
@@ -399,6 +406,9 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 	b.first = pd->first;
 	b.frames = frames;
 	b.n = n;
+	b.has_expected = pd->has_expected;
+	b.expected_frame = pd->expected_frame;
+	b.expected = pd->expected;
 	r = applier_apply_frames(p->applier, &b, &st, err, err_len);
 	free(frames);
 	if (r == APPLIER_APPLIED || r == APPLIER_STALE) {
@@ -541,8 +551,17 @@ static enum pull_step on_frames(struct puller *p,
 		return STEP_REJECTED;
 	}
 	rv = pending_append(p, &b, err, err_len);
-	if (rv == 0)
+	if (rv == 0) {
+		char text[64], hex[DBSUM_TEXT_SIZE + 8];
+		unsigned frame = 0;
 		p->pend.chain = chain;
+		p->pend.has_expected =
+		    http_client_response_header(res, FRAMES_CHECKSUM_AT_HEADER,
+						text, sizeof text) != NULL &&
+		    sscanf(text, "%u-%20s", &frame, hex) == 2 &&
+		    dbsum_parse(hex, &p->pend.expected) == 0;
+		p->pend.expected_frame = frame;
+	}
 	p->stats.frames_pulled += b.n;
 	n = b.n;
 	frames_batch_free(&b);

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "base/clock.h"
+#include "base/dbsum.h"
 #include "base/errors.h"
 #include "base/sqlite_api.h"
 #include "proto/frames.h"
@@ -37,7 +38,8 @@ static int push_part(struct http_client *http, const struct pusher_txn *t,
 	struct http_client_response res = {0};
 	struct messages_push_reply reply = {0};
 	enum pusher_result r = PUSHER_ERROR;
-	char path[256], detail[256], txn[FRAMES_TXN_ID_TEXT_SIZE];
+	char path[320], detail[256], txn[FRAMES_TXN_ID_TEXT_SIZE];
+	char sums[64] = "", base[DBSUM_TEXT_SIZE], result[DBSUM_TEXT_SIZE];
 	uint8_t *body;
 	int rc;
 
@@ -52,11 +54,16 @@ static int push_part(struct http_client *http, const struct pusher_txn *t,
 	 * transaction for ours (see store_push); txn: but ours, sent again,
 	 * it recognises. */
 	frames_txn_id_format(t->id, txn);
+	if (t->has_sums) {
+		dbsum_format(t->base, base);
+		dbsum_format(t->result, result);
+		snprintf(sums, sizeof sums, "&base=%s&result=%s", base, result);
+	}
 	snprintf(path, sizeof path,
 		 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32
-		 "%s%s?strict=1&txn=%s",
+		 "%s%s?strict=1&txn=%s%s",
 		 t->generation, start, end, *baton ? "/" : "",
-		 *baton ? *baton : "", txn);
+		 *baton ? *baton : "", txn, sums);
 	rc = http_client_request(http, "POST", path, body,
 				 (size_t)n * frame_size, timeout_ms, &res, err,
 				 err_len);
@@ -70,6 +77,14 @@ static int push_part(struct http_client *http, const struct pusher_txn *t,
 			   "auth token is read-only",
 			   detail);
 		r = PUSHER_DENIED;
+		goto out;
+	}
+	if (res.status == 400 &&
+	    strstr((const char *)res.body, "PUSH_CHECKSUM_MISMATCH") != NULL) {
+		http_client_error_detail(&res, detail, sizeof detail);
+		errors_set(err, err_len, "the primary refused the write: %s",
+			   detail);
+		r = PUSHER_DIVERGED;
 		goto out;
 	}
 	if (res.status != 200) {

@@ -17,6 +17,8 @@ enum pusher_result {
 	PUSHER_OK,       /* applied: the primary's head is start + n - 1 */
 	PUSHER_CONFLICT, /* another writer was first; nothing applied */
 	PUSHER_DENIED,   /* the token may not write (HTTP 403) */
+	PUSHER_DIVERGED, /* refused: the checksums show the local file is not
+			  * the primary's (HTTP 400 PUSH_CHECKSUM_MISMATCH) */
 	PUSHER_ERROR,    /* unreachable, timed out, refused: err says why */
 };
 
@@ -32,6 +34,10 @@ struct pusher_txn {
 	 * answered as committed instead of applied twice or refused as a
 	 * conflict (proto/frames.h). */
 	uint8_t id[FRAMES_TXN_ID_SIZE];
+	/* The whole-database checksums before and after (?base=, ?result=),
+	 * when the replica knows them. */
+	int has_sums;
+	uint64_t base, result;
 };
 
 /* Push t within timeout_ms in all.  A request that got no answer (the

@@ -14,6 +14,7 @@
 
 #include "include/replite.h"
 #include "base/clock.h"
+#include "base/dbsum.h"
 #include "base/errors.h"
 #include "sync/applier.h"
 #include "base/base64.h"
@@ -76,8 +77,11 @@ struct replica {
 	pthread_mutex_t push_mu; /* push_http: writers begin concurrently */
 	int token_read_only;     /* the token's claim "a" is "ro" */
 	uint32_t push_generation;
-	uint32_t push_end; /* the pushed transaction's last frame, or 0 */
-	int push_conflict; /* the last push lost: catch up after unlock */
+	uint32_t push_end;     /* the pushed transaction's last frame, or 0 */
+	int push_conflict;     /* the last push lost: catch up after unlock */
+	int push_diverged;     /* ... was refused: download after unlock */
+	int push_has_checksum; /* the file's checksum after the push */
+	uint64_t push_checksum;
 };
 
 static void deadline_after(struct timespec *ts, int64_t ms)
@@ -569,6 +573,14 @@ char *replica_status_json(struct replica *r)
 		json_object_set_new(
 		    o, "rejected_transfers",
 		    json_integer((json_int_t)r->stats.rejected_transfers));
+	if (o != NULL) {
+		/* Of the content at frame_no, as the state file records it. */
+		char sum[DBSUM_TEXT_SIZE];
+		dbsum_format(st.checksum, sum);
+		json_object_set_new(o, "checksum",
+				    st.has_checksum ? json_string(sum)
+						    : json_null());
+	}
 	if (o != NULL && r->last_sync_unix_ms == 0) /* never synced */
 		json_object_set_new(o, "last_sync_unix_ms", json_null());
 	if (o != NULL)
@@ -681,6 +693,7 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 
 	r->push_end = 0;
 	r->push_conflict = 0;
+	r->push_diverged = 0;
 	if (n == 0)
 		return SQLITE_OK;
 	if (applier_load_state(r->applier, &st, err, sizeof err) != 0 ||
@@ -697,6 +710,18 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 	t.db_size = db_size;
 	t.page_size = st.page_size;
 	sqlite3_randomness(sizeof t.id, t.id);
+	/* What the transaction is built on and leads to, from this file's
+	 * own pages: the primary refuses it if either differs from its
+	 * own, so a foreign write to this file never reaches it. */
+	t.has_sums = st.has_checksum && st.frame_hwm == st.frame_no;
+	t.base = st.checksum;
+	if (t.has_sums &&
+	    applier_checksum_commit(r->applier, st.checksum, pages, n, db_size,
+				    &t.result, err, sizeof err) != 0)
+		goto fail;
+	r->push_has_checksum = t.has_sums;
+	r->push_checksum = t.result;
+
 	pthread_mutex_lock(&r->push_mu);
 	pushed = pusher_push(r->push_http, &t, r->params.write_timeout_ms,
 			     &head, err, sizeof err);
@@ -721,6 +746,11 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 		write_failed(r, err);
 		rc = SQLITE_READONLY;
 		break;
+	case PUSHER_DIVERGED:
+		/* This file is not the primary's: fail the write, and
+		 * download it again once the write lock is released. */
+		r->push_diverged = 1;
+		goto fail;
 	case PUSHER_ERROR:
 		goto fail;
 	}
@@ -741,7 +771,8 @@ void replica_write_unlocking(struct replica *r, int committed, int published,
 		return;
 	if (published &&
 	    applier_commit_done(r->applier, r->push_generation, r->push_end,
-				pos, err, sizeof err) != 0)
+				pos, r->push_has_checksum, r->push_checksum,
+				err, sizeof err) != 0)
 		write_failed(r, err);
 	r->push_end = 0;
 }
@@ -750,6 +781,14 @@ void replica_write_unlocked(struct replica *r)
 {
 	char err[1024];
 
+	if (r->push_diverged) {
+		r->push_diverged = 0;
+		if (applier_require_image(r->applier, err, sizeof err) != 0) {
+			write_failed(r, err);
+			return;
+		}
+		r->push_conflict = 1;
+	}
 	if (!r->push_conflict)
 		return;
 	r->push_conflict = 0;

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "base/dbsum.h"
 #include "base/fileio.h"
 
 /* What a user can do about a damaged state file. */
@@ -176,6 +177,27 @@ static int decode_wal(const json_t *root, struct replica_state *st,
 	return 0;
 }
 
+/* The optional "checksum" of the content at frame_no. */
+static int decode_checksum(const json_t *root, struct replica_state *st,
+			   const char *path, char *err, size_t err_len)
+{
+	const json_t *c = json_object_get(root, "checksum");
+
+	st->has_checksum = 0;
+	if (c == NULL)
+		return 0;
+	if (!json_is_string(c) ||
+	    dbsum_parse(json_string_value(c), &st->checksum) != 0) {
+		snprintf(err, err_len,
+			 "the replica state file %s has a \"checksum\" that "
+			 "is not 16 hex digits; it is damaged: " DAMAGED_ADVICE,
+			 path);
+		return -1;
+	}
+	st->has_checksum = 1;
+	return 0;
+}
+
 /* Validate the decoded document; on success fill *st with borrowed
  * strings (still owned by root). */
 static int decode(const json_t *root, struct replica_state *st,
@@ -244,7 +266,8 @@ static int decode(const json_t *root, struct replica_state *st,
 	    get_flag(root, "catching_up", &st->catching_up, path, err,
 		     err_len) != 0)
 		return -1;
-	if (decode_wal(root, st, path, err, err_len) != 0)
+	if (decode_wal(root, st, path, err, err_len) != 0 ||
+	    decode_checksum(root, st, path, err, err_len) != 0)
 		return -1;
 	/* Borrowed from root: the caller copies them. */
 	st->database_id = (char *)database_id;
@@ -341,6 +364,15 @@ int replica_state_save(const char *path, const struct replica_state *st,
 					  (json_int_t)st->wal_salt[1])) != 0) {
 		json_decref(root);
 		root = NULL;
+	}
+	if (root != NULL && st->has_checksum) {
+		char sum[DBSUM_TEXT_SIZE];
+		dbsum_format(st->checksum, sum);
+		if (json_object_set_new(root, "checksum", json_string(sum)) !=
+		    0) {
+			json_decref(root);
+			root = NULL;
+		}
 	}
 	if (root != NULL) {
 		text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -3,7 +3,7 @@
  *
  *   {"format":1,"database_id":"...","sync_url":"http://...","generation":G,
  *    "frame_no":N,"frame_hwm":M,"page_size":4096[,"bootstrapping":true][,"catching_up":true]
- *    [,"wal":{"frames":F,"salt":[S1,S2]}]}
+ *    [,"wal":{"frames":F,"salt":[S1,S2]}][,"checksum":"<16 hex>"]}
  *
  * frame_no is the last frame of generation G known to be applied locally;
  * frame_hwm >= frame_no is the highest frame that MAY be in the local file
@@ -46,6 +46,11 @@ struct replica_state {
 	int wal_known;
 	uint32_t wal_frames;
 	uint32_t wal_salt[2];
+	/* The whole-database checksum (base/dbsum.h) of the local content at
+	 * frame_no (stored as "checksum": "<16 hex digits>"; absent when not
+	 * known, as in files of older versions). */
+	int has_checksum;
+	uint64_t checksum;
 };
 
 /* "db_path-replite" in a malloc'd string (NULL when out of memory). */

@@ -68,9 +68,12 @@ int64_t fixture_query_int(sqlite3 *db, const char *sql)
 {
 	sqlite3_stmt *st;
 	int64_t v;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+	rc = sqlite3_step(st);
+	ck_assert_msg(rc == SQLITE_ROW, "%s: %d %s", sql, rc,
+		      sqlite3_errmsg(db));
 	v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return v;

@@ -321,6 +321,8 @@ void rfx_primary_info(const char *url, const char *token, struct rfx_info *out)
 	id = json_string_value(json_object_get(doc, "database_id"));
 	ck_assert_ptr_nonnull(id);
 	snprintf(out->database_id, sizeof out->database_id, "%s", id);
+	id = json_string_value(json_object_get(doc, "checksum"));
+	snprintf(out->checksum, sizeof out->checksum, "%s", id ? id : "");
 	json_decref(doc);
 	http_client_response_free(&res);
 	http_client_free(c);

@@ -107,6 +107,7 @@ struct rfx_info {
 	uint32_t max_frame_no;
 	uint32_t oldest_generation;
 	char database_id[128];
+	char checksum[17]; /* "" when not reported */
 };
 /* GET /info from the primary at url (with a bearer token when token is not
  * NULL). */

@@ -607,7 +607,12 @@ static void assert_status_types(json_t *o)
 			  (json_is_null(json_object_get(o, "last_error")) ||
 			   json_is_string(json_object_get(o, "last_error"))),
 		      "replite_status().last_error is not null or a string");
-	ck_assert_int_eq(json_object_size(o), 11);
+	ck_assert_msg(json_is_null(json_object_get(o, "checksum")) ||
+			  (json_is_string(json_object_get(o, "checksum")) &&
+			   strlen(json_string_value(
+			       json_object_get(o, "checksum"))) == 16),
+		      "replite_status().checksum is not null or 16 hex digits");
+	ck_assert_int_eq(json_object_size(o), 12);
 }
 
 static int64_t jint(json_t *o, const char *key)

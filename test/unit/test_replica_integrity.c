@@ -11,7 +11,11 @@
  *      and once the path heals the replica is caught up within 5 s;
  *   3. a push whose answer is lost (the primary committed it) is sent again
  *      (by libcurl itself, or by the replica) and answered as committed:
- *      the write succeeds, exactly once (finding 4). */
+ *      the write succeeds, exactly once (finding 4);
+ *   4. a write by something other than replite (the stock sqlite3 API on
+ *      the replica file) never reaches the primary: the write through
+ *      replite that would carry it fails, the primary stays sound, and the
+ *      replica is downloaded again and equals the primary (finding 1). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,10 +70,28 @@ static void world_stop(struct world *w)
 	rfx_env_stop(&w->env);
 }
 
+/* Same content, and, once caught up, the same whole-database checksum. */
+static void assert_same_checksum(struct world *w)
+{
+	struct rfx_info info;
+	json_t *status;
+
+	rfx_sync(w->db);
+	rfx_primary_info(w->env.srv.url, NULL, &info);
+	status = rfx_status_json(w->db);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(status, "frame_no")),
+	    info.max_frame_no);
+	ck_assert_str_eq(json_string_value(json_object_get(status, "checksum")),
+			 info.checksum);
+	json_decref(status);
+}
+
 static void assert_equal_to_primary(struct world *w)
 {
 	fixture_assert_integrity(w->db);
 	rfx_assert_same_table(w->db, w->env.srv.url, "t", "id || ':' || v");
+	assert_same_checksum(w);
 }
 
 /* A transaction on the primary that changes many pages of t and its index
@@ -294,12 +316,88 @@ START_TEST(test_lost_push_answers)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* 4. foreign writes */
+
+/* Write to the replica file with plain SQLite (no replite), as the stock
+ * sqlite3 shell would; closing checkpoints it into the database file. */
+static void foreign_write(const char *path, const char *sql)
+{
+	sqlite3 *db;
+
+	ck_assert_int_eq(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	fixture_exec(db, sql);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+static void assert_primary_sound(struct world *w)
+{
+	char *body = NULL;
+
+	ck_assert_int_eq(
+	    rfx_primary_query_int(w->env.srv.url,
+				  "SELECT count(*) FROM pragma_integrity_check "
+				  "WHERE integrity_check = 'ok'"),
+	    1);
+	(void)body;
+}
+
+/* absent: a query counting what the foreign write made, 0 on the primary
+ * and, once downloaded again, on the replica. */
+static void foreign_write_case(const char *foreign, const char *then,
+			       const char *absent)
+{
+	struct world w;
+	int rc;
+
+	world_start(&w, "sync_interval=0");
+	fixture_exec(w.db, "CREATE TABLE a(x)");
+	sqlite3_close(w.db);
+	foreign_write(w.env.path, foreign);
+	w.db =
+	    rfx_open(w.env.path, fault_proxy_url(w.proxy), "sync_interval=0");
+	rc = write_txn(w.db, then);
+	ck_assert_msg(rc != SQLITE_OK,
+		      "a write on top of a foreign write was accepted");
+	assert_primary_sound(&w);
+	ck_assert_int_eq(rfx_primary_query_int(w.env.srv.url, absent), 0);
+	/* Downloaded again: equal to the primary, and writable. */
+	rfx_sync(w.db);
+	ck_assert_int_eq(fixture_query_int(w.db, absent), 0);
+	fixture_assert_integrity(w.db);
+	assert_equal_to_primary(&w);
+	ck_assert_int_eq(write_txn(w.db, then), SQLITE_OK);
+	assert_primary_sound(&w);
+	world_stop(&w);
+}
+
+START_TEST(test_foreign_write_big)
+{
+	foreign_write_case("CREATE TABLE big(x); "
+			   "INSERT INTO big VALUES (randomblob(20000))",
+			   "CREATE TABLE b(y)",
+			   "SELECT count(*) FROM sqlite_master WHERE name = "
+			   "'big'");
+}
+END_TEST
+
+START_TEST(test_foreign_write_row)
+{
+	/* One row into a; then a write to the same table through replite. */
+	foreign_write_case("INSERT INTO a VALUES ('foreign')",
+			   "INSERT INTO a VALUES ('mine')",
+			   "SELECT count(*) FROM a WHERE x = 'foreign'");
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
 	    test_corrupt_page,          test_corrupt_page_number,
 	    test_corrupt_live,          test_stalled_connection,
 	    test_blackholed_connection, test_lost_push_answers,
+	    test_foreign_write_big,     test_foreign_write_row,
 	};
 
 	return rfx_run_tests("replica_integrity", tests,
