@@ -273,3 +273,37 @@ json_t *messages_encode_push_reply(const struct messages_push_reply *r)
 			 (json_int_t)r->max_frame_no, "baton",
 			 r->baton ? json_string(r->baton) : json_null());
 }
+
+json_t *messages_encode_checksum(uint32_t generation, uint32_t frame_no,
+				 uint64_t checksum)
+{
+	char text[DBSUM_TEXT_SIZE];
+
+	dbsum_format(checksum, text);
+	return json_pack("{s:I, s:I, s:s}", "generation",
+			 (json_int_t)generation, "frame_no",
+			 (json_int_t)frame_no, "checksum", text);
+}
+
+int messages_parse_checksum(const void *body, size_t len, uint64_t *checksum,
+			    char *err, size_t err_len)
+{
+	static const char what[] = "GET /checksum";
+	const json_t *v;
+	json_t *root = load_object(body, len, what, err, err_len);
+	int rv = -1;
+
+	if (root == NULL)
+		return -1;
+	v = json_object_get(root, "checksum");
+	if (!json_is_string(v) ||
+	    dbsum_parse(json_string_value(v), checksum) != 0)
+		snprintf(err, err_len,
+			 "the primary's answer to %s has no \"checksum\" of "
+			 "16 hex digits",
+			 what);
+	else
+		rv = 0;
+	json_decref(root);
+	return rv;
+}

@@ -58,9 +58,16 @@ int messages_parse_push_reply(const void *body, size_t len,
 			      size_t err_len);
 void messages_push_reply_free(struct messages_push_reply *r);
 
+/* GET /checksum/{G}/{F} 200 (ext): {"generation": G, "frame_no": F,
+ * "checksum": "<16 hex digits>"}. */
+int messages_parse_checksum(const void *body, size_t len, uint64_t *checksum,
+			    char *err, size_t err_len);
+
 /* The primary's side: the answers as JSON values (new references). */
 json_t *messages_encode_info(const struct messages_info *info);
 json_t *messages_encode_generation(uint32_t generation);
 json_t *messages_encode_push_reply(const struct messages_push_reply *r);
+json_t *messages_encode_checksum(uint32_t generation, uint32_t frame_no,
+				 uint64_t checksum);
 
 #endif

@@ -151,6 +151,38 @@ static void handle_export(struct api *api, const char *rest,
 	dbsum_format(checksum, res->headers[0].value);
 }
 
+/* GET /checksum/{G}/{F} (ext): the whole-database checksum after commit
+ * frame F of generation G (0: its start), for replite_verify. */
+static void handle_checksum(struct api *api, const char *rest,
+			    struct http_response *res)
+{
+	uint32_t gen, frame;
+	uint64_t sum;
+	const char *p = parse_u32(rest, &gen);
+
+	if (p != NULL && *p == '/')
+		p = parse_u32(p + 1, &frame);
+	else
+		p = NULL;
+	if (p == NULL || *p != '\0') {
+		http_reply_error(&res->reply, 404, "NOT_FOUND",
+				 "expected /checksum/{generation}/{frame}");
+		return;
+	}
+	if (store_checksum_at(api->store, gen, frame, &sum) != 0) {
+		http_reply_error(
+		    &res->reply, 404, "CHECKSUM_NOT_FOUND",
+		    "the primary knows no checksum after frame "
+		    "%" PRIu32 " of generation %" PRIu32
+		    " (only after the commit frames of its current "
+		    "generation, %" PRIu32 ")",
+		    frame, gen, store_generation(api->store));
+		return;
+	}
+	http_reply_json(&res->reply, 200,
+			messages_encode_checksum(gen, frame, sum));
+}
+
 /* Returns the access granted, or JWT_ACCESS_DENIED with the 401 reply set. */
 static enum jwt_access authorize(struct api *api, struct http_request *req,
 				 struct http_response *res)
@@ -313,6 +345,9 @@ static void route(struct api *api, struct http_request *req,
 	} else if (strncmp(req->path, "/export/", 8) == 0 &&
 		   strcmp(req->method, "GET") == 0) {
 		handle_export(api, req->path + 8, res);
+	} else if (strncmp(req->path, "/checksum/", 10) == 0 &&
+		   strcmp(req->method, "GET") == 0) {
+		handle_checksum(api, req->path + 10, res);
 	} else if (is_hrana_path(req->path)) {
 		handle_hrana(api, req, res, access != JWT_ACCESS_READ_WRITE);
 	} else if (is(req, "GET", "/v2") || is(req, "GET", "/v3") ||

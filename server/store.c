@@ -215,6 +215,20 @@ void store_set_listener(struct store *s, void (*fn)(void *arg), void *arg)
 	pthread_mutex_unlock(&s->mu);
 }
 
+int store_checksum_at(struct store *s, uint32_t gen, uint32_t frame,
+		      uint64_t *out)
+{
+	struct generation *g;
+	int rv = -1;
+
+	pthread_mutex_lock(&s->mu);
+	g = store_current_locked(s);
+	if (g->number == gen && frame <= frame_log_head(g->log))
+		rv = store_sum_at_locked(&s->sum, frame, out);
+	pthread_mutex_unlock(&s->mu);
+	return rv;
+}
+
 json_t *store_info(struct store *s)
 {
 	struct messages_info info = {.has_max_frame_no = 1};

@@ -113,6 +113,12 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
  * drop generations past retention, expire pending pushes. */
 void store_maintain(struct store *s);
 
+/* The whole-database checksum after commit frame `frame` of generation gen
+ * (0: its start): 0 with *out, or -1 when unknown (another generation than
+ * the current one, past the head, not a commit frame). */
+int store_checksum_at(struct store *s, uint32_t gen, uint32_t frame,
+		      uint64_t *out);
+
 /* Information for /info and logs. */
 json_t *store_info(struct store *s);
 

@@ -1,6 +1,7 @@
 #include "applier.h"
 
 #include "sync/checksum.h"
+#include "wal/wal_read.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -27,6 +28,7 @@ struct applier {
 	 * (applier_checksum_commit): the internal one may be busy in the
 	 * sync thread, waiting for the very write lock the writer holds. */
 	sqlite3 *reader;
+	char *vfs_name; /* the VFS the connections go through */
 	char *db_path;
 	char *state_path;
 	uint32_t page_size;
@@ -169,7 +171,9 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 	a->page_size = page_size;
 	a->db_path = strdup(db_path);
 	a->state_path = replica_state_path(db_path);
-	if (a->db_path == NULL || a->state_path == NULL)
+	a->vfs_name = vfs_name != NULL ? strdup(vfs_name) : NULL;
+	if (a->db_path == NULL || a->state_path == NULL ||
+	    (vfs_name != NULL && a->vfs_name == NULL))
 		goto oom;
 	rc = sqlite3_open_v2(db_path, &a->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -226,6 +230,7 @@ void applier_close(struct applier *a)
 		return;
 	sqlite3_close_v2(a->reader);
 	sqlite3_close_v2(a->db);
+	free(a->vfs_name);
 	free(a->db_path);
 	free(a->state_path);
 	free(a);
@@ -805,6 +810,79 @@ int applier_checksum_commit(struct applier *a, uint64_t base,
 {
 	return checksum_after(a->reader, NULL, a->page_size, base, pages, n,
 			      db_size, result, err, err_len);
+}
+
+/* Pages read at a time by applier_verify. */
+#define VERIFY_CHUNK 256
+
+int applier_verify(struct applier *a, struct replica_state *st, uint64_t *local,
+		   char *err, size_t err_len)
+{
+	uint32_t *pgnos = malloc(VERIFY_CHUNK * sizeof *pgnos);
+	uint8_t *buf = malloc((size_t)VERIFY_CHUNK * a->page_size);
+	uint32_t db_pages = 0, p, k;
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+	uint64_t sum = 0;
+	int rv = -1, rc, loaded;
+
+	memset(st, 0, sizeof *st);
+	if (pgnos == NULL || buf == NULL) {
+		errors_set(err, err_len, "out of memory");
+		goto out;
+	}
+	/* A connection of its own: the write lock for as long as it reads,
+	 * so neither a sync nor a writer moves the file meanwhile. */
+	rc = sqlite3_open_v2(a->db_path, &db, SQLITE_OPEN_READWRITE,
+			     a->vfs_name);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(db, APPLIER_BUSY_TIMEOUT_MS);
+		rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		errors_set(err, err_len,
+			   "cannot lock the local database %s: %s", a->db_path,
+			   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		goto out;
+	}
+	loaded = applier_load_state(a, st, err, err_len);
+	if (loaded != 0) {
+		if (loaded == 1)
+			errors_set(err, err_len, "%s has no replica state",
+				   a->db_path);
+		goto out;
+	}
+	rc = wal_read_pages(db, NULL, a->page_size, NULL, 0, NULL, &db_pages,
+			    &msg);
+	for (p = 1; rc == SQLITE_OK && p <= db_pages; p += k) {
+		for (k = 0; k < VERIFY_CHUNK && p + k <= db_pages; k++)
+			pgnos[k] = p + k;
+		rc = wal_read_pages(db, NULL, a->page_size, pgnos, k, buf,
+				    &db_pages, &msg);
+		for (uint32_t i = 0; rc == SQLITE_OK && i < k; i++)
+			sum ^=
+			    dbsum_page(pgnos[i], buf + (size_t)i * a->page_size,
+				       a->page_size);
+	}
+	if (rc != SQLITE_OK) {
+		errors_set(err, err_len,
+			   "cannot read the local database %s: %s", a->db_path,
+			   msg ? msg : sqlite3_errstr(rc));
+		goto out;
+	}
+	*local = sum;
+	rv = 0;
+out:
+	if (db != NULL) {
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		sqlite3_close(db);
+	}
+	sqlite3_free(msg);
+	free(pgnos);
+	free(buf);
+	if (rv != 0)
+		replica_state_free(st);
+	return rv;
 }
 
 /* Load the state under the lock, let edit change it (it returns 1 when it

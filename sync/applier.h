@@ -126,6 +126,12 @@ int applier_checksum_commit(struct applier *a, uint64_t base,
 			    uint32_t db_size, uint64_t *result, char *err,
 			    size_t err_len);
 
+/* The whole-database checksum of the local file, every page read, with the
+ * state it was read at (in *st; release with replica_state_free), under the
+ * write lock of a connection of its own.  Returns 0, or -1 with err. */
+int applier_verify(struct applier *a, struct replica_state *st, uint64_t *local,
+		   char *err, size_t err_len);
+
 /* The primary said the file is caught up: clear the state's catching_up
  * flag (set when a full image is applied).  Returns 0, or -1 with err. */
 int applier_caught_up(struct applier *a, char *err, size_t err_len);

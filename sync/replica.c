@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -597,6 +598,81 @@ char *replica_status_json(struct replica *r)
 	if (text != NULL)
 		out = sqlite3_mprintf("%s", text);
 	free(text);
+	return out;
+}
+
+/* The primary's checksum after frame `frame` of generation gen. */
+static int primary_checksum(struct replica *r, uint32_t gen, uint32_t frame,
+			    uint64_t *out, char *err, size_t err_len)
+{
+	struct http_client_response res = {0};
+	char path[64];
+	int rv = -1;
+
+	snprintf(path, sizeof path, "/checksum/%" PRIu32 "/%" PRIu32, gen,
+		 frame);
+	pthread_mutex_lock(&r->push_mu);
+	if (http_client_request(r->push_http, "GET", path, NULL, 0,
+				r->params.write_timeout_ms, &res, err,
+				err_len) == 0) {
+		if (res.status == 200)
+			rv = messages_parse_checksum(res.body, res.len, out,
+						     err, err_len);
+		else
+			http_client_status_error(path, &res, err, err_len);
+	}
+	pthread_mutex_unlock(&r->push_mu);
+	http_client_response_free(&res);
+	return rv;
+}
+
+char *replica_verify_json(struct replica *r, char *err, size_t err_len)
+{
+	char local_text[DBSUM_TEXT_SIZE], rec_text[DBSUM_TEXT_SIZE];
+	char primary_text[DBSUM_TEXT_SIZE], why[512] = "";
+	struct replica_state st = {0};
+	uint64_t local, primary;
+	int tries, has_primary = 0, match;
+	json_t *o;
+	char *text, *out = NULL;
+
+	/* At the primary's head, so that it knows the checksum; again if a
+	 * batch was interrupted (the file may hold more than frame_no). */
+	for (tries = 0; tries < 3; tries++) {
+		replica_state_free(&st);
+		if (replica_sync(r, NULL, err, err_len) != 0 ||
+		    applier_verify(r->applier, &st, &local, err, err_len) != 0)
+			return NULL;
+		if (st.frame_hwm == st.frame_no)
+			break;
+	}
+	has_primary = primary_checksum(r, st.generation, st.frame_no, &primary,
+				       why, sizeof why) == 0;
+	match = has_primary && local == primary &&
+		(!st.has_checksum || st.checksum == local);
+	dbsum_format(local, local_text);
+	dbsum_format(st.checksum, rec_text);
+	dbsum_format(primary, primary_text);
+	o = json_pack("{s:b, s:I, s:I, s:s, s:o, s:o}", "match", match,
+		      "generation", (json_int_t)st.generation, "frame_no",
+		      (json_int_t)st.frame_no, "local", local_text, "recorded",
+		      st.has_checksum ? json_string(rec_text) : json_null(),
+		      "primary",
+		      has_primary ? json_string(primary_text) : json_null());
+	if (o != NULL && !has_primary)
+		json_object_set_new(o, "error", json_string(why));
+	replica_state_free(&st);
+	if (o == NULL) {
+		errors_set(err, err_len, "out of memory");
+		return NULL;
+	}
+	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (text != NULL)
+		out = sqlite3_mprintf("%s", text);
+	free(text);
+	if (out == NULL)
+		errors_set(err, err_len, "out of memory");
 	return out;
 }
 

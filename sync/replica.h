@@ -32,6 +32,14 @@ void replica_close(struct replica *r);
 int replica_sync(struct replica *r, uint32_t *frame_no, char *err,
 		 size_t err_len);
 
+/* PRAGMA replite_verify: catch up, read every page of the local file and
+ * compare its whole-database checksum with the primary's at the same
+ * position (and with the one the state records).  Returns the JSON
+ * {"match": bool, "generation", "frame_no", "local", "recorded",
+ * "primary"[, "error"]} (sqlite3_malloc'd), or NULL with err when it could
+ * not be computed. */
+char *replica_verify_json(struct replica *r, char *err, size_t err_len);
+
 /* The JSON of PRAGMA replite_status (DESIGN.md §2), sqlite3_malloc'd. */
 char *replica_status_json(struct replica *r);
 

@@ -97,6 +97,21 @@ static void fn_status(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_text(ctx, json, -1, sqlite3_free);
 }
 
+static void fn_verify(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct replica *r = function_replica(ctx, argc, argv, "replite_verify");
+	char err[1024], *json;
+
+	if (r == NULL)
+		return;
+	json = replica_verify_json(r, err, sizeof err);
+	if (json == NULL) {
+		sqlite3_result_error(ctx, err, -1);
+		return;
+	}
+	sqlite3_result_text(ctx, json, -1, sqlite3_free);
+}
+
 static int register_functions(sqlite3 *db)
 {
 	static const struct {
@@ -104,10 +119,9 @@ static int register_functions(sqlite3 *db)
 		int argc;
 		void (*fn)(sqlite3_context *, int, sqlite3_value **);
 	} fns[] = {
-	    {"replite_sync", 0, fn_sync},
-	    {"replite_sync", 1, fn_sync},
-	    {"replite_status", 0, fn_status},
-	    {"replite_status", 1, fn_status},
+	    {"replite_sync", 0, fn_sync},     {"replite_sync", 1, fn_sync},
+	    {"replite_status", 0, fn_status}, {"replite_status", 1, fn_status},
+	    {"replite_verify", 0, fn_verify}, {"replite_verify", 1, fn_verify},
 	};
 	size_t i;
 	int rc = SQLITE_OK;

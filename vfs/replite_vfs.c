@@ -245,6 +245,10 @@ static int on_pragma(void *arg, void *ctx, char **az)
 		az[0] = replica_status_json(n->replica);
 		return az[0] != NULL ? SQLITE_OK : SQLITE_NOMEM;
 	}
+	if (strcasecmp(name, "replite_verify") == 0) {
+		az[0] = replica_verify_json(n->replica, err, sizeof err);
+		return az[0] != NULL ? SQLITE_OK : pragma_error(az, "%s", err);
+	}
 	if (strcasecmp(name, "journal_mode") == 0 && value != NULL &&
 	    strcasecmp(value, "wal") != 0)
 		return pragma_error(az,

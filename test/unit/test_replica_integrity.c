@@ -391,13 +391,73 @@ START_TEST(test_foreign_write_row)
 }
 END_TEST
 
+/* SELECT replite_verify(): true on a replica equal to the primary, false
+ * (naming both checksums) once the file was changed behind replite. */
+static json_t *verify_with(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	json_t *j;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_msg(sqlite3_step(st) == SQLITE_ROW, "replite_verify(): %s",
+		      sqlite3_errmsg(db));
+	j = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+	sqlite3_finalize(st);
+	ck_assert_ptr_nonnull(j);
+	return j;
+}
+
+static json_t *verify(sqlite3 *db)
+{
+	return verify_with(db, "SELECT replite_verify()");
+}
+
+START_TEST(test_verify)
+{
+	struct world w;
+	struct rfx_info info;
+	json_t *j;
+
+	world_start(&w, "sync_interval=0");
+	primary_writes(&w, 1);
+	j = verify(w.db);
+	ck_assert(json_is_true(json_object_get(j, "match")));
+	rfx_primary_info(w.env.srv.url, NULL, &info);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "local")),
+			 info.checksum);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "primary")),
+			 info.checksum);
+	json_decref(j);
+	/* PRAGMA replite_verify says the same. */
+	j = verify_with(w.db, "PRAGMA replite_verify");
+	ck_assert(json_is_true(json_object_get(j, "match")));
+	json_decref(j);
+
+	sqlite3_close(w.db);
+	foreign_write(w.env.path, "UPDATE t SET v = 'changed' WHERE id = 7");
+	w.db =
+	    rfx_open(w.env.path, fault_proxy_url(w.proxy), "sync_interval=0");
+	j = verify(w.db);
+	ck_assert(json_is_false(json_object_get(j, "match")));
+	ck_assert_str_ne(json_string_value(json_object_get(j, "local")),
+			 json_string_value(json_object_get(j, "primary")));
+	json_decref(j);
+	world_stop(&w);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
-	    test_corrupt_page,          test_corrupt_page_number,
-	    test_corrupt_live,          test_stalled_connection,
-	    test_blackholed_connection, test_lost_push_answers,
-	    test_foreign_write_big,     test_foreign_write_row,
+	    test_corrupt_page,
+	    test_corrupt_page_number,
+	    test_corrupt_live,
+	    test_stalled_connection,
+	    test_blackholed_connection,
+	    test_lost_push_answers,
+	    test_foreign_write_big,
+	    test_foreign_write_row,
+	    test_verify,
 	};
 
 	return rfx_run_tests("replica_integrity", tests,
