@@ -195,6 +195,20 @@ static int is_hrana_path(const char *path)
 	       strcmp(path, "/v1/batch") == 0;
 }
 
+/* A query argument that is exactly "1". */
+static int arg_is_one(struct http_request *req, const char *name)
+{
+	const char *v = http_request_arg(req, name);
+
+	return v != NULL && strcmp(v, "1") == 0;
+}
+
+static unsigned push_flags(struct http_request *req)
+{
+	return (arg_is_one(req, "strict") ? STORE_PUSH_STRICT : 0u) |
+	       (arg_is_one(req, "rollover") ? STORE_PUSH_ROLLOVER : 0u);
+}
+
 static void handle_sync(struct api *api, struct http_request *req,
 			struct http_response *res, enum jwt_access access)
 {
@@ -215,9 +229,7 @@ static void handle_sync(struct api *api, struct http_request *req,
 					 "frames needs a read-write token");
 			return;
 		}
-		const char *strict = http_request_arg(req, "strict");
-		store_push(api->store, v[0], v[1], v[2], baton,
-			   strict != NULL && strcmp(strict, "1") == 0,
+		store_push(api->store, v[0], v[1], v[2], baton, push_flags(req),
 			   req->body, req->body_len, &res->reply);
 	} else {
 		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",

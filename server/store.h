@@ -70,16 +70,36 @@ enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
  * if the generation is not retained. */
 int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size);
 
+/* How a push is to be taken (query arguments of POST /sync). */
+enum store_push_flags {
+	/* ?strict=1 (what replite replicas send): an identical re-push of
+	 * frames already logged is never acknowledged, since another
+	 * writer's transaction can have the same pages (two replicas
+	 * incrementing the same counter from the same value) and
+	 * acknowledging it would lose an update. */
+	STORE_PUSH_STRICT = 1,
+	/* ?rollover=1 (what replite replicas send): the client can follow a
+	 * push logged in the next generation (see store_push). */
+	STORE_PUSH_ROLLOVER = 2,
+};
+
 /* POST /sync/{gen}/{start}/{end}[/{baton}] (baton may be NULL).  A push
- * that starts at or before the head is a conflict, except, when not strict,
- * an identical re-push of frames already logged (a libSQL client retrying a
- * push whose answer it lost), which is acknowledged.  strict (?strict=1,
- * what replite replicas send): never acknowledged, since another writer's
- * transaction can have the same pages (two replicas incrementing the same
- * counter from the same value) and acknowledging it would lose an update. */
+ * that starts at or before the head is a conflict, except, without
+ * STORE_PUSH_STRICT, an identical re-push of frames already logged (a
+ * libSQL client retrying a push whose answer it lost), which is
+ * acknowledged.
+ *
+ * A push for a generation gen that has ended, starting right after its last
+ * frame, is built on exactly the base of gen + 1; if gen + 1 is current and
+ * nothing was logged in it yet, nothing was committed since the rollover,
+ * so with STORE_PUSH_ROLLOVER it is logged as frames 1... of gen + 1 and
+ * the answer is "ok" with that generation and its last frame there.  Only
+ * when the push is one transaction (its commit frame is its last one), so
+ * that the answer describes all of it.  Without the flag (libSQL clients,
+ * whose local WAL numbering must stay the primary's) it is a conflict. */
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		const char *baton, int strict, const uint8_t *body, size_t len,
-		struct http_reply *reply);
+		const char *baton, unsigned flags, const uint8_t *body,
+		size_t len, struct http_reply *reply);
 
 /* Periodic work: roll over a full generation, checkpoint the live WAL,
  * drop generations past retention, expire pending pushes. */

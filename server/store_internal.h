@@ -39,6 +39,11 @@ struct generation {
 	char *dir;
 	struct frame_log *log;
 	int64_t ended_ms; /* 0 while current */
+	/* The previous generation's last frame, which this one's base
+	 * includes; 0 when unknown (the first generation, or the previous
+	 * one was gone at start-up).  Kept here because retention may drop
+	 * the previous generation while this one is still empty. */
+	uint32_t prev_end;
 };
 
 /* Frames of a multi-request push that are not yet followed by a commit. */
@@ -47,7 +52,7 @@ struct pending_push {
 	uint32_t gen;
 	uint32_t first; /* frame number of frames[0] */
 	uint32_t next;  /* frame number the next request must start at */
-	int strict;     /* no acknowledgment of an identical re-push */
+	unsigned flags; /* enum store_push_flags */
 	uint8_t *frames;
 	size_t len;
 	int64_t used_ms;

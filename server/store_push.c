@@ -156,21 +156,44 @@ out:
 	return same;
 }
 
-/* Append frames [first, first + n) to the log one for one and publish their
- * pages in the live database, as one atomic step under the write lock. */
+/* Can a push for the ended generation gen, starting at first, be logged as
+ * the first frames of the current generation g?  It is built on the
+ * database as gen ended (it starts right after gen's last frame), which is
+ * exactly g's base; with nothing logged in g yet, nothing was committed
+ * since, so it applies as it would have before the rollover.  The client
+ * must have asked for it (its frame numbers change) and the push must end
+ * here, so that the answer can say where all of it went.  Called with the
+ * write lock held: no commit can slip in. */
+static int continues_in_next(const struct generation *g, uint32_t gen,
+			     uint32_t first, unsigned flags, int ends_push)
+{
+	return (flags & STORE_PUSH_ROLLOVER) && ends_push &&
+	       g->number == gen + 1 && g->prev_end != 0 &&
+	       first == g->prev_end + 1 && frame_log_head(g->log) == 0;
+}
+
+/* Append frames [first, first + n) of generation gen to the log one for
+ * one and publish their pages in the live database, as one atomic step
+ * under the write lock.  *gen_out and *head_out receive the generation and
+ * head the answer reports: where the frames were logged (gen, or the next
+ * generation, see continues_in_next), or the current ones on a
+ * conflict.  Returns 0 when applied (or acknowledged), 1 on a conflict, -1
+ * with why on an error. */
 static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
-			int strict, const uint8_t *frames, size_t n,
-			uint32_t *head_out, char *why, size_t why_len)
+			unsigned flags, int ends_push, const uint8_t *frames,
+			size_t n, uint32_t *gen_out, uint32_t *head_out,
+			char *why, size_t why_len)
 {
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
 	struct wal_inject_opts opts = {wal_observer_unwrap, 0,
 				       WALFMT_PAGE_SIZE};
+	int strict = (flags & STORE_PUSH_STRICT) != 0;
 	struct generation *g;
 	char *msg = NULL;
 	uint32_t head;
 	size_t i;
-	int rv = -1, rc;
+	int rv = -1, rc, next;
 
 	if (e == NULL || pages == NULL) {
 		errors_set(why, why_len, "out of memory");
@@ -186,8 +209,16 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	pthread_mutex_lock(&s->mu);
 	g = store_current_locked(s);
 	pthread_mutex_unlock(&s->mu);
+	next = continues_in_next(g, gen, first, flags, ends_push);
 	head = frame_log_head(g->log);
+	*gen_out = g->number;
 	*head_out = head;
+	if (next) {
+		/* The rollover came between the client's view of the head
+		 * and its push (issue 9): frames 1... of the new one. */
+		gen = g->number;
+		first = head + 1;
+	}
 	if (!strict && g->number == gen && first <= head &&
 	    first + n - 1 > head &&
 	    same_as_logged(g, first, frames, head - first + 1)) {
@@ -263,13 +294,13 @@ static int pending_append(struct pending_push *p, const uint8_t *body,
 }
 
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
-		const char *baton, int strict, const uint8_t *body, size_t len,
-		struct http_reply *reply)
+		const char *baton, unsigned flags, const uint8_t *body,
+		size_t len, struct http_reply *reply)
 {
 	struct pending_push *p = NULL;
 	size_t n_frames, keep;
 	ssize_t commit;
-	uint32_t head = 0;
+	uint32_t head = 0, logged_gen = gen;
 	char why[512];
 	int rv;
 
@@ -332,7 +363,7 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		}
 		p->gen = gen;
 		p->first = start;
-		p->strict = strict;
+		p->flags = flags;
 	}
 	pthread_mutex_unlock(&s->mu);
 
@@ -354,8 +385,10 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 	commit = last_commit(p->frames, p->len / WALFMT_FRAME_SIZE);
 	if (commit >= 0) {
 		size_t n_apply = (size_t)commit + 1;
-		rv = apply_frames(s, gen, p->first, p->strict, p->frames,
-				  n_apply, &head, why, sizeof why);
+		int ends_push = n_apply * WALFMT_FRAME_SIZE == p->len;
+		rv = apply_frames(s, gen, p->first, p->flags, ends_push,
+				  p->frames, n_apply, &logged_gen, &head, why,
+				  sizeof why);
 		if (rv < 0) {
 			http_reply_error(reply, 500, "PUSH_FAILED", "%s", why);
 			store_push_free_pending(p);
@@ -373,6 +406,12 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		p->len = keep;
 		p->first += (uint32_t)n_apply;
 		store_notify(s);
+	}
+	if (p->len == 0 && logged_gen != gen) {
+		/* Logged as the first frames of the next generation. */
+		push_reply(reply, "ok", logged_gen, head, NULL);
+		store_push_free_pending(p);
+		return;
 	}
 	if (p->len == 0) {
 		push_reply(reply, "ok", gen, end - 1, NULL);

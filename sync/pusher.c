@@ -23,7 +23,8 @@
 static enum pusher_result push_part(struct http_client *http,
 				    const struct pusher_txn *t, uint32_t first,
 				    uint32_t n, char **baton, long timeout_ms,
-				    uint32_t *head, char *err, size_t err_len)
+				    struct pusher_logged *logged, char *err,
+				    size_t err_len)
 {
 	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)t->page_size;
 	uint32_t start = t->start + first, end = start + n;
@@ -43,11 +44,13 @@ static enum pusher_result push_part(struct http_client *http,
 	frames_encode(t->pages + first, n, last ? t->db_size : 0, t->page_size,
 		      body);
 	/* strict: the primary must not take another writer's identical
-	 * transaction for ours (see store_push). */
-	snprintf(path, sizeof path,
-		 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32 "%s%s?strict=1",
-		 t->generation, start, end, *baton ? "/" : "",
-		 *baton ? *baton : "");
+	 * transaction for ours; rollover: if the generation ended right
+	 * where we start, log the transaction at the start of the next one
+	 * and say so, instead of a conflict (see store_push). */
+	snprintf(
+	    path, sizeof path,
+	    "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32 "%s%s?strict=1&rollover=1",
+	    t->generation, start, end, *baton ? "/" : "", *baton ? *baton : "");
 	rc = http_client_request(http, "POST", path, body,
 				 (size_t)n * frame_size, timeout_ms, &res, err,
 				 err_len);
@@ -74,18 +77,28 @@ static enum pusher_result push_part(struct http_client *http,
 	if (messages_parse_push_reply(res.body, res.len, &reply, err,
 				      err_len) != 0)
 		goto out;
-	*head = reply.max_frame_no;
+	logged->generation = reply.generation;
+	logged->head = reply.max_frame_no;
 	if (reply.conflict) {
 		r = PUSHER_CONFLICT;
 		goto out;
 	}
-	if (reply.max_frame_no != end - 1) {
+	if (last && reply.generation == t->generation + 1 &&
+	    reply.max_frame_no == t->n) {
+		/* Logged as frames [1, t->n] of the next generation. */
+		r = PUSHER_OK;
+		goto out;
+	}
+	if (reply.generation != t->generation ||
+	    reply.max_frame_no != end - 1) {
 		errors_set(
 		    err, err_len,
 		    "the primary acknowledged the push of frames [%" PRIu32
-		    ", %" PRIu32 ") with head %" PRIu32
+		    ", %" PRIu32 ") of generation %" PRIu32
+		    " with head %" PRIu32 " of generation %" PRIu32
 		    ": it is not where the replica expected it",
-		    start, end, reply.max_frame_no);
+		    start, end, t->generation, reply.max_frame_no,
+		    reply.generation);
 		goto out;
 	}
 	if (!last && reply.baton == NULL) {
@@ -107,7 +120,8 @@ out:
 
 enum pusher_result pusher_push(struct http_client *http,
 			       const struct pusher_txn *t, long timeout_ms,
-			       uint32_t *head, char *err, size_t err_len)
+			       struct pusher_logged *logged, char *err,
+			       size_t err_len)
 {
 	int64_t deadline = clock_monotonic_ms() + timeout_ms;
 	enum pusher_result r = PUSHER_OK;
@@ -128,7 +142,7 @@ enum pusher_result pusher_push(struct http_client *http,
 			r = PUSHER_ERROR;
 			break;
 		}
-		r = push_part(http, t, first, n, &baton, left, head, err,
+		r = push_part(http, t, first, n, &baton, left, logged, err,
 			      err_len);
 		first += n;
 	}
