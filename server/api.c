@@ -242,17 +242,25 @@ static int is_hrana_path(const char *path)
 	       strcmp(path, "/v1/batch") == 0;
 }
 
+/* A query argument that is exactly "1". */
+static int arg_is_one(struct http_request *req, const char *name)
+{
+	const char *v = http_request_arg(req, name);
+
+	return v != NULL && strcmp(v, "1") == 0;
+}
+
 /* The query parameters of a push (store_push_opts). */
 static int push_opts(struct http_request *req, struct store_push_opts *o,
 		     uint8_t txn[FRAMES_TXN_ID_SIZE], const char **bad)
 {
-	const char *strict = http_request_arg(req, "strict");
 	const char *txn_text = http_request_arg(req, "txn");
 	const char *base = http_request_arg(req, "base");
 	const char *result = http_request_arg(req, "result");
 
 	memset(o, 0, sizeof *o);
-	o->strict = strict != NULL && strcmp(strict, "1") == 0;
+	o->flags = (arg_is_one(req, "strict") ? STORE_PUSH_STRICT : 0u) |
+		   (arg_is_one(req, "rollover") ? STORE_PUSH_ROLLOVER : 0u);
 	if (txn_text != NULL) {
 		if (frames_txn_id_parse(txn_text, txn) != 0) {
 			*bad = "txn must be 32 hex digits";

@@ -80,15 +80,22 @@ enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
 		 uint64_t *checksum);
 
-/* How a push is to be taken (POST /sync query parameters). */
-struct store_push_opts {
+/* How a push is to be taken (query arguments of POST /sync). */
+enum store_push_flags {
 	/* ?strict=1 (what replite replicas send): an identical re-push of
 	 * frames already logged is never acknowledged, since another
 	 * writer's transaction can have the same pages (two replicas
 	 * incrementing the same counter from the same value) and
-	 * acknowledging it would lose an update.  Without it (libSQL
-	 * clients retrying a push whose answer they lost) it is. */
-	int strict;
+	 * acknowledging it would lose an update. */
+	STORE_PUSH_STRICT = 1,
+	/* ?rollover=1 (what replite replicas send): the client can follow a
+	 * push logged in the next generation (see store_push). */
+	STORE_PUSH_ROLLOVER = 2,
+};
+
+/* How a push is to be taken (POST /sync query parameters). */
+struct store_push_opts {
+	unsigned flags; /* enum store_push_flags */
 	/* ?txn= (NULL: none): the transaction's id, FRAMES_TXN_ID_SIZE
 	 * bytes: a transaction committed under it is answered as committed
 	 * when it is sent again, whatever its range, and never applied twice
@@ -104,7 +111,23 @@ struct store_push_opts {
 };
 
 /* POST /sync/{gen}/{start}/{end}[/{baton}] (baton may be NULL).  A push
- * that starts at or before the head is a conflict, except as opts says. */
+ * that starts at or before the head is a conflict, except, without
+ * STORE_PUSH_STRICT, an identical re-push of frames already logged (a
+ * libSQL client retrying a push whose answer it lost), which is
+ * acknowledged.
+ *
+ * A push for a generation gen that has ended, starting right after its last
+ * frame, is built on exactly the base of gen + 1; if gen + 1 is current and
+ * nothing was logged in it yet, nothing was committed since the rollover,
+ * so with STORE_PUSH_ROLLOVER it is logged as frames 1... of gen + 1 and
+ * the answer is "ok" with that generation and its last frame there.  Only
+ * when the push is one transaction (its commit frame is its last one), so
+ * that the answer describes all of it.  Without the flag (libSQL clients,
+ * whose local WAL numbering must stay the primary's) it is a conflict.
+ *
+ * opts also names the transaction (txn: sent again, it is answered as
+ * committed) and the checksums it states (base, result: refused when
+ * either does not match). */
 void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		const char *baton, const struct store_push_opts *opts,
 		const uint8_t *body, size_t len, struct http_reply *reply);

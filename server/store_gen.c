@@ -322,6 +322,11 @@ int store_gen_load(struct store *s, char *err, size_t n)
 		    util_strdupf("%s/base.db", s->gens[i + 1]->dir);
 		s->gens[i]->ended_ms = file_mtime_ms(next_base);
 		free(next_base);
+		/* Every frame of a log was durable before a rollover read it
+		 * into the next base, so the log's head is where it ended. */
+		if (s->gens[i]->number + 1 == s->gens[i + 1]->number)
+			s->gens[i + 1]->prev_end =
+			    frame_log_head(s->gens[i]->log);
 	}
 	return 0;
 }
@@ -396,6 +401,8 @@ void store_gen_rollover(struct store *s)
 		if (store_gen_add(s, cur->number + 1, log) == 0) {
 			cur->ended_ms = clock_unix_ms();
 			store_sum_new_generation_locked(&s->sum);
+			store_current_locked(s)->prev_end =
+			    frame_log_head(cur->log);
 			rolled = 1;
 		} else {
 			frame_log_close(log);

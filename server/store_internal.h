@@ -47,6 +47,11 @@ struct generation {
 	uint64_t base_sum;
 	/* The transactions pushed with an id in this generation. */
 	struct push_log *pushes;
+	/* The previous generation's last frame, which this one's base
+	 * includes; 0 when unknown (the first generation, or the previous
+	 * one was gone at start-up).  Kept here because retention may drop
+	 * the previous generation while this one is still empty. */
+	uint32_t prev_end;
 };
 
 /* Frames of a multi-request push that are not yet followed by a commit. */
@@ -55,7 +60,7 @@ struct pending_push {
 	uint32_t gen;
 	uint32_t first; /* frame number of frames[0] */
 	uint32_t next;  /* frame number the next request must start at */
-	int strict;     /* no acknowledgment of an identical re-push */
+	unsigned flags; /* enum store_push_flags */
 	uint8_t *frames;
 	size_t len;
 	uint32_t last_start; /* where the last request began (a resend) */

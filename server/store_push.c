@@ -233,18 +233,37 @@ static int check_base(struct store *s, const struct store_push_opts *opts,
 	return -1;
 }
 
-/* Append frames [first, first + n) to the log one for one and publish their
- * pages in the live database, as one atomic step under the write lock.
- * Returns 0 (applied, or already committed under txn: *head_out is then the
- * transaction's last frame and *gen_out its generation), 1 (a conflict) or
- * -1 with why. */
+/* Can a push for the ended generation gen, starting at first, be logged as
+ * the first frames of the current generation g?  It is built on the
+ * database as gen ended (it starts right after gen's last frame), which is
+ * exactly g's base; with nothing logged in g yet, nothing was committed
+ * since, so it applies as it would have before the rollover.  The client
+ * must have asked for it (its frame numbers change) and the push must end
+ * here, so that the answer can say where all of it went.  Called with the
+ * write lock held: no commit can slip in. */
+static int continues_in_next(const struct generation *g, uint32_t gen,
+			     uint32_t first, unsigned flags, int ends_push)
+{
+	return (flags & STORE_PUSH_ROLLOVER) && ends_push &&
+	       g->number == gen + 1 && g->prev_end != 0 &&
+	       first == g->prev_end + 1 && frame_log_head(g->log) == 0;
+}
+
+/* Append frames [first, first + n) of generation gen to the log one for
+ * one and publish their pages in the live database, as one atomic step
+ * under the write lock.  *gen_out and *head_out receive the generation and
+ * head the answer reports: where the frames were logged (gen, or the next
+ * generation, see continues_in_next), where a transaction sent again under
+ * opts->txn had been logged, or the current ones on a conflict.  Returns 0
+ * when applied (or acknowledged), 1 on a conflict, 2 when the checksums
+ * opts states do not match (why says how), -1 with why on an error. */
 static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
-			const struct store_push_opts *opts,
+			const struct store_push_opts *opts, int ends_push,
 			const uint8_t *frames, size_t n, uint32_t *gen_out,
 			uint32_t *head_out, char *why, size_t why_len)
 {
 	const uint8_t *txn = opts->txn;
-	int strict = opts->strict, summed = 0;
+	int strict = (opts->flags & STORE_PUSH_STRICT) != 0, summed = 0;
 	uint64_t sum;
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
@@ -254,7 +273,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	char *msg = NULL;
 	uint32_t head;
 	size_t i;
-	int rv = -1, rc;
+	int rv = -1, rc, next;
 
 	if (e == NULL || pages == NULL) {
 		errors_set(why, why_len, "out of memory");
@@ -276,8 +295,16 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	pthread_mutex_lock(&s->mu);
 	g = store_current_locked(s);
 	pthread_mutex_unlock(&s->mu);
+	next = continues_in_next(g, gen, first, opts->flags, ends_push);
 	head = frame_log_head(g->log);
+	*gen_out = g->number;
 	*head_out = head;
+	if (next) {
+		/* The rollover came between the client's view of the head
+		 * and its push (issue 9): frames 1... of the new one. */
+		gen = g->number;
+		first = head + 1;
+	}
 	if (!strict && g->number == gen && first <= head &&
 	    first + n - 1 > head &&
 	    same_as_logged(g, first, frames, head - first + 1)) {
@@ -427,7 +454,7 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 	struct pending_push *p = NULL;
 	size_t n_frames, keep;
 	ssize_t commit;
-	uint32_t head = 0, done_gen = 0;
+	uint32_t head = 0, done_gen = gen;
 	char why[512];
 	int rv;
 
@@ -508,7 +535,7 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		}
 		p->gen = gen;
 		p->first = start;
-		p->strict = opts->strict;
+		p->flags = opts->flags;
 	}
 	pthread_mutex_unlock(&s->mu);
 
@@ -532,9 +559,10 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 	if (commit >= 0) {
 		size_t n_apply = (size_t)commit + 1;
 		struct store_push_opts o = *opts;
-		o.strict = p->strict;
-		rv = apply_frames(s, gen, p->first, &o, p->frames, n_apply,
-				  &done_gen, &head, why, sizeof why);
+		int ends_push = n_apply * WALFMT_FRAME_SIZE == p->len;
+		o.flags = p->flags;
+		rv = apply_frames(s, gen, p->first, &o, ends_push, p->frames,
+				  n_apply, &done_gen, &head, why, sizeof why);
 		if (rv == 2) {
 			http_reply_error(reply, 400, "PUSH_CHECKSUM_MISMATCH",
 					 "%s", why);
@@ -560,7 +588,8 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		store_notify(s);
 	}
 	if (p->len == 0) {
-		/* done_gen: where a transaction sent again had committed. */
+		/* done_gen: where the transaction was logged (the next
+		 * generation after a rollover) or, sent again, had been. */
 		push_reply(reply, "ok", commit >= 0 ? done_gen : gen,
 			   commit >= 0 ? head : end - 1, NULL);
 		store_push_free_pending(p);

@@ -746,10 +746,11 @@ out:
 }
 
 int applier_commit_prepare(struct applier *a, uint32_t generation,
-			   uint32_t start, uint32_t end, char *err,
-			   size_t err_len)
+			   uint32_t start, uint32_t logged_generation,
+			   uint32_t end, char *err, size_t err_len)
 {
 	struct replica_state st = {0};
+	char ignored[256];
 	int rv = -1;
 
 	if (applier_load_state(a, &st, err, err_len) != 0)
@@ -760,6 +761,40 @@ int applier_commit_prepare(struct applier *a, uint32_t generation,
 			   "the replica's position moved during the write (now "
 			   "frame %u of generation %u)",
 			   st.frame_no, st.generation);
+		goto out;
+	}
+	if (logged_generation != generation) {
+		if (logged_generation != generation + 1) {
+			errors_set(err, err_len,
+				   "the primary logged the write in generation "
+				   "%u, not %u or the next",
+				   logged_generation, generation);
+			goto out;
+		}
+		if (st.frame_hwm > st.frame_no) {
+			/* As in applier_next_generation: frames past the
+			 * generation's end may be in the file, so only a full
+			 * image makes it exact (and it holds this write). */
+			errors_set(
+			    err, err_len,
+			    "generation %u ended at frame %u, but frames "
+			    "up to %u may have been applied; the replica "
+			    "bootstraps again",
+			    generation, st.frame_no, st.frame_hwm);
+			st.bootstrapping = 1;
+			state_save(a, &st, ignored, sizeof ignored);
+			goto out;
+		}
+		/* The file is at the end of generation, i.e. at frame 0 of
+		 * the next one, whose frames 1..end are this write: one
+		 * state change, made durable before the commit frame is
+		 * written (the frame_hwm rule, as below). */
+		st.generation = logged_generation;
+		st.frame_no = 0;
+		st.frame_hwm = end;
+		if (state_save(a, &st, err, err_len) != 0)
+			goto out;
+		rv = 0;
 		goto out;
 	}
 	if (end > st.frame_hwm) {

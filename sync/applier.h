@@ -102,17 +102,22 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 int applier_record_primary(struct applier *a, const char *database_id,
 			   const char *sync_url, char *err, size_t err_len);
 
-/* A local write transaction was pushed as frames [start, end] of generation
- * and the primary applied it; its commit frame is about to reach the local
- * WAL.  Raise frame_hwm to end first, so that after a crash the next batch
- * covers it.  The caller's connection holds the write lock.  Returns 0, or
- * -1 with err when the state moved (then the commit must not happen). */
+/* A local write transaction was pushed as frames start... of generation
+ * and the primary logged it, its last frame being frame end of
+ * logged_generation: generation itself, or generation + 1 when generation
+ * had ended at frame start - 1 (then the transaction is frames 1..end of
+ * the next one, whose base is the file's content before it).  Its commit
+ * frame is about to reach the local WAL.  Move the state to
+ * logged_generation (at frame 0) if needed and raise frame_hwm to end
+ * first, so that after a crash the next batch covers it.  The caller's
+ * connection holds the write lock.  Returns 0, or -1 with err when the
+ * state moved (then the commit must not happen). */
 int applier_commit_prepare(struct applier *a, uint32_t generation,
-			   uint32_t start, uint32_t end, char *err,
-			   size_t err_len);
+			   uint32_t start, uint32_t logged_generation,
+			   uint32_t end, char *err, size_t err_len);
 /* ... and it was published in the local WAL at pos: the file is at frame
- * end, with the given checksum when has_checksum.  The caller's connection
- * still holds the write lock. */
+ * end of generation (the logged one), with the given checksum when
+ * has_checksum.  The caller's connection still holds the write lock. */
 int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 			const struct wal_position *pos, int has_checksum,
 			uint64_t checksum, char *err, size_t err_len);

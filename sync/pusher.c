@@ -30,7 +30,7 @@
 /* Returns a pusher_result, or PUSHER_NO_ANSWER with err. */
 static int push_part(struct http_client *http, const struct pusher_txn *t,
 		     uint32_t first, uint32_t n, char **baton, long timeout_ms,
-		     uint32_t *head, char *err, size_t err_len)
+		     struct pusher_logged *logged, char *err, size_t err_len)
 {
 	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)t->page_size;
 	uint32_t start = t->start + first, end = start + n;
@@ -52,7 +52,9 @@ static int push_part(struct http_client *http, const struct pusher_txn *t,
 		      body);
 	/* strict: the primary must not take another writer's identical
 	 * transaction for ours (see store_push); txn: but ours, sent again,
-	 * it recognises. */
+	 * it recognises; rollover: if the generation ended right where we
+	 * start, log the transaction at the start of the next one and say
+	 * so, instead of a conflict. */
 	frames_txn_id_format(t->id, txn);
 	if (t->has_sums) {
 		dbsum_format(t->base, base);
@@ -61,7 +63,7 @@ static int push_part(struct http_client *http, const struct pusher_txn *t,
 	}
 	snprintf(path, sizeof path,
 		 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32
-		 "%s%s?strict=1&txn=%s%s",
+		 "%s%s?strict=1&rollover=1&txn=%s%s",
 		 t->generation, start, end, *baton ? "/" : "",
 		 *baton ? *baton : "", txn, sums);
 	rc = http_client_request(http, "POST", path, body,
@@ -98,18 +100,28 @@ static int push_part(struct http_client *http, const struct pusher_txn *t,
 	if (messages_parse_push_reply(res.body, res.len, &reply, err,
 				      err_len) != 0)
 		goto out;
-	*head = reply.max_frame_no;
+	logged->generation = reply.generation;
+	logged->head = reply.max_frame_no;
 	if (reply.conflict) {
 		r = PUSHER_CONFLICT;
 		goto out;
 	}
-	if (reply.max_frame_no != end - 1) {
+	if (last && reply.generation == t->generation + 1 &&
+	    reply.max_frame_no == t->n) {
+		/* Logged as frames [1, t->n] of the next generation. */
+		r = PUSHER_OK;
+		goto out;
+	}
+	if (reply.generation != t->generation ||
+	    reply.max_frame_no != end - 1) {
 		errors_set(
 		    err, err_len,
 		    "the primary acknowledged the push of frames [%" PRIu32
-		    ", %" PRIu32 ") with head %" PRIu32
+		    ", %" PRIu32 ") of generation %" PRIu32
+		    " with head %" PRIu32 " of generation %" PRIu32
 		    ": it is not where the replica expected it",
-		    start, end, reply.max_frame_no);
+		    start, end, t->generation, reply.max_frame_no,
+		    reply.generation);
 		goto out;
 	}
 	if (!last && reply.baton == NULL) {
@@ -131,7 +143,8 @@ out:
 
 enum pusher_result pusher_push(struct http_client *http,
 			       const struct pusher_txn *t, long timeout_ms,
-			       uint32_t *head, char *err, size_t err_len)
+			       struct pusher_logged *logged, char *err,
+			       size_t err_len)
 {
 	int64_t deadline = clock_monotonic_ms() + timeout_ms;
 	int r = PUSHER_OK;
@@ -152,7 +165,7 @@ enum pusher_result pusher_push(struct http_client *http,
 			r = PUSHER_ERROR;
 			break;
 		}
-		r = push_part(http, t, first, n, &baton, left, head, err,
+		r = push_part(http, t, first, n, &baton, left, logged, err,
 			      err_len);
 		if (r == PUSHER_NO_ANSWER) {
 			/* The same request again (same id, same baton): the

@@ -2,7 +2,8 @@
  * (POST /sync/{G}/{start}/{end}[/{baton}], DESIGN.md §5), in several
  * requests joined by a baton when it is large.  The primary applies it
  * atomically when the commit frame (the last) arrives, and only if start
- * follows its head: otherwise another writer got there first. */
+ * follows its head (or the end of the generation it has just ended, see
+ * struct pusher_logged): otherwise another writer got there first. */
 #ifndef REPLITE_PUSHER_H
 #define REPLITE_PUSHER_H
 
@@ -40,12 +41,23 @@ struct pusher_txn {
 	uint64_t base, result;
 };
 
+/* What the primary answered.  After PUSHER_OK: where the transaction was
+ * logged, its last frame being frame head of generation; that is
+ * t->generation, or t->generation + 1 when the primary had just ended
+ * t->generation (at frame t->start - 1, with nothing committed since) and
+ * logged the transaction as frames 1... of the next one (?rollover=1).
+ * Otherwise the primary's generation and head when it said them. */
+struct pusher_logged {
+	uint32_t generation;
+	uint32_t head;
+};
+
 /* Push t within timeout_ms in all.  A request that got no answer (the
  * connection failed or died) is sent again while time remains: with the
- * transaction's id that is safe.  *head receives the primary's head (its
- * max_frame_no) when it answered. */
+ * transaction's id that is safe. */
 enum pusher_result pusher_push(struct http_client *http,
 			       const struct pusher_txn *t, long timeout_ms,
-			       uint32_t *head, char *err, size_t err_len);
+			       struct pusher_logged *logged, char *err,
+			       size_t err_len);
 
 #endif

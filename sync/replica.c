@@ -762,8 +762,8 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 {
 	struct replica_state st = {0};
 	struct pusher_txn t = {0};
+	struct pusher_logged logged = {0};
 	enum pusher_result pushed;
-	uint32_t head = 0;
 	char err[1024];
 	int rc = SQLITE_IOERR_WRITE;
 
@@ -800,16 +800,19 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 
 	pthread_mutex_lock(&r->push_mu);
 	pushed = pusher_push(r->push_http, &t, r->params.write_timeout_ms,
-			     &head, err, sizeof err);
+			     &logged, err, sizeof err);
 	pthread_mutex_unlock(&r->push_mu);
 	switch (pushed) {
 	case PUSHER_OK:
+		/* Where the primary logged it: in t.generation, or (the
+		 * generation ended just before the push) at the start of the
+		 * next one, which the state then moves to. */
 		if (applier_commit_prepare(r->applier, t.generation, t.start,
-					   t.start + t.n - 1, err,
+					   logged.generation, logged.head, err,
 					   sizeof err) != 0)
 			goto fail; /* the primary has it: the next sync pulls */
-		r->push_generation = t.generation;
-		r->push_end = t.start + t.n - 1;
+		r->push_generation = logged.generation;
+		r->push_end = logged.head;
 		rc = SQLITE_OK;
 		break;
 	case PUSHER_CONFLICT:

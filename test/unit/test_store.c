@@ -302,13 +302,13 @@ START_TEST(test_rollover_replays_pages)
 END_TEST
 
 static json_t *push_mode(struct store *s, uint32_t gen, uint32_t start,
-			 uint32_t end, const char *baton, int strict,
+			 uint32_t end, const char *baton, unsigned flags,
 			 const uint8_t *body, size_t len, int *status)
 {
 	struct http_reply r = {0};
 	json_t *j;
 
-	struct store_push_opts o = {.strict = strict};
+	struct store_push_opts o = {.flags = flags};
 
 	store_push(s, gen, start, end, baton, &o, body, len, &r);
 	*status = r.status;
@@ -769,7 +769,7 @@ static json_t *push_txn(struct store *s, uint32_t start, uint32_t end,
 	struct http_reply r = {0};
 	json_t *j;
 
-	struct store_push_opts o = {.strict = 1, .txn = txn};
+	struct store_push_opts o = {.flags = STORE_PUSH_STRICT, .txn = txn};
 
 	store_push(s, 1, start, end, baton, &o, body, len, &r);
 	ck_assert_int_eq(r.status, 200);
@@ -946,7 +946,7 @@ END_TEST
 START_TEST(test_push_checksums)
 {
 	struct fx a, b;
-	struct store_push_opts o = {.strict = 1};
+	struct store_push_opts o = {.flags = STORE_PUSH_STRICT};
 	struct http_reply r = {0};
 	uint8_t *frames;
 	uint32_t n;
@@ -1134,6 +1134,165 @@ START_TEST(test_push_pending_conflict_at_commit)
 	fixture_assert_integrity(b.db);
 	assert_log_matches_live(&b, 1);
 	free(baton);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
+/* A push of generation gen, frames [start, end) taken from A's frames
+ * from A's frame number from on, with flags: the reply's status, generation
+ * and max_frame_no must be the ones given. */
+static void assert_push_reply(struct fx *b, uint32_t gen, uint32_t start,
+			      uint32_t end, const char *baton, unsigned flags,
+			      uint8_t *frames, uint32_t from,
+			      const char *status, uint32_t want_gen,
+			      uint32_t want_head)
+{
+	int http;
+	json_t *j = push_mode(b->store, gen, start, end, baton, flags,
+			      frame_at(frames, from),
+			      (size_t)(end - start) * WALFMT_FRAME_SIZE, &http);
+
+	ck_assert_int_eq(http, 200);
+	ck_assert_msg(strcmp(str_of(j, "status"), status) == 0,
+		      "push of generation %u [%u, %u): %s, expected %s", gen,
+		      start, end, str_of(j, "status"), status);
+	ck_assert_int_eq(int_of(j, "generation"), want_gen);
+	ck_assert_int_eq(int_of(j, "max_frame_no"), want_head);
+	json_decref(j);
+}
+
+/* The first frames of A's transactions: starts[i] is where transaction i
+ * (0-based) begins, starts[n_txns] = n + 1. */
+static void txn_starts(uint8_t *frames, uint32_t n, uint32_t *starts,
+		       size_t n_txns)
+{
+	size_t k = 0;
+	uint32_t i;
+
+	starts[0] = 1;
+	for (i = 1; i <= n; i++) {
+		if (walfmt_get32(frame_at(frames, i) + 4) != 0) {
+			ck_assert_uint_lt(k, n_txns);
+			starts[++k] = i + 1;
+		}
+	}
+	ck_assert_uint_eq(k, n_txns);
+}
+
+/* A push for a generation that ended right where the push starts, with
+ * nothing logged since (the rollover came between the client's look at the
+ * head and its push): with ?rollover=1 it becomes frames 1... of the next
+ * generation, also when the rollover came between two requests of one
+ * push, after a restart, and once the ended generation is past retention;
+ * without the flag, not right after the end, after something else was
+ * logged, or when more frames follow the commit, it is a conflict. */
+START_TEST(test_push_after_rollover)
+{
+	static const char *const txns[] = {
+	    "BEGIN; INSERT INTO t VALUES (1); CREATE TABLE u(y);"
+	    "INSERT INTO u VALUES (zeroblob(6000)); COMMIT",
+	    "BEGIN; INSERT INTO t VALUES (2); CREATE TABLE v(z);"
+	    "INSERT INTO v VALUES (zeroblob(6000)); COMMIT",
+	    "INSERT INTO t VALUES (3)",
+	    "INSERT INTO t VALUES (4)",
+	    "INSERT INTO u VALUES (zeroblob(9000))",
+	};
+	const unsigned both = STORE_PUSH_STRICT | STORE_PUSH_ROLLOVER;
+	struct fx a, b;
+	uint8_t *frames;
+	uint32_t n, s[6], len2, len3, len4;
+	struct store_frames fr;
+	char *baton;
+	int status;
+	json_t *j;
+
+	push_pair(&a, &b, txns, 5, &frames, &n);
+	txn_starts(frames, n, s, 5);
+	len2 = s[2] - s[1];
+	len3 = s[3] - s[2];
+	len4 = s[4] - s[3];
+	ck_assert_uint_ge(len2, 2);
+	fx_close(&b);
+	b.cfg.generation_frames = 1;
+	fx_open(&b);
+
+	/* Generation 1: the first transaction, and the first request of the
+	 * second; then the rollover; then the rest of the second, which
+	 * becomes generation 2's frames 1..len2. */
+	free(assert_push_ok(&b, 1, s[1], NULL, frames));
+	j = push_mode(b.store, 1, s[1], s[1] + 1, NULL, both,
+		      frame_at(frames, s[1]), WALFMT_FRAME_SIZE, &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_str_eq(str_of(j, "status"), "ok");
+	ck_assert_int_eq(int_of(j, "max_frame_no"), s[1]);
+	baton = strdup(str_of(j, "baton"));
+	json_decref(j);
+	store_maintain(b.store);
+	ck_assert_uint_eq(store_generation(b.store), 2);
+	ck_assert_uint_eq(store_head(b.store), 0);
+	assert_push_reply(&b, 1, s[1] + 1, s[2], baton, both, frames, s[1] + 1,
+			  "ok", 2, len2);
+	free(baton);
+	ck_assert_uint_eq(store_head(b.store), len2);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+	fixture_assert_integrity(b.db);
+	assert_log_matches_live(&b, 2);
+
+	/* Generation 2 ends at frame len2; after a restart, and once
+	 * retention dropped generations 1 and 2, that is still known. */
+	store_maintain(b.store);
+	ck_assert_uint_eq(store_generation(b.store), 3);
+	fx_close(&b);
+	b.cfg.retention_ms = 0;
+	fx_open(&b);
+	usleep(2000);
+	store_maintain(b.store);
+	ck_assert_uint_eq(store_generation(b.store), 3);
+	ck_assert_int_eq(store_pull(b.store, 2, 1, 10, &fr),
+			 STORE_PULL_UNKNOWN_GEN);
+	/* Without the flag (a libSQL client), not right after the end, for
+	 * an older generation, or with frames after the commit: conflicts,
+	 * and nothing changes. */
+	assert_push_reply(&b, 2, len2 + 1, len2 + 1 + len3, NULL,
+			  STORE_PUSH_STRICT, frames, s[2], "conflict", 3, 0);
+	assert_push_reply(&b, 2, len2 + 1, len2 + 1 + len3, NULL, 0, frames,
+			  s[2], "conflict", 3, 0);
+	assert_push_reply(&b, 2, len2 + 2, len2 + 2 + len3, NULL, both, frames,
+			  s[2], "conflict", 3, 0);
+	assert_push_reply(&b, 1, s[1], s[1] + len3, NULL, both, frames, s[2],
+			  "conflict", 3, 0);
+	assert_push_reply(&b, 2, len2 + 1, len2 + 2 + len3 + len4, NULL, both,
+			  frames, s[2], "conflict", 3, 0);
+	ck_assert_uint_eq(store_head(b.store), 0);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+
+	/* The third transaction alone: generation 3's frames 1..len3.  The
+	 * same push again (its answer lost) finds generation 3 no longer
+	 * empty: a conflict, not a second copy. */
+	assert_push_reply(&b, 2, len2 + 1, len2 + 1 + len3, NULL, both, frames,
+			  s[2], "ok", 3, len3);
+	assert_push_reply(&b, 2, len2 + 1, len2 + 1 + len3, NULL, both, frames,
+			  s[2], "conflict", 3, len3);
+	assert_push_reply(&b, 2, len2 + 1, len2 + 1 + len3, NULL,
+			  STORE_PUSH_ROLLOVER, frames, s[2], "conflict", 3,
+			  len3);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 4);
+	fixture_assert_integrity(b.db);
+	assert_log_matches_live(&b, 3);
+
+	/* Generation 3 ended, and an SQL commit reached generation 4 first:
+	 * the fourth transaction is built on a state that is gone. */
+	store_maintain(b.store);
+	ck_assert_uint_eq(store_generation(b.store), 4);
+	fixture_exec(b.db, "INSERT INTO t VALUES (99)");
+	assert_push_reply(&b, 3, len3 + 1, len3 + 1 + len4, NULL, both, frames,
+			  s[3], "conflict", 4, store_head(b.store));
+	ck_assert_int_eq(
+	    fixture_query_int(b.db, "SELECT count(*) FROM t WHERE x = 4"), 0);
+	fixture_assert_integrity(b.db);
+	assert_log_matches_live(&b, 4);
 	free(frames);
 	fx_done(&a);
 	fx_done(&b);
@@ -1328,6 +1487,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_push_commit_mid_request);
 	tcase_add_test(tc, test_push_pending_conflict_at_commit);
 	tcase_add_test(tc, test_push_baton_expires);
+	tcase_add_test(tc, test_push_after_rollover);
 	tcase_add_test(tc, test_push_too_large);
 	tcase_add_test(tc, test_import_converts_page_size);
 	tcase_add_test(tc, test_import_refuses_garbage);
