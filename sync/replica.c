@@ -39,6 +39,8 @@
  * behind once the primary is reachable again. */
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 1000
+/* Pause between a writer's catch-up attempts (catch_up). */
+#define CATCH_UP_PAUSE_MS 50
 /* Checkpoint the local WAL once this many frames were applied since the
  * last checkpoint, and truncate it every so many checkpoints. */
 #define CHECKPOINT_FRAMES 1000
@@ -726,6 +728,25 @@ int replica_reads_own_writes(const struct replica *r)
 	return r->params.read_your_writes;
 }
 
+/* A writer's catch-up: syncs until one succeeds or write_timeout runs out,
+ * so that one transfer cut short (a reset connection) does not fail the
+ * write while the primary is reachable. */
+static int catch_up(struct replica *r, char *err, size_t err_len)
+{
+	int64_t deadline = clock_monotonic_ms() + r->params.write_timeout_ms;
+	int64_t left;
+
+	for (;;) {
+		left = deadline - clock_monotonic_ms();
+		if (sync_timed(r, left > 0 ? left : 0, NULL, err, err_len) == 0)
+			return 0;
+		left = deadline - clock_monotonic_ms();
+		if (left <= CATCH_UP_PAUSE_MS)
+			return -1;
+		sqlite3_sleep(CATCH_UP_PAUSE_MS);
+	}
+}
+
 int replica_begin_write(struct replica *r)
 {
 	char err[1024];
@@ -749,8 +770,7 @@ int replica_begin_write(struct replica *r)
 	 * refused by the primary.  If this applied anything, SQLite finds
 	 * the writer's snapshot stale and retries (busy handler) or returns
 	 * SQLITE_BUSY_SNAPSHOT inside an explicit transaction. */
-	if (sync_timed(r, r->params.write_timeout_ms, NULL, err, sizeof err) !=
-	    0) {
+	if (catch_up(r, err, sizeof err) != 0) {
 		write_failed(r, err);
 		return SQLITE_IOERR_WRITE;
 	}
