@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/hex.h"
+
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
@@ -42,24 +44,14 @@ void dbsum_format(uint64_t sum, char out[DBSUM_TEXT_SIZE])
 
 int dbsum_parse(const char *text, uint64_t *out)
 {
+	uint8_t b[8];
 	uint64_t v = 0;
 	size_t i;
 
-	if (text == NULL || strlen(text) != 16)
+	if (hex_decode(text, b, sizeof b) != 0)
 		return -1;
-	for (i = 0; i < 16; i++) {
-		char c = text[i];
-		unsigned d;
-		if (c >= '0' && c <= '9')
-			d = (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			d = (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			d = (unsigned)(c - 'A' + 10);
-		else
-			return -1;
-		v = v << 4 | d;
-	}
+	for (i = 0; i < sizeof b; i++)
+		v = v << 8 | b[i];
 	*out = v;
 	return 0;
 }

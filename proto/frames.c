@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hex.h"
 #include "wal/walfmt.h"
 
 int frames_parse(const void *body, size_t len, uint32_t page_size,
@@ -167,39 +168,10 @@ int frames_verify(const void *body, size_t len, uint32_t page_size,
 void frames_txn_id_format(const uint8_t id[FRAMES_TXN_ID_SIZE],
 			  char out[FRAMES_TXN_ID_TEXT_SIZE])
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < FRAMES_TXN_ID_SIZE; i++) {
-		out[2 * i] = hex[id[i] >> 4];
-		out[2 * i + 1] = hex[id[i] & 15];
-	}
-	out[2 * FRAMES_TXN_ID_SIZE] = '\0';
-}
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	hex_encode(id, FRAMES_TXN_ID_SIZE, out);
 }
 
 int frames_txn_id_parse(const char *text, uint8_t id[FRAMES_TXN_ID_SIZE])
 {
-	size_t i;
-
-	if (text == NULL || strlen(text) != 2 * FRAMES_TXN_ID_SIZE)
-		return -1;
-	for (i = 0; i < FRAMES_TXN_ID_SIZE; i++) {
-		int hi = hex_digit(text[2 * i]),
-		    lo = hex_digit(text[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		id[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
+	return hex_decode(text, id, FRAMES_TXN_ID_SIZE);
 }

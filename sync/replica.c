@@ -538,13 +538,28 @@ const char *replica_sync_url(const struct replica *r)
 	return r->params.sync_url;
 }
 
+/* o (taken over) as compact JSON text, sqlite3_malloc'd; NULL when o is
+ * NULL or memory runs out. */
+static char *json_text(json_t *o)
+{
+	char *text, *out = NULL;
+
+	if (o == NULL)
+		return NULL;
+	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (text != NULL)
+		out = sqlite3_mprintf("%s", text);
+	free(text);
+	return out;
+}
+
 char *replica_status_json(struct replica *r)
 {
 	struct replica_state st = {0};
 	uint32_t generation, frame_no, primary;
 	char err[512];
 	json_t *o;
-	char *text, *out = NULL;
 
 	/* The position in the file, which other processes also advance; the
 	 * primary's head is at least what the file holds (the sync thread
@@ -593,14 +608,7 @@ char *replica_status_json(struct replica *r)
 					: json_null());
 	pthread_mutex_unlock(&r->mu);
 	replica_state_free(&st);
-	if (o == NULL)
-		return NULL;
-	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	if (text != NULL)
-		out = sqlite3_mprintf("%s", text);
-	free(text);
-	return out;
+	return json_text(o);
 }
 
 /* The primary's checksum after frame `frame` of generation gen. */
@@ -636,7 +644,7 @@ char *replica_verify_json(struct replica *r, char *err, size_t err_len)
 	uint64_t local, primary;
 	int tries, has_primary = 0, match;
 	json_t *o;
-	char *text, *out = NULL;
+	char *out;
 
 	/* At the primary's head, so that it knows the checksum; again if a
 	 * batch was interrupted (the file may hold more than frame_no). */
@@ -664,15 +672,7 @@ char *replica_verify_json(struct replica *r, char *err, size_t err_len)
 	if (o != NULL && !has_primary)
 		json_object_set_new(o, "error", json_string(why));
 	replica_state_free(&st);
-	if (o == NULL) {
-		errors_set(err, err_len, "out of memory");
-		return NULL;
-	}
-	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	if (text != NULL)
-		out = sqlite3_mprintf("%s", text);
-	free(text);
+	out = json_text(o);
 	if (out == NULL)
 		errors_set(err, err_len, "out of memory");
 	return out;
