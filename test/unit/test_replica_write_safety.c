@@ -2042,8 +2042,14 @@ START_TEST(test_crash_safety)
 	fflush(stdout);
 	ck_assert_int_eq(cs.trials, trials);
 	if (trials >= 20) {
-		/* Not vacuous. */
+		/* Not vacuous.  Under AddressSanitizer a child needs most
+		 * of its up to 300 ms before the kill to open its replica,
+		 * so fewer of its commits land first. */
+#if defined(__SANITIZE_ADDRESS__)
+		ck_assert_int_ge(cs.child_commits, 3);
+#else
 		ck_assert_int_ge(cs.child_commits, 10);
+#endif
 		ck_assert_int_ge(cs.killed_in_commit, 1);
 		ck_assert_int_ge(cs.advanced, 1);
 	}
