@@ -170,6 +170,12 @@ int store_sum_at_locked(const struct store_sum *m, uint32_t frame,
 			uint64_t *out);
 void store_sum_new_generation_locked(struct store_sum *m);
 
+/* store_check.c: may the pages of a push (the last image of each wins; the
+ * database has db_size pages after it) replace the live database's?  Called
+ * under the write lock.  Returns 0, or -1 with why naming the page. */
+int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
+		     uint32_t db_size, char *why, size_t why_len);
+
 /* store_recover.c */
 int store_recover_id(struct store *s, int *is_new, char *err, size_t n);
 int store_recover_live(struct store *s, char *err, size_t n);

@@ -256,7 +256,8 @@ static int continues_in_next(const struct generation *g, uint32_t gen,
  * generation, see continues_in_next), where a transaction sent again under
  * opts->txn had been logged, or the current ones on a conflict.  Returns 0
  * when applied (or acknowledged), 1 on a conflict, 2 when the checksums
- * opts states do not match (why says how), -1 with why on an error. */
+ * opts states do not match, 3 when the pages would damage the database (why
+ * says how), -1 with why on an error. */
 static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 			const struct store_push_opts *opts, int ends_push,
 			const uint8_t *frames, size_t n, uint32_t *gen_out,
@@ -336,6 +337,11 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	}
 	if (check_base(s, opts, first, why, why_len) != 0) {
 		rv = 2;
+		goto out_rollback;
+	}
+	if (store_check_push(s, pages, n, e[n - 1].db_size, why, why_len) !=
+	    0) {
+		rv = 3;
 		goto out_rollback;
 	}
 	rc = store_sum_apply(&s->sum, pages, n, e[n - 1].db_size, &sum);
@@ -563,8 +569,11 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		o.flags = p->flags;
 		rv = apply_frames(s, gen, p->first, &o, ends_push, p->frames,
 				  n_apply, &done_gen, &head, why, sizeof why);
-		if (rv == 2) {
-			http_reply_error(reply, 400, "PUSH_CHECKSUM_MISMATCH",
+		if (rv == 2 || rv == 3) {
+			/* Refused, nothing logged: the primary stays sound. */
+			http_reply_error(reply, 400,
+					 rv == 2 ? "PUSH_CHECKSUM_MISMATCH"
+						 : "PUSH_CORRUPT",
 					 "%s", why);
 			store_push_free_pending(p);
 			return;

@@ -1007,6 +1007,80 @@ START_TEST(test_push_checksums)
 }
 END_TEST
 
+/* Pushes that would damage the primary are refused (400, naming the page)
+ * and change nothing (issue 9, finding 3): a table's root page zeroed, an
+ * index page with a cell pointer out of its page, a leaf whose header lies
+ * about its cells.  A push that frees a page (DROP TABLE) is taken. */
+START_TEST(test_push_refuses_damaging_pages)
+{
+	struct fx a, b;
+	struct store_push_opts o = {.flags = STORE_PUSH_STRICT};
+	struct http_reply r = {0};
+	uint8_t frame[WALFMT_FRAME_SIZE], *frames;
+	uint32_t n, head, db_size, i;
+	static const struct {
+		size_t off;
+		uint8_t value;
+		const char *needle;
+	} damage[] = {
+	    {0, 0, "page 2 is a b-tree page"}, /* zeroed below, all of it */
+	    {3, 0x40, "page 2"},               /* 16k cells */
+	    {7, 61, "fragmented"},             /* the header's fragment count */
+	};
+
+	static const char *const one_row[] = {"INSERT INTO t VALUES (1)"};
+
+	push_pair(&a, &b, one_row, 1, &frames, &n);
+	free(frames);
+	head = store_head(b.store);
+	db_size = (uint32_t)fixture_query_int(b.db, "PRAGMA page_count");
+	for (i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+		uint8_t *page = frame + WALFMT_FRAME_HDR_SIZE;
+		sqlite3_blob *blob = NULL;
+		(void)blob;
+		memset(frame, 0, sizeof frame);
+		walfmt_put32(frame, 2); /* the root page of t */
+		walfmt_put32(frame + 4, db_size);
+		if (i > 0) {
+			/* The real page 2, then one byte changed. */
+			char *live = fixture_path(b.data, "live.db");
+			uint8_t *img;
+			size_t len;
+			ck_assert_int_eq(sqlite3_wal_checkpoint_v2(
+					     b.db, "main",
+					     SQLITE_CHECKPOINT_TRUNCATE, NULL,
+					     NULL),
+					 SQLITE_OK);
+			img = read_file(live, &len);
+			memcpy(page, img + WALFMT_PAGE_SIZE, WALFMT_PAGE_SIZE);
+			page[damage[i].off] = damage[i].value;
+			free(img);
+			free(live);
+		}
+		store_push(b.store, 1, head + 1, head + 2, NULL, &o, frame,
+			   sizeof frame, &r);
+		ck_assert_int_eq(r.status, 400);
+		ck_assert_msg(strstr(r.body, damage[i].needle) != NULL,
+			      "damage %u: %s", i, r.body);
+		ck_assert_ptr_nonnull(strstr(r.body, "PUSH_CORRUPT"));
+		http_reply_free(&r);
+		ck_assert_uint_eq(store_head(b.store), head);
+		fixture_assert_integrity(b.db);
+	}
+	/* Still writable, and a real push that frees pages is taken. */
+	fixture_exec(a.db, "CREATE TABLE big(x); INSERT INTO big VALUES "
+			   "(randomblob(50000)); DROP TABLE big;"
+			   "INSERT INTO t VALUES (7)");
+	frames = pull_all(a.store, 1, &n);
+	free(assert_push_ok(&b, 1, n + 1, NULL, frames));
+	fixture_assert_integrity(b.db);
+	ck_assert_int_eq(fixture_query_int(b.db, "SELECT count(*) FROM t"), 3);
+	free(frames);
+	fx_done(&a);
+	fx_done(&b);
+}
+END_TEST
+
 /* A transaction pushed one frame per request: nothing is visible (live
  * database, log head, pulls) until its commit frame arrives, then all of
  * it at once. */
@@ -1497,6 +1571,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_push_txn_sent_again);
 	tcase_add_test(tc, test_checksum_tracks_database);
 	tcase_add_test(tc, test_push_checksums);
+	tcase_add_test(tc, test_push_refuses_damaging_pages);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,291 @@
+/* What a push may do to pages that are b-tree pages now (issue 9, finding 3):
+ * whatever bytes a client pushes, a page that holds a b-tree page of the
+ * live database stays a well-formed b-tree page, or it was freed (it is on
+ * the freelist the push leaves), reused as an overflow page (a pushed cell
+ * or overflow page leads to it), turned into a pointer-map page (auto-vacuum)
+ * or cut off the end.  A page 1 always holds the schema's b-tree.  Any pushed
+ * page that claims to be a b-tree page's content is checked whole
+ * (wal/btree_page.h).  The cost is in proportion to the pages pushed (and to
+ * the freelist's trunk pages, only when a b-tree page leaves its role).
+ *
+ * This does not yet follow the references between pages (a valid page can
+ * still be hung under the wrong parent): that needs each page's role and
+ * parent kept per commit, as the checksum terms are (store_sum.c). */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/errors.h"
+#include "wal/btree_page.h"
+#include "wal/wal_observer.h"
+#include "wal/wal_read.h"
+
+#define PAGE WALFMT_PAGE_SIZE
+#define PENDING_PAGE (0x40000000u / PAGE + 1)
+
+struct pushed {
+	uint32_t pgno;
+	const uint8_t *data; /* the last image pushed */
+};
+
+struct set {
+	uint32_t *v;
+	size_t n, cap;
+};
+
+static int set_add(struct set *s, uint32_t v)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		uint32_t *grown = realloc(s->v, cap * sizeof *grown);
+		if (grown == NULL)
+			return -ENOMEM;
+		s->v = grown;
+		s->cap = cap;
+	}
+	s->v[s->n++] = v;
+	return 0;
+}
+
+static int set_has(const struct set *s, uint32_t v)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		if (s->v[i] == v)
+			return 1;
+	return 0;
+}
+
+static int cmp_pushed(const void *a, const void *b)
+{
+	const struct pushed *x = a, *y = b;
+
+	return x->pgno < y->pgno ? -1 : x->pgno > y->pgno;
+}
+
+/* The last image of each pushed page, sorted by page number. */
+static size_t last_images(const struct wal_page *pages, size_t n,
+			  struct pushed *out)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		size_t j;
+		for (j = 0; j < k; j++)
+			if (out[j].pgno == pages[i].pgno)
+				break;
+		out[j].pgno = pages[i].pgno;
+		out[j].data = pages[i].data;
+		if (j == k)
+			k++;
+	}
+	qsort(out, k, sizeof *out, cmp_pushed);
+	return k;
+}
+
+static const uint8_t *pushed_image(const struct pushed *p, size_t n,
+				   uint32_t pgno)
+{
+	struct pushed key = {.pgno = pgno};
+	const struct pushed *hit = bsearch(&key, p, n, sizeof *p, cmp_pushed);
+
+	return hit ? hit->data : NULL;
+}
+
+struct ctx {
+	struct store *s;
+	const struct pushed *pushed;
+	size_t n_pushed;
+	uint32_t db_size; /* after the push */
+	struct set overflow;
+	struct set freelist;
+	int have_freelist;
+	uint8_t buf[PAGE];
+};
+
+static int note_overflow(void *arg, uint32_t pgno)
+{
+	return set_add(&((struct ctx *)arg)->overflow, pgno);
+}
+
+/* A page as the push leaves it: pushed, else the live database's. */
+static const uint8_t *page_after(struct ctx *c, uint32_t pgno, char *why,
+				 size_t why_len)
+{
+	const uint8_t *img = pushed_image(c->pushed, c->n_pushed, pgno);
+	uint32_t size;
+	char *msg = NULL;
+
+	if (img != NULL)
+		return img;
+	if (wal_read_pages(c->s->internal, wal_observer_unwrap, PAGE, &pgno, 1,
+			   c->buf, &size, &msg) != SQLITE_OK) {
+		errors_set(why, why_len, "cannot read page %u: %s", pgno,
+			   msg ? msg : "error");
+		sqlite3_free(msg);
+		return NULL;
+	}
+	return c->buf;
+}
+
+/* The freelist the push leaves: trunk pages and the leaves they list. */
+static int load_freelist(struct ctx *c, const uint8_t *page1, char *why,
+			 size_t why_len)
+{
+	uint32_t trunk = walfmt_get32(page1 + 32);
+	uint32_t total = walfmt_get32(page1 + 36), seen = 0;
+
+	c->have_freelist = 1;
+	while (trunk != 0) {
+		const uint8_t *t;
+		uint32_t n, i;
+
+		if (trunk > c->db_size || seen++ > total) {
+			errors_set(why, why_len,
+				   "the freelist reaches page %u, outside the "
+				   "database of %u pages (or loops)",
+				   trunk, c->db_size);
+			return -1;
+		}
+		if (set_add(&c->freelist, trunk) != 0)
+			goto oom;
+		t = page_after(c, trunk, why, why_len);
+		if (t == NULL)
+			return -1;
+		n = walfmt_get32(t + 4);
+		if (n > PAGE / 4 - 2) {
+			errors_set(why, why_len,
+				   "freelist trunk page %u lists %u pages",
+				   trunk, n);
+			return -1;
+		}
+		for (i = 0; i < n; i++)
+			if (set_add(&c->freelist,
+				    walfmt_get32(t + 8 + 4 * i)) != 0)
+				goto oom;
+		trunk = walfmt_get32(t);
+	}
+	return 0;
+oom:
+	errors_set(why, why_len, "out of memory");
+	return -1;
+}
+
+/* Is pgno a pointer-map page of an auto-vacuum database (page 1 says so)? */
+static int ptrmap_page(const uint8_t *page1, uint32_t pgno)
+{
+	const uint32_t per = PAGE / 5 + 1;
+
+	if (walfmt_get32(page1 + 52) == 0 || pgno < 2)
+		return 0;
+	return (pgno - 2) % per == 0 ||
+	       (pgno > PENDING_PAGE && (pgno - 3) % per == 0 &&
+		(pgno - 3) / per == (PENDING_PAGE - 2) / per);
+}
+
+int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
+		     uint32_t db_size, char *why, size_t why_len)
+{
+	struct ctx c = {.s = s, .db_size = db_size};
+	struct pushed *pushed = calloc(n ? n : 1, sizeof *pushed);
+	uint32_t *want = NULL, old_size = 0;
+	uint8_t *old = NULL, hdr1[100];
+	const uint8_t *page1;
+	char *msg = NULL;
+	size_t i, k;
+	int rv = -1;
+
+	if (pushed == NULL)
+		goto oom;
+	k = last_images(pages, n, pushed);
+	c.pushed = pushed;
+	c.n_pushed = k;
+	/* The old images, where the live database has them. */
+	want = malloc((k ? k : 1) * sizeof *want);
+	old = malloc((k ? k : 1) * (size_t)PAGE);
+	if (want == NULL || old == NULL)
+		goto oom;
+	for (i = 0; i < k; i++)
+		want[i] = pushed[i].pgno;
+	if (wal_read_pages(s->internal, wal_observer_unwrap, PAGE, want, k, old,
+			   &old_size, &msg) != SQLITE_OK) {
+		errors_set(why, why_len, "cannot read the live database: %s",
+			   msg ? msg : "error");
+		goto out;
+	}
+	/* The database header as the push leaves it, kept apart:
+	 * page_after's buffer is reused. */
+	page1 = page_after(&c, 1, why, why_len);
+	if (page1 == NULL)
+		goto out;
+	memcpy(hdr1, page1, sizeof hdr1);
+	/* Pushed pages that are b-tree pages must be whole ones, and what
+	 * they spill to is overflow. */
+	for (i = 0; i < k; i++) {
+		uint32_t p = pushed[i].pgno;
+		char bad[256];
+		int valid;
+
+		if (p > db_size)
+			continue;
+		valid = btree_page_check(pushed[i].data, p, PAGE, db_size, bad,
+					 sizeof bad) == 0;
+		if (valid &&
+		    btree_page_overflows(pushed[i].data, p, PAGE, db_size,
+					 note_overflow, &c) != 0)
+			goto oom;
+		if (p == 1 && !valid) {
+			errors_set(why, why_len, "pushed %s", bad);
+			goto out;
+		}
+	}
+	/* Overflow chains continue through pushed overflow pages. */
+	for (i = 0; i < c.overflow.n; i++) {
+		const uint8_t *o = pushed_image(pushed, k, c.overflow.v[i]);
+		uint32_t next = o ? walfmt_get32(o) : 0;
+		if (next != 0 && next <= db_size &&
+		    !set_has(&c.overflow, next) &&
+		    set_add(&c.overflow, next) != 0)
+			goto oom;
+	}
+	for (i = 0; i < k; i++) {
+		uint32_t p = pushed[i].pgno;
+		char bad[256], unused[16];
+
+		if (p > db_size || p > old_size ||
+		    btree_page_check(old + i * (size_t)PAGE, p, PAGE, old_size,
+				     unused, sizeof unused) != 0 ||
+		    btree_page_check(pushed[i].data, p, PAGE, db_size, bad,
+				     sizeof bad) == 0)
+			continue;
+		/* A b-tree page that is not one any more. */
+		if (set_has(&c.overflow, p) || ptrmap_page(hdr1, p))
+			continue;
+		if (!c.have_freelist &&
+		    load_freelist(&c, hdr1, why, why_len) != 0)
+			goto out;
+		if (set_has(&c.freelist, p))
+			continue;
+		errors_set(why, why_len,
+			   "page %u is a b-tree page of the database, and the "
+			   "push makes it something else without freeing it: "
+			   "%s",
+			   p, bad);
+		goto out;
+	}
+	rv = 0;
+	goto out;
+oom:
+	errors_set(why, why_len, "out of memory");
+out:
+	sqlite3_free(msg);
+	free(c.overflow.v);
+	free(c.freelist.v);
+	free(pushed);
+	free(want);
+	free(old);
+	return rv;
+}

@@ -1,0 +1,34 @@
+/* The structure of one SQLite b-tree page, checked on its own (the checks
+ * of SQLite's btreeInitPage and btreeComputeFreeSpace, and the bounds of
+ * every cell): the page type, the cell pointer array, every cell inside the
+ * content area and not overlapping another cell or a freeblock, the
+ * freeblock chain, child and overflow page numbers within the database.
+ * The primary uses it on pushed pages, which no client may be trusted to
+ * have built correctly (see server/store_push.c). */
+#ifndef REPLITE_WAL_BTREE_PAGE_H
+#define REPLITE_WAL_BTREE_PAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The b-tree page types (the first byte of the page header). */
+#define BTREE_PAGE_INTERIOR_INDEX 2
+#define BTREE_PAGE_INTERIOR_TABLE 5
+#define BTREE_PAGE_LEAF_INDEX 10
+#define BTREE_PAGE_LEAF_TABLE 13
+
+/* Check page pgno (page_size bytes, no reserved bytes) of a database of
+ * db_size pages as a b-tree page (page 1: after the 100-byte database
+ * header).  Returns 0, or -1 with why naming the first problem. */
+int btree_page_check(const uint8_t *page, uint32_t pgno, uint32_t page_size,
+		     uint32_t db_size, char *why, size_t why_len);
+
+/* The first overflow page of each cell of a valid b-tree page that spills,
+ * passed to fn (which returns 0 to go on).  Returns 0, or -1 when the page
+ * is not a valid b-tree page. */
+int btree_page_overflows(const uint8_t *page, uint32_t pgno, uint32_t page_size,
+			 uint32_t db_size,
+			 int (*fn)(void *arg, uint32_t overflow_pgno),
+			 void *arg);
+
+#endif
