@@ -186,6 +186,36 @@ static int ptrmap_page(const uint8_t *page1, uint32_t pgno)
 		(pgno - 3) / per == (PENDING_PAGE - 2) / per);
 }
 
+/* SQLite writes page 1 whenever the database's size changes, with the size
+ * in its header (bytes 28-31, valid when bytes 92-95 equal the change
+ * counter at 24-27): a commit that changes the size without it, or with
+ * another size, would cut off or leave out pages the rest still uses. */
+static int check_size(const uint8_t *pushed_page1, uint32_t old_size,
+		      uint32_t db_size, char *why, size_t why_len)
+{
+	uint32_t in_header;
+
+	if (pushed_page1 == NULL) {
+		if (db_size == old_size)
+			return 0;
+		errors_set(why, why_len,
+			   "the push changes the database size from %u to %u "
+			   "pages without writing page 1",
+			   old_size, db_size);
+		return -1;
+	}
+	in_header = walfmt_get32(pushed_page1 + 28);
+	if (walfmt_get32(pushed_page1 + 92) !=
+		walfmt_get32(pushed_page1 + 24) ||
+	    in_header == db_size)
+		return 0;
+	errors_set(why, why_len,
+		   "the push commits a database of %u pages, but its page 1 "
+		   "says %u",
+		   db_size, in_header);
+	return -1;
+}
+
 int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 		     uint32_t db_size, char *why, size_t why_len)
 {
@@ -222,6 +252,9 @@ int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 	if (page1 == NULL)
 		goto out;
 	memcpy(hdr1, page1, sizeof hdr1);
+	if (check_size(pushed_image(pushed, k, 1), old_size, db_size, why,
+		       why_len) != 0)
+		goto out;
 	/* Pushed pages that are b-tree pages must be whole ones, and what
 	 * they spill to is overflow. */
 	for (i = 0; i < k; i++) {

@@ -1067,6 +1067,26 @@ START_TEST(test_push_refuses_damaging_pages)
 		ck_assert_uint_eq(store_head(b.store), head);
 		fixture_assert_integrity(b.db);
 	}
+	/* A commit that changes the database size without page 1. */
+	memset(frame, 0, sizeof frame);
+	{
+		char *live = fixture_path(b.data, "live.db");
+		uint8_t *img;
+		size_t len;
+		img = read_file(live, &len);
+		memcpy(frame + WALFMT_FRAME_HDR_SIZE, img + WALFMT_PAGE_SIZE,
+		       WALFMT_PAGE_SIZE);
+		free(img);
+		free(live);
+	}
+	walfmt_put32(frame, 2);
+	walfmt_put32(frame + 4, db_size + 3);
+	store_push(b.store, 1, head + 1, head + 2, NULL, &o, frame,
+		   sizeof frame, &r);
+	ck_assert_int_eq(r.status, 400);
+	ck_assert_ptr_nonnull(strstr(r.body, "without writing page 1"));
+	http_reply_free(&r);
+	ck_assert_uint_eq(store_head(b.store), head);
 	/* Still writable, and a real push that frees pages is taken. */
 	fixture_exec(a.db, "CREATE TABLE big(x); INSERT INTO big VALUES "
 			   "(randomblob(50000)); DROP TABLE big;"
