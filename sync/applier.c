@@ -1,7 +1,6 @@
-#include "applier.h"
+#include "applier_internal.h"
 
 #include "sync/checksum.h"
-#include "wal/wal_read.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -16,23 +15,6 @@
 #include "base/errors.h"
 #include "wal/walfmt.h"
 #include "wal/wal_inject.h"
-
-/* How long BEGIN IMMEDIATE waits for another writer of the local file (a
- * sync of another process, a checkpoint) before the sync reports busy. */
-#define APPLIER_BUSY_TIMEOUT_MS 10000
-
-struct applier {
-	sqlite3 *db;
-	/* A second connection, never in a transaction, whose file handles
-	 * writers use to read the old images of the pages they change
-	 * (applier_checksum_commit): the internal one may be busy in the
-	 * sync thread, waiting for the very write lock the writer holds. */
-	sqlite3 *reader;
-	char *vfs_name; /* the VFS the connections go through */
-	char *db_path;
-	char *state_path;
-	uint32_t page_size;
-};
 
 static int exec_sql(struct applier *a, const char *sql, char *err,
 		    size_t err_len)
@@ -268,8 +250,8 @@ static void lock_end(struct applier *a)
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static int state_save(struct applier *a, const struct replica_state *st,
-		      char *err, size_t err_len)
+int applier_state_save(struct applier *a, const struct replica_state *st,
+		       char *err, size_t err_len)
 {
 	return replica_state_save(a->state_path, st, err, err_len);
 }
@@ -359,7 +341,7 @@ static int check_wal_unchanged(struct applier *a, struct replica_state *st,
 	     memcmp(pos.salt, st->wal_salt, sizeof pos.salt) == 0))
 		return 0;
 	st->bootstrapping = 1;
-	if (state_save(a, st, err, err_len) != 0)
+	if (applier_state_save(a, st, err, err_len) != 0)
 		return -1;
 	errors_set(err, err_len,
 		   "the local file %s was written by something other than "
@@ -479,7 +461,7 @@ static int batch_checksum(struct applier *a, const struct applier_frames *b,
 	dbsum_format(out->value, got);
 	dbsum_format(b->expected, want);
 	st->bootstrapping = 1;
-	if (state_save(a, st, err, err_len) != 0)
+	if (applier_state_save(a, st, err, err_len) != 0)
 		return -1;
 	errors_set(err, err_len,
 		   "the local file %s differs from the primary: after frame %u "
@@ -531,7 +513,7 @@ enum applier_result applier_apply_frames(struct applier *a,
 		/* Durable before any frame is written: after a crash, the
 		 * next batch must reach at least this far. */
 		st->frame_hwm = end;
-		if (state_save(a, st, err, err_len) != 0)
+		if (applier_state_save(a, st, err, err_len) != 0)
 			goto out;
 	}
 	if (inject(a, pages, b->n - skip, b->frames[b->n - 1].db_size, err,
@@ -541,7 +523,7 @@ enum applier_result applier_apply_frames(struct applier *a,
 	st->checksum = sum.value;
 	st->frame_no = end;
 	if (record_wal(a, st, err, err_len) != 0 ||
-	    state_save(a, st, err, err_len) != 0)
+	    applier_state_save(a, st, err, err_len) != 0)
 		goto out; /* published; the next batch re-applies it */
 	res = APPLIER_APPLIED;
 out:
@@ -638,7 +620,7 @@ enum applier_result applier_apply_image(struct applier *a,
 	st->generation = img->generation;
 	st->page_size = a->page_size;
 	st->bootstrapping = 1;
-	if (state_save(a, st, err, err_len) != 0)
+	if (applier_state_save(a, st, err, err_len) != 0)
 		goto out;
 	pages = calloc(n_pages, sizeof *pages);
 	if (pages == NULL) {
@@ -664,7 +646,7 @@ enum applier_result applier_apply_image(struct applier *a,
 	st->has_checksum = img->has_checksum;
 	st->checksum = img->checksum;
 	if (record_wal(a, st, err, err_len) != 0 ||
-	    state_save(a, st, err, err_len) != 0)
+	    applier_state_save(a, st, err, err_len) != 0)
 		goto out;
 	res = APPLIER_APPLIED;
 out:
@@ -701,14 +683,15 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 		    "may have been applied; the replica bootstraps again",
 		    from, at, st->frame_hwm);
 		st->bootstrapping = 1;
-		res = state_save(a, st, err, err_len) == 0 ? APPLIER_MOVED
-							   : APPLIER_ERROR;
+		res = applier_state_save(a, st, err, err_len) == 0
+			  ? APPLIER_MOVED
+			  : APPLIER_ERROR;
 		goto out;
 	}
 	st->generation = to;
 	st->frame_no = 0;
 	st->frame_hwm = 0;
-	if (state_save(a, st, err, err_len) == 0)
+	if (applier_state_save(a, st, err, err_len) == 0)
 		res = APPLIER_APPLIED;
 out:
 	lock_end(a);
@@ -736,187 +719,12 @@ int applier_record_primary(struct applier *a, const char *database_id,
 	}
 	st.database_id = (char *)database_id;
 	st.sync_url = (char *)sync_url;
-	rv = state_save(a, &st, err, err_len);
+	rv = applier_state_save(a, &st, err, err_len);
 	st.database_id = old_id;
 	st.sync_url = old_url;
 out:
 	replica_state_free(&st);
 	lock_end(a);
-	return rv;
-}
-
-int applier_commit_prepare(struct applier *a, uint32_t generation,
-			   uint32_t start, uint32_t logged_generation,
-			   uint32_t end, char *err, size_t err_len)
-{
-	struct replica_state st = {0};
-	char ignored[256];
-	int rv = -1;
-
-	if (applier_load_state(a, &st, err, err_len) != 0)
-		goto out;
-	if (st.bootstrapping || st.generation != generation ||
-	    st.frame_no + 1 != start) {
-		errors_set(err, err_len,
-			   "the replica's position moved during the write (now "
-			   "frame %u of generation %u)",
-			   st.frame_no, st.generation);
-		goto out;
-	}
-	if (logged_generation != generation) {
-		if (logged_generation != generation + 1) {
-			errors_set(err, err_len,
-				   "the primary logged the write in generation "
-				   "%u, not %u or the next",
-				   logged_generation, generation);
-			goto out;
-		}
-		if (st.frame_hwm > st.frame_no) {
-			/* As in applier_next_generation: frames past the
-			 * generation's end may be in the file, so only a full
-			 * image makes it exact (and it holds this write). */
-			errors_set(
-			    err, err_len,
-			    "generation %u ended at frame %u, but frames "
-			    "up to %u may have been applied; the replica "
-			    "bootstraps again",
-			    generation, st.frame_no, st.frame_hwm);
-			st.bootstrapping = 1;
-			state_save(a, &st, ignored, sizeof ignored);
-			goto out;
-		}
-		/* The file is at the end of generation, i.e. at frame 0 of
-		 * the next one, whose frames 1..end are this write: one
-		 * state change, made durable before the commit frame is
-		 * written (the frame_hwm rule, as below). */
-		st.generation = logged_generation;
-		st.frame_no = 0;
-		st.frame_hwm = end;
-		if (state_save(a, &st, err, err_len) != 0)
-			goto out;
-		rv = 0;
-		goto out;
-	}
-	if (end > st.frame_hwm) {
-		st.frame_hwm = end;
-		if (state_save(a, &st, err, err_len) != 0)
-			goto out;
-	}
-	rv = 0;
-out:
-	replica_state_free(&st);
-	return rv;
-}
-
-int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
-			const struct wal_position *pos, int has_checksum,
-			uint64_t checksum, char *err, size_t err_len)
-{
-	struct replica_state st = {0};
-	int rv = -1;
-
-	if (applier_load_state(a, &st, err, err_len) != 0)
-		goto out;
-	if (st.generation != generation || st.frame_hwm < end) {
-		errors_set(err, err_len,
-			   "the replica's position moved during the write (now "
-			   "frame %u of generation %u)",
-			   st.frame_no, st.generation);
-		goto out;
-	}
-	st.frame_no = end;
-	st.has_checksum = has_checksum;
-	st.checksum = checksum;
-	st.wal_known = pos != NULL;
-	if (pos != NULL) {
-		st.wal_frames = pos->frames;
-		memcpy(st.wal_salt, pos->salt, sizeof st.wal_salt);
-	}
-	rv = state_save(a, &st, err, err_len);
-out:
-	replica_state_free(&st);
-	return rv;
-}
-
-int applier_checksum_commit(struct applier *a, uint64_t base,
-			    const struct wal_page *pages, size_t n,
-			    uint32_t db_size, uint64_t *result, char *err,
-			    size_t err_len)
-{
-	return checksum_after(a->reader, NULL, a->page_size, base, pages, n,
-			      db_size, result, err, err_len);
-}
-
-/* Pages read at a time by applier_verify. */
-#define VERIFY_CHUNK 256
-
-int applier_verify(struct applier *a, struct replica_state *st, uint64_t *local,
-		   char *err, size_t err_len)
-{
-	uint32_t *pgnos = malloc(VERIFY_CHUNK * sizeof *pgnos);
-	uint8_t *buf = malloc((size_t)VERIFY_CHUNK * a->page_size);
-	uint32_t db_pages = 0, p, k;
-	sqlite3 *db = NULL;
-	char *msg = NULL;
-	uint64_t sum = 0;
-	int rv = -1, rc, loaded;
-
-	memset(st, 0, sizeof *st);
-	if (pgnos == NULL || buf == NULL) {
-		errors_set(err, err_len, "out of memory");
-		goto out;
-	}
-	/* A connection of its own: the write lock for as long as it reads,
-	 * so neither a sync nor a writer moves the file meanwhile. */
-	rc = sqlite3_open_v2(a->db_path, &db, SQLITE_OPEN_READWRITE,
-			     a->vfs_name);
-	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(db, APPLIER_BUSY_TIMEOUT_MS);
-		rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	}
-	if (rc != SQLITE_OK) {
-		errors_set(err, err_len,
-			   "cannot lock the local database %s: %s", a->db_path,
-			   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-		goto out;
-	}
-	loaded = applier_load_state(a, st, err, err_len);
-	if (loaded != 0) {
-		if (loaded == 1)
-			errors_set(err, err_len, "%s has no replica state",
-				   a->db_path);
-		goto out;
-	}
-	rc = wal_read_pages(db, NULL, a->page_size, NULL, 0, NULL, &db_pages,
-			    &msg);
-	for (p = 1; rc == SQLITE_OK && p <= db_pages; p += k) {
-		for (k = 0; k < VERIFY_CHUNK && p + k <= db_pages; k++)
-			pgnos[k] = p + k;
-		rc = wal_read_pages(db, NULL, a->page_size, pgnos, k, buf,
-				    &db_pages, &msg);
-		for (uint32_t i = 0; rc == SQLITE_OK && i < k; i++)
-			sum ^=
-			    dbsum_page(pgnos[i], buf + (size_t)i * a->page_size,
-				       a->page_size);
-	}
-	if (rc != SQLITE_OK) {
-		errors_set(err, err_len,
-			   "cannot read the local database %s: %s", a->db_path,
-			   msg ? msg : sqlite3_errstr(rc));
-		goto out;
-	}
-	*local = sum;
-	rv = 0;
-out:
-	if (db != NULL) {
-		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-		sqlite3_close(db);
-	}
-	sqlite3_free(msg);
-	free(pgnos);
-	free(buf);
-	if (rv != 0)
-		replica_state_free(st);
 	return rv;
 }
 
@@ -931,7 +739,7 @@ static int edit_state(struct applier *a, int (*edit)(struct replica_state *),
 	if (lock_begin(a, err, err_len) != 0)
 		return -1;
 	if (applier_load_state(a, &st, err, err_len) == 0)
-		rv = edit(&st) ? state_save(a, &st, err, err_len) : 0;
+		rv = edit(&st) ? applier_state_save(a, &st, err, err_len) : 0;
 	replica_state_free(&st);
 	lock_end(a);
 	return rv;
