@@ -95,6 +95,10 @@ static const uint8_t *pushed_image(const struct pushed *p, size_t n,
 	return hit ? hit->data : NULL;
 }
 
+struct chain {
+	uint32_t first, n;
+};
+
 struct ctx {
 	struct store *s;
 	const struct pushed *pushed;
@@ -102,13 +106,28 @@ struct ctx {
 	uint32_t db_size; /* after the push */
 	struct set overflow;
 	struct set freelist;
+	struct chain *chains; /* overflow chains of pushed cells */
+	size_t n_chains, cap_chains;
 	int have_freelist;
 	uint8_t buf[PAGE];
 };
 
-static int note_overflow(void *arg, uint32_t pgno)
+static int note_overflow(void *arg, uint32_t first, uint32_t n)
 {
-	return set_add(&((struct ctx *)arg)->overflow, pgno);
+	struct ctx *c = arg;
+
+	if (c->n_chains == c->cap_chains) {
+		size_t cap = c->cap_chains ? c->cap_chains * 2 : 32;
+		struct chain *grown = realloc(c->chains, cap * sizeof *grown);
+		if (grown == NULL)
+			return -ENOMEM;
+		c->chains = grown;
+		c->cap_chains = cap;
+	}
+	c->chains[c->n_chains].first = first;
+	c->chains[c->n_chains].n = n;
+	c->n_chains++;
+	return set_add(&c->overflow, first);
 }
 
 /* A page as the push leaves it: pushed, else the live database's. */
@@ -129,6 +148,81 @@ static const uint8_t *page_after(struct ctx *c, uint32_t pgno, char *why,
 		return NULL;
 	}
 	return c->buf;
+}
+
+struct child_ctx {
+	struct ctx *c;
+	uint32_t parent;
+	char *why;
+	size_t why_len;
+};
+
+/* A pushed page that a pushed interior page hangs below itself must be a
+ * b-tree page of the same tree kind (table or index). */
+static int check_child(void *arg, uint32_t child, int table)
+{
+	struct child_ctx *cc = arg;
+	const uint8_t *img =
+	    pushed_image(cc->c->pushed, cc->c->n_pushed, child);
+	char bad[256];
+	uint8_t type;
+
+	if (img == NULL || child == 1 || child > cc->c->db_size)
+		return 0;
+	if (btree_page_check(img, child, PAGE, cc->c->db_size, bad,
+			     sizeof bad) != 0) {
+		errors_set(cc->why, cc->why_len,
+			   "page %u is a child of pushed page %u, but %s",
+			   child, cc->parent, bad);
+		return -1;
+	}
+	type = img[0];
+	if (table != (type == BTREE_PAGE_INTERIOR_TABLE ||
+		      type == BTREE_PAGE_LEAF_TABLE)) {
+		errors_set(cc->why, cc->why_len,
+			   "page %u is a child of %s page %u, but is %s page",
+			   child, table ? "table" : "index", cc->parent,
+			   table ? "an index" : "a table");
+		return -1;
+	}
+	return 0;
+}
+
+/* An overflow chain that starts on a pushed page (a payload the push
+ * writes): exactly n pages inside the database, the last one ending it. */
+static int check_chain(struct ctx *c, const struct chain *ch, char *why,
+		       size_t why_len)
+{
+	uint32_t p = ch->first, i;
+
+	for (i = 0; i < ch->n; i++) {
+		const uint8_t *page;
+		uint32_t next;
+
+		if (p < 1 || p > c->db_size || p == PENDING_PAGE) {
+			errors_set(why, why_len,
+				   "an overflow chain starting at page %u "
+				   "reaches page %u, outside the database of "
+				   "%u pages",
+				   ch->first, p, c->db_size);
+			return -1;
+		}
+		page = page_after(c, p, why, why_len);
+		if (page == NULL)
+			return -1;
+		next = walfmt_get32(page);
+		if ((i + 1 < ch->n) != (next != 0)) {
+			errors_set(why, why_len,
+				   "the overflow chain starting at page %u "
+				   "should have %u pages, but page %u (its "
+				   "page %u) %s",
+				   ch->first, ch->n, p, i + 1,
+				   next != 0 ? "goes on" : "ends it");
+			return -1;
+		}
+		p = next;
+	}
+	return 0;
 }
 
 /* The freelist the push leaves: trunk pages and the leaves they list. */
@@ -275,6 +369,26 @@ int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 			goto out;
 		}
 	}
+	/* The pushed children of pushed interior pages are whole b-tree
+	 * pages of their tree's kind. */
+	for (i = 0; i < k; i++) {
+		struct child_ctx cc = {&c, pushed[i].pgno, why, why_len};
+		char unused[16];
+		if (pushed[i].pgno > db_size ||
+		    btree_page_check(pushed[i].data, pushed[i].pgno, PAGE,
+				     db_size, unused, sizeof unused) != 0)
+			continue;
+		if (btree_page_children(pushed[i].data, pushed[i].pgno, PAGE,
+					db_size, check_child, &cc) != 0)
+			goto out;
+	}
+	/* The chains of the payloads the push writes have the lengths their
+	 * payloads need. */
+	for (i = 0; i < c.n_chains; i++) {
+		if (pushed_image(pushed, k, c.chains[i].first) != NULL &&
+		    check_chain(&c, &c.chains[i], why, why_len) != 0)
+			goto out;
+	}
 	/* Overflow chains continue through pushed overflow pages. */
 	for (i = 0; i < c.overflow.n; i++) {
 		const uint8_t *o = pushed_image(pushed, k, c.overflow.v[i]);
@@ -317,6 +431,7 @@ out:
 	sqlite3_free(msg);
 	free(c.overflow.v);
 	free(c.freelist.v);
+	free(c.chains);
 	free(pushed);
 	free(want);
 	free(old);

@@ -45,9 +45,10 @@ static int valid_child(uint32_t pgno, uint32_t db_size, uint32_t page_size)
 }
 
 struct cell {
-	uint32_t size;     /* bytes of the cell in the page */
-	uint32_t overflow; /* first overflow page, or 0 */
-	uint32_t child;    /* left child (interior pages), or 0 */
+	uint32_t size;       /* bytes of the cell in the page */
+	uint32_t overflow;   /* first overflow page, or 0 */
+	uint32_t n_overflow; /* overflow pages the payload needs */
+	uint32_t child;      /* left child (interior pages), or 0 */
 };
 
 /* The cell at offset off of a page of type type (SQLite's
@@ -102,6 +103,8 @@ static int parse_cell(const uint8_t *page, uint32_t off, uint8_t type,
 	p += local;
 	if (payload > max_local) {
 		c->overflow = walfmt_get32(p);
+		c->n_overflow =
+		    (uint32_t)((payload - local + usable - 5) / (usable - 4));
 		p += 4;
 	}
 	c->size = (uint32_t)(p - (page + off));
@@ -121,7 +124,9 @@ static int cmp_range(const void *a, const void *b)
  * cell's overflow page. */
 static int walk(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 		uint32_t db_size, char *why, size_t why_len,
-		int (*fn)(void *arg, uint32_t pgno), void *arg)
+		int (*fn)(void *arg, uint32_t first, uint32_t n),
+		int (*child_fn)(void *arg, uint32_t child, int table),
+		void *arg)
 {
 	const uint32_t usable = page_size, hdr = pgno == 1 ? 100 : 0;
 	const uint8_t *h = page + hdr;
@@ -158,6 +163,10 @@ static int walk(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 			 pgno, ncell, content);
 		return -1;
 	}
+	if (interior && child_fn != NULL &&
+	    child_fn(arg, walfmt_get32(h + 8),
+		     type == BTREE_PAGE_INTERIOR_TABLE) != 0)
+		return -1;
 	if (interior && !valid_child(walfmt_get32(h + 8), db_size, page_size)) {
 		snprintf(why, why_len,
 			 "page %u points to child page %u, outside the "
@@ -198,7 +207,12 @@ static int walk(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 				 pgno, i, c.overflow, db_size);
 			goto out;
 		}
-		if (c.overflow != 0 && fn != NULL && fn(arg, c.overflow) != 0)
+		if (c.overflow != 0 && fn != NULL &&
+		    fn(arg, c.overflow, c.n_overflow) != 0)
+			goto out;
+		if (interior && child_fn != NULL &&
+		    child_fn(arg, c.child, type == BTREE_PAGE_INTERIOR_TABLE) !=
+			0)
 			goto out;
 		ranges[n_ranges].start = off;
 		ranges[n_ranges].end = off + c.size;
@@ -270,15 +284,28 @@ out:
 int btree_page_check(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 		     uint32_t db_size, char *why, size_t why_len)
 {
-	return walk(page, pgno, page_size, db_size, why, why_len, NULL, NULL);
+	return walk(page, pgno, page_size, db_size, why, why_len, NULL, NULL,
+		    NULL);
 }
 
 int btree_page_overflows(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 			 uint32_t db_size,
-			 int (*fn)(void *arg, uint32_t overflow_pgno),
+			 int (*fn)(void *arg, uint32_t first, uint32_t n),
 			 void *arg)
 {
 	char why[16];
 
-	return walk(page, pgno, page_size, db_size, why, sizeof why, fn, arg);
+	return walk(page, pgno, page_size, db_size, why, sizeof why, fn, NULL,
+		    arg);
+}
+
+int btree_page_children(const uint8_t *page, uint32_t pgno, uint32_t page_size,
+			uint32_t db_size,
+			int (*fn)(void *arg, uint32_t child, int table),
+			void *arg)
+{
+	char why[16];
+
+	return walk(page, pgno, page_size, db_size, why, sizeof why, NULL, fn,
+		    arg);
 }

@@ -23,12 +23,22 @@
 int btree_page_check(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 		     uint32_t db_size, char *why, size_t why_len);
 
-/* The first overflow page of each cell of a valid b-tree page that spills,
- * passed to fn (which returns 0 to go on).  Returns 0, or -1 when the page
- * is not a valid b-tree page. */
+/* For each cell of a valid b-tree page that spills, its first overflow page
+ * and the number of overflow pages its payload needs, passed to fn (which
+ * returns 0 to go on).  Returns 0, or -1 when the page is not a valid
+ * b-tree page (or fn failed). */
 int btree_page_overflows(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 			 uint32_t db_size,
-			 int (*fn)(void *arg, uint32_t overflow_pgno),
+			 int (*fn)(void *arg, uint32_t first, uint32_t n),
 			 void *arg);
+
+/* For an interior page, each child page (the right-most one first) and
+ * whether the tree is a table's (else an index's), passed to fn (which
+ * returns 0 to go on).  Returns 0, or -1 when the page is not a valid
+ * b-tree page (or fn failed).  Leaf pages have none. */
+int btree_page_children(const uint8_t *page, uint32_t pgno, uint32_t page_size,
+			uint32_t db_size,
+			int (*fn)(void *arg, uint32_t child, int table),
+			void *arg);
 
 #endif

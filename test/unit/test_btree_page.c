@@ -55,13 +55,16 @@ static uint8_t *read_page(const char *path, uint32_t pgno)
 struct seen {
 	uint32_t *pgno;
 	size_t n;
+	int64_t pages; /* overflow pages the chains need, in all */
 };
 
-static int note_overflow(void *arg, uint32_t pgno)
+static int note_overflow(void *arg, uint32_t pgno, uint32_t n)
 {
 	struct seen *s = arg;
 
+	ck_assert_uint_ge(n, 1);
 	s->pgno[s->n++] = pgno;
+	s->pages += n;
 	return 0;
 }
 
@@ -71,7 +74,7 @@ START_TEST(test_every_page_sqlite_wrote)
 	sqlite3 *db = make_db(path);
 	sqlite3_stmt *st;
 	int64_t db_size = fixture_query_int(db, "PRAGMA page_count");
-	struct seen seen = {calloc(100000, sizeof(uint32_t)), 0};
+	struct seen seen = {calloc(100000, sizeof(uint32_t)), 0, 0};
 	int btree = 0, overflow_firsts = 0;
 	char why[256];
 
@@ -113,6 +116,10 @@ START_TEST(test_every_page_sqlite_wrote)
 	ck_assert_int_gt(btree, 100);
 	ck_assert_int_gt((int)seen.n, 20);
 	ck_assert_int_eq(overflow_firsts, (int)seen.n);
+	/* And the chains' lengths add up to every overflow page. */
+	ck_assert_int_eq(seen.pages,
+			 fixture_query_int(db, "SELECT count(*) FROM dbstat "
+					       "WHERE pagetype = 'overflow'"));
 	printf("btree pages: %d checked, %zu overflow chains found\n", btree,
 	       seen.n);
 	free(seen.pgno);
