@@ -1007,6 +1007,25 @@ START_TEST(test_push_checksums)
 }
 END_TEST
 
+/* Page pgno of f's live database as it stands (checkpointed first). */
+static void live_page(struct fx *f, uint32_t pgno, uint8_t *out)
+{
+	char *live = fixture_path(f->data, "live.db");
+	uint8_t *img;
+	size_t len;
+
+	ck_assert_int_eq(sqlite3_wal_checkpoint_v2(f->db, "main",
+						   SQLITE_CHECKPOINT_TRUNCATE,
+						   NULL, NULL),
+			 SQLITE_OK);
+	img = read_file(live, &len);
+	ck_assert_uint_ge(len, (size_t)pgno * WALFMT_PAGE_SIZE);
+	memcpy(out, img + (size_t)(pgno - 1) * WALFMT_PAGE_SIZE,
+	       WALFMT_PAGE_SIZE);
+	free(img);
+	free(live);
+}
+
 /* Pushes that would damage the primary are refused (400, naming the page)
  * and change nothing (issue 9, finding 3): a table's root page zeroed, an
  * index page with a cell pointer out of its page, a leaf whose header lies
@@ -1036,26 +1055,13 @@ START_TEST(test_push_refuses_damaging_pages)
 	db_size = (uint32_t)fixture_query_int(b.db, "PRAGMA page_count");
 	for (i = 0; i < sizeof damage / sizeof damage[0]; i++) {
 		uint8_t *page = frame + WALFMT_FRAME_HDR_SIZE;
-		sqlite3_blob *blob = NULL;
-		(void)blob;
 		memset(frame, 0, sizeof frame);
 		walfmt_put32(frame, 2); /* the root page of t */
 		walfmt_put32(frame + 4, db_size);
 		if (i > 0) {
 			/* The real page 2, then one byte changed. */
-			char *live = fixture_path(b.data, "live.db");
-			uint8_t *img;
-			size_t len;
-			ck_assert_int_eq(sqlite3_wal_checkpoint_v2(
-					     b.db, "main",
-					     SQLITE_CHECKPOINT_TRUNCATE, NULL,
-					     NULL),
-					 SQLITE_OK);
-			img = read_file(live, &len);
-			memcpy(page, img + WALFMT_PAGE_SIZE, WALFMT_PAGE_SIZE);
+			live_page(&b, 2, page);
 			page[damage[i].off] = damage[i].value;
-			free(img);
-			free(live);
 		}
 		store_push(b.store, 1, head + 1, head + 2, NULL, &o, frame,
 			   sizeof frame, &r);
@@ -1069,16 +1075,7 @@ START_TEST(test_push_refuses_damaging_pages)
 	}
 	/* A commit that changes the database size without page 1. */
 	memset(frame, 0, sizeof frame);
-	{
-		char *live = fixture_path(b.data, "live.db");
-		uint8_t *img;
-		size_t len;
-		img = read_file(live, &len);
-		memcpy(frame + WALFMT_FRAME_HDR_SIZE, img + WALFMT_PAGE_SIZE,
-		       WALFMT_PAGE_SIZE);
-		free(img);
-		free(live);
-	}
+	live_page(&b, 2, frame + WALFMT_FRAME_HDR_SIZE);
 	walfmt_put32(frame, 2);
 	walfmt_put32(frame + 4, db_size + 3);
 	store_push(b.store, 1, head + 1, head + 2, NULL, &o, frame,
