@@ -146,6 +146,8 @@ int store_open(const struct store_config *cfg, struct store **out, char *err,
 		goto err;
 	if (store_sum_init(s, err, n) != 0)
 		goto err;
+	if (store_check_init(s, err, n) != 0)
+		goto err;
 	*out = s;
 	return 0;
 err:
@@ -159,6 +161,7 @@ void store_close(struct store *s)
 
 	if (s == NULL)
 		return;
+	store_check_close(s);
 	if (s->internal != NULL)
 		sqlite3_close(s->internal);
 	if (s->vfs != NULL)

@@ -72,6 +72,8 @@ static int on_commit(void *arg, void *ctx, const char *path,
 	}
 	if (rv == 0)
 		rv = append_pages(g, pages, n, db_size);
+	if (rv == 0)
+		store_check_sql_commit(s, pages, n, db_size);
 	if (rv != 0) {
 		store_sum_undo(&s->sum);
 		pthread_mutex_lock(&s->mu);

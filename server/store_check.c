@@ -21,6 +21,7 @@
 #include "wal/btree_page.h"
 #include "wal/wal_observer.h"
 #include "wal/wal_read.h"
+#include "store_map_internal.h"
 
 #define PAGE WALFMT_PAGE_SIZE
 #define PENDING_PAGE (0x40000000u / PAGE + 1)
@@ -310,6 +311,160 @@ static int check_size(const uint8_t *pushed_page1, uint32_t old_size,
 	return -1;
 }
 
+/* --- The page map ------------------------------------------------------- */
+
+static int read_live_page(void *arg, uint32_t pgno, uint8_t *out, char *why,
+			  size_t why_len)
+{
+	struct store *s = arg;
+	uint32_t size;
+	char *msg = NULL;
+
+	if (wal_read_pages(s->reader, wal_observer_unwrap, PAGE, &pgno, 1, out,
+			   &size, &msg) != SQLITE_OK) {
+		errors_set(why, why_len, "cannot read page %u: %s", pgno,
+			   msg ? msg : "error");
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int build_map(struct store *s, char *err, size_t n)
+{
+	uint32_t size, one = 1;
+	uint8_t page[PAGE];
+	char *msg = NULL;
+
+	store_map_free(s->map);
+	s->map = NULL;
+	if (wal_read_pages(s->reader, wal_observer_unwrap, PAGE, &one, 1, page,
+			   &size, &msg) != SQLITE_OK) {
+		errors_set(err, n, "cannot read the live database: %s",
+			   msg ? msg : "error");
+		sqlite3_free(msg);
+		return -1;
+	}
+	return store_map_build(&s->map, size, read_live_page, s, err, n);
+}
+
+int store_check_init(struct store *s, char *err, size_t n)
+{
+	char why[512];
+	int rc = store_open_conn(s, &s->reader);
+
+	if (rc != SQLITE_OK) {
+		errors_set(err, n, "cannot open %s: %s", s->live_path,
+			   sqlite3_errstr(rc));
+		return -1;
+	}
+	/* A first read opens the WAL and its index, which wal_read_pages
+	 * reads through this connection's file handles from then on. */
+	rc = sqlite3_exec(s->reader, "SELECT count(*) FROM sqlite_schema", NULL,
+			  NULL, NULL);
+	if (rc != SQLITE_OK) {
+		errors_set(err, n, "cannot read %s: %s", s->live_path,
+			   sqlite3_errmsg(s->reader));
+		return -1;
+	}
+	if (build_map(s, why, sizeof why) != 0) {
+		/* Not fatal: pushes are refused with this reason, the rest
+		 * of the server works. */
+		store_log("the live database fails its structure check, "
+			  "pushes will be refused: %s",
+			  why);
+	}
+	return 0;
+}
+
+void store_check_close(struct store *s)
+{
+	store_map_free(s->map);
+	s->map = NULL;
+	if (s->reader != NULL)
+		sqlite3_close(s->reader);
+	s->reader = NULL;
+}
+
+void store_check_sql_commit(struct store *s, const struct wal_page *pages,
+			    size_t n, uint32_t db_size)
+{
+	char why[512];
+	int rc;
+
+	if (s->map == NULL || s->map->stale)
+		return;        /* built again before the next push */
+	store_check_verify(s); /* the previous change, under this lock */
+	rc = store_map_check(s->map, pages, n, db_size, why, sizeof why);
+	if (rc == 0) {
+		store_map_commit(s->map);
+		return;
+	}
+	store_log("the page map cannot follow a SQL commit (%s); it is built "
+		  "again before the next push",
+		  why);
+	s->map->stale = 1;
+}
+
+/* REPLITE_VERIFY_MAP=1 (tests): after every change, the map must equal
+ * one built afresh from the database; a difference is a bug in the
+ * incremental update, and aborts. */
+void store_check_verify(struct store *s)
+{
+	struct store_map *fresh = NULL;
+	const char *on = getenv("REPLITE_VERIFY_MAP");
+	char why[512];
+	uint32_t size, one = 1;
+	uint8_t page[PAGE];
+	char *msg = NULL;
+
+	if (on == NULL || strcmp(on, "1") != 0 || s->map == NULL ||
+	    s->map->stale)
+		return;
+	if (wal_read_pages(s->reader, wal_observer_unwrap, PAGE, &one, 1, page,
+			   &size, &msg) != SQLITE_OK) {
+		sqlite3_free(msg);
+		return;
+	}
+	if (store_map_build(&fresh, size, read_live_page, s, why, sizeof why) !=
+		0 ||
+	    store_map_compare(s->map, fresh, why, sizeof why) != 0) {
+		store_log("REPLITE_VERIFY_MAP: the page map is wrong: %s", why);
+		abort();
+	}
+	store_map_free(fresh);
+}
+
+void store_check_commit(struct store *s)
+{
+	if (s->map != NULL)
+		store_map_commit(s->map);
+	store_check_verify(s);
+}
+
+void store_check_abort(struct store *s)
+{
+	if (s->map != NULL)
+		store_map_abort(s->map);
+}
+
+static int map_check(struct store *s, const struct wal_page *pages, size_t n,
+		     uint32_t db_size, char *why, size_t why_len)
+{
+	char err[512];
+
+	if ((s->map == NULL || s->map->stale) &&
+	    build_map(s, err, sizeof err) != 0) {
+		errors_set(why, why_len,
+			   "the primary's database fails its own structure "
+			   "check, so no push can be checked: %s",
+			   err);
+		return -1;
+	}
+	store_check_verify(s);
+	return store_map_check(s->map, pages, n, db_size, why, why_len);
+}
+
 int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 		     uint32_t db_size, char *why, size_t why_len)
 {
@@ -320,7 +475,7 @@ int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 	const uint8_t *page1;
 	char *msg = NULL;
 	size_t i, k;
-	int rv = -1;
+	int rv = 1;
 
 	if (pushed == NULL)
 		goto oom;
@@ -338,6 +493,7 @@ int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 			   &old_size, &msg) != SQLITE_OK) {
 		errors_set(why, why_len, "cannot read the live database: %s",
 			   msg ? msg : "error");
+		rv = -1;
 		goto out;
 	}
 	/* The database header as the push leaves it, kept apart:
@@ -423,10 +579,12 @@ int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 			   p, bad);
 		goto out;
 	}
-	rv = 0;
+	/* Then the references between pages, through the page map. */
+	rv = map_check(s, pages, n, db_size, why, why_len);
 	goto out;
 oom:
 	errors_set(why, why_len, "out of memory");
+	rv = -1;
 out:
 	sqlite3_free(msg);
 	free(c.overflow.v);

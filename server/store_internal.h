@@ -29,6 +29,7 @@
 
 #include "frame_log.h"
 #include "push_log.h"
+#include "store_map.h"
 #include "store.h"
 #include "wal/wal_inject.h" /* struct wal_page */
 #include "wal/walfmt.h"
@@ -123,6 +124,13 @@ struct store {
 	 * BEGIN IMMEDIATE is how they exclude SQL writers. */
 	pthread_mutex_t internal_mu;
 	sqlite3 *internal;
+
+	/* What every page of the live database is (store_map.h), and the
+	 * connection it reads pages through: its own, because it is used
+	 * from whichever thread holds the WAL write lock, and the internal
+	 * connection may be busy in another (waiting for that lock). */
+	struct store_map *map;
+	sqlite3 *reader;
 };
 
 /* store.c */
@@ -173,6 +181,21 @@ void store_sum_new_generation_locked(struct store_sum *m);
 /* store_check.c: may the pages of a push (the last image of each wins; the
  * database has db_size pages after it) replace the live database's?  Called
  * under the write lock.  Returns 0, or -1 with why naming the page. */
+/* Open the page map (at start-up, after the live database is up to date).
+ * Returns 0, or -1 with err. */
+int store_check_init(struct store *s, char *err, size_t n);
+void store_check_close(struct store *s);
+/* A SQL commit (trusted: SQLite wrote it) updates the page map; one the map
+ * cannot follow is logged and the map built again before the next push. */
+void store_check_sql_commit(struct store *s, const struct wal_page *pages,
+			    size_t n, uint32_t db_size);
+/* After store_check_push accepted a push: it was applied, or not. */
+void store_check_commit(struct store *s);
+/* Tests (REPLITE_VERIFY_MAP=1): the map equals one built afresh. */
+void store_check_verify(struct store *s);
+void store_check_abort(struct store *s);
+/* 0: the pushed pages leave the database sound (then store_check_commit or
+ * store_check_abort); 1: they would not (why); -1: an error (why). */
 int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 		     uint32_t db_size, char *why, size_t why_len);
 

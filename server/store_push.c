@@ -265,6 +265,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 {
 	const uint8_t *txn = opts->txn;
 	int strict = (opts->flags & STORE_PUSH_STRICT) != 0, summed = 0;
+	int checked = 0;
 	uint64_t sum;
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
@@ -339,11 +340,6 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 		rv = 2;
 		goto out_rollback;
 	}
-	if (store_check_push(s, pages, n, e[n - 1].db_size, why, why_len) !=
-	    0) {
-		rv = 3;
-		goto out_rollback;
-	}
 	rc = store_sum_apply(&s->sum, pages, n, e[n - 1].db_size, &sum);
 	if (rc != 0) {
 		errors_set(why, why_len, "out of memory");
@@ -364,6 +360,14 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 		rv = 2;
 		goto out_rollback;
 	}
+	/* After the checksums: pages built on another database (a foreign
+	 * write) are that, not damage, and the replica needs to know. */
+	rc = store_check_push(s, pages, n, e[n - 1].db_size, why, why_len);
+	if (rc != 0) {
+		rv = rc > 0 ? 3 : -1;
+		goto out_rollback;
+	}
+	checked = 1;
 	pthread_mutex_lock(&s->mu);
 	rc = store_sum_record_locked(&s->sum, first + (uint32_t)n - 1, sum);
 	pthread_mutex_unlock(&s->mu);
@@ -407,8 +411,12 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	}
 	*head_out = frame_log_head(g->log);
 	summed = 0;
+	store_check_commit(s);
+	checked = 0;
 	rv = 0;
 out_rollback:
+	if (checked)
+		store_check_abort(s);
 	if (summed) {
 		/* Refused or not logged: the checksums take it back. */
 		store_sum_undo(&s->sum);

@@ -49,6 +49,10 @@ struct cell {
 	uint32_t overflow;   /* first overflow page, or 0 */
 	uint32_t n_overflow; /* overflow pages the payload needs */
 	uint32_t child;      /* left child (interior pages), or 0 */
+	uint64_t key;        /* table pages: the rowid or divider */
+	uint64_t payload;    /* payload bytes (not interior table cells) */
+	uint32_t local;      /* of them, on the page */
+	const uint8_t *data; /* the local payload */
 };
 
 /* The cell at offset off of a page of type type (SQLite's
@@ -74,6 +78,7 @@ static int parse_cell(const uint8_t *page, uint32_t off, uint8_t type,
 		n = get_varint(p, end, &rowid);
 		if (n == 0)
 			return -1;
+		c->key = rowid;
 		c->size = (uint32_t)(p + n - (page + off));
 		return 0;
 	}
@@ -85,6 +90,7 @@ static int parse_cell(const uint8_t *page, uint32_t off, uint8_t type,
 		n = get_varint(p, end, &rowid);
 		if (n == 0)
 			return -1;
+		c->key = rowid;
 		p += n;
 		max_local = usable - 35;
 	} else {
@@ -100,6 +106,9 @@ static int parse_cell(const uint8_t *page, uint32_t off, uint8_t type,
 	if ((uint64_t)(end - p) <
 	    (uint64_t)local + (payload > max_local ? 4 : 0))
 		return -1;
+	c->payload = payload;
+	c->local = local;
+	c->data = p;
 	p += local;
 	if (payload > max_local) {
 		c->overflow = walfmt_get32(p);
@@ -308,4 +317,55 @@ int btree_page_children(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 
 	return walk(page, pgno, page_size, db_size, why, sizeof why, NULL, fn,
 		    arg);
+}
+
+uint32_t btree_page_right_child(const uint8_t *page, uint32_t pgno)
+{
+	const uint8_t *h = page + (pgno == 1 ? 100 : 0);
+
+	if (h[0] != BTREE_PAGE_INTERIOR_INDEX &&
+	    h[0] != BTREE_PAGE_INTERIOR_TABLE)
+		return 0;
+	return walfmt_get32(h + 8);
+}
+
+int btree_page_cells(const uint8_t *page, uint32_t pgno, uint32_t page_size,
+		     int (*fn)(void *arg, const struct btree_cell *cell),
+		     void *arg)
+{
+	const uint8_t *h = page + (pgno == 1 ? 100 : 0);
+	uint8_t type = h[0];
+	uint32_t hdr_size, ncell, i;
+
+	if (type != BTREE_PAGE_INTERIOR_INDEX &&
+	    type != BTREE_PAGE_INTERIOR_TABLE &&
+	    type != BTREE_PAGE_LEAF_INDEX && type != BTREE_PAGE_LEAF_TABLE)
+		return -1;
+	hdr_size = (type == BTREE_PAGE_INTERIOR_INDEX ||
+		    type == BTREE_PAGE_INTERIOR_TABLE)
+		       ? 12
+		       : 8;
+	ncell = get16(h + 3);
+	for (i = 0; i < ncell; i++) {
+		uint32_t off = get16(h + hdr_size + 2 * i);
+		struct btree_cell bc;
+		struct cell c;
+		int rc;
+
+		if (off >= page_size ||
+		    parse_cell(page, off, type, page_size, &c) != 0)
+			return -1;
+		bc.index = i;
+		bc.child = c.child;
+		bc.key = (int64_t)c.key;
+		bc.payload = c.payload;
+		bc.local = c.data;
+		bc.n_local = c.local;
+		bc.overflow = c.overflow;
+		bc.n_overflow = c.n_overflow;
+		rc = fn(arg, &bc);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
 }

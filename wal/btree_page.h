@@ -41,4 +41,27 @@ int btree_page_children(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 			int (*fn)(void *arg, uint32_t child, int table),
 			void *arg);
 
+/* One cell of a b-tree page, as btree_page_cells gives it. */
+struct btree_cell {
+	uint32_t index;       /* its position in the cell pointer array */
+	uint32_t child;       /* interior pages: the left child */
+	int64_t key;          /* table pages: the rowid (leaf), the divider
+			       * (interior) */
+	uint64_t payload;     /* leaf table and index cells: payload bytes */
+	const uint8_t *local; /* the first n_local of them, on the page */
+	uint32_t n_local;
+	uint32_t overflow;   /* the first overflow page, or 0 */
+	uint32_t n_overflow; /* overflow pages the payload needs */
+};
+
+/* Each cell of a page btree_page_check accepts, in key order, passed to fn
+ * (which returns 0 to go on).  Returns 0, fn's non-zero return, or -1 when
+ * the page is not a b-tree page. */
+int btree_page_cells(const uint8_t *page, uint32_t pgno, uint32_t page_size,
+		     int (*fn)(void *arg, const struct btree_cell *cell),
+		     void *arg);
+
+/* An interior page's right-most child (0 for a leaf page). */
+uint32_t btree_page_right_child(const uint8_t *page, uint32_t pgno);
+
 #endif
