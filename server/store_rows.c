@@ -85,7 +85,7 @@ static int schema_load(sqlite3 *db, struct schema *s, char *why, size_t why_len)
 				"FROM sqlite_schema WHERE type IN "
 				"('table', 'index') AND rootpage > 0",
 				-1, &st, NULL);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
 		struct obj *o;
 
 		if (s->n == cap) {
@@ -105,7 +105,9 @@ static int schema_load(sqlite3 *db, struct schema *s, char *why, size_t why_len)
 		if (o->type == NULL || o->name == NULL || o->tbl == NULL)
 			goto oom;
 	}
-	if (rc != SQLITE_DONE) {
+	if (rc == SQLITE_OK)
+		rc = sqlite3_reset(st);
+	if (rc != SQLITE_OK) {
 		errors_set(why, why_len, "cannot read the schema: %s",
 			   sqlite3_errmsg(db));
 		sqlite3_finalize(st);
