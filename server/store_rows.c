@@ -4,16 +4,19 @@
  * with no CHECK constraint and no generated column, and indexes on plain
  * columns, not partial) costs in proportion to the pages the transaction
  * changes.  Let R be every rowid of a cell on T's listed pages (before and
- * after) and the rowid (last field) of every entry on the listed pages of
- * T's indexes.  The state before is consistent: for each index I, its
- * entries are exactly {(key(r), r) : r a row}.
+ * after) or of an entry (its last field) on the listed pages of T's
+ * indexes whose cells or entries are not the same, as a multiset of
+ * payloads, before and after (a rowid whose cells and entries all merely
+ * moved, or stayed on a rewritten page, is left out: store_rows_fast.c,
+ * find_r, says why that is sound).  The state before is consistent: for
+ * each index I, its entries are exactly {(key(r), r) : r a row}.
  *
  *  1. A row r outside R lies, before and after, on a page the transaction
- *     did not change (else r would be in R), so it exists after iff it
- *     existed before, with the same record.
- *  2. An entry of I whose rowid is outside R lies on an unchanged page of I,
- *     so the entries with rowids outside R are the same before and after:
- *     exactly those of the rows outside R, which are still right (1).
+ *     did not change, or its cell is on the listed pages the same number of
+ *     times on both sides: it exists after iff it existed before, with the
+ *     same record.
+ *  2. Likewise the entries of I with rowids outside R are the same before
+ *     and after: exactly those of the rows outside R, still right (1).
  *  3. For r in R that exists after, a seek of I for (key_after(r), r) finds
  *     exactly one entry (checked with SQL on the candidate).
  *  4. The number of I's entries changes by (entries on I's new pages) -

@@ -27,6 +27,15 @@ struct index_plan {
 	sqlite3_stmt *seek, *uniq;
 };
 
+/* A table cell or an index entry on a listed page, its payload copied. */
+struct item {
+	int64_t rowid;
+	int tree; /* -1: the table, else the index's number */
+	int after;
+	uint32_t size;
+	uint8_t *payload;
+};
+
 struct col {
 	char *name, *type;
 	int notnull;
@@ -41,8 +50,10 @@ struct plan {
 	const struct store_rows_tree *tree;
 	int n_idx;
 	struct index_plan *idx;
-	int64_t *r; /* R */
-	size_t n_r, cap_r;
+	struct item *items; /* every cell and entry on the listed pages */
+	size_t n_items, cap_items;
+	int64_t *r; /* R: the rowids whose cells or entries differ */
+	size_t n_r;
 	sqlite3_stmt *old_row, *new_row;
 };
 
@@ -71,6 +82,9 @@ static void plan_free(struct plan *p)
 		sqlite3_free(p->cols[i].type);
 	}
 	free(p->cols);
+	for (i = 0; i < (int)p->n_items; i++)
+		free(p->items[i].payload);
+	free(p->items);
 	free(p->r);
 	sqlite3_finalize(p->old_row);
 	sqlite3_finalize(p->new_row);
@@ -370,17 +384,29 @@ oom:
 	return -1;
 }
 
-static int add_rowid(struct plan *p, int64_t r)
+static int add_item(struct plan *p, int64_t rowid, int tree, int after,
+		    const struct records_cell *cell)
 {
-	if (p->n_r == p->cap_r) {
-		size_t cap = p->cap_r ? 2 * p->cap_r : 256;
-		int64_t *grown = realloc(p->r, cap * sizeof *grown);
+	struct item *it;
+
+	if (p->n_items == p->cap_items) {
+		size_t cap = p->cap_items ? 2 * p->cap_items : 256;
+		struct item *grown = realloc(p->items, cap * sizeof *grown);
 		if (grown == NULL)
 			return -1;
-		p->r = grown;
-		p->cap_r = cap;
+		p->items = grown;
+		p->cap_items = cap;
 	}
-	p->r[p->n_r++] = r;
+	it = &p->items[p->n_items];
+	it->payload = malloc(cell->size ? cell->size : 1);
+	if (it->payload == NULL)
+		return -1;
+	memcpy(it->payload, cell->payload, cell->size);
+	it->rowid = rowid;
+	it->tree = tree;
+	it->after = after;
+	it->size = cell->size;
+	p->n_items++;
 	return 0;
 }
 
@@ -423,7 +449,9 @@ static int walk_cell(void *arg, const struct records_cell *cell)
 		}
 		w->prev = cell->rowid;
 		w->has_prev = 1;
-		return add_rowid(w->p, cell->rowid) == 0 ? 0 : -1;
+		return add_item(w->p, cell->rowid, -1, w->after, cell) == 0
+			   ? 0
+			   : -1;
 	}
 	(*w->entries)++;
 	if (records_parse(cell->payload, cell->size, &rec, what, sizeof what) !=
@@ -442,7 +470,10 @@ static int walk_cell(void *arg, const struct records_cell *cell)
 			   w->pgno, w->x->name, cell->index, w->x->n_key);
 		return wrong(w);
 	}
-	return add_rowid(w->p, rowid) == 0 ? 0 : -1;
+	return add_item(w->p, rowid, (int)(w->x - w->p->idx), w->after, cell) ==
+		       0
+		   ? 0
+		   : -1;
 }
 
 static int walk_pages(struct plan *p, struct index_plan *x, int after,
@@ -488,11 +519,53 @@ static int walk_pages(struct plan *p, struct index_plan *x, int after,
 	return 0;
 }
 
-static int cmp_rowid(const void *a, const void *b)
+/* Orders items by rowid, tree and payload (the side last). */
+static int cmp_item(const void *a, const void *b)
 {
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	const struct item *x = a, *y = b;
+	int c;
 
-	return x < y ? -1 : x > y;
+	if (x->rowid != y->rowid)
+		return x->rowid < y->rowid ? -1 : 1;
+	if (x->tree != y->tree)
+		return x->tree < y->tree ? -1 : 1;
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	c = memcmp(x->payload, y->payload, x->size);
+	return c != 0 ? c : x->after - y->after;
+}
+
+/* R: the rowids with a cell or an entry that is on the listed pages more
+ * (or fewer) times after than before.  A rowid whose cells and entries on
+ * the listed pages are the same on both sides needs no check: its row was
+ * on one page before, listed (then the same cell is listed after, and none
+ * other with that rowid is) or not (then that page is unchanged), so the
+ * row is the same after; so are its entries, by the same reasoning on each
+ * index; and it adds nothing to either side of the count balance. */
+static int find_r(struct plan *p)
+{
+	size_t i = 0, j;
+
+	qsort(p->items, p->n_items, sizeof *p->items, cmp_item);
+	p->r = malloc((p->n_items ? p->n_items : 1) * sizeof *p->r);
+	if (p->r == NULL)
+		return -1;
+	while (i < p->n_items) {
+		int64_t balance = 0;
+		for (j = i; j < p->n_items; j++) {
+			struct item *a = &p->items[i], *b = &p->items[j];
+			if (a->rowid != b->rowid || a->tree != b->tree ||
+			    a->size != b->size ||
+			    memcmp(a->payload, b->payload, a->size) != 0)
+				break;
+			balance += b->after ? 1 : -1;
+		}
+		if (balance != 0 &&
+		    (p->n_r == 0 || p->r[p->n_r - 1] != p->items[i].rowid))
+			p->r[p->n_r++] = p->items[i].rowid;
+		i = j;
+	}
+	return 0;
 }
 
 /* Whether row r exists before: 1, 0, or -1. */
@@ -666,7 +739,6 @@ int store_rows_fast(sqlite3 *old_db, sqlite3 *new_db, const struct schema *olds,
 		    size_t why_len)
 {
 	struct plan p;
-	size_t i, j;
 	int k, after, rv;
 
 	memset(&p, 0, sizeof p);
@@ -681,15 +753,14 @@ int store_rows_fast(sqlite3 *old_db, sqlite3 *new_db, const struct schema *olds,
 		if (rv != 0)
 			goto out;
 	}
-	if (p.n_r == 0)
+	if (find_r(&p) != 0) {
+		errors_set(why, why_len, "out of memory");
+		rv = -1;
 		goto out;
-	qsort(p.r, p.n_r, sizeof *p.r, cmp_rowid);
-	for (i = 1, j = 1; i < p.n_r; i++)
-		if (p.r[i] != p.r[j - 1])
-			p.r[j++] = p.r[i];
-	p.n_r = j;
-	rv = prepare_statements(old_db, new_db, &p, why, why_len);
-	if (rv == 0)
+	}
+	if (p.n_r > 0)
+		rv = prepare_statements(old_db, new_db, &p, why, why_len);
+	if (rv == 0 && p.n_r > 0)
 		rv = check_rows(old_db, new_db, &p, why, why_len);
 	for (k = 0; rv == 0 && k < p.n_idx; k++) {
 		struct index_plan *x = &p.idx[k];
