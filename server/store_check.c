@@ -21,7 +21,9 @@
 #include "wal/btree_page.h"
 #include "wal/wal_observer.h"
 #include "wal/wal_read.h"
+#include "candidate.h"
 #include "store_map_internal.h"
+#include "store_rows.h"
 
 #define PAGE WALFMT_PAGE_SIZE
 #define PENDING_PAGE (0x40000000u / PAGE + 1)
@@ -448,10 +450,136 @@ void store_check_abort(struct store *s)
 		store_map_abort(s->map);
 }
 
+/* SQLite's own integrity_check of the whole database after the push. */
+static int whole_check(sqlite3 *db, char *why, size_t why_len)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, rv = -1;
+
+	rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check(1)", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		const char *r = (const char *)sqlite3_column_text(st, 0);
+		if (r != NULL && strcmp(r, "ok") == 0) {
+			rv = 0;
+		} else {
+			errors_set(why, why_len,
+				   "the pushed database fails integrity_check: "
+				   "%s",
+				   r ? r : "(null)");
+			rv = 1;
+		}
+	} else {
+		errors_set(why, why_len,
+			   "cannot run integrity_check on the pushed "
+			   "database: %s",
+			   sqlite3_errmsg(db));
+		rv = 1;
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
+static int read_base(void *arg, uint32_t pgno, uint8_t *out)
+{
+	char why[256];
+
+	return read_live_page(arg, pgno, out, why, sizeof why);
+}
+
+struct rows_read {
+	struct store *s;
+	const struct pushed *pushed;
+	size_t n_pushed;
+};
+
+static int read_for_rows(void *arg, int after, uint32_t pgno, uint8_t *out)
+{
+	struct rows_read *r = arg;
+	const uint8_t *img =
+	    after ? pushed_image(r->pushed, r->n_pushed, pgno) : NULL;
+
+	if (img != NULL) {
+		memcpy(out, img, PAGE);
+		return 0;
+	}
+	return read_base(r->s, pgno, out);
+}
+
+/* The record-level checks (store_rows.h) of the trees the push changes, on
+ * a connection that sees the database as the push would leave it; a
+ * rewrite of most of the database gets SQLite's whole integrity_check,
+ * which then costs about what the push does. */
+static int rows_check(struct store *s, const struct pushed *pushed,
+		      size_t n_pushed, uint32_t db_size, char *why,
+		      size_t why_len)
+{
+	struct candidate_page *overlay =
+	    calloc(n_pushed ? n_pushed : 1, sizeof *overlay);
+	struct store_rows_tree *trees = NULL;
+	const struct store_map_tree *mt;
+	struct rows_read rr = {s, pushed, n_pushed};
+	struct candidate *c = NULL;
+	size_t i, k = 0, n_trees;
+	int rv = -1;
+
+	store_map_trees(s->map, &mt, &n_trees);
+	if (!store_map_whole(s->map) && n_trees == 0) {
+		free(overlay);
+		return 0;
+	}
+	if (overlay == NULL)
+		goto oom;
+	for (i = 0; i < n_pushed; i++) {
+		if (pushed[i].pgno > db_size)
+			continue;
+		overlay[k].pgno = pushed[i].pgno;
+		overlay[k].data = pushed[i].data;
+		k++;
+	}
+	rv =
+	    candidate_open(&c, db_size, overlay, k, read_base, s, why, why_len);
+	if (rv != 0) {
+		rv = 1; /* the pushed schema does not parse */
+		goto out;
+	}
+	if (store_map_whole(s->map)) {
+		rv = whole_check(candidate_db(c), why, why_len);
+		goto out;
+	}
+	trees = calloc(n_trees, sizeof *trees);
+	if (trees == NULL)
+		goto oom;
+	for (i = 0; i < n_trees; i++) {
+		trees[i].root_old = mt[i].root_before;
+		trees[i].root_new = mt[i].root_after;
+		trees[i].old_pages = mt[i].before;
+		trees[i].n_old = mt[i].n_before;
+		trees[i].new_pages = mt[i].after;
+		trees[i].n_new = mt[i].n_after;
+	}
+	rv = store_rows_check(s->internal, candidate_db(c), trees, n_trees,
+			      read_for_rows, &rr, why, why_len);
+	/* A check that could not run refuses as well: nothing unchecked
+	 * reaches the database. */
+	if (rv < 0)
+		rv = 1;
+	goto out;
+oom:
+	errors_set(why, why_len, "out of memory");
+	rv = -1;
+out:
+	candidate_close(c);
+	free(trees);
+	free(overlay);
+	return rv;
+}
+
 static int map_check(struct store *s, const struct wal_page *pages, size_t n,
+		     const struct pushed *pushed, size_t n_pushed,
 		     uint32_t db_size, char *why, size_t why_len)
 {
 	char err[512];
+	int rc;
 
 	if ((s->map == NULL || s->map->stale) &&
 	    build_map(s, err, sizeof err) != 0) {
@@ -462,7 +590,13 @@ static int map_check(struct store *s, const struct wal_page *pages, size_t n,
 		return -1;
 	}
 	store_check_verify(s);
-	return store_map_check(s->map, pages, n, db_size, why, why_len);
+	rc = store_map_check(s->map, pages, n, db_size, why, why_len);
+	if (rc != 0)
+		return rc;
+	rc = rows_check(s, pushed, n_pushed, db_size, why, why_len);
+	if (rc != 0)
+		store_map_abort(s->map);
+	return rc;
 }
 
 int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
@@ -580,7 +714,7 @@ int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
 		goto out;
 	}
 	/* Then the references between pages, through the page map. */
-	rv = map_check(s, pages, n, db_size, why, why_len);
+	rv = map_check(s, pages, n, pushed, k, db_size, why, why_len);
 	goto out;
 oom:
 	errors_set(why, why_len, "out of memory");

@@ -27,6 +27,7 @@
 
 #include <sqlite3.h>
 
+#include "store_rows.h"     /* struct store_rows_page */
 #include "wal/wal_inject.h" /* struct wal_page */
 
 struct store_map;
@@ -50,10 +51,12 @@ void store_map_free(struct store_map *m);
  * chain changed counts as changed. */
 struct store_map_tree {
 	uint32_t root;
-	int index; /* an index b-tree (else a table's) */
-	const uint8_t **before;
+	int index;            /* an index b-tree (else a table's) */
+	uint32_t root_before; /* root if it was a root before, else 0 */
+	uint32_t root_after;  /* root if it is a root after, else 0 */
+	struct store_rows_page *before;
 	size_t n_before;
-	const uint8_t **after;
+	struct store_rows_page *after;
 	size_t n_after;
 };
 

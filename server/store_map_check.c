@@ -1154,12 +1154,12 @@ static struct store_map_tree *tree_for(struct map_txn *t, uint32_t root,
 }
 
 static int tree_add(struct map_txn *t, uint32_t root, int index, int after_,
-		    const uint8_t *img)
+		    uint32_t pgno, const uint8_t *img)
 {
 	struct store_map_tree *tr = tree_for(t, root, index);
-	const uint8_t ***list;
+	struct store_rows_page **list;
 	size_t *n;
-	const uint8_t **g;
+	struct store_rows_page *g;
 
 	if (tr == NULL)
 		return -1;
@@ -1168,7 +1168,9 @@ static int tree_add(struct map_txn *t, uint32_t root, int index, int after_,
 	g = realloc(*list, (*n + 1) * sizeof *g);
 	if (g == NULL)
 		return -1;
-	g[(*n)++] = img;
+	g[*n].pgno = pgno;
+	g[*n].data = img;
+	(*n)++;
 	*list = g;
 	return 0;
 }
@@ -1214,7 +1216,8 @@ static int collect_trees(struct store_map *m, struct map_txn *t)
 				img =
 				    map_view_page(v, p, NULL, why, sizeof why);
 				if (img == NULL ||
-				    tree_add(t, e->root, e->index, side, img))
+				    tree_add(t, e->root, e->index, side, p,
+					     img))
 					goto fail;
 				continue;
 			}
@@ -1231,13 +1234,23 @@ static int collect_trees(struct store_map *m, struct map_txn *t)
 			e = before(m, t, h);
 			img = map_view_page(&vb, h, NULL, why, sizeof why);
 			if (img == NULL ||
-			    tree_add(t, e->root, e->index, 0, img) != 0)
+			    tree_add(t, e->root, e->index, 0, h, img) != 0)
 				goto fail;
 			img = map_view_page(&va, h, NULL, why, sizeof why);
 			if (img == NULL ||
-			    tree_add(t, e->root, e->index, 1, img) != 0)
+			    tree_add(t, e->root, e->index, 1, h, img) != 0)
 				goto fail;
 		}
+	}
+	for (i = 0; i < t->n_trees; i++) {
+		struct store_map_tree *tr = &t->trees[i];
+		const struct map_entry *b = before(m, t, tr->root);
+		const struct map_entry *a =
+		    tr->root <= t->new_size ? after(m, t, tr->root) : NULL;
+		if (b->role == MAP_BTREE && b->root == tr->root)
+			tr->root_before = tr->root;
+		if (a != NULL && a->role == MAP_BTREE && a->root == tr->root)
+			tr->root_after = tr->root;
 	}
 	pmap_free(&held);
 	return 0;
