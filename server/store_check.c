@@ -1,16 +1,15 @@
-/* What a push may do to pages that are b-tree pages now (issue 9, finding 3):
- * whatever bytes a client pushes, a page that holds a b-tree page of the
- * live database stays a well-formed b-tree page, or it was freed (it is on
- * the freelist the push leaves), reused as an overflow page (a pushed cell
- * or overflow page leads to it), turned into a pointer-map page (auto-vacuum)
- * or cut off the end.  A page 1 always holds the schema's b-tree.  Any pushed
- * page that claims to be a b-tree page's content is checked whole
- * (wal/btree_page.h).  The cost is in proportion to the pages pushed (and to
- * the freelist's trunk pages, only when a b-tree page leaves its role).
+/* What a push may do to the primary's database (issue 9): whatever bytes a
+ * client pushes, the database stays sound, as PRAGMA integrity_check judges
+ * it, and the cost is in proportion to the pages pushed:
  *
- * This does not yet follow the references between pages (a valid page can
- * still be hung under the wrong parent): that needs each page's role and
- * parent kept per commit, as the checksum terms are (store_sum.c). */
+ *   - the size the commit frame states agrees with page 1's header;
+ *   - the references between pages stay a forest hung from page 1, each
+ *     page's content fitting its role (the page map, store_map.h);
+ *   - the tables and indexes whose pages change still agree row by row
+ *     (store_rows.h), judged on a read-only view of the database as the
+ *     push would leave it (candidate.h).
+ *
+ * The page map also follows SQL commits, which SQLite itself wrote. */
 #include "store_internal.h"
 
 #include <errno.h>
@@ -18,7 +17,6 @@
 #include <string.h>
 
 #include "base/errors.h"
-#include "wal/btree_page.h"
 #include "wal/wal_observer.h"
 #include "wal/wal_read.h"
 #include "candidate.h"
@@ -26,261 +24,65 @@
 #include "store_rows.h"
 
 #define PAGE WALFMT_PAGE_SIZE
-#define PENDING_PAGE (0x40000000u / PAGE + 1)
 
-struct pushed {
+/* The last image of each page a set of frames writes, sorted by page
+ * number: what candidate.h overlays on the live database. */
+struct overlay_item {
 	uint32_t pgno;
-	const uint8_t *data; /* the last image pushed */
+	size_t pos;
+	const uint8_t *data;
 };
 
-struct set {
-	uint32_t *v;
-	size_t n, cap;
-};
-
-static int set_add(struct set *s, uint32_t v)
+static int cmp_item(const void *a, const void *b)
 {
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		uint32_t *grown = realloc(s->v, cap * sizeof *grown);
-		if (grown == NULL)
-			return -ENOMEM;
-		s->v = grown;
-		s->cap = cap;
+	const struct overlay_item *x = a, *y = b;
+
+	if (x->pgno != y->pgno)
+		return x->pgno < y->pgno ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* out has room for n; returns how many pages. */
+static size_t last_images(const struct wal_page *pages, size_t n,
+			  struct candidate_page *out)
+{
+	struct overlay_item *items = malloc((n ? n : 1) * sizeof *items);
+	size_t i, k = 0;
+
+	if (items == NULL)
+		return (size_t)-1;
+	for (i = 0; i < n; i++) {
+		items[i].pgno = pages[i].pgno;
+		items[i].pos = i;
+		items[i].data = pages[i].data;
 	}
-	s->v[s->n++] = v;
-	return 0;
+	qsort(items, n, sizeof *items, cmp_item);
+	for (i = 0; i < n; i++) {
+		if (i + 1 < n && items[i + 1].pgno == items[i].pgno)
+			continue; /* a later image of the same page follows */
+		out[k].pgno = items[i].pgno;
+		out[k].data = items[i].data;
+		k++;
+	}
+	free(items);
+	return k;
 }
 
-static int set_has(const struct set *s, uint32_t v)
+static int cmp_page(const void *a, const void *b)
 {
-	size_t i;
-
-	for (i = 0; i < s->n; i++)
-		if (s->v[i] == v)
-			return 1;
-	return 0;
-}
-
-static int cmp_pushed(const void *a, const void *b)
-{
-	const struct pushed *x = a, *y = b;
+	const struct candidate_page *x = a, *y = b;
 
 	return x->pgno < y->pgno ? -1 : x->pgno > y->pgno;
 }
 
-/* The last image of each pushed page, sorted by page number. */
-static size_t last_images(const struct wal_page *pages, size_t n,
-			  struct pushed *out)
+static const uint8_t *overlay_image(const struct candidate_page *p, size_t n,
+				    uint32_t pgno)
 {
-	size_t i, k = 0;
-
-	for (i = 0; i < n; i++) {
-		size_t j;
-		for (j = 0; j < k; j++)
-			if (out[j].pgno == pages[i].pgno)
-				break;
-		out[j].pgno = pages[i].pgno;
-		out[j].data = pages[i].data;
-		if (j == k)
-			k++;
-	}
-	qsort(out, k, sizeof *out, cmp_pushed);
-	return k;
-}
-
-static const uint8_t *pushed_image(const struct pushed *p, size_t n,
-				   uint32_t pgno)
-{
-	struct pushed key = {.pgno = pgno};
-	const struct pushed *hit = bsearch(&key, p, n, sizeof *p, cmp_pushed);
+	struct candidate_page key = {.pgno = pgno};
+	const struct candidate_page *hit =
+	    n ? bsearch(&key, p, n, sizeof *p, cmp_page) : NULL;
 
 	return hit ? hit->data : NULL;
-}
-
-struct chain {
-	uint32_t first, n;
-};
-
-struct ctx {
-	struct store *s;
-	const struct pushed *pushed;
-	size_t n_pushed;
-	uint32_t db_size; /* after the push */
-	struct set overflow;
-	struct set freelist;
-	struct chain *chains; /* overflow chains of pushed cells */
-	size_t n_chains, cap_chains;
-	int have_freelist;
-	uint8_t buf[PAGE];
-};
-
-static int note_overflow(void *arg, uint32_t first, uint32_t n)
-{
-	struct ctx *c = arg;
-
-	if (c->n_chains == c->cap_chains) {
-		size_t cap = c->cap_chains ? c->cap_chains * 2 : 32;
-		struct chain *grown = realloc(c->chains, cap * sizeof *grown);
-		if (grown == NULL)
-			return -ENOMEM;
-		c->chains = grown;
-		c->cap_chains = cap;
-	}
-	c->chains[c->n_chains].first = first;
-	c->chains[c->n_chains].n = n;
-	c->n_chains++;
-	return set_add(&c->overflow, first);
-}
-
-/* A page as the push leaves it: pushed, else the live database's. */
-static const uint8_t *page_after(struct ctx *c, uint32_t pgno, char *why,
-				 size_t why_len)
-{
-	const uint8_t *img = pushed_image(c->pushed, c->n_pushed, pgno);
-	uint32_t size;
-	char *msg = NULL;
-
-	if (img != NULL)
-		return img;
-	if (wal_read_pages(c->s->internal, wal_observer_unwrap, PAGE, &pgno, 1,
-			   c->buf, &size, &msg) != SQLITE_OK) {
-		errors_set(why, why_len, "cannot read page %u: %s", pgno,
-			   msg ? msg : "error");
-		sqlite3_free(msg);
-		return NULL;
-	}
-	return c->buf;
-}
-
-struct child_ctx {
-	struct ctx *c;
-	uint32_t parent;
-	char *why;
-	size_t why_len;
-};
-
-/* A pushed page that a pushed interior page hangs below itself must be a
- * b-tree page of the same tree kind (table or index). */
-static int check_child(void *arg, uint32_t child, int table)
-{
-	struct child_ctx *cc = arg;
-	const uint8_t *img =
-	    pushed_image(cc->c->pushed, cc->c->n_pushed, child);
-	char bad[256];
-	uint8_t type;
-
-	if (img == NULL || child == 1 || child > cc->c->db_size)
-		return 0;
-	if (btree_page_check(img, child, PAGE, cc->c->db_size, bad,
-			     sizeof bad) != 0) {
-		errors_set(cc->why, cc->why_len,
-			   "page %u is a child of pushed page %u, but %s",
-			   child, cc->parent, bad);
-		return -1;
-	}
-	type = img[0];
-	if (table != (type == BTREE_PAGE_INTERIOR_TABLE ||
-		      type == BTREE_PAGE_LEAF_TABLE)) {
-		errors_set(cc->why, cc->why_len,
-			   "page %u is a child of %s page %u, but is %s page",
-			   child, table ? "table" : "index", cc->parent,
-			   table ? "an index" : "a table");
-		return -1;
-	}
-	return 0;
-}
-
-/* An overflow chain that starts on a pushed page (a payload the push
- * writes): exactly n pages inside the database, the last one ending it. */
-static int check_chain(struct ctx *c, const struct chain *ch, char *why,
-		       size_t why_len)
-{
-	uint32_t p = ch->first, i;
-
-	for (i = 0; i < ch->n; i++) {
-		const uint8_t *page;
-		uint32_t next;
-
-		if (p < 1 || p > c->db_size || p == PENDING_PAGE) {
-			errors_set(why, why_len,
-				   "an overflow chain starting at page %u "
-				   "reaches page %u, outside the database of "
-				   "%u pages",
-				   ch->first, p, c->db_size);
-			return -1;
-		}
-		page = page_after(c, p, why, why_len);
-		if (page == NULL)
-			return -1;
-		next = walfmt_get32(page);
-		if ((i + 1 < ch->n) != (next != 0)) {
-			errors_set(why, why_len,
-				   "the overflow chain starting at page %u "
-				   "should have %u pages, but page %u (its "
-				   "page %u) %s",
-				   ch->first, ch->n, p, i + 1,
-				   next != 0 ? "goes on" : "ends it");
-			return -1;
-		}
-		p = next;
-	}
-	return 0;
-}
-
-/* The freelist the push leaves: trunk pages and the leaves they list. */
-static int load_freelist(struct ctx *c, const uint8_t *page1, char *why,
-			 size_t why_len)
-{
-	uint32_t trunk = walfmt_get32(page1 + 32);
-	uint32_t total = walfmt_get32(page1 + 36), seen = 0;
-
-	c->have_freelist = 1;
-	while (trunk != 0) {
-		const uint8_t *t;
-		uint32_t n, i;
-
-		if (trunk > c->db_size || seen++ > total) {
-			errors_set(why, why_len,
-				   "the freelist reaches page %u, outside the "
-				   "database of %u pages (or loops)",
-				   trunk, c->db_size);
-			return -1;
-		}
-		if (set_add(&c->freelist, trunk) != 0)
-			goto oom;
-		t = page_after(c, trunk, why, why_len);
-		if (t == NULL)
-			return -1;
-		n = walfmt_get32(t + 4);
-		if (n > PAGE / 4 - 2) {
-			errors_set(why, why_len,
-				   "freelist trunk page %u lists %u pages",
-				   trunk, n);
-			return -1;
-		}
-		for (i = 0; i < n; i++)
-			if (set_add(&c->freelist,
-				    walfmt_get32(t + 8 + 4 * i)) != 0)
-				goto oom;
-		trunk = walfmt_get32(t);
-	}
-	return 0;
-oom:
-	errors_set(why, why_len, "out of memory");
-	return -1;
-}
-
-/* Is pgno a pointer-map page of an auto-vacuum database (page 1 says so)? */
-static int ptrmap_page(const uint8_t *page1, uint32_t pgno)
-{
-	const uint32_t per = PAGE / 5 + 1;
-
-	if (walfmt_get32(page1 + 52) == 0 || pgno < 2)
-		return 0;
-	return (pgno - 2) % per == 0 ||
-	       (pgno > PENDING_PAGE && (pgno - 3) % per == 0 &&
-		(pgno - 3) / per == (PENDING_PAGE - 2) / per);
 }
 
 /* SQLite writes page 1 whenever the database's size changes, with the size
@@ -319,9 +121,15 @@ static int read_live_page(void *arg, uint32_t pgno, uint8_t *out, char *why,
 			  size_t why_len)
 {
 	struct store *s = arg;
+	const uint8_t *img =
+	    overlay_image(s->check_before, s->n_check_before, pgno);
 	uint32_t size;
 	char *msg = NULL;
 
+	if (img != NULL) {
+		memcpy(out, img, PAGE);
+		return 0;
+	}
 	if (wal_read_pages(s->reader, wal_observer_unwrap, PAGE, &pgno, 1, out,
 			   &size, &msg) != SQLITE_OK) {
 		errors_set(why, why_len, "cannot read page %u: %s", pgno,
@@ -439,6 +247,7 @@ void store_check_verify(struct store *s)
 
 void store_check_commit(struct store *s)
 {
+	s->map_ahead = 0;
 	if (s->map != NULL)
 		store_map_commit(s->map);
 	store_check_verify(s);
@@ -448,6 +257,9 @@ void store_check_abort(struct store *s)
 {
 	if (s->map != NULL)
 		store_map_abort(s->map);
+	if (s->map_ahead && s->map != NULL)
+		s->map->stale = 1;
+	s->map_ahead = 0;
 }
 
 /* SQLite's own integrity_check of the whole database after the push. */
@@ -488,15 +300,15 @@ static int read_base(void *arg, uint32_t pgno, uint8_t *out)
 
 struct rows_read {
 	struct store *s;
-	const struct pushed *pushed;
-	size_t n_pushed;
+	const struct candidate_page *after;
+	size_t n_after;
 };
 
 static int read_for_rows(void *arg, int after, uint32_t pgno, uint8_t *out)
 {
 	struct rows_read *r = arg;
 	const uint8_t *img =
-	    after ? pushed_image(r->pushed, r->n_pushed, pgno) : NULL;
+	    after ? overlay_image(r->after, r->n_after, pgno) : NULL;
 
 	if (img != NULL) {
 		memcpy(out, img, PAGE);
@@ -505,50 +317,38 @@ static int read_for_rows(void *arg, int after, uint32_t pgno, uint8_t *out)
 	return read_base(r->s, pgno, out);
 }
 
-/* The record-level checks (store_rows.h) of the trees the push changes, on
- * a connection that sees the database as the push would leave it; a
- * rewrite of most of the database gets SQLite's whole integrity_check,
- * which then costs about what the push does. */
-static int rows_check(struct store *s, const struct pushed *pushed,
-		      size_t n_pushed, uint32_t db_size, char *why,
-		      size_t why_len)
+/* The record-level checks (store_rows.h) of the trees a transaction
+ * changes: old_db sees the database before it, a candidate (the pages
+ * written so far over the live database) after; a rewrite of most of the
+ * database gets SQLite's whole integrity_check, which then costs about
+ * what the push does. */
+static int rows_check(struct store *s, sqlite3 *old_db,
+		      const struct candidate_page *after, size_t n_after,
+		      uint32_t db_size, char *why, size_t why_len)
 {
-	struct candidate_page *overlay =
-	    calloc(n_pushed ? n_pushed : 1, sizeof *overlay);
 	struct store_rows_tree *trees = NULL;
 	const struct store_map_tree *mt;
-	struct rows_read rr = {s, pushed, n_pushed};
+	struct rows_read rr = {s, after, n_after};
 	struct candidate *c = NULL;
-	size_t i, k = 0, n_trees;
-	int rv = -1;
+	size_t i, n_trees;
+	int rv;
 
 	store_map_trees(s->map, &mt, &n_trees);
-	if (!store_map_whole(s->map) && n_trees == 0) {
-		free(overlay);
+	if (!store_map_whole(s->map) && n_trees == 0)
 		return 0;
-	}
-	if (overlay == NULL)
-		goto oom;
-	for (i = 0; i < n_pushed; i++) {
-		if (pushed[i].pgno > db_size)
-			continue;
-		overlay[k].pgno = pushed[i].pgno;
-		overlay[k].data = pushed[i].data;
-		k++;
-	}
-	rv =
-	    candidate_open(&c, db_size, overlay, k, read_base, s, why, why_len);
-	if (rv != 0) {
-		rv = 1; /* the pushed schema does not parse */
-		goto out;
-	}
+	if (candidate_open(&c, db_size, after, n_after, read_base, s, why,
+			   why_len) != 0)
+		return 1; /* the pushed schema does not parse */
 	if (store_map_whole(s->map)) {
 		rv = whole_check(candidate_db(c), why, why_len);
 		goto out;
 	}
 	trees = calloc(n_trees, sizeof *trees);
-	if (trees == NULL)
-		goto oom;
+	if (trees == NULL) {
+		errors_set(why, why_len, "out of memory");
+		rv = -1;
+		goto out;
+	}
 	for (i = 0; i < n_trees; i++) {
 		trees[i].root_old = mt[i].root_before;
 		trees[i].root_new = mt[i].root_after;
@@ -557,175 +357,129 @@ static int rows_check(struct store *s, const struct pushed *pushed,
 		trees[i].new_pages = mt[i].after;
 		trees[i].n_new = mt[i].n_after;
 	}
-	rv = store_rows_check(s->internal, candidate_db(c), trees, n_trees,
+	rv = store_rows_check(old_db, candidate_db(c), trees, n_trees,
 			      read_for_rows, &rr, why, why_len);
 	/* A check that could not run refuses as well: nothing unchecked
 	 * reaches the database. */
 	if (rv < 0)
 		rv = 1;
-	goto out;
-oom:
-	errors_set(why, why_len, "out of memory");
-	rv = -1;
 out:
 	candidate_close(c);
 	free(trees);
-	free(overlay);
 	return rv;
 }
 
-static int map_check(struct store *s, const struct wal_page *pages, size_t n,
-		     const struct pushed *pushed, size_t n_pushed,
-		     uint32_t db_size, char *why, size_t why_len)
+/* One transaction of a push: pages[] over the database the earlier ones
+ * left (s->check_before), after = all the push's pages so far. */
+static int check_txn(struct store *s, const struct wal_page *pages, size_t n,
+		     uint32_t old_size, uint32_t db_size,
+		     const struct candidate_page *after, size_t n_after,
+		     char *why, size_t why_len)
 {
-	char err[512];
+	struct candidate *before = NULL;
+	sqlite3 *old_db = s->internal;
+	const uint8_t *page1 = NULL;
+	size_t i;
 	int rc;
 
+	for (i = 0; i < n; i++)
+		if (pages[i].pgno == 1)
+			page1 = pages[i].data;
+	if (check_size(page1, old_size, db_size, why, why_len) != 0)
+		return 1;
+	rc = store_map_check(s->map, pages, n, db_size, why, why_len);
+	if (rc != 0)
+		return rc;
+	if (s->n_check_before > 0) {
+		/* The database as the push's earlier transactions left it. */
+		rc = candidate_open(&before, old_size, s->check_before,
+				    s->n_check_before, read_base, s, why,
+				    why_len);
+		if (rc != 0) {
+			store_map_abort(s->map);
+			return 1;
+		}
+		old_db = candidate_db(before);
+	}
+	rc = rows_check(s, old_db, after, n_after, db_size, why, why_len);
+	candidate_close(before);
+	if (rc != 0)
+		store_map_abort(s->map);
+	return rc;
+}
+
+int store_check_push(struct store *s, const struct wal_page *pages,
+		     const uint32_t *sizes, size_t n, char *why, size_t why_len)
+{
+	struct candidate_page *after = calloc(n ? n : 1, sizeof *after);
+	struct candidate_page *before = calloc(n ? n : 1, sizeof *before);
+	uint32_t old_size = 0, one = 1;
+	uint8_t page1[PAGE];
+	char *msg = NULL, err[512];
+	size_t start = 0, j, n_after, n_before = 0;
+	int rv = -1;
+
+	if (after == NULL || before == NULL) {
+		errors_set(why, why_len, "out of memory");
+		goto out;
+	}
 	if ((s->map == NULL || s->map->stale) &&
 	    build_map(s, err, sizeof err) != 0) {
 		errors_set(why, why_len,
 			   "the primary's database fails its own structure "
 			   "check, so no push can be checked: %s",
 			   err);
-		return -1;
+		goto out;
 	}
 	store_check_verify(s);
-	rc = store_map_check(s->map, pages, n, db_size, why, why_len);
-	if (rc != 0)
-		return rc;
-	rc = rows_check(s, pushed, n_pushed, db_size, why, why_len);
-	if (rc != 0)
-		store_map_abort(s->map);
-	return rc;
-}
-
-int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
-		     uint32_t db_size, char *why, size_t why_len)
-{
-	struct ctx c = {.s = s, .db_size = db_size};
-	struct pushed *pushed = calloc(n ? n : 1, sizeof *pushed);
-	uint32_t *want = NULL, old_size = 0;
-	uint8_t *old = NULL, hdr1[100];
-	const uint8_t *page1;
-	char *msg = NULL;
-	size_t i, k;
-	int rv = 1;
-
-	if (pushed == NULL)
-		goto oom;
-	k = last_images(pages, n, pushed);
-	c.pushed = pushed;
-	c.n_pushed = k;
-	/* The old images, where the live database has them. */
-	want = malloc((k ? k : 1) * sizeof *want);
-	old = malloc((k ? k : 1) * (size_t)PAGE);
-	if (want == NULL || old == NULL)
-		goto oom;
-	for (i = 0; i < k; i++)
-		want[i] = pushed[i].pgno;
-	if (wal_read_pages(s->internal, wal_observer_unwrap, PAGE, want, k, old,
-			   &old_size, &msg) != SQLITE_OK) {
+	if (wal_read_pages(s->internal, wal_observer_unwrap, PAGE, &one, 1,
+			   page1, &old_size, &msg) != SQLITE_OK) {
 		errors_set(why, why_len, "cannot read the live database: %s",
 			   msg ? msg : "error");
-		rv = -1;
 		goto out;
 	}
-	/* The database header as the push leaves it, kept apart:
-	 * page_after's buffer is reused. */
-	page1 = page_after(&c, 1, why, why_len);
-	if (page1 == NULL)
-		goto out;
-	memcpy(hdr1, page1, sizeof hdr1);
-	if (check_size(pushed_image(pushed, k, 1), old_size, db_size, why,
-		       why_len) != 0)
-		goto out;
-	/* Pushed pages that are b-tree pages must be whole ones, and what
-	 * they spill to is overflow. */
-	for (i = 0; i < k; i++) {
-		uint32_t p = pushed[i].pgno;
-		char bad[256];
-		int valid;
-
-		if (p > db_size)
+	/* Each transaction on the state the ones before it leave: a reader
+	 * of the log may stop at any commit frame. */
+	for (j = 0; j < n; j++) {
+		if (sizes[j] == 0)
 			continue;
-		valid = btree_page_check(pushed[i].data, p, PAGE, db_size, bad,
-					 sizeof bad) == 0;
-		if (valid &&
-		    btree_page_overflows(pushed[i].data, p, PAGE, db_size,
-					 note_overflow, &c) != 0)
-			goto oom;
-		if (p == 1 && !valid) {
-			errors_set(why, why_len, "pushed %s", bad);
+		n_after = last_images(pages, j + 1, after);
+		if (n_after == (size_t)-1) {
+			errors_set(why, why_len, "out of memory");
 			goto out;
 		}
-	}
-	/* The pushed children of pushed interior pages are whole b-tree
-	 * pages of their tree's kind. */
-	for (i = 0; i < k; i++) {
-		struct child_ctx cc = {&c, pushed[i].pgno, why, why_len};
-		char unused[16];
-		if (pushed[i].pgno > db_size ||
-		    btree_page_check(pushed[i].data, pushed[i].pgno, PAGE,
-				     db_size, unused, sizeof unused) != 0)
-			continue;
-		if (btree_page_children(pushed[i].data, pushed[i].pgno, PAGE,
-					db_size, check_child, &cc) != 0)
+		s->check_before = before;
+		s->n_check_before = n_before;
+		rv = check_txn(s, pages + start, j + 1 - start, old_size,
+			       sizes[j], after, n_after, why, why_len);
+		s->check_before = NULL;
+		s->n_check_before = 0;
+		if (rv != 0)
 			goto out;
+		if (j + 1 < n) {
+			/* Not the last: the map moves on, ahead of the live
+			 * database until the push is applied. */
+			store_map_commit(s->map);
+			s->map_ahead = 1;
+			n_before = last_images(pages, j + 1, before);
+			if (n_before == (size_t)-1) {
+				errors_set(why, why_len, "out of memory");
+				rv = -1;
+				goto out;
+			}
+		}
+		old_size = sizes[j];
+		start = j + 1;
 	}
-	/* The chains of the payloads the push writes have the lengths their
-	 * payloads need. */
-	for (i = 0; i < c.n_chains; i++) {
-		if (pushed_image(pushed, k, c.chains[i].first) != NULL &&
-		    check_chain(&c, &c.chains[i], why, why_len) != 0)
-			goto out;
-	}
-	/* Overflow chains continue through pushed overflow pages. */
-	for (i = 0; i < c.overflow.n; i++) {
-		const uint8_t *o = pushed_image(pushed, k, c.overflow.v[i]);
-		uint32_t next = o ? walfmt_get32(o) : 0;
-		if (next != 0 && next <= db_size &&
-		    !set_has(&c.overflow, next) &&
-		    set_add(&c.overflow, next) != 0)
-			goto oom;
-	}
-	for (i = 0; i < k; i++) {
-		uint32_t p = pushed[i].pgno;
-		char bad[256], unused[16];
-
-		if (p > db_size || p > old_size ||
-		    btree_page_check(old + i * (size_t)PAGE, p, PAGE, old_size,
-				     unused, sizeof unused) != 0 ||
-		    btree_page_check(pushed[i].data, p, PAGE, db_size, bad,
-				     sizeof bad) == 0)
-			continue;
-		/* A b-tree page that is not one any more. */
-		if (set_has(&c.overflow, p) || ptrmap_page(hdr1, p))
-			continue;
-		if (!c.have_freelist &&
-		    load_freelist(&c, hdr1, why, why_len) != 0)
-			goto out;
-		if (set_has(&c.freelist, p))
-			continue;
-		errors_set(why, why_len,
-			   "page %u is a b-tree page of the database, and the "
-			   "push makes it something else without freeing it: "
-			   "%s",
-			   p, bad);
-		goto out;
-	}
-	/* Then the references between pages, through the page map. */
-	rv = map_check(s, pages, n, pushed, k, db_size, why, why_len);
-	goto out;
-oom:
-	errors_set(why, why_len, "out of memory");
-	rv = -1;
+	rv = 0;
 out:
+	if (rv != 0 && s->map_ahead) {
+		/* Earlier transactions moved the map: built again. */
+		s->map->stale = 1;
+		s->map_ahead = 0;
+	}
 	sqlite3_free(msg);
-	free(c.overflow.v);
-	free(c.freelist.v);
-	free(c.chains);
-	free(pushed);
-	free(want);
-	free(old);
+	free(after);
+	free(before);
 	return rv;
 }

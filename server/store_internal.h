@@ -29,6 +29,7 @@
 
 #include "frame_log.h"
 #include "push_log.h"
+#include "candidate.h"
 #include "store_map.h"
 #include "store.h"
 #include "wal/wal_inject.h" /* struct wal_page */
@@ -131,6 +132,11 @@ struct store {
 	 * connection may be busy in another (waiting for that lock). */
 	struct store_map *map;
 	sqlite3 *reader;
+	/* While a push's later transaction is checked: the pages its earlier
+	 * ones write, which the map reads as the database before it. */
+	const struct candidate_page *check_before;
+	size_t n_check_before;
+	int map_ahead; /* the map includes transactions not applied yet */
 };
 
 /* store.c */
@@ -196,8 +202,9 @@ void store_check_verify(struct store *s);
 void store_check_abort(struct store *s);
 /* 0: the pushed pages leave the database sound (then store_check_commit or
  * store_check_abort); 1: they would not (why); -1: an error (why). */
-int store_check_push(struct store *s, const struct wal_page *pages, size_t n,
-		     uint32_t db_size, char *why, size_t why_len);
+int store_check_push(struct store *s, const struct wal_page *pages,
+		     const uint32_t *sizes, size_t n, char *why,
+		     size_t why_len);
 
 /* store_recover.c */
 int store_recover_id(struct store *s, int *is_new, char *err, size_t n);

@@ -269,6 +269,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	uint64_t sum;
 	struct frame_log_entry *e = calloc(n, sizeof *e);
 	struct wal_page *pages = calloc(n, sizeof *pages);
+	uint32_t *sizes = calloc(n, sizeof *sizes);
 	struct wal_inject_opts inject_opts = {wal_observer_unwrap, 0,
 					      WALFMT_PAGE_SIZE};
 	struct generation *g;
@@ -277,7 +278,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	size_t i;
 	int rv = -1, rc, next;
 
-	if (e == NULL || pages == NULL) {
+	if (e == NULL || pages == NULL || sizes == NULL) {
 		errors_set(why, why_len, "out of memory");
 		goto out_free;
 	}
@@ -335,6 +336,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 		e[i].page = f + WALFMT_FRAME_HDR_SIZE;
 		pages[i].pgno = e[i].pgno;
 		pages[i].data = e[i].page;
+		sizes[i] = e[i].db_size;
 	}
 	if (check_base(s, opts, first, why, why_len) != 0) {
 		rv = 2;
@@ -362,7 +364,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	}
 	/* After the checksums: pages built on another database (a foreign
 	 * write) are that, not damage, and the replica needs to know. */
-	rc = store_check_push(s, pages, n, e[n - 1].db_size, why, why_len);
+	rc = store_check_push(s, pages, sizes, n, why, why_len);
 	if (rc != 0) {
 		rv = rc > 0 ? 3 : -1;
 		goto out_rollback;
@@ -433,6 +435,7 @@ out_unlock:
 out_free:
 	free(e);
 	free(pages);
+	free(sizes);
 	return rv;
 }
 

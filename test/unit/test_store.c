@@ -1042,9 +1042,9 @@ START_TEST(test_push_refuses_damaging_pages)
 		uint8_t value;
 		const char *needle;
 	} damage[] = {
-	    {0, 0, "page 2 is a b-tree page"}, /* zeroed below, all of it */
-	    {3, 0x40, "page 2"},               /* 16k cells */
-	    {7, 61, "fragmented"},             /* the header's fragment count */
+	    {0, 0, "page 2 is not a b-tree page"}, /* zeroed below */
+	    {3, 0x40, "page 2"},                   /* 16k cells */
+	    {7, 61, "fragmented"}, /* the header's fragment count */
 	};
 
 	static const char *const one_row[] = {"INSERT INTO t VALUES (1)"};
@@ -1117,8 +1117,8 @@ START_TEST(test_push_refuses_damaging_pages)
 			   (size_t)n * WALFMT_FRAME_SIZE, &r);
 		ck_assert_msg(
 		    r.status == 400 &&
-			strstr(r.body, i == 0 ? "child of pushed page"
-					      : "overflow chain") != NULL,
+			strstr(r.body, i == 0 ? "is not a b-tree page"
+					      : "ends its chain") != NULL,
 		    "damaged new page %u: %d %s", i, r.status, r.body);
 		http_reply_free(&r);
 		ck_assert_uint_eq(store_head(b.store), head);
