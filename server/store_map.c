@@ -236,8 +236,7 @@ static int cell_refs(void *arg, const struct btree_cell *c)
 	int rc;
 
 	r.as.owner = x->pgno;
-	r.as.root = x->e->root;
-	r.as.index = x->e->index;
+	r.as.kind = x->e->kind;
 	if (x->interior) {
 		r.to = c->child;
 		r.as.role = MAP_BTREE;
@@ -253,7 +252,7 @@ static int cell_refs(void *arg, const struct btree_cell *c)
 		if (rc != 0)
 			return rc;
 	}
-	if (!x->interior && x->e->root == 1) {
+	if (!x->interior && x->e->kind == MAP_SCHEMA) {
 		const uint8_t *rec = c->local;
 		uint8_t *whole = NULL;
 		uint32_t root;
@@ -282,7 +281,7 @@ static int cell_refs(void *arg, const struct btree_cell *c)
 			t.to = root;
 			t.as.owner = x->pgno;
 			t.as.root = root;
-			t.as.index = (uint8_t)index;
+			t.as.kind = index ? MAP_INDEX : MAP_TABLE;
 			t.as.role = MAP_BTREE;
 			return x->fn(x->arg, &t);
 		}
@@ -304,12 +303,12 @@ static int btree_refs(struct refs_ctx *x, const uint8_t *page)
 		errors_set(x->why, x->why_len, "%s", bad);
 		return 1;
 	}
-	if (index != x->e->index) {
+	if (index != (x->e->kind == MAP_INDEX)) {
 		errors_set(x->why, x->why_len,
-			   "page %u is %s b-tree page, but its tree (root "
-			   "%u) is %s's",
-			   x->pgno, index ? "an index" : "a table", x->e->root,
-			   x->e->index ? "an index" : "a table");
+			   "page %u is %s b-tree page, but the page referring "
+			   "to it (%u) makes it %s's",
+			   x->pgno, index ? "an index" : "a table", x->e->owner,
+			   index ? "a table" : "an index");
 		return 1;
 	}
 	x->interior = h[0] == BTREE_PAGE_INTERIOR_INDEX ||
@@ -328,8 +327,7 @@ static int btree_refs(struct refs_ctx *x, const uint8_t *page)
 	if (x->interior) {
 		r.to = btree_page_right_child(page, x->pgno);
 		r.as.role = MAP_BTREE;
-		r.as.root = x->e->root;
-		r.as.index = x->e->index;
+		r.as.kind = x->e->kind;
 		return x->fn(x->arg, &r);
 	}
 	return 0;
@@ -475,6 +473,7 @@ int store_map_build(struct store_map **out, uint32_t n_pages,
 			    p == MAP_LOCK_PAGE ? MAP_LOCK : MAP_PTRMAP;
 	m->e[1].role = MAP_BTREE;
 	m->e[1].root = 1;
+	m->e[1].kind = MAP_SCHEMA;
 	b.order[b.n_order++] = 1;
 	for (i = 0; i < b.n_order; i++) {
 		const struct map_entry *e;
@@ -555,7 +554,7 @@ int store_map_compare(const struct store_map *a, const struct store_map *b,
 		const struct map_entry *x = &a->e[p], *y = &b->e[p];
 		if (x->role != y->role || x->owner != y->owner ||
 		    x->root != y->root || x->aux != y->aux ||
-		    x->index != y->index) {
+		    x->kind != y->kind) {
 			errors_set(why, why_len,
 				   "page %u: %s (owner %u, root %u, aux %u) "
 				   "against %s (owner %u, root %u, aux %u)",

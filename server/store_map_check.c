@@ -406,8 +406,7 @@ static int add_lost(struct store_map *m, struct map_txn *t, uint32_t pgno)
 
 static int same_role(const struct map_entry *a, const struct map_entry *b)
 {
-	return a->role == b->role && a->root == b->root &&
-	       a->index == b->index &&
+	return a->role == b->role && a->root == b->root && a->kind == b->kind &&
 	       (a->role != MAP_OVERFLOW || a->aux == b->aux);
 }
 
@@ -477,7 +476,7 @@ static int pass(struct store_map *m, struct map_txn *t)
 		if (p > t->new_size || map_fixed_page(t->autovacuum, p))
 			continue;
 		if (p == 1) {
-			struct map_entry e = {0, 1, 0, MAP_BTREE, 0};
+			struct map_entry e = {0, 1, 0, MAP_BTREE, MAP_SCHEMA};
 			if (assign(t, 1, &e, 1) != 0)
 				goto oom;
 		} else if (was_named(m, t, p) && !pmap_get(&t->lost, p, NULL)) {
@@ -931,7 +930,7 @@ static int check_order(struct store_map *m, struct map_txn *t, uint32_t p)
 	children(img, p, k);
 	old_k->n = 0;
 	if (p <= t->old_size && before(m, t, p)->role == MAP_BTREE &&
-	    before(m, t, p)->root == after(m, t, p)->root) {
+	    before(m, t, p)->kind == after(m, t, p)->kind) {
 		old = map_view_page(&vb, p, NULL, why, sizeof why);
 		if (old == NULL)
 			goto read_failed;
@@ -1191,6 +1190,24 @@ static uint32_t holder(struct store_map *m, struct map_txn *t, uint32_t p,
 	return 0;
 }
 
+/* The root of the tree b-tree page p is in, before or after. */
+static uint32_t tree_root(struct store_map *m, struct map_txn *t, uint32_t p,
+			  int after_)
+{
+	int steps;
+
+	for (steps = 0; steps < 64 && p != 0; steps++) {
+		const struct map_entry *e =
+		    after_ ? after(m, t, p) : before(m, t, p);
+		if (e->role != MAP_BTREE)
+			return 0;
+		if (e->root == p)
+			return p;
+		p = e->owner;
+	}
+	return 0;
+}
+
 static int collect_trees(struct store_map *m, struct map_txn *t)
 {
 	struct map_view vb = {m, t, 0}, va = {m, t, 1};
@@ -1216,7 +1233,8 @@ static int collect_trees(struct store_map *m, struct map_txn *t)
 				img =
 				    map_view_page(v, p, NULL, why, sizeof why);
 				if (img == NULL ||
-				    tree_add(t, e->root, e->index, side, p,
+				    tree_add(t, tree_root(m, t, p, side),
+					     e->kind == MAP_INDEX, side, p,
 					     img))
 					goto fail;
 				continue;
@@ -1234,11 +1252,13 @@ static int collect_trees(struct store_map *m, struct map_txn *t)
 			e = before(m, t, h);
 			img = map_view_page(&vb, h, NULL, why, sizeof why);
 			if (img == NULL ||
-			    tree_add(t, e->root, e->index, 0, h, img) != 0)
+			    tree_add(t, tree_root(m, t, h, 0),
+				     e->kind == MAP_INDEX, 0, h, img) != 0)
 				goto fail;
 			img = map_view_page(&va, h, NULL, why, sizeof why);
 			if (img == NULL ||
-			    tree_add(t, e->root, e->index, 1, h, img) != 0)
+			    tree_add(t, tree_root(m, t, h, 1),
+				     e->kind == MAP_INDEX, 1, h, img) != 0)
 				goto fail;
 		}
 	}
@@ -1350,7 +1370,7 @@ int store_map_check(struct store_map *m, const struct wal_page *pages, size_t n,
 		check_heights(m, t, &heights);
 	for (i = 0; i < t->n_as && t->failed == 0; i++) {
 		const struct assigned *a = &t->as[i];
-		if (a->e.role == MAP_BTREE && !a->e.index &&
+		if (a->e.role == MAP_BTREE && a->e.kind != MAP_INDEX &&
 		    written(t, a->pgno))
 			check_order(m, t, a->pgno);
 	}

@@ -27,13 +27,23 @@ enum map_role {
 	MAP_LOCK,     /* the page holding the lock byte, by position */
 };
 
+/* The kind of b-tree a page (or an overflow page's cell) belongs to. */
+enum map_kind {
+	MAP_TABLE = 0,  /* a rowid table's */
+	MAP_INDEX = 1,  /* an index's, or a WITHOUT ROWID table's */
+	MAP_SCHEMA = 2, /* the schema table's (rooted at page 1) */
+};
+
 struct map_entry {
 	uint32_t owner; /* the page that refers to it (0 for page 1) */
-	uint32_t root;  /* MAP_BTREE, MAP_OVERFLOW: the tree's root */
-	uint32_t aux;   /* MAP_BTREE: its height (0 for a leaf); MAP_OVERFLOW:
-			 * pages left in the chain, this one included */
-	uint8_t role;   /* enum map_role */
-	uint8_t index;  /* MAP_BTREE, MAP_OVERFLOW: of an index b-tree */
+	/* MAP_BTREE: the page itself when it is a tree's root, else 0; not
+	 * the root of every page of the tree, because auto-vacuum moves
+	 * roots and every page under one would change. */
+	uint32_t root;
+	uint32_t aux; /* MAP_BTREE: its height (0 for a leaf); MAP_OVERFLOW:
+		       * pages left in the chain, this one included */
+	uint8_t role; /* enum map_role */
+	uint8_t kind; /* MAP_BTREE, MAP_OVERFLOW: enum map_kind */
 };
 
 /* One reference from a page to another, and the role it gives it. */

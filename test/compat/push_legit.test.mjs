@@ -8,9 +8,7 @@
 //
 // Three databases: a new one (empty primary), and imported seeds with
 // auto_vacuum=FULL and auto_vacuum=INCREMENTAL (pointer-map pages,
-// relocations, incremental_vacuum).  The auto_vacuum ones are TODO while the
-// primary refuses some of their legitimate pushes (they run and report, but
-// do not fail the suite); REPLITE_LEGIT_STRICT=1 makes them count.
+// relocations, incremental_vacuum).
 //
 //   REPLITE_BIN=build/replite REPLITE_EXTENSION=build/libreplite.so \
 //     node --test test/compat/push_legit.test.mjs
@@ -27,7 +25,6 @@ const PYTHON = "/usr/bin/python3"; // not pyenv's: it lacks enable_load_extensio
 const HOST = join(import.meta.dirname, "push_legit_host.py");
 const STEPS = process.env.REPLITE_LEGIT_STEPS ?? "100";
 const SEED = process.env.REPLITE_LEGIT_SEED ?? "1";
-const STRICT = process.env.REPLITE_LEGIT_STRICT === "1";
 
 function runHost(args) {
   return new Promise((res) => {
@@ -79,9 +76,6 @@ async function workload(autoVacuum) {
 test("a legitimate workload on a new database: no push refused, replicas equal the primary", { timeout: 300_000 }, () =>
   workload(null));
 
-const todo = STRICT
-  ? undefined
-  : "the primary refuses some legitimate pushes (gaps of 4+ fragment bytes, auto_vacuum relocations): see the failure";
-test("a legitimate workload on an auto_vacuum=FULL database", { timeout: 300_000, todo }, () => workload("FULL"));
-test("a legitimate workload on an auto_vacuum=INCREMENTAL database", { timeout: 300_000, todo }, () =>
+test("a legitimate workload on an auto_vacuum=FULL database", { timeout: 300_000 }, () => workload("FULL"));
+test("a legitimate workload on an auto_vacuum=INCREMENTAL database", { timeout: 300_000 }, () =>
   workload("INCREMENTAL"));
