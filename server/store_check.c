@@ -291,6 +291,15 @@ static int whole_check(sqlite3 *db, char *why, size_t why_len)
 	return rv;
 }
 
+/* How many of a sorted overlay's pages lie inside a database of size
+ * pages (the rest are cut off by the commit). */
+static size_t inside(const struct candidate_page *p, size_t n, uint32_t size)
+{
+	while (n > 0 && p[n - 1].pgno > size)
+		n--;
+	return n;
+}
+
 static int read_base(void *arg, uint32_t pgno, uint8_t *out)
 {
 	char why[256];
@@ -336,8 +345,8 @@ static int rows_check(struct store *s, sqlite3 *old_db,
 	store_map_trees(s->map, &mt, &n_trees);
 	if (!store_map_whole(s->map) && n_trees == 0)
 		return 0;
-	if (candidate_open(&c, db_size, after, n_after, read_base, s, why,
-			   why_len) != 0)
+	if (candidate_open(&c, db_size, after, inside(after, n_after, db_size),
+			   read_base, s, why, why_len) != 0)
 		return 1; /* the pushed schema does not parse */
 	if (store_map_whole(s->map)) {
 		rv = whole_check(candidate_db(c), why, why_len);
@@ -392,9 +401,10 @@ static int check_txn(struct store *s, const struct wal_page *pages, size_t n,
 		return rc;
 	if (s->n_check_before > 0) {
 		/* The database as the push's earlier transactions left it. */
-		rc = candidate_open(&before, old_size, s->check_before,
-				    s->n_check_before, read_base, s, why,
-				    why_len);
+		rc = candidate_open(
+		    &before, old_size, s->check_before,
+		    inside(s->check_before, s->n_check_before, old_size),
+		    read_base, s, why, why_len);
 		if (rc != 0) {
 			store_map_abort(s->map);
 			return 1;
