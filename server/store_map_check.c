@@ -578,6 +578,20 @@ static void check_complete(struct store_map *m, struct map_txn *t)
 			     "page refers to it",
 			     p);
 	}
+	/* A page cut off the end must be dropped by the page that referred
+	 * to it.  The references after are read from the pages of C only, so
+	 * a referrer outside C (not written, keeping its content) would go on
+	 * naming a page past the end unseen: integrity_check's "invalid page
+	 * number". */
+	for (p = t->new_size + 1; p <= t->old_size; p++) {
+		uint32_t o = before(m, t, p)->owner;
+		if (was_named(m, t, p) && o <= t->new_size &&
+		    !pmap_get(&t->in_c, o, NULL))
+			fail(t, 1,
+			     "page %u is cut off the end, but page %u, not "
+			     "written, still refers to it",
+			     p, o);
+	}
 	for (p = t->old_size + 1; p <= t->new_size; p++)
 		if (!map_fixed_page(t->autovacuum, p) &&
 		    where_after(t, p) == NULL)
