@@ -786,6 +786,15 @@ static void child_to_other_tree(struct rows_file *f)
 	put32(cell_at(pg, root, 1), w_leaves[0]);
 }
 
+static void child_to_other_table(struct rows_file *f)
+{
+	uint32_t root, big_leaves[4];
+	uint8_t *pg = t_root(f, &root);
+
+	ck_assert_uint_ge(pages_of(b_path, "big", "leaf", big_leaves, 4), 1);
+	put32(cell_at(pg, root, 1), big_leaves[0]);
+}
+
 static void child_to_sibling(struct rows_file *f)
 {
 	uint32_t root;
@@ -802,12 +811,24 @@ static void right_child_to_sibling(struct rows_file *f)
 	put32(pg + 8, get32(cell_at(pg, root, 0)));
 }
 
+/* The cell at the start of the content area of t's root removed (its
+ * bytes given back to the content area, so the page stays well formed):
+ * its child page is no longer used. */
 static void child_dropped(struct rows_file *f)
 {
-	uint32_t root;
+	uint32_t root, content, n, i;
 	uint8_t *pg = t_root(f, &root);
+	int len;
 
-	put16(pg + 3, n_cells(pg, root) - 1);
+	content = get16(pg + 5);
+	n = n_cells(pg, root);
+	for (i = 0; i < n && get16(pg + 12 + 2 * i) != content; i++)
+		;
+	ck_assert_uint_lt(i, n);
+	varint(pg + content + 4, &len);
+	memmove(pg + 12 + 2 * i, pg + 14 + 2 * i, 2 * (n - 1 - i));
+	put16(pg + 3, n - 1);
+	put16(pg + 5, content + 4 + (uint32_t)len);
 }
 
 static void overflow_to_free_page(struct rows_file *f)
@@ -979,6 +1000,7 @@ static const char *delete_big = "DELETE FROM big WHERE id = 11";
 
 static const struct mutation mutations[] = {
     {"child pointer into another tree", child_to_other_tree},
+    {"child pointer into another table's tree", child_to_other_table},
     {"child pointer to an unchanged sibling", child_to_sibling},
     {"right child to a sibling", right_child_to_sibling},
     {"a child dropped", child_dropped},
