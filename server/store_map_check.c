@@ -496,7 +496,9 @@ static int pass(struct store_map *m, struct map_txn *t)
 		if (!pmap_get(&t->in_c, p, NULL) || !holds_refs(e.role))
 			continue;
 		if (!pushed_index(t, p, NULL)) {
-			/* Written or not, a page only becomes free. */
+			/* Not written, a page only becomes free (a root
+			 * auto-vacuum moves is written; the pages under it
+			 * keep their entries, which hold no root). */
 			fail(t, 1,
 			     "page %u would become a %s page without being "
 			     "written (it was a %s page)",
@@ -560,6 +562,20 @@ static void check_complete(struct store_map *m, struct map_txn *t)
 			     "pushed page %u is not part of the database: no "
 			     "page refers to it",
 			     p);
+	}
+	/* A page cut off the end must be dropped by the page that referred
+	 * to it.  The references after are read from the pages of C only, so
+	 * a referrer outside C (not written, keeping its content) would go on
+	 * naming a page past the end unseen: integrity_check's "invalid page
+	 * number". */
+	for (p = t->new_size + 1; p <= t->old_size; p++) {
+		uint32_t o = before(m, t, p)->owner;
+		if (was_named(m, t, p) && o <= t->new_size &&
+		    !pmap_get(&t->in_c, o, NULL))
+			fail(t, 1,
+			     "page %u is cut off the end, but page %u, not "
+			     "written, still refers to it",
+			     p, o);
 	}
 	for (p = t->old_size + 1; p <= t->new_size; p++)
 		if (!map_fixed_page(t->autovacuum, p) &&
