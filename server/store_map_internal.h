@@ -1,7 +1,12 @@
 /* The page map's parts (store_map.h is the interface):
  *
  *   store_map.c        the map, its start-up walk, references of a page
- *   store_map_check.c  checking a transaction against it
+ *   store_map_check.c  checking a transaction against it: the references
+ *                      it drops and gains, the whole check, the commit
+ *   store_map_rules.c  the rules a settled transaction must keep (every
+ *                      page named once and reachable, depths, rowid order,
+ *                      the freelist's length, the pointer map), and the
+ *                      trees it changes
  */
 #ifndef REPLITE_SERVER_STORE_MAP_INTERNAL_H
 #define REPLITE_SERVER_STORE_MAP_INTERNAL_H
@@ -87,5 +92,84 @@ struct store_map {
 	struct map_txn *txn; /* the checked transaction, until commit */
 	int stale;           /* out of step: build it again */
 };
+
+/* --- A transaction being checked (store_map_check.c) ---------------------- */
+
+#include <stdarg.h>
+
+#include "pgmap.h"
+
+struct assigned {
+	uint32_t pgno;
+	struct map_entry e;
+	int kept; /* kept its role because nothing referring to it changed */
+};
+
+struct map_txn {
+	uint32_t old_size, new_size;
+	int autovacuum;
+	/* The last image of each pushed page, by page number. */
+	struct pgmap pushed;
+	const uint8_t **images;
+	/* Images before, read once. */
+	struct pgmap cache;
+	uint8_t **bufs;
+	size_t n_bufs, cap_bufs;
+	/* C, and whether each page of it was written. */
+	struct pgmap in_c;
+	struct pglist c;
+	/* lost: page -> the page of C whose reference to it is dropped */
+	struct pgmap lost;
+	/* The roles after, of the pages whose reference changed. */
+	struct pgmap where;
+	struct assigned *as;
+	size_t n_as, cap_as;
+	struct pglist queue;
+	int again;
+	int failed; /* 1: unsound (why), -1: error */
+	char why[512];
+	/* For the record-level checks. */
+	struct store_map_tree *trees;
+	size_t n_trees;
+	/* A transaction checked by walking the whole database after it: the
+	 * map it leaves. */
+	struct store_map *whole;
+};
+
+/* The role before the transaction (none past the old end), and after it
+ * (assigned by the check, else the same). */
+const struct map_entry *map_before(const struct store_map *m,
+				   const struct map_txn *t, uint32_t pgno);
+const struct map_entry *map_after(const struct store_map *m,
+				  const struct map_txn *t, uint32_t pgno);
+const struct assigned *map_where_after(const struct map_txn *t, uint32_t pgno);
+/* Is the page named by some reference before? */
+int map_was_named(const struct store_map *m, const struct map_txn *t,
+		  uint32_t pgno);
+/* Does the transaction write the page (and *i: its image's index)? */
+int map_pushed(const struct map_txn *t, uint32_t pgno, uint32_t *i);
+/* Written, and inside the database after. */
+int map_written(const struct map_txn *t, uint32_t pgno);
+/* Record the first failure: how 1 (unsound) or -1 (an error). */
+void map_fail(struct map_txn *t, int how, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* --- After a settled pass (store_map_rules.c) ----------------------------- */
+
+/* Each records its finding with map_fail; the ones returning int return -1
+ * on an error. */
+void map_check_complete(struct store_map *m, struct map_txn *t);
+int map_check_reachable(struct store_map *m, struct map_txn *t);
+int map_check_heights(struct store_map *m, struct map_txn *t,
+		      struct pgmap *heights);
+int map_check_order(struct store_map *m, struct map_txn *t, uint32_t p);
+/* The change in the number of free pages. */
+int map_free_delta(struct store_map *m, struct map_txn *t, int64_t *delta);
+void map_check_ptrmap(struct store_map *m, struct map_txn *t);
+void map_check_max_root(struct store_map *m, struct map_txn *t,
+			const uint8_t *page1_before,
+			const uint8_t *page1_after);
+/* The trees the transaction changes, for store_map_trees. */
+int map_collect_trees(struct store_map *m, struct map_txn *t);
 
 #endif
