@@ -129,13 +129,9 @@ static int cmp_range(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Walk the page: header, cells, freeblocks.  fn (may be NULL) gets each
- * cell's overflow page. */
+/* Walk the page: header, cells, freeblocks. */
 static int walk(const uint8_t *page, uint32_t pgno, uint32_t page_size,
-		uint32_t db_size, char *why, size_t why_len,
-		int (*fn)(void *arg, uint32_t first, uint32_t n),
-		int (*child_fn)(void *arg, uint32_t child, int table),
-		void *arg)
+		uint32_t db_size, char *why, size_t why_len)
 {
 	const uint32_t usable = page_size, hdr = pgno == 1 ? 100 : 0;
 	const uint8_t *h = page + hdr;
@@ -172,10 +168,6 @@ static int walk(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 			 pgno, ncell, content);
 		return -1;
 	}
-	if (interior && child_fn != NULL &&
-	    child_fn(arg, walfmt_get32(h + 8),
-		     type == BTREE_PAGE_INTERIOR_TABLE) != 0)
-		return -1;
 	if (interior && !valid_child(walfmt_get32(h + 8), db_size, page_size)) {
 		snprintf(why, why_len,
 			 "page %u points to child page %u, outside the "
@@ -216,13 +208,6 @@ static int walk(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 				 pgno, i, c.overflow, db_size);
 			goto out;
 		}
-		if (c.overflow != 0 && fn != NULL &&
-		    fn(arg, c.overflow, c.n_overflow) != 0)
-			goto out;
-		if (interior && child_fn != NULL &&
-		    child_fn(arg, c.child, type == BTREE_PAGE_INTERIOR_TABLE) !=
-			0)
-			goto out;
 		ranges[n_ranges].start = off;
 		ranges[n_ranges].end = off + c.size;
 		n_ranges++;
@@ -289,30 +274,7 @@ out:
 int btree_page_check(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 		     uint32_t db_size, char *why, size_t why_len)
 {
-	return walk(page, pgno, page_size, db_size, why, why_len, NULL, NULL,
-		    NULL);
-}
-
-int btree_page_overflows(const uint8_t *page, uint32_t pgno, uint32_t page_size,
-			 uint32_t db_size,
-			 int (*fn)(void *arg, uint32_t first, uint32_t n),
-			 void *arg)
-{
-	char why[16];
-
-	return walk(page, pgno, page_size, db_size, why, sizeof why, fn, NULL,
-		    arg);
-}
-
-int btree_page_children(const uint8_t *page, uint32_t pgno, uint32_t page_size,
-			uint32_t db_size,
-			int (*fn)(void *arg, uint32_t child, int table),
-			void *arg)
-{
-	char why[16];
-
-	return walk(page, pgno, page_size, db_size, why, sizeof why, NULL, fn,
-		    arg);
+	return walk(page, pgno, page_size, db_size, why, why_len);
 }
 
 uint32_t btree_page_right_child(const uint8_t *page, uint32_t pgno)

@@ -4,7 +4,8 @@
  * content area and not overlapping another cell or a freeblock, the
  * freeblock chain, child and overflow page numbers within the database.
  * The primary uses it on pushed pages, which no client may be trusted to
- * have built correctly (see server/store_push.c). */
+ * have built correctly (see server/store_check.c), and walks cells with it
+ * (server/store_map.c). */
 #ifndef REPLITE_WAL_BTREE_PAGE_H
 #define REPLITE_WAL_BTREE_PAGE_H
 
@@ -22,24 +23,6 @@
  * header).  Returns 0, or -1 with why naming the first problem. */
 int btree_page_check(const uint8_t *page, uint32_t pgno, uint32_t page_size,
 		     uint32_t db_size, char *why, size_t why_len);
-
-/* For each cell of a valid b-tree page that spills, its first overflow page
- * and the number of overflow pages its payload needs, passed to fn (which
- * returns 0 to go on).  Returns 0, or -1 when the page is not a valid
- * b-tree page (or fn failed). */
-int btree_page_overflows(const uint8_t *page, uint32_t pgno, uint32_t page_size,
-			 uint32_t db_size,
-			 int (*fn)(void *arg, uint32_t first, uint32_t n),
-			 void *arg);
-
-/* For an interior page, each child page (the right-most one first) and
- * whether the tree is a table's (else an index's), passed to fn (which
- * returns 0 to go on).  Returns 0, or -1 when the page is not a valid
- * b-tree page (or fn failed).  Leaf pages have none. */
-int btree_page_children(const uint8_t *page, uint32_t pgno, uint32_t page_size,
-			uint32_t db_size,
-			int (*fn)(void *arg, uint32_t child, int table),
-			void *arg);
 
 /* One cell of a b-tree page, as btree_page_cells gives it. */
 struct btree_cell {

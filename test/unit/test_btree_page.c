@@ -58,13 +58,15 @@ struct seen {
 	int64_t pages; /* overflow pages the chains need, in all */
 };
 
-static int note_overflow(void *arg, uint32_t pgno, uint32_t n)
+static int note_overflow(void *arg, const struct btree_cell *c)
 {
 	struct seen *s = arg;
 
-	ck_assert_uint_ge(n, 1);
-	s->pgno[s->n++] = pgno;
-	s->pages += n;
+	if (c->overflow == 0)
+		return 0;
+	ck_assert_uint_ge(c->n_overflow, 1);
+	s->pgno[s->n++] = c->overflow;
+	s->pages += c->n_overflow;
 	return 0;
 }
 
@@ -94,10 +96,8 @@ START_TEST(test_every_page_sqlite_wrote)
 						       (uint32_t)db_size, why,
 						       sizeof why) == 0,
 				      "a page SQLite wrote fails: %s", why);
-			ck_assert_int_eq(btree_page_overflows(page, pgno, PAGE,
-							      (uint32_t)db_size,
-							      note_overflow,
-							      &seen),
+			ck_assert_int_eq(btree_page_cells(page, pgno, PAGE,
+							  note_overflow, &seen),
 					 0);
 			btree++;
 		}
