@@ -270,6 +270,26 @@ static int refuse_write(struct hrana_conn *c, sqlite3_stmt *st,
 
 /* Prepare a statement of a Stmt object, refusing several statements in one
  * string and writes on a read-only stream or transaction. */
+/* Prepare sql, and once more after the connection re-reads the schema if
+ * that fails: connections are reused across streams, each keeps the schema
+ * it last read, and SQLite reports some errors while preparing against it
+ * ("table t has 1 columns but 2 values were supplied", "no such column")
+ * without checking whether another connection changed the schema since.
+ * Running a statement that reads the database does check (the schema
+ * cookie), and reloads the schema when it changed. */
+static int prepare_current(sqlite3 *db, const char *sql, sqlite3_stmt **st,
+			   const char **tail)
+{
+	int rc = sqlite3_prepare_v2(db, sql, -1, st, tail);
+
+	if (rc != SQLITE_ERROR)
+		return rc;
+	/* (If this fails too, the second prepare gives the error.) */
+	sqlite3_exec(db, "SELECT count(*) FROM sqlite_schema", NULL, NULL,
+		     NULL);
+	return sqlite3_prepare_v2(db, sql, -1, st, tail);
+}
+
 static sqlite3_stmt *prepare_stmt(struct hrana_conn *c, json_t *stmt,
 				  json_t **error, enum begin_kind *kind)
 {
@@ -283,7 +303,7 @@ static sqlite3_stmt *prepare_stmt(struct hrana_conn *c, json_t *stmt,
 	*kind = begin_kind(sql);
 	if (*kind == BEGIN_READONLY)
 		sql = "BEGIN DEFERRED"; /* writes are refused by refuse_write */
-	rc = sqlite3_prepare_v2(c->db, sql, -1, &st, &tail);
+	rc = prepare_current(c->db, sql, &st, &tail);
 	if (rc != SQLITE_OK) {
 		*error = hrana_sqlite_error(c->db, rc);
 		return NULL;
@@ -593,7 +613,7 @@ static json_t *describe(struct hrana_conn *c, json_t *req, json_t **error)
 
 	if (sql == NULL)
 		return NULL;
-	rc = sqlite3_prepare_v2(c->db, sql, -1, &st, &tail);
+	rc = prepare_current(c->db, sql, &st, &tail);
 	if (rc != SQLITE_OK) {
 		*error = hrana_sqlite_error(c->db, rc);
 		return NULL;
@@ -632,7 +652,7 @@ static json_t *sequence(struct hrana_conn *c, json_t *req, json_t **error)
 	while (*p != '\0') {
 		sqlite3_stmt *st = NULL;
 		const char *tail = NULL;
-		int rc = sqlite3_prepare_v2(c->db, p, -1, &st, &tail);
+		int rc = prepare_current(c->db, p, &st, &tail);
 		if (rc != SQLITE_OK) {
 			*error = hrana_sqlite_error(c->db, rc);
 			return NULL;

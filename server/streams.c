@@ -62,6 +62,9 @@ static int acquire_db(struct streams *s, sqlite3 **db)
 	if (s->n_pool > 0) {
 		*db = s->pool[--s->n_pool];
 		pthread_mutex_unlock(&s->mu);
+		/* As a connection of its own (sqld opens one per stream):
+		 * another stream's inserts are not this one's (issue 14). */
+		sqlite3_set_last_insert_rowid(*db, 0);
 		return SQLITE_OK;
 	}
 	pthread_mutex_unlock(&s->mu);

@@ -1,10 +1,12 @@
 // The real libSQL clients against `replite serve` over http://:
-// @libsql/client 0.18.0 (Hrana 2 over HTTP) and npm libsql 0.5.29 in remote
-// mode (Hrana 3: /v3/pipeline and /v3/cursor).
+// @libsql/client 0.18.0 (Hrana 2 over HTTP), npm libsql 0.5.29 in remote
+// mode (Hrana 3: /v3/pipeline and /v3/cursor), and @libsql/hrana-client
+// 0.10.0's streams over HTTP.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createClient, LibsqlError } from "@libsql/client";
 import Database from "libsql";
+import * as hrana from "@libsql/hrana-client";
 import { startServer } from "./harness.mjs";
 
 let server;
@@ -435,5 +437,54 @@ test("npm libsql and @libsql/client see each other's writes", async () => {
   db.prepare(`INSERT INTO ${t} VALUES (?)`).run("from libsql");
   db.close();
   assert.deepEqual((await rows(c, `SELECT v FROM ${t} ORDER BY rowid`)).map((r) => r.v), [2n ** 62n, "from libsql"]);
+  c.close();
+});
+
+// Issue 14, bug 1: the server reuses SQLite connections across streams, and
+// a new stream must not see another client's last_insert_rowid (sqld opens
+// a connection per stream: 0 until the stream inserts).
+test("a new stream does not see another stream's last_insert_rowid", async () => {
+  const a = client();
+  const b = client();
+  const t = table();
+  await a.execute(`CREATE TABLE ${t}(v)`);
+  for (let i = 0; i < 3; i++) await a.execute({ sql: `INSERT INTO ${t} VALUES (?)`, args: [i] });
+  const inserted = await a.execute({ sql: `INSERT INTO ${t} VALUES (?)`, args: ["last"] });
+  assert.equal(inserted.lastInsertRowid, 4n);
+  for (let i = 0; i < 4; i++) {
+    const rs = await b.execute("SELECT 1 AS a");
+    assert.ok(rs.lastInsertRowid === undefined || rs.lastInsertRowid === 0n, `a new stream saw last_insert_rowid ${rs.lastInsertRowid}`);
+  }
+  a.close();
+  b.close();
+});
+
+// Issue 14, bug 2: a pooled connection must not prepare against a schema
+// another connection has changed since (SQLite reports "table t has 1
+// columns but 2 values were supplied" while preparing, and never re-reads
+// the schema for that error).
+test("a pooled connection sees the schema another stream changed", async () => {
+  const c = hrana.openHttp(server.url);
+  const t = table();
+  for (let round = 0; round < 3; round++) {
+    const s1 = c.openStream();
+    await s1.run(`CREATE TABLE ${t}_${round} (number)`);
+    await s1.query(`SELECT * FROM ${t}_${round}`);
+    const s2 = c.openStream();
+    await s2.query("SELECT 1");
+    s1.close();
+    // The close reaches the server before s2's next request (one client, in
+    // order): s1's connection, with the one-column table in its schema
+    // cache, goes back to the pool.
+    await c.getVersion();
+    await s2.run(`DROP TABLE ${t}_${round}`);
+    await s2.run(`CREATE TABLE ${t}_${round} (stream, value)`);
+    const s3 = c.openStream();
+    await s3.run(`INSERT INTO ${t}_${round} VALUES (1, 2)`);
+    const rs = await s3.query(`SELECT stream, value FROM ${t}_${round}`);
+    assert.deepEqual(rs.rows.map((r) => [r.stream, r.value]), [[1, 2]]);
+    s2.close();
+    s3.close();
+  }
   c.close();
 });
