@@ -16,7 +16,9 @@ test("mutated pushes never corrupt the primary (push_fuzz.py)", { timeout: 600_0
   const seed = process.env.REPLITE_PUSH_FUZZ_SEED ?? "7";
   const script = resolve(import.meta.dirname, "../fuzz/push_fuzz.py");
   const r = spawnSync("python3", [script, trials, seed], {
-    env: { ...process.env, REPLITE_BIN },
+    // The primaries also check their page map against a fresh walk after
+    // every change (abort on a difference: a CRASH).
+    env: { REPLITE_VERIFY_MAP: "1", ...process.env, REPLITE_BIN },
     encoding: "utf8",
     maxBuffer: 64 << 20,
   });

@@ -25,6 +25,9 @@ const PYTHON = "/usr/bin/python3"; // not pyenv's: it lacks enable_load_extensio
 const HOST = join(import.meta.dirname, "push_legit_host.py");
 const STEPS = process.env.REPLITE_LEGIT_STEPS ?? "100";
 const SEED = process.env.REPLITE_LEGIT_SEED ?? "1";
+// The primaries started here compare their page map with a fresh walk of
+// the database after every change, and abort on a difference.
+process.env.REPLITE_VERIFY_MAP ??= "1";
 
 function runHost(args) {
   return new Promise((res) => {
