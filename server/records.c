@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/errors.h"
+#include "wal/record.h"
 
 #define PAGE RECORDS_PAGE_SIZE
 #define USABLE PAGE /* the primary's databases reserve no bytes */
@@ -25,27 +26,6 @@ static uint32_t get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 	       (uint32_t)p[2] << 8 | p[3];
-}
-
-/* A varint of p[0..n): its length (1-9), or 0 if it runs past the end. */
-static int get_varint(const uint8_t *p, size_t n, uint64_t *out)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++) {
-		if ((size_t)i >= n)
-			return 0;
-		v = (v << 7) | (p[i] & 0x7f);
-		if ((p[i] & 0x80) == 0) {
-			*out = v;
-			return i + 1;
-		}
-	}
-	if (n < 9)
-		return 0;
-	*out = (v << 8) | p[8];
-	return 9;
 }
 
 int records_page_kind(uint32_t pgno, const uint8_t *page)
@@ -156,12 +136,12 @@ int records_page_cells(uint32_t pgno, const uint8_t *page,
 		at = off + (kind == RECORDS_INDEX_INTERIOR ? 4 : 0);
 		if (off < ptrs + 2 * n || at >= PAGE)
 			goto bad;
-		len = get_varint(page + at, PAGE - at, &size);
+		len = record_varint(page + at, PAGE - at, &size);
 		if (len == 0 || size > MAX_PAYLOAD)
 			goto bad;
 		at += (uint32_t)len;
 		if (kind == RECORDS_TABLE_LEAF) {
-			len = get_varint(page + at, PAGE - at, &rowid);
+			len = record_varint(page + at, PAGE - at, &rowid);
 			if (len == 0)
 				goto bad;
 			at += (uint32_t)len;
@@ -196,25 +176,13 @@ int records_page_cells(uint32_t pgno, const uint8_t *page,
 	return 0;
 }
 
-/* The size of a field of serial type t, or -1 for the reserved types. */
-static int64_t field_size(uint64_t t)
-{
-	static const uint8_t small[] = {0, 1, 2, 3, 4, 6, 8, 8, 0, 0};
-
-	if (t < 10)
-		return small[t];
-	if (t < 12)
-		return -1;
-	return (int64_t)((t - 12) / 2);
-}
-
 int records_parse(const uint8_t *payload, uint32_t size,
 		  struct records_record *out, char *why, size_t why_len)
 {
 	uint64_t hdr, t = 0, body = 0;
 	uint32_t at, fields = 0;
 	const uint8_t *last = NULL;
-	int len = get_varint(payload, size, &hdr);
+	int len = record_varint(payload, size, &hdr);
 
 	if (len == 0 || hdr < (uint64_t)len || hdr > size) {
 		errors_set(why, why_len,
@@ -226,7 +194,7 @@ int records_parse(const uint8_t *payload, uint32_t size,
 	for (at = (uint32_t)len; at < hdr; fields++) {
 		int64_t fs;
 
-		len = get_varint(payload + at, hdr - at, &t);
+		len = record_varint(payload + at, hdr - at, &t);
 		if (len == 0) {
 			errors_set(why, why_len,
 				   "field %" PRIu32 "'s serial type runs past "
@@ -235,7 +203,7 @@ int records_parse(const uint8_t *payload, uint32_t size,
 			return -1;
 		}
 		at += (uint32_t)len;
-		fs = field_size(t);
+		fs = record_field_size(t);
 		if (fs < 0) {
 			errors_set(why, why_len,
 				   "field %" PRIu32 " has the reserved serial "
@@ -258,25 +226,5 @@ int records_parse(const uint8_t *payload, uint32_t size,
 	out->n_fields = fields;
 	out->last_type = t;
 	out->last = last;
-	return 0;
-}
-
-int records_int(uint64_t type, const uint8_t *bytes, int64_t *out)
-{
-	static const uint8_t len[] = {0, 1, 2, 3, 4, 6, 8};
-	uint64_t v;
-	int i;
-
-	if (type == 8 || type == 9) {
-		*out = (int64_t)(type - 8);
-		return 0;
-	}
-	if (type < 1 || type > 6)
-		return -1;
-	/* Big-endian two's complement of len[type] bytes. */
-	v = bytes[0] & 0x80 ? UINT64_MAX : 0;
-	for (i = 0; i < len[type]; i++)
-		v = (v << 8) | bytes[i];
-	*out = (int64_t)v;
 	return 0;
 }

@@ -59,8 +59,4 @@ struct records_record {
 int records_parse(const uint8_t *payload, uint32_t size,
 		  struct records_record *out, char *why, size_t why_len);
 
-/* The integer of a field of serial type 1-6, 8 or 9 in *out: 0, or -1 if
- * the type is not an integer's. */
-int records_int(uint64_t type, const uint8_t *bytes, int64_t *out);
-
 #endif

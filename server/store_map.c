@@ -9,6 +9,7 @@
 
 #include "base/errors.h"
 #include "wal/btree_page.h"
+#include "wal/record.h"
 
 int map_fixed_page(int autovacuum, uint32_t pgno)
 {
@@ -49,47 +50,22 @@ const char *map_role_name(uint8_t role)
 
 /* --- Schema records: the roots of the tables and indexes ------------- */
 
-static int get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t x = 0;
-	int i;
-
-	for (i = 0; i < 9 && p + i < end; i++) {
-		if (i == 8) {
-			*v = x << 8 | p[i];
-			return 9;
-		}
-		x = x << 7 | (p[i] & 0x7f);
-		if ((p[i] & 0x80) == 0) {
-			*v = x;
-			return i + 1;
-		}
-	}
-	return 0;
-}
-
+/* The size of a field (reserved types, which schema_root refuses first,
+ * count as empty). */
 static uint64_t serial_size(uint64_t t)
 {
-	static const uint8_t sizes[12] = {0, 1, 2, 3, 4, 6, 8, 8, 0, 0, 0, 0};
+	int64_t n = record_field_size(t);
 
-	return t < 12 ? sizes[t] : (t - 12) / 2;
+	return n < 0 ? 0 : (uint64_t)n;
 }
 
-/* An integer column (serial types 1-6, 8, 9; NULL reads as 0). */
+/* An integer column (NULL, and a type that is not an integer's, read as
+ * 0). */
 static int64_t serial_int(uint64_t t, const uint8_t *p)
 {
-	uint64_t v;
-	size_t i, n;
+	int64_t v = 0;
 
-	if (t == 8 || t == 0)
-		return 0;
-	if (t == 9)
-		return 1;
-	n = serial_size(t);
-	v = (p[0] & 0x80) ? ~(uint64_t)0 : 0;
-	for (i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return (int64_t)v;
+	return record_int(t, p, &v) == 0 ? v : 0;
 }
 
 /* Does a CREATE TABLE statement end in WITHOUT ROWID (after the column
@@ -180,13 +156,13 @@ static int schema_root(const uint8_t *rec, uint64_t len, uint32_t *root,
 	const uint8_t *col[5];
 	int i, k;
 
-	k = get_varint(p, end, &hdr);
+	k = record_varint(p, (size_t)(end - p), &hdr);
 	if (k == 0 || hdr > len)
 		return -1;
 	p += k;
 	body = rec + hdr;
 	for (i = 0; i < 5; i++) {
-		k = get_varint(p, rec + hdr, &t[i]);
+		k = record_varint(p, (size_t)(rec + hdr - p), &t[i]);
 		if (k == 0 || t[i] == 10 || t[i] == 11)
 			return -1;
 		p += k;

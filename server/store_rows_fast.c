@@ -11,6 +11,7 @@
 
 #include "base/errors.h"
 #include "records.h"
+#include "wal/record.h"
 
 #define REFUSED STORE_ROWS_REFUSED
 #define FALLBACK STORE_ROWS_FALLBACK
@@ -463,7 +464,7 @@ static int walk_cell(void *arg, const struct records_cell *cell)
 		return wrong(w);
 	}
 	if (rec.n_fields != (uint32_t)w->x->n_key + 1 ||
-	    records_int(rec.last_type, rec.last, &rowid) != 0) {
+	    record_int(rec.last_type, rec.last, &rowid) != 0) {
 		errors_set(w->why, w->why_len,
 			   "page %" PRIu32 " of index %s: cell %d is not a "
 			   "key of %d columns and a rowid",

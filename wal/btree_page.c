@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wal/record.h"
 #include "wal/walfmt.h"
 
 /* SQLite's default PENDING_BYTE: the page holding it is never used. */
@@ -12,26 +13,6 @@
 struct range {
 	uint32_t start, end; /* [start, end) within the page */
 };
-
-/* A varint at p (at most 9 bytes, not past end): its length, or 0. */
-static int get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t x = 0;
-	int i;
-
-	for (i = 0; i < 9 && p + i < end; i++) {
-		if (i == 8) {
-			*v = x << 8 | p[i];
-			return 9;
-		}
-		x = x << 7 | (p[i] & 0x7f);
-		if ((p[i] & 0x80) == 0) {
-			*v = x;
-			return i + 1;
-		}
-	}
-	return 0;
-}
 
 static uint16_t get16(const uint8_t *p)
 {
@@ -75,19 +56,19 @@ static int parse_cell(const uint8_t *page, uint32_t off, uint8_t type,
 		p += 4;
 	}
 	if (type == BTREE_PAGE_INTERIOR_TABLE) {
-		n = get_varint(p, end, &rowid);
+		n = record_varint(p, (size_t)(end - p), &rowid);
 		if (n == 0)
 			return -1;
 		c->key = rowid;
 		c->size = (uint32_t)(p + n - (page + off));
 		return 0;
 	}
-	n = get_varint(p, end, &payload);
+	n = record_varint(p, (size_t)(end - p), &payload);
 	if (n == 0)
 		return -1;
 	p += n;
 	if (type == BTREE_PAGE_LEAF_TABLE) {
-		n = get_varint(p, end, &rowid);
+		n = record_varint(p, (size_t)(end - p), &rowid);
 		if (n == 0)
 			return -1;
 		c->key = rowid;
