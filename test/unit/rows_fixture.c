@@ -353,3 +353,25 @@ int rows_check(const char *old_path, const char *new_path, char *why,
 	rows_txn_free(&t);
 	return rv;
 }
+
+size_t rows_tree_pages(const char *path, const char *tree, const char *type,
+		       uint32_t *out, size_t max)
+{
+	sqlite3 *db = rows_open(path);
+	sqlite3_stmt *st;
+	size_t n = 0;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "SELECT pageno FROM dbstat WHERE "
+					    "name = ?1 AND pagetype = ?2 "
+					    "ORDER BY pageno",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, tree, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW && n < max)
+		out[n++] = (uint32_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}

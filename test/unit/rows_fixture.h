@@ -61,5 +61,9 @@ void rows_exec(const char *path, const char *sql);
 void rows_set_sql(const char *path, const char *name, const char *sql,
 		  const char *orig_path);
 void rows_copy(const char *from, const char *to);
+/* The pages (dbstat) of tree in the file at path, of pagetype type
+ * ("internal", "leaf", "overflow"), ascending, at most max. */
+size_t rows_tree_pages(const char *path, const char *tree, const char *type,
+		       uint32_t *out, size_t max);
 
 #endif

@@ -90,35 +90,12 @@ static void assert_refused(const char *what, const char *expect)
 	free(ok);
 }
 
-/* The pages of tree (dbstat) in the file at path, of pagetype type. */
-static size_t tree_pages(const char *path, const char *tree, const char *type,
-			 uint32_t *out, size_t max)
-{
-	sqlite3 *db = rows_open(path);
-	sqlite3_stmt *st;
-	size_t n = 0;
-
-	ck_assert_int_eq(sqlite3_prepare_v2(db,
-					    "SELECT pageno FROM dbstat WHERE "
-					    "name = ?1 AND pagetype = ?2 "
-					    "ORDER BY pageno",
-					    -1, &st, NULL),
-			 SQLITE_OK);
-	sqlite3_bind_text(st, 1, tree, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW && n < max)
-		out[n++] = (uint32_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
-}
-
 /* The leaf of tree holding needle, and where. */
 static uint8_t *find_needle(struct rows_file *f, const char *tree,
 			    const char *needle)
 {
 	uint32_t pages[4096];
-	size_t n = tree_pages(b_path, tree, "leaf", pages, 4096), i;
+	size_t n = rows_tree_pages(b_path, tree, "leaf", pages, 4096), i;
 
 	for (i = 0; i < n; i++) {
 		uint8_t *pg = rows_file_page(f, pages[i]);
@@ -187,7 +164,7 @@ static void relabel(const char *tree)
 	struct rows_file f;
 	uint32_t pages[8];
 
-	ck_assert_uint_ge(tree_pages(b_path, tree, "leaf", pages, 8), 3);
+	ck_assert_uint_ge(rows_tree_pages(b_path, tree, "leaf", pages, 8), 3);
 	rows_file_load(&f, b_path);
 	memcpy(rows_file_page(&f, pages[2]), rows_file_page(&f, pages[1]),
 	       PAGE);
@@ -212,7 +189,7 @@ static void put16(uint8_t *p, uint32_t v)
 static void dup_cell(const char *tree)
 {
 	uint32_t pages[64];
-	size_t n = tree_pages(b_path, tree, "leaf", pages, 64), i;
+	size_t n = rows_tree_pages(b_path, tree, "leaf", pages, 64), i;
 	struct rows_file f;
 
 	rows_file_load(&f, b_path);

@@ -232,30 +232,6 @@ static void assert_refused(const char *what)
 
 /* --- Finding pages ----------------------------------------------------- */
 
-/* The pages of tree (dbstat) in the file at path, of pagetype type
- * ("internal", "leaf", "overflow"). */
-static size_t pages_of(const char *path, const char *tree, const char *type,
-		       uint32_t *out, size_t max)
-{
-	sqlite3 *db = rows_open(path);
-	sqlite3_stmt *st;
-	size_t n = 0;
-
-	ck_assert_int_eq(sqlite3_prepare_v2(db,
-					    "SELECT pageno FROM dbstat WHERE "
-					    "name = ?1 AND pagetype = ?2 "
-					    "ORDER BY pageno",
-					    -1, &st, NULL),
-			 SQLITE_OK);
-	sqlite3_bind_text(st, 1, tree, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW && n < max)
-		out[n++] = (uint32_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
-}
-
 static uint32_t root_of(const char *path, const char *name)
 {
 	sqlite3 *db = rows_open(path);
@@ -348,7 +324,7 @@ static int find_cell_fn(void *arg, const struct btree_cell *c)
 static uint8_t *overflow_ptr(struct rows_file *f, const char *tree, int64_t key)
 {
 	uint32_t leaves[1024];
-	size_t n = pages_of(b_path, tree, "leaf", leaves, 1024), i;
+	size_t n = rows_tree_pages(b_path, tree, "leaf", leaves, 1024), i;
 
 	for (i = 0; i < n; i++) {
 		uint8_t *pg = rows_file_page(f, leaves[i]);
@@ -782,7 +758,7 @@ static void child_to_other_tree(struct rows_file *f)
 	uint32_t root, w_leaves[4];
 	uint8_t *pg = t_root(f, &root);
 
-	ck_assert_uint_ge(pages_of(b_path, "w", "leaf", w_leaves, 4), 1);
+	ck_assert_uint_ge(rows_tree_pages(b_path, "w", "leaf", w_leaves, 4), 1);
 	put32(cell_at(pg, root, 1), w_leaves[0]);
 }
 
@@ -791,7 +767,8 @@ static void child_to_other_table(struct rows_file *f)
 	uint32_t root, big_leaves[4];
 	uint8_t *pg = t_root(f, &root);
 
-	ck_assert_uint_ge(pages_of(b_path, "big", "leaf", big_leaves, 4), 1);
+	ck_assert_uint_ge(rows_tree_pages(b_path, "big", "leaf", big_leaves, 4),
+			  1);
 	put32(cell_at(pg, root, 1), big_leaves[0]);
 }
 
@@ -862,7 +839,7 @@ static void trunk_lists_used_page(struct rows_file *f)
 	uint8_t *pg = rows_file_page(f, trunk);
 
 	ck_assert_uint_ge(get32(pg + 4), 1);
-	ck_assert_uint_ge(pages_of(b_path, "t", "leaf", t_leaves, 4), 1);
+	ck_assert_uint_ge(rows_tree_pages(b_path, "t", "leaf", t_leaves, 4), 1);
 	put32(pg + 8 + 4 * (get32(pg + 4) - 1), t_leaves[0]);
 }
 
@@ -933,7 +910,7 @@ static void schema_root_leaf(struct rows_file *f)
 {
 	uint32_t leaves[8];
 
-	ck_assert_uint_ge(pages_of(b_path, "big", "leaf", leaves, 8), 1);
+	ck_assert_uint_ge(rows_tree_pages(b_path, "big", "leaf", leaves, 8), 1);
 	set_rootpage(f, "w", leaves[0]);
 }
 
@@ -955,7 +932,7 @@ static void page_nobody_refers_to(struct rows_file *f)
 {
 	uint32_t n = grow(f, 1), leaves[4];
 
-	ck_assert_uint_ge(pages_of(b_path, "t", "leaf", leaves, 4), 1);
+	ck_assert_uint_ge(rows_tree_pages(b_path, "t", "leaf", leaves, 4), 1);
 	memcpy(rows_file_page(f, n), rows_file_page(f, leaves[0]), PAGE);
 }
 
@@ -981,7 +958,7 @@ static void trunk_chain_to_used(struct rows_file *f)
 {
 	uint32_t trunk = get32(rows_file_page(f, 1) + 32), t_leaves[4];
 
-	ck_assert_uint_ge(pages_of(b_path, "t", "leaf", t_leaves, 4), 1);
+	ck_assert_uint_ge(rows_tree_pages(b_path, "t", "leaf", t_leaves, 4), 1);
 	while (get32(rows_file_page(f, trunk)) != 0)
 		trunk = get32(rows_file_page(f, trunk));
 	put32(rows_file_page(f, trunk), t_leaves[0]);
