@@ -373,7 +373,19 @@ void api_handle(void *arg, struct http_request *req, struct http_response *res)
 
 	route(api, req, res);
 	if (api->log_requests && res->park_until_ms == 0) {
-		fprintf(stderr, "replite: request %s %s %d\n", req->method,
-			req->path, res->fd >= 0 ? 200 : res->reply.status);
+		/* A push also shows its transaction id and the answer's
+		 * status: enough to follow a resent transaction. */
+		const char *txn = http_request_arg(req, "txn");
+		const char *body = res->fd < 0 ? res->reply.body : NULL;
+		const char *status =
+		    body ? strstr(body, "\"status\":\"") : NULL;
+
+		fprintf(
+		    stderr, "replite: request %s %s %d%s%.8s%s%.*s%s %lld ms\n",
+		    req->method, req->path,
+		    res->fd >= 0 ? 200 : res->reply.status, txn ? " txn=" : "",
+		    txn ? txn : "", status ? " (" : "", status ? 20 : 0,
+		    status ? status + 10 : "", status ? ")" : "",
+		    (long long)(clock_monotonic_ms() - req->started_ms));
 	}
 }

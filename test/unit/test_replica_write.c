@@ -1381,22 +1381,40 @@ static void assert_write_fails(sqlite3 *db, const char *sql)
 		fixture_exec(db, "ROLLBACK");
 }
 
+static void dump_server_log(const char *dir)
+{
+	char *log_path = fixture_path(dir, "server.log"), line[512];
+	FILE *fp = fopen(log_path, "r");
+
+	while (fp != NULL && fgets(line, sizeof line, fp) != NULL)
+		fprintf(stderr, "server.log: %s", line);
+	if (fp != NULL)
+		fclose(fp);
+	free(log_path);
+}
+
 /* fixture_exec, but a failure also says what the replica knew (its
  * status, last_error included): a rare "database is locked" here after the
  * primary resumes has not been explained yet. */
-static void exec_or_explain(sqlite3 *db, const char *sql)
+static void exec_or_explain(sqlite3 *db, const char *sql, const char *dir)
 {
-	char *status;
+	char *status, msg[512];
 	json_t *o;
-	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL), code;
 
 	if (rc == SQLITE_OK)
 		return;
+	code = sqlite3_extended_errcode(db);
+	snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(db));
+	dump_server_log(dir);
 	o = rfx_status_json(db);
 	status = json_dumps(o, JSON_COMPACT);
-	ck_abort_msg("%s: %s (extended code %d); replica status: %s", sql,
-		     sqlite3_errmsg(db), sqlite3_extended_errcode(db),
-		     status ? status : "?");
+	ck_abort_msg(
+	    "%s: %s (rc %d, extended code %d, autocommit %d); replica "
+	    "status: %s; rows: %lld",
+	    sql, msg, rc, code, sqlite3_get_autocommit(db),
+	    status ? status : "?",
+	    (long long)fixture_query_int(db, "SELECT count(*) FROM t"));
 	free(status);
 	json_decref(o);
 }
@@ -1417,12 +1435,43 @@ struct stall {
 	int sig;
 };
 
+/* SIGSTOP, and wait until the process is stopped: kill() returns when the
+ * signal is sent, and a busy machine may let the process run (and answer a
+ * request) a while longer, which a test counting on it being stopped
+ * would misread (a write that "failed" while the primary was still
+ * taking it). */
+static void stop_and_wait(pid_t pid)
+{
+	char path[64], buf[512], *state;
+	int i;
+
+	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	for (i = 0; i < 2000; i++) {
+		FILE *fp = fopen(path, "r");
+		size_t n = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
+		if (fp != NULL)
+			fclose(fp);
+		buf[n] = '\0';
+		/* "pid (comm) S ...": the state follows the last ')'. */
+		state = strrchr(buf, ')');
+		if (state != NULL && state[1] == ' ' && state[2] == 'T')
+			return;
+		usleep(1000);
+	}
+	ck_abort_msg("process %d did not stop", (int)pid);
+}
+
 static int signal_hook(void *arg)
 {
 	struct stall *st = arg;
 
-	if (st->pid > 0)
-		kill(st->pid, st->sig);
+	if (st->pid > 0) {
+		if (st->sig == SIGSTOP)
+			stop_and_wait(st->pid);
+		else
+			kill(st->pid, st->sig);
+	}
 	st->pid = 0;
 	return 0;
 }
@@ -1459,7 +1508,7 @@ START_TEST(test_primary_unreachable)
 
 	/* Stalled (SIGSTOP): connections are accepted by the kernel but
 	 * never answered, so only write_timeout ends the write. */
-	ck_assert_int_eq(kill(d.srv.pid, SIGSTOP), 0);
+	stop_and_wait(d.srv.pid);
 	assert_write_fails(db, "INSERT INTO t(b) VALUES ('stalled')");
 	/* (Either the write's wait or the sync's own request timed out
 	 * first.) */
@@ -1470,7 +1519,9 @@ START_TEST(test_primary_unreachable)
 	free(err);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2);
 	ck_assert_int_eq(kill(d.srv.pid, SIGCONT), 0);
-	exec_or_explain(db, "INSERT INTO t(b) VALUES ('three')");
+	exec_or_explain(db, "INSERT INTO t(b) VALUES ('three')", d.srv.dir);
+	if (both_int(db, url, "SELECT count(*) FROM t") != 3)
+		dump_server_log(d.srv.dir);
 	ck_assert_int_eq(both_int(db, url, "SELECT count(*) FROM t"), 3);
 
 	/* Stalled between the catch-up and the push: the push times out.
