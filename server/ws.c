@@ -78,10 +78,13 @@ struct ws_conn {
 	const uint8_t *extra;
 	size_t extra_len, extra_pos;
 	wslay_event_context_ptr ctx;
-	int hello;        /* a hello was accepted */
-	int read_only;    /* the hello's token is read-only */
-	int closing;      /* our close frame is queued */
-	int64_t close_by; /* when closing: give up waiting for the peer */
+	int hello;              /* a hello was accepted */
+	int read_only;          /* the hello's token is read-only */
+	int closing;            /* we are closing: no more requests run */
+	uint16_t close_code;    /* not 0: the close frame to queue once the */
+	char close_reason[124]; /* answers before it are sent (wslay sends
+				   control frames first) */
+	int64_t close_by;       /* when closing: give up waiting for the peer */
 	int64_t last_rx_ms;
 	json_t *sqls; /* sql_id -> SQL, shared by the streams */
 	struct ws_stream *streams;
@@ -289,8 +292,19 @@ static void close_with(struct ws_conn *c, uint16_t code, const char *reason)
 		return;
 	c->closing = 1;
 	c->close_by = clock_monotonic_ms() + CLOSE_WAIT_MS;
-	wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason,
-				strlen(reason));
+	c->close_code = code;
+	snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+}
+
+/* Queue the close frame once every answer before it went out. */
+static void flush_close(struct ws_conn *c)
+{
+	if (c->close_code == 0 || wslay_event_get_queued_msg_count(c->ctx) > 0)
+		return;
+	wslay_event_queue_close(c->ctx, c->close_code,
+				(const uint8_t *)c->close_reason,
+				strlen(c->close_reason));
+	c->close_code = 0;
 }
 
 /* A protocol error: the socket is closed (the spec: "the server closes the
@@ -754,6 +768,8 @@ static void loop(struct ws_conn *c, int stop_fd)
 		int wr = wslay_event_want_write(c->ctx);
 		int nfds = 1, timeout = 1000;
 
+		flush_close(c);
+		wr = wslay_event_want_write(c->ctx);
 		if (!rd && !wr)
 			break;
 		if (c->closing && now > c->close_by)
