@@ -251,6 +251,23 @@ test("ws: message size limit, and the server closes its sockets when it stops", 
     const bigClosed = closed(big.ws);
     big.ws.send(JSON.stringify({ type: "hello", jwt: "x".repeat(1 << 17) }));
     assert.equal((await bigClosed).code, 1009);
+    // At most 256 sockets: the next upgrade is refused with 503, plain
+    // HTTP still works, and closing one makes room.
+    const many = await Promise.all(Array.from({ length: 256 }, () => rawSocket(url, ["hrana3"])));
+    await assert.rejects(rawSocket(url, ["hrana3"]), (e) => e.status === 503);
+    assert.equal((await fetch(s.url + "/health")).status, 200);
+    const oneClosed = closed(many[0].ws);
+    many[0].ws.close();
+    await oneClosed;
+    // (the server frees the slot when the socket's thread ends)
+    let again = null;
+    for (let i = 0; i < 100 && again === null; i++) {
+      again = await rawSocket(url, ["hrana3"]).catch(() => new Promise((r) => setTimeout(() => r(null), 20)));
+    }
+    assert.ok(again, "no room after a close");
+    again.ws.close();
+    for (const m of many.slice(1)) m.ws.close();
+    await Promise.all(many.slice(1).map((m) => (m.ws.readyState === WebSocket.CLOSED ? null : closed(m.ws))));
     // Open sockets, one with a transaction open, then stop the server.
     const client = hrana.openWs(url, undefined, 3);
     const st = client.openStream();
