@@ -343,6 +343,11 @@ static void route(struct api *api, struct http_request *req,
 		http_reply_text(&res->reply, 200, "replite " REPLITE_VERSION);
 		return;
 	}
+	if (api->ws != NULL && ws_is_upgrade(req)) {
+		/* authenticated by the hello's JWT, as sqld does */
+		ws_handle_upgrade(api->ws, req, res);
+		return;
+	}
 	access = authorize(api, req, res);
 	if (access == JWT_ACCESS_DENIED)
 		return;

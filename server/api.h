@@ -7,10 +7,12 @@
 #include "jwt.h"
 #include "store.h"
 #include "streams.h"
+#include "ws.h"
 
 struct api {
 	struct store *store;
 	struct streams *streams;
+	struct ws_server *ws;  /* Hrana over WebSocket; NULL: none */
 	struct jwt_keys *keys; /* NULL: open access */
 	int max_wait_s;        /* longest accepted ?wait= */
 	int log_requests;      /* one stderr line per answered request */

@@ -7,11 +7,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 #include "base/clock.h"
+
+/* An upgrade answered (101) but not yet run, then its thread's state. */
+struct upgrade {
+	struct http_server *srv;
+	http_upgrade_fn fn;
+	void *arg;
+	int started; /* on_upgrade ran: the thread owns this */
+	struct MHD_UpgradeResponseHandle *urh;
+	int fd;
+	uint8_t *extra;
+	size_t extra_len;
+};
 
 /* State of one request across the access-handler calls MHD makes. */
 struct req_ctx {
@@ -33,6 +46,7 @@ struct req_ctx {
 	struct req_ctx *next_job;
 	struct http_response res; /* the handler's answer, when have_res */
 	int have_res;
+	struct upgrade *upgrade; /* queued 101, until on_upgrade runs */
 };
 
 struct http_server {
@@ -48,6 +62,11 @@ struct http_server {
 	int workers_exit; /* workers leave once the queue is empty */
 	pthread_t *workers;
 	unsigned n_workers;
+	/* upgraded connections, each on a thread of its own (detached) */
+	int stop_fd;         /* eventfd, readable once the server stops */
+	unsigned n_upgraded; /* threads running; guarded by mu */
+	int upgrades_closed; /* no more threads start */
+	pthread_cond_t upgraded_cond;
 };
 
 const char *http_request_header(struct http_request *req, const char *name)
@@ -112,6 +131,100 @@ static enum MHD_Result queue_file(struct MHD_Connection *conn,
 	add_extra_header(resp, res);
 	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void *upgrade_main(void *arg)
+{
+	struct upgrade *u = arg;
+	struct http_server *s = u->srv;
+
+	u->fn(u->arg, u->fd, u->extra, u->extra_len, s->stop_fd);
+	MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+	free(u->extra);
+	free(u);
+	pthread_mutex_lock(&s->mu);
+	s->n_upgraded--;
+	pthread_cond_broadcast(&s->upgraded_cond);
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* MHD's thread, once the 101 is sent: the connection is ours. */
+static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
+		       const char *extra_in, size_t extra_in_size,
+		       MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	struct upgrade *u = cls;
+	struct http_server *s = u->srv;
+	struct req_ctx *ctx = con_cls;
+	pthread_attr_t attr;
+	pthread_t t;
+	int ok = 0;
+
+	(void)conn;
+	if (ctx != NULL && ctx->upgrade == u)
+		ctx->upgrade = NULL;
+	u->started = 1;
+	u->urh = urh;
+	u->fd = sock;
+	if (extra_in_size > 0) {
+		u->extra = malloc(extra_in_size);
+		if (u->extra != NULL) {
+			memcpy(u->extra, extra_in, extra_in_size);
+			u->extra_len = extra_in_size;
+		}
+	}
+	pthread_mutex_lock(&s->mu);
+	if (!s->upgrades_closed && (extra_in_size == 0 || u->extra != NULL)) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256u << 10);
+		ok = pthread_create(&t, &attr, upgrade_main, u) == 0;
+		pthread_attr_destroy(&attr);
+		if (ok)
+			s->n_upgraded++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!ok) {
+		u->fn(u->arg, -1, NULL, 0, s->stop_fd);
+		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+		free(u->extra);
+		free(u);
+	}
+}
+
+static enum MHD_Result queue_upgrade(struct req_ctx *ctx,
+				     struct http_response *res)
+{
+	struct MHD_Response *resp;
+	struct upgrade *u = calloc(1, sizeof *u);
+	enum MHD_Result ret;
+
+	http_reply_free(&res->reply);
+	if (u == NULL) {
+		res->upgrade(res->upgrade_arg, -1, NULL, 0, -1);
+		return MHD_NO;
+	}
+	u->srv = ctx->srv;
+	u->fn = res->upgrade;
+	u->arg = res->upgrade_arg;
+	u->fd = -1;
+	resp = MHD_create_response_for_upgrade(on_upgrade, u);
+	if (resp == NULL) {
+		u->fn(u->arg, -1, NULL, 0, -1);
+		free(u);
+		return MHD_NO;
+	}
+	add_extra_header(resp, res);
+	ctx->upgrade = u;
+	ret = MHD_queue_response(ctx->conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+	MHD_destroy_response(resp);
+	if (ret != MHD_YES && ctx->upgrade == u) {
+		ctx->upgrade = NULL;
+		u->fn(u->arg, -1, NULL, 0, -1);
+		free(u);
+	}
 	return ret;
 }
 
@@ -233,6 +346,15 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 		pthread_mutex_unlock(&s->mu);
 		if (res.fd >= 0)
 			return queue_file(ctx->conn, &res);
+		if (res.upgrade != NULL) {
+			if (!s->stopping)
+				return queue_upgrade(ctx, &res);
+			res.upgrade(res.upgrade_arg, -1, NULL, 0, -1);
+			res.upgrade = NULL;
+			http_reply_free(&res.reply);
+			http_reply_error(&res.reply, 503, "SHUTTING_DOWN",
+					 "the server is shutting down");
+		}
 		return queue_reply(ctx->conn, &res);
 	}
 	if (s->workers_exit) {
@@ -299,9 +421,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct req_ctx *ctx = *con_cls;
 
 	(void)conn;
-	(void)toe;
 	if (ctx == NULL)
 		return;
+	if (ctx->upgrade != NULL &&
+	    toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+		/* the 101 was never sent: the upgrade will not happen */
+		ctx->upgrade->fn(ctx->upgrade->arg, -1, NULL, 0, -1);
+		free(ctx->upgrade);
+	}
+	/* else, if still set, on_upgrade has yet to run and owns it */
+	ctx->upgrade = NULL;
 	pthread_mutex_lock(&s->mu);
 	if (ctx->parked) {
 		struct req_ctx **pp = &s->parked;
@@ -314,6 +443,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (ctx->have_res) { /* answered but never sent */
 		if (ctx->res.fd >= 0)
 			close(ctx->res.fd);
+		if (ctx->res.upgrade != NULL)
+			ctx->res.upgrade(ctx->res.upgrade_arg, -1, NULL, 0, -1);
 		http_reply_free(&ctx->res.reply);
 	}
 	free(ctx->body);
@@ -415,6 +546,12 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->jobs_cond, NULL);
+	pthread_cond_init(&s->upgraded_cond, NULL);
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stop_fd < 0) {
+		snprintf(err, err_len, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
 	s->workers =
 	    calloc(cfg->threads ? cfg->threads : 1, sizeof *s->workers);
 	if (s->workers == NULL) {
@@ -430,7 +567,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 		}
 	}
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-		MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+		MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
+		MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
@@ -452,6 +590,9 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	return 0;
 fail:
 	stop_workers(s);
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	pthread_cond_destroy(&s->upgraded_cond);
 	pthread_cond_destroy(&s->jobs_cond);
 	pthread_mutex_destroy(&s->mu);
 	free(s->workers);
@@ -479,7 +620,21 @@ void http_server_stop(struct http_server *s)
 	/* Queued and running requests are answered (parking is refused now)
 	 * and their connections resumed before MHD closes them. */
 	stop_workers(s);
+	/* Upgraded connections (WebSocket) close themselves on stop_fd; MHD
+	 * must not be stopped under them. */
+	{
+		uint64_t one = 1;
+		if (write(s->stop_fd, &one, sizeof one) < 0)
+			perror("replite: eventfd");
+	}
+	pthread_mutex_lock(&s->mu);
+	s->upgrades_closed = 1;
+	while (s->n_upgraded > 0)
+		pthread_cond_wait(&s->upgraded_cond, &s->mu);
+	pthread_mutex_unlock(&s->mu);
 	MHD_stop_daemon(s->daemon);
+	close(s->stop_fd);
+	pthread_cond_destroy(&s->upgraded_cond);
 	pthread_cond_destroy(&s->jobs_cond);
 	pthread_mutex_destroy(&s->mu);
 	free(s->workers);

@@ -12,6 +12,14 @@
 
 struct http_server;
 
+/* An upgraded connection (HTTP 101, e.g. WebSocket), run on a thread of its
+ * own: fd is the socket (never closed by fn), extra the bytes the client
+ * sent after its request's headers, stop_fd becomes readable when the server
+ * stops (fn must then return soon).  Called with fd -1 when the upgrade did
+ * not happen (the client left first), to free arg. */
+typedef void (*http_upgrade_fn)(void *arg, int fd, const uint8_t *extra,
+				size_t extra_len, int stop_fd);
+
 struct http_request {
 	const char *method;
 	const char *path;
@@ -34,7 +42,11 @@ struct http_response {
 	struct {
 		const char *name;
 		char value[64];
-	} headers[2];
+	} headers[3];
+	/* Not NULL: answer reply.status (101) with the headers above and
+	 * hand the connection to upgrade(upgrade_arg, ...). */
+	http_upgrade_fn upgrade;
+	void *upgrade_arg;
 };
 
 typedef void (*http_handler_fn)(void *arg, struct http_request *req,

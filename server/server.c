@@ -101,6 +101,8 @@ int server_run(const struct server_config *cfg)
 	struct api api = {0};
 	struct store *store = NULL;
 	struct streams *streams = NULL;
+	struct ws_config wc = {0};
+	struct ws_server *ws = NULL;
 	struct http_server *http = NULL;
 	char host[256], err[1024];
 	uint16_t port;
@@ -149,8 +151,21 @@ int server_run(const struct server_config *cfg)
 		fprintf(stderr, "replite: out of memory\n");
 		goto out;
 	}
+	wc.streams = streams;
+	wc.keys = api.keys;
+	wc.max_connections = 256;
+	wc.max_message = cfg->max_body;
+	wc.idle_ms = 120000;
+	wc.max_streams = 64;
+	wc.log = cfg->log_requests;
+	ws = ws_server_new(&wc);
+	if (ws == NULL) {
+		fprintf(stderr, "replite: out of memory\n");
+		goto out;
+	}
 	api.store = store;
 	api.streams = streams;
+	api.ws = ws;
 	api.max_wait_s = 60;
 	api.log_requests = cfg->log_requests;
 	hc.host = host;
@@ -179,7 +194,8 @@ int server_run(const struct server_config *cfg)
 out:
 	if (store != NULL)
 		store_set_listener(store, NULL, NULL);
-	http_server_stop(http);
+	http_server_stop(http); /* joins the WebSocket threads */
+	ws_server_free(ws);
 	streams_free(streams);
 	store_close(store);
 	jwt_keys_free(api.keys);

@@ -475,3 +475,13 @@ void streams_v1_batch(struct streams *s, int read_only, const char *body,
 {
 	v1(s, read_only, body, len, reply, 1);
 }
+
+int streams_acquire_db(struct streams *s, sqlite3 **db)
+{
+	return acquire_db(s, db);
+}
+
+void streams_release_db(struct streams *s, sqlite3 *db)
+{
+	release_db(s, db);
+}

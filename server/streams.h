@@ -38,6 +38,12 @@ void streams_v1_execute(struct streams *s, int read_only, const char *body,
 			size_t len, struct http_reply *reply);
 void streams_v1_batch(struct streams *s, int read_only, const char *body,
 		      size_t len, struct http_reply *reply);
+/* A connection to the live database for a stream of another transport
+ * (ws.c), from the pool of idle connections or newly opened; given back
+ * with streams_release_db (rolled back if a transaction is open).  Returns
+ * an SQLite code. */
+int streams_acquire_db(struct streams *s, sqlite3 **db);
+void streams_release_db(struct streams *s, sqlite3 *db);
 /* Close streams idle for longer than the expiry; called periodically. */
 void streams_expire(struct streams *s);
 int streams_count(struct streams *s);
