@@ -1,6 +1,7 @@
 // Hrana throughput and latency: C concurrent @libsql/client clients against
-// `replite serve` doing point reads and single-row inserts, next to the same
-// statements on a local SQLite file (npm libsql) as the no-network reference.
+// `replite serve` doing point reads and single-row inserts, over HTTP and
+// over WebSocket (ws://, the same clients), next to the same statements on a
+// local SQLite file (npm libsql) as the no-network reference.
 import { createClient } from "@libsql/client";
 import Database from "libsql";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -63,20 +64,30 @@ try {
   );
   setup.close();
   const local = localReference();
-  console.log(`Hrana over HTTP (@libsql/client -> replite serve), ${DURATION_MS / 1000} s per row`);
-  console.log("op      clients   ops/s    p50 ms   p99 ms   vs local SQLite ops/s");
+  const wsUrl = primary.url.replace(/^http:/, "ws:");
+  console.log(`Hrana over HTTP and WebSocket (@libsql/client -> replite serve), ${DURATION_MS / 1000} s per row`);
+  console.log("op      transport clients   ops/s    p50 ms   p99 ms   vs local SQLite ops/s   ws/http ops/s");
   let next = 1000000;
   for (const c of CONCURRENCY) {
-    const clients = Array.from({ length: c }, () => createClient({ url: primary.url }));
-    const r = await runFor(DURATION_MS, clients, (cl, i, k) =>
-      cl.execute({ sql: "SELECT v FROM kv WHERE k = ?", args: [(i * 7919 + k) % 1000] }),
-    );
-    console.log(`read    ${String(c).padStart(7)} ${fmt(r.opsPerSec, 0).padStart(8)} ${fmt(r.p50).padStart(8)} ${fmt(r.p99).padStart(8)}   ${fmt(r.opsPerSec / local.read.opsPerSec, 4)}x`);
-    const w = await runFor(DURATION_MS, clients, (cl) =>
-      cl.execute({ sql: "INSERT INTO kv(k, v) VALUES (?, ?)", args: [next++, "w"] }),
-    );
-    console.log(`insert  ${String(c).padStart(7)} ${fmt(w.opsPerSec, 0).padStart(8)} ${fmt(w.p50).padStart(8)} ${fmt(w.p99).padStart(8)}   ${fmt(w.opsPerSec / local.write.opsPerSec, 4)}x`);
-    clients.forEach((cl) => cl.close());
+    const results = {};
+    for (const [name, url] of [["http", primary.url], ["ws", wsUrl]]) {
+      const clients = Array.from({ length: c }, () => createClient({ url }));
+      const r = await runFor(DURATION_MS, clients, (cl, i, k) =>
+        cl.execute({ sql: "SELECT v FROM kv WHERE k = ?", args: [(i * 7919 + k) % 1000] }),
+      );
+      const w = await runFor(DURATION_MS, clients, (cl) =>
+        cl.execute({ sql: "INSERT INTO kv(k, v) VALUES (?, ?)", args: [next++, "w"] }),
+      );
+      clients.forEach((cl) => cl.close());
+      results[name] = { r, w };
+    }
+    for (const [op, key, ref] of [["read", "r", local.read], ["insert", "w", local.write]]) {
+      for (const name of ["http", "ws"]) {
+        const x = results[name][key];
+        const ratio = name === "ws" ? `${fmt(x.opsPerSec / results.http[key].opsPerSec, 2)}x` : "";
+        console.log(`${op.padEnd(7)} ${name.padEnd(9)} ${String(c).padStart(7)} ${fmt(x.opsPerSec, 0).padStart(8)} ${fmt(x.p50).padStart(8)} ${fmt(x.p99).padStart(8)}   ${fmt(x.opsPerSec / ref.opsPerSec, 4)}x`.padEnd(74) + ratio);
+      }
+    }
   }
   console.log(`local SQLite reference (npm libsql, same statements): read ${fmt(local.read.opsPerSec, 0)} ops/s p50 ${fmt(local.read.p50, 4)} ms; insert ${fmt(local.write.opsPerSec, 0)} ops/s p50 ${fmt(local.write.p50, 4)} ms`);
 } finally {

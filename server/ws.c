@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -433,13 +435,16 @@ static void upgrade_run(void *arg, int fd, const uint8_t *extra,
 	struct ws_server *ws = p->srv;
 	struct wslay_event_callbacks cb = {0};
 	struct ws_conn c = {0};
-	int flags;
+	int flags, one = 1;
 
 	if (fd < 0)
 		goto out;
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
 		goto out;
+	/* Each answer is a small message sent at once: Nagle's algorithm
+	 * would hold it back until the client's delayed ACK (40 ms). */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c.srv = ws;
 	c.version = p->version;
 	c.fd = fd;
