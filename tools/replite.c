@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
+#include "server/jwt_sign.h"
 #include "server/server.h"
 
 static const char usage[] =
@@ -14,6 +17,8 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  serve      run a primary: HTTP sync protocol + Hrana SQL API\n"
+    "  keygen     generate the Ed25519 key pair that signs access tokens\n"
+    "  token      print an access token signed with the private key\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (replite <command> --help for more)\n"
@@ -47,6 +52,46 @@ static const char serve_usage[] =
     "  --stream-idle-ms MS       idle Hrana streams expire (default 10000)\n"
     "  --log-requests            log every answered request to stderr\n"
     "  -h, --help                show this help\n";
+
+static const char keygen_usage[] =
+    "usage: replite keygen --out DIR\n"
+    "\n"
+    "Generate an Ed25519 key pair for access tokens:\n"
+    "  DIR/" JWT_SIGN_PRIVATE_FILE
+    "  the private key (PKCS#8 PEM, mode 0600):\n"
+    "                    signs tokens (replite token --key); keep it secret\n"
+    "  DIR/" JWT_SIGN_PUBLIC_FILE "   the public key (PEM): verifies them\n"
+    "                    (replite serve --auth-jwt-key-file)\n"
+    "DIR is created (mode 0700) if missing.  Existing key files are never\n"
+    "overwritten.\n"
+    "\n"
+    "options:\n"
+    "  --out DIR   where to write the two files (required)\n"
+    "  -h, --help  show this help\n";
+
+static const char token_usage[] =
+    "usage: replite token --key PRIVATE_KEY [--read-only] [--expires D]\n"
+    "                     [--db NAME]\n"
+    "\n"
+    "Print an access token (a JWT signed with Ed25519, as libSQL's server\n"
+    "reads them) for clients (authToken) and replicas (auth_token=).  The\n"
+    "server accepts it when started with --auth-jwt-key-file and the\n"
+    "matching public key.\n"
+    "\n"
+    "options:\n"
+    "  --key FILE     the private key from replite keygen (required)\n"
+    "  --read-only    queries only: no writes, no pushes (claim a=\"ro\";\n"
+    "                 default a=\"rw\", read-write)\n"
+    "  --expires D    lifetime: a whole number and a unit, s m h d or w\n"
+    "                 (30d, 12h, 3600s), or never (default: never, as\n"
+    "                 Turso's `db tokens create`; a replica whose token\n"
+    "                 expires stops syncing, so expiring tokens must be\n"
+    "                 renewed; revoke tokens by replacing the key pair)\n"
+    "  --db NAME      the database the token is for, in sqld's \"id\"\n"
+    "                 claim.  replite serves one database and does not\n"
+    "                 check it yet: such a token is accepted by any server\n"
+    "                 that has the public key\n"
+    "  -h, --help     show this help\n";
 
 static int parse_number(const char *opt, const char *text, long long min,
 			long long max, long long *out)
@@ -171,6 +216,149 @@ static int cmd_serve(int argc, char **argv)
 	return server_run(&cfg);
 }
 
+enum { OPT_OUT = 256 };
+
+static int cmd_keygen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"out", required_argument, NULL, OPT_OUT},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *out = NULL;
+	char *priv = NULL, *pub = NULL;
+	char err[512];
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_OUT:
+			out = optarg;
+			break;
+		case 'h':
+			fputs(keygen_usage, stdout);
+			return 0;
+		default:
+			fputs(keygen_usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "replite keygen: unexpected argument '%s'\n%s",
+			argv[optind], keygen_usage);
+		return 2;
+	}
+	if (out == NULL || *out == '\0') {
+		fprintf(stderr, "replite keygen: --out DIR is required\n%s",
+			keygen_usage);
+		return 2;
+	}
+	if (jwt_sign_keygen(out, &priv, &pub, err, sizeof err) != 0) {
+		fprintf(stderr, "replite keygen: %s\n", err);
+		return 1;
+	}
+	printf("private key: %s (mode 0600: keep it secret)\n"
+	       "public key:  %s\n"
+	       "\n"
+	       "next:\n"
+	       "  replite serve --auth-jwt-key-file %s\n"
+	       "  replite token --key %s\n",
+	       priv, pub, pub, priv);
+	free(priv);
+	free(pub);
+	return 0;
+}
+
+enum { OPT_KEY = 256, OPT_READ_ONLY, OPT_EXPIRES, OPT_DB };
+
+static int cmd_token(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"key", required_argument, NULL, OPT_KEY},
+	    {"read-only", no_argument, NULL, OPT_READ_ONLY},
+	    {"expires", required_argument, NULL, OPT_EXPIRES},
+	    {"db", required_argument, NULL, OPT_DB},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct jwt_sign_claims claims = {0};
+	struct jwt_sign_key *key = NULL;
+	const char *key_path = NULL;
+	int64_t lifetime = 0;
+	char err[512];
+	struct stat st;
+	char *token;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KEY:
+			key_path = optarg;
+			break;
+		case OPT_READ_ONLY:
+			claims.read_only = 1;
+			break;
+		case OPT_EXPIRES:
+			if (jwt_sign_parse_duration(optarg, &lifetime, err,
+						    sizeof err) != 0) {
+				fprintf(stderr,
+					"replite token: invalid --expires: "
+					"%s\n",
+					err);
+				return 2;
+			}
+			break;
+		case OPT_DB:
+			if (!jwt_sign_valid_db_name(optarg)) {
+				fprintf(stderr,
+					"replite token: invalid --db '%s': 1 "
+					"to 128 letters, digits, '-' or '_'\n",
+					optarg);
+				return 2;
+			}
+			claims.db = optarg;
+			break;
+		case 'h':
+			fputs(token_usage, stdout);
+			return 0;
+		default:
+			fputs(token_usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "replite token: unexpected argument '%s'\n%s",
+			argv[optind], token_usage);
+		return 2;
+	}
+	if (key_path == NULL) {
+		fprintf(stderr,
+			"replite token: --key PRIVATE_KEY is required\n%s",
+			token_usage);
+		return 2;
+	}
+	if (jwt_sign_key_load_file(key_path, &key, err, sizeof err) != 0) {
+		fprintf(stderr, "replite token: %s\n", err);
+		return 1;
+	}
+	if (stat(key_path, &st) == 0 && (st.st_mode & 077) != 0)
+		fprintf(stderr,
+			"replite token: warning: %s is readable by other "
+			"users (mode %04o); chmod 600 it\n",
+			key_path, (unsigned)(st.st_mode & 07777));
+	claims.iat = (int64_t)time(NULL);
+	claims.exp = lifetime != 0 ? claims.iat + lifetime : 0;
+	token = jwt_sign_token(key, &claims, err, sizeof err);
+	jwt_sign_key_free(key);
+	if (token == NULL) {
+		fprintf(stderr, "replite token: %s\n", err);
+		return 1;
+	}
+	printf("%s\n", token);
+	free(token);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -188,6 +376,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 1, argv + 1);
+	if (strcmp(argv[1], "keygen") == 0)
+		return cmd_keygen(argc - 1, argv + 1);
+	if (strcmp(argv[1], "token") == 0)
+		return cmd_token(argc - 1, argv + 1);
 	fprintf(stderr, "replite: unknown command '%s'\n%s", argv[1], usage);
 	return 2;
 }
