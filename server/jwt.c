@@ -249,6 +249,13 @@ enum jwt_access jwt_verify(const struct jwt_keys *keys, const char *token,
 			   int64_t now, const char **code, char *msg,
 			   size_t msg_len)
 {
+	return jwt_verify_until(keys, token, now, NULL, code, msg, msg_len);
+}
+
+enum jwt_access jwt_verify_until(const struct jwt_keys *keys, const char *token,
+				 int64_t now, int64_t *expires,
+				 const char **code, char *msg, size_t msg_len)
+{
 	const char *dot1 = strchr(token, '.');
 	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
 	json_t *header = NULL, *claims = NULL, *exp;
@@ -302,6 +309,8 @@ enum jwt_access jwt_verify(const struct jwt_keys *keys, const char *token,
 		goto out;
 	}
 	access = access_of(claims, code, msg, msg_len);
+	if (expires != NULL)
+		*expires = exp != NULL ? (int64_t)json_number_value(exp) : 0;
 out:
 	json_decref(header);
 	json_decref(claims);

@@ -33,6 +33,13 @@ enum jwt_access jwt_verify(const struct jwt_keys *keys, const char *token,
 			   int64_t now, const char **code, char *msg,
 			   size_t msg_len);
 
+/* The same, and *expires (if not NULL) gets the token's "exp" (Unix
+ * seconds; 0 when it never expires) on success: a connection that keeps a
+ * token (Hrana over WebSocket) stops honouring it then. */
+enum jwt_access jwt_verify_until(const struct jwt_keys *keys, const char *token,
+				 int64_t now, int64_t *expires,
+				 const char **code, char *msg, size_t msg_len);
+
 /* Verify an HTTP Authorization header value ("Bearer <jwt>", scheme
  * case-insensitive).  NULL header or a missing token is AUTH_HEADER_NOT_FOUND
  * / AUTH_HEADER_MALFORMED. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/clock.h"
 
@@ -18,6 +19,7 @@ static void hello(struct ws_conn *c, json_t *msg)
 	char text[256];
 	enum jwt_access access = JWT_ACCESS_READ_WRITE;
 	struct ws_stream *st;
+	int64_t expires = 0;
 
 	if (c->hello && c->version < 2) {
 		ws_proto_error(c, "hello may be sent only once in hrana1");
@@ -31,8 +33,9 @@ static void hello(struct ws_conn *c, json_t *msg)
 				 "authentication required: the hello has no "
 				 "JWT");
 		} else {
-			access = jwt_verify(keys, jwt, (int64_t)time(NULL),
-					    &code, text, sizeof text);
+			access = jwt_verify_until(keys, jwt,
+						  (int64_t)time(NULL), &expires,
+						  &code, text, sizeof text);
 		}
 	}
 	if (access == JWT_ACCESS_DENIED) {
@@ -44,6 +47,7 @@ static void hello(struct ws_conn *c, json_t *msg)
 		return;
 	}
 	c->hello = 1;
+	c->expires = expires;
 	c->read_only = access != JWT_ACCESS_READ_WRITE;
 	for (st = c->streams; st != NULL; st = st->next)
 		st->conn.read_only = c->read_only;
@@ -281,6 +285,16 @@ static void request(struct ws_conn *c, json_t *msg)
 		return;
 	}
 	rid = json_integer_value(id);
+	if (c->expires != 0 && (int64_t)time(NULL) >= c->expires) {
+		/* The token ran out while the socket stayed open: nothing
+		 * more runs until a hello brings a valid one (hrana2+). */
+		ws_respond_error(
+		    c, rid,
+		    hrana_make_error("the hello's token has expired: send a "
+				     "hello with a new one",
+				     "AUTH_JWT_EXPIRED"));
+		return;
+	}
 	if (!allowed(type, c->version)) {
 		ws_proto_error(c, "unknown request type for this version");
 		return;

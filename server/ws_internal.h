@@ -44,6 +44,7 @@ struct ws_conn {
 	wslay_event_context_ptr ctx;
 	int hello;              /* a hello was accepted */
 	int read_only;          /* the hello's token is read-only */
+	int64_t expires;        /* the hello's token's "exp", 0: never */
 	int closing;            /* we are closing: no more requests run */
 	uint16_t close_code;    /* not 0: the close frame to queue once the */
 	char close_reason[124]; /* answers before it are sent (wslay sends

@@ -195,7 +195,7 @@ test("ws: subprotocol negotiation: hrana2, hrana1, none, and refusals", async ()
   assert.equal((await fetch(server.url + "/health")).status, 200);
 });
 
-test("ws: auth by the hello's JWT: missing, wrong, expired refused; read-only; hello re-sent", async () => {
+test("ws: auth by the hello's JWT: missing, wrong, expired refused; read-only; hello re-sent; expiry on an open socket", async () => {
   const dir = tempDir();
   const auth = makeAuth(dir.path);
   const s = await startServer({ args: ["--auth-jwt-key-file", auth.keyFile] });
@@ -236,6 +236,25 @@ test("ws: auth by the hello's JWT: missing, wrong, expired refused; read-only; h
     assert.equal(raw.messages[4].type, "hello_error");
     assert.match(raw.messages[4].error.code, /AUTH/);
     assert.equal((await rawClosed).code, 1008);
+
+    // A token that expires while its socket stays open stops granting
+    // access then: requests are refused until a hello brings a new one.
+    const soon = await rawSocket(url, ["hrana2"]);
+    const expiresAt = Math.floor(Date.now() / 1000) + 2;
+    soon.ws.send(JSON.stringify({ type: "hello", jwt: auth.token({ a: "rw", exp: expiresAt }) }));
+    soon.ws.send(JSON.stringify({ type: "request", request_id: 1, request: { type: "open_stream", stream_id: 1 } }));
+    await waitFor(() => soon.messages.length >= 2);
+    assert.deepEqual(soon.messages.map((m) => m.type), ["hello_ok", "response_ok"]);
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt * 1000 - Date.now()) + 100));
+    soon.ws.send(JSON.stringify({ type: "request", request_id: 2, request: { type: "execute", stream_id: 1, stmt: { sql: "SELECT 1" } } }));
+    await waitFor(() => soon.messages.length >= 3);
+    assert.equal(soon.messages[2].type, "response_error");
+    assert.equal(soon.messages[2].error.code, "AUTH_JWT_EXPIRED");
+    soon.ws.send(JSON.stringify({ type: "hello", jwt: auth.token({ a: "rw", exp: now + 600 }) }));
+    soon.ws.send(JSON.stringify({ type: "request", request_id: 3, request: { type: "execute", stream_id: 1, stmt: { sql: "SELECT 1" } } }));
+    await waitFor(() => soon.messages.length >= 5);
+    assert.deepEqual(soon.messages.slice(3).map((m) => m.type), ["hello_ok", "response_ok"]);
+    soon.ws.close();
   } finally {
     await s.stop();
   }
