@@ -446,7 +446,7 @@ int map_check_order(struct store_map *m, struct map_txn *t, uint32_t p)
 	for (i = 0; i < k->n && t->failed == 0; i++) {
 		uint32_t c = k->v[i];
 		int64_t key;
-		int found;
+		int found, largest;
 
 		if (map_written(t, c))
 			continue;
@@ -458,22 +458,16 @@ int map_check_order(struct store_map *m, struct map_txn *t, uint32_t p)
 			if (same_bounds(&cb, &ob))
 				continue;
 		}
-		if (subtree_edge(m, t, c, 0, &key, &found) != 0)
-			goto out;
-		if (found && !in_bounds(&cb, key))
-			map_fail(
-			    t, 1,
-			    "rowid %lld under page %u (child %u of page %u) "
-			    "is out of order",
-			    (long long)key, c, (unsigned)i, p);
-		if (subtree_edge(m, t, c, 1, &key, &found) != 0)
-			goto out;
-		if (found && !in_bounds(&cb, key))
-			map_fail(
-			    t, 1,
-			    "rowid %lld under page %u (child %u of page %u) "
-			    "is out of order",
-			    (long long)key, c, (unsigned)i, p);
+		/* Its smallest key, then its largest. */
+		for (largest = 0; largest < 2; largest++) {
+			if (subtree_edge(m, t, c, largest, &key, &found) != 0)
+				goto out;
+			if (found && !in_bounds(&cb, key))
+				map_fail(t, 1,
+					 "rowid %lld under page %u (child %u "
+					 "of page %u) is out of order",
+					 (long long)key, c, (unsigned)i, p);
+		}
 	}
 	rv = 0;
 	goto out;
