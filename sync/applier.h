@@ -175,6 +175,9 @@ int applier_offline_commit(struct applier *a, const struct replica_state *st,
 			   uint64_t *undo_at, char *err, size_t err_len);
 /* Make the records appended so far durable (before SQLite syncs the WAL). */
 int applier_offline_sync(struct applier *a, char *err, size_t err_len);
+/* The record at at was committed (published in the WAL): the check of a
+ * tail record whose writer may have died is not needed for it. */
+void applier_offline_committed(struct applier *a, uint64_t at);
 /* Remove the record at at and after (its commit did not happen). */
 int applier_offline_undo(struct applier *a, uint64_t at, char *err,
 			 size_t err_len);

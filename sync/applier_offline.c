@@ -303,6 +303,13 @@ int applier_offline_sync(struct applier *a, char *err, size_t err_len)
 	return outbox_sync(a->outbox, err, err_len);
 }
 
+void applier_offline_committed(struct applier *a, uint64_t at)
+{
+	pthread_mutex_lock(&a->ob_mu);
+	a->ob_tail_checked = at + 1;
+	pthread_mutex_unlock(&a->ob_mu);
+}
+
 int applier_offline_undo(struct applier *a, uint64_t at, char *err,
 			 size_t err_len)
 {

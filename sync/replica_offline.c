@@ -86,8 +86,10 @@ void replica_offline_unlocking(struct replica *r, int published)
 	r->ob_committed = published;
 	/* SQLite failed after the record was written: the transaction is
 	 * not in the file, so neither may its record be. */
-	if (!published && applier_offline_undo(r->applier, r->ob_undo_at, err,
-					       sizeof err) != 0)
+	if (published)
+		applier_offline_committed(r->applier, r->ob_undo_at);
+	else if (applier_offline_undo(r->applier, r->ob_undo_at, err,
+				      sizeof err) != 0)
 		offline_failed(r, err);
 }
 
