@@ -43,6 +43,18 @@ struct applier {
 int applier_lock_begin(struct applier *a, char *err, size_t err_len);
 void applier_lock_end(struct applier *a);
 
+/* The first column of the first row of sql on the internal connection. */
+int applier_query_int(struct applier *a, const char *sql, int64_t *out);
+
+/* Publish pages (page 1 forced to say WAL mode) as one transaction of
+ * db_size pages (wal/wal_inject.h), under the lock. */
+int applier_inject(struct applier *a, struct wal_page *pages, size_t n,
+		   uint32_t db_size, char *err, size_t err_len);
+
+/* Record where the WAL stands in st (the divergence check). */
+int applier_record_wal(struct applier *a, struct replica_state *st, char *err,
+		       size_t err_len);
+
 /* Load the state under the lock, let edit change it (it returns 1 when it
  * did), and save it.  Returns 0, or -1 with err. */
 int applier_edit_state(struct applier *a, int (*edit)(struct replica_state *),
