@@ -33,9 +33,13 @@ struct applier {
 	pthread_mutex_t ob_mu;
 	struct outbox_entry *ob_entries;
 	size_t ob_n;
-	uint64_t ob_end;          /* where the next record goes */
-	uint64_t ob_tail_checked; /* 1 + offset of the last record known to
-				   * have committed, or 0 */
+	uint64_t ob_end; /* where the next record goes */
+	/* The last record known to have committed (1 + its offset, or 0,
+	 * and its id), and the last one appended by this process. */
+	uint64_t ob_tail_checked;
+	uint8_t ob_tail_id[16];
+	uint64_t ob_appended_at;
+	uint8_t ob_appended_id[16];
 };
 
 /* The sync lock: BEGIN IMMEDIATE on the internal connection (the WAL write

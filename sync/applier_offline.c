@@ -73,19 +73,23 @@ static int refresh_locked(struct applier *a, char *err, size_t err_len)
 		from = a->ob_entries[a->ob_n - 1].offset;
 		keep = a->ob_n - 1;
 	}
-	if (outbox_scan(a->outbox, from, &more, &n_more, &end, err, err_len) !=
-	    0)
-		return -1;
-	if (a->ob_n > 0 &&
-	    (n_more == 0 || memcmp(more[0].id, a->ob_entries[a->ob_n - 1].id,
+	if (a->ob_n > 0 && (outbox_scan(a->outbox, from, &more, &n_more, &end,
+					err, err_len) != 0 ||
+			    n_more == 0 ||
+			    memcmp(more[0].id, a->ob_entries[a->ob_n - 1].id,
 				   sizeof more[0].id) != 0)) {
-		/* Truncated (and maybe appended to) since: start over. */
+		/* Truncated (and maybe appended to) since, maybe to less
+		 * than that offset: start over. */
 		free(more);
 		more = NULL;
 		keep = 0;
 		if (outbox_scan(a->outbox, OUTBOX_START, &more, &n_more, &end,
 				err, err_len) != 0)
 			return -1;
+	} else if (a->ob_n == 0 &&
+		   outbox_scan(a->outbox, OUTBOX_START, &more, &n_more, &end,
+			       err, err_len) != 0) {
+		return -1;
 	}
 	grown = realloc(a->ob_entries, (keep + n_more + 1) * sizeof *grown);
 	if (grown == NULL) {
@@ -161,7 +165,8 @@ static int check_tail_locked(struct applier *a, size_t first, char *err,
 	if (first >= a->ob_n)
 		return 0;
 	e = &a->ob_entries[a->ob_n - 1];
-	if (a->ob_tail_checked == e->offset + 1)
+	if (a->ob_tail_checked == e->offset + 1 &&
+	    memcmp(a->ob_tail_id, e->id, sizeof e->id) == 0)
 		return 0;
 	if (outbox_read(a->outbox, e, &pgnos, &new_pages, &old_pages, err,
 			err_len) != 0)
@@ -202,6 +207,7 @@ static int check_tail_locked(struct applier *a, size_t first, char *err,
 		a->ob_end = e->offset;
 	} else {
 		a->ob_tail_checked = e->offset + 1;
+		memcpy(a->ob_tail_id, e->id, sizeof e->id);
 	}
 	rv = 0;
 out:
@@ -290,6 +296,8 @@ int applier_offline_commit(struct applier *a, const struct replica_state *st,
 	if (outbox_append(a->outbox, &rec, &a->ob_end, err, err_len) != 0)
 		goto out;
 	*undo_at = at;
+	a->ob_appended_at = at;
+	memcpy(a->ob_appended_id, id, sizeof a->ob_appended_id);
 	rv = 0;
 out:
 	pthread_mutex_unlock(&a->ob_mu);
@@ -306,7 +314,10 @@ int applier_offline_sync(struct applier *a, char *err, size_t err_len)
 void applier_offline_committed(struct applier *a, uint64_t at)
 {
 	pthread_mutex_lock(&a->ob_mu);
-	a->ob_tail_checked = at + 1;
+	if (a->ob_appended_at == at) {
+		a->ob_tail_checked = at + 1;
+		memcpy(a->ob_tail_id, a->ob_appended_id, sizeof a->ob_tail_id);
+	}
 	pthread_mutex_unlock(&a->ob_mu);
 }
 
