@@ -216,6 +216,9 @@ void applier_close(struct applier *a)
 	if (a->outbox != NULL)
 		outbox_close(a->outbox);
 	free(a->ob_entries);
+	replica_state_free(&a->st_cache);
+	replica_state_free(&a->push_st);
+	replica_state_free(&a->push_file);
 	pthread_mutex_destroy(&a->ob_mu);
 	free(a->vfs_name);
 	free(a->db_path);
@@ -265,6 +268,48 @@ int applier_load_state(struct applier *a, struct replica_state *st, char *err,
 		       size_t err_len)
 {
 	return replica_state_load(a->state_path, st, err, err_len);
+}
+
+/* The state file is replaced by a rename whenever it changes, so its inode,
+ * size and modification time name one content. */
+int applier_load_state_cached(struct applier *a, struct replica_state *st,
+			      char *err, size_t err_len)
+{
+	struct stat sb;
+	int rv;
+
+	memset(st, 0, sizeof *st);
+	pthread_mutex_lock(&a->ob_mu);
+	if (stat(a->state_path, &sb) != 0) {
+		pthread_mutex_unlock(&a->ob_mu);
+		return applier_load_state(a, st, err, err_len);
+	}
+	if (!a->st_cached || sb.st_ino != a->st_key.st_ino ||
+	    sb.st_size != a->st_key.st_size ||
+	    sb.st_mtim.tv_sec != a->st_key.st_mtim.tv_sec ||
+	    sb.st_mtim.tv_nsec != a->st_key.st_mtim.tv_nsec) {
+		replica_state_free(&a->st_cache);
+		a->st_cached = 0;
+		rv = applier_load_state(a, &a->st_cache, err, err_len);
+		if (rv != 0) {
+			pthread_mutex_unlock(&a->ob_mu);
+			return rv;
+		}
+		a->st_cached = 1;
+		a->st_key = sb;
+	}
+	*st = a->st_cache;
+	st->database_id =
+	    a->st_cache.database_id ? strdup(a->st_cache.database_id) : NULL;
+	st->sync_url = strdup(a->st_cache.sync_url);
+	pthread_mutex_unlock(&a->ob_mu);
+	if (st->sync_url == NULL ||
+	    (a->st_cache.database_id != NULL && st->database_id == NULL)) {
+		replica_state_free(st);
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #define REPLITE_APPLIER_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include "sync/applier.h"
 #include "sync/outbox.h"
@@ -40,6 +41,16 @@ struct applier {
 	uint8_t ob_tail_id[16];
 	uint64_t ob_appended_at;
 	uint8_t ob_appended_id[16];
+	/* A run of pushes not saved yet (applier_offline.c): the state it
+	 * leads to, and the file's state when it began. */
+	/* The state file as last read by applier_load_state_cached, and
+	 * its inode, size and time then (under ob_mu). */
+	int st_cached;
+	struct stat st_key;
+	struct replica_state st_cache;
+	int push_cached;
+	struct replica_state push_st;
+	struct replica_state push_file;
 };
 
 /* The sync lock: BEGIN IMMEDIATE on the internal connection (the WAL write
