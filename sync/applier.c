@@ -140,6 +140,25 @@ int applier_file_is_empty(const char *db_path, char *err, size_t err_len)
 /* ---------------------------------------------------------------------- */
 /* open / close */
 
+/* The internal connection's busy handler: try again every millisecond for
+ * APPLIER_BUSY_TIMEOUT_MS (SQLite's own sleeps up to 100 ms between tries,
+ * and loses every time to a writer that takes the lock again at once).
+ * lock_waiters tells offline writers to let it through (see
+ * applier_lock_wanted). */
+static int busy_retry(void *arg, int count)
+{
+	(void)arg;
+	if (count >= APPLIER_BUSY_TIMEOUT_MS)
+		return 0;
+	sqlite3_sleep(1);
+	return 1;
+}
+
+int applier_lock_wanted(struct applier *a)
+{
+	return __atomic_load_n(&a->lock_waiters, __ATOMIC_RELAXED) > 0;
+}
+
 int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 		 struct applier **out, char *err, size_t err_len)
 {
@@ -168,7 +187,7 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 			   a->db ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
-	sqlite3_busy_timeout(a->db, APPLIER_BUSY_TIMEOUT_MS);
+	sqlite3_busy_handler(a->db, busy_retry, a);
 	snprintf(sql, sizeof sql, "PRAGMA page_size=%u", page_size);
 	if (exec_retrying(a, sql, err, err_len) != 0 ||
 	    exec_retrying(a, "PRAGMA journal_mode=WAL", err, err_len) != 0)
@@ -234,7 +253,11 @@ void applier_close(struct applier *a)
  * injector reads is the latest and stays put. */
 int applier_lock_begin(struct applier *a, char *err, size_t err_len)
 {
-	int rc = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	int rc;
+
+	__atomic_add_fetch(&a->lock_waiters, 1, __ATOMIC_RELAXED);
+	rc = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	__atomic_sub_fetch(&a->lock_waiters, 1, __ATOMIC_RELAXED);
 
 	if (rc == SQLITE_OK)
 		return 0;
@@ -565,7 +588,9 @@ enum applier_result applier_apply_frames(struct applier *a,
 	base.known = st->has_checksum && st->frame_hwm == st->frame_no;
 	base.value = st->checksum;
 	if (dropping) {
-		base.known = drop.has_file_sum;
+		/* A drop cut short by a crash may already be published:
+		 * then the file is not "records on top" any more. */
+		base.known = drop.has_file_sum && st->frame_hwm == st->frame_no;
 		base.value = drop.file_sum;
 	} else if (check_wal_unchanged(a, st, err, err_len) != 0) {
 		goto out;

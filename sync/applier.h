@@ -152,6 +152,11 @@ int applier_caught_up(struct applier *a, char *err, size_t err_len);
  * lock.  Returns 0, or -1 with err. */
 int applier_require_image(struct applier *a, char *err, size_t err_len);
 
+/* Is a thread of this process waiting for the sync lock?  An offline
+ * writer that would take the WAL write lock again at once lets it go
+ * first (its busy handler retries), or pushes would starve. */
+int applier_lock_wanted(struct applier *a);
+
 /* ---------------------------------------------------------------------- */
 /* offline mode (sync/applier_offline.c) */
 

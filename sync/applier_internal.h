@@ -26,6 +26,7 @@ struct applier {
 	char *db_path;
 	char *state_path;
 	uint32_t page_size;
+	int lock_waiters; /* threads in applier_lock_begin (atomic) */
 
 	/* The offline outbox (NULL when the file has none), and the list of
 	 * its records as last scanned (applier_offline.c), under ob_mu:

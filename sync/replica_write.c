@@ -102,8 +102,9 @@ int replica_begin_write(struct replica *r)
 			    r->db_path);
 		return SQLITE_READONLY;
 	}
-	if (r->params.offline)
-		return SQLITE_OK; /* no network: pushed later */
+	if (r->params.offline) /* no network: pushed later */
+		return applier_lock_wanted(r->applier) ? SQLITE_BUSY
+						       : SQLITE_OK;
 	current = primary_matches_file(r, err, sizeof err);
 	if (current < 0) {
 		write_failed(r, err);
