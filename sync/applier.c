@@ -150,6 +150,7 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 
 	if (a == NULL)
 		goto oom;
+	pthread_mutex_init(&a->ob_mu, NULL);
 	a->page_size = page_size;
 	a->db_path = strdup(db_path);
 	a->state_path = replica_state_path(db_path);
@@ -212,6 +213,10 @@ void applier_close(struct applier *a)
 		return;
 	sqlite3_close_v2(a->reader);
 	sqlite3_close_v2(a->db);
+	if (a->outbox != NULL)
+		outbox_close(a->outbox);
+	free(a->ob_entries);
+	pthread_mutex_destroy(&a->ob_mu);
 	free(a->vfs_name);
 	free(a->db_path);
 	free(a->state_path);
@@ -224,7 +229,7 @@ void applier_close(struct applier *a)
 /* Take the WAL write lock through the internal connection.  BEGIN
  * IMMEDIATE also opens a fresh snapshot, so the wal-index header the
  * injector reads is the latest and stays put. */
-static int lock_begin(struct applier *a, char *err, size_t err_len)
+int applier_lock_begin(struct applier *a, char *err, size_t err_len)
 {
 	int rc = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 
@@ -242,7 +247,7 @@ static int lock_begin(struct applier *a, char *err, size_t err_len)
 	return -1;
 }
 
-static void lock_end(struct applier *a)
+void applier_lock_end(struct applier *a)
 {
 	/* Nothing is dirty, so COMMIT writes nothing; it just releases the
 	 * write lock.  ROLLBACK if COMMIT cannot. */
@@ -371,18 +376,23 @@ static int record_wal(struct applier *a, struct replica_state *st, char *err,
 	return 0;
 }
 
-/* The frames of b from index skip on, as pages for the injector. */
+/* The frames of b from index skip on, as pages for the injector, after the
+ * old images of the local transactions dropped with them (the last image of
+ * a page wins: the primary's). */
 static struct wal_page *frames_to_pages(const struct applier_frames *b,
-					uint32_t skip)
+					uint32_t skip,
+					const struct applier_drop *drop)
 {
-	struct wal_page *pages = calloc(b->n - skip, sizeof *pages);
+	struct wal_page *pages = calloc(drop->n + b->n - skip, sizeof *pages);
 	uint32_t i;
 
 	if (pages == NULL)
 		return NULL;
+	if (drop->n > 0)
+		memcpy(pages, drop->pages, drop->n * sizeof *pages);
 	for (i = skip; i < b->n; i++) {
-		pages[i - skip].pgno = b->frames[i].pgno;
-		pages[i - skip].data = b->frames[i].page;
+		pages[drop->n + i - skip].pgno = b->frames[i].pgno;
+		pages[drop->n + i - skip].data = b->frames[i].page;
 	}
 	return pages;
 }
@@ -430,7 +440,7 @@ struct known_sum {
  * the local file holds pages the primary does not (a foreign write), so it
  * is marked for a full image and the batch is not applied. */
 static int batch_checksum(struct applier *a, const struct applier_frames *b,
-			  struct replica_state *st,
+			  struct replica_state *st, struct known_sum base,
 			  const struct wal_page *pages, size_t n,
 			  struct known_sum *out, char *err, size_t err_len)
 {
@@ -438,13 +448,10 @@ static int batch_checksum(struct applier *a, const struct applier_frames *b,
 	char got[DBSUM_TEXT_SIZE], want[DBSUM_TEXT_SIZE];
 
 	out->known = 0;
-	/* Past frame_no the file may already hold frames up to frame_hwm
-	 * (an interrupted batch, a commit kept private): its content is not
-	 * the state's, until this batch overwrites all of them. */
-	if (st->has_checksum && st->frame_hwm == st->frame_no) {
-		if (checksum_after(a->db, NULL, a->page_size, st->checksum,
-				   pages, n, b->frames[b->n - 1].db_size,
-				   &out->value, err, err_len) != 0)
+	if (base.known) {
+		if (checksum_after(a->db, NULL, a->page_size, base.value, pages,
+				   n, b->frames[b->n - 1].db_size, &out->value,
+				   err, err_len) != 0)
 			return -1;
 		out->known = 1;
 	}
@@ -479,13 +486,15 @@ enum applier_result applier_apply_frames(struct applier *a,
 {
 	uint32_t end = b->first + b->n - 1, skip = 0;
 	enum applier_result res = APPLIER_ERROR;
+	struct applier_drop drop = {0};
 	struct wal_page *pages = NULL;
-	struct known_sum sum = {0};
-	int loaded;
+	struct known_sum sum = {0}, base;
+	size_t n_pages;
+	int loaded, dropping;
 
 	assert(b->n >= 1 && b->frames[b->n - 1].db_size != 0);
 	memset(st, 0, sizeof *st);
-	if (lock_begin(a, err, err_len) != 0)
+	if (applier_lock_begin(a, err, err_len) != 0)
 		return APPLIER_ERROR;
 	loaded = applier_load_state(a, st, err, err_len);
 	if (loaded != 0) {
@@ -499,15 +508,31 @@ enum applier_result applier_apply_frames(struct applier *a,
 	if (res != APPLIER_APPLIED)
 		goto out;
 	res = APPLIER_ERROR;
-	if (check_wal_unchanged(a, st, err, err_len) != 0)
+	/* Local transactions not on the primary yet: the batch may only
+	 * drop them (applier_offline.c). */
+	dropping = applier_drop_prepare(a, st, NULL, &drop, err, err_len);
+	if (dropping < 0)
 		goto out;
-	pages = frames_to_pages(b, skip);
+	/* Past frame_no the file may already hold frames up to frame_hwm
+	 * (an interrupted batch, a commit kept private): its content is not
+	 * the state's, until this batch overwrites all of them.  With
+	 * records dropped, it is the last one's result. */
+	base.known = st->has_checksum && st->frame_hwm == st->frame_no;
+	base.value = st->checksum;
+	if (dropping) {
+		base.known = drop.has_file_sum;
+		base.value = drop.file_sum;
+	} else if (check_wal_unchanged(a, st, err, err_len) != 0) {
+		goto out;
+	}
+	pages = frames_to_pages(b, skip, &drop);
 	if (pages == NULL) {
 		errors_set(err, err_len, "out of memory");
 		goto out;
 	}
-	if (batch_checksum(a, b, st, pages, b->n - skip, &sum, err, err_len) !=
-	    0)
+	n_pages = drop.n + b->n - skip;
+	if (batch_checksum(a, b, st, base, pages, n_pages, &sum, err,
+			   err_len) != 0)
 		goto out;
 	if (end > st->frame_hwm) {
 		/* Durable before any frame is written: after a crash, the
@@ -516,19 +541,24 @@ enum applier_result applier_apply_frames(struct applier *a,
 		if (applier_state_save(a, st, err, err_len) != 0)
 			goto out;
 	}
-	if (inject(a, pages, b->n - skip, b->frames[b->n - 1].db_size, err,
+	if (inject(a, pages, n_pages, b->frames[b->n - 1].db_size, err,
 		   err_len) != 0)
 		goto out;
 	st->has_checksum = sum.known;
 	st->checksum = sum.value;
 	st->frame_no = end;
+	if (dropping)
+		applier_drop_done(a, st, &drop);
 	if (record_wal(a, st, err, err_len) != 0 ||
 	    applier_state_save(a, st, err, err_len) != 0)
 		goto out; /* published; the next batch re-applies it */
+	if (dropping)
+		applier_drop_clear(a);
 	res = APPLIER_APPLIED;
 out:
 	free(pages);
-	lock_end(a);
+	applier_drop_free(&drop);
+	applier_lock_end(a);
 	return res;
 }
 
@@ -590,14 +620,16 @@ enum applier_result applier_apply_image(struct applier *a,
 					size_t err_len)
 {
 	enum applier_result res = APPLIER_ERROR;
+	struct applier_drop drop = {0};
 	struct wal_page *pages = NULL;
 	uint32_t n_pages = 0, i;
-	int loaded;
+	uint8_t pushed_id[16] = {0};
+	int loaded, dropping = 0, has_pushed = 0;
 
 	memset(st, 0, sizeof *st);
 	if (check_image(a, img, &n_pages, err, err_len) != 0)
 		return APPLIER_ERROR;
-	if (lock_begin(a, err, err_len) != 0)
+	if (applier_lock_begin(a, err, err_len) != 0)
 		return APPLIER_ERROR;
 	loaded = applier_load_state(a, st, err, err_len);
 	if (loaded < 0)
@@ -609,7 +641,26 @@ enum applier_result applier_apply_image(struct applier *a,
 	}
 	if (loaded == 1 && check_unclaimed_file(a, err, err_len) != 0)
 		goto out;
+	/* The image replaces whatever the file holds, local transactions
+	 * not on the primary yet included: they are recorded as dropped,
+	 * and the state keeps naming the last record pushed. */
+	if (loaded == 0) {
+		dropping = applier_drop_prepare(
+		    a, st,
+		    st->discard ? NULL
+				: "the local file was replaced by a full image "
+				  "of the primary's database",
+		    &drop, err, err_len);
+		if (dropping < 0)
+			goto out;
+		has_pushed = st->has_pushed;
+		memcpy(pushed_id, st->pushed_id, sizeof pushed_id);
+	}
 	replica_state_free(st);
+	st->has_pushed = has_pushed;
+	memcpy(st->pushed_id, pushed_id, sizeof pushed_id);
+	if (dropping)
+		applier_drop_done(a, st, &drop);
 	st->database_id = img->database_id ? strdup(img->database_id) : NULL;
 	st->sync_url = strdup(img->sync_url);
 	if (st->sync_url == NULL ||
@@ -648,10 +699,12 @@ enum applier_result applier_apply_image(struct applier *a,
 	if (record_wal(a, st, err, err_len) != 0 ||
 	    applier_state_save(a, st, err, err_len) != 0)
 		goto out;
+	applier_drop_clear(a);
 	res = APPLIER_APPLIED;
 out:
 	free(pages);
-	lock_end(a);
+	applier_drop_free(&drop);
+	applier_lock_end(a);
 	return res;
 }
 
@@ -661,9 +714,11 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 					    size_t err_len)
 {
 	enum applier_result res = APPLIER_ERROR;
+	struct applier_drop drop = {0};
+	int dropping;
 
 	memset(st, 0, sizeof *st);
-	if (lock_begin(a, err, err_len) != 0)
+	if (applier_lock_begin(a, err, err_len) != 0)
 		return APPLIER_ERROR;
 	if (applier_load_state(a, st, err, err_len) != 0)
 		goto out;
@@ -688,13 +743,31 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 			  : APPLIER_ERROR;
 		goto out;
 	}
+	/* Local transactions not on the primary: only dropped ones may be,
+	 * their pages put back as they were at the generation's end. */
+	dropping = applier_drop_prepare(a, st, NULL, &drop, err, err_len);
+	if (dropping < 0 ||
+	    (dropping && inject(a, drop.pages, drop.n, drop.base_db_size, err,
+				err_len) != 0))
+		goto out;
 	st->generation = to;
 	st->frame_no = 0;
 	st->frame_hwm = 0;
-	if (applier_state_save(a, st, err, err_len) == 0)
+	if (dropping) {
+		/* The file is the generation's end again, whose checksum
+		 * the state still has. */
+		applier_drop_done(a, st, &drop);
+		if (record_wal(a, st, err, err_len) != 0)
+			goto out;
+	}
+	if (applier_state_save(a, st, err, err_len) == 0) {
+		if (dropping)
+			applier_drop_clear(a);
 		res = APPLIER_APPLIED;
+	}
 out:
-	lock_end(a);
+	applier_drop_free(&drop);
+	applier_lock_end(a);
 	return res;
 }
 
@@ -705,7 +778,7 @@ int applier_record_primary(struct applier *a, const char *database_id,
 	char *old_id, *old_url;
 	int rv = -1;
 
-	if (lock_begin(a, err, err_len) != 0)
+	if (applier_lock_begin(a, err, err_len) != 0)
 		return -1;
 	if (applier_load_state(a, &st, err, err_len) != 0)
 		goto out;
@@ -724,24 +797,22 @@ int applier_record_primary(struct applier *a, const char *database_id,
 	st.sync_url = old_url;
 out:
 	replica_state_free(&st);
-	lock_end(a);
+	applier_lock_end(a);
 	return rv;
 }
 
-/* Load the state under the lock, let edit change it (it returns 1 when it
- * did), and save it.  Returns 0, or -1 with err. */
-static int edit_state(struct applier *a, int (*edit)(struct replica_state *),
-		      char *err, size_t err_len)
+int applier_edit_state(struct applier *a, int (*edit)(struct replica_state *),
+		       char *err, size_t err_len)
 {
 	struct replica_state st = {0};
 	int rv = -1;
 
-	if (lock_begin(a, err, err_len) != 0)
+	if (applier_lock_begin(a, err, err_len) != 0)
 		return -1;
 	if (applier_load_state(a, &st, err, err_len) == 0)
 		rv = edit(&st) ? applier_state_save(a, &st, err, err_len) : 0;
 	replica_state_free(&st);
-	lock_end(a);
+	applier_lock_end(a);
 	return rv;
 }
 
@@ -761,12 +832,12 @@ static int set_bootstrapping(struct replica_state *st)
 
 int applier_caught_up(struct applier *a, char *err, size_t err_len)
 {
-	return edit_state(a, clear_catching_up, err, err_len);
+	return applier_edit_state(a, clear_catching_up, err, err_len);
 }
 
 int applier_require_image(struct applier *a, char *err, size_t err_len)
 {
-	return edit_state(a, set_bootstrapping, err, err_len);
+	return applier_edit_state(a, set_bootstrapping, err, err_len);
 }
 
 int applier_checkpoint(struct applier *a, int truncate, int *wal_frames,

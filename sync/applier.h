@@ -18,7 +18,9 @@
 #include <stdint.h>
 
 #include "proto/frames.h"
+#include "sync/outbox.h"
 #include "sync/replica_state.h"
+#include "wal/wal_inject.h"
 
 struct applier;
 
@@ -145,6 +147,92 @@ int applier_caught_up(struct applier *a, char *err, size_t err_len);
  * older position than the one applied): mark it for a full image, under the
  * lock.  Returns 0, or -1 with err. */
 int applier_require_image(struct applier *a, char *err, size_t err_len);
+
+/* ---------------------------------------------------------------------- */
+/* offline mode (sync/applier_offline.c) */
+
+/* Open the outbox of the file (sync/outbox.h): always with create, else
+ * only when it exists (an online replica still pushes what an offline
+ * session left).  Returns 0, or -1 with err. */
+int applier_open_outbox(struct applier *a, int create, char *err,
+			size_t err_len);
+
+/* The pending records (not yet acknowledged by the primary) of the state
+ * st, and the pages they hold, read without the lock (a record being
+ * written counts once it is whole).  0 when there is no outbox. */
+int applier_pending_counts(struct applier *a, const struct replica_state *st,
+			   uint64_t *txns, uint64_t *frames, char *err,
+			   size_t err_len);
+
+/* An offline commit: append the outbox record of the transaction (pages,
+ * db_size, id) on top of the state st, before its commit frame is written.
+ * The caller's connection holds the write lock.  *undo_at receives the
+ * record's offset, for applier_offline_undo when the commit fails.
+ * Returns 0, or -1 with err (the commit must then fail). */
+int applier_offline_commit(struct applier *a, const struct replica_state *st,
+			   const struct wal_page *pages, size_t n,
+			   uint32_t db_size, const uint8_t id[16],
+			   uint64_t *undo_at, char *err, size_t err_len);
+/* Make the records appended so far durable (before SQLite syncs the WAL). */
+int applier_offline_sync(struct applier *a, char *err, size_t err_len);
+/* Remove the record at at and after (its commit did not happen). */
+int applier_offline_undo(struct applier *a, uint64_t at, char *err,
+			 size_t err_len);
+
+/* The first pending record, to push as frames start... of generation. */
+struct applier_push {
+	struct outbox_entry entry;
+	int last; /* no record after it */
+	uint32_t generation;
+	uint32_t start;
+	struct wal_page *pages; /* n pages up to entry.db_size */
+	uint32_t n;
+	uint32_t *pgnos;
+	uint8_t *new_pages;
+};
+/* Under the lock: 1 with the first pending record in *p (release with
+ * applier_push_free), 0 when none is pending (the outbox is emptied), 2
+ * when they are waiting to be dropped (discard, or a full image is due),
+ * -1 with err. */
+int applier_next_push(struct applier *a, struct applier_push *p, char *err,
+		      size_t err_len);
+void applier_push_free(struct applier_push *p);
+/* The primary logged p's transaction, its last frame being logged_head of
+ * logged_generation: the state moves there, and the record is no longer
+ * pending (when it still was: another process may have pushed it). */
+int applier_pushed(struct applier *a, const struct applier_push *p,
+		   uint32_t logged_generation, uint32_t logged_head, char *err,
+		   size_t err_len);
+/* The primary refused p's transaction (a conflict): the pending records
+ * are dropped with the next batch applied (conflict=discard). */
+int applier_push_lost(struct applier *a, char *err, size_t err_len);
+
+/* Dropping the pending records with a batch (under the lock): the old
+ * image of every page they changed, to publish under the batch's pages. */
+struct applier_drop {
+	size_t n_txns;
+	uint8_t last_id[16];
+	uint32_t base_db_size; /* the size before the first of them */
+	int has_file_sum;      /* the file's checksum now (with them) */
+	uint64_t file_sum;
+	struct wal_page *pages; /* n, each page once */
+	uint32_t n;
+	uint8_t *images;
+};
+/* With the state st (loaded under the lock): 0 when nothing is pending, 1
+ * with *d when records are pending and may be dropped (st->discard, or
+ * reason given: then recorded with that reason), -1 with err (records are
+ * pending and must be pushed first, or an error).  Every dropped
+ * transaction gets a conflict record first (sync/conflicts.h). */
+int applier_drop_prepare(struct applier *a, struct replica_state *st,
+			 const char *reason, struct applier_drop *d, char *err,
+			 size_t err_len);
+/* After the batch was published: the state no longer lists them (the
+ * caller saves it), then applier_drop_clear empties the outbox. */
+void applier_drop_done(struct applier *a, struct replica_state *st,
+		       const struct applier_drop *d);
+void applier_drop_clear(struct applier *a);
+void applier_drop_free(struct applier_drop *d);
 
 /* Checkpoint the local WAL (injected frames never trigger SQLite's
  * auto-checkpoint).  truncate: also reset the WAL file to zero bytes when no

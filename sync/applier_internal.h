@@ -5,7 +5,10 @@
 #ifndef REPLITE_APPLIER_INTERNAL_H
 #define REPLITE_APPLIER_INTERNAL_H
 
+#include <pthread.h>
+
 #include "sync/applier.h"
+#include "sync/outbox.h"
 
 /* How long BEGIN IMMEDIATE waits for another writer of the local file (a
  * sync of another process, a checkpoint) before the sync reports busy. */
@@ -22,7 +25,28 @@ struct applier {
 	char *db_path;
 	char *state_path;
 	uint32_t page_size;
+
+	/* The offline outbox (NULL when the file has none), and the list of
+	 * its records as last scanned (applier_offline.c), under ob_mu:
+	 * writers, the sync thread and status readers use it. */
+	struct outbox *outbox;
+	pthread_mutex_t ob_mu;
+	struct outbox_entry *ob_entries;
+	size_t ob_n;
+	uint64_t ob_end;          /* where the next record goes */
+	uint64_t ob_tail_checked; /* 1 + offset of the last record known to
+				   * have committed, or 0 */
 };
+
+/* The sync lock: BEGIN IMMEDIATE on the internal connection (the WAL write
+ * lock), and its release. */
+int applier_lock_begin(struct applier *a, char *err, size_t err_len);
+void applier_lock_end(struct applier *a);
+
+/* Load the state under the lock, let edit change it (it returns 1 when it
+ * did), and save it.  Returns 0, or -1 with err. */
+int applier_edit_state(struct applier *a, int (*edit)(struct replica_state *),
+		       char *err, size_t err_len);
 
 /* Replace the state file with *st. */
 int applier_state_save(struct applier *a, const struct replica_state *st,

@@ -28,10 +28,27 @@ static uint64_t zero_term(uint32_t pgno, const uint8_t *zeros,
 	return dbsum_page(pgno, zeros, page_size);
 }
 
+void checksum_old_free(struct checksum_old *old)
+{
+	free(old->pgnos);
+	free(old->images);
+	memset(old, 0, sizeof *old);
+}
+
 int checksum_after(sqlite3 *db, wal_inject_unwrap_fn unwrap, uint32_t page_size,
 		   uint64_t base, const struct wal_page *pages, size_t n,
 		   uint32_t db_size, uint64_t *result, char *err,
 		   size_t err_len)
+{
+	return checksum_after_old(db, unwrap, page_size, base, pages, n,
+				  db_size, result, NULL, err, err_len);
+}
+
+int checksum_after_old(sqlite3 *db, wal_inject_unwrap_fn unwrap,
+		       uint32_t page_size, uint64_t base,
+		       const struct wal_page *pages, size_t n, uint32_t db_size,
+		       uint64_t *result, struct checksum_old *keep, char *err,
+		       size_t err_len)
 {
 	struct slot *slots = calloc(n ? n : 1, sizeof *slots);
 	uint32_t *want = NULL, old_pages = 0, p;
@@ -94,6 +111,20 @@ int checksum_after(sqlite3 *db, wal_inject_unwrap_fn unwrap, uint32_t page_size,
 		sum ^=
 		    dbsum_page(want[i], old + i * (size_t)page_size, page_size);
 	*result = sum;
+	if (keep != NULL) {
+		/* Pages the database grows to had no content before. */
+		for (i = 0; i < n_want; i++) {
+			if (want[i] > old_pages)
+				memset(old + i * (size_t)page_size, 0,
+				       page_size);
+		}
+		keep->db_pages = old_pages;
+		keep->n = n_read;
+		keep->pgnos = want;
+		keep->images = old;
+		want = NULL;
+		old = NULL;
+	}
 	rv = 0;
 	goto out;
 read_failed:

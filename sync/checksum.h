@@ -25,4 +25,24 @@ int checksum_after(sqlite3 *db, wal_inject_unwrap_fn unwrap, uint32_t page_size,
 		   uint32_t db_size, uint64_t *result, char *err,
 		   size_t err_len);
 
+/* The old images checksum_after_old read: the pages written (ascending),
+ * then the pages cut off (past db_size, ascending), as they were before the
+ * transaction (zeros for pages past the old end), and the size before. */
+struct checksum_old {
+	uint32_t db_pages;
+	size_t n;
+	uint32_t *pgnos;
+	uint8_t *images; /* n * page_size bytes */
+};
+
+/* checksum_after, also giving the old images it read in *keep (release
+ * with checksum_old_free; untouched on error).  An offline commit keeps
+ * them, to restore the pages if the transaction is dropped. */
+int checksum_after_old(sqlite3 *db, wal_inject_unwrap_fn unwrap,
+		       uint32_t page_size, uint64_t base,
+		       const struct wal_page *pages, size_t n, uint32_t db_size,
+		       uint64_t *result, struct checksum_old *keep, char *err,
+		       size_t err_len);
+void checksum_old_free(struct checksum_old *old);
+
 #endif

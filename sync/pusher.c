@@ -89,6 +89,18 @@ static int push_part(struct http_client *http, const struct pusher_txn *t,
 		r = PUSHER_DIVERGED;
 		goto out;
 	}
+	if (res.status == 404 &&
+	    strstr((const char *)res.body, "GENERATION_NOT_FOUND") != NULL) {
+		/* The generation the write is built on is gone: the
+		 * primary moved on without it. */
+		http_client_error_detail(&res, detail, sizeof detail);
+		errors_set(err, err_len,
+			   "the primary no longer has generation "
+			   "%" PRIu32 ": %s",
+			   t->generation, detail);
+		r = PUSHER_CONFLICT;
+		goto out;
+	}
 	if (res.status != 200) {
 		http_client_error_detail(&res, detail, sizeof detail);
 		errors_set(err, err_len,
@@ -171,7 +183,7 @@ enum pusher_result pusher_push(struct http_client *http,
 			/* The same request again (same id, same baton): the
 			 * primary answers it as it did the first copy. */
 			left = (long)(deadline - clock_monotonic_ms());
-			if (left <= RETRY_PAUSE_MS) {
+			if (t->once || left <= RETRY_PAUSE_MS) {
 				r = PUSHER_ERROR;
 				break;
 			}

@@ -39,6 +39,9 @@ struct pusher_txn {
 	 * when the replica knows them. */
 	int has_sums;
 	uint64_t base, result;
+	/* Send no request again that got no answer: the caller tries the
+	 * whole push again later (the sync thread's next round). */
+	int once;
 };
 
 /* What the primary answered.  After PUSHER_OK: where the transaction was

@@ -107,8 +107,40 @@ static int wait_locked(struct replica *r, int64_t until_ms)
 static void idle_locked(struct replica *r, int64_t until_ms)
 {
 	while (!r->closing && r->requested == r->served &&
-	       wait_locked(r, until_ms))
+	       !(r->push_wanted && r->last_rc == 0) && wait_locked(r, until_ms))
 		;
+}
+
+/* Pulls a round tries when local commits keep arriving between its push
+ * and its pull (the pull waits for them to be pushed). */
+#define PUSH_PULL_TRIES 5
+
+/* One round: push what the outbox holds (offline commits), then pull. */
+static int sync_round(struct replica *r, int wait_s, uint64_t requested,
+		      char *err, size_t err_len)
+{
+	int tries, rc = 0;
+
+	for (tries = 0; tries < PUSH_PULL_TRIES; tries++) {
+		/* Only a long-poll is interrupted by requests, not a push. */
+		pthread_mutex_lock(&r->mu);
+		r->push_wanted = 0;
+		r->polling = 0;
+		pthread_mutex_unlock(&r->mu);
+		rc = replica_push_pending(r, err, err_len);
+		if (rc != 0)
+			return rc;
+		pthread_mutex_lock(&r->mu);
+		if (r->push_wanted || r->requested != requested)
+			wait_s = 0; /* asked for meanwhile: no long-poll */
+		r->polling = wait_s > 0;
+		pthread_mutex_unlock(&r->mu);
+		rc = puller_sync(r->puller, wait_s, err, err_len);
+		if (rc == 0 || !replica_has_pending(r))
+			return rc;
+		wait_s = 0;
+	}
+	return rc;
 }
 
 /* After a successful sync: start the next long-poll at once, unless the
@@ -161,7 +193,7 @@ static void *sync_main(void *arg)
 		started = clock_monotonic_ms();
 		pulled_before = r->stats.frames_pulled;
 		err[0] = '\0';
-		rc = puller_sync(r->puller, wait_s, err, sizeof err);
+		rc = sync_round(r, wait_s, pending, err, sizeof err);
 
 		pthread_mutex_lock(&r->mu);
 		interrupted = r->closing || r->interrupted;
@@ -396,6 +428,10 @@ int replica_open(const char *db_path, const struct replica_options *p,
 	if (r->file_lost &&
 	    applier_require_image(r->applier, err, err_len) != 0)
 		goto fail;
+	/* An online replica still pushes what an offline session left. */
+	if (applier_open_outbox(r->applier, r->params.offline, err, err_len) !=
+	    0)
+		goto fail;
 	cfg.base_url = r->params.sync_url;
 	cfg.auth_token = r->params.auth_token;
 	cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
@@ -540,7 +576,7 @@ char *replica_status_json(struct replica *r)
 	    (json_int_t)generation, "frame_no", (json_int_t)frame_no,
 	    "primary_frame_no", (json_int_t)primary, "last_sync_unix_ms",
 	    (json_int_t)r->last_sync_unix_ms, "pending_frames", (json_int_t)0,
-	    "offline", r->params.offline, "sync_interval",
+	    "offline", r->params.offline != 0, "sync_interval",
 	    (double)r->params.sync_interval_ms / 1000.0, "frames_pulled",
 	    (json_int_t)r->stats.frames_pulled, "bytes_pulled",
 	    (json_int_t)r->stats.bytes_pulled);
@@ -555,6 +591,11 @@ char *replica_status_json(struct replica *r)
 		json_object_set_new(o, "checksum",
 				    st.has_checksum ? json_string(sum)
 						    : json_null());
+	}
+	if (o != NULL) {
+		pthread_mutex_unlock(&r->mu);
+		replica_offline_status(r, &st, o);
+		pthread_mutex_lock(&r->mu);
 	}
 	if (o != NULL && r->last_sync_unix_ms == 0) /* never synced */
 		json_object_set_new(o, "last_sync_unix_ms", json_null());

@@ -74,4 +74,14 @@ void replica_write_unlocked(struct replica *r);
 /* The sync URL in use (normalised). */
 const char *replica_sync_url(const struct replica *r);
 
+/* Offline mode.  SQLite is about to sync the WAL after a commit: the
+ * commit's outbox record first (an SQLite code). */
+int replica_offline_wal_sync(struct replica *r);
+/* replite_conflicts(): the conflict records as a JSON array text
+ * (sqlite3_malloc'd), or NULL with err. */
+char *replica_conflicts_json(struct replica *r, char *err, size_t err_len);
+/* replite_conflicts_clear(): remove them; *cleared says how many. */
+int replica_conflicts_clear(struct replica *r, uint64_t *cleared, char *err,
+			    size_t err_len);
+
 #endif

@@ -7,11 +7,14 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "sync/applier.h"
 #include "sync/http_client.h"
 #include "sync/puller.h"
 #include "sync/replica.h"
 #include "sync/replica_options.h"
+#include "sync/replica_state.h"
 
 struct replica {
 	char *db_path;
@@ -52,7 +55,32 @@ struct replica {
 	int push_diverged;     /* ... was refused: download after unlock */
 	int push_has_checksum; /* the file's checksum after the push */
 	uint64_t push_checksum;
+
+	/* Offline mode (replica_offline.c).  The writer's, under the write
+	 * lock: an outbox record was appended for the commit in progress
+	 * (at ob_undo_at), and whether the last one was published. */
+	int ob_appended;
+	uint64_t ob_undo_at;
+	int ob_committed;
+	/* Guarded by mu: a local commit waits to be pushed; the last push. */
+	int push_wanted;
+	int64_t last_push_unix_ms;
 };
+
+/* Offline mode (replica_offline.c): the commit (an outbox record instead
+ * of a push), the WAL's sync, the release of the write lock, and the push
+ * of the pending records by the sync thread before it pulls (0, or -1 with
+ * err: the primary could not be reached, refused, ...). */
+int replica_offline_commit(struct replica *r, const struct wal_page *pages,
+			   size_t n, uint32_t db_size);
+void replica_offline_unlocking(struct replica *r, int published);
+void replica_offline_unlocked(struct replica *r);
+int replica_push_pending(struct replica *r, char *err, size_t err_len);
+/* Are local transactions waiting for the primary? */
+int replica_has_pending(struct replica *r);
+/* The offline fields of replite_status(). */
+void replica_offline_status(struct replica *r, const struct replica_state *st,
+			    json_t *o);
 
 /* Ask the sync thread for a sync and wait for it, at most timeout_ms (-1:
  * no limit).  Returns 0 (with the frame applied in *frame_no unless NULL),

@@ -9,6 +9,13 @@
 #define REPLICA_OPTIONS_SYNC_INTERVAL_MS 1000
 #define REPLICA_OPTIONS_WRITE_TIMEOUT_MS 10000
 
+/* What an offline replica does when the primary moved since the base of its
+ * unpushed transactions (DESIGN.md §7). */
+enum replica_conflict {
+	REPLICA_CONFLICT_REBASE = 0, /* re-apply their row changes on top */
+	REPLICA_CONFLICT_DISCARD,    /* drop them, take the primary's state */
+};
+
 struct replica_options {
 	char *sync_url;           /* malloc'd, normalised; NULL = absent */
 	char *auth_token;         /* malloc'd; NULL = none */
@@ -16,6 +23,7 @@ struct replica_options {
 	int64_t sync_interval_ms; /* 0 = only explicit syncs */
 	int read_your_writes;     /* 0 or 1 */
 	int offline;              /* 0 or 1 */
+	enum replica_conflict conflict;
 	int64_t write_timeout_ms; /* > 0 */
 };
 

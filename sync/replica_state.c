@@ -177,6 +177,46 @@ static int decode_wal(const json_t *root, struct replica_state *st,
 	return 0;
 }
 
+/* The optional "outbox" of an offline replica. */
+static int decode_outbox(const json_t *root, struct replica_state *st,
+			 const char *path, char *err, size_t err_len)
+{
+	const json_t *o = json_object_get(root, "outbox"), *pushed, *discard;
+	const char *hex;
+	size_t i;
+
+	st->has_pushed = 0;
+	st->discard = 0;
+	if (o == NULL)
+		return 0;
+	pushed = json_object_get(o, "pushed");
+	discard = json_object_get(o, "discard");
+	if (!json_is_object(o) || (pushed != NULL && !json_is_string(pushed)) ||
+	    (discard != NULL && !json_is_boolean(discard)))
+		goto damaged;
+	if (pushed != NULL) {
+		hex = json_string_value(pushed);
+		if (strlen(hex) != 32)
+			goto damaged;
+		for (i = 0; i < 16; i++) {
+			unsigned v;
+			if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+				goto damaged;
+			st->pushed_id[i] = (uint8_t)v;
+		}
+		st->has_pushed = 1;
+	}
+	st->discard = discard != NULL && json_is_true(discard);
+	return 0;
+damaged:
+	snprintf(err, err_len,
+		 "the replica state file %s has an \"outbox\" field that is "
+		 "not {\"pushed\": \"<32 hex digits>\", \"discard\": "
+		 "bool}; it is damaged: " DAMAGED_ADVICE,
+		 path);
+	return -1;
+}
+
 /* The optional "checksum" of the content at frame_no. */
 static int decode_checksum(const json_t *root, struct replica_state *st,
 			   const char *path, char *err, size_t err_len)
@@ -267,7 +307,8 @@ static int decode(const json_t *root, struct replica_state *st,
 		     err_len) != 0)
 		return -1;
 	if (decode_wal(root, st, path, err, err_len) != 0 ||
-	    decode_checksum(root, st, path, err, err_len) != 0)
+	    decode_checksum(root, st, path, err, err_len) != 0 ||
+	    decode_outbox(root, st, path, err, err_len) != 0)
 		return -1;
 	/* Borrowed from root: the caller copies them. */
 	st->database_id = (char *)database_id;
@@ -370,6 +411,22 @@ int replica_state_save(const char *path, const struct replica_state *st,
 		dbsum_format(st->checksum, sum);
 		if (json_object_set_new(root, "checksum", json_string(sum)) !=
 		    0) {
+			json_decref(root);
+			root = NULL;
+		}
+	}
+	if (root != NULL && (st->has_pushed || st->discard)) {
+		json_t *o = json_object();
+		char hex[33];
+		size_t i;
+		for (i = 0; i < 16; i++)
+			snprintf(hex + 2 * i, 3, "%02x", st->pushed_id[i]);
+		if (o == NULL ||
+		    (st->has_pushed &&
+		     json_object_set_new(o, "pushed", json_string(hex)) != 0) ||
+		    (st->discard &&
+		     json_object_set_new(o, "discard", json_true()) != 0) ||
+		    json_object_set_new(root, "outbox", o) != 0) {
 			json_decref(root);
 			root = NULL;
 		}

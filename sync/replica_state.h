@@ -51,6 +51,16 @@ struct replica_state {
 	 * known, as in files of older versions). */
 	int has_checksum;
 	uint64_t checksum;
+	/* The offline outbox (sync/outbox.h), stored as "outbox":
+	 * {"pushed": "<32 hex digits>", "discard": true} (absent: nothing
+	 * pushed, no discard).  pushed names the last outbox record the
+	 * primary acknowledged (or that was dropped): the records after it
+	 * are pending, all of them when no record has that id.  discard: the
+	 * pending records lost a conflict and are dropped with the next batch
+	 * applied, which also restores the pages they changed. */
+	int has_pushed;
+	uint8_t pushed_id[16];
+	int discard;
 };
 
 /* "db_path-replite" in a malloc'd string (NULL when out of memory). */

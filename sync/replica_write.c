@@ -47,6 +47,11 @@ static int primary_matches_file(struct replica *r, char *err, size_t err_len)
 	rv = -1;
 	if (applier_load_state(r->applier, &st, err, err_len) != 0)
 		goto out;
+	if (replica_has_pending(r)) {
+		/* An offline session's commits go first. */
+		rv = 0;
+		goto out;
+	}
 	if (replica_state_check_primary(&st, info.database_id,
 					r->params.sync_url, err, err_len) != 0)
 		goto out;
@@ -61,7 +66,8 @@ out:
 
 int replica_reads_own_writes(const struct replica *r)
 {
-	return r->params.read_your_writes;
+	/* An offline commit exists nowhere else: always visible. */
+	return r->params.read_your_writes || r->params.offline;
 }
 
 /* A writer's catch-up: syncs until one succeeds or write_timeout runs out,
@@ -96,6 +102,8 @@ int replica_begin_write(struct replica *r)
 			    r->db_path);
 		return SQLITE_READONLY;
 	}
+	if (r->params.offline)
+		return SQLITE_OK; /* no network: pushed later */
 	current = primary_matches_file(r, err, sizeof err);
 	if (current < 0) {
 		write_failed(r, err);
@@ -127,6 +135,8 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 	r->push_end = 0;
 	r->push_conflict = 0;
 	r->push_diverged = 0;
+	if (r->params.offline)
+		return replica_offline_commit(r, pages, n, db_size);
 	if (n == 0)
 		return SQLITE_OK;
 	if (applier_load_state(r->applier, &st, err, sizeof err) != 0 ||
@@ -203,6 +213,10 @@ void replica_write_unlocking(struct replica *r, int committed, int published,
 {
 	char err[1024];
 
+	if (r->params.offline) {
+		replica_offline_unlocking(r, committed && published);
+		return;
+	}
 	if (!committed || r->push_end == 0)
 		return;
 	if (published &&
@@ -217,6 +231,10 @@ void replica_write_unlocked(struct replica *r)
 {
 	char err[1024];
 
+	if (r->params.offline) {
+		replica_offline_unlocked(r);
+		return;
+	}
 	if (r->push_diverged) {
 		r->push_diverged = 0;
 		if (applier_require_image(r->applier, err, sizeof err) != 0) {

@@ -112,6 +112,39 @@ static void fn_verify(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_text(ctx, json, -1, sqlite3_free);
 }
 
+static void fn_conflicts(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct replica *r =
+	    function_replica(ctx, argc, argv, "replite_conflicts");
+	char err[1024], *json;
+
+	if (r == NULL)
+		return;
+	json = replica_conflicts_json(r, err, sizeof err);
+	if (json == NULL) {
+		sqlite3_result_error(ctx, err, -1);
+		return;
+	}
+	sqlite3_result_text(ctx, json, -1, sqlite3_free);
+}
+
+static void fn_conflicts_clear(sqlite3_context *ctx, int argc,
+			       sqlite3_value **argv)
+{
+	struct replica *r =
+	    function_replica(ctx, argc, argv, "replite_conflicts_clear");
+	uint64_t cleared = 0;
+	char err[1024];
+
+	if (r == NULL)
+		return;
+	if (replica_conflicts_clear(r, &cleared, err, sizeof err) != 0) {
+		sqlite3_result_error(ctx, err, -1);
+		return;
+	}
+	sqlite3_result_int64(ctx, (sqlite3_int64)cleared);
+}
+
 static int register_functions(sqlite3 *db)
 {
 	static const struct {
@@ -119,9 +152,16 @@ static int register_functions(sqlite3 *db)
 		int argc;
 		void (*fn)(sqlite3_context *, int, sqlite3_value **);
 	} fns[] = {
-	    {"replite_sync", 0, fn_sync},     {"replite_sync", 1, fn_sync},
-	    {"replite_status", 0, fn_status}, {"replite_status", 1, fn_status},
-	    {"replite_verify", 0, fn_verify}, {"replite_verify", 1, fn_verify},
+	    {"replite_sync", 0, fn_sync},
+	    {"replite_sync", 1, fn_sync},
+	    {"replite_status", 0, fn_status},
+	    {"replite_status", 1, fn_status},
+	    {"replite_verify", 0, fn_verify},
+	    {"replite_verify", 1, fn_verify},
+	    {"replite_conflicts", 0, fn_conflicts},
+	    {"replite_conflicts", 1, fn_conflicts},
+	    {"replite_conflicts_clear", 0, fn_conflicts_clear},
+	    {"replite_conflicts_clear", 1, fn_conflicts_clear},
 	};
 	size_t i;
 	int rc = SQLITE_OK;

@@ -154,11 +154,12 @@ static int on_open_main(void *arg, sqlite3_filename name, void **ctx,
 		    "replite: encryption_key is not supported yet; open the "
 		    "replica without it (and unset REPLITE_ENCRYPTION_KEY)");
 		rc = SQLITE_CANTOPEN;
-	} else if (p.offline) {
+	} else if (p.offline && p.conflict == REPLICA_CONFLICT_REBASE) {
 		*errmsg = sqlite3_mprintf(
-		    "replite: offline=1 is not supported yet: a replica "
-		    "pushes each write to the primary when it commits; open "
-		    "it with offline=0");
+		    "replite: offline=1 with conflict=rebase (the default) is "
+		    "not supported yet; add conflict=discard to the URI (a "
+		    "conflict then drops the unpushed local transactions and "
+		    "records them in replite_conflicts())");
 		rc = SQLITE_CANTOPEN;
 	} else {
 		rc = attach(reg, name, &p, &n, errmsg);
@@ -221,6 +222,14 @@ static void on_write_unlock(void *arg, void *ctx)
 		replica_write_unlocked(n->replica);
 }
 
+static int before_wal_sync(void *arg, void *ctx)
+{
+	struct node *n = ctx;
+
+	(void)arg;
+	return replica_offline_wal_sync(n->replica);
+}
+
 static int pragma_error(char **az, const char *fmt, const char *value)
 {
 	az[0] = sqlite3_mprintf(fmt, value);
@@ -244,6 +253,18 @@ static int on_pragma(void *arg, void *ctx, char **az)
 	if (strcasecmp(name, "replite_status") == 0) {
 		az[0] = replica_status_json(n->replica);
 		return az[0] != NULL ? SQLITE_OK : SQLITE_NOMEM;
+	}
+	if (strcasecmp(name, "replite_conflicts") == 0) {
+		az[0] = replica_conflicts_json(n->replica, err, sizeof err);
+		return az[0] != NULL ? SQLITE_OK : pragma_error(az, "%s", err);
+	}
+	if (strcasecmp(name, "replite_conflicts_clear") == 0) {
+		uint64_t cleared;
+		if (replica_conflicts_clear(n->replica, &cleared, err,
+					    sizeof err) != 0)
+			return pragma_error(az, "%s", err);
+		az[0] = sqlite3_mprintf("%llu", (unsigned long long)cleared);
+		return SQLITE_OK;
 	}
 	if (strcasecmp(name, "replite_verify") == 0) {
 		az[0] = replica_verify_json(n->replica, err, sizeof err);
@@ -294,6 +315,7 @@ int replite_vfs_register(const char *name)
 	hooks.before_write_unlock = before_write_unlock;
 	hooks.on_write_unlock = on_write_unlock;
 	hooks.on_pragma = on_pragma;
+	hooks.before_wal_sync = before_wal_sync;
 	rc = wal_observer_register(name, &hooks, &reg->vfs);
 	if (rc != SQLITE_OK) {
 		pthread_mutex_destroy(&reg->mu);

@@ -11,7 +11,7 @@
 /* The parameters this module reads, for the duplicate check. */
 static const char *const known_params[] = {
     "sync_url",         "auth_token", "encryption_key", "sync_interval",
-    "read_your_writes", "offline",    "write_timeout",
+    "read_your_writes", "offline",    "write_timeout",  "conflict",
 };
 
 static const char *default_env(const char *name)
@@ -136,12 +136,14 @@ static int parse_duration(sqlite3_filename name, const char *param,
 	return 0;
 }
 
-static int parse_bool(sqlite3_filename name, const char *param, int dflt,
-		      int *out, char *err, size_t err_len)
+static int parse_bool(sqlite3_filename name, uri_params_env_fn env,
+		      const char *param, const char *var, int dflt, int *out,
+		      char *err, size_t err_len)
 {
 	static const char *const yes[] = {"1", "true", "yes", "on"};
 	static const char *const no[] = {"0", "false", "no", "off"};
-	const char *v = sqlite3_uri_parameter(name, param);
+	int from_env;
+	const char *v = lookup(name, env, param, var, &from_env);
 	size_t i;
 
 	if (v == NULL) {
@@ -159,9 +161,31 @@ static int parse_bool(sqlite3_filename name, const char *param, int dflt,
 		}
 	}
 	snprintf(err, err_len,
-		 "replite: %s '%s' is not a boolean: expected 0, 1, true, "
-		 "false, yes, no, on or off",
-		 param, v);
+		 "replite: %s%s%s%s '%s' is not a boolean: expected 0, 1, "
+		 "true, false, yes, no, on or off",
+		 param, from_env ? " (from " : "", from_env ? var : "",
+		 from_env ? ")" : "", v);
+	return -1;
+}
+
+/* conflict: what an offline replica does with local transactions that the
+ * primary's newer ones conflict with. */
+static int parse_conflict(sqlite3_filename name, enum replica_conflict *out,
+			  char *err, size_t err_len)
+{
+	const char *v = sqlite3_uri_parameter(name, "conflict");
+
+	*out = REPLICA_CONFLICT_REBASE;
+	if (v == NULL || strcasecmp(v, "rebase") == 0)
+		return 0;
+	if (strcasecmp(v, "discard") == 0) {
+		*out = REPLICA_CONFLICT_DISCARD;
+		return 0;
+	}
+	snprintf(err, err_len,
+		 "replite: conflict '%s' is not a conflict policy: expected "
+		 "rebase or discard",
+		 v);
 	return -1;
 }
 
@@ -244,10 +268,13 @@ int uri_params_parse(sqlite3_filename name, uri_params_env_fn env,
 			   REPLICA_OPTIONS_SYNC_INTERVAL_MS, 0,
 			   &p.sync_interval_ms, err, err_len) != 0)
 		goto err_free;
-	if (parse_bool(name, "read_your_writes", 1, &p.read_your_writes, err,
-		       err_len) != 0)
+	if (parse_bool(name, env, "read_your_writes", NULL, 1,
+		       &p.read_your_writes, err, err_len) != 0)
 		goto err_free;
-	if (parse_bool(name, "offline", 0, &p.offline, err, err_len) != 0)
+	if (parse_bool(name, env, "offline", "REPLITE_OFFLINE", 0, &p.offline,
+		       err, err_len) != 0)
+		goto err_free;
+	if (parse_conflict(name, &p.conflict, err, err_len) != 0)
 		goto err_free;
 	if (parse_duration(name, "write_timeout",
 			   REPLICA_OPTIONS_WRITE_TIMEOUT_MS, 1,

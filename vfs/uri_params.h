@@ -9,7 +9,8 @@
  *   encryption_key    REPLITE_ENCRYPTION_KEY  none (NULL)
  *   sync_interval     -                       1 second; 0 = explicit only
  *   read_your_writes  -                       1
- *   offline           -                       0
+ *   offline           REPLITE_OFFLINE         0
+ *   conflict          -                       rebase (or discard)
  *   write_timeout     -                       10 seconds
  *
  * Durations are non-negative decimal seconds ("1", "0.5", "2.25"), kept in

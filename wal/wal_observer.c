@@ -502,6 +502,16 @@ static int obs_truncate(sqlite3_file *f, sqlite3_int64 size)
 
 static int obs_sync(sqlite3_file *f, int flags)
 {
+	struct obs_file *p = (struct obs_file *)f;
+	struct observer *obs = p->obs;
+
+	if (p->kind == OBS_WAL && p->txn.committed && p->main != NULL &&
+	    p->main->ctx != NULL && obs->hooks.before_wal_sync != NULL) {
+		int rc =
+		    obs->hooks.before_wal_sync(obs->hooks.arg, p->main->ctx);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
 	return REAL(f)->pMethods->xSync(REAL(f), flags);
 }
 

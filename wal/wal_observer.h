@@ -52,6 +52,12 @@ struct wal_observer_hooks {
 	 * on_commit_end, committed or not), e.g. to wake waiting writers.
 	 * May be NULL. */
 	void (*on_write_unlock)(void *arg, void *ctx);
+	/* SQLite is about to sync the WAL after a commit frame that
+	 * on_commit accepted (synchronous=FULL or EXTRA; main files with a
+	 * ctx): what on_commit wrote elsewhere must be as durable as the
+	 * commit before the commit is.  Return SQLITE_OK, or the code the
+	 * sync fails with.  May be NULL. */
+	int (*before_wal_sync)(void *arg, void *ctx);
 	void *arg;
 
 	/* Optional hooks that manage main database files (all may be NULL).

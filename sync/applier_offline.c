@@ -1,0 +1,688 @@
+/* The applier's part in offline mode (docs/architecture.md "Offline
+ * writes"): the outbox of local commits not yet on the primary, the state
+ * edits around pushing them, and dropping them when they lost a conflict.
+ *
+ * An offline commit appends one outbox record (sync/outbox.h) before its
+ * commit frame reaches the WAL: the transaction's pages as committed, and
+ * their images before it, read from the file (the same reads that carry the
+ * checksum forward).  The records after the state's "pushed" id are
+ * pending: the file holds the primary's state at frame_no plus exactly those
+ * transactions, in order.  So while any are pending no pulled batch may be
+ * applied on top (it would mix the primary's pages with local ones), except
+ * one that drops them: with the state's "discard" flag, the next batch (or
+ * full image, or generation switch) is published together with the old
+ * images of every page the pending records changed, which puts those pages
+ * back as they were at frame_no before the batch overwrites what the
+ * primary changed since.  One publication, so a reader sees the local
+ * commits or the primary's newer state, never a mix; and the batch may be
+ * applied again after a crash with the same result, since the old images
+ * stay in the outbox until the state says the records are gone. */
+#include "applier_internal.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "base/clock.h"
+#include "base/errors.h"
+#include "sync/checksum.h"
+#include "sync/conflicts.h"
+#include "sync/outbox.h"
+#include "wal/wal_read.h"
+
+/* The outbox header's size: the offset of its first record. */
+#define OUTBOX_START 32
+
+int applier_open_outbox(struct applier *a, int create, char *err,
+			size_t err_len)
+{
+	char *path;
+	int exists;
+
+	if (a->outbox != NULL)
+		return 0;
+	path = outbox_path(a->db_path);
+	if (path == NULL) {
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	exists = access(path, F_OK) == 0;
+	free(path);
+	if (!create && !exists)
+		return 0;
+	return outbox_open(a->db_path, a->page_size, &a->outbox, err, err_len);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the record list, cached */
+
+/* Bring the cached list of records up to date with the file: scan from
+ * the last record known, if it is still there (same id at the same
+ * offset), else from the start.  Called with ob_mu held. */
+static int refresh_locked(struct applier *a, char *err, size_t err_len)
+{
+	struct outbox_entry *more = NULL, *grown;
+	uint64_t from = OUTBOX_START, end = 0;
+	size_t n_more = 0, keep = 0;
+
+	if (a->ob_n > 0) {
+		from = a->ob_entries[a->ob_n - 1].offset;
+		keep = a->ob_n - 1;
+	}
+	if (outbox_scan(a->outbox, from, &more, &n_more, &end, err, err_len) !=
+	    0)
+		return -1;
+	if (a->ob_n > 0 &&
+	    (n_more == 0 || memcmp(more[0].id, a->ob_entries[a->ob_n - 1].id,
+				   sizeof more[0].id) != 0)) {
+		/* Truncated (and maybe appended to) since: start over. */
+		free(more);
+		more = NULL;
+		keep = 0;
+		if (outbox_scan(a->outbox, OUTBOX_START, &more, &n_more, &end,
+				err, err_len) != 0)
+			return -1;
+	}
+	grown = realloc(a->ob_entries, (keep + n_more + 1) * sizeof *grown);
+	if (grown == NULL) {
+		free(more);
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	a->ob_entries = grown;
+	if (n_more > 0)
+		memcpy(a->ob_entries + keep, more, n_more * sizeof *more);
+	a->ob_n = keep + n_more;
+	a->ob_end = end;
+	free(more);
+	return 0;
+}
+
+/* The index of the first pending record: the one after the record named
+ * pushed, or 0 when no record has that id.  Called with ob_mu held. */
+static size_t first_pending(const struct applier *a,
+			    const struct replica_state *st)
+{
+	size_t i;
+
+	if (!st->has_pushed)
+		return 0;
+	for (i = a->ob_n; i > 0; i--) {
+		if (memcmp(a->ob_entries[i - 1].id, st->pushed_id,
+			   sizeof st->pushed_id) == 0)
+			return i;
+	}
+	return 0;
+}
+
+int applier_pending_counts(struct applier *a, const struct replica_state *st,
+			   uint64_t *txns, uint64_t *frames, char *err,
+			   size_t err_len)
+{
+	size_t i;
+	int rv = 0;
+
+	*txns = 0;
+	*frames = 0;
+	if (a->outbox == NULL)
+		return 0;
+	pthread_mutex_lock(&a->ob_mu);
+	if (refresh_locked(a, err, err_len) != 0) {
+		rv = -1;
+	} else {
+		for (i = first_pending(a, st); i < a->ob_n; i++) {
+			(*txns)++;
+			*frames += a->ob_entries[i].n;
+		}
+	}
+	pthread_mutex_unlock(&a->ob_mu);
+	return rv;
+}
+
+/* A record at the end of the outbox whose transaction did not commit: its
+ * writer crashed between the record and the commit frame (or SQLite failed
+ * to write the commit and the writer died before undoing the record).
+ * Under the write lock nothing is being committed, and nothing is applied
+ * on top of pending records, so the last record committed exactly when the
+ * file holds its pages and its size.  Called with ob_mu held. */
+static int check_tail_locked(struct applier *a, size_t first, char *err,
+			     size_t err_len)
+{
+	const struct outbox_entry *e;
+	uint32_t *pgnos = NULL, db_pages = 0, i, k = 0;
+	uint8_t *new_pages = NULL, *old_pages = NULL, *cur = NULL;
+	char *msg = NULL;
+	int rv = -1, same, rc;
+
+	if (first >= a->ob_n)
+		return 0;
+	e = &a->ob_entries[a->ob_n - 1];
+	if (a->ob_tail_checked == e->offset + 1)
+		return 0;
+	if (outbox_read(a->outbox, e, &pgnos, &new_pages, &old_pages, err,
+			err_len) != 0)
+		goto out;
+	cur = malloc((size_t)e->n * a->page_size);
+	if (cur == NULL) {
+		errors_set(err, err_len, "out of memory");
+		goto out;
+	}
+	/* The pages the transaction kept (the ones past its end are cut). */
+	while (k < e->n && pgnos[k] <= e->db_size)
+		k++;
+	/* Through the reader: the caller holds the write lock, maybe through
+	 * a writer's connection while the sync thread waits for it on the
+	 * internal one. */
+	rc = wal_read_pages(a->reader, NULL, a->page_size, pgnos, k, cur,
+			    &db_pages, &msg);
+	if (rc != SQLITE_OK) {
+		errors_set(err, err_len,
+			   "cannot read the local database %s: %s", a->db_path,
+			   msg ? msg : sqlite3_errstr(rc));
+		goto out;
+	}
+	same = db_pages == e->db_size;
+	for (i = 0; same && i < k; i++)
+		same = memcmp(cur + (size_t)i * a->page_size,
+			      new_pages + (size_t)i * a->page_size,
+			      a->page_size) == 0;
+	if (!same) {
+		sqlite3_log(SQLITE_NOTICE,
+			    "replite: %s: the last outbox record was never "
+			    "committed (its writer stopped before the commit); "
+			    "it is dropped",
+			    a->db_path);
+		if (outbox_truncate(a->outbox, e->offset, err, err_len) != 0)
+			goto out;
+		a->ob_n--;
+		a->ob_end = e->offset;
+	} else {
+		a->ob_tail_checked = e->offset + 1;
+	}
+	rv = 0;
+out:
+	sqlite3_free(msg);
+	free(pgnos);
+	free(new_pages);
+	free(old_pages);
+	free(cur);
+	return rv;
+}
+
+/* The pending records under the write lock: [*first, a->ob_n) of the cache,
+ * the tail checked.  Called with ob_mu held. */
+static int pending_locked(struct applier *a, const struct replica_state *st,
+			  size_t *first, char *err, size_t err_len)
+{
+	*first = 0;
+	if (a->outbox == NULL)
+		return 0;
+	if (refresh_locked(a, err, err_len) != 0)
+		return -1;
+	*first = first_pending(a, st);
+	return check_tail_locked(a, *first, err, err_len);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the offline commit */
+
+int applier_offline_commit(struct applier *a, const struct replica_state *st,
+			   const struct wal_page *pages, size_t n,
+			   uint32_t db_size, const uint8_t id[16],
+			   uint64_t *undo_at, char *err, size_t err_len)
+{
+	struct checksum_old old = {0};
+	struct outbox_record rec = {0};
+	uint8_t *new_pages = NULL;
+	uint64_t base = 0, result = 0, at;
+	size_t first, i, j;
+	int has_base, rv = -1;
+
+	assert(a->outbox != NULL);
+	pthread_mutex_lock(&a->ob_mu);
+	if (pending_locked(a, st, &first, err, err_len) != 0)
+		goto out;
+	/* The checksum the transaction is built on: the last pending
+	 * record's result, else the state's (frame_hwm > frame_no: a batch
+	 * may have been cut short, the content is not the state's). */
+	if (first < a->ob_n) {
+		has_base = a->ob_entries[a->ob_n - 1].has_sums;
+		base = a->ob_entries[a->ob_n - 1].result;
+	} else {
+		has_base = st->has_checksum && st->frame_hwm == st->frame_no;
+		base = st->checksum;
+	}
+	if (checksum_after_old(a->reader, NULL, a->page_size, base, pages, n,
+			       db_size, &result, &old, err, err_len) != 0)
+		goto out;
+	new_pages = calloc(old.n ? old.n : 1, a->page_size);
+	if (new_pages == NULL) {
+		errors_set(err, err_len, "out of memory");
+		goto out;
+	}
+	/* The committed image of each page (the last one given wins), zeros
+	 * for the pages cut off. */
+	for (i = 0; i < old.n; i++) {
+		for (j = n; j > 0; j--) {
+			if (pages[j - 1].pgno == old.pgnos[i]) {
+				memcpy(new_pages + i * a->page_size,
+				       pages[j - 1].data, a->page_size);
+				break;
+			}
+		}
+	}
+	memcpy(rec.id, id, sizeof rec.id);
+	rec.n = (uint32_t)old.n;
+	rec.pgnos = old.pgnos;
+	rec.new_pages = new_pages;
+	rec.old_pages = old.images;
+	rec.db_size = db_size;
+	rec.old_db_size = old.db_pages;
+	rec.has_sums = has_base;
+	rec.base = base;
+	rec.result = result;
+	rec.commit_unix_ms = clock_unix_ms();
+	at = a->ob_end;
+	if (outbox_append(a->outbox, &rec, &a->ob_end, err, err_len) != 0)
+		goto out;
+	*undo_at = at;
+	rv = 0;
+out:
+	pthread_mutex_unlock(&a->ob_mu);
+	checksum_old_free(&old);
+	free(new_pages);
+	return rv;
+}
+
+int applier_offline_sync(struct applier *a, char *err, size_t err_len)
+{
+	return outbox_sync(a->outbox, err, err_len);
+}
+
+int applier_offline_undo(struct applier *a, uint64_t at, char *err,
+			 size_t err_len)
+{
+	int rv;
+
+	pthread_mutex_lock(&a->ob_mu);
+	rv = outbox_truncate(a->outbox, at, err, err_len);
+	if (rv == 0) {
+		while (a->ob_n > 0 && a->ob_entries[a->ob_n - 1].offset >= at)
+			a->ob_n--;
+		a->ob_end = at;
+	}
+	pthread_mutex_unlock(&a->ob_mu);
+	return rv;
+}
+
+/* ---------------------------------------------------------------------- */
+/* pushing */
+
+void applier_push_free(struct applier_push *p)
+{
+	free(p->pgnos);
+	free(p->new_pages);
+	free(p->pages);
+	memset(p, 0, sizeof *p);
+}
+
+int applier_next_push(struct applier *a, struct applier_push *p, char *err,
+		      size_t err_len)
+{
+	struct replica_state st = {0};
+	uint8_t *old_pages = NULL;
+	size_t first;
+	uint32_t i;
+	int rv = -1, loaded;
+
+	memset(p, 0, sizeof *p);
+	if (a->outbox == NULL)
+		return 0;
+	if (applier_lock_begin(a, err, err_len) != 0)
+		return -1;
+	pthread_mutex_lock(&a->ob_mu);
+	loaded = applier_load_state(a, &st, err, err_len);
+	if (loaded != 0) {
+		rv = loaded == 1 ? 0 : -1; /* no state: nothing committed */
+		goto out;
+	}
+	if (pending_locked(a, &st, &first, err, err_len) != 0)
+		goto out;
+	if (first >= a->ob_n) {
+		/* Everything pushed: empty the outbox (the state names the
+		 * last record, which then no longer exists: fine). */
+		rv = 0;
+		if (a->ob_n > 0 && outbox_truncate(a->outbox, OUTBOX_START, err,
+						   err_len) == 0) {
+			a->ob_n = 0;
+			a->ob_end = OUTBOX_START;
+		}
+		goto out;
+	}
+	if (st.discard || st.bootstrapping) {
+		rv = 2; /* dropped with the next batch */
+		goto out;
+	}
+	p->entry = a->ob_entries[first];
+	p->last = first + 1 == a->ob_n;
+	p->generation = st.generation;
+	p->start = st.frame_no + 1;
+	if (outbox_read(a->outbox, &p->entry, &p->pgnos, &p->new_pages,
+			&old_pages, err, err_len) != 0)
+		goto out;
+	p->pages = calloc(p->entry.n, sizeof *p->pages);
+	if (p->pages == NULL) {
+		errors_set(err, err_len, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < p->entry.n && p->pgnos[i] <= p->entry.db_size; i++) {
+		p->pages[i].pgno = p->pgnos[i];
+		p->pages[i].data = p->new_pages + (size_t)i * a->page_size;
+	}
+	p->n = i;
+	rv = 1;
+out:
+	free(old_pages);
+	pthread_mutex_unlock(&a->ob_mu);
+	replica_state_free(&st);
+	applier_lock_end(a);
+	if (rv != 1)
+		applier_push_free(p);
+	return rv;
+}
+
+int applier_pushed(struct applier *a, const struct applier_push *p,
+		   uint32_t logged_generation, uint32_t logged_head, char *err,
+		   size_t err_len)
+{
+	struct replica_state st = {0};
+	size_t first;
+	int rv = -1;
+
+	if (applier_lock_begin(a, err, err_len) != 0)
+		return -1;
+	pthread_mutex_lock(&a->ob_mu);
+	if (applier_load_state(a, &st, err, err_len) != 0 ||
+	    pending_locked(a, &st, &first, err, err_len) != 0)
+		goto out;
+	if (first >= a->ob_n ||
+	    memcmp(a->ob_entries[first].id, p->entry.id, sizeof p->entry.id) !=
+		0 ||
+	    st.generation != p->generation || st.frame_no + 1 != p->start) {
+		/* Another process pushed it meanwhile (the primary answered
+		 * both by the transaction's id): nothing to record. */
+		rv = 0;
+		goto out;
+	}
+	st.generation = logged_generation;
+	st.frame_no = logged_head;
+	st.frame_hwm = logged_head;
+	st.has_checksum = p->entry.has_sums;
+	st.checksum = p->entry.result;
+	st.has_pushed = 1;
+	memcpy(st.pushed_id, p->entry.id, sizeof st.pushed_id);
+	if (first + 1 == a->ob_n) {
+		/* The file is the primary's state again: where its WAL
+		 * stands now is replite's doing (the divergence check). */
+		struct wal_position pos;
+		char *msg = NULL;
+		if (wal_inject_position(a->db, NULL, &pos, &msg) == SQLITE_OK) {
+			st.wal_known = 1;
+			st.wal_frames = pos.frames;
+			memcpy(st.wal_salt, pos.salt, sizeof st.wal_salt);
+		} else {
+			st.wal_known = 0;
+		}
+		sqlite3_free(msg);
+	}
+	if (applier_state_save(a, &st, err, err_len) != 0)
+		goto out;
+	if (first + 1 == a->ob_n &&
+	    outbox_truncate(a->outbox, OUTBOX_START, err, err_len) == 0) {
+		a->ob_n = 0;
+		a->ob_end = OUTBOX_START;
+	}
+	rv = 0;
+out:
+	pthread_mutex_unlock(&a->ob_mu);
+	replica_state_free(&st);
+	applier_lock_end(a);
+	return rv;
+}
+
+static int set_discard(struct replica_state *st)
+{
+	if (st->discard)
+		return 0;
+	st->discard = 1;
+	return 1;
+}
+
+int applier_push_lost(struct applier *a, char *err, size_t err_len)
+{
+	return applier_edit_state(a, set_discard, err, err_len);
+}
+
+/* ---------------------------------------------------------------------- */
+/* dropping the pending records */
+
+/* The ids of the transactions conflicts_path already records. */
+static json_t *recorded_ids(struct applier *a, char *err, size_t err_len)
+{
+	char *text = conflicts_read_json(a->db_path, err, err_len);
+	json_t *all, *ids = json_object(), *rec;
+	size_t i;
+
+	if (text == NULL || ids == NULL) {
+		free(text);
+		json_decref(ids);
+		return NULL;
+	}
+	all = json_loads(text, 0, NULL);
+	free(text);
+	json_array_foreach(all, i, rec)
+	{
+		const char *id = json_string_value(json_object_get(rec, "txn"));
+		if (id != NULL)
+			json_object_set_new(ids, id, json_true());
+	}
+	json_decref(all);
+	return ids;
+}
+
+/* One conflict record per dropped transaction not recorded yet (a drop
+ * repeated after a crash records nothing twice). */
+static int record_dropped(struct applier *a, size_t first, const char *reason,
+			  char *err, size_t err_len)
+{
+	json_t *ids = recorded_ids(a, err, err_len), *rec;
+	int64_t now = clock_unix_ms();
+	char hex[33];
+	size_t i;
+	int rv = 0;
+
+	if (ids == NULL)
+		return -1;
+	for (i = first; rv == 0 && i < a->ob_n; i++) {
+		const struct outbox_entry *e = &a->ob_entries[i];
+		outbox_id_hex(e->id, hex);
+		if (json_object_get(ids, hex) != NULL)
+			continue;
+		rec = json_pack(
+		    "{s:s, s:n, s:n, s:n, s:n, s:s, s:s, s:I, s:I, "
+		    "s:I}",
+		    "txn", hex, "table", "key", "replica", "primary",
+		    "resolution", "discarded", "reason", reason, "pages",
+		    (json_int_t)e->n, "committed_unix_ms",
+		    (json_int_t)e->commit_unix_ms, "unix_ms", (json_int_t)now);
+		if (rec == NULL) {
+			errors_set(err, err_len, "out of memory");
+			rv = -1;
+			break;
+		}
+		rv = conflicts_append(a->db_path, rec, err, err_len);
+		json_decref(rec);
+		if (rv == 0)
+			sqlite3_log(
+			    SQLITE_WARNING,
+			    "replite: %s: local transaction %s dropped: "
+			    "%s",
+			    a->db_path, hex, reason);
+	}
+	json_decref(ids);
+	return rv;
+}
+
+static int grow_drop(struct applier_drop *d, size_t *cap, uint32_t page_size)
+{
+	size_t want = *cap ? *cap * 2 : 64;
+	struct wal_page *pages = realloc(d->pages, want * sizeof *pages);
+	uint8_t *images;
+
+	if (pages == NULL)
+		return -1;
+	d->pages = pages;
+	images = realloc(d->images, want * page_size);
+	if (images == NULL)
+		return -1;
+	d->images = images;
+	*cap = want;
+	return 0;
+}
+
+/* Mark pgno in a bitmap grown as needed: returns 1 when it was new, 0 when
+ * already marked, -1 when out of memory. */
+static int mark_page(uint8_t **bits, size_t *nbytes, uint32_t pgno)
+{
+	size_t byte = pgno / 8;
+
+	if (byte >= *nbytes) {
+		size_t want = byte * 2 + 64;
+		uint8_t *grown = realloc(*bits, want);
+		if (grown == NULL)
+			return -1;
+		memset(grown + *nbytes, 0, want - *nbytes);
+		*bits = grown;
+		*nbytes = want;
+	}
+	if ((*bits)[byte] & (1u << (pgno % 8)))
+		return 0;
+	(*bits)[byte] |= (uint8_t)(1u << (pgno % 8));
+	return 1;
+}
+
+void applier_drop_free(struct applier_drop *d)
+{
+	free(d->pages);
+	free(d->images);
+	memset(d, 0, sizeof *d);
+}
+
+int applier_drop_prepare(struct applier *a, struct replica_state *st,
+			 const char *reason, struct applier_drop *d, char *err,
+			 size_t err_len)
+{
+	uint32_t *pgnos = NULL, i, k;
+	uint8_t *new_pages = NULL, *old_pages = NULL, *seen = NULL;
+	size_t first, r, cap = 0, seen_bytes = 0;
+	int rv = -1, fresh;
+
+	memset(d, 0, sizeof *d);
+	if (a->outbox == NULL)
+		return 0;
+	pthread_mutex_lock(&a->ob_mu);
+	if (pending_locked(a, st, &first, err, err_len) != 0)
+		goto out;
+	if (first >= a->ob_n) {
+		rv = 0;
+		goto out;
+	}
+	if (!st->discard && reason == NULL) {
+		errors_set(
+		    err, err_len,
+		    "%zu local transactions of %s are not on the primary "
+		    "yet; they are pushed before anything is pulled",
+		    a->ob_n - first, a->db_path);
+		goto out;
+	}
+	if (record_dropped(a, first,
+			   reason != NULL
+			       ? reason
+			       : "the primary changed since the transaction's "
+				 "base (conflict=discard)",
+			   err, err_len) != 0)
+		goto out;
+	d->n_txns = a->ob_n - first;
+	d->base_db_size = a->ob_entries[first].old_db_size;
+	memcpy(d->last_id, a->ob_entries[a->ob_n - 1].id, sizeof d->last_id);
+	d->has_file_sum = a->ob_entries[a->ob_n - 1].has_sums;
+	d->file_sum = a->ob_entries[a->ob_n - 1].result;
+	/* The image of each page before the first pending record that
+	 * changed it. */
+	for (r = first; r < a->ob_n; r++) {
+		const struct outbox_entry *e = &a->ob_entries[r];
+		if (outbox_read(a->outbox, e, &pgnos, &new_pages, &old_pages,
+				err, err_len) != 0)
+			goto out;
+		for (i = 0; i < e->n; i++) {
+			fresh = mark_page(&seen, &seen_bytes, pgnos[i]);
+			if (fresh == 0)
+				continue;
+			if (fresh < 0 ||
+			    (d->n == cap &&
+			     grow_drop(d, &cap, a->page_size) != 0)) {
+				errors_set(err, err_len, "out of memory");
+				goto out;
+			}
+			memcpy(d->images + (size_t)d->n * a->page_size,
+			       old_pages + (size_t)i * a->page_size,
+			       a->page_size);
+			d->pages[d->n].pgno = pgnos[i];
+			d->n++;
+		}
+		free(pgnos);
+		free(new_pages);
+		free(old_pages);
+		pgnos = NULL;
+		new_pages = old_pages = NULL;
+	}
+	for (k = 0; k < d->n; k++)
+		d->pages[k].data = d->images + (size_t)k * a->page_size;
+	rv = 1;
+out:
+	pthread_mutex_unlock(&a->ob_mu);
+	free(seen);
+	free(pgnos);
+	free(new_pages);
+	free(old_pages);
+	if (rv != 1)
+		applier_drop_free(d);
+	return rv;
+}
+
+void applier_drop_done(struct applier *a, struct replica_state *st,
+		       const struct applier_drop *d)
+{
+	(void)a;
+	st->has_pushed = 1;
+	memcpy(st->pushed_id, d->last_id, sizeof st->pushed_id);
+	st->discard = 0;
+}
+
+void applier_drop_clear(struct applier *a)
+{
+	char err[256];
+
+	if (a->outbox == NULL)
+		return;
+	pthread_mutex_lock(&a->ob_mu);
+	if (outbox_truncate(a->outbox, OUTBOX_START, err, sizeof err) == 0) {
+		a->ob_n = 0;
+		a->ob_end = OUTBOX_START;
+	}
+	pthread_mutex_unlock(&a->ob_mu);
+}

@@ -1,0 +1,224 @@
+#include "conflicts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/errors.h"
+#include "base/fileio.h"
+
+static char *conflicts_path(const char *db_path)
+{
+	char *path;
+
+	if (asprintf(&path, "%s" CONFLICTS_SUFFIX, db_path) < 0)
+		return NULL;
+	return path;
+}
+
+/* write all of buf at the end of an O_APPEND file (pwrite's offset would be
+ * ignored there, and is not portable). */
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Does the file end inside a line (a record torn by a crash)?  1 if so, 0
+ * if it is empty or ends with a newline, -errno on an error. */
+static int ends_mid_line(int fd)
+{
+	struct stat st;
+	char last;
+	ssize_t n;
+
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	if (st.st_size == 0)
+		return 0;
+	do
+		n = pread(fd, &last, 1, st.st_size - 1);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* Truncated meanwhile (conflicts_clear): nothing to end. */
+	return n == 1 && last != '\n';
+}
+
+int conflicts_append(const char *db_path, const json_t *record, char *err,
+		     size_t err_len)
+{
+	char *path = conflicts_path(db_path), *text = NULL, *line = NULL;
+	int fd = -1, rv = -1, rc;
+	size_t len;
+
+	if (path == NULL)
+		goto oom;
+	if (!json_is_object(record)) {
+		errors_set(err, err_len,
+			   "cannot append to the conflicts file %s: a "
+			   "conflict record is a JSON object",
+			   path);
+		goto out;
+	}
+	/* Compact: no newline inside, one record per line. */
+	text = json_dumps(record, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (text == NULL)
+		goto oom;
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto io_error;
+	}
+	/* After a torn line, start a new one: glued to the torn piece this
+	 * record would be unreadable too. */
+	rc = ends_mid_line(fd);
+	if (rc < 0)
+		goto io_error;
+	if (asprintf(&line, "%s%s\n", rc ? "\n" : "", text) < 0) {
+		line = NULL;
+		goto oom;
+	}
+	len = strlen(line);
+	/* One write: concurrent appenders' lines do not interleave. */
+	rc = write_all(fd, line, len);
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	if (rc != 0)
+		goto io_error;
+	rv = 0;
+	goto out;
+oom:
+	errors_set(err, err_len, "out of memory appending a conflict of %s",
+		   db_path);
+	goto out;
+io_error:
+	errors_set(err, err_len, "cannot append to the conflicts file %s: %s",
+		   path, strerror(-rc));
+out:
+	if (fd >= 0)
+		close(fd);
+	free(line);
+	free(text);
+	free(path);
+	return rv;
+}
+
+/* The records of db_path in a new array (*records): the lines that parse
+ * as JSON objects.  Returns 0, or -1 with err. */
+static int load(const char *db_path, json_t **records, char *err,
+		size_t err_len)
+{
+	char *path = conflicts_path(db_path), *text = NULL, *p, *nl, *end;
+	json_t *array = json_array(), *v;
+	size_t len = 0;
+	int rc, rv = -1;
+
+	if (path == NULL || array == NULL)
+		goto oom;
+	rc = fileio_read_file(path, &text, &len);
+	if (rc == -ENOENT) {
+		*records = array;
+		array = NULL;
+		rv = 0;
+		goto out;
+	}
+	if (rc != 0) {
+		errors_set(err, err_len,
+			   "cannot read the conflicts file %s: %s", path,
+			   strerror(-rc));
+		goto out;
+	}
+	end = text + len;
+	for (p = text; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		v = json_loadb(p, (size_t)(nl - p), 0, NULL);
+		if (json_is_object(v)) {
+			if (json_array_append_new(array, v) != 0)
+				goto oom;
+		} else {
+			json_decref(v);
+		}
+	}
+	*records = array;
+	array = NULL;
+	rv = 0;
+	goto out;
+oom:
+	errors_set(err, err_len, "out of memory reading the conflicts of %s",
+		   db_path);
+out:
+	json_decref(array);
+	free(text);
+	free(path);
+	return rv;
+}
+
+char *conflicts_read_json(const char *db_path, char *err, size_t err_len)
+{
+	json_t *records;
+	char *text;
+
+	if (load(db_path, &records, err, err_len) != 0)
+		return NULL;
+	text = json_dumps(records, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(records);
+	if (text == NULL)
+		errors_set(err, err_len,
+			   "out of memory encoding the conflicts of %s",
+			   db_path);
+	return text;
+}
+
+int conflicts_count(const char *db_path, uint64_t *n, char *err, size_t err_len)
+{
+	json_t *records;
+
+	if (load(db_path, &records, err, err_len) != 0)
+		return -1;
+	*n = json_array_size(records);
+	json_decref(records);
+	return 0;
+}
+
+int conflicts_clear(const char *db_path, char *err, size_t err_len)
+{
+	char *path = conflicts_path(db_path);
+	int fd, rv = 0;
+
+	if (path == NULL) {
+		errors_set(err, err_len,
+			   "out of memory clearing the conflicts of %s",
+			   db_path);
+		return -1;
+	}
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno != ENOENT)
+		rv = -errno;
+	if (fd >= 0) {
+		if (ftruncate(fd, 0) != 0 || fdatasync(fd) != 0)
+			rv = -errno;
+		close(fd);
+	}
+	if (rv != 0)
+		errors_set(err, err_len,
+			   "cannot clear the conflicts file %s: %s", path,
+			   strerror(-rv));
+	free(path);
+	return rv == 0 ? 0 : -1;
+}

@@ -1,0 +1,41 @@
+/* The conflict records, "app.db-replite-conflicts" beside the database: one
+ * JSON object per line (JSON Lines), appended when the replica resolves a
+ * conflict between a local transaction and the primary, for the
+ * application to read.  They survive restarts until cleared.
+ *
+ * Each record is one write of a compact line with O_APPEND, made durable
+ * before the call returns.  A crash can leave the last line torn (no
+ * newline, not valid JSON): readers skip any line that is not a JSON
+ * object, and the next append starts on a line of its own. */
+#ifndef REPLITE_SYNC_CONFLICTS_H
+#define REPLITE_SYNC_CONFLICTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define CONFLICTS_SUFFIX "-replite-conflicts"
+
+/* Append record (a JSON object; not consumed) to the conflicts of db_path
+ * as one compact line, creating the file (mode 0644) if missing, and
+ * fdatasync it.  Returns 0, or -1 with err naming the file and the cause. */
+int conflicts_append(const char *db_path, const json_t *record, char *err,
+		     size_t err_len);
+
+/* All records of db_path as the text of one JSON array, "[{...},{...}]",
+ * oldest first (malloc'd); "[]" when the file is missing or empty.  Lines
+ * that are not JSON objects (a torn last line) are skipped.  NULL with err
+ * on an I/O error or when out of memory. */
+char *conflicts_read_json(const char *db_path, char *err, size_t err_len);
+
+/* The number of records (the lines that are JSON objects) in *n; 0 when the
+ * file is missing.  Returns 0, or -1 with err. */
+int conflicts_count(const char *db_path, uint64_t *n, char *err,
+		    size_t err_len);
+
+/* Remove all records: truncate the file to 0 bytes and fdatasync it (a
+ * missing file is fine).  Returns 0, or -1 with err. */
+int conflicts_clear(const char *db_path, char *err, size_t err_len);
+
+#endif

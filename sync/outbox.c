@@ -1,0 +1,374 @@
+#include "outbox_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "base/errors.h"
+#include "base/fileio.h"
+#include "base/hex.h"
+#include "wal/walfmt.h"
+
+/* The 14 characters, then NULs up to 16 bytes. */
+static const uint8_t file_magic[16] = "replite outbox";
+
+char *outbox_path(const char *db_path)
+{
+	char *path;
+
+	if (asprintf(&path, "%s" OUTBOX_SUFFIX, db_path) < 0)
+		return NULL;
+	return path;
+}
+
+static int page_size_valid(uint32_t page_size)
+{
+	return page_size >= 512 && page_size <= 65536 &&
+	       (page_size & (page_size - 1)) == 0;
+}
+
+ssize_t outbox_pread_upto(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n =
+		    pread(fd, p + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static void file_header_encode(uint32_t page_size,
+			       uint8_t out[OUTBOX_HEADER_SIZE])
+{
+	memset(out, 0, OUTBOX_HEADER_SIZE);
+	memcpy(out, file_magic, sizeof file_magic);
+	walfmt_put32(out + 16, OUTBOX_FORMAT);
+	walfmt_put32(out + 20, page_size);
+	walfmt_put32(out + 24, 0);
+	walfmt_put32(out + 28, (uint32_t)XXH3_64bits(out, 28));
+}
+
+static int file_header_check(const struct outbox *o,
+			     const uint8_t h[OUTBOX_HEADER_SIZE], char *err,
+			     size_t err_len)
+{
+	uint32_t format = walfmt_get32(h + 16),
+		 page_size = walfmt_get32(h + 20);
+
+	if (memcmp(h, file_magic, sizeof file_magic) != 0 ||
+	    walfmt_get32(h + 28) != (uint32_t)XXH3_64bits(h, 28) ||
+	    walfmt_get32(h + 24) != 0) {
+		errors_set(err, err_len,
+			   "the outbox file %s does not start with a valid "
+			   "outbox header: it is damaged, or not an outbox "
+			   "file",
+			   o->path);
+		return -1;
+	}
+	if (format != OUTBOX_FORMAT) {
+		errors_set(err, err_len,
+			   "the outbox file %s has format %u, but this replite "
+			   "reads format %d only: open the database with the "
+			   "replite version that wrote it (or a newer one)",
+			   o->path, format, OUTBOX_FORMAT);
+		return -1;
+	}
+	if (page_size != o->page_size) {
+		errors_set(err, err_len,
+			   "the outbox file %s holds pages of %u bytes, but "
+			   "the database's page size is %u",
+			   o->path, page_size, o->page_size);
+		return -1;
+	}
+	return 0;
+}
+
+/* fsync the directory holding path, so that a new file's name is as
+ * durable as the records fdatasync'd into it later. */
+static int sync_parent(const char *path)
+{
+	char *copy = strdup(path);
+	int rv;
+
+	if (copy == NULL)
+		return -ENOMEM;
+	rv = fileio_fsync_dir(dirname(copy));
+	free(copy);
+	return rv;
+}
+
+static int write_file_header(struct outbox *o,
+			     const uint8_t h[OUTBOX_HEADER_SIZE], char *err,
+			     size_t err_len)
+{
+	int rv = fileio_write_all(o->fd, h, OUTBOX_HEADER_SIZE, 0);
+
+	if (rv == 0 && fdatasync(o->fd) != 0)
+		rv = -errno;
+	if (rv == 0)
+		rv = sync_parent(o->path);
+	if (rv != 0) {
+		errors_set(err, err_len,
+			   "cannot write the header of the outbox file %s: %s",
+			   o->path, strerror(-rv));
+		return -1;
+	}
+	return 0;
+}
+
+int outbox_open(const char *db_path, uint32_t page_size, struct outbox **out,
+		char *err, size_t err_len)
+{
+	uint8_t want[OUTBOX_HEADER_SIZE], have[OUTBOX_HEADER_SIZE];
+	struct outbox *o;
+	ssize_t got;
+
+	if (!page_size_valid(page_size)) {
+		errors_set(err, err_len,
+			   "cannot open the outbox of %s: page size %u is not "
+			   "a power of two in 512..65536",
+			   db_path, page_size);
+		return -1;
+	}
+	o = calloc(1, sizeof *o);
+	if (o == NULL || (o->path = outbox_path(db_path)) == NULL) {
+		errors_set(err, err_len,
+			   "out of memory opening the outbox of %s", db_path);
+		free(o);
+		return -1;
+	}
+	o->page_size = page_size;
+	o->fd = open(o->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (o->fd < 0) {
+		errors_set(err, err_len, "cannot open the outbox file %s: %s",
+			   o->path, strerror(errno));
+		goto fail;
+	}
+	file_header_encode(page_size, want);
+	got = outbox_pread_upto(o->fd, have, sizeof have, 0);
+	if (got < 0) {
+		errors_set(err, err_len, "cannot read the outbox file %s: %s",
+			   o->path, strerror((int)-got));
+		goto fail;
+	}
+	if ((size_t)got == sizeof have) {
+		if (file_header_check(o, have, err, err_len) != 0)
+			goto fail;
+	} else if (memcmp(have, want, (size_t)got) == 0) {
+		/* Empty, or a prefix of our header: a new file, one another
+		 * process is creating right now, or a creation a crash cut
+		 * short.  Writing the same bytes again is harmless. */
+		if (write_file_header(o, want, err, err_len) != 0)
+			goto fail;
+	} else {
+		errors_set(err, err_len,
+			   "the outbox file %s is %zd bytes long, shorter than "
+			   "its header, and not a part of one: it is damaged, "
+			   "or not an outbox file",
+			   o->path, got);
+		goto fail;
+	}
+	*out = o;
+	return 0;
+fail:
+	outbox_close(o);
+	return -1;
+}
+
+void outbox_close(struct outbox *o)
+{
+	if (o == NULL)
+		return;
+	if (o->fd >= 0)
+		close(o->fd);
+	free(o->path);
+	free(o);
+}
+
+static int check_record(const struct outbox *o, const struct outbox_record *r,
+			char *err, size_t err_len)
+{
+	uint32_t i;
+
+	if (r->n == 0) {
+		errors_set(err, err_len,
+			   "cannot append to the outbox file %s: a transaction "
+			   "record needs at least one page",
+			   o->path);
+		return -1;
+	}
+	for (i = 0; i < r->n; i++) {
+		if (r->pgnos[i] == 0 ||
+		    (i > 0 && r->pgnos[i] <= r->pgnos[i - 1])) {
+			errors_set(err, err_len,
+				   "cannot append to the outbox file %s: page "
+				   "number %u (at %u) is not above the one "
+				   "before it (page numbers are ascending "
+				   "from 1)",
+				   o->path, r->pgnos[i], i);
+			return -1;
+		}
+	}
+	/* The length field is 32 bits. */
+	if (outbox_record_length(r->n, o->page_size) > UINT32_MAX) {
+		errors_set(err, err_len,
+			   "cannot append to the outbox file %s: a transaction "
+			   "of %u pages of %u bytes makes a record of 4 GiB or "
+			   "more",
+			   o->path, r->n, o->page_size);
+		return -1;
+	}
+	return 0;
+}
+
+/* The record rec as it is written: header, page numbers, new and old
+ * images, in buf (length bytes). */
+static void record_encode(const struct outbox *o,
+			  const struct outbox_record *rec, uint8_t *buf,
+			  uint64_t length)
+{
+	size_t images = (size_t)rec->n * o->page_size;
+	uint8_t *body = buf + OUTBOX_RECORD_HEADER_SIZE, *p = body;
+	uint32_t i;
+
+	for (i = 0; i < rec->n; i++, p += 4)
+		walfmt_put32(p, rec->pgnos[i]);
+	memcpy(p, rec->new_pages, images);
+	memcpy(p + images, rec->old_pages, images);
+
+	memset(buf, 0, OUTBOX_RECORD_HEADER_SIZE);
+	walfmt_put32(buf, OUTBOX_RECORD_MAGIC);
+	walfmt_put32(buf + 4, (uint32_t)length);
+	memcpy(buf + 8, rec->id, 16);
+	walfmt_put32(buf + 24, rec->n);
+	walfmt_put32(buf + 28, rec->db_size);
+	walfmt_put32(buf + 32, rec->old_db_size);
+	walfmt_put32(buf + 36, rec->has_sums ? OUTBOX_FLAG_HAS_SUMS : 0);
+	outbox_put64(buf + 40, rec->base);
+	outbox_put64(buf + 48, rec->result);
+	outbox_put64(buf + 56, (uint64_t)rec->commit_unix_ms);
+	outbox_put64(buf + 64,
+		     XXH3_64bits(body, length - OUTBOX_RECORD_HEADER_SIZE));
+	outbox_put64(buf + OUTBOX_RECORD_HASHED,
+		     XXH3_64bits(buf, OUTBOX_RECORD_HASHED));
+}
+
+int outbox_append(struct outbox *o, const struct outbox_record *rec,
+		  uint64_t *at, char *err, size_t err_len)
+{
+	uint64_t length;
+	struct stat st;
+	uint8_t *buf;
+	int rv;
+
+	if (check_record(o, rec, err, err_len) != 0)
+		return -1;
+	if (fstat(o->fd, &st) != 0) {
+		errors_set(err, err_len, "cannot stat the outbox file %s: %s",
+			   o->path, strerror(errno));
+		return -1;
+	}
+	if (*at < OUTBOX_HEADER_SIZE || (uint64_t)st.st_size < *at) {
+		errors_set(err, err_len,
+			   "cannot append to the outbox file %s at offset "
+			   "%llu: the file is %lld bytes long (it changed "
+			   "since it was scanned?)",
+			   o->path, (unsigned long long)*at,
+			   (long long)st.st_size);
+		return -1;
+	}
+	length = outbox_record_length(rec->n, o->page_size);
+	buf = malloc((size_t)length);
+	if (buf == NULL) {
+		errors_set(err, err_len,
+			   "out of memory appending to the outbox file %s",
+			   o->path);
+		return -1;
+	}
+	record_encode(o, rec, buf, length);
+	/* A torn tail goes first: left after the new record, it would make
+	 * that one no longer the last, whose body a scan checks. */
+	rv = 0;
+	if ((uint64_t)st.st_size > *at && ftruncate(o->fd, (off_t)*at) != 0)
+		rv = -errno;
+	if (rv == 0)
+		rv = fileio_write_all(o->fd, buf, (size_t)length, *at);
+	free(buf);
+	if (rv != 0) {
+		/* Leave no piece of the record behind.  Should this fail
+		 * too, a scan still rejects the piece as a torn tail. */
+		if (ftruncate(o->fd, (off_t)*at) != 0) {
+		}
+		errors_set(err, err_len,
+			   "cannot append to the outbox file %s at offset "
+			   "%llu: %s",
+			   o->path, (unsigned long long)*at, strerror(-rv));
+		return -1;
+	}
+	*at += length;
+	return 0;
+}
+
+int outbox_sync(struct outbox *o, char *err, size_t err_len)
+{
+	if (fdatasync(o->fd) != 0) {
+		errors_set(err, err_len, "cannot sync the outbox file %s: %s",
+			   o->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int outbox_truncate(struct outbox *o, uint64_t offset, char *err,
+		    size_t err_len)
+{
+	struct stat st;
+
+	if (fstat(o->fd, &st) != 0) {
+		errors_set(err, err_len, "cannot stat the outbox file %s: %s",
+			   o->path, strerror(errno));
+		return -1;
+	}
+	/* Past the end, ftruncate would add zeros: a torn tail, but one
+	 * the caller cannot have meant. */
+	if (offset < OUTBOX_HEADER_SIZE || offset > (uint64_t)st.st_size) {
+		errors_set(err, err_len,
+			   "cannot truncate the outbox file %s to %llu bytes: "
+			   "it is %lld bytes long and its records start at %d",
+			   o->path, (unsigned long long)offset,
+			   (long long)st.st_size, OUTBOX_HEADER_SIZE);
+		return -1;
+	}
+	if (ftruncate(o->fd, (off_t)offset) != 0 || fdatasync(o->fd) != 0) {
+		errors_set(err, err_len,
+			   "cannot truncate the outbox file %s to %llu bytes: "
+			   "%s",
+			   o->path, (unsigned long long)offset,
+			   strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void outbox_id_hex(const uint8_t id[16], char out[33])
+{
+	hex_encode(id, 16, out);
+}

@@ -1,0 +1,145 @@
+/* The offline replica's outbox, "app.db-replite-outbox" beside the database:
+ * the write transactions committed locally and not yet pushed to the
+ * primary, oldest first.  A local commit appends its record BEFORE the
+ * transaction's commit frame reaches the local WAL, so every committed local
+ * transaction is in the outbox (a record whose commit then failed is removed
+ * with outbox_truncate).
+ *
+ * All integers are big-endian, as in SQLite's WAL.  The file header, 32
+ * bytes:
+ *
+ *    0  16  magic "replite outbox\0\0"
+ *   16   4  format (1)
+ *   20   4  page size of the database
+ *   24   4  reserved (0)
+ *   28   4  low 32 bits of XXH3_64bits(bytes 0..27)
+ *
+ * then records, back to back.  A record is a 96-byte header:
+ *
+ *    0   4  magic 0x52504f42 ("RPOB")
+ *    4   4  length: the whole record's bytes, header included
+ *    8  16  transaction id
+ *   24   4  n: pages written (>= 1)
+ *   28   4  db_size: database size in pages after the transaction
+ *   32   4  old_db_size: database size in pages before it
+ *   36   4  flags: bit 0 = has_sums (base and result are meaningful)
+ *   40   8  base: whole-database checksum before (base/dbsum.h)
+ *   48   8  result: whole-database checksum after
+ *   56   8  commit time, Unix milliseconds (signed)
+ *   64   8  body_hash: XXH3_64bits of the body
+ *   72  16  zeros
+ *   88   8  header_hash: XXH3_64bits(bytes 0..87)
+ *
+ * and a body: n page numbers (4 bytes each, ascending), the n new page
+ * images, then the n old page images (page_size bytes each), so length =
+ * 96 + 4n + 2 n page_size.
+ *
+ * One writer appends at a time (it holds the database's WAL write lock), each
+ * record with one pwrite; other processes may scan the file meanwhile without
+ * the lock.  A reader may therefore see the last record half written, and a
+ * crash may leave it so: every record's header is checked by its hash, and
+ * the body of the last record in the file by body_hash; the first record
+ * that fails ends the valid records and whatever follows it is a torn tail,
+ * dropped by the next append.  Bodies of earlier records are not read by a
+ * scan: a record followed by another was wholly written before that one
+ * began.  After a power loss that holds only for records made durable
+ * (outbox_sync) before the next was appended; outbox_read verifies the body
+ * hash of any record anyway. */
+#ifndef REPLITE_SYNC_OUTBOX_H
+#define REPLITE_SYNC_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OUTBOX_SUFFIX "-replite-outbox"
+#define OUTBOX_FORMAT 1
+#define OUTBOX_HEADER_SIZE 32        /* the file header */
+#define OUTBOX_RECORD_HEADER_SIZE 96 /* each record's header */
+#define OUTBOX_RECORD_MAGIC 0x52504f42u
+
+struct outbox;
+
+/* What a writer appends. */
+struct outbox_record {
+	uint8_t id[16];
+	uint32_t n;
+	const uint32_t *pgnos;    /* ascending, distinct, >= 1 */
+	const uint8_t *new_pages; /* n * page_size */
+	const uint8_t *old_pages; /* n * page_size */
+	uint32_t db_size;         /* after the transaction, in pages */
+	uint32_t old_db_size;     /* before it */
+	int has_sums;             /* base and result are meaningful */
+	uint64_t base, result;    /* whole-database checksums */
+	int64_t commit_unix_ms;
+};
+
+/* A record's header, as outbox_scan found it. */
+struct outbox_entry {
+	uint8_t id[16];
+	uint32_t n, db_size, old_db_size;
+	int has_sums;
+	uint64_t base, result;
+	int64_t commit_unix_ms;
+	uint64_t offset; /* of the record in the file */
+	uint64_t length; /* of the whole record */
+	uint64_t body_hash;
+};
+
+/* "db_path-replite-outbox" in a malloc'd string (NULL when out of memory). */
+char *outbox_path(const char *db_path);
+
+/* Open the outbox of db_path, creating it (mode 0644) if missing.  A file
+ * without a header (new, or its creation cut short by a crash) gets one,
+ * written and made durable.  Returns 0 with *out, or -1 with err naming the
+ * file and the cause: I/O error, a header that is not an outbox header, or
+ * one of another format or page size. */
+int outbox_open(const char *db_path, uint32_t page_size, struct outbox **out,
+		char *err, size_t err_len);
+
+/* Close the file and free o (NULL is fine). */
+void outbox_close(struct outbox *o);
+
+/* Append rec at *at, the end of the valid records as outbox_scan's
+ * valid_end reported it: a longer file is first truncated to *at (dropping
+ * a torn tail), then the whole record is written with one pwrite and *at
+ * becomes its end.  Not made durable (see outbox_sync).  The caller holds
+ * the database's WAL write lock.  Returns 0, or -1 with err (*at unchanged,
+ * the file cut back to *at): I/O error, an invalid record (n = 0, page
+ * numbers not ascending from 1, a record of 4 GiB or more), or a file
+ * shorter than *at (changed since the scan). */
+int outbox_append(struct outbox *o, const struct outbox_record *rec,
+		  uint64_t *at, char *err, size_t err_len);
+
+/* fdatasync the file.  Returns 0, or -1 with err. */
+int outbox_sync(struct outbox *o, char *err, size_t err_len);
+
+/* Drop every record from offset on (a record boundary, >= 32, not past the
+ * end): undo an append whose commit failed, or clear the outbox (offset 32)
+ * once everything is pushed.  Made durable.  Returns 0, or -1 with err. */
+int outbox_truncate(struct outbox *o, uint64_t offset, char *err,
+		    size_t err_len);
+
+/* The headers of the valid records from offset from (a record boundary;
+ * 32 = the first) on, in *entries (malloc'd, *n of them; NULL when *n is
+ * 0), and in *valid_end the end of the last valid one (from if none).
+ * Valid: the header hash matches, the magic, flags, n and length agree,
+ * the record lies wholly inside the file and, for the last record in the
+ * file only, the body hash matches.  The first invalid record ends the scan
+ * (it and what follows are a torn tail: not an error).  Returns 0, or -1
+ * with err on an I/O error or a from before 32 or past the end. */
+int outbox_scan(struct outbox *o, uint64_t from, struct outbox_entry **entries,
+		size_t *n, uint64_t *valid_end, char *err, size_t err_len);
+
+/* Read the body of the record e: *pgnos (n of them), *new_pages and
+ * *old_pages (n * page_size bytes each), all malloc'd (free with free()).
+ * Returns 0, or -1 with err naming the file and the offset: I/O error, or
+ * "corrupt" when the body does not match its hash or the record there is no
+ * longer the one scanned. */
+int outbox_read(struct outbox *o, const struct outbox_entry *e,
+		uint32_t **pgnos, uint8_t **new_pages, uint8_t **old_pages,
+		char *err, size_t err_len);
+
+/* A transaction id as 32 lowercase hex digits and a NUL. */
+void outbox_id_hex(const uint8_t id[16], char out[33]);
+
+#endif

@@ -1,0 +1,48 @@
+/* The outbox's handle and record layout, shared by the files that implement
+ * it (outbox.h is the interface and teaches the format): outbox.c (opening,
+ * the file header, appending and truncating) and outbox_scan.c (scanning
+ * the records and reading their bodies). */
+#ifndef REPLITE_OUTBOX_INTERNAL_H
+#define REPLITE_OUTBOX_INTERNAL_H
+
+#include <sys/types.h>
+
+#include "sync/outbox.h"
+#include "wal/walfmt.h"
+
+/* Bit 0 of a record's flags: base and result are meaningful. */
+#define OUTBOX_FLAG_HAS_SUMS 1u
+/* Bytes of a record header covered by its hash (the hash is the rest). */
+#define OUTBOX_RECORD_HASHED 88
+
+struct outbox {
+	int fd;
+	uint32_t page_size;
+	char *path;
+};
+
+static inline void outbox_put64(uint8_t *p, uint64_t v)
+{
+	walfmt_put32(p, (uint32_t)(v >> 32));
+	walfmt_put32(p + 4, (uint32_t)v);
+}
+
+static inline uint64_t outbox_get64(const uint8_t *p)
+{
+	return (uint64_t)walfmt_get32(p) << 32 | walfmt_get32(p + 4);
+}
+
+/* The length of a record of n pages. */
+static inline uint64_t outbox_record_length(uint32_t n, uint32_t page_size)
+{
+	return OUTBOX_RECORD_HEADER_SIZE + 4 * (uint64_t)n +
+	       2 * (uint64_t)n * page_size;
+}
+
+/* pread up to len bytes at off, retrying on EINTR and short transfers: the
+ * bytes read (fewer when the file ends first), or -errno.  Unlike
+ * fileio_read_all, a short file is no error: another process may be
+ * appending to or truncating the outbox while we read it. */
+ssize_t outbox_pread_upto(int fd, void *buf, size_t len, uint64_t off);
+
+#endif
