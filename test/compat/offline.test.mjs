@@ -14,9 +14,10 @@
 //   2. replite_sync() (and PRAGMA replite_sync) fails naming the cause while
 //      the primary is down and keeps everything pending; once it is back,
 //      replite_sync() pushes it all and returns the primary's frame number;
-//   3. kill -9 of a process in the middle of local commits: every commit that
-//      returned is in the file when it is reopened, and reaches the primary
-//      exactly once;
+//   3. kill -9 of a process in the middle of local commits (the primary cut
+//      off, or reachable and pushed to meanwhile): every commit that returned
+//      is in the file when it is reopened, and reaches the primary exactly
+//      once;
 //   4. kill -9 of a process while its background push runs (at several
 //      moments): nothing is lost and nothing reaches the primary twice;
 //   5. two processes writing the same offline file: every row reaches the
@@ -30,7 +31,10 @@
 //   8. the stock sqlite3 shell, without the extension, reads the offline file
 //      (local commits included, integrity ok), and the commits are still
 //      pushed afterwards;
-//   9. REPLITE_OFFLINE=1 in the environment works like offline=1.
+//   9. REPLITE_OFFLINE=1 in the environment works like offline=1;
+//  10. the first open of a new file fails naming the cause while the primary
+//      is unreachable, and bootstraps once it is back;
+//  11. a transaction larger than one push request reaches the primary whole.
 // "The primary is down" is, depending on the test, the server stopped by
 // SIGSTOP, stopped and later restarted on the same port and data directory,
 // or cut off by a TCP proxy in a worker thread (which then forwards again).
@@ -485,20 +489,28 @@ for (const kind of HOSTS) {
   );
 }
 
-for (const kind of HOSTS) {
+// With the primary cut off all the time, or reachable while the loop runs
+// (its background push racing with the commits and the kill).
+for (const [kind, reachable] of [
+  ["node", false],
+  ["python", false],
+  ["node", true],
+  ["python", true],
+]) {
+  const where = reachable ? "pushing meanwhile" : "the primary cut off";
   test(
-    `3. ${kind}: kill -9 in the middle of local commits: every commit that returned survives, and reaches the primary exactly once`,
+    `3. ${kind}, ${where}: kill -9 in the middle of local commits: every commit that returned survives, and reaches the primary exactly once`,
     { timeout: TEST_TIMEOUT_MS },
     async (t) => {
       const f = await setup(t, { proxy: true, schema: [LOG_SCHEMA] });
       const path = f.dir.file("r.db");
       let h = await f.host(kind, path); // bootstraps through the proxy
-      await f.proxy.cut();
+      if (!reachable) await f.proxy.cut();
       const printed = [];
       h.onLine = (m) => m.committed && printed.push(m.committed);
       h.send({ op: "loop", sql: LOG_INSERT, prefix: kind });
       await waitFor(
-        "300 local commits with the primary cut off",
+        `300 local commits, ${where}`,
         () => ({ commits: printed.length, ended: h.closed }),
         (x) => x.commits >= 300 || x.ended,
         60000,
@@ -506,9 +518,11 @@ for (const kind of HOSTS) {
       assert.ok(!h.closed, `the writer ended after ${printed.length} commits:\n${h.stderr}`);
       await h.kill();
       const inflight = `${kind}-${printed.length}`;
-      t.diagnostic(`${printed.length} commits returned before the kill`);
+      const [[onPrimary]] = await primaryRows(f.client, LOG_COUNTS);
+      t.diagnostic(`${printed.length} commits returned before the kill; ${onPrimary} rows on the primary then`);
 
-      // A new process, the primary still cut off.
+      // A new process, the primary cut off.
+      await f.proxy.cut();
       h = await f.host(kind, path);
       const local = (await h.query("SELECT v FROM log")).map(([v]) => v);
       const localSet = new Set(local);
@@ -521,7 +535,17 @@ for (const kind of HOSTS) {
         `nothing but the commit in flight is extra: ${JSON.stringify(extra)}`,
       );
       assert.equal(await h.value("PRAGMA integrity_check"), "ok");
-      checkOfflineStatus(await h.status(), { pending: local.length }, "every local commit is pending after the restart");
+      const s = await h.status();
+      if (reachable) {
+        // Acknowledged ones are no longer pending; one acknowledged just
+        // before the kill may still be.
+        assert.ok(
+          s.pending_transactions <= local.length && s.pending_transactions >= local.length - onPrimary,
+          `pending after the restart: ${JSON.stringify(s)} (${local.length} local rows, ${onPrimary} on the primary)`,
+        );
+      } else {
+        checkOfflineStatus(s, { pending: local.length }, "every local commit is pending after the restart");
+      }
 
       await f.proxy.heal();
       const frame = Number(await h.value("SELECT replite_sync()"));
@@ -597,7 +621,10 @@ test(
 
     // A last process, the primary reachable: everything arrives once.
     const h = await f.host("node", path);
+    const pending = (await h.status()).pending_transactions;
+    const t0 = Date.now();
     const frame = Number(await h.value("SELECT replite_sync()"));
+    t.diagnostic(`the last process pushed ${pending} pending transactions (and what its background push left) in ${Date.now() - t0} ms`);
     assert.equal(frame, (await serverInfo(f.server)).max_frame_no, "replite_sync() returns the primary's frame number");
     checkOfflineStatus(await h.status(), { pending: 0 }, "after replite_sync()");
     const [[localCount, localDistinct]] = await h.query(LOG_COUNTS);
@@ -803,3 +830,67 @@ for (const kind of HOSTS) {
     },
   );
 }
+
+test(
+  "10. the first open of a new file needs the primary: with it cut off the open fails naming the cause, and once it is back the same open bootstraps",
+  { timeout: TEST_TIMEOUT_MS },
+  async (t) => {
+    const f = await setup(t, { proxy: true, schema: [T_SCHEMA, "INSERT INTO t(v) VALUES ('seed')"] });
+    const path = f.dir.file("new.db");
+    await f.proxy.cut();
+    for (const kind of HOSTS) {
+      const h = startHost(kind, uriOf(path, f.url));
+      f.hosts.push(h);
+      const first = await h.ready;
+      assert.ok(first.open_error, `${kind}: the open of a new file fails without the primary: ${JSON.stringify(first)}`);
+      assert.match(first.open_error.message, /primary|unreachable|connect|reset/i, `${kind}: the message names the cause`);
+      t.diagnostic(`${kind}: ${first.open_error.message}`);
+      assert.equal((await h.exited).code, 1);
+    }
+    await f.proxy.heal();
+    const h = await f.host("python", path);
+    assert.deepEqual(await h.query(T_ROWS), await primaryRows(f.client), "bootstrapped after the failed opens");
+    checkOfflineStatus(await h.status(), { pending: 0 }, "after the bootstrap");
+    await h.exec("INSERT INTO t(v) VALUES ('after')");
+    await waitFor("the background push delivers the write", () => h.status(), pushedAll);
+    assert.deepEqual(await primaryRows(f.client), await h.query(T_ROWS));
+    await h.close();
+  },
+);
+
+test(
+  "11. an offline transaction larger than one push request (1100 pages of 3800-byte blobs, and small ones around it) reaches the primary whole",
+  { timeout: TEST_TIMEOUT_MS },
+  async (t) => {
+    const f = await setup(t, { proxy: true, schema: ["CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB)"] });
+    const path = f.dir.file("r.db");
+    const h = await f.host("node", path);
+    await f.proxy.cut();
+    const ROWS = "SELECT id, v, length(b), hex(substr(b, 1, 16)), hex(substr(b, -16)) FROM t ORDER BY id";
+    await h.exec("INSERT INTO t(v, b) VALUES ('small-1', x'01')");
+    await h.exec(
+      "BEGIN",
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 1100) " +
+        "INSERT INTO t(v, b) SELECT 'large-' || i, randomblob(3800) FROM s",
+      "UPDATE t SET b = x'02' WHERE v = 'small-1'",
+      "COMMIT",
+    );
+    await h.exec("INSERT INTO t(v, b) VALUES ('small-2', randomblob(20000))");
+    const s = await h.status();
+    checkOfflineStatus(s, { pending: 3 }, "three local transactions");
+    assert.ok(s.pending_frames > 1100, `pending_frames counts the pages: ${JSON.stringify(s)}`);
+    const local = await h.query(ROWS);
+    assert.equal(local.length, 1102);
+    await f.proxy.heal();
+    await waitFor("the background push delivers everything", () => h.status(), pushedAll, 60000);
+    assert.deepEqual(await primaryRows(f.client, ROWS), local, "the primary holds the same rows");
+    assert.deepEqual(
+      await primaryRows(f.client, "SELECT sum(length(b)), count(*) FROM t"),
+      await h.query("SELECT sum(length(b)), count(*) FROM t"),
+    );
+    assert.deepEqual(await primaryRows(f.client, "PRAGMA integrity_check"), [["ok"]]);
+    const verify = JSON.parse(await h.value("SELECT replite_verify()"));
+    assert.equal(verify.match, true, `replite_verify(): ${JSON.stringify(verify)}`);
+    await h.close();
+  },
+);
