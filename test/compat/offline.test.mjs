@@ -34,7 +34,12 @@
 //   9. REPLITE_OFFLINE=1 in the environment works like offline=1;
 //  10. the first open of a new file fails naming the cause while the primary
 //      is unreachable, and bootstraps once it is back;
-//  11. a transaction larger than one push request reaches the primary whole.
+//  11. a transaction larger than one push request reaches the primary whole;
+//  12. kill -9 while a conflict is being resolved: after a restart the
+//      replica equals the primary and each dropped transaction is recorded
+//      exactly once;
+//  13. the primary stopped in the middle of a push until the replica gives up
+//      on the request, then resumed: every transaction arrives exactly once.
 // "The primary is down" is, depending on the test, the server stopped by
 // SIGSTOP, stopped and later restarted on the same port and data directory,
 // or cut off by a TCP proxy in a worker thread (which then forwards again).
@@ -891,6 +896,107 @@ test(
     assert.deepEqual(await primaryRows(f.client, "PRAGMA integrity_check"), [["ok"]]);
     const verify = JSON.parse(await h.value("SELECT replite_verify()"));
     assert.equal(verify.match, true, `replite_verify(): ${JSON.stringify(verify)}`);
+    await h.close();
+  },
+);
+
+test(
+  "12. kill -9 while a conflict is being resolved (at several moments): after a restart the replica equals the primary and each dropped transaction is recorded exactly once",
+  { timeout: TEST_TIMEOUT_MS },
+  async (t) => {
+    // When to kill the process that resolves the conflict: right after its
+    // open, after the first status that shows the records dropped, and
+    // after a few milliseconds of its background sync.
+    const moments = [
+      { name: "as soon as the open returned", when: null },
+      { name: "when it shows the transactions dropped", when: (s) => s.pending_transactions === 0 },
+      { name: "20 ms after the open", when: (s, ms) => ms >= 20 },
+      { name: "when it shows the first conflict record", when: (s) => s.conflicts > 0 },
+    ];
+    for (const [round, m] of moments.entries()) {
+      const f = await setup(t, { proxy: true, schema: [T_SCHEMA, "INSERT INTO t(v) VALUES ('seed')"] });
+      const path = f.dir.file("a.db");
+      await (await f.host("node", path)).close(); // the bootstrap
+      await f.proxy.cut();
+      const writer = await f.host("python", path);
+      const n = 40;
+      await writer.insertEach("INSERT INTO t(v) VALUES (?)", Array.from({ length: n }, (_, i) => `a-${i}`));
+      await writer.close();
+      await f.client.execute("INSERT INTO t(v) VALUES ('primary-1')");
+      const primary = await primaryRows(f.client);
+
+      await f.proxy.heal();
+      const resolver = await f.host("node", path);
+      const t0 = Date.now();
+      let last = null;
+      if (m.when) {
+        await new Promise((res) => {
+          const timer = setTimeout(res, DEADLINE_MS);
+          resolver.onLine = (msg) => {
+            if (!msg.status) return;
+            last = msg.status;
+            if (m.when(last, Date.now() - t0)) {
+              clearTimeout(timer);
+              resolver.child.kill("SIGKILL");
+              res();
+            }
+          };
+          resolver.send({ op: "watch" });
+        });
+      }
+      await resolver.kill();
+
+      const h = await f.host("python", path);
+      await waitFor(
+        `round ${round}: the conflict is resolved after the restart`,
+        async () => ({ s: await h.status(), rows: await h.query(T_ROWS) }),
+        ({ s, rows }) => pushedAll(s) && JSON.stringify(rows) === JSON.stringify(primary),
+      );
+      const records = JSON.parse(await h.value("SELECT replite_conflicts()"));
+      t.diagnostic(
+        `round ${round} (${m.name}): killed with ${JSON.stringify(last && { pending: last.pending_transactions, conflicts: last.conflicts })}; ` +
+          `${records.length} records after the restart`,
+      );
+      assert.equal(new Set(records.map((r) => r.txn)).size, n, `round ${round}: each dropped transaction is recorded`);
+      assert.equal(records.length, n, `round ${round}: each exactly once`);
+      assert.ok(records.every((r) => r.resolution === "discarded"), JSON.stringify(records[0]));
+      assert.equal((await h.status()).conflicts, n);
+      assert.equal(await h.value("PRAGMA integrity_check"), "ok");
+      const verify = JSON.parse(await h.value("SELECT replite_verify()"));
+      assert.equal(verify.match, true, `replite_verify(): ${JSON.stringify(verify)}`);
+      assert.deepEqual(await primaryRows(f.client), primary, "the primary is unchanged");
+      await h.close();
+    }
+  },
+);
+
+test(
+  "13. the primary stopped (SIGSTOP) in the middle of the background push until the replica gives up on its request, then resumed: every transaction reaches it exactly once",
+  { timeout: TEST_TIMEOUT_MS },
+  async (t) => {
+    const f = await setup(t, { schema: [LOG_SCHEMA] });
+    const path = f.dir.file("r.db");
+    const h = await f.host("python", path);
+    f.pause();
+    const values = Array.from({ length: 100 }, (_, i) => `s-${i}`);
+    await h.insertEach(LOG_INSERT, values);
+    f.resume();
+    await waitFor("the background push begins", () => h.status(), (s) => s.pending_transactions < values.length);
+    // Stopped with a push in flight (or about to be): the request waits in
+    // the primary's socket until the replica gives up on it.
+    f.pause();
+    const stalled = await waitFor(
+      "the replica notices that the primary does not answer",
+      () => h.status(),
+      (s) => s.last_error !== null,
+      30000,
+    );
+    t.diagnostic(`${stalled.pending_transactions} pending; last_error: ${stalled.last_error}`);
+    f.resume();
+    await waitFor("the background push delivers everything", () => h.status(), pushedAll, 60000);
+    await checkPrimaryLog(f.client, values, "after the resume");
+    const [[localCount]] = await h.query(LOG_COUNTS);
+    assert.equal(localCount, values.length);
     await h.close();
   },
 );
