@@ -946,10 +946,18 @@ test(
       }
       await resolver.kill();
 
+      // Every read meanwhile sees a whole state: the local one or the
+      // primary's, never a database without the table.
       const h = await f.host("python", path);
       await waitFor(
         `round ${round}: the conflict is resolved after the restart`,
-        async () => ({ s: await h.status(), rows: await h.query(T_ROWS) }),
+        async () => {
+          const s = await h.status();
+          const r = await h.tryQuery(T_ROWS);
+          if (r.error)
+            assert.fail(`round ${round}: a read during the recovery failed: ${r.error.message}; status ${JSON.stringify(s)}`);
+          return { s, rows: r.rows };
+        },
         ({ s, rows }) => pushedAll(s) && JSON.stringify(rows) === JSON.stringify(primary),
       );
       const records = JSON.parse(await h.value("SELECT replite_conflicts()"));
