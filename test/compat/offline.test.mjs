@@ -35,9 +35,9 @@
 //  10. the first open of a new file fails naming the cause while the primary
 //      is unreachable, and bootstraps once it is back;
 //  11. a transaction larger than one push request reaches the primary whole;
-//  12. kill -9 while a conflict is being resolved: after a restart the
-//      replica equals the primary and each dropped transaction is recorded
-//      exactly once;
+//  12. kill -9 while a conflict is being resolved: after a restart every read
+//      succeeds while the replica recovers, it ends equal to the primary, and
+//      each dropped transaction is recorded exactly once;
 //  13. the primary stopped in the middle of a push until the replica gives up
 //      on the request, then resumed: every transaction arrives exactly once.
 // "The primary is down" is, depending on the test, the server stopped by
