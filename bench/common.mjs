@@ -24,7 +24,9 @@ export async function startPrimary(args = []) {
   return {
     url,
     dir,
+    pid: child.pid, // offline.mjs stops it (SIGSTOP) and resumes it (SIGCONT)
     stop: async () => {
+      child.kill("SIGCONT"); // a stopped process would not act on SIGTERM
       child.kill("SIGTERM");
       await new Promise((r) => child.on("exit", r));
       rmSync(dir, { recursive: true, force: true });

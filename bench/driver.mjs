@@ -1,6 +1,7 @@
-// The replite side of the replica benchmarks (replica.mjs, write.mjs): one
-// replica connection in a `replica_bench driver` process (bench/replica_bench.c,
-// linking the replica like an application calling replite_register()).
+// The replite side of the replica benchmarks (replica.mjs, write.mjs,
+// offline.mjs): one replica connection in a `replica_bench driver` process
+// (bench/replica_bench.c, linking the replica like an application calling
+// replite_register()).
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,7 +17,9 @@ export function tempDir(prefix) {
 }
 
 // One replica connection in a replica_bench driver process: a command line
-// in, one JSON line out (two for watch).
+// in, one JSON line out (two for watch).  `conn N` switches the process to
+// another of its connections (offline.mjs: a stock SQLite one beside the
+// replica).
 export class Driver {
   constructor() {
     this.child = spawn(BENCH_BIN, ["driver"], { stdio: ["pipe", "pipe", "inherit"] });

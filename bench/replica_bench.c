@@ -1,5 +1,6 @@
-/* The C side of the replica benchmarks (bench/replica.mjs runs it), linking
- * the replica directly (replite_register) with the system SQLite.
+/* The C side of the replica benchmarks (bench/replica.mjs, write.mjs and
+ * offline.mjs run it), linking the replica directly (replite_register) with
+ * the system SQLite.
  *
  *   replica_bench reads SYNC_URL DIR ROWS N ROUNDS
  *     Point reads (SELECT v FROM t WHERE id = ?, one prepared statement,
@@ -10,10 +11,16 @@
  *     that rotates between rounds; one JSON line per run.
  *
  *   replica_bench driver
- *     One replica connection driven by commands on stdin, one JSON answer
- *     line per command on stdout, times on CLOCK_MONOTONIC (the clock of
- *     Node's process.hrtime on Linux):
- *       open URI          open (a new replica file bootstraps here)
+ *     Connections driven by commands on stdin, one JSON answer line per
+ *     command on stdout, times on CLOCK_MONOTONIC (the clock of Node's
+ *     process.hrtime on Linux).  The commands apply to the current
+ *     connection, slot 0 unless `conn` chose another:
+ *       conn N            make slot N (0..7) the current connection
+ *       open URI          open (a new replica file bootstraps here; a URI
+ *                         without vfs=replite opens a stock SQLite
+ *                         connection, default VFS, in the same process)
+ *       exec SQL          run SQL (sqlite3_exec; e.g. a PRAGMA)
+ *       text SQL          the first column of the first row, as text
  *       sync              SELECT replite_sync()
  *       status            SELECT replite_status()
  *       int SQL           the first column of the first row
@@ -341,14 +348,18 @@ out:
 	sqlite3_finalize(stmt);
 }
 
+#define DRIVER_SLOTS 8
+
 static int cmd_driver(void)
 {
-	sqlite3 *db = NULL;
+	sqlite3 *slots[DRIVER_SLOTS] = {NULL};
+	int cur = 0, i;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
 
 	while ((len = getline(&line, &cap, stdin)) > 0) {
+		sqlite3 *db;
 		char *args, *text = NULL;
 		sqlite3_int64 v = 0;
 		uint64_t t0;
@@ -360,32 +371,64 @@ static int cmd_driver(void)
 			*args++ = '\0';
 		else
 			args = line + strlen(line);
-		if (strcmp(line, "open") == 0) {
+		if (strcmp(line, "conn") == 0) {
+			char *end;
+			long n = strtol(args, &end, 10);
+
+			if (end == args || *end != '\0' || n < 0 ||
+			    n >= DRIVER_SLOTS) {
+				reply_error("conn: N must be 0..7");
+				continue;
+			}
+			cur = (int)n;
+			fputs("{\"ok\":true}\n", stdout);
+		} else if (strcmp(line, "open") == 0) {
 			char err[1024];
 
-			if (db != NULL) {
+			if (slots[cur] != NULL) {
 				reply_error("already open");
 				continue;
 			}
 			t0 = now_ns();
-			db = open_uri(
+			slots[cur] = open_uri(
 			    args, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 			    err, sizeof err);
-			if (db == NULL || query_one(db, NULL,
-						    "SELECT count(*) FROM "
-						    "sqlite_schema",
-						    &v, NULL) != 0) {
-				reply_error(db != NULL ? sqlite3_errmsg(db)
-						       : err);
-				sqlite3_close(db);
-				db = NULL;
+			if (slots[cur] == NULL ||
+			    query_one(slots[cur], NULL,
+				      "SELECT count(*) FROM sqlite_schema", &v,
+				      NULL) != 0) {
+				reply_error(slots[cur] != NULL
+						? sqlite3_errmsg(slots[cur])
+						: err);
+				sqlite3_close(slots[cur]);
+				slots[cur] = NULL;
 				continue;
 			}
 			printf("{\"ok\":true,\"ms\":%.3f}\n",
 			       (double)(now_ns() - t0) / 1e6);
-		} else if (db == NULL) {
+		} else if ((db = slots[cur]) == NULL) {
 			reply_error("not open");
 			continue;
+		} else if (strcmp(line, "exec") == 0) {
+			char *msg = NULL;
+
+			if (sqlite3_exec(db, args, NULL, NULL, &msg) !=
+			    SQLITE_OK) {
+				reply_error(msg != NULL ? msg
+							: sqlite3_errmsg(db));
+				sqlite3_free(msg);
+				continue;
+			}
+			fputs("{\"ok\":true}\n", stdout);
+		} else if (strcmp(line, "text") == 0) {
+			if (query_one(db, NULL, args, NULL, &text) != 0) {
+				reply_error(sqlite3_errmsg(db));
+				continue;
+			}
+			fputs("{\"ok\":true,\"value\":", stdout);
+			json_string(stdout, text);
+			fputs("}\n", stdout);
+			sqlite3_free(text);
 		} else if (strcmp(line, "sync") == 0) {
 			t0 = now_ns();
 			if (query_one(db, NULL, "SELECT replite_sync()", &v,
@@ -418,7 +461,7 @@ static int cmd_driver(void)
 		} else if (strcmp(line, "close") == 0) {
 			t0 = now_ns();
 			sqlite3_close(db);
-			db = NULL;
+			slots[cur] = NULL;
 			printf("{\"ok\":true,\"ms\":%.3f}\n",
 			       (double)(now_ns() - t0) / 1e6);
 		} else {
@@ -428,7 +471,8 @@ static int cmd_driver(void)
 		fflush(stdout);
 	}
 	free(line);
-	sqlite3_close(db);
+	for (i = 0; i < DRIVER_SLOTS; i++)
+		sqlite3_close(slots[i]);
 	return 0;
 }
 

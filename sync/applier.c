@@ -52,7 +52,7 @@ static int exec_retrying(struct applier *a, const char *sql, char *err,
 	return exec_sql(a, sql, err, err_len);
 }
 
-static int query_int(struct applier *a, const char *sql, int64_t *out)
+int applier_query_int(struct applier *a, const char *sql, int64_t *out)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(a->db, sql, -1, &st, NULL);
@@ -188,7 +188,7 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 				     : sqlite3_errstr(rc));
 		goto fail;
 	}
-	if (query_int(a, "PRAGMA page_size", &v) != SQLITE_OK ||
+	if (applier_query_int(a, "PRAGMA page_size", &v) != SQLITE_OK ||
 	    v != (int64_t)page_size) {
 		errors_set(
 		    err, err_len,
@@ -216,6 +216,9 @@ void applier_close(struct applier *a)
 	if (a->outbox != NULL)
 		outbox_close(a->outbox);
 	free(a->ob_entries);
+	replica_state_free(&a->st_cache);
+	replica_state_free(&a->push_st);
+	replica_state_free(&a->push_file);
 	pthread_mutex_destroy(&a->ob_mu);
 	free(a->vfs_name);
 	free(a->db_path);
@@ -267,6 +270,48 @@ int applier_load_state(struct applier *a, struct replica_state *st, char *err,
 	return replica_state_load(a->state_path, st, err, err_len);
 }
 
+/* The state file is replaced by a rename whenever it changes, so its inode,
+ * size and modification time name one content. */
+int applier_load_state_cached(struct applier *a, struct replica_state *st,
+			      char *err, size_t err_len)
+{
+	struct stat sb;
+	int rv;
+
+	memset(st, 0, sizeof *st);
+	pthread_mutex_lock(&a->ob_mu);
+	if (stat(a->state_path, &sb) != 0) {
+		pthread_mutex_unlock(&a->ob_mu);
+		return applier_load_state(a, st, err, err_len);
+	}
+	if (!a->st_cached || sb.st_ino != a->st_key.st_ino ||
+	    sb.st_size != a->st_key.st_size ||
+	    sb.st_mtim.tv_sec != a->st_key.st_mtim.tv_sec ||
+	    sb.st_mtim.tv_nsec != a->st_key.st_mtim.tv_nsec) {
+		replica_state_free(&a->st_cache);
+		a->st_cached = 0;
+		rv = applier_load_state(a, &a->st_cache, err, err_len);
+		if (rv != 0) {
+			pthread_mutex_unlock(&a->ob_mu);
+			return rv;
+		}
+		a->st_cached = 1;
+		a->st_key = sb;
+	}
+	*st = a->st_cache;
+	st->database_id =
+	    a->st_cache.database_id ? strdup(a->st_cache.database_id) : NULL;
+	st->sync_url = strdup(a->st_cache.sync_url);
+	pthread_mutex_unlock(&a->ob_mu);
+	if (st->sync_url == NULL ||
+	    (a->st_cache.database_id != NULL && st->database_id == NULL)) {
+		replica_state_free(st);
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* injection */
 
@@ -288,8 +333,8 @@ static const uint8_t *wal_mode_page1(const uint8_t *page, uint32_t page_size,
 	return *copy;
 }
 
-static int inject(struct applier *a, struct wal_page *pages, size_t n,
-		  uint32_t db_size, char *err, size_t err_len)
+int applier_inject(struct applier *a, struct wal_page *pages, size_t n,
+		   uint32_t db_size, char *err, size_t err_len)
 {
 	struct wal_inject_opts opts = {
 	    .unwrap = NULL, .sync = 1, .page_size = a->page_size};
@@ -357,8 +402,8 @@ static int check_wal_unchanged(struct applier *a, struct replica_state *st,
 }
 
 /* Remember where the WAL stands after a batch (see check_wal_unchanged). */
-static int record_wal(struct applier *a, struct replica_state *st, char *err,
-		      size_t err_len)
+int applier_record_wal(struct applier *a, struct replica_state *st, char *err,
+		       size_t err_len)
 {
 	struct wal_position pos;
 	char *msg = NULL;
@@ -541,165 +586,19 @@ enum applier_result applier_apply_frames(struct applier *a,
 		if (applier_state_save(a, st, err, err_len) != 0)
 			goto out;
 	}
-	if (inject(a, pages, n_pages, b->frames[b->n - 1].db_size, err,
-		   err_len) != 0)
+	if (applier_inject(a, pages, n_pages, b->frames[b->n - 1].db_size, err,
+			   err_len) != 0)
 		goto out;
 	st->has_checksum = sum.known;
 	st->checksum = sum.value;
 	st->frame_no = end;
 	if (dropping)
 		applier_drop_done(a, st, &drop);
-	if (record_wal(a, st, err, err_len) != 0 ||
+	if (applier_record_wal(a, st, err, err_len) != 0 ||
 	    applier_state_save(a, st, err, err_len) != 0)
 		goto out; /* published; the next batch re-applies it */
 	if (dropping)
 		applier_drop_clear(a);
-	res = APPLIER_APPLIED;
-out:
-	free(pages);
-	applier_drop_free(&drop);
-	applier_lock_end(a);
-	return res;
-}
-
-static int check_image(struct applier *a, const struct applier_image *img,
-		       uint32_t *n_pages, char *err, size_t err_len)
-{
-	if (img->len == 0 || img->len % a->page_size != 0 ||
-	    img->len / a->page_size > UINT32_MAX) {
-		errors_set(
-		    err, err_len,
-		    "the primary's image of generation %u has %zu bytes, "
-		    "not a whole number of %u-byte pages",
-		    img->generation, img->len, a->page_size);
-		return -1;
-	}
-	if (memcmp(img->data, "SQLite format 3", 16) != 0 ||
-	    ((uint32_t)img->data[16] << 8 | img->data[17]) !=
-		(a->page_size == 65536 ? 1 : a->page_size)) {
-		errors_set(
-		    err, err_len,
-		    "the primary's image of generation %u is not a SQLite "
-		    "database with %u-byte pages",
-		    img->generation, a->page_size);
-		return -1;
-	}
-	*n_pages = (uint32_t)(img->len / a->page_size);
-	return 0;
-}
-
-/* With no state file, the file must hold nothing of the user's (checked
- * again under the lock: another process may have written it meanwhile). */
-static int check_unclaimed_file(struct applier *a, char *err, size_t err_len)
-{
-	int64_t tables = 1, pages = 2;
-
-	if (query_int(a, "SELECT count(*) FROM sqlite_master", &tables) !=
-		SQLITE_OK ||
-	    query_int(a, "PRAGMA page_count", &pages) != SQLITE_OK) {
-		errors_set(err, err_len,
-			   "cannot read the local database %s: %s", a->db_path,
-			   sqlite3_errmsg(a->db));
-		return -1;
-	}
-	if (tables != 0 || pages > 1) {
-		errors_set(
-		    err, err_len,
-		    "%s holds data but has no replica state file (%s): it "
-		    "is not a replica, and replite will not overwrite it; "
-		    "open a new file name to create a replica",
-		    a->db_path, a->state_path);
-		return -1;
-	}
-	return 0;
-}
-
-enum applier_result applier_apply_image(struct applier *a,
-					const struct applier_image *img,
-					struct replica_state *st, char *err,
-					size_t err_len)
-{
-	enum applier_result res = APPLIER_ERROR;
-	struct applier_drop drop = {0};
-	struct wal_page *pages = NULL;
-	uint32_t n_pages = 0, i;
-	uint8_t pushed_id[16] = {0};
-	int loaded, dropping = 0, has_pushed = 0;
-
-	memset(st, 0, sizeof *st);
-	if (check_image(a, img, &n_pages, err, err_len) != 0)
-		return APPLIER_ERROR;
-	if (applier_lock_begin(a, err, err_len) != 0)
-		return APPLIER_ERROR;
-	loaded = applier_load_state(a, st, err, err_len);
-	if (loaded < 0)
-		goto out;
-	if (loaded == 0 && !st->bootstrapping &&
-	    st->generation >= img->generation) {
-		res = APPLIER_STALE;
-		goto out;
-	}
-	if (loaded == 1 && check_unclaimed_file(a, err, err_len) != 0)
-		goto out;
-	/* The image replaces whatever the file holds, local transactions
-	 * not on the primary yet included: they are recorded as dropped,
-	 * and the state keeps naming the last record pushed. */
-	if (loaded == 0) {
-		dropping = applier_drop_prepare(
-		    a, st,
-		    st->discard ? NULL
-				: "the local file was replaced by a full image "
-				  "of the primary's database",
-		    &drop, err, err_len);
-		if (dropping < 0)
-			goto out;
-		has_pushed = st->has_pushed;
-		memcpy(pushed_id, st->pushed_id, sizeof pushed_id);
-	}
-	replica_state_free(st);
-	st->has_pushed = has_pushed;
-	memcpy(st->pushed_id, pushed_id, sizeof pushed_id);
-	if (dropping)
-		applier_drop_done(a, st, &drop);
-	st->database_id = img->database_id ? strdup(img->database_id) : NULL;
-	st->sync_url = strdup(img->sync_url);
-	if (st->sync_url == NULL ||
-	    (img->database_id != NULL && st->database_id == NULL)) {
-		errors_set(err, err_len, "out of memory");
-		goto out;
-	}
-	st->generation = img->generation;
-	st->page_size = a->page_size;
-	st->bootstrapping = 1;
-	if (applier_state_save(a, st, err, err_len) != 0)
-		goto out;
-	pages = calloc(n_pages, sizeof *pages);
-	if (pages == NULL) {
-		errors_set(err, err_len, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < n_pages; i++) {
-		pages[i].pgno = i + 1;
-		pages[i].data = img->data + (size_t)i * a->page_size;
-	}
-	/* The pending-byte page never holds data: leave it out. */
-	if (n_pages >= frames_pending_byte_page(a->page_size)) {
-		uint32_t pb = frames_pending_byte_page(a->page_size);
-		memmove(&pages[pb - 1], &pages[pb],
-			(n_pages - pb) * sizeof *pages);
-		n_pages--;
-	}
-	if (inject(a, pages, n_pages, (uint32_t)(img->len / a->page_size), err,
-		   err_len) != 0)
-		goto out;
-	st->bootstrapping = 0;
-	st->catching_up = 1;
-	st->has_checksum = img->has_checksum;
-	st->checksum = img->checksum;
-	if (record_wal(a, st, err, err_len) != 0 ||
-	    applier_state_save(a, st, err, err_len) != 0)
-		goto out;
-	applier_drop_clear(a);
 	res = APPLIER_APPLIED;
 out:
 	free(pages);
@@ -747,8 +646,8 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 	 * their pages put back as they were at the generation's end. */
 	dropping = applier_drop_prepare(a, st, NULL, &drop, err, err_len);
 	if (dropping < 0 ||
-	    (dropping && inject(a, drop.pages, drop.n, drop.base_db_size, err,
-				err_len) != 0))
+	    (dropping && applier_inject(a, drop.pages, drop.n,
+					drop.base_db_size, err, err_len) != 0))
 		goto out;
 	st->generation = to;
 	st->frame_no = 0;
@@ -757,7 +656,7 @@ enum applier_result applier_next_generation(struct applier *a, uint32_t from,
 		/* The file is the generation's end again, whose checksum
 		 * the state still has. */
 		applier_drop_done(a, st, &drop);
-		if (record_wal(a, st, err, err_len) != 0)
+		if (applier_record_wal(a, st, err, err_len) != 0)
 			goto out;
 	}
 	if (applier_state_save(a, st, err, err_len) == 0) {

@@ -42,6 +42,10 @@ int applier_file_is_empty(const char *db_path, char *err, size_t err_len);
  * atomically).  Returns 0, 1 when there is none, or -1 with err. */
 int applier_load_state(struct applier *a, struct replica_state *st, char *err,
 		       size_t err_len);
+/* The same, read again only when the file was replaced since the last
+ * call (a stat instead of a parse: the offline commit's path). */
+int applier_load_state_cached(struct applier *a, struct replica_state *st,
+			      char *err, size_t err_len);
 
 enum applier_result {
 	APPLIER_APPLIED,   /* published; *st holds the new state */
@@ -175,6 +179,9 @@ int applier_offline_commit(struct applier *a, const struct replica_state *st,
 			   uint64_t *undo_at, char *err, size_t err_len);
 /* Make the records appended so far durable (before SQLite syncs the WAL). */
 int applier_offline_sync(struct applier *a, char *err, size_t err_len);
+/* The record at at was committed (published in the WAL): the check of a
+ * tail record whose writer may have died is not needed for it. */
+void applier_offline_committed(struct applier *a, uint64_t at);
 /* Remove the record at at and after (its commit did not happen). */
 int applier_offline_undo(struct applier *a, uint64_t at, char *err,
 			 size_t err_len);
@@ -201,8 +208,12 @@ void applier_push_free(struct applier_push *p);
  * logged_generation: the state moves there, and the record is no longer
  * pending (when it still was: another process may have pushed it). */
 int applier_pushed(struct applier *a, const struct applier_push *p,
-		   uint32_t logged_generation, uint32_t logged_head, char *err,
-		   size_t err_len);
+		   uint32_t logged_generation, uint32_t logged_head, int save,
+		   char *err, size_t err_len);
+/* With save 0, applier_pushed may keep the new state in memory for the next
+ * push of the run; this saves it (call it when the run ends, before any
+ * other state change). */
+int applier_push_flush(struct applier *a, char *err, size_t err_len);
 /* The primary refused p's transaction (a conflict): the pending records
  * are dropped with the next batch applied (conflict=discard). */
 int applier_push_lost(struct applier *a, char *err, size_t err_len);

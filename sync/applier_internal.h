@@ -6,6 +6,7 @@
 #define REPLITE_APPLIER_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include "sync/applier.h"
 #include "sync/outbox.h"
@@ -33,15 +34,41 @@ struct applier {
 	pthread_mutex_t ob_mu;
 	struct outbox_entry *ob_entries;
 	size_t ob_n;
-	uint64_t ob_end;          /* where the next record goes */
-	uint64_t ob_tail_checked; /* 1 + offset of the last record known to
-				   * have committed, or 0 */
+	uint64_t ob_end; /* where the next record goes */
+	/* The last record known to have committed (1 + its offset, or 0,
+	 * and its id), and the last one appended by this process. */
+	uint64_t ob_tail_checked;
+	uint8_t ob_tail_id[16];
+	uint64_t ob_appended_at;
+	uint8_t ob_appended_id[16];
+	/* A run of pushes not saved yet (applier_offline.c): the state it
+	 * leads to, and the file's state when it began. */
+	/* The state file as last read by applier_load_state_cached, and
+	 * its inode, size and time then (under ob_mu). */
+	int st_cached;
+	struct stat st_key;
+	struct replica_state st_cache;
+	int push_cached;
+	struct replica_state push_st;
+	struct replica_state push_file;
 };
 
 /* The sync lock: BEGIN IMMEDIATE on the internal connection (the WAL write
  * lock), and its release. */
 int applier_lock_begin(struct applier *a, char *err, size_t err_len);
 void applier_lock_end(struct applier *a);
+
+/* The first column of the first row of sql on the internal connection. */
+int applier_query_int(struct applier *a, const char *sql, int64_t *out);
+
+/* Publish pages (page 1 forced to say WAL mode) as one transaction of
+ * db_size pages (wal/wal_inject.h), under the lock. */
+int applier_inject(struct applier *a, struct wal_page *pages, size_t n,
+		   uint32_t db_size, char *err, size_t err_len);
+
+/* Record where the WAL stands in st (the divergence check). */
+int applier_record_wal(struct applier *a, struct replica_state *st, char *err,
+		       size_t err_len);
 
 /* Load the state under the lock, let edit change it (it returns 1 when it
  * did), and save it.  Returns 0, or -1 with err. */

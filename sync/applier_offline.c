@@ -73,19 +73,23 @@ static int refresh_locked(struct applier *a, char *err, size_t err_len)
 		from = a->ob_entries[a->ob_n - 1].offset;
 		keep = a->ob_n - 1;
 	}
-	if (outbox_scan(a->outbox, from, &more, &n_more, &end, err, err_len) !=
-	    0)
-		return -1;
-	if (a->ob_n > 0 &&
-	    (n_more == 0 || memcmp(more[0].id, a->ob_entries[a->ob_n - 1].id,
+	if (a->ob_n > 0 && (outbox_scan(a->outbox, from, &more, &n_more, &end,
+					err, err_len) != 0 ||
+			    n_more == 0 ||
+			    memcmp(more[0].id, a->ob_entries[a->ob_n - 1].id,
 				   sizeof more[0].id) != 0)) {
-		/* Truncated (and maybe appended to) since: start over. */
+		/* Truncated (and maybe appended to) since, maybe to less
+		 * than that offset: start over. */
 		free(more);
 		more = NULL;
 		keep = 0;
 		if (outbox_scan(a->outbox, OUTBOX_START, &more, &n_more, &end,
 				err, err_len) != 0)
 			return -1;
+	} else if (a->ob_n == 0 &&
+		   outbox_scan(a->outbox, OUTBOX_START, &more, &n_more, &end,
+			       err, err_len) != 0) {
+		return -1;
 	}
 	grown = realloc(a->ob_entries, (keep + n_more + 1) * sizeof *grown);
 	if (grown == NULL) {
@@ -161,7 +165,8 @@ static int check_tail_locked(struct applier *a, size_t first, char *err,
 	if (first >= a->ob_n)
 		return 0;
 	e = &a->ob_entries[a->ob_n - 1];
-	if (a->ob_tail_checked == e->offset + 1)
+	if (a->ob_tail_checked == e->offset + 1 &&
+	    memcmp(a->ob_tail_id, e->id, sizeof e->id) == 0)
 		return 0;
 	if (outbox_read(a->outbox, e, &pgnos, &new_pages, &old_pages, err,
 			err_len) != 0)
@@ -202,6 +207,7 @@ static int check_tail_locked(struct applier *a, size_t first, char *err,
 		a->ob_end = e->offset;
 	} else {
 		a->ob_tail_checked = e->offset + 1;
+		memcpy(a->ob_tail_id, e->id, sizeof e->id);
 	}
 	rv = 0;
 out:
@@ -290,6 +296,8 @@ int applier_offline_commit(struct applier *a, const struct replica_state *st,
 	if (outbox_append(a->outbox, &rec, &a->ob_end, err, err_len) != 0)
 		goto out;
 	*undo_at = at;
+	a->ob_appended_at = at;
+	memcpy(a->ob_appended_id, id, sizeof a->ob_appended_id);
 	rv = 0;
 out:
 	pthread_mutex_unlock(&a->ob_mu);
@@ -301,6 +309,16 @@ out:
 int applier_offline_sync(struct applier *a, char *err, size_t err_len)
 {
 	return outbox_sync(a->outbox, err, err_len);
+}
+
+void applier_offline_committed(struct applier *a, uint64_t at)
+{
+	pthread_mutex_lock(&a->ob_mu);
+	if (a->ob_appended_at == at) {
+		a->ob_tail_checked = at + 1;
+		memcpy(a->ob_tail_id, a->ob_appended_id, sizeof a->ob_tail_id);
+	}
+	pthread_mutex_unlock(&a->ob_mu);
 }
 
 int applier_offline_undo(struct applier *a, uint64_t at, char *err,
@@ -330,10 +348,91 @@ void applier_push_free(struct applier_push *p)
 	memset(p, 0, sizeof *p);
 }
 
+/* A run of pushes saves the state once at its end (applier_push_flush), not
+ * after every push: two fsyncs per transaction otherwise.  A crash in
+ * between loses nothing: the records then look pending, and pushing them
+ * again is answered by their ids with where the primary logged them.  The
+ * run's state is used only while the file still says what it said when the
+ * run began (anything else that changes the state changes the file). */
+static int same_file_state(const struct replica_state *x,
+			   const struct replica_state *y)
+{
+	return x->generation == y->generation && x->frame_no == y->frame_no &&
+	       x->frame_hwm == y->frame_hwm &&
+	       x->bootstrapping == y->bootstrapping &&
+	       x->discard == y->discard && x->has_pushed == y->has_pushed &&
+	       memcmp(x->pushed_id, y->pushed_id, sizeof x->pushed_id) == 0;
+}
+
+static void drop_push_run(struct applier *a)
+{
+	if (!a->push_cached)
+		return;
+	replica_state_free(&a->push_st);
+	a->push_cached = 0;
+}
+
+/* The state under the lock: the file's, or the run's if the file has not
+ * changed since it began.  *file receives the file's.  0, 1 (no state
+ * file) or -1 with err. */
+static int current_state(struct applier *a, struct replica_state *st,
+			 struct replica_state *file, char *err, size_t err_len)
+{
+	int loaded = applier_load_state(a, file, err, err_len);
+
+	if (loaded != 0)
+		return loaded;
+	if (a->push_cached && same_file_state(file, &a->push_file)) {
+		*st = a->push_st;
+		st->database_id = a->push_st.database_id
+				      ? strdup(a->push_st.database_id)
+				      : NULL;
+		st->sync_url = strdup(a->push_st.sync_url);
+		if (st->sync_url == NULL || (a->push_st.database_id != NULL &&
+					     st->database_id == NULL)) {
+			replica_state_free(st);
+			errors_set(err, err_len, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	drop_push_run(a);
+	*st = *file;
+	st->database_id = file->database_id ? strdup(file->database_id) : NULL;
+	st->sync_url = strdup(file->sync_url);
+	if (st->sync_url == NULL ||
+	    (file->database_id != NULL && st->database_id == NULL)) {
+		replica_state_free(st);
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+int applier_push_flush(struct applier *a, char *err, size_t err_len)
+{
+	struct replica_state file = {0};
+	int rv = 0;
+
+	if (!a->push_cached)
+		return 0;
+	if (applier_lock_begin(a, err, err_len) != 0)
+		return -1;
+	pthread_mutex_lock(&a->ob_mu);
+	if (applier_load_state(a, &file, err, err_len) == 0 &&
+	    same_file_state(&file, &a->push_file))
+		rv = applier_state_save(a, &a->push_st, err, err_len);
+	drop_push_run(a);
+	pthread_mutex_unlock(&a->ob_mu);
+	replica_state_free(&file);
+	applier_lock_end(a);
+	return rv;
+}
+
 int applier_next_push(struct applier *a, struct applier_push *p, char *err,
 		      size_t err_len)
 {
-	struct replica_state st = {0};
+	struct replica_state st = {0}, file = {0};
 	uint8_t *old_pages = NULL;
 	size_t first;
 	uint32_t i;
@@ -345,7 +444,7 @@ int applier_next_push(struct applier *a, struct applier_push *p, char *err,
 	if (applier_lock_begin(a, err, err_len) != 0)
 		return -1;
 	pthread_mutex_lock(&a->ob_mu);
-	loaded = applier_load_state(a, &st, err, err_len);
+	loaded = current_state(a, &st, &file, err, err_len);
 	if (loaded != 0) {
 		rv = loaded == 1 ? 0 : -1; /* no state: nothing committed */
 		goto out;
@@ -353,8 +452,14 @@ int applier_next_push(struct applier *a, struct applier_push *p, char *err,
 	if (pending_locked(a, &st, &first, err, err_len) != 0)
 		goto out;
 	if (first >= a->ob_n) {
-		/* Everything pushed: empty the outbox (the state names the
-		 * last record, which then no longer exists: fine). */
+		/* Everything pushed: once the state says so, empty the
+		 * outbox (the state names the last record, which then no
+		 * longer exists: fine). */
+		if (a->push_cached) {
+			if (applier_state_save(a, &st, err, err_len) != 0)
+				goto out;
+			drop_push_run(a);
+		}
 		rv = 0;
 		if (a->ob_n > 0 && outbox_truncate(a->outbox, OUTBOX_START, err,
 						   err_len) == 0) {
@@ -389,6 +494,7 @@ out:
 	free(old_pages);
 	pthread_mutex_unlock(&a->ob_mu);
 	replica_state_free(&st);
+	replica_state_free(&file);
 	applier_lock_end(a);
 	if (rv != 1)
 		applier_push_free(p);
@@ -396,17 +502,17 @@ out:
 }
 
 int applier_pushed(struct applier *a, const struct applier_push *p,
-		   uint32_t logged_generation, uint32_t logged_head, char *err,
-		   size_t err_len)
+		   uint32_t logged_generation, uint32_t logged_head, int save,
+		   char *err, size_t err_len)
 {
-	struct replica_state st = {0};
+	struct replica_state st = {0}, file = {0};
 	size_t first;
 	int rv = -1;
 
 	if (applier_lock_begin(a, err, err_len) != 0)
 		return -1;
 	pthread_mutex_lock(&a->ob_mu);
-	if (applier_load_state(a, &st, err, err_len) != 0 ||
+	if (current_state(a, &st, &file, err, err_len) != 0 ||
 	    pending_locked(a, &st, &first, err, err_len) != 0)
 		goto out;
 	if (first >= a->ob_n ||
@@ -439,8 +545,21 @@ int applier_pushed(struct applier *a, const struct applier_push *p,
 		}
 		sqlite3_free(msg);
 	}
+	if (!save && first + 1 < a->ob_n) {
+		/* Saved at the end of the run (applier_push_flush). */
+		drop_push_run(a);
+		a->push_st = st;
+		memset(&st, 0, sizeof st);
+		replica_state_free(&a->push_file);
+		a->push_file = file;
+		memset(&file, 0, sizeof file);
+		a->push_cached = 1;
+		rv = 0;
+		goto out;
+	}
 	if (applier_state_save(a, &st, err, err_len) != 0)
 		goto out;
+	drop_push_run(a);
 	if (first + 1 == a->ob_n &&
 	    outbox_truncate(a->outbox, OUTBOX_START, err, err_len) == 0) {
 		a->ob_n = 0;
@@ -450,6 +569,7 @@ int applier_pushed(struct applier *a, const struct applier_push *p,
 out:
 	pthread_mutex_unlock(&a->ob_mu);
 	replica_state_free(&st);
+	replica_state_free(&file);
 	applier_lock_end(a);
 	return rv;
 }

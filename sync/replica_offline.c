@@ -42,7 +42,7 @@ int replica_offline_commit(struct replica *r, const struct wal_page *pages,
 		return SQLITE_OK;
 	/* Stable: the writer holds the write lock, under which alone the
 	 * state changes. */
-	loaded = applier_load_state(r->applier, &st, err, sizeof err);
+	loaded = applier_load_state_cached(r->applier, &st, err, sizeof err);
 	if (loaded != 0 || st.bootstrapping) {
 		if (loaded == 1 || st.bootstrapping)
 			snprintf(err, sizeof err,
@@ -86,8 +86,10 @@ void replica_offline_unlocking(struct replica *r, int published)
 	r->ob_committed = published;
 	/* SQLite failed after the record was written: the transaction is
 	 * not in the file, so neither may its record be. */
-	if (!published && applier_offline_undo(r->applier, r->ob_undo_at, err,
-					       sizeof err) != 0)
+	if (published)
+		applier_offline_committed(r->applier, r->ob_undo_at);
+	else if (applier_offline_undo(r->applier, r->ob_undo_at, err,
+				      sizeof err) != 0)
 		offline_failed(r, err);
 }
 
@@ -113,12 +115,19 @@ void replica_offline_unlocked(struct replica *r)
 /* ---------------------------------------------------------------------- */
 /* pushing, in the sync thread */
 
-int replica_push_pending(struct replica *r, char *err, size_t err_len)
+/* Pushes between two saves of the state (applier_push_flush). */
+#define PUSHES_PER_SAVE 256
+
+/* One pending record after the other, each its own push, until none is
+ * left, one fails, or the primary refuses one.  Returns 0 (nothing left
+ * to push, or they wait to be dropped), or -1 with err. */
+static int push_run(struct replica *r, char *err, size_t err_len)
 {
 	struct applier_push p;
 	struct pusher_txn t;
 	struct pusher_logged logged;
 	enum pusher_result res;
+	unsigned pushed = 0;
 	int rv;
 
 	for (;;) {
@@ -142,8 +151,9 @@ int replica_push_pending(struct replica *r, char *err, size_t err_len)
 				  &logged, err, err_len);
 		switch (res) {
 		case PUSHER_OK:
-			rv = applier_pushed(r->applier, &p, logged.generation,
-					    logged.head, err, err_len);
+			rv = applier_pushed(
+			    r->applier, &p, logged.generation, logged.head,
+			    ++pushed % PUSHES_PER_SAVE == 0, err, err_len);
 			if (rv == 0) {
 				pthread_mutex_lock(&r->mu);
 				r->last_push_unix_ms = clock_unix_ms();
@@ -152,17 +162,19 @@ int replica_push_pending(struct replica *r, char *err, size_t err_len)
 			break;
 		case PUSHER_CONFLICT:
 			/* The primary moved since the records' base. */
-			rv = applier_push_lost(r->applier, err, err_len);
 			applier_push_free(&p);
-			return rv;
+			if (applier_push_flush(r->applier, err, err_len) != 0)
+				return -1;
+			return applier_push_lost(r->applier, err, err_len);
 		case PUSHER_DIVERGED:
 			/* This file is not the primary's: a full image, which
 			 * drops the records (recorded as such). */
 			sqlite3_log(SQLITE_WARNING, "replite: %s: %s",
 				    r->db_path, err);
-			rv = applier_require_image(r->applier, err, err_len);
 			applier_push_free(&p);
-			return rv;
+			if (applier_push_flush(r->applier, err, err_len) != 0)
+				return -1;
+			return applier_require_image(r->applier, err, err_len);
 		case PUSHER_DENIED:
 		case PUSHER_ERROR:
 		default:
@@ -173,6 +185,20 @@ int replica_push_pending(struct replica *r, char *err, size_t err_len)
 		if (rv != 0)
 			return -1;
 	}
+}
+
+int replica_push_pending(struct replica *r, char *err, size_t err_len)
+{
+	char ferr[512];
+	int rv = push_run(r, err, err_len);
+
+	/* Whatever happened, the state says what was pushed before anything
+	 * else reads or changes it. */
+	if (applier_push_flush(r->applier, ferr, sizeof ferr) != 0 && rv == 0) {
+		errors_set(err, err_len, "%s", ferr);
+		rv = -1;
+	}
+	return rv;
 }
 
 int replica_has_pending(struct replica *r)

@@ -591,9 +591,10 @@ END_TEST
 static void assert_status_types(json_t *o)
 {
 	static const char *const ints[] = {
-	    "generation",        "frame_no",          "primary_frame_no",
-	    "last_sync_unix_ms", "pending_frames",    "frames_pulled",
-	    "bytes_pulled",      "rejected_transfers"};
+	    "generation",        "frame_no",           "primary_frame_no",
+	    "last_sync_unix_ms", "pending_frames",     "frames_pulled",
+	    "bytes_pulled",      "rejected_transfers", "pending_transactions",
+	    "last_push_unix_ms", "conflicts"};
 	size_t i;
 
 	for (i = 0; i < sizeof ints / sizeof ints[0]; i++)
@@ -612,7 +613,9 @@ static void assert_status_types(json_t *o)
 			   strlen(json_string_value(
 			       json_object_get(o, "checksum"))) == 16),
 		      "replite_status().checksum is not null or 16 hex digits");
-	ck_assert_int_eq(json_object_size(o), 12);
+	ck_assert_msg(json_is_string(json_object_get(o, "conflict")),
+		      "replite_status().conflict is not a string");
+	ck_assert_int_eq(json_object_size(o), 16);
 }
 
 static int64_t jint(json_t *o, const char *key)

@@ -127,8 +127,8 @@ START_TEST(test_defaults)
 	ck_assert_ptr_null(seen.params.auth_token);
 	ck_assert_ptr_null(seen.params.encryption_key);
 	assert_defaults_except_strings(&seen.params);
-	/* The three variables were looked up. */
-	ck_assert_int_eq(test_env_lookups, 3);
+	/* The four variables were looked up (with REPLITE_OFFLINE). */
+	ck_assert_int_eq(test_env_lookups, 4);
 }
 END_TEST
 
@@ -236,6 +236,31 @@ START_TEST(test_env_fallbacks)
 }
 END_TEST
 
+START_TEST(test_offline_and_conflict)
+{
+	/* REPLITE_OFFLINE when the URI has no offline=, which wins. */
+	set_env(0, "REPLITE_OFFLINE", "yes");
+	ck_assert_int_eq(open_uri(""), SQLITE_OK);
+	ck_assert_msg(seen.rv == 0, "%s", seen.err);
+	ck_assert_int_eq(seen.params.offline, 1);
+	ck_assert_int_eq(seen.params.conflict, REPLICA_CONFLICT_REBASE);
+	ck_assert_int_eq(open_uri("offline=0&conflict=DISCARD"), SQLITE_OK);
+	ck_assert_msg(seen.rv == 0, "%s", seen.err);
+	ck_assert_int_eq(seen.params.offline, 0);
+	ck_assert_int_eq(seen.params.conflict, REPLICA_CONFLICT_DISCARD);
+	ck_assert_int_eq(open_uri("conflict=rebase"), SQLITE_OK);
+	ck_assert_int_eq(seen.params.conflict, REPLICA_CONFLICT_REBASE);
+	/* Malformed: named, with the value and what is expected. */
+	ck_assert_int_ne(open_uri("conflict=merge"), SQLITE_OK);
+	ck_assert_ptr_nonnull(strstr(seen.err, "conflict 'merge'"));
+	ck_assert_ptr_nonnull(strstr(seen.err, "rebase or discard"));
+	set_env(0, "REPLITE_OFFLINE", "perhaps");
+	ck_assert_int_ne(open_uri(""), SQLITE_OK);
+	ck_assert_ptr_nonnull(strstr(seen.err, "(from REPLITE_OFFLINE)"));
+	ck_assert_ptr_nonnull(strstr(seen.err, "'perhaps'"));
+}
+END_TEST
+
 START_TEST(test_uri_over_env)
 {
 	set_env(0, "REPLITE_SYNC_URL", "http://env.example");
@@ -249,8 +274,9 @@ START_TEST(test_uri_over_env)
 	ck_assert_str_eq(seen.params.sync_url, "http://uri.example:9");
 	ck_assert_str_eq(seen.params.auth_token, "uri-token");
 	ck_assert_str_eq(seen.params.encryption_key, "uri-key");
-	/* The environment was not even consulted. */
-	ck_assert_int_eq(test_env_lookups, 0);
+	/* The environment was consulted only for what the URI lacks
+	 * (offline). */
+	ck_assert_int_eq(test_env_lookups, 1);
 }
 END_TEST
 
@@ -465,6 +491,7 @@ int main(void)
 			    sizeof booleans / sizeof booleans[0]);
 	tcase_add_test(tc, test_env_fallbacks);
 	tcase_add_test(tc, test_uri_over_env);
+	tcase_add_test(tc, test_offline_and_conflict);
 	tcase_add_test(tc, test_empty_values);
 	tcase_add_test(tc, test_plain_and_null_names);
 	tcase_add_test(tc, test_sync_url_without_scheme_message);
