@@ -45,30 +45,6 @@
 /* The page holding SQLite's default PENDING_BYTE: never used. */
 #define PENDING_PAGE (0x40000000u / PAGE + 1)
 
-/* A page whose rows may have changed: written, or freed unwritten. */
-struct rd_page {
-	uint32_t pgno;
-	const uint8_t *img[2]; /* NULL where the page is not in that state */
-	uint8_t known[2];      /* a b-tree, freelist or pointer-map page */
-	uint8_t chained[2];    /* in an overflow chain of a changed cell */
-};
-
-struct rd_ctx {
-	const struct rowdiff_input *in;
-	struct rd_side side[2];
-	struct rd_page *pages;
-	size_t n_pages;
-	uint8_t *freed; /* the freed pages' images before */
-	struct rd_job *jobs;
-	size_t n_jobs;
-	size_t owner_hint[2]; /* the table that owned the last leaf */
-	uint8_t buf[PAGE];
-	int index_changed;
-	struct rowdiff_stats st;
-	char *err;
-	size_t err_len;
-};
-
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -83,12 +59,12 @@ static int cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int has_u32(const uint32_t *v, size_t n, uint32_t x)
+int rowdiff_has_u32(const uint32_t *v, size_t n, uint32_t x)
 {
 	return n > 0 && bsearch(&x, v, n, sizeof *v, cmp_u32) != NULL;
 }
 
-static struct rd_page *find_page(struct rd_ctx *c, uint32_t pgno)
+struct rowdiff_seen *rowdiff_find_page(struct rowdiff_ctx *c, uint32_t pgno)
 {
 	size_t lo = 0, hi = c->n_pages;
 
@@ -105,13 +81,13 @@ static struct rd_page *find_page(struct rd_ctx *c, uint32_t pgno)
 	return NULL;
 }
 
-static int oom(struct rd_ctx *c)
+int rowdiff_oom(struct rowdiff_ctx *c)
 {
 	errors_set(c->err, c->err_len, "out of memory");
 	return -1;
 }
 
-static int read_page(struct rd_ctx *c, int s, uint32_t pgno, uint8_t *out)
+int rowdiff_read_page(struct rowdiff_ctx *c, int s, uint32_t pgno, uint8_t *out)
 {
 	if (c->side[s].v != NULL &&
 	    page_view_read(c->side[s].v, pgno, out) == 0)
@@ -154,24 +130,24 @@ static int push_u32(uint32_t **v, size_t *n, size_t *cap, uint32_t x)
 
 /* The freelist of side s: its trunk chain and every leaf the trunks list
  * (pages beyond the size are ignored; a cycle ends the walk). */
-static int load_freelist(struct rd_ctx *c, int s)
+static int load_freelist(struct rowdiff_ctx *c, int s)
 {
-	struct rd_side *sd = &c->side[s];
+	struct rowdiff_side *sd = &c->side[s];
 	size_t cap = 0, tcap = 0, steps = 0;
 	uint32_t trunk, n, i;
 
 	if (sd->v == NULL)
 		return 0;
-	if (read_page(c, s, 1, c->buf) != 0)
+	if (rowdiff_read_page(c, s, 1, c->buf) != 0)
 		return -1;
 	sd->autovacuum = walfmt_get32(c->buf + 52) != 0;
 	trunk = walfmt_get32(c->buf + 32);
 	while (trunk >= 2 && trunk <= sd->size && steps++ < sd->size) {
-		if (read_page(c, s, trunk, c->buf) != 0)
+		if (rowdiff_read_page(c, s, trunk, c->buf) != 0)
 			return -1;
 		if (push_u32(&sd->free, &sd->n_free, &cap, trunk) != 0 ||
 		    push_u32(&sd->trunks, &sd->n_trunks, &tcap, trunk) != 0)
-			return oom(c);
+			return rowdiff_oom(c);
 		n = walfmt_get32(c->buf + 4);
 		if (n > (PAGE - 8) / 4)
 			n = (PAGE - 8) / 4;
@@ -180,7 +156,7 @@ static int load_freelist(struct rd_ctx *c, int s)
 
 			if (leaf >= 2 && leaf <= sd->size &&
 			    push_u32(&sd->free, &sd->n_free, &cap, leaf) != 0)
-				return oom(c);
+				return rowdiff_oom(c);
 		}
 		trunk = walfmt_get32(c->buf);
 	}
@@ -189,17 +165,17 @@ static int load_freelist(struct rd_ctx *c, int s)
 	return 0;
 }
 
-static int open_side(struct rd_ctx *c, int s)
+static int open_side(struct rowdiff_ctx *c, int s)
 {
 	const struct rowdiff_input *in = c->in;
-	struct rd_side *sd = &c->side[s];
+	struct rowdiff_side *sd = &c->side[s];
 	size_t i;
 
 	sd->size = s ? in->size_after : in->size_before;
 	sd->overlay =
 	    calloc(in->n_pages ? in->n_pages : 1, sizeof *sd->overlay);
 	if (sd->overlay == NULL)
-		return oom(c);
+		return rowdiff_oom(c);
 	for (i = 0; i < in->n_pages; i++) {
 		const struct rowdiff_page *p = &in->pages[i];
 		const uint8_t *img = s ? p->after : p->before;
@@ -221,14 +197,14 @@ static int open_side(struct rd_ctx *c, int s)
 	if (page_view_open(&sd->v, sd->size, sd->overlay, sd->n_overlay,
 			   in->read, in->arg, c->err, c->err_len) != 0)
 		return -1;
-	if (rd_schema_load(sd, c->err, c->err_len) != 0)
+	if (rowdiff_schema_load(sd, c->err, c->err_len) != 0)
 		return -1;
 	return load_freelist(c, s);
 }
 
-static void close_side(struct rd_side *sd)
+static void close_side(struct rowdiff_side *sd)
 {
-	rd_schema_free(sd);
+	rowdiff_schema_free(sd);
 	page_view_close(sd->v);
 	free(sd->overlay);
 	free(sd->free);
@@ -238,20 +214,20 @@ static void close_side(struct rd_side *sd)
 /* The written pages, then the freed ones: on the freelist after, not
  * before, inside the database before and not written (their rows are
  * still on them as they were). */
-static int collect_pages(struct rd_ctx *c)
+static int collect_pages(struct rowdiff_ctx *c)
 {
 	const struct rowdiff_input *in = c->in;
-	struct rd_side *b = &c->side[0], *a = &c->side[1];
+	struct rowdiff_side *b = &c->side[0], *a = &c->side[1];
 	size_t i, n_freed = 0, k = 0;
 
 	for (i = 0; i < a->n_free; i++)
 		if (a->free[i] <= b->size &&
-		    !has_u32(b->free, b->n_free, a->free[i]))
+		    !rowdiff_has_u32(b->free, b->n_free, a->free[i]))
 			n_freed++;
 	c->pages = calloc(in->n_pages + n_freed + 1, sizeof *c->pages);
 	c->freed = malloc((n_freed ? n_freed : 1) * (size_t)PAGE);
 	if (c->pages == NULL || c->freed == NULL)
-		return oom(c);
+		return rowdiff_oom(c);
 	for (i = 0; i < in->n_pages; i++) {
 		const struct rowdiff_page *p = &in->pages[i];
 
@@ -272,13 +248,13 @@ static int collect_pages(struct rd_ctx *c)
 		uint32_t pg = a->free[i];
 		uint8_t *img = c->freed + c->st.pages_freed * (size_t)PAGE;
 
-		if (pg > b->size || has_u32(b->free, b->n_free, pg))
+		if (pg > b->size || rowdiff_has_u32(b->free, b->n_free, pg))
 			continue;
-		if (find_page(c, pg) != NULL) {
+		if (rowdiff_find_page(c, pg) != NULL) {
 			n_freed--; /* written too: its image is given */
 			continue;
 		}
-		if (read_page(c, 0, pg, img) != 0)
+		if (rowdiff_read_page(c, 0, pg, img) != 0)
 			return -1;
 		c->pages[k].pgno = pg;
 		c->pages[k].img[0] = img;
@@ -292,9 +268,9 @@ static int collect_pages(struct rd_ctx *c)
 
 /* --- Jobs: one per table name ----------------------------------------- */
 
-static struct rd_job *job_for(struct rd_ctx *c, const char *name)
+static struct rowdiff_job *job_for(struct rowdiff_ctx *c, const char *name)
 {
-	struct rd_job *j;
+	struct rowdiff_job *j;
 	size_t i;
 
 	for (i = 0; i < c->n_jobs; i++)
@@ -313,7 +289,7 @@ static struct rd_job *job_for(struct rd_ctx *c, const char *name)
 /* sqlite_schema first, then by name. */
 static int cmp_job(const void *a, const void *b)
 {
-	const struct rd_job *x = a, *y = b;
+	const struct rowdiff_job *x = a, *y = b;
 	int sx = x->t[0] ? x->t[0]->root == 1 : x->t[1]->root == 1;
 	int sy = y->t[0] ? y->t[0]->root == 1 : y->t[1]->root == 1;
 
@@ -322,25 +298,26 @@ static int cmp_job(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-static int make_jobs(struct rd_ctx *c)
+static int make_jobs(struct rowdiff_ctx *c)
 {
 	size_t i;
 	int s;
 
 	for (s = 0; s < 2; s++)
 		for (i = 0; i < c->side[s].n_tables; i++) {
-			struct rd_table *t = &c->side[s].tables[i];
-			struct rd_job *j = job_for(c, t->name);
+			struct rowdiff_table *t = &c->side[s].tables[i];
+			struct rowdiff_job *j = job_for(c, t->name);
 
 			if (j == NULL)
-				return oom(c);
+				return rowdiff_oom(c);
 			j->t[s] = t;
 		}
 	qsort(c->jobs, c->n_jobs, sizeof *c->jobs, cmp_job);
 	return 0;
 }
 
-static struct rd_job *job_of(struct rd_ctx *c, const struct rd_table *t)
+static struct rowdiff_job *job_of(struct rowdiff_ctx *c,
+				  const struct rowdiff_table *t)
 {
 	size_t i;
 
@@ -350,7 +327,7 @@ static struct rd_job *job_of(struct rd_ctx *c, const struct rd_table *t)
 	return NULL;
 }
 
-static int add_rowid(struct rd_job *j, int64_t rowid)
+static int add_rowid(struct rowdiff_job *j, int64_t rowid)
 {
 	if (j->n_rowids == j->cap) {
 		size_t cap = j->cap ? 2 * j->cap : 64;
@@ -384,7 +361,7 @@ static int seek_cell(void *arg, const struct btree_cell *cell)
 
 /* 1 if t's descent by rowid reaches page leaf in side s, 0 if not, -1 on
  * a read failure. */
-static int reaches(struct rd_ctx *c, int s, const struct rd_table *t,
+static int reaches(struct rowdiff_ctx *c, int s, const struct rowdiff_table *t,
 		   int64_t rowid, uint32_t leaf)
 {
 	uint32_t pg = t->root;
@@ -397,7 +374,7 @@ static int reaches(struct rd_ctx *c, int s, const struct rd_table *t,
 			return 1;
 		if (pg < 1 || pg > c->side[s].size)
 			return 0;
-		if (read_page(c, s, pg, c->buf) != 0)
+		if (rowdiff_read_page(c, s, pg, c->buf) != 0)
 			return -1;
 		if (c->buf[pg == 1 ? 100 : 0] != BTREE_PAGE_INTERIOR_TABLE)
 			return 0;
@@ -410,17 +387,17 @@ static int reaches(struct rd_ctx *c, int s, const struct rd_table *t,
 
 /* The rowid table of side s whose tree holds leaf (NULL: none, e.g. a
  * page of another kind whose first byte looks like a leaf's). */
-static int owner(struct rd_ctx *c, int s, uint32_t leaf, int has_rowid,
-		 int64_t rowid, const struct rd_table **out)
+static int owner(struct rowdiff_ctx *c, int s, uint32_t leaf, int has_rowid,
+		 int64_t rowid, const struct rowdiff_table **out)
 {
-	struct rd_side *sd = &c->side[s];
+	struct rowdiff_side *sd = &c->side[s];
 	size_t i, n = sd->n_tables;
 
 	*out = NULL;
 	for (i = 0; i < n; i++) {
 		/* The last leaf's table first: leaves come in runs. */
 		size_t k = (c->owner_hint[s] + i) % n;
-		const struct rd_table *t = &sd->tables[k];
+		const struct rowdiff_table *t = &sd->tables[k];
 		int rc;
 
 		if (t->without_rowid)
@@ -469,17 +446,18 @@ static int leaf_cell(void *arg, const struct btree_cell *cell)
 }
 
 /* The rowids of a table leaf of side s, added to its table's job. */
-static int leaf_rows(struct rd_ctx *c, int s, uint32_t pgno, const uint8_t *img)
+static int leaf_rows(struct rowdiff_ctx *c, int s, uint32_t pgno,
+		     const uint8_t *img)
 {
 	struct leaf_rows r = {NULL, 0, 0};
-	const struct rd_table *t;
-	struct rd_job *j;
+	const struct rowdiff_table *t;
+	struct rowdiff_job *j;
 	size_t i;
 	int rc, rv = -1;
 
 	rc = btree_page_cells(img, pgno, PAGE, leaf_cell, &r);
 	if (rc == -2) {
-		oom(c);
+		rowdiff_oom(c);
 		goto out;
 	}
 	if (rc != 0) {
@@ -494,7 +472,7 @@ static int leaf_rows(struct rd_ctx *c, int s, uint32_t pgno, const uint8_t *img)
 	j = job_of(c, t);
 	for (i = 0; j != NULL && i < r.n; i++)
 		if (add_rowid(j, r.rowids[i]) != 0) {
-			rv = oom(c);
+			rv = rowdiff_oom(c);
 			goto out;
 		}
 out:
@@ -503,24 +481,24 @@ out:
 }
 
 /* Pass 1: what each page is in each state; the rows of table leaves. */
-static int classify(struct rd_ctx *c, size_t *unknown)
+static int classify(struct rowdiff_ctx *c, size_t *unknown)
 {
 	size_t i;
 	int s;
 
 	*unknown = 0;
 	for (i = 0; i < c->n_pages; i++) {
-		struct rd_page *p = &c->pages[i];
+		struct rowdiff_seen *p = &c->pages[i];
 
 		for (s = 0; s < 2; s++) {
-			struct rd_side *sd = &c->side[s];
+			struct rowdiff_side *sd = &c->side[s];
 			uint8_t type;
 
 			if (p->img[s] == NULL)
 				continue;
 			if ((sd->autovacuum && is_ptrmap(p->pgno)) ||
 			    p->pgno == PENDING_PAGE ||
-			    has_u32(sd->free, sd->n_free, p->pgno)) {
+			    rowdiff_has_u32(sd->free, sd->n_free, p->pgno)) {
 				p->known[s] = 1;
 				continue;
 			}
@@ -546,180 +524,6 @@ static int classify(struct rd_ctx *c, size_t *unknown)
 	return 0;
 }
 
-/* --- Overflow ------------------------------------------------------------ */
-
-struct chain_walk {
-	struct rd_ctx *c;
-	int s;
-	int failed;
-};
-
-/* Marks the pages of a cell's overflow chain that the list holds. */
-static int chain_cell(void *arg, const struct btree_cell *cell)
-{
-	struct chain_walk *w = arg;
-	struct rd_ctx *c = w->c;
-	uint32_t pg = cell->overflow, i;
-	uint8_t buf[PAGE];
-
-	for (i = 0; i < cell->n_overflow && pg >= 2 && pg <= c->side[w->s].size;
-	     i++) {
-		struct rd_page *p = find_page(c, pg);
-
-		if (p != NULL)
-			p->chained[w->s] = 1;
-		if (i + 1 == cell->n_overflow)
-			break;
-		if (read_page(c, w->s, pg, buf) != 0) {
-			w->failed = 1;
-			return 1;
-		}
-		pg = walfmt_get32(buf);
-	}
-	return 0;
-}
-
-/* Pass 2: the overflow chains of every cell on the listed b-tree pages
- * (only needed, and only run, when pass 1 left pages unexplained). */
-static int walk_chains(struct rd_ctx *c)
-{
-	size_t i;
-	int s;
-
-	for (i = 0; i < c->n_pages; i++)
-		for (s = 0; s < 2; s++) {
-			struct rd_page *p = &c->pages[i];
-			struct chain_walk w = {c, s, 0};
-			uint8_t type;
-
-			if (p->img[s] == NULL || !p->known[s])
-				continue;
-			type = p->img[s][p->pgno == 1 ? 100 : 0];
-			if (type != BTREE_PAGE_LEAF_TABLE &&
-			    type != BTREE_PAGE_LEAF_INDEX &&
-			    type != BTREE_PAGE_INTERIOR_INDEX)
-				continue;
-			if (has_u32(c->side[s].free, c->side[s].n_free,
-				    p->pgno))
-				continue; /* a free page's old cells */
-			btree_page_cells(p->img[s], p->pgno, PAGE, chain_cell,
-					 &w);
-			if (w.failed)
-				return -1;
-		}
-	return 0;
-}
-
-struct any_overflow {
-	int found;
-};
-
-static int overflow_cell(void *arg, const struct btree_cell *cell)
-{
-	struct any_overflow *a = arg;
-
-	if (cell->overflow == 0)
-		return 0;
-	a->found = 1;
-	return 1;
-}
-
-struct children {
-	uint32_t *pg;
-	size_t n, cap;
-};
-
-static int child_cell(void *arg, const struct btree_cell *cell)
-{
-	struct children *k = arg;
-
-	if (k->n == k->cap) {
-		size_t nc = k->cap ? 2 * k->cap : 64;
-		uint32_t *v = realloc(k->pg, nc * sizeof *v);
-
-		if (v == NULL)
-			return -2;
-		k->pg = v;
-		k->cap = nc;
-	}
-	k->pg[k->n++] = cell->child;
-	return 0;
-}
-
-/* Whether rowid table t of side s has a leaf cell with overflow (a walk of
- * its pages, stopping at the first). 1, 0, or -1. */
-static int has_overflow(struct rd_ctx *c, int s, const struct rd_table *t)
-{
-	struct children k = {NULL, 0, 0};
-	uint32_t steps = 0;
-	int rv = 0;
-
-	if (child_cell(&k, &(struct btree_cell){.child = t->root}) != 0)
-		return oom(c);
-	while (k.n > 0 && rv == 0) {
-		uint32_t pg = k.pg[--k.n], right;
-		struct any_overflow a = {0};
-		uint8_t type;
-
-		if (pg < 1 || pg > c->side[s].size || steps++ > c->side[s].size)
-			continue;
-		if (read_page(c, s, pg, c->buf) != 0) {
-			rv = -1;
-			break;
-		}
-		type = c->buf[pg == 1 ? 100 : 0];
-		if (type == BTREE_PAGE_LEAF_TABLE) {
-			btree_page_cells(c->buf, pg, PAGE, overflow_cell, &a);
-			rv = a.found;
-		} else if (type == BTREE_PAGE_INTERIOR_TABLE) {
-			right = btree_page_right_child(c->buf, pg);
-			if (btree_page_cells(c->buf, pg, PAGE, child_cell,
-					     &k) == -2 ||
-			    child_cell(
-				&k, &(struct btree_cell){.child = right}) != 0)
-				rv = oom(c);
-		}
-	}
-	free(k.pg);
-	return rv;
-}
-
-/* The overflow fallback: pages nothing explains are overflow pages of
- * unknown rows, so every rowid table with overflow cells is merged whole. */
-static int overflow_fallback(struct rd_ctx *c)
-{
-	size_t i;
-	int s, rc;
-
-	c->st.overflow_fallback = 1;
-	for (i = 0; i < c->n_jobs; i++) {
-		struct rd_job *j = &c->jobs[i];
-
-		for (s = 0; s < 2 && !j->whole; s++) {
-			if (j->t[s] == NULL || j->t[s]->without_rowid)
-				continue;
-			rc = has_overflow(c, s, j->t[s]);
-			if (rc < 0)
-				return -1;
-			j->whole = rc;
-		}
-	}
-	return 0;
-}
-
-static size_t unexplained(const struct rd_ctx *c)
-{
-	size_t i, n = 0;
-	int s;
-
-	for (i = 0; i < c->n_pages; i++)
-		for (s = 0; s < 2; s++)
-			if (c->pages[i].img[s] != NULL &&
-			    !c->pages[i].known[s] && !c->pages[i].chained[s])
-				n++;
-	return n;
-}
-
 /* --- The difference ------------------------------------------------------ */
 
 static size_t dedupe(int64_t *v, size_t n)
@@ -736,8 +540,8 @@ static size_t dedupe(int64_t *v, size_t n)
 int rowdiff_compute(const struct rowdiff_input *in, struct rowdiff_change **out,
 		    size_t *n_out, char *err, size_t err_len)
 {
-	struct rd_ctx *c = calloc(1, sizeof *c);
-	struct rd_out o = {NULL, 0, 0};
+	struct rowdiff_ctx *c = calloc(1, sizeof *c);
+	struct rowdiff_out o = {NULL, 0, 0};
 	size_t i, unknown;
 	int s, rv = -1, any_wr = 0;
 
@@ -757,9 +561,10 @@ int rowdiff_compute(const struct rowdiff_input *in, struct rowdiff_change **out,
 	    classify(c, &unknown) != 0)
 		goto done;
 	if (unknown > 0) {
-		if (walk_chains(c) != 0)
+		if (rowdiff_walk_chains(c) != 0)
 			goto done;
-		if (unexplained(c) > 0 && overflow_fallback(c) != 0)
+		if (rowdiff_unexplained(c) > 0 &&
+		    rowdiff_overflow_fallback(c) != 0)
 			goto done;
 	}
 	for (i = 0; i < c->n_jobs; i++)
@@ -775,10 +580,10 @@ int rowdiff_compute(const struct rowdiff_input *in, struct rowdiff_change **out,
 					c->jobs[i].whole = 1;
 	}
 	for (i = 0; i < c->n_jobs; i++) {
-		struct rd_job *j = &c->jobs[i];
+		struct rowdiff_job *j = &c->jobs[i];
 
 		j->n_rowids = dedupe(j->rowids, j->n_rowids);
-		if (rd_job_run(c->side, j, &o, &c->st, err, err_len) != 0)
+		if (rowdiff_job_run(c->side, j, &o, &c->st, err, err_len) != 0)
 			goto done;
 	}
 	rv = 0;

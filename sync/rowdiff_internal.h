@@ -8,7 +8,7 @@
 
 /* A table of one view.  tables[0] of a side is always sqlite_schema
  * (root 1). */
-struct rd_table {
+struct rowdiff_table {
 	char *name;
 	uint32_t root;
 	int without_rowid;
@@ -17,12 +17,12 @@ struct rd_table {
 };
 
 /* One of the two states: 0 before, 1 after. */
-struct rd_side {
+struct rowdiff_side {
 	struct page_view *v; /* NULL: the database is empty */
 	uint32_t size;
 	struct page_view_page *overlay;
 	size_t n_overlay;
-	struct rd_table *tables;
+	struct rowdiff_table *tables;
 	size_t n_tables;
 	uint32_t *free; /* every freelist page (trunks and leaves), sorted */
 	size_t n_free;
@@ -32,26 +32,68 @@ struct rd_side {
 };
 
 /* Everything one table name needs, in both views. */
-struct rd_job {
+struct rowdiff_job {
 	const char *name;
-	struct rd_table *t[2]; /* NULL where the view has no such table */
-	int64_t *rowids;       /* touched rowids (rowid tables) */
+	struct rowdiff_table *t[2]; /* NULL where the view has no such table */
+	int64_t *rowids;            /* touched rowids (rowid tables) */
 	size_t n_rowids, cap;
 	int whole; /* diff it whole by its key (a fallback) */
 };
 
-struct rd_out {
+struct rowdiff_out {
 	struct rowdiff_change *c;
 	size_t n, cap;
 };
 
+/* A page whose rows may have changed: written, or freed unwritten. */
+struct rowdiff_seen {
+	uint32_t pgno;
+	const uint8_t *img[2]; /* NULL where the page is not in that state */
+	uint8_t known[2];      /* a b-tree, freelist or pointer-map page */
+	uint8_t chained[2];    /* in an overflow chain of a changed cell */
+};
+
+struct rowdiff_ctx {
+	const struct rowdiff_input *in;
+	struct rowdiff_side side[2];
+	struct rowdiff_seen *pages;
+	size_t n_pages;
+	uint8_t *freed; /* the freed pages' images before */
+	struct rowdiff_job *jobs;
+	size_t n_jobs;
+	size_t owner_hint[2]; /* the table that owned the last leaf */
+	uint8_t buf[PAGE_VIEW_PAGE_SIZE];
+	int index_changed;
+	struct rowdiff_stats st;
+	char *err;
+	size_t err_len;
+};
+
+/* Helpers of rowdiff.c: the listed page pgno (NULL if not listed); a page
+ * of side s (0 or -1 with c->err); "out of memory" (-1); membership of a
+ * sorted array. */
+struct rowdiff_seen *rowdiff_find_page(struct rowdiff_ctx *c, uint32_t pgno);
+int rowdiff_read_page(struct rowdiff_ctx *c, int s, uint32_t pgno,
+		      uint8_t *out);
+int rowdiff_oom(struct rowdiff_ctx *c);
+int rowdiff_has_u32(const uint32_t *v, size_t n, uint32_t x);
+
+/* rowdiff_overflow.c: marks the listed pages in the overflow chains of the
+ * listed b-tree pages' cells (0, or -1); how many listed images nothing
+ * explains; the fallback: every rowid table with overflow cells is merged
+ * whole (0, or -1). */
+int rowdiff_walk_chains(struct rowdiff_ctx *c);
+size_t rowdiff_unexplained(const struct rowdiff_ctx *c);
+int rowdiff_overflow_fallback(struct rowdiff_ctx *c);
+
 /* The tables of side s's schema (sqlite_schema first; virtual tables
  * skipped), their kinds from their root pages.  0, or -1 with err. */
-int rd_schema_load(struct rd_side *s, char *err, size_t err_len);
-void rd_schema_free(struct rd_side *s);
+int rowdiff_schema_load(struct rowdiff_side *s, char *err, size_t err_len);
+void rowdiff_schema_free(struct rowdiff_side *s);
 
 /* The changes of job j, appended to o in key order.  0, or -1 with err. */
-int rd_job_run(struct rd_side sides[2], struct rd_job *j, struct rd_out *o,
-	       struct rowdiff_stats *st, char *err, size_t err_len);
+int rowdiff_job_run(struct rowdiff_side sides[2], struct rowdiff_job *j,
+		    struct rowdiff_out *o, struct rowdiff_stats *st, char *err,
+		    size_t err_len);
 
 #endif

@@ -14,10 +14,10 @@
 
 /* --- Schemas ------------------------------------------------------------ */
 
-static int add_table(struct rd_side *s, const char *name, uint32_t root,
+static int add_table(struct rowdiff_side *s, const char *name, uint32_t root,
 		     int without_rowid)
 {
-	struct rd_table *t =
+	struct rowdiff_table *t =
 	    realloc(s->tables, (s->n_tables + 1) * sizeof *s->tables);
 
 	if (t == NULL)
@@ -34,7 +34,7 @@ static int add_table(struct rd_side *s, const char *name, uint32_t root,
 	return 0;
 }
 
-static int load_pk(struct rd_side *s, struct rd_table *t, char *err,
+static int load_pk(struct rowdiff_side *s, struct rowdiff_table *t, char *err,
 		   size_t err_len)
 {
 	sqlite3 *db = page_view_db(s->v);
@@ -70,7 +70,7 @@ fail:
 	return rv;
 }
 
-int rd_schema_load(struct rd_side *s, char *err, size_t err_len)
+int rowdiff_schema_load(struct rowdiff_side *s, char *err, size_t err_len)
 {
 	uint8_t page[PAGE_VIEW_PAGE_SIZE];
 	sqlite3_stmt *st = NULL;
@@ -131,7 +131,7 @@ out:
 	return rv;
 }
 
-void rd_schema_free(struct rd_side *s)
+void rowdiff_schema_free(struct rowdiff_side *s)
 {
 	size_t i, k;
 
@@ -229,9 +229,10 @@ static json_t *value_json(sqlite3_stmt *st, int col)
 		return text_value((const char *)sqlite3_column_text(st, col),
 				  (size_t)sqlite3_column_bytes(st, col));
 	case SQLITE_BLOB:
+		/* Standard alphabet, no padding: as the primary encodes. */
 		b64 =
 		    base64_encode(sqlite3_column_blob(st, col),
-				  (size_t)sqlite3_column_bytes(st, col), 0, 1);
+				  (size_t)sqlite3_column_bytes(st, col), 0, 0);
 		v = json_pack("{s:s, s:s}", "type", "blob", "base64",
 			      b64 ? b64 : "");
 		free(b64);
@@ -266,8 +267,8 @@ static int column_index(sqlite3_stmt *st, int off, const char *name)
 	return -1;
 }
 
-static json_t *key_json(const struct rd_table *t, sqlite3_stmt *st, int off,
-			int64_t rowid)
+static json_t *key_json(const struct rowdiff_table *t, sqlite3_stmt *st,
+			int off, int64_t rowid)
 {
 	json_t *key = json_object();
 	size_t i;
@@ -390,7 +391,7 @@ static int cmp_value(sqlite3_stmt *a, int ia, sqlite3_stmt *b, int ib)
 
 /* --- Changes ------------------------------------------------------------ */
 
-static int emit(struct rd_out *o, const char *table, enum rowdiff_op op,
+static int emit(struct rowdiff_out *o, const char *table, enum rowdiff_op op,
 		int64_t rowid, json_t *key, json_t *before, json_t *after)
 {
 	struct rowdiff_change *c;
@@ -427,11 +428,12 @@ fail:
 
 /* The row of side s's statement as a change: the key from the row the
  * change names it by. */
-static int emit_row(struct rd_out *o, const struct rd_job *j,
+static int emit_row(struct rowdiff_out *o, const struct rowdiff_job *j,
 		    enum rowdiff_op op, sqlite3_stmt *b, sqlite3_stmt *a,
 		    int off, int64_t rowid)
 {
-	const struct rd_table *t = op == ROWDIFF_INSERT ? j->t[1] : j->t[0];
+	const struct rowdiff_table *t =
+	    op == ROWDIFF_INSERT ? j->t[1] : j->t[0];
 	sqlite3_stmt *by = op == ROWDIFF_INSERT ? a : b;
 
 	return emit(o, j->name, op, t->without_rowid ? 0 : rowid,
@@ -441,16 +443,16 @@ static int emit_row(struct rd_out *o, const struct rd_job *j,
 }
 
 /* The name SQL knows a table by, quoted (sqlite3_free). */
-static char *sql_name(const struct rd_table *t)
+static char *sql_name(const struct rowdiff_table *t)
 {
 	if (t->root == 1)
 		return sqlite3_mprintf("sqlite_master");
 	return sqlite3_mprintf("\"%w\"", t->name);
 }
 
-static int prepare(struct rd_side *s, const struct rd_table *t, const char *fmt,
-		   const char *order, sqlite3_stmt **st, char *err,
-		   size_t err_len)
+static int prepare(struct rowdiff_side *s, const struct rowdiff_table *t,
+		   const char *fmt, const char *order, sqlite3_stmt **st,
+		   char *err, size_t err_len)
 {
 	char *name = sql_name(t), *sql = NULL;
 	int rc = SQLITE_NOMEM;
@@ -469,9 +471,9 @@ static int prepare(struct rd_side *s, const struct rd_table *t, const char *fmt,
 }
 
 /* Lookups: each touched rowid in both views. */
-static int run_lookups(struct rd_side sides[2], struct rd_job *j,
-		       struct rd_out *o, struct rowdiff_stats *st, char *err,
-		       size_t err_len)
+static int run_lookups(struct rowdiff_side sides[2], struct rowdiff_job *j,
+		       struct rowdiff_out *o, struct rowdiff_stats *st,
+		       char *err, size_t err_len)
 {
 	sqlite3_stmt *q[2] = {NULL, NULL};
 	size_t i;
@@ -522,7 +524,7 @@ out:
 /* The ORDER BY of a whole read: the rowid, or the PRIMARY KEY under
  * BINARY (whatever its declared collation and order), the order
  * cmp_value follows. */
-static char *order_by(const struct rd_table *t)
+static char *order_by(const struct rowdiff_table *t)
 {
 	char *sql = sqlite3_mprintf(" ORDER BY "), *next;
 	size_t i;
@@ -540,7 +542,7 @@ static char *order_by(const struct rd_table *t)
 	return sql;
 }
 
-static int same_pk(const struct rd_table *a, const struct rd_table *b)
+static int same_pk(const struct rowdiff_table *a, const struct rowdiff_table *b)
 {
 	size_t i;
 
@@ -553,9 +555,10 @@ static int same_pk(const struct rd_table *a, const struct rd_table *b)
 }
 
 /* Which of the two current rows comes first (each side NULL at its end). */
-static int cmp_rows(const struct rd_job *j, sqlite3_stmt *a, sqlite3_stmt *b)
+static int cmp_rows(const struct rowdiff_job *j, sqlite3_stmt *a,
+		    sqlite3_stmt *b)
 {
-	const struct rd_table *t = j->t[0];
+	const struct rowdiff_table *t = j->t[0];
 	size_t i;
 	int c;
 
@@ -575,8 +578,9 @@ static int cmp_rows(const struct rd_job *j, sqlite3_stmt *a, sqlite3_stmt *b)
 /* Both views' rows in key order, merged; with merge unset (the table
  * differs in kind or key, or is in one view only), the rows before are
  * all deletes and those after all inserts. */
-static int run_whole(struct rd_side sides[2], struct rd_job *j, int merge,
-		     struct rd_out *o, char *err, size_t err_len)
+static int run_whole(struct rowdiff_side sides[2], struct rowdiff_job *j,
+		     int merge, struct rowdiff_out *o, char *err,
+		     size_t err_len)
 {
 	sqlite3_stmt *q[2] = {NULL, NULL}, *cur[2];
 	int s, off[2] = {0, 0}, need[2] = {1, 1}, rv = -1;
@@ -650,10 +654,11 @@ out:
 	return rv;
 }
 
-int rd_job_run(struct rd_side sides[2], struct rd_job *j, struct rd_out *o,
-	       struct rowdiff_stats *st, char *err, size_t err_len)
+int rowdiff_job_run(struct rowdiff_side sides[2], struct rowdiff_job *j,
+		    struct rowdiff_out *o, struct rowdiff_stats *st, char *err,
+		    size_t err_len)
 {
-	struct rd_table *b = j->t[0], *a = j->t[1];
+	struct rowdiff_table *b = j->t[0], *a = j->t[1];
 
 	if (b != NULL && a != NULL && same_pk(b, a)) {
 		if (j->whole) {
