@@ -133,7 +133,7 @@ static int push_u32(uint32_t **v, size_t *n, size_t *cap, uint32_t x)
 static int load_freelist(struct rowdiff_ctx *c, int s)
 {
 	struct rowdiff_side *sd = &c->side[s];
-	size_t cap = 0, tcap = 0, steps = 0;
+	size_t cap = 0, steps = 0;
 	uint32_t trunk, n, i;
 
 	if (sd->v == NULL)
@@ -145,8 +145,7 @@ static int load_freelist(struct rowdiff_ctx *c, int s)
 	while (trunk >= 2 && trunk <= sd->size && steps++ < sd->size) {
 		if (rowdiff_read_page(c, s, trunk, c->buf) != 0)
 			return -1;
-		if (push_u32(&sd->free, &sd->n_free, &cap, trunk) != 0 ||
-		    push_u32(&sd->trunks, &sd->n_trunks, &tcap, trunk) != 0)
+		if (push_u32(&sd->free, &sd->n_free, &cap, trunk) != 0)
 			return rowdiff_oom(c);
 		n = walfmt_get32(c->buf + 4);
 		if (n > (PAGE - 8) / 4)
@@ -160,8 +159,9 @@ static int load_freelist(struct rowdiff_ctx *c, int s)
 		}
 		trunk = walfmt_get32(c->buf);
 	}
-	qsort(sd->free, sd->n_free, sizeof *sd->free, cmp_u32);
-	qsort(sd->trunks, sd->n_trunks, sizeof *sd->trunks, cmp_u32);
+	/* (qsort's array may not be NULL, even empty) */
+	if (sd->n_free > 0)
+		qsort(sd->free, sd->n_free, sizeof *sd->free, cmp_u32);
 	return 0;
 }
 
@@ -208,7 +208,6 @@ static void close_side(struct rowdiff_side *sd)
 	page_view_close(sd->v);
 	free(sd->overlay);
 	free(sd->free);
-	free(sd->trunks);
 }
 
 /* The written pages, then the freed ones: on the freelist after, not
@@ -530,6 +529,8 @@ static size_t dedupe(int64_t *v, size_t n)
 {
 	size_t i, k = 0;
 
+	if (n == 0)
+		return 0;
 	qsort(v, n, sizeof *v, cmp_i64);
 	for (i = 0; i < n; i++)
 		if (k == 0 || v[k - 1] != v[i])

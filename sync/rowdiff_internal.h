@@ -26,8 +26,6 @@ struct rowdiff_side {
 	size_t n_tables;
 	uint32_t *free; /* every freelist page (trunks and leaves), sorted */
 	size_t n_free;
-	uint32_t *trunks; /* the freelist's trunk pages, sorted */
-	size_t n_trunks;
 	int autovacuum;
 };
 
