@@ -230,13 +230,6 @@ static int collect_pages(struct rowdiff_ctx *c)
 	for (i = 0; i < in->n_pages; i++) {
 		const struct rowdiff_page *p = &in->pages[i];
 
-		if (i > 0 && p->pgno <= in->pages[i - 1].pgno) {
-			errors_set(c->err, c->err_len,
-				   "the changed pages are not sorted and "
-				   "unique (page %u)",
-				   p->pgno);
-			return -1;
-		}
 		c->pages[k].pgno = p->pgno;
 		c->pages[k].img[0] = p->pgno <= b->size ? p->before : NULL;
 		c->pages[k].img[1] = p->pgno <= a->size ? p->after : NULL;
@@ -555,6 +548,15 @@ int rowdiff_compute(const struct rowdiff_input *in, struct rowdiff_change **out,
 	c->in = in;
 	c->err = err;
 	c->err_len = err_len;
+	for (i = 0; i < in->n_pages; i++)
+		if (in->pages[i].pgno == 0 ||
+		    (i > 0 && in->pages[i].pgno <= in->pages[i - 1].pgno)) {
+			errors_set(err, err_len,
+				   "the changed pages are not sorted and "
+				   "unique (page %u)",
+				   in->pages[i].pgno);
+			goto done;
+		}
 	for (s = 0; s < 2; s++)
 		if (open_side(c, s) != 0)
 			goto done;

@@ -747,6 +747,56 @@ START_TEST(test_overflow_rows_changed)
 }
 END_TEST
 
+/* A WAL database, the transaction checkpointed into the file: page 1
+ * stays as it was (no change counter in WAL mode), and the schema is read
+ * from the base. */
+START_TEST(test_wal_mode)
+{
+	struct txn t;
+	size_t i;
+
+	run(&t,
+	    "PRAGMA journal_mode=WAL;"
+	    "CREATE TABLE t(a, b TEXT);" FILL("t", 3000,
+					      "i, printf('row %d', i)"),
+	    "UPDATE t SET b = 'wal' WHERE a IN (10, 2000);"
+	    "PRAGMA wal_checkpoint(TRUNCATE)");
+	for (i = 0; i < t.n_pages; i++)
+		ck_assert_uint_ne(t.pages[i].pgno, 1);
+	ck_assert_uint_eq(t.n, 2);
+	ck_assert_uint_eq(count_op(&t, "t", ROWDIFF_UPDATE), 2);
+	assert_no_fallback(&t);
+	txn_free(&t);
+}
+END_TEST
+
+/* Pages out of order are refused, not trusted. */
+START_TEST(test_unsorted_refused)
+{
+	struct txn t;
+	struct rowdiff_page p[2];
+	struct rowdiff_input in;
+	struct rowdiff_change *c = NULL;
+	size_t n = 1;
+	char err[256];
+
+	run(&t, plain_sql, "UPDATE t SET b = 'x' WHERE a = 1");
+	p[0] = t.pages[0];
+	p[1] = t.pages[0];
+	in = (struct rowdiff_input){.read = read_before,
+				    .arg = &t,
+				    .pages = p,
+				    .n_pages = 2,
+				    .size_before = t.b.n,
+				    .size_after = t.a.n};
+	ck_assert_int_eq(rowdiff_compute(&in, &c, &n, err, sizeof err), -1);
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_msg(strstr(err, "not sorted") != NULL, "%s", err);
+	txn_free(&t);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("rowdiff");
@@ -767,6 +817,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_without_rowid);
 	tcase_add_test(tc, test_auto_vacuum);
 	tcase_add_test(tc, test_overflow_rows_changed);
+	tcase_add_test(tc, test_wal_mode);
+	tcase_add_test(tc, test_unsorted_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
