@@ -380,6 +380,23 @@ static size_t count_op(const struct txn *t, const char *table,
 	return n[op];
 }
 
+/* Whether page pgno is among the changed pages. */
+static int changed(const struct txn *t, uint32_t pgno)
+{
+	size_t i;
+
+	for (i = 0; i < t->n_pages; i++)
+		if (t->pages[i].pgno == pgno)
+			return 1;
+	return 0;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
 static void assert_no_fallback(const struct txn *t)
 {
 	ck_assert_int_eq(t->st.overflow_fallback, 0);
@@ -606,6 +623,9 @@ START_TEST(test_delete_frees_pages)
 	    "DELETE FROM d WHERE id > 500");
 	ck_assert_uint_eq(count_op(&t, "d", ROWDIFF_DELETE), 4500);
 	ck_assert_uint_gt(t.st.pages_freed, 0);
+	/* The freelist's first trunk is written by the transaction. */
+	ck_assert_uint_ne(get32(t.a.data + 32), 0);
+	ck_assert(changed(&t, get32(t.a.data + 32)));
 	assert_no_fallback(&t);
 	txn_free(&t);
 }
@@ -721,6 +741,7 @@ START_TEST(test_auto_vacuum)
 	    "BEGIN; DELETE FROM v1 WHERE id % 3 = 0; DROP TABLE v2;"
 	    "UPDATE v3 SET x = -x WHERE x < 10; COMMIT");
 	ck_assert_uint_lt(t.a.n, t.b.n);
+	ck_assert(changed(&t, 2)); /* the first pointer-map page */
 	ck_assert_uint_eq(count_op(&t, "v1", ROWDIFF_DELETE), 1000);
 	ck_assert_uint_eq(count_op(&t, "v2", ROWDIFF_DELETE), 1000);
 	ck_assert_uint_eq(count_op(&t, "v3", ROWDIFF_UPDATE), 9);
