@@ -97,6 +97,23 @@ int rowdiff_read_page(struct rowdiff_ctx *c, int s, uint32_t pgno, uint8_t *out)
 	return -1;
 }
 
+int rowdiff_present(const struct rowdiff_seen *p, int s)
+{
+	return p->img[s] != NULL || (s == 0 && p->freed);
+}
+
+int rowdiff_image(struct rowdiff_ctx *c, const struct rowdiff_seen *p, int s,
+		  const uint8_t **out)
+{
+	*out = p->img[s];
+	if (*out != NULL || s != 0 || !p->freed)
+		return 0;
+	if (rowdiff_read_page(c, 0, p->pgno, c->freed_buf) != 0)
+		return -1;
+	*out = c->freed_buf;
+	return 0;
+}
+
 /* --- The states ---------------------------------------------------------- */
 
 /* SQLite's ptrmapPageno: pointer-map pages follow page 2 every
@@ -224,8 +241,7 @@ static int collect_pages(struct rowdiff_ctx *c)
 		    !rowdiff_has_u32(b->free, b->n_free, a->free[i]))
 			n_freed++;
 	c->pages = calloc(in->n_pages + n_freed + 1, sizeof *c->pages);
-	c->freed = malloc((n_freed ? n_freed : 1) * (size_t)PAGE);
-	if (c->pages == NULL || c->freed == NULL)
+	if (c->pages == NULL)
 		return rowdiff_oom(c);
 	for (i = 0; i < in->n_pages; i++) {
 		const struct rowdiff_page *p = &in->pages[i];
@@ -238,18 +254,12 @@ static int collect_pages(struct rowdiff_ctx *c)
 	c->n_pages = k;
 	for (i = 0; i < a->n_free; i++) {
 		uint32_t pg = a->free[i];
-		uint8_t *img = c->freed + c->st.pages_freed * (size_t)PAGE;
 
-		if (pg > b->size || rowdiff_has_u32(b->free, b->n_free, pg))
-			continue;
-		if (rowdiff_find_page(c, pg) != NULL) {
-			n_freed--; /* written too: its image is given */
-			continue;
-		}
-		if (rowdiff_read_page(c, 0, pg, img) != 0)
-			return -1;
+		if (pg > b->size || rowdiff_has_u32(b->free, b->n_free, pg) ||
+		    rowdiff_find_page(c, pg) != NULL)
+			continue; /* written too: its images are given */
 		c->pages[k].pgno = pg;
-		c->pages[k].img[0] = img;
+		c->pages[k].freed = 1;
 		k++;
 		c->st.pages_freed++;
 	}
@@ -484,9 +494,10 @@ static int classify(struct rowdiff_ctx *c, size_t *unknown)
 
 		for (s = 0; s < 2; s++) {
 			struct rowdiff_side *sd = &c->side[s];
+			const uint8_t *img;
 			uint8_t type;
 
-			if (p->img[s] == NULL)
+			if (!rowdiff_present(p, s))
 				continue;
 			if ((sd->autovacuum && is_ptrmap(p->pgno)) ||
 			    p->pgno == PENDING_PAGE ||
@@ -494,10 +505,12 @@ static int classify(struct rowdiff_ctx *c, size_t *unknown)
 				p->known[s] = 1;
 				continue;
 			}
-			type = p->img[s][p->pgno == 1 ? 100 : 0];
+			if (rowdiff_image(c, p, s, &img) != 0)
+				return -1;
+			type = img[p->pgno == 1 ? 100 : 0];
 			switch (type) {
 			case BTREE_PAGE_LEAF_TABLE:
-				if (leaf_rows(c, s, p->pgno, p->img[s]) != 0)
+				if (leaf_rows(c, s, p->pgno, img) != 0)
 					return -1;
 				/* fall through */
 			case BTREE_PAGE_INTERIOR_TABLE:
@@ -603,7 +616,6 @@ done:
 		free(c->jobs[i].rowids);
 	free(c->jobs);
 	free(c->pages);
-	free(c->freed);
 	for (s = 0; s < 2; s++)
 		close_side(&c->side[s]);
 	free(c);

@@ -47,6 +47,9 @@ struct rowdiff_out {
 struct rowdiff_seen {
 	uint32_t pgno;
 	const uint8_t *img[2]; /* NULL where the page is not in that state */
+	uint8_t freed;         /* freed unwritten: its image before is read when
+				* needed (img[0] NULL), never held (a dropped
+				* table frees all its pages) */
 	uint8_t known[2];      /* a b-tree, freelist or pointer-map page */
 	uint8_t chained[2];    /* in an overflow chain of a changed cell */
 };
@@ -56,7 +59,7 @@ struct rowdiff_ctx {
 	struct rowdiff_side side[2];
 	struct rowdiff_seen *pages;
 	size_t n_pages;
-	uint8_t *freed; /* the freed pages' images before */
+	uint8_t freed_buf[PAGE_VIEW_PAGE_SIZE];
 	struct rowdiff_job *jobs;
 	size_t n_jobs;
 	size_t owner_hint[2]; /* the table that owned the last leaf */
@@ -75,6 +78,12 @@ int rowdiff_read_page(struct rowdiff_ctx *c, int s, uint32_t pgno,
 		      uint8_t *out);
 int rowdiff_oom(struct rowdiff_ctx *c);
 int rowdiff_has_u32(const uint32_t *v, size_t n, uint32_t x);
+/* Whether listed page p is in side s; its image there into *out (a freed
+ * page's read into c->freed_buf, valid until the next call): 0, or -1 when
+ * it cannot be read. */
+int rowdiff_present(const struct rowdiff_seen *p, int s);
+int rowdiff_image(struct rowdiff_ctx *c, const struct rowdiff_seen *p, int s,
+		  const uint8_t **out);
 
 /* rowdiff_overflow.c: marks the listed pages in the overflow chains of the
  * listed b-tree pages' cells (0, or -1); how many listed images nothing

@@ -52,11 +52,14 @@ int rowdiff_walk_chains(struct rowdiff_ctx *c)
 		for (s = 0; s < 2; s++) {
 			struct rowdiff_seen *p = &c->pages[i];
 			struct chain_walk w = {c, s, 0};
+			const uint8_t *img;
 			uint8_t type;
 
-			if (p->img[s] == NULL || !p->known[s])
+			if (!rowdiff_present(p, s) || !p->known[s])
 				continue;
-			type = p->img[s][p->pgno == 1 ? 100 : 0];
+			if (rowdiff_image(c, p, s, &img) != 0)
+				return -1;
+			type = img[p->pgno == 1 ? 100 : 0];
 			if (type != BTREE_PAGE_LEAF_TABLE &&
 			    type != BTREE_PAGE_LEAF_INDEX &&
 			    type != BTREE_PAGE_INTERIOR_INDEX)
@@ -64,8 +67,7 @@ int rowdiff_walk_chains(struct rowdiff_ctx *c)
 			if (rowdiff_has_u32(c->side[s].free, c->side[s].n_free,
 					    p->pgno))
 				continue; /* a free page's old cells */
-			btree_page_cells(p->img[s], p->pgno, PAGE, chain_cell,
-					 &w);
+			btree_page_cells(img, p->pgno, PAGE, chain_cell, &w);
 			if (w.failed)
 				return -1;
 		}
@@ -177,7 +179,7 @@ size_t rowdiff_unexplained(const struct rowdiff_ctx *c)
 
 	for (i = 0; i < c->n_pages; i++)
 		for (s = 0; s < 2; s++)
-			if (c->pages[i].img[s] != NULL &&
+			if (rowdiff_present(&c->pages[i], s) &&
 			    !c->pages[i].known[s] && !c->pages[i].chained[s])
 				n++;
 	return n;
