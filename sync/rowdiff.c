@@ -29,9 +29,10 @@
  *
  * Not reported: what a schema change alone reinterprets (ALTER TABLE ADD
  * COLUMN gives old rows the default without writing them): the
- * sqlite_schema row shows it.  Rows are compared as SQLite stores them, by
- * the names "rowid" (a table with a column of that name is not supported)
- * and the PRIMARY KEY under BINARY. */
+ * sqlite_schema row shows it.  Rows are compared as SQLite stores them
+ * (type and bytes), matched by rowid (under whichever of rowid, _rowid_,
+ * oid no column takes) or by the PRIMARY KEY under BINARY (so a change of
+ * a NOCASE key's case is a delete and an insert). */
 #include "rowdiff_internal.h"
 
 #include <stdlib.h>

@@ -12,6 +12,9 @@ struct rowdiff_table {
 	char *name;
 	uint32_t root;
 	int without_rowid;
+	/* rowid tables: the first of rowid, _rowid_, oid that no column
+	 * takes */
+	const char *rowid_name;
 	char **pk; /* the declared PRIMARY KEY's columns, in order */
 	size_t n_pk;
 };

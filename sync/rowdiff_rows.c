@@ -30,6 +30,7 @@ static int add_table(struct rowdiff_side *s, const char *name, uint32_t root,
 		return -1;
 	t->root = root;
 	t->without_rowid = without_rowid;
+	t->rowid_name = "rowid";
 	s->n_tables++;
 	return 0;
 }
@@ -68,6 +69,47 @@ fail:
 			   t->name, sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 	return rv;
+}
+
+/* A column may be called rowid (or _rowid_, oid): SQL then means the
+ * column by that name, and the rowid goes by another of the three. */
+static int pick_rowid_name(struct rowdiff_side *s, struct rowdiff_table *t,
+			   char *err, size_t err_len)
+{
+	static const char *const names[] = {"rowid", "_rowid_", "oid"};
+	sqlite3 *db = page_view_db(s->v);
+	sqlite3_stmt *st = NULL;
+	size_t i;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db,
+				"SELECT count(*) FROM pragma_table_info(?1) "
+				"WHERE name = ?2 COLLATE NOCASE",
+				-1, &st, NULL);
+	for (i = 0; rc == SQLITE_OK && i < 3; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, names[i], -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			break;
+		rc = SQLITE_OK;
+		if (sqlite3_column_int(st, 0) == 0) {
+			t->rowid_name = names[i];
+			sqlite3_finalize(st);
+			return 0;
+		}
+	}
+	if (rc == SQLITE_OK)
+		errors_set(err, err_len,
+			   "table %s has columns rowid, _rowid_ and oid: its "
+			   "rowids cannot be read",
+			   t->name);
+	else
+		errors_set(err, err_len, "cannot read the columns of %s: %s",
+			   t->name, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return -1;
 }
 
 int rowdiff_schema_load(struct rowdiff_side *s, char *err, size_t err_len)
@@ -114,6 +156,10 @@ int rowdiff_schema_load(struct rowdiff_side *s, char *err, size_t err_len)
 		if (add_table(s, name, (uint32_t)root, type == 2 || type == 10))
 			goto oom;
 		if (load_pk(s, &s->tables[s->n_tables - 1], err, err_len))
+			goto out;
+		if (!s->tables[s->n_tables - 1].without_rowid &&
+		    pick_rowid_name(s, &s->tables[s->n_tables - 1], err,
+				    err_len) != 0)
 			goto out;
 	}
 	if (rc != SQLITE_DONE)
@@ -479,10 +525,19 @@ static int run_lookups(struct rowdiff_side sides[2], struct rowdiff_job *j,
 	size_t i;
 	int s, rv = -1;
 
-	for (s = 0; s < 2; s++)
-		if (prepare(&sides[s], j->t[s], "SELECT * FROM %s%s",
-			    " WHERE rowid = ?1", &q[s], err, err_len))
+	for (s = 0; s < 2; s++) {
+		char *where =
+		    sqlite3_mprintf(" WHERE %s = ?1", j->t[s]->rowid_name);
+		int bad = where == NULL ||
+			  prepare(&sides[s], j->t[s], "SELECT * FROM %s%s",
+				  where, &q[s], err, err_len) != 0;
+
+		if (where == NULL)
+			errors_set(err, err_len, "out of memory");
+		sqlite3_free(where);
+		if (bad)
 			goto out;
+	}
 	for (i = 0; i < j->n_rowids; i++) {
 		int has[2];
 
@@ -531,7 +586,7 @@ static char *order_by(const struct rowdiff_table *t)
 
 	if (!t->without_rowid || t->n_pk == 0) {
 		sqlite3_free(sql);
-		return sqlite3_mprintf(" ORDER BY rowid");
+		return sqlite3_mprintf(" ORDER BY %s", t->rowid_name);
 	}
 	for (i = 0; sql != NULL && i < t->n_pk; i++) {
 		next = sqlite3_mprintf("%s%s\"%w\" COLLATE BINARY", sql,
@@ -586,21 +641,25 @@ static int run_whole(struct rowdiff_side sides[2], struct rowdiff_job *j,
 	int s, off[2] = {0, 0}, need[2] = {1, 1}, rv = -1;
 
 	for (s = 0; s < 2; s++) {
-		char *order;
+		char *order, *fmt;
 
 		if (j->t[s] == NULL)
 			continue;
 		order = order_by(j->t[s]);
 		off[s] = j->t[s]->without_rowid ? 0 : 1;
-		if (order == NULL ||
-		    prepare(&sides[s], j->t[s],
-			    off[s] ? "SELECT rowid, * FROM %s%s"
-				   : "SELECT * FROM %s%s",
-			    order, &q[s], err, err_len) != 0) {
+		/* (%%s: the table and the order, filled by prepare) */
+		fmt = off[s] ? sqlite3_mprintf("SELECT %s, * FROM %%s%%s",
+					       j->t[s]->rowid_name)
+			     : sqlite3_mprintf("SELECT * FROM %%s%%s");
+		if (order == NULL || fmt == NULL ||
+		    prepare(&sides[s], j->t[s], fmt, order, &q[s], err,
+			    err_len) != 0) {
 			sqlite3_free(order);
+			sqlite3_free(fmt);
 			goto out;
 		}
 		sqlite3_free(order);
+		sqlite3_free(fmt);
 	}
 	for (s = 0; s < 2; s++)
 		cur[s] = q[s];

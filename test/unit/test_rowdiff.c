@@ -109,8 +109,30 @@ static int has_table(sqlite3 *db, const char *schema, const char *name)
 	return n > 0;
 }
 
-/* The key of a table as SQL: "rowid", or its PRIMARY KEY's columns for a
- * WITHOUT ROWID table (sqlite3_free). */
+/* The rowid's name in a table: the first of rowid, _rowid_, oid that is
+ * not a column's. */
+static const char *rowid_name(sqlite3 *db, const char *schema, const char *name)
+{
+	static const char *const names[] = {"rowid", "_rowid_", "oid"};
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		char *sql = sqlite3_mprintf(
+		    "SELECT count(*) FROM pragma_table_info(%Q, %Q) WHERE "
+		    "name = %Q COLLATE NOCASE",
+		    name, schema, names[i]);
+		int64_t n = fixture_query_int(db, sql);
+
+		sqlite3_free(sql);
+		if (n == 0)
+			return names[i];
+	}
+	ck_abort_msg("no rowid name in %s", name);
+	return NULL;
+}
+
+/* The key of a table as SQL: its rowid, or its PRIMARY KEY's columns for
+ * a WITHOUT ROWID table (sqlite3_free). */
 static char *key_sql(sqlite3 *db, const char *schema, const char *name)
 {
 	char *sql =
@@ -122,7 +144,7 @@ static char *key_sql(sqlite3 *db, const char *schema, const char *name)
 	sqlite3_free(sql);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_OK)
-		return sqlite3_mprintf("rowid");
+		return sqlite3_mprintf("%s", rowid_name(db, schema, name));
 	sql = sqlite3_mprintf("SELECT name FROM pragma_table_info(%Q, %Q) "
 			      "WHERE pk > 0 ORDER BY pk",
 			      name, schema);
@@ -242,10 +264,10 @@ static void oracle_rows(sqlite3 *db, const struct txn *t)
 			if (!want && strcmp(name, "sqlite_master") != 0 &&
 			    !has_table(db, schema, name))
 				continue;
-			sql =
-			    sqlite3_mprintf("SELECT count(*) FROM "
-					    "%s.\"%w\" WHERE rowid = %lld",
-					    schema, name, (long long)c->rowid);
+			sql = sqlite3_mprintf(
+			    "SELECT count(*) FROM %s.\"%w\" WHERE %s = %lld",
+			    schema, name, rowid_name(db, schema, name),
+			    (long long)c->rowid);
 			ck_assert_msg(fixture_query_int(db, sql) == want,
 				      "%s rowid %lld (op %d) %s", c->table,
 				      (long long)c->rowid, c->op, schema);
@@ -926,6 +948,25 @@ START_TEST(test_random_transactions)
 }
 END_TEST
 
+/* A column named rowid: the rowid goes by _rowid_. */
+START_TEST(test_column_named_rowid)
+{
+	struct txn t;
+	const struct rowdiff_change *c;
+
+	run(&t,
+	    "CREATE TABLE odd(rowid TEXT, v);" FILL("odd", 900, "'r' || i, i"),
+	    "UPDATE odd SET v = -1 WHERE rowid = 'r500';"
+	    "DELETE FROM odd WHERE rowid = 'r9'");
+	c = find(&t, "odd", ROWDIFF_UPDATE);
+	ck_assert_int_eq(c->rowid, 500);
+	ck_assert_str_eq(value_of(c->before, "rowid"), "r500");
+	ck_assert_int_eq(find(&t, "odd", ROWDIFF_DELETE)->rowid, 9);
+	ck_assert_uint_eq(t.n, 2);
+	txn_free(&t);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("rowdiff");
@@ -951,6 +992,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_big_schema);
 	tcase_add_test(tc, test_index_overflow);
 	tcase_add_test(tc, test_random_transactions);
+	tcase_add_test(tc, test_column_named_rowid);
 	suite_add_tcase(s, tc);
 	return s;
 }
