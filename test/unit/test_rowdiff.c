@@ -2,453 +2,16 @@
  * file copied, a transaction run on the copy through a plain connection,
  * and the pages that differ between the two files are the transaction
  * (the base reader reads the file before).  Every case is checked against
- * a brute-force oracle: both files' full table contents compared in SQL
- * (per table, the keys only before, only after, and the rows that differ),
- * and each reported change's key looked up in both files. */
+ * a brute-force oracle (rowdiff_fixture.h): both files' full table
+ * contents compared in SQL (per table, the keys only before, only after,
+ * and the rows that differ), and each reported change's key looked up in
+ * both files. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixture.h"
-#include "sync/rowdiff.h"
-
-#define PAGE 4096
-
-static char *dir, *b_path, *a_path;
-
-struct file {
-	uint8_t *data;
-	uint32_t n;
-};
-
-struct txn {
-	struct file b, a;
-	struct rowdiff_page *pages;
-	size_t n_pages;
-	struct rowdiff_stats st;
-	struct rowdiff_change *c;
-	size_t n;
-};
-
-static void load(struct file *f, const char *path)
-{
-	FILE *fp = fopen(path, "rb");
-	long size;
-
-	ck_assert_ptr_nonnull(fp);
-	fseek(fp, 0, SEEK_END);
-	size = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	ck_assert_int_eq(size % PAGE, 0);
-	f->n = (uint32_t)(size / PAGE);
-	f->data = malloc(size ? (size_t)size : 1);
-	ck_assert_uint_eq(fread(f->data, 1, (size_t)size, fp), (size_t)size);
-	fclose(fp);
-}
-
-static void copy_file(const char *from, const char *to)
-{
-	struct file f;
-	FILE *fp;
-
-	load(&f, from);
-	fp = fopen(to, "wb");
-	ck_assert_ptr_nonnull(fp);
-	ck_assert_uint_eq(fwrite(f.data, PAGE, f.n, fp), f.n);
-	fclose(fp);
-	free(f.data);
-}
-
-static sqlite3 *open_db(const char *path)
-{
-	sqlite3 *db;
-
-	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	fixture_exec(db, "PRAGMA page_size=4096; PRAGMA secure_delete=OFF");
-	return db;
-}
-
-static void exec_on(const char *path, const char *sql)
-{
-	sqlite3 *db = open_db(path);
-
-	fixture_exec(db, sql);
-	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
-}
-
-static int read_before(void *arg, uint32_t pgno, uint8_t *out)
-{
-	struct txn *t = arg;
-
-	if (pgno < 1 || pgno > t->b.n)
-		return -1;
-	memcpy(out, t->b.data + (size_t)(pgno - 1) * PAGE, PAGE);
-	return 0;
-}
-
-/* --- The oracle --------------------------------------------------------- */
-
-static int64_t count_sql(sqlite3 *db, const char *fmt, const char *a,
-			 const char *b)
-{
-	char *sql = sqlite3_mprintf(fmt, a, b, a, b);
-	int64_t n = fixture_query_int(db, sql);
-
-	sqlite3_free(sql);
-	return n;
-}
-
-static int has_table(sqlite3 *db, const char *schema, const char *name)
-{
-	char *sql = sqlite3_mprintf("SELECT count(*) FROM %s.sqlite_master "
-				    "WHERE type = 'table' AND name = %Q",
-				    schema, name);
-	int64_t n = fixture_query_int(db, sql);
-
-	sqlite3_free(sql);
-	return n > 0;
-}
-
-/* The rowid's name in a table: the first of rowid, _rowid_, oid that is
- * not a column's. */
-static const char *rowid_name(sqlite3 *db, const char *schema, const char *name)
-{
-	static const char *const names[] = {"rowid", "_rowid_", "oid"};
-	int i;
-
-	for (i = 0; i < 3; i++) {
-		char *sql = sqlite3_mprintf(
-		    "SELECT count(*) FROM pragma_table_info(%Q, %Q) WHERE "
-		    "name = %Q COLLATE NOCASE",
-		    name, schema, names[i]);
-		int64_t n = fixture_query_int(db, sql);
-
-		sqlite3_free(sql);
-		if (n == 0)
-			return names[i];
-	}
-	ck_abort_msg("no rowid name in %s", name);
-	return NULL;
-}
-
-/* The key of a table as SQL: its rowid, or its PRIMARY KEY's columns for
- * a WITHOUT ROWID table (sqlite3_free). */
-static char *key_sql(sqlite3 *db, const char *schema, const char *name)
-{
-	char *sql =
-	    sqlite3_mprintf("SELECT rowid FROM %s.\"%w\"", schema, name);
-	char *key = NULL;
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-
-	sqlite3_free(sql);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_OK)
-		return sqlite3_mprintf("%s", rowid_name(db, schema, name));
-	sql = sqlite3_mprintf("SELECT name FROM pragma_table_info(%Q, %Q) "
-			      "WHERE pk > 0 ORDER BY pk",
-			      name, schema);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		char *next = sqlite3_mprintf(
-		    "%s%s\"%w\"", key ? key : "", key ? ", " : "",
-		    (const char *)sqlite3_column_text(st, 0));
-		sqlite3_free(key);
-		key = next;
-	}
-	sqlite3_finalize(st);
-	sqlite3_free(sql);
-	ck_assert_ptr_nonnull(key);
-	return key;
-}
-
-static void count_reported(const struct txn *t, const char *table, size_t n[4])
-{
-	size_t i;
-
-	memset(n, 0, 4 * sizeof *n);
-	for (i = 0; i < t->n; i++)
-		if (strcmp(t->c[i].table, table) == 0)
-			n[t->c[i].op]++;
-}
-
-/* Table name's expected inserts, updates and deletes against the reported
- * ones. */
-static void oracle_table(sqlite3 *db, const struct txn *t, const char *name)
-{
-	const char *sqlname =
-	    strcmp(name, "sqlite_schema") == 0 ? "sqlite_master" : name;
-	int in_b =
-	    strcmp(name, "sqlite_schema") == 0 || has_table(db, "main", name);
-	int in_a =
-	    strcmp(name, "sqlite_schema") == 0 || has_table(db, "a", name);
-	int64_t ins = 0, del = 0, upd = 0;
-	size_t n[4];
-	char *qb, *qa, *kb, *ka;
-
-	qb = sqlite3_mprintf("main.\"%w\"", sqlname);
-	qa = sqlite3_mprintf("a.\"%w\"", sqlname);
-	if (in_b && in_a) {
-		kb = key_sql(db, "main", sqlname);
-		ka = key_sql(db, "a", sqlname);
-		ck_assert_str_eq(kb, ka);
-		{
-			char *sel = sqlite3_mprintf(
-			    "SELECT count(*) FROM (SELECT %s FROM %%s EXCEPT "
-			    "SELECT %s FROM %%s)",
-			    kb, kb);
-			char *rows = sqlite3_mprintf(
-			    "SELECT count(*) FROM (SELECT %s, * FROM %%s "
-			    "EXCEPT SELECT %s, * FROM %%s)",
-			    kb, kb);
-			char *s1 = sqlite3_mprintf(sel, qa, qb);
-			char *s2 = sqlite3_mprintf(sel, qb, qa);
-			char *s3 = sqlite3_mprintf(rows, qa, qb);
-
-			ins = fixture_query_int(db, s1);
-			del = fixture_query_int(db, s2);
-			upd = fixture_query_int(db, s3) - ins;
-			sqlite3_free(sel);
-			sqlite3_free(rows);
-			sqlite3_free(s1);
-			sqlite3_free(s2);
-			sqlite3_free(s3);
-		}
-		sqlite3_free(kb);
-		sqlite3_free(ka);
-	} else if (in_b) {
-		del = count_sql(db, "SELECT count(*) FROM %s", qb, "");
-	} else if (in_a) {
-		ins = count_sql(db, "SELECT count(*) FROM %s", qa, "");
-	}
-	count_reported(t, name, n);
-	ck_assert_msg(n[ROWDIFF_INSERT] == (size_t)ins &&
-			  n[ROWDIFF_UPDATE] == (size_t)upd &&
-			  n[ROWDIFF_DELETE] == (size_t)del,
-		      "%s: reported %zu/%zu/%zu inserts/updates/deletes, the "
-		      "oracle says %lld/%lld/%lld",
-		      name, n[ROWDIFF_INSERT], n[ROWDIFF_UPDATE],
-		      n[ROWDIFF_DELETE], (long long)ins, (long long)upd,
-		      (long long)del);
-	sqlite3_free(qb);
-	sqlite3_free(qa);
-}
-
-/* Each reported rowid-table change's row is where its kind says. */
-static void oracle_rows(sqlite3 *db, const struct txn *t)
-{
-	size_t i;
-
-	for (i = 0; i < t->n; i++) {
-		const struct rowdiff_change *c = &t->c[i];
-		const char *name = strcmp(c->table, "sqlite_schema") == 0
-				       ? "sqlite_master"
-				       : c->table;
-		int s;
-
-		ck_assert_ptr_nonnull(c->key);
-		ck_assert(c->op == ROWDIFF_INSERT ? c->before == NULL
-						  : c->before != NULL);
-		ck_assert(c->op == ROWDIFF_DELETE ? c->after == NULL
-						  : c->after != NULL);
-		if (c->op == ROWDIFF_UPDATE)
-			ck_assert(!json_equal(c->before, c->after));
-		if (c->rowid == 0)
-			continue;
-		for (s = 0; s < 2; s++) {
-			const char *schema = s ? "a" : "main";
-			int want = s ? c->op != ROWDIFF_DELETE
-				     : c->op != ROWDIFF_INSERT;
-			char *sql;
-
-			if (!want && strcmp(name, "sqlite_master") != 0 &&
-			    !has_table(db, schema, name))
-				continue;
-			sql = sqlite3_mprintf(
-			    "SELECT count(*) FROM %s.\"%w\" WHERE %s = %lld",
-			    schema, name, rowid_name(db, schema, name),
-			    (long long)c->rowid);
-			ck_assert_msg(fixture_query_int(db, sql) == want,
-				      "%s rowid %lld (op %d) %s", c->table,
-				      (long long)c->rowid, c->op, schema);
-			sqlite3_free(sql);
-		}
-	}
-}
-
-/* Changes come sqlite_schema first, then by table name. */
-static void oracle_order(const struct txn *t)
-{
-	size_t i;
-
-	for (i = 1; i < t->n; i++) {
-		const char *p = t->c[i - 1].table, *q = t->c[i].table;
-		int ps = strcmp(p, "sqlite_schema") == 0;
-		int qs = strcmp(q, "sqlite_schema") == 0;
-
-		ck_assert(ps >= qs);
-		if (ps == qs)
-			ck_assert_int_le(strcmp(p, q), 0);
-		if (strcmp(p, q) == 0 && t->c[i].rowid != 0)
-			ck_assert_int_lt(t->c[i - 1].rowid, t->c[i].rowid);
-	}
-}
-
-static void oracle(const struct txn *t)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	char *sql;
-
-	ck_assert_int_eq(
-	    sqlite3_open_v2(b_path, &db, SQLITE_OPEN_READWRITE, NULL),
-	    SQLITE_OK);
-	sql = sqlite3_mprintf("ATTACH %Q AS a", a_path);
-	fixture_exec(db, sql);
-	sqlite3_free(sql);
-	oracle_table(db, t, "sqlite_schema");
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db,
-			       "SELECT name FROM main.sqlite_master WHERE "
-			       "type = 'table' UNION SELECT name FROM "
-			       "a.sqlite_master WHERE type = 'table'",
-			       -1, &st, NULL),
-	    SQLITE_OK);
-	while (sqlite3_step(st) == SQLITE_ROW)
-		oracle_table(db, t, (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	oracle_rows(db, t);
-	oracle_order(t);
-	sqlite3_close(db);
-}
-
-/* --- Running a transaction ---------------------------------------------- */
-
-static void setup(void)
-{
-	dir = fixture_tmpdir();
-	b_path = fixture_path(dir, "b.db");
-	a_path = fixture_path(dir, "a.db");
-}
-
-static void teardown(void)
-{
-	fixture_rmdir(dir);
-	free(b_path);
-	free(a_path);
-}
-
-static void txn_free(struct txn *t)
-{
-	rowdiff_free(t->c, t->n);
-	free(t->pages);
-	free(t->b.data);
-	free(t->a.data);
-}
-
-/* The pages that differ between the files, then the difference, checked
- * by the oracle. */
-static void diff_files(struct txn *t)
-{
-	struct rowdiff_input in;
-	uint32_t pg, max;
-	char err[256];
-
-	memset(t, 0, sizeof *t);
-	load(&t->b, b_path);
-	load(&t->a, a_path);
-	max = t->b.n > t->a.n ? t->b.n : t->a.n;
-	t->pages = calloc(max + 1, sizeof *t->pages);
-	for (pg = 1; pg <= max; pg++) {
-		const uint8_t *b =
-		    pg <= t->b.n ? t->b.data + (size_t)(pg - 1) * PAGE : NULL;
-		const uint8_t *a =
-		    pg <= t->a.n ? t->a.data + (size_t)(pg - 1) * PAGE : NULL;
-
-		if (b != NULL && a != NULL && memcmp(b, a, PAGE) == 0)
-			continue;
-		t->pages[t->n_pages++] = (struct rowdiff_page){pg, b, a};
-	}
-	in = (struct rowdiff_input){.read = read_before,
-				    .arg = t,
-				    .pages = t->pages,
-				    .n_pages = t->n_pages,
-				    .size_before = t->b.n,
-				    .size_after = t->a.n,
-				    .stats = &t->st};
-	ck_assert_msg(rowdiff_compute(&in, &t->c, &t->n, err, sizeof err) == 0,
-		      "%s", err);
-	oracle(t);
-}
-
-/* setup_sql makes the database before; txn_sql runs on a copy. */
-static void run(struct txn *t, const char *setup_sql, const char *txn_sql)
-{
-	if (setup_sql != NULL)
-		exec_on(b_path, setup_sql);
-	else
-		fclose(fopen(b_path, "wb"));
-	copy_file(b_path, a_path);
-	exec_on(a_path, txn_sql);
-	diff_files(t);
-}
-
-static size_t count_op(const struct txn *t, const char *table,
-		       enum rowdiff_op op)
-{
-	size_t n[4];
-
-	count_reported(t, table, n);
-	return n[op];
-}
-
-/* Whether page pgno is among the changed pages. */
-static int changed(const struct txn *t, uint32_t pgno)
-{
-	size_t i;
-
-	for (i = 0; i < t->n_pages; i++)
-		if (t->pages[i].pgno == pgno)
-			return 1;
-	return 0;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static void assert_no_fallback(const struct txn *t)
-{
-	ck_assert_int_eq(t->st.overflow_fallback, 0);
-	ck_assert_int_eq(t->st.without_rowid_fallback, 0);
-	ck_assert_uint_eq(t->st.tables_merged, 0);
-}
-
-static const char *value_of(json_t *row, const char *col)
-{
-	json_t *v = json_object_get(json_object_get(row, col), "value");
-
-	ck_assert_ptr_nonnull(v);
-	return json_string_value(v);
-}
-
-static const struct rowdiff_change *find(const struct txn *t, const char *table,
-					 enum rowdiff_op op)
-{
-	size_t i;
-
-	for (i = 0; i < t->n; i++)
-		if (strcmp(t->c[i].table, table) == 0 && t->c[i].op == op)
-			return &t->c[i];
-	ck_abort_msg("no change of kind %d in %s", op, table);
-	return NULL;
-}
-
-#define FILL(table, n, expr)                                                   \
-	"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "      \
-	"WHERE i < " #n ") INSERT INTO " table " SELECT " expr " FROM n;"
+#include "rowdiff_fixture.h"
 
 /* --- Cases -------------------------------------------------------------- */
 
@@ -460,17 +23,17 @@ START_TEST(test_insert_update_delete)
 	struct txn t;
 	const struct rowdiff_change *c;
 
-	run(&t, plain_sql,
-	    "BEGIN; INSERT INTO t VALUES (5000, 'new');"
-	    "UPDATE t SET b = 'changed' WHERE a = 1500;"
-	    "DELETE FROM t WHERE a = 2999; COMMIT");
+	rd_run(&t, plain_sql,
+	       "BEGIN; INSERT INTO t VALUES (5000, 'new');"
+	       "UPDATE t SET b = 'changed' WHERE a = 1500;"
+	       "DELETE FROM t WHERE a = 2999; COMMIT");
 	ck_assert_uint_eq(t.n, 3);
-	ck_assert_uint_eq(count_op(&t, "t", ROWDIFF_INSERT), 1);
-	c = find(&t, "t", ROWDIFF_UPDATE);
+	ck_assert_uint_eq(rd_count_op(&t, "t", ROWDIFF_INSERT), 1);
+	c = rd_find(&t, "t", ROWDIFF_UPDATE);
 	ck_assert_int_eq(c->rowid, 1500);
-	ck_assert_str_eq(value_of(c->before, "b"), "row 1500");
-	ck_assert_str_eq(value_of(c->after, "b"), "changed");
-	ck_assert_str_eq(value_of(c->after, "a"), "1500");
+	ck_assert_str_eq(rd_value_of(c->before, "b"), "row 1500");
+	ck_assert_str_eq(rd_value_of(c->after, "b"), "changed");
+	ck_assert_str_eq(rd_value_of(c->after, "a"), "1500");
 	ck_assert_str_eq(json_string_value(json_object_get(
 			     json_object_get(c->after, "a"), "type")),
 			 "integer");
@@ -478,11 +41,11 @@ START_TEST(test_insert_update_delete)
 	ck_assert_int_eq(json_integer_value(json_object_get(c->key, "rowid")),
 			 1500);
 	ck_assert_uint_eq(json_object_size(c->key), 1);
-	ck_assert_uint_eq(count_op(&t, "t", ROWDIFF_DELETE), 1);
-	assert_no_fallback(&t);
+	ck_assert_uint_eq(rd_count_op(&t, "t", ROWDIFF_DELETE), 1);
+	rd_assert_no_fallback(&t);
 	/* Three rows: a few leaves, not the table. */
 	ck_assert_uint_lt(t.st.rows_looked_up, 1000);
-	txn_free(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -491,38 +54,38 @@ START_TEST(test_keys)
 	struct txn t;
 	const struct rowdiff_change *c;
 
-	run(&t,
-	    "CREATE TABLE ip(id INTEGER PRIMARY KEY, v);"
-	    "CREATE TABLE tp(name TEXT PRIMARY KEY, v);"
-	    "CREATE TABLE ir(v);"
-	    "CREATE TABLE cp(x INT, y TEXT, v, PRIMARY KEY (y, x));" FILL(
-		"ip", 500, "i * 2, i") FILL("tp", 500, "'n' || i, i")
-		FILL("ir", 500, "i") FILL("cp", 500, "i, 'y' || i, i"),
-	    "UPDATE ip SET v = -1 WHERE id = 100;"
-	    "UPDATE tp SET v = -1 WHERE name = 'n7';"
-	    "UPDATE ir SET v = -1 WHERE v = 9;"
-	    "UPDATE cp SET v = -1 WHERE x = 3;"
-	    "INSERT INTO tp VALUES ('zz', 1);");
-	c = find(&t, "ip", ROWDIFF_UPDATE);
+	rd_run(&t,
+	       "CREATE TABLE ip(id INTEGER PRIMARY KEY, v);"
+	       "CREATE TABLE tp(name TEXT PRIMARY KEY, v);"
+	       "CREATE TABLE ir(v);"
+	       "CREATE TABLE cp(x INT, y TEXT, v, PRIMARY KEY (y, x));" FILL(
+		   "ip", 500, "i * 2, i") FILL("tp", 500, "'n' || i, i")
+		   FILL("ir", 500, "i") FILL("cp", 500, "i, 'y' || i, i"),
+	       "UPDATE ip SET v = -1 WHERE id = 100;"
+	       "UPDATE tp SET v = -1 WHERE name = 'n7';"
+	       "UPDATE ir SET v = -1 WHERE v = 9;"
+	       "UPDATE cp SET v = -1 WHERE x = 3;"
+	       "INSERT INTO tp VALUES ('zz', 1);");
+	c = rd_find(&t, "ip", ROWDIFF_UPDATE);
 	ck_assert_uint_eq(json_object_size(c->key), 1);
-	ck_assert_str_eq(value_of(c->key, "id"), "100");
+	ck_assert_str_eq(rd_value_of(c->key, "id"), "100");
 	ck_assert_int_eq(c->rowid, 100);
-	c = find(&t, "tp", ROWDIFF_UPDATE);
+	c = rd_find(&t, "tp", ROWDIFF_UPDATE);
 	ck_assert_uint_eq(json_object_size(c->key), 1);
-	ck_assert_str_eq(value_of(c->key, "name"), "n7");
-	c = find(&t, "tp", ROWDIFF_INSERT);
-	ck_assert_str_eq(value_of(c->key, "name"), "zz");
+	ck_assert_str_eq(rd_value_of(c->key, "name"), "n7");
+	c = rd_find(&t, "tp", ROWDIFF_INSERT);
+	ck_assert_str_eq(rd_value_of(c->key, "name"), "zz");
 	ck_assert_ptr_null(c->before);
-	c = find(&t, "ir", ROWDIFF_UPDATE);
+	c = rd_find(&t, "ir", ROWDIFF_UPDATE);
 	ck_assert_int_eq(json_integer_value(json_object_get(c->key, "rowid")),
 			 9);
-	c = find(&t, "cp", ROWDIFF_UPDATE);
+	c = rd_find(&t, "cp", ROWDIFF_UPDATE);
 	ck_assert_uint_eq(json_object_size(c->key), 2);
-	ck_assert_str_eq(value_of(c->key, "y"), "y3");
-	ck_assert_str_eq(value_of(c->key, "x"), "3");
+	ck_assert_str_eq(rd_value_of(c->key, "y"), "y3");
+	ck_assert_str_eq(rd_value_of(c->key, "x"), "3");
 	ck_assert_uint_eq(t.n, 5);
-	assert_no_fallback(&t);
-	txn_free(&t);
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -532,22 +95,22 @@ START_TEST(test_page_split)
 {
 	struct txn t;
 
-	run(&t,
-	    "CREATE TABLE s(id INTEGER PRIMARY KEY, v TEXT);" FILL(
-		"s", 2000, "i * 10, printf('%.100c', 'v')"),
-	    "BEGIN;" FILL(
-		"s", 300,
-		"5005 + i * 10, printf('%.300c', 'w')") "UPDATE s SET v = "
-							"'short' "
-							"WHERE id = 10; "
-							"COMMIT");
-	ck_assert_uint_eq(count_op(&t, "s", ROWDIFF_INSERT), 300);
-	ck_assert_uint_eq(count_op(&t, "s", ROWDIFF_UPDATE), 1);
-	ck_assert_uint_eq(count_op(&t, "s", ROWDIFF_DELETE), 0);
+	rd_run(&t,
+	       "CREATE TABLE s(id INTEGER PRIMARY KEY, v TEXT);" FILL(
+		   "s", 2000, "i * 10, printf('%.100c', 'v')"),
+	       "BEGIN;" FILL(
+		   "s", 300,
+		   "5005 + i * 10, printf('%.300c', 'w')") "UPDATE s SET v = "
+							   "'short' "
+							   "WHERE id = 10; "
+							   "COMMIT");
+	ck_assert_uint_eq(rd_count_op(&t, "s", ROWDIFF_INSERT), 300);
+	ck_assert_uint_eq(rd_count_op(&t, "s", ROWDIFF_UPDATE), 1);
+	ck_assert_uint_eq(rd_count_op(&t, "s", ROWDIFF_DELETE), 0);
 	/* Rows on split leaves were looked up and compared equal. */
 	ck_assert_uint_gt(t.st.rows_looked_up, 301);
-	assert_no_fallback(&t);
-	txn_free(&t);
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -561,12 +124,12 @@ START_TEST(test_overflow_in_place)
 	uint8_t *blob;
 	int n;
 
-	exec_on(b_path,
-		"CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB);"
-		"CREATE TABLE other(x);" FILL("big", 20, "i, randomblob(20000)")
-		    FILL("other", 100, "i"));
-	copy_file(b_path, a_path);
-	db = open_db(a_path);
+	rd_exec_on(b_path, "CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB);"
+			   "CREATE TABLE other(x);" FILL("big", 20,
+							 "i, randomblob(20000)")
+			       FILL("other", 100, "i"));
+	rd_copy_file(b_path, a_path);
+	db = rd_open_db(a_path);
 	ck_assert_int_eq(sqlite3_prepare_v2(db,
 					    "SELECT b FROM big WHERE id = 7",
 					    -1, &st, NULL),
@@ -586,12 +149,12 @@ START_TEST(test_overflow_in_place)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	free(blob);
-	diff_files(&t);
+	rd_diff_files(&t);
 	ck_assert_int_eq(t.st.overflow_fallback, 1);
 	ck_assert_uint_eq(t.st.tables_merged, 1); /* big, not other */
 	ck_assert_uint_eq(t.n, 1);
-	ck_assert_int_eq(find(&t, "big", ROWDIFF_UPDATE)->rowid, 7);
-	txn_free(&t);
+	ck_assert_int_eq(rd_find(&t, "big", ROWDIFF_UPDATE)->rowid, 7);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -599,36 +162,36 @@ START_TEST(test_several_tables)
 {
 	struct txn t;
 
-	run(&t,
-	    "CREATE TABLE p(id INTEGER PRIMARY KEY, a TEXT, b INT);"
-	    "CREATE INDEX p_a ON p(a);"
-	    "CREATE UNIQUE INDEX p_b ON p(b);"
-	    "CREATE TABLE q(k TEXT PRIMARY KEY, v REAL);"
-	    "CREATE TABLE r(x, y BLOB);" FILL("p", 1500,
-					      "i, 'a' || (i % 50), i")
-		FILL("q", 800, "'k' || i, i / 4.0")
-		    FILL("r", 600, "i, randomblob(i % 50)"),
-	    "BEGIN;"
-	    "UPDATE p SET a = 'moved', b = b + 100000 WHERE id % 97 = 0;"
-	    "UPDATE q SET v = v * 2 WHERE k LIKE 'k1%';"
-	    "DELETE FROM r WHERE x % 5 = 0 AND x < 600;"
-	    "INSERT INTO r VALUES (NULL, x'00ff');"
-	    "COMMIT");
-	ck_assert_uint_eq(count_op(&t, "p", ROWDIFF_UPDATE), 15);
-	ck_assert_uint_gt(count_op(&t, "q", ROWDIFF_UPDATE), 100);
-	ck_assert_uint_eq(count_op(&t, "r", ROWDIFF_DELETE), 119);
-	ck_assert_str_eq(value_of(find(&t, "q", ROWDIFF_UPDATE)->after, "k"),
-			 "k1");
+	rd_run(&t,
+	       "CREATE TABLE p(id INTEGER PRIMARY KEY, a TEXT, b INT);"
+	       "CREATE INDEX p_a ON p(a);"
+	       "CREATE UNIQUE INDEX p_b ON p(b);"
+	       "CREATE TABLE q(k TEXT PRIMARY KEY, v REAL);"
+	       "CREATE TABLE r(x, y BLOB);" FILL("p", 1500,
+						 "i, 'a' || (i % 50), i")
+		   FILL("q", 800, "'k' || i, i / 4.0")
+		       FILL("r", 600, "i, randomblob(i % 50)"),
+	       "BEGIN;"
+	       "UPDATE p SET a = 'moved', b = b + 100000 WHERE id % 97 = 0;"
+	       "UPDATE q SET v = v * 2 WHERE k LIKE 'k1%';"
+	       "DELETE FROM r WHERE x % 5 = 0 AND x < 600;"
+	       "INSERT INTO r VALUES (NULL, x'00ff');"
+	       "COMMIT");
+	ck_assert_uint_eq(rd_count_op(&t, "p", ROWDIFF_UPDATE), 15);
+	ck_assert_uint_gt(rd_count_op(&t, "q", ROWDIFF_UPDATE), 100);
+	ck_assert_uint_eq(rd_count_op(&t, "r", ROWDIFF_DELETE), 119);
+	ck_assert_str_eq(
+	    rd_value_of(rd_find(&t, "q", ROWDIFF_UPDATE)->after, "k"), "k1");
 	ck_assert(json_is_real(json_object_get(
-	    json_object_get(find(&t, "q", ROWDIFF_UPDATE)->after, "v"),
+	    json_object_get(rd_find(&t, "q", ROWDIFF_UPDATE)->after, "v"),
 	    "value")));
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(
-		json_object_get(find(&t, "r", ROWDIFF_INSERT)->after, "y"),
+		json_object_get(rd_find(&t, "r", ROWDIFF_INSERT)->after, "y"),
 		"base64")),
 	    "AP8");
-	assert_no_fallback(&t);
-	txn_free(&t);
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -638,18 +201,18 @@ START_TEST(test_delete_frees_pages)
 {
 	struct txn t;
 
-	run(&t,
-	    "CREATE TABLE d(id INTEGER PRIMARY KEY, v TEXT);"
-	    "CREATE TABLE keep(x);" FILL("d", 5000, "i, printf('%.200c', 'd')")
-		FILL("keep", 50, "i"),
-	    "DELETE FROM d WHERE id > 500");
-	ck_assert_uint_eq(count_op(&t, "d", ROWDIFF_DELETE), 4500);
+	rd_run(&t,
+	       "CREATE TABLE d(id INTEGER PRIMARY KEY, v TEXT);"
+	       "CREATE TABLE keep(x);" FILL(
+		   "d", 5000, "i, printf('%.200c', 'd')") FILL("keep", 50, "i"),
+	       "DELETE FROM d WHERE id > 500");
+	ck_assert_uint_eq(rd_count_op(&t, "d", ROWDIFF_DELETE), 4500);
 	ck_assert_uint_gt(t.st.pages_freed, 0);
 	/* The freelist's first trunk is written by the transaction. */
-	ck_assert_uint_ne(get32(t.a.data + 32), 0);
-	ck_assert(changed(&t, get32(t.a.data + 32)));
-	assert_no_fallback(&t);
-	txn_free(&t);
+	ck_assert_uint_ne(rd_get32(t.a.data + 32), 0);
+	ck_assert(rd_changed(&t, rd_get32(t.a.data + 32)));
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -657,18 +220,18 @@ START_TEST(test_create_table)
 {
 	struct txn t;
 
-	run(&t, plain_sql,
-	    "BEGIN; CREATE TABLE n(id INTEGER PRIMARY KEY, v);"
-	    "CREATE INDEX n_v ON n(v);" FILL(
-		"n", 700,
-		"i, i * i") "UPDATE t SET b = 'x' WHERE a = 3; COMMIT");
-	ck_assert_uint_eq(count_op(&t, "n", ROWDIFF_INSERT), 700);
-	ck_assert_uint_eq(count_op(&t, "sqlite_schema", ROWDIFF_INSERT), 2);
+	rd_run(&t, plain_sql,
+	       "BEGIN; CREATE TABLE n(id INTEGER PRIMARY KEY, v);"
+	       "CREATE INDEX n_v ON n(v);" FILL(
+		   "n", 700,
+		   "i, i * i") "UPDATE t SET b = 'x' WHERE a = 3; COMMIT");
+	ck_assert_uint_eq(rd_count_op(&t, "n", ROWDIFF_INSERT), 700);
+	ck_assert_uint_eq(rd_count_op(&t, "sqlite_schema", ROWDIFF_INSERT), 2);
 	ck_assert_str_eq(t.c[0].table, "sqlite_schema");
-	ck_assert_uint_eq(count_op(&t, "t", ROWDIFF_UPDATE), 1);
+	ck_assert_uint_eq(rd_count_op(&t, "t", ROWDIFF_UPDATE), 1);
 	ck_assert_uint_eq(t.st.tables_listed, 1);
-	assert_no_fallback(&t);
-	txn_free(&t);
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -676,10 +239,10 @@ START_TEST(test_from_empty_database)
 {
 	struct txn t;
 
-	run(&t, NULL, plain_sql);
-	ck_assert_uint_eq(count_op(&t, "t", ROWDIFF_INSERT), 3000);
-	ck_assert_uint_eq(count_op(&t, "sqlite_schema", ROWDIFF_INSERT), 1);
-	txn_free(&t);
+	rd_run(&t, NULL, plain_sql);
+	ck_assert_uint_eq(rd_count_op(&t, "t", ROWDIFF_INSERT), 3000);
+	ck_assert_uint_eq(rd_count_op(&t, "sqlite_schema", ROWDIFF_INSERT), 1);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -687,7 +250,8 @@ START_TEST(test_drop_table)
 {
 	struct txn t;
 
-	run(&t,
+	rd_run(
+	    &t,
 	    "CREATE TABLE gone(id INTEGER PRIMARY KEY, v TEXT);"
 	    "CREATE INDEX gone_v ON gone(v);" FILL(
 		"gone", 1200,
@@ -695,10 +259,10 @@ START_TEST(test_drop_table)
 									10,
 									"i"),
 	    "DROP TABLE gone");
-	ck_assert_uint_eq(count_op(&t, "gone", ROWDIFF_DELETE), 1200);
-	ck_assert_uint_eq(count_op(&t, "sqlite_schema", ROWDIFF_DELETE), 2);
-	ck_assert_uint_eq(count_op(&t, "stay", ROWDIFF_DELETE), 0);
-	txn_free(&t);
+	ck_assert_uint_eq(rd_count_op(&t, "gone", ROWDIFF_DELETE), 1200);
+	ck_assert_uint_eq(rd_count_op(&t, "sqlite_schema", ROWDIFF_DELETE), 2);
+	ck_assert_uint_eq(rd_count_op(&t, "stay", ROWDIFF_DELETE), 0);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -708,16 +272,16 @@ START_TEST(test_drop_and_recreate)
 {
 	struct txn t;
 
-	run(&t,
-	    "CREATE TABLE a1(x);"
-	    "CREATE TABLE re(id INTEGER PRIMARY KEY, v TEXT);" FILL(
-		"re", 1500, "i, printf('%.80c', 'r')"),
-	    "BEGIN; DROP TABLE re;"
-	    "CREATE TABLE re(id INTEGER PRIMARY KEY, v TEXT);" FILL(
-		"re", 10, "i, printf('%.80c', 'r')") "COMMIT");
-	ck_assert_uint_eq(count_op(&t, "re", ROWDIFF_DELETE), 1490);
-	ck_assert_uint_eq(count_op(&t, "re", ROWDIFF_UPDATE), 0);
-	txn_free(&t);
+	rd_run(&t,
+	       "CREATE TABLE a1(x);"
+	       "CREATE TABLE re(id INTEGER PRIMARY KEY, v TEXT);" FILL(
+		   "re", 1500, "i, printf('%.80c', 'r')"),
+	       "BEGIN; DROP TABLE re;"
+	       "CREATE TABLE re(id INTEGER PRIMARY KEY, v TEXT);" FILL(
+		   "re", 10, "i, printf('%.80c', 'r')") "COMMIT");
+	ck_assert_uint_eq(rd_count_op(&t, "re", ROWDIFF_DELETE), 1490);
+	ck_assert_uint_eq(rd_count_op(&t, "re", ROWDIFF_UPDATE), 0);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -726,24 +290,24 @@ START_TEST(test_without_rowid)
 	struct txn t;
 	const struct rowdiff_change *c;
 
-	run(&t,
-	    "CREATE TABLE w(k TEXT, n INT, v, PRIMARY KEY (k, n)) "
-	    "WITHOUT ROWID;"
-	    "CREATE TABLE plain(x);" FILL("w", 2000, "'k' || (i % 40), i, i")
-		FILL("plain", 100, "i"),
-	    "BEGIN; UPDATE w SET v = -v WHERE n % 100 = 0;"
-	    "DELETE FROM w WHERE n = 7; INSERT INTO w VALUES ('a', 1, 2);"
-	    "COMMIT");
+	rd_run(&t,
+	       "CREATE TABLE w(k TEXT, n INT, v, PRIMARY KEY (k, n)) "
+	       "WITHOUT ROWID;"
+	       "CREATE TABLE plain(x);" FILL("w", 2000, "'k' || (i % 40), i, i")
+		   FILL("plain", 100, "i"),
+	       "BEGIN; UPDATE w SET v = -v WHERE n % 100 = 0;"
+	       "DELETE FROM w WHERE n = 7; INSERT INTO w VALUES ('a', 1, 2);"
+	       "COMMIT");
 	ck_assert_int_eq(t.st.without_rowid_fallback, 1);
-	ck_assert_uint_eq(count_op(&t, "w", ROWDIFF_UPDATE), 20);
-	c = find(&t, "w", ROWDIFF_DELETE);
+	ck_assert_uint_eq(rd_count_op(&t, "w", ROWDIFF_UPDATE), 20);
+	c = rd_find(&t, "w", ROWDIFF_DELETE);
 	ck_assert_int_eq(c->rowid, 0);
-	ck_assert_str_eq(value_of(c->key, "k"), "k7");
-	ck_assert_str_eq(value_of(c->key, "n"), "7");
+	ck_assert_str_eq(rd_value_of(c->key, "k"), "k7");
+	ck_assert_str_eq(rd_value_of(c->key, "n"), "7");
 	ck_assert_ptr_null(c->after);
-	ck_assert_uint_eq(count_op(&t, "w", ROWDIFF_INSERT), 1);
-	ck_assert_uint_eq(count_op(&t, "plain", ROWDIFF_UPDATE), 0);
-	txn_free(&t);
+	ck_assert_uint_eq(rd_count_op(&t, "w", ROWDIFF_INSERT), 1);
+	ck_assert_uint_eq(rd_count_op(&t, "plain", ROWDIFF_UPDATE), 0);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -753,22 +317,22 @@ START_TEST(test_auto_vacuum)
 {
 	struct txn t;
 
-	run(&t,
-	    "PRAGMA auto_vacuum=FULL;"
-	    "CREATE TABLE v1(id INTEGER PRIMARY KEY, v TEXT);"
-	    "CREATE TABLE v2(id INTEGER PRIMARY KEY, v TEXT);"
-	    "CREATE TABLE v3(x);" FILL("v1", 3000, "i, printf('%.60c', 'a')")
-		FILL("v2", 1000, "i, printf('%.300c', 'b')")
-		    FILL("v3", 500, "i"),
-	    "BEGIN; DELETE FROM v1 WHERE id % 3 = 0; DROP TABLE v2;"
-	    "UPDATE v3 SET x = -x WHERE x < 10; COMMIT");
+	rd_run(&t,
+	       "PRAGMA auto_vacuum=FULL;"
+	       "CREATE TABLE v1(id INTEGER PRIMARY KEY, v TEXT);"
+	       "CREATE TABLE v2(id INTEGER PRIMARY KEY, v TEXT);"
+	       "CREATE TABLE v3(x);" FILL("v1", 3000, "i, printf('%.60c', 'a')")
+		   FILL("v2", 1000, "i, printf('%.300c', 'b')")
+		       FILL("v3", 500, "i"),
+	       "BEGIN; DELETE FROM v1 WHERE id % 3 = 0; DROP TABLE v2;"
+	       "UPDATE v3 SET x = -x WHERE x < 10; COMMIT");
 	ck_assert_uint_lt(t.a.n, t.b.n);
-	ck_assert(changed(&t, 2)); /* the first pointer-map page */
-	ck_assert_uint_eq(count_op(&t, "v1", ROWDIFF_DELETE), 1000);
-	ck_assert_uint_eq(count_op(&t, "v2", ROWDIFF_DELETE), 1000);
-	ck_assert_uint_eq(count_op(&t, "v3", ROWDIFF_UPDATE), 9);
+	ck_assert(rd_changed(&t, 2)); /* the first pointer-map page */
+	ck_assert_uint_eq(rd_count_op(&t, "v1", ROWDIFF_DELETE), 1000);
+	ck_assert_uint_eq(rd_count_op(&t, "v2", ROWDIFF_DELETE), 1000);
+	ck_assert_uint_eq(rd_count_op(&t, "v3", ROWDIFF_UPDATE), 9);
 	ck_assert_int_eq(t.st.overflow_fallback, 0);
-	txn_free(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -778,15 +342,15 @@ START_TEST(test_overflow_rows_changed)
 {
 	struct txn t;
 
-	run(&t,
-	    "CREATE TABLE o(id INTEGER PRIMARY KEY, b BLOB);" FILL(
-		"o", 40, "i, randomblob(9000)"),
-	    "BEGIN; UPDATE o SET b = randomblob(12000) WHERE id = 3;"
-	    "DELETE FROM o WHERE id = 5; INSERT INTO o VALUES (100, "
-	    "randomblob(30000)); COMMIT");
+	rd_run(&t,
+	       "CREATE TABLE o(id INTEGER PRIMARY KEY, b BLOB);" FILL(
+		   "o", 40, "i, randomblob(9000)"),
+	       "BEGIN; UPDATE o SET b = randomblob(12000) WHERE id = 3;"
+	       "DELETE FROM o WHERE id = 5; INSERT INTO o VALUES (100, "
+	       "randomblob(30000)); COMMIT");
 	ck_assert_uint_eq(t.n, 3);
-	assert_no_fallback(&t);
-	txn_free(&t);
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -798,18 +362,18 @@ START_TEST(test_wal_mode)
 	struct txn t;
 	size_t i;
 
-	run(&t,
-	    "PRAGMA journal_mode=WAL;"
-	    "CREATE TABLE t(a, b TEXT);" FILL("t", 3000,
-					      "i, printf('row %d', i)"),
-	    "UPDATE t SET b = 'wal' WHERE a IN (10, 2000);"
-	    "PRAGMA wal_checkpoint(TRUNCATE)");
+	rd_run(&t,
+	       "PRAGMA journal_mode=WAL;"
+	       "CREATE TABLE t(a, b TEXT);" FILL("t", 3000,
+						 "i, printf('row %d', i)"),
+	       "UPDATE t SET b = 'wal' WHERE a IN (10, 2000);"
+	       "PRAGMA wal_checkpoint(TRUNCATE)");
 	for (i = 0; i < t.n_pages; i++)
 		ck_assert_uint_ne(t.pages[i].pgno, 1);
 	ck_assert_uint_eq(t.n, 2);
-	ck_assert_uint_eq(count_op(&t, "t", ROWDIFF_UPDATE), 2);
-	assert_no_fallback(&t);
-	txn_free(&t);
+	ck_assert_uint_eq(rd_count_op(&t, "t", ROWDIFF_UPDATE), 2);
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -823,10 +387,10 @@ START_TEST(test_unsorted_refused)
 	size_t n = 1;
 	char err[256];
 
-	run(&t, plain_sql, "UPDATE t SET b = 'x' WHERE a = 1");
+	rd_run(&t, plain_sql, "UPDATE t SET b = 'x' WHERE a = 1");
 	p[0] = t.pages[0];
 	p[1] = t.pages[0];
-	in = (struct rowdiff_input){.read = read_before,
+	in = (struct rowdiff_input){.read = rd_read_before,
 				    .arg = &t,
 				    .pages = p,
 				    .n_pages = 2,
@@ -836,7 +400,7 @@ START_TEST(test_unsorted_refused)
 	ck_assert_ptr_null(c);
 	ck_assert_uint_eq(n, 0);
 	ck_assert_msg(strstr(err, "not sorted") != NULL, "%s", err);
-	txn_free(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -849,7 +413,7 @@ START_TEST(test_big_schema)
 	char sql[128];
 	int i;
 
-	db = open_db(b_path);
+	db = rd_open_db(b_path);
 	fixture_exec(db, "BEGIN");
 	for (i = 0; i < 300; i++) {
 		snprintf(sql, sizeof sql,
@@ -860,17 +424,18 @@ START_TEST(test_big_schema)
 	}
 	fixture_exec(db, "INSERT INTO tab150(id) VALUES (1), (2); COMMIT");
 	sqlite3_close(db);
-	copy_file(b_path, a_path);
-	exec_on(a_path, "BEGIN; DROP TABLE tab007; CREATE TABLE zzz(x);"
-			"INSERT INTO zzz VALUES (1); UPDATE tab150 SET v = 'x';"
-			"COMMIT");
-	diff_files(&t);
-	ck_assert_uint_eq(count_op(&t, "sqlite_schema", ROWDIFF_DELETE), 1);
-	ck_assert_uint_eq(count_op(&t, "sqlite_schema", ROWDIFF_INSERT), 1);
-	ck_assert_uint_eq(count_op(&t, "tab150", ROWDIFF_UPDATE), 2);
-	ck_assert_uint_eq(count_op(&t, "zzz", ROWDIFF_INSERT), 1);
-	assert_no_fallback(&t);
-	txn_free(&t);
+	rd_copy_file(b_path, a_path);
+	rd_exec_on(a_path,
+		   "BEGIN; DROP TABLE tab007; CREATE TABLE zzz(x);"
+		   "INSERT INTO zzz VALUES (1); UPDATE tab150 SET v = 'x';"
+		   "COMMIT");
+	rd_diff_files(&t);
+	ck_assert_uint_eq(rd_count_op(&t, "sqlite_schema", ROWDIFF_DELETE), 1);
+	ck_assert_uint_eq(rd_count_op(&t, "sqlite_schema", ROWDIFF_INSERT), 1);
+	ck_assert_uint_eq(rd_count_op(&t, "tab150", ROWDIFF_UPDATE), 2);
+	ck_assert_uint_eq(rd_count_op(&t, "zzz", ROWDIFF_INSERT), 1);
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -880,14 +445,15 @@ START_TEST(test_index_overflow)
 {
 	struct txn t;
 
-	run(&t,
+	rd_run(
+	    &t,
 	    "CREATE TABLE x(id INTEGER PRIMARY KEY, k TEXT);"
 	    "CREATE INDEX x_k ON x(k);" FILL("x", 200,
 					     "i, printf('%.5000c', 'k') || i"),
 	    "UPDATE x SET k = printf('%.7000c', 'z') || id WHERE id % 50 = 0");
-	ck_assert_uint_eq(count_op(&t, "x", ROWDIFF_UPDATE), 4);
-	assert_no_fallback(&t);
-	txn_free(&t);
+	ck_assert_uint_eq(rd_count_op(&t, "x", ROWDIFF_UPDATE), 4);
+	rd_assert_no_fallback(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -914,32 +480,33 @@ START_TEST(test_random_transactions)
 	struct txn t;
 	int i, fallbacks = 0;
 
-	exec_on(b_path,
-		"CREATE TABLE r(id INTEGER PRIMARY KEY, v BLOB, s TEXT);"
-		"CREATE INDEX r_s ON r(s);"
-		"CREATE TABLE w(k TEXT, n INT, v, PRIMARY KEY (k, n)) "
-		"WITHOUT ROWID;"
-		"CREATE TABLE p(id INTEGER PRIMARY KEY, t TEXT);" FILL(
-		    "r", 300, "i, randomblob(abs(random()) % 8000), hex(i)")
-		    FILL("w", 600, "'k' || i, i % 3, i")
-			FILL("p", 1000, "i, printf('%.100c', 'p')"));
+	rd_exec_on(b_path,
+		   "CREATE TABLE r(id INTEGER PRIMARY KEY, v BLOB, s TEXT);"
+		   "CREATE INDEX r_s ON r(s);"
+		   "CREATE TABLE w(k TEXT, n INT, v, PRIMARY KEY (k, n)) "
+		   "WITHOUT ROWID;"
+		   "CREATE TABLE p(id INTEGER PRIMARY KEY, t TEXT);" FILL(
+		       "r", 300, "i, randomblob(abs(random()) % 8000), hex(i)")
+		       FILL("w", 600, "'k' || i, i % 3, i")
+			   FILL("p", 1000, "i, printf('%.100c', 'p')"));
 	for (i = 0; i < 18; i++) {
-		copy_file(b_path, a_path);
-		exec_on(a_path, txn_sql);
+		rd_copy_file(b_path, a_path);
+		rd_exec_on(a_path, txn_sql);
 		if (i >= 12) {
 			/* Same-size rewrites of s, at the end of records
 			 * whose v spills: some only in overflow pages, which
 			 * the fallback finds. */
-			exec_on(a_path, "UPDATE r SET s = hex(randomblob(4)) "
-					"WHERE abs(random()) % 10 = 0");
+			rd_exec_on(a_path,
+				   "UPDATE r SET s = hex(randomblob(4)) "
+				   "WHERE abs(random()) % 10 = 0");
 		}
-		diff_files(&t);
+		rd_diff_files(&t);
 		if (i < 12)
 			ck_assert_int_eq(t.st.overflow_fallback, 0);
 		else
 			fallbacks += t.st.overflow_fallback;
-		txn_free(&t);
-		copy_file(a_path, b_path);
+		rd_txn_free(&t);
+		rd_copy_file(a_path, b_path);
 	}
 	fprintf(stderr,
 		"random transactions: %d of 6 took the overflow "
@@ -954,16 +521,17 @@ START_TEST(test_column_named_rowid)
 	struct txn t;
 	const struct rowdiff_change *c;
 
-	run(&t,
+	rd_run(
+	    &t,
 	    "CREATE TABLE odd(rowid TEXT, v);" FILL("odd", 900, "'r' || i, i"),
 	    "UPDATE odd SET v = -1 WHERE rowid = 'r500';"
 	    "DELETE FROM odd WHERE rowid = 'r9'");
-	c = find(&t, "odd", ROWDIFF_UPDATE);
+	c = rd_find(&t, "odd", ROWDIFF_UPDATE);
 	ck_assert_int_eq(c->rowid, 500);
-	ck_assert_str_eq(value_of(c->before, "rowid"), "r500");
-	ck_assert_int_eq(find(&t, "odd", ROWDIFF_DELETE)->rowid, 9);
+	ck_assert_str_eq(rd_value_of(c->before, "rowid"), "r500");
+	ck_assert_int_eq(rd_find(&t, "odd", ROWDIFF_DELETE)->rowid, 9);
 	ck_assert_uint_eq(t.n, 2);
-	txn_free(&t);
+	rd_txn_free(&t);
 }
 END_TEST
 
@@ -972,7 +540,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("rowdiff");
 	TCase *tc = tcase_create("rowdiff");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, rd_setup, rd_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_insert_update_delete);
 	tcase_add_test(tc, test_keys);
