@@ -75,8 +75,9 @@ struct rowdiff_input {
 };
 
 /* The changes, schema (table "sqlite_schema") first, then by table name,
- * then by key (rowid tables by rowid, WITHOUT ROWID tables by their
- * PRIMARY KEY's values in BINARY order).  *out is malloc'd (free with
+ * then by key: the rowid, or the declared PRIMARY KEY's values in BINARY
+ * order (whatever the columns' collations; a key deleted and inserted
+ * again under another rowid: the delete first).  *out is malloc'd (free with
  * rowdiff_free; NULL when there are none).  Returns 0, or -1 with err
  * filled (a page that cannot be read, a schema that does not parse, out of
  * memory). */

@@ -101,6 +101,13 @@ int rowdiff_overflow_fallback(struct rowdiff_ctx *c);
 int rowdiff_schema_load(struct rowdiff_side *s, char *err, size_t err_len);
 void rowdiff_schema_free(struct rowdiff_side *s);
 
+/* rowdiff_values.c: a column as a Hrana value (NULL when out of memory);
+ * changes of rowid table t sorted by their keys (its PRIMARY KEY's values
+ * in BINARY order). */
+json_t *rowdiff_value_json(sqlite3_stmt *st, int col);
+void rowdiff_sort_by_key(struct rowdiff_change *c, size_t n,
+			 const struct rowdiff_table *t);
+
 /* The changes of job j, appended to o in key order.  0, or -1 with err. */
 int rowdiff_job_run(struct rowdiff_side sides[2], struct rowdiff_job *j,
 		    struct rowdiff_out *o, struct rowdiff_stats *st, char *err,

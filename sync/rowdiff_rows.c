@@ -3,13 +3,11 @@
  * JSON (the primary encodes them the same way, server/hrana_values.c). */
 #include "rowdiff_internal.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "base/base64.h"
 #include "base/errors.h"
 
 /* --- Schemas ------------------------------------------------------------ */
@@ -192,101 +190,7 @@ void rowdiff_schema_free(struct rowdiff_side *s)
 	s->n_tables = 0;
 }
 
-/* --- Values ------------------------------------------------------------- */
-
-/* The length of the valid UTF-8 sequence at p, or 0. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	size_t len, i;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		len = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		len = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		len = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
-/* SQLite keeps whatever bytes it is given as TEXT; JSON strings are UTF-8,
- * so invalid sequences become U+FFFD, as the primary's encoder does. */
-static json_t *text_value(const char *text, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)text;
-	size_t i = 0, o = 0, k;
-	json_t *v;
-	char *fixed;
-
-	v = json_pack("{s:s, s:s%}", "type", "text", "value", text, len);
-	if (v != NULL)
-		return v;
-	fixed = malloc(len * 3 + 1);
-	if (fixed == NULL)
-		return NULL;
-	while (i < len) {
-		k = utf8_len(p + i, len - i);
-		if (k == 0) {
-			memcpy(fixed + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		} else {
-			memcpy(fixed + o, p + i, k);
-			o += k;
-			i += k;
-		}
-	}
-	v = json_pack("{s:s, s:s%}", "type", "text", "value", fixed, o);
-	free(fixed);
-	return v;
-}
-
-static json_t *value_json(sqlite3_stmt *st, int col)
-{
-	char buf[32], *b64;
-	json_t *v;
-	double d;
-
-	switch (sqlite3_column_type(st, col)) {
-	case SQLITE_INTEGER:
-		snprintf(buf, sizeof buf, "%lld",
-			 (long long)sqlite3_column_int64(st, col));
-		return json_pack("{s:s, s:s}", "type", "integer", "value", buf);
-	case SQLITE_FLOAT:
-		d = sqlite3_column_double(st, col);
-		if (!isfinite(d)) /* JSON has no infinities */
-			return json_pack("{s:s}", "type", "null");
-		return json_pack("{s:s, s:f}", "type", "float", "value", d);
-	case SQLITE_TEXT:
-		return text_value((const char *)sqlite3_column_text(st, col),
-				  (size_t)sqlite3_column_bytes(st, col));
-	case SQLITE_BLOB:
-		/* Standard alphabet, no padding: as the primary encodes. */
-		b64 =
-		    base64_encode(sqlite3_column_blob(st, col),
-				  (size_t)sqlite3_column_bytes(st, col), 0, 0);
-		v = json_pack("{s:s, s:s}", "type", "blob", "base64",
-			      b64 ? b64 : "");
-		free(b64);
-		return v;
-	default:
-		return json_pack("{s:s}", "type", "null");
-	}
-}
+/* --- Rows --------------------------------------------------------------- */
 
 /* The row at the statement's columns from off on, as {"col": value}. */
 static json_t *row_json(sqlite3_stmt *st, int off)
@@ -296,7 +200,7 @@ static json_t *row_json(sqlite3_stmt *st, int off)
 
 	for (i = off; row != NULL && i < n; i++)
 		if (json_object_set_new(row, sqlite3_column_name(st, i),
-					value_json(st, i)) != 0) {
+					rowdiff_value_json(st, i)) != 0) {
 			json_decref(row);
 			row = NULL;
 		}
@@ -329,8 +233,9 @@ static json_t *key_json(const struct rowdiff_table *t, sqlite3_stmt *st,
 	}
 	for (i = 0; i < t->n_pk; i++) {
 		col = column_index(st, off, t->pk[i]);
-		if (col < 0 || json_object_set_new(key, t->pk[i],
-						   value_json(st, col)) != 0)
+		if (col < 0 ||
+		    json_object_set_new(key, t->pk[i],
+					rowdiff_value_json(st, col)) != 0)
 			goto fail;
 	}
 	return key;
@@ -719,14 +624,23 @@ int rowdiff_job_run(struct rowdiff_side sides[2], struct rowdiff_job *j,
 {
 	struct rowdiff_table *b = j->t[0], *a = j->t[1];
 
+	size_t start = o->n;
+	int rv;
+
 	if (b != NULL && a != NULL && same_pk(b, a)) {
 		if (j->whole) {
 			st->tables_merged++;
-			return run_whole(sides, j, 1, o, err, err_len);
-		}
-		if (b->without_rowid || j->n_rowids == 0)
+			rv = run_whole(sides, j, 1, o, err, err_len);
+		} else if (b->without_rowid || j->n_rowids == 0) {
 			return 0;
-		return run_lookups(sides, j, o, st, err, err_len);
+		} else {
+			rv = run_lookups(sides, j, o, st, err, err_len);
+		}
+		/* Rows come by rowid; a declared PRIMARY KEY orders them
+		 * otherwise (a WITHOUT ROWID table's come in that order). */
+		if (rv == 0 && !b->without_rowid && b->n_pk > 0)
+			rowdiff_sort_by_key(o->c + start, o->n - start, b);
+		return rv;
 	}
 	if (b == NULL && a == NULL)
 		return 0;

@@ -65,7 +65,7 @@ START_TEST(test_keys)
 	       "UPDATE tp SET v = -1 WHERE name = 'n7';"
 	       "UPDATE ir SET v = -1 WHERE v = 9;"
 	       "UPDATE cp SET v = -1 WHERE x = 3;"
-	       "INSERT INTO tp VALUES ('zz', 1);");
+	       "INSERT INTO tp VALUES ('zz', 1), ('a0', 2);");
 	c = rd_find(&t, "ip", ROWDIFF_UPDATE);
 	ck_assert_uint_eq(json_object_size(c->key), 1);
 	ck_assert_str_eq(rd_value_of(c->key, "id"), "100");
@@ -73,9 +73,12 @@ START_TEST(test_keys)
 	c = rd_find(&t, "tp", ROWDIFF_UPDATE);
 	ck_assert_uint_eq(json_object_size(c->key), 1);
 	ck_assert_str_eq(rd_value_of(c->key, "name"), "n7");
+	/* By key, not by rowid: a0 (rowid 502), n7 (7), zz (501). */
 	c = rd_find(&t, "tp", ROWDIFF_INSERT);
-	ck_assert_str_eq(rd_value_of(c->key, "name"), "zz");
+	ck_assert_str_eq(rd_value_of(c[0].key, "name"), "a0");
 	ck_assert_ptr_null(c->before);
+	ck_assert_str_eq(rd_value_of(c[1].key, "name"), "n7");
+	ck_assert_str_eq(rd_value_of(c[2].key, "name"), "zz");
 	c = rd_find(&t, "ir", ROWDIFF_UPDATE);
 	ck_assert_int_eq(json_integer_value(json_object_get(c->key, "rowid")),
 			 9);
@@ -83,7 +86,7 @@ START_TEST(test_keys)
 	ck_assert_uint_eq(json_object_size(c->key), 2);
 	ck_assert_str_eq(rd_value_of(c->key, "y"), "y3");
 	ck_assert_str_eq(rd_value_of(c->key, "x"), "3");
-	ck_assert_uint_eq(t.n, 5);
+	ck_assert_uint_eq(t.n, 6);
 	rd_assert_no_fallback(&t);
 	rd_txn_free(&t);
 }
