@@ -538,6 +538,28 @@ START_TEST(test_column_named_rowid)
 }
 END_TEST
 
+/* Incremental vacuum: pages move and the file shrinks inside the
+ * transaction that deletes. */
+START_TEST(test_incremental_vacuum)
+{
+	struct txn t;
+
+	rd_run(&t,
+	       "PRAGMA auto_vacuum=INCREMENTAL;"
+	       "CREATE TABLE iv(id INTEGER PRIMARY KEY, v TEXT);"
+	       "CREATE TABLE tail(x TEXT);" FILL("iv", 2000,
+						 "i, printf('%.100c', 'i')")
+		   FILL("tail", 300, "printf('%.200c', 't')"),
+	       "BEGIN; DELETE FROM iv WHERE id <= 1500;"
+	       "PRAGMA incremental_vacuum(40); COMMIT");
+	ck_assert_uint_lt(t.a.n, t.b.n);
+	ck_assert_uint_eq(rd_count_op(&t, "iv", ROWDIFF_DELETE), 1500);
+	ck_assert_uint_eq(rd_count_op(&t, "tail", ROWDIFF_UPDATE), 0);
+	ck_assert_int_eq(t.st.overflow_fallback, 0);
+	rd_txn_free(&t);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("rowdiff");
@@ -564,6 +586,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_index_overflow);
 	tcase_add_test(tc, test_random_transactions);
 	tcase_add_test(tc, test_column_named_rowid);
+	tcase_add_test(tc, test_incremental_vacuum);
 	suite_add_tcase(s, tc);
 	return s;
 }
