@@ -7,7 +7,7 @@
  *     page's content fitting its role (the page map, store_map.h);
  *   - the tables and indexes whose pages change still agree row by row
  *     (store_rows.h), judged on a read-only view of the database as the
- *     push would leave it (candidate.h).
+ *     push would leave it (wal/page_view.h).
  *
  * The page map also follows SQL commits, which SQLite itself wrote. */
 #include "store_internal.h"
@@ -19,14 +19,14 @@
 #include "base/errors.h"
 #include "wal/wal_observer.h"
 #include "wal/wal_read.h"
-#include "candidate.h"
+#include "wal/page_view.h"
 #include "store_map_internal.h"
 #include "store_rows.h"
 
 #define PAGE WALFMT_PAGE_SIZE
 
 /* The last image of each page a set of frames writes, sorted by page
- * number: what candidate.h overlays on the live database. */
+ * number: what a page view overlays on the live database. */
 struct overlay_item {
 	uint32_t pgno;
 	size_t pos;
@@ -44,7 +44,7 @@ static int cmp_item(const void *a, const void *b)
 
 /* out has room for n; returns how many pages. */
 static size_t last_images(const struct wal_page *pages, size_t n,
-			  struct candidate_page *out)
+			  struct page_view_page *out)
 {
 	struct overlay_item *items = malloc((n ? n : 1) * sizeof *items);
 	size_t i, k = 0;
@@ -70,16 +70,16 @@ static size_t last_images(const struct wal_page *pages, size_t n,
 
 static int cmp_page(const void *a, const void *b)
 {
-	const struct candidate_page *x = a, *y = b;
+	const struct page_view_page *x = a, *y = b;
 
 	return x->pgno < y->pgno ? -1 : x->pgno > y->pgno;
 }
 
-static const uint8_t *overlay_image(const struct candidate_page *p, size_t n,
+static const uint8_t *overlay_image(const struct page_view_page *p, size_t n,
 				    uint32_t pgno)
 {
-	struct candidate_page key = {.pgno = pgno};
-	const struct candidate_page *hit =
+	struct page_view_page key = {.pgno = pgno};
+	const struct page_view_page *hit =
 	    n ? bsearch(&key, p, n, sizeof *p, cmp_page) : NULL;
 
 	return hit ? hit->data : NULL;
@@ -293,7 +293,7 @@ static int whole_check(sqlite3 *db, char *why, size_t why_len)
 
 /* How many of a sorted overlay's pages lie inside a database of size
  * pages (the rest are cut off by the commit). */
-static size_t inside(const struct candidate_page *p, size_t n, uint32_t size)
+static size_t inside(const struct page_view_page *p, size_t n, uint32_t size)
 {
 	while (n > 0 && p[n - 1].pgno > size)
 		n--;
@@ -307,9 +307,28 @@ static int read_base(void *arg, uint32_t pgno, uint8_t *out)
 	return read_live_page(arg, pgno, out, why, sizeof why);
 }
 
+/* A view over the live database; a schema that does not parse is refused
+ * as "the pushed schema does not parse: ...", as it always was. */
+static int open_view(struct store *s, struct page_view **out, uint32_t db_size,
+		     const struct page_view_page *overlay, size_t n, char *why,
+		     size_t why_len)
+{
+	static const char schema[] = "the schema does not parse";
+	char err[512];
+
+	if (page_view_open(out, db_size, overlay, n, read_base, s, err,
+			   sizeof err) == 0)
+		return 0;
+	if (strncmp(err, schema, sizeof schema - 1) == 0)
+		errors_set(why, why_len, "the pushed %s", err + 4);
+	else
+		errors_set(why, why_len, "%s", err);
+	return -1;
+}
+
 struct rows_read {
 	struct store *s;
-	const struct candidate_page *after;
+	const struct page_view_page *after;
 	size_t n_after;
 };
 
@@ -327,29 +346,29 @@ static int read_for_rows(void *arg, int after, uint32_t pgno, uint8_t *out)
 }
 
 /* The record-level checks (store_rows.h) of the trees a transaction
- * changes: old_db sees the database before it, a candidate (the pages
+ * changes: old_db sees the database before it, a page view (the pages
  * written so far over the live database) after; a rewrite of most of the
  * database gets SQLite's whole integrity_check, which then costs about
  * what the push does. */
 static int rows_check(struct store *s, sqlite3 *old_db,
-		      const struct candidate_page *after, size_t n_after,
+		      const struct page_view_page *after, size_t n_after,
 		      uint32_t db_size, char *why, size_t why_len)
 {
 	struct store_rows_tree *trees = NULL;
 	const struct store_map_tree *mt;
 	struct rows_read rr = {s, after, n_after};
-	struct candidate *c = NULL;
+	struct page_view *c = NULL;
 	size_t i, n_trees;
 	int rv;
 
 	store_map_trees(s->map, &mt, &n_trees);
 	if (!store_map_whole(s->map) && n_trees == 0)
 		return 0;
-	if (candidate_open(&c, db_size, after, inside(after, n_after, db_size),
-			   read_base, s, why, why_len) != 0)
+	if (open_view(s, &c, db_size, after, inside(after, n_after, db_size),
+		      why, why_len) != 0)
 		return 1; /* the pushed schema does not parse */
 	if (store_map_whole(s->map)) {
-		rv = whole_check(candidate_db(c), why, why_len);
+		rv = whole_check(page_view_db(c), why, why_len);
 		goto out;
 	}
 	trees = calloc(n_trees, sizeof *trees);
@@ -366,14 +385,14 @@ static int rows_check(struct store *s, sqlite3 *old_db,
 		trees[i].new_pages = mt[i].after;
 		trees[i].n_new = mt[i].n_after;
 	}
-	rv = store_rows_check(old_db, candidate_db(c), trees, n_trees,
+	rv = store_rows_check(old_db, page_view_db(c), trees, n_trees,
 			      read_for_rows, &rr, why, why_len);
 	/* A check that could not run refuses as well: nothing unchecked
 	 * reaches the database. */
 	if (rv < 0)
 		rv = 1;
 out:
-	candidate_close(c);
+	page_view_close(c);
 	free(trees);
 	return rv;
 }
@@ -382,10 +401,10 @@ out:
  * left (s->check_before), after = all the push's pages so far. */
 static int check_txn(struct store *s, const struct wal_page *pages, size_t n,
 		     uint32_t old_size, uint32_t db_size,
-		     const struct candidate_page *after, size_t n_after,
+		     const struct page_view_page *after, size_t n_after,
 		     char *why, size_t why_len)
 {
-	struct candidate *before = NULL;
+	struct page_view *before = NULL;
 	sqlite3 *old_db = s->internal;
 	const uint8_t *page1 = NULL;
 	size_t i;
@@ -401,18 +420,18 @@ static int check_txn(struct store *s, const struct wal_page *pages, size_t n,
 		return rc;
 	if (s->n_check_before > 0) {
 		/* The database as the push's earlier transactions left it. */
-		rc = candidate_open(
-		    &before, old_size, s->check_before,
-		    inside(s->check_before, s->n_check_before, old_size),
-		    read_base, s, why, why_len);
+		rc = open_view(
+		    s, &before, old_size, s->check_before,
+		    inside(s->check_before, s->n_check_before, old_size), why,
+		    why_len);
 		if (rc != 0) {
 			store_map_abort(s->map);
 			return 1;
 		}
-		old_db = candidate_db(before);
+		old_db = page_view_db(before);
 	}
 	rc = rows_check(s, old_db, after, n_after, db_size, why, why_len);
-	candidate_close(before);
+	page_view_close(before);
 	if (rc != 0)
 		store_map_abort(s->map);
 	return rc;
@@ -421,8 +440,8 @@ static int check_txn(struct store *s, const struct wal_page *pages, size_t n,
 int store_check_push(struct store *s, const struct wal_page *pages,
 		     const uint32_t *sizes, size_t n, char *why, size_t why_len)
 {
-	struct candidate_page *after = calloc(n ? n : 1, sizeof *after);
-	struct candidate_page *before = calloc(n ? n : 1, sizeof *before);
+	struct page_view_page *after = calloc(n ? n : 1, sizeof *after);
+	struct page_view_page *before = calloc(n ? n : 1, sizeof *before);
 	uint32_t old_size = 0, one = 1;
 	uint8_t page1[PAGE];
 	char *msg = NULL, err[512];

@@ -29,7 +29,7 @@
 
 #include "frame_log.h"
 #include "push_log.h"
-#include "candidate.h"
+#include "wal/page_view.h"
 #include "store_map.h"
 #include "store.h"
 #include "wal/wal_inject.h" /* struct wal_page */
@@ -134,7 +134,7 @@ struct store {
 	sqlite3 *reader;
 	/* While a push's later transaction is checked: the pages its earlier
 	 * ones write, which the map reads as the database before it. */
-	const struct candidate_page *check_before;
+	const struct page_view_page *check_before;
 	size_t n_check_before;
 	int map_ahead; /* the map includes transactions not applied yet */
 };

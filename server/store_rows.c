@@ -18,7 +18,7 @@
  *  2. Likewise the entries of I with rowids outside R are the same before
  *     and after: exactly those of the rows outside R, still right (1).
  *  3. For r in R that exists after, a seek of I for (key_after(r), r) finds
- *     exactly one entry (checked with SQL on the candidate).
+ *     exactly one entry (checked with SQL on the page view).
  *  4. The number of I's entries changes by (entries on I's new pages) -
  *     (entries on its old pages); we check that this equals the number of
  *     rows in R after minus the number in R before.  With 2, the entries of

@@ -49,8 +49,8 @@ typedef int (*store_rows_read_fn)(void *arg, int after, uint32_t pgno,
 				  uint8_t *out);
 
 /* Checks the records of the n trees.  old_db sees the database before the
- * transaction (assumed consistent), new_db after (a candidate connection,
- * candidate.h).  The trees are grouped by table (an index belongs to its
+ * transaction (assumed consistent), new_db after (a page view,
+ * wal/page_view.h).  The trees are grouped by table (an index belongs to its
  * table); every table concerned is checked with all of its indexes.
  * Returns 0 if consistent, STORE_ROWS_REFUSED with why naming the page or
  * the row and the index, or -1 if the check itself failed (why says why;

@@ -242,7 +242,7 @@ void rows_txn_build(struct rows_txn *t, const char *old_path,
 	t->overlay = calloc(t->new.n_pages, sizeof *t->overlay);
 	for (p = 1; p <= t->new.n_pages; p++)
 		if (changed(t, p))
-			t->overlay[t->n_overlay++] = (struct candidate_page){
+			t->overlay[t->n_overlay++] = (struct page_view_page){
 			    p, rows_file_page(&t->new, p)};
 	wo = locate(old_path, t->old.n_pages, &ns, 0);
 	wn = locate(new_path, t->new.n_pages, &ns, 1);
@@ -329,7 +329,7 @@ int rows_check(const char *old_path, const char *new_path, char *why,
 	       size_t why_len)
 {
 	struct rows_txn t;
-	struct candidate *c;
+	struct page_view *c;
 	sqlite3 *old_db;
 	int rv;
 
@@ -338,13 +338,13 @@ int rows_check(const char *old_path, const char *new_path, char *why,
 	    sqlite3_open_v2(old_path, &old_db, SQLITE_OPEN_READONLY, NULL),
 	    SQLITE_OK);
 	fixture_exec(old_db, "BEGIN; SELECT count(*) FROM sqlite_schema");
-	rv = candidate_open(&c, t.new.n_pages, t.overlay, t.n_overlay,
+	rv = page_view_open(&c, t.new.n_pages, t.overlay, t.n_overlay,
 			    rows_txn_read_base, &t, why, why_len);
 	if (rv == 0) {
-		rv = store_rows_check(old_db, candidate_db(c), t.trees,
+		rv = store_rows_check(old_db, page_view_db(c), t.trees,
 				      t.n_trees, rows_txn_read, &t, why,
 				      why_len);
-		candidate_close(c);
+		page_view_close(c);
 	} else {
 		rv = STORE_ROWS_REFUSED; /* the schema does not parse */
 	}

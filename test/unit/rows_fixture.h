@@ -1,6 +1,6 @@
 /* Transactions as a push carries them, built from two database files: the
  * pages that differ, and each b-tree's changed pages before and after (the
- * membership from SQLite's dbstat), for candidate.h and store_rows.h. */
+ * membership from SQLite's dbstat), for wal/page_view.h and store_rows.h. */
 #ifndef REPLITE_TEST_ROWS_FIXTURE_H
 #define REPLITE_TEST_ROWS_FIXTURE_H
 
@@ -9,7 +9,7 @@
 
 #include <sqlite3.h>
 
-#include "server/candidate.h"
+#include "wal/page_view.h"
 #include "server/store_rows.h"
 
 /* A whole database file in memory. */
@@ -27,7 +27,7 @@ uint8_t *rows_file_page(const struct rows_file *f, uint32_t pgno);
  * new_path. */
 struct rows_txn {
 	struct rows_file old, new;
-	struct candidate_page *overlay; /* the pages that differ */
+	struct page_view_page *overlay; /* the pages that differ */
 	size_t n_overlay;
 	struct store_rows_tree *trees;
 	size_t n_trees;
@@ -40,11 +40,11 @@ void rows_txn_free(struct rows_txn *t);
 
 /* Reads a page before (the old file) or after (the new one). */
 int rows_txn_read(void *arg, int after, uint32_t pgno, uint8_t *out);
-/* A candidate_read_fn on the old file. */
+/* A page_view_read_fn on the old file. */
 int rows_txn_read_base(void *arg, uint32_t pgno, uint8_t *out);
 
 /* store_rows_check of the transaction from old_path to new_path, with a
- * connection on old_path and a candidate; its answer, why filled. */
+ * connection on old_path and a page view; its answer, why filled. */
 int rows_check(const char *old_path, const char *new_path, char *why,
 	       size_t why_len);
 

@@ -1,8 +1,9 @@
-/* The candidate view (server/candidate.h) and the record-level check of a
+/* The page view (wal/page_view.h) and the record-level check of a
  * transaction (server/store_rows.h), on real databases: legitimate
  * transactions are accepted, and corruptions a client could push are
  * refused, each confirmed as corruption by PRAGMA integrity_check. */
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,7 +220,7 @@ static void dup_cell(const char *tree)
 START_TEST(test_candidate_view)
 {
 	struct rows_txn t;
-	struct candidate *c;
+	struct page_view *c;
 	char why[256];
 	sqlite3 *db;
 
@@ -229,26 +230,83 @@ START_TEST(test_candidate_view)
 	rows_txn_build(&t, a_path, b_path);
 	ck_assert_uint_gt(t.new.n_pages, t.old.n_pages);
 	/* The overlay over the base: the new state. */
-	ck_assert_int_eq(candidate_open(&c, t.new.n_pages, t.overlay,
+	ck_assert_int_eq(page_view_open(&c, t.new.n_pages, t.overlay,
 					t.n_overlay, rows_txn_read_base, &t,
 					why, sizeof why),
 			 0);
-	db = candidate_db(c);
+	db = page_view_db(c);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 4000);
 	ck_assert_int_eq(fixture_query_int(db, "PRAGMA page_count"),
 			 t.new.n_pages);
 	fixture_assert_integrity(db);
-	candidate_close(c);
+	page_view_close(c);
 	/* The base alone, at its own size: the old state. */
-	ck_assert_int_eq(candidate_open(&c, t.old.n_pages, NULL, 0,
+	ck_assert_int_eq(page_view_open(&c, t.old.n_pages, NULL, 0,
 					rows_txn_read_base, &t, why,
 					sizeof why),
 			 0);
-	db = candidate_db(c);
+	db = page_view_db(c);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 2000);
 	ck_assert_int_eq(fixture_query_int(db, "PRAGMA page_count"),
 			 t.old.n_pages);
-	candidate_close(c);
+	page_view_close(c);
+	rows_txn_free(&t);
+}
+END_TEST
+
+/* The state before and after, each in its own view, both open at once. */
+static void two_views(struct rows_txn *t)
+{
+	struct page_view *before, *after;
+	char why[256];
+
+	ck_assert_int_eq(page_view_open(&before, t->old.n_pages, NULL, 0,
+					rows_txn_read_base, t, why, sizeof why),
+			 0);
+	ck_assert_int_eq(page_view_open(&after, t->new.n_pages, t->overlay,
+					t->n_overlay, rows_txn_read_base, t,
+					why, sizeof why),
+			 0);
+	ck_assert_int_eq(
+	    fixture_query_int(page_view_db(before), "SELECT count(*) FROM t"),
+	    2000);
+	ck_assert_int_eq(
+	    fixture_query_int(page_view_db(after), "SELECT count(*) FROM t"),
+	    4000);
+	ck_assert_int_eq(
+	    fixture_query_int(page_view_db(before), "SELECT count(*) FROM t"),
+	    2000);
+	page_view_close(after);
+	page_view_close(before);
+}
+
+static void *two_views_thread(void *arg)
+{
+	int i;
+
+	for (i = 0; i < 20; i++)
+		two_views(arg);
+	return NULL;
+}
+
+/* Several views at once, from several threads: each has its own file in
+ * the one VFS. */
+START_TEST(test_views_at_once)
+{
+	struct rows_txn t;
+	pthread_t th[4];
+	int i;
+
+	rows_copy(a_path, b_path);
+	rows_exec(b_path, "INSERT INTO t(a, d) SELECT 'new' || id, "
+			  "randomblob(300) FROM t");
+	rows_txn_build(&t, a_path, b_path);
+	two_views(&t);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(
+		    pthread_create(&th[i], NULL, two_views_thread, &t), 0);
+	for (i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
 	rows_txn_free(&t);
 }
 END_TEST
@@ -271,7 +329,7 @@ static int count_fds(void)
 START_TEST(test_candidate_opens_no_file)
 {
 	struct rows_txn t;
-	struct candidate *c;
+	struct page_view *c;
 	char why[256];
 	sqlite3 *db;
 	int fds;
@@ -280,11 +338,11 @@ START_TEST(test_candidate_opens_no_file)
 	rows_exec(b_path, "UPDATE t SET b = b + 1 WHERE id % 3 = 0");
 	rows_txn_build(&t, a_path, b_path);
 	fds = count_fds();
-	ck_assert_int_eq(candidate_open(&c, t.new.n_pages, t.overlay,
+	ck_assert_int_eq(page_view_open(&c, t.new.n_pages, t.overlay,
 					t.n_overlay, rows_txn_read_base, &t,
 					why, sizeof why),
 			 0);
-	db = candidate_db(c);
+	db = page_view_db(c);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM (SELECT "
 					       "d FROM t ORDER BY d, c)"),
 			 2000);
@@ -292,7 +350,7 @@ START_TEST(test_candidate_opens_no_file)
 	ck_assert_int_ne(sqlite3_exec(db, "DELETE FROM t", NULL, NULL, NULL),
 			 SQLITE_OK);
 	ck_assert_int_eq(count_fds(), fds);
-	candidate_close(c);
+	page_view_close(c);
 	rows_txn_free(&t);
 }
 END_TEST
@@ -300,7 +358,7 @@ END_TEST
 START_TEST(test_candidate_bad_schema)
 {
 	struct rows_txn t;
-	struct candidate *c = NULL;
+	struct page_view *c = NULL;
 	char why[256];
 	uint8_t page1[PAGE], *at;
 
@@ -310,13 +368,13 @@ START_TEST(test_candidate_bad_schema)
 	at = memmem(page1, PAGE, "CREATE INDEX t_bc", 17);
 	ck_assert_ptr_nonnull(at);
 	memcpy(at, "CREATE INDEX t_b(", 17);
-	t.overlay[0] = (struct candidate_page){1, page1};
-	ck_assert_int_eq(candidate_open(&c, t.old.n_pages, t.overlay, 1,
+	t.overlay[0] = (struct page_view_page){1, page1};
+	ck_assert_int_eq(page_view_open(&c, t.old.n_pages, t.overlay, 1,
 					rows_txn_read_base, &t, why,
 					sizeof why),
 			 -1);
 	ck_assert_ptr_null(c);
-	ck_assert_msg(strstr(why, "the pushed schema does not parse: "
+	ck_assert_msg(strstr(why, "the schema does not parse: "
 				  "malformed database schema") != NULL,
 		      "%s", why);
 	rows_txn_free(&t);
@@ -553,7 +611,7 @@ static double now_ms(void)
 START_TEST(test_cost_of_one_row)
 {
 	struct rows_txn t;
-	struct candidate *c;
+	struct page_view *c;
 	sqlite3 *old_db;
 	char why[512];
 	double t0, t1, t2;
@@ -575,24 +633,24 @@ START_TEST(test_cost_of_one_row)
 	ck_assert_int_eq(
 	    sqlite3_open_v2(a_path, &old_db, SQLITE_OPEN_READONLY, NULL),
 	    SQLITE_OK);
-	ck_assert_int_eq(candidate_open(&c, t.new.n_pages, t.overlay,
+	ck_assert_int_eq(page_view_open(&c, t.new.n_pages, t.overlay,
 					t.n_overlay, rows_txn_read_base, &t,
 					why, sizeof why),
 			 0);
 	t0 = now_ms();
-	ck_assert_int_eq(store_rows_check(old_db, candidate_db(c), t.trees,
+	ck_assert_int_eq(store_rows_check(old_db, page_view_db(c), t.trees,
 					  t.n_trees, rows_txn_read, &t, why,
 					  sizeof why),
 			 0);
 	t1 = now_ms();
-	fixture_exec(candidate_db(c), "PRAGMA integrity_check(big)");
+	fixture_exec(page_view_db(c), "PRAGMA integrity_check(big)");
 	t2 = now_ms();
 	fprintf(stderr,
 		"1-row update of a 100000-row table with 2 indexes (%u "
 		"pages, %zu listed b-tree pages): store_rows_check %.2f ms, "
 		"integrity_check(big) %.2f ms\n",
 		t.new.n_pages, pages, t1 - t0, t2 - t1);
-	candidate_close(c);
+	page_view_close(c);
 	sqlite3_close(old_db);
 	rows_txn_free(&t);
 }
@@ -608,6 +666,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_candidate_view);
 	tcase_add_test(tc, test_candidate_opens_no_file);
 	tcase_add_test(tc, test_candidate_bad_schema);
+	tcase_add_test(tc, test_views_at_once);
 	tcase_add_test(tc, test_seek_plans);
 	tcase_add_test(tc, test_legit_accepted);
 	tcase_add_test(tc, test_corruptions_refused);

@@ -1,9 +1,15 @@
-/* The candidate view: a VFS (modelled on SQLite's ext/misc/memvfs.c) whose
- * only file is a struct candidate, named in the URI (ptr=0x...), read page by
- * page from the overlay or the base.  The file says SQLITE_IOCAP_IMMUTABLE,
- * so the pager treats it like a temporary file: no locks, and no hot
- * journal, -wal or -shm is ever looked for. */
-#include "candidate.h"
+/* The page view: a VFS (modelled on SQLite's ext/misc/memvfs.c) whose only
+ * file is a struct page_view, named in the URI (ptr=0x...), read page by page
+ * from the overlay or the base.  The file says SQLITE_IOCAP_IMMUTABLE, so the
+ * pager treats it like a temporary file: no locks, and no hot journal, -wal
+ * or -shm is ever looked for.
+ *
+ * The VFS's name carries the address of its own sqlite3_vfs: this code is
+ * linked into the primary's static libraries and, again, into
+ * libreplite.so, and a process may hold both copies registered with one
+ * SQLite; each copy must find its own VFS, never the other's (whose struct
+ * page_view may differ). */
+#include "page_view.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -14,22 +20,21 @@
 
 #include "base/errors.h"
 
-#define PAGE CANDIDATE_PAGE_SIZE
-#define VFS_NAME "replite-candidate"
+#define PAGE PAGE_VIEW_PAGE_SIZE
 
-struct candidate {
+struct page_view {
 	uint32_t db_size;
-	const struct candidate_page *overlay;
+	const struct page_view_page *overlay;
 	size_t n;
-	candidate_read_fn read_base;
+	page_view_read_fn read_base;
 	void *arg;
 	sqlite3 *db;
 	uint8_t scratch[PAGE]; /* base pages and the patched page 1 */
 };
 
-struct cand_file {
+struct view_file {
 	sqlite3_file base;
-	struct candidate *c;
+	struct page_view *c;
 };
 
 static sqlite3_vfs *default_vfs;
@@ -48,7 +53,7 @@ static void put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-static const uint8_t *find_overlay(const struct candidate *c, uint32_t pgno)
+static const uint8_t *find_overlay(const struct page_view *c, uint32_t pgno)
 {
 	size_t lo = 0, hi = c->n;
 
@@ -68,7 +73,7 @@ static const uint8_t *find_overlay(const struct candidate *c, uint32_t pgno)
  * patched in a copy: a rollback-journal database (bytes 18-19 = 1, so SQLite
  * never looks for a WAL), whose in-header size is db_size and is trusted
  * (version-valid-for = change counter). */
-static const uint8_t *page_image(struct candidate *c, uint32_t pgno)
+static const uint8_t *page_image(struct page_view *c, uint32_t pgno)
 {
 	const uint8_t *img = find_overlay(c, pgno);
 
@@ -88,7 +93,7 @@ static const uint8_t *page_image(struct candidate *c, uint32_t pgno)
 	return c->scratch;
 }
 
-static int cand_close(sqlite3_file *f)
+static int view_close(sqlite3_file *f)
 {
 	(void)f;
 	return SQLITE_OK;
@@ -96,9 +101,9 @@ static int cand_close(sqlite3_file *f)
 
 /* Any range: SQLite reads the first 100 bytes of the header alone, then
  * whole pages; a read past the end is zero-filled and short. */
-static int cand_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
+static int view_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 {
-	struct candidate *c = ((struct cand_file *)f)->c;
+	struct page_view *c = ((struct view_file *)f)->c;
 	uint8_t *out = buf;
 	sqlite3_int64 end = (sqlite3_int64)c->db_size * PAGE;
 
@@ -126,7 +131,7 @@ static int cand_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 	return SQLITE_OK;
 }
 
-static int cand_write(sqlite3_file *f, const void *buf, int amt,
+static int view_write(sqlite3_file *f, const void *buf, int amt,
 		      sqlite3_int64 off)
 {
 	(void)f;
@@ -136,42 +141,42 @@ static int cand_write(sqlite3_file *f, const void *buf, int amt,
 	return SQLITE_READONLY;
 }
 
-static int cand_truncate(sqlite3_file *f, sqlite3_int64 size)
+static int view_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
 	(void)f;
 	(void)size;
 	return SQLITE_READONLY;
 }
 
-static int cand_sync(sqlite3_file *f, int flags)
+static int view_sync(sqlite3_file *f, int flags)
 {
 	(void)f;
 	(void)flags;
 	return SQLITE_OK;
 }
 
-static int cand_size(sqlite3_file *f, sqlite3_int64 *size)
+static int view_size(sqlite3_file *f, sqlite3_int64 *size)
 {
-	*size = (sqlite3_int64)((struct cand_file *)f)->c->db_size * PAGE;
+	*size = (sqlite3_int64)((struct view_file *)f)->c->db_size * PAGE;
 	return SQLITE_OK;
 }
 
 /* Nothing else can change the view: every lock is granted. */
-static int cand_lock(sqlite3_file *f, int level)
+static int view_lock(sqlite3_file *f, int level)
 {
 	(void)f;
 	(void)level;
 	return SQLITE_OK;
 }
 
-static int cand_reserved(sqlite3_file *f, int *out)
+static int view_reserved(sqlite3_file *f, int *out)
 {
 	(void)f;
 	*out = 0;
 	return SQLITE_OK;
 }
 
-static int cand_fcntl(sqlite3_file *f, int op, void *arg)
+static int view_fcntl(sqlite3_file *f, int op, void *arg)
 {
 	(void)f;
 	(void)op;
@@ -179,41 +184,41 @@ static int cand_fcntl(sqlite3_file *f, int op, void *arg)
 	return SQLITE_NOTFOUND;
 }
 
-static int cand_sector(sqlite3_file *f)
+static int view_sector(sqlite3_file *f)
 {
 	(void)f;
 	return PAGE;
 }
 
-static int cand_chars(sqlite3_file *f)
+static int view_chars(sqlite3_file *f)
 {
 	(void)f;
 	return SQLITE_IOCAP_IMMUTABLE;
 }
 
-static const sqlite3_io_methods cand_io = {
+static const sqlite3_io_methods view_io = {
     .iVersion = 1, /* no shared memory, no mmap */
-    .xClose = cand_close,
-    .xRead = cand_read,
-    .xWrite = cand_write,
-    .xTruncate = cand_truncate,
-    .xSync = cand_sync,
-    .xFileSize = cand_size,
-    .xLock = cand_lock,
-    .xUnlock = cand_lock,
-    .xCheckReservedLock = cand_reserved,
-    .xFileControl = cand_fcntl,
-    .xSectorSize = cand_sector,
-    .xDeviceCharacteristics = cand_chars,
+    .xClose = view_close,
+    .xRead = view_read,
+    .xWrite = view_write,
+    .xTruncate = view_truncate,
+    .xSync = view_sync,
+    .xFileSize = view_size,
+    .xLock = view_lock,
+    .xUnlock = view_lock,
+    .xCheckReservedLock = view_reserved,
+    .xFileControl = view_fcntl,
+    .xSectorSize = view_sector,
+    .xDeviceCharacteristics = view_chars,
 };
 
-/* Only the main database, named by its candidate's address.  Any other file
+/* Only the main database, named by its view's address.  Any other file
  * (journal, WAL, temporary) is refused: the connection runs with
  * temp_store=MEMORY and an immutable file needs none. */
 static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f,
 		    int flags, int *out_flags)
 {
-	struct cand_file *cf = (struct cand_file *)f;
+	struct view_file *cf = (struct view_file *)f;
 	const char *ptr;
 	unsigned long long v;
 	char *end;
@@ -228,8 +233,8 @@ static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f,
 	v = strtoull(ptr, &end, 16);
 	if (*end != '\0' || v == 0)
 		return SQLITE_CANTOPEN;
-	cf->c = (struct candidate *)(uintptr_t)v;
-	f->pMethods = &cand_io;
+	cf->c = (struct page_view *)(uintptr_t)v;
+	f->pMethods = &view_io;
 	if (out_flags != NULL)
 		*out_flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_MAIN_DB;
 	return SQLITE_OK;
@@ -243,7 +248,7 @@ static int vfs_delete(sqlite3_vfs *vfs, const char *name, int sync)
 	return SQLITE_IOERR_DELETE;
 }
 
-/* No journal, WAL or other file exists next to a candidate. */
+/* No journal, WAL or other file exists next to a view. */
 static int vfs_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
 {
 	(void)vfs;
@@ -270,7 +275,7 @@ static void *vfs_dlopen(sqlite3_vfs *vfs, const char *name)
 static void vfs_dlerror(sqlite3_vfs *vfs, int n, char *msg)
 {
 	(void)vfs;
-	sqlite3_snprintf(n, msg, "no extensions in a candidate");
+	sqlite3_snprintf(n, msg, "no extensions in a page view");
 }
 
 static void (*vfs_dlsym(sqlite3_vfs *vfs, void *h, const char *sym))(void)
@@ -317,11 +322,11 @@ static int vfs_time64(sqlite3_vfs *vfs, sqlite3_int64 *out)
 	return default_vfs->xCurrentTimeInt64(default_vfs, out);
 }
 
-static sqlite3_vfs cand_vfs = {
+static sqlite3_vfs view_vfs = {
     .iVersion = 2,
-    .szOsFile = sizeof(struct cand_file),
+    .szOsFile = sizeof(struct view_file),
     .mxPathname = 1024,
-    .zName = VFS_NAME,
+    .zName = NULL, /* set at registration: vfs_name */
     .xOpen = vfs_open,
     .xDelete = vfs_delete,
     .xAccess = vfs_access,
@@ -339,6 +344,7 @@ static sqlite3_vfs cand_vfs = {
 
 static pthread_once_t register_once = PTHREAD_ONCE_INIT;
 static int register_rc = SQLITE_ERROR;
+static char vfs_name[48];
 
 static void register_vfs(void)
 {
@@ -346,35 +352,38 @@ static void register_vfs(void)
 	if (default_vfs == NULL || default_vfs->iVersion < 2 ||
 	    default_vfs->xCurrentTimeInt64 == NULL)
 		return;
-	register_rc = sqlite3_vfs_register(&cand_vfs, 0);
+	snprintf(vfs_name, sizeof vfs_name, "replite-page-view-%p",
+		 (void *)&view_vfs);
+	view_vfs.zName = vfs_name;
+	register_rc = sqlite3_vfs_register(&view_vfs, 0);
 }
 
-int candidate_open(struct candidate **out, uint32_t db_size,
-		   const struct candidate_page *overlay, size_t n,
-		   candidate_read_fn read_base, void *arg, char *why,
-		   size_t why_len)
+int page_view_open(struct page_view **out, uint32_t db_size,
+		   const struct page_view_page *overlay, size_t n,
+		   page_view_read_fn read_base, void *arg, char *err,
+		   size_t err_len)
 {
-	struct candidate *c;
+	struct page_view *c;
 	char uri[96];
 	size_t i;
 	int rc;
 
+	*out = NULL;
 	for (i = 0; i < n; i++)
 		assert(overlay[i].pgno >= 1 && overlay[i].pgno <= db_size &&
 		       (i == 0 || overlay[i - 1].pgno < overlay[i].pgno));
 	pthread_once(&register_once, register_vfs);
 	if (register_rc != SQLITE_OK) {
-		errors_set(why, why_len, "cannot register the VFS %s",
-			   VFS_NAME);
+		errors_set(err, err_len, "cannot register the page view VFS");
 		return -1;
 	}
 	if (db_size == 0) {
-		errors_set(why, why_len, "a candidate database has no pages");
+		errors_set(err, err_len, "a page view database has no pages");
 		return -1;
 	}
 	c = calloc(1, sizeof *c);
 	if (c == NULL) {
-		errors_set(why, why_len, "out of memory");
+		errors_set(err, err_len, "out of memory");
 		return -1;
 	}
 	c->db_size = db_size;
@@ -382,27 +391,30 @@ int candidate_open(struct candidate **out, uint32_t db_size,
 	c->n = n;
 	c->read_base = read_base;
 	c->arg = arg;
-	snprintf(uri, sizeof uri, "file:/candidate-%p?ptr=%" PRIxPTR, (void *)c,
+	snprintf(uri, sizeof uri, "file:/page-view-%p?ptr=%" PRIxPTR, (void *)c,
 		 (uintptr_t)c);
 	rc = sqlite3_open_v2(uri, &c->db,
 			     SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
 				 SQLITE_OPEN_NOMUTEX,
-			     VFS_NAME);
+			     vfs_name);
 	if (rc != SQLITE_OK) {
-		errors_set(why, why_len, "cannot open the candidate: %s",
+		errors_set(err, err_len, "cannot open the page view: %s",
 			   c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-		goto err;
+		goto fail;
 	}
-	/* A pushed schema is not trusted: functions with side effects stay
-	 * out of its views, indexes and defaults. */
+	/* The pages are not trusted (a client pushed them, or a replica's
+	 * file holds them): functions with side effects stay out of their
+	 * views, indexes and defaults. */
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 	sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	rc = sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_schema", NULL,
+	/* sqlite_master: the name every SQLite the extension runs in
+	 * (3.31 and later) knows. */
+	rc = sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL,
 			  NULL, NULL);
 	if (rc != SQLITE_OK) {
-		errors_set(why, why_len, "the pushed schema does not parse: %s",
+		errors_set(err, err_len, "the schema does not parse: %s",
 			   sqlite3_errmsg(c->db));
-		goto err;
+		goto fail;
 	}
 	/* No temporary files (sorters stay in memory), and every cell's size
 	 * is checked as its page is loaded. */
@@ -410,26 +422,44 @@ int candidate_open(struct candidate **out, uint32_t db_size,
 			  "PRAGMA temp_store=MEMORY; PRAGMA cell_size_check=ON",
 			  NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
-		errors_set(why, why_len, "cannot set up the candidate: %s",
+		errors_set(err, err_len, "cannot set up the page view: %s",
 			   sqlite3_errmsg(c->db));
-		goto err;
+		goto fail;
 	}
 	*out = c;
 	return 0;
-err:
-	candidate_close(c);
+fail:
+	page_view_close(c);
 	return -1;
 }
 
-sqlite3 *candidate_db(struct candidate *c)
+sqlite3 *page_view_db(struct page_view *v)
 {
-	return c->db;
+	return v->db;
 }
 
-void candidate_close(struct candidate *c)
+uint32_t page_view_size(const struct page_view *v)
 {
-	if (c == NULL)
+	return v->db_size;
+}
+
+int page_view_read(struct page_view *v, uint32_t pgno, uint8_t *out)
+{
+	const uint8_t *img;
+
+	if (pgno < 1 || pgno > v->db_size)
+		return -1;
+	img = find_overlay(v, pgno);
+	if (img == NULL)
+		return v->read_base(v->arg, pgno, out);
+	memcpy(out, img, PAGE);
+	return 0;
+}
+
+void page_view_close(struct page_view *v)
+{
+	if (v == NULL)
 		return;
-	sqlite3_close(c->db);
-	free(c);
+	sqlite3_close(v->db);
+	free(v);
 }
