@@ -1,4 +1,5 @@
 #include "base/base64.h"
+#include "proto/values.h"
 #include "hrana.h"
 
 #include <ctype.h>
@@ -165,7 +166,7 @@ static json_t *row_of(sqlite3_stmt *st)
 	int i, n = sqlite3_column_count(st);
 
 	for (i = 0; i < n; i++)
-		json_array_append_new(row, hrana_value_from_column(st, i));
+		json_array_append_new(row, values_from_column(st, i));
 	return row;
 }
 

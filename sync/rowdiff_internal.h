@@ -104,7 +104,6 @@ void rowdiff_schema_free(struct rowdiff_side *s);
 /* rowdiff_values.c: a column as a Hrana value (NULL when out of memory);
  * changes of rowid table t sorted by their keys (its PRIMARY KEY's values
  * in BINARY order). */
-json_t *rowdiff_value_json(sqlite3_stmt *st, int col);
 void rowdiff_sort_by_key(struct rowdiff_change *c, size_t n,
 			 const struct rowdiff_table *t);
 

@@ -2,6 +2,7 @@
  * looked up by rowid or merged whole by key, and their values as Hrana
  * JSON (the primary encodes them the same way, server/hrana_values.c). */
 #include "rowdiff_internal.h"
+#include "proto/values.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,7 +201,7 @@ static json_t *row_json(sqlite3_stmt *st, int off)
 
 	for (i = off; row != NULL && i < n; i++)
 		if (json_object_set_new(row, sqlite3_column_name(st, i),
-					rowdiff_value_json(st, i)) != 0) {
+					values_from_column(st, i)) != 0) {
 			json_decref(row);
 			row = NULL;
 		}
@@ -235,7 +236,7 @@ static json_t *key_json(const struct rowdiff_table *t, sqlite3_stmt *st,
 		col = column_index(st, off, t->pk[i]);
 		if (col < 0 ||
 		    json_object_set_new(key, t->pk[i],
-					rowdiff_value_json(st, col)) != 0)
+					values_from_column(st, col)) != 0)
 			goto fail;
 	}
 	return key;

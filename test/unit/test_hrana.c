@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "fixture.h"
+#include "proto/values.h"
 #include "server/hrana.h"
 
 /* ---------------------------------------------------------------------- */
@@ -55,7 +56,7 @@ static json_t *column_value(sqlite3 *db, const char *sql)
 
 	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	v = hrana_value_from_column(st, 0);
+	v = values_from_column(st, 0);
 	sqlite3_finalize(st);
 	ck_assert_msg(v != NULL, "no value for %s", sql);
 	return v;
@@ -76,7 +77,7 @@ static json_t *bind_roundtrip(sqlite3 *db, const char *value_json,
 	    SQLITE_OK);
 	if (hrana_value_bind(st, 1, value, err) == 0) {
 		ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-		out = hrana_value_from_column(st, 0);
+		out = values_from_column(st, 0);
 		snprintf(type_out, type_len, "%s", sqlite3_column_text(st, 1));
 	}
 	sqlite3_finalize(st);
@@ -292,7 +293,7 @@ START_TEST(test_text_with_nul)
 			 SQLITE_OK);
 	sqlite3_bind_text(st, 1, "a\0b", 3, SQLITE_STATIC);
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	v = hrana_value_from_column(st, 0);
+	v = values_from_column(st, 0);
 	sqlite3_finalize(st);
 	ck_assert_ptr_nonnull(v);
 	ck_assert_uint_eq(json_string_length(json_object_get(v, "value")), 3);
@@ -1172,7 +1173,7 @@ START_TEST(test_invalid_utf8_text)
 					    -1, &st, NULL),
 			 SQLITE_OK);
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	v = hrana_value_from_column(st, 0);
+	v = values_from_column(st, 0);
 	sqlite3_finalize(st);
 	ck_assert_msg(v != NULL, "invalid UTF-8 text gives no value at all");
 	ck_assert_str_eq(json_string_value(json_object_get(v, "type")), "text");
