@@ -2058,8 +2058,9 @@ START_TEST(test_crash_safety)
 	fflush(stdout);
 	ck_assert_int_eq(cs.trials, trials);
 	if (trials >= 20) {
-		/* Not vacuous. */
-		ck_assert_int_ge(cs.child_commits, 10);
+		/* Not vacuous (a loose bound: a loaded machine, or ASan,
+		 * fits fewer commits into the trials). */
+		ck_assert_int_ge(cs.child_commits, 5);
 		ck_assert_int_ge(cs.killed_in_commit, 1);
 		ck_assert_int_ge(cs.advanced, 1);
 	}
