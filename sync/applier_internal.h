@@ -71,6 +71,12 @@ int applier_inject(struct applier *a, struct wal_page *pages, size_t n,
 int applier_record_wal(struct applier *a, struct replica_state *st, char *err,
 		       size_t err_len);
 
+/* The pending records of st under the write lock (applier_offline.c):
+ * [*first, a->ob_n) of the cache, the tail record checked.  Called with
+ * ob_mu held. */
+int applier_pending_locked(struct applier *a, const struct replica_state *st,
+			   size_t *first, char *err, size_t err_len);
+
 /* Load the state under the lock, let edit change it (it returns 1 when it
  * did), and save it.  Returns 0, or -1 with err. */
 int applier_edit_state(struct applier *a, int (*edit)(struct replica_state *),
