@@ -151,14 +151,14 @@ static int push_run(struct replica *r, char *err, size_t err_len)
 				  &logged, err, err_len);
 		switch (res) {
 		case PUSHER_OK:
+			/* Before the state says so: status never shows the
+			 * record gone with no push time. */
+			pthread_mutex_lock(&r->mu);
+			r->last_push_unix_ms = clock_unix_ms();
+			pthread_mutex_unlock(&r->mu);
 			rv = applier_pushed(
 			    r->applier, &p, logged.generation, logged.head,
 			    ++pushed % PUSHES_PER_SAVE == 0, err, err_len);
-			if (rv == 0) {
-				pthread_mutex_lock(&r->mu);
-				r->last_push_unix_ms = clock_unix_ms();
-				pthread_mutex_unlock(&r->mu);
-			}
 			break;
 		case PUSHER_CONFLICT:
 			/* The primary moved since the records' base. */
