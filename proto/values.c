@@ -1,5 +1,6 @@
 #include "values.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,4 +101,92 @@ json_t *values_from_column(sqlite3_stmt *stmt, int col)
 	default:
 		return json_pack("{s:s}", "type", "null");
 	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* decoding */
+
+static int parse_i64(const char *s, sqlite3_int64 *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int values_bind(sqlite3_stmt *stmt, int idx, json_t *value, const char **err)
+{
+	const char *type = json_string_value(json_object_get(value, "type"));
+	json_t *v = json_object_get(value, "value");
+	sqlite3_int64 i;
+
+	if (!json_is_object(value) || type == NULL) {
+		*err = "a value must be an object with a \"type\"";
+		return -1;
+	}
+	if (strcmp(type, "null") == 0)
+		return sqlite3_bind_null(stmt, idx) == SQLITE_OK ? 0 : -1;
+	if (strcmp(type, "integer") == 0) {
+		if (json_is_string(v) &&
+		    parse_i64(json_string_value(v), &i) == 0)
+			return sqlite3_bind_int64(stmt, idx, i) == SQLITE_OK
+				   ? 0
+				   : -1;
+		if (json_is_integer(v))
+			return sqlite3_bind_int64(stmt, idx,
+						  json_integer_value(v)) ==
+				       SQLITE_OK
+				   ? 0
+				   : -1;
+		*err = "an integer value must be a decimal string in the "
+		       "64-bit range";
+		return -1;
+	}
+	if (strcmp(type, "float") == 0) {
+		if (!json_is_number(v)) {
+			*err = "a float value must be a JSON number";
+			return -1;
+		}
+		return sqlite3_bind_double(stmt, idx, json_number_value(v)) ==
+			       SQLITE_OK
+			   ? 0
+			   : -1;
+	}
+	if (strcmp(type, "text") == 0) {
+		if (!json_is_string(v)) {
+			*err = "a text value must be a JSON string";
+			return -1;
+		}
+		return sqlite3_bind_text(stmt, idx, json_string_value(v),
+					 (int)json_string_length(v),
+					 SQLITE_TRANSIENT) == SQLITE_OK
+			   ? 0
+			   : -1;
+	}
+	if (strcmp(type, "blob") == 0) {
+		json_t *b = json_object_get(value, "base64");
+		size_t len = 0;
+		uint8_t *raw;
+		int rc;
+		if (!json_is_string(b)) {
+			*err = "a blob value must have a \"base64\" string";
+			return -1;
+		}
+		raw = base64_decode(json_string_value(b), json_string_length(b),
+				    &len);
+		if (raw == NULL) {
+			*err = "a blob value has invalid base64";
+			return -1;
+		}
+		rc = sqlite3_bind_blob64(stmt, idx, raw, len, SQLITE_TRANSIENT);
+		free(raw);
+		return rc == SQLITE_OK ? 0 : -1;
+	}
+	*err = "unknown value type";
+	return -1;
 }

@@ -16,4 +16,9 @@
  * byte replaced by U+FFFD; a non-finite float becomes null. */
 json_t *values_from_column(sqlite3_stmt *stmt, int col);
 
+/* Bind the Hrana value to parameter idx of stmt.  Returns 0, or -1: with
+ * *err (a static string) when the value is malformed, *err untouched when
+ * SQLite refused the bind. */
+int values_bind(sqlite3_stmt *stmt, int idx, json_t *value, const char **err);
+
 #endif

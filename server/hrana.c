@@ -1,5 +1,4 @@
 #include "base/base64.h"
-#include "proto/values.h"
 #include "hrana.h"
 
 #include <ctype.h>
@@ -12,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "proto/values.h"
 #include "util.h"
 
 void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
@@ -97,7 +97,7 @@ static int bind_args(sqlite3_stmt *st, json_t *stmt, json_t **error)
 		}
 		json_array_foreach(args, i, v)
 		{
-			if (hrana_value_bind(st, (int)i + 1, v, &err) != 0)
+			if (values_bind(st, (int)i + 1, v, &err) != 0)
 				goto bad_value;
 		}
 	}
@@ -126,9 +126,8 @@ static int bind_args(sqlite3_stmt *st, json_t *stmt, json_t **error)
 			if (idx == 0)
 				continue; /* like sqld: unused names are ignored
 					   */
-			if (hrana_value_bind(st, idx,
-					     json_object_get(v, "value"),
-					     &err) != 0)
+			if (values_bind(st, idx, json_object_get(v, "value"),
+					&err) != 0)
 				goto bad_value;
 		}
 	}

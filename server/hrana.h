@@ -55,9 +55,4 @@ json_t *hrana_execute_batch(struct hrana_conn *c, json_t *batch,
 json_t *hrana_make_error(const char *message, const char *code);
 json_t *hrana_sqlite_error(sqlite3 *db, int rc);
 
-/* Value decoding (hrana_values.c; exposed for unit tests); encoding is
- * values_from_column (proto/values.h). */
-int hrana_value_bind(sqlite3_stmt *stmt, int idx, json_t *value,
-		     const char **err);
-
 #endif

@@ -75,7 +75,7 @@ static json_t *bind_roundtrip(sqlite3 *db, const char *value_json,
 	ck_assert_int_eq(
 	    sqlite3_prepare_v2(db, "SELECT ?1, typeof(?1)", -1, &st, NULL),
 	    SQLITE_OK);
-	if (hrana_value_bind(st, 1, value, err) == 0) {
+	if (values_bind(st, 1, value, err) == 0) {
 		ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
 		out = values_from_column(st, 0);
 		snprintf(type_out, type_len, "%s", sqlite3_column_text(st, 1));
@@ -369,7 +369,7 @@ START_TEST(test_value_bind_roundtrip)
 		ck_assert_int_eq(
 		    sqlite3_prepare_v2(db, "SELECT hex(?)", -1, &st, NULL),
 		    SQLITE_OK);
-		ck_assert_int_eq(hrana_value_bind(st, 1, b, &err), 0);
+		ck_assert_int_eq(values_bind(st, 1, b, &err), 0);
 		ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
 		ck_assert_str_eq((const char *)sqlite3_column_text(st, 0),
 				 "00FF7F80");
