@@ -43,16 +43,21 @@
  * nothing; one whose sql changed as ALTER TABLE ... ADD COLUMN changes it
  * (", <column definition>" inserted) gets that ALTER TABLE, unless the
  * primary's sql already is the replica's after; any other change of sql
- * cannot be re-applied.  Row changes of a table the same transaction
- * dropped are skipped.  sqlite_sequence rows are merged by name (the larger
- * seq wins); sqlite_stat1..4 rows are skipped (ANALYZE's advice, not
- * data).
+ * cannot be re-applied.  Objects named sqlite_* (sqlite_sequence,
+ * sqlite_stat1..4, automatic indexes) are skipped: SQLite makes them
+ * itself, and refuses a CREATE of such a name.  Row changes of a table the
+ * same transaction dropped are skipped; when it created the table again,
+ * only its deletes are (its updates are inserts into the new table).
+ * sqlite_sequence rows are merged by name (the larger seq wins; a deleted
+ * one is not re-applied: it goes with its table); sqlite_stat1..4 rows are
+ * skipped (ANALYZE's advice, not data).
  *
  * A transaction "cannot be re-applied" when a statement fails with
  * SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_TOOBIG or SQLITE_ERROR (no
- * such table or column: the primary dropped or renamed it), or a schema
- * change conflicts as above.  The caller then rolls the transaction back,
- * records it as skipped, and goes on with the next. */
+ * such table or column: the primary dropped or renamed it), a schema
+ * change conflicts as above, or a change is malformed.  The caller then
+ * rolls the transaction back, records it as skipped, and goes on with the
+ * next. */
 #ifndef REPLITE_SYNC_REBASE_APPLY_H
 #define REPLITE_SYNC_REBASE_APPLY_H
 
