@@ -616,7 +616,9 @@ static int apply_update(struct ra_call *c, const struct ra_change *ch,
 		rv = insert_row(c, t, ch->after, 0, NULL);
 	else
 		rv = update_row(c, t, ch->after);
-	if (rv == 0 && (row == NULL || !row_has(row, ch->before)))
+	/* The primary made the same change: no conflict. */
+	if (rv == 0 && (row == NULL || (!row_has(row, ch->before) &&
+					!row_has(row, ch->after))))
 		rv = add_conflict(c, conflicts, ch, row);
 	json_decref(row);
 	return rv;

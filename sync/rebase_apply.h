@@ -25,8 +25,10 @@
  *   rowid when that is free, else gets a new one, and later changes of the
  *   same run to that rowid follow it (struct rebase_apply remembers).
  * - update: the row as the replica had it before: it gets the replica's
- *   values after.  Another row: likewise, a conflict.  No row (the primary
- *   deleted it): it is inserted with the replica's values, a conflict.
+ *   values after.  A row that already has the values after (the primary
+ *   made the same change): the same, no conflict.  Another row: likewise,
+ *   a conflict.  No row (the primary deleted it): it is inserted with the
+ * replica's values, a conflict.
  * - delete: the row as the replica had it: deleted.  Another row: deleted,
  *   a conflict.  No row: nothing.
  *

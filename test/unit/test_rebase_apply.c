@@ -261,6 +261,20 @@ START_TEST(test_update_changed_row)
 }
 END_TEST
 
+/* Both sides made the same change: nothing to record. */
+START_TEST(test_update_same_change)
+{
+	fixture_exec(db, KV "INSERT INTO t VALUES (1, 'b')");
+	ck_assert_int_eq(apply(change("t", "update", "SELECT 1 AS id",
+				      "SELECT 1 AS id, 'a' AS v",
+				      "SELECT 1 AS id, 'b' AS v"),
+			       NULL),
+			 0);
+	assert_dump("SELECT id, v FROM t", "1,b");
+	ck_assert_uint_eq(json_array_size(conflicts), 0);
+}
+END_TEST
+
 START_TEST(test_update_deleted_row)
 {
 	const json_t *c;
@@ -831,6 +845,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_insert_over_other_row);
 	tcase_add_test(tc, test_update_clean);
 	tcase_add_test(tc, test_update_changed_row);
+	tcase_add_test(tc, test_update_same_change);
 	tcase_add_test(tc, test_update_deleted_row);
 	tcase_add_test(tc, test_delete_clean);
 	tcase_add_test(tc, test_delete_changed_row);
