@@ -17,7 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "proto/frames.h"
+
 #include "sync/outbox.h"
 #include "sync/replica_state.h"
 #include "wal/wal_inject.h"
@@ -185,6 +188,13 @@ int applier_pending_counts(struct applier *a, const struct replica_state *st,
  * (sync/rebase_plan.h) instead of recording them as discarded. */
 void applier_set_rebase(struct applier *a, int rebase);
 
+/* Under the write lock: were the transactions of the rebase plan (the
+ * JSON array of its entries) dropped?  A crash between the plan and the
+ * drop's publication leaves them pending, on top of the old state: the plan
+ * is re-applied only after the drop.  Returns 1, 0, or -1 with err. */
+int applier_rebase_dropped(struct applier *a, const json_t *plan, char *err,
+			   size_t err_len);
+
 /* Is a record with this id in the outbox?  The caller holds the write lock
  * (the re-application of a plan entry).  Returns 1, 0, or -1 with err. */
 int applier_outbox_has(struct applier *a, const uint8_t id[16], char *err,
@@ -208,18 +218,30 @@ void applier_offline_committed(struct applier *a, uint64_t at);
 int applier_offline_undo(struct applier *a, uint64_t at, char *err,
 			 size_t err_len);
 
-/* The first pending record, to push as frames start... of generation. */
+/* The next push: the first pending records, up to APPLIER_PUSH_RECORDS of
+ * them and APPLIER_PUSH_PAGES distinct pages, as ONE transaction (the last
+ * image of each page, the size after the last, the checksum before the
+ * first and after the last), to push as frames start... of generation.
+ * Its id is the record's own for one record, else derived from the first
+ * and last ids.  Which records a push holds is saved in the state before
+ * it is sent ("batch", sync/replica_state.h): a push sent again, by this
+ * process after a failure or a crash or by another process, holds exactly
+ * the same records under the same id, so the primary answers it by the id
+ * and nothing is applied twice. */
+#define APPLIER_PUSH_RECORDS 1024
+#define APPLIER_PUSH_PAGES 4096
 struct applier_push {
-	struct outbox_entry entry;
-	int last; /* no record after it */
+	struct outbox_entry entry; /* the combined transaction's */
+	uint8_t first_id[16], last_id[16];
+	size_t n_records;
+	int last; /* no record after them */
 	uint32_t generation;
 	uint32_t start;
 	struct wal_page *pages; /* n pages up to entry.db_size */
 	uint32_t n;
-	uint32_t *pgnos;
-	uint8_t *new_pages;
+	uint8_t *images; /* the pages' data */
 };
-/* Under the lock: 1 with the first pending record in *p (release with
+/* Under the lock: 1 with the first pending records in *p (release with
  * applier_push_free), 0 when none is pending (the outbox is emptied), 2
  * when they are waiting to be dropped (discard, or a full image is due)
  * or a rebase plan is being re-applied, -1 with err. */

@@ -200,6 +200,7 @@ void applier_drop_done(struct applier *a, struct replica_state *st,
 	st->has_pushed = 1;
 	memcpy(st->pushed_id, d->last_id, sizeof st->pushed_id);
 	st->discard = 0;
+	st->has_batch = 0;
 }
 
 void applier_drop_clear(struct applier *a)

@@ -362,8 +362,7 @@ int applier_offline_undo(struct applier *a, uint64_t at, char *err,
 
 void applier_push_free(struct applier_push *p)
 {
-	free(p->pgnos);
-	free(p->new_pages);
+	free(p->images);
 	free(p->pages);
 	memset(p, 0, sizeof *p);
 }
@@ -449,13 +448,114 @@ int applier_push_flush(struct applier *a, char *err, size_t err_len)
 	return rv;
 }
 
+/* How many of the pending records from first the next push holds: those
+ * up to the batch the state names, if it names a pending one (a push sent
+ * before: the same records again); else as many as the limits allow. */
+static size_t push_size_locked(struct applier *a,
+			       const struct replica_state *st, size_t first)
+{
+	size_t i, pages = 0;
+
+	if (st->has_batch)
+		for (i = first; i < a->ob_n; i++)
+			if (memcmp(a->ob_entries[i].id, st->batch_last, 16) ==
+			    0)
+				return i - first + 1;
+	/* Distinct pages are not known before the bodies are read: the sum
+	 * bounds them. */
+	for (i = first; i < a->ob_n && i - first < APPLIER_PUSH_RECORDS; i++) {
+		pages += a->ob_entries[i].n;
+		if (i > first && pages > APPLIER_PUSH_PAGES)
+			break;
+	}
+	return i - first;
+}
+
+/* The push of records [first, first + k): the last image of each page
+ * they wrote, up to the last one's size. */
+static int combine_locked(struct applier *a, size_t first, size_t k,
+			  struct applier_push *p, char *err, size_t err_len)
+{
+	const struct outbox_entry *e0 = &a->ob_entries[first],
+				  *e1 = &a->ob_entries[first + k - 1];
+	uint8_t **latest = NULL, *new_pages = NULL, *old_pages = NULL;
+	uint32_t *pgnos = NULL, max_pgno = 0, pg, i;
+	size_t r, n = 0;
+	int rv = -1, sums = 1;
+
+	for (r = first; r < first + k; r++) {
+		const struct outbox_entry *e = &a->ob_entries[r];
+		sums = sums && e->has_sums;
+		if (e->db_size > max_pgno)
+			max_pgno = e->db_size;
+	}
+	latest = calloc((size_t)max_pgno + 1, sizeof *latest);
+	if (latest == NULL)
+		goto oom;
+	for (r = first; r < first + k; r++) {
+		const struct outbox_entry *e = &a->ob_entries[r];
+		if (outbox_read(a->outbox, e, &pgnos, &new_pages, &old_pages,
+				err, err_len) != 0)
+			goto out;
+		for (i = 0; i < e->n && pgnos[i] <= e->db_size; i++) {
+			if (latest[pgnos[i]] == NULL &&
+			    (latest[pgnos[i]] = malloc(a->page_size)) == NULL)
+				goto oom;
+			memcpy(latest[pgnos[i]],
+			       new_pages + (size_t)i * a->page_size,
+			       a->page_size);
+		}
+		free(pgnos);
+		free(new_pages);
+		free(old_pages);
+		pgnos = NULL;
+		new_pages = old_pages = NULL;
+	}
+	for (pg = 1; pg <= e1->db_size; pg++)
+		n += latest[pg] != NULL;
+	p->pages = calloc(n ? n : 1, sizeof *p->pages);
+	p->images = malloc((n ? n : 1) * (size_t)a->page_size);
+	if (p->pages == NULL || p->images == NULL)
+		goto oom;
+	p->n = 0;
+	for (pg = 1; pg <= e1->db_size; pg++) {
+		if (latest[pg] == NULL)
+			continue;
+		memcpy(p->images + (size_t)p->n * a->page_size, latest[pg],
+		       a->page_size);
+		p->pages[p->n].pgno = pg;
+		p->pages[p->n].data = p->images + (size_t)p->n * a->page_size;
+		p->n++;
+	}
+	p->entry = *e1;
+	p->entry.has_sums = sums;
+	p->entry.base = e0->base;
+	p->entry.old_db_size = e0->old_db_size;
+	p->n_records = k;
+	memcpy(p->first_id, e0->id, 16);
+	memcpy(p->last_id, e1->id, 16);
+	if (k > 1)
+		outbox_batch_id(e0->id, e1->id, p->entry.id);
+	rv = 0;
+	goto out;
+oom:
+	errors_set(err, err_len, "out of memory");
+out:
+	if (latest != NULL)
+		for (pg = 0; pg <= max_pgno; pg++)
+			free(latest[pg]);
+	free(latest);
+	free(pgnos);
+	free(new_pages);
+	free(old_pages);
+	return rv;
+}
+
 int applier_next_push(struct applier *a, struct applier_push *p, char *err,
 		      size_t err_len)
 {
 	struct replica_state st = {0}, file = {0};
-	uint8_t *old_pages = NULL;
-	size_t first;
-	uint32_t i;
+	size_t first, k;
 	int rv = -1, loaded;
 
 	memset(p, 0, sizeof *p);
@@ -498,26 +598,23 @@ int applier_next_push(struct applier *a, struct applier_push *p, char *err,
 		rv = 2; /* dropped with the next batch */
 		goto out;
 	}
-	p->entry = a->ob_entries[first];
-	p->last = first + 1 == a->ob_n;
+	k = push_size_locked(a, &st, first);
+	if (!st.has_batch ||
+	    memcmp(st.batch_last, a->ob_entries[first + k - 1].id, 16) != 0) {
+		/* Durable before the push is sent (applier.h). */
+		st.has_batch = 1;
+		memcpy(st.batch_last, a->ob_entries[first + k - 1].id, 16);
+		if (applier_state_save(a, &st, err, err_len) != 0)
+			goto out;
+		drop_push_run(a);
+	}
+	p->last = first + k == a->ob_n;
 	p->generation = st.generation;
 	p->start = st.frame_no + 1;
-	if (outbox_read(a->outbox, &p->entry, &p->pgnos, &p->new_pages,
-			&old_pages, err, err_len) != 0)
+	if (combine_locked(a, first, k, p, err, err_len) != 0)
 		goto out;
-	p->pages = calloc(p->entry.n, sizeof *p->pages);
-	if (p->pages == NULL) {
-		errors_set(err, err_len, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < p->entry.n && p->pgnos[i] <= p->entry.db_size; i++) {
-		p->pages[i].pgno = p->pgnos[i];
-		p->pages[i].data = p->new_pages + (size_t)i * a->page_size;
-	}
-	p->n = i;
 	rv = 1;
 out:
-	free(old_pages);
 	pthread_mutex_unlock(&a->ob_mu);
 	replica_state_free(&st);
 	replica_state_free(&file);
@@ -541,9 +638,10 @@ int applier_pushed(struct applier *a, const struct applier_push *p,
 	if (current_state(a, &st, &file, err, err_len) != 0 ||
 	    applier_pending_locked(a, &st, &first, err, err_len) != 0)
 		goto out;
-	if (first >= a->ob_n ||
-	    memcmp(a->ob_entries[first].id, p->entry.id, sizeof p->entry.id) !=
-		0 ||
+	if (first + p->n_records > a->ob_n ||
+	    memcmp(a->ob_entries[first].id, p->first_id, 16) != 0 ||
+	    memcmp(a->ob_entries[first + p->n_records - 1].id, p->last_id,
+		   16) != 0 ||
 	    st.generation != p->generation || st.frame_no + 1 != p->start) {
 		/* Another process pushed it meanwhile (the primary answered
 		 * both by the transaction's id): nothing to record. */
@@ -556,7 +654,9 @@ int applier_pushed(struct applier *a, const struct applier_push *p,
 	st.has_checksum = p->entry.has_sums;
 	st.checksum = p->entry.result;
 	st.has_pushed = 1;
-	memcpy(st.pushed_id, p->entry.id, sizeof st.pushed_id);
+	memcpy(st.pushed_id, p->last_id, sizeof st.pushed_id);
+	st.has_batch = 0;
+	first += p->n_records - 1; /* the last record pushed */
 	if (first + 1 == a->ob_n) {
 		/* The file is the primary's state again: where its WAL
 		 * stands now is replite's doing (the divergence check). */

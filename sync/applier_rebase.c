@@ -158,6 +158,20 @@ static json_t *entry_json(struct overlay *o, const struct outbox_entry *e,
 	return entry;
 }
 
+/* Is id the re-application of the plan's first entry (the plan is
+ * re-applied as one transaction, sync/replica_rebase.c)? */
+static int is_reapplication(const json_t *plan, const uint8_t id[16])
+{
+	const char *first =
+	    json_string_value(json_object_get(json_array_get(plan, 0), "id"));
+	uint8_t entry[16], again[16];
+
+	if (rebase_plan_parse_id(first, entry) != 0)
+		return 0;
+	rebase_plan_reapplied_id(entry, again);
+	return memcmp(again, id, 16) == 0;
+}
+
 /* The ids the plan already has, and those of their re-applications. */
 static json_t *planned_ids(const json_t *plan)
 {
@@ -258,5 +272,41 @@ out:
 	json_decref(ids);
 	json_decref(plan);
 	overlay_free(&o);
+	return rv;
+}
+
+int applier_rebase_dropped(struct applier *a, const json_t *plan, char *err,
+			   size_t err_len)
+{
+	struct replica_state st = {0};
+	json_t *ids = planned_ids(plan);
+	size_t first, i;
+	char hex[33];
+	int rv = 1;
+
+	if (ids == NULL) {
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	if (applier_load_state(a, &st, err, err_len) != 0) {
+		json_decref(ids);
+		return -1;
+	}
+	pthread_mutex_lock(&a->ob_mu);
+	if (a->outbox != NULL) {
+		if (applier_pending_locked(a, &st, &first, err, err_len) != 0)
+			rv = -1;
+		for (i = first; rv == 1 && i < a->ob_n; i++) {
+			outbox_id_hex(a->ob_entries[i].id, hex);
+			/* The entries themselves, not their re-application
+			 * (which planned_ids also lists). */
+			if (json_object_get(ids, hex) != NULL &&
+			    !is_reapplication(plan, a->ob_entries[i].id))
+				rv = 0;
+		}
+	}
+	pthread_mutex_unlock(&a->ob_mu);
+	replica_state_free(&st);
+	json_decref(ids);
 	return rv;
 }

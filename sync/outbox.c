@@ -372,3 +372,16 @@ void outbox_id_hex(const uint8_t id[16], char out[33])
 {
 	hex_encode(id, 16, out);
 }
+
+void outbox_batch_id(const uint8_t first[16], const uint8_t last[16],
+		     uint8_t out[16])
+{
+	uint8_t both[32];
+	XXH128_canonical_t c;
+
+	memcpy(both, first, 16);
+	memcpy(both + 16, last, 16);
+	XXH128_canonicalFromHash(
+	    &c, XXH3_128bits_withSeed(both, sizeof both, OUTBOX_BATCH_SEED));
+	memcpy(out, c.digest, 16);
+}

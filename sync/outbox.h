@@ -139,6 +139,11 @@ int outbox_read(struct outbox *o, const struct outbox_entry *e,
 		uint32_t **pgnos, uint8_t **new_pages, uint8_t **old_pages,
 		char *err, size_t err_len);
 
+/* The id of one push holding the records first..last (two or more): a
+ * function of the two ids alone, and unlike any record's. */
+void outbox_batch_id(const uint8_t first[16], const uint8_t last[16],
+		     uint8_t out[16]);
+
 /* A transaction id as 32 lowercase hex digits and a NUL. */
 void outbox_id_hex(const uint8_t id[16], char out[33]);
 

@@ -12,6 +12,8 @@
 
 /* Bit 0 of a record's flags: base and result are meaningful. */
 #define OUTBOX_FLAG_HAS_SUMS 1u
+/* Mixed into the hash of a push of several records (outbox_batch_id). */
+#define OUTBOX_BATCH_SEED 0x7265706c62617463ull /* "replbatc" */
 /* Bytes of a record header covered by its hash (the hash is the rest). */
 #define OUTBOX_RECORD_HASHED 88
 

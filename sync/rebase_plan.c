@@ -41,6 +41,24 @@ int rebase_plan_exists(const char *db_path)
 	return rv;
 }
 
+size_t rebase_plan_count(const char *db_path)
+{
+	char *path = rebase_plan_path(db_path), line[256];
+	FILE *f = path != NULL ? fopen(path, "re") : NULL;
+	json_t *header = NULL;
+	size_t n = 0;
+
+	if (f != NULL && fgets(line, sizeof line, f) != NULL &&
+	    (header = json_loads(line, JSON_DISABLE_EOF_CHECK, NULL)) != NULL)
+		n = (size_t)json_integer_value(
+		    json_object_get(header, "entries"));
+	json_decref(header);
+	if (f != NULL)
+		fclose(f);
+	free(path);
+	return n;
+}
+
 int rebase_plan_read(const char *db_path, json_t **entries, char *err,
 		     size_t err_len)
 {

@@ -43,6 +43,10 @@ int rebase_plan_exists(const char *db_path);
 int rebase_plan_read(const char *db_path, json_t **entries, char *err,
 		     size_t err_len);
 
+/* The number of entries of db_path's plan (its header line only), 0 when
+ * there is none or it cannot be read (status, not a decision). */
+size_t rebase_plan_count(const char *db_path);
+
 /* Replace the plan with entries (a JSON array), durably.  Returns 0, or -1
  * with err. */
 int rebase_plan_write(const char *db_path, const json_t *entries, char *err,

@@ -18,6 +18,7 @@
 #include "include/replite.h"
 #include "sync/conflicts.h"
 #include "sync/pusher.h"
+#include "sync/rebase_plan.h"
 #include "sync/replica_state.h"
 
 static void offline_failed(struct replica *r, const char *err)
@@ -210,6 +211,8 @@ int replica_has_pending(struct replica *r)
 	uint64_t txns = 0, frames = 0;
 	char err[256];
 
+	if (rebase_plan_exists(r->db_path))
+		return 1; /* dropped by a conflict, to be re-applied */
 	if (applier_load_state(r->applier, &st, err, sizeof err) != 0)
 		return 0;
 	applier_pending_counts(r->applier, &st, &txns, &frames, err,
@@ -224,10 +227,17 @@ int replica_has_pending(struct replica *r)
 void replica_offline_status(struct replica *r, const struct replica_state *st,
 			    json_t *o)
 {
-	uint64_t txns = 0, frames = 0, conflicts = 0;
+	uint64_t txns = 0, frames = 0, conflicts = 0, plan;
 	char err[256];
 
 	applier_pending_counts(r->applier, st, &txns, &frames, err, sizeof err);
+	/* Transactions a conflict dropped are pending until their
+	 * re-application is: the plan's count, not the outbox's, while it
+	 * exists (the outbox then holds them before the drop, nothing, or
+	 * their one re-application). */
+	plan = rebase_plan_count(r->db_path);
+	if (plan > txns)
+		txns = plan;
 	conflicts_count(r->db_path, &conflicts, err, sizeof err);
 	json_object_set_new(o, "pending_transactions",
 			    json_integer((json_int_t)txns));

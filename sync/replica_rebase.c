@@ -329,6 +329,12 @@ static int reapply_plan(struct replica *r, sqlite3 *db, const json_t *plan,
 		rv = done > 0 ? 0 : -1;
 		goto rollback;
 	}
+	/* Planned, but the drop was cut short: the pull does it first. */
+	done = applier_rebase_dropped(r->applier, plan, err, err_len);
+	if (done <= 0) {
+		rv = done;
+		goto rollback;
+	}
 	recorded = conflicts_txn_ids(r->db_path, err, err_len);
 	ra = rebase_apply_new();
 	if (recorded == NULL || ra == NULL) {

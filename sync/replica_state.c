@@ -10,6 +10,7 @@
 
 #include "base/dbsum.h"
 #include "base/fileio.h"
+#include "base/hex.h"
 
 /* What a user can do about a damaged state file. */
 #define DAMAGED_ADVICE                                                         \
@@ -177,34 +178,42 @@ static int decode_wal(const json_t *root, struct replica_state *st,
 	return 0;
 }
 
+/* 32 hex digits into a transaction id: 0, or -1. */
+static int hex_id_decode(const char *hex, uint8_t id[16])
+{
+	return strlen(hex) == 32 && hex_decode(hex, id, 16) == 0 ? 0 : -1;
+}
+
 /* The optional "outbox" of an offline replica. */
 static int decode_outbox(const json_t *root, struct replica_state *st,
 			 const char *path, char *err, size_t err_len)
 {
-	const json_t *o = json_object_get(root, "outbox"), *pushed, *discard;
-	const char *hex;
-	size_t i;
+	const json_t *o = json_object_get(root, "outbox"), *pushed, *discard,
+		     *batch;
 
 	st->has_pushed = 0;
 	st->discard = 0;
+	st->has_batch = 0;
 	if (o == NULL)
 		return 0;
 	pushed = json_object_get(o, "pushed");
 	discard = json_object_get(o, "discard");
+	batch = json_object_get(o, "batch");
 	if (!json_is_object(o) || (pushed != NULL && !json_is_string(pushed)) ||
-	    (discard != NULL && !json_is_boolean(discard)))
+	    (discard != NULL && !json_is_boolean(discard)) ||
+	    (batch != NULL && !json_is_string(batch)))
 		goto damaged;
 	if (pushed != NULL) {
-		hex = json_string_value(pushed);
-		if (strlen(hex) != 32)
+		if (hex_id_decode(json_string_value(pushed), st->pushed_id) !=
+		    0)
 			goto damaged;
-		for (i = 0; i < 16; i++) {
-			unsigned v;
-			if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-				goto damaged;
-			st->pushed_id[i] = (uint8_t)v;
-		}
 		st->has_pushed = 1;
+	}
+	if (batch != NULL) {
+		if (hex_id_decode(json_string_value(batch), st->batch_last) !=
+		    0)
+			goto damaged;
+		st->has_batch = 1;
 	}
 	st->discard = discard != NULL && json_is_true(discard);
 	return 0;
@@ -212,7 +221,8 @@ damaged:
 	snprintf(err, err_len,
 		 "the replica state file %s has an \"outbox\" field that is "
 		 "not {\"pushed\": \"<32 hex digits>\", \"discard\": "
-		 "bool}; it is damaged: " DAMAGED_ADVICE,
+		 "bool, \"batch\": \"<32 hex digits>\"}; it is "
+		 "damaged: " DAMAGED_ADVICE,
 		 path);
 	return -1;
 }
@@ -415,17 +425,19 @@ int replica_state_save(const char *path, const struct replica_state *st,
 			root = NULL;
 		}
 	}
-	if (root != NULL && (st->has_pushed || st->discard)) {
+	if (root != NULL && (st->has_pushed || st->discard || st->has_batch)) {
 		json_t *o = json_object();
-		char hex[33];
-		size_t i;
-		for (i = 0; i < 16; i++)
-			snprintf(hex + 2 * i, 3, "%02x", st->pushed_id[i]);
+		char hex[33], batch[33];
+		hex_encode(st->pushed_id, 16, hex);
+		hex_encode(st->batch_last, 16, batch);
 		if (o == NULL ||
 		    (st->has_pushed &&
 		     json_object_set_new(o, "pushed", json_string(hex)) != 0) ||
 		    (st->discard &&
 		     json_object_set_new(o, "discard", json_true()) != 0) ||
+		    (st->has_batch &&
+		     json_object_set_new(o, "batch", json_string(batch)) !=
+			 0) ||
 		    json_object_set_new(root, "outbox", o) != 0) {
 			json_decref(root);
 			root = NULL;

@@ -57,10 +57,18 @@ struct replica_state {
 	 * primary acknowledged (or that was dropped): the records after it
 	 * are pending, all of them when no record has that id.  discard: the
 	 * pending records lost a conflict and are dropped with the next batch
-	 * applied, which also restores the pages they changed. */
+	 * applied, which also restores the pages they changed.
+	 *
+	 * "batch": "<32 hex digits>" names the last record of the push in
+	 * flight: the pending records up to it go to the primary as one
+	 * transaction (sync/applier_offline.c), and every try sends exactly
+	 * those, under the same id, until the primary acknowledges them or
+	 * they are dropped.  Saved before the push is sent. */
 	int has_pushed;
 	uint8_t pushed_id[16];
 	int discard;
+	int has_batch;
+	uint8_t batch_last[16];
 };
 
 /* "db_path-replite" in a malloc'd string (NULL when out of memory). */
