@@ -346,7 +346,7 @@ async function syncAll(f, reps, timeoutMs = 60000) {
   for (const r of reps) {
     const x = await r.trySync();
     assert.ok(!x.error, `${r.name}: the last replite_sync(): ${JSON.stringify(x.error)}`);
-    assert.equal(x.frame, head, `${r.name}: replite_sync() reached the primary's head`);
+    assert.equal(x.frame, head, `${r.name}: replite_sync() reached the primary's head (more than the pending transactions the status showed was pushed?)`);
     const s = await r.status();
     assert.equal(s.pending_transactions, 0, `${r.name}: ${JSON.stringify(s)}`);
     assert.equal(s.pending_frames, 0, `${r.name}: ${JSON.stringify(s)}`);
