@@ -253,10 +253,18 @@ void applier_close(struct applier *a)
  * injector reads is the latest and stays put. */
 int applier_lock_begin(struct applier *a, char *err, size_t err_len)
 {
+	return applier_lock_begin_on(a, a->db, err, err_len);
+}
+
+int applier_lock_begin_on(struct applier *a, sqlite3 *db, char *err,
+			  size_t err_len)
+{
 	int rc;
 
+	if (db != a->db)
+		sqlite3_busy_handler(db, busy_retry, a);
 	__atomic_add_fetch(&a->lock_waiters, 1, __ATOMIC_RELAXED);
-	rc = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	__atomic_sub_fetch(&a->lock_waiters, 1, __ATOMIC_RELAXED);
 
 	if (rc == SQLITE_OK)
@@ -269,7 +277,7 @@ int applier_lock_begin(struct applier *a, char *err, size_t err_len)
 	else
 		errors_set(err, err_len,
 			   "cannot lock the local database %s for the sync: %s",
-			   a->db_path, sqlite3_errmsg(a->db));
+			   a->db_path, sqlite3_errmsg(db));
 	return -1;
 }
 

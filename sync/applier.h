@@ -152,6 +152,13 @@ int applier_caught_up(struct applier *a, char *err, size_t err_len);
  * lock.  Returns 0, or -1 with err. */
 int applier_require_image(struct applier *a, char *err, size_t err_len);
 
+/* BEGIN IMMEDIATE on another connection of the sync thread (db, on the
+ * same file), waiting for the write lock as the sync lock does: retried
+ * every millisecond, and offline writers let it through.  Returns 0, or
+ * -1 with err. */
+int applier_lock_begin_on(struct applier *a, sqlite3 *db, char *err,
+			  size_t err_len);
+
 /* Is a thread of this process waiting for the sync lock?  An offline
  * writer that would take the WAL write lock again at once lets it go
  * first (its busy handler retries), or pushes would starve. */
@@ -172,6 +179,16 @@ int applier_open_outbox(struct applier *a, int create, char *err,
 int applier_pending_counts(struct applier *a, const struct replica_state *st,
 			   uint64_t *txns, uint64_t *frames, char *err,
 			   size_t err_len);
+
+/* conflict=rebase (set once, before the first sync): a drop of pending
+ * records writes their row changes to the rebase plan
+ * (sync/rebase_plan.h) instead of recording them as discarded. */
+void applier_set_rebase(struct applier *a, int rebase);
+
+/* Is a record with this id in the outbox?  The caller holds the write lock
+ * (the re-application of a plan entry).  Returns 1, 0, or -1 with err. */
+int applier_outbox_has(struct applier *a, const uint8_t id[16], char *err,
+		       size_t err_len);
 
 /* An offline commit: append the outbox record of the transaction (pages,
  * db_size, id) on top of the state st, before its commit frame is written.
@@ -204,8 +221,8 @@ struct applier_push {
 };
 /* Under the lock: 1 with the first pending record in *p (release with
  * applier_push_free), 0 when none is pending (the outbox is emptied), 2
- * when they are waiting to be dropped (discard, or a full image is due),
- * -1 with err. */
+ * when they are waiting to be dropped (discard, or a full image is due)
+ * or a rebase plan is being re-applied, -1 with err. */
 int applier_next_push(struct applier *a, struct applier_push *p, char *err,
 		      size_t err_len);
 void applier_push_free(struct applier_push *p);

@@ -19,36 +19,12 @@
 /* The outbox header's size: the offset of its first record. */
 #define OUTBOX_START OUTBOX_HEADER_SIZE
 
-/* The ids of the transactions conflicts_path already records. */
-static json_t *recorded_ids(struct applier *a, char *err, size_t err_len)
-{
-	char *text = conflicts_read_json(a->db_path, err, err_len);
-	json_t *all, *ids = json_object(), *rec;
-	size_t i;
-
-	if (text == NULL || ids == NULL) {
-		free(text);
-		json_decref(ids);
-		return NULL;
-	}
-	all = json_loads(text, 0, NULL);
-	free(text);
-	json_array_foreach(all, i, rec)
-	{
-		const char *id = json_string_value(json_object_get(rec, "txn"));
-		if (id != NULL)
-			json_object_set_new(ids, id, json_true());
-	}
-	json_decref(all);
-	return ids;
-}
-
 /* One conflict record per dropped transaction not recorded yet (a drop
  * repeated after a crash records nothing twice). */
 static int record_dropped(struct applier *a, size_t first, const char *reason,
 			  char *err, size_t err_len)
 {
-	json_t *ids = recorded_ids(a, err, err_len), *rec;
+	json_t *ids = conflicts_txn_ids(a->db_path, err, err_len), *rec;
 	int64_t now = clock_unix_ms();
 	char hex[33];
 	size_t i;
@@ -158,12 +134,16 @@ int applier_drop_prepare(struct applier *a, struct replica_state *st,
 		    a->ob_n - first, a->db_path);
 		goto out;
 	}
-	if (record_dropped(a, first,
-			   reason != NULL
-			       ? reason
-			       : "the primary changed since the transaction's "
-				 "base (conflict=discard)",
-			   err, err_len) != 0)
+	if (a->rebase) {
+		if (applier_rebase_plan_locked(a, first, err, err_len) != 0)
+			goto out;
+	} else if (record_dropped(
+		       a, first,
+		       reason != NULL
+			   ? reason
+			   : "the primary changed since the transaction's "
+			     "base (conflict=discard)",
+		       err, err_len) != 0)
 		goto out;
 	d->n_txns = a->ob_n - first;
 	d->base_db_size = a->ob_entries[first].old_db_size;

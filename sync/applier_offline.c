@@ -29,6 +29,7 @@
 #include "base/errors.h"
 #include "sync/checksum.h"
 #include "sync/outbox.h"
+#include "sync/rebase_plan.h"
 #include "wal/wal_read.h"
 
 /* The outbox header's size: the offset of its first record. */
@@ -232,6 +233,28 @@ int applier_pending_locked(struct applier *a, const struct replica_state *st,
 
 /* ---------------------------------------------------------------------- */
 /* the offline commit */
+
+void applier_set_rebase(struct applier *a, int rebase)
+{
+	a->rebase = rebase;
+}
+
+int applier_outbox_has(struct applier *a, const uint8_t id[16], char *err,
+		       size_t err_len)
+{
+	size_t i;
+	int rv = 0;
+
+	if (a->outbox == NULL)
+		return 0;
+	pthread_mutex_lock(&a->ob_mu);
+	if (refresh_locked(a, err, err_len) != 0)
+		rv = -1;
+	for (i = 0; rv == 0 && i < a->ob_n; i++)
+		rv = memcmp(a->ob_entries[i].id, id, 16) == 0;
+	pthread_mutex_unlock(&a->ob_mu);
+	return rv;
+}
 
 int applier_offline_commit(struct applier *a, const struct replica_state *st,
 			   const struct wal_page *pages, size_t n,
@@ -444,6 +467,12 @@ int applier_next_push(struct applier *a, struct applier_push *p, char *err,
 	loaded = current_state(a, &st, &file, err, err_len);
 	if (loaded != 0) {
 		rv = loaded == 1 ? 0 : -1; /* no state: nothing committed */
+		goto out;
+	}
+	/* Re-applied transactions wait for the rest of their plan: pushes
+	 * would empty the outbox, which tells which entries are done. */
+	if (rebase_plan_exists(a->db_path)) {
+		rv = 2;
 		goto out;
 	}
 	if (applier_pending_locked(a, &st, &first, err, err_len) != 0)

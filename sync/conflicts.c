@@ -222,3 +222,32 @@ int conflicts_clear(const char *db_path, char *err, size_t err_len)
 	free(path);
 	return rv == 0 ? 0 : -1;
 }
+
+json_t *conflicts_txn_ids(const char *db_path, char *err, size_t err_len)
+{
+	char *text = conflicts_read_json(db_path, err, err_len);
+	json_t *all, *ids = json_object(), *rec;
+	size_t i;
+
+	if (text == NULL || ids == NULL) {
+		free(text);
+		json_decref(ids);
+		if (text != NULL)
+			errors_set(err, err_len, "out of memory");
+		return NULL;
+	}
+	all = json_loads(text, 0, NULL);
+	free(text);
+	json_array_foreach(all, i, rec)
+	{
+		const char *id = json_string_value(json_object_get(rec, "txn"));
+		if (id != NULL && json_object_set_new(ids, id, json_true())) {
+			json_decref(ids);
+			ids = NULL;
+			errors_set(err, err_len, "out of memory");
+			break;
+		}
+	}
+	json_decref(all);
+	return ids;
+}

@@ -34,6 +34,11 @@ char *conflicts_read_json(const char *db_path, char *err, size_t err_len);
 int conflicts_count(const char *db_path, uint64_t *n, char *err,
 		    size_t err_len);
 
+/* The transactions the records name (their "txn"), as the keys of a JSON
+ * object (new reference): a conflict resolved again after a crash is
+ * recorded once.  NULL with err on an I/O error or out of memory. */
+json_t *conflicts_txn_ids(const char *db_path, char *err, size_t err_len);
+
 /* Remove all records: truncate the file to 0 bytes and fdatasync it (a
  * missing file is fine).  Returns 0, or -1 with err. */
 int conflicts_clear(const char *db_path, char *err, size_t err_len);

@@ -25,8 +25,10 @@
  *   rowid when that is free, else gets a new one, and later changes of the
  *   same run to that rowid follow it (struct rebase_apply remembers).
  * - update: the row as the replica had it before: it gets the replica's
- *   values after.  Another row: likewise, a conflict.  No row (the primary
- *   deleted it): it is inserted with the replica's values, a conflict.
+ *   values after.  A row that already has the values after (the primary
+ *   made the same change): the same, no conflict.  Another row: likewise,
+ *   a conflict.  No row (the primary deleted it): it is inserted with the
+ * replica's values, a conflict.
  * - delete: the row as the replica had it: deleted.  Another row: deleted,
  *   a conflict.  No row: nothing.
  *
@@ -43,16 +45,21 @@
  * nothing; one whose sql changed as ALTER TABLE ... ADD COLUMN changes it
  * (", <column definition>" inserted) gets that ALTER TABLE, unless the
  * primary's sql already is the replica's after; any other change of sql
- * cannot be re-applied.  Row changes of a table the same transaction
- * dropped are skipped.  sqlite_sequence rows are merged by name (the larger
- * seq wins); sqlite_stat1..4 rows are skipped (ANALYZE's advice, not
- * data).
+ * cannot be re-applied.  Objects named sqlite_* (sqlite_sequence,
+ * sqlite_stat1..4, automatic indexes) are skipped: SQLite makes them
+ * itself, and refuses a CREATE of such a name.  Row changes of a table the
+ * same transaction dropped are skipped; when it created the table again,
+ * only its deletes are (its updates are inserts into the new table).
+ * sqlite_sequence rows are merged by name (the larger seq wins; a deleted
+ * one is not re-applied: it goes with its table); sqlite_stat1..4 rows are
+ * skipped (ANALYZE's advice, not data).
  *
  * A transaction "cannot be re-applied" when a statement fails with
  * SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_TOOBIG or SQLITE_ERROR (no
- * such table or column: the primary dropped or renamed it), or a schema
- * change conflicts as above.  The caller then rolls the transaction back,
- * records it as skipped, and goes on with the next. */
+ * such table or column: the primary dropped or renamed it), a schema
+ * change conflicts as above, or a change is malformed.  The caller then
+ * rolls the transaction back, records it as skipped, and goes on with the
+ * next. */
 #ifndef REPLITE_SYNC_REBASE_APPLY_H
 #define REPLITE_SYNC_REBASE_APPLY_H
 

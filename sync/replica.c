@@ -24,6 +24,7 @@
 #include "sync/http_client.h"
 #include "sync/puller.h"
 #include "sync/pusher.h"
+#include "sync/rebase_plan.h"
 #include "sync/replica_state.h"
 
 /* How long one long-poll waits on the primary for new frames.  Short, so
@@ -127,7 +128,11 @@ static int sync_round(struct replica *r, int wait_s, uint64_t requested,
 		r->push_wanted = 0;
 		r->polling = 0;
 		pthread_mutex_unlock(&r->mu);
-		rc = replica_push_pending(r, err, err_len);
+		/* Transactions a conflict dropped first (conflict=rebase):
+		 * nothing is pushed while they wait. */
+		rc = replica_rebase_pending(r, err, err_len);
+		if (rc == 0)
+			rc = replica_push_pending(r, err, err_len);
 		if (rc != 0)
 			return rc;
 		pthread_mutex_lock(&r->mu);
@@ -136,6 +141,12 @@ static int sync_round(struct replica *r, int wait_s, uint64_t requested,
 		r->polling = wait_s > 0;
 		pthread_mutex_unlock(&r->mu);
 		rc = puller_sync(r->puller, wait_s, err, err_len);
+		/* A pull that dropped local transactions to rebase them
+		 * goes round again: re-apply, push, pull. */
+		if (rebase_plan_exists(r->db_path)) {
+			wait_s = 0;
+			continue;
+		}
 		if (rc == 0 || !replica_has_pending(r))
 			return rc;
 		wait_s = 0;
@@ -359,6 +370,7 @@ static void replica_free(struct replica *r)
 	puller_free(r->puller);
 	http_client_free(r->http);
 	http_client_free(r->push_http);
+	replica_rebase_close(r);
 	applier_close(r->applier);
 	replica_options_free(&r->params);
 	pthread_mutex_destroy(&r->mu);
@@ -432,6 +444,8 @@ int replica_open(const char *db_path, const struct replica_options *p,
 	if (applier_open_outbox(r->applier, r->params.offline, err, err_len) !=
 	    0)
 		goto fail;
+	applier_set_rebase(r->applier,
+			   r->params.conflict == REPLICA_CONFLICT_REBASE);
 	cfg.base_url = r->params.sync_url;
 	cfg.auth_token = r->params.auth_token;
 	cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;

@@ -65,14 +65,21 @@ struct replica {
 	/* Guarded by mu: a local commit waits to be pushed; the last push. */
 	int push_wanted;
 	int64_t last_push_unix_ms;
+
+	/* conflict=rebase (replica_rebase.c), the sync thread's: the private
+	 * VFS the re-application writes through (registered at the first
+	 * rebase), and the id its commit in progress gets. */
+	sqlite3_vfs *rebase_vfs;
+	int rebase_committing;
+	uint8_t rebase_id[16];
 };
 
 /* Offline mode (replica_offline.c): the commit (an outbox record instead
- * of a push), the WAL's sync, the release of the write lock, and the push
- * of the pending records by the sync thread before it pulls (0, or -1 with
- * err: the primary could not be reached, refused, ...). */
+ * of a push; its id random unless given), the WAL's sync, the release of the
+ * write lock, and the push of the pending records by the sync thread before it
+ * pulls (0, or -1 with err: the primary could not be reached, refused, ...). */
 int replica_offline_commit(struct replica *r, const struct wal_page *pages,
-			   size_t n, uint32_t db_size);
+			   size_t n, uint32_t db_size, const uint8_t *given_id);
 void replica_offline_unlocking(struct replica *r, int published);
 void replica_offline_unlocked(struct replica *r);
 int replica_push_pending(struct replica *r, char *err, size_t err_len);
@@ -81,6 +88,12 @@ int replica_has_pending(struct replica *r);
 /* The offline fields of replite_status(). */
 void replica_offline_status(struct replica *r, const struct replica_state *st,
 			    json_t *o);
+
+/* conflict=rebase (replica_rebase.c), in the sync thread: re-apply the
+ * rebase plan's entries, if there is a plan, as local transactions
+ * (0, or -1 with err); and unregister the private VFS at close. */
+int replica_rebase_pending(struct replica *r, char *err, size_t err_len);
+void replica_rebase_close(struct replica *r);
 
 /* Ask the sync thread for a sync and wait for it, at most timeout_ms (-1:
  * no limit).  Returns 0 (with the frame applied in *frame_no unless NULL),

@@ -30,7 +30,7 @@ static void offline_failed(struct replica *r, const char *err)
 }
 
 int replica_offline_commit(struct replica *r, const struct wal_page *pages,
-			   size_t n, uint32_t db_size)
+			   size_t n, uint32_t db_size, const uint8_t *given_id)
 {
 	struct replica_state st = {0};
 	uint8_t id[16];
@@ -50,7 +50,10 @@ int replica_offline_commit(struct replica *r, const struct wal_page *pages,
 				 "write is refused until it is complete");
 		goto fail;
 	}
-	sqlite3_randomness(sizeof id, id);
+	if (given_id != NULL)
+		memcpy(id, given_id, sizeof id);
+	else
+		sqlite3_randomness(sizeof id, id);
 	if (applier_offline_commit(r->applier, &st, pages, n, db_size, id,
 				   &r->ob_undo_at, err, sizeof err) != 0)
 		goto fail;

@@ -137,7 +137,7 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 	r->push_conflict = 0;
 	r->push_diverged = 0;
 	if (r->params.offline)
-		return replica_offline_commit(r, pages, n, db_size);
+		return replica_offline_commit(r, pages, n, db_size, NULL);
 	if (n == 0)
 		return SQLITE_OK;
 	if (applier_load_state(r->applier, &st, err, sizeof err) != 0 ||

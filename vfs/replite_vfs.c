@@ -154,13 +154,6 @@ static int on_open_main(void *arg, sqlite3_filename name, void **ctx,
 		    "replite: encryption_key is not supported yet; open the "
 		    "replica without it (and unset REPLITE_ENCRYPTION_KEY)");
 		rc = SQLITE_CANTOPEN;
-	} else if (p.offline && p.conflict == REPLICA_CONFLICT_REBASE) {
-		*errmsg = sqlite3_mprintf(
-		    "replite: offline=1 with conflict=rebase (the default) is "
-		    "not supported yet; add conflict=discard to the URI (a "
-		    "conflict then drops the unpushed local transactions and "
-		    "records them in replite_conflicts())");
-		rc = SQLITE_CANTOPEN;
 	} else {
 		rc = attach(reg, name, &p, &n, errmsg);
 	}

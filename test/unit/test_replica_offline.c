@@ -8,7 +8,8 @@
  * primary's (the file then equals the primary: same rows, replite_verify,
  * integrity_check), and records each in replite_conflicts() until
  * replite_conflicts_clear(); the VACUUM of an offline replica (pages cut
- * off) dropped the same way; conflict=rebase (the default) refused for now.
+ * off) dropped the same way.  conflict=rebase (the default):
+ * test_replica_rebase.c.
  *
  * Each test is its own test case: CK_RUN_CASE=test_discard runs one. */
 #include <stdio.h>
@@ -71,21 +72,6 @@ static void assert_equals_primary(sqlite3 *db, const char *url)
 }
 
 /* ---------------------------------------------------------------------- */
-
-START_TEST(test_rebase_refused)
-{
-	struct rfx_env e;
-	sqlite3 *db = NULL;
-	char *msg = NULL;
-
-	rfx_env_start(&e, NULL);
-	ck_assert_int_ne(
-	    rfx_try_open(e.path, e.srv.url, "offline=1", &db, &msg), SQLITE_OK);
-	RFX_ASSERT_HAS(msg, "conflict=discard");
-	free(msg);
-	rfx_env_stop(&e);
-}
-END_TEST
 
 START_TEST(test_commit_offline_push_later)
 {
@@ -331,12 +317,10 @@ END_TEST
 /* Each test is a test case of its own, named after it. */
 int main(void)
 {
-	const TTest *const tests[] = {test_rebase_refused,
-				      test_commit_offline_push_later,
+	const TTest *const tests[] = {test_commit_offline_push_later,
 				      test_online_pushes_offline_leftovers,
 				      test_uncommitted_record_dropped,
-				      test_discard,
-				      test_discard_shrunk_file};
+				      test_discard, test_discard_shrunk_file};
 
 	return rfx_run_tests("replica_offline", tests,
 			     sizeof tests / sizeof tests[0]);
