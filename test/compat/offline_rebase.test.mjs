@@ -10,8 +10,8 @@
 // last push wins: a row the replica changed gets the replica's version, a
 // row it deleted is deleted, rows it did not touch keep the primary's.  A
 // transaction that cannot be re-applied (its table is gone, a constraint
-// fails) is skipped and recorded with resolution "skipped"; the later ones
-// still apply.  replite_conflicts() lists the row-level records
+// fails) is skipped whole and recorded, per row, with resolution
+// "skipped" and a reason; the later ones still apply.  replite_conflicts() lists the row-level records
 // ({"txn", "table", "key", "replica", "primary", "resolution": "replica",
 // "unix_ms"}, values as Hrana values) and the skipped transactions.
 //
@@ -28,6 +28,7 @@
 //      offline inserts and updates still land, the new column keeps its
 //      default / the primary's value; (b) the table dropped: the transaction
 //      on it is skipped and recorded naming the table, the later ones land;
+//      (c) schema changes made offline are re-applied;
 //   5. a UNIQUE constraint that now fails: the whole transaction is skipped
 //      and recorded, the later ones land;
 //   6. the conflict records survive reopening (in another process) until
@@ -38,7 +39,10 @@
 //   8. a mixed workload: @libsql/client on the primary and two offline
 //      replicas (other processes) inserting, updating and deleting in one
 //      key space, cut off for a while in the middle: all end equal to the
-//      primary.
+//      primary;
+//   9. replite_status().pending_transactions through a rebase never reads 0
+//      while the local transactions are still to be re-applied (it would
+//      tell an application waiting for 0 that everything was pushed).
 // "Offline" is the primary stopped (SIGSTOP) or, where the order of the
 // pushes matters or the primary must be written meanwhile, each replica's
 // TCP proxy (in a worker thread) cut.  No timing assertions: waits poll
@@ -390,6 +394,23 @@ function rowRecords(records, table, keyColumn, what) {
   return out;
 }
 
+// The "skipped" records: all of one local transaction, one per row it
+// changed in `table` (keyed by `keyColumn`, the keys `keys`), each with a
+// reason matching `reason`.  Returns them.
+function checkSkipped(records, { table, keyColumn, keys, reason }, what) {
+  const skipped = records.filter((x) => x.resolution === "skipped");
+  assert.equal(new Set(skipped.map((x) => x.txn)).size, 1, `${what}: one skipped transaction: ${JSON.stringify(records)}`);
+  for (const x of skipped) {
+    checkRecord(x, what);
+    assert.equal(x.table, table, `${what}: ${JSON.stringify(x)}`);
+    assert.equal(typeof x.reason, "string", `${what}: ${JSON.stringify(x)}`);
+    assert.match(x.reason, reason, `${what}: the reason: ${JSON.stringify(x)}`);
+  }
+  const got = skipped.map((x) => x.key?.[keyColumn]?.value).sort();
+  assert.deepEqual(got, keys.map(String).sort(), `${what}: one record per row of the skipped transaction: ${JSON.stringify(skipped)}`);
+  return skipped;
+}
+
 const T_SCHEMA = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)";
 const T_ROWS = "SELECT id, v FROM t ORDER BY id";
 
@@ -663,14 +684,38 @@ test(
 
     const records = await r.conflicts();
     t.diagnostic(JSON.stringify(records));
-    const skipped = records.filter((x) => x.resolution === "skipped");
-    assert.equal(skipped.length, 1, `one skipped transaction: ${JSON.stringify(records)}`);
-    checkRecord(skipped[0], "skipped");
+    const skipped = checkSkipped(records, { table: "gone", keyColumn: "id", keys: [1, 2], reason: /\bgone\b/ }, "the dropped table");
     assert.ok(skipped[0].unix_ms >= t0 - 1000, JSON.stringify(skipped[0]));
-    assert.equal(typeof skipped[0].reason, "string", JSON.stringify(skipped[0]));
-    assert.match(skipped[0].reason, /\bgone\b/, `the reason names the table: ${JSON.stringify(skipped[0])}`);
+    const byKey = Object.fromEntries(skipped.map((x) => [x.key.id.value, x]));
+    assert.deepEqual(byKey["2"].replica?.v, text("g2"), `"replica" is the replica's row: ${JSON.stringify(byKey["2"])}`);
+    assert.deepEqual(byKey["1"].replica?.v, text("g1x"), `"replica" is the replica's row: ${JSON.stringify(byKey["1"])}`);
     assert.ok(!records.some((x) => x.table === "t"), `nothing recorded for t: ${JSON.stringify(records)}`);
     assert.equal((await r.status()).conflicts, records.length);
+  },
+);
+
+test(
+  "4c. schema changes made offline (CREATE TABLE, ALTER TABLE ADD COLUMN, CREATE INDEX) are re-applied on the primary's newer state, with the rows that use them",
+  { timeout: TEST_TIMEOUT_MS },
+  async (t) => {
+    const f = await setup(t, { schema: [T_SCHEMA, "INSERT INTO t VALUES (1, 's1')"] });
+    const p = await f.proxy();
+    const r = f.open(f.dir.file("r.db"), { name: "R", via: p });
+    await p.cut();
+    await r.exec("BEGIN", "CREATE TABLE newt(k TEXT PRIMARY KEY, v TEXT)", "INSERT INTO newt VALUES ('a', 'x')", "COMMIT");
+    await r.exec("INSERT INTO newt VALUES ('b', 'y')");
+    await r.exec("ALTER TABLE t ADD COLUMN c2 TEXT DEFAULT 'd'");
+    await r.exec("UPDATE t SET c2 = 'mine' WHERE id = 1");
+    await r.exec("CREATE INDEX t_c2 ON t(c2)");
+    await f.client.execute("INSERT INTO t VALUES (2, 's2')");
+    await p.heal();
+    await syncAll(f, [r]);
+    const ROWS = "SELECT id, v, c2 FROM t ORDER BY id";
+    assert.deepEqual(await primaryRows(f.client, ROWS), [[1, "s1", "mine"], [2, "s2", "d"]]);
+    assert.deepEqual(await primaryRows(f.client, "SELECT k, v FROM newt ORDER BY k"), [["a", "x"], ["b", "y"]]);
+    assert.deepEqual(await primaryRows(f.client, "SELECT name FROM sqlite_schema WHERE name = 't_c2'"), [["t_c2"]]);
+    await assertAllEqualPrimary(f, [r], [ROWS, "SELECT k, v FROM newt ORDER BY k"]);
+    assert.deepEqual(await r.conflicts(), [], "nothing contested, nothing skipped");
   },
 );
 
@@ -699,13 +744,9 @@ test(
     await assertAllEqualPrimary(f, [r], [ROWS]);
     const records = await r.conflicts();
     t.diagnostic(JSON.stringify(records));
-    const skipped = records.filter((x) => x.resolution === "skipped");
-    assert.equal(skipped.length, 1, `one skipped transaction: ${JSON.stringify(records)}`);
-    checkRecord(skipped[0], "skipped");
-    assert.equal(typeof skipped[0].reason, "string");
-    assert.ok(skipped[0].reason.length > 0, JSON.stringify(skipped[0]));
+    const skipped = checkSkipped(records, { table: "u", keyColumn: "id", keys: [10, 12], reason: /\S/ }, "the duplicate");
     t.diagnostic(`reason: ${skipped[0].reason}`);
-    assert.equal(records.length, 1, `nothing else recorded: ${JSON.stringify(records)}`);
+    assert.equal(records.length, skipped.length, `nothing else recorded: ${JSON.stringify(records)}`);
   },
 );
 
@@ -761,12 +802,20 @@ test(
   async (t) => {
     const N = 40;
     const HOT = 5;
+    // The status through a rebase: N pending; the drop (0 pending, no
+    // record yet: the plan is written, the file holds the primary's state);
+    // the re-application (conflict records, pending growing back to N as
+    // the re-applied transactions enter the outbox); their pushes (pending
+    // back to 0).  st: {dropped, regrown, peak (of pending since the drop)},
+    // from the statuses seen so far.
     const moments = [
       { name: "as soon as the open returned", when: null },
+      { name: "at the drop, nothing re-applied yet", when: (s, ms, st) => st.dropped },
       { name: "at the first conflict record", when: (s) => s.conflicts > 0 },
-      { name: "at the first acknowledged push", when: (s, ms, before) => s.pending_transactions < before },
-      { name: "15 ms after the open returned", when: (s, ms) => ms >= 15 },
-      { name: "half-way", when: (s, ms, before) => s.pending_transactions <= before / 2 },
+      { name: "half the plan re-applied", when: (s, ms, st) => st.dropped && s.pending_transactions >= N / 2 },
+      { name: "the plan re-applied, nothing pushed yet", when: (s, ms, st) => st.dropped && s.pending_transactions >= N },
+      // While the plan is written (the window is narrow: several tries).
+      ...[5, 10, 15, 25].map((after) => ({ name: `${after} ms after the open returned`, when: (s, ms) => ms >= after })),
     ];
     for (const [round, m] of moments.entries()) {
       const f = await setup(t, {
@@ -802,15 +851,19 @@ test(
       let last = null;
       let reached = m.when === null;
       if (m.when) {
-        // Killed at the moment, or as soon as it shows everything pushed
-        // (the moment passed unseen).
+        // Killed at the moment, or as soon as it shows the rebase done (the
+        // moment passed unseen).
+        const st = { dropped: false, regrown: false, peak: 0 };
         reached = await new Promise((res) => {
           const timer = setTimeout(() => res(false), 10000);
           victim.onLine = (msg) => {
             if (!msg.status) return;
             last = msg.status;
-            const hit = m.when(last, Date.now() - t0, before);
-            if (hit || last.pending_transactions === 0) {
+            if (last.pending_transactions === 0 && last.conflicts === 0) st.dropped = true;
+            if (st.dropped && last.pending_transactions > 0) st.regrown = true;
+            if (st.dropped) st.peak = Math.max(st.peak, last.pending_transactions);
+            const hit = m.when(last, Date.now() - t0, st);
+            if (hit || (st.regrown && last.pending_transactions === 0)) {
               clearTimeout(timer);
               victim.child.kill("SIGKILL");
               res(hit);
@@ -828,6 +881,12 @@ test(
 
       const h = await f.host("python", path, { name: `after round ${round}`, via: p });
       await syncAll(f, [h]);
+      const counts = "SELECT (SELECT count(*) FROM log), (SELECT count(*) FROM items), (SELECT group_concat(v, ' ') FROM hot)";
+      t.diagnostic(
+        `round ${round} after the restart: primary log, items, hot: ${JSON.stringify(await primaryRows(f.client, counts))}; ` +
+          `local: ${JSON.stringify(await h.query(counts))}; records (txn table key: primary -> replica): ` +
+          (await h.conflicts()).map((x) => `${x.txn?.slice(0, 8)} ${x.table} ${JSON.stringify(x.key)}: ${x.primary?.v?.value} -> ${x.replica?.v?.value} ${x.resolution}`).join("; "),
+      );
       const all = [...values, "p-1"].sort();
       const [[count, distinct]] = await primaryRows(f.client, "SELECT count(*), count(DISTINCT v) FROM log");
       assert.equal(count, distinct, `round ${round}: no transaction applied twice (${count} log rows, ${distinct} distinct)`);
@@ -849,6 +908,8 @@ test(
       assert.ok(!records.some((x) => x.resolution === "skipped"), `round ${round}: nothing skipped: ${JSON.stringify(records)}`);
       const hotKeys = new Set(records.filter((x) => x.table === "hot").map((x) => x.key?.id?.value));
       assert.deepEqual([...hotKeys].sort(), ["1", "2", "3", "4", "5"], `round ${round}: each contested hot row recorded: ${JSON.stringify(records)}`);
+      // The primary changed each hot row once: one conflict per row.
+      assert.equal(records.filter((x) => x.table === "hot").length, HOT, `round ${round}: each hot row's conflict recorded once: ${JSON.stringify(records)}`);
       t.diagnostic(`round ${round}: ${records.length} records`);
       await h.close();
     }
@@ -929,5 +990,37 @@ test(
     for (const r of reps) conflicts += (await r.conflicts()).length;
     t.diagnostic(`${(await primaryRows(f.client, "SELECT count(*) FROM kv"))[0][0]} rows; ${conflicts} conflict records`);
     for (const r of reps) await r.close();
+  },
+);
+
+test(
+  "9. through a rebase, replite_status().pending_transactions counts the local transactions until the primary holds them: it never reads 0 and then grows again (no local writes meanwhile)",
+  { timeout: TEST_TIMEOUT_MS },
+  async (t) => {
+    const N = 30;
+    const f = await setup(t, { schema: ["CREATE TABLE items(k TEXT PRIMARY KEY, v TEXT)"] });
+    const p = await f.proxy();
+    const path = f.dir.file("r.db");
+    const h = await f.host("node", path, { name: "watched", via: p });
+    await p.cut();
+    for (let i = 0; i < N; i++) await h.exec(`INSERT INTO items VALUES ('r-${i}', 'x')`);
+    await f.client.execute("INSERT INTO items VALUES ('p-1', 'p')"); // the conflict
+    const seen = [];
+    h.onLine = (msg) => msg.status && seen.push(msg.status.pending_transactions);
+    h.send({ op: "watch" });
+    await waitFor("the watch begins", () => seen.length, (n) => n > 0);
+    await p.heal();
+    await waitFor(
+      "the primary holds every local transaction and the status shows none pending",
+      async () => ({ onPrimary: (await primaryRows(f.client, "SELECT count(*) FROM items"))[0][0], pending: seen.at(-1) }),
+      (x) => x.onPrimary === N + 1 && x.pending === 0,
+    );
+    await h.kill();
+    const firstZero = seen.indexOf(0);
+    const regrown = seen.findIndex((n, i) => i > firstZero && n > 0);
+    const runs = seen.filter((n, i) => i === 0 || n !== seen[i - 1]);
+    t.diagnostic(`pending through the rebase (changes only): ${runs.join(" ")}`);
+    assert.equal(regrown, -1, `pending_transactions read 0 (status ${firstZero}) and then ${seen[regrown]} (status ${regrown}): ${runs.join(" ")}`);
+    assert.ok(seen.every((n, i) => i === 0 || n <= seen[i - 1]), `pending_transactions only decreases: ${runs.join(" ")}`);
   },
 );
