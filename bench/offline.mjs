@@ -244,7 +244,7 @@ async function latency() {
 // ---------------------------------------------------------------------------
 // 2. push after reconnect
 
-async function repliteCatchUp() {
+async function repliteCatchUp(conflict = false) {
   const primary = await startPrimary(PRIMARY_ARGS);
   const dir = tempDir("replite-bench-opush-");
   const driver = new Driver();
@@ -253,8 +253,18 @@ async function repliteCatchUp() {
     const c = createClient({ url: primary.url });
     await c.execute(TABLE);
     c.close();
-    await driver.send(`open ${replicaUri(dir.file("replite.db"), primary.url, OFFLINE)}`);
+    // conflict: the default conflict=rebase, and the primary moves after
+    // the replica's last sync (one row from another client; sync_interval=0
+    // so that the replica does not pull it), so that the pending
+    // transactions are rebased (re-applied as one) and pushed.
+    const params = conflict ? "&offline=1&sync_interval=0" : OFFLINE;
+    await driver.send(`open ${replicaUri(dir.file("replite.db"), primary.url, params)}`);
     await driver.send("exec PRAGMA synchronous=NORMAL");
+    if (conflict) {
+      const other = createClient({ url: primary.url });
+      await other.execute("INSERT INTO o(id, v) VALUES (-1, -1)");
+      other.close();
+    }
     pause(primary);
     stopped = true;
     const w = await driver.send(`inserts ${PUSH_TXNS} ${INSERT}`);
@@ -275,10 +285,11 @@ async function repliteCatchUp() {
     const after = (await driver.send("status")).status;
     const local = (await driver.send(`int ${COUNT}`)).value;
     const remote = await primaryCount(primary.url);
-    if (after.pending_transactions !== 0 || local !== PUSH_TXNS || remote !== PUSH_TXNS)
+    const want = PUSH_TXNS + (conflict ? 1 : 0);
+    if (after.pending_transactions !== 0 || local !== want || remote !== want)
       throw new Error(
         `replite push incomplete: ${after.pending_transactions} pending, ${local} rows locally, ` +
-          `${remote} on the primary, expected ${PUSH_TXNS} (last_error ${after.last_error})`,
+          `${remote} on the primary, expected ${want} (last_error ${after.last_error})`,
       );
     return {
       writeMs: w.ns / 1e6,
@@ -367,6 +378,7 @@ async function libsqlCatchUp() {
 
 async function catchUp() {
   const mine = await repliteCatchUp();
+  const rebased = await repliteCatchUp(true);
   const theirs = await libsqlCatchUp();
   const mb = (kb) => fmt(kb / 1024, 1);
   console.log(
@@ -390,9 +402,12 @@ async function catchUp() {
         .join("")}${`${fmt(r.cpu[0], 2)}/${fmt(r.cpu[1], 2)}`.padStart(16)}`,
     );
   row("replite (resume -> SELECT replite_sync())", mine);
+  row("replite, conflict: rebased, then pushed", rebased);
   row(`npm libsql ${LIBSQL_VERSION} offline, sync() (Node child)`, theirs);
   console.log(
     `  the primary has ${mine.remote} and ${theirs.remote} rows (checked with @libsql/client); ` +
+      `"conflict": the primary got one row from another client after the replica's last sync, so its ` +
+      `transactions were re-applied on the primary's state (conflict=rebase) as one and pushed; ` +
       `+peak: the growth of the process's RSS during the push (replite's process is the C driver, libsql's ` +
       `a Node.js process)`,
   );

@@ -71,6 +71,7 @@ struct replica {
 	 * rebase), and the id its commit in progress gets. */
 	sqlite3_vfs *rebase_vfs;
 	int rebase_committing;
+	int rebase_wrote; /* the commit reached the outbox */
 	uint8_t rebase_id[16];
 };
 

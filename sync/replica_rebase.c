@@ -1,8 +1,12 @@
 /* conflict=rebase, the replica's part (docs/architecture.md "Offline
  * writes"): the sync thread re-applies the entries of the rebase plan
- * (sync/rebase_plan.h), oldest first, each as a new local transaction
- * whose outbox record gets the id rebase_plan_reapplied_id gives the
- * entry, and pushes them like any other once the plan is done.
+ * (sync/rebase_plan.h), oldest first, all in ONE new local transaction
+ * whose outbox record gets the id rebase_plan_reapplied_id derives from the
+ * first entry's, and pushes it like any other once the plan is removed.
+ * One transaction: the local commits come back in one publication (a
+ * reader never sees half of them), with one fsync and one push for all;
+ * each entry has a savepoint of its own, so one that cannot be re-applied
+ * is rolled back alone, recorded, and the next goes on.
  *
  * The re-application writes through SQL on a connection of its own, opened
  * through a private observer VFS (wal/wal_observer.h) whose commit hook
@@ -12,13 +16,13 @@
  * replica VFS's offline commit, minus the begin-write checks (the sync
  * thread is the one that other writers wait for).
  *
- * Each entry is one write transaction.  Under its write lock the plan is
- * checked to still exist (another process may have finished it) and the
- * outbox to lack the entry's re-application (done before a crash, or by
- * another process): both facts are stable while the lock is held, and
- * pushes, the only thing that empties the outbox, wait while a plan
- * exists.  Its conflict records are appended before its commit: a crash in
- * between re-applies it, and records nothing twice (by transaction id). */
+ * Under the write lock the plan is checked to still exist (another process
+ * may have finished it) and the outbox to lack its transaction (committed
+ * before a crash, or by another process; then the plan is removed): both
+ * facts are stable while the lock is held, and pushes, the only thing
+ * that empties the outbox, wait while a plan exists.  The conflict records
+ * are appended before the commit: a crash in between re-applies the plan,
+ * and records nothing twice (by transaction id). */
 #include "replica_internal.h"
 
 #include <stdio.h>
@@ -216,20 +220,87 @@ static int exec(sqlite3 *db, const char *sql, const char *what, char *err,
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
-/* Re-apply one plan entry.  Returns 0 (done, skipped or found done), 1
- * (the plan is gone: another process finished it), or -1 with err. */
+/* Re-apply one plan entry inside the plan's transaction, in a savepoint
+ * of its own: a transaction that cannot be re-applied is rolled back alone,
+ * recorded, and the next goes on.  Returns 0, or -1 with err. */
 static int reapply_entry(struct replica *r, sqlite3 *db,
 			 struct rebase_apply *ra, json_t *recorded,
 			 const json_t *entry, char *err, size_t err_len)
 {
 	const char *txn = json_string_value(json_object_get(entry, "id"));
 	const char *failed = json_string_value(json_object_get(entry, "error"));
-	json_t *rows = NULL;
-	uint8_t id[16];
+	json_t *rows = json_array();
 	char why[1024];
-	int rv = -1, has;
+	int rv = -1;
 
-	if (rebase_plan_parse_id(txn, id) != 0) {
+	if (rows == NULL) {
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	if (txn == NULL)
+		txn = "";
+	if (failed != NULL) {
+		snprintf(why, sizeof why,
+			 "its row changes could not be computed: %s", failed);
+		rv = record_skipped(r, recorded, txn, entry, why, err, err_len);
+		goto out;
+	}
+	if (exec(db, "SAVEPOINT entry", "cannot re-apply", err, err_len) != 0)
+		goto out;
+	switch (rebase_apply_txn(ra, db, json_object_get(entry, "changes"),
+				 rows, why, sizeof why)) {
+	case 0:
+		rv = exec(db, "RELEASE entry", "cannot re-apply", err, err_len);
+		if (rv == 0)
+			rv = record_rows(r, recorded, txn, entry, rows, err,
+					 err_len);
+		break;
+	case 1:
+		rv = exec(db, "ROLLBACK TO entry; RELEASE entry",
+			  "cannot re-apply", err, err_len);
+		if (rv == 0)
+			rv = record_skipped(r, recorded, txn, entry, why, err,
+					    err_len);
+		break;
+	default:
+		errors_set(err, err_len,
+			   "cannot re-apply local transaction %s: %s", txn,
+			   why);
+		break;
+	}
+out:
+	json_decref(rows);
+	return rv;
+}
+
+/* Under the write lock: the plan's transaction is done when the outbox
+ * holds it (before a crash, or by another process), or when nothing of it
+ * was left to write; then the plan goes.  Returns 1 (gone or removed), 0
+ * (to be re-applied), or -1 with err. */
+static int plan_done(struct replica *r, int wrote_nothing, char *err,
+		     size_t err_len)
+{
+	int has;
+
+	if (!rebase_plan_exists(r->db_path))
+		return 1;
+	has = wrote_nothing
+		  ? 1
+		  : applier_outbox_has(r->applier, r->rebase_id, err, err_len);
+	if (has <= 0)
+		return has;
+	return rebase_plan_remove(r->db_path, err, err_len) == 0 ? 1 : -1;
+}
+
+/* The id of the plan's transaction: derived from its first entry's. */
+static int plan_txn_id(struct replica *r, const json_t *plan, char *err,
+		       size_t err_len)
+{
+	const char *first =
+	    json_string_value(json_object_get(json_array_get(plan, 0), "id"));
+	uint8_t id[16];
+
+	if (rebase_plan_parse_id(first, id) != 0) {
 		errors_set(err, err_len,
 			   "the rebase plan of %s has an entry without a "
 			   "transaction id",
@@ -237,109 +308,87 @@ static int reapply_entry(struct replica *r, sqlite3 *db,
 		return -1;
 	}
 	rebase_plan_reapplied_id(id, r->rebase_id);
-	if (applier_lock_begin_on(r->applier, db, err, err_len) != 0)
-		return -1;
-	if (!rebase_plan_exists(r->db_path)) {
-		rv = 1;
-		goto rollback;
-	}
-	has = applier_outbox_has(r->applier, r->rebase_id, err, err_len);
-	if (has != 0) {
-		rv = has > 0 ? 0 : -1;
-		goto rollback;
-	}
-	if (failed != NULL) {
-		snprintf(why, sizeof why,
-			 "its row changes could not be computed: %s", failed);
-		rv = record_skipped(r, recorded, txn, entry, why, err, err_len);
-		goto rollback;
-	}
-	rows = json_array();
-	if (rows == NULL) {
-		errors_set(err, err_len, "out of memory");
-		goto rollback;
-	}
-	switch (rebase_apply_txn(ra, db, json_object_get(entry, "changes"),
-				 rows, why, sizeof why)) {
-	case 0:
-		break;
-	case 1:
-		rv = record_skipped(r, recorded, txn, entry, why, err, err_len);
-		goto rollback;
-	default:
-		errors_set(err, err_len,
-			   "cannot re-apply local transaction %s: %s", txn,
-			   why);
-		goto rollback;
-	}
-	if (record_rows(r, recorded, txn, entry, rows, err, err_len) != 0)
-		goto rollback;
-	r->rebase_committing = 1;
-	rv = exec(db, "COMMIT", "cannot commit a re-applied transaction", err,
-		  err_len);
-	r->rebase_committing = 0;
-	if (rv != 0)
-		goto rollback;
-	json_decref(rows);
 	return 0;
-rollback:
-	json_decref(rows);
-	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return rv;
 }
 
-/* All entries are done: remove the plan, under the write lock so that no
- * process is re-applying one of them meanwhile. */
-static int finish_plan(struct replica *r, sqlite3 *db, char *err,
-		       size_t err_len)
-{
-	int rv;
-
-	if (applier_lock_begin_on(r->applier, db, err, err_len) != 0)
-		return -1;
-	rv = rebase_plan_remove(r->db_path, err, err_len);
-	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	return rv;
-}
-
-int replica_rebase_pending(struct replica *r, char *err, size_t err_len)
+/* Re-apply every entry as one transaction: the local commits come back in
+ * one publication, with one outbox record (and one push) for all. */
+static int reapply_plan(struct replica *r, sqlite3 *db, const json_t *plan,
+			char *err, size_t err_len)
 {
 	struct rebase_apply *ra = NULL;
-	json_t *plan = NULL, *recorded = NULL, *entry;
-	sqlite3 *db = NULL;
+	json_t *recorded = NULL, *entry;
 	size_t i;
-	int rv = -1, step = 0;
+	int rv = -1, done;
 
-	if (!rebase_plan_exists(r->db_path))
-		return 0;
-	if (rebase_plan_read(r->db_path, &plan, err, err_len) != 0 ||
-	    open_connection(r, &db, err, err_len) != 0)
-		goto out;
+	if (plan_txn_id(r, plan, err, err_len) != 0 ||
+	    applier_lock_begin_on(r->applier, db, err, err_len) != 0)
+		return -1;
+	done = plan_done(r, 0, err, err_len);
+	if (done != 0) {
+		rv = done > 0 ? 0 : -1;
+		goto rollback;
+	}
 	recorded = conflicts_txn_ids(r->db_path, err, err_len);
 	ra = rebase_apply_new();
 	if (recorded == NULL || ra == NULL) {
 		if (ra == NULL)
 			errors_set(err, err_len, "out of memory");
-		goto out;
+		goto rollback;
 	}
 	json_array_foreach(plan, i, entry)
 	{
-		step = reapply_entry(r, db, ra, recorded, entry, err, err_len);
-		if (step != 0)
-			break;
+		if (reapply_entry(r, db, ra, recorded, entry, err, err_len) !=
+		    0)
+			goto rollback;
 	}
-	if (step < 0)
-		goto out;
-	rv = step == 1 ? 0 : finish_plan(r, db, err, err_len);
-	if (rv == 0 && step == 0)
-		sqlite3_log(SQLITE_NOTICE,
-			    "replite: %s: %zu local transactions re-applied "
-			    "on the primary's state",
-			    r->db_path, json_array_size(plan));
-out:
+	/* Conflict records first (written above): a crash before the
+	 * commit re-applies the plan and records nothing twice. */
+	r->rebase_committing = 1;
+	rv = exec(db, "COMMIT", "cannot commit the re-applied transactions",
+		  err, err_len);
+	r->rebase_committing = 0;
+	if (rv != 0)
+		goto rollback;
 	rebase_apply_free(ra);
-	sqlite3_close(db);
 	json_decref(recorded);
+	if (applier_lock_begin_on(r->applier, db, err, err_len) != 0)
+		return -1;
+	done = plan_done(r, !r->rebase_wrote, err, err_len);
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (done < 0)
+		return -1;
+	sqlite3_log(SQLITE_NOTICE,
+		    "replite: %s: %zu local transactions re-applied on the "
+		    "primary's state",
+		    r->db_path, json_array_size(plan));
+	return 0;
+rollback:
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	rebase_apply_free(ra);
+	json_decref(recorded);
+	return rv;
+}
+
+int replica_rebase_pending(struct replica *r, char *err, size_t err_len)
+{
+	json_t *plan = NULL;
+	sqlite3 *db = NULL;
+	int rv = -1;
+
+	if (!rebase_plan_exists(r->db_path))
+		return 0;
+	if (rebase_plan_read(r->db_path, &plan, err, err_len) != 0)
+		goto out;
+	if (json_array_size(plan) == 0) {
+		rv = rebase_plan_remove(r->db_path, err, err_len);
+		goto out;
+	}
+	r->rebase_wrote = 0;
+	if (open_connection(r, &db, err, err_len) == 0)
+		rv = reapply_plan(r, db, plan, err, err_len);
+out:
+	sqlite3_close(db);
 	json_decref(plan);
 	return rv;
 }
