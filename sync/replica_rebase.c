@@ -160,9 +160,11 @@ static int record_rows(struct replica *r, json_t *recorded, const char *txn,
 			errors_set(err, err_len, "out of memory");
 			return -1;
 		}
-		if (conflicts_append(r->db_path, rec, err, err_len) != 0)
-			return -1;
 	}
+	/* All in one write: a crash records all of them or, but for a torn
+	 * last line, none. */
+	if (conflicts_append(r->db_path, rows, err, err_len) != 0)
+		return -1;
 	return json_object_set_new(recorded, txn, json_true());
 }
 
