@@ -277,8 +277,10 @@ struct applier_drop {
 /* With the state st (loaded under the lock): 0 when nothing is pending, 1
  * with *d when records are pending and may be dropped (st->discard, or
  * reason given: then recorded with that reason), -1 with err (records are
- * pending and must be pushed first, or an error).  Every dropped
- * transaction gets a conflict record first (sync/conflicts.h). */
+ * pending and must be pushed first, or an error).  The dropped
+ * transactions' row changes are first written to the rebase plan
+ * (sync/rebase_plan.h): to re-apply (conflict=rebase) or to record as lost
+ * (conflict=discard, with the reason). */
 int applier_drop_prepare(struct applier *a, struct replica_state *st,
 			 const char *reason, struct applier_drop *d, char *err,
 			 size_t err_len);

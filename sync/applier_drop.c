@@ -1,66 +1,19 @@
 /* Dropping an offline replica's pending records when they lost a conflict
- * (conflict=discard) or a full image replaces the file: the old image of
- * every page they changed, published under the batch's own pages, and a
- * conflict record per dropped transaction (docs/architecture.md "Offline
- * writes", 6). */
+ * or a full image replaces the file: the old image of every page they
+ * changed, published under the batch's own pages, after their row changes
+ * were planned for re-application or records (applier_rebase.c;
+ * docs/architecture.md "Offline writes", 6). */
 #include "applier_internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
-#include "base/clock.h"
 #include "base/errors.h"
-#include "sync/conflicts.h"
 #include "sync/outbox.h"
 
 /* The outbox header's size: the offset of its first record. */
 #define OUTBOX_START OUTBOX_HEADER_SIZE
-
-/* One conflict record per dropped transaction not recorded yet (a drop
- * repeated after a crash records nothing twice). */
-static int record_dropped(struct applier *a, size_t first, const char *reason,
-			  char *err, size_t err_len)
-{
-	json_t *ids = conflicts_txn_ids(a->db_path, err, err_len), *rec;
-	int64_t now = clock_unix_ms();
-	char hex[33];
-	size_t i;
-	int rv = 0;
-
-	if (ids == NULL)
-		return -1;
-	for (i = first; rv == 0 && i < a->ob_n; i++) {
-		const struct outbox_entry *e = &a->ob_entries[i];
-		outbox_id_hex(e->id, hex);
-		if (json_object_get(ids, hex) != NULL)
-			continue;
-		rec = json_pack(
-		    "{s:s, s:n, s:n, s:n, s:n, s:s, s:s, s:I, s:I, "
-		    "s:I}",
-		    "txn", hex, "table", "key", "replica", "primary",
-		    "resolution", "discarded", "reason", reason, "pages",
-		    (json_int_t)e->n, "committed_unix_ms",
-		    (json_int_t)e->commit_unix_ms, "unix_ms", (json_int_t)now);
-		if (rec == NULL) {
-			errors_set(err, err_len, "out of memory");
-			rv = -1;
-			break;
-		}
-		rv = conflicts_append(a->db_path, rec, err, err_len);
-		json_decref(rec);
-		if (rv == 0)
-			sqlite3_log(
-			    SQLITE_WARNING,
-			    "replite: %s: local transaction %s dropped: "
-			    "%s",
-			    a->db_path, hex, reason);
-	}
-	json_decref(ids);
-	return rv;
-}
 
 static int grow_drop(struct applier_drop *d, size_t *cap, uint32_t page_size)
 {
@@ -134,16 +87,14 @@ int applier_drop_prepare(struct applier *a, struct replica_state *st,
 		    a->ob_n - first, a->db_path);
 		goto out;
 	}
-	if (a->rebase) {
-		if (applier_rebase_plan_locked(a, first, err, err_len) != 0)
-			goto out;
-	} else if (record_dropped(
-		       a, first,
-		       reason != NULL
-			   ? reason
-			   : "the primary changed since the transaction's "
-			     "base (conflict=discard)",
-		       err, err_len) != 0)
+	if (applier_rebase_plan_locked(
+		a, first,
+		a->rebase ? NULL
+		: reason != NULL
+		    ? reason
+		    : "the primary changed since the transaction's base "
+		      "(conflict=discard)",
+		err, err_len) != 0)
 		goto out;
 	d->n_txns = a->ob_n - first;
 	d->base_db_size = a->ob_entries[first].old_db_size;

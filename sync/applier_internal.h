@@ -28,7 +28,7 @@ struct applier {
 	uint32_t page_size;
 	int lock_waiters; /* threads in applier_lock_begin (atomic) */
 	/* conflict=rebase: dropped records are planned for re-application
-	 * (applier_rebase.c) rather than recorded as discarded. */
+	 * (applier_rebase.c), else for records of what was lost. */
 	int rebase;
 
 	/* The offline outbox (NULL when the file has none), and the list of
@@ -80,11 +80,12 @@ int applier_record_wal(struct applier *a, struct replica_state *st, char *err,
 int applier_pending_locked(struct applier *a, const struct replica_state *st,
 			   size_t *first, char *err, size_t err_len);
 
-/* conflict=rebase: write the rebase plan of the records [first, a->ob_n)
- * about to be dropped (applier_rebase.c), under the lock with ob_mu held.
- * Returns 0, or -1 with err (the drop must not happen then). */
-int applier_rebase_plan_locked(struct applier *a, size_t first, char *err,
-			       size_t err_len);
+/* Write the rebase plan of the records [first, a->ob_n) about to be
+ * dropped (applier_rebase.c), under the lock with ob_mu held: to re-apply
+ * (discard NULL), or to record as lost for the reason discard.  Returns
+ * 0, or -1 with err (the drop must not happen then). */
+int applier_rebase_plan_locked(struct applier *a, size_t first,
+			       const char *discard, char *err, size_t err_len);
 
 /* Load the state under the lock, let edit change it (it returns 1 when it
  * did), and save it.  Returns 0, or -1 with err. */

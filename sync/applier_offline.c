@@ -58,6 +58,47 @@ int applier_open_outbox(struct applier *a, int create, char *err,
 /* ---------------------------------------------------------------------- */
 /* the record list, cached */
 
+/* The common case of refresh_locked, in one fstat and one header read: the
+ * file ends where the cache does, with the last record cached, or with
+ * the one this process appended after it (then cached now).  A record's
+ * random id at the same offset is the same record, and nothing before it
+ * changed: a truncation before it would have removed it.  Returns 1 (up to
+ * date), 0 (scan), or -1 with err. */
+static int unchanged_locked(struct applier *a, char *err, size_t err_len)
+{
+	const struct outbox_entry *last =
+	    a->ob_n > 0 ? &a->ob_entries[a->ob_n - 1] : NULL;
+	uint64_t cached_end = last ? last->offset + last->length : OUTBOX_START;
+	struct outbox_entry e, *grown;
+	uint64_t at, size;
+	int rc;
+
+	if (last == NULL && a->ob_end <= OUTBOX_START)
+		return 0;
+	/* Our own append after the cached list, else the last cached. */
+	at = a->ob_appended_at == cached_end && a->ob_end > cached_end
+		 ? cached_end
+		 : (last ? last->offset : 0);
+	if (at == 0)
+		return 0;
+	rc = outbox_header_at(a->outbox, at, &e, &size, err, err_len);
+	if (rc <= 0)
+		return rc;
+	if (size != a->ob_end || e.offset + e.length != size)
+		return 0;
+	if (at == cached_end) {
+		if (memcmp(e.id, a->ob_appended_id, 16) != 0)
+			return 0;
+		grown = realloc(a->ob_entries, (a->ob_n + 1) * sizeof *grown);
+		if (grown == NULL)
+			return 0;
+		a->ob_entries = grown;
+		a->ob_entries[a->ob_n++] = e;
+		return 1;
+	}
+	return memcmp(e.id, last->id, 16) == 0;
+}
+
 /* Bring the cached list of records up to date with the file: scan from
  * the last record known, if it is still there (same id at the same
  * offset), else from the start.  Called with ob_mu held. */
@@ -66,6 +107,10 @@ static int refresh_locked(struct applier *a, char *err, size_t err_len)
 	struct outbox_entry *more = NULL, *grown;
 	uint64_t from = OUTBOX_START, end = 0;
 	size_t n_more = 0, keep = 0;
+	int fast = unchanged_locked(a, err, err_len);
+
+	if (fast != 0)
+		return fast > 0 ? 0 : -1;
 
 	if (a->ob_n > 0) {
 		from = a->ob_entries[a->ob_n - 1].offset;

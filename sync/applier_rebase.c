@@ -1,8 +1,9 @@
-/* conflict=rebase, the applier's part: when the pending records are
- * dropped (applier_drop.c), the row changes of each, computed from its
- * pages (sync/rowdiff.h), are written to the rebase plan (sync/rebase_plan.h)
- * before the drop is published, for the sync thread to re-apply them on
- * top of the primary's state (sync/replica_rebase.c).
+/* The plan of dropped records, the applier's part: when the pending
+ * records are dropped (applier_drop.c), the row changes of each, computed
+ * from its pages (sync/rowdiff.h), are written to the rebase plan
+ * (sync/rebase_plan.h) before the drop is published, for the sync thread
+ * to re-apply them on top of the primary's state (conflict=rebase), or to
+ * record each row as lost (conflict=discard) (sync/replica_rebase.c).
  *
  * A record's row changes need the database as it was right before the
  * record (its base) for the pages it did not change.  Under the write
@@ -120,7 +121,7 @@ static json_t *changes_json(const struct rowdiff_change *c, size_t n)
  * then records the transaction as skipped, with that reason). */
 static json_t *entry_json(struct overlay *o, const struct outbox_entry *e,
 			  const uint32_t *pgnos, const uint8_t *new_pages,
-			  const uint8_t *old_pages)
+			  const uint8_t *old_pages, const char *discard)
 {
 	struct rowdiff_page *pages = calloc(e->n, sizeof *pages);
 	struct rowdiff_input in = {0};
@@ -152,6 +153,14 @@ static json_t *entry_json(struct overlay *o, const struct outbox_entry *e,
 		entry = json_pack(
 		    "{s:s, s:I, s:o}", "id", hex, "committed_unix_ms",
 		    (json_int_t)e->commit_unix_ms, "changes", changes);
+	}
+	/* conflict=discard: recorded as lost, with the reason, not
+	 * re-applied. */
+	if (entry != NULL && discard != NULL &&
+	    (json_object_set_new(entry, "discard", json_true()) != 0 ||
+	     json_object_set_new(entry, "reason", json_string(discard)) != 0)) {
+		json_decref(entry);
+		entry = NULL;
 	}
 	rowdiff_free(c, n_c);
 	free(pages);
@@ -196,8 +205,8 @@ static json_t *planned_ids(const json_t *plan)
 	return ids;
 }
 
-int applier_rebase_plan_locked(struct applier *a, size_t first, char *err,
-			       size_t err_len)
+int applier_rebase_plan_locked(struct applier *a, size_t first,
+			       const char *discard, char *err, size_t err_len)
 {
 	struct overlay o = {.a = a};
 	json_t *plan = NULL, *ids = NULL, **fresh = NULL;
@@ -223,8 +232,8 @@ int applier_rebase_plan_locked(struct applier *a, size_t first, char *err,
 		 * then hold the primary's pages already: not computed
 		 * again), or a re-application of a planned entry. */
 		if (json_object_get(ids, hex) == NULL) {
-			fresh[r - first] =
-			    entry_json(&o, e, pgnos, new_pages, old_pages);
+			fresh[r - first] = entry_json(&o, e, pgnos, new_pages,
+						      old_pages, discard);
 			if (fresh[r - first] == NULL)
 				goto oom;
 			n_fresh++;
@@ -255,9 +264,11 @@ int applier_rebase_plan_locked(struct applier *a, size_t first, char *err,
 	if (rv == 0)
 		sqlite3_log(SQLITE_NOTICE,
 			    "replite: %s: %zu local transactions lost a "
-			    "conflict; their row changes are re-applied on "
-			    "the primary's state (conflict=rebase)",
-			    a->db_path, n_fresh);
+			    "conflict; %s",
+			    a->db_path, n_fresh,
+			    discard ? "they are dropped (conflict=discard)"
+				    : "their row changes are re-applied on the "
+				      "primary's state (conflict=rebase)");
 	goto out;
 oom:
 	errors_set(err, err_len, "out of memory");

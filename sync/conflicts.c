@@ -58,43 +58,79 @@ static int ends_mid_line(int fd)
 	return n == 1 && last != '\n';
 }
 
-int conflicts_append(const char *db_path, const json_t *record, char *err,
+/* The records (one object, or an array of them) as compact lines, in a
+ * malloc'd string; NULL when out of memory or one is not an object. */
+static char *record_lines(const json_t *records, int *not_object)
+{
+	const json_t *one;
+	char *all = NULL, *text, *grown;
+	size_t len = 0, i,
+	       n = json_is_array(records) ? json_array_size(records) : 1;
+
+	*not_object = 0;
+	for (i = 0; i < n; i++) {
+		one = json_is_array(records) ? json_array_get(records, i)
+					     : records;
+		if (!json_is_object(one)) {
+			*not_object = 1;
+			free(all);
+			return NULL;
+		}
+		/* Compact: no newline inside, one record per line. */
+		text = json_dumps(one, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		grown = text ? realloc(all, len + strlen(text) + 2) : NULL;
+		if (grown == NULL) {
+			free(text);
+			free(all);
+			return NULL;
+		}
+		all = grown;
+		memcpy(all + len, text, strlen(text));
+		len += strlen(text);
+		all[len++] = '\n';
+		all[len] = '\0';
+		free(text);
+	}
+	return all != NULL ? all : strdup("");
+}
+
+int conflicts_append(const char *db_path, const json_t *records, char *err,
 		     size_t err_len)
 {
-	char *path = conflicts_path(db_path), *text = NULL, *line = NULL;
-	int fd = -1, rv = -1, rc;
-	size_t len;
+	char *path = conflicts_path(db_path), *lines = NULL;
+	int fd = -1, rv = -1, rc, not_object;
 
 	if (path == NULL)
 		goto oom;
-	if (!json_is_object(record)) {
+	lines = record_lines(records, &not_object);
+	if (not_object) {
 		errors_set(err, err_len,
 			   "cannot append to the conflicts file %s: a "
 			   "conflict record is a JSON object",
 			   path);
 		goto out;
 	}
-	/* Compact: no newline inside, one record per line. */
-	text = json_dumps(record, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (text == NULL)
+	if (lines == NULL)
 		goto oom;
+	if (lines[0] == '\0') {
+		rv = 0;
+		goto out;
+	}
 	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
 		goto io_error;
 	}
-	/* After a torn line, start a new one: glued to the torn piece this
-	 * record would be unreadable too. */
+	/* After a torn line, start a new one: glued to the torn piece these
+	 * records would be unreadable too. */
 	rc = ends_mid_line(fd);
 	if (rc < 0)
 		goto io_error;
-	if (asprintf(&line, "%s%s\n", rc ? "\n" : "", text) < 0) {
-		line = NULL;
-		goto oom;
-	}
-	len = strlen(line);
+	if (rc == 1)
+		rc = write_all(fd, "\n", 1);
 	/* One write: concurrent appenders' lines do not interleave. */
-	rc = write_all(fd, line, len);
+	if (rc == 0)
+		rc = write_all(fd, lines, strlen(lines));
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = -errno;
 	if (rc != 0)
@@ -111,8 +147,7 @@ io_error:
 out:
 	if (fd >= 0)
 		close(fd);
-	free(line);
-	free(text);
+	free(lines);
 	free(path);
 	return rv;
 }

@@ -17,10 +17,11 @@
 
 #define CONFLICTS_SUFFIX "-replite-conflicts"
 
-/* Append record (a JSON object; not consumed) to the conflicts of db_path
- * as one compact line, creating the file (mode 0644) if missing, and
- * fdatasync it.  Returns 0, or -1 with err naming the file and the cause. */
-int conflicts_append(const char *db_path, const json_t *record, char *err,
+/* Append records (a JSON object, or an array of them; not consumed) to
+ * the conflicts of db_path, one compact line each, in one write, creating
+ * the file (mode 0644) if missing, and fdatasync it.  Returns 0, or -1
+ * with err naming the file and the cause. */
+int conflicts_append(const char *db_path, const json_t *records, char *err,
 		     size_t err_len);
 
 /* All records of db_path as the text of one JSON array, "[{...},{...}]",

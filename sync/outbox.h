@@ -130,6 +130,13 @@ int outbox_truncate(struct outbox *o, uint64_t offset, char *err,
 int outbox_scan(struct outbox *o, uint64_t from, struct outbox_entry **entries,
 		size_t *n, uint64_t *valid_end, char *err, size_t err_len);
 
+/* The header of a record at off (a record boundary), checked by its hash
+ * only, not its body, in *e, and the file's size in *size: the cheap check
+ * that a record this process appended, or scanned, is still there.
+ * Returns 1, 0 (no valid header there), or -1 with err. */
+int outbox_header_at(struct outbox *o, uint64_t off, struct outbox_entry *e,
+		     uint64_t *size, char *err, size_t err_len);
+
 /* Read the body of the record e: *pgnos (n of them), *new_pages and
  * *old_pages (n * page_size bytes each), all malloc'd (free with free()).
  * Returns 0, or -1 with err naming the file and the offset: I/O error, or

@@ -83,6 +83,31 @@ out:
 	return rv;
 }
 
+int outbox_header_at(struct outbox *o, uint64_t off, struct outbox_entry *e,
+		     uint64_t *size, char *err, size_t err_len)
+{
+	uint8_t h[OUTBOX_RECORD_HEADER_SIZE];
+	struct stat st;
+	ssize_t got;
+
+	if (fstat(o->fd, &st) != 0) {
+		errors_set(err, err_len, "cannot stat the outbox file %s: %s",
+			   o->path, strerror(errno));
+		return -1;
+	}
+	*size = (uint64_t)st.st_size;
+	if (off < OUTBOX_HEADER_SIZE || *size < off + sizeof h)
+		return 0;
+	got = outbox_pread_upto(o->fd, h, sizeof h, off);
+	if (got < 0) {
+		errors_set(err, err_len, "cannot read the outbox file %s: %s",
+			   o->path, strerror((int)-got));
+		return -1;
+	}
+	return (size_t)got == sizeof h &&
+	       record_decode(h, o->page_size, off, e) == 0;
+}
+
 int outbox_scan(struct outbox *o, uint64_t from, struct outbox_entry **entries,
 		size_t *n, uint64_t *valid_end, char *err, size_t err_len)
 {

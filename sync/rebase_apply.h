@@ -96,4 +96,13 @@ int rebase_apply_txn(struct rebase_apply *ra, sqlite3 *db,
 		     const json_t *changes, json_t *conflicts, char *err,
 		     size_t err_len);
 
+/* conflict=discard: the changes of a dropped transaction are not applied;
+ * appends to out, per row change, {"table", "key", "replica" (the row
+ * after, null for a delete), "primary" (the primary's row now, null if
+ * none, or for a schema row or a table the primary no longer has),
+ * "resolution": "discarded"}.  Returns 0, or -1 with err (I/O, out of
+ * memory). */
+int rebase_apply_describe(sqlite3 *db, const json_t *changes, json_t *out,
+			  char *err, size_t err_len);
+
 #endif

@@ -160,9 +160,11 @@ static int record_rows(struct replica *r, json_t *recorded, const char *txn,
 			errors_set(err, err_len, "out of memory");
 			return -1;
 		}
-		if (conflicts_append(r->db_path, rec, err, err_len) != 0)
-			return -1;
 	}
+	/* All in one write: a crash records all of them or, but for a torn
+	 * last line, none. */
+	if (conflicts_append(r->db_path, rows, err, err_len) != 0)
+		return -1;
 	return json_object_set_new(recorded, txn, json_true());
 }
 
@@ -207,6 +209,47 @@ oom:
 	return -1;
 }
 
+/* conflict=discard: a record per row the transaction changed, with the
+ * primary's row now and the reason it was dropped. */
+static int record_discarded(struct replica *r, sqlite3 *db, json_t *recorded,
+			    const char *txn, const json_t *entry, char *err,
+			    size_t err_len)
+{
+	const char *reason =
+	    json_string_value(json_object_get(entry, "reason"));
+	json_t *rows = json_array(), *rec;
+	size_t i;
+	int rv = -1;
+
+	if (rows == NULL) {
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	if (json_object_get(recorded, txn) != NULL) {
+		json_decref(rows);
+		return 0;
+	}
+	if (rebase_apply_describe(db, json_object_get(entry, "changes"), rows,
+				  err, err_len) != 0)
+		goto out;
+	json_array_foreach(rows, i, rec)
+	{
+		if (json_object_set_new(rec, "reason",
+					json_string(reason ? reason : "")) !=
+		    0) {
+			errors_set(err, err_len, "out of memory");
+			goto out;
+		}
+	}
+	sqlite3_log(SQLITE_WARNING,
+		    "replite: %s: local transaction %s dropped: %s", r->db_path,
+		    txn, reason ? reason : "");
+	rv = record_rows(r, recorded, txn, entry, rows, err, err_len);
+out:
+	json_decref(rows);
+	return rv;
+}
+
 /* ---------------------------------------------------------------------- */
 /* re-application */
 
@@ -243,6 +286,11 @@ static int reapply_entry(struct replica *r, sqlite3 *db,
 		snprintf(why, sizeof why,
 			 "its row changes could not be computed: %s", failed);
 		rv = record_skipped(r, recorded, txn, entry, why, err, err_len);
+		goto out;
+	}
+	if (json_is_true(json_object_get(entry, "discard"))) {
+		rv =
+		    record_discarded(r, db, recorded, txn, entry, err, err_len);
 		goto out;
 	}
 	if (exec(db, "SAVEPOINT entry", "cannot re-apply", err, err_len) != 0)

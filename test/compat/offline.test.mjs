@@ -24,7 +24,8 @@
 //      primary exactly once;
 //   6. conflict=discard: when the primary moved meanwhile, the unpushed
 //      transactions are dropped, the replica takes the primary's state, each
-//      dropped transaction is recorded (replite_conflicts(), status.conflicts),
+//      row they changed is recorded with the primary's version
+//      (replite_conflicts(), status.conflicts),
 //      and the records survive reopening until replite_conflicts_clear();
 //   7. an application's PRAGMA wal_checkpoint(TRUNCATE) while transactions are
 //      pending loses none of them;
@@ -708,7 +709,14 @@ test(
     const text = conflictsOf(a);
     const records = JSON.parse(text);
     assert.ok(Array.isArray(records), text);
-    assert.equal(records.length, 3, `one record per dropped transaction: ${text}`);
+    // One record per row lost: a-1, a-2, and a-tx's two rows (its insert
+    // and the seed row's update, whose primary version is recorded).
+    assert.equal(records.length, 4, `one record per row of the dropped transactions: ${text}`);
+    const seed = records.find((r) => r.replica && r.replica.v && r.replica.v.value === "seed");
+    assert.ok(seed, `the update of the seed row is recorded: ${text}`);
+    assert.equal(seed.table, "t");
+    assert.equal(seed.replica.n.value, "7", JSON.stringify(seed));
+    assert.equal(seed.primary.v.value, "seed", `the primary's row: ${JSON.stringify(seed)}`);
     for (const r of records) {
       assert.match(String(r.txn), /^[0-9a-f]+$/i, `txn is a hex id: ${JSON.stringify(r)}`);
       assert.equal(r.resolution, "discarded", JSON.stringify(r));
@@ -719,13 +727,13 @@ test(
     assert.equal(new Set(records.map((r) => r.txn)).size, 3, "distinct transaction ids");
     t.diagnostic(`a conflict record: ${JSON.stringify(records[0])}`);
     const s = statusOf(a);
-    assert.equal(s.conflicts, 3, `status.conflicts: ${JSON.stringify(s)}`);
+    assert.equal(s.conflicts, 4, `status.conflicts: ${JSON.stringify(s)}`);
 
     // Closed and reopened, in another process: the records are still there.
     for (const db of f.dbs) if (db.open) db.close();
     const py = await f.host("python", path);
     assert.deepEqual(JSON.parse(await py.value("SELECT replite_conflicts()")), records, "the records survive reopening");
-    assert.equal((await py.status()).conflicts, 3);
+    assert.equal((await py.status()).conflicts, 4);
     assert.deepEqual(await py.query(T_ROWS), primary);
     await py.query("SELECT replite_conflicts_clear()");
     assert.equal(await py.value("SELECT replite_conflicts()"), "[]", "cleared");

@@ -802,6 +802,46 @@ END_TEST
 	" 0.1 AS f, 1.5e300 AS f2, 'h\xc3\xa9llo \xe2\x9c\x93 "                \
 	"\xf0\x9f\x98\x80' AS s, X'00ff10' AS b, NULL AS n"
 
+/* conflict=discard: every row change described with the primary's row now,
+ * nothing written. */
+START_TEST(test_describe)
+{
+	json_t *arr = json_array(), *out = json_array(), *e;
+
+	fixture_exec(db, KV "INSERT INTO t VALUES (1, 'p'); CREATE TABLE n(x)");
+	json_array_append_new(arr, change("t", "update", "SELECT 1 AS id",
+					  "SELECT 1 AS id, 'a' AS v",
+					  "SELECT 1 AS id, 'b' AS v"));
+	json_array_append_new(arr, change("t", "insert", "SELECT 5 AS id", NULL,
+					  "SELECT 5 AS id, 'new' AS v"));
+	json_array_append_new(
+	    arr, change_rowid("n", "delete", 3, "SELECT 'x' AS x", NULL));
+	json_array_append_new(arr, change("gone", "insert", "SELECT 1 AS id",
+					  NULL, "SELECT 1 AS id"));
+	ck_assert_int_eq(rebase_apply_describe(db, arr, out, err, sizeof err),
+			 0);
+	ck_assert_uint_eq(json_array_size(out), 4);
+	e = json_array_get(out, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(e, "resolution")),
+			 "discarded");
+	ck_assert_str_eq(value_of(json_object_get(e, "primary"), "v"), "p");
+	ck_assert_str_eq(value_of(json_object_get(e, "replica"), "v"), "b");
+	e = json_array_get(out, 1);
+	ck_assert(json_is_null(json_object_get(e, "primary")));
+	ck_assert_str_eq(value_of(json_object_get(e, "replica"), "v"), "new");
+	e = json_array_get(out, 2);
+	ck_assert(json_is_null(json_object_get(e, "replica")));
+	ck_assert(json_is_null(json_object_get(e, "primary")));
+	e = json_array_get(out, 3);
+	ck_assert_str_eq(json_string_value(json_object_get(e, "table")),
+			 "gone");
+	ck_assert(json_is_null(json_object_get(e, "primary")));
+	assert_dump("SELECT id, v FROM t", "1,p");
+	json_decref(arr);
+	json_decref(out);
+}
+END_TEST
+
 START_TEST(test_values_round_trip)
 {
 	fixture_exec(db, "CREATE TABLE v(id INTEGER PRIMARY KEY, i, i2, f, f2,"
@@ -870,6 +910,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_schema_rootpage_only);
 	tcase_add_test(tc, test_sequence_merge);
 	tcase_add_test(tc, test_stat_skipped);
+	tcase_add_test(tc, test_describe);
 	tcase_add_test(tc, test_values_round_trip);
 	suite_add_tcase(s, tc);
 	return s;

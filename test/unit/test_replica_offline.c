@@ -253,14 +253,36 @@ START_TEST(test_discard)
 	ck_assert_int_lt(rfx_status_int(db, "bytes_pulled") - pulled,
 			 pages * REPLITE_PAGE_SIZE / 4);
 	assert_equals_primary(db, d.url);
-	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 5);
+	/* A record per row lost: four inserted, three deleted (rows 2 and
+	 * 3 still at the primary, with its version of row 2). */
+	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 7);
 	c = conflicts(db);
-	ck_assert_int_eq(json_array_size(c), 5);
+	ck_assert_int_eq(json_array_size(c), 7);
 	json_array_foreach(c, i, rec)
 	{
+		json_t *key = json_object_get(rec, "key");
+		json_t *id = json_object_get(key, "id");
+		const char *k = json_string_value(json_object_get(id, "value"));
+		json_t *primary = json_object_get(rec, "primary");
 		ck_assert_str_eq(
 		    json_string_value(json_object_get(rec, "resolution")),
 		    "discarded");
+		ck_assert_str_eq(
+		    json_string_value(json_object_get(rec, "table")), "t");
+		ck_assert_ptr_nonnull(k);
+		if (strcmp(k, "2") == 0)
+			ck_assert_str_eq(
+			    json_string_value(json_object_get(
+				json_object_get(primary, "v"), "value")),
+			    "primary-2");
+		if (atoi(k) > 3)
+			/* The inserted rows: the replica's values; the
+			 * primary has none, or its own row 207. */
+			ck_assert(
+			    json_is_object(json_object_get(rec, "replica")));
+		else
+			ck_assert(
+			    json_is_null(json_object_get(rec, "replica")));
 		ck_assert_int_eq(
 		    strlen(json_string_value(json_object_get(rec, "txn"))), 32);
 		ck_assert(json_is_string(json_object_get(rec, "reason")));
@@ -271,9 +293,9 @@ START_TEST(test_discard)
 	/* They survive a restart, until cleared. */
 	sqlite3_close(db);
 	db = rfx_open(d.path, d.url, OFFLINE_EXPLICIT);
-	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 5);
+	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 7);
 	ck_assert_int_eq(
-	    fixture_query_int(db, "SELECT replite_conflicts_clear()"), 5);
+	    fixture_query_int(db, "SELECT replite_conflicts_clear()"), 7);
 	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 0);
 	c = conflicts(db);
 	ck_assert_int_eq(json_array_size(c), 0);
@@ -308,7 +330,8 @@ START_TEST(test_discard_shrunk_file)
 	ck_assert_ptr_null(rfx_sync_error(db));
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 60);
 	assert_equals_primary(db, d.url);
-	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 2);
+	/* The 55 rows deleted; the VACUUM changed no row. */
+	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 55);
 	sqlite3_close(db);
 	rfx_durable_stop(&d);
 }
