@@ -368,6 +368,39 @@ json_t *rfx_status_json(sqlite3 *db)
 	return o;
 }
 
+json_t *rfx_conflicts(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	json_t *j;
+
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db, "SELECT replite_conflicts()", -1, &st, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	j = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+	ck_assert_msg(json_is_array(j), "replite_conflicts(): %s",
+		      sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return j;
+}
+
+void rfx_assert_verified(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	json_t *v;
+
+	fixture_assert_integrity(db);
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db, "SELECT replite_verify()", -1, &st, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+	ck_assert_msg(json_is_true(json_object_get(v, "match")), "verify: %s",
+		      sqlite3_column_text(st, 0));
+	json_decref(v);
+	sqlite3_finalize(st);
+}
+
 json_t *rfx_state_json(const char *db_path)
 {
 	char *path = sqlite3_mprintf("%s-replite", db_path);

@@ -128,6 +128,11 @@ void rfx_assert_same_table(sqlite3 *db, const char *url, const char *table,
 
 /* replite_status() parsed (json_decref). */
 json_t *rfx_status_json(sqlite3 *db);
+/* SELECT replite_conflicts() parsed (a JSON array; json_decref). */
+json_t *rfx_conflicts(sqlite3 *db);
+/* integrity_check ok, and replite_verify() says the file matches the
+ * primary. */
+void rfx_assert_verified(sqlite3 *db);
 /* The state file beside db_path (db_path-replite), parsed (json_decref). */
 json_t *rfx_state_json(const char *db_path);
 /* An integer field of that state file. */

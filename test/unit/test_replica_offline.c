@@ -55,20 +55,8 @@ static void insert_rows(sqlite3 *db, const char *tag, int n)
 
 static void assert_equals_primary(sqlite3 *db, const char *url)
 {
-	json_t *v;
-	sqlite3_stmt *st;
-
 	rfx_assert_same_table(db, url, "t", "id || ',' || v || ',' || hex(b)");
-	fixture_assert_integrity(db);
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db, "SELECT replite_verify()", -1, &st, NULL),
-	    SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	v = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-	ck_assert_msg(json_is_true(json_object_get(v, "match")), "verify: %s",
-		      sqlite3_column_text(st, 0));
-	json_decref(v);
-	sqlite3_finalize(st);
+	rfx_assert_verified(db);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -203,21 +191,6 @@ START_TEST(test_uncommitted_record_dropped)
 }
 END_TEST
 
-static json_t *conflicts(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-	json_t *j;
-
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db, "SELECT replite_conflicts()", -1, &st, NULL),
-	    SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	j = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-	sqlite3_finalize(st);
-	ck_assert(json_is_array(j));
-	return j;
-}
-
 START_TEST(test_discard)
 {
 	struct rfx_durable d;
@@ -256,7 +229,7 @@ START_TEST(test_discard)
 	/* A record per row lost: four inserted, three deleted (rows 2 and
 	 * 3 still at the primary, with its version of row 2). */
 	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 7);
-	c = conflicts(db);
+	c = rfx_conflicts(db);
 	ck_assert_int_eq(json_array_size(c), 7);
 	json_array_foreach(c, i, rec)
 	{
@@ -297,7 +270,7 @@ START_TEST(test_discard)
 	ck_assert_int_eq(
 	    fixture_query_int(db, "SELECT replite_conflicts_clear()"), 7);
 	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 0);
-	c = conflicts(db);
+	c = rfx_conflicts(db);
 	ck_assert_int_eq(json_array_size(c), 0);
 	json_decref(c);
 	/* Writes go on from the primary's state. */

@@ -21,38 +21,6 @@
 
 #define OFFLINE "offline=1&sync_interval=0"
 
-static json_t *conflicts(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-	json_t *j;
-
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db, "SELECT replite_conflicts()", -1, &st, NULL),
-	    SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	j = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-	sqlite3_finalize(st);
-	ck_assert(json_is_array(j));
-	return j;
-}
-
-static void assert_verified(sqlite3 *db)
-{
-	sqlite3_stmt *st;
-	json_t *v;
-
-	fixture_assert_integrity(db);
-	ck_assert_int_eq(
-	    sqlite3_prepare_v2(db, "SELECT replite_verify()", -1, &st, NULL),
-	    SQLITE_OK);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	v = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-	ck_assert_msg(json_is_true(json_object_get(v, "match")), "verify: %s",
-		      sqlite3_column_text(st, 0));
-	json_decref(v);
-	sqlite3_finalize(st);
-}
-
 /* The conflict record of table and text key k (NULL if none). */
 static json_t *find_conflict(json_t *c, const char *table, const char *col,
 			     const char *k)
@@ -134,12 +102,12 @@ START_TEST(test_rebase_rows)
 					 "('k3', 'k4', 'k5')"),
 	    0);
 	rfx_assert_same_table(db, d.url, "kv", "k || ',' || v || ',' || n");
-	assert_verified(db);
+	rfx_assert_verified(db);
 
 	/* Three rows the primary had changed: k2 (updated on both), k4
 	 * (updated there, deleted here), k6 (deleted there, updated here:
 	 * inserted again). */
-	c = conflicts(db);
+	c = rfx_conflicts(db);
 	ck_assert_int_eq(json_array_size(c), 3);
 	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 3);
 	rec = find_conflict(c, "kv", "k", "k2");
@@ -212,8 +180,8 @@ START_TEST(test_rebase_skips)
 					       "'gone'"),
 			 0);
 	rfx_assert_same_table(db, d.url, "u", "id || email");
-	assert_verified(db);
-	c = conflicts(db);
+	rfx_assert_verified(db);
+	c = rfx_conflicts(db);
 	json_array_foreach(c, i, rec)
 	{
 		const char *res =
@@ -277,7 +245,7 @@ START_TEST(test_rebase_no_key_and_schema)
 					 "'local' AND extra = 'dflt'"),
 	    1);
 	rfx_assert_same_table(db, d.url, "ev", "what");
-	assert_verified(db);
+	rfx_assert_verified(db);
 	ck_assert_int_eq(rfx_status_int(db, "conflicts"), 0);
 	sqlite3_close(db);
 	rfx_durable_stop(&d);
