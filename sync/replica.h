@@ -62,6 +62,9 @@ char *replica_status_json(struct replica *r);
  * replica_write_unlocked: the lock was released; after a lost push, applies
  * the frames that won, so that the application's retry succeeds. */
 int replica_begin_write(struct replica *r);
+/* The same, asked with the write lock already taken: SQLITE_NOTFOUND when
+ * it needs the lock free (an online replica may catch up first). */
+int replica_begin_write_held(struct replica *r);
 /* read_your_writes: is a pushed commit visible locally at once (else at
  * the next sync)? */
 int replica_reads_own_writes(const struct replica *r);

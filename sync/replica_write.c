@@ -90,6 +90,14 @@ static int catch_up(struct replica *r, char *err, size_t err_len)
 	}
 }
 
+int replica_begin_write_held(struct replica *r)
+{
+	/* Offline: nothing that needs the lock free (no catch-up). */
+	if (!r->params.offline)
+		return SQLITE_NOTFOUND;
+	return replica_begin_write(r);
+}
+
 int replica_begin_write(struct replica *r)
 {
 	char err[1024];

@@ -176,6 +176,14 @@ static int on_begin_write(void *arg, void *ctx)
 	return replica_begin_write(n->replica);
 }
 
+static int begin_write_held(void *arg, void *ctx)
+{
+	struct node *n = ctx;
+
+	(void)arg;
+	return replica_begin_write_held(n->replica);
+}
+
 static int on_commit(void *arg, void *ctx, const char *main_path,
 		     const struct wal_page *pages, size_t n_pages,
 		     uint32_t db_size)
@@ -303,6 +311,7 @@ int replite_vfs_register(const char *name)
 	hooks.on_open_main = on_open_main;
 	hooks.on_close_main = on_close_main;
 	hooks.on_begin_write = on_begin_write;
+	hooks.begin_write_held = begin_write_held;
 	hooks.on_commit = on_commit;
 	hooks.commit_is_private = commit_is_private;
 	hooks.before_write_unlock = before_write_unlock;

@@ -82,6 +82,12 @@ struct wal_observer_hooks {
 	 * request fails with (SQLITE_READONLY: "attempt to write a readonly
 	 * database"; SQLITE_BUSY: SQLite's busy handler retries). */
 	int (*on_begin_write)(void *arg, void *ctx);
+	/* Optional, asked first, with the write lock already taken: return
+	 * SQLITE_OK to keep it (on_begin_write is not called), an error to
+	 * release it and fail the request with that code, or
+	 * SQLITE_NOTFOUND to release it and call on_begin_write (which may
+	 * need the lock free). */
+	int (*begin_write_held)(void *arg, void *ctx);
 	/* SQLITE_FCNTL_PRAGMA on the main file (azArg as SQLite documents
 	 * it): return SQLITE_NOTFOUND to let the pragma through. */
 	int (*on_pragma)(void *arg, void *ctx, char **azArg);
