@@ -46,28 +46,28 @@
 // or cut off by a TCP proxy in a worker thread (which then forwards again).
 // No timing assertions: waits poll with generous deadlines.
 //
+// The fixtures (the primary, the proxies, the host processes and their
+// protocol) are in offline_harness.mjs.
 // The extension: $REPLITE_EXTENSION, else libreplite.so beside $REPLITE_BIN.
 
-// better-sqlite3 reads SQLITE_USE_URI once, when its addon is loaded: set it
-// before the dynamic import below.
-process.env.SQLITE_USE_URI = "1";
-
+// better-sqlite3 reads SQLITE_USE_URI once, when its addon is loaded:
+// offline_harness.mjs sets it before loadBetterSqlite3() imports it below.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
-import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
-import { Worker } from "node:worker_threads";
-import { createClient } from "@libsql/client";
-import { REPLITE_BIN, serverInfo, sleep, startServer, tempDir } from "./harness.mjs";
+import { spawnSync } from "node:child_process";
+import { serverInfo } from "./harness.mjs";
+import {
+  loadBetterSqlite3,
+  primaryRows as rowsOnPrimary,
+  pushedAll,
+  setup as setupOffline,
+  waitUntil,
+} from "./offline_harness.mjs";
 
-const { default: Database } = await import("better-sqlite3");
+// Registers the VFS and the functions in this process.
+const Database = await loadBetterSqlite3();
 
-const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_BIN), "libreplite.so");
-const PYTHON = "/usr/bin/python3"; // not pyenv's: it lacks enable_load_extension
 const SQLITE3 = "/usr/bin/sqlite3";
-const HOST_PY = join(import.meta.dirname, "offline_host.py");
-const WORKER = join(import.meta.dirname, "offline_worker.mjs");
 const HOSTS = ["node", "python"];
 const OFFLINE = "&offline=1&conflict=discard";
 const DEADLINE_MS = 20000;
@@ -80,33 +80,12 @@ const LOG_SCHEMA = "CREATE TABLE log(v TEXT)";
 const LOG_INSERT = "INSERT INTO log(v) VALUES (?)";
 const LOG_COUNTS = "SELECT count(*), count(DISTINCT v) FROM log";
 
-// Registers the VFS and the functions in this process.
-new Database(":memory:").loadExtension(EXTENSION);
-
-const uriOf = (path, url, extra = OFFLINE) => `file:${path}?vfs=replite&sync_url=${url}${extra}`;
 const rowsOf = (db, sql = T_ROWS) => db.prepare(sql).raw().all();
 const statusOf = (db) => JSON.parse(db.prepare("SELECT replite_status()").pluck().get());
 const conflictsOf = (db) => db.prepare("SELECT replite_conflicts()").pluck().get();
 const valuesOf = (rows, col = 1) => rows.map((r) => r[col]).sort();
-
-async function primaryRows(client, sql = T_ROWS) {
-  const rs = await client.execute(sql);
-  return rs.rows.map((row) => rs.columns.map((_, i) => row[i]));
-}
-
-// Polls probe() until pred(value) holds; returns that value.  Fails with the
-// last value after the deadline.
-async function waitFor(what, probe, pred, timeoutMs = DEADLINE_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (pred(v)) return v;
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms; last: ${JSON.stringify(v)}`);
-    await sleep(20);
-  }
-}
-
-const pushedAll = (s) => s.pending_transactions === 0 && s.pending_frames === 0;
+const primaryRows = (client, sql = T_ROWS) => rowsOnPrimary(client, sql);
+const waitFor = (what, probe, pred, timeoutMs = DEADLINE_MS) => waitUntil(what, probe, pred, timeoutMs);
 
 function checkOfflineStatus(s, { pending }, what) {
   for (const k of ["pending_transactions", "pending_frames", "last_push_unix_ms", "conflicts", "offline"])
@@ -119,239 +98,12 @@ function checkOfflineStatus(s, { pending }, what) {
   }
 }
 
-// ---------------------------------------------------------------------------
-// A TCP proxy to the primary, in a worker thread (better-sqlite3 calls in
-// this thread block its event loop while the replica's thread talks to the
-// primary).  cut() resets every open connection and every new one until
-// heal().
-
-const PROXY_SOURCE = `
-const net = require("node:net");
-const { parentPort, workerData } = require("node:worker_threads");
-let cut = false;
-const open = new Set();
-const drop = (s) => {
-  try {
-    s.resetAndDestroy();
-  } catch {
-    s.destroy();
-  }
-};
-const proxy = net.createServer((c) => {
-  if (cut) return drop(c);
-  const up = net.connect(workerData.port, workerData.host);
-  open.add(c);
-  open.add(up);
-  const end = () => {
-    open.delete(c);
-    open.delete(up);
-    c.destroy();
-    up.destroy();
-  };
-  c.on("error", end).on("close", end);
-  up.on("error", end).on("close", end);
-  c.pipe(up);
-  up.pipe(c);
-});
-parentPort.on("message", (m) => {
-  if (m === "cut") {
-    cut = true;
-    for (const s of open) drop(s);
-    open.clear();
-  } else if (m === "heal") {
-    cut = false;
-  }
-  parentPort.postMessage(m);
-});
-proxy.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: proxy.address().port }));
-`;
-
-async function startProxy(target) {
-  const { hostname, port } = new URL(target);
-  const worker = new Worker(PROXY_SOURCE, { eval: true, workerData: { host: hostname, port: Number(port) } });
-  const first = await new Promise((res, rej) => {
-    worker.once("message", res);
-    worker.once("error", rej);
-  });
-  let waiting = null;
-  worker.on("message", (m) => {
-    const w = waiting;
-    waiting = null;
-    w?.(m);
-  });
-  const ask = (cmd) =>
-    new Promise((res) => {
-      waiting = res;
-      worker.postMessage(cmd);
-    });
-  return {
-    url: `http://127.0.0.1:${first.port}`,
-    cut: () => ask("cut"),
-    heal: () => ask("heal"),
-    close: () => worker.terminate(),
-  };
-}
-
-// ---------------------------------------------------------------------------
-// A replica in another process: "node" (offline_worker.mjs) or "python"
-// (offline_host.py); the protocol is described in offline_host.py.
-
-function startHost(kind, uri, env = {}) {
-  const [cmd, args] = kind === "python" ? [PYTHON, [HOST_PY, EXTENSION, uri]] : [process.execPath, [WORKER, EXTENSION, uri]];
-  const child = spawn(cmd, args, {
-    cwd: import.meta.dirname,
-    stdio: ["pipe", "pipe", "pipe"],
-    env: { ...process.env, ...env },
-  });
-  const h = { kind, child, stderr: "", onLine: null, closed: false };
-  const waiters = [];
-  child.stdin.on("error", () => {}); // (writes to a killed process)
-  child.stderr.setEncoding("utf8").on("data", (d) => (h.stderr += d));
-  const rl = createInterface({ input: child.stdout });
-  rl.on("line", (l) => {
-    let msg;
-    try {
-      msg = JSON.parse(l);
-    } catch {
-      h.stderr += `(stdout) ${l}\n`;
-      return;
-    }
-    if (h.onLine) h.onLine(msg);
-    else waiters.shift()?.resolve(msg);
-  });
-  // Every line printed before the process ended has been handled by then.
-  h.outClosed = new Promise((res) =>
-    rl.on("close", () => {
-      h.closed = true;
-      for (const w of waiters.splice(0)) w.reject(new Error(`${kind} host ended:\n${h.stderr}`));
-      res();
-    }),
-  );
-  h.exited = new Promise((res) => child.on("exit", (code, signal) => res({ code, signal })));
-  h.next = (what, ms = 60000) =>
-    new Promise((resolve, reject) => {
-      if (h.closed) return reject(new Error(`${kind} host ended before ${what}:\n${h.stderr}`));
-      const timer = setTimeout(() => reject(new Error(`${kind} host: no answer to ${what} within ${ms} ms:\n${h.stderr}`)), ms);
-      waiters.push({
-        resolve: (x) => (clearTimeout(timer), resolve(x)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
-    });
-  h.send = (req) => child.stdin.write(`${JSON.stringify(req)}\n`);
-  h.request = (req, ms) => {
-    const r = h.next(JSON.stringify(req).slice(0, 200), ms);
-    h.send(req);
-    return r;
-  };
-  const fail = (what, error) => new Error(`${kind} host: ${what} failed: ${JSON.stringify(error)}\n${h.stderr}`);
-  // exec(S, ...): the statements in order (an explicit transaction is
-  // BEGIN, ..., COMMIT in one call).  tryExec returns the error or null.
-  h.tryExec = async (...sql) => (await h.request({ op: "exec", sql })).error ?? null;
-  h.exec = async (...sql) => {
-    const error = await h.tryExec(...sql);
-    if (error) throw fail(sql.join("; "), error);
-  };
-  h.tryQuery = (sql, args = []) => h.request({ op: "query", sql, args });
-  h.query = async (sql, args = []) => {
-    const r = await h.tryQuery(sql, args);
-    if (r.error) throw fail(sql, r.error);
-    return r.rows;
-  };
-  h.value = async (sql) => (await h.query(sql))[0][0];
-  h.status = async () => JSON.parse(await h.value("SELECT replite_status()"));
-  h.insertEach = async (sql, values) => {
-    const r = await h.request({ op: "insert_each", sql, values }, 120000);
-    if (r.error) throw fail(`insert_each (after ${r.done})`, r.error);
-    return r;
-  };
-  h.close = async () => {
-    assert.deepEqual(await h.request({ op: "close" }), { ok: true }, `${kind} host closes`);
-    assert.deepEqual(await h.exited, { code: 0, signal: null }, `${kind} host exit:\n${h.stderr}`);
-    await h.outClosed;
-  };
-  h.kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    await h.exited;
-    await h.outClosed;
-  };
-  h.ready = h.next("the open");
-  return h;
-}
-
-// ---------------------------------------------------------------------------
-// Per test: a primary (its data in a temporary directory) with `schema`, a
-// @libsql/client on it, optionally the proxy; replicas opened through
-// f.open (this process) and f.host (other processes).  Everything is cleaned
-// up after the test, whatever its outcome.
-
-async function setup(t, { schema = [], proxy = false } = {}) {
-  const dir = tempDir("replite-offline-");
-  const closers = [];
-  t.after(async () => {
-    let first = null;
-    for (const fn of closers.reverse()) {
-      try {
-        await fn();
-      } catch (e) {
-        first ??= e;
-      }
-    }
-    if (first) throw first;
-  });
-  closers.push(() => dir.remove());
-  const dataDir = dir.file("data");
-  const f = { dir, dataDir, paused: false, hosts: [], dbs: [] };
-  f.server = await startServer({ dataDir });
-  // A restarted primary listens on the same port: the replicas keep the URL.
-  f.listen = `127.0.0.1:${new URL(f.server.url).port}`;
-  f.resume = () => {
-    if (f.paused) f.server.child.kill("SIGCONT");
-    f.paused = false;
-  };
-  f.pause = () => {
-    f.server.child.kill("SIGSTOP");
-    f.paused = true;
-  };
-  f.stopServer = () => f.server.stop();
-  f.restartServer = async () => {
-    f.server = await startServer({ dataDir, listen: f.listen });
-  };
-  closers.push(async () => {
-    f.resume();
-    const c = f.server.child;
-    if (c.exitCode === null && c.signalCode === null) await f.server.stop();
-  });
-  f.client = createClient({ url: f.server.url });
-  closers.push(() => f.client.close());
-  if (proxy) {
-    f.proxy = await startProxy(f.server.url);
-    closers.push(() => f.proxy.close());
-  }
-  f.url = proxy ? f.proxy.url : f.server.url;
-  closers.push(async () => {
-    f.resume();
-    for (const h of f.hosts) await h.kill();
-    for (const db of f.dbs) {
-      try {
-        if (db.open) db.close();
-      } catch {}
-    }
-  });
-  f.open = (path, extra = OFFLINE) => {
-    const db = new Database(uriOf(path, f.url, extra));
-    f.dbs.push(db);
-    return db;
-  };
-  f.host = async (kind, path, { extra = OFFLINE, env = {} } = {}) => {
-    const h = startHost(kind, uriOf(path, f.url, extra), env);
-    f.hosts.push(h);
-    const ready = await h.ready;
-    if (!ready.ready) throw new Error(`${kind} host could not open ${path}: ${JSON.stringify(ready)}\n${h.stderr}`);
-    return h;
-  };
-  if (schema.length) await f.client.batch(schema, "write");
-  return f;
-}
+// Per test (offline_harness.mjs): a primary with `schema`, f.client on it,
+// optionally the proxy (f.proxy, which f.url then goes through); replicas
+// opened through f.open (this process; better-sqlite3 connections) and
+// f.host (other processes), with offline=1&conflict=discard unless `params`
+// says otherwise.
+const setup = (t, opts = {}) => setupOffline(t, { ...opts, prefix: "replite-offline-", Database, params: OFFLINE });
 
 // Plain sqlite3 (no extension) on the file; rows as arrays.
 function plainSqlite3(path, sql) {
@@ -445,7 +197,7 @@ test(
     assert.deepEqual(await primaryRows(f.client, "PRAGMA integrity_check"), [["ok"]]);
     assert.deepEqual(rowsOf(a), local, "the replica is unchanged by the push");
     // An online replica of the same primary.
-    const online = f.open(f.dir.file("online.db"), "");
+    const online = f.open(f.dir.file("online.db"), { params: "" });
     assert.deepEqual(rowsOf(online), local, "an online replica (offline=0) sees the pushed rows");
     assert.equal(statusOf(online).offline, false);
     await py.close();
@@ -830,7 +582,7 @@ for (const kind of HOSTS) {
     async (t) => {
       const f = await setup(t, { proxy: true, schema: [T_SCHEMA] });
       const path = f.dir.file("r.db");
-      const h = await f.host(kind, path, { extra: "&conflict=discard", env: { REPLITE_OFFLINE: "1" } });
+      const h = await f.host(kind, path, { params: "&conflict=discard", env: { REPLITE_OFFLINE: "1" } });
       checkOfflineStatus(await h.status(), { pending: 0 }, "opened with REPLITE_OFFLINE=1");
       await f.proxy.cut();
       await h.exec("INSERT INTO t(v) VALUES ('env-1')");
@@ -852,8 +604,7 @@ test(
     const path = f.dir.file("new.db");
     await f.proxy.cut();
     for (const kind of HOSTS) {
-      const h = startHost(kind, uriOf(path, f.url));
-      f.hosts.push(h);
+      const h = f.startHost(kind, path);
       const first = await h.ready;
       assert.ok(first.open_error, `${kind}: the open of a new file fails without the primary: ${JSON.stringify(first)}`);
       assert.match(first.open_error.message, /primary|unreachable|connect|reset/i, `${kind}: the message names the cause`);

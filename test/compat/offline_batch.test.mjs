@@ -30,25 +30,18 @@
 // No timing assertions: waits poll with generous deadlines; kill and stop
 // moments are aimed at, and what they hit is reported as a diagnostic.
 //
+// The fixtures (the primary, the proxies, the host processes and their
+// protocol) are in offline_harness.mjs.
 // The extension: $REPLITE_EXTENSION, else libreplite.so beside $REPLITE_BIN.
 
-// better-sqlite3 reads SQLITE_USE_URI once, when its addon is loaded.
-process.env.SQLITE_USE_URI = "1";
-
+// (offline_harness.mjs sets SQLITE_USE_URI, which better-sqlite3 reads once
+// when its addon is loaded, as the node hosts do; this process does not load it.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
-import { Worker } from "node:worker_threads";
-import { createClient } from "@libsql/client";
-import { REPLITE_BIN, serverInfo, sleep, startServer, tempDir } from "./harness.mjs";
+import { sleep } from "./harness.mjs";
+import { primaryRows, pushedAll, setup as setupOffline, waitUntil } from "./offline_harness.mjs";
 
-const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_BIN), "libreplite.so");
-const PYTHON = "/usr/bin/python3"; // not pyenv's: it lacks enable_load_extension
-const HOST_PY = join(import.meta.dirname, "offline_host.py");
-const WORKER = join(import.meta.dirname, "offline_worker.mjs");
 const OFFLINE = "&offline=1"; // conflict=rebase, the default
 const DEADLINE_MS = 60000;
 const TEST_TIMEOUT_MS = 180000;
@@ -62,23 +55,8 @@ const EV_SCHEMA = "CREATE TABLE ev(tag TEXT)";
 const EV_INSERT = "INSERT INTO ev(tag) VALUES (?)";
 const EV_ROWS = "SELECT rowid, tag FROM ev ORDER BY rowid";
 
-const uriOf = (path, url, params) => `file:${path}?vfs=replite&sync_url=${url}${params}`;
 const range = (prefix, n, from = 0) => Array.from({ length: n }, (_, i) => `${prefix}-${String(from + i).padStart(5, "0")}`);
-
-async function primaryRows(client, sql) {
-  const rs = await client.execute(sql);
-  return rs.rows.map((row) => rs.columns.map((_, i) => (typeof row[i] === "bigint" ? Number(row[i]) : row[i])));
-}
-
-async function waitFor(what, probe, pred, timeoutMs = DEADLINE_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (pred(v)) return v;
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms; last: ${JSON.stringify(v)}`);
-    await sleep(20);
-  }
-}
+const waitFor = (what, probe, pred, timeoutMs = DEADLINE_MS) => waitUntil(what, probe, pred, timeoutMs);
 
 // Peak and current resident memory of a process, in MiB (Linux /proc).
 function memoryOf(pid) {
@@ -92,183 +70,22 @@ function memoryOf(pid) {
 }
 
 // ---------------------------------------------------------------------------
-// A TCP proxy to the primary, in a worker thread: cut() resets every
-// connection, open and new, until heal().
+// Per test (offline_harness.mjs): a primary with `schema`, f.client on it,
+// optionally the proxy (f.proxy, which f.url then goes through); replicas
+// in other processes through f.host, with OFFLINE unless `params` says
+// otherwise, each with PRAGMA synchronous=NORMAL: quicker local commits (a
+// kill -9 of the process loses none: the OS has the writes).
 
-const PROXY_SOURCE = `
-const net = require("node:net");
-const { parentPort, workerData } = require("node:worker_threads");
-let cut = false;
-const open = new Set();
-const drop = (s) => { try { s.resetAndDestroy(); } catch { s.destroy(); } };
-const proxy = net.createServer((c) => {
-  if (cut) return drop(c);
-  const up = net.connect(workerData.port, workerData.host);
-  open.add(c); open.add(up);
-  const end = () => { open.delete(c); open.delete(up); c.destroy(); up.destroy(); };
-  c.on("error", end).on("close", end);
-  up.on("error", end).on("close", end);
-  c.pipe(up); up.pipe(c);
-});
-parentPort.on("message", (m) => {
-  if (m === "cut") { cut = true; for (const s of open) drop(s); open.clear(); }
-  else if (m === "heal") cut = false;
-  parentPort.postMessage(m);
-});
-proxy.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: proxy.address().port }));
-`;
-
-async function startProxy(target) {
-  const { hostname, port } = new URL(target);
-  const worker = new Worker(PROXY_SOURCE, { eval: true, workerData: { host: hostname, port: Number(port) } });
-  const first = await new Promise((res, rej) => {
-    worker.once("message", res);
-    worker.once("error", rej);
+const setup = (t, opts = {}) =>
+  setupOffline(t, {
+    ...opts,
+    prefix: "replite-batch-",
+    params: OFFLINE,
+    hostName: (kind, path) => `${kind}:${path.split("/").pop()}`,
+    prepareHost: (h) => h.exec("PRAGMA synchronous=NORMAL"),
+    requestMs: DEADLINE_MS,
+    insertEachMs: 150000,
   });
-  const waiting = [];
-  worker.on("message", (m) => waiting.shift()?.(m));
-  const ask = (cmd) =>
-    new Promise((res) => {
-      waiting.push(res);
-      worker.postMessage(cmd);
-    });
-  return { url: `http://127.0.0.1:${first.port}`, cut: () => ask("cut"), heal: () => ask("heal"), close: () => worker.terminate() };
-}
-
-// ---------------------------------------------------------------------------
-// A replica in another process: "python" (offline_host.py) or "node"
-// (offline_worker.mjs).
-
-function startHost(kind, uri, name) {
-  const [cmd, args] = kind === "python" ? [PYTHON, [HOST_PY, EXTENSION, uri]] : [process.execPath, [WORKER, EXTENSION, uri]];
-  const child = spawn(cmd, args, { cwd: import.meta.dirname, stdio: ["pipe", "pipe", "pipe"] });
-  const h = { name, kind, child, stderr: "", onLine: null, closed: false };
-  const waiters = [];
-  child.stdin.on("error", () => {}); // (writes to a killed process)
-  child.stderr.setEncoding("utf8").on("data", (d) => (h.stderr += d));
-  const rl = createInterface({ input: child.stdout });
-  rl.on("line", (l) => {
-    let msg;
-    try {
-      msg = JSON.parse(l);
-    } catch {
-      h.stderr += `(stdout) ${l}\n`;
-      return;
-    }
-    if (h.onLine) h.onLine(msg);
-    else waiters.shift()?.resolve(msg);
-  });
-  h.outClosed = new Promise((res) =>
-    rl.on("close", () => {
-      h.closed = true;
-      for (const w of waiters.splice(0)) w.reject(new Error(`${name} ended:\n${h.stderr}`));
-      res();
-    }),
-  );
-  h.exited = new Promise((res) => child.on("exit", (code, signal) => res({ code, signal })));
-  h.send = (req) => child.stdin.write(`${JSON.stringify(req)}\n`);
-  h.request = (req, ms = DEADLINE_MS) =>
-    new Promise((resolve, reject) => {
-      if (h.closed) return reject(new Error(`${name} ended before ${req.op}:\n${h.stderr}`));
-      const timer = setTimeout(() => reject(new Error(`${name}: no answer to ${JSON.stringify(req).slice(0, 200)} within ${ms} ms:\n${h.stderr}`)), ms);
-      waiters.push({ resolve: (x) => (clearTimeout(timer), resolve(x)), reject: (e) => (clearTimeout(timer), reject(e)) });
-      if (req.op !== "(open)") h.send(req);
-    });
-  h.ready = h.request({ op: "(open)" });
-  const fail = (what, error) => assert.fail(`${name}: ${what}: ${JSON.stringify(error)}\n${h.stderr}`);
-  h.exec = async (...sql) => {
-    const r = await h.request({ op: "exec", sql });
-    if (r.error) fail(sql.join("; "), r.error);
-  };
-  h.tryQuery = (sql, ms) => h.request({ op: "query", sql, args: [] }, ms);
-  h.query = async (sql) => {
-    const r = await h.tryQuery(sql);
-    if (r.error) fail(sql, r.error);
-    return r.rows;
-  };
-  h.value = async (sql) => (await h.query(sql))[0][0];
-  h.status = async () => JSON.parse(await h.value("SELECT replite_status()"));
-  h.trySync = async (ms) => {
-    const r = await h.tryQuery("SELECT replite_sync()", ms);
-    return r.error ? { error: r.error } : { frame: Number(r.rows[0][0]) };
-  };
-  h.insertEach = async (sql, values) => {
-    const r = await h.request({ op: "insert_each", sql, values }, 150000);
-    if (r.error) fail(`insert_each (after ${r.done})`, r.error);
-    return r;
-  };
-  h.close = async () => {
-    assert.deepEqual(await h.request({ op: "close" }), { ok: true }, `${name} closes`);
-    assert.deepEqual(await h.exited, { code: 0, signal: null }, `${name} exit:\n${h.stderr}`);
-    await h.outClosed;
-  };
-  h.kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    await h.exited;
-    await h.outClosed;
-  };
-  return h;
-}
-
-// ---------------------------------------------------------------------------
-// Per test: a primary with `schema`, a @libsql/client on it, optionally a
-// proxy; replicas through f.host.  Everything is cleaned up after the test,
-// whatever its outcome.
-
-async function setup(t, { schema = [], proxy = false } = {}) {
-  const dir = tempDir("replite-batch-");
-  const closers = [() => dir.remove()];
-  t.after(async () => {
-    let first = null;
-    for (const fn of closers.reverse()) {
-      try {
-        await fn();
-      } catch (e) {
-        first ??= e;
-      }
-    }
-    if (first) throw first;
-  });
-  const f = { dir, paused: false, hosts: [] };
-  f.server = await startServer({ dataDir: dir.file("data") });
-  f.pause = () => {
-    f.server.child.kill("SIGSTOP");
-    f.paused = true;
-  };
-  f.resume = () => {
-    if (f.paused) f.server.child.kill("SIGCONT");
-    f.paused = false;
-  };
-  closers.push(async () => {
-    f.resume();
-    const c = f.server.child;
-    if (c.exitCode === null && c.signalCode === null) await f.server.stop();
-  });
-  f.client = createClient({ url: f.server.url });
-  closers.push(() => f.client.close());
-  if (proxy) {
-    f.proxy = await startProxy(f.server.url);
-    closers.push(() => f.proxy.close());
-  }
-  f.url = proxy ? f.proxy.url : f.server.url;
-  closers.push(async () => {
-    f.resume();
-    for (const h of f.hosts) await h.kill();
-  });
-  f.host = async (kind, path, { name = `${kind}:${path.split("/").pop()}`, params = OFFLINE } = {}) => {
-    const h = startHost(kind, uriOf(path, f.url, params), name);
-    f.hosts.push(h);
-    const ready = await h.ready;
-    if (!ready.ready) throw new Error(`${name} could not open ${path}: ${JSON.stringify(ready)}\n${h.stderr}`);
-    // Quicker local commits (a kill -9 of the process loses none: the OS
-    // has the writes).
-    await h.exec("PRAGMA synchronous=NORMAL");
-    return h;
-  };
-  f.head = async () => (await serverInfo(f.server)).max_frame_no;
-  if (schema.length) await f.client.batch(schema, "write");
-  return f;
-}
 
 // replite_sync() until it succeeds with nothing pending (a sync may fail
 // while another process's push races with it); returns the frame.
@@ -278,7 +95,7 @@ async function syncUntilDone(h, timeoutMs = DEADLINE_MS) {
   for (;;) {
     last = await h.trySync(timeoutMs);
     const s = await h.status();
-    if (!last.error && s.pending_transactions === 0 && s.pending_frames === 0) return last.frame;
+    if (!last.error && pushedAll(s)) return last.frame;
     if (Date.now() > deadline) assert.fail(`${h.name}: still pending after replite_sync(): ${JSON.stringify({ last, s })}`);
     await sleep(20);
   }

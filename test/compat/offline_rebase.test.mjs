@@ -48,29 +48,22 @@
 // TCP proxy (in a worker thread) cut.  No timing assertions: waits poll
 // with generous deadlines.
 //
+// The fixtures (the primary, the proxies, the host processes and their
+// protocol) are in offline_harness.mjs.
 // The extension: $REPLITE_EXTENSION, else libreplite.so beside $REPLITE_BIN.
 // REPLITE_REBASE_PARAMS replaces the URI parameters "&offline=1" (for
 // example "&offline=1&conflict=discard" to try the harness on a build
 // without rebase: the tests then fail where rebase is needed).
 
-// better-sqlite3 reads SQLITE_USE_URI once, when its addon is loaded.
-process.env.SQLITE_USE_URI = "1";
-
+// better-sqlite3 reads SQLITE_USE_URI once, when its addon is loaded:
+// offline_harness.mjs sets it before loadBetterSqlite3() imports it below.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
-import { Worker } from "node:worker_threads";
-import { createClient } from "@libsql/client";
-import { REPLITE_BIN, serverInfo, sleep, startServer, tempDir } from "./harness.mjs";
+import { sleep } from "./harness.mjs";
+import { loadBetterSqlite3, primaryRows, setup as setupOffline, waitUntil, withCommon } from "./offline_harness.mjs";
 
-const { default: Database } = await import("better-sqlite3");
+const Database = await loadBetterSqlite3(); // the VFS, in this process
 
-const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_BIN), "libreplite.so");
-const PYTHON = "/usr/bin/python3"; // not pyenv's: it lacks enable_load_extension
-const HOST_PY = join(import.meta.dirname, "offline_host.py");
-const WORKER = join(import.meta.dirname, "offline_worker.mjs");
 // The default (conflict=rebase implied) and the explicit form.
 const DEFAULT = process.env.REPLITE_REBASE_PARAMS ?? "&offline=1";
 const EXPLICIT = process.env.REPLITE_REBASE_PARAMS ?? "&offline=1&conflict=rebase";
@@ -78,77 +71,14 @@ const POLICY = /conflict=(\w+)/.exec(DEFAULT)?.[1] ?? "rebase";
 const DEADLINE_MS = 30000;
 const TEST_TIMEOUT_MS = 120000;
 
-new Database(":memory:").loadExtension(EXTENSION); // the VFS, in this process
-
-const uriOf = (path, url, params) => `file:${path}?vfs=replite&sync_url=${url}${params}`;
 const int = (n) => ({ type: "integer", value: String(n) });
 const text = (s) => ({ type: "text", value: s });
-
-async function primaryRows(client, sql) {
-  const rs = await client.execute(sql);
-  return rs.rows.map((row) => rs.columns.map((_, i) => row[i]));
-}
-
-async function waitFor(what, probe, pred, timeoutMs = DEADLINE_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (pred(v)) return v;
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms; last: ${JSON.stringify(v)}`);
-    await sleep(20);
-  }
-}
+const waitFor = (what, probe, pred, timeoutMs = DEADLINE_MS) => waitUntil(what, probe, pred, timeoutMs);
 
 // ---------------------------------------------------------------------------
-// A TCP proxy to the primary in a worker thread (a replite_sync() in this
-// thread blocks its event loop).  cut() resets every connection, open and
-// new, until heal().
-
-const PROXY_SOURCE = `
-const net = require("node:net");
-const { parentPort, workerData } = require("node:worker_threads");
-let cut = false;
-const open = new Set();
-const drop = (s) => { try { s.resetAndDestroy(); } catch { s.destroy(); } };
-const proxy = net.createServer((c) => {
-  if (cut) return drop(c);
-  const up = net.connect(workerData.port, workerData.host);
-  open.add(c); open.add(up);
-  const end = () => { open.delete(c); open.delete(up); c.destroy(); up.destroy(); };
-  c.on("error", end).on("close", end);
-  up.on("error", end).on("close", end);
-  c.pipe(up); up.pipe(c);
-});
-parentPort.on("message", (m) => {
-  if (m === "cut") { cut = true; for (const s of open) drop(s); open.clear(); }
-  else if (m === "heal") cut = false;
-  parentPort.postMessage(m);
-});
-proxy.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: proxy.address().port }));
-`;
-
-async function startProxy(target) {
-  const { hostname, port } = new URL(target);
-  const worker = new Worker(PROXY_SOURCE, { eval: true, workerData: { host: hostname, port: Number(port) } });
-  const first = await new Promise((res, rej) => {
-    worker.once("message", res);
-    worker.once("error", rej);
-  });
-  const waiting = [];
-  worker.on("message", (m) => waiting.shift()?.(m));
-  const ask = (cmd) =>
-    new Promise((res) => {
-      waiting.push(res);
-      worker.postMessage(cmd);
-    });
-  return { url: `http://127.0.0.1:${first.port}`, cut: () => ask("cut"), heal: () => ask("heal"), close: () => worker.terminate() };
-}
-
-// ---------------------------------------------------------------------------
-// Replicas, all with one interface (async): tryExec(...sql) -> error|null,
-// exec, tryQuery(sql) -> {rows}|{error}, query, value, status, conflicts,
-// trySync() -> {frame}|{error}, close.  exec(S, ...) runs the statements in
-// order (BEGIN, ..., COMMIT in one call is one transaction).
+// Replicas, all with one interface (offline_harness.mjs, withCommon): the
+// ones in other processes from f.host, and better-sqlite3 connections in
+// this process wrapped by inProcess.
 
 function inProcess(db, name) {
   const errorOf = (e) => ({ message: e.message, name: e.code ?? null });
@@ -186,147 +116,21 @@ function inProcess(db, name) {
   return withCommon(r);
 }
 
-function withCommon(r) {
-  r.exec = async (...sql) => {
-    const e = await r.tryExec(...sql);
-    if (e) assert.fail(`${r.name}: ${sql.join("; ")}: ${JSON.stringify(e)}`);
-  };
-  r.query = async (sql) => {
-    const x = await r.tryQuery(sql);
-    if (x.error) assert.fail(`${r.name}: ${sql}: ${JSON.stringify(x.error)}`);
-    return x.rows;
-  };
-  r.value = async (sql) => (await r.query(sql))[0][0];
-  r.status = async () => JSON.parse(await r.value("SELECT replite_status()"));
-  r.conflicts = async () => JSON.parse(await r.value("SELECT replite_conflicts()"));
-  r.trySync = async () => {
-    const x = await r.tryQuery("SELECT replite_sync()");
-    return x.error ? { error: x.error } : { frame: Number(x.rows[0][0]) };
-  };
-  return r;
-}
-
-// A replica in another process: offline_worker.mjs ("node") or
-// offline_host.py ("python"), protocol in offline_host.py.
-function startHost(kind, uri, name) {
-  const [cmd, args] = kind === "python" ? [PYTHON, [HOST_PY, EXTENSION, uri]] : [process.execPath, [WORKER, EXTENSION, uri]];
-  const child = spawn(cmd, args, { cwd: import.meta.dirname, stdio: ["pipe", "pipe", "pipe"] });
-  const h = { name, kind, child, stderr: "", onLine: null, closed: false };
-  const waiters = [];
-  child.stdin.on("error", () => {});
-  child.stderr.setEncoding("utf8").on("data", (d) => (h.stderr += d));
-  const rl = createInterface({ input: child.stdout });
-  rl.on("line", (l) => {
-    let msg;
-    try {
-      msg = JSON.parse(l);
-    } catch {
-      h.stderr += `(stdout) ${l}\n`;
-      return;
-    }
-    if (h.onLine) h.onLine(msg);
-    else waiters.shift()?.resolve(msg);
-  });
-  h.outClosed = new Promise((res) =>
-    rl.on("close", () => {
-      h.closed = true;
-      for (const w of waiters.splice(0)) w.reject(new Error(`${name} (${kind}) ended:\n${h.stderr}`));
-      res();
-    }),
-  );
-  h.exited = new Promise((res) => child.on("exit", (code, signal) => res({ code, signal })));
-  h.send = (req) => child.stdin.write(`${JSON.stringify(req)}\n`);
-  h.request = (req, ms = 60000) =>
-    new Promise((resolve, reject) => {
-      if (h.closed) return reject(new Error(`${name} (${kind}) ended before ${req.op}:\n${h.stderr}`));
-      const timer = setTimeout(() => reject(new Error(`${name}: no answer to ${JSON.stringify(req).slice(0, 200)}:\n${h.stderr}`)), ms);
-      waiters.push({ resolve: (x) => (clearTimeout(timer), resolve(x)), reject: (e) => (clearTimeout(timer), reject(e)) });
-      if (req.op !== "(open)") h.send(req);
-    });
-  h.ready = h.request({ op: "(open)" });
-  h.tryExec = async (...sql) => (await h.request({ op: "exec", sql })).error ?? null;
-  h.tryQuery = (sql) => h.request({ op: "query", sql, args: [] });
-  h.close = async () => {
-    assert.deepEqual(await h.request({ op: "close" }), { ok: true }, `${name} closes`);
-    assert.deepEqual(await h.exited, { code: 0, signal: null }, `${name} exit:\n${h.stderr}`);
-    await h.outClosed;
-  };
-  h.kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    await h.exited;
-    await h.outClosed;
-  };
-  return withCommon(h);
-}
-
 // ---------------------------------------------------------------------------
-// Per test: a primary with `schema`, a @libsql/client on it; replicas
-// through f.open (this process) or f.host (another process), each directly
-// or through its own proxy (f.proxy()).  Everything is cleaned up after the
-// test, whatever its outcome.
+// Per test (offline_harness.mjs): a primary with `schema`, f.client on it;
+// replicas through f.open (this process) or f.host (another process), each
+// directly or through its own proxy (via: await f.startProxy()), with the
+// URI parameters DEFAULT unless `params` says otherwise.
 
-async function setup(t, { schema = [] } = {}) {
-  const dir = tempDir("replite-rebase-");
-  const closers = [() => dir.remove()];
-  t.after(async () => {
-    let first = null;
-    for (const fn of closers.reverse()) {
-      try {
-        await fn();
-      } catch (e) {
-        first ??= e;
-      }
-    }
-    if (first) throw first;
+const setup = (t, opts = {}) =>
+  setupOffline(t, {
+    ...opts,
+    prefix: "replite-rebase-",
+    Database,
+    params: DEFAULT,
+    wrapDb: inProcess,
+    hostName: (kind, path) => `${kind}:${path}`,
   });
-  const f = { dir, paused: false, hosts: [], dbs: [] };
-  f.server = await startServer({ dataDir: dir.file("data") });
-  f.pause = () => {
-    f.server.child.kill("SIGSTOP");
-    f.paused = true;
-  };
-  f.resume = () => {
-    if (f.paused) f.server.child.kill("SIGCONT");
-    f.paused = false;
-  };
-  closers.push(async () => {
-    f.resume();
-    const c = f.server.child;
-    if (c.exitCode === null && c.signalCode === null) await f.server.stop();
-  });
-  f.client = createClient({ url: f.server.url });
-  closers.push(() => f.client.close());
-  f.proxy = async () => {
-    const p = await startProxy(f.server.url);
-    closers.push(() => p.close());
-    return p;
-  };
-  closers.push(async () => {
-    f.resume();
-    for (const h of f.hosts) await h.kill();
-    for (const db of f.dbs) {
-      try {
-        if (db.open) db.close();
-      } catch {}
-    }
-  });
-  // opts: name, params (URI parameters), via (a proxy).
-  f.open = (path, { name = path, params = DEFAULT, via } = {}) => {
-    const db = new Database(uriOf(path, via?.url ?? f.server.url, params));
-    f.dbs.push(db);
-    return inProcess(db, name);
-  };
-  f.host = async (kind, path, { name = `${kind}:${path}`, params = DEFAULT, via } = {}) => {
-    const h = startHost(kind, uriOf(path, via?.url ?? f.server.url, params), name);
-    f.hosts.push(h);
-    const ready = await h.ready;
-    if (!ready.ready) throw new Error(`${name} could not open ${path}: ${JSON.stringify(ready)}\n${h.stderr}`);
-    return h;
-  };
-  f.head = async () => (await serverInfo(f.server)).max_frame_no;
-  if (schema.length) await f.client.batch(schema, "write");
-  return f;
-}
 
 // replite_sync() on each replica, round after round, until none has
 // anything pending (a sync may fail meanwhile, e.g. while another replica's
@@ -493,7 +297,7 @@ test(
     const reps = [];
     const proxies = [];
     for (const [i, name] of names.entries()) {
-      proxies.push(await f.proxy());
+      proxies.push(await f.startProxy());
       reps.push(f.open(f.dir.file(`${name}.db`), { name, via: proxies[i], params: i === 1 ? EXPLICIT : DEFAULT }));
     }
     for (const p of proxies) await p.cut();
@@ -579,8 +383,8 @@ for (const order of ["delete first", "update first"]) {
     { timeout: TEST_TIMEOUT_MS },
     async (t) => {
       const f = await setup(t, { schema: [T_SCHEMA, "INSERT INTO t VALUES (1, 's1'), (2, 's2'), (3, 's3'), (4, 's4')"] });
-      const pd = await f.proxy();
-      const pu = await f.proxy();
+      const pd = await f.startProxy();
+      const pu = await f.startProxy();
       const d = f.open(f.dir.file("d.db"), { name: "D", via: pd });
       const u = f.open(f.dir.file("u.db"), { name: "U", via: pu });
       await pd.cut();
@@ -630,7 +434,7 @@ test(
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
     const f = await setup(t, { schema: [T_SCHEMA, "INSERT INTO t VALUES (1, 's1'), (2, 's2')"] });
-    const p = await f.proxy();
+    const p = await f.startProxy();
     const r = f.open(f.dir.file("r.db"), { name: "R", via: p });
     await p.cut();
     await r.exec("INSERT INTO t(id, v) VALUES (10, 'r10')");
@@ -665,7 +469,7 @@ test(
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
     const f = await setup(t, { schema: [T_SCHEMA, "CREATE TABLE gone(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO gone VALUES (1, 'g1')"] });
-    const p = await f.proxy();
+    const p = await f.startProxy();
     const r = f.open(f.dir.file("r.db"), { name: "R", via: p });
     await p.cut();
     const t0 = Date.now();
@@ -699,7 +503,7 @@ test(
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
     const f = await setup(t, { schema: [T_SCHEMA, "INSERT INTO t VALUES (1, 's1')"] });
-    const p = await f.proxy();
+    const p = await f.startProxy();
     const r = f.open(f.dir.file("r.db"), { name: "R", via: p });
     await p.cut();
     await r.exec("BEGIN", "CREATE TABLE newt(k TEXT PRIMARY KEY, v TEXT)", "INSERT INTO newt VALUES ('a', 'x')", "COMMIT");
@@ -724,7 +528,7 @@ test(
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
     const f = await setup(t, { schema: ["CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE, note TEXT)"] });
-    const p = await f.proxy();
+    const p = await f.startProxy();
     const r = f.open(f.dir.file("r.db"), { name: "R", via: p });
     await p.cut();
     await r.exec("INSERT INTO u VALUES (1, 'a@x', 'first')");
@@ -755,7 +559,7 @@ test(
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
     const f = await setup(t, { schema: [T_SCHEMA, "INSERT INTO t VALUES (1, 's1'), (2, 's2')"] });
-    const p = await f.proxy();
+    const p = await f.startProxy();
     const path = f.dir.file("r.db");
     const r = f.open(path, { name: "R", via: p });
     await p.cut();
@@ -825,7 +629,7 @@ test(
           ...Array.from({ length: HOT }, (_, i) => `INSERT INTO hot VALUES (${i + 1}, 'seed')`),
         ],
       });
-      const p = await f.proxy();
+      const p = await f.startProxy();
       const path = f.dir.file("r.db");
       await (await f.host("node", path, { via: p })).close(); // the bootstrap
       await p.cut();
@@ -929,7 +733,7 @@ test(
     const reps = [];
     const proxies = [];
     for (const kind of ["node", "python"]) {
-      const p = await f.proxy();
+      const p = await f.startProxy();
       proxies.push(p);
       reps.push(await f.host(kind, f.dir.file(`${kind}.db`), { name: kind, via: p, params: kind === "python" ? EXPLICIT : DEFAULT }));
     }
@@ -998,7 +802,7 @@ test(
   async (t) => {
     const N = 30;
     const f = await setup(t, { schema: ["CREATE TABLE items(k TEXT PRIMARY KEY, v TEXT)"] });
-    const p = await f.proxy();
+    const p = await f.startProxy();
     const path = f.dir.file("r.db");
     const h = await f.host("node", path, { name: "watched", via: p });
     await p.cut();
