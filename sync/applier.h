@@ -92,6 +92,9 @@ struct applier_image {
 	size_t len;       /* a multiple of the page size */
 	int has_checksum; /* the image's checksum, verified */
 	uint64_t checksum;
+	/* The frame of the generation the image is at (0: its base; more
+	 * when the puller laid the generation's frames over it). */
+	uint32_t frame_no;
 };
 enum applier_result applier_apply_image(struct applier *a,
 					const struct applier_image *img,

@@ -141,6 +141,8 @@ enum applier_result applier_apply_image(struct applier *a,
 		goto out;
 	st->bootstrapping = 0;
 	st->catching_up = 1;
+	st->frame_no = img->frame_no;
+	st->frame_hwm = img->frame_no;
 	st->has_checksum = img->has_checksum;
 	st->checksum = img->checksum;
 	if (applier_record_wal(a, st, err, err_len) != 0 ||

@@ -1,4 +1,4 @@
-#include "puller.h"
+#include "puller_internal.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -14,57 +14,6 @@
 #include "base/errors.h"
 #include "proto/frames.h"
 #include "wal/walfmt.h"
-
-/* A damaged answer is fetched again at once this many times in a row before
- * the sync fails (and the sync thread retries after its back-off). */
-#define PULL_MAX_REJECTS 3
-
-/* Frames asked for per request: 16 MiB of 4 KiB pages.  Large requests make
- * a catch-up a few round trips and a few fsyncs. */
-#define PULL_FRAMES 4096
-/* A transaction of the primary that is larger than this cannot be received
- * (it is held in memory until its commit frame arrives). */
-#define PULL_MAX_PENDING_BYTES ((size_t)2 << 30)
-#define PULL_TIMEOUT_MS 60000L
-/* A full image is one response: allow for a large database. */
-#define EXPORT_TIMEOUT_MS 3600000L
-
-/* Frames received after the applied position, not yet applied because no
- * commit frame (or not frame_hwm) was reached: frame first + i has page
- * number pgno[i], commit size db_size[i] and its page at data + i * page
- * size. */
-struct pending {
-	uint32_t generation;
-	uint32_t first;
-	uint32_t n;
-	uint32_t cap;
-	uint32_t *pgno;
-	uint32_t *db_size;
-	uint8_t *data;
-	/* When n > 0: the checksum chain after the last pending frame, so
-	 * the next answer must continue it. */
-	struct frames_chain chain;
-	/* The whole-database checksum the primary announced after a frame
-	 * of the last answer (X-Replite-Checksum-At). */
-	int has_expected;
-	uint32_t expected_frame;
-	uint64_t expected;
-};
-
-struct puller {
-	struct http_client *http;
-	struct applier *applier;
-	char *sync_url;
-	uint32_t page_size;
-	/* The primary's database id was compared over a connection that is
-	 * still the client's: any answer that came over a newer connection
-	 * may be another server's (restarted or replaced at the address). */
-	int checked;
-	uint64_t checked_conn; /* http_client_connections() then */
-	int unchecked_answers; /* dropped in a row, see pull_once */
-	struct pending pend;
-	struct puller_stats stats;
-};
 
 struct puller *puller_new(struct http_client *http, struct applier *a,
 			  const char *sync_url, uint32_t page_size)
@@ -84,7 +33,7 @@ struct puller *puller_new(struct http_client *http, struct applier *a,
 	return p;
 }
 
-static void pending_clear(struct pending *pd)
+void puller_pending_clear(struct pending *pd)
 {
 	pd->n = 0;
 	pd->first = 0;
@@ -110,7 +59,7 @@ void puller_stats(const struct puller *p, struct puller_stats *out)
 /* ---------------------------------------------------------------------- */
 /* answers of the primary */
 
-static int request(struct puller *p, const char *path, long timeout_ms,
+int puller_request(struct puller *p, const char *path, long timeout_ms,
 		   struct http_client_response *res, char *err, size_t err_len)
 {
 	if (http_client_request(p->http, "GET", path, NULL, 0, timeout_ms, res,
@@ -143,8 +92,8 @@ int puller_fetch_info(struct http_client *http, long timeout_ms,
 	return rv;
 }
 
-static int fetch_info(struct puller *p, struct messages_info *info, char *err,
-		      size_t err_len)
+int puller_info(struct puller *p, struct messages_info *info, char *err,
+		size_t err_len)
 {
 	size_t bytes = 0;
 	int rv = puller_fetch_info(p->http, PULL_TIMEOUT_MS, info, &bytes, err,
@@ -190,7 +139,7 @@ static int check_not_ahead(struct puller *p, const struct messages_info *info,
 
 /* Compare the primary's database id with the one the state file recorded
  * (once per puller, and whenever a full image is fetched). */
-static int check_primary(struct puller *p, const struct messages_info *info,
+int puller_check_primary(struct puller *p, const struct messages_info *info,
 			 const struct replica_state *st, char *err,
 			 size_t err_len)
 {
@@ -210,92 +159,6 @@ static int check_primary(struct puller *p, const struct messages_info *info,
 	p->checked = 1;
 	p->checked_conn = http_client_connections(p->http);
 	return 0;
-}
-
-/* The image must hash to the checksum the primary announced. */
-static int verify_image(struct puller *p, const char *what,
-			const struct http_client_response *res, uint64_t *sum,
-			char *err, size_t err_len)
-{
-	char text[64], got_text[DBSUM_TEXT_SIZE];
-	uint64_t want, got;
-
-	if (http_client_response_header(res, FRAMES_CHECKSUM_HEADER, text,
-					sizeof text) == NULL ||
-	    dbsum_parse(text, &want) != 0) {
-		errors_set(err, err_len,
-			   "the primary's answer to %s has no valid %s header, "
-			   "so the image cannot be verified (is the primary "
-			   "replite serve of this version?)",
-			   what, FRAMES_CHECKSUM_HEADER);
-		return -1;
-	}
-	got = dbsum_image(res->body, res->len, p->page_size);
-	if (got != want) {
-		dbsum_format(got, got_text);
-		errors_set(
-		    err, err_len,
-		    "the image of %zu bytes received for %s has checksum "
-		    "%s, not the announced %s: it was damaged in transit "
-		    "and was not applied",
-		    res->len, what, got_text, text);
-		p->stats.rejected_transfers++;
-		return -1;
-	}
-	*sum = got;
-	return 0;
-}
-
-/* Returns 0, 1 when the image failed verification (not applied), or -1. */
-static int bootstrap(struct puller *p, const struct replica_state *st,
-		     char *err, size_t err_len)
-{
-	struct http_client_response res = {0};
-	struct replica_state now = {0};
-	struct messages_info info = {0};
-	struct applier_image img;
-	char path[64], what[80];
-	enum applier_result r;
-	int rv = -1;
-
-	if (fetch_info(p, &info, err, err_len) != 0)
-		return -1;
-	if (check_primary(p, &info, st, err, err_len) != 0)
-		goto out;
-	snprintf(path, sizeof path, "/export/%" PRIu32,
-		 info.current_generation);
-	snprintf(what, sizeof what, "GET %s", path);
-	if (request(p, path, EXPORT_TIMEOUT_MS, &res, err, err_len) != 0)
-		goto out;
-	if (res.status != 200) {
-		/* 404: the generation ended between the two requests. */
-		http_client_status_error(what, &res, err, err_len);
-		goto out;
-	}
-	if (verify_image(p, what, &res, &img.checksum, err, err_len) != 0) {
-		rv = 1;
-		goto out;
-	}
-	img.has_checksum = 1;
-	img.generation = info.current_generation;
-	img.database_id = info.database_id;
-	img.sync_url = p->sync_url;
-	img.data = res.body;
-	img.len = res.len;
-	r = applier_apply_image(p->applier, &img, &now, err, err_len);
-	if (r == APPLIER_ERROR)
-		goto out;
-	if (r == APPLIER_APPLIED) {
-		p->stats.frames_pulled += res.len / p->page_size;
-		p->stats.batches_applied++;
-	}
-	pending_clear(&p->pend);
-	rv = 0;
-out:
-	replica_state_free(&now);
-	http_client_response_free(&res);
-	messages_info_free(&info);
-	return rv;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -328,7 +191,7 @@ static int pending_reserve(struct pending *pd, uint32_t extra,
 	return 0;
 }
 
-static int pending_append(struct puller *p, const struct frames_batch *b,
+int puller_pending_append(struct puller *p, const struct frames_batch *b,
 			  char *err, size_t err_len)
 {
 	struct pending *pd = &p->pend;
@@ -366,7 +229,7 @@ static void pending_consume(struct pending *pd, uint32_t k, uint32_t page_size)
 }
 
 /* Whole transactions at the front of the pending frames. */
-static uint32_t pending_complete(const struct pending *pd)
+uint32_t puller_pending_complete(const struct pending *pd)
 {
 	uint32_t i;
 
@@ -384,7 +247,7 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 					 char *err, size_t err_len)
 {
 	struct pending *pd = &p->pend;
-	uint32_t n = pending_complete(pd), i;
+	uint32_t n = puller_pending_complete(pd), i;
 	struct frames_frame *frames;
 	struct replica_state st = {0};
 	struct applier_frames b;
@@ -443,7 +306,7 @@ static enum pull_step on_no_frames(struct puller *p,
 		    "the primary has no frame %u of generation %u, but "
 		    "its transaction from frame %u on has no commit frame",
 		    p->pend.first + p->pend.n, st->generation, p->pend.first);
-		pending_clear(&p->pend);
+		puller_pending_clear(&p->pend);
 		return STEP_ERROR;
 	}
 	if (gen == st->generation) {
@@ -481,7 +344,7 @@ static enum pull_step on_no_frames(struct puller *p,
  * primary announced with it (and, after pending frames, against the chain
  * they ended with) before any of it is used.  On success *after is the
  * chain after the body's last frame. */
-static int verify_frames(struct puller *p, uint32_t start,
+int puller_verify_frames(struct puller *p, uint32_t start,
 			 const struct http_client_response *res,
 			 struct frames_chain *after, char *err, size_t err_len)
 {
@@ -546,11 +409,11 @@ static enum pull_step on_frames(struct puller *p,
 	if (frames_parse(res->body, res->len, p->page_size, start, end, &b, err,
 			 err_len) != 0)
 		return STEP_ERROR;
-	if (verify_frames(p, start, res, &chain, err, err_len) != 0) {
+	if (puller_verify_frames(p, start, res, &chain, err, err_len) != 0) {
 		frames_batch_free(&b);
 		return STEP_REJECTED;
 	}
-	rv = pending_append(p, &b, err, err_len);
+	rv = puller_pending_append(p, &b, err, err_len);
 	if (rv == 0) {
 		char text[64], hex[DBSUM_TEXT_SIZE + 8];
 		unsigned frame = 0;
@@ -579,12 +442,12 @@ static enum pull_step on_frames(struct puller *p,
 	case APPLIER_NEED_MORE:
 		return STEP_CONTINUE;
 	case APPLIER_MOVED:
-		pending_clear(&p->pend);
+		puller_pending_clear(&p->pend);
 		return STEP_CONTINUE;
 	case APPLIER_ERROR:
 		break;
 	}
-	pending_clear(&p->pend);
+	puller_pending_clear(&p->pend);
 	return STEP_ERROR;
 }
 
@@ -608,7 +471,7 @@ static enum pull_step pull_once(struct puller *p,
 	long timeout = PULL_TIMEOUT_MS;
 
 	if (pd->generation != st->generation || pd->first != st->frame_no + 1) {
-		pending_clear(pd);
+		puller_pending_clear(pd);
 		pd->generation = st->generation;
 		pd->first = st->frame_no + 1;
 	}
@@ -626,7 +489,7 @@ static enum pull_step pull_once(struct puller *p,
 			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32,
 			 st->generation, start, end);
 	}
-	if (request(p, path, timeout, &res, err, err_len) != 0)
+	if (puller_request(p, path, timeout, &res, err, err_len) != 0)
 		return STEP_ERROR;
 	if (!connection_checked(p) && p->unchecked_answers++ < 3) {
 		/* Answered over a new connection: check the database id
@@ -642,7 +505,7 @@ static enum pull_step pull_once(struct puller *p,
 		step = on_no_frames(p, st, &res, err, err_len);
 	} else if (res.status == 404) {
 		/* The generation held locally is gone: a full image. */
-		int b = bootstrap(p, st, err, err_len);
+		int b = puller_bootstrap(p, st, err, err_len);
 		step = b == 0  ? STEP_CONTINUE
 		       : b > 0 ? STEP_REJECTED
 			       : STEP_ERROR;
@@ -668,8 +531,8 @@ int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len)
 		if (loaded < 0)
 			return -1;
 		if (loaded == 1 || st.bootstrapping) {
-			int b = bootstrap(p, loaded == 0 ? &st : NULL, err,
-					  err_len);
+			int b = puller_bootstrap(p, loaded == 0 ? &st : NULL,
+						 err, err_len);
 			if (b < 0 || (b > 0 && ++rejects >= PULL_MAX_REJECTS))
 				goto fail;
 			step = STEP_CONTINUE;
@@ -677,9 +540,10 @@ int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len)
 		}
 		if (!connection_checked(p)) {
 			struct messages_info info = {0};
-			int rv = fetch_info(p, &info, err, err_len);
+			int rv = puller_info(p, &info, err, err_len);
 			if (rv == 0)
-				rv = check_primary(p, &info, &st, err, err_len);
+				rv = puller_check_primary(p, &info, &st, err,
+							  err_len);
 			messages_info_free(&info);
 			if (rv != 0)
 				goto fail;

@@ -1,6 +1,7 @@
 /* A replica whose local file no longer matches the primary repairs itself
  * with a full image, and says why: written by a plain SQLite connection, or
  * ahead of a primary that lost transactions. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -186,6 +187,93 @@ START_TEST(test_catching_up_file_waits_for_a_sync)
 }
 END_TEST
 
+/* A plain reader polling the file in a thread: the fewest rows and the
+ * reads that failed. */
+struct poller {
+	const char *path;
+	volatile int stop;
+	int64_t fewest;
+	int failures;
+	char first_error[256];
+	long reads;
+};
+
+static void *poll_rows(void *arg)
+{
+	struct poller *pl = arg;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int rc;
+
+	ck_assert_int_eq(
+	    sqlite3_open_v2(pl->path, &db, SQLITE_OPEN_READONLY, NULL),
+	    SQLITE_OK);
+	while (!pl->stop) {
+		rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st,
+					NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			if (sqlite3_column_int64(st, 0) < pl->fewest)
+				pl->fewest = sqlite3_column_int64(st, 0);
+		} else if (rc != SQLITE_BUSY) {
+			if (pl->failures++ == 0)
+				snprintf(pl->first_error,
+					 sizeof pl->first_error, "%s",
+					 sqlite3_errmsg(db));
+		}
+		sqlite3_finalize(st);
+		pl->reads++;
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+/* A full image on a file readers use is published at the primary's head,
+ * not at the base of its generation: a reader never sees the database go
+ * back in time (here: to the generation's empty start, "no such table"). */
+START_TEST(test_image_is_published_at_the_head)
+{
+	struct rfx_env e;
+	sqlite3 *db = start_seeded(&e), *plain;
+	struct poller pl = {.fewest = INT64_MAX};
+	pthread_t reader;
+	char *msg;
+	int i;
+
+	for (i = 0; i < 20; i++)
+		rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES ('more')");
+	ck_assert_int_eq(rfx_sync(db) > 0, 1);
+	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 22);
+	ck_assert_int_eq(
+	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READWRITE, NULL),
+	    SQLITE_OK);
+	fixture_exec(plain, "UPDATE t SET b = 'foreign' WHERE a = 1");
+	sqlite3_close(plain);
+
+	pl.path = e.path;
+	ck_assert_int_eq(pthread_create(&reader, NULL, poll_rows, &pl), 0);
+	rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES ('new')");
+	msg = rfx_sync_error(db); /* refused: the foreign write */
+	ck_assert_ptr_nonnull(msg);
+	free(msg);
+	msg = rfx_sync_error(db); /* the full image */
+	ck_assert_msg(msg == NULL, "%s", msg);
+	pl.stop = 1;
+	pthread_join(reader, NULL);
+	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 23);
+	ck_assert_int_gt(pl.reads, 0);
+	ck_assert_msg(pl.failures == 0, "%d reads failed, the first: %s",
+		      pl.failures, pl.first_error);
+	ck_assert_int_ge(pl.fewest, 22);
+	ck_assert_int_eq(rfx_status_int(db, "frame_no"),
+			 rfx_status_int(db, "primary_frame_no"));
+	fixture_assert_integrity(db);
+	sqlite3_close(db);
+	rfx_env_stop(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("replica_repair");
@@ -196,6 +284,7 @@ int main(void)
 	tcase_add_test(tc, test_ahead_of_primary_is_repaired);
 	tcase_add_test(tc, test_deleted_database_is_restored);
 	tcase_add_test(tc, test_catching_up_file_waits_for_a_sync);
+	tcase_add_test(tc, test_image_is_published_at_the_head);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }

@@ -1,0 +1,92 @@
+/* The puller's state, shared by the files that implement it (puller.h is
+ * the interface): puller.c (frames: pulling, verifying, applying) and
+ * puller_image.c (full images). */
+#ifndef REPLITE_SYNC_PULLER_INTERNAL_H
+#define REPLITE_SYNC_PULLER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/frames.h"
+#include "proto/messages.h"
+#include "sync/puller.h"
+
+/* A damaged answer is fetched again at once this many times in a row before
+ * the sync fails (and the sync thread retries after its back-off). */
+#define PULL_MAX_REJECTS 3
+
+/* Frames asked for per request: 16 MiB of 4 KiB pages.  Large requests make
+ * a catch-up a few round trips and a few fsyncs. */
+#define PULL_FRAMES 4096
+/* A transaction of the primary that is larger than this cannot be received
+ * (it is held in memory until its commit frame arrives). */
+#define PULL_MAX_PENDING_BYTES ((size_t)2 << 30)
+#define PULL_TIMEOUT_MS 60000L
+/* A full image is one response: allow for a large database. */
+#define EXPORT_TIMEOUT_MS 3600000L
+
+/* Frames received after the applied position, not yet applied because no
+ * commit frame (or not frame_hwm) was reached: frame first + i has page
+ * number pgno[i], commit size db_size[i] and its page at data + i * page
+ * size. */
+struct pending {
+	uint32_t generation;
+	uint32_t first;
+	uint32_t n;
+	uint32_t cap;
+	uint32_t *pgno;
+	uint32_t *db_size;
+	uint8_t *data;
+	/* When n > 0: the checksum chain after the last pending frame, so
+	 * the next answer must continue it. */
+	struct frames_chain chain;
+	/* The whole-database checksum the primary announced after a frame
+	 * of the last answer (X-Replite-Checksum-At). */
+	int has_expected;
+	uint32_t expected_frame;
+	uint64_t expected;
+};
+
+struct puller {
+	struct http_client *http;
+	struct applier *applier;
+	char *sync_url;
+	uint32_t page_size;
+	/* The primary's database id was compared over a connection that is
+	 * still the client's: any answer that came over a newer connection
+	 * may be another server's (restarted or replaced at the address). */
+	int checked;
+	uint64_t checked_conn; /* http_client_connections() then */
+	int unchecked_answers; /* dropped in a row, see pull_once */
+	struct pending pend;
+	struct puller_stats stats;
+};
+
+/* Forget the pending frames. */
+void puller_pending_clear(struct pending *pd);
+/* Append a verified batch to the pending frames (0, or -1 with err). */
+int puller_pending_append(struct puller *p, const struct frames_batch *b,
+			  char *err, size_t err_len);
+/* Whole transactions at the front of the pending frames. */
+uint32_t puller_pending_complete(const struct pending *pd);
+/* GET path within timeout_ms (0, or -1 with err). */
+int puller_request(struct puller *p, const char *path, long timeout_ms,
+		   struct http_client_response *res, char *err, size_t err_len);
+/* GET /info, and the check that it is the primary the state names. */
+int puller_info(struct puller *p, struct messages_info *info, char *err,
+		size_t err_len);
+int puller_check_primary(struct puller *p, const struct messages_info *info,
+			 const struct replica_state *st, char *err,
+			 size_t err_len);
+/* Check every frame of a GET /sync answer against the checksum chain
+ * (0, or -1 with err; the chain after its last frame in *after). */
+int puller_verify_frames(struct puller *p, uint32_t start,
+			 const struct http_client_response *res,
+			 struct frames_chain *after, char *err, size_t err_len);
+/* Download and apply a full image of the primary's current generation,
+ * rolled forward to its head.  Returns 0, 1 when an answer failed
+ * verification (nothing applied), or -1 with err. */
+int puller_bootstrap(struct puller *p, const struct replica_state *st,
+		     char *err, size_t err_len);
+
+#endif
