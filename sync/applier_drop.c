@@ -87,14 +87,13 @@ int applier_drop_prepare(struct applier *a, struct replica_state *st,
 		    a->ob_n - first, a->db_path);
 		goto out;
 	}
-	if (applier_rebase_plan_locked(
-		a, first,
-		a->rebase ? NULL
-		: reason != NULL
-		    ? reason
-		    : "the primary changed since the transaction's base "
-		      "(conflict=discard)",
-		err, err_len) != 0)
+	/* Their row changes first, to re-apply (rebase) or to record as
+	 * lost (discard, with the reason). */
+	if (!a->rebase && reason == NULL)
+		reason = "the primary changed since the transaction's base "
+			 "(conflict=discard)";
+	if (applier_rebase_plan_locked(a, first, a->rebase ? NULL : reason, err,
+				       err_len) != 0)
 		goto out;
 	d->n_txns = a->ob_n - first;
 	d->base_db_size = a->ob_entries[first].old_db_size;
