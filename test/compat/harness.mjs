@@ -1,6 +1,6 @@
 // Test fixtures: a real `replite serve` on loopback (ephemeral port) in a
 // temporary data directory, plus helpers for tokens and raw HTTP.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,6 +16,14 @@ export function tempDir(prefix = "replite-") {
     file: (name) => join(dir, name),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+// Every thread's stack of a live process, by gdb where it is installed (for
+// the error of a process that hangs).
+export function threadStacks(pid) {
+  const r = spawnSync("gdb", ["-p", String(pid), "-batch", "-ex", "thread apply all bt"], { encoding: "utf8", timeout: 60000 });
+  if (r.error) return `(no stacks: ${r.error.message})`;
+  return r.stdout.split("\n").filter((l) => /^(Thread|#)/.test(l)).join("\n");
 }
 
 // Start a primary.  Resolves once it listens; `server.url` is its base URL.
@@ -62,9 +70,22 @@ export async function startServer(opts = {}) {
       .map((m) => ({ method: m[1], path: m[2], status: Number(m[3]) }));
   // Graceful stop; asserts a clean exit (AddressSanitizer reports make the
   // exit code non-zero).
+  // A server that has not exited 30 s after SIGTERM is a bug (a shutdown
+  // that waits for something forever): its threads' stacks go into the
+  // error, then it is killed, so the test fails naming it instead of hanging.
   server.stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    const { code, signal } = await server.exited;
+    const late = Symbol("late");
+    let timer;
+    const first = await Promise.race([server.exited, new Promise((r) => (timer = setTimeout(() => r(late), 30000)))]);
+    clearTimeout(timer);
+    if (first === late) {
+      const stacks = threadStacks(child.pid);
+      child.kill("SIGKILL");
+      await server.exited;
+      throw new Error(`replite serve did not exit within 30 s of SIGTERM; its threads were:\n${stacks}\n${server.stderr}`);
+    }
+    const { code, signal } = first;
     if (code !== 0) throw new Error(`replite serve exited with code ${code} signal ${signal}:\n${server.stderr}`);
   };
   server.kill9 = async () => {

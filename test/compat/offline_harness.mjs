@@ -27,7 +27,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { Worker } from "node:worker_threads";
 import { createClient } from "@libsql/client";
-import { REPLITE_BIN, serverInfo, sleep, startServer, tempDir } from "./harness.mjs";
+import { REPLITE_BIN, serverInfo, sleep, startServer, tempDir, threadStacks } from "./harness.mjs";
 
 export const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_BIN), "libreplite.so");
 export const PYTHON = "/usr/bin/python3"; // not pyenv's: it lacks enable_load_extension
@@ -228,7 +228,17 @@ export function startHost(kind, uri, { name = `${kind} host`, env = {}, requestM
   };
   h.close = async () => {
     assert.deepEqual(await h.request({ op: "close" }), { ok: true }, `${name} closes`);
-    assert.deepEqual(await h.exited, { code: 0, signal: null }, `${name} exit:\n${h.stderr}`);
+    // A process that hangs on its way out fails the test with its stacks.
+    let timer;
+    const late = Symbol("late");
+    const first = await Promise.race([h.exited, new Promise((r) => (timer = setTimeout(() => r(late), 30000)))]);
+    clearTimeout(timer);
+    if (first === late) {
+      const stacks = threadStacks(child.pid);
+      child.kill("SIGKILL");
+      assert.fail(`${name} did not exit within 30 s of closing; its threads were:\n${stacks}\n${h.stderr}`);
+    }
+    assert.deepEqual(first, { code: 0, signal: null }, `${name} exit:\n${h.stderr}`);
     await h.outClosed;
   };
   h.kill = async () => {
