@@ -179,6 +179,11 @@ int applier_lock_wanted(struct applier *a);
 int applier_open_outbox(struct applier *a, int create, char *err,
 			size_t err_len);
 
+/* At open, under the lock: the pending records a power loss took from the
+ * WAL are published again (sync/applier_recover.c).  Returns 0, or -1 with
+ * err. */
+int applier_recover_outbox(struct applier *a, char *err, size_t err_len);
+
 /* The pending records (not yet acknowledged by the primary) of the state
  * st, and the pages they hold, read without the lock (a record being
  * written counts once it is whole).  0 when there is no outbox. */

@@ -80,6 +80,14 @@ int applier_record_wal(struct applier *a, struct replica_state *st, char *err,
 int applier_pending_locked(struct applier *a, const struct replica_state *st,
 			   size_t *first, char *err, size_t err_len);
 
+/* The same without the tail check (for applier_recover_outbox, which does
+ * a complete one), and the mark that the last record is known to be in the
+ * file.  Called with ob_mu held. */
+int applier_pending_unchecked_locked(struct applier *a,
+				     const struct replica_state *st,
+				     size_t *first, char *err, size_t err_len);
+void applier_tail_checked_locked(struct applier *a);
+
 /* Write the rebase plan of the records [first, a->ob_n) about to be
  * dropped (applier_rebase.c), under the lock with ob_mu held: to re-apply
  * (discard NULL), or to record as lost for the reason discard.  Returns

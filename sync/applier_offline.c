@@ -262,6 +262,30 @@ out:
 	return rv;
 }
 
+int applier_pending_unchecked_locked(struct applier *a,
+				     const struct replica_state *st,
+				     size_t *first, char *err, size_t err_len)
+{
+	*first = 0;
+	if (a->outbox == NULL)
+		return 0;
+	if (refresh_locked(a, err, err_len) != 0)
+		return -1;
+	*first = first_pending(a, st);
+	return 0;
+}
+
+void applier_tail_checked_locked(struct applier *a)
+{
+	const struct outbox_entry *e;
+
+	if (a->ob_n == 0)
+		return;
+	e = &a->ob_entries[a->ob_n - 1];
+	a->ob_tail_checked = e->offset + 1;
+	memcpy(a->ob_tail_id, e->id, sizeof e->id);
+}
+
 /* The pending records under the write lock: [*first, a->ob_n) of the cache,
  * the tail checked.  Called with ob_mu held. */
 int applier_pending_locked(struct applier *a, const struct replica_state *st,

@@ -442,7 +442,8 @@ int replica_open(const char *db_path, const struct replica_options *p,
 		goto fail;
 	/* An online replica still pushes what an offline session left. */
 	if (applier_open_outbox(r->applier, r->params.offline, err, err_len) !=
-	    0)
+		0 ||
+	    applier_recover_outbox(r->applier, err, err_len) != 0)
 		goto fail;
 	applier_set_rebase(r->applier,
 			   r->params.conflict == REPLICA_CONFLICT_REBASE);

@@ -62,6 +62,14 @@ struct replica {
 	int ob_appended;
 	uint64_t ob_undo_at;
 	int ob_committed;
+	/* How the record is made durable (replica_offline.c): ob_synced, it
+	 * was synced at the commit (then the WAL need not be); ob_sync_asked,
+	 * SQLite synced the WAL after the commit frame; ob_lazy, the last
+	 * commit had no WAL sync (synchronous=NORMAL or OFF), so the next
+	 * record is not synced at its commit either. */
+	int ob_synced;
+	int ob_sync_asked;
+	int ob_lazy;
 	/* Guarded by mu: a local commit waits to be pushed; the last push. */
 	int push_wanted;
 	int64_t last_push_unix_ms;

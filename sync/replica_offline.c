@@ -20,6 +20,7 @@
 #include "sync/pusher.h"
 #include "sync/rebase_plan.h"
 #include "sync/replica_state.h"
+#include "wal/wal_observer.h"
 
 static void offline_failed(struct replica *r, const char *err)
 {
@@ -59,6 +60,25 @@ int replica_offline_commit(struct replica *r, const struct wal_page *pages,
 				   &r->ob_undo_at, err, sizeof err) != 0)
 		goto fail;
 	r->ob_appended = 1;
+	r->ob_sync_asked = 0;
+	/* With synchronous=FULL (SQLite's default: the last commit synced
+	 * the WAL), the record is made durable now, before the commit frame
+	 * is written, and the WAL sync that follows is skipped: one flush
+	 * per commit instead of two.  The record then carries the
+	 * transaction: should a power loss take the WAL's unsynced tail,
+	 * the next open re-applies the records the file lacks
+	 * (applier_recover_outbox).  And since the record is durable before
+	 * any of the commit can be, the WAL never holds a commit without
+	 * its record. */
+	r->ob_synced = 0;
+	if (!r->ob_lazy) {
+		if (applier_offline_sync(r->applier, err, sizeof err) != 0) {
+			replica_state_free(&st);
+			offline_failed(r, err);
+			return SQLITE_IOERR_FSYNC;
+		}
+		r->ob_synced = 1;
+	}
 	replica_state_free(&st);
 	return SQLITE_OK;
 fail:
@@ -73,6 +93,12 @@ int replica_offline_wal_sync(struct replica *r)
 
 	if (!r->ob_appended)
 		return SQLITE_OK;
+	r->ob_sync_asked = 1;
+	if (r->ob_synced)
+		return WAL_OBSERVER_SYNC_DONE;
+	/* The first synced commit after unsynced ones: the record was not
+	 * synced at the commit, so the order is kept by syncing it before
+	 * the WAL, and the WAL is synced too. */
 	if (applier_offline_sync(r->applier, err, sizeof err) != 0) {
 		offline_failed(r, err);
 		return SQLITE_IOERR_FSYNC;
@@ -88,6 +114,8 @@ void replica_offline_unlocking(struct replica *r, int published)
 		return;
 	r->ob_appended = 0;
 	r->ob_committed = published;
+	if (published)
+		r->ob_lazy = !r->ob_sync_asked;
 	/* SQLite failed after the record was written: the transaction is
 	 * not in the file, so neither may its record be. */
 	if (published)
@@ -151,6 +179,13 @@ static int push_run(struct replica *r, char *err, size_t err_len)
 		t.base = p.entry.base;
 		t.result = p.entry.result;
 		t.once = 1;
+		/* Records committed with synchronous=NORMAL are not durable
+		 * yet: one the primary holds must not be lost by a power
+		 * loss here (the state names the last one pushed). */
+		if (applier_offline_sync(r->applier, err, err_len) != 0) {
+			applier_push_free(&p);
+			return -1;
+		}
 		res = pusher_push(r->http, &t, r->params.write_timeout_ms,
 				  &logged, err, err_len);
 		switch (res) {

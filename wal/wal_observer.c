@@ -519,6 +519,8 @@ static int obs_sync(sqlite3_file *f, int flags)
 	    p->main->ctx != NULL && obs->hooks.before_wal_sync != NULL) {
 		int rc =
 		    obs->hooks.before_wal_sync(obs->hooks.arg, p->main->ctx);
+		if (rc == WAL_OBSERVER_SYNC_DONE)
+			return SQLITE_OK;
 		if (rc != SQLITE_OK)
 			return rc;
 	}

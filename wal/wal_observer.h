@@ -15,6 +15,9 @@
 
 #include "wal/wal_inject.h" /* struct wal_page, struct wal_position */
 
+/* before_wal_sync: the commit is durable without syncing the WAL. */
+#define WAL_OBSERVER_SYNC_DONE (-1)
+
 struct wal_observer_hooks {
 	/* In every hook, ctx is what on_open_main gave the main file (NULL
 	 * without on_open_main, or for files it did not see). */
@@ -55,8 +58,11 @@ struct wal_observer_hooks {
 	/* SQLite is about to sync the WAL after a commit frame that
 	 * on_commit accepted (synchronous=FULL or EXTRA; main files with a
 	 * ctx): what on_commit wrote elsewhere must be as durable as the
-	 * commit before the commit is.  Return SQLITE_OK, or the code the
-	 * sync fails with.  May be NULL. */
+	 * commit before the commit is.  Return SQLITE_OK (the WAL is synced),
+	 * WAL_OBSERVER_SYNC_DONE (the hook made the commit durable by other
+	 * means, e.g. a redo record that recovery re-applies: the WAL is not
+	 * synced now, and xSync reports success), or the code the sync fails
+	 * with.  May be NULL. */
 	int (*before_wal_sync)(void *arg, void *ctx);
 	void *arg;
 
