@@ -22,6 +22,7 @@ Prints one JSON object per line: {"step": ...} progress, {"check": ...},
 """
 
 import json
+import re
 import random
 import sqlite3
 import sys
@@ -127,6 +128,18 @@ def run(db, name, sql, params=()):
     try:
         return db.execute(sql, params).fetchall()
     except sqlite3.Error as e:
+        # The statement was chosen from this replica's schema, which may not
+        # have pulled the other replica's DROP or RENAME yet; the write
+        # catches up first and then finds the table gone.  That is the
+        # application's error, not replite's, if the table is really gone
+        # once this replica has synced.
+        m = re.match(r"no such table: (?:main\.)?(\w+)", str(e))
+        if m and not db.in_transaction:
+            db.execute("SELECT replite_sync()")
+            if m.group(1) not in schema(db)[0]:
+                count("stale_schema")
+                history.append("%s: (%s: dropped by the other replica)" % (name, e))
+                return []
         st = status(db)
         fail("statement failed", replica=name, sql=sql[:1000], error=str(e),
              code=getattr(e, "sqlite_errorcode", None), name=getattr(e, "sqlite_errorname", None),
