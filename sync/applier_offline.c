@@ -58,11 +58,12 @@ int applier_open_outbox(struct applier *a, int create, char *err,
 /* ---------------------------------------------------------------------- */
 /* the record list, cached */
 
-/* The common case of refresh_locked, in one fstat and one header read: the
- * file ends where the cache does, with the last record cached, or with
- * the one this process appended after it (then cached now).  A record's
- * random id at the same offset is the same record, and nothing before it
- * changed: a truncation before it would have removed it.  Returns 1 (up to
+/* The common case of refresh_locked, in three small reads
+ * (outbox_last_at): the last record cached, or the one this process
+ * appended after it (then cached now), is still the last in the file.  A
+ * record's random id at the same offset, under the same salt, is the same
+ * record, and nothing before it changed: a truncation before it would have
+ * removed it, emptying would have changed the salt.  Returns 1 (up to
  * date), 0 (scan), or -1 with err. */
 static int unchanged_locked(struct applier *a, char *err, size_t err_len)
 {
@@ -70,7 +71,7 @@ static int unchanged_locked(struct applier *a, char *err, size_t err_len)
 	    a->ob_n > 0 ? &a->ob_entries[a->ob_n - 1] : NULL;
 	uint64_t cached_end = last ? last->offset + last->length : OUTBOX_START;
 	struct outbox_entry e, *grown;
-	uint64_t at, size;
+	uint64_t at;
 	int rc;
 
 	if (last == NULL && a->ob_end <= OUTBOX_START)
@@ -81,10 +82,10 @@ static int unchanged_locked(struct applier *a, char *err, size_t err_len)
 		 : (last ? last->offset : 0);
 	if (at == 0)
 		return 0;
-	rc = outbox_header_at(a->outbox, at, &e, &size, err, err_len);
+	rc = outbox_last_at(a->outbox, at, &e, err, err_len);
 	if (rc <= 0)
 		return rc;
-	if (size != a->ob_end || e.offset + e.length != size)
+	if (e.offset + e.length != a->ob_end)
 		return 0;
 	if (at == cached_end) {
 		if (memcmp(e.id, a->ob_appended_id, 16) != 0)

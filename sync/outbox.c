@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -55,18 +57,18 @@ ssize_t outbox_pread_upto(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)done;
 }
 
-static void file_header_encode(uint32_t page_size,
+static void file_header_encode(uint32_t page_size, uint32_t salt,
 			       uint8_t out[OUTBOX_HEADER_SIZE])
 {
 	memset(out, 0, OUTBOX_HEADER_SIZE);
 	memcpy(out, file_magic, sizeof file_magic);
 	walfmt_put32(out + 16, OUTBOX_FORMAT);
 	walfmt_put32(out + 20, page_size);
-	walfmt_put32(out + 24, 0);
+	walfmt_put32(out + 24, salt);
 	walfmt_put32(out + 28, (uint32_t)XXH3_64bits(out, 28));
 }
 
-static int file_header_check(const struct outbox *o,
+static int file_header_check(struct outbox *o,
 			     const uint8_t h[OUTBOX_HEADER_SIZE], char *err,
 			     size_t err_len)
 {
@@ -74,8 +76,7 @@ static int file_header_check(const struct outbox *o,
 		 page_size = walfmt_get32(h + 20);
 
 	if (memcmp(h, file_magic, sizeof file_magic) != 0 ||
-	    walfmt_get32(h + 28) != (uint32_t)XXH3_64bits(h, 28) ||
-	    walfmt_get32(h + 24) != 0) {
+	    walfmt_get32(h + 28) != (uint32_t)XXH3_64bits(h, 28)) {
 		errors_set(err, err_len,
 			   "the outbox file %s does not start with a valid "
 			   "outbox header: it is damaged, or not an outbox "
@@ -98,7 +99,31 @@ static int file_header_check(const struct outbox *o,
 			   o->path, page_size, o->page_size);
 		return -1;
 	}
+	o->salt = walfmt_get32(h + 24);
 	return 0;
+}
+
+int outbox_reread_salt(struct outbox *o, char *err, size_t err_len)
+{
+	uint8_t h[OUTBOX_HEADER_SIZE];
+	uint32_t was = o->salt;
+	ssize_t got = outbox_pread_upto(o->fd, h, sizeof h, 0);
+
+	if (got < 0) {
+		errors_set(err, err_len, "cannot read the outbox file %s: %s",
+			   o->path, strerror((int)-got));
+		return -1;
+	}
+	if ((size_t)got < sizeof h) {
+		errors_set(err, err_len,
+			   "the outbox file %s lost its header (%zd bytes "
+			   "left): it was damaged while open",
+			   o->path, got);
+		return -1;
+	}
+	if (file_header_check(o, h, err, err_len) != 0)
+		return -1;
+	return o->salt != was;
 }
 
 /* fsync the directory holding path, so that a new file's name is as
@@ -162,7 +187,9 @@ int outbox_open(const char *db_path, uint32_t page_size, struct outbox **out,
 			   o->path, strerror(errno));
 		goto fail;
 	}
-	file_header_encode(page_size, want);
+	/* Salt 0 for a new file: processes creating it at once write the
+	 * same bytes.  It changes when the outbox is emptied. */
+	file_header_encode(page_size, 0, want);
 	got = outbox_pread_upto(o->fd, have, sizeof have, 0);
 	if (got < 0) {
 		errors_set(err, err_len, "cannot read the outbox file %s: %s",
@@ -267,6 +294,7 @@ static void record_encode(const struct outbox *o,
 	outbox_put64(buf + 56, (uint64_t)rec->commit_unix_ms);
 	outbox_put64(buf + 64,
 		     XXH3_64bits(body, length - OUTBOX_RECORD_HEADER_SIZE));
+	walfmt_put32(buf + OUTBOX_RECORD_SALT, o->salt);
 	outbox_put64(buf + OUTBOX_RECORD_HASHED,
 		     XXH3_64bits(buf, OUTBOX_RECORD_HASHED));
 }
@@ -274,29 +302,41 @@ static void record_encode(const struct outbox *o,
 int outbox_append(struct outbox *o, const struct outbox_record *rec,
 		  uint64_t *at, char *err, size_t err_len)
 {
-	uint64_t length;
+	uint64_t length, total;
 	struct stat st;
 	uint8_t *buf;
 	int rv;
 
 	if (check_record(o, rec, err, err_len) != 0)
 		return -1;
-	if (fstat(o->fd, &st) != 0) {
-		errors_set(err, err_len, "cannot stat the outbox file %s: %s",
-			   o->path, strerror(errno));
-		return -1;
+	if (o->grown == 0 || o->grown < *at) {
+		if (fstat(o->fd, &st) != 0) {
+			errors_set(err, err_len,
+				   "cannot stat the outbox file %s: %s",
+				   o->path, strerror(errno));
+			return -1;
+		}
+		o->grown = (uint64_t)st.st_size;
 	}
-	if (*at < OUTBOX_HEADER_SIZE || (uint64_t)st.st_size < *at) {
+	if (*at < OUTBOX_HEADER_SIZE || o->grown < *at) {
 		errors_set(err, err_len,
 			   "cannot append to the outbox file %s at offset "
-			   "%llu: the file is %lld bytes long (it changed "
+			   "%llu: the file is %llu bytes long (it changed "
 			   "since it was scanned?)",
 			   o->path, (unsigned long long)*at,
-			   (long long)st.st_size);
+			   (unsigned long long)o->grown);
 		return -1;
 	}
 	length = outbox_record_length(rec->n, o->page_size);
-	buf = malloc((size_t)length);
+	/* Room ahead: a record that reaches past the end brings OUTBOX_GROW
+	 * bytes of zeros with it, in the same write.  The records after it
+	 * then overwrite blocks the file system has allocated already, and
+	 * the fdatasync of a commit has only data to write, no metadata (a
+	 * third cheaper here, as SQLite's WAL once it wraps). */
+	total = length;
+	if (*at + length > o->grown)
+		total = (*at + length + OUTBOX_GROW + 4095) / 4096 * 4096 - *at;
+	buf = total > length ? calloc(1, (size_t)total) : malloc((size_t)total);
 	if (buf == NULL) {
 		errors_set(err, err_len,
 			   "out of memory appending to the outbox file %s",
@@ -304,25 +344,25 @@ int outbox_append(struct outbox *o, const struct outbox_record *rec,
 		return -1;
 	}
 	record_encode(o, rec, buf, length);
-	/* A torn tail goes first: left after the new record, it would make
-	 * that one no longer the last, whose body a scan checks. */
-	rv = 0;
-	if ((uint64_t)st.st_size > *at && ftruncate(o->fd, (off_t)*at) != 0)
-		rv = -errno;
-	if (rv == 0)
-		rv = fileio_write_all(o->fd, buf, (size_t)length, *at);
+	/* What followed the last valid record (zeros, a torn record, or
+	 * records of an emptied outbox, with another salt) is overwritten
+	 * as far as the record goes; what remains after it is no valid
+	 * record of this salt, so the scan still ends after it. */
+	rv = fileio_write_all(o->fd, buf, (size_t)total, *at);
 	free(buf);
 	if (rv != 0) {
 		/* Leave no piece of the record behind.  Should this fail
 		 * too, a scan still rejects the piece as a torn tail. */
-		if (ftruncate(o->fd, (off_t)*at) != 0) {
-		}
+		if (ftruncate(o->fd, (off_t)*at) == 0)
+			o->grown = *at;
 		errors_set(err, err_len,
 			   "cannot append to the outbox file %s at offset "
 			   "%llu: %s",
 			   o->path, (unsigned long long)*at, strerror(-rv));
 		return -1;
 	}
+	if (*at + total > o->grown)
+		o->grown = *at + total;
 	*at += length;
 	return 0;
 }
@@ -334,6 +374,39 @@ int outbox_sync(struct outbox *o, char *err, size_t err_len)
 			   o->path, strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+/* Empty the outbox: a new salt in the header makes every record in the
+ * file invalid at once (one 32-byte write, made durable), and the file
+ * keeps its blocks for the next records, unless it grew large. */
+static int empty(struct outbox *o, uint64_t size, char *err, size_t err_len)
+{
+	uint8_t h[OUTBOX_HEADER_SIZE];
+	uint32_t salt;
+	int rv = 0;
+
+	do {
+		if (getrandom(&salt, sizeof salt, 0) != sizeof salt)
+			salt = (uint32_t)XXH3_64bits(&o->salt, sizeof o->salt) ^
+			       (uint32_t)time(NULL);
+	} while (salt == o->salt);
+	if (size > OUTBOX_KEEP_MAX) {
+		if (ftruncate(o->fd, OUTBOX_HEADER_SIZE) != 0)
+			rv = -errno;
+		o->grown = 0;
+	}
+	file_header_encode(o->page_size, salt, h);
+	if (rv == 0)
+		rv = fileio_write_all(o->fd, h, sizeof h, 0);
+	if (rv == 0 && fdatasync(o->fd) != 0)
+		rv = -errno;
+	if (rv != 0) {
+		errors_set(err, err_len, "cannot empty the outbox file %s: %s",
+			   o->path, strerror(-rv));
+		return -1;
+	}
+	o->salt = salt;
 	return 0;
 }
 
@@ -357,6 +430,9 @@ int outbox_truncate(struct outbox *o, uint64_t offset, char *err,
 			   (long long)st.st_size, OUTBOX_HEADER_SIZE);
 		return -1;
 	}
+	if (offset == OUTBOX_HEADER_SIZE)
+		return empty(o, (uint64_t)st.st_size, err, err_len);
+	/* Undoing the last record (rare): cut it off. */
 	if (ftruncate(o->fd, (off_t)offset) != 0 || fdatasync(o->fd) != 0) {
 		errors_set(err, err_len,
 			   "cannot truncate the outbox file %s to %llu bytes: "
@@ -365,6 +441,7 @@ int outbox_truncate(struct outbox *o, uint64_t offset, char *err,
 			   strerror(errno));
 		return -1;
 	}
+	o->grown = offset;
 	return 0;
 }
 

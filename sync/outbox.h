@@ -11,7 +11,8 @@
  *    0  16  magic "replite outbox\0\0"
  *   16   4  format (1)
  *   20   4  page size of the database
- *   24   4  reserved (0)
+ *   24   4  salt: 0 in a new file, a new random value each time the
+ *           outbox is emptied
  *   28   4  low 32 bits of XXH3_64bits(bytes 0..27)
  *
  * then records, back to back.  A record is a 96-byte header:
@@ -27,24 +28,32 @@
  *   48   8  result: whole-database checksum after
  *   56   8  commit time, Unix milliseconds (signed)
  *   64   8  body_hash: XXH3_64bits of the body
- *   72  16  zeros
+ *   72   4  salt: the file header's when the record was written
+ *   76  12  zeros
  *   88   8  header_hash: XXH3_64bits(bytes 0..87)
  *
  * and a body: n page numbers (4 bytes each, ascending), the n new page
  * images, then the n old page images (page_size bytes each), so length =
  * 96 + 4n + 2 n page_size.
  *
+ * The records end at the first header that is not valid: zeros, a torn
+ * record, or a record of another salt.  The file is longer than its records:
+ * it grows OUTBOX_GROW bytes of zeros at a time (outbox_append), so that
+ * appends overwrite allocated blocks and a commit's fdatasync writes no
+ * metadata, and emptying the outbox (outbox_truncate to the first record)
+ * only changes the salt, which makes every record in the file invalid in
+ * one durable 32-byte write and keeps the blocks.
+ *
  * One writer appends at a time (it holds the database's WAL write lock), each
  * record with one pwrite; other processes may scan the file meanwhile without
  * the lock.  A reader may therefore see the last record half written, and a
  * crash may leave it so: every record's header is checked by its hash, and
- * the body of the last record in the file by body_hash; the first record
- * that fails ends the valid records and whatever follows it is a torn tail,
- * dropped by the next append.  Bodies of earlier records are not read by a
- * scan: a record followed by another was wholly written before that one
- * began.  After a power loss that holds only for records made durable
- * (outbox_sync) before the next was appended; outbox_read verifies the body
- * hash of any record anyway. */
+ * the body of the last record by body_hash; the first record that fails
+ * ends the valid records, and the next append overwrites it.  Bodies of
+ * earlier records are not read by a scan: a record followed by another was
+ * wholly written before that one began.  After a power loss that holds only
+ * for records made durable (outbox_sync) before the next was appended;
+ * outbox_read verifies the body hash of any record anyway. */
 #ifndef REPLITE_SYNC_OUTBOX_H
 #define REPLITE_SYNC_OUTBOX_H
 
@@ -100,13 +109,13 @@ int outbox_open(const char *db_path, uint32_t page_size, struct outbox **out,
 void outbox_close(struct outbox *o);
 
 /* Append rec at *at, the end of the valid records as outbox_scan's
- * valid_end reported it: a longer file is first truncated to *at (dropping
- * a torn tail), then the whole record is written with one pwrite and *at
- * becomes its end.  Not made durable (see outbox_sync).  The caller holds
- * the database's WAL write lock.  Returns 0, or -1 with err (*at unchanged,
- * the file cut back to *at): I/O error, an invalid record (n = 0, page
- * numbers not ascending from 1, a record of 4 GiB or more), or a file
- * shorter than *at (changed since the scan). */
+ * valid_end reported it: the whole record is written with one pwrite (with
+ * OUTBOX_GROW bytes of zeros after it when it reaches past the file's end)
+ * over whatever follows the valid records, and *at becomes its end.  Not made
+ * durable (see outbox_sync).  The caller holds the database's WAL write lock.
+ * Returns 0, or -1 with err (*at unchanged, the file cut back to *at): I/O
+ * error, an invalid record (n = 0, page numbers not ascending from 1, a record
+ * of 4 GiB or more), or a file shorter than *at (changed since the scan). */
 int outbox_append(struct outbox *o, const struct outbox_record *rec,
 		  uint64_t *at, char *err, size_t err_len);
 
@@ -114,8 +123,9 @@ int outbox_append(struct outbox *o, const struct outbox_record *rec,
 int outbox_sync(struct outbox *o, char *err, size_t err_len);
 
 /* Drop every record from offset on (a record boundary, >= 32, not past the
- * end): undo an append whose commit failed, or clear the outbox (offset 32)
- * once everything is pushed.  Made durable.  Returns 0, or -1 with err. */
+ * end): undo an append whose commit failed (the file is cut there), or empty
+ * the outbox (offset 32) once everything is pushed (a new salt).  Made
+ * durable.  Returns 0, or -1 with err. */
 int outbox_truncate(struct outbox *o, uint64_t offset, char *err,
 		    size_t err_len);
 
@@ -130,12 +140,14 @@ int outbox_truncate(struct outbox *o, uint64_t offset, char *err,
 int outbox_scan(struct outbox *o, uint64_t from, struct outbox_entry **entries,
 		size_t *n, uint64_t *valid_end, char *err, size_t err_len);
 
-/* The header of a record at off (a record boundary), checked by its hash
- * only, not its body, in *e, and the file's size in *size: the cheap check
- * that a record this process appended, or scanned, is still there.
- * Returns 1, 0 (no valid header there), or -1 with err. */
-int outbox_header_at(struct outbox *o, uint64_t off, struct outbox_entry *e,
-		     uint64_t *size, char *err, size_t err_len);
+/* Is the record at off (a record boundary) the last valid one, as the
+ * file is now?  1 with its header in *e (checked by its hash, not its
+ * body), 0 when there is no valid record at off, another follows it, or the
+ * outbox was emptied since the handle last looked (its salt changed), -1
+ * with err on an I/O error.  The cheap check that the records this process
+ * scanned, or appended, are still all there are. */
+int outbox_last_at(struct outbox *o, uint64_t off, struct outbox_entry *e,
+		   char *err, size_t err_len);
 
 /* Read the body of the record e: *pgnos (n of them), *new_pages and
  * *old_pages (n * page_size bytes each), all malloc'd (free with free()).

@@ -17,10 +17,24 @@
 /* Bytes of a record header covered by its hash (the hash is the rest). */
 #define OUTBOX_RECORD_HASHED 88
 
+/* Past its last record, the file grows by this many bytes of zeros at a
+ * time, written with the record that needs the room (outbox_append). */
+#define OUTBOX_GROW (256 * 1024)
+/* Emptied (outbox_truncate to the first record), a file up to this size
+ * keeps its blocks for the records to come; a larger one is cut back. */
+#define OUTBOX_KEEP_MAX (8 * 1024 * 1024)
+/* Where a record header keeps the salt of its file's header. */
+#define OUTBOX_RECORD_SALT 72
+
 struct outbox {
 	int fd;
 	uint32_t page_size;
 	char *path;
+	/* The file header's salt as last read (every record of the current
+	 * file carries it), and how far the file is known to extend (0:
+	 * not known yet). */
+	uint32_t salt;
+	uint64_t grown;
 };
 
 static inline void outbox_put64(uint8_t *p, uint64_t v)
@@ -46,5 +60,10 @@ static inline uint64_t outbox_record_length(uint32_t n, uint32_t page_size)
  * fileio_read_all, a short file is no error: another process may be
  * appending to or truncating the outbox while we read it. */
 ssize_t outbox_pread_upto(int fd, void *buf, size_t len, uint64_t off);
+
+/* Read the file header again and take its salt (another process may have
+ * emptied the outbox since, which changes it).  Returns 1 when the salt
+ * changed, 0 when not, -1 with err. */
+int outbox_reread_salt(struct outbox *o, char *err, size_t err_len);
 
 #endif

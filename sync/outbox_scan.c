@@ -28,15 +28,17 @@ static int read_hashed(int fd, void *buf, size_t len, uint64_t off,
 }
 
 /* Decode and check a record header found at off.  Returns 0 when its hash
- * matches and its fields agree, -1 otherwise. */
-static int record_decode(const uint8_t *h, uint32_t page_size, uint64_t off,
+ * matches, it carries the file's salt and its fields agree, -1 otherwise
+ * (zeros, a torn record, a record of before the outbox was emptied). */
+static int record_decode(const struct outbox *o, const uint8_t *h, uint64_t off,
 			 struct outbox_entry *e)
 {
-	uint32_t flags = walfmt_get32(h + 36);
+	uint32_t flags = walfmt_get32(h + 36), page_size = o->page_size;
 
 	if (outbox_get64(h + OUTBOX_RECORD_HASHED) !=
 		XXH3_64bits(h, OUTBOX_RECORD_HASHED) ||
 	    walfmt_get32(h) != OUTBOX_RECORD_MAGIC ||
+	    walfmt_get32(h + OUTBOX_RECORD_SALT) != o->salt ||
 	    (flags & ~OUTBOX_FLAG_HAS_SUMS))
 		return -1;
 	memcpy(e->id, h + 8, 16);
@@ -83,45 +85,57 @@ out:
 	return rv;
 }
 
-int outbox_header_at(struct outbox *o, uint64_t off, struct outbox_entry *e,
-		     uint64_t *size, char *err, size_t err_len)
+/* The valid record header at off in *e: 1, 0 when there is none (zeros,
+ * the file's end, another salt), or -errno. */
+static int header_at(struct outbox *o, uint64_t off, struct outbox_entry *e)
 {
 	uint8_t h[OUTBOX_RECORD_HEADER_SIZE];
-	struct stat st;
-	ssize_t got;
+	ssize_t got = outbox_pread_upto(o->fd, h, sizeof h, off);
 
-	if (fstat(o->fd, &st) != 0) {
-		errors_set(err, err_len, "cannot stat the outbox file %s: %s",
-			   o->path, strerror(errno));
-		return -1;
-	}
-	*size = (uint64_t)st.st_size;
-	if (off < OUTBOX_HEADER_SIZE || *size < off + sizeof h)
+	if (got < 0)
+		return (int)got;
+	return (size_t)got == sizeof h && record_decode(o, h, off, e) == 0;
+}
+
+int outbox_last_at(struct outbox *o, uint64_t off, struct outbox_entry *e,
+		   char *err, size_t err_len)
+{
+	struct outbox_entry next;
+	int rv;
+
+	rv = outbox_reread_salt(o, err, err_len);
+	if (rv != 0)
+		return rv < 0 ? -1 : 0;
+	if (off < OUTBOX_HEADER_SIZE)
 		return 0;
-	got = outbox_pread_upto(o->fd, h, sizeof h, off);
-	if (got < 0) {
-		errors_set(err, err_len, "cannot read the outbox file %s: %s",
-			   o->path, strerror((int)-got));
-		return -1;
-	}
-	return (size_t)got == sizeof h &&
-	       record_decode(h, o->page_size, off, e) == 0;
+	rv = header_at(o, off, e);
+	if (rv == 1)
+		rv = header_at(o, off + e->length, &next);
+	else if (rv == 0)
+		return 0;
+	else
+		goto io_error;
+	if (rv < 0)
+		goto io_error;
+	/* Another record after it: the outbox grew since. */
+	return rv == 0;
+io_error:
+	errors_set(err, err_len, "cannot read the outbox file %s: %s", o->path,
+		   strerror(-rv));
+	return -1;
 }
 
 int outbox_scan(struct outbox *o, uint64_t from, struct outbox_entry **entries,
 		size_t *n, uint64_t *valid_end, char *err, size_t err_len)
 {
-	uint8_t h[OUTBOX_RECORD_HEADER_SIZE];
 	struct outbox_entry *list = NULL, *grown, e;
 	size_t count = 0, cap = 0;
 	uint64_t off = from, size;
 	struct stat st;
-	ssize_t got;
 	int rv;
 
-	/* The size once, before any record is read: a record ending below
-	 * it was wholly written before the scan began (the one after it had
-	 * been started), so only the record ending at it can be torn. */
+	if (outbox_reread_salt(o, err, err_len) < 0)
+		return -1;
 	if (fstat(o->fd, &st) != 0) {
 		errors_set(err, err_len, "cannot stat the outbox file %s: %s",
 			   o->path, strerror(errno));
@@ -136,25 +150,11 @@ int outbox_scan(struct outbox *o, uint64_t from, struct outbox_entry **entries,
 			   (unsigned long long)size, OUTBOX_HEADER_SIZE);
 		return -1;
 	}
-	while (size - off >= OUTBOX_RECORD_HEADER_SIZE) {
-		got = outbox_pread_upto(o->fd, h, sizeof h, off);
-		if (got < 0) {
-			rv = (int)got;
+	for (;;) {
+		rv = header_at(o, off, &e);
+		if (rv < 0)
 			goto io_error;
-		}
-		/* Short: truncated since the fstat. */
-		if ((size_t)got < sizeof h ||
-		    record_decode(h, o->page_size, off, &e) != 0 ||
-		    e.length > size - off)
-			break;
-		if (off + e.length == size) {
-			rv = body_matches(o, &e);
-			if (rv < 0)
-				goto io_error;
-			if (rv == 0)
-				break;
-		}
-		if (count == cap) {
+		if (rv == 1 && count == cap) {
 			cap = cap ? 2 * cap : 16;
 			grown = realloc(list, cap * sizeof *list);
 			if (grown == NULL) {
@@ -163,12 +163,31 @@ int outbox_scan(struct outbox *o, uint64_t from, struct outbox_entry **entries,
 			}
 			list = grown;
 		}
-		list[count++] = e;
-		off += e.length;
+		if (rv == 1) {
+			list[count++] = e;
+			off += e.length;
+			continue;
+		}
+		/* The records end here.  The last one is the only one that
+		 * may be torn (a record followed by another was wholly
+		 * written before that one began): its body is checked, and
+		 * a torn one ends the records where it starts. */
+		if (count > 0) {
+			rv = body_matches(o, &list[count - 1]);
+			if (rv < 0)
+				goto io_error;
+			if (rv == 0)
+				off = list[--count].offset;
+		}
+		break;
 	}
 	*entries = list;
 	*n = count;
 	*valid_end = off;
+	if (count == 0) {
+		free(list);
+		*entries = NULL;
+	}
 	return 0;
 io_error:
 	errors_set(err, err_len,
@@ -208,7 +227,7 @@ int outbox_read(struct outbox *o, const struct outbox_entry *e,
 		goto io_error;
 	}
 	if ((size_t)got < sizeof h ||
-	    record_decode(h, o->page_size, e->offset, &now) != 0 ||
+	    record_decode(o, h, e->offset, &now) != 0 ||
 	    now.length != e->length || now.body_hash != e->body_hash ||
 	    memcmp(now.id, e->id, sizeof now.id) != 0)
 		goto corrupt;

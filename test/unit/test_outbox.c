@@ -13,6 +13,7 @@
 #include "fixture.h"
 #include "sync/conflicts.h"
 #include "sync/outbox.h"
+#include "sync/outbox_internal.h" /* OUTBOX_GROW */
 
 #define PAGE 512
 
@@ -122,6 +123,26 @@ static void read_header(const char *path, uint8_t h[32])
 	close(fd);
 }
 
+/* Every byte of path in [from, to) is zero. */
+static void check_zeros(const char *path, uint64_t from, uint64_t to)
+{
+	uint8_t buf[4096];
+	int fd = open(path, O_RDONLY);
+	uint64_t off;
+
+	ck_assert_int_ge(fd, 0);
+	for (off = from; off < to; off += sizeof buf) {
+		size_t len =
+		    to - off < sizeof buf ? (size_t)(to - off) : sizeof buf;
+		size_t i;
+		ck_assert_int_eq(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+		for (i = 0; i < len; i++)
+			ck_assert_msg(buf[i] == 0, "byte %llu is %u",
+				      (unsigned long long)(off + i), buf[i]);
+	}
+	close(fd);
+}
+
 static void write_raw(const char *path, const void *buf, size_t len, int flags)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | flags, 0644);
@@ -222,9 +243,12 @@ START_TEST(test_append_scan_read)
 	ck_assert_uint_eq(end, 32);
 
 	append_three(&f, b, &at);
-	ck_assert_uint_eq(at, file_size(f.path));
+	/* The file grew ahead of the records, with zeros. */
+	ck_assert_uint_ge(file_size(f.path), 32 + OUTBOX_GROW);
+	ck_assert_uint_eq(file_size(f.path) % 4096, 0);
+	check_zeros(f.path, at, file_size(f.path));
 	e = scan(&f, 32, 3, &end);
-	ck_assert_uint_eq(end, file_size(f.path));
+	ck_assert_uint_eq(end, at);
 	ck_assert_uint_eq(e[0].offset, 32);
 	for (i = 0; i < 3; i++) {
 		check_entry(&e[i], &b[i].r);
@@ -305,12 +329,11 @@ START_TEST(test_torn_tail)
 	check_entry(&e[1], &b[1].r);
 	free(e);
 
-	/* A smaller record replaces the torn one, and no torn byte stays
-	 * after it. */
+	/* A smaller record replaces the torn one: what is left of the torn
+	 * one after it is no record. */
 	make_record(&more, 7, 1, 9);
 	append(&f, &more, &end);
 	ck_assert_uint_eq(end, torn + 96 + 4 + 2 * PAGE);
-	ck_assert_uint_eq(file_size(f.path), end);
 	e = scan(&f, 32, 3, &at);
 	ck_assert_uint_eq(at, end);
 	check_entry(&e[2], &more.r);
@@ -339,7 +362,7 @@ START_TEST(test_corrupt_middle)
 	free(e);
 	/* Only the tail's body is checked by a scan. */
 	e = scan(&f, 32, 3, &end);
-	ck_assert_uint_eq(end, file_size(f.path));
+	ck_assert_uint_eq(end, at);
 	ck_assert_int_eq(
 	    outbox_read(f.o, &e[1], &pgnos, &np, &op, err, sizeof err), -1);
 	ck_assert_ptr_null(pgnos);
@@ -357,7 +380,7 @@ END_TEST
 START_TEST(test_truncate)
 {
 	struct fx f;
-	struct rec_buf b[3];
+	struct rec_buf b[3], again;
 	struct outbox_entry *e;
 	uint64_t at, end, second;
 	char err[512] = "";
@@ -374,10 +397,28 @@ START_TEST(test_truncate)
 	ck_assert_uint_eq(end, second);
 	check_entry(&e[0], &b[0].r);
 	free(e);
+	/* Emptied: the records are gone, the file keeps its blocks. */
+	append(&f, &b[1], &end);
+	append(&f, &b[2], &end);
 	ck_assert_int_eq(outbox_truncate(f.o, 32, err, sizeof err), 0);
-	ck_assert_uint_eq(file_size(f.path), 32);
+	ck_assert_uint_gt(file_size(f.path), end);
 	scan(&f, 32, 0, &end);
 	ck_assert_uint_eq(end, 32);
+	/* A record of the same length as the first lands at 32, so the old
+	 * second record's header follows it where a record would: it is of
+	 * the salt before the emptying, and stays gone, in this handle and
+	 * in another. */
+	make_record(&again, 9, 1, 1);
+	end = 32;
+	append(&f, &again, &end);
+	ck_assert_uint_eq(end, second);
+	e = scan(&f, 32, 1, &end);
+	check_entry(&e[0], &again.r);
+	free(e);
+	fx_reopen(&f);
+	e = scan(&f, 32, 1, &end);
+	ck_assert_uint_eq(end, second);
+	free(e);
 	ck_assert_int_eq(outbox_sync(f.o, err, sizeof err), 0);
 	fx_close(&f);
 }
@@ -399,11 +440,13 @@ START_TEST(test_refused)
 	ck_assert_int_eq(outbox_scan(f.o, 31, &e, &n, &end, err, sizeof err),
 			 -1);
 	ck_assert_ptr_nonnull(strstr(err, f.path));
-	ck_assert_int_eq(
-	    outbox_scan(f.o, at + 1, &e, &n, &end, err, sizeof err), -1);
+	ck_assert_int_eq(outbox_scan(f.o, file_size(f.path) + 1, &e, &n, &end,
+				     err, sizeof err),
+			 -1);
 	ck_assert_int_eq(outbox_truncate(f.o, 31, err, sizeof err), -1);
 	ck_assert_ptr_nonnull(strstr(err, f.path));
-	ck_assert_int_eq(outbox_truncate(f.o, at + 1, err, sizeof err), -1);
+	ck_assert_int_eq(
+	    outbox_truncate(f.o, file_size(f.path) + 1, err, sizeof err), -1);
 	ck_assert_int_eq(outbox_truncate(f.o, 32, err, sizeof err), 0);
 
 	at = 32;
@@ -420,10 +463,11 @@ START_TEST(test_refused)
 	ck_assert_ptr_nonnull(strstr(err, "at least one page"));
 	/* The file is shorter than the caller thinks: not a hole. */
 	b.r.n = 3;
-	at = 33;
+	end = file_size(f.path);
+	at = end + 1;
 	ck_assert_int_eq(outbox_append(f.o, &b.r, &at, err, sizeof err), -1);
-	ck_assert_uint_eq(at, 33);
-	ck_assert_uint_eq(file_size(f.path), 32);
+	ck_assert_uint_eq(at, end + 1);
+	ck_assert_uint_eq(file_size(f.path), end);
 	fx_close(&f);
 }
 END_TEST
