@@ -217,7 +217,7 @@ int ra_prepare(struct ra_call *c, const char *table, const char *sql,
 	return 0;
 }
 
-static void call_free(struct ra_call *c)
+void ra_call_free(struct ra_call *c)
 {
 	size_t i;
 
@@ -234,26 +234,6 @@ static void call_free(struct ra_call *c)
 
 /* --- Changes ------------------------------------------------------------ */
 
-enum ra_op { RA_INSERT, RA_UPDATE, RA_DELETE };
-
-struct ra_change {
-	const char *table, *op_name;
-	enum ra_op op;
-	const json_t *key, *before, *after;
-	/* keyed {"rowid": n}: a table without a declared PRIMARY KEY */
-	int by_rowid;
-	sqlite3_int64 rowid; /* the replica's */
-};
-
-/* Where a change's row is on the primary: by rowid (rowid_name set) or by
- * the PRIMARY KEY's values (key). */
-struct ra_target {
-	const char *table;
-	const json_t *key;
-	const char *rowid_name;
-	sqlite3_int64 rowid;
-};
-
 static int malformed(struct ra_call *c, size_t i, const char *table,
 		     const char *why)
 {
@@ -262,8 +242,8 @@ static int malformed(struct ra_call *c, size_t i, const char *table,
 	return 1;
 }
 
-static int parse_change(struct ra_call *c, size_t i, const json_t *ch,
-			struct ra_change *out)
+int ra_parse_change(struct ra_call *c, size_t i, const json_t *ch,
+		    struct ra_change *out)
 {
 	const json_t *rowid;
 
@@ -430,7 +410,7 @@ int ra_run_write(struct ra_call *c, const char *table, sqlite3_stmt *st)
 }
 
 /* The primary's row at t, all its columns (NULL in *row: none). */
-static int lookup(struct ra_call *c, const struct ra_target *t, json_t **row)
+int ra_lookup(struct ra_call *c, const struct ra_target *t, json_t **row)
 {
 	sqlite3_str *s = sqlite3_str_new(c->db);
 	sqlite3_stmt *st;
@@ -560,7 +540,7 @@ static int apply_insert(struct ra_call *c, const struct ra_change *ch,
 			const struct ra_target *t, json_t *conflicts)
 {
 	json_t *row;
-	int rv = lookup(c, t, &row);
+	int rv = ra_lookup(c, t, &row);
 
 	if (rv != 0)
 		return rv;
@@ -587,7 +567,7 @@ static int apply_rowid_insert(struct rebase_apply *ra, struct ra_call *c,
 	int rv;
 
 	t->rowid = ch->rowid;
-	rv = lookup(c, t, &row);
+	rv = ra_lookup(c, t, &row);
 	if (rv != 0)
 		return rv;
 	rv = insert_row(c, t, ch->after, row != NULL, &got);
@@ -608,7 +588,7 @@ static int apply_update(struct ra_call *c, const struct ra_change *ch,
 			const struct ra_target *t, json_t *conflicts)
 {
 	json_t *row;
-	int rv = lookup(c, t, &row);
+	int rv = ra_lookup(c, t, &row);
 
 	if (rv != 0)
 		return rv;
@@ -628,7 +608,7 @@ static int apply_delete(struct ra_call *c, const struct ra_change *ch,
 			const struct ra_target *t, json_t *conflicts)
 {
 	json_t *row;
-	int rv = lookup(c, t, &row);
+	int rv = ra_lookup(c, t, &row);
 
 	if (rv != 0 || row == NULL)
 		return rv;
@@ -746,7 +726,7 @@ int rebase_apply_txn(struct rebase_apply *ra, sqlite3 *db,
 	}
 	json_array_foreach(changes, i, one)
 	{
-		rv = parse_change(&c, i, one, &ch);
+		rv = ra_parse_change(&c, i, one, &ch);
 		if (rv == 0)
 			rv = apply_change(ra, &c, &staged, &ch, conflicts);
 		if (rv != 0)
@@ -758,48 +738,6 @@ int rebase_apply_txn(struct rebase_apply *ra, sqlite3 *db,
 		rv = ra_oom(&c);
 cleanup:
 	map_free(&staged);
-	call_free(&c);
+	ra_call_free(&c);
 	return rv;
-}
-
-/* --- conflict=discard: what was lost ------------------------------------ */
-
-int rebase_apply_describe(sqlite3 *db, const json_t *changes, json_t *out,
-			  char *err, size_t err_len)
-{
-	struct ra_call c = {.db = db, .err = err, .err_len = err_len};
-	struct ra_change ch;
-	json_t *one, *row, *e;
-	size_t i;
-	int rv = 0;
-
-	json_array_foreach(changes, i, one)
-	{
-		struct ra_target t = {0};
-		row = NULL;
-		if (parse_change(&c, i, one, &ch) != 0)
-			continue; /* malformed: nothing to say of it */
-		t.table = ch.table;
-		t.key = ch.key;
-		t.rowid = ch.rowid;
-		/* The primary's row now, when there is one to look up; a
-		 * table it no longer has, or a schema row, has none. */
-		if (strncmp(ch.table, "sqlite_", 7) != 0 &&
-		    (!ch.by_rowid ||
-		     ra_rowid_name(&c, ch.table, &t.rowid_name) == 0)) {
-			rv = lookup(&c, &t, &row);
-			if (rv < 0)
-				break;
-			rv = 0;
-		}
-		e = json_pack("{s:s, s:O, s:O?, s:o?, s:s}", "table", ch.table,
-			      "key", ch.key, "replica", ch.after, "primary",
-			      row, "resolution", "discarded");
-		if (e == NULL || json_array_append_new(out, e) != 0) {
-			rv = ra_oom(&c);
-			break;
-		}
-	}
-	call_free(&c);
-	return rv < 0 ? -1 : 0;
 }

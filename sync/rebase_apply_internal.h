@@ -20,6 +20,26 @@ struct ra_dropped {
 	size_t n;
 };
 
+enum ra_op { RA_INSERT, RA_UPDATE, RA_DELETE };
+
+struct ra_change {
+	const char *table, *op_name;
+	enum ra_op op;
+	const json_t *key, *before, *after;
+	/* keyed {"rowid": n}: a table without a declared PRIMARY KEY */
+	int by_rowid;
+	sqlite3_int64 rowid; /* the replica's */
+};
+
+/* Where a change's row is on the primary: by rowid (rowid_name set) or by
+ * the PRIMARY KEY's values (key). */
+struct ra_target {
+	const char *table;
+	const json_t *key;
+	const char *rowid_name;
+	sqlite3_int64 rowid;
+};
+
 /* One call of rebase_apply_txn. */
 struct ra_call {
 	sqlite3 *db;
@@ -91,5 +111,14 @@ int ra_merge_sequence(struct ra_call *c, const json_t *after);
  * are the definition (inside after) and 1 is returned, else 0. */
 int ra_added_column(const char *before, const char *after, const char **def,
 		    size_t *def_len);
+
+/* Release what a call prepared. */
+void ra_call_free(struct ra_call *c);
+/* Change i of a transaction, checked: 0, or 1 with err (malformed). */
+int ra_parse_change(struct ra_call *c, size_t i, const json_t *ch,
+		    struct ra_change *out);
+/* The primary's row at t now (*row NULL when there is none): 0, 1 (the
+ * table or a column is gone) or -1, with err. */
+int ra_lookup(struct ra_call *c, const struct ra_target *t, json_t **row);
 
 #endif
