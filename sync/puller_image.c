@@ -22,6 +22,23 @@
  * whole transactions: the image is the state), *out_len, *frame_no and
  * *sum, the checksum of the result; 1 when an answer failed verification
  * (nothing applied), -1 with err. */
+/* Grow the image *buf of *size bytes to want bytes, zeros after its end
+ * (never shrinks).  0, or -1 when out of memory. */
+static int grow_to(uint8_t **buf, size_t *size, size_t want)
+{
+	uint8_t *grown;
+
+	if (want <= *size)
+		return 0;
+	grown = realloc(*buf, want);
+	if (grown == NULL)
+		return -1;
+	memset(grown + *size, 0, want - *size);
+	*buf = grown;
+	*size = want;
+	return 0;
+}
+
 static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
 			size_t len, uint8_t **out, size_t *out_len,
 			uint32_t *frame_no, uint64_t *sum, char *err,
@@ -31,9 +48,9 @@ static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
 	struct http_client_response res = {0};
 	struct frames_batch b = {0};
 	struct frames_chain chain;
-	uint8_t *buf = NULL, *grown;
+	uint8_t *buf = NULL;
 	size_t size = len, want;
-	uint32_t start, end, n, i, pages;
+	uint32_t start, end, n, i;
 	char path[96], text[64], hex[DBSUM_TEXT_SIZE + 8];
 	unsigned at = 0;
 	int rv = -1;
@@ -88,26 +105,15 @@ static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
 	memcpy(buf, image, size);
 	for (i = 0; i < n; i++) {
 		want = (size_t)pd->pgno[i] * p->page_size;
-		if (want > size) {
-			grown = realloc(buf, want);
-			if (grown == NULL)
-				goto oom;
-			memset(grown + size, 0, want - size);
-			buf = grown;
-			size = want;
-		}
+		if (grow_to(&buf, &size, want) != 0)
+			goto oom;
 		memcpy(buf + want - p->page_size,
 		       pd->data + (size_t)i * p->page_size, p->page_size);
 		if (pd->db_size[i] != 0) {
-			pages = pd->db_size[i];
-			want = (size_t)pages * p->page_size;
-			if (want > size) {
-				grown = realloc(buf, want);
-				if (grown == NULL)
-					goto oom;
-				memset(grown + size, 0, want - size);
-				buf = grown;
-			}
+			/* A commit: the database is this many pages now. */
+			want = (size_t)pd->db_size[i] * p->page_size;
+			if (grow_to(&buf, &size, want) != 0)
+				goto oom;
 			size = want;
 		}
 	}
