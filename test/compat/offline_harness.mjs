@@ -25,6 +25,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
+import { after } from "node:test";
 import { Worker } from "node:worker_threads";
 import { createClient } from "@libsql/client";
 import { REPLITE_BIN, serverInfo, sleep, startServer, tempDir, threadStacks } from "./harness.mjs";
@@ -114,6 +115,22 @@ parentPort.on("message", (m) => {
 proxy.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: proxy.address().port }));
 `;
 
+// Every fixture whose test has not closed it yet.  A file whose test
+// hooks did not run (or hung) must still end: after the last test, what is
+// left is killed and named on stderr, so that the file's process exits
+// instead of waiting for its children forever.
+const live = new Set();
+after(async () => {
+  for (const f of live) {
+    process.stderr.write(`# a fixture was left open (${f.dir.path}): killing its processes\n`);
+    for (const h of f.hosts) if (h.child.exitCode === null && h.child.signalCode === null) h.child.kill("SIGKILL");
+    const c = f.server.child;
+    if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    for (const p of f.proxies) p.worker.unref();
+    f.proxy?.worker.unref();
+  }
+});
+
 export async function startProxy(target) {
   const { hostname, port } = new URL(target);
   const worker = new Worker(PROXY_SOURCE, { eval: true, workerData: { host: hostname, port: Number(port) } });
@@ -132,6 +149,7 @@ export async function startProxy(target) {
     url: `http://127.0.0.1:${first.port}`,
     cut: () => ask("cut"),
     heal: () => ask("heal"),
+    worker,
     close: () => worker.terminate(),
   };
 }
@@ -281,20 +299,30 @@ export async function setup(
   } = {},
 ) {
   const dir = tempDir(prefix);
-  const closers = [() => dir.remove()];
+  // Closed in reverse order after the test, each within 30 s: one that
+  // hangs fails the test naming it, and the others still run.
+  const closers = [["the directory", () => dir.remove()]];
+  const closing = { push: (name, fn) => closers.push([name, fn]) };
   t.after(async () => {
     let first = null;
-    for (const fn of closers.reverse()) {
+    for (const [name, fn] of closers.reverse()) {
+      let timer;
       try {
-        await fn();
+        await Promise.race([
+          fn(),
+          new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`closing ${name} took over 30 s`)), 30000))),
+        ]);
       } catch (e) {
         first ??= e;
+      } finally {
+        clearTimeout(timer);
       }
     }
+    live.delete(f);
     if (first) throw first;
   });
   const dataDir = dir.file("data");
-  const f = { dir, dataDir, paused: false, hosts: [], dbs: [] };
+  const f = { dir, dataDir, paused: false, hosts: [], dbs: [], proxies: [] };
   f.server = await startServer({ dataDir });
   // A restarted primary listens on the same port: the replicas keep the URL.
   f.listen = `127.0.0.1:${new URL(f.server.url).port}`;
@@ -310,19 +338,20 @@ export async function setup(
   f.restartServer = async () => {
     f.server = await startServer({ dataDir, listen: f.listen });
   };
-  closers.push(async () => {
+  live.add(f);
+  closing.push("the primary", async () => {
     f.resume();
     const c = f.server.child;
     if (c.exitCode === null && c.signalCode === null) await f.server.stop();
   });
   f.client = createClient({ url: f.server.url });
-  closers.push(() => f.client.close());
+  closing.push("the @libsql/client", () => f.client.close());
   if (proxy) {
     f.proxy = await startProxy(f.server.url);
-    closers.push(() => f.proxy.close());
+    closing.push("the proxy", () => f.proxy.close());
   }
   f.url = proxy ? f.proxy.url : f.server.url;
-  closers.push(async () => {
+  closing.push("the replicas", async () => {
     f.resume();
     for (const h of f.hosts) await h.kill();
     for (const db of f.dbs) {
@@ -334,7 +363,8 @@ export async function setup(
   // Another proxy to the primary, closed after the test.
   f.startProxy = async () => {
     const p = await startProxy(f.server.url);
-    closers.push(() => p.close());
+    f.proxies.push(p);
+    closing.push("a proxy", () => p.close());
     return p;
   };
   f.open = (path, { name = path, params = defaultParams, via } = {}) => {
