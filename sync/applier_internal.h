@@ -45,6 +45,13 @@ struct applier {
 	uint8_t ob_tail_id[16];
 	uint64_t ob_appended_at;
 	uint8_t ob_appended_id[16];
+	/* first_pending's last answer for the pushed id fp_pushed: the
+	 * index, or 0 with how many entries were searched (the last of them
+	 * fp_last). */
+	int fp_valid;
+	uint8_t fp_pushed[16];
+	size_t fp_index, fp_scanned;
+	uint8_t fp_last[16];
 	/* A run of pushes not saved yet (applier_offline.c): the state it
 	 * leads to, and the file's state when it began. */
 	/* The state file as last read by applier_load_state_cached, and

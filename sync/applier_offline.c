@@ -151,19 +151,42 @@ static int refresh_locked(struct applier *a, char *err, size_t err_len)
 }
 
 /* The index of the first pending record: the one after the record named
- * pushed, or 0 when no record has that id.  Called with ob_mu held. */
-static size_t first_pending(const struct applier *a,
-			    const struct replica_state *st)
+ * pushed, or 0 when no record has that id.  Every commit asks, with up to
+ * thousands of records pending, so the answer is kept: the index found
+ * (still right while the entry before it has the id), or how far the id
+ * was not found (the entries up to a known one are the same records while
+ * that one is still there: ids are random, records only appended until the
+ * outbox is cut or emptied).  Called with ob_mu held. */
+static size_t first_pending(struct applier *a, const struct replica_state *st)
 {
-	size_t i;
+	size_t i, from = 0;
 
 	if (!st->has_pushed)
 		return 0;
-	for (i = a->ob_n; i > 0; i--) {
-		if (memcmp(a->ob_entries[i - 1].id, st->pushed_id,
-			   sizeof st->pushed_id) == 0)
-			return i;
+	if (a->fp_valid && memcmp(a->fp_pushed, st->pushed_id, 16) == 0) {
+		if (a->fp_index > 0 && a->fp_index <= a->ob_n &&
+		    memcmp(a->ob_entries[a->fp_index - 1].id, st->pushed_id,
+			   16) == 0)
+			return a->fp_index;
+		if (a->fp_index == 0 && a->fp_scanned > 0 &&
+		    a->fp_scanned <= a->ob_n &&
+		    memcmp(a->ob_entries[a->fp_scanned - 1].id, a->fp_last,
+			   16) == 0)
+			from = a->fp_scanned;
 	}
+	a->fp_valid = 1;
+	memcpy(a->fp_pushed, st->pushed_id, 16);
+	for (i = a->ob_n; i > from; i--) {
+		if (memcmp(a->ob_entries[i - 1].id, st->pushed_id,
+			   sizeof st->pushed_id) == 0) {
+			a->fp_index = i;
+			return i;
+		}
+	}
+	a->fp_index = 0;
+	a->fp_scanned = a->ob_n;
+	if (a->ob_n > 0)
+		memcpy(a->fp_last, a->ob_entries[a->ob_n - 1].id, 16);
 	return 0;
 }
 
