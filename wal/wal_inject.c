@@ -1,4 +1,4 @@
-#include "wal_inject.h"
+#include "wal_inject_internal.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -7,36 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wal/wal_index.h"
 #include "wal/walfmt.h"
 
 /* SQLite's default PENDING_BYTE: the page holding it is never written. */
 #define PENDING_BYTE 0x40000000u
 
-/* A page of the batch as it will be written. */
-struct frame_plan {
-	uint32_t pgno;
-	const uint8_t *data;
-};
-
-struct injector {
-	sqlite3 *db;
-	sqlite3_file *db_file;  /* xShm* methods */
-	sqlite3_file *wal_file; /* frames and the WAL header */
-	char **errmsg;
-	bool sync;
-	bool may_restart;          /* the VFS lets us prove READ(0), below */
-	uint32_t page_size;        /* of the batch, checked against the db */
-	volatile uint8_t *region0; /* header copies, ckpt info, block 0 */
-	struct wal_index_hdr hdr;  /* private copy, published at the end */
-	bool restarted;            /* this call reset the WAL to frame 1 */
-	uint32_t ckpt_seq;         /* the new WAL header's nCkpt */
-};
-
-static int fail(struct injector *inj, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct injector *inj, int rc, const char *fmt, ...)
+int wal_inject_fail(struct injector *inj, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -56,12 +32,6 @@ static void salts_as_words(const struct wal_index_hdr *h, uint32_t salt[2])
 	salt[1] = walfmt_get32(h->salt + 4);
 }
 
-static volatile struct wal_index_ckpt_info *ckpt_info(struct injector *inj)
-{
-	return (volatile struct wal_index_ckpt_info *)(inj->region0 +
-						       WAL_INDEX_CKPT_OFFSET);
-}
-
 /* ---- The connection and its files ---- */
 
 static int query_text(struct injector *inj, const char *sql, char *out,
@@ -73,13 +43,14 @@ static int query_text(struct injector *inj, const char *sql, char *out,
 
 	rc = sqlite3_prepare_v2(inj->db, sql, -1, &stmt, NULL);
 	if (rc != SQLITE_OK) {
-		rc = fail(inj, rc, "%s: %s", sql, sqlite3_errmsg(inj->db));
+		rc = wal_inject_fail(inj, rc, "%s: %s", sql,
+				     sqlite3_errmsg(inj->db));
 		goto out;
 	}
 	rc = sqlite3_step(stmt);
 	if (rc != SQLITE_ROW) {
-		rc = fail(inj, rc == SQLITE_DONE ? SQLITE_ERROR : rc, "%s: %s",
-			  sql, sqlite3_errmsg(inj->db));
+		rc = wal_inject_fail(inj, rc == SQLITE_DONE ? SQLITE_ERROR : rc,
+				     "%s: %s", sql, sqlite3_errmsg(inj->db));
 		goto out;
 	}
 	text = sqlite3_column_text(stmt, 0);
@@ -111,28 +82,29 @@ static int check_connection(struct injector *inj)
 	int rc;
 
 	if (!in_write_transaction(inj->db)) {
-		return fail(inj, SQLITE_MISUSE,
-			    "not in a write transaction on main "
-			    "(BEGIN IMMEDIATE first)");
+		return wal_inject_fail(inj, SQLITE_MISUSE,
+				       "not in a write transaction on main "
+				       "(BEGIN IMMEDIATE first)");
 	}
 	rc = query_text(inj, "PRAGMA main.journal_mode", mode, sizeof mode);
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
 	if (strcmp(mode, "wal") != 0) {
-		return fail(inj, SQLITE_MISUSE,
-			    "database is not in WAL mode (journal_mode=%s)",
-			    mode);
+		return wal_inject_fail(
+		    inj, SQLITE_MISUSE,
+		    "database is not in WAL mode (journal_mode=%s)", mode);
 	}
 	rc = query_text(inj, "PRAGMA main.locking_mode", mode, sizeof mode);
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
 	if (strcmp(mode, "normal") != 0) {
-		return fail(inj, SQLITE_MISUSE,
-			    "locking_mode=%s is not supported: the wal-index "
-			    "must be shared",
-			    mode);
+		return wal_inject_fail(
+		    inj, SQLITE_MISUSE,
+		    "locking_mode=%s is not supported: the wal-index "
+		    "must be shared",
+		    mode);
 	}
 	return SQLITE_OK;
 }
@@ -145,15 +117,15 @@ static int get_file(struct injector *inj, int op, wal_inject_unwrap_fn unwrap,
 
 	rc = sqlite3_file_control(inj->db, "main", op, &f);
 	if (rc != SQLITE_OK || f == NULL) {
-		return fail(inj, rc != SQLITE_OK ? rc : SQLITE_ERROR,
-			    "no %s file handle", what);
+		return wal_inject_fail(inj, rc != SQLITE_OK ? rc : SQLITE_ERROR,
+				       "no %s file handle", what);
 	}
 	if (unwrap != NULL) {
 		f = unwrap(f);
 	}
 	if (f == NULL || f->pMethods == NULL) {
-		return fail(inj, SQLITE_MISUSE, "the %s file is not open",
-			    what);
+		return wal_inject_fail(inj, SQLITE_MISUSE,
+				       "the %s file is not open", what);
 	}
 	*out = f;
 	return SQLITE_OK;
@@ -200,214 +172,11 @@ static int open_files(struct injector *inj, wal_inject_unwrap_fn unwrap)
 	}
 	if (inj->db_file->pMethods->iVersion < 2 ||
 	    inj->db_file->pMethods->xShmMap == NULL) {
-		return fail(inj, SQLITE_MISUSE,
-			    "the database file has no shared-memory methods");
+		return wal_inject_fail(
+		    inj, SQLITE_MISUSE,
+		    "the database file has no shared-memory methods");
 	}
 	inj->may_restart = vfs_proves_read_lock(inj->db_file);
-	return SQLITE_OK;
-}
-
-/* ---- The wal-index ---- */
-
-static int map_region(struct injector *inj, uint32_t region, bool extend,
-		      volatile uint8_t **out)
-{
-	volatile void *p = NULL;
-	int rc;
-
-	rc = inj->db_file->pMethods->xShmMap(inj->db_file, (int)region,
-					     WAL_INDEX_REGION_SIZE, extend, &p);
-	if (rc != SQLITE_OK) {
-		return fail(inj, rc, "cannot map wal-index region %u", region);
-	}
-	if (p == NULL) {
-		return fail(inj, SQLITE_CORRUPT,
-			    "wal-index region %u does not exist", region);
-	}
-	*out = p;
-	return SQLITE_OK;
-}
-
-static void shm_barrier(struct injector *inj)
-{
-	inj->db_file->pMethods->xShmBarrier(inj->db_file);
-}
-
-static int get_hash_block(struct injector *inj, uint32_t block, bool extend,
-			  struct wal_index_hash_block *hb)
-{
-	volatile uint8_t *base = NULL;
-	int rc;
-
-	rc = map_region(inj, block, extend, &base);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	hb->slots = (volatile uint16_t *)(base + WAL_INDEX_HASH_NPAGE * 4);
-	if (block == 0) {
-		hb->pgno = (volatile uint32_t *)(base + WAL_INDEX_HDR_TOTAL);
-		hb->zero = 0;
-	} else {
-		hb->pgno = (volatile uint32_t *)base;
-		hb->zero = WAL_INDEX_HASH_NPAGE_ONE +
-			   (block - 1) * WAL_INDEX_HASH_NPAGE;
-	}
-	return SQLITE_OK;
-}
-
-/* Readers and writers take the header from copy 1 and check it against copy
- * 2 and its checksum; with the write lock held nobody else may change it, so
- * any mismatch means a broken wal-index, not a race. */
-static int read_index_header(struct injector *inj)
-{
-	struct wal_index_hdr copy2;
-	uint32_t sum[2];
-	int rc;
-
-	rc = map_region(inj, 0, false, &inj->region0);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	memcpy(&inj->hdr, (const void *)inj->region0, sizeof inj->hdr);
-	shm_barrier(inj);
-	memcpy(&copy2, (const void *)(inj->region0 + sizeof inj->hdr),
-	       sizeof copy2);
-	if (memcmp(&inj->hdr, &copy2, sizeof copy2) != 0) {
-		return fail(inj, SQLITE_CORRUPT,
-			    "wal-index header is inconsistent");
-	}
-	if (inj->hdr.is_init != 1) {
-		return fail(inj, SQLITE_CORRUPT,
-			    "wal-index header is not initialised");
-	}
-	if (inj->hdr.version != WAL_INDEX_VERSION) {
-		return fail(inj, SQLITE_CORRUPT,
-			    "unsupported wal-index version %u",
-			    inj->hdr.version);
-	}
-	wal_index_hdr_checksum(&inj->hdr, sum);
-	if (sum[0] != inj->hdr.cksum[0] || sum[1] != inj->hdr.cksum[1]) {
-		return fail(inj, SQLITE_CORRUPT,
-			    "wal-index header checksum mismatch");
-	}
-	return SQLITE_OK;
-}
-
-/* After recovery of an empty WAL the header holds no page size; the pager's
- * is the database's then. */
-static int check_page_size(struct injector *inj)
-{
-	char text[32];
-	uint32_t wal_size = wal_index_decode_page_size(inj->hdr.page_size);
-	int rc;
-
-	if (wal_size == 0) {
-		rc =
-		    query_text(inj, "PRAGMA main.page_size", text, sizeof text);
-		if (rc != SQLITE_OK) {
-			return rc;
-		}
-		wal_size = (uint32_t)strtoul(text, NULL, 10);
-	}
-	if (wal_size != inj->page_size) {
-		return fail(inj, SQLITE_MISUSE,
-			    "page size mismatch: WAL %u, batch %u", wal_size,
-			    inj->page_size);
-	}
-	return SQLITE_OK;
-}
-
-/* walIndexWriteHdr(): copy 2 first, so a reader that sees the new copy 1
- * after the barrier also sees a matching copy 2. */
-static void publish_header(struct injector *inj)
-{
-	volatile uint8_t *copies = inj->region0;
-
-	inj->hdr.is_init = 1;
-	inj->hdr.version = WAL_INDEX_VERSION;
-	wal_index_hdr_checksum(&inj->hdr, inj->hdr.cksum);
-	memcpy((void *)(copies + sizeof inj->hdr), &inj->hdr, sizeof inj->hdr);
-	shm_barrier(inj);
-	memcpy((void *)copies, &inj->hdr, sizeof inj->hdr);
-}
-
-/* walCleanupHash(): a writer that died after spilling frames left hash
- * entries beyond mxFrame; a reader must never find them, and the probe
- * chains must stay those of the published frames.  Only the block holding
- * mxFrame needs it: later blocks are zeroed when their first frame is
- * appended. */
-static int clean_leftover_hash(struct injector *inj)
-{
-	struct wal_index_hash_block hb;
-	uint32_t limit, i;
-	int rc;
-
-	if (inj->hdr.max_frame == 0) {
-		return SQLITE_OK;
-	}
-	rc = get_hash_block(inj, wal_index_frame_block(inj->hdr.max_frame),
-			    false, &hb);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	limit = inj->hdr.max_frame - hb.zero;
-	assert(limit > 0);
-	for (i = 0; i < WAL_INDEX_HASH_NSLOT; i++) {
-		if (hb.slots[i] > limit) {
-			hb.slots[i] = 0;
-		}
-	}
-	memset((void *)&hb.pgno[limit], 0,
-	       (size_t)((volatile uint8_t *)hb.slots -
-			(volatile uint8_t *)&hb.pgno[limit]));
-	return SQLITE_OK;
-}
-
-/* walIndexAppend(): map frame -> pgno in the block of the frame.  Readers
- * ignore the entry until the header's mxFrame covers it. */
-static int append_index_entry(struct injector *inj, uint32_t frame,
-			      uint32_t pgno)
-{
-	struct wal_index_hash_block hb;
-	uint32_t idx, key, collisions;
-	int rc;
-
-	rc = get_hash_block(inj, wal_index_frame_block(frame), true, &hb);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	idx = frame - hb.zero;
-	assert(idx >= 1 && idx <= WAL_INDEX_HASH_NSLOT / 2 + 1);
-	if (idx == 1) {
-		/* First frame of the block: whatever it holds is stale. */
-		memset((void *)hb.pgno, 0,
-		       (size_t)((volatile uint8_t *)(hb.slots +
-						     WAL_INDEX_HASH_NSLOT) -
-				(volatile uint8_t *)hb.pgno));
-	}
-	if (hb.pgno[idx - 1] != 0) {
-		rc = clean_leftover_hash(inj);
-		if (rc != SQLITE_OK) {
-			return rc;
-		}
-		if (hb.pgno[idx - 1] != 0) {
-			return fail(inj, SQLITE_CORRUPT,
-				    "stale wal-index entry for frame %u",
-				    frame);
-		}
-	}
-	collisions = idx;
-	for (key = wal_index_hash_key(pgno); hb.slots[key] != 0;
-	     key = wal_index_next_hash_key(key)) {
-		if (collisions-- == 0) {
-			return fail(inj, SQLITE_CORRUPT,
-				    "wal-index hash block %u is full",
-				    wal_index_frame_block(frame));
-		}
-	}
-	hb.pgno[idx - 1] = pgno;
-	__atomic_store_n((uint16_t *)&hb.slots[key], (uint16_t)idx,
-			 __ATOMIC_RELAXED);
 	return SQLITE_OK;
 }
 
@@ -424,14 +193,14 @@ static int read_wal_header(struct injector *inj, uint8_t buf[WALFMT_HDR_SIZE],
 	*present = false;
 	rc = m->xFileSize(inj->wal_file, &size);
 	if (rc != SQLITE_OK) {
-		return fail(inj, rc, "cannot stat the WAL");
+		return wal_inject_fail(inj, rc, "cannot stat the WAL");
 	}
 	if (size < WALFMT_HDR_SIZE) {
 		return SQLITE_OK;
 	}
 	rc = m->xRead(inj->wal_file, buf, WALFMT_HDR_SIZE, 0);
 	if (rc != SQLITE_OK) {
-		return fail(inj, rc, "cannot read the WAL header");
+		return wal_inject_fail(inj, rc, "cannot read the WAL header");
 	}
 	*present = true;
 	return SQLITE_OK;
@@ -444,8 +213,9 @@ static int write_wal(struct injector *inj, const void *buf, int len,
 
 	rc = inj->wal_file->pMethods->xWrite(inj->wal_file, buf, len, off);
 	if (rc != SQLITE_OK) {
-		return fail(inj, rc, "cannot write the WAL at offset %lld",
-			    (long long)off);
+		return wal_inject_fail(inj, rc,
+				       "cannot write the WAL at offset %lld",
+				       (long long)off);
 	}
 	return SQLITE_OK;
 }
@@ -456,30 +226,9 @@ static int sync_wal(struct injector *inj)
 
 	rc = inj->wal_file->pMethods->xSync(inj->wal_file, SQLITE_SYNC_NORMAL);
 	if (rc != SQLITE_OK) {
-		return fail(inj, rc, "cannot sync the WAL");
+		return wal_inject_fail(inj, rc, "cannot sync the WAL");
 	}
 	return SQLITE_OK;
-}
-
-/* walRestartHdr(): the next frame goes to the start of the WAL, under new
- * salts (salt-1 + 1, a random salt-2) so recovery can never take the old
- * frames left behind them for ours. */
-static void restart_header(struct injector *inj, const uint8_t salt2[4])
-{
-	volatile struct wal_index_ckpt_info *info = ckpt_info(inj);
-	int i;
-
-	inj->hdr.max_frame = 0;
-	walfmt_put32(inj->hdr.salt, walfmt_get32(inj->hdr.salt) + 1);
-	memcpy(inj->hdr.salt + 4, salt2, 4);
-	publish_header(inj);
-	__atomic_store_n((uint32_t *)&info->n_backfill, 0, __ATOMIC_RELAXED);
-	info->n_backfill_attempted = 0;
-	info->read_mark[1] = 0;
-	for (i = 2; i < WAL_INDEX_NREADER; i++) {
-		info->read_mark[i] = WAL_INDEX_READMARK_NOT_USED;
-	}
-	assert(info->read_mark[0] == 0);
 }
 
 /* walRestartLog(): when every frame is already in the database file and no
@@ -496,8 +245,9 @@ static int maybe_restart(struct injector *inj)
 	uint32_t backfilled;
 	int rc;
 
-	backfilled = __atomic_load_n((uint32_t *)&ckpt_info(inj)->n_backfill,
-				     __ATOMIC_RELAXED);
+	backfilled =
+	    __atomic_load_n((uint32_t *)&wal_inject_ckpt_info(inj)->n_backfill,
+			    __ATOMIC_RELAXED);
 	if (!inj->may_restart || inj->hdr.max_frame == 0 ||
 	    backfilled != inj->hdr.max_frame) {
 		return SQLITE_OK;
@@ -509,8 +259,8 @@ static int maybe_restart(struct injector *inj)
 		return rc;
 	}
 	if (!present) {
-		return fail(inj, SQLITE_CORRUPT,
-			    "WAL has frames but no header");
+		return wal_inject_fail(inj, SQLITE_CORRUPT,
+				       "WAL has frames but no header");
 	}
 	/* Drawn before the lock, as SQLite does, so a test can replay the
 	 * PRNG and get SQLite's very salts. */
@@ -521,9 +271,10 @@ static int maybe_restart(struct injector *inj)
 		return SQLITE_OK; /* a reader uses the WAL: append */
 	}
 	if (rc != SQLITE_OK) {
-		return fail(inj, rc, "cannot lock the wal-index read slots");
+		return wal_inject_fail(inj, rc,
+				       "cannot lock the wal-index read slots");
 	}
-	restart_header(inj, salt2);
+	wal_inject_restart_header(inj, salt2);
 	f->pMethods->xShmLock(f, WAL_INDEX_READ_LOCK(1), WAL_INDEX_NREADER - 1,
 			      flags_unlock);
 	inj->restarted = true;
@@ -607,23 +358,31 @@ static int write_frames(struct injector *inj, const struct frame_plan *plan,
 	return SQLITE_OK;
 }
 
-static int append_index(struct injector *inj, const struct frame_plan *plan,
-			size_t n)
+/* ---- The batch ---- */
+
+/* After recovery of an empty WAL the header holds no page size; the pager's
+ * is the database's then. */
+static int check_page_size(struct injector *inj)
 {
-	size_t i;
+	char text[32];
+	uint32_t wal_size = wal_index_decode_page_size(inj->hdr.page_size);
 	int rc;
 
-	for (i = 0; i < n; i++) {
-		rc = append_index_entry(
-		    inj, inj->hdr.max_frame + 1 + (uint32_t)i, plan[i].pgno);
+	if (wal_size == 0) {
+		rc =
+		    query_text(inj, "PRAGMA main.page_size", text, sizeof text);
 		if (rc != SQLITE_OK) {
 			return rc;
 		}
+		wal_size = (uint32_t)strtoul(text, NULL, 10);
+	}
+	if (wal_size != inj->page_size) {
+		return wal_inject_fail(inj, SQLITE_MISUSE,
+				       "page size mismatch: WAL %u, batch %u",
+				       wal_size, inj->page_size);
 	}
 	return SQLITE_OK;
 }
-
-/* ---- The batch ---- */
 
 struct page_ref {
 	uint32_t pgno;
@@ -647,24 +406,25 @@ static int check_pages(struct injector *inj, const struct wal_page *pages,
 	size_t i;
 
 	if (db_size == 0) {
-		return fail(inj, SQLITE_MISUSE, "database size 0");
+		return wal_inject_fail(inj, SQLITE_MISUSE, "database size 0");
 	}
 	for (i = 0; i < n; i++) {
 		if (pages[i].pgno == 0) {
-			return fail(inj, SQLITE_CORRUPT,
-				    "page number 0 in the batch");
+			return wal_inject_fail(inj, SQLITE_CORRUPT,
+					       "page number 0 in the batch");
 		}
 		if (pages[i].pgno > db_size) {
 			continue; /* dropped: beyond the new end */
 		}
 		if (pages[i].pgno == pending) {
-			return fail(inj, SQLITE_CORRUPT,
-				    "page %u is the pending-byte page",
-				    pages[i].pgno);
+			return wal_inject_fail(
+			    inj, SQLITE_CORRUPT,
+			    "page %u is the pending-byte page", pages[i].pgno);
 		}
 		if (pages[i].data == NULL) {
-			return fail(inj, SQLITE_MISUSE, "page %u has no data",
-				    pages[i].pgno);
+			return wal_inject_fail(inj, SQLITE_MISUSE,
+					       "page %u has no data",
+					       pages[i].pgno);
 		}
 	}
 	return SQLITE_OK;
@@ -687,7 +447,7 @@ static int plan_frames(struct injector *inj, const struct wal_page *pages,
 	last = sqlite3_malloc64((n + 1) * sizeof *last);
 	plan = sqlite3_malloc64((n + 1) * sizeof *plan);
 	if (refs == NULL || last == NULL || plan == NULL) {
-		rc = fail(inj, SQLITE_NOMEM, "out of memory");
+		rc = wal_inject_fail(inj, SQLITE_NOMEM, "out of memory");
 		goto cleanup;
 	}
 	for (i = 0; i < n; i++) {
@@ -715,9 +475,10 @@ static int plan_frames(struct injector *inj, const struct wal_page *pages,
 	if (n_plan == 0) {
 		/* SQLite commits at least one frame; callers always send page
 		 * 1, whose change counter moves with every transaction. */
-		rc = fail(inj, SQLITE_MISUSE,
-			  "no page of the batch is within the database size %u",
-			  db_size);
+		rc = wal_inject_fail(
+		    inj, SQLITE_MISUSE,
+		    "no page of the batch is within the database size %u",
+		    db_size);
 		goto cleanup;
 	}
 	*out = plan;
@@ -748,7 +509,7 @@ static int publish_batch(struct injector *inj, const struct frame_plan *plan,
 			return rc;
 		}
 	}
-	rc = clean_leftover_hash(inj);
+	rc = wal_inject_clean_leftover_hash(inj);
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
@@ -763,7 +524,7 @@ static int publish_batch(struct injector *inj, const struct frame_plan *plan,
 			return rc;
 		}
 	}
-	rc = append_index(inj, plan, n);
+	rc = wal_inject_append_index(inj, plan, n);
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
@@ -771,7 +532,7 @@ static int publish_batch(struct injector *inj, const struct frame_plan *plan,
 	inj->hdr.max_frame += (uint32_t)n;
 	inj->hdr.n_page = db_size;
 	inj->hdr.change++; /* readers' caches compare the header */
-	publish_header(inj);
+	wal_inject_publish_header(inj);
 	return SQLITE_OK;
 }
 
@@ -793,12 +554,13 @@ int wal_inject(sqlite3 *db, const struct wal_inject_opts *opts,
 	inj.page_size = opts != NULL && opts->page_size != 0 ? opts->page_size
 							     : WALFMT_PAGE_SIZE;
 	if (db == NULL || (pages == NULL && n_pages > 0)) {
-		return fail(&inj, SQLITE_MISUSE, "no connection or no pages");
+		return wal_inject_fail(&inj, SQLITE_MISUSE,
+				       "no connection or no pages");
 	}
 	if (inj.page_size < 512 || inj.page_size > 65536 ||
 	    (inj.page_size & (inj.page_size - 1)) != 0) {
-		return fail(&inj, SQLITE_MISUSE, "invalid page size %u",
-			    inj.page_size);
+		return wal_inject_fail(&inj, SQLITE_MISUSE,
+				       "invalid page size %u", inj.page_size);
 	}
 	rc = check_connection(&inj);
 	if (rc != SQLITE_OK) {
@@ -808,7 +570,7 @@ int wal_inject(sqlite3 *db, const struct wal_inject_opts *opts,
 	if (rc != SQLITE_OK) {
 		goto cleanup;
 	}
-	rc = read_index_header(&inj);
+	rc = wal_inject_read_index_header(&inj);
 	if (rc != SQLITE_OK) {
 		goto cleanup;
 	}
@@ -846,7 +608,7 @@ int wal_inject_position(sqlite3 *db, wal_inject_unwrap_fn unwrap,
 		rc = open_files(&inj, unwrap);
 	}
 	if (rc == SQLITE_OK) {
-		rc = read_index_header(&inj);
+		rc = wal_inject_read_index_header(&inj);
 	}
 	if (rc != SQLITE_OK) {
 		return rc;

@@ -1,4 +1,4 @@
-#include "wal_observer.h"
+#include "wal_observer_internal.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -6,61 +6,13 @@
 #include <string.h>
 
 #include "wal/failed_file.h"
-#include "wal/page_map.h"
-#include "wal/wal_index.h"
-#include "wal/walfmt.h"
 
 /* The wal-index lock slots of the readers, as a mask of bits. */
 #define SHM_READ_MASK                                                          \
 	(((1u << WAL_INDEX_NREADER) - 1) << WAL_INDEX_READ_LOCK(0))
 
-enum obs_kind { OBS_OTHER = 0, OBS_MAIN, OBS_WAL };
-
-struct observer {
-	sqlite3_vfs vfs; /* must be first: the registered VFS */
-	sqlite3_vfs *root;
-	struct wal_observer_hooks hooks;
-	pthread_mutex_t mu; /* guards the list of main files */
-	struct obs_file *mains;
-	char *name;
-};
-
-/* The write transaction in progress on one WAL handle. */
-struct obs_txn {
-	uint32_t page_size;
-	struct page_map pages;
-	uint32_t max_frame;
-	int have_commit_hdr; /* the commit header is held back, see below */
-	uint8_t commit_hdr[WALFMT_FRAME_HDR_SIZE];
-	sqlite3_int64 commit_hdr_off;
-	uint32_t commit_frame;
-	int committed; /* on_commit accepted the transaction */
-};
-
-struct obs_file {
-	sqlite3_file base; /* must be first */
-	struct observer *obs;
-	enum obs_kind kind;
-	const char *name;      /* main: the zName SQLite gave xOpen */
-	struct obs_file *next; /* main: observer's list */
-	struct obs_file *wal;  /* main: its connection's WAL handle */
-	struct obs_file *main; /* WAL: its connection's main handle */
-	struct obs_txn txn;    /* WAL only */
-	void *ctx;             /* main: from hooks.on_open_main */
-	unsigned shm_held;     /* main: bit i = wal-index lock slot i held */
-	/* main, while it holds the write lock for a write transaction: the
-	 * last wal-index header published before its commit (see
-	 * keep_private), and whether the commit is kept private. */
-	int in_write;
-	int keep_private;
-	uint8_t stable_hdr[WAL_INDEX_HDR_COPY_SIZE];
-	/* The real file follows this struct. */
-};
-
 _Static_assert(sizeof(struct obs_file) >= sizeof(struct failed_file),
 	       "a refused open turns the handle into a failed file");
-
-#define REAL(f) ((sqlite3_file *)((struct obs_file *)(f) + 1))
 
 static const sqlite3_io_methods obs_io_methods;
 
@@ -82,206 +34,6 @@ void *wal_observer_ctx(sqlite3_file *f)
 const char *wal_observer_open_error(sqlite3_file *f)
 {
 	return failed_file_reason(f);
-}
-
-/* ---------------------------------------------------------------------- */
-/* transaction tracking */
-
-static void txn_reset(struct obs_txn *t)
-{
-	uint32_t page_size = t->page_size;
-
-	page_map_clear(&t->pages);
-	memset(t, 0, sizeof *t);
-	t->page_size = page_size; /* the WAL's page size outlives a txn */
-}
-
-static int txn_learn_page_size(struct obs_file *wal)
-{
-	uint8_t hdr[WALFMT_HDR_SIZE];
-	struct walfmt_header h;
-	int rc;
-
-	if (wal->txn.page_size != 0)
-		return SQLITE_OK;
-	rc = REAL(wal)->pMethods->xRead(REAL(wal), hdr, sizeof hdr, 0);
-	if (rc != SQLITE_OK || walfmt_header_decode(hdr, &h) != 0) {
-		sqlite3_log(SQLITE_IOERR, "replite: cannot read WAL header");
-		return SQLITE_IOERR_READ;
-	}
-	wal->txn.page_size = h.page_size;
-	return SQLITE_OK;
-}
-
-static uint32_t frame_index(const struct obs_txn *t, sqlite3_int64 off)
-{
-	return (uint32_t)((off - WALFMT_HDR_SIZE) /
-			  (t->page_size + WALFMT_FRAME_HDR_SIZE)) +
-	       1;
-}
-
-static int cmp_page(const void *a, const void *b)
-{
-	const struct wal_page *x = a, *y = b;
-
-	return x->pgno < y->pgno ? -1 : x->pgno > y->pgno;
-}
-
-/* Gather the final image of every page the transaction wrote: the commit
- * page from the buffer SQLite is about to write, the others read back from
- * the WAL (in-place overwrites have already landed there). */
-static int txn_collect(struct obs_file *wal, const void *commit_data,
-		       uint32_t db_size, struct wal_page **out, size_t *n_out,
-		       uint8_t **buf_out)
-{
-	struct obs_txn *t = &wal->txn;
-	struct wal_page *pages;
-	uint8_t *buf;
-	size_t i, n = 0;
-	int rc = SQLITE_OK;
-
-	pages = calloc(t->pages.len ? t->pages.len : 1, sizeof *pages);
-	buf = malloc(t->pages.len * (size_t)t->page_size + 1);
-	if (pages == NULL || buf == NULL) {
-		rc = SQLITE_NOMEM;
-		goto err;
-	}
-	for (i = 0; i < t->pages.cap; i++) {
-		uint32_t pgno = t->pages.pgno[i];
-		uint32_t frame = t->pages.frame[i];
-		uint8_t *dst;
-
-		if (pgno == 0 || pgno > db_size)
-			continue;
-		dst = buf + n * (size_t)t->page_size;
-		if (frame == t->commit_frame) {
-			memcpy(dst, commit_data, t->page_size);
-		} else {
-			sqlite3_int64 off = (sqlite3_int64)walfmt_frame_offset(
-						frame, t->page_size) +
-					    WALFMT_FRAME_HDR_SIZE;
-			rc = REAL(wal)->pMethods->xRead(REAL(wal), dst,
-							(int)t->page_size, off);
-			if (rc != SQLITE_OK)
-				goto err;
-		}
-		pages[n].pgno = pgno;
-		pages[n].data = dst;
-		n++;
-	}
-	qsort(pages, n, sizeof *pages, cmp_page);
-	*out = pages;
-	*n_out = n;
-	*buf_out = buf;
-	return SQLITE_OK;
-err:
-	free(pages);
-	free(buf);
-	return rc;
-}
-
-static int txn_commit_hook(struct obs_file *wal, const void *commit_data)
-{
-	struct observer *obs = wal->obs;
-	struct obs_txn *t = &wal->txn;
-	uint32_t db_size = walfmt_get32(t->commit_hdr + 4);
-	struct wal_page *pages = NULL;
-	uint8_t *buf = NULL;
-	size_t n = 0;
-	int rc;
-
-	if (obs->hooks.on_commit == NULL)
-		return SQLITE_OK;
-	rc = txn_collect(wal, commit_data, db_size, &pages, &n, &buf);
-	if (rc == SQLITE_OK) {
-		const char *path = wal->main ? wal->main->name : NULL;
-		void *ctx = wal->main ? wal->main->ctx : NULL;
-		rc = obs->hooks.on_commit(obs->hooks.arg, ctx, path, pages, n,
-					  db_size);
-	}
-	free(pages);
-	free(buf);
-	return rc;
-}
-
-/* A 24-byte write at a frame slot is a frame header.  The header of the
- * commit frame is held back until its page data arrives, so that a refused
- * or failed commit leaves no commit-marked header in the WAL for crash
- * recovery to find. */
-static int wal_write_header(struct obs_file *wal, const void *buf,
-			    sqlite3_int64 off, int *held)
-{
-	struct obs_txn *t = &wal->txn;
-	const uint8_t *h = buf;
-	uint32_t frame, pgno = walfmt_get32(h), db_size = walfmt_get32(h + 4);
-	int rc;
-
-	*held = 0;
-	if (t->committed)
-		return SQLITE_OK; /* padding or checksum rewrite */
-	rc = txn_learn_page_size(wal);
-	if (rc != SQLITE_OK)
-		return rc;
-	frame = frame_index(t, off);
-	if (db_size != 0 && frame > t->max_frame) {
-		memcpy(t->commit_hdr, h, sizeof t->commit_hdr);
-		t->commit_hdr_off = off;
-		t->commit_frame = frame;
-		t->have_commit_hdr = 1;
-		*held = 1;
-	}
-	if (frame > t->max_frame)
-		t->max_frame = frame;
-	return page_map_put(&t->pages, pgno, frame);
-}
-
-static int wal_write_commit_data(struct obs_file *wal, const void *buf, int amt,
-				 sqlite3_int64 off)
-{
-	struct obs_txn *t = &wal->txn;
-	sqlite3_file *real = REAL(wal);
-	int rc;
-
-	rc = txn_commit_hook(wal, buf);
-	t->have_commit_hdr = 0;
-	if (rc != SQLITE_OK)
-		return rc;
-	t->committed = 1;
-	if (wal->main != NULL && wal->main->in_write &&
-	    wal->obs->hooks.commit_is_private != NULL &&
-	    wal->obs->hooks.commit_is_private(wal->obs->hooks.arg,
-					      wal->main->ctx))
-		wal->main->keep_private = 1;
-	rc = real->pMethods->xWrite(real, t->commit_hdr, WALFMT_FRAME_HDR_SIZE,
-				    t->commit_hdr_off);
-	if (rc != SQLITE_OK)
-		return rc;
-	return real->pMethods->xWrite(real, buf, amt, off);
-}
-
-static int obs_wal_write(struct obs_file *wal, const void *buf, int amt,
-			 sqlite3_int64 off)
-{
-	struct obs_txn *t = &wal->txn;
-	sqlite3_file *real = REAL(wal);
-	int held = 0, rc;
-
-	if (off == 0 && amt == WALFMT_HDR_SIZE) {
-		/* A new WAL header: the log restarts at frame 1. */
-		txn_reset(t);
-		t->page_size = walfmt_get32((const uint8_t *)buf + 8);
-	} else if (amt == WALFMT_FRAME_HDR_SIZE && off >= WALFMT_HDR_SIZE) {
-		rc = wal_write_header(wal, buf, off, &held);
-		if (rc != SQLITE_OK)
-			return rc;
-		if (held)
-			return SQLITE_OK;
-	} else if (t->have_commit_hdr &&
-		   off == t->commit_hdr_off + WALFMT_FRAME_HDR_SIZE &&
-		   (uint32_t)amt == t->page_size) {
-		return wal_write_commit_data(wal, buf, amt, off);
-	}
-	return real->pMethods->xWrite(real, buf, amt, off);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -380,7 +132,7 @@ static void main_write_lock_released(struct obs_file *main)
 			obs->hooks.on_commit_end(obs->hooks.arg, main->ctx,
 						 main->name, published);
 		}
-		txn_reset(&wal->txn);
+		wal_observer_txn_reset(&wal->txn);
 	}
 	if (obs->hooks.on_write_unlock != NULL)
 		obs->hooks.on_write_unlock(obs->hooks.arg, main->ctx);
@@ -450,7 +202,7 @@ locked:
 		return rc;
 	if (flags == (SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE)) {
 		if (p->wal != NULL)
-			txn_reset(&p->wal->txn);
+			wal_observer_txn_reset(&p->wal->txn);
 		p->keep_private = 0;
 		p->in_write = was_begin_write && capture_header(p, 0);
 	} else if (flags & SQLITE_SHM_UNLOCK) {
@@ -481,7 +233,7 @@ static int obs_close(sqlite3_file *f)
 	} else if (p->kind == OBS_WAL) {
 		if (p->main != NULL)
 			p->main->wal = NULL;
-		txn_reset(&p->txn);
+		wal_observer_txn_reset(&p->txn);
 	}
 	pthread_mutex_unlock(&obs->mu);
 	if (p->kind == OBS_MAIN && p->ctx != NULL &&
@@ -501,7 +253,7 @@ static int obs_write(sqlite3_file *f, const void *buf, int amt,
 	struct obs_file *p = (struct obs_file *)f;
 
 	if (p->kind == OBS_WAL)
-		return obs_wal_write(p, buf, amt, off);
+		return wal_observer_txn_write(p, buf, amt, off);
 	return REAL(f)->pMethods->xWrite(REAL(f), buf, amt, off);
 }
 
