@@ -61,6 +61,96 @@ static int check_duplicates(sqlite3_filename name, char *err, size_t err_len)
 	return 0;
 }
 
+/* SQLite's own URI parameters (https://sqlite.org/uri.html), never typos. */
+static const char *const sqlite_params[] = {
+    "vfs", "mode", "cache", "psow", "nolock", "immutable", "modeof",
+};
+
+/* A parameter name folded for comparison: lower case, without '_' and '-'
+ * (so that syncUrl, sync-url and SYNC_URL all read "syncurl"). */
+static void fold(const char *in, char *out, size_t out_len)
+{
+	size_t n = 0;
+
+	for (; *in != '\0' && n + 1 < out_len; in++) {
+		if (*in == '_' || *in == '-')
+			continue;
+		out[n++] = (char)((*in >= 'A' && *in <= 'Z') ? *in + 32 : *in);
+	}
+	out[n] = '\0';
+}
+
+/* The edit distance of a and b (insertions, deletions, substitutions and
+ * swaps of neighbours), capped: anything above 3 reads 3. */
+static int distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j;
+	int d[33][33];
+
+	if (la > 32 || lb > 32)
+		return 3;
+	for (i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (i = 1; i <= la; i++) {
+		for (j = 1; j <= lb; j++) {
+			int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
+			    a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb] < 3 ? d[la][lb] : 3;
+}
+
+/* Refuse a URI parameter that is not ours but reads like one (syncUrl,
+ * sync_ur, authToken, conflicts): SQLite ignores parameters it does not
+ * know, so the typo would silently leave the option at its default (no
+ * token, say, and an open that fails later for a reason far from the
+ * cause).  Other unknown parameters are the application's business. */
+static int check_typos(sqlite3_filename name, char *err, size_t err_len)
+{
+	char key_f[64], ours_f[64];
+	const char *key;
+	size_t i;
+	int n;
+
+	for (n = 0; (key = sqlite3_uri_key(name, n)) != NULL; n++) {
+		int exact = 0;
+		for (i = 0; i < sizeof known_params / sizeof known_params[0];
+		     i++)
+			exact |= strcmp(key, known_params[i]) == 0;
+		for (i = 0; i < sizeof sqlite_params / sizeof sqlite_params[0];
+		     i++)
+			exact |= strcmp(key, sqlite_params[i]) == 0;
+		if (exact)
+			continue;
+		fold(key, key_f, sizeof key_f);
+		for (i = 0; i < sizeof known_params / sizeof known_params[0];
+		     i++) {
+			fold(known_params[i], ours_f, sizeof ours_f);
+			/* One edit in a name of 5+ letters, two in 8+. */
+			int d = distance(key_f, ours_f);
+			size_t len = strlen(ours_f);
+			if (d == 0 || (d == 1 && len >= 5) ||
+			    (d == 2 && len >= 8)) {
+				snprintf(err, err_len,
+					 "replite: unknown URI parameter '%s': "
+					 "did you mean %s?",
+					 key, known_params[i]);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Parse "S", "S.F" (decimal digits only) into milliseconds, a fraction of
  * a millisecond rounding up.  Returns 0, -1 when malformed, -2 when over
  * URI_PARAMS_MAX_SECONDS. */
@@ -112,10 +202,12 @@ static int parse_duration(sqlite3_filename name, const char *param,
 	rv = parse_seconds(v, out);
 	if (rv == -1) {
 		snprintf(err, err_len,
-			 "replite: %s '%s' is not a duration: expected %s%s",
+			 "replite: %s '%s' is not a duration: expected %s%s, "
+			 "at most %d (a year), in plain decimal digits",
 			 param, v, positive ? "a positive" : DURATION_EXPECTED,
 			 positive ? " number of seconds such as 10 or 2.5"
-				  : " (0 = only explicit syncs)");
+				  : " (0 = only explicit syncs)",
+			 URI_PARAMS_MAX_SECONDS);
 		return -1;
 	}
 	if (rv == -2) {
@@ -254,7 +346,8 @@ int uri_params_parse(sqlite3_filename name, uri_params_env_fn env,
 	if (env == NULL)
 		env = default_env;
 
-	if (check_duplicates(name, err, err_len) != 0)
+	if (check_duplicates(name, err, err_len) != 0 ||
+	    check_typos(name, err, err_len) != 0)
 		goto err;
 	if (parse_sync_url(name, env, &p.sync_url, err, err_len) != 0)
 		goto err;

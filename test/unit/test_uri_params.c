@@ -154,6 +154,19 @@ START_TEST(test_every_parameter)
 }
 END_TEST
 
+/* SQLite's own URI parameters, and the application's that look like none
+ * of ours, pass. */
+START_TEST(test_other_parameters)
+{
+	ck_assert_int_eq(open_uri("sync_url=http://h&mode=rwc&cache=private"
+				  "&psow=1&myapp=1&offset=3&sync=2&url=x"
+				  "&token=t&interval=5"),
+			 SQLITE_OK);
+	ck_assert_msg(seen.rv == 0, "%s", seen.err);
+	ck_assert_str_eq(seen.params.sync_url, "http://h");
+}
+END_TEST
+
 START_TEST(test_sync_url_forms)
 {
 	ck_assert_int_eq(open_uri("sync_url=http://127.0.0.1:8080"), SQLITE_OK);
@@ -358,6 +371,22 @@ static const struct {
     {"sync_interval=.5", {"sync_interval '.5'", "is not a duration", NULL}},
     {"sync_interval=", {"sync_interval ''", "is not a duration", NULL}},
     {"sync_interval=1e3", {"sync_interval '1e3'", "not a duration", NULL}},
+    /* The range is in the message (issue 15). */
+    {"sync_interval=1e9",
+     {"sync_interval '1e9'", "not a duration", "at most 31536000"}},
+    /* Likely typos of our parameters are refused, naming the right one;
+     * SQLite would ignore them and leave the option at its default. */
+    {"syncUrl=http://h", {"unknown URI parameter 'syncUrl'", "sync_url", NULL}},
+    {"sync_ur=http://h", {"'sync_ur'", "did you mean sync_url?", NULL}},
+    {"authToken=t", {"'authToken'", "did you mean auth_token?", NULL}},
+    {"AUTH_TOKEN=t", {"'AUTH_TOKEN'", "did you mean auth_token?", NULL}},
+    {"sync-interval=1", {"'sync-interval'", "sync_interval", NULL}},
+    {"syncinterval=1", {"'syncinterval'", "sync_interval", NULL}},
+    {"readYourWrites=0", {"'readYourWrites'", "read_your_writes", NULL}},
+    {"encryptionKey=k", {"'encryptionKey'", "encryption_key", NULL}},
+    {"conflicts=rebase", {"'conflicts'", "did you mean conflict?", NULL}},
+    {"ofline=1", {"'ofline'", "did you mean offline?", NULL}},
+    {"write_timout=5", {"'write_timout'", "write_timeout", NULL}},
     {"sync_interval=%201", {"sync_interval ' 1'", "not a duration", NULL}},
     {"sync_interval=1%20", {"sync_interval '1 '", "not a duration", NULL}},
     {"sync_interval=%2B1", {"sync_interval '+1'", "not a duration", NULL}},
@@ -484,6 +513,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_every_parameter);
+	tcase_add_test(tc, test_other_parameters);
 	tcase_add_test(tc, test_sync_url_forms);
 	tcase_add_loop_test(tc, test_durations, 0,
 			    sizeof durations / sizeof durations[0]);
