@@ -9,12 +9,24 @@ import { join, resolve } from "node:path";
 export const REPLITE_BIN =
   process.env.REPLITE_BIN ?? resolve(import.meta.dirname, "../../build/replite");
 
+// A temporary directory, removed by remove() or, at the latest, when the
+// test file's process exits (the primaries' data directories included), so
+// that test runs leave nothing in /tmp.
+const tempDirs = new Set();
+process.on("exit", () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 export function tempDir(prefix = "replite-") {
   const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
   return {
     path: dir,
     file: (name) => join(dir, name),
-    remove: () => rmSync(dir, { recursive: true, force: true }),
+    remove: () => {
+      rmSync(dir, { recursive: true, force: true });
+      tempDirs.delete(dir);
+    },
   };
 }
 
