@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,5 +239,25 @@ done:
 		unlink(tmp);
 	}
 	free(tmp);
+	return rv;
+}
+
+static int remove_one(const char *path, const struct stat *sb, int type,
+		      struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if ((type == FTW_DP ? rmdir(path) : unlink(path)) != 0 &&
+	    errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int fileio_remove_tree(const char *path)
+{
+	int rv = nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	if (rv == -1)
+		return errno == ENOENT ? 0 : -errno;
 	return rv;
 }

@@ -2,14 +2,17 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "api.h"
 #include "base/clock.h"
+#include "base/fileio.h"
 
 void server_config_defaults(struct server_config *cfg)
 {
@@ -93,6 +96,35 @@ static void run_until_signal(struct http_server *http, struct store *store,
 	}
 }
 
+/* The highest directory of path that does not exist yet (what mkdir -p
+ * would create first), malloc'd, or NULL when path exists (or on no
+ * memory: then nothing is removed). */
+static char *missing_root(const char *path)
+{
+	struct stat sb;
+	char *root, *copy, *parent;
+
+	if (stat(path, &sb) == 0 || errno != ENOENT)
+		return NULL;
+	root = strdup(path);
+	while (root != NULL) {
+		copy = strdup(root);
+		if (copy == NULL)
+			break;
+		parent = dirname(copy);
+		if (strcmp(parent, root) == 0 || stat(parent, &sb) == 0 ||
+		    errno != ENOENT) {
+			free(copy);
+			return root;
+		}
+		free(root);
+		root = strdup(parent);
+		free(copy);
+	}
+	free(root);
+	return NULL;
+}
+
 int server_run(const struct server_config *cfg)
 {
 	struct store_config sc;
@@ -107,6 +139,7 @@ int server_run(const struct server_config *cfg)
 	char host[256], err[1024];
 	uint16_t port;
 	sigset_t set;
+	char *fresh_root = NULL;
 	int rv = 1;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -128,11 +161,11 @@ int server_run(const struct server_config *cfg)
 			fprintf(stderr, "replite: %s\n", err);
 			return 1;
 		}
-	} else {
-		fprintf(stderr, "replite: WARNING: no --auth-jwt-key-file: "
-				"anyone who can reach the server can read and "
-				"write the database\n");
 	}
+	/* A data directory this start creates is removed again if the start
+	 * fails (an address in use, a bad --import): a failed start leaves
+	 * nothing behind. */
+	fresh_root = missing_root(cfg->data_dir);
 	store_config_defaults(&sc);
 	sc.data_dir = cfg->data_dir;
 	sc.import_path = cfg->import_path;
@@ -181,6 +214,11 @@ int server_run(const struct server_config *cfg)
 		goto out;
 	}
 	store_set_listener(store, wake_http, http);
+	/* Only now that the server really starts. */
+	if (cfg->jwt_key_file == NULL)
+		fprintf(stderr, "replite: WARNING: no --auth-jwt-key-file: "
+				"anyone who can reach the server can read and "
+				"write the database\n");
 	fprintf(stderr,
 		"replite: database %s, generation %" PRIu32 ", %" PRIu32
 		" frames, data in %s\n",
@@ -199,5 +237,8 @@ out:
 	streams_free(streams);
 	store_close(store);
 	jwt_keys_free(api.keys);
+	if (rv != 0 && fresh_root != NULL)
+		fileio_remove_tree(fresh_root);
+	free(fresh_root);
 	return rv;
 }

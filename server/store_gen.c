@@ -180,6 +180,9 @@ int store_gen_create_first(struct store *s, char *err, size_t n)
 	}
 	rv = 0;
 out:
+	/* A failed import or creation leaves no gen-*.tmp behind. */
+	if (rv != 0 && tmp != NULL)
+		fileio_remove_tree(tmp);
 	free(tmp);
 	free(final);
 	free(base);

@@ -1,10 +1,12 @@
 // The primary as a server: long-polls, concurrency with slow or stalled
-// clients, Hrana stream expiry and bounds, clean shutdown.
+// clients, Hrana stream expiry and bounds, clean shutdown, failed starts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect } from "node:net";
+import { spawnSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
 import { createClient } from "@libsql/client";
-import { startServer, http, sleep } from "./harness.mjs";
+import { REPLITE_BIN, startServer, http, sleep, tempDir } from "./harness.mjs";
 
 async function info(server) {
   return (await http(server, "GET", "/info")).json;
@@ -155,5 +157,53 @@ test("SIGINT and SIGTERM stop the server cleanly", async () => {
     const { code } = await server.exited;
     assert.equal(code, 0, server.stderr);
     assert.match(server.stderr, /shutting down/);
+  }
+});
+
+test("a failed start leaves nothing behind, and the auth warning comes only once the server starts", async () => {
+  const dir = tempDir("replite-failstart-");
+  try {
+    // The address is taken: the data directory (and its missing parents)
+    // it would have created are gone again.
+    const taken = createServer();
+    await new Promise((res) => taken.listen(0, "127.0.0.1", res));
+    const port = taken.address().port;
+    try {
+      const r = spawnSync(REPLITE_BIN, ["serve", "--data-dir", dir.file("a/b/data"), "--listen", `127.0.0.1:${port}`], {
+        encoding: "utf8",
+        timeout: 30000,
+      });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /Address already in use/);
+      assert.doesNotMatch(r.stderr, /WARNING/);
+      assert.equal(existsSync(dir.file("a")), false, "a/ was left behind");
+    } finally {
+      taken.close();
+    }
+    // An import that is not a database: no data directory, no gen-*.tmp.
+    writeFileSync(dir.file("bad.db"), "not a database at all".repeat(300));
+    const r = spawnSync(
+      REPLITE_BIN,
+      ["serve", "--data-dir", dir.file("data"), "--listen", "127.0.0.1:0", "--import", dir.file("bad.db")],
+      { encoding: "utf8", timeout: 30000 },
+    );
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /bad\.db/);
+    assert.doesNotMatch(r.stderr, /WARNING/);
+    assert.equal(existsSync(dir.file("data")), false, "data/ was left behind");
+    // An existing data directory stays, whatever happens to the start.
+    const again = spawnSync(
+      REPLITE_BIN,
+      ["serve", "--data-dir", dir.path, "--listen", "127.0.0.1:0", "--import", dir.file("bad.db")],
+      { encoding: "utf8", timeout: 30000 },
+    );
+    assert.notEqual(again.status, 0);
+    assert.equal(existsSync(dir.file("bad.db")), true);
+    // A start that works still warns when there is no key.
+    const server = await startServer();
+    assert.match(server.stderr, /WARNING: no --auth-jwt-key-file/);
+    await server.stop();
+  } finally {
+    dir.remove();
   }
 });
