@@ -35,7 +35,13 @@ ensure_npm() {
 	local dir=$1
 	if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.stamp" ]; then
 		log "installing npm packages in $dir"
-		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+		# npm shows no progress without a terminal: one line per 50
+		# packages fetched instead.
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=http 2>&1) |
+			awk '/npm http fetch/ { if (++n % 50 == 0) printf "    npm: %d packages fetched\n", n; next }
+			     /npm (error|warn)/ { print }
+			     END { if (n) printf "    npm: %d packages fetched, done\n", n }' >&2
+		[ "${PIPESTATUS[0]}" = 0 ] || return 1
 		touch "$dir/node_modules/.stamp"
 	fi
 }
@@ -47,5 +53,19 @@ build() {
 	if [ ! -f "$dir/build.ninja" ]; then
 		out=$(meson setup "$dir" "$@" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
 	fi
-	out=$(ninja -C "$dir" 2>&1) || { printf '%s\n' "$out" | tail -n 60 >&2; return 1; }
+	# Progress: one line per tenth of the build steps.
+	ninja -C "$dir" > "$dir/.build.log" 2>&1 &
+	local pid=$! last=-1 line pct
+	while kill -0 "$pid" 2>/dev/null; do
+		line=$(grep -o '^\[[0-9]*/[0-9]*\]' "$dir/.build.log" | tail -1)
+		if [ -n "$line" ]; then
+			pct=$(echo "$line" | awk -F'[][/]' '{ if ($3 > 0) print int($2 * 10 / $3) * 10 }')
+			if [ -n "$pct" ] && [ "$pct" != "$last" ]; then
+				printf '    build %s: %s%% %s\n' "$dir" "$pct" "$line" >&2
+				last=$pct
+			fi
+		fi
+		sleep 1
+	done
+	wait "$pid" || { tail -n 60 "$dir/.build.log" >&2; return 1; }
 }
