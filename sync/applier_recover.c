@@ -339,8 +339,14 @@ int applier_recover_outbox(struct applier *a, char *err, size_t err_len)
 		replica_state_free(&st);
 		return loaded < 0 ? -1 : 0;
 	}
-	if (applier_lock_begin(a, err, err_len) != 0)
+	if (applier_lock_begin(a, err, err_len) != 0) {
+		/* Another process has held the write lock all this time: it
+		 * is alive, so it opened the file after any power loss and
+		 * recovered it then. */
+		if (sqlite3_errcode(a->db) == SQLITE_BUSY)
+			rv = 0;
 		goto out;
+	}
 	pthread_mutex_lock(&a->ob_mu);
 	if (applier_pending_unchecked_locked(a, &st, &first, err, err_len) ==
 		0 &&
