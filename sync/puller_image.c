@@ -13,10 +13,10 @@
 #include "base/errors.h"
 #include "proto/frames.h"
 
-/* The frames of generation g from its first up to head (the primary's, as
- * /info said it; 0: none), verified as any pulled frames are and laid over a
- * copy of the image (the generation's base, GET /export).  Applied alone, the
- * base would show readers of a file that had content the database as it was
+/* The frames of generation g from its first on, as far as the primary has
+ * them, verified as any pulled frames are and laid over a copy of the
+ * image (the generation's base, GET /export).  Applied alone, the base
+ * would show readers of a file that had content the database as it was
  * when the generation began, until the frames after it arrive: time going
  * backwards.  Returns 0 with *out (malloc'd; NULL when there were no
  * whole transactions: the image is the state), *out_len, *frame_no and
@@ -39,10 +39,10 @@ static int grow_to(uint8_t **buf, size_t *size, size_t want)
 	return 0;
 }
 
-static int roll_forward(struct puller *p, uint32_t g, uint32_t head,
-			const uint8_t *image, size_t len, uint8_t **out,
-			size_t *out_len, uint32_t *frame_no, uint64_t *sum,
-			char *err, size_t err_len)
+static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
+			size_t len, uint8_t **out, size_t *out_len,
+			uint32_t *frame_no, uint64_t *sum, char *err,
+			size_t err_len)
 {
 	struct pending *pd = &p->pend;
 	struct http_client_response res = {0};
@@ -60,13 +60,9 @@ static int roll_forward(struct puller *p, uint32_t g, uint32_t head,
 	puller_pending_clear(pd);
 	pd->generation = g;
 	pd->first = 1;
-	/* Up to the head /info gave, not further: a primary that commits
-	 * faster than frames arrive would be chased forever (later frames
-	 * come with the next pulls). */
-	while ((start = pd->first + pd->n) <= head) {
+	for (;;) {
+		start = pd->first + pd->n;
 		end = start + PULL_FRAMES;
-		if (end > head + 1)
-			end = head + 1;
 		snprintf(path, sizeof path,
 			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g, start,
 			 end);
@@ -225,10 +221,9 @@ int puller_bootstrap(struct puller *p, const struct replica_state *st,
 	img.len = res.len;
 	img.frame_no = 0;
 	/* Published at the primary's head, not at the generation's base. */
-	rv = roll_forward(p, img.generation,
-			  info.has_max_frame_no ? info.max_frame_no : 0,
-			  res.body, res.len, &rolled, &rolled_len,
-			  &img.frame_no, &img.checksum, err, err_len);
+	rv = roll_forward(p, img.generation, res.body, res.len, &rolled,
+			  &rolled_len, &img.frame_no, &img.checksum, err,
+			  err_len);
 	if (rv != 0)
 		goto out;
 	rv = -1;
