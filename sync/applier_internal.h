@@ -32,7 +32,7 @@ struct applier {
 	int rebase;
 
 	/* The offline outbox (NULL when the file has none), and the list of
-	 * its records as last scanned (applier_offline.c), under ob_mu:
+	 * its records as last scanned (applier_pending.c), under ob_mu:
 	 * writers, the sync thread and status readers use it. */
 	struct outbox *outbox;
 	pthread_mutex_t ob_mu;
@@ -81,7 +81,7 @@ int applier_inject(struct applier *a, struct wal_page *pages, size_t n,
 int applier_record_wal(struct applier *a, struct replica_state *st, char *err,
 		       size_t err_len);
 
-/* The pending records of st under the write lock (applier_offline.c):
+/* The pending records of st under the write lock (applier_pending.c):
  * [*first, a->ob_n) of the cache, the tail record checked.  Called with
  * ob_mu held. */
 int applier_pending_locked(struct applier *a, const struct replica_state *st,
