@@ -138,7 +138,6 @@ static void walk_free(struct rc_walk *w)
 static int walk_init(struct rc_walk *w, struct applier *a, size_t first,
 		     size_t end, char *err, size_t err_len)
 {
-	struct rc_body b = {0};
 	uint32_t *all = NULL, *grown, *pgnos = NULL;
 	size_t n_all = 0, i, k;
 	char *msg = NULL;
@@ -146,15 +145,21 @@ static int walk_init(struct rc_walk *w, struct applier *a, size_t first,
 
 	memset(w, 0, sizeof *w);
 	w->a = a;
+	/* Page numbers only: the images are read (and checked) once, by the
+	 * walk's steps. */
 	for (k = first; k < end; k++) {
-		uint32_t n = a->ob_entries[k].n;
-		if (body_read(a, k, &b, err, err_len) != 0)
+		uint32_t n = a->ob_entries[k].n, *pg;
+		if (outbox_read_pgnos(a->outbox, &a->ob_entries[k], &pg, err,
+				      err_len) != 0)
 			goto out;
 		grown = realloc(all, (n_all + n) * sizeof *all);
-		if (grown == NULL)
+		if (grown == NULL) {
+			free(pg);
 			goto oom;
+		}
 		all = grown;
-		memcpy(all + n_all, b.pgnos, n * sizeof *all);
+		memcpy(all + n_all, pg, n * sizeof *all);
+		free(pg);
 		n_all += n;
 	}
 	qsort(all, n_all, sizeof *all, cmp_u32);
@@ -191,7 +196,6 @@ oom:
 	errors_set(err, err_len, "out of memory");
 out:
 	sqlite3_free(msg);
-	body_free(&b);
 	free(all);
 	return rv;
 }

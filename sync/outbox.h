@@ -158,6 +158,14 @@ int outbox_read(struct outbox *o, const struct outbox_entry *e,
 		uint32_t **pgnos, uint8_t **new_pages, uint8_t **old_pages,
 		char *err, size_t err_len);
 
+/* Only the page numbers of the record e, in *pgnos (malloc'd, e->n of
+ * them), not checked against the body hash: for planning which pages to
+ * look at before the record is read whole (outbox_read checks it then).
+ * Returns 0, or -1 with err naming the file: I/O error, or the file ends
+ * first. */
+int outbox_read_pgnos(struct outbox *o, const struct outbox_entry *e,
+		      uint32_t **pgnos, char *err, size_t err_len);
+
 /* The id of one push holding the records first..last (two or more): a
  * function of the two ids alone, and unlike any record's. */
 void outbox_batch_id(const uint8_t first[16], const uint8_t last[16],

@@ -270,3 +270,32 @@ out:
 	free(op);
 	return rv;
 }
+
+int outbox_read_pgnos(struct outbox *o, const struct outbox_entry *e,
+		      uint32_t **pgnos, char *err, size_t err_len)
+{
+	size_t len = 4 * (size_t)e->n;
+	uint32_t *pg = malloc(len ? len : 1), i;
+	ssize_t got;
+
+	if (pg == NULL) {
+		errors_set(err, err_len,
+			   "out of memory reading the outbox file %s", o->path);
+		return -1;
+	}
+	got = outbox_pread_upto(o->fd, pg, len,
+				e->offset + OUTBOX_RECORD_HEADER_SIZE);
+	if (got < 0 || (size_t)got < len) {
+		errors_set(err, err_len,
+			   "cannot read the outbox file %s at offset %llu: %s",
+			   o->path, (unsigned long long)e->offset,
+			   got < 0 ? strerror((int)-got)
+				   : "the file ends first");
+		free(pg);
+		return -1;
+	}
+	for (i = 0; i < e->n; i++)
+		pg[i] = walfmt_get32((const uint8_t *)&pg[i]);
+	*pgnos = pg;
+	return 0;
+}
