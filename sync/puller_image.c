@@ -13,15 +13,6 @@
 #include "base/errors.h"
 #include "proto/frames.h"
 
-/* The frames of generation g from its first on, as far as the primary has
- * them, verified as any pulled frames are and laid over a copy of the
- * image (the generation's base, GET /export).  Applied alone, the base
- * would show readers of a file that had content the database as it was
- * when the generation began, until the frames after it arrive: time going
- * backwards.  Returns 0 with *out (malloc'd; NULL when there were no
- * whole transactions: the image is the state), *out_len, *frame_no and
- * *sum, the checksum of the result; 1 when an answer failed verification
- * (nothing applied), -1 with err. */
 /* Grow the image *buf of *size bytes to want bytes, zeros after its end
  * (never shrinks).  0, or -1 when out of memory. */
 static int grow_to(uint8_t **buf, size_t *size, size_t want)
@@ -39,6 +30,15 @@ static int grow_to(uint8_t **buf, size_t *size, size_t want)
 	return 0;
 }
 
+/* The frames of generation g from its first on, as far as the primary has
+ * them, verified as any pulled frames are and laid over a copy of the
+ * image (the generation's base, GET /export).  Applied alone, the base
+ * would show readers of a file that had content the database as it was
+ * when the generation began, until the frames after it arrive: time going
+ * backwards.  Returns 0 with *out (malloc'd; NULL when there were no
+ * whole transactions: the image is the state), *out_len, *frame_no and
+ * *sum, the checksum of the result; 1 when an answer failed verification
+ * (nothing applied), -1 with err. */
 static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
 			size_t len, uint8_t **out, size_t *out_len,
 			uint32_t *frame_no, uint64_t *sum, char *err,
