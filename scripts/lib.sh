@@ -4,7 +4,7 @@
 REPLITE_DEB_PACKAGES=(
 	gcc pkg-config meson ninja-build
 	libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
-	libmicrohttpd-dev libwslay-dev libjansson-dev libxxhash-dev check
+	libmicrohttpd-dev libwslay-dev libjansson-dev libxxhash-dev libzstd-dev check
 	python3 curl clang-format git
 	g++ make # node-gyp builds better-sqlite3 from source (test/compat)
 )

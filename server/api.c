@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include "base/clock.h"
+#include "http_zstd.h"
 
 /* Parse a decimal u32 path segment; returns the rest of the path after it
  * (pointing at '/' or '\0'), or NULL if the segment is not a number. */
@@ -73,6 +74,17 @@ static int64_t wait_deadline(struct api *api, struct http_request *req)
 	return req->started_ms + (int64_t)(secs * 1000);
 }
 
+/* The level to compress a file answer at for this request: 0 when the
+ * server never compresses or the client does not accept zstd. */
+static int answer_zstd_level(struct api *api, struct http_request *req)
+{
+	if (api->zstd_level <= 0)
+		return 0;
+	return http_zstd_accepted(http_request_header(req, "Accept-Encoding"))
+		   ? api->zstd_level
+		   : 0;
+}
+
 static void handle_pull(struct api *api, struct http_request *req,
 			struct http_response *res, const uint32_t v[3])
 {
@@ -84,6 +96,7 @@ static void handle_pull(struct api *api, struct http_request *req,
 		res->fd = f.fd;
 		res->offset = f.offset;
 		res->len = f.len;
+		res->zstd_level = answer_zstd_level(api, req);
 		res->headers[0].name = FRAMES_CHAIN_HEADER;
 		snprintf(res->headers[0].value, sizeof res->headers[0].value,
 			 "%s", f.chain);
@@ -124,8 +137,8 @@ static void handle_pull(struct api *api, struct http_request *req,
 	}
 }
 
-static void handle_export(struct api *api, const char *rest,
-			  struct http_response *res)
+static void handle_export(struct api *api, struct http_request *req,
+			  const char *rest, struct http_response *res)
 {
 	uint32_t gen;
 	uint64_t size, checksum;
@@ -147,6 +160,7 @@ static void handle_export(struct api *api, const char *rest,
 	res->fd = fd;
 	res->offset = 0;
 	res->len = size;
+	res->zstd_level = answer_zstd_level(api, req);
 	res->headers[0].name = FRAMES_CHECKSUM_HEADER;
 	dbsum_format(checksum, res->headers[0].value);
 }
@@ -357,7 +371,7 @@ static void route(struct api *api, struct http_request *req,
 		handle_sync(api, req, res, access);
 	} else if (strncmp(req->path, "/export/", 8) == 0 &&
 		   strcmp(req->method, "GET") == 0) {
-		handle_export(api, req->path + 8, res);
+		handle_export(api, req, req->path + 8, res);
 	} else if (strncmp(req->path, "/checksum/", 10) == 0 &&
 		   strcmp(req->method, "GET") == 0) {
 		handle_checksum(api, req->path + 10, res);

@@ -16,6 +16,7 @@ struct api {
 	struct jwt_keys *keys; /* NULL: open access */
 	int max_wait_s;        /* longest accepted ?wait= */
 	int log_requests;      /* one stderr line per answered request */
+	int zstd_level;        /* of file answers to clients accepting zstd */
 };
 
 /* An http_handler_fn; arg is a struct api. */

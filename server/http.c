@@ -13,6 +13,7 @@
 
 #include <microhttpd.h>
 #include "base/clock.h"
+#include "http_zstd.h"
 
 /* An upgrade answered (101) but not yet run, then its thread's state. */
 struct upgrade {
@@ -120,14 +121,25 @@ static enum MHD_Result queue_file(struct MHD_Connection *conn,
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
-	resp = MHD_create_response_from_fd_at_offset64(res->len, res->fd,
-						       res->offset);
-	if (resp == NULL) {
-		close(res->fd);
-		return MHD_NO;
+	if (res->zstd_level > 0) {
+		resp = http_zstd_response(res->fd, res->offset, res->len,
+					  res->zstd_level);
+		if (resp == NULL)
+			return MHD_NO; /* the fd is closed */
+	} else {
+		resp = MHD_create_response_from_fd_at_offset64(
+		    res->len, res->fd, res->offset);
+		if (resp == NULL) {
+			close(res->fd);
+			return MHD_NO;
+		}
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 				"application/octet-stream");
+	/* The encoding depends on the request's Accept-Encoding: caches must
+	 * not hand one client's answer to another. */
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY,
+				MHD_HTTP_HEADER_ACCEPT_ENCODING);
 	add_extra_header(resp, res);
 	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);

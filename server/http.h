@@ -34,6 +34,9 @@ struct http_response {
 	int fd;                  /* >= 0: send [offset, offset+len) of fd */
 	uint64_t offset;
 	uint64_t len;
+	/* > 0: send the file range zstd-compressed at this level (the client
+	 * accepts it: http_zstd.h). */
+	int zstd_level;
 	/* > 0: park the request until http_server_wake() or this monotonic
 	 * time, then call the handler again with the same request. */
 	int64_t park_until_ms;

@@ -28,6 +28,7 @@ void server_config_defaults(struct server_config *cfg)
 	cfg->max_body = 32u << 20;
 	cfg->max_streams = 1024;
 	cfg->stream_idle_ms = 10000;
+	cfg->compression_level = SERVER_DEFAULT_COMPRESSION_LEVEL;
 }
 
 /* Split HOST:PORT (or [V6]:PORT); host is written into buf. */
@@ -201,6 +202,7 @@ int server_run(const struct server_config *cfg)
 	api.ws = ws;
 	api.max_wait_s = 60;
 	api.log_requests = cfg->log_requests;
+	api.zstd_level = cfg->compression_level;
 	hc.host = host;
 	hc.port = port;
 	hc.threads = cfg->threads;

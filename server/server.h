@@ -18,7 +18,15 @@ struct server_config {
 	int max_streams;
 	int stream_idle_ms;
 	int log_requests;
+	/* zstd level of GET /export and /sync answers for clients that
+	 * accept it; 0: never compress */
+	int compression_level;
 };
+
+/* zstd's fastest regular level: on loopback a bootstrap is no slower
+ * compressed than not, and a text-heavy image shrinks to about a third
+ * (docs/architecture.md "Compression on the wire"). */
+#define SERVER_DEFAULT_COMPRESSION_LEVEL 1
 
 void server_config_defaults(struct server_config *cfg);
 

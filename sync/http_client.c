@@ -18,6 +18,7 @@ struct http_client {
 	long connect_timeout_ms;
 	long stall_timeout_ms;
 	size_t max_body;
+	int zstd; /* this libcurl decodes zstd: ask the primary for it */
 	atomic_int cancelled;
 	uint64_t connections; /* opened so far */
 };
@@ -125,6 +126,9 @@ int http_client_new(const struct http_client_config *cfg,
 	c->connect_timeout_ms = cfg->connect_timeout_ms;
 	c->stall_timeout_ms = cfg->stall_timeout_ms;
 	c->max_body = cfg->max_body;
+	/* Ask for what this libcurl can decode, and nothing else. */
+	c->zstd = (curl_version_info(CURLVERSION_NOW)->features &
+		   CURL_VERSION_ZSTD) != 0;
 	atomic_init(&c->cancelled, 0);
 	*out = c;
 	return 0;
@@ -297,6 +301,11 @@ static void describe_failure(struct http_client *c, CURLcode rc,
 	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
 		snprintf(err, err_len, "no response from %s within %ld ms (%s)",
 			 url, timeout_ms, detail);
+	} else if (rc == CURLE_BAD_CONTENT_ENCODING) {
+		snprintf(err, err_len,
+			 "the compressed answer from %s could not be decoded "
+			 "(%s); nothing of it was used",
+			 url, detail);
 	} else if (rc == CURLE_COULDNT_CONNECT ||
 		   rc == CURLE_COULDNT_RESOLVE_HOST) {
 		snprintf(err, err_len, "cannot reach the primary at %s: %s",
@@ -329,6 +338,7 @@ int http_client_request(struct http_client *c, const char *method,
 	struct curl_slist *headers = NULL, *h;
 	char curl_err[CURL_ERROR_SIZE] = "";
 	char *url = NULL, *ct = NULL;
+	curl_off_t wire = 0;
 	int cancelled, ret = -1;
 	CURLcode rc;
 
@@ -367,6 +377,11 @@ int http_client_request(struct http_client *c, const char *method,
 				 (c->stall_timeout_ms + 999) / 1000);
 	}
 	curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* The primary compresses images and frames for clients that ask;
+	 * libcurl decodes them, so the body limit (sink) and every checksum
+	 * apply to the decoded bytes. */
+	if (c->zstd)
+		curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING, "zstd");
 	if (strcmp(method, "POST") == 0) {
 		curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
 		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS,
@@ -386,9 +401,15 @@ int http_client_request(struct http_client *c, const char *method,
 	if (rc != CURLE_OK) {
 		describe_failure(c, rc, &sink, curl_err, timeout_ms, url, err,
 				 err_len);
+		if (rc == CURLE_BAD_CONTENT_ENCODING)
+			ret = 1;
 		goto out;
 	}
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &res->status);
+	if (curl_easy_getinfo(c->easy, CURLINFO_SIZE_DOWNLOAD_T, &wire) ==
+		CURLE_OK &&
+	    wire >= 0)
+		res->wire_len = (uint64_t)wire;
 	if (curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct) ==
 		CURLE_OK &&
 	    ct != NULL)

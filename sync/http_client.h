@@ -28,6 +28,9 @@ struct http_client_response {
 	long status;
 	uint8_t *body; /* malloc'd, NUL terminated (not counted in len) */
 	size_t len;
+	/* the body's bytes on the wire: fewer than len when the primary
+	 * compressed it (the replica accepts zstd) */
+	uint64_t wire_len;
 	char content_type[64];
 	char *headers; /* malloc'd "name: value\n" lines; see _header() */
 };
@@ -43,9 +46,10 @@ int http_client_new(const struct http_client_config *cfg,
 void http_client_free(struct http_client *c);
 
 /* method "GET" or "POST"; path is appended to the base URL.  Returns 0 with
- * the response (whatever its status), or -1 with err naming why no response
- * arrived: connection refused, timeout after timeout_ms, body over the
- * limit, cancelled. */
+ * the response (whatever its status); 1 with err when a compressed answer
+ * did not decode (damaged in transit: nothing of it is kept, asking again
+ * may work); or -1 with err naming why no response arrived: connection
+ * refused, timeout after timeout_ms, body over the limit, cancelled. */
 int http_client_request(struct http_client *c, const char *method,
 			const char *path, const void *body, size_t body_len,
 			long timeout_ms, struct http_client_response *res,

@@ -62,10 +62,19 @@ void puller_stats(const struct puller *p, struct puller_stats *out)
 int puller_request(struct puller *p, const char *path, long timeout_ms,
 		   struct http_client_response *res, char *err, size_t err_len)
 {
-	if (http_client_request(p->http, "GET", path, NULL, 0, timeout_ms, res,
-				err, err_len) != 0)
+	int rc = http_client_request(p->http, "GET", path, NULL, 0, timeout_ms,
+				     res, err, err_len);
+
+	if (rc > 0) {
+		/* A compressed answer that did not decode: damaged in
+		 * transit, like one failing its checksums. */
+		p->stats.rejected_transfers++;
+		return 1;
+	}
+	if (rc != 0)
 		return -1;
 	p->stats.bytes_pulled += res->len;
+	p->stats.wire_bytes_pulled += res->wire_len;
 	return 0;
 }
 
@@ -100,6 +109,7 @@ int puller_info(struct puller *p, struct messages_info *info, char *err,
 				   err_len);
 
 	p->stats.bytes_pulled += bytes;
+	p->stats.wire_bytes_pulled += bytes; /* JSON: never compressed */
 	return rv;
 }
 
@@ -469,6 +479,7 @@ static enum pull_step pull_once(struct puller *p,
 	uint32_t start, end;
 	char path[128];
 	long timeout = PULL_TIMEOUT_MS;
+	int rv;
 
 	if (pd->generation != st->generation || pd->first != st->frame_no + 1) {
 		puller_pending_clear(pd);
@@ -489,8 +500,9 @@ static enum pull_step pull_once(struct puller *p,
 			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32,
 			 st->generation, start, end);
 	}
-	if (puller_request(p, path, timeout, &res, err, err_len) != 0)
-		return STEP_ERROR;
+	rv = puller_request(p, path, timeout, &res, err, err_len);
+	if (rv != 0)
+		return rv > 0 ? STEP_REJECTED : STEP_ERROR;
 	if (!connection_checked(p) && p->unchecked_answers++ < 3) {
 		/* Answered over a new connection: check the database id
 		 * again before using anything from it.  (A primary that

@@ -21,9 +21,10 @@
 struct puller;
 
 struct puller_stats {
-	uint64_t frames_pulled; /* frames received (images count pages) */
-	uint64_t bytes_pulled;  /* response bytes received */
-	uint32_t generation;    /* position applied after the last sync */
+	uint64_t frames_pulled;     /* frames received (images count pages) */
+	uint64_t bytes_pulled;      /* response bytes received */
+	uint64_t wire_bytes_pulled; /* the same on the wire (compressed) */
+	uint32_t generation;        /* position applied after the last sync */
 	uint32_t frame_no;
 	uint32_t primary_frame_no; /* the primary's head, as last seen */
 	uint64_t batches_applied;

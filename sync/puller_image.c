@@ -66,9 +66,11 @@ static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
 		snprintf(path, sizeof path,
 			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g, start,
 			 end);
-		if (puller_request(p, path, PULL_TIMEOUT_MS, &res, err,
-				   err_len) != 0)
-			goto out;
+		rv = puller_request(p, path, PULL_TIMEOUT_MS, &res, err,
+				    err_len);
+		if (rv != 0)
+			goto out; /* 1: rejected, as below */
+		rv = -1;
 		if (res.status != 200)
 			break; /* no frames after start: the head */
 		if (frames_parse(res.body, res.len, p->page_size, start, end,
@@ -202,8 +204,10 @@ int puller_bootstrap(struct puller *p, const struct replica_state *st,
 	snprintf(path, sizeof path, "/export/%" PRIu32,
 		 info.current_generation);
 	snprintf(what, sizeof what, "GET %s", path);
-	if (puller_request(p, path, EXPORT_TIMEOUT_MS, &res, err, err_len) != 0)
-		goto out;
+	rv = puller_request(p, path, EXPORT_TIMEOUT_MS, &res, err, err_len);
+	if (rv != 0)
+		goto out; /* 1: rejected (did not decode) */
+	rv = -1;
 	if (res.status != 200) {
 		/* 404: the generation ended between the two requests. */
 		http_client_status_error(what, &res, err, err_len);

@@ -69,7 +69,9 @@ int puller_pending_append(struct puller *p, const struct frames_batch *b,
 			  char *err, size_t err_len);
 /* Whole transactions at the front of the pending frames. */
 uint32_t puller_pending_complete(const struct pending *pd);
-/* GET path within timeout_ms (0, or -1 with err). */
+/* GET path within timeout_ms: 0; 1 with err when the answer was damaged
+ * in transit (a compressed body that did not decode; counted as a rejected
+ * transfer); or -1 with err. */
 int puller_request(struct puller *p, const char *path, long timeout_ms,
 		   struct http_client_response *res, char *err, size_t err_len);
 /* GET /info, and the check that it is the primary the state names. */

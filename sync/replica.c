@@ -597,6 +597,10 @@ char *replica_status_json(struct replica *r)
 	    (json_int_t)r->stats.bytes_pulled);
 	if (o != NULL)
 		json_object_set_new(
+		    o, "wire_bytes_pulled",
+		    json_integer((json_int_t)r->stats.wire_bytes_pulled));
+	if (o != NULL)
+		json_object_set_new(
 		    o, "rejected_transfers",
 		    json_integer((json_int_t)r->stats.rejected_transfers));
 	if (o != NULL) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "server/http_zstd.h"
 #include "server/jwt_sign.h"
 #include "server/server.h"
 
@@ -51,6 +52,9 @@ static const char serve_usage[] =
     "  --max-streams N           open Hrana streams at most (default 1024)\n"
     "  --stream-idle-ms MS       idle Hrana streams expire (default 10000)\n"
     "  --log-requests            log every answered request to stderr\n"
+    "  --compression-level N     zstd level (1-19) of /export and /sync\n"
+    "                            answers to clients that accept zstd;\n"
+    "                            0 = never compress (default 1)\n"
     "  -h, --help                show this help\n";
 
 static const char keygen_usage[] =
@@ -124,6 +128,7 @@ enum {
 	OPT_MAX_STREAMS,
 	OPT_STREAM_IDLE,
 	OPT_LOG_REQUESTS,
+	OPT_COMPRESSION,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -140,6 +145,7 @@ static int cmd_serve(int argc, char **argv)
 	    {"max-streams", required_argument, NULL, OPT_MAX_STREAMS},
 	    {"stream-idle-ms", required_argument, NULL, OPT_STREAM_IDLE},
 	    {"log-requests", no_argument, NULL, OPT_LOG_REQUESTS},
+	    {"compression-level", required_argument, NULL, OPT_COMPRESSION},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -199,6 +205,12 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		case OPT_LOG_REQUESTS:
 			cfg.log_requests = 1;
+			break;
+		case OPT_COMPRESSION:
+			if (parse_number("--compression-level", optarg, 0,
+					 HTTP_ZSTD_MAX_LEVEL, &v) != 0)
+				return 2;
+			cfg.compression_level = (int)v;
 			break;
 		case 'h':
 			fputs(serve_usage, stdout);

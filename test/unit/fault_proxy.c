@@ -76,7 +76,8 @@ struct side {
 	/* The answer being forwarded (answers only). */
 	struct pending req; /* the request it answers */
 	int drop;           /* LOSE_ANSWER: swallow it, then reset */
-	int frames;         /* a 200 to GET /sync/: a body of frames */
+	int frames;         /* a plain 200 to GET /sync/: frames */
+	int ok;             /* a 200 (the byte faults aim at these) */
 	int chunked;
 	uint64_t length; /* Content-Length, when not chunked */
 	uint64_t body_off;
@@ -111,6 +112,7 @@ struct fault_proxy {
 	int match_any;
 	int param;
 	int stopping;
+	int pass_encoding;    /* forward Accept-Encoding untouched */
 	int listen_want;      /* 0 during REFUSE */
 	unsigned listen_seq;  /* bumped when listen_want changes */
 	unsigned listen_done; /* the listen_seq the accept thread applied */
@@ -227,18 +229,23 @@ static int claim(struct fault_proxy *p, enum fault_proxy_fault f,
 	return ok;
 }
 
-static int is_body_fault(enum fault_proxy_fault f)
+static int is_frame_fault(enum fault_proxy_fault f)
 {
 	return f == FAULT_PROXY_CUT_FRAME || f == FAULT_PROXY_CUT_BOUNDARY ||
 	       f == FAULT_PROXY_CORRUPT_PAGE || f == FAULT_PROXY_CORRUPT_HEADER;
 }
 
-/* Body bytes [s->body_off, s->body_off + n) of a body of frames are about
- * to be forwarded: the armed body fault fires if the byte it aims at is
- * among them (its index goes to *at) and the body is long enough to hold
- * its frame. Checked (and claimed) this late, at the bytes themselves, so
- * a chunked body, whose length is unknown until its end, is treated like
- * one with a Content-Length. */
+static int is_byte_fault(enum fault_proxy_fault f)
+{
+	return f == FAULT_PROXY_CORRUPT_BYTE || f == FAULT_PROXY_CUT_BYTE;
+}
+
+/* Body bytes [s->body_off, s->body_off + n) of an answer are about to be
+ * forwarded: the armed body fault fires if the byte it aims at is among
+ * them (its index goes to *at) and the body is long enough to hold it
+ * (its frame, for the frame faults). Checked (and claimed) this late, at the
+ * bytes themselves, so a chunked body, whose length is unknown until its end,
+ * is treated like one with a Content-Length. */
 static enum fault_proxy_fault body_fault(struct fault_proxy *p,
 					 const struct side *s, uint64_t n,
 					 uint64_t *at)
@@ -247,11 +254,19 @@ static enum fault_proxy_fault body_fault(struct fault_proxy *p,
 	uint64_t k, target = 0, need = 0;
 
 	pthread_mutex_lock(&p->mu);
-	if (!is_body_fault(p->oneshot) || !match_locked(p, s->req.line))
+	if (!match_locked(p, s->req.line))
+		goto out;
+	if (!(is_frame_fault(p->oneshot) && s->frames) &&
+	    !(is_byte_fault(p->oneshot) && s->ok))
 		goto out;
 	k = p->param > 0 ? (uint64_t)p->param : 0;
 	need = (k + 1) * FRAME_SIZE;
 	switch (p->oneshot) {
+	case FAULT_PROXY_CORRUPT_BYTE:
+	case FAULT_PROXY_CUT_BYTE:
+		target = k;
+		need = k + 1;
+		break;
 	case FAULT_PROXY_CUT_FRAME:
 		target = k * FRAME_SIZE + FRAME_SIZE / 2;
 		break;
@@ -287,8 +302,10 @@ struct head_info {
 	int has_length;
 	uint64_t length;
 	int chunked;
+	int encoded; /* a Content-Encoding other than identity */
 	char line[LINE_BYTES];
 	int head_method;
+	long accept_encoding; /* offset of that header's name, or -1 */
 };
 
 static int name_is(const char *s, size_t n, const char *name)
@@ -304,6 +321,7 @@ static int parse_head(const char *h, size_t len, int is_answer,
 	size_t n;
 
 	memset(hi, 0, sizeof *hi);
+	hi->accept_encoding = -1;
 	eol = memchr(h, '\n', len);
 	if (eol == NULL)
 		return -1;
@@ -349,6 +367,12 @@ static int parse_head(const char *h, size_t len, int is_answer,
 			/* chunked is the last coding when it is there */
 			hi->chunked = ve - v >= 7 &&
 				      strncasecmp(ve - 7, "chunked", 7) == 0;
+		} else if (name_is(h, (size_t)(colon - h),
+				   "content-encoding")) {
+			hi->encoded = !(ve - v == 8 &&
+					strncasecmp(v, "identity", 8) == 0);
+		} else if (name_is(h, (size_t)(colon - h), "accept-encoding")) {
+			hi->accept_encoding = h - (end - len);
 		}
 	}
 	return 0;
@@ -396,6 +420,7 @@ static enum action message_done(struct side *s)
 	s->st = MS_HEAD;
 	s->drop = 0;
 	s->frames = 0;
+	s->ok = 0;
 	return lost ? ACT_LOST : ACT_NONE;
 }
 
@@ -420,6 +445,10 @@ static int request_head(struct conn *c, struct buf *out)
 	q = &c->q[(c->q_first + c->q_len++) % MAX_PENDING];
 	memcpy(q->line, hi.line, sizeof q->line);
 	q->head = hi.head_method;
+	pthread_mutex_lock(&c->p->mu);
+	if (!c->p->pass_encoding && hi.accept_encoding >= 0)
+		s->head.p[hi.accept_encoding + 1] = '-'; /* "A-cept-..." */
+	pthread_mutex_unlock(&c->p->mu);
 	if (buf_add(out, s->head.p, s->head.len) < 0)
 		return -1;
 	if (start_body(s, &hi, 0))
@@ -466,8 +495,9 @@ static int answer_head(struct conn *c, struct buf *out, enum action *act)
 	} else if (buf_add(out, s->head.p, s->head.len) < 0) {
 		return -1;
 	}
-	s->frames = !s->drop && hi.status == 200 &&
-		    strncmp(s->req.line, "GET /sync/", 10) == 0;
+	s->ok = !s->drop && hi.status == 200;
+	s->frames =
+	    s->ok && !hi.encoded && strncmp(s->req.line, "GET /sync/", 10) == 0;
 	if (start_body(s, &hi, none))
 		*act = message_done(s);
 	return 0;
@@ -483,15 +513,17 @@ static int body_bytes(struct conn *c, struct side *s, const uint8_t *d,
 
 	if (emit(s, out, d, n) < 0)
 		return -1;
-	if (s->frames)
+	if (s->ok)
 		f = body_fault(c->p, s, n, &at);
 	switch (f) {
 	case FAULT_PROXY_CUT_FRAME:
 	case FAULT_PROXY_CUT_BOUNDARY:
+	case FAULT_PROXY_CUT_BYTE:
 		out->len = start + at;
 		*act = ACT_CUT;
 		break;
 	case FAULT_PROXY_CORRUPT_PAGE:
+	case FAULT_PROXY_CORRUPT_BYTE:
 		out->p[start + at] ^= 0xff;
 		break;
 	case FAULT_PROXY_CORRUPT_HEADER:
@@ -1144,4 +1176,11 @@ unsigned fault_proxy_fired(const struct fault_proxy *p)
 unsigned fault_proxy_requests(const struct fault_proxy *p)
 {
 	return atomic_load(&p->requests);
+}
+
+void fault_proxy_pass_encoding(struct fault_proxy *p, int on)
+{
+	pthread_mutex_lock(&p->mu);
+	p->pass_encoding = on != 0;
+	pthread_mutex_unlock(&p->mu);
 }

@@ -6,7 +6,12 @@
  * BLACKHOLE, REFUSE: until fault_proxy_clear or another persistent fault)
  * and one one-shot (the rest: it fires once, on the next request or answer
  * that matches, then disarms itself). Setting a fault replaces the one in
- * its slot only, so a latency and a pending cut can be combined. */
+ * its slot only, so a latency and a pending cut can be combined.
+ *
+ * Requests lose their Accept-Encoding header on the way (it is renamed,
+ * byte for byte, to A-cept-Encoding), so the primary answers in plain
+ * frames, which the frame faults below aim at; fault_proxy_pass_encoding
+ * lets it through, for tests of compressed answers. */
 #ifndef REPLITE_TEST_FAULT_PROXY_H
 #define REPLITE_TEST_FAULT_PROXY_H
 
@@ -48,6 +53,12 @@ enum fault_proxy_fault {
 	FAULT_PROXY_CORRUPT_HEADER, /* flip bit 0x80 of frame param's page
 				     * number (its lowest byte): a plausible
 				     * page number, caught by the checksum */
+	/* One-shot body faults on the next 200 answer to a matching request,
+	 * whatever its body (compressed or not), on a body longer than
+	 * param: param is the 0-based offset in the body as sent (after
+	 * any Content-Encoding, before chunking). */
+	FAULT_PROXY_CORRUPT_BYTE, /* flip (xor 0xff) byte param */
+	FAULT_PROXY_CUT_BYTE,     /* reset right before byte param */
 };
 
 /* Listen on 127.0.0.1 (ephemeral port) and forward every connection to
@@ -64,6 +75,10 @@ void fault_proxy_stop(struct fault_proxy *p);
  * again (leaving REFUSE), else 0. */
 int fault_proxy_set(struct fault_proxy *p, enum fault_proxy_fault f,
 		    const char *match, int param);
+/* Forward Accept-Encoding untouched (on != 0) or renamed (0, the
+ * default), for requests whose header comes from now on. */
+void fault_proxy_pass_encoding(struct fault_proxy *p, int on);
+
 /* Disarm both slots; listen again after REFUSE (-1 if that failed). */
 int fault_proxy_clear(struct fault_proxy *p);
 

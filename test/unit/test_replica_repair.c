@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -274,6 +275,113 @@ START_TEST(test_image_is_published_at_the_head)
 }
 END_TEST
 
+/* About 2 MB on the primary: 2,000 rows of ~1 KB, an index. */
+static void seed_big(const char *url)
+{
+	rfx_primary_exec(url, "CREATE TABLE big(id INTEGER PRIMARY KEY, v "
+			      "TEXT, b BLOB)");
+	rfx_primary_exec(url, "CREATE INDEX big_v ON big(v)");
+	rfx_primary_exec(url,
+			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+			 "i + 1 FROM n WHERE i < 2000) INSERT INTO big(v, b) "
+			 "SELECT printf('row %d', i), randomblob(1000) FROM n");
+}
+
+static long file_size(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* A new replica's image goes into the database file directly, with only
+ * its first page (the commit that publishes it) through the WAL: the WAL
+ * holds one frame, not one per page. */
+START_TEST(test_new_replica_image_skips_the_wal)
+{
+	struct rfx_env e;
+	sqlite3 *db;
+	char *wal;
+
+	rfx_env_start(&e, NULL);
+	seed_big(e.srv.url);
+	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
+	wal = fixture_path(e.dir, "app.db-wal");
+	ck_assert_int_ge(fixture_query_int(db, "PRAGMA page_count"), 500);
+	ck_assert_msg(file_size(wal) <= 32 + 4120,
+		      "the WAL after a bootstrap has %ld bytes",
+		      file_size(wal));
+	rfx_assert_same_table(db, e.srv.url, "big", "v || hex(b)");
+	rfx_assert_verified(db);
+	free(wal);
+	sqlite3_close(db);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+static void mark_bootstrapping(struct replica_state *st)
+{
+	st->bootstrapping = 1;
+}
+
+/* What a crash in the middle of that direct write leaves: the state says
+ * bootstrapping, the file's first page is still the empty database's, and
+ * pages after it hold anything (here random bytes).  Plain SQLite sees an
+ * empty database; the replica downloads the image again and ends equal to
+ * the primary. */
+START_TEST(test_interrupted_direct_image_is_redone)
+{
+	struct rfx_env e;
+	sqlite3 *db, *plain;
+	char *wal, *shm;
+	uint8_t page[4096];
+	long pages, i, j;
+	FILE *f;
+
+	rfx_env_start(&e, NULL);
+	seed_big(e.srv.url);
+	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
+	pages = (long)fixture_query_int(db, "PRAGMA page_count");
+	sqlite3_close(db);
+	edit_state(e.path, mark_bootstrapping);
+
+	/* An empty database in WAL mode, as a new replica starts... */
+	wal = fixture_path(e.dir, "app.db-wal");
+	shm = fixture_path(e.dir, "app.db-shm");
+	unlink(e.path);
+	unlink(wal);
+	unlink(shm);
+	ck_assert_int_eq(sqlite3_open(e.path, &plain), SQLITE_OK);
+	fixture_exec(plain, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL");
+	ck_assert_int_eq(sqlite3_close(plain), SQLITE_OK);
+	ck_assert_int_eq(file_size(e.path), 4096);
+	/* ...with garbage where the image's pages were being written. */
+	f = fopen(e.path, "r+b");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fseek(f, 4096, SEEK_SET), 0);
+	for (i = 1; i < pages; i++) {
+		for (j = 0; j < (long)sizeof page; j++)
+			page[j] = (uint8_t)(rand() >> 7);
+		ck_assert_uint_eq(fwrite(page, 1, sizeof page, f), sizeof page);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+
+	ck_assert_int_eq(sqlite3_open(e.path, &plain), SQLITE_OK);
+	ck_assert_int_eq(
+	    fixture_query_int(plain, "SELECT count(*) FROM sqlite_master"), 0);
+	fixture_assert_integrity(plain);
+	ck_assert_int_eq(sqlite3_close(plain), SQLITE_OK);
+
+	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
+	rfx_assert_same_table(db, e.srv.url, "big", "v || hex(b)");
+	rfx_assert_verified(db);
+	sqlite3_close(db);
+	free(wal);
+	free(shm);
+	rfx_env_stop(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("replica_repair");
@@ -285,6 +393,8 @@ int main(void)
 	tcase_add_test(tc, test_deleted_database_is_restored);
 	tcase_add_test(tc, test_catching_up_file_waits_for_a_sync);
 	tcase_add_test(tc, test_image_is_published_at_the_head);
+	tcase_add_test(tc, test_new_replica_image_skips_the_wal);
+	tcase_add_test(tc, test_interrupted_direct_image_is_redone);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }
