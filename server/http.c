@@ -121,7 +121,7 @@ static enum MHD_Result queue_file(struct MHD_Connection *conn,
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
-	if (res->zstd_level > 0) {
+	if (res->zstd_level > 0 && res->content_encoding == NULL) {
 		resp = http_zstd_response(res->fd, res->offset, res->len,
 					  res->zstd_level);
 		if (resp == NULL)
@@ -134,6 +134,9 @@ static enum MHD_Result queue_file(struct MHD_Connection *conn,
 			return MHD_NO;
 		}
 	}
+	if (res->content_encoding != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+					res->content_encoding);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 				"application/octet-stream");
 	/* The encoding depends on the request's Accept-Encoding: caches must

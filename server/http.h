@@ -37,6 +37,9 @@ struct http_response {
 	/* > 0: send the file range zstd-compressed at this level (the client
 	 * accepts it: http_zstd.h). */
 	int zstd_level;
+	/* Not NULL: the file range is already encoded so (e.g. "zstd"), and
+	 * is sent as it is with this Content-Encoding. */
+	const char *content_encoding;
 	/* > 0: park the request until http_server_wake() or this monotonic
 	 * time, then call the handler again with the same request. */
 	int64_t park_until_ms;

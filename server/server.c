@@ -171,6 +171,7 @@ int server_run(const struct server_config *cfg)
 	sc.data_dir = cfg->data_dir;
 	sc.import_path = cfg->import_path;
 	sc.generation_frames = cfg->generation_frames;
+	sc.compression_level = cfg->compression_level;
 	sc.retention_ms = cfg->retention_ms;
 	if (store_open(&sc, &store, err, sizeof err) != 0) {
 		fprintf(stderr, "replite: %s\n", err);

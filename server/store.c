@@ -161,6 +161,7 @@ void store_close(struct store *s)
 
 	if (s == NULL)
 		return;
+	store_zstd_stop(s);
 	store_check_close(s);
 	if (s->internal != NULL)
 		sqlite3_close(s->internal);
@@ -382,6 +383,7 @@ void store_maintain(struct store *s)
 	store_push_expire(s);
 	store_gen_rollover(s);
 	store_gen_drop_expired(s);
+	store_zstd_prepare(s);
 	/* Injected frames never trigger SQLite's auto-checkpoint. */
 	pthread_mutex_lock(&s->internal_mu);
 	sqlite3_wal_checkpoint_v2(s->internal, "main",

@@ -30,6 +30,9 @@ struct store_config {
 	int64_t retention_ms;       /* keep ended generations this long */
 	size_t max_push_bytes;      /* frames buffered per pending push */
 	int push_expiry_ms;         /* pending push batons expire */
+	/* > 0: keep the current generation's base compressed at this zstd
+	 * level too (store_export_zstd) */
+	int compression_level;
 };
 
 void store_config_defaults(struct store_config *cfg);
@@ -73,6 +76,12 @@ struct store_frames {
 };
 enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 			   uint32_t end, struct store_frames *out);
+
+/* GET /export/{gen} to a client that accepts zstd: an fd and the size of
+ * the generation's base compressed (a zstd frame decoding to exactly what
+ * store_export sends), or -1 while there is no such copy (not made yet,
+ * compression_level 0, or the generation is not retained). */
+int store_export_zstd(struct store *s, uint32_t gen, int *fd, uint64_t *size);
 
 /* GET /export/{gen}: an fd (dup'd), the size and the whole-database
  * checksum (base/dbsum.h) of the generation's base, or -1 if the generation

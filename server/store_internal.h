@@ -22,6 +22,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,9 @@ struct generation {
 	 * export; guarded by the store's mu. */
 	int have_base_sum;
 	uint64_t base_sum;
+	/* base.db.zst, its compressed copy (store_zstd.c): 0 not made yet,
+	 * 1 complete, -1 failed (not tried again); guarded by mu. */
+	int have_base_zst;
 	/* The transactions pushed with an id in this generation. */
 	struct push_log *pushes;
 	/* The previous generation's last frame, which this one's base
@@ -137,6 +141,13 @@ struct store {
 	const struct page_view_page *check_before;
 	size_t n_check_before;
 	int map_ahead; /* the map includes transactions not applied yet */
+
+	/* The thread making a base.db.zst (store_zstd.c): running and done
+	 * under mu; stop tells it the store is closing. */
+	pthread_t zstd_thread;
+	int zstd_running;
+	int zstd_done;
+	atomic_int zstd_stop;
 };
 
 /* store.c */
@@ -165,6 +176,11 @@ int store_gen_add(struct store *s, uint32_t number, struct frame_log *log);
 void store_gen_free(struct generation *g);
 void store_remove_tree(const char *dir);
 void store_gen_rollover(struct store *s);
+/* Make the current generation's base.db.zst if it is missing (store_zstd.c;
+ * the maintenance thread, no lock held). */
+void store_zstd_prepare(struct store *s);
+/* Stop and join that thread (store_close). */
+void store_zstd_stop(struct store *s);
 void store_gen_drop_expired(struct store *s);
 
 /* store_sum.c.  store_sum_apply: the checksum after a transaction (pages,

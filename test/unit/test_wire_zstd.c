@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <zstd.h>
@@ -404,6 +405,115 @@ START_TEST(test_body_limit_counts_decoded_bytes)
 }
 END_TEST
 
+/* The file at path exists (waiting up to 10 s for it). */
+static int wait_for_file(const char *path)
+{
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		if (access(path, F_OK) == 0)
+			return 1;
+		rfx_sleep_ms(50);
+	}
+	return 0;
+}
+
+/* The current generation's base is compressed once, in the background,
+ * into gen-G/base.db.zst; from then on an export to a client that accepts
+ * zstd is that file as it is (with a length, not chunked), and decodes to
+ * the plain image. */
+START_TEST(test_export_copy_is_made_once_and_sent_as_is)
+{
+	struct rfx_env e;
+	struct rfx_info info;
+	struct raw plain, z;
+	char path[64], *copy, rel[64];
+	size_t n;
+	char *decoded;
+
+	start_text_primary(&e, NULL, &info);
+	snprintf(rel, sizeof rel, "data/gen-%08u/base.db.zst", info.generation);
+	copy = fixture_path(e.srv.dir, rel);
+	ck_assert_msg(wait_for_file(copy), "no %s", copy);
+	snprintf(path, sizeof path, "/export/%u", info.generation);
+	fetch_raw(e.srv.url, path, NULL, &plain);
+	fetch_raw(e.srv.url, path, "zstd", &z);
+	ck_assert_msg(has_header(&z, "Content-Encoding: zstd"), "%s",
+		      z.headers);
+	ck_assert_msg(has_header(&z, "Content-Length:"), "%s", z.headers);
+	ck_assert_msg(!has_header(&z, "Transfer-Encoding:"), "%s", z.headers);
+	decoded = unzstd(&z, &n);
+	ck_assert_uint_eq(n, plain.len);
+	ck_assert(memcmp(decoded, plain.body, n) == 0);
+	ck_assert_msg((double)z.len <= 0.4 * (double)plain.len, "%zu of %zu",
+		      z.len, plain.len);
+	free(decoded);
+	free(plain.body);
+	free(z.body);
+	free(copy);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+/* A copy damaged while the primary was down (a flipped byte) is found at
+ * start-up, made again, and no client ever gets the damaged one. */
+START_TEST(test_damaged_export_copy_is_made_again)
+{
+	struct rfx_durable d;
+	struct raw plain, z;
+	char *copy, *body;
+	size_t len, n;
+	char *decoded;
+	FILE *f;
+	int i;
+
+	rfx_durable_start(&d, NULL);
+	rfx_primary_exec(d.srv.url, "CREATE TABLE t(v TEXT)");
+	copy = fixture_path(d.data, "gen-00000001/base.db.zst");
+	ck_assert_msg(wait_for_file(copy), "no %s", copy);
+	server_fixture_stop(&d.srv);
+
+	body = rfx_slurp(copy, &len);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_gt(len, 16);
+	body[len / 2] ^= 0x5a;
+	f = fopen(copy, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(body, 1, len, f), len);
+	ck_assert_int_eq(fclose(f), 0);
+
+	rfx_durable_restart(&d, 1);
+	/* Until the copy is made again, exports are compressed as sent; from
+	 * then on the new copy is sent.  Either way they decode right. */
+	fetch_raw(d.srv.url, "/export/1", NULL, &plain);
+	for (i = 0; i < 200; i++) {
+		char *now = rfx_slurp(copy, &n);
+		int same = now != NULL && n == len && memcmp(now, body, n) == 0;
+
+		free(now);
+		if (!same)
+			break;
+		rfx_sleep_ms(50);
+	}
+	ck_assert_msg(i < 200, "the damaged copy was not made again");
+	ck_assert_msg(wait_for_file(copy), "no %s", copy);
+	for (i = 0; i < 3; i++) {
+		fetch_raw(d.srv.url, "/export/1", "zstd", &z);
+		ck_assert_msg(has_header(&z, "Content-Encoding: zstd"), "%s",
+			      z.headers);
+		decoded = unzstd(&z, &n);
+		ck_assert_uint_eq(n, plain.len);
+		ck_assert(memcmp(decoded, plain.body, n) == 0);
+		free(decoded);
+		free(z.body);
+	}
+	free(plain.body);
+	free(body);
+	free(copy);
+	rfx_durable_stop(&d);
+}
+END_TEST
+
 static Suite *wire_zstd_suite(void)
 {
 	Suite *s = suite_create("wire_zstd");
@@ -417,6 +527,8 @@ static Suite *wire_zstd_suite(void)
 	tcase_add_test(tc, test_damaged_compressed_answer_is_refused_by_name);
 	tcase_add_test(tc, test_replica_refetches_a_damaged_compressed_answer);
 	tcase_add_test(tc, test_body_limit_counts_decoded_bytes);
+	tcase_add_test(tc, test_export_copy_is_made_once_and_sent_as_is);
+	tcase_add_test(tc, test_damaged_export_copy_is_made_again);
 	suite_add_tcase(s, tc);
 	return s;
 }
