@@ -18,7 +18,8 @@ struct http_client {
 	long connect_timeout_ms;
 	long stall_timeout_ms;
 	size_t max_body;
-	int zstd; /* this libcurl decodes zstd: ask the primary for it */
+	int zstd_decodes; /* this libcurl decodes zstd */
+	int zstd;         /* ask the primary for it (http_client_accept_zstd) */
 	atomic_int cancelled;
 	uint64_t connections; /* opened so far */
 };
@@ -127,8 +128,9 @@ int http_client_new(const struct http_client_config *cfg,
 	c->stall_timeout_ms = cfg->stall_timeout_ms;
 	c->max_body = cfg->max_body;
 	/* Ask for what this libcurl can decode, and nothing else. */
-	c->zstd = (curl_version_info(CURLVERSION_NOW)->features &
-		   CURL_VERSION_ZSTD) != 0;
+	c->zstd_decodes = (curl_version_info(CURLVERSION_NOW)->features &
+			   CURL_VERSION_ZSTD) != 0;
+	c->zstd = c->zstd_decodes;
 	atomic_init(&c->cancelled, 0);
 	*out = c;
 	return 0;
@@ -137,6 +139,11 @@ oom:
 	http_client_free(c);
 	snprintf(err, err_len, "out of memory creating the HTTP client");
 	return -1;
+}
+
+void http_client_accept_zstd(struct http_client *c, int on)
+{
+	c->zstd = on && c->zstd_decodes;
 }
 
 void http_client_free(struct http_client *c)
@@ -380,8 +387,9 @@ int http_client_request(struct http_client *c, const char *method,
 	/* The primary compresses images and frames for clients that ask;
 	 * libcurl decodes them, so the body limit (sink) and every checksum
 	 * apply to the decoded bytes. */
-	if (c->zstd)
-		curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING, "zstd");
+	/* NULL: no Accept-Encoding, and nothing decoded. */
+	curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING,
+			 c->zstd ? "zstd" : NULL);
 	if (strcmp(method, "POST") == 0) {
 		curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
 		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS,

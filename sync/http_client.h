@@ -44,6 +44,9 @@ char *http_client_normalize_url(const char *url, char *err, size_t err_len);
 int http_client_new(const struct http_client_config *cfg,
 		    struct http_client **out, char *err, size_t err_len);
 void http_client_free(struct http_client *c);
+/* Ask for zstd-compressed answers (on, the default, when libcurl decodes
+ * zstd) or for plain ones. */
+void http_client_accept_zstd(struct http_client *c, int on);
 
 /* method "GET" or "POST"; path is appended to the base URL.  Returns 0 with
  * the response (whatever its status); 1 with err when a compressed answer

@@ -67,10 +67,15 @@ int puller_request(struct puller *p, const char *path, long timeout_ms,
 
 	if (rc > 0) {
 		/* A compressed answer that did not decode: damaged in
-		 * transit, like one failing its checksums. */
+		 * transit, like one failing its checksums.  The next
+		 * request asks for plain bytes, in case the damage is in
+		 * what the primary sends (a bad compressed copy on its
+		 * disk) rather than on the way. */
 		p->stats.rejected_transfers++;
+		http_client_accept_zstd(p->http, 0);
 		return 1;
 	}
+	http_client_accept_zstd(p->http, 1);
 	if (rc != 0)
 		return -1;
 	p->stats.bytes_pulled += res->len;
