@@ -7,7 +7,7 @@
 // the npm `libsql` embedded replica bootstraps from the same primary for
 // reference. Medians of BENCH_WIRE_RUNS (3) fresh replicas per level.
 import Database from "libsql";
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { fmt, percentile, startPrimary } from "./common.mjs";
 import { Driver, replicaUri, tempDir } from "./driver.mjs";
 
@@ -15,7 +15,11 @@ const env = (name, dflt) => process.env[name] ?? dflt;
 const MB_TARGET = Number(env("BENCH_WIRE_MB", 60));
 const RUNS = Number(env("BENCH_WIRE_RUNS", 3));
 const LEVELS = env("BENCH_WIRE_LEVELS", "0,1,3,6").split(",").map(Number);
+const BIG_MB = Number(env("BENCH_BIG_MB", 1000));
 const MB = 1e6;
+
+// Peak resident set of a process so far (VmHWM), MB.
+const peakRss = (pid) => Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1000;
 const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50);
 
 // A deterministic generator, so every run and level sees the same data.
@@ -62,31 +66,32 @@ function makeText(path) {
   return statSync(path).size;
 }
 
-function makeBlobs(path) {
+function makeBlobs(path, mb = MB_TARGET) {
   const db = new Database(path);
   db.exec("CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB)");
-  const rows = Math.round((MB_TARGET * MB) / 4096);
+  const rows = Math.round((mb * MB) / 4096);
   db.exec(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${rows})
            INSERT INTO big SELECT x, randomblob(3800) FROM c`);
   db.close();
   return statSync(path).size;
 }
 
-async function measure(source, level) {
-  const out = { ms: [], wire: 0, bytes: 0, libsqlMs: [] };
+async function measure(source, level, runs = RUNS) {
+  const out = { ms: [], wire: 0, bytes: 0, libsqlMs: [], rss: [] };
   const args = ["--import", source, "--generation-frames", "1000000", "--compression-level", String(level)];
   const primary = await startPrimary(args);
   try {
-    for (let run = 0; run < RUNS; run++) {
+    for (let run = 0; run < runs; run++) {
       const dir = tempDir("replite-bench-wire-");
       const driver = new Driver();
       try {
         const opened = await driver.send(`open ${replicaUri(dir.file("replite.db"), primary.url, "&sync_interval=0")}`);
         out.ms.push(opened.ms);
+        out.rss.push(peakRss(driver.child.pid));
         const st = (await driver.send("status")).status;
         out.wire = st.wire_bytes_pulled;
         out.bytes = st.bytes_pulled;
-        if (level === 0) {
+        if (level === 0 || runs === 1) {
           const t0 = performance.now();
           const lib = new Database(dir.file("libsql.db"), { syncUrl: primary.url });
           lib.sync();
@@ -117,7 +122,7 @@ async function main() {
     );
     console.log(
       `${"database".padEnd(13)} ${"level".padStart(5)} ${"received MB".padStart(11)} ${"wire MB".padStart(8)} ` +
-        `${"wire/level0".padStart(11)} ${"boot ms".padStart(8)} ${"boot/level0".padStart(11)} ${"libsql ms".padStart(9)} ${"libsql/replite".padStart(14)}`,
+        `${"wire/level0".padStart(11)} ${"boot ms".padStart(8)} ${"boot/level0".padStart(11)} ${"libsql ms".padStart(9)} ${"libsql/replite".padStart(14)} ${"peak RSS MB".padStart(11)}`,
     );
     for (const [name, size] of sets) {
       const file = src.file(name === "text-heavy" ? "text.db" : "blobs.db");
@@ -129,10 +134,22 @@ async function main() {
         console.log(
           `${name.padEnd(13)} ${String(level).padStart(5)} ${fmt(m.bytes / MB, 1).padStart(11)} ${fmt(m.wire / MB, 1).padStart(8)} ` +
             `${fmt(m.wire / base.wire, 3).padStart(11)} ${fmt(ms, 0).padStart(8)} ${fmt(ms / base.ms, 2).padStart(11)} ` +
-            `${fmt(base.libsqlMs, 0).padStart(9)} ${fmt(base.libsqlMs / ms, 2).padStart(13)}x`,
+            `${fmt(base.libsqlMs, 0).padStart(9)} ${fmt(base.libsqlMs / ms, 2).padStart(13)}x ${fmt(median(m.rss), 0).padStart(11)}`,
         );
       }
       console.log(`  (${name}: ${fmt(size / MB, 1)} MB file; runs of level ${LEVELS.join("/")} in this order)`);
+    }
+    if (BIG_MB > 0) {
+      // One large database (random blobs), default level: time and the
+      // replica process's peak RSS (the C driver: SQLite, libcurl and
+      // replite), against npm libsql's bootstrap time.
+      const size = makeBlobs(src.file("big.db"), BIG_MB);
+      const m = await measure(src.file("big.db"), 1, 1);
+      console.log(
+        `Bootstrap of a ${fmt(size / MB, 0)} MB database (random blobs, level 1): replite ${fmt(median(m.ms), 0)} ms, ` +
+          `peak RSS of the replica process ${fmt(median(m.rss), 0)} MB; npm libsql ${fmt(median(m.libsqlMs), 0)} ms ` +
+          `(libsql/replite ${fmt(median(m.libsqlMs) / median(m.ms), 2)}x)`,
+      );
     }
   } finally {
     src.remove();

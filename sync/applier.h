@@ -101,6 +101,40 @@ enum applier_result applier_apply_image(struct applier *a,
 					struct replica_state *st, char *err,
 					size_t err_len);
 
+/* A new replica's image written into the file as it arrives
+ * (applier_stream.c), instead of applied from memory: begin with what
+ * img says of it (generation, database_id, sync_url; data unused).
+ * APPLIER_APPLIED: the stream is open in *out and holds the sync lock
+ * until finish or abort.  APPLIER_MOVED: the file is not a new replica
+ * (or readers may see more than an empty database): apply a whole image
+ * instead.  APPLIER_STALE: the file is already past it.  APPLIER_ERROR:
+ * err says why. */
+struct applier_stream;
+enum applier_result applier_stream_begin(struct applier *a,
+					 const struct applier_image *img,
+					 struct applier_stream **out, char *err,
+					 size_t err_len);
+/* Page pgno of the result, in the order the primary's log has them (a
+ * later one replaces an earlier one).  0, or -1 with err. */
+int applier_stream_page(struct applier_stream *s, uint32_t pgno,
+			const uint8_t *data, char *err, size_t err_len);
+/* The database has n_pages pages from now on (the image's size, then each
+ * commit's).  0, or -1 with err. */
+int applier_stream_size(struct applier_stream *s, uint32_t n_pages, char *err,
+			size_t err_len);
+/* Check the result as written against expected (the primary's checksum at
+ * frame_no of the generation); on a match publish it and record the state
+ * (*st; the caller frees it).  On a mismatch (*mismatch set) or an error
+ * nothing is published.  The stream is closed either way. */
+enum applier_result applier_stream_finish(struct applier_stream *s,
+					  uint32_t frame_no, uint64_t expected,
+					  int *mismatch,
+					  struct replica_state *st, char *err,
+					  size_t err_len);
+/* Close the stream without publishing anything; the state still says
+ * bootstrapping.  NULL is a no-op. */
+void applier_stream_abort(struct applier_stream *s);
+
 /* The primary ended generation from at frame at (the file holds all of its
  * frames): continue with generation to, frame 0, whose base is the same
  * content, without applying anything. */

@@ -41,7 +41,7 @@ static int check_image(struct applier *a, const struct applier_image *img,
 
 /* With no state file, the file must hold nothing of the user's (checked
  * again under the lock: another process may have written it meanwhile). */
-static int check_unclaimed_file(struct applier *a, char *err, size_t err_len)
+int applier_image_check_unclaimed(struct applier *a, char *err, size_t err_len)
 {
 	int64_t tables = 1, pages = 2;
 
@@ -71,7 +71,7 @@ static int check_unclaimed_file(struct applier *a, char *err, size_t err_len)
  * beyond, and the WAL holds no frame that could shadow a page written
  * under it.  That is the state of a new replica (and of one whose
  * bootstrap was cut short before its first page was published). */
-static int image_can_bypass_wal(struct applier *a)
+int applier_image_can_bypass_wal(struct applier *a)
 {
 	struct wal_position pos;
 	int64_t pages = 0, tables = 1;
@@ -168,7 +168,7 @@ enum applier_result applier_apply_image(struct applier *a,
 		res = APPLIER_STALE;
 		goto out;
 	}
-	if (loaded == 1 && check_unclaimed_file(a, err, err_len) != 0)
+	if (loaded == 1 && applier_image_check_unclaimed(a, err, err_len) != 0)
 		goto out;
 	/* The image replaces whatever the file holds, local transactions
 	 * not on the primary yet included: they are recorded as dropped,
@@ -207,7 +207,7 @@ enum applier_result applier_apply_image(struct applier *a,
 		errors_set(err, err_len, "out of memory");
 		goto out;
 	}
-	if (image_can_bypass_wal(a)) {
+	if (applier_image_can_bypass_wal(a)) {
 		/* Every page but the first into the file; the first through
 		 * the WAL, whose commit frame gives the database its new
 		 * size: the one step that makes the image visible, all at

@@ -66,6 +66,13 @@ struct applier {
 
 /* The sync lock: BEGIN IMMEDIATE on the internal connection (the WAL write
  * lock), and its release. */
+/* With no state file, the file must hold nothing of the user's: 0, or -1
+ * with err (applier_image.c; under the lock). */
+int applier_image_check_unclaimed(struct applier *a, char *err, size_t err_len);
+/* May an image be written into the database file directly (readers see an
+ * empty database from its page 1, and the WAL has no frame)?  Under the
+ * lock (applier_image.c). */
+int applier_image_can_bypass_wal(struct applier *a);
 int applier_lock_begin(struct applier *a, char *err, size_t err_len);
 void applier_lock_end(struct applier *a);
 

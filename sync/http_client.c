@@ -24,13 +24,19 @@ struct http_client {
 	uint64_t connections; /* opened so far */
 };
 
-/* The body being received; over_limit stops the transfer. */
+/* The body being received; over_limit stops the transfer.  With fn, the
+ * body of a 200 answer goes to fn as it arrives instead (len counts it);
+ * any other answer is kept as usual, for its error message. */
 struct sink {
 	uint8_t *buf;
 	size_t len;
 	size_t cap;
 	size_t max;
 	int over_limit;
+	http_client_body_fn fn;
+	void *arg;
+	CURL *easy;
+	int fn_failed; /* fn refused the bytes: the transfer was stopped */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -235,7 +241,19 @@ static size_t sink_write(char *data, size_t size, size_t n, void *arg)
 {
 	struct sink *s = arg;
 	size_t len = size * n;
+	long status = 0;
 
+	if (s->fn != NULL &&
+	    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status) ==
+		CURLE_OK &&
+	    status == 200) {
+		if (s->fn(s->arg, (const uint8_t *)data, len) != 0) {
+			s->fn_failed = 1;
+			return 0; /* CURLE_WRITE_ERROR */
+		}
+		s->len += len;
+		return len;
+	}
 	if (len > s->max - s->len) {
 		s->over_limit = 1;
 		return 0; /* makes libcurl fail with CURLE_WRITE_ERROR */
@@ -336,12 +354,13 @@ uint64_t http_client_connections(const struct http_client *c)
 	return c->connections;
 }
 
-int http_client_request(struct http_client *c, const char *method,
-			const char *path, const void *body, size_t body_len,
-			long timeout_ms, struct http_client_response *res,
-			char *err, size_t err_len)
+static int request(struct http_client *c, const char *method, const char *path,
+		   const void *body, size_t body_len, long timeout_ms,
+		   http_client_body_fn fn, void *fn_arg,
+		   struct http_client_response *res, char *err, size_t err_len)
 {
-	struct sink sink = {.max = c->max_body};
+	struct sink sink = {
+	    .max = c->max_body, .fn = fn, .arg = fn_arg, .easy = c->easy};
 	struct curl_slist *headers = NULL, *h;
 	char curl_err[CURL_ERROR_SIZE] = "";
 	char *url = NULL, *ct = NULL;
@@ -406,6 +425,12 @@ int http_client_request(struct http_client *c, const char *method,
 		snprintf(err, err_len, "request to %s cancelled", url);
 		goto out;
 	}
+	if (rc != CURLE_OK && sink.fn_failed) {
+		snprintf(err, err_len,
+			 "the answer from %s was not taken by the replica",
+			 url);
+		goto out;
+	}
 	if (rc != CURLE_OK) {
 		describe_failure(c, rc, &sink, curl_err, timeout_ms, url, err,
 				 err_len);
@@ -446,6 +471,24 @@ out:
 	curl_slist_free_all(headers);
 	free(url);
 	return ret;
+}
+
+int http_client_request(struct http_client *c, const char *method,
+			const char *path, const void *body, size_t body_len,
+			long timeout_ms, struct http_client_response *res,
+			char *err, size_t err_len)
+{
+	return request(c, method, path, body, body_len, timeout_ms, NULL, NULL,
+		       res, err, err_len);
+}
+
+int http_client_get_to(struct http_client *c, const char *path, long timeout_ms,
+		       http_client_body_fn fn, void *arg,
+		       struct http_client_response *res, char *err,
+		       size_t err_len)
+{
+	return request(c, "GET", path, NULL, 0, timeout_ms, fn, arg, res, err,
+		       err_len);
 }
 
 void http_client_error_detail(const struct http_client_response *res, char *out,

@@ -59,6 +59,18 @@ int http_client_request(struct http_client *c, const char *method,
 			char *err, size_t err_len);
 void http_client_response_free(struct http_client_response *res);
 
+/* GET path, the body of a 200 answer handed to fn as it arrives (in pieces
+ * of any size; res->body is then empty and res->len counts what fn took),
+ * so that a large answer is never held whole.  fn returns 0 to go on, or
+ * anything else to stop the transfer (then the request fails, -1, and the
+ * caller has fn's reason).  Other answers are kept in res->body as by
+ * http_client_request, and the return values are the same. */
+typedef int (*http_client_body_fn)(void *arg, const uint8_t *data, size_t len);
+int http_client_get_to(struct http_client *c, const char *path, long timeout_ms,
+		       http_client_body_fn fn, void *arg,
+		       struct http_client_response *res, char *err,
+		       size_t err_len);
+
 /* The value of the response's header name (any case), or NULL.  The
  * pointer is into res and valid until res is freed; the value is copied
  * into out (truncated to out_len - 1) for convenience. */

@@ -83,6 +83,27 @@ int puller_request(struct puller *p, const char *path, long timeout_ms,
 	return 0;
 }
 
+int puller_request_to(struct puller *p, const char *path, long timeout_ms,
+		      http_client_body_fn fn, void *arg,
+		      struct http_client_response *res, char *err,
+		      size_t err_len)
+{
+	int rc = http_client_get_to(p->http, path, timeout_ms, fn, arg, res,
+				    err, err_len);
+
+	if (rc > 0) {
+		p->stats.rejected_transfers++;
+		http_client_accept_zstd(p->http, 0);
+		return 1;
+	}
+	http_client_accept_zstd(p->http, 1);
+	if (rc != 0)
+		return -1;
+	p->stats.bytes_pulled += res->len;
+	p->stats.wire_bytes_pulled += res->wire_len;
+	return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* bootstrap */
 
@@ -230,8 +251,7 @@ int puller_pending_append(struct puller *p, const struct frames_batch *b,
 	return 0;
 }
 
-/* Drop the first k pending frames. */
-static void pending_consume(struct pending *pd, uint32_t k, uint32_t page_size)
+void puller_pending_consume(struct pending *pd, uint32_t k, uint32_t page_size)
 {
 	assert(k <= pd->n);
 	memmove(pd->pgno, pd->pgno + k, (pd->n - k) * sizeof *pd->pgno);
@@ -290,7 +310,7 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 	r = applier_apply_frames(p->applier, &b, &st, err, err_len);
 	free(frames);
 	if (r == APPLIER_APPLIED || r == APPLIER_STALE) {
-		pending_consume(pd, n, p->page_size);
+		puller_pending_consume(pd, n, p->page_size);
 		if (r == APPLIER_APPLIED)
 			p->stats.batches_applied++;
 	}

@@ -201,6 +201,13 @@ int puller_bootstrap(struct puller *p, const struct replica_state *st,
 		return -1;
 	if (puller_check_primary(p, &info, st, err, err_len) != 0)
 		goto out;
+	if (st == NULL) {
+		/* A new replica: straight into its file, if it still is. */
+		rv = puller_bootstrap_stream(p, &info, err, err_len);
+		if (rv != 2)
+			goto out;
+		rv = -1;
+	}
 	snprintf(path, sizeof path, "/export/%" PRIu32,
 		 info.current_generation);
 	snprintf(what, sizeof what, "GET %s", path);

@@ -9,6 +9,7 @@
 
 #include "proto/frames.h"
 #include "proto/messages.h"
+#include "sync/http_client.h"
 #include "sync/puller.h"
 
 /* A damaged answer is fetched again at once this many times in a row before
@@ -67,6 +68,8 @@ void puller_pending_clear(struct pending *pd);
 /* Append a verified batch to the pending frames (0, or -1 with err). */
 int puller_pending_append(struct puller *p, const struct frames_batch *b,
 			  char *err, size_t err_len);
+/* Drop the first k pending frames. */
+void puller_pending_consume(struct pending *pd, uint32_t k, uint32_t page_size);
 /* Whole transactions at the front of the pending frames. */
 uint32_t puller_pending_complete(const struct pending *pd);
 /* GET path within timeout_ms: 0; 1 with err when the answer was damaged
@@ -74,6 +77,17 @@ uint32_t puller_pending_complete(const struct pending *pd);
  * transfer); or -1 with err. */
 int puller_request(struct puller *p, const char *path, long timeout_ms,
 		   struct http_client_response *res, char *err, size_t err_len);
+/* The same, the body of a 200 answer handed to fn as it arrives
+ * (http_client_get_to). */
+int puller_request_to(struct puller *p, const char *path, long timeout_ms,
+		      http_client_body_fn fn, void *arg,
+		      struct http_client_response *res, char *err,
+		      size_t err_len);
+/* A new replica's bootstrap, streamed into its file (puller_stream.c): 0,
+ * 1 when an answer failed verification (nothing published), 2 when the
+ * file is not a new replica (apply a whole image instead), or -1. */
+int puller_bootstrap_stream(struct puller *p, const struct messages_info *info,
+			    char *err, size_t err_len);
 /* GET /info, and the check that it is the primary the state names. */
 int puller_info(struct puller *p, struct messages_info *info, char *err,
 		size_t err_len);

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "fault_proxy.h"
 #include "fixture.h"
 #include "replica_fixture.h"
 #include "server_fixture.h"
@@ -382,6 +383,67 @@ START_TEST(test_interrupted_direct_image_is_redone)
 }
 END_TEST
 
+/* A new replica's image goes into its file as it arrives; a byte flipped
+ * in it on the way (here in the plain image, at 50,000) is caught before
+ * anything is published, counted, and the image fetched again. */
+START_TEST(test_streamed_image_damaged_in_transit_is_fetched_again)
+{
+	struct rfx_env e;
+	struct fault_proxy *proxy;
+	sqlite3 *db;
+
+	const char *args[] = {"--generation-frames", "50", NULL};
+	struct rfx_info info;
+	int i;
+
+	/* Generations of 50 frames: the rows end up in an image. */
+	rfx_env_start(&e, args);
+	seed_big(e.srv.url);
+	for (i = 0; i < 300; i++) {
+		rfx_primary_info(e.srv.url, NULL, &info);
+		if (info.generation >= 2 && info.max_frame_no < 50)
+			break;
+		rfx_sleep_ms(50);
+	}
+	ck_assert_uint_ge(info.generation, 2);
+	proxy = fault_proxy_start(atoi(strrchr(e.srv.url, ':') + 1));
+	ck_assert_ptr_nonnull(proxy);
+	fault_proxy_set(proxy, FAULT_PROXY_CORRUPT_BYTE, "GET /export/", 50000);
+	db = rfx_open(e.path, fault_proxy_url(proxy), "sync_interval=0");
+	ck_assert_uint_eq(fault_proxy_fired(proxy), 1);
+	ck_assert_int_ge(rfx_status_int(db, "rejected_transfers"), 1);
+	rfx_assert_same_table(db, e.srv.url, "big", "v || hex(b)");
+	rfx_assert_verified(db);
+	sqlite3_close(db);
+	fault_proxy_stop(proxy);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+/* The same for the frames laid over the image while streaming (the
+ * generation's transactions since its base): a flipped page byte. */
+START_TEST(test_streamed_frames_damaged_in_transit_are_fetched_again)
+{
+	struct rfx_env e;
+	struct fault_proxy *proxy;
+	sqlite3 *db;
+
+	rfx_env_start(&e, NULL);
+	seed_big(e.srv.url);
+	proxy = fault_proxy_start(atoi(strrchr(e.srv.url, ':') + 1));
+	ck_assert_ptr_nonnull(proxy);
+	fault_proxy_set(proxy, FAULT_PROXY_CORRUPT_PAGE, "GET /sync/", 3);
+	db = rfx_open(e.path, fault_proxy_url(proxy), "sync_interval=0");
+	ck_assert_uint_eq(fault_proxy_fired(proxy), 1);
+	ck_assert_int_ge(rfx_status_int(db, "rejected_transfers"), 1);
+	rfx_assert_same_table(db, e.srv.url, "big", "v || hex(b)");
+	rfx_assert_verified(db);
+	sqlite3_close(db);
+	fault_proxy_stop(proxy);
+	rfx_env_stop(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("replica_repair");
@@ -395,6 +457,10 @@ int main(void)
 	tcase_add_test(tc, test_image_is_published_at_the_head);
 	tcase_add_test(tc, test_new_replica_image_skips_the_wal);
 	tcase_add_test(tc, test_interrupted_direct_image_is_redone);
+	tcase_add_test(tc,
+		       test_streamed_image_damaged_in_transit_is_fetched_again);
+	tcase_add_test(
+	    tc, test_streamed_frames_damaged_in_transit_are_fetched_again);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }

@@ -341,6 +341,22 @@ START_TEST(test_damaged_compressed_answer_is_refused_by_name)
 }
 END_TEST
 
+/* Wait until the current generation has fewer frames than the 50 that end
+ * one (start_text_primary), so that no rollover is due. */
+static void wait_settled(const char *url)
+{
+	struct rfx_info info;
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		rfx_primary_info(url, NULL, &info);
+		if (info.max_frame_no < 50)
+			return;
+		rfx_sleep_ms(50);
+	}
+	ck_abort_msg("the primary did not roll over");
+}
+
 START_TEST(test_replica_refetches_a_damaged_compressed_answer)
 {
 	struct rfx_env e;
@@ -365,6 +381,9 @@ START_TEST(test_replica_refetches_a_damaged_compressed_answer)
 	/* Frames, while catching up. */
 	rfx_primary_exec(e.srv.url, "UPDATE t SET v = v || ' (updated)' "
 				    "WHERE id % 3 = 0");
+	/* (Generations end after 50 frames: let the primary settle, so that
+	 * no rollover comes between the sync and the verification.) */
+	wait_settled(e.srv.url);
 	fault_proxy_set(proxy, FAULT_PROXY_CORRUPT_BYTE, "GET /sync/", 1000);
 	rfx_sync(db);
 	ck_assert_uint_eq(fault_proxy_fired(proxy), 2);

@@ -1,0 +1,315 @@
+/* A new replica's bootstrap, streamed (docs/architecture.md "The replica's
+ * read path", 4): GET /export/{G} written into the database file as it
+ * arrives (applier_stream.c), then the generation's frames laid over it
+ * transaction by transaction, then the result checked, as written, against
+ * the checksum the primary announces, and only then published.  Memory
+ * stays at one answer of frames, whatever the database's size. */
+#include "puller_internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/dbsum.h"
+#include "base/errors.h"
+#include "proto/frames.h"
+#include "sync/applier.h"
+
+/* The image's bytes as they come: whole pages to the stream, the
+ * checksum of what passed, and the first error. */
+struct image_sink {
+	struct puller *p;
+	struct applier_stream *s;
+	uint8_t *page; /* a page being completed */
+	size_t have;   /* bytes of it so far */
+	uint32_t next_pgno;
+	uint64_t sum;
+	char err[512];
+};
+
+/* Page 1 must start a SQLite database with the replica's page size. */
+static int check_page1(struct image_sink *k, const uint8_t *page)
+{
+	const uint32_t ps = k->p->page_size;
+
+	if (memcmp(page, "SQLite format 3", 16) == 0 &&
+	    ((uint32_t)page[16] << 8 | page[17]) == (ps == 65536 ? 1 : ps))
+		return 0;
+	snprintf(k->err, sizeof k->err,
+		 "the primary's image is not a SQLite database with %u-byte "
+		 "pages",
+		 ps);
+	return -1;
+}
+
+static int take_page(struct image_sink *k, const uint8_t *page)
+{
+	if (k->next_pgno == 1 && check_page1(k, page) != 0)
+		return -1;
+	k->sum ^= dbsum_page(k->next_pgno, page, k->p->page_size);
+	if (applier_stream_page(k->s, k->next_pgno, page, k->err,
+				sizeof k->err) != 0)
+		return -1;
+	k->next_pgno++;
+	return 0;
+}
+
+static int on_image_bytes(void *arg, const uint8_t *data, size_t len)
+{
+	struct image_sink *k = arg;
+	const size_t ps = k->p->page_size;
+	size_t n;
+
+	while (len > 0) {
+		if (k->have == 0 && len >= ps) {
+			if (take_page(k, data) != 0)
+				return -1;
+			data += ps;
+			len -= ps;
+			continue;
+		}
+		n = ps - k->have < len ? ps - k->have : len;
+		memcpy(k->page + k->have, data, n);
+		k->have += n;
+		data += n;
+		len -= n;
+		if (k->have == ps) {
+			k->have = 0;
+			if (take_page(k, k->page) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* GET /export/G into the stream; 0 with the image's size in pages and its
+ * checksum, 1 when
+ * it failed verification (counted), -1 with err. */
+static int stream_export(struct puller *p, struct applier_stream *s, uint32_t g,
+			 uint32_t *n_pages, uint64_t *sum, char *err,
+			 size_t err_len)
+{
+	struct image_sink k = {.p = p, .s = s, .next_pgno = 1};
+	struct http_client_response res = {0};
+	char path[64], text[64];
+	uint64_t want;
+	int rc, rv = -1;
+
+	k.page = malloc(p->page_size);
+	if (k.page == NULL) {
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	snprintf(path, sizeof path, "/export/%" PRIu32, g);
+	rc = puller_request_to(p, path, EXPORT_TIMEOUT_MS, on_image_bytes, &k,
+			       &res, err, err_len);
+	if (rc != 0) {
+		if (k.err[0] != '\0')
+			errors_set(err, err_len, "%s", k.err);
+		rv = rc;
+		goto out;
+	}
+	if (res.status != 200) {
+		char what[80];
+		snprintf(what, sizeof what, "GET %s", path);
+		http_client_status_error(what, &res, err, err_len);
+		goto out;
+	}
+	if (http_client_response_header(&res, FRAMES_CHECKSUM_HEADER, text,
+					sizeof text) == NULL ||
+	    dbsum_parse(text, &want) != 0) {
+		errors_set(err, err_len,
+			   "the primary's answer to GET %s has no valid %s "
+			   "header, so the image cannot be verified",
+			   path, FRAMES_CHECKSUM_HEADER);
+		goto out;
+	}
+	if (k.have != 0 || k.next_pgno == 1 || k.sum != want) {
+		errors_set(err, err_len,
+			   "the image received for GET %s (%zu bytes) is not "
+			   "the one the primary announced (checksum %s): it "
+			   "was damaged in transit and was not applied",
+			   path, res.len, text);
+		p->stats.rejected_transfers++;
+		rv = 1;
+		goto out;
+	}
+	*n_pages = k.next_pgno - 1;
+	*sum = k.sum;
+	p->stats.frames_pulled += *n_pages;
+	rv = 0;
+out:
+	free(k.page);
+	http_client_response_free(&res);
+	return rv;
+}
+
+/* Write the whole transactions at the front of the pending frames into the
+ * stream and drop them. */
+static int stream_complete(struct puller *p, struct applier_stream *s,
+			   char *err, size_t err_len)
+{
+	struct pending *pd = &p->pend;
+	uint32_t n = puller_pending_complete(pd), i;
+
+	for (i = 0; i < n; i++) {
+		if (applier_stream_page(s, pd->pgno[i],
+					pd->data + (size_t)i * p->page_size,
+					err, err_len) != 0)
+			return -1;
+		if (pd->db_size[i] != 0 &&
+		    applier_stream_size(s, pd->db_size[i], err, err_len) != 0)
+			return -1;
+	}
+	puller_pending_consume(pd, n, p->page_size);
+	p->stats.frames_pulled += n;
+	return 0;
+}
+
+/* The frames of generation g from its first on, as far as the primary has
+ * them, verified as any pulled frames are, written over the image.  0 with
+ * the last frame applied and the checksum the primary announced after it
+ * (*has_expected, *expected); 1 when an answer failed verification; -1. */
+static int stream_frames(struct puller *p, struct applier_stream *s, uint32_t g,
+			 uint32_t *frame_no, int *has_expected,
+			 uint64_t *expected, char *err, size_t err_len)
+{
+	struct pending *pd = &p->pend;
+	struct http_client_response res = {0};
+	struct frames_batch b = {0};
+	struct frames_chain chain;
+	uint32_t start, end, n;
+	char path[96], text[64], hex[DBSUM_TEXT_SIZE + 8];
+	unsigned at = 0;
+	uint64_t announced;
+	int rv = -1;
+
+	puller_pending_clear(pd);
+	pd->generation = g;
+	pd->first = 1;
+	*has_expected = 0;
+	for (;;) {
+		start = pd->first + pd->n;
+		end = start + PULL_FRAMES;
+		snprintf(path, sizeof path,
+			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g, start,
+			 end);
+		rv = puller_request(p, path, PULL_TIMEOUT_MS, &res, err,
+				    err_len);
+		if (rv != 0)
+			goto out;
+		rv = -1;
+		if (res.status != 200)
+			break; /* no frames after start: the head */
+		if (frames_parse(res.body, res.len, p->page_size, start, end,
+				 &b, err, err_len) != 0)
+			goto out;
+		if (puller_verify_frames(p, start, &res, &chain, err,
+					 err_len) != 0) {
+			rv = 1;
+			goto out;
+		}
+		if (puller_pending_append(p, &b, err, err_len) != 0)
+			goto out;
+		pd->chain = chain;
+		if (http_client_response_header(&res, FRAMES_CHECKSUM_AT_HEADER,
+						text, sizeof text) != NULL &&
+		    sscanf(text, "%u-%20s", &at, hex) == 2 &&
+		    dbsum_parse(hex, &announced) == 0) {
+			*has_expected = 1;
+			*expected = announced;
+			pd->expected_frame = at;
+		}
+		n = b.n;
+		frames_batch_free(&b);
+		http_client_response_free(&res);
+		if (stream_complete(p, s, err, err_len) != 0)
+			goto out;
+		if (n < end - start)
+			break;
+	}
+	*frame_no = pd->first - 1;
+	if (*frame_no > 0)
+		*has_expected =
+		    *has_expected && pd->expected_frame == *frame_no;
+	else
+		*has_expected = 1; /* the image alone: its own checksum */
+	rv = 0;
+out:
+	frames_batch_free(&b);
+	http_client_response_free(&res);
+	puller_pending_clear(pd);
+	return rv;
+}
+
+/* The primary's checksum after frame f of generation g (GET /checksum). */
+static int fetch_checksum(struct puller *p, uint32_t g, uint32_t f,
+			  uint64_t *out, char *err, size_t err_len)
+{
+	struct http_client_response res = {0};
+	char path[64];
+	int rv;
+
+	snprintf(path, sizeof path, "/checksum/%" PRIu32 "/%" PRIu32, g, f);
+	rv = puller_request(p, path, PULL_TIMEOUT_MS, &res, err, err_len);
+	if (rv != 0)
+		return rv;
+	rv = -1;
+	if (res.status == 200)
+		rv = messages_parse_checksum(res.body, res.len, out, err,
+					     err_len);
+	else
+		http_client_status_error(path, &res, err, err_len);
+	http_client_response_free(&res);
+	return rv;
+}
+
+int puller_bootstrap_stream(struct puller *p, const struct messages_info *info,
+			    char *err, size_t err_len)
+{
+	struct applier_image img = {0};
+	struct applier_stream *s = NULL;
+	struct replica_state now = {0};
+	enum applier_result r;
+	uint32_t n_pages = 0, frame_no = 0;
+	uint64_t expected = 0;
+	int has_expected = 0, mismatch = 0, rv;
+
+	img.generation = info->current_generation;
+	img.database_id = info->database_id;
+	img.sync_url = p->sync_url;
+	r = applier_stream_begin(p->applier, &img, &s, err, err_len);
+	if (r == APPLIER_MOVED)
+		return 2;
+	if (r == APPLIER_STALE)
+		return 0;
+	if (r != APPLIER_APPLIED)
+		return -1;
+	rv = stream_export(p, s, img.generation, &n_pages, &expected, err,
+			   err_len);
+	if (rv == 0)
+		rv = applier_stream_size(s, n_pages, err, err_len);
+	if (rv == 0)
+		rv = stream_frames(p, s, img.generation, &frame_no,
+				   &has_expected, &expected, err, err_len);
+	if (rv == 0 && frame_no > 0 && !has_expected)
+		rv = fetch_checksum(p, img.generation, frame_no, &expected, err,
+				    err_len);
+	if (rv != 0) {
+		applier_stream_abort(s);
+		return rv;
+	}
+	r = applier_stream_finish(s, frame_no, expected, &mismatch, &now, err,
+				  err_len);
+	replica_state_free(&now);
+	if (mismatch) {
+		p->stats.rejected_transfers++;
+		return 1;
+	}
+	if (r != APPLIER_APPLIED)
+		return -1;
+	p->stats.batches_applied++;
+	puller_pending_clear(&p->pend);
+	return 0;
+}
