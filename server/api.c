@@ -162,13 +162,18 @@ static void handle_export(struct api *api, struct http_request *req,
 	res->offset = 0;
 	res->len = size;
 	res->zstd_level = answer_zstd_level(api, req);
-	if (res->zstd_level > 0 &&
-	    store_export_zstd(api->store, gen, &zfd, &zsize) == 0) {
-		/* The copy made once per generation: sent as it is. */
-		close(fd);
-		res->fd = zfd;
-		res->len = zsize;
-		res->content_encoding = "zstd";
+	if (res->zstd_level > 0) {
+		int z = store_export_zstd(api->store, gen, &zfd, &zsize);
+		if (z == 0) {
+			/* The copy made once per generation: sent as
+			 * it is. */
+			close(fd);
+			res->fd = zfd;
+			res->len = zsize;
+			res->content_encoding = "zstd";
+		} else if (z == 1) {
+			res->zstd_level = 0; /* incompressible: plain */
+		}
 	}
 	res->headers[0].name = FRAMES_CHECKSUM_HEADER;
 	dbsum_format(checksum, res->headers[0].value);

@@ -77,10 +77,11 @@ struct store_frames {
 enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 			   uint32_t end, struct store_frames *out);
 
-/* GET /export/{gen} to a client that accepts zstd: an fd and the size of
- * the generation's base compressed (a zstd frame decoding to exactly what
- * store_export sends), or -1 while there is no such copy (not made yet,
- * compression_level 0, or the generation is not retained). */
+/* GET /export/{gen} to a client that accepts zstd: 0 with an fd and the
+ * size of the generation's base compressed (a zstd frame decoding to
+ * exactly what store_export sends); 1 when the image hardly compresses (send
+ * it plain); -1 while there is no such copy (not made yet, compression_level
+ * 0, or the generation is not retained): compress as it is sent. */
 int store_export_zstd(struct store *s, uint32_t gen, int *fd, uint64_t *size);
 
 /* GET /export/{gen}: an fd (dup'd), the size and the whole-database

@@ -49,7 +49,8 @@ struct generation {
 	int have_base_sum;
 	uint64_t base_sum;
 	/* base.db.zst, its compressed copy (store_zstd.c): 0 not made yet,
-	 * 1 complete, -1 failed (not tried again); guarded by mu. */
+	 * 1 complete, 2 complete but hardly smaller (the image is sent
+	 * plain), -1 failed (not tried again); guarded by mu. */
 	int have_base_zst;
 	/* The transactions pushed with an id in this generation. */
 	struct push_log *pushes;

@@ -137,7 +137,10 @@ out:
 	return rv;
 }
 
-/* Make dir/base.db.zst unless a complete one is there: 0, or -1. */
+/* Make dir/base.db.zst unless a complete one is there: 0; 1 when it saves
+ * less than a tenth of the image's bytes (random or compressed data: both
+ * ends would spend time on it for nothing, so such an image is sent plain);
+ * or -1. */
 static int make_copy(struct store *s, const char *dir, int level)
 {
 	char *base = util_strdupf("%s/base.db", dir);
@@ -166,6 +169,12 @@ static int make_copy(struct store *s, const char *dir, int level)
 	}
 	rv = 0;
 out:
+	if (rv == 0) {
+		struct stat zs;
+		if (stat(final, &zs) == 0 &&
+		    (uint64_t)zs.st_size * 10 > (uint64_t)st.st_size * 9)
+			rv = 1;
+	}
 	if (fd >= 0)
 		close(fd);
 	free(base);
@@ -186,7 +195,7 @@ static void *zstd_main(void *arg)
 	 * retention may even have dropped this one meanwhile. */
 	g = store_find_gen_locked(s, job->number);
 	if (g != NULL && !atomic_load(&s->zstd_stop))
-		g->have_base_zst = rv == 0 ? 1 : -1; /* -1: not again */
+		g->have_base_zst = rv == 0 ? 1 : rv == 1 ? 2 : -1;
 	s->zstd_done = 1;
 	pthread_mutex_unlock(&s->mu);
 	free(job->dir);
@@ -243,12 +252,16 @@ int store_export_zstd(struct store *s, uint32_t gen, int *fd, uint64_t *size)
 	struct generation *g;
 	struct stat st;
 	char *path = NULL;
+	int plain = 0;
 
 	pthread_mutex_lock(&s->mu);
 	g = store_find_gen_locked(s, gen);
 	if (g != NULL && g->have_base_zst == 1)
 		path = util_strdupf("%s/base.db.zst", g->dir);
+	plain = g != NULL && g->have_base_zst == 2;
 	pthread_mutex_unlock(&s->mu);
+	if (plain)
+		return 1;
 	if (path == NULL)
 		return -1;
 	*fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -533,6 +533,50 @@ START_TEST(test_damaged_export_copy_is_made_again)
 }
 END_TEST
 
+/* An image that hardly compresses (random blobs: the copy saves less than
+ * a tenth) is sent plain once that is known: compressing it would cost
+ * both ends time for almost nothing. */
+START_TEST(test_incompressible_image_is_sent_plain)
+{
+	const char *args[] = {"--generation-frames", "50", NULL};
+	struct rfx_env e;
+	struct rfx_info info;
+	struct raw r;
+	char path[64], rel[64], *copy;
+	int i;
+
+	rfx_env_start(&e, args);
+	rfx_primary_exec(e.srv.url, "CREATE TABLE b(x BLOB)");
+	rfx_primary_exec(e.srv.url,
+			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+			 "i + 1 FROM n WHERE i < 300) INSERT INTO b SELECT "
+			 "randomblob(3800) FROM n");
+	for (i = 0; i < 300; i++) {
+		rfx_primary_info(e.srv.url, NULL, &info);
+		if (info.generation >= 2)
+			break;
+		rfx_sleep_ms(50);
+	}
+	ck_assert_uint_ge(info.generation, 2);
+	snprintf(rel, sizeof rel, "data/gen-%08u/base.db.zst", info.generation);
+	copy = fixture_path(e.srv.dir, rel);
+	ck_assert_msg(wait_for_file(copy), "no %s", copy);
+	snprintf(path, sizeof path, "/export/%u", info.generation);
+	/* Once the thread has weighed the copy (right after it is renamed
+	 * into place), answers are plain. */
+	for (i = 0; i < 100; i++) {
+		fetch_raw(e.srv.url, path, "zstd", &r);
+		free(r.body);
+		if (!has_header(&r, "Content-Encoding:"))
+			break;
+		rfx_sleep_ms(50);
+	}
+	ck_assert_msg(i < 100, "still compressed: %s", r.headers);
+	free(copy);
+	rfx_env_stop(&e);
+}
+END_TEST
+
 static Suite *wire_zstd_suite(void)
 {
 	Suite *s = suite_create("wire_zstd");
@@ -548,6 +592,7 @@ static Suite *wire_zstd_suite(void)
 	tcase_add_test(tc, test_body_limit_counts_decoded_bytes);
 	tcase_add_test(tc, test_export_copy_is_made_once_and_sent_as_is);
 	tcase_add_test(tc, test_damaged_export_copy_is_made_again);
+	tcase_add_test(tc, test_incompressible_image_is_sent_plain);
 	suite_add_tcase(s, tc);
 	return s;
 }
