@@ -62,25 +62,8 @@ void puller_stats(const struct puller *p, struct puller_stats *out)
 int puller_request(struct puller *p, const char *path, long timeout_ms,
 		   struct http_client_response *res, char *err, size_t err_len)
 {
-	int rc = http_client_request(p->http, "GET", path, NULL, 0, timeout_ms,
-				     res, err, err_len);
-
-	if (rc > 0) {
-		/* A compressed answer that did not decode: damaged in
-		 * transit, like one failing its checksums.  The next
-		 * request asks for plain bytes, in case the damage is in
-		 * what the primary sends (a bad compressed copy on its
-		 * disk) rather than on the way. */
-		p->stats.rejected_transfers++;
-		http_client_accept_zstd(p->http, 0);
-		return 1;
-	}
-	http_client_accept_zstd(p->http, 1);
-	if (rc != 0)
-		return -1;
-	p->stats.bytes_pulled += res->len;
-	p->stats.wire_bytes_pulled += res->wire_len;
-	return 0;
+	return puller_request_to(p, path, timeout_ms, NULL, NULL, res, err,
+				 err_len);
 }
 
 int puller_request_to(struct puller *p, const char *path, long timeout_ms,
@@ -92,6 +75,11 @@ int puller_request_to(struct puller *p, const char *path, long timeout_ms,
 				    err, err_len);
 
 	if (rc > 0) {
+		/* A compressed answer that did not decode: damaged in
+		 * transit, like one failing its checksums.  The next
+		 * request asks for plain bytes, in case the damage is in
+		 * what the primary sends (a bad compressed copy on its
+		 * disk) rather than on the way. */
 		p->stats.rejected_transfers++;
 		http_client_accept_zstd(p->http, 0);
 		return 1;

@@ -30,6 +30,53 @@ static int grow_to(uint8_t **buf, size_t *size, size_t want)
 	return 0;
 }
 
+int puller_fetch_generation_frames(struct puller *p, uint32_t g, uint32_t *got,
+				   char *err, size_t err_len)
+{
+	struct pending *pd = &p->pend;
+	struct http_client_response res = {0};
+	struct frames_batch b = {0};
+	struct frames_chain chain;
+	uint32_t start = pd->first + pd->n, end = start + PULL_FRAMES;
+	char path[96], text[64], hex[DBSUM_TEXT_SIZE + 8];
+	unsigned at = 0;
+	int rv;
+
+	*got = 0;
+	snprintf(path, sizeof path, "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g,
+		 start, end);
+	rv = puller_request(p, path, PULL_TIMEOUT_MS, &res, err, err_len);
+	if (rv != 0)
+		return rv; /* 1: rejected */
+	rv = -1;
+	if (res.status != 200) {
+		rv = 0; /* no frames after start: the head */
+		goto out;
+	}
+	if (frames_parse(res.body, res.len, p->page_size, start, end, &b, err,
+			 err_len) != 0)
+		goto out;
+	if (puller_verify_frames(p, start, &res, &chain, err, err_len) != 0) {
+		rv = 1;
+		goto out;
+	}
+	if (puller_pending_append(p, &b, err, err_len) != 0)
+		goto out;
+	pd->chain = chain;
+	pd->has_expected =
+	    http_client_response_header(&res, FRAMES_CHECKSUM_AT_HEADER, text,
+					sizeof text) != NULL &&
+	    sscanf(text, "%u-%20s", &at, hex) == 2 &&
+	    dbsum_parse(hex, &pd->expected) == 0;
+	pd->expected_frame = at;
+	*got = b.n;
+	rv = 0;
+out:
+	frames_batch_free(&b);
+	http_client_response_free(&res);
+	return rv;
+}
+
 /* The frames of generation g from its first on, as far as the primary has
  * them, verified as any pulled frames are and laid over a copy of the
  * image (the generation's base, GET /export).  Applied alone, the base
@@ -45,14 +92,9 @@ static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
 			size_t err_len)
 {
 	struct pending *pd = &p->pend;
-	struct http_client_response res = {0};
-	struct frames_batch b = {0};
-	struct frames_chain chain;
 	uint8_t *buf = NULL;
 	size_t size = len, want;
-	uint32_t start, end, n, i;
-	char path[96], text[64], hex[DBSUM_TEXT_SIZE + 8];
-	unsigned at = 0;
+	uint32_t n, i;
 	int rv = -1;
 
 	*out = NULL;
@@ -60,42 +102,12 @@ static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
 	puller_pending_clear(pd);
 	pd->generation = g;
 	pd->first = 1;
-	for (;;) {
-		start = pd->first + pd->n;
-		end = start + PULL_FRAMES;
-		snprintf(path, sizeof path,
-			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g, start,
-			 end);
-		rv = puller_request(p, path, PULL_TIMEOUT_MS, &res, err,
-				    err_len);
+	do {
+		rv = puller_fetch_generation_frames(p, g, &n, err, err_len);
 		if (rv != 0)
-			goto out; /* 1: rejected, as below */
+			goto out; /* 1: rejected */
 		rv = -1;
-		if (res.status != 200)
-			break; /* no frames after start: the head */
-		if (frames_parse(res.body, res.len, p->page_size, start, end,
-				 &b, err, err_len) != 0)
-			goto out;
-		if (puller_verify_frames(p, start, &res, &chain, err,
-					 err_len) != 0) {
-			rv = 1;
-			goto out;
-		}
-		if (puller_pending_append(p, &b, err, err_len) != 0)
-			goto out;
-		pd->chain = chain;
-		pd->has_expected =
-		    http_client_response_header(&res, FRAMES_CHECKSUM_AT_HEADER,
-						text, sizeof text) != NULL &&
-		    sscanf(text, "%u-%20s", &at, hex) == 2 &&
-		    dbsum_parse(hex, &pd->expected) == 0;
-		pd->expected_frame = at;
-		n = b.n;
-		frames_batch_free(&b);
-		http_client_response_free(&res);
-		if (n < end - start)
-			break;
-	}
+	} while (n == PULL_FRAMES);
 	n = puller_pending_complete(pd);
 	if (n == 0) {
 		rv = 0;
@@ -143,8 +155,6 @@ oom:
 	errors_set(err, err_len, "out of memory rolling an image forward");
 out:
 	free(buf);
-	frames_batch_free(&b);
-	http_client_response_free(&res);
 	puller_pending_clear(pd);
 	return rv;
 }

@@ -83,6 +83,13 @@ int puller_request_to(struct puller *p, const char *path, long timeout_ms,
 		      http_client_body_fn fn, void *arg,
 		      struct http_client_response *res, char *err,
 		      size_t err_len);
+/* One answer of generation g's frames after the pending ones, verified
+ * as any pulled frames and appended to them, with the checksum it
+ * announces (pend.has_expected...): 0 with *got frames (0 at the head; fewer
+ * than PULL_FRAMES: the head is reached), 1 when it failed verification
+ * (counted), or -1 with err (puller_image.c). */
+int puller_fetch_generation_frames(struct puller *p, uint32_t g, uint32_t *got,
+				   char *err, size_t err_len);
 /* A new replica's bootstrap, streamed into its file (puller_stream.c): 0,
  * 1 when an answer failed verification (nothing published), 2 when the
  * file is not a new replica (apply a whole image instead), or -1. */

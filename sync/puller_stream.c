@@ -176,69 +176,26 @@ static int stream_frames(struct puller *p, struct applier_stream *s, uint32_t g,
 			 uint64_t *expected, char *err, size_t err_len)
 {
 	struct pending *pd = &p->pend;
-	struct http_client_response res = {0};
-	struct frames_batch b = {0};
-	struct frames_chain chain;
-	uint32_t start, end, n;
-	char path[96], text[64], hex[DBSUM_TEXT_SIZE + 8];
-	unsigned at = 0;
-	uint64_t announced;
-	int rv = -1;
+	uint32_t n;
+	int rv;
 
 	puller_pending_clear(pd);
 	pd->generation = g;
 	pd->first = 1;
-	*has_expected = 0;
-	for (;;) {
-		start = pd->first + pd->n;
-		end = start + PULL_FRAMES;
-		snprintf(path, sizeof path,
-			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g, start,
-			 end);
-		rv = puller_request(p, path, PULL_TIMEOUT_MS, &res, err,
-				    err_len);
-		if (rv != 0)
-			goto out;
-		rv = -1;
-		if (res.status != 200)
-			break; /* no frames after start: the head */
-		if (frames_parse(res.body, res.len, p->page_size, start, end,
-				 &b, err, err_len) != 0)
-			goto out;
-		if (puller_verify_frames(p, start, &res, &chain, err,
-					 err_len) != 0) {
-			rv = 1;
-			goto out;
-		}
-		if (puller_pending_append(p, &b, err, err_len) != 0)
-			goto out;
-		pd->chain = chain;
-		if (http_client_response_header(&res, FRAMES_CHECKSUM_AT_HEADER,
-						text, sizeof text) != NULL &&
-		    sscanf(text, "%u-%20s", &at, hex) == 2 &&
-		    dbsum_parse(hex, &announced) == 0) {
-			*has_expected = 1;
-			*expected = announced;
-			pd->expected_frame = at;
-		}
-		n = b.n;
-		frames_batch_free(&b);
-		http_client_response_free(&res);
-		if (stream_complete(p, s, err, err_len) != 0)
-			goto out;
-		if (n < end - start)
-			break;
-	}
-	*frame_no = pd->first - 1;
-	if (*frame_no > 0)
+	do {
+		rv = puller_fetch_generation_frames(p, g, &n, err, err_len);
+		if (rv == 0 && n > 0)
+			rv = stream_complete(p, s, err, err_len);
+	} while (rv == 0 && n == PULL_FRAMES);
+	if (rv == 0) {
+		*frame_no = pd->first - 1;
+		/* The image alone is checked against its own checksum. */
 		*has_expected =
-		    *has_expected && pd->expected_frame == *frame_no;
-	else
-		*has_expected = 1; /* the image alone: its own checksum */
-	rv = 0;
-out:
-	frames_batch_free(&b);
-	http_client_response_free(&res);
+		    *frame_no == 0 ||
+		    (pd->has_expected && pd->expected_frame == *frame_no);
+		if (*frame_no > 0 && *has_expected)
+			*expected = pd->expected;
+	}
 	puller_pending_clear(pd);
 	return rv;
 }

@@ -383,15 +383,33 @@ START_TEST(test_interrupted_direct_image_is_redone)
 }
 END_TEST
 
+/* Bootstrap a new replica of e's primary through a proxy that damages one
+ * answer (fault f on the first request matching match, param): the damage
+ * is noticed, counted, and the replica ends equal to the primary. */
+static void bootstrap_through_fault(struct rfx_env *e, enum fault_proxy_fault f,
+				    const char *match, int param)
+{
+	struct fault_proxy *proxy;
+	sqlite3 *db;
+
+	proxy = fault_proxy_start(atoi(strrchr(e->srv.url, ':') + 1));
+	ck_assert_ptr_nonnull(proxy);
+	fault_proxy_set(proxy, f, match, param);
+	db = rfx_open(e->path, fault_proxy_url(proxy), "sync_interval=0");
+	ck_assert_uint_eq(fault_proxy_fired(proxy), 1);
+	ck_assert_int_ge(rfx_status_int(db, "rejected_transfers"), 1);
+	rfx_assert_same_table(db, e->srv.url, "big", "v || hex(b)");
+	rfx_assert_verified(db);
+	sqlite3_close(db);
+	fault_proxy_stop(proxy);
+}
+
 /* A new replica's image goes into its file as it arrives; a byte flipped
  * in it on the way (here in the plain image, at 50,000) is caught before
  * anything is published, counted, and the image fetched again. */
 START_TEST(test_streamed_image_damaged_in_transit_is_fetched_again)
 {
 	struct rfx_env e;
-	struct fault_proxy *proxy;
-	sqlite3 *db;
-
 	const char *args[] = {"--generation-frames", "50", NULL};
 	struct rfx_info info;
 	int i;
@@ -406,16 +424,8 @@ START_TEST(test_streamed_image_damaged_in_transit_is_fetched_again)
 		rfx_sleep_ms(50);
 	}
 	ck_assert_uint_ge(info.generation, 2);
-	proxy = fault_proxy_start(atoi(strrchr(e.srv.url, ':') + 1));
-	ck_assert_ptr_nonnull(proxy);
-	fault_proxy_set(proxy, FAULT_PROXY_CORRUPT_BYTE, "GET /export/", 50000);
-	db = rfx_open(e.path, fault_proxy_url(proxy), "sync_interval=0");
-	ck_assert_uint_eq(fault_proxy_fired(proxy), 1);
-	ck_assert_int_ge(rfx_status_int(db, "rejected_transfers"), 1);
-	rfx_assert_same_table(db, e.srv.url, "big", "v || hex(b)");
-	rfx_assert_verified(db);
-	sqlite3_close(db);
-	fault_proxy_stop(proxy);
+	bootstrap_through_fault(&e, FAULT_PROXY_CORRUPT_BYTE, "GET /export/",
+				50000);
 	rfx_env_stop(&e);
 }
 END_TEST
@@ -425,21 +435,10 @@ END_TEST
 START_TEST(test_streamed_frames_damaged_in_transit_are_fetched_again)
 {
 	struct rfx_env e;
-	struct fault_proxy *proxy;
-	sqlite3 *db;
 
 	rfx_env_start(&e, NULL);
 	seed_big(e.srv.url);
-	proxy = fault_proxy_start(atoi(strrchr(e.srv.url, ':') + 1));
-	ck_assert_ptr_nonnull(proxy);
-	fault_proxy_set(proxy, FAULT_PROXY_CORRUPT_PAGE, "GET /sync/", 3);
-	db = rfx_open(e.path, fault_proxy_url(proxy), "sync_interval=0");
-	ck_assert_uint_eq(fault_proxy_fired(proxy), 1);
-	ck_assert_int_ge(rfx_status_int(db, "rejected_transfers"), 1);
-	rfx_assert_same_table(db, e.srv.url, "big", "v || hex(b)");
-	rfx_assert_verified(db);
-	sqlite3_close(db);
-	fault_proxy_stop(proxy);
+	bootstrap_through_fault(&e, FAULT_PROXY_CORRUPT_PAGE, "GET /sync/", 3);
 	rfx_env_stop(&e);
 }
 END_TEST
