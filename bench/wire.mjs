@@ -14,7 +14,11 @@ import { Driver, replicaUri, tempDir } from "./driver.mjs";
 const env = (name, dflt) => process.env[name] ?? dflt;
 const MB_TARGET = Number(env("BENCH_WIRE_MB", 60));
 const RUNS = Number(env("BENCH_WIRE_RUNS", 3));
-const LEVELS = env("BENCH_WIRE_LEVELS", "0,1,3,6").split(",").map(Number);
+// "-" runs the primary without the flag: for a build that has none, to
+// compare with (REPLITE_BIN and REPLICA_BENCH_BIN of that build).
+const LEVELS = env("BENCH_WIRE_LEVELS", "0,1,3,6")
+  .split(",")
+  .map((l) => (l === "-" ? l : Number(l)));
 const BIG_MB = Number(env("BENCH_BIG_MB", 1000));
 const MB = 1e6;
 
@@ -78,7 +82,8 @@ function makeBlobs(path, mb = MB_TARGET) {
 
 async function measure(source, level, runs = RUNS) {
   const out = { ms: [], wire: 0, bytes: 0, libsqlMs: [], rss: [] };
-  const args = ["--import", source, "--generation-frames", "1000000", "--compression-level", String(level)];
+  const args = ["--import", source, "--generation-frames", "1000000"];
+  if (level !== "-") args.push("--compression-level", String(level));
   const primary = await startPrimary(args);
   try {
     for (let run = 0; run < runs; run++) {
@@ -89,9 +94,9 @@ async function measure(source, level, runs = RUNS) {
         out.ms.push(opened.ms);
         out.rss.push(peakRss(driver.child.pid));
         const st = (await driver.send("status")).status;
-        out.wire = st.wire_bytes_pulled;
+        out.wire = st.wire_bytes_pulled ?? st.bytes_pulled; // older builds: no field
         out.bytes = st.bytes_pulled;
-        if (level === 0 || runs === 1) {
+        if (level === 0 || level === "-" || runs === 1) {
           const t0 = performance.now();
           const lib = new Database(dir.file("libsql.db"), { syncUrl: primary.url });
           lib.sync();
@@ -130,7 +135,7 @@ async function main() {
       for (const level of LEVELS) {
         const m = await measure(file, level);
         const ms = median(m.ms);
-        if (level === 0 || base === null) base = { wire: m.wire, ms, libsqlMs: median(m.libsqlMs) };
+        if (level === 0 || level === "-" || base === null) base = { wire: m.wire, ms, libsqlMs: median(m.libsqlMs) };
         console.log(
           `${name.padEnd(13)} ${String(level).padStart(5)} ${fmt(m.bytes / MB, 1).padStart(11)} ${fmt(m.wire / MB, 1).padStart(8)} ` +
             `${fmt(m.wire / base.wire, 3).padStart(11)} ${fmt(ms, 0).padStart(8)} ${fmt(ms / base.ms, 2).padStart(11)} ` +
@@ -144,9 +149,10 @@ async function main() {
       // replica process's peak RSS (the C driver: SQLite, libcurl and
       // replite), against npm libsql's bootstrap time.
       const size = makeBlobs(src.file("big.db"), BIG_MB);
-      const m = await measure(src.file("big.db"), 1, 1);
+      const bigLevel = LEVELS.includes(1) ? 1 : LEVELS[0];
+      const m = await measure(src.file("big.db"), bigLevel, 1);
       console.log(
-        `Bootstrap of a ${fmt(size / MB, 0)} MB database (random blobs, level 1): replite ${fmt(median(m.ms), 0)} ms, ` +
+        `Bootstrap of a ${fmt(size / MB, 0)} MB database (random blobs, level ${bigLevel}): replite ${fmt(median(m.ms), 0)} ms, ` +
           `peak RSS of the replica process ${fmt(median(m.rss), 0)} MB; npm libsql ${fmt(median(m.libsqlMs), 0)} ms ` +
           `(libsql/replite ${fmt(median(m.libsqlMs) / median(m.ms), 2)}x)`,
       );

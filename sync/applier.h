@@ -105,10 +105,10 @@ enum applier_result applier_apply_image(struct applier *a,
  * (applier_stream.c), instead of applied from memory: begin with what
  * img says of it (generation, database_id, sync_url; data unused).
  * APPLIER_APPLIED: the stream is open in *out and holds the sync lock
- * until finish or abort.  APPLIER_MOVED: the file is not a new replica
- * (or readers may see more than an empty database): apply a whole image
- * instead.  APPLIER_STALE: the file is already past it.  APPLIER_ERROR:
- * err says why. */
+ * until finish or abort.  APPLIER_MOVED: the file is neither a new
+ * replica nor one whose bootstrap was cut short with nothing published
+ * (or it has an offline outbox): apply a whole image instead.  APPLIER_STALE:
+ * the file is already past it.  APPLIER_ERROR: err says why. */
 struct applier_stream;
 enum applier_result applier_stream_begin(struct applier *a,
 					 const struct applier_image *img,

@@ -2,13 +2,16 @@
  * (docs/architecture.md "The replica's read path", 4): the bootstrap never
  * holds the image in memory.
  *
- * Only for a file with no state at all (a new replica) whose published
- * content is an empty database (applier_image_can_bypass_wal): readers,
- * if any, then see one page and never look at the pages being written.
+ * Only for a file with no state at all (a new replica), or one whose
+ * bootstrap was cut short (the state says bootstrapping; no offline
+ * outbox), whose published content is an empty database
+ * (applier_image_can_bypass_wal): readers, if any, then see one page and
+ * never look at the pages being written.
  * The stream holds the sync lock from begin to finish or abort, and the
  * state says bootstrapping from begin on, so an interrupted stream is
- * never taken for a complete one: the next attempt applies a whole image
- * again (applier_apply_image, which writes the same file the same way).
+ * never taken for a complete one: the next attempt streams again (or, if
+ * a crash came after page 1 was published, applies a whole image with
+ * applier_apply_image).
  *
  * Pages 2 and up go straight into the file in runs of consecutive pages;
  * page 1 is kept in memory and published last, through the WAL, as the
@@ -130,14 +133,19 @@ enum applier_result applier_stream_begin(struct applier *a,
 	loaded = applier_load_state(a, &s->st, err, err_len);
 	if (loaded < 0)
 		goto unlock;
-	if (loaded == 0) {
-		/* Not a new replica: a whole image, or nothing. */
+	if (loaded == 0 && !(s->st.bootstrapping && a->outbox == NULL)) {
+		/* Not a new replica (or one with offline records, which a
+		 * whole image records as dropped): a whole image, or
+		 * nothing. */
 		res = s->st.bootstrapping || s->st.generation < img->generation
 			  ? APPLIER_MOVED
 			  : APPLIER_STALE;
 		goto unlock;
 	}
-	if (applier_image_check_unclaimed(a, err, err_len) != 0)
+	/* A new replica, or one whose bootstrap was cut short: then the
+	 * check below (nothing but an empty database published) tells
+	 * whether the file is as a stream leaves it. */
+	if (loaded == 1 && applier_image_check_unclaimed(a, err, err_len) != 0)
 		goto unlock;
 	if (!applier_image_can_bypass_wal(a)) {
 		res = APPLIER_MOVED;

@@ -211,8 +211,9 @@ int puller_bootstrap(struct puller *p, const struct replica_state *st,
 		return -1;
 	if (puller_check_primary(p, &info, st, err, err_len) != 0)
 		goto out;
-	if (st == NULL) {
-		/* A new replica: straight into its file, if it still is. */
+	if (st == NULL || st->bootstrapping) {
+		/* A new replica, or one whose bootstrap was cut short:
+		 * straight into its file, if it still is one. */
 		rv = puller_bootstrap_stream(p, &info, err, err_len);
 		if (rv != 2)
 			goto out;

@@ -90,9 +90,10 @@ int puller_request_to(struct puller *p, const char *path, long timeout_ms,
  * (counted), or -1 with err (puller_image.c). */
 int puller_fetch_generation_frames(struct puller *p, uint32_t g, uint32_t *got,
 				   char *err, size_t err_len);
-/* A new replica's bootstrap, streamed into its file (puller_stream.c): 0,
- * 1 when an answer failed verification (nothing published), 2 when the
- * file is not a new replica (apply a whole image instead), or -1. */
+/* A new replica's bootstrap (or one cut short), streamed into its file
+ * (puller_stream.c): 0, 1 when an answer failed verification (nothing
+ * published), 2 when the file is not such a replica (apply a whole image
+ * instead), or -1. */
 int puller_bootstrap_stream(struct puller *p, const struct messages_info *info,
 			    char *err, size_t err_len);
 /* GET /info, and the check that it is the primary the state names. */

@@ -325,12 +325,12 @@ static void mark_bootstrapping(struct replica_state *st)
 	st->bootstrapping = 1;
 }
 
-/* What a crash in the middle of that direct write leaves: the state says
- * bootstrapping, the file's first page is still the empty database's, and
- * pages after it hold anything (here random bytes).  Plain SQLite sees an
- * empty database; the replica downloads the image again and ends equal to
- * the primary. */
-START_TEST(test_interrupted_direct_image_is_redone)
+/* What a crash in the middle of a bootstrap's writes leaves: the state
+ * says bootstrapping, the file's first page is still the empty database's,
+ * and pages after it hold anything (here random bytes).  Plain SQLite sees
+ * an empty database; the replica downloads the image again (streamed) and
+ * ends equal to the primary. */
+START_TEST(test_interrupted_bootstrap_is_redone)
 {
 	struct rfx_env e;
 	sqlite3 *db, *plain;
@@ -455,7 +455,7 @@ int main(void)
 	tcase_add_test(tc, test_catching_up_file_waits_for_a_sync);
 	tcase_add_test(tc, test_image_is_published_at_the_head);
 	tcase_add_test(tc, test_new_replica_image_skips_the_wal);
-	tcase_add_test(tc, test_interrupted_direct_image_is_redone);
+	tcase_add_test(tc, test_interrupted_bootstrap_is_redone);
 	tcase_add_test(tc,
 		       test_streamed_image_damaged_in_transit_is_fetched_again);
 	tcase_add_test(
