@@ -4,6 +4,8 @@
 #ifndef REPLITE_HRANA_H
 #define REPLITE_HRANA_H
 
+#include <stdint.h>
+
 #include <jansson.h>
 #include <sqlite3.h>
 
@@ -16,11 +18,19 @@ struct hrana_conn {
 	json_t *sqls;  /* sql_id (decimal text) -> SQL text, from store_sql */
 	int tx_read_only; /* the open transaction began with BEGIN READONLY
 			     (libSQL's read transactions): refuse writes */
+	/* A statement running longer than this is interrupted (0: never;
+	 * replite serve --statement-timeout). */
+	int64_t timeout_ms;
+	int64_t deadline_ms; /* monotonic; while a statement runs */
+	int timed_out;       /* the last statement was interrupted so */
 };
 
 void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
 		     int read_only);
 void hrana_conn_reset(struct hrana_conn *c); /* frees sqls; not db */
+
+/* The default of replite serve --statement-timeout. */
+#define HRANA_DEFAULT_STATEMENT_TIMEOUT_MS 30000
 
 /* Execute one pipeline request object.  Returns a new reference to a
  * StreamResult: {"type":"ok","response":{"type":...}} or

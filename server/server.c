@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "hrana.h"
 #include "base/clock.h"
 #include "base/fileio.h"
 
@@ -28,6 +29,7 @@ void server_config_defaults(struct server_config *cfg)
 	cfg->max_body = 32u << 20;
 	cfg->max_streams = 1024;
 	cfg->stream_idle_ms = 10000;
+	cfg->statement_timeout_ms = HRANA_DEFAULT_STATEMENT_TIMEOUT_MS;
 	cfg->compression_level = SERVER_DEFAULT_COMPRESSION_LEVEL;
 }
 
@@ -181,6 +183,7 @@ int server_run(const struct server_config *cfg)
 	stc.open_db_arg = store;
 	stc.max_streams = cfg->max_streams;
 	stc.idle_expiry_ms = cfg->stream_idle_ms;
+	stc.statement_timeout_ms = cfg->statement_timeout_ms;
 	streams = streams_new(&stc);
 	if (streams == NULL) {
 		fprintf(stderr, "replite: out of memory\n");

@@ -17,6 +17,7 @@ struct server_config {
 	size_t max_body;
 	int max_streams;
 	int stream_idle_ms;
+	int64_t statement_timeout_ms; /* Hrana statements; 0: no limit */
 	int log_requests;
 	/* zstd level of GET /export and /sync answers for clients that
 	 * accept it; 0: never compress */

@@ -238,6 +238,7 @@ static struct stream *checkout(struct streams *s, json_t *baton, int version,
 		return NULL;
 	}
 	hrana_conn_init(&st->conn, db, version, 0);
+	st->conn.timeout_ms = s->cfg.statement_timeout_ms;
 	st->busy = 1;
 	pthread_mutex_lock(&s->mu);
 	st->next = s->list;
@@ -446,6 +447,7 @@ static void v1(struct streams *s, int read_only, const char *body, size_t len,
 		goto out;
 	}
 	hrana_conn_init(&conn, db, 1, read_only);
+	conn.timeout_ms = s->cfg.statement_timeout_ms;
 	if (is_batch)
 		res = hrana_execute_batch(&conn, json_object_get(req, "batch"),
 					  &proto_err);
@@ -474,6 +476,11 @@ void streams_v1_batch(struct streams *s, int read_only, const char *body,
 		      size_t len, struct http_reply *reply)
 {
 	v1(s, read_only, body, len, reply, 1);
+}
+
+int64_t streams_statement_timeout(const struct streams *s)
+{
+	return s->cfg.statement_timeout_ms;
 }
 
 int streams_acquire_db(struct streams *s, sqlite3 **db)

@@ -6,6 +6,7 @@
 #define REPLITE_STREAMS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
@@ -21,6 +22,8 @@ struct streams_config {
 	int max_streams;    /* open streams at most; beyond: 503 */
 	int idle_expiry_ms; /* idle streams are closed (their txn rolled back)
 			     */
+	int64_t statement_timeout_ms; /* longer statements are interrupted
+				       * (0: never) */
 };
 
 struct streams *streams_new(const struct streams_config *cfg);
@@ -43,6 +46,9 @@ void streams_v1_batch(struct streams *s, int read_only, const char *body,
  * with streams_release_db (rolled back if a transaction is open).  Returns
  * an SQLite code. */
 int streams_acquire_db(struct streams *s, sqlite3 **db);
+/* The statement timeout of the streams' connections (for another
+ * transport's: ws_hrana.c). */
+int64_t streams_statement_timeout(const struct streams *s);
 void streams_release_db(struct streams *s, sqlite3 *db);
 /* Close streams idle for longer than the expiry; called periodically. */
 void streams_expire(struct streams *s);

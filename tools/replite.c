@@ -51,6 +51,8 @@ static const char serve_usage[] =
     "  --max-body BYTES          largest request body (default 33554432)\n"
     "  --max-streams N           open Hrana streams at most (default 1024)\n"
     "  --stream-idle-ms MS       idle Hrana streams expire (default 10000)\n"
+    "  --statement-timeout MS    interrupt a Hrana statement that runs\n"
+    "                            longer (default 30000; 0 = never)\n"
     "  --log-requests            log every answered request to stderr\n"
     "  --compression-level N     zstd level (1-19) of /export and /sync\n"
     "                            answers to clients that accept zstd;\n"
@@ -129,6 +131,7 @@ enum {
 	OPT_STREAM_IDLE,
 	OPT_LOG_REQUESTS,
 	OPT_COMPRESSION,
+	OPT_STATEMENT_TIMEOUT,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -146,6 +149,8 @@ static int cmd_serve(int argc, char **argv)
 	    {"stream-idle-ms", required_argument, NULL, OPT_STREAM_IDLE},
 	    {"log-requests", no_argument, NULL, OPT_LOG_REQUESTS},
 	    {"compression-level", required_argument, NULL, OPT_COMPRESSION},
+	    {"statement-timeout", required_argument, NULL,
+	     OPT_STATEMENT_TIMEOUT},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -211,6 +216,12 @@ static int cmd_serve(int argc, char **argv)
 					 HTTP_ZSTD_MAX_LEVEL, &v) != 0)
 				return 2;
 			cfg.compression_level = (int)v;
+			break;
+		case OPT_STATEMENT_TIMEOUT:
+			if (parse_number("--statement-timeout", optarg, 0,
+					 86400000, &v) != 0)
+				return 2;
+			cfg.statement_timeout_ms = v;
 			break;
 		case 'h':
 			fputs(serve_usage, stdout);

@@ -120,6 +120,34 @@ test("an idle Hrana stream expires and releases the write lock", async () => {
   }
 });
 
+test("a statement that runs past --statement-timeout is interrupted, and a writer waiting behind it proceeds", async () => {
+  const server = await startServer({ args: ["--statement-timeout", "300"] });
+  const heavy =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+  try {
+    const a = createClient({ url: server.url });
+    const b = createClient({ url: server.url });
+    await a.execute("CREATE TABLE t(x)");
+    // A write that would hold the write lock for good.
+    const stuck = a.execute(`INSERT INTO t ${heavy}`);
+    await sleep(50);
+    const other = b.execute("INSERT INTO t VALUES ('other')");
+    await assert.rejects(stuck, (e) => {
+      assert.equal(e.code, "SQLITE_INTERRUPT");
+      assert.match(e.message, /statement timeout \(300 ms, replite serve --statement-timeout\)/);
+      return true;
+    });
+    await other;
+    await assert.rejects(a.execute(heavy), (e) => e.code === "SQLITE_INTERRUPT");
+    const rs = await a.execute("SELECT x FROM t");
+    assert.deepEqual(rs.rows.map((r) => r.x), ["other"]);
+    a.close();
+    b.close();
+  } finally {
+    await server.stop();
+  }
+});
+
 test("the number of open streams is bounded", async () => {
   const server = await startServer({ args: ["--max-streams", "2"] });
   try {

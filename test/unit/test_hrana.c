@@ -627,6 +627,66 @@ START_TEST(test_execute_errors)
 }
 END_TEST
 
+/* A statement that runs past the connection's timeout is interrupted, with
+ * an error that names the limit; what it wrote is rolled back (in an
+ * explicit transaction, the transaction), and the connection serves the
+ * next statement.  Both ways of running SQL: execute and sequence. */
+START_TEST(test_statement_timeout)
+{
+	static const char *const heavy =
+	    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+	    "WHERE i < 10000000000) SELECT count(*) FROM n";
+	struct fx f;
+	json_t *res, *err;
+	char req[512];
+
+	fx_init(&f, 3, 0);
+	f.c.timeout_ms = 200;
+	fixture_exec(f.db, "CREATE TABLE t(x)");
+	snprintf(req, sizeof req,
+		 "{\"type\":\"execute\",\"stmt\":{\"sql\":\"%s\"}}", heavy);
+	res = request(&f, req, NULL);
+	ck_assert_str_eq(error_code(res), "SQLITE_INTERRUPT");
+	err = json_object_get(res, "error");
+	ck_assert_ptr_nonnull(strstr(
+	    json_string_value(json_object_get(err, "message")), "200 ms"));
+	ck_assert_ptr_nonnull(
+	    strstr(json_string_value(json_object_get(err, "message")),
+		   "--statement-timeout"));
+	json_decref(res);
+	/* The next statement runs, on the same connection. */
+	json_decref(execute(&f, "{\"sql\":\"SELECT 1\"}"));
+
+	/* A write interrupted in an explicit transaction: all of it is
+	 * rolled back, the earlier insert included. */
+	json_decref(execute(&f, "{\"sql\":\"BEGIN\"}"));
+	json_decref(execute(&f, "{\"sql\":\"INSERT INTO t VALUES (1)\"}"));
+	snprintf(req, sizeof req,
+		 "{\"type\":\"execute\",\"stmt\":{\"sql\":\"INSERT INTO t "
+		 "%s\"}}",
+		 heavy);
+	res = request(&f, req, NULL);
+	ck_assert_str_eq(error_code(res), "SQLITE_INTERRUPT");
+	json_decref(res);
+	ck_assert_int_eq(sqlite3_get_autocommit(f.db), 1);
+	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"), 0);
+
+	/* sequence */
+	snprintf(req, sizeof req, "{\"type\":\"sequence\",\"sql\":\"%s\"}",
+		 heavy);
+	res = request(&f, req, NULL);
+	ck_assert_str_eq(error_code(res), "SQLITE_INTERRUPT");
+	json_decref(res);
+
+	/* No limit: a statement that takes a while completes. */
+	f.c.timeout_ms = 0;
+	json_decref(execute(&f, "{\"sql\":\"WITH RECURSIVE n(i) AS (SELECT 1 "
+				"UNION ALL SELECT i + 1 FROM n WHERE i < "
+				"300000) SELECT count(*) FROM n\"}"));
+	fx_done(&f);
+}
+END_TEST
+
 START_TEST(test_read_only)
 {
 	struct fx f;
@@ -1226,6 +1286,7 @@ static Suite *hrana_suite(void)
 	tcase_add_test(tc, test_execute_results);
 	tcase_add_test(tc, test_execute_args);
 	tcase_add_test(tc, test_execute_errors);
+	tcase_add_test(tc, test_statement_timeout);
 	tcase_add_test(tc, test_read_only);
 	tcase_add_test(tc, test_batch_conditions);
 	tcase_add_test(tc, test_batch_transaction);
