@@ -123,12 +123,14 @@ int applier_stream_page(struct applier_stream *s, uint32_t pgno,
 int applier_stream_size(struct applier_stream *s, uint32_t n_pages, char *err,
 			size_t err_len);
 /* Check the result as written against expected (the primary's checksum at
- * frame_no of the generation); on a match publish it and record the state
- * (*st; the caller frees it).  On a mismatch (*mismatch set) or an error
- * nothing is published.  The stream is closed either way. */
+ * frame_no of the generation; has_expected 0 when the primary announced
+ * none for that frame: the result's own is recorded); on a match publish it
+ * and record the state (*st; the caller frees it).  On a mismatch
+ * (*mismatch set) or an error nothing is published.  The stream is closed
+ * either way. */
 enum applier_result applier_stream_finish(struct applier_stream *s,
-					  uint32_t frame_no, uint64_t expected,
-					  int *mismatch,
+					  uint32_t frame_no, int has_expected,
+					  uint64_t expected, int *mismatch,
 					  struct replica_state *st, char *err,
 					  size_t err_len);
 /* Close the stream without publishing anything; the state still says

@@ -231,8 +231,8 @@ static int file_checksum(struct applier_stream *s, uint64_t *sum, char *err,
 }
 
 enum applier_result applier_stream_finish(struct applier_stream *s,
-					  uint32_t frame_no, uint64_t expected,
-					  int *mismatch,
+					  uint32_t frame_no, int has_expected,
+					  uint64_t expected, int *mismatch,
 					  struct replica_state *st, char *err,
 					  size_t err_len)
 {
@@ -256,7 +256,7 @@ enum applier_result applier_stream_finish(struct applier_stream *s,
 	}
 	if (file_checksum(s, &sum, err, err_len) != 0)
 		goto out;
-	if (sum != expected) {
+	if (has_expected && sum != expected) {
 		errors_set(err, err_len,
 			   "the image of generation %u at frame %u, as "
 			   "written, does not have the checksum the primary "

@@ -443,6 +443,80 @@ START_TEST(test_streamed_frames_damaged_in_transit_are_fetched_again)
 }
 END_TEST
 
+struct opener {
+	const char *path, *url;
+	sqlite3 *db;
+	char *err;
+	int rc;
+};
+
+static void *open_replica(void *arg)
+{
+	struct opener *o = arg;
+
+	o->rc =
+	    rfx_try_open(o->path, o->url, "sync_interval=0", &o->db, &o->err);
+	return NULL;
+}
+
+/* The primary's generation ends while a new replica streams it (the image
+ * is slow to come): the frames of an ended generation come with no
+ * checksum for their last frame (the primary keeps those for its current
+ * generation only).  The bootstrap still completes, on the image's
+ * checksum and the frames' chain, and the replica then follows into the
+ * next generation and ends verified. */
+START_TEST(test_generation_ends_during_a_streamed_bootstrap)
+{
+	const char *args[] = {"--generation-frames", "50", NULL};
+	struct rfx_env e;
+	struct rfx_info info;
+	struct fault_proxy *proxy;
+	struct opener o = {0};
+	pthread_t t;
+	uint32_t gen;
+	int i;
+
+	rfx_env_start(&e, args);
+	seed_big(e.srv.url);
+	for (i = 0; i < 300; i++) {
+		rfx_primary_info(e.srv.url, NULL, &info);
+		if (info.generation >= 2 && info.max_frame_no < 50)
+			break;
+		rfx_sleep_ms(50);
+	}
+	gen = info.generation;
+	ck_assert_uint_ge(gen, 2);
+	/* Frames after the image, so that the stream rolls forward. */
+	rfx_primary_exec(e.srv.url, "UPDATE big SET v = v || '.' WHERE id < 4");
+	proxy = fault_proxy_start(atoi(strrchr(e.srv.url, ':') + 1));
+	ck_assert_ptr_nonnull(proxy);
+	fault_proxy_set(proxy, FAULT_PROXY_LATENCY, NULL, 40);
+	o.path = e.path;
+	o.url = fault_proxy_url(proxy);
+	ck_assert_int_eq(pthread_create(&t, NULL, open_replica, &o), 0);
+	/* Meanwhile the generation fills up and ends. */
+	rfx_sleep_ms(200);
+	rfx_primary_exec(e.srv.url,
+			 "UPDATE big SET v = v || '!' WHERE id < 300");
+	for (i = 0; i < 300; i++) {
+		rfx_primary_info(e.srv.url, NULL, &info);
+		if (info.generation > gen)
+			break;
+		rfx_sleep_ms(20);
+	}
+	ck_assert_uint_gt(info.generation, gen);
+	pthread_join(t, NULL);
+	fault_proxy_clear(proxy);
+	ck_assert_msg(o.rc == SQLITE_OK, "open: %s", o.err ? o.err : "?");
+	rfx_sync(o.db);
+	rfx_assert_same_table(o.db, e.srv.url, "big", "v || hex(b)");
+	rfx_assert_verified(o.db);
+	sqlite3_close(o.db);
+	fault_proxy_stop(proxy);
+	rfx_env_stop(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("replica_repair");
@@ -460,6 +534,7 @@ int main(void)
 		       test_streamed_image_damaged_in_transit_is_fetched_again);
 	tcase_add_test(
 	    tc, test_streamed_frames_damaged_in_transit_are_fetched_again);
+	tcase_add_test(tc, test_generation_ends_during_a_streamed_bootstrap);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }
