@@ -404,26 +404,35 @@ static void bootstrap_through_fault(struct rfx_env *e, enum fault_proxy_fault f,
 	fault_proxy_stop(proxy);
 }
 
+/* A primary whose generations end after 50 frames, seeded (seed_big) and
+ * settled: the rows are in the current generation's image, and no
+ * rollover is due.  Returns that generation. */
+static uint32_t start_rolled_over(struct rfx_env *e)
+{
+	static const char *const args[] = {"--generation-frames", "50", NULL};
+	struct rfx_info info;
+	int i;
+
+	rfx_env_start(e, args);
+	seed_big(e->srv.url);
+	for (i = 0; i < 300; i++) {
+		rfx_primary_info(e->srv.url, NULL, &info);
+		if (info.generation >= 2 && info.max_frame_no < 50)
+			break;
+		rfx_sleep_ms(50);
+	}
+	ck_assert_uint_ge(info.generation, 2);
+	return info.generation;
+}
+
 /* A new replica's image goes into its file as it arrives; a byte flipped
  * in it on the way (here in the plain image, at 50,000) is caught before
  * anything is published, counted, and the image fetched again. */
 START_TEST(test_streamed_image_damaged_in_transit_is_fetched_again)
 {
 	struct rfx_env e;
-	const char *args[] = {"--generation-frames", "50", NULL};
-	struct rfx_info info;
-	int i;
 
-	/* Generations of 50 frames: the rows end up in an image. */
-	rfx_env_start(&e, args);
-	seed_big(e.srv.url);
-	for (i = 0; i < 300; i++) {
-		rfx_primary_info(e.srv.url, NULL, &info);
-		if (info.generation >= 2 && info.max_frame_no < 50)
-			break;
-		rfx_sleep_ms(50);
-	}
-	ck_assert_uint_ge(info.generation, 2);
+	start_rolled_over(&e);
 	bootstrap_through_fault(&e, FAULT_PROXY_CORRUPT_BYTE, "GET /export/",
 				50000);
 	rfx_env_stop(&e);
@@ -467,25 +476,14 @@ static void *open_replica(void *arg)
  * next generation and ends verified. */
 START_TEST(test_generation_ends_during_a_streamed_bootstrap)
 {
-	const char *args[] = {"--generation-frames", "50", NULL};
 	struct rfx_env e;
 	struct rfx_info info;
 	struct fault_proxy *proxy;
 	struct opener o = {0};
 	pthread_t t;
-	uint32_t gen;
+	uint32_t gen = start_rolled_over(&e);
 	int i;
 
-	rfx_env_start(&e, args);
-	seed_big(e.srv.url);
-	for (i = 0; i < 300; i++) {
-		rfx_primary_info(e.srv.url, NULL, &info);
-		if (info.generation >= 2 && info.max_frame_no < 50)
-			break;
-		rfx_sleep_ms(50);
-	}
-	gen = info.generation;
-	ck_assert_uint_ge(gen, 2);
 	/* Frames after the image, so that the stream rolls forward. */
 	rfx_primary_exec(e.srv.url, "UPDATE big SET v = v || '.' WHERE id < 4");
 	proxy = fault_proxy_start(atoi(strrchr(e.srv.url, ':') + 1));
