@@ -27,63 +27,6 @@ void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
 	c->timed_out = 0;
 }
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* SQLite's progress handler, every few thousand virtual machine steps:
- * non-zero interrupts the statement (SQLITE_INTERRUPT). */
-static int past_deadline(void *arg)
-{
-	struct hrana_conn *c = arg;
-
-	if (c->deadline_ms == 0 || monotonic_ms() < c->deadline_ms)
-		return 0;
-	c->timed_out = 1;
-	return 1;
-}
-
-/* Around the stepping of one statement: the deadline, and the handler
- * that enforces it (the connection may be another stream's next time). */
-static void statement_begins(struct hrana_conn *c)
-{
-	c->timed_out = 0;
-	if (c->timeout_ms <= 0)
-		return;
-	c->deadline_ms = monotonic_ms() + c->timeout_ms;
-	sqlite3_progress_handler(c->db, 4096, past_deadline, c);
-}
-
-static void statement_ends(struct hrana_conn *c)
-{
-	if (c->timeout_ms <= 0)
-		return;
-	sqlite3_progress_handler(c->db, 0, NULL, NULL);
-	c->deadline_ms = 0;
-}
-
-/* The error of a statement that failed with rc. */
-static json_t *statement_error(struct hrana_conn *c, int rc)
-{
-	char msg[256];
-
-	if ((rc & 0xff) == SQLITE_INTERRUPT && c->timed_out) {
-		snprintf(msg, sizeof msg,
-			 "the statement ran longer than the server's statement "
-			 "timeout (%" PRId64 " ms, replite serve "
-			 "--statement-timeout) and was interrupted; what it "
-			 "wrote was rolled back (in an explicit transaction, "
-			 "the whole transaction)",
-			 c->timeout_ms);
-		return hrana_make_error(msg, "SQLITE_INTERRUPT");
-	}
-	return hrana_sqlite_error(c->db, rc);
-}
-
 void hrana_conn_reset(struct hrana_conn *c)
 {
 	json_decref(c->sqls);
@@ -416,14 +359,14 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error)
 		return NULL;
 	}
 	rows = json_array();
-	statement_begins(c);
+	hrana_statement_begins(c);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (want_rows)
 			json_array_append_new(rows, row_of(st));
 	}
-	statement_ends(c);
+	hrana_statement_ends(c);
 	if (rc != SQLITE_DONE) {
-		*error = statement_error(c, rc);
+		*error = hrana_statement_error(c, rc);
 		json_decref(rows);
 		sqlite3_finalize(st);
 		return NULL;
@@ -726,13 +669,13 @@ static json_t *sequence(struct hrana_conn *c, json_t *req, json_t **error)
 			sqlite3_finalize(st);
 			return NULL;
 		}
-		statement_begins(c);
+		hrana_statement_begins(c);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 			;
-		statement_ends(c);
+		hrana_statement_ends(c);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE) {
-			*error = statement_error(c, rc);
+			*error = hrana_statement_error(c, rc);
 			return NULL;
 		}
 		if (kind != BEGIN_NONE)

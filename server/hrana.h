@@ -32,6 +32,15 @@ void hrana_conn_reset(struct hrana_conn *c); /* frees sqls; not db */
 /* The default of replite serve --statement-timeout. */
 #define HRANA_DEFAULT_STATEMENT_TIMEOUT_MS 30000
 
+/* Around the stepping of one statement (hrana_timeout.c): its deadline
+ * (c->timeout_ms from now) and the progress handler that enforces it, set
+ * per statement because the connection may be another stream's next
+ * time.  The error of a statement that failed with rc: one that names the
+ * timeout when it was interrupted for it. */
+void hrana_statement_begins(struct hrana_conn *c);
+void hrana_statement_ends(struct hrana_conn *c);
+json_t *hrana_statement_error(struct hrana_conn *c, int rc);
+
 /* Execute one pipeline request object.  Returns a new reference to a
  * StreamResult: {"type":"ok","response":{"type":...}} or
  * {"type":"error","error":{"message":...,"code":...}}.  Sets *close when the
