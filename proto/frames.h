@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "wal/wal_inject.h" /* struct wal_page */
 
@@ -38,6 +39,16 @@ struct frames_batch {
 static inline uint32_t frames_pending_byte_page(uint32_t page_size)
 {
 	return 0x40000000u / page_size + 1;
+}
+
+/* Does page (page 1 of an image, GET /export) begin a SQLite database with
+ * pages of page_size bytes? */
+static inline int frames_is_database_page1(const uint8_t *page,
+					   uint32_t page_size)
+{
+	return memcmp(page, "SQLite format 3", 16) == 0 &&
+	       ((uint32_t)page[16] << 8 | page[17]) ==
+		   (page_size == 65536 ? 1 : page_size);
 }
 
 /* Parse the 200 body of GET /sync/{G}/{start}/{end} with the given page

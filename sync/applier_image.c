@@ -9,10 +9,6 @@
 #include "base/errors.h"
 #include "wal/wal_inject.h"
 
-/* Pages per write of the direct path: 64 KiB of 4096-byte pages (SQLite's
- * unix VFS writes at most 128 KiB - 1 bytes per call). */
-#define DIRECT_RUN_BYTES 65536
-
 static int check_image(struct applier *a, const struct applier_image *img,
 		       uint32_t *n_pages, char *err, size_t err_len)
 {
@@ -25,9 +21,7 @@ static int check_image(struct applier *a, const struct applier_image *img,
 		    img->generation, img->len, a->page_size);
 		return -1;
 	}
-	if (memcmp(img->data, "SQLite format 3", 16) != 0 ||
-	    ((uint32_t)img->data[16] << 8 | img->data[17]) !=
-		(a->page_size == 65536 ? 1 : a->page_size)) {
+	if (!frames_is_database_page1(img->data, a->page_size)) {
 		errors_set(
 		    err, err_len,
 		    "the primary's image of generation %u is not a SQLite "
@@ -91,7 +85,7 @@ int applier_image_can_bypass_wal(struct applier *a)
 }
 
 /* Pages 2..n_pages of the image straight into the database file, in runs of
- * DIRECT_RUN_BYTES, then synced: sequential writes instead of a frame per
+ * APPLIER_RUN_BYTES, then synced: sequential writes instead of a frame per
  * page in the WAL and a checkpoint copying each one again.  Invisible until
  * page 1 is published through the WAL (see applier_apply_image); the
  * pending-byte page is never written, as SQLite never does. */
@@ -101,23 +95,18 @@ static int write_pages_direct(struct applier *a,
 {
 	const uint32_t ps = a->page_size;
 	const uint32_t pb = frames_pending_byte_page(ps);
-	sqlite3_file *f = NULL;
+	sqlite3_file *f = applier_main_file(a, err, err_len);
 	uint32_t first = 2, last;
 	int rc;
 
-	rc = sqlite3_file_control(a->db, "main", SQLITE_FCNTL_FILE_POINTER, &f);
-	if (rc != SQLITE_OK || f == NULL || f->pMethods == NULL) {
-		errors_set(err, err_len,
-			   "cannot reach the file of the local database %s",
-			   a->db_path);
+	if (f == NULL)
 		return -1;
-	}
 	while (first <= n_pages) {
 		if (first == pb) {
 			first++;
 			continue;
 		}
-		last = first + DIRECT_RUN_BYTES / ps - 1;
+		last = first + APPLIER_RUN_BYTES / ps - 1;
 		if (last > n_pages)
 			last = n_pages;
 		if (first < pb && last >= pb)
@@ -141,6 +130,21 @@ io_error:
 	errors_set(err, err_len, "cannot write the image into %s: %s",
 		   a->db_path, sqlite3_errstr(rc));
 	return -1;
+}
+
+sqlite3_file *applier_main_file(struct applier *a, char *err, size_t err_len)
+{
+	sqlite3_file *f = NULL;
+
+	if (sqlite3_file_control(a->db, "main", SQLITE_FCNTL_FILE_POINTER,
+				 &f) != SQLITE_OK ||
+	    f == NULL || f->pMethods == NULL) {
+		errors_set(err, err_len,
+			   "cannot reach the file of the local database %s",
+			   a->db_path);
+		return NULL;
+	}
+	return f;
 }
 
 enum applier_result applier_apply_image(struct applier *a,

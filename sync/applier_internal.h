@@ -64,8 +64,6 @@ struct applier {
 	struct replica_state push_file;
 };
 
-/* The sync lock: BEGIN IMMEDIATE on the internal connection (the WAL write
- * lock), and its release. */
 /* With no state file, the file must hold nothing of the user's: 0, or -1
  * with err (applier_image.c; under the lock). */
 int applier_image_check_unclaimed(struct applier *a, char *err, size_t err_len);
@@ -73,6 +71,15 @@ int applier_image_check_unclaimed(struct applier *a, char *err, size_t err_len);
  * empty database from its page 1, and the WAL has no frame)?  Under the
  * lock (applier_image.c). */
 int applier_image_can_bypass_wal(struct applier *a);
+/* The internal connection's handle on the database file, to write an image
+ * into it directly (applier_image.c, applier_stream.c), in writes of at
+ * most APPLIER_RUN_BYTES (SQLite's unix VFS takes at most 128 KiB - 1 per
+ * call).  NULL with err. */
+#define APPLIER_RUN_BYTES 65536
+sqlite3_file *applier_main_file(struct applier *a, char *err, size_t err_len);
+
+/* The sync lock: BEGIN IMMEDIATE on the internal connection (the WAL write
+ * lock), and its release. */
 int applier_lock_begin(struct applier *a, char *err, size_t err_len);
 void applier_lock_end(struct applier *a);
 

@@ -26,9 +26,6 @@
 #include "base/dbsum.h"
 #include "base/errors.h"
 
-/* The largest write (SQLite's unix VFS takes at most 128 KiB - 1). */
-#define RUN_BYTES 65536
-
 struct applier_stream {
 	struct applier *a;
 	sqlite3_file *f;
@@ -81,7 +78,7 @@ int applier_stream_page(struct applier_stream *s, uint32_t pgno,
 	if (pgno == frames_pending_byte_page(ps))
 		return 0; /* never written, as SQLite never does */
 	if (s->run_n > 0 && (pgno != s->run_first + s->run_n ||
-			     (s->run_n + 1) * ps > RUN_BYTES)) {
+			     (s->run_n + 1) * ps > APPLIER_RUN_BYTES)) {
 		if (flush_run(s, err, err_len) != 0)
 			return -1;
 	}
@@ -123,7 +120,7 @@ enum applier_result applier_stream_begin(struct applier *a,
 	int loaded, rc;
 
 	*out = NULL;
-	if (s == NULL || (s->run = malloc(RUN_BYTES)) == NULL) {
+	if (s == NULL || (s->run = malloc(APPLIER_RUN_BYTES)) == NULL) {
 		errors_set(err, err_len, "out of memory");
 		goto fail;
 	}
@@ -151,14 +148,9 @@ enum applier_result applier_stream_begin(struct applier *a,
 		res = APPLIER_MOVED;
 		goto unlock;
 	}
-	rc = sqlite3_file_control(a->db, "main", SQLITE_FCNTL_FILE_POINTER,
-				  &s->f);
-	if (rc != SQLITE_OK || s->f == NULL || s->f->pMethods == NULL) {
-		errors_set(err, err_len,
-			   "cannot reach the file of the local database %s",
-			   a->db_path);
+	s->f = applier_main_file(a, err, err_len);
+	if (s->f == NULL)
 		goto unlock;
-	}
 	/* Only the empty database's page 1 stays. */
 	rc = s->f->pMethods->xTruncate(s->f, a->page_size);
 	if (rc != SQLITE_OK) {
@@ -209,7 +201,7 @@ static int file_checksum(struct applier_stream *s, uint64_t *sum, char *err,
 			 size_t err_len)
 {
 	const uint32_t ps = s->a->page_size;
-	const uint32_t per_read = RUN_BYTES / ps;
+	const uint32_t per_read = APPLIER_RUN_BYTES / ps;
 	uint32_t pgno, k, i;
 	int rc;
 

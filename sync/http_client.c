@@ -405,8 +405,7 @@ static int request(struct http_client *c, const char *method, const char *path,
 	curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	/* The primary compresses images and frames for clients that ask;
 	 * libcurl decodes them, so the body limit (sink) and every checksum
-	 * apply to the decoded bytes. */
-	/* NULL: no Accept-Encoding, and nothing decoded. */
+	 * apply to the decoded bytes.  NULL: no Accept-Encoding. */
 	curl_easy_setopt(c->easy, CURLOPT_ACCEPT_ENCODING,
 			 c->zstd ? "zstd" : NULL);
 	if (strcmp(method, "POST") == 0) {

@@ -33,8 +33,7 @@ static int check_page1(struct image_sink *k, const uint8_t *page)
 {
 	const uint32_t ps = k->p->page_size;
 
-	if (memcmp(page, "SQLite format 3", 16) == 0 &&
-	    ((uint32_t)page[16] << 8 | page[17]) == (ps == 65536 ? 1 : ps))
+	if (frames_is_database_page1(page, ps))
 		return 0;
 	snprintf(k->err, sizeof k->err,
 		 "the primary's image is not a SQLite database with %u-byte "
@@ -84,8 +83,7 @@ static int on_image_bytes(void *arg, const uint8_t *data, size_t len)
 }
 
 /* GET /export/G into the stream; 0 with the image's size in pages and its
- * checksum, 1 when
- * it failed verification (counted), -1 with err. */
+ * checksum, 1 when it failed verification (counted), -1 with err. */
 static int stream_export(struct puller *p, struct applier_stream *s, uint32_t g,
 			 uint32_t *n_pages, uint64_t *sum, char *err,
 			 size_t err_len)
@@ -247,6 +245,5 @@ int puller_bootstrap_stream(struct puller *p, const struct messages_info *info,
 	if (r != APPLIER_APPLIED)
 		return -1;
 	p->stats.batches_applied++;
-	puller_pending_clear(&p->pend);
 	return 0;
 }
