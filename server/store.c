@@ -339,7 +339,6 @@ int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
 		 uint64_t *checksum)
 {
 	struct generation *g;
-	struct stat st;
 	char *path = NULL;
 	int have_sum = 0, rv = -1;
 
@@ -350,15 +349,8 @@ int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
 		have_sum = g->have_base_sum;
 		*checksum = g->base_sum;
 	}
-	if (path != NULL) {
-		*fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (*fd >= 0 && fstat(*fd, &st) == 0) {
-			*size = (uint64_t)st.st_size;
-			rv = 0;
-		} else if (*fd >= 0) {
-			close(*fd);
-		}
-	}
+	if (path != NULL)
+		rv = util_open_sized(path, fd, size);
 	pthread_mutex_unlock(&s->mu);
 	free(path);
 	if (rv != 0 || have_sum)

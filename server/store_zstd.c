@@ -250,9 +250,8 @@ void store_zstd_stop(struct store *s)
 int store_export_zstd(struct store *s, uint32_t gen, int *fd, uint64_t *size)
 {
 	struct generation *g;
-	struct stat st;
 	char *path = NULL;
-	int plain = 0;
+	int plain = 0, rv;
 
 	pthread_mutex_lock(&s->mu);
 	g = store_find_gen_locked(s, gen);
@@ -264,14 +263,7 @@ int store_export_zstd(struct store *s, uint32_t gen, int *fd, uint64_t *size)
 		return 1;
 	if (path == NULL)
 		return -1;
-	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	rv = util_open_sized(path, fd, size);
 	free(path);
-	if (*fd < 0)
-		return -1;
-	if (fstat(*fd, &st) != 0) {
-		close(*fd);
-		return -1;
-	}
-	*size = (uint64_t)st.st_size;
-	return 0;
+	return rv;
 }

@@ -2,10 +2,13 @@
 
 #include "base/base64.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -30,4 +33,20 @@ char *util_strdupf(const char *fmt, ...)
 	}
 	va_end(ap);
 	return out;
+}
+
+int util_open_sized(const char *path, int *fd, uint64_t *size)
+{
+	struct stat st;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return -1;
+	if (fstat(*fd, &st) != 0) {
+		close(*fd);
+		*fd = -1;
+		return -1;
+	}
+	*size = (uint64_t)st.st_size;
+	return 0;
 }
