@@ -239,6 +239,7 @@ static void handle_hrana(struct api *api, struct http_request *req,
 			 struct http_response *res, int read_only)
 {
 	const char *body = (const char *)req->body;
+	char err[512];
 
 	if (strcmp(req->method, "POST") != 0) {
 		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
@@ -258,6 +259,12 @@ static void handle_hrana(struct api *api, struct http_request *req,
 	} else {
 		streams_v1_batch(api->streams, read_only, body, req->body_len,
 				 &res->reply);
+	}
+	/* Group commit: the answer may show commits written to the log but
+	 * not yet durable, this request's own or others'. */
+	if (store_make_durable(api->store, err, sizeof err) != 0) {
+		http_reply_free(&res->reply);
+		http_reply_error(&res->reply, 503, "PRIMARY_FAILED", "%s", err);
 	}
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,17 +18,21 @@
 #include "util.h"
 #include "base/fileio.h"
 
-/* Readers on other threads see frames only up to head, published with
- * release semantics after the frames are durable; frames at or below the head
- * are never rewritten, so reads need no lock. */
+/* Two heads (see frame_log.h, "group commit"): written, the last commit
+ * frame write(2) has stored, advanced by the one appender; durable, the last
+ * one an fdatasync has covered, advanced by whoever synced.  Both are
+ * published with release semantics after the fact they state, and frames at
+ * or below written are never rewritten, so reads need no lock. */
 struct frame_log {
 	int fd;
 	char *path;
 	struct walfmt_header hdr;
-	uint32_t chain[2]; /* checksum after the head frame */
-	_Atomic uint32_t head;
-	_Atomic uint32_t db_size;
-	int broken; /* a failed append could not be undone */
+	uint32_t chain[2]; /* checksum after the written head's frame */
+	_Atomic uint32_t written;
+	_Atomic uint32_t durable;
+	_Atomic uint32_t db_size; /* after the written head */
+	atomic_int broken; /* a failed append or sync could not be undone */
+	pthread_mutex_t sync_mu; /* one fdatasync at a time */
 };
 
 static void set_err(char *err, size_t n, const char *fmt, const char *path,
@@ -103,7 +108,8 @@ static int recover(struct frame_log *l, uint64_t size)
 		}
 	}
 	free(frame);
-	atomic_store(&l->head, head);
+	atomic_store(&l->written, head);
+	atomic_store(&l->durable, head);
 	atomic_store(&l->db_size, db_size);
 	if (size != frame_log_offset(head + 1)) {
 		if (ftruncate(l->fd, (off_t)frame_log_offset(head + 1)) != 0 ||
@@ -126,6 +132,7 @@ int frame_log_open(const char *path, int create, struct frame_log **out,
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
+	pthread_mutex_init(&l->sync_mu, NULL);
 	l->fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
 	if (l->fd < 0) {
 		set_err(err, err_len, "cannot open frame log %s: %s", path,
@@ -180,13 +187,55 @@ void frame_log_close(struct frame_log *l)
 		return;
 	if (l->fd >= 0)
 		close(l->fd);
+	pthread_mutex_destroy(&l->sync_mu);
 	free(l->path);
 	free(l);
 }
 
 uint32_t frame_log_head(struct frame_log *l)
 {
-	return atomic_load_explicit(&l->head, memory_order_acquire);
+	return atomic_load_explicit(&l->durable, memory_order_acquire);
+}
+
+uint32_t frame_log_written_head(struct frame_log *l)
+{
+	return atomic_load_explicit(&l->written, memory_order_acquire);
+}
+
+/* Under sync_mu, so that fdatasyncs of one log never overlap: of two
+ * concurrent ones, Linux reports a write-back error to one only, and the
+ * other would advance the durable head over pages that were lost. */
+static void mark_durable_locked(struct frame_log *l, uint32_t upto)
+{
+	assert(upto <= frame_log_written_head(l));
+	if (upto > atomic_load(&l->durable))
+		atomic_store_explicit(&l->durable, upto, memory_order_release);
+}
+
+int frame_log_sync(struct frame_log *l)
+{
+	uint32_t upto;
+	int rv = 0;
+
+	pthread_mutex_lock(&l->sync_mu);
+	upto = frame_log_written_head(l);
+	if (atomic_load(&l->broken)) {
+		rv = -EIO;
+	} else if (upto > atomic_load(&l->durable) && fdatasync(l->fd) != 0) {
+		/* Linux may have dropped the dirty pages it failed to
+		 * write: a later fdatasync could succeed without them. */
+		rv = -errno;
+		atomic_store(&l->broken, 1);
+	} else {
+		mark_durable_locked(l, upto);
+	}
+	pthread_mutex_unlock(&l->sync_mu);
+	return rv;
+}
+
+int frame_log_broken(struct frame_log *l)
+{
+	return atomic_load(&l->broken);
 }
 
 uint32_t frame_log_db_size(struct frame_log *l)
@@ -219,16 +268,16 @@ static int validate(const struct frame_log_entry *e, size_t n)
 
 #define APPEND_CHUNK 64 /* frames per write(2) */
 
-int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
-		     size_t n)
+int frame_log_write(struct frame_log *l, const struct frame_log_entry *e,
+		    size_t n)
 {
-	uint32_t head = frame_log_head(l);
+	uint32_t head = frame_log_written_head(l);
 	uint32_t chain[2] = {l->chain[0], l->chain[1]};
 	uint8_t *buf;
 	size_t i = 0;
 	int rv;
 
-	if (l->broken)
+	if (atomic_load(&l->broken))
 		return -EIO;
 	rv = validate(e, n);
 	if (rv != 0)
@@ -253,15 +302,11 @@ int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
 			goto fail;
 		i += batch;
 	}
-	if (fdatasync(l->fd) != 0) {
-		rv = -errno;
-		goto fail;
-	}
 	l->chain[0] = chain[0];
 	l->chain[1] = chain[1];
 	atomic_store_explicit(&l->db_size, e[n - 1].db_size,
 			      memory_order_release);
-	atomic_store_explicit(&l->head, head + (uint32_t)n,
+	atomic_store_explicit(&l->written, head + (uint32_t)n,
 			      memory_order_release);
 	free(buf);
 	return 0;
@@ -269,17 +314,29 @@ fail:
 	/* The caller reports this transaction as failed, so it must not
 	 * come back at the next open: cut the tail off.  If even that fails
 	 * the file's state is unknown and the log refuses further appends. */
+	pthread_mutex_lock(&l->sync_mu);
 	if (ftruncate(l->fd, (off_t)frame_log_offset(head + 1)) != 0 ||
 	    fdatasync(l->fd) != 0)
-		l->broken = 1;
+		atomic_store(&l->broken, 1);
+	else
+		mark_durable_locked(l, head);
+	pthread_mutex_unlock(&l->sync_mu);
 	free(buf);
 	return rv;
+}
+
+int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
+		     size_t n)
+{
+	int rv = frame_log_write(l, e, n);
+
+	return rv != 0 ? rv : frame_log_sync(l);
 }
 
 int frame_log_read(struct frame_log *l, uint32_t start, uint32_t end,
 		   uint8_t *buf)
 {
-	if (start < 1 || end <= start || end > frame_log_head(l) + 1)
+	if (start < 1 || end <= start || end > frame_log_written_head(l) + 1)
 		return -EINVAL;
 	return fileio_read_all(l->fd, buf,
 			       (size_t)(end - start) * WALFMT_FRAME_SIZE,
@@ -293,7 +350,7 @@ int frame_log_chain(struct frame_log *l, uint32_t start, int *big_endian,
 	struct walfmt_frame_header f;
 	int rv;
 
-	if (start < 1 || start > frame_log_head(l) + 1)
+	if (start < 1 || start > frame_log_written_head(l) + 1)
 		return -EINVAL;
 	*big_endian = (int)(l->hdr.magic & 1);
 	salt[0] = l->hdr.salt[0];
@@ -348,7 +405,7 @@ int frame_log_replay(struct frame_log *l, uint32_t upto, int db_fd)
 	uint32_t *last = NULL, n_pages, db_size, pgno;
 	int rv;
 
-	if (upto == 0 || upto > frame_log_head(l))
+	if (upto == 0 || upto > frame_log_written_head(l))
 		return -EINVAL;
 	rv = fileio_read_all(l->fd, hdr, sizeof hdr, frame_log_offset(upto));
 	if (rv != 0)

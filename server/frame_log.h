@@ -6,7 +6,7 @@
  *
  * Concurrency: one appender at a time (the caller serialises appends, the
  * primary does so under the live database's write lock); any number of
- * readers on other threads.  Frames at or below the head never change. */
+ * readers on other threads (see "group commit" below). */
 #ifndef REPLITE_FRAME_LOG_H
 #define REPLITE_FRAME_LOG_H
 
@@ -28,34 +28,62 @@ int frame_log_open(const char *path, int create, struct frame_log **out,
 		   char *err, size_t err_len);
 void frame_log_close(struct frame_log *l);
 
-/* Frames in the log (= number of the last commit frame; 0 when empty). */
+/* Group commit.  An appender under the write lock stores a transaction with
+ * frame_log_write, which advances the *written* head; the frames become
+ * durable at the next frame_log_sync, whoever calls it (the store's
+ * group-commit leader, a push, a rollover), which advances the *durable*
+ * head.  Readers that serve frames to others use the durable head; the
+ * appender, which numbers the next frames and checks pushes against what
+ * is logged, uses the written one.  Frames at or below the written head
+ * never change. */
+
+/* The durable head: the last commit frame an fdatasync covered (0 when
+ * empty). */
 uint32_t frame_log_head(struct frame_log *l);
-/* Database size in pages after the last commit (0 when empty). */
+/* The written head: the last commit frame stored (>= the durable head). */
+uint32_t frame_log_written_head(struct frame_log *l);
+/* Database size in pages after the written head (0 when empty). */
 uint32_t frame_log_db_size(struct frame_log *l);
 
-/* Append frames as frames head+1 ... head+n and make them durable (fsync)
- * before returning; the last entry must be a commit frame.  On failure the
- * head is unchanged (a partial tail is overwritten by the next append and
- * dropped at the next open).  Returns 0 or -errno. */
+/* Store frames as frames written+1 ... written+n, without waiting for the
+ * disk; the last entry must be a commit frame.  On failure the head is
+ * unchanged (a partial tail is cut off durably, or, if even that fails, the
+ * log refuses further appends).  Returns 0 or -errno. */
+int frame_log_write(struct frame_log *l, const struct frame_log_entry *e,
+		    size_t n);
+/* fdatasync the log and advance the durable head to the written head as it
+ * was before the call (no system call when nothing is new).  Calls are
+ * serialised.  A failure breaks the log for good: Linux may drop the pages
+ * it could not write, so a later fdatasync would prove nothing.  The
+ * caller keeps the log open meanwhile.  Returns 0 or -errno (-EIO once
+ * broken). */
+int frame_log_sync(struct frame_log *l);
+/* 1 once a failed sync (or an append that could not be undone) broke the
+ * log: it takes no more appends and its durable head stays. */
+int frame_log_broken(struct frame_log *l);
+/* frame_log_write + frame_log_sync: the transaction is durable on return.
+ * When the sync fails the frames stay written (and the log broken): their
+ * fate is unknown until the next open.  Returns 0 or -errno. */
 int frame_log_append(struct frame_log *l, const struct frame_log_entry *e,
 		     size_t n);
 
 /* The file descriptor and byte range of frames [start, end): serving a range
  * is a single contiguous read (or sendfile) of length
  * (end - start) * WALFMT_FRAME_SIZE at the returned offset.  Requires
- * 1 <= start < end <= head + 1. */
+ * 1 <= start < end <= head + 1 (the durable head, for what is served). */
 int frame_log_fd(struct frame_log *l);
 uint64_t frame_log_offset(uint32_t frame_no);
 
 /* The log's checksum parameters and the chain right before frame start
- * (1 <= start <= head + 1): the header's checksum for frame 1, else the
+ * (1 <= start <= written head + 1): the header's checksum for frame 1, else the
  * checksum of frame start - 1.  A reader of frames [start, ...) checks each
  * of them against it (proto/frames.h, "verified transfers").  Returns 0 or
  * -errno. */
 int frame_log_chain(struct frame_log *l, uint32_t start, int *big_endian,
 		    uint32_t salt[2], uint32_t chain[2]);
 
-/* Read frames [start, end) (header + page each) into buf. */
+/* Read frames [start, end) (header + page each, end <= written head + 1)
+ * into buf. */
 int frame_log_read(struct frame_log *l, uint32_t start, uint32_t end,
 		   uint8_t *buf);
 

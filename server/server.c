@@ -71,6 +71,12 @@ static void wake_http(void *arg)
 
 /* The main thread owns the signals and the periodic work; every other
  * thread is created with SIGINT/SIGTERM blocked. */
+/* A ws_config.before_send: group commit (store_durable.c). */
+static int make_durable(void *arg, char *err, size_t n)
+{
+	return store_make_durable(arg, err, n);
+}
+
 static void run_until_signal(struct http_server *http, struct store *store,
 			     struct streams *streams)
 {
@@ -196,6 +202,8 @@ int server_run(const struct server_config *cfg)
 	wc.idle_ms = 120000;
 	wc.max_streams = 64;
 	wc.log = cfg->log_requests;
+	wc.before_send = make_durable;
+	wc.before_send_arg = store;
 	ws = ws_server_new(&wc);
 	if (ws == NULL) {
 		fprintf(stderr, "replite: out of memory\n");

@@ -115,6 +115,9 @@ int store_open(const struct store_config *cfg, struct store **out, char *err,
 	pthread_mutex_init(&s->internal_mu, NULL);
 	pthread_mutex_init(&s->unlock_mu, NULL);
 	pthread_cond_init(&s->unlock_cond, NULL);
+	pthread_mutex_init(&s->durable_mu, NULL);
+	pthread_cond_init(&s->durable_cond, NULL);
+	pthread_mutex_init(&s->leader_mu, NULL);
 	s->data_dir = strdup(cfg->data_dir);
 	s->live_path = util_strdupf("%s/live.db", cfg->data_dir);
 	if (fileio_mkdir_p(cfg->data_dir) != 0) {
@@ -161,6 +164,14 @@ void store_close(struct store *s)
 
 	if (s == NULL)
 		return;
+	/* Before the last connection closes, which checkpoints the live WAL
+	 * into live.db and deletes it: after that, start-up takes the stop
+	 * for a clean one and trusts live.db (store_recover.c). */
+	if (s->n_gens > 0) {
+		char err[512];
+		if (store_make_durable(s, err, sizeof err) != 0)
+			store_log("at close: %s", err);
+	}
 	store_zstd_stop(s);
 	store_check_close(s);
 	if (s->internal != NULL)
@@ -180,6 +191,9 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->internal_mu);
 	pthread_mutex_destroy(&s->unlock_mu);
 	pthread_cond_destroy(&s->unlock_cond);
+	pthread_mutex_destroy(&s->durable_mu);
+	pthread_cond_destroy(&s->durable_cond);
+	pthread_mutex_destroy(&s->leader_mu);
 	free(s->data_dir);
 	free(s->live_path);
 	free(s->database_id);
@@ -237,7 +251,12 @@ json_t *store_info(struct store *s)
 {
 	struct messages_info info = {.has_max_frame_no = 1};
 	struct generation *g;
+	char err[512];
 
+	/* A writer asks for the head before it pushes: a commit written but
+	 * not yet durable would make its push a conflict. */
+	if (store_make_durable(s, err, sizeof err) != 0)
+		(void)err; /* the head stays where it is durable */
 	pthread_mutex_lock(&s->mu);
 	g = store_current_locked(s);
 	info.oldest_generation = s->gens[0]->number;
@@ -372,6 +391,13 @@ int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
 
 void store_maintain(struct store *s)
 {
+	char err[512];
+
+	/* Every commit's answer makes it durable; this covers a commit whose
+	 * answer never came (a connection that died meanwhile), so that
+	 * replicas get it anyway. */
+	if (store_make_durable(s, err, sizeof err) != 0)
+		(void)err; /* store_mark_failed logged it */
 	store_push_expire(s);
 	store_gen_rollover(s);
 	store_gen_drop_expired(s);

@@ -155,4 +155,10 @@ int store_checksum_at(struct store *s, uint32_t gen, uint32_t frame,
 /* Information for /info and logs. */
 json_t *store_info(struct store *s);
 
+/* Group commit (store_durable.c): return once the log is durable up to
+ * what it held when the call began.  Call it before any answer that may
+ * show what SQL saw or wrote.  Returns 0, or -1 with the cause in err (the
+ * log could not be made durable; the store refuses writes until restart). */
+int store_make_durable(struct store *s, char *err, size_t n);
+
 #endif

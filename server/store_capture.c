@@ -1,7 +1,8 @@
 /* Capture of SQL commits: every connection to the live database goes
- * through the observer VFS, whose commit hook appends the transaction to the
- * current generation's log (fsync) before its commit frame reaches the live
- * WAL. */
+ * through the observer VFS, whose commit hook writes the transaction to the
+ * current generation's log before its commit frame reaches the live WAL;
+ * the answer that reports it waits until the log is durable
+ * (store_durable.c, group commit). */
 #include "store_internal.h"
 
 #include <assert.h>
@@ -33,7 +34,7 @@ static int append_pages(struct generation *g, const struct wal_page *pages,
 		e[i].page = pages[i].data;
 	}
 	e[n - 1].db_size = db_size;
-	rv = frame_log_append(g->log, e, n);
+	rv = frame_log_write(g->log, e, n); /* synced by store_make_durable */
 	free(e);
 	return rv;
 }
@@ -63,7 +64,7 @@ static int on_commit(void *arg, void *ctx, const char *path,
 	if (n == 0)
 		return SQLITE_IOERR_WRITE;
 	/* The checksum after it, known before the frames can be read. */
-	head = frame_log_head(g->log);
+	head = frame_log_written_head(g->log);
 	rv = store_sum_apply(&s->sum, pages, n, db_size, &sum);
 	if (rv == 0) {
 		pthread_mutex_lock(&s->mu);

@@ -351,6 +351,9 @@ static int build_next_generation(struct store *s, struct generation *cur,
 
 	if (!tmp || !final || !src || !base || !log_path)
 		goto out;
+	/* Group commit: what the next base holds must be durable here. */
+	if (frame_log_sync(cur->log) != 0)
+		goto out;
 	store_remove_tree(tmp);
 	if (fileio_mkdir_p(tmp) != 0 || fileio_copy_file(src, base) != 0)
 		goto out;
@@ -393,7 +396,7 @@ void store_gen_rollover(struct store *s)
 	pthread_mutex_lock(&s->mu);
 	cur = store_current_locked(s);
 	pthread_mutex_unlock(&s->mu);
-	if (frame_log_head(cur->log) < s->cfg.generation_frames)
+	if (frame_log_written_head(cur->log) < s->cfg.generation_frames)
 		return;
 	pthread_mutex_lock(&s->internal_mu);
 	if (sqlite3_exec(s->internal, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
@@ -428,6 +431,8 @@ void store_gen_drop_expired(struct store *s)
 {
 	int64_t now = clock_unix_ms();
 
+	/* Not while a group-commit leader may be syncing a log we free. */
+	pthread_mutex_lock(&s->leader_mu);
 	pthread_mutex_lock(&s->mu);
 	while (s->n_gens > 1 && s->gens[0]->ended_ms != 0 &&
 	       now - s->gens[0]->ended_ms > s->cfg.retention_ms) {
@@ -441,4 +446,5 @@ void store_gen_drop_expired(struct store *s)
 		store_gen_free(g);
 	}
 	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&s->leader_mu);
 }

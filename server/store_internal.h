@@ -12,6 +12,9 @@
  *                    them, rollover, retention
  *   store_recover.c  start-up: the database id, and bringing the live
  *                    database up to the log's head
+ *   store_durable.c  group commit: commits are written to the log under
+ *                    the write lock and made durable together, before
+ *                    anyone is told of them
  *
  * Locking: mu guards gens, pending, failed and the listener; the live
  * database's WAL write lock (BEGIN IMMEDIATE on the internal connection, or
@@ -121,6 +124,16 @@ struct store {
 	pthread_mutex_t unlock_mu;
 	pthread_cond_t unlock_cond;
 	uint64_t unlock_seq;
+
+	/* Group commit (store_durable.c): one thread at a time (syncing,
+	 * under durable_mu) makes the log durable for everyone waiting on
+	 * durable_cond; it holds leader_mu meanwhile, which retention takes
+	 * before freeing a generation, so the log it syncs stays open.  Lock
+	 * order: leader_mu, then mu. */
+	pthread_mutex_t durable_mu;
+	pthread_cond_t durable_cond;
+	int syncing;
+	pthread_mutex_t leader_mu;
 
 	/* Updated under the live database's write lock; sum.at also read
 	 * under mu. */

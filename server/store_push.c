@@ -246,7 +246,7 @@ static int continues_in_next(const struct generation *g, uint32_t gen,
 {
 	return (flags & STORE_PUSH_ROLLOVER) && ends_push &&
 	       g->number == gen + 1 && g->prev_end != 0 &&
-	       first == g->prev_end + 1 && frame_log_head(g->log) == 0;
+	       first == g->prev_end + 1 && frame_log_written_head(g->log) == 0;
 }
 
 /* Append frames [first, first + n) of generation gen to the log one for
@@ -299,7 +299,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	g = store_current_locked(s);
 	pthread_mutex_unlock(&s->mu);
 	next = continues_in_next(g, gen, first, opts->flags, ends_push);
-	head = frame_log_head(g->log);
+	head = frame_log_written_head(g->log);
 	*gen_out = g->number;
 	*head_out = head;
 	if (next) {
@@ -397,6 +397,9 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 	if (rc != 0) {
 		errors_set(why, why_len, "cannot append to the frame log: %s",
 			   strerror(-rc));
+		/* A failed fdatasync: the frames may or may not be there. */
+		if (frame_log_broken(g->log))
+			store_mark_failed(s, why);
 		goto out_rollback;
 	}
 	rc = wal_inject(s->internal, &inject_opts, pages, n, e[n - 1].db_size,
@@ -523,7 +526,7 @@ void store_push(struct store *s, uint32_t gen, uint32_t start, uint32_t end,
 		 * frame number back to it and pushes again from head + 1;
 		 * "conflict" would leave it stuck. */
 		struct generation *g = store_current_locked(s);
-		uint32_t cur_head = frame_log_head(g->log);
+		uint32_t cur_head = frame_log_written_head(g->log);
 		if (g->number == gen && start > cur_head + 1) {
 			push_reply(reply, "ok", gen, cur_head, NULL);
 			goto out_unlock;

@@ -84,22 +84,59 @@ out:
 	return rv;
 }
 
-/* Bring the live database up to the head of the log.  Every transaction is
- * in the log before it is in the live database, so the live file holds the
- * state of some frame M <= head of the current generation, and the state at
- * the generation's start is its base.  Replaying all of the generation's
- * frames onto it therefore yields exactly the head state: pages changed in
- * the generation get their latest image, the others are already equal. */
+/* A live WAL that is still there, even empty (a TRUNCATE checkpoint
+ * empties it): the server did not close the live database, whose last
+ * connection's close checkpoints the WAL and deletes it. */
+static int stopped_uncleanly(struct store *s)
+{
+	char *wal = util_strdupf("%s-wal", s->live_path);
+	int rv = wal == NULL || access(wal, F_OK) == 0;
+
+	free(wal);
+	return rv;
+}
+
+/* Bring the live database up to the head of the log.
+ *
+ * After a clean stop, every transaction in live.db is durable in the log
+ * (store_close makes the log durable before the last connection
+ * checkpoints), so live.db holds the state of some frame M <= head of the
+ * current generation, and the state at the generation's start is its base.
+ * Replaying all of the generation's frames onto it therefore yields exactly
+ * the head state: pages changed in the generation get their latest image,
+ * the others are already equal.
+ *
+ * After an unclean stop, the live WAL, and live.db if a checkpoint copied
+ * them, may hold commits whose frames were written to the log but lost
+ * before they were durable (group commit, store_durable.c): nobody was told
+ * of them, and they must not come back.  live.db is then rebuilt from the
+ * generation's base, as for a missing one. */
 int store_recover_live(struct store *s, char *err, size_t n)
 {
 	struct generation *g = store_current_locked(s);
 	char *base = util_strdupf("%s/base.db", g->dir);
 	sqlite3 *db = NULL;
-	int fd = -1, rv = -1, rc, e;
+	int fd = -1, rv = -1, rc, e, missing;
 
-	if (access(s->live_path, F_OK) != 0) {
+	missing = access(s->live_path, F_OK) != 0;
+	if (missing || stopped_uncleanly(s)) {
 		char *wal = util_strdupf("%s-wal", s->live_path);
 		char *shm = util_strdupf("%s-shm", s->live_path);
+		if (!missing)
+			store_log("the last stop was not clean: rebuilding the "
+				  "live database from generation %" PRIu32
+				  "'s base and %" PRIu32 " logged frames",
+				  g->number, frame_log_head(g->log));
+		/* live.db first: a crash from here on finds it missing and
+		 * comes back here, never a live.db without its WAL. */
+		if (!missing && (unlink(s->live_path) != 0 ||
+				 fileio_fsync_dir(s->data_dir) != 0)) {
+			errors_set(err, n, "cannot remove %s: %s", s->live_path,
+				   strerror(errno));
+			free(wal);
+			free(shm);
+			goto out;
+		}
 		if (wal)
 			unlink(wal);
 		if (shm)

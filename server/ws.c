@@ -235,10 +235,19 @@ void ws_send_json(struct ws_conn *c, json_t *msg)
 {
 	char *text = json_dumps(msg, JSON_COMPACT);
 	struct wslay_event_msg m;
+	char err[512];
 
 	json_decref(msg);
 	if (text == NULL)
 		return;
+	if (c->srv->cfg.before_send != NULL &&
+	    c->srv->cfg.before_send(c->srv->cfg.before_send_arg, err,
+				    sizeof err) != 0) {
+		err[119] = '\0'; /* a close reason fits in 123 bytes */
+		free(text);
+		ws_close_with(c, 1011, err);
+		return;
+	}
 	m.opcode = WSLAY_TEXT_FRAME;
 	m.msg = (const uint8_t *)text;
 	m.msg_length = strlen(text);

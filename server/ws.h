@@ -21,6 +21,11 @@ struct ws_config {
 	int idle_ms;                 /* a socket silent this long is closed */
 	int max_streams;             /* open streams per socket */
 	int log;                     /* one stderr line per socket */
+	/* Called before any message is sent (group commit: what it shows
+	 * must be durable first); non-zero with the cause in err closes the
+	 * socket instead.  NULL: none. */
+	int (*before_send)(void *arg, char *err, size_t n);
+	void *before_send_arg;
 };
 
 struct ws_server *ws_server_new(const struct ws_config *cfg);

@@ -39,6 +39,17 @@ static void fx_close(struct fx *f)
 	f->store = NULL;
 }
 
+/* SQL through the store's capture, as a Hrana request runs it: its answer
+ * waits until the log is durable (group commit), and so does this. */
+static void fx_exec(struct fx *f, const char *sql)
+{
+	char err[512] = "";
+
+	fixture_exec(f->db, sql);
+	ck_assert_msg(store_make_durable(f->store, err, sizeof err) == 0,
+		      "store_make_durable: %s", err);
+}
+
 static void fx_init(struct fx *f, const char *name)
 {
 	memset(f, 0, sizeof *f);
@@ -136,14 +147,14 @@ START_TEST(test_sql_commits_are_logged)
 	fx_open(&f);
 	ck_assert_uint_eq(store_generation(f.store), 1);
 	head0 = store_head(f.store);
-	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+	fx_exec(&f, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
 	head1 = store_head(f.store);
 	ck_assert_uint_gt(head1, head0);
-	fixture_exec(f.db, "INSERT INTO t(v) VALUES ('a'), ('b')");
+	fx_exec(&f, "INSERT INTO t(v) VALUES ('a'), ('b')");
 	ck_assert_uint_gt(store_head(f.store), head1);
 	/* A rolled-back transaction writes nothing to the log. */
 	head1 = store_head(f.store);
-	fixture_exec(f.db, "BEGIN; INSERT INTO t(v) VALUES ('c'); ROLLBACK");
+	fx_exec(&f, "BEGIN; INSERT INTO t(v) VALUES ('c'); ROLLBACK");
 	ck_assert_uint_eq(store_head(f.store), head1);
 	assert_log_matches_live(&f, 1);
 	fx_done(&f);
@@ -159,22 +170,22 @@ START_TEST(test_spills_and_overwrites)
 
 	fx_init(&f, "data");
 	fx_open(&f);
-	fixture_exec(f.db, "PRAGMA cache_size=5");
-	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
-	fixture_exec(f.db, "BEGIN");
+	fx_exec(&f, "PRAGMA cache_size=5");
+	fx_exec(&f, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	fx_exec(&f, "BEGIN");
 	for (i = 0; i < 300; i++) {
 		char sql[128];
 		snprintf(sql, sizeof sql,
 			 "INSERT INTO t(v) VALUES (randomblob(%d))",
 			 100 + (i * 37) % 9000);
-		fixture_exec(f.db, sql);
+		fx_exec(&f, sql);
 		if (i % 50 == 0)
-			fixture_exec(f.db, "UPDATE t SET v = randomblob(200) "
-					   "WHERE id % 7 = 0");
+			fx_exec(&f, "UPDATE t SET v = randomblob(200) "
+				    "WHERE id % 7 = 0");
 	}
-	fixture_exec(f.db, "COMMIT");
-	fixture_exec(f.db, "DELETE FROM t WHERE id % 2 = 0");
-	fixture_exec(f.db, "VACUUM");
+	fx_exec(&f, "COMMIT");
+	fx_exec(&f, "DELETE FROM t WHERE id % 2 = 0");
+	fx_exec(&f, "VACUUM");
 	assert_log_matches_live(&f, 1);
 	ck_assert_int_eq(fixture_query_int(f.db, "SELECT count(*) FROM t"),
 			 150);
@@ -195,14 +206,14 @@ START_TEST(test_authorizer_guards_storage)
 
 	fx_init(&f, "data");
 	fx_open(&f);
-	fixture_exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+	fx_exec(&f, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
 	for (i = 0; i < sizeof refused / sizeof refused[0]; i++)
 		ck_assert_msg(sqlite3_exec(f.db, refused[i], NULL, NULL,
 					   NULL) == SQLITE_AUTH,
 			      "%s was allowed", refused[i]);
 	/* Plain VACUUM attaches an unnamed temporary database: allowed. */
-	fixture_exec(f.db, "VACUUM");
-	fixture_exec(f.db, "PRAGMA journal_mode");
+	fx_exec(&f, "VACUUM");
+	fx_exec(&f, "PRAGMA journal_mode");
 	assert_log_matches_live(&f, 1);
 	fx_done(&f);
 }
@@ -215,8 +226,7 @@ START_TEST(test_restart_keeps_everything)
 
 	fx_init(&f, "data");
 	fx_open(&f);
-	fixture_exec(f.db,
-		     "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3)");
+	fx_exec(&f, "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3)");
 	head = store_head(f.store);
 	fx_close(&f);
 	fx_open(&f);
@@ -235,15 +245,15 @@ START_TEST(test_live_brought_up_to_log_head)
 
 	fx_init(&f, "data");
 	fx_open(&f);
-	fixture_exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+	fx_exec(&f, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
 	sqlite3_wal_checkpoint_v2(f.db, "main", SQLITE_CHECKPOINT_TRUNCATE,
 				  NULL, NULL);
 	live = fixture_path(f.data, "live.db");
 	saved = fixture_path(f.dir, "saved.db");
 	wal = fixture_path(f.data, "live.db-wal");
 	copy_file(live, saved);
-	fixture_exec(f.db, "INSERT INTO t VALUES (2); CREATE TABLE u(y);"
-			   "INSERT INTO u VALUES (zeroblob(50000))");
+	fx_exec(&f, "INSERT INTO t VALUES (2); CREATE TABLE u(y);"
+		    "INSERT INTO u VALUES (zeroblob(50000))");
 	fx_close(&f);
 	/* Roll the live database back to the older copy. */
 	copy_file(saved, live);
@@ -271,10 +281,9 @@ START_TEST(test_rollover_replays_pages)
 	fx_init(&f, "data");
 	f.cfg.generation_frames = 20;
 	fx_open(&f);
-	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	fx_exec(&f, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
 	for (i = 0; i < 30; i++)
-		fixture_exec(f.db,
-			     "INSERT INTO t(v) VALUES (randomblob(3000))");
+		fx_exec(&f, "INSERT INTO t(v) VALUES (randomblob(3000))");
 	head1 = store_head(f.store);
 	ck_assert_uint_ge(head1, 20);
 	store_maintain(f.store);
@@ -289,7 +298,7 @@ START_TEST(test_rollover_replays_pages)
 			 STORE_PULL_CAUGHT_UP);
 	ck_assert_int_eq(store_pull(f.store, 7, 1, 10, &fr),
 			 STORE_PULL_UNKNOWN_GEN);
-	fixture_exec(f.db, "UPDATE t SET v = randomblob(10) WHERE id < 5");
+	fx_exec(&f, "UPDATE t SET v = randomblob(10) WHERE id < 5");
 	ck_assert_uint_gt(store_head(f.store), 0);
 	assert_log_matches_live(&f, 2);
 	/* And after a restart, generation 2 stays current. */
@@ -362,9 +371,8 @@ START_TEST(test_push_applies_frames)
 	fx_open(&a);
 	fx_open(&b);
 	/* One transaction of several pages: only its last frame commits. */
-	fixture_exec(
-	    a.db, "BEGIN; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);"
-		  "CREATE TABLE u(y); COMMIT");
+	fx_exec(&a, "BEGIN; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);"
+		    "CREATE TABLE u(y); COMMIT");
 	frames = pull_all(a.store, 1, &n);
 	ck_assert_uint_ge(n, 2);
 
@@ -419,7 +427,7 @@ START_TEST(test_push_applies_frames)
 	/* A push again that starts with the logged frames and goes on with
 	 * new ones (a lost answer, then more local writes): the logged part
 	 * is acknowledged and the rest applied; a strict one conflicts. */
-	fixture_exec(a.db, "INSERT INTO t VALUES (7)");
+	fx_exec(&a, "INSERT INTO t VALUES (7)");
 	free(frames);
 	frames = pull_all(a.store, 1, &m);
 	ck_assert_uint_gt(m, n);
@@ -440,10 +448,10 @@ START_TEST(test_push_applies_frames)
 	assert_log_matches_live(&b, 1);
 
 	/* Frames that do not follow the head: conflict. */
-	fixture_exec(a.db, "INSERT INTO t VALUES (3)");
+	fx_exec(&a, "INSERT INTO t VALUES (3)");
 	free(frames);
 	frames = pull_all(a.store, 1, &n);
-	fixture_exec(b.db, "INSERT INTO t VALUES (99)");
+	fx_exec(&b, "INSERT INTO t VALUES (99)");
 	j = push(b.store, 1, n, n + 1, NULL,
 		 frames + (n - 1) * WALFMT_FRAME_SIZE, WALFMT_FRAME_SIZE,
 		 &status);
@@ -518,7 +526,7 @@ static void push_pair(struct fx *a, struct fx *b, const char *const *txns,
 	b->cfg.import_path = NULL;
 	free(seed);
 	for (i = 0; i < n_txns; i++)
-		fixture_exec(a->db, txns[i]);
+		fx_exec(a, txns[i]);
 	*frames = pull_all(a->store, 1, n);
 }
 
@@ -836,7 +844,7 @@ START_TEST(test_push_txn_sent_again)
 	/* A record naming frames n+1.. that never reached the log (a crash
 	 * between the record and the frames): z is not committed, so its
 	 * push (frames n+1..) is applied, once. */
-	fixture_exec(a.db, "INSERT INTO t VALUES (5)");
+	fx_exec(&a, "INSERT INTO t VALUES (5)");
 	free(frames);
 	{
 		struct store_frames fr;
@@ -915,24 +923,22 @@ START_TEST(test_checksum_tracks_database)
 	f.cfg.generation_frames = 40;
 	fx_open(&f);
 	assert_checksum_of_live(&f);
-	fixture_exec(f.db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	fx_exec(&f, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
 	assert_checksum_of_live(&f);
 	/* Growth (overflow pages), in-place updates, shrinking (VACUUM). */
 	for (i = 0; i < 10; i++)
-		fixture_exec(f.db,
-			     "INSERT INTO t(v) VALUES (randomblob(9000))");
+		fx_exec(&f, "INSERT INTO t(v) VALUES (randomblob(9000))");
 	assert_checksum_of_live(&f);
-	fixture_exec(f.db, "UPDATE t SET v = randomblob(100) WHERE id % 2");
+	fx_exec(&f, "UPDATE t SET v = randomblob(100) WHERE id % 2");
 	assert_checksum_of_live(&f);
-	fixture_exec(f.db, "DELETE FROM t WHERE id > 3; VACUUM");
+	fx_exec(&f, "DELETE FROM t WHERE id > 3; VACUUM");
 	assert_checksum_of_live(&f);
 	/* A rollover, then a restart (replayed from the log). */
 	for (i = 0; i < 10; i++)
-		fixture_exec(f.db,
-			     "INSERT INTO t(v) VALUES (randomblob(5000))");
+		fx_exec(&f, "INSERT INTO t(v) VALUES (randomblob(5000))");
 	store_maintain(f.store);
 	ck_assert_uint_eq(store_generation(f.store), 2);
-	fixture_exec(f.db, "UPDATE t SET v = randomblob(10) WHERE id = 1");
+	fx_exec(&f, "UPDATE t SET v = randomblob(10) WHERE id = 1");
 	assert_checksum_of_live(&f);
 	fx_close(&f);
 	fx_open(&f);
@@ -1089,10 +1095,10 @@ START_TEST(test_push_refuses_damaging_pages)
 	 * damaged: a new leaf zeroed, an overflow page ending the chain
 	 * early.  Pages the live database never had are checked through the
 	 * pushed pages that lead to them. */
-	fixture_exec(a.db, "INSERT INTO t SELECT randomblob(700) FROM "
-			   "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
-			   "SELECT i + 1 FROM n WHERE i < 40) SELECT i FROM n);"
-			   "INSERT INTO t VALUES (randomblob(14000))");
+	fx_exec(&a, "INSERT INTO t SELECT randomblob(700) FROM "
+		    "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+		    "SELECT i + 1 FROM n WHERE i < 40) SELECT i FROM n);"
+		    "INSERT INTO t VALUES (randomblob(14000))");
 	frames = pull_all(a.store, 1, &n);
 	for (i = 0; i < 2; i++) {
 		uint8_t *copy = malloc((size_t)n * WALFMT_FRAME_SIZE);
@@ -1127,9 +1133,9 @@ START_TEST(test_push_refuses_damaging_pages)
 	}
 	free(frames);
 	/* Still writable, and a real push that frees pages is taken. */
-	fixture_exec(a.db, "CREATE TABLE big(x); INSERT INTO big VALUES "
-			   "(randomblob(50000)); DROP TABLE big;"
-			   "INSERT INTO t VALUES (7)");
+	fx_exec(&a, "CREATE TABLE big(x); INSERT INTO big VALUES "
+		    "(randomblob(50000)); DROP TABLE big;"
+		    "INSERT INTO t VALUES (7)");
 	frames = pull_all(a.store, 1, &n);
 	free(assert_push_ok(&b, 1, n + 1, NULL, frames));
 	fixture_assert_integrity(b.db);
@@ -1251,7 +1257,7 @@ START_TEST(test_push_pending_conflict_at_commit)
 	push_pair(&a, &b, three_page_txn, 1, &frames, &n);
 	baton = assert_push_ok(&b, 1, 2, NULL, frames);
 	ck_assert_ptr_nonnull(baton);
-	fixture_exec(b.db, "INSERT INTO t VALUES (7)");
+	fx_exec(&b, "INSERT INTO t VALUES (7)");
 	head = store_head(b.store);
 	ck_assert_uint_gt(head, 0);
 	j = push(b.store, 1, 2, n + 1, baton, frame_at(frames, 2),
@@ -1420,7 +1426,7 @@ START_TEST(test_push_after_rollover)
 	 * the fourth transaction is built on a state that is gone. */
 	store_maintain(b.store);
 	ck_assert_uint_eq(store_generation(b.store), 4);
-	fixture_exec(b.db, "INSERT INTO t VALUES (99)");
+	fx_exec(&b, "INSERT INTO t VALUES (99)");
 	assert_push_reply(&b, 3, len3 + 1, len3 + 1 + len4, NULL, both, frames,
 			  s[3], "conflict", 4, store_head(b.store));
 	ck_assert_int_eq(
