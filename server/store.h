@@ -1,8 +1,10 @@
 /* The primary's storage for one database: a live SQLite database in WAL mode
  * (what SQL runs against) and a durable frame log organised in generations
  * (DESIGN.md §4).  The log is the source of truth: every transaction, SQL or
- * pushed, reaches the log (fsync) before it becomes visible in the live
- * database, and start-up brings the live database up to the log's head.
+ * pushed, reaches the log before it becomes visible in the live database,
+ * and is durable there (fsync, shared by concurrent commits: group commit,
+ * store_make_durable) before anyone is told of it; start-up brings the live
+ * database up to the log's durable head.
  *
  * Layout of data_dir:
  *   database.json        {"format": 1, "database_id": "<uuid>"}
