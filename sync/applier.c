@@ -1,6 +1,7 @@
 #include "applier_internal.h"
 
 #include "sync/checksum.h"
+#include "sync/state_file.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -295,30 +296,34 @@ int applier_state_save(struct applier *a, const struct replica_state *st,
 	return replica_state_save(a->state_path, st, err, err_len);
 }
 
+int applier_state_save_unsynced(struct applier *a,
+				const struct replica_state *st, char *err,
+				size_t err_len)
+{
+	return replica_state_save_unsynced(a->state_path, st, err, err_len);
+}
+
 int applier_load_state(struct applier *a, struct replica_state *st, char *err,
 		       size_t err_len)
 {
 	return replica_state_load(a->state_path, st, err, err_len);
 }
 
-/* The state file is replaced by a rename whenever it changes, so its inode,
- * size and modification time name one content. */
+/* Reloaded only when the file's stamp (state_file.h) changed: another
+ * version was saved, by this process or another. */
 int applier_load_state_cached(struct applier *a, struct replica_state *st,
 			      char *err, size_t err_len)
 {
-	struct stat sb;
+	struct state_file_stamp key;
 	int rv;
 
 	memset(st, 0, sizeof *st);
 	pthread_mutex_lock(&a->ob_mu);
-	if (stat(a->state_path, &sb) != 0) {
+	if (state_file_stamp(a->state_path, &key) != 0) {
 		pthread_mutex_unlock(&a->ob_mu);
 		return applier_load_state(a, st, err, err_len);
 	}
-	if (!a->st_cached || sb.st_ino != a->st_key.st_ino ||
-	    sb.st_size != a->st_key.st_size ||
-	    sb.st_mtim.tv_sec != a->st_key.st_mtim.tv_sec ||
-	    sb.st_mtim.tv_nsec != a->st_key.st_mtim.tv_nsec) {
+	if (!a->st_cached || memcmp(&key, &a->st_key, sizeof key) != 0) {
 		replica_state_free(&a->st_cache);
 		a->st_cached = 0;
 		rv = applier_load_state(a, &a->st_cache, err, err_len);
@@ -327,7 +332,7 @@ int applier_load_state_cached(struct applier *a, struct replica_state *st,
 			return rv;
 		}
 		a->st_cached = 1;
-		a->st_key = sb;
+		a->st_key = key;
 	}
 	*st = a->st_cache;
 	st->database_id =
@@ -627,8 +632,9 @@ enum applier_result applier_apply_frames(struct applier *a,
 	st->frame_no = end;
 	if (dropping)
 		applier_drop_done(a, st, &drop);
+	/* Unsynced: frame_hwm, durable, already covers the batch. */
 	if (applier_record_wal(a, st, err, err_len) != 0 ||
-	    applier_state_save(a, st, err, err_len) != 0)
+	    applier_state_save_unsynced(a, st, err, err_len) != 0)
 		goto out; /* published; the next batch re-applies it */
 	if (dropping)
 		applier_drop_clear(a);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include "sync/state_file.h"
 #include "sync/applier.h"
 #include "sync/outbox.h"
 
@@ -55,9 +56,9 @@ struct applier {
 	/* A run of pushes not saved yet (applier_offline.c): the state it
 	 * leads to, and the file's state when it began. */
 	/* The state file as last read by applier_load_state_cached, and
-	 * its inode, size and time then (under ob_mu). */
+	 * its stamp then (under ob_mu). */
 	int st_cached;
-	struct stat st_key;
+	struct state_file_stamp st_key;
 	struct replica_state st_cache;
 	int push_cached;
 	struct replica_state push_st;
@@ -124,5 +125,10 @@ int applier_edit_state(struct applier *a, int (*edit)(struct replica_state *),
 /* Replace the state file with *st. */
 int applier_state_save(struct applier *a, const struct replica_state *st,
 		       char *err, size_t err_len);
+/* Without waiting for the disk: only where frame_hwm, already durable,
+ * covers what it records (replica_state_save_unsynced). */
+int applier_state_save_unsynced(struct applier *a,
+				const struct replica_state *st, char *err,
+				size_t err_len);
 
 #endif

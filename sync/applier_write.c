@@ -97,7 +97,9 @@ int applier_commit_done(struct applier *a, uint32_t generation, uint32_t end,
 		st.wal_frames = pos->frames;
 		memcpy(st.wal_salt, pos->salt, sizeof st.wal_salt);
 	}
-	rv = applier_state_save(a, &st, err, err_len);
+	/* Unsynced: frame_hwm, made durable before the commit frame was
+	 * written, already covers it (state_file.h, "Durability"). */
+	rv = applier_state_save_unsynced(a, &st, err, err_len);
 out:
 	replica_state_free(&st);
 	return rv;

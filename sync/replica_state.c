@@ -11,6 +11,7 @@
 #include "base/dbsum.h"
 #include "base/fileio.h"
 #include "base/hex.h"
+#include "sync/state_file.h"
 
 /* What a user can do about a damaged state file. */
 #define DAMAGED_ADVICE                                                         \
@@ -337,9 +338,17 @@ int replica_state_load(const char *path, struct replica_state *st, char *err,
 	size_t len;
 	int rv;
 
-	rv = fileio_read_file(path, &text, &len);
+	rv = state_file_read(path, &text, &len);
 	if (rv == -ENOENT) {
 		return 1;
+	}
+	if (rv == -EBADMSG) {
+		snprintf(err, err_len,
+			 "the replica state file %s holds no valid version "
+			 "(every copy fails its checksum); it is "
+			 "damaged: " DAMAGED_ADVICE,
+			 path);
+		return -1;
 	}
 	if (rv != 0) {
 		snprintf(err, err_len,
@@ -379,8 +388,8 @@ out:
 	return rv;
 }
 
-int replica_state_save(const char *path, const struct replica_state *st,
-		       char *err, size_t err_len)
+static int save(const char *path, const struct replica_state *st, int durable,
+		char *err, size_t err_len)
 {
 	json_t *root;
 	char *text = NULL;
@@ -454,7 +463,7 @@ int replica_state_save(const char *path, const struct replica_state *st,
 			 path);
 		return -1;
 	}
-	rv = fileio_write_file_atomic(path, text, strlen(text));
+	rv = state_file_write(path, text, strlen(text), durable);
 	free(text);
 	if (rv != 0) {
 		snprintf(err, err_len,
@@ -463,6 +472,19 @@ int replica_state_save(const char *path, const struct replica_state *st,
 		return -1;
 	}
 	return 0;
+}
+
+int replica_state_save(const char *path, const struct replica_state *st,
+		       char *err, size_t err_len)
+{
+	return save(path, st, 1, err, err_len);
+}
+
+int replica_state_save_unsynced(const char *path,
+				const struct replica_state *st, char *err,
+				size_t err_len)
+{
+	return save(path, st, 0, err, err_len);
 }
 
 void replica_state_free(struct replica_state *st)

@@ -8,9 +8,9 @@
  * frame_no is the last frame of generation G known to be applied locally;
  * frame_hwm >= frame_no is the highest frame that MAY be in the local file
  * (raised and made durable before a batch is written, see DESIGN.md §3
- * "Crash safety").  The file is replaced atomically (temp file, fsync,
- * rename, fsync of the directory), so a crash leaves the old or the new
- * state, never a mix.  Unknown keys are ignored; a newer format is
+ * "Crash safety").  The text is kept in sync/state_file.h's container
+ * (checksummed versions overwritten in turn), so a crash leaves the old or
+ * the new state, never a mix.  Unknown keys are ignored; a newer format is
  * refused. */
 #ifndef REPLITE_REPLICA_STATE_H
 #define REPLITE_REPLICA_STATE_H
@@ -87,6 +87,13 @@ int replica_state_load(const char *path, struct replica_state *st, char *err,
  * the cause. */
 int replica_state_save(const char *path, const struct replica_state *st,
 		       char *err, size_t err_len);
+/* The same, atomically but without waiting for the disk (state_file.h,
+ * "Durability"): only for a save whose loss leaves a state that still
+ * describes the file, i.e. one that moves frame_no up to a frame_hwm
+ * already durable. */
+int replica_state_save_unsynced(const char *path,
+				const struct replica_state *st, char *err,
+				size_t err_len);
 
 /* Release the strings of *st and zero it. */
 void replica_state_free(struct replica_state *st);

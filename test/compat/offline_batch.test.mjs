@@ -224,10 +224,20 @@ function syncInBackground(h) {
   return got;
 }
 
-// The state file's "outbox" field (what was pushed, the batch in flight).
+// The state file's "outbox" field (what was pushed, the batch in flight),
+// from its newest version (sync/state_file.h: three 16 KiB slots, each
+// "RPLS", version, seq at 8, text length at 16, text at 32; the checksum is
+// not checked here, a diagnostic only).
 function stateOutbox(path) {
   try {
-    return JSON.parse(readFileSync(`${path}-replite`, "utf8")).outbox ?? null;
+    const file = readFileSync(`${path}-replite`);
+    let best = null;
+    for (let off = 0; off + 32 <= file.length; off += 16384) {
+      if (file.toString("latin1", off, off + 4) !== "RPLS") continue;
+      const seq = file.readBigUInt64BE(off + 8);
+      if (best === null || seq > best.seq) best = { seq, text: file.toString("utf8", off + 32, off + 32 + file.readUInt32BE(off + 16)) };
+    }
+    return JSON.parse(best ? best.text : file.toString("utf8")).outbox ?? null;
   } catch (e) {
     return `(unreadable: ${e.message})`;
   }

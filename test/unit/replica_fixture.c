@@ -1,3 +1,4 @@
+#include "sync/state_file.h"
 #include "replica_fixture.h"
 
 #include <stdio.h>
@@ -404,10 +405,16 @@ void rfx_assert_verified(sqlite3 *db)
 json_t *rfx_state_json(const char *db_path)
 {
 	char *path = sqlite3_mprintf("%s-replite", db_path);
+	char *text;
+	size_t len;
 	json_t *o;
 
 	ck_assert_ptr_nonnull(path);
-	o = json_load_file(path, 0, NULL);
+	o = NULL;
+	if (state_file_read(path, &text, &len) == 0) {
+		o = json_loadb(text, len, 0, NULL);
+		free(text);
+	}
 	ck_assert_msg(json_is_object(o), "no valid state file %s", path);
 	sqlite3_free(path);
 	return o;
