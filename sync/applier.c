@@ -1,7 +1,6 @@
 #include "applier_internal.h"
 
 #include "sync/checksum.h"
-#include "sync/state_file.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -290,67 +289,6 @@ void applier_lock_end(struct applier *a)
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-int applier_state_save(struct applier *a, const struct replica_state *st,
-		       char *err, size_t err_len)
-{
-	return replica_state_save(a->state_path, st, err, err_len);
-}
-
-int applier_state_save_unsynced(struct applier *a,
-				const struct replica_state *st, char *err,
-				size_t err_len)
-{
-	return replica_state_save_unsynced(a->state_path, st, err, err_len);
-}
-
-int applier_load_state(struct applier *a, struct replica_state *st, char *err,
-		       size_t err_len)
-{
-	return replica_state_load(a->state_path, st, err, err_len);
-}
-
-/* Reloaded only when the file's stamp (state_file.h) changed: another
- * version was saved, by this process or another. */
-int applier_load_state_cached(struct applier *a, struct replica_state *st,
-			      char *err, size_t err_len)
-{
-	struct state_file_stamp key;
-	int rv;
-
-	memset(st, 0, sizeof *st);
-	pthread_mutex_lock(&a->ob_mu);
-	if (state_file_stamp(a->state_path, &key) != 0) {
-		pthread_mutex_unlock(&a->ob_mu);
-		return applier_load_state(a, st, err, err_len);
-	}
-	if (!a->st_cached || memcmp(&key, &a->st_key, sizeof key) != 0) {
-		replica_state_free(&a->st_cache);
-		a->st_cached = 0;
-		rv = applier_load_state(a, &a->st_cache, err, err_len);
-		if (rv != 0) {
-			pthread_mutex_unlock(&a->ob_mu);
-			return rv;
-		}
-		a->st_cached = 1;
-		a->st_key = key;
-	}
-	*st = a->st_cache;
-	st->database_id =
-	    a->st_cache.database_id ? strdup(a->st_cache.database_id) : NULL;
-	st->sync_url = strdup(a->st_cache.sync_url);
-	pthread_mutex_unlock(&a->ob_mu);
-	if (st->sync_url == NULL ||
-	    (a->st_cache.database_id != NULL && st->database_id == NULL)) {
-		replica_state_free(st);
-		errors_set(err, err_len, "out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-/* ---------------------------------------------------------------------- */
-/* injection */
-
 /* A replica is always in WAL mode: page 1 must say so (file format bytes
  * 18 and 19 = 2), whatever the primary's page 1 says, or a connection
  * opening the file after a checkpoint would use a rollback journal. */
@@ -369,11 +307,11 @@ static const uint8_t *wal_mode_page1(const uint8_t *page, uint32_t page_size,
 	return *copy;
 }
 
-int applier_inject(struct applier *a, struct wal_page *pages, size_t n,
-		   uint32_t db_size, char *err, size_t err_len)
+static int inject(struct applier *a, struct wal_page *pages, size_t n,
+		  uint32_t db_size, int sync, char *err, size_t err_len)
 {
 	struct wal_inject_opts opts = {
-	    .unwrap = NULL, .sync = 1, .page_size = a->page_size};
+	    .unwrap = NULL, .sync = sync, .page_size = a->page_size};
 	uint8_t *page1_copy = NULL;
 	char *msg = NULL;
 	size_t i;
@@ -394,6 +332,26 @@ int applier_inject(struct applier *a, struct wal_page *pages, size_t n,
 	if (rc != SQLITE_OK) {
 		errors_set(err, err_len,
 			   "cannot apply frames to the local database %s: %s",
+			   a->db_path, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+int applier_inject(struct applier *a, struct wal_page *pages, size_t n,
+		   uint32_t db_size, char *err, size_t err_len)
+{
+	return inject(a, pages, n, db_size, 1, err, err_len);
+}
+
+static int sync_wal(struct applier *a, char *err, size_t err_len)
+{
+	char *msg = NULL;
+	int rc = wal_inject_sync(a->db, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		errors_set(err, err_len, "cannot sync the WAL of %s: %s",
 			   a->db_path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return -1;
@@ -624,8 +582,13 @@ enum applier_result applier_apply_frames(struct applier *a,
 		if (applier_state_save(a, st, err, err_len) != 0)
 			goto out;
 	}
-	if (applier_inject(a, pages, n_pages, b->frames[b->n - 1].db_size, err,
-			   err_len) != 0)
+	/* Published before the WAL is synced: readers see the batch one
+	 * fsync sooner.  A power loss may then take it back, never more:
+	 * frame_hwm, durable, makes the next batch cover it again, and
+	 * frame_no moves only once the WAL is durable. */
+	if (inject(a, pages, n_pages, b->frames[b->n - 1].db_size, 0, err,
+		   err_len) != 0 ||
+	    sync_wal(a, err, err_len) != 0)
 		goto out;
 	st->has_checksum = sum.known;
 	st->checksum = sum.value;
@@ -707,75 +670,6 @@ out:
 	applier_drop_free(&drop);
 	applier_lock_end(a);
 	return res;
-}
-
-int applier_record_primary(struct applier *a, const char *database_id,
-			   const char *sync_url, char *err, size_t err_len)
-{
-	struct replica_state st = {0};
-	char *old_id, *old_url;
-	int rv = -1;
-
-	if (applier_lock_begin(a, err, err_len) != 0)
-		return -1;
-	if (applier_load_state(a, &st, err, err_len) != 0)
-		goto out;
-	old_id = st.database_id;
-	old_url = st.sync_url;
-	if ((old_id == NULL) == (database_id == NULL) &&
-	    (old_id == NULL || strcmp(old_id, database_id) == 0) &&
-	    strcmp(old_url, sync_url) == 0) {
-		rv = 0;
-		goto out;
-	}
-	st.database_id = (char *)database_id;
-	st.sync_url = (char *)sync_url;
-	rv = applier_state_save(a, &st, err, err_len);
-	st.database_id = old_id;
-	st.sync_url = old_url;
-out:
-	replica_state_free(&st);
-	applier_lock_end(a);
-	return rv;
-}
-
-int applier_edit_state(struct applier *a, int (*edit)(struct replica_state *),
-		       char *err, size_t err_len)
-{
-	struct replica_state st = {0};
-	int rv = -1;
-
-	if (applier_lock_begin(a, err, err_len) != 0)
-		return -1;
-	if (applier_load_state(a, &st, err, err_len) == 0)
-		rv = edit(&st) ? applier_state_save(a, &st, err, err_len) : 0;
-	replica_state_free(&st);
-	applier_lock_end(a);
-	return rv;
-}
-
-static int clear_catching_up(struct replica_state *st)
-{
-	if (!st->catching_up || st->bootstrapping)
-		return 0;
-	st->catching_up = 0;
-	return 1;
-}
-
-static int set_bootstrapping(struct replica_state *st)
-{
-	st->bootstrapping = 1;
-	return 1;
-}
-
-int applier_caught_up(struct applier *a, char *err, size_t err_len)
-{
-	return applier_edit_state(a, clear_catching_up, err, err_len);
-}
-
-int applier_require_image(struct applier *a, char *err, size_t err_len)
-{
-	return applier_edit_state(a, set_bootstrapping, err, err_len);
 }
 
 int applier_checkpoint(struct applier *a, int truncate, int *wal_frames,

@@ -617,3 +617,23 @@ int wal_inject_position(sqlite3 *db, wal_inject_unwrap_fn unwrap,
 	memcpy(out->salt, inj.hdr.salt, sizeof out->salt);
 	return SQLITE_OK;
 }
+
+int wal_inject_sync(sqlite3 *db, wal_inject_unwrap_fn unwrap, char **errmsg)
+{
+	struct injector inj = {0};
+	int rc;
+
+	if (errmsg != NULL) {
+		*errmsg = NULL;
+	}
+	inj.db = db;
+	inj.errmsg = errmsg;
+	rc = check_connection(&inj);
+	if (rc == SQLITE_OK) {
+		rc = open_files(&inj, unwrap);
+	}
+	if (rc == SQLITE_OK) {
+		rc = sync_wal(&inj);
+	}
+	return rc;
+}

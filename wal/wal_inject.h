@@ -23,7 +23,9 @@ typedef sqlite3_file *(*wal_inject_unwrap_fn)(sqlite3_file *f);
 
 struct wal_inject_opts {
 	wal_inject_unwrap_fn unwrap;
-	int sync; /* fsync the WAL before publishing (synchronous >= FULL) */
+	/* fsync the WAL before publishing (synchronous >= FULL); else the
+	 * caller may wal_inject_sync after publishing */
+	int sync;
 	uint32_t page_size; /* bytes in each wal_page.data; 0 = 4096 */
 };
 
@@ -58,5 +60,10 @@ struct wal_position {
  * move while read.  Returns SQLITE_OK or an error code with *errmsg. */
 int wal_inject_position(sqlite3 *db, wal_inject_unwrap_fn unwrap,
 			struct wal_position *out, char **errmsg);
+
+/* fsync the WAL, under the same precondition: what was injected with
+ * opts->sync = 0 and published is durable on SQLITE_OK (else an error code
+ * with *errmsg). */
+int wal_inject_sync(sqlite3 *db, wal_inject_unwrap_fn unwrap, char **errmsg);
 
 #endif
