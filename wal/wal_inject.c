@@ -592,21 +592,32 @@ cleanup:
 	return rc;
 }
 
+/* The setup of the calls below: the connection checked and its files
+ * found. */
+static int open_injector(struct injector *inj, sqlite3 *db,
+			 wal_inject_unwrap_fn unwrap, char **errmsg)
+{
+	int rc;
+
+	if (errmsg != NULL) {
+		*errmsg = NULL;
+	}
+	inj->db = db;
+	inj->errmsg = errmsg;
+	rc = check_connection(inj);
+	if (rc == SQLITE_OK) {
+		rc = open_files(inj, unwrap);
+	}
+	return rc;
+}
+
 int wal_inject_position(sqlite3 *db, wal_inject_unwrap_fn unwrap,
 			struct wal_position *out, char **errmsg)
 {
 	struct injector inj = {0};
 	int rc;
 
-	if (errmsg != NULL) {
-		*errmsg = NULL;
-	}
-	inj.db = db;
-	inj.errmsg = errmsg;
-	rc = check_connection(&inj);
-	if (rc == SQLITE_OK) {
-		rc = open_files(&inj, unwrap);
-	}
+	rc = open_injector(&inj, db, unwrap, errmsg);
 	if (rc == SQLITE_OK) {
 		rc = wal_inject_read_index_header(&inj);
 	}
@@ -623,15 +634,7 @@ int wal_inject_sync(sqlite3 *db, wal_inject_unwrap_fn unwrap, char **errmsg)
 	struct injector inj = {0};
 	int rc;
 
-	if (errmsg != NULL) {
-		*errmsg = NULL;
-	}
-	inj.db = db;
-	inj.errmsg = errmsg;
-	rc = check_connection(&inj);
-	if (rc == SQLITE_OK) {
-		rc = open_files(&inj, unwrap);
-	}
+	rc = open_injector(&inj, db, unwrap, errmsg);
 	if (rc == SQLITE_OK) {
 		rc = sync_wal(&inj);
 	}

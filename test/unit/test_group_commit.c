@@ -19,43 +19,10 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "store_fixture.h"
 #include "server/frame_log.h"
 #include "server/store.h"
 #include "wal/walfmt.h"
-
-struct fx {
-	char *dir;
-	char *data;
-	struct store_config cfg;
-	struct store *store;
-	sqlite3 *db;
-};
-
-static void fx_init(struct fx *f, const char *dir, const char *name)
-{
-	memset(f, 0, sizeof *f);
-	f->dir = dir ? strdup(dir) : fixture_tmpdir();
-	f->data = fixture_path(f->dir, name);
-	store_config_defaults(&f->cfg);
-	f->cfg.data_dir = f->data;
-}
-
-static void fx_open(struct fx *f)
-{
-	char err[512] = "";
-
-	ck_assert_msg(store_open(&f->cfg, &f->store, err, sizeof err) == 0,
-		      "store_open: %s", err);
-	ck_assert_int_eq(store_open_conn(f->store, &f->db), SQLITE_OK);
-}
-
-static void fx_close(struct fx *f)
-{
-	sqlite3_close(f->db);
-	f->db = NULL;
-	store_close(f->store);
-	f->store = NULL;
-}
 
 /* A store seeded (serve --import) with t = {1} and an empty s: t's page is
  * then in the generation's base only, so replaying the log at start-up
@@ -73,16 +40,6 @@ static void fx_open_seeded(struct fx *f)
 	fx_open(f);
 	f->cfg.import_path = NULL;
 	free(seed);
-}
-
-/* SQL whose answer was sent: durable. */
-static void exec_answered(struct fx *f, const char *sql)
-{
-	char err[512] = "";
-
-	fixture_exec(f->db, sql);
-	ck_assert_msg(store_make_durable(f->store, err, sizeof err) == 0,
-		      "store_make_durable: %s", err);
 }
 
 static void run(const char *cmd)
@@ -114,6 +71,23 @@ static char *crash_image(struct fx *f, const uint32_t *heads, size_t n_gens)
 	return image;
 }
 
+/* Open a store on the crash image (in f's directory) as g. */
+static void open_image(struct fx *f, struct fx *g)
+{
+	fx_init_in(g, f->dir, "image");
+	fx_open(g);
+}
+
+/* Close the image's store and the original, and remove everything. */
+static void close_both(struct fx *f, struct fx *g, char *image)
+{
+	fx_close(g);
+	free(g->data);
+	free(g->dir);
+	fx_done(f);
+	free(image);
+}
+
 static int64_t count_rows(sqlite3 *db)
 {
 	return fixture_query_int(db, "SELECT count(*) FROM t");
@@ -127,9 +101,9 @@ START_TEST(test_frames_served_once_durable)
 	uint32_t head;
 	char err[512];
 
-	fx_init(&f, NULL, "data");
+	fx_init(&f, "data");
 	fx_open(&f);
-	exec_answered(&f, "CREATE TABLE t(x)");
+	fx_exec(&f, "CREATE TABLE t(x)");
 	head = store_head(f.store);
 	ck_assert_uint_gt(head, 0);
 	/* Committed and visible to SQL, not yet durable. */
@@ -143,78 +117,55 @@ START_TEST(test_frames_served_once_durable)
 	ck_assert_int_eq(store_pull(f.store, 1, head + 1, head + 100, &fr),
 			 STORE_PULL_FRAMES);
 	close(fr.fd);
-	fx_close(&f);
-	fixture_rmdir(f.dir);
-	free(f.data);
+	fx_done(&f);
 }
 END_TEST
 
-/* The lost commit is in the live WAL: start-up must not checkpoint it
- * into live.db. */
-START_TEST(test_power_loss_drops_commit_in_wal)
+/* A commit written to the log but never answered (not durable), then a
+ * power loss.  checkpointed = 0: the lost commit is still in the live WAL,
+ * which start-up must not checkpoint into live.db; 1: it was checkpointed
+ * into live.db itself (and the WAL emptied), which start-up must rebuild,
+ * not trust. */
+static void lose_unanswered_commit(int checkpointed)
 {
 	struct fx f, g;
 	uint32_t head;
 	char *image;
 
-	fx_init(&f, NULL, "data");
+	fx_init(&f, "data");
 	fx_open_seeded(&f);
-	exec_answered(&f, "INSERT INTO s VALUES (1)");
+	fx_exec(&f, "INSERT INTO s VALUES (1)");
 	head = store_head(f.store);
 	ck_assert_uint_gt(head, 0);
 	fixture_exec(f.db, "INSERT INTO t VALUES (2)"); /* never answered */
+	if (checkpointed)
+		ck_assert_int_eq(
+		    sqlite3_wal_checkpoint_v2(
+			f.db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL),
+		    SQLITE_OK);
 	image = crash_image(&f, &head, 1);
-	fx_init(&g, f.dir, "image");
-	fx_open(&g);
+	open_image(&f, &g);
 	ck_assert_int_eq(count_rows(g.db), 1);
 	ck_assert_int_eq(fixture_query_int(g.db, "SELECT count(*) FROM s"), 1);
 	ck_assert_uint_eq(store_head(g.store), head);
 	fixture_assert_integrity(g.db);
 	/* A new commit follows the durable one. */
-	exec_answered(&g, "INSERT INTO t VALUES (3)");
+	fx_exec(&g, "INSERT INTO t VALUES (3)");
 	ck_assert_int_eq(
 	    fixture_query_int(g.db, "SELECT group_concat(x) = '1,3' FROM t"),
 	    1);
-	fx_close(&g);
-	free(g.data);
-	free(g.dir);
-	fx_close(&f);
-	free(image);
-	fixture_rmdir(f.dir);
-	free(f.data);
+	close_both(&f, &g, image);
+}
+
+START_TEST(test_power_loss_drops_commit_in_wal)
+{
+	lose_unanswered_commit(0);
 }
 END_TEST
 
-/* The lost commit was checkpointed into live.db itself (and the WAL
- * emptied): start-up must rebuild live.db, not trust it. */
 START_TEST(test_power_loss_drops_checkpointed_commit)
 {
-	struct fx f, g;
-	uint32_t head;
-	char *image;
-
-	fx_init(&f, NULL, "data");
-	fx_open_seeded(&f);
-	exec_answered(&f, "INSERT INTO s VALUES (1)");
-	head = store_head(f.store);
-	fixture_exec(f.db, "INSERT INTO t VALUES (2)"); /* never answered */
-	ck_assert_int_eq(sqlite3_wal_checkpoint_v2(f.db, "main",
-						   SQLITE_CHECKPOINT_TRUNCATE,
-						   NULL, NULL),
-			 SQLITE_OK);
-	image = crash_image(&f, &head, 1);
-	fx_init(&g, f.dir, "image");
-	fx_open(&g);
-	ck_assert_int_eq(count_rows(g.db), 1);
-	ck_assert_uint_eq(store_head(g.store), head);
-	fixture_assert_integrity(g.db);
-	fx_close(&g);
-	free(g.data);
-	free(g.dir);
-	fx_close(&f);
-	free(image);
-	fixture_rmdir(f.dir);
-	free(f.data);
+	lose_unanswered_commit(1);
 }
 END_TEST
 
@@ -225,7 +176,7 @@ START_TEST(test_clean_close_is_durable)
 	struct fx f;
 	char *wal;
 
-	fx_init(&f, NULL, "data");
+	fx_init(&f, "data");
 	fx_open(&f);
 	fixture_exec(f.db, "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
 	fx_close(&f);
@@ -234,10 +185,8 @@ START_TEST(test_clean_close_is_durable)
 	fx_open(&f);
 	ck_assert_int_eq(count_rows(f.db), 1);
 	ck_assert_uint_gt(store_head(f.store), 0);
-	fx_close(&f);
 	free(wal);
-	fixture_rmdir(f.dir);
-	free(f.data);
+	fx_done(&f);
 }
 END_TEST
 
@@ -249,10 +198,10 @@ START_TEST(test_rollover_syncs_first)
 	uint32_t heads[2];
 	char *image;
 
-	fx_init(&f, NULL, "data");
+	fx_init(&f, "data");
 	f.cfg.generation_frames = 2;
 	fx_open(&f);
-	exec_answered(&f, "CREATE TABLE t(x)");
+	fx_exec(&f, "CREATE TABLE t(x)");
 	fixture_exec(f.db, "INSERT INTO t VALUES (1)"); /* not answered */
 	store_maintain(f.store);
 	ck_assert_uint_eq(store_generation(f.store), 2);
@@ -273,18 +222,11 @@ START_TEST(test_rollover_syncs_first)
 	heads[1] = store_head(f.store);                 /* 0 */
 	fixture_exec(f.db, "INSERT INTO t VALUES (2)"); /* lost */
 	image = crash_image(&f, heads, 2);
-	fx_init(&g, f.dir, "image");
-	fx_open(&g);
+	open_image(&f, &g);
 	ck_assert_int_eq(
 	    fixture_query_int(g.db, "SELECT group_concat(x) = '1' FROM t"), 1);
 	fixture_assert_integrity(g.db);
-	fx_close(&g);
-	free(g.data);
-	free(g.dir);
-	fx_close(&f);
-	free(image);
-	fixture_rmdir(f.dir);
-	free(f.data);
+	close_both(&f, &g, image);
 }
 END_TEST
 
@@ -327,9 +269,9 @@ START_TEST(test_concurrent_writers_all_durable)
 	char *image;
 	int i;
 
-	fx_init(&f, NULL, "data");
+	fx_init(&f, "data");
 	fx_open(&f);
-	exec_answered(&f, "CREATE TABLE t(x)");
+	fx_exec(&f, "CREATE TABLE t(x)");
 	for (i = 0; i < N_WRITERS; i++) {
 		w[i].store = f.store;
 		w[i].id = i;
@@ -340,20 +282,13 @@ START_TEST(test_concurrent_writers_all_durable)
 		pthread_join(th[i], NULL);
 	head = store_head(f.store);
 	image = crash_image(&f, &head, 1);
-	fx_init(&g, f.dir, "image");
-	fx_open(&g);
+	open_image(&f, &g);
 	ck_assert_int_eq(count_rows(g.db), N_WRITERS * N_COMMITS);
 	ck_assert_int_eq(
 	    fixture_query_int(g.db, "SELECT count(DISTINCT x) FROM t"),
 	    N_WRITERS * N_COMMITS);
 	fixture_assert_integrity(g.db);
-	fx_close(&g);
-	free(g.data);
-	free(g.dir);
-	fx_close(&f);
-	free(image);
-	fixture_rmdir(f.dir);
-	free(f.data);
+	close_both(&f, &g, image);
 }
 END_TEST
 

@@ -9,62 +9,11 @@
 
 #include "base/dbsum.h"
 #include "fixture.h"
+#include "store_fixture.h"
 #include "server/frame_log.h"
 #include "server/push_log.h"
 #include "server/store.h"
 #include "wal/walfmt.h"
-
-struct fx {
-	char *dir;
-	char *data;
-	struct store_config cfg;
-	struct store *store;
-	sqlite3 *db;
-};
-
-static void fx_open(struct fx *f)
-{
-	char err[512] = "";
-
-	ck_assert_msg(store_open(&f->cfg, &f->store, err, sizeof err) == 0,
-		      "store_open: %s", err);
-	ck_assert_int_eq(store_open_conn(f->store, &f->db), SQLITE_OK);
-}
-
-static void fx_close(struct fx *f)
-{
-	sqlite3_close(f->db);
-	f->db = NULL;
-	store_close(f->store);
-	f->store = NULL;
-}
-
-/* SQL through the store's capture, as a Hrana request runs it: its answer
- * waits until the log is durable (group commit), and so does this. */
-static void fx_exec(struct fx *f, const char *sql)
-{
-	char err[512] = "";
-
-	fixture_exec(f->db, sql);
-	ck_assert_msg(store_make_durable(f->store, err, sizeof err) == 0,
-		      "store_make_durable: %s", err);
-}
-
-static void fx_init(struct fx *f, const char *name)
-{
-	memset(f, 0, sizeof *f);
-	f->dir = fixture_tmpdir();
-	f->data = fixture_path(f->dir, name);
-	store_config_defaults(&f->cfg);
-	f->cfg.data_dir = f->data;
-}
-
-static void fx_done(struct fx *f)
-{
-	fx_close(f);
-	free(f->data);
-	fixture_rmdir(f->dir);
-}
 
 static uint8_t *read_file(const char *path, size_t *len)
 {
