@@ -407,6 +407,19 @@ static void route(struct api *api, struct http_request *req,
 	}
 }
 
+enum http_lane api_lane(void *arg, const char *method, const char *url)
+{
+	(void)arg;
+	/* SQL runs for as long as its statements do, and a push may wait for
+	 * the write lock: the main lane.  The rest is quick (frames and
+	 * images are sent by libmicrohttpd's thread, long-polls are parked
+	 * without a worker) and must stay so whatever SQL runs: /health,
+	 * /info, pulls, exports. */
+	if (is_hrana_path(url) || strcmp(method, "POST") == 0)
+		return HTTP_LANE_MAIN;
+	return HTTP_LANE_CONTROL;
+}
+
 void api_handle(void *arg, struct http_request *req, struct http_response *res)
 {
 	struct api *api = arg;

@@ -21,5 +21,8 @@ struct api {
 
 /* An http_handler_fn; arg is a struct api. */
 void api_handle(void *arg, struct http_request *req, struct http_response *res);
+/* An http_config.lane_of: SQL (Hrana) and pushes in the main lane,
+ * everything else (health, info, pulls, exports) in the control lane. */
+enum http_lane api_lane(void *arg, const char *method, const char *url);
 
 #endif

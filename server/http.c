@@ -57,11 +57,18 @@ struct http_server {
 	struct req_ctx *parked;
 	uint64_t wake_seq;
 	int stopping; /* parked requests are answered, not parked again */
-	/* requests waiting for a worker (their connections are suspended) */
-	struct req_ctx *jobs_head, *jobs_tail;
-	pthread_cond_t jobs_cond;
-	int workers_exit; /* workers leave once the queue is empty */
-	pthread_t *workers;
+	/* requests waiting for a worker of their lane (their connections are
+	 * suspended) */
+	struct lane {
+		struct req_ctx *head, *tail;
+		pthread_cond_t cond;
+	} lanes[HTTP_N_LANES];
+	int workers_exit; /* workers leave once their queue is empty */
+	struct worker {
+		struct http_server *srv;
+		enum http_lane lane;
+		pthread_t thread;
+	} * workers;
 	unsigned n_workers;
 	/* upgraded connections, each on a thread of its own (detached) */
 	int stop_fd;         /* eventfd, readable once the server stops */
@@ -325,20 +332,22 @@ static void run_job(struct req_ctx *ctx)
 
 static void *worker_main(void *arg)
 {
-	struct http_server *s = arg;
+	struct worker *w = arg;
+	struct http_server *s = w->srv;
+	struct lane *l = &s->lanes[w->lane];
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		struct req_ctx *ctx = s->jobs_head;
+		struct req_ctx *ctx = l->head;
 		if (ctx == NULL) {
 			if (s->workers_exit)
 				break;
-			pthread_cond_wait(&s->jobs_cond, &s->mu);
+			pthread_cond_wait(&l->cond, &s->mu);
 			continue;
 		}
-		s->jobs_head = ctx->next_job;
-		if (s->jobs_head == NULL)
-			s->jobs_tail = NULL;
+		l->head = ctx->next_job;
+		if (l->head == NULL)
+			l->tail = NULL;
 		pthread_mutex_unlock(&s->mu);
 		run_job(ctx);
 		pthread_mutex_lock(&s->mu);
@@ -352,6 +361,7 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 {
 	struct http_server *s = ctx->srv;
 	struct http_response res;
+	struct lane *l;
 
 	pthread_mutex_lock(&s->mu);
 	if (ctx->have_res) {
@@ -382,13 +392,16 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 	ctx->url = url;
 	ctx->method = method;
 	ctx->next_job = NULL;
-	if (s->jobs_tail != NULL)
-		s->jobs_tail->next_job = ctx;
+	l = &s->lanes[s->cfg.lane_of != NULL
+			  ? s->cfg.lane_of(s->cfg.arg, method, url)
+			  : HTTP_LANE_MAIN];
+	if (l->tail != NULL)
+		l->tail->next_job = ctx;
 	else
-		s->jobs_head = ctx;
-	s->jobs_tail = ctx;
+		l->head = ctx;
+	l->tail = ctx;
 	MHD_suspend_connection(ctx->conn);
-	pthread_cond_signal(&s->jobs_cond);
+	pthread_cond_signal(&l->cond);
 	pthread_mutex_unlock(&s->mu);
 	return MHD_YES;
 }
@@ -525,10 +538,11 @@ static void stop_workers(struct http_server *s)
 
 	pthread_mutex_lock(&s->mu);
 	s->workers_exit = 1;
-	pthread_cond_broadcast(&s->jobs_cond);
+	for (i = 0; i < HTTP_N_LANES; i++)
+		pthread_cond_broadcast(&s->lanes[i].cond);
 	pthread_mutex_unlock(&s->mu);
 	for (i = 0; i < s->n_workers; i++)
-		pthread_join(s->workers[i], NULL);
+		pthread_join(s->workers[i].thread, NULL);
 	s->n_workers = 0;
 }
 
@@ -544,7 +558,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 {
 	struct http_server *s = calloc(1, sizeof *s);
 	struct sockaddr_storage ss;
-	unsigned flags;
+	unsigned flags, n_threads, i;
 
 	if (s == NULL) {
 		snprintf(err, err_len, "out of memory");
@@ -559,24 +573,31 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 		return -1;
 	}
 	s->cfg = *cfg;
+	if (s->cfg.threads == 0)
+		s->cfg.threads = 1;
+	if (s->cfg.control_threads == 0)
+		s->cfg.control_threads = 1;
+	n_threads = s->cfg.threads + s->cfg.control_threads;
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->jobs_cond, NULL);
+	for (i = 0; i < HTTP_N_LANES; i++)
+		pthread_cond_init(&s->lanes[i].cond, NULL);
 	pthread_cond_init(&s->upgraded_cond, NULL);
 	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->stop_fd < 0) {
 		snprintf(err, err_len, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	s->workers =
-	    calloc(cfg->threads ? cfg->threads : 1, sizeof *s->workers);
+	s->workers = calloc(n_threads, sizeof *s->workers);
 	if (s->workers == NULL) {
 		snprintf(err, err_len, "out of memory");
 		goto fail;
 	}
-	for (s->n_workers = 0; s->n_workers < (cfg->threads ? cfg->threads : 1);
-	     s->n_workers++) {
-		if (pthread_create(&s->workers[s->n_workers], NULL, worker_main,
-				   s) != 0) {
+	for (s->n_workers = 0; s->n_workers < n_threads; s->n_workers++) {
+		struct worker *w = &s->workers[s->n_workers];
+		w->srv = s;
+		w->lane = s->n_workers < s->cfg.threads ? HTTP_LANE_MAIN
+							: HTTP_LANE_CONTROL;
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 			snprintf(err, err_len, "cannot start worker threads");
 			goto fail;
 		}
@@ -608,7 +629,8 @@ fail:
 	if (s->stop_fd >= 0)
 		close(s->stop_fd);
 	pthread_cond_destroy(&s->upgraded_cond);
-	pthread_cond_destroy(&s->jobs_cond);
+	for (i = 0; i < HTTP_N_LANES; i++)
+		pthread_cond_destroy(&s->lanes[i].cond);
 	pthread_mutex_destroy(&s->mu);
 	free(s->workers);
 	free(s);
@@ -625,6 +647,8 @@ uint16_t http_server_port(struct http_server *s)
 
 void http_server_stop(struct http_server *s)
 {
+	unsigned i;
+
 	if (s == NULL)
 		return;
 	/* Parked requests must be resumed before MHD can close them. */
@@ -650,7 +674,8 @@ void http_server_stop(struct http_server *s)
 	MHD_stop_daemon(s->daemon);
 	close(s->stop_fd);
 	pthread_cond_destroy(&s->upgraded_cond);
-	pthread_cond_destroy(&s->jobs_cond);
+	for (i = 0; i < HTTP_N_LANES; i++)
+		pthread_cond_destroy(&s->lanes[i].cond);
 	pthread_mutex_destroy(&s->mu);
 	free(s->workers);
 	free(s);

@@ -58,10 +58,24 @@ struct http_response {
 typedef void (*http_handler_fn)(void *arg, struct http_request *req,
 				struct http_response *res);
 
+/* Requests run on worker threads in two lanes, each with its own queue and
+ * workers, so that requests of one lane never wait behind those of the
+ * other (e.g. /health behind long SQL statements). */
+enum http_lane {
+	HTTP_LANE_MAIN,    /* `threads` workers */
+	HTTP_LANE_CONTROL, /* `control_threads` workers */
+	HTTP_N_LANES
+};
+
 struct http_config {
 	const char *host; /* numeric IPv4 or IPv6 address */
 	uint16_t port;    /* 0: any free port */
 	unsigned threads;
+	unsigned control_threads;
+	/* The lane of a request (method and path); NULL: all in the main
+	 * lane. */
+	enum http_lane (*lane_of)(void *arg, const char *method,
+				  const char *url);
 	size_t max_body; /* larger bodies get 413 */
 	unsigned max_connections;
 	unsigned idle_timeout_s;

@@ -25,7 +25,7 @@ void server_config_defaults(struct server_config *cfg)
 	cfg->listen = "127.0.0.1:8080";
 	cfg->generation_frames = sc.generation_frames;
 	cfg->retention_ms = sc.retention_ms;
-	cfg->threads = 8;
+	cfg->threads = 16;
 	cfg->max_body = 32u << 20;
 	cfg->max_streams = 1024;
 	cfg->stream_idle_ms = 10000;
@@ -218,6 +218,8 @@ int server_run(const struct server_config *cfg)
 	hc.host = host;
 	hc.port = port;
 	hc.threads = cfg->threads;
+	hc.control_threads = 2;
+	hc.lane_of = api_lane;
 	hc.max_body = cfg->max_body;
 	hc.max_connections = 4096;
 	hc.idle_timeout_s = 120;

@@ -148,6 +148,44 @@ test("a statement that runs past --statement-timeout is interrupted, and a write
   }
 });
 
+test("/health, a point read and a replica's pull are answered while 10 heavy queries run", async () => {
+  // The heavy queries end by the statement timeout: everything else must be
+  // answered before the first of them ends (an order, not a time: the
+  // latencies are measured by bench/health.mjs).
+  const server = await startServer({ args: ["--statement-timeout", "4000"] });
+  const heavy =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+  try {
+    const setup = createClient({ url: server.url });
+    await setup.execute("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)");
+    await setup.execute("INSERT INTO kv VALUES (1, 'one')");
+    const clients = Array.from({ length: 10 }, () => createClient({ url: server.url }));
+    let firstEnded = null;
+    const running = clients.map((c) =>
+      c.execute(heavy).then(
+        () => (firstEnded ??= "a heavy query completed"),
+        (e) => (firstEnded ??= `a heavy query ended: ${e.code}`),
+      ),
+    );
+    await sleep(300); // all ten running (each on a worker of its own)
+    assert.equal(firstEnded, null, "the heavy queries are still running");
+    const health = await fetch(`${server.url}/health`);
+    assert.equal(health.status, 200);
+    const read = await setup.execute("SELECT v FROM kv WHERE k = 1");
+    assert.equal(read.rows[0].v, "one");
+    const info = await (await fetch(`${server.url}/info`)).json();
+    const pull = await fetch(`${server.url}/sync/${info.current_generation}/1/${info.max_frame_no + 1}`);
+    assert.equal(pull.status, 200);
+    await pull.arrayBuffer();
+    assert.equal(firstEnded, null, "answered while every heavy query still ran");
+    await Promise.all(running);
+    for (const c of clients) c.close();
+    setup.close();
+  } finally {
+    await server.stop();
+  }
+});
+
 test("the number of open streams is bounded", async () => {
   const server = await startServer({ args: ["--max-streams", "2"] });
   try {
