@@ -239,6 +239,7 @@ static void handle_hrana(struct api *api, struct http_request *req,
 			 struct http_response *res, int read_only)
 {
 	const char *body = (const char *)req->body;
+	int fd = http_request_fd(req);
 	char err[512];
 
 	if (strcmp(req->method, "POST") != 0) {
@@ -246,19 +247,19 @@ static void handle_hrana(struct api *api, struct http_request *req,
 				 "%s requires POST", req->path);
 	} else if (strcmp(req->path, "/v2/pipeline") == 0) {
 		streams_pipeline(api->streams, 2, read_only, body,
-				 req->body_len, &res->reply);
+				 req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v3/pipeline") == 0) {
 		streams_pipeline(api->streams, 3, read_only, body,
-				 req->body_len, &res->reply);
+				 req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v3/cursor") == 0) {
-		streams_cursor(api->streams, read_only, body, req->body_len,
+		streams_cursor(api->streams, read_only, body, req->body_len, fd,
 			       &res->reply);
 	} else if (strcmp(req->path, "/v1/execute") == 0) {
 		streams_v1_execute(api->streams, read_only, body, req->body_len,
-				   &res->reply);
+				   fd, &res->reply);
 	} else {
 		streams_v1_batch(api->streams, read_only, body, req->body_len,
-				 &res->reply);
+				 fd, &res->reply);
 	}
 	/* Group commit: the answer may show commits written to the log but
 	 * not yet durable, this request's own or others'. */

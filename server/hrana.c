@@ -25,6 +25,9 @@ void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
 	c->timeout_ms = 0;
 	c->deadline_ms = 0;
 	c->timed_out = 0;
+	c->client_fd = -1;
+	c->client_ws = 0;
+	c->client_gone = 0;
 }
 
 void hrana_conn_reset(struct hrana_conn *c)

@@ -23,6 +23,13 @@ struct hrana_conn {
 	int64_t timeout_ms;
 	int64_t deadline_ms; /* monotonic; while a statement runs */
 	int timed_out;       /* the last statement was interrupted so */
+	/* The socket of the client waiting for this request's answer (-1:
+	 * none): a statement whose client is gone is interrupted, since
+	 * nobody will read its answer. */
+	int client_fd;
+	int client_ws;   /* client_fd carries WebSocket frames */
+	int client_gone; /* the last statement was interrupted so */
+	unsigned checks; /* progress-handler calls of this statement */
 };
 
 void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,

@@ -77,6 +77,14 @@ struct http_server {
 	pthread_cond_t upgraded_cond;
 };
 
+int http_request_fd(struct http_request *req)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+	    req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	return info != NULL ? info->connect_fd : -1;
+}
+
 const char *http_request_header(struct http_request *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

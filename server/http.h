@@ -93,6 +93,9 @@ void http_server_tick(struct http_server *s);
 void http_server_stop(struct http_server *s);
 
 const char *http_request_header(struct http_request *req, const char *name);
+/* The request's socket (-1: unknown), e.g. to notice that the client left
+ * while the request runs; not to read or write. */
+int http_request_fd(struct http_request *req);
 const char *http_request_arg(struct http_request *req, const char *name);
 
 #endif

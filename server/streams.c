@@ -286,7 +286,8 @@ static json_t *parse_body(const char *body, size_t len,
 }
 
 void streams_pipeline(struct streams *s, int version, int read_only,
-		      const char *body, size_t len, struct http_reply *reply)
+		      const char *body, size_t len, int client_fd,
+		      struct http_reply *reply)
 {
 	json_t *req = parse_body(body, len, reply), *requests, *results, *r;
 	const char *proto_err = NULL;
@@ -315,6 +316,7 @@ void streams_pipeline(struct streams *s, int version, int read_only,
 		goto out;
 	st->conn.version = version;
 	st->conn.read_only = read_only;
+	st->conn.client_fd = client_fd;
 	results = json_array();
 	json_array_foreach(requests, i, r)
 	{
@@ -326,6 +328,7 @@ void streams_pipeline(struct streams *s, int version, int read_only,
 		json_array_append_new(results, res);
 		close |= closing;
 	}
+	st->conn.client_fd = -1; /* the stream outlives this request */
 	if (proto_err != NULL) {
 		json_decref(results);
 		checkin(s, st, 1);
@@ -375,13 +378,14 @@ static void ndjson_append(void *arg, json_t *entry)
 }
 
 void streams_cursor(struct streams *s, int read_only, const char *body,
-		    size_t len, struct http_reply *reply)
+		    size_t len, int client_fd, struct http_reply *reply)
 {
 	json_t *req = parse_body(body, len, reply);
 	struct ndjson out = {0};
 	const char *proto_err = NULL;
 	struct stream *st;
 	char *baton;
+	int rc;
 
 	if (req == NULL)
 		return;
@@ -395,12 +399,15 @@ void streams_cursor(struct streams *s, int read_only, const char *body,
 		goto out;
 	st->conn.version = 3;
 	st->conn.read_only = read_only;
+	st->conn.client_fd = client_fd;
 	/* The baton leads the response, before the entries: rotate first. */
 	baton = util_random_token(18);
 	ndjson_append(&out,
 		      json_pack("{s:s?, s:n}", "baton", baton, "base_url"));
-	if (hrana_cursor(&st->conn, json_object_get(req, "batch"),
-			 ndjson_append, &out, &proto_err) != 0) {
+	rc = hrana_cursor(&st->conn, json_object_get(req, "batch"),
+			  ndjson_append, &out, &proto_err);
+	st->conn.client_fd = -1;
+	if (rc != 0) {
 		free(baton);
 		free(out.buf);
 		checkin(s, st, 1);
@@ -423,7 +430,7 @@ out:
 
 /* Hrana 1: stateless, one connection borrowed for the request. */
 static void v1(struct streams *s, int read_only, const char *body, size_t len,
-	       struct http_reply *reply, int is_batch)
+	       int client_fd, struct http_reply *reply, int is_batch)
 {
 	json_t *req = parse_body(body, len, reply), *res, *error = NULL;
 	struct hrana_conn conn;
@@ -448,6 +455,7 @@ static void v1(struct streams *s, int read_only, const char *body, size_t len,
 	}
 	hrana_conn_init(&conn, db, 1, read_only);
 	conn.timeout_ms = s->cfg.statement_timeout_ms;
+	conn.client_fd = client_fd;
 	if (is_batch)
 		res = hrana_execute_batch(&conn, json_object_get(req, "batch"),
 					  &proto_err);
@@ -467,15 +475,15 @@ out:
 }
 
 void streams_v1_execute(struct streams *s, int read_only, const char *body,
-			size_t len, struct http_reply *reply)
+			size_t len, int client_fd, struct http_reply *reply)
 {
-	v1(s, read_only, body, len, reply, 0);
+	v1(s, read_only, body, len, client_fd, reply, 0);
 }
 
 void streams_v1_batch(struct streams *s, int read_only, const char *body,
-		      size_t len, struct http_reply *reply)
+		      size_t len, int client_fd, struct http_reply *reply)
 {
-	v1(s, read_only, body, len, reply, 1);
+	v1(s, read_only, body, len, client_fd, reply, 1);
 }
 
 int64_t streams_statement_timeout(const struct streams *s)

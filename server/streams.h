@@ -30,17 +30,20 @@ struct streams *streams_new(const struct streams_config *cfg);
 void streams_free(struct streams *s);
 
 /* POST /v2/pipeline, /v3/pipeline (version 2 or 3).  body is the raw
- * request body.  Fills reply (JSON, or a 4xx/5xx Hrana error body). */
+ * request body; client_fd the requester's socket (-1: unknown), whose
+ * departure interrupts a running statement.  Fills reply (JSON, or a
+ * 4xx/5xx Hrana error body). */
 void streams_pipeline(struct streams *s, int version, int read_only,
-		      const char *body, size_t len, struct http_reply *reply);
+		      const char *body, size_t len, int client_fd,
+		      struct http_reply *reply);
 /* POST /v3/cursor: reply is newline-delimited JSON. */
 void streams_cursor(struct streams *s, int read_only, const char *body,
-		    size_t len, struct http_reply *reply);
+		    size_t len, int client_fd, struct http_reply *reply);
 /* POST /v1/execute and /v1/batch (stateless, Hrana 1). */
 void streams_v1_execute(struct streams *s, int read_only, const char *body,
-			size_t len, struct http_reply *reply);
+			size_t len, int client_fd, struct http_reply *reply);
 void streams_v1_batch(struct streams *s, int read_only, const char *body,
-		      size_t len, struct http_reply *reply);
+		      size_t len, int client_fd, struct http_reply *reply);
 /* A connection to the live database for a stream of another transport
  * (ws.c), from the pool of idle connections or newly opened; given back
  * with streams_release_db (rolled back if a transaction is open).  Returns

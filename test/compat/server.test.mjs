@@ -186,6 +186,46 @@ test("/health, a point read and a replica's pull are answered while 10 heavy que
   }
 });
 
+test("a client that disconnects cancels its running statement, and a writer waiting behind it proceeds", async () => {
+  // No statement timeout to end it: only the client's departure can.
+  const server = await startServer({ args: ["--statement-timeout", "0"] });
+  const heavy =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+  try {
+    const b = createClient({ url: server.url });
+    await b.execute("CREATE TABLE t(x)");
+    // A write that would hold the write lock for good, over HTTP and over
+    // WebSocket, each abandoned by its client.
+    for (const transport of ["http", "ws"]) {
+      const abort = new AbortController();
+      let stuck;
+      if (transport === "http") {
+        stuck = fetch(`${server.url}/v2/pipeline`, {
+          method: "POST",
+          body: JSON.stringify({ requests: [{ type: "execute", stmt: { sql: `INSERT INTO t ${heavy}` } }] }),
+          signal: abort.signal,
+        }).catch(() => "aborted");
+      } else {
+        const ws = createClient({ url: server.url.replace(/^http/, "ws") });
+        stuck = ws.execute(`INSERT INTO t ${heavy}`).catch(() => "closed");
+        abort.signal.addEventListener("abort", () => ws.close());
+      }
+      await sleep(300);
+      abort.abort();
+      // Waits for the write lock; without the cancel it would give up
+      // with SQLITE_BUSY after the server's 5 s busy timeout.
+      await b.execute(`INSERT INTO t VALUES ('after ${transport}')`);
+      await stuck;
+    }
+    const rs = await b.execute("SELECT x FROM t");
+    assert.deepEqual(rs.rows.map((r) => r.x), ["after http", "after ws"]);
+    assert.equal(server.stderr.match(/client of a running statement disconnected/g)?.length, 2, server.stderr);
+    b.close();
+  } finally {
+    await server.stop();
+  }
+});
+
 test("the number of open streams is bounded", async () => {
   const server = await startServer({ args: ["--max-streams", "2"] });
   try {
