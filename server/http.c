@@ -554,11 +554,26 @@ static void stop_workers(struct http_server *s)
 	s->n_workers = 0;
 }
 
+/* libmicrohttpd's errors, except those that only say a client left, as
+ * clients do (a replica closing while its long-poll was parked, a
+ * browser's aborted request): they are not the server's failures. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	static const char *const departures[] = {
+	    "no longer available",   "reset by peer",
+	    "Broken pipe",           "unexpectedly disconnected",
+	    "has been disconnected", "closed by remote"};
+	char msg[512];
+	size_t i;
+
 	(void)cls;
-	fputs("replite: http: ", stderr);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	for (i = 0; i < sizeof departures / sizeof departures[0]; i++) {
+		if (strstr(msg, departures[i]) != NULL)
+			return;
+	}
+	fprintf(stderr, "replite: http: %s%s", msg,
+		msg[0] != '\0' && msg[strlen(msg) - 1] == '\n' ? "" : "\n");
 }
 
 int http_server_start(const struct http_config *cfg, struct http_server **out,

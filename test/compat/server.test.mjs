@@ -42,6 +42,24 @@ test("a long-poll returns as soon as a commit lands", async () => {
   }
 });
 
+test("a client that leaves during a long-poll is not logged as an error", async () => {
+  const server = await startServer();
+  try {
+    // curl gives up on a parked long-poll (as a replica that closes
+    // does); the first commit resumes it, and its answer finds no socket.
+    spawnSync("curl", ["-s", "-m", "0.5", `${server.url}/sync/1/1/2?wait=2`]);
+    await sleep(300);
+    const c = createClient({ url: server.url });
+    await c.execute("CREATE TABLE t(x)");
+    await sleep(1000);
+    c.close();
+    await server.stop();
+    assert.doesNotMatch(server.stderr, /replite: http:/);
+  } finally {
+    await server.stop();
+  }
+});
+
 test("long-polls do not hold worker threads", async () => {
   const server = await startServer({ args: ["--threads", "2"] });
   try {
