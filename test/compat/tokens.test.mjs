@@ -119,3 +119,29 @@ test("keygen, serve, token: clients and replicas with rw and read-only tokens", 
     dir.remove();
   }
 });
+
+test("an expired token from replite token is refused by name, for a client and for a replica", async () => {
+  const dir = tempDir("replite-tokens-");
+  const keys = dir.file("keys");
+  assert.equal(replite("keygen", "--out", keys).code, 0);
+  const short = token("--key", join(keys, "jwt_private.pem"), "--expires", "1s");
+  const s = await startServer({ args: ["--auth-jwt-key-file", join(keys, "jwt_public.pem")] });
+  try {
+    await new Promise((r) => setTimeout(r, 2100)); // past "exp"
+    const res = await http(s, "GET", "/info", { token: short });
+    assert.equal(res.status, 401);
+    assert.match(JSON.stringify(res.json), /token expired at/);
+    const c = createClient({ url: s.url, authToken: short });
+    await assert.rejects(c.execute("SELECT 1"), (e) => /expired/.test(`${e.message}`));
+    c.close();
+    new Database(":memory:").loadExtension(EXTENSION);
+    assert.throws(
+      () => new Database(`file:${dir.file("r.db")}?vfs=replite&sync_url=${s.url}&auth_token=${short}`),
+      /refused the auth token \(HTTP 401\).*expired|expired.*401/s,
+    );
+  } finally {
+    await s.stop();
+    dir.remove();
+  }
+});
+
