@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <time.h>
 #include "base/clock.h"
+#include "access_log.h"
 #include "http_zstd.h"
 
 /* Parse a decimal u32 path segment; returns the rest of the path after it
@@ -426,20 +427,6 @@ void api_handle(void *arg, struct http_request *req, struct http_response *res)
 	struct api *api = arg;
 
 	route(api, req, res);
-	if (api->log_requests && res->park_until_ms == 0) {
-		/* A push also shows its transaction id and the answer's
-		 * status: enough to follow a resent transaction. */
-		const char *txn = http_request_arg(req, "txn");
-		const char *body = res->fd < 0 ? res->reply.body : NULL;
-		const char *status =
-		    body ? strstr(body, "\"status\":\"") : NULL;
-
-		fprintf(
-		    stderr, "replite: request %s %s %d%s%.8s%s%.*s%s %lld ms\n",
-		    req->method, req->path,
-		    res->fd >= 0 ? 200 : res->reply.status, txn ? " txn=" : "",
-		    txn ? txn : "", status ? " (" : "", status ? 20 : 0,
-		    status ? status + 10 : "", status ? ")" : "",
-		    (long long)(clock_monotonic_ms() - req->started_ms));
-	}
+	if (api->log_requests && res->park_until_ms == 0)
+		access_log_write(req, res);
 }

@@ -14,7 +14,9 @@ struct http_client {
 	CURLM *multi; /* owns the connection cache: one connection reused */
 	CURL *easy;
 	char *base_url;
-	struct curl_slist *auth_header; /* NULL without a token */
+	/* Sent with every request: Authorization (with a token), and
+	 * X-Replite-Replica (with a client id); NULL when neither. */
+	struct curl_slist *auth_header;
 	long connect_timeout_ms;
 	long stall_timeout_ms;
 	size_t max_body;
@@ -101,6 +103,22 @@ char *http_client_normalize_url(const char *url, char *err, size_t err_len)
 	return out;
 }
 
+static int add_header(struct http_client *c, const char *name,
+		      const char *value)
+{
+	struct curl_slist *l;
+	char *h;
+
+	if (asprintf(&h, "%s%s", name, value) < 0)
+		return -1;
+	l = curl_slist_append(c->auth_header, h);
+	free(h);
+	if (l == NULL)
+		return -1;
+	c->auth_header = l;
+	return 0;
+}
+
 int http_client_new(const struct http_client_config *cfg,
 		    struct http_client **out, char *err, size_t err_len)
 {
@@ -120,16 +138,12 @@ int http_client_new(const struct http_client_config *cfg,
 	c->base_url = strdup(cfg->base_url);
 	if (c->multi == NULL || c->easy == NULL || c->base_url == NULL)
 		goto oom;
-	if (cfg->auth_token != NULL && cfg->auth_token[0] != '\0') {
-		char *h;
-		if (asprintf(&h, "Authorization: Bearer %s", cfg->auth_token) <
-		    0)
-			goto oom;
-		c->auth_header = curl_slist_append(NULL, h);
-		free(h);
-		if (c->auth_header == NULL)
-			goto oom;
-	}
+	if (cfg->auth_token != NULL && cfg->auth_token[0] != '\0' &&
+	    add_header(c, "Authorization: Bearer ", cfg->auth_token) != 0)
+		goto oom;
+	if (cfg->client_id != NULL && cfg->client_id[0] != '\0' &&
+	    add_header(c, "X-Replite-Replica: ", cfg->client_id) != 0)
+		goto oom;
 	c->connect_timeout_ms = cfg->connect_timeout_ms;
 	c->stall_timeout_ms = cfg->stall_timeout_ms;
 	c->max_body = cfg->max_body;

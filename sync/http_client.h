@@ -22,6 +22,9 @@ struct http_client_config {
 	 * a stalled peer) is noticed within this time, while a slow but
 	 * moving download goes on.  Must exceed any long-poll's wait. */
 	long stall_timeout_ms;
+	/* NULL or "": none; else sent as X-Replite-Replica on every request,
+	 * so that the primary's access log can tell replicas apart. */
+	const char *client_id;
 };
 
 struct http_client_response {

@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/dbsum.h"
 #include "base/errors.h"
+#include "base/hex.h"
 #include "sync/applier.h"
 #include "base/base64.h"
 #include "proto/frames.h"
@@ -413,6 +414,7 @@ int replica_open(const char *db_path, const struct replica_options *p,
 	struct http_client_config cfg = {0};
 	pthread_condattr_t ca;
 	struct replica *r = calloc(1, sizeof *r);
+	uint8_t id[8];
 	int synced = 0;
 
 	if (r == NULL) {
@@ -447,8 +449,13 @@ int replica_open(const char *db_path, const struct replica_options *p,
 		goto fail;
 	applier_set_rebase(r->applier,
 			   r->params.conflict == REPLICA_CONFLICT_REBASE);
+	/* A random id per replica per process: the primary's access log
+	 * tells replicas apart by it. */
+	sqlite3_randomness(sizeof id, id);
+	hex_encode(id, sizeof id, r->replica_id);
 	cfg.base_url = r->params.sync_url;
 	cfg.auth_token = r->params.auth_token;
+	cfg.client_id = r->replica_id;
 	cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
 	cfg.max_body = MAX_BODY;
 	/* Writers are bounded by write_timeout instead. */

@@ -17,6 +17,9 @@
 #include "sync/replica_state.h"
 
 struct replica {
+	/* Sent to the primary with every request (X-Replite-Replica): 16
+	 * hex digits, random per replica per process. */
+	char replica_id[17];
 	char *db_path;
 	char *state_path;
 	struct replica_options params;

@@ -156,8 +156,22 @@ async function checkLocalWrite({ server, client }, values, expected, localRows, 
   assert.equal(s.frame_no, info.max_frame_no, `${what}: the replica is at the primary's head: ${status}`);
   assert.equal(s.pending_frames, 0, `${what}: nothing pending: ${status}`);
   assert.equal(s.last_error, null, `${what}: last_error: ${status}`);
-  const pushes = pushesIn(await settledRequestLog(server));
+  const log = await settledRequestLog(server);
+  const pushes = pushesIn(log);
   assert.ok(pushes.length > 0 && pushes.every((r) => r.status === 200), `${what}: pushed: ${JSON.stringify(pushes)}`);
+  // The access log (--log-requests) names each push's route, replica,
+  // transaction and outcome, and each pull's route and replica.
+  for (const r of pushes) {
+    assert.match(r.route, /^\/sync\/\{gen\}\/\{start\}\/\{end\}(\/\{baton\})?$/, `${what}: ${JSON.stringify(r)}`);
+    assert.match(r.replica ?? "", /^[0-9a-f]{16}$/, `${what}: the replica's id: ${JSON.stringify(r)}`);
+    assert.match(r.txn ?? "", /^[0-9a-f]{32}$/, `${what}: the push's txn: ${JSON.stringify(r)}`);
+    assert.ok(r.push === "ok" || r.push === null, `${what}: ${JSON.stringify(r)}`);
+    assert.equal(r.database, "main");
+    assert.ok(Number.isInteger(r.ms) && Number.isInteger(r.bytes) && r.bytes > 0, `${what}: ${JSON.stringify(r)}`);
+  }
+  assert.ok(pushes.some((r) => r.push === "ok"), `${what}: a push answered ok: ${JSON.stringify(pushes)}`);
+  const pulls = log.filter((r) => r.method === "GET" && r.route === "/sync/{gen}/{start}/{end}");
+  assert.ok(pulls.length > 0 && pulls.every((r) => /^[0-9a-f]{16}$/.test(r.replica ?? "")), `${what}: pulls: ${JSON.stringify(pulls.slice(0, 3))}`);
 }
 
 // ---------------------------------------------------------------------------

@@ -73,13 +73,13 @@ export async function startServer(opts = {}) {
       if (!server.url) rej(new Error(`replite serve exited with ${code}:\n${server.stderr}`));
     });
   });
-  // Lines the server logs for each request with --log-requests.
+  // The access log with --log-requests: a JSON object per answered request
+  // ({"log":"request", method, route, path, status, ms, bytes, ...}).
   server.requestLog = () =>
     server.stderr
       .split("\n")
-      .map((l) => /^replite: request (\S+) (\S+) (\d+)/.exec(l))
-      .filter(Boolean)
-      .map((m) => ({ method: m[1], path: m[2], status: Number(m[3]) }));
+      .filter((l) => l.startsWith('{"log":"request"'))
+      .map((l) => JSON.parse(l));
   // Graceful stop; asserts a clean exit (AddressSanitizer reports make the
   // exit code non-zero).
   // A server that has not exited 30 s after SIGTERM is a bug (a shutdown
