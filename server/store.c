@@ -169,8 +169,17 @@ void store_close(struct store *s)
 	 * for a clean one and trusts live.db (store_recover.c). */
 	if (s->n_gens > 0) {
 		char err[512];
-		if (store_make_durable(s, err, sizeof err) != 0)
-			store_log("at close: %s", err);
+		if (store_make_durable(s, err, sizeof err) != 0) {
+			/* The log broke: live.db may hold commits it lost.
+			 * Without live.db, start-up rebuilds it from what the
+			 * log holds (the checkpoint of the closes below goes
+			 * to the unlinked file). */
+			store_log("at close: %s; live.db is removed, and "
+				  "start-up rebuilds it from the log",
+				  err);
+			if (unlink(s->live_path) == 0)
+				fileio_fsync_dir(s->data_dir);
+		}
 	}
 	store_zstd_stop(s);
 	store_check_close(s);
