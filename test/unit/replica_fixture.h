@@ -93,9 +93,12 @@ void rfx_sleep_ms(long ms);
  * when len is not NULL), or NULL when it does not exist. */
 char *rfx_slurp(const char *path, size_t *len);
 
-/* Occurrences of needle in the server's log (with --log-requests, one line
- * "replite: request METHOD /path STATUS" per answered request). */
+/* Occurrences of needle in the server's log (with --log-requests, one JSON
+ * object per answered request: server/access_log.h). */
 int rfx_log_count(const struct server_fixture *srv, const char *needle);
+/* Needles: a bootstrap's GET /export/G, a push's POST /sync/... */
+#define RFX_LOG_EXPORT "\"method\":\"GET\",\"route\":\"/export/"
+#define RFX_LOG_PUSH "\"method\":\"POST\",\"route\":\"/sync/"
 
 #define RFX_ASSERT_HAS(text, needle)                                           \
 	ck_assert_msg(strstr((text), (needle)) != NULL,                        \

@@ -1181,7 +1181,7 @@ START_TEST(test_concurrent_open)
 		    "opener %d: rc %d, count %lld: %s", i, openers[i].rc,
 		    (long long)openers[i].count, openers[i].err);
 	}
-	ck_assert_int_eq(rfx_log_count(&srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&srv, RFX_LOG_EXPORT), 1);
 
 	/* Read-only connections. */
 	uri = rfx_uri(path, NULL, "sync_interval=0");
@@ -1295,7 +1295,7 @@ START_TEST(test_resume)
 	ck_assert_int_ge(rfx_status_int(db, "frames_pulled"), pages - 1);
 	assert_same_seed(db, srv.url);
 	sqlite3_close(db);
-	ck_assert_int_eq(rfx_log_count(&srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&srv, RFX_LOG_EXPORT), 1);
 
 	/* Closed while the primary moves on: the reopen pulls only the new
 	 * frames. */
@@ -1348,7 +1348,7 @@ START_TEST(test_resume)
 	sqlite3_close(db);
 
 	/* One full image in all. */
-	ck_assert_int_eq(rfx_log_count(&srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&srv, RFX_LOG_EXPORT), 1);
 	server_fixture_stop(&srv);
 	free(seed);
 	free(path);
@@ -1428,7 +1428,7 @@ START_TEST(test_generation_rollover)
 	rfx_primary_info(e.srv.url, NULL, &info);
 	ck_assert_int_ge(info.generation, 7);
 	/* Never a second full image. */
-	ck_assert_int_eq(rfx_log_count(&e.srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&e.srv, RFX_LOG_EXPORT), 1);
 	rfx_env_stop(&e);
 }
 END_TEST
@@ -1491,7 +1491,7 @@ START_TEST(test_generation_gone)
 	assert_same_seed(db, e.srv.url);
 	gen = (uint32_t)rfx_status_int(db, "generation");
 	sqlite3_close(db);
-	ck_assert_int_eq(rfx_log_count(&e.srv, "request GET /export/"), 1);
+	ck_assert_int_eq(rfx_log_count(&e.srv, RFX_LOG_EXPORT), 1);
 
 	/* Closed. */
 	write_until_generation(e.srv.url, gen + 2, &next_id);
@@ -1501,7 +1501,7 @@ START_TEST(test_generation_gone)
 	sync_and_check_position(db, e.srv.url);
 	assert_same_seed(db, e.srv.url);
 	fixture_assert_integrity(db);
-	ck_assert_int_eq(rfx_log_count(&e.srv, "request GET /export/"), 2);
+	ck_assert_int_eq(rfx_log_count(&e.srv, RFX_LOG_EXPORT), 2);
 
 	/* Open (no background sync): the image replaces the content under
 	 * the open connection. */
@@ -1512,7 +1512,7 @@ START_TEST(test_generation_gone)
 	sync_and_check_position(db, e.srv.url);
 	assert_same_seed(db, e.srv.url);
 	fixture_assert_integrity(db);
-	ck_assert_int_eq(rfx_log_count(&e.srv, "request GET /export/"), 3);
+	ck_assert_int_eq(rfx_log_count(&e.srv, RFX_LOG_EXPORT), 3);
 	sqlite3_close(db);
 
 	/* The file is sound for plain SQLite too. */

@@ -1528,7 +1528,7 @@ START_TEST(test_primary_unreachable)
 	 * Whether the primary applies it once it runs again is not known to
 	 * the replica (the request may have reached it); either way nothing
 	 * is committed locally and the next sync converges. */
-	pushes = rfx_log_count(&d.srv, "request POST /sync/");
+	pushes = rfx_log_count(&d.srv, RFX_LOG_PUSH);
 	stall.pid = d.srv.pid;
 	stall.sig = SIGSTOP;
 	sqlite3_commit_hook(db, signal_hook, &stall);
@@ -1540,9 +1540,8 @@ START_TEST(test_primary_unreachable)
 	ck_assert_int_eq(kill(d.srv.pid, SIGCONT), 0);
 	/* Let the primary answer the request it had (not an expectation:
 	 * the test goes on if it never does). */
-	for (t0 = rfx_now_ms();
-	     rfx_now_ms() - t0 < 10000 &&
-	     rfx_log_count(&d.srv, "request POST /sync/") == pushes;)
+	for (t0 = rfx_now_ms(); rfx_now_ms() - t0 < 10000 &&
+				rfx_log_count(&d.srv, RFX_LOG_PUSH) == pushes;)
 		rfx_sleep_ms(20);
 	printf("primary unreachable: the stalled push was %s by the "
 	       "primary after it resumed\n",
