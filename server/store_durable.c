@@ -57,21 +57,24 @@ static int reached(struct store *s, uint32_t gen, uint32_t upto)
 static void lead(struct store *s)
 {
 	struct generation *g;
+	uint32_t number;
 	char why[256];
 	int rv;
 
 	pthread_mutex_lock(&s->leader_mu);
 	pthread_mutex_lock(&s->mu);
 	g = store_current_locked(s);
+	number = g->number;
 	pthread_mutex_unlock(&s->mu);
 	rv = frame_log_sync(g->log);
+	/* g may be freed by retention from here on. */
 	pthread_mutex_unlock(&s->leader_mu);
 	if (rv != 0) {
 		errors_set(why, sizeof why,
 			   "cannot make the frame log of generation %" PRIu32
 			   " durable (fdatasync: %s); restart the server: "
 			   "start-up recovers what the log holds",
-			   g->number, strerror(-rv));
+			   number, strerror(-rv));
 		store_mark_failed(s, why);
 	}
 	/* Long-polls wait for durable frames. */
