@@ -115,6 +115,20 @@ int frames_verify(const void *body, size_t len, uint32_t page_size,
  * that frame: a difference means its file differs from the primary's. */
 #define FRAMES_CHECKSUM_AT_HEADER "X-Replite-Checksum-At"
 
+/* With frames that do not reach the primary's head:
+ *
+ *   X-Replite-Behind-Since: <Unix ms>
+ *
+ * when the oldest commit after the body's last frame became durable on the
+ * primary: a replica that has applied the body is behind since then (its
+ * lag_ms).  Absent when the body reaches the head. */
+#define FRAMES_BEHIND_SINCE_HEADER "X-Replite-Behind-Since"
+
+/* Sent by replite replicas with every request: a random id per replica
+ * per process (16 hex digits), so that the primary can tell replicas apart
+ * in its access log and in /metrics (their lag). */
+#define FRAMES_REPLICA_HEADER "X-Replite-Replica"
+
 /* Idempotent pushes (ext): a replite replica names each transaction it
  * pushes with a random 128-bit id, sent as ?txn=<32 hex digits> with every
  * request of the push, so the primary recognises the transaction when it is

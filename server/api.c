@@ -93,8 +93,16 @@ static void handle_pull(struct api *api, struct http_request *req,
 	struct store_frames f;
 	int64_t deadline;
 
+	/* It has applied what precedes v[1], wherever it asks from. */
+	replicas_seen(api->replicas,
+		      http_request_header(req, FRAMES_REPLICA_HEADER), v[0],
+		      v[1] > 0 ? v[1] - 1 : 0, clock_monotonic_ms());
 	switch (store_pull(api->store, v[0], v[1], v[2], &f)) {
-	case STORE_PULL_FRAMES:
+	case STORE_PULL_FRAMES: {
+		struct metrics_sync *ms = metrics_sync(api->metrics);
+		int64_t since;
+		atomic_fetch_add(&ms->frames_served, f.end - v[1]);
+		atomic_fetch_add(&ms->frame_bytes_served, f.len);
 		res->fd = f.fd;
 		res->offset = f.offset;
 		res->len = f.len;
@@ -110,7 +118,16 @@ static void handle_pull(struct api *api, struct http_request *req,
 				 sizeof res->headers[1].value, "%" PRIu32 "-%s",
 				 f.checksum_frame, sum);
 		}
+		/* For the replica's lag once it has applied these. */
+		since = store_behind_since(api->store, v[0], f.end - 1, NULL);
+		if (since > 0) {
+			res->headers[2].name = FRAMES_BEHIND_SINCE_HEADER;
+			snprintf(res->headers[2].value,
+				 sizeof res->headers[2].value, "%" PRId64,
+				 since);
+		}
 		return;
+	}
 	case STORE_PULL_CAUGHT_UP:
 		deadline = wait_deadline(api, req);
 		if (deadline > clock_monotonic_ms()) {
@@ -178,6 +195,8 @@ static void handle_export(struct api *api, struct http_request *req,
 	}
 	res->headers[0].name = FRAMES_CHECKSUM_HEADER;
 	dbsum_format(checksum, res->headers[0].value);
+	atomic_fetch_add(&metrics_sync(api->metrics)->exports, 1);
+	atomic_fetch_add(&metrics_sync(api->metrics)->export_bytes, size);
 }
 
 /* GET /checksum/{G}/{F} (ext): the whole-database checksum after commit
@@ -322,6 +341,22 @@ static int push_opts(struct http_request *req, struct store_push_opts *o,
 	return 0;
 }
 
+/* A push's answer by outcome: 200 {"status":"ok"|"conflict",...}, or an
+ * error. */
+static void count_push(struct metrics_sync *ms, const struct http_reply *r)
+{
+	const char *status = r->status == 200 && r->body != NULL
+				 ? strstr(r->body, "\"status\":\"")
+				 : NULL;
+
+	if (status != NULL && strncmp(status + 10, "ok\"", 3) == 0)
+		atomic_fetch_add(&ms->pushes_ok, 1);
+	else if (status != NULL && strncmp(status + 10, "conflict\"", 9) == 0)
+		atomic_fetch_add(&ms->pushes_conflict, 1);
+	else
+		atomic_fetch_add(&ms->pushes_refused, 1);
+}
+
 static void handle_push(struct api *api, struct http_request *req,
 			struct http_response *res, const uint32_t v[3],
 			const char *baton)
@@ -337,6 +372,7 @@ static void handle_push(struct api *api, struct http_request *req,
 	}
 	store_push(api->store, v[0], v[1], v[2], baton, &opts, req->body,
 		   req->body_len, &res->reply);
+	count_push(metrics_sync(api->metrics), &res->reply);
 }
 
 static void handle_sync(struct api *api, struct http_request *req,
@@ -388,7 +424,10 @@ static void route(struct api *api, struct http_request *req,
 	access = authorize(api, req, res);
 	if (access == JWT_ACCESS_DENIED)
 		return;
-	if (is(req, "GET", "/info")) {
+	if (is(req, "GET", "/metrics")) {
+		/* Behind a token like the rest, when there are tokens. */
+		api_metrics_page(api, res);
+	} else if (is(req, "GET", "/info")) {
 		http_reply_json(&res->reply, 200, store_info(api->store));
 	} else if (strncmp(req->path, "/sync/", 6) == 0) {
 		handle_sync(api, req, res, access);
@@ -427,6 +466,11 @@ void api_handle(void *arg, struct http_request *req, struct http_response *res)
 	struct api *api = arg;
 
 	route(api, req, res);
-	if (api->log_requests && res->park_until_ms == 0)
+	if (res->park_until_ms != 0)
+		return; /* answered later */
+	metrics_request(api->metrics, req->method, req->path,
+			res->fd >= 0 ? 200 : res->reply.status,
+			clock_monotonic_us() - req->started_us);
+	if (api->log_requests)
 		access_log_write(req, res);
 }

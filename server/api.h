@@ -5,6 +5,8 @@
 
 #include "http.h"
 #include "jwt.h"
+#include "metrics.h"
+#include "replicas.h"
 #include "store.h"
 #include "streams.h"
 #include "ws.h"
@@ -12,11 +14,13 @@
 struct api {
 	struct store *store;
 	struct streams *streams;
-	struct ws_server *ws;  /* Hrana over WebSocket; NULL: none */
-	struct jwt_keys *keys; /* NULL: open access */
-	int max_wait_s;        /* longest accepted ?wait= */
-	int log_requests;      /* one stderr line per answered request */
-	int zstd_level;        /* of file answers to clients accepting zstd */
+	struct ws_server *ws;    /* Hrana over WebSocket; NULL: none */
+	struct jwt_keys *keys;   /* NULL: open access */
+	int max_wait_s;          /* longest accepted ?wait= */
+	int log_requests;        /* one stderr line per answered request */
+	int zstd_level;          /* of file answers to clients accepting zstd */
+	struct metrics *metrics; /* GET /metrics (api_metrics.c) */
+	struct replicas *replicas; /* who pulls, for their lag */
 };
 
 /* An http_handler_fn; arg is a struct api. */
@@ -24,5 +28,7 @@ void api_handle(void *arg, struct http_request *req, struct http_response *res);
 /* An http_config.lane_of: SQL (Hrana) and pushes in the main lane,
  * everything else (health, info, pulls, exports) in the control lane. */
 enum http_lane api_lane(void *arg, const char *method, const char *url);
+/* GET /metrics (api_metrics.c). */
+void api_metrics_page(struct api *api, struct http_response *res);
 
 #endif

@@ -16,7 +16,9 @@
 
 #include "wal/walfmt.h"
 #include "util.h"
+#include "base/clock.h"
 #include "base/fileio.h"
+#include "metrics.h"
 
 /* Two heads (see frame_log.h, "group commit"): written, the last commit
  * frame write(2) has stored, advanced by the one appender; durable, the last
@@ -32,7 +34,8 @@ struct frame_log {
 	_Atomic uint32_t durable;
 	_Atomic uint32_t db_size; /* after the written head */
 	atomic_int broken; /* a failed append or sync could not be undone */
-	pthread_mutex_t sync_mu; /* one fdatasync at a time */
+	pthread_mutex_t sync_mu;             /* one fdatasync at a time */
+	struct metrics_histogram *sync_time; /* NULL: not measured */
 };
 
 static void set_err(char *err, size_t n, const char *fmt, const char *path,
@@ -212,6 +215,24 @@ static void mark_durable_locked(struct frame_log *l, uint32_t upto)
 		atomic_store_explicit(&l->durable, upto, memory_order_release);
 }
 
+void frame_log_set_sync_histogram(struct frame_log *l,
+				  struct metrics_histogram *h)
+{
+	l->sync_time = h;
+}
+
+/* fdatasync, timed into l->sync_time. */
+static int timed_fdatasync(struct frame_log *l)
+{
+	int64_t t0 = clock_monotonic_us();
+	int rv = fdatasync(l->fd);
+
+	if (l->sync_time != NULL)
+		metrics_histogram_observe(l->sync_time,
+					  clock_monotonic_us() - t0);
+	return rv;
+}
+
 int frame_log_sync(struct frame_log *l)
 {
 	uint32_t upto;
@@ -221,7 +242,7 @@ int frame_log_sync(struct frame_log *l)
 	upto = frame_log_written_head(l);
 	if (atomic_load(&l->broken)) {
 		rv = -EIO;
-	} else if (upto > atomic_load(&l->durable) && fdatasync(l->fd) != 0) {
+	} else if (upto > atomic_load(&l->durable) && timed_fdatasync(l) != 0) {
 		/* Linux may have dropped the dirty pages it failed to
 		 * write: a later fdatasync could succeed without them. */
 		rv = -errno;

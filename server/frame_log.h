@@ -58,6 +58,11 @@ int frame_log_write(struct frame_log *l, const struct frame_log_entry *e,
  * caller keeps the log open meanwhile.  Returns 0 or -errno (-EIO once
  * broken). */
 int frame_log_sync(struct frame_log *l);
+/* Time every fdatasync of frame_log_sync into h (metrics.h; it must
+ * outlive the log), e.g. the store's fsync latency for /metrics. */
+struct metrics_histogram;
+void frame_log_set_sync_histogram(struct frame_log *l,
+				  struct metrics_histogram *h);
 /* 1 once a failed sync (or an append that could not be undone) broke the
  * log: it takes no more appends and its durable head stays. */
 int frame_log_broken(struct frame_log *l);

@@ -340,6 +340,7 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error)
 	    want == NULL || json_is_null(want) || json_is_true(want);
 	sqlite3_int64 changes_before = sqlite3_total_changes64(c->db);
 	sqlite3_int64 changes, rows_written;
+	uint64_t n_rows = 0;
 	struct timespec t0, t1;
 	enum begin_kind kind = BEGIN_NONE;
 	sqlite3_stmt *st;
@@ -364,10 +365,11 @@ json_t *hrana_execute_stmt(struct hrana_conn *c, json_t *stmt, json_t **error)
 	rows = json_array();
 	hrana_statement_begins(c);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		n_rows++;
 		if (want_rows)
 			json_array_append_new(rows, row_of(st));
 	}
-	hrana_statement_ends(c);
+	hrana_statement_ends(c, st, rc, n_rows);
 	if (rc != SQLITE_DONE) {
 		*error = hrana_statement_error(c, rc);
 		json_decref(rows);
@@ -672,10 +674,11 @@ static json_t *sequence(struct hrana_conn *c, json_t *req, json_t **error)
 			sqlite3_finalize(st);
 			return NULL;
 		}
+		uint64_t n_rows = 0;
 		hrana_statement_begins(c);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			;
-		hrana_statement_ends(c);
+			n_rows++;
+		hrana_statement_ends(c, st, rc, n_rows);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_DONE) {
 			*error = hrana_statement_error(c, rc);

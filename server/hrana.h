@@ -9,6 +9,8 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "metrics.h"
+
 /* The SQL side of one Hrana stream. */
 struct hrana_conn {
 	sqlite3 *db;
@@ -30,6 +32,9 @@ struct hrana_conn {
 	int client_ws;   /* client_fd carries WebSocket frames */
 	int client_gone; /* the last statement was interrupted so */
 	unsigned checks; /* progress-handler calls of this statement */
+	struct metrics_sql *stats; /* NULL: statements are not counted */
+	int64_t started_us;        /* of the running statement, for stats */
+	sqlite3_int64 changes_before;
 };
 
 void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
@@ -45,7 +50,10 @@ void hrana_conn_reset(struct hrana_conn *c); /* frees sqls; not db */
  * time.  The error of a statement that failed with rc: one that names the
  * timeout when it was interrupted for it. */
 void hrana_statement_begins(struct hrana_conn *c);
-void hrana_statement_ends(struct hrana_conn *c);
+/* rc: the last sqlite3_step's; rows: the rows it returned (counted into
+ * c->stats with the rest of what the statement did). */
+void hrana_statement_ends(struct hrana_conn *c, sqlite3_stmt *st, int rc,
+			  uint64_t rows);
 json_t *hrana_statement_error(struct hrana_conn *c, int rc);
 
 /* Execute one pipeline request object.  Returns a new reference to a

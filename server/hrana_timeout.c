@@ -92,6 +92,10 @@ void hrana_statement_begins(struct hrana_conn *c)
 	c->timed_out = 0;
 	c->client_gone = 0;
 	c->checks = 0;
+	if (c->stats != NULL) {
+		c->started_us = clock_monotonic_us();
+		c->changes_before = sqlite3_total_changes64(c->db);
+	}
 	if (c->timeout_ms <= 0 && c->client_fd < 0)
 		return;
 	c->deadline_ms =
@@ -99,10 +103,45 @@ void hrana_statement_begins(struct hrana_conn *c)
 	sqlite3_progress_handler(c->db, 4096, must_stop, c);
 }
 
-void hrana_statement_ends(struct hrana_conn *c)
+/* What the statement did, into c->stats (metrics.h). */
+static void count_statement(struct hrana_conn *c, sqlite3_stmt *st, int rc,
+			    uint64_t rows)
+{
+	struct metrics_sql *m = c->stats;
+
+	if (rc == SQLITE_DONE)
+		atomic_fetch_add_explicit(&m->statements, 1,
+					  memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&m->errors, 1, memory_order_relaxed);
+	if (c->timed_out)
+		atomic_fetch_add_explicit(&m->timeouts, 1,
+					  memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->rows_returned, rows,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(
+	    &m->rows_written,
+	    (uint64_t)(sqlite3_total_changes64(c->db) - c->changes_before),
+	    memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->fullscan_steps,
+				  (uint64_t)sqlite3_stmt_status(
+				      st, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0),
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(
+	    &m->vm_steps,
+	    (uint64_t)sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 0),
+	    memory_order_relaxed);
+	metrics_histogram_observe(&m->duration,
+				  clock_monotonic_us() - c->started_us);
+}
+
+void hrana_statement_ends(struct hrana_conn *c, sqlite3_stmt *st, int rc,
+			  uint64_t rows)
 {
 	sqlite3_progress_handler(c->db, 0, NULL, NULL);
 	c->deadline_ms = 0;
+	if (c->stats != NULL)
+		count_statement(c, st, rc, rows);
 }
 
 json_t *hrana_statement_error(struct hrana_conn *c, int rc)

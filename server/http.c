@@ -36,6 +36,7 @@ struct req_ctx {
 	size_t cap;
 	int too_large;
 	int64_t started_ms;
+	int64_t started_us;
 	int64_t park_until_ms;
 	struct req_ctx *next_parked;
 	int parked;
@@ -306,8 +307,13 @@ static int park(struct req_ctx *ctx, uint64_t seq)
 static void run_job(struct req_ctx *ctx)
 {
 	struct http_server *s = ctx->srv;
-	struct http_request req = {ctx->method, ctx->url,        ctx->body,
-				   ctx->len,    ctx->started_ms, ctx->conn};
+	struct http_request req = {.method = ctx->method,
+				   .path = ctx->url,
+				   .body = ctx->body,
+				   .body_len = ctx->len,
+				   .started_ms = ctx->started_ms,
+				   .started_us = ctx->started_us,
+				   .conn = ctx->conn};
 	struct http_response res;
 
 	for (;;) {
@@ -429,7 +435,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		ctx->srv = s;
 		ctx->conn = conn;
-		ctx->started_ms = clock_monotonic_ms();
+		ctx->started_us = clock_monotonic_us();
+		ctx->started_ms = ctx->started_us / 1000;
 		*con_cls = ctx;
 		return MHD_YES;
 	}

@@ -31,6 +31,7 @@ void server_config_defaults(struct server_config *cfg)
 	cfg->stream_idle_ms = 10000;
 	cfg->statement_timeout_ms = HRANA_DEFAULT_STATEMENT_TIMEOUT_MS;
 	cfg->compression_level = SERVER_DEFAULT_COMPRESSION_LEVEL;
+	cfg->replica_expiry_ms = 300000;
 }
 
 /* Split HOST:PORT (or [V6]:PORT); host is written into buf. */
@@ -78,7 +79,7 @@ static int make_durable(void *arg, char *err, size_t n)
 }
 
 static void run_until_signal(struct http_server *http, struct store *store,
-			     struct streams *streams)
+			     struct streams *streams, struct replicas *replicas)
 {
 	struct timespec tick = {0, 50 * 1000 * 1000};
 	int64_t last_maintain = 0;
@@ -99,6 +100,7 @@ static void run_until_signal(struct http_server *http, struct store *store,
 		http_server_tick(http);
 		if (now - last_maintain >= 250) {
 			streams_expire(streams);
+			replicas_expire(replicas, now);
 			store_maintain(store);
 			last_maintain = now;
 		}
@@ -190,6 +192,13 @@ int server_run(const struct server_config *cfg)
 	stc.max_streams = cfg->max_streams;
 	stc.idle_expiry_ms = cfg->stream_idle_ms;
 	stc.statement_timeout_ms = cfg->statement_timeout_ms;
+	api.metrics = metrics_new();
+	api.replicas = replicas_new(cfg->replica_expiry_ms, 4096);
+	if (api.metrics == NULL || api.replicas == NULL) {
+		fprintf(stderr, "replite: out of memory\n");
+		goto out;
+	}
+	stc.sql_stats = metrics_sql(api.metrics);
 	streams = streams_new(&stc);
 	if (streams == NULL) {
 		fprintf(stderr, "replite: out of memory\n");
@@ -243,7 +252,7 @@ int server_run(const struct server_config *cfg)
 	fprintf(stderr, "replite: listening on http://%s%s%s:%u\n",
 		strchr(host, ':') ? "[" : "", host,
 		strchr(host, ':') ? "]" : "", http_server_port(http));
-	run_until_signal(http, store, streams);
+	run_until_signal(http, store, streams, api.replicas);
 	rv = 0;
 out:
 	if (store != NULL)
@@ -253,6 +262,8 @@ out:
 	streams_free(streams);
 	store_close(store);
 	jwt_keys_free(api.keys);
+	replicas_free(api.replicas);
+	metrics_free(api.metrics);
 	if (rv != 0 && fresh_root != NULL)
 		fileio_remove_tree(fresh_root);
 	free(fresh_root);

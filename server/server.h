@@ -22,6 +22,8 @@ struct server_config {
 	/* zstd level of GET /export and /sync answers for clients that
 	 * accept it; 0: never compress */
 	int compression_level;
+	/* /metrics forgets a replica that has not pulled for this long */
+	int64_t replica_expiry_ms;
 };
 
 /* zstd's fastest regular level: on loopback a bootstrap is no slower

@@ -63,6 +63,7 @@ void store_notify(struct store *s)
 	void (*fn)(void *);
 	void *arg;
 
+	store_note_head(s);
 	pthread_mutex_lock(&s->mu);
 	fn = s->listener;
 	arg = s->listener_arg;
@@ -118,8 +119,13 @@ int store_open(const struct store_config *cfg, struct store **out, char *err,
 	pthread_mutex_init(&s->durable_mu, NULL);
 	pthread_cond_init(&s->durable_cond, NULL);
 	pthread_mutex_init(&s->leader_mu, NULL);
+	s->times = commit_times_new();
 	s->data_dir = strdup(cfg->data_dir);
 	s->live_path = util_strdupf("%s/live.db", cfg->data_dir);
+	if (s->times == NULL) {
+		errors_set(err, n, "out of memory");
+		goto err;
+	}
 	if (fileio_mkdir_p(cfg->data_dir) != 0) {
 		errors_set(err, n, "cannot create data directory %s: %s",
 			   cfg->data_dir, strerror(errno));
@@ -151,6 +157,9 @@ int store_open(const struct store_config *cfg, struct store **out, char *err,
 		goto err;
 	if (store_check_init(s, err, n) != 0)
 		goto err;
+	/* What the log held before this start is taken as committed now:
+	 * its times were not kept. */
+	store_note_head(s);
 	*out = s;
 	return 0;
 err:
@@ -203,6 +212,7 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->durable_mu);
 	pthread_cond_destroy(&s->durable_cond);
 	pthread_mutex_destroy(&s->leader_mu);
+	commit_times_free(s->times);
 	free(s->data_dir);
 	free(s->live_path);
 	free(s->database_id);

@@ -157,6 +157,28 @@ int store_checksum_at(struct store *s, uint32_t gen, uint32_t frame,
 /* Information for /info and logs. */
 json_t *store_info(struct store *s);
 
+/* Numbers for /metrics (store_stats.c). */
+struct store_stats {
+	uint32_t generation; /* current */
+	uint32_t head;       /* its durable head */
+	uint32_t oldest_generation;
+	uint32_t generations;    /* retained, the current one included */
+	uint64_t commits_sql;    /* SQL transactions logged */
+	uint64_t commits_pushed; /* pushed transactions logged */
+	/* Bytes on disk: live.db, its WAL, and over the retained
+	 * generations, their frame logs and bases (with compressed copies). */
+	uint64_t live_bytes, live_wal_bytes, log_bytes, base_bytes;
+	const struct metrics_histogram *fsync; /* the frame logs' fdatasyncs */
+};
+void store_stats(struct store *s, struct store_stats *out);
+/* How far a replica at frame `frame` of generation gen (its last applied
+ * frame, 0 at a generation's start) is behind: the Unix ms at which the
+ * oldest commit after it became durable, or 0 when nothing is (it is
+ * caught up); *frames (may be NULL): frames after it, over the generations
+ * still retained. */
+int64_t store_behind_since(struct store *s, uint32_t gen, uint32_t frame,
+			   uint64_t *frames);
+
 /* Group commit (store_durable.c): return once the log is durable up to
  * what it held when the call began.  Call it before any answer that may
  * show what SQL saw or wrote.  Returns 0, or -1 with the cause in err (the

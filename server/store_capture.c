@@ -102,6 +102,7 @@ static void on_commit_end(void *arg, void *ctx, const char *path, int published)
 		    s, "a logged transaction failed to commit to the "
 		       "live database (I/O error on the live WAL)");
 	}
+	atomic_fetch_add_explicit(&s->commits_sql, 1, memory_order_relaxed);
 	store_notify(s);
 }
 

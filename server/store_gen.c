@@ -226,6 +226,7 @@ int store_gen_add(struct store *s, uint32_t number, struct frame_log *log)
 	}
 	free(pushes);
 	g->log = log;
+	frame_log_set_sync_histogram(log, &s->fsync);
 	s->gens[s->n_gens++] = g;
 	return 0;
 }

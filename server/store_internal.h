@@ -31,7 +31,9 @@
 
 #include <sqlite3.h>
 
+#include "commit_times.h"
 #include "frame_log.h"
+#include "metrics.h"
 #include "push_log.h"
 #include "wal/page_view.h"
 #include "store_map.h"
@@ -162,6 +164,14 @@ struct store {
 	int zstd_running;
 	int zstd_done;
 	atomic_int zstd_stop;
+
+	/* For /metrics (store_stats.c): commits that reached the log, the
+	 * log's fdatasyncs, and when each durable head was reached (also
+	 * for the lag a pull answer reports). */
+	atomic_uint_fast64_t commits_sql;
+	atomic_uint_fast64_t commits_pushed;
+	struct metrics_histogram fsync;
+	struct commit_times *times;
 };
 
 /* store.c */
@@ -170,6 +180,9 @@ struct generation *store_current_locked(struct store *s);
 struct generation *store_find_gen_locked(struct store *s, uint32_t number);
 /* Tell the listener (long-polls) that the log or the generation changed. */
 void store_notify(struct store *s);
+/* store_stats.c: note the durable head's time (store_notify calls it). */
+void store_note_head(struct store *s);
+
 /* Refuse writes until restart, with the reason. */
 void store_mark_failed(struct store *s, const char *why);
 

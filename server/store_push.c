@@ -402,6 +402,7 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 			store_mark_failed(s, why);
 		goto out_rollback;
 	}
+	atomic_fetch_add_explicit(&s->commits_pushed, 1, memory_order_relaxed);
 	rc = wal_inject(s->internal, &inject_opts, pages, n, e[n - 1].db_size,
 			&msg);
 	if (rc != SQLITE_OK) {

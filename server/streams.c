@@ -239,6 +239,7 @@ static struct stream *checkout(struct streams *s, json_t *baton, int version,
 	}
 	hrana_conn_init(&st->conn, db, version, 0);
 	st->conn.timeout_ms = s->cfg.statement_timeout_ms;
+	st->conn.stats = s->cfg.sql_stats;
 	st->busy = 1;
 	pthread_mutex_lock(&s->mu);
 	st->next = s->list;
@@ -455,6 +456,7 @@ static void v1(struct streams *s, int read_only, const char *body, size_t len,
 	}
 	hrana_conn_init(&conn, db, 1, read_only);
 	conn.timeout_ms = s->cfg.statement_timeout_ms;
+	conn.stats = s->cfg.sql_stats;
 	conn.client_fd = client_fd;
 	if (is_batch)
 		res = hrana_execute_batch(&conn, json_object_get(req, "batch"),
@@ -499,4 +501,9 @@ int streams_acquire_db(struct streams *s, sqlite3 **db)
 void streams_release_db(struct streams *s, sqlite3 *db)
 {
 	release_db(s, db);
+}
+
+struct metrics_sql *streams_sql_stats(const struct streams *s)
+{
+	return s->cfg.sql_stats;
 }

@@ -13,6 +13,7 @@
 #include "http_reply.h"
 
 struct streams;
+struct metrics_sql;
 
 struct streams_config {
 	/* Open a new connection to the live database (through the capturing
@@ -22,8 +23,9 @@ struct streams_config {
 	int max_streams;    /* open streams at most; beyond: 503 */
 	int idle_expiry_ms; /* idle streams are closed (their txn rolled back)
 			     */
-	int64_t statement_timeout_ms; /* longer statements are interrupted
-				       * (0: never) */
+	int64_t statement_timeout_ms;  /* longer statements are interrupted
+					* (0: never) */
+	struct metrics_sql *sql_stats; /* what statements do; NULL: none */
 };
 
 struct streams *streams_new(const struct streams_config *cfg);
@@ -52,6 +54,8 @@ int streams_acquire_db(struct streams *s, sqlite3 **db);
 /* The statement timeout of the streams' connections (for another
  * transport's: ws_hrana.c). */
 int64_t streams_statement_timeout(const struct streams *s);
+/* Where the streams' statements are counted (NULL: nowhere). */
+struct metrics_sql *streams_sql_stats(const struct streams *s);
 void streams_release_db(struct streams *s, sqlite3 *db);
 /* Close streams idle for longer than the expiry; called periodically. */
 void streams_expire(struct streams *s);

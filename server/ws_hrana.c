@@ -127,6 +127,7 @@ static void open_stream(struct ws_conn *c, json_int_t rid, json_t *req)
 	}
 	hrana_conn_init(&st->conn, db, c->version, c->read_only);
 	st->conn.timeout_ms = streams_statement_timeout(c->srv->cfg.streams);
+	st->conn.stats = streams_sql_stats(c->srv->cfg.streams);
 	st->conn.client_fd = c->fd;
 	st->conn.client_ws = 1;
 	json_decref(st->conn.sqls); /* the socket's, shared */

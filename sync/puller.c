@@ -344,6 +344,7 @@ static enum pull_step on_no_frames(struct puller *p,
 		}
 		p->stats.generation = gen;
 		p->stats.primary_frame_no = st->frame_no;
+		p->stats.behind_since_unix_ms = 0;
 		if (st->catching_up &&
 		    applier_caught_up(p->applier, err, err_len) != 0)
 			return STEP_ERROR;
@@ -415,6 +416,19 @@ int puller_verify_frames(struct puller *p, uint32_t start,
 	return 0;
 }
 
+/* The primary's X-Replite-Behind-Since (proto/frames.h), 0 when absent. */
+static int64_t behind_since(const struct http_client_response *res)
+{
+	char text[32], *end;
+	long long v;
+
+	if (http_client_response_header(res, FRAMES_BEHIND_SINCE_HEADER, text,
+					sizeof text) == NULL)
+		return 0;
+	v = strtoll(text, &end, 10);
+	return end != text && *end == '\0' && v > 0 ? (int64_t)v : 0;
+}
+
 static enum pull_step on_frames(struct puller *p,
 				const struct replica_state *st, uint32_t start,
 				uint32_t end,
@@ -463,6 +477,7 @@ static enum pull_step on_frames(struct puller *p,
 	case APPLIER_APPLIED:
 	case APPLIER_STALE:
 	case APPLIER_NEED_MORE:
+		p->stats.behind_since_unix_ms = behind_since(res);
 		return STEP_CONTINUE;
 	case APPLIER_MOVED:
 		puller_pending_clear(&p->pend);

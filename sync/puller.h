@@ -32,6 +32,11 @@ struct puller_stats {
 	 * the announced checksum chain, an image off its checksum): never
 	 * applied, fetched again. */
 	uint64_t rejected_transfers;
+	/* When the oldest primary commit not applied became durable there
+	 * (Unix ms, as the primary reported it with the last frames:
+	 * X-Replite-Behind-Since); 0 when the last answer left the replica
+	 * caught up. */
+	int64_t behind_since_unix_ms;
 };
 
 /* http and a belong to the caller and must outlive the puller. */

@@ -623,6 +623,15 @@ char *replica_status_json(struct replica *r)
 		replica_offline_status(r, &st, o);
 		pthread_mutex_lock(&r->mu);
 	}
+	if (o != NULL) {
+		/* How stale reads are: the age of the oldest primary commit
+		 * known and not applied (clocks of two machines: never
+		 * negative). */
+		int64_t since = r->stats.behind_since_unix_ms;
+		int64_t lag = since > 0 ? clock_unix_ms() - since : 0;
+		json_object_set_new(o, "lag_ms",
+				    json_integer(lag > 0 ? lag : 0));
+	}
 	if (o != NULL && r->last_sync_unix_ms == 0) /* never synced */
 		json_object_set_new(o, "last_sync_unix_ms", json_null());
 	if (o != NULL)

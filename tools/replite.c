@@ -56,6 +56,8 @@ static const char serve_usage[] =
     "  --statement-timeout MS    interrupt a Hrana statement that runs\n"
     "                            longer (default 30000; 0 = never)\n"
     "  --log-requests            log every answered request to stderr\n"
+    "  --replica-expiry SECONDS  /metrics forgets a replica that has not\n"
+    "                            pulled for this long (default 300)\n"
     "  --compression-level N     zstd level (1-19) of /export and /sync\n"
     "                            answers to clients that accept zstd;\n"
     "                            0 = never compress (default 1)\n"
@@ -134,6 +136,7 @@ enum {
 	OPT_LOG_REQUESTS,
 	OPT_COMPRESSION,
 	OPT_STATEMENT_TIMEOUT,
+	OPT_REPLICA_EXPIRY,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -153,6 +156,7 @@ static int cmd_serve(int argc, char **argv)
 	    {"compression-level", required_argument, NULL, OPT_COMPRESSION},
 	    {"statement-timeout", required_argument, NULL,
 	     OPT_STATEMENT_TIMEOUT},
+	    {"replica-expiry", required_argument, NULL, OPT_REPLICA_EXPIRY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -224,6 +228,12 @@ static int cmd_serve(int argc, char **argv)
 					 86400000, &v) != 0)
 				return 2;
 			cfg.statement_timeout_ms = v;
+			break;
+		case OPT_REPLICA_EXPIRY:
+			if (parse_number("--replica-expiry", optarg, 1,
+					 30LL * 86400, &v) != 0)
+				return 2;
+			cfg.replica_expiry_ms = v * 1000;
 			break;
 		case 'h':
 			fputs(serve_usage, stdout);
