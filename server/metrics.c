@@ -237,26 +237,6 @@ void metrics_text_histogram(struct metrics_text *t, const char *name,
 			    (unsigned long long)count);
 }
 
-void metrics_text_label(const char *v, char *out, size_t n)
-{
-	size_t o = 0;
-
-	if (n == 0)
-		return;
-	for (; *v != '\0' && o + 2 < n; v++) {
-		if (*v == '\\' || *v == '"') {
-			out[o++] = '\\';
-			out[o++] = *v;
-		} else if (*v == '\n') {
-			out[o++] = '\\';
-			out[o++] = 'n';
-		} else {
-			out[o++] = *v;
-		}
-	}
-	out[o] = '\0';
-}
-
 static int by_route_method_status(const void *a, const void *b)
 {
 	const struct request_count *x = a, *y = b;

@@ -84,9 +84,6 @@ void metrics_text_family(struct metrics_text *t, const char *name,
 void metrics_text_histogram(struct metrics_text *t, const char *name,
 			    const char *labels,
 			    const struct metrics_histogram *h);
-/* Escape a label value (\\, \", \n) into out (n bytes, truncated). */
-void metrics_text_label(const char *v, char *out, size_t n);
-
 /* Append the families this module owns (HTTP, SQL, sync traffic). */
 void metrics_render(struct metrics *m, struct metrics_text *t);
 
