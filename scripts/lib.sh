@@ -15,7 +15,8 @@ as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Install only the Debian packages that are missing.
+# Install only the Debian packages that are missing (REPLITE_DEB_PACKAGES and
+# the arguments: scripts/test adds prometheus, for promtool).
 ensure_packages() {
 	local missing=() p
 	for p in "${REPLITE_DEB_PACKAGES[@]}" "$@"; do
