@@ -124,6 +124,19 @@ int frames_verify(const void *body, size_t len, uint32_t page_size,
  * lag_ms).  Absent when the body reaches the head. */
 #define FRAMES_BEHIND_SINCE_HEADER "X-Replite-Behind-Since"
 
+/* Squashed catch-up (ext): GET /sync/{G}/{start}/{end}?squash=1 may be
+ * answered with
+ *
+ *   X-Replite-Squashed: <span>
+ *
+ * and a body that stands for frames [start, start + span) of the log: each
+ * page they change once, with its image after frame start + span - 1 (a
+ * commit frame), as one transaction (only its last frame is a commit frame,
+ * with that frame's database size), carrying the log's salts and a
+ * checksum chain computed afresh from X-Replite-Chain's.  Without the
+ * header the body is plain frames. */
+#define FRAMES_SQUASHED_HEADER "X-Replite-Squashed"
+
 /* Sent by replite replicas with every request: a random id per replica
  * per process (16 hex digits), so that the primary can tell replicas apart
  * in its access log and in /metrics (their lag). */

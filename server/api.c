@@ -3,6 +3,7 @@
 #include "base/dbsum.h"
 #include "proto/frames.h"
 #include "proto/messages.h"
+#include "wal/walfmt.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -87,21 +88,36 @@ static int answer_zstd_level(struct api *api, struct http_request *req)
 		   : 0;
 }
 
+/* A query argument that is exactly "1". */
+static int arg_is_one(struct http_request *req, const char *name)
+{
+	const char *v = http_request_arg(req, name);
+
+	return v != NULL && strcmp(v, "1") == 0;
+}
+
 static void handle_pull(struct api *api, struct http_request *req,
 			struct http_response *res, const uint32_t v[3])
 {
 	struct store_frames f;
+	enum store_pull pulled;
+	uint32_t span = 0;
 	int64_t deadline;
 
 	/* It has applied what precedes v[1], wherever it asks from. */
 	replicas_seen(api->replicas,
 		      http_request_header(req, FRAMES_REPLICA_HEADER), v[0],
 		      v[1] > 0 ? v[1] - 1 : 0, clock_monotonic_ms());
-	switch (store_pull(api->store, v[0], v[1], v[2], &f)) {
+	if (arg_is_one(req, "squash"))
+		pulled = store_pull_squashed(api->store, v[0], v[1], v[2], &f,
+					     &span);
+	else
+		pulled = store_pull(api->store, v[0], v[1], v[2], &f);
+	switch (pulled) {
 	case STORE_PULL_FRAMES: {
 		struct metrics_sync *ms = metrics_sync(api->metrics);
 		int64_t since;
-		atomic_fetch_add(&ms->frames_served, f.end - v[1]);
+		atomic_fetch_add(&ms->frames_served, f.len / WALFMT_FRAME_SIZE);
 		atomic_fetch_add(&ms->frame_bytes_served, f.len);
 		res->fd = f.fd;
 		res->offset = f.offset;
@@ -117,6 +133,12 @@ static void handle_pull(struct api *api, struct http_request *req,
 			snprintf(res->headers[1].value,
 				 sizeof res->headers[1].value, "%" PRIu32 "-%s",
 				 f.checksum_frame, sum);
+		}
+		if (span > 0) {
+			res->headers[3].name = FRAMES_SQUASHED_HEADER;
+			snprintf(res->headers[3].value,
+				 sizeof res->headers[3].value, "%" PRIu32,
+				 span);
 		}
 		/* For the replica's lag once it has applied these. */
 		since = store_behind_since(api->store, v[0], f.end - 1, NULL);
@@ -296,14 +318,6 @@ static int is_hrana_path(const char *path)
 	       strcmp(path, "/v3/cursor") == 0 ||
 	       strcmp(path, "/v1/execute") == 0 ||
 	       strcmp(path, "/v1/batch") == 0;
-}
-
-/* A query argument that is exactly "1". */
-static int arg_is_one(struct http_request *req, const char *name)
-{
-	const char *v = http_request_arg(req, name);
-
-	return v != NULL && strcmp(v, "1") == 0;
 }
 
 /* The query parameters of a push (store_push_opts). */

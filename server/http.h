@@ -49,7 +49,7 @@ struct http_response {
 	struct {
 		const char *name;
 		char value[64];
-	} headers[3];
+	} headers[4];
 	/* Not NULL: answer reply.status (101) with the headers above and
 	 * hand the connection to upgrade(upgrade_arg, ...). */
 	http_upgrade_fn upgrade;

@@ -78,6 +78,19 @@ struct store_frames {
 };
 enum store_pull store_pull(struct store *s, uint32_t gen, uint32_t start,
 			   uint32_t end, struct store_frames *out);
+/* GET /sync/{gen}/{start}/{end}?squash=1 (store_squash.c): the frames of
+ * up to STORE_SQUASH_MAX_FRAMES transactions' worth squashed into one
+ * transaction holding each page's last image (at most
+ * STORE_SQUASH_MAX_PAGES pages), standing for frames [start, start +
+ * *span); *span is 0 when squashing would not save a tenth of the frames,
+ * and the answer is then store_pull's for at most STORE_SQUASH_PLAIN_FRAMES
+ * frames.  out->fd is then a memfd with the body (offset 0). */
+#define STORE_SQUASH_MAX_FRAMES 16384
+#define STORE_SQUASH_MAX_PAGES 4096
+#define STORE_SQUASH_PLAIN_FRAMES 4096
+enum store_pull store_pull_squashed(struct store *s, uint32_t gen,
+				    uint32_t start, uint32_t end,
+				    struct store_frames *out, uint32_t *span);
 
 /* GET /export/{gen} to a client that accepts zstd: 0 with an fd and the
  * size of the generation's base compressed (a zstd frame decoding to

@@ -442,12 +442,21 @@ static enum applier_result trim(const struct applier_frames *b,
 				const struct replica_state *st, uint32_t *skip,
 				char *err, size_t err_len)
 {
-	uint32_t end = b->first + b->n - 1; /* last frame of the batch */
+	uint32_t end = b->first + b->span - 1; /* last frame of the batch */
 
 	if (st->bootstrapping || st->generation != b->generation)
 		return APPLIER_MOVED;
 	if (st->frame_no >= end)
 		return APPLIER_STALE;
+	if (b->span != b->n && st->frame_no + 1 != b->first) {
+		/* A squashed batch has no frame boundaries inside: it
+		 * applies to exactly the state before it. */
+		errors_set(err, err_len,
+			   "a squashed batch of frames %u..%u of generation "
+			   "%u does not follow the applied frame %u",
+			   b->first, end, b->generation, st->frame_no);
+		return APPLIER_MOVED;
+	}
 	if (st->frame_no + 1 < b->first) {
 		errors_set(err, err_len,
 			   "frames %u..%u of generation %u do not follow the "
@@ -483,7 +492,7 @@ static int batch_checksum(struct applier *a, const struct applier_frames *b,
 			  const struct wal_page *pages, size_t n,
 			  struct known_sum *out, char *err, size_t err_len)
 {
-	uint32_t end = b->first + b->n - 1;
+	uint32_t end = b->first + b->span - 1;
 	char got[DBSUM_TEXT_SIZE], want[DBSUM_TEXT_SIZE];
 
 	out->known = 0;
@@ -523,7 +532,7 @@ enum applier_result applier_apply_frames(struct applier *a,
 					 struct replica_state *st, char *err,
 					 size_t err_len)
 {
-	uint32_t end = b->first + b->n - 1, skip = 0;
+	uint32_t end = b->first + b->span - 1, skip = 0;
 	enum applier_result res = APPLIER_ERROR;
 	struct applier_drop drop = {0};
 	struct wal_page *pages = NULL;
@@ -532,6 +541,7 @@ enum applier_result applier_apply_frames(struct applier *a,
 	int loaded, dropping;
 
 	assert(b->n >= 1 && b->frames[b->n - 1].db_size != 0);
+	assert(b->span >= b->n);
 	memset(st, 0, sizeof *st);
 	if (applier_lock_begin(a, err, err_len) != 0)
 		return APPLIER_ERROR;

@@ -67,6 +67,11 @@ struct applier_frames {
 	uint32_t first;
 	const struct frames_frame *frames;
 	uint32_t n;
+	/* The frames of the primary's log the batch stands for, from first:
+	 * n, or more for a squashed batch (proto/frames.h,
+	 * FRAMES_SQUASHED_HEADER: each page once, one transaction), which is
+	 * applied whole or not at all. */
+	uint32_t span;
 	/* The checksum the primary announced after frame expected_frame
 	 * (X-Replite-Checksum-At), checked when it is the batch's last. */
 	int has_expected;

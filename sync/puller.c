@@ -292,6 +292,7 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 	b.first = pd->first;
 	b.frames = frames;
 	b.n = n;
+	b.span = n;
 	b.has_expected = pd->has_expected;
 	b.expected_frame = pd->expected_frame;
 	b.expected = pd->expected;
@@ -305,9 +306,6 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 	replica_state_free(&st);
 	return r;
 }
-
-/* STEP_REJECTED: the answer failed verification and was dropped. */
-enum pull_step { STEP_CONTINUE, STEP_CAUGHT_UP, STEP_REJECTED, STEP_ERROR };
 
 /* The primary has no frames at the requested start: caught up, or the
  * generation ended. */
@@ -417,7 +415,22 @@ int puller_verify_frames(struct puller *p, uint32_t start,
 }
 
 /* The primary's X-Replite-Behind-Since (proto/frames.h), 0 when absent. */
-static int64_t behind_since(const struct http_client_response *res)
+int puller_checksum_at(const struct http_client_response *res, uint32_t *frame,
+		       uint64_t *sum)
+{
+	char text[64], hex[DBSUM_TEXT_SIZE + 8];
+	unsigned f = 0;
+
+	*frame = 0;
+	if (http_client_response_header(res, FRAMES_CHECKSUM_AT_HEADER, text,
+					sizeof text) == NULL ||
+	    sscanf(text, "%u-%20s", &f, hex) != 2 || dbsum_parse(hex, sum) != 0)
+		return 0;
+	*frame = f;
+	return 1;
+}
+
+int64_t puller_behind_since(const struct http_client_response *res)
 {
 	char text[32], *end;
 	long long v;
@@ -452,15 +465,9 @@ static enum pull_step on_frames(struct puller *p,
 	}
 	rv = puller_pending_append(p, &b, err, err_len);
 	if (rv == 0) {
-		char text[64], hex[DBSUM_TEXT_SIZE + 8];
-		unsigned frame = 0;
 		p->pend.chain = chain;
-		p->pend.has_expected =
-		    http_client_response_header(res, FRAMES_CHECKSUM_AT_HEADER,
-						text, sizeof text) != NULL &&
-		    sscanf(text, "%u-%20s", &frame, hex) == 2 &&
-		    dbsum_parse(hex, &p->pend.expected) == 0;
-		p->pend.expected_frame = frame;
+		p->pend.has_expected = puller_checksum_at(
+		    res, &p->pend.expected_frame, &p->pend.expected);
 	}
 	p->stats.frames_pulled += b.n;
 	n = b.n;
@@ -477,7 +484,7 @@ static enum pull_step on_frames(struct puller *p,
 	case APPLIER_APPLIED:
 	case APPLIER_STALE:
 	case APPLIER_NEED_MORE:
-		p->stats.behind_since_unix_ms = behind_since(res);
+		p->stats.behind_since_unix_ms = puller_behind_since(res);
 		return STEP_CONTINUE;
 	case APPLIER_MOVED:
 		puller_pending_clear(&p->pend);
@@ -505,9 +512,9 @@ static enum pull_step pull_once(struct puller *p,
 	struct pending *pd = &p->pend;
 	enum pull_step step = STEP_ERROR;
 	uint32_t start, end;
-	char path[128];
+	char path[128], text[32];
 	long timeout = PULL_TIMEOUT_MS;
-	int rv;
+	int rv, n, squash;
 
 	if (pd->generation != st->generation || pd->first != st->frame_no + 1) {
 		puller_pending_clear(pd);
@@ -515,18 +522,21 @@ static enum pull_step pull_once(struct puller *p,
 		pd->first = st->frame_no + 1;
 	}
 	start = pd->first + pd->n;
-	end = start + PULL_FRAMES;
+	/* Squashed answers (puller_squash.c) apply only to the applied
+	 * position, with nothing held beyond it. */
+	squash = pd->n == 0 && st->frame_hwm == st->frame_no;
+	end = start + (squash ? PULL_SQUASH_FRAMES : PULL_FRAMES);
 	if (end < start)
 		end = UINT32_MAX;
+	n = snprintf(path, sizeof path,
+		     "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, st->generation,
+		     start, end);
 	if (wait_s > 0 && pd->n == 0) {
-		snprintf(path, sizeof path,
-			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32 "?wait=%d",
-			 st->generation, start, end, wait_s);
+		n += snprintf(path + n, sizeof path - (size_t)n, "?wait=%d%s",
+			      wait_s, squash ? "&squash=1" : "");
 		timeout += wait_s * 1000L;
-	} else {
-		snprintf(path, sizeof path,
-			 "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32,
-			 st->generation, start, end);
+	} else if (squash) {
+		snprintf(path + n, sizeof path - (size_t)n, "?squash=1");
 	}
 	rv = puller_request(p, path, timeout, &res, err, err_len);
 	if (rv != 0)
@@ -539,7 +549,18 @@ static enum pull_step pull_once(struct puller *p,
 		return STEP_CONTINUE;
 	}
 	p->unchecked_answers = 0;
-	if (res.status == 200) {
+	if (res.status == 200 &&
+	    http_client_response_header(&res, FRAMES_SQUASHED_HEADER, text,
+					sizeof text) != NULL) {
+		step = squash ? puller_on_squashed(p, st, start, end, &res, err,
+						   err_len)
+			      : STEP_ERROR;
+		if (!squash)
+			errors_set(err, err_len,
+				   "the primary squashed frames from %u on "
+				   "without being asked to",
+				   start);
+	} else if (res.status == 200) {
 		step = on_frames(p, st, start, end, &res, err, err_len);
 	} else if (res.status == 400) {
 		step = on_no_frames(p, st, &res, err, err_len);

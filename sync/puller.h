@@ -37,6 +37,9 @@ struct puller_stats {
 	 * X-Replite-Behind-Since); 0 when the last answer left the replica
 	 * caught up. */
 	int64_t behind_since_unix_ms;
+	/* Frames of the primary's log received squashed (each page once:
+	 * FRAMES_SQUASHED_HEADER), and applied. */
+	uint64_t squashed_frames;
 };
 
 /* http and a belong to the caller and must outlive the puller. */

@@ -63,6 +63,28 @@ struct puller {
 	struct puller_stats stats;
 };
 
+/* What one request did.  STEP_REJECTED: the answer failed verification
+ * and was dropped. */
+enum pull_step { STEP_CONTINUE, STEP_CAUGHT_UP, STEP_REJECTED, STEP_ERROR };
+
+/* Frames asked for per request when they may come squashed
+ * (puller_squash.c). */
+#define PULL_SQUASH_FRAMES 16384
+
+/* The primary's X-Replite-Checksum-At: 1 with the frame and the checksum,
+ * or 0 when absent or malformed. */
+int puller_checksum_at(const struct http_client_response *res,
+		       uint32_t *frame, uint64_t *sum);
+/* The primary's X-Replite-Behind-Since (Unix ms), 0 when absent. */
+int64_t puller_behind_since(const struct http_client_response *res);
+/* A 200 answer with X-Replite-Squashed (proto/frames.h) to GET /sync
+ * from start: checked and applied as one batch standing for its span. */
+enum pull_step puller_on_squashed(struct puller *p,
+				  const struct replica_state *st,
+				  uint32_t start, uint32_t end,
+				  const struct http_client_response *res,
+				  char *err, size_t err_len);
+
 /* Forget the pending frames. */
 void puller_pending_clear(struct pending *pd);
 /* Append a verified batch to the pending frames (0, or -1 with err). */

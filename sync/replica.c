@@ -610,6 +610,10 @@ char *replica_status_json(struct replica *r)
 		json_object_set_new(
 		    o, "rejected_transfers",
 		    json_integer((json_int_t)r->stats.rejected_transfers));
+	if (o != NULL)
+		json_object_set_new(
+		    o, "squashed_frames",
+		    json_integer((json_int_t)r->stats.squashed_frames));
 	if (o != NULL) {
 		/* Of the content at frame_no, as the state file records it. */
 		char sum[DBSUM_TEXT_SIZE];
