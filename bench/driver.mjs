@@ -21,8 +21,9 @@ export function tempDir(prefix) {
 // another of its connections (offline.mjs: a stock SQLite one beside the
 // replica).
 export class Driver {
-  constructor() {
-    this.child = spawn(BENCH_BIN, ["driver"], { stdio: ["pipe", "pipe", "inherit"] });
+  // bin: another build's replica_bench (catchup.mjs compares with one).
+  constructor(bin = BENCH_BIN) {
+    this.child = spawn(bin, ["driver"], { stdio: ["pipe", "pipe", "inherit"] });
     this.waiters = [];
     createInterface({ input: this.child.stdout }).on("line", (l) => this.waiters.shift()?.(JSON.parse(l)));
     this.exited = new Promise((res) =>

@@ -28,6 +28,10 @@ void hrana_conn_init(struct hrana_conn *c, sqlite3 *db, int version,
 	c->client_fd = -1;
 	c->client_ws = 0;
 	c->client_gone = 0;
+	c->checks = 0;
+	c->stats = NULL;
+	c->started_us = 0;
+	c->changes_before = 0;
 }
 
 void hrana_conn_reset(struct hrana_conn *c)

@@ -590,11 +590,20 @@ END_TEST
 
 static void assert_status_types(json_t *o)
 {
-	static const char *const ints[] = {
-	    "generation",        "frame_no",           "primary_frame_no",
-	    "last_sync_unix_ms", "pending_frames",     "frames_pulled",
-	    "bytes_pulled",      "rejected_transfers", "pending_transactions",
-	    "last_push_unix_ms", "conflicts",          "wire_bytes_pulled"};
+	static const char *const ints[] = {"generation",
+					   "frame_no",
+					   "primary_frame_no",
+					   "last_sync_unix_ms",
+					   "pending_frames",
+					   "frames_pulled",
+					   "bytes_pulled",
+					   "rejected_transfers",
+					   "pending_transactions",
+					   "last_push_unix_ms",
+					   "conflicts",
+					   "wire_bytes_pulled",
+					   "lag_ms",
+					   "squashed_frames"};
 	size_t i;
 
 	for (i = 0; i < sizeof ints / sizeof ints[0]; i++)
@@ -615,7 +624,7 @@ static void assert_status_types(json_t *o)
 		      "replite_status().checksum is not null or 16 hex digits");
 	ck_assert_msg(json_is_string(json_object_get(o, "conflict")),
 		      "replite_status().conflict is not a string");
-	ck_assert_int_eq(json_object_size(o), 17);
+	ck_assert_int_eq(json_object_size(o), 19);
 }
 
 static int64_t jint(json_t *o, const char *key)
