@@ -572,6 +572,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 		if (strstr(msg, departures[i]) != NULL)
 			return;
 	}
+	/* MHD's words for any failed TLS handshake: say whose failure. */
+	if (strstr(msg, "handshake message out of context") != NULL)
+		snprintf(msg, sizeof msg,
+			 "a client's TLS handshake failed (a client that does "
+			 "not trust the certificate, or plain HTTP sent to the "
+			 "HTTPS port)");
 	fprintf(stderr, "replite: http: %s%s", msg,
 		msg[0] != '\0' && msg[strlen(msg) - 1] == '\n' ? "" : "\n");
 }
@@ -582,6 +588,11 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	struct http_server *s = calloc(1, sizeof *s);
 	struct sockaddr_storage ss;
 	unsigned flags, n_threads, i;
+	int tls = cfg->tls_cert_pem != NULL && cfg->tls_key_pem != NULL;
+	struct MHD_OptionItem tls_opts[] = {
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key_pem},
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem},
+	    {MHD_OPTION_END, 0, NULL}};
 
 	if (s == NULL) {
 		snprintf(err, err_len, "out of memory");
@@ -595,6 +606,15 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 		free(s);
 		return -1;
 	}
+	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		snprintf(err, err_len,
+			 "this libmicrohttpd was built without "
+			 "TLS: it cannot serve --tls-cert");
+		free(s);
+		return -1;
+	}
+	if (!tls)
+		tls_opts[0].option = MHD_OPTION_END;
 	s->cfg = *cfg;
 	if (s->cfg.threads == 0)
 		s->cfg.threads = 1;
@@ -630,6 +650,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 		MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (tls) /* upgrades go through a socket pair MHD relays */
+		flags |= MHD_USE_TLS;
 	s->daemon = MHD_start_daemon(
 	    flags, cfg->port, NULL, NULL, on_access, s,
 	    /* first, so that MHD logs nothing through its own logger */
@@ -638,10 +660,11 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
 	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 512, MHD_OPTION_END);
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 512, MHD_OPTION_ARRAY, tls_opts,
+	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
-		snprintf(err, err_len, "cannot listen on %s:%u: %s", cfg->host,
-			 cfg->port,
+		snprintf(err, err_len, "cannot listen on %s:%u%s: %s",
+			 cfg->host, cfg->port, tls ? " with TLS" : "",
 			 errno ? strerror(errno) : "libmicrohttpd failed");
 		goto fail;
 	}

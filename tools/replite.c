@@ -43,6 +43,10 @@ static const char serve_usage[] =
     "  --auth-jwt-key-file FILE  Ed25519 public key(s) (PEM, or raw\n"
     "                            base64url) that verify bearer tokens;\n"
     "                            without it, access is open\n"
+    "  --tls-cert FILE           serve HTTPS (and WSS) with this PEM\n"
+    "                            certificate (then any intermediates)\n"
+    "  --tls-key FILE            the certificate's PEM private key\n"
+    "                            (unencrypted); both or neither\n"
     "  --generation-frames N     start a new generation after N frames\n"
     "                            (default 10000)\n"
     "  --retention SECONDS       keep ended generations this long\n"
@@ -134,6 +138,8 @@ enum {
 	OPT_LOG_REQUESTS,
 	OPT_COMPRESSION,
 	OPT_STATEMENT_TIMEOUT,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -153,6 +159,8 @@ static int cmd_serve(int argc, char **argv)
 	    {"compression-level", required_argument, NULL, OPT_COMPRESSION},
 	    {"statement-timeout", required_argument, NULL,
 	     OPT_STATEMENT_TIMEOUT},
+	    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -224,6 +232,12 @@ static int cmd_serve(int argc, char **argv)
 					 86400000, &v) != 0)
 				return 2;
 			cfg.statement_timeout_ms = v;
+			break;
+		case OPT_TLS_CERT:
+			cfg.tls_cert_file = optarg;
+			break;
+		case OPT_TLS_KEY:
+			cfg.tls_key_file = optarg;
 			break;
 		case 'h':
 			fputs(serve_usage, stdout);
