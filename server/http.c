@@ -13,6 +13,7 @@
 
 #include <microhttpd.h>
 #include "base/clock.h"
+#include "http_tls.h"
 #include "http_zstd.h"
 
 /* An upgrade answered (101) but not yet run, then its thread's state. */
@@ -25,6 +26,7 @@ struct upgrade {
 	int fd;
 	uint8_t *extra;
 	size_t extra_len;
+	uint64_t watch_id; /* TLS: the client's FIN is watched (http_tls.h) */
 };
 
 /* State of one request across the access-handler calls MHD makes. */
@@ -75,6 +77,7 @@ struct http_server {
 	unsigned n_upgraded; /* threads running; guarded by mu */
 	int upgrades_closed; /* no more threads start */
 	pthread_cond_t upgraded_cond;
+	struct http_tls_watch *tls_watch; /* with TLS */
 };
 
 int http_request_fd(struct http_request *req)
@@ -170,6 +173,7 @@ static void *upgrade_main(void *arg)
 	struct http_server *s = u->srv;
 
 	u->fn(u->arg, u->fd, u->extra, u->extra_len, s->stop_fd);
+	http_tls_watch_remove(s->tls_watch, u->watch_id);
 	MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
 	free(u->extra);
 	free(u);
@@ -192,7 +196,6 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
 	pthread_t t;
 	int ok = 0;
 
-	(void)conn;
 	if (ctx != NULL && ctx->upgrade == u)
 		ctx->upgrade = NULL;
 	u->started = 1;
@@ -204,6 +207,13 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
 			memcpy(u->extra, extra_in, extra_in_size);
 			u->extra_len = extra_in_size;
 		}
+	}
+	if (s->tls_watch != NULL) {
+		const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+		    conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (info != NULL)
+			u->watch_id = http_tls_watch_add(
+			    s->tls_watch, info->connect_fd, sock);
 	}
 	pthread_mutex_lock(&s->mu);
 	if (!s->upgrades_closed && (extra_in_size == 0 || u->extra != NULL)) {
@@ -218,6 +228,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
 	pthread_mutex_unlock(&s->mu);
 	if (!ok) {
 		u->fn(u->arg, -1, NULL, 0, s->stop_fd);
+		http_tls_watch_remove(s->tls_watch, u->watch_id);
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 		free(u->extra);
 		free(u);
@@ -615,6 +626,10 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	}
 	if (!tls)
 		tls_opts[0].option = MHD_OPTION_END;
+	else if (http_tls_watch_start(&s->tls_watch, err, err_len) != 0) {
+		free(s);
+		return -1;
+	}
 	s->cfg = *cfg;
 	if (s->cfg.threads == 0)
 		s->cfg.threads = 1;
@@ -672,6 +687,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	return 0;
 fail:
 	stop_workers(s);
+	http_tls_watch_stop(s->tls_watch);
 	if (s->stop_fd >= 0)
 		close(s->stop_fd);
 	pthread_cond_destroy(&s->upgraded_cond);
@@ -717,6 +733,7 @@ void http_server_stop(struct http_server *s)
 	while (s->n_upgraded > 0)
 		pthread_cond_wait(&s->upgraded_cond, &s->mu);
 	pthread_mutex_unlock(&s->mu);
+	http_tls_watch_stop(s->tls_watch);
 	MHD_stop_daemon(s->daemon);
 	close(s->stop_fd);
 	pthread_cond_destroy(&s->upgraded_cond);
