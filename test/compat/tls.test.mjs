@@ -377,7 +377,7 @@ test("over TLS, a client that disconnects cancels its running statement (HTTPS a
           await sleep(10);
         }
         // The statement reaches the primary and takes the write lock.
-        await sleep(700);
+        await sleep(1500);
         child.kill("SIGKILL");
         await exited;
         // Waits for the write lock; without the cancel it would give up
