@@ -13,6 +13,7 @@
 
 #include <microhttpd.h>
 #include "base/clock.h"
+#include "http_tls.h"
 #include "http_zstd.h"
 
 /* An upgrade answered (101) but not yet run, then its thread's state. */
@@ -25,6 +26,7 @@ struct upgrade {
 	int fd;
 	uint8_t *extra;
 	size_t extra_len;
+	uint64_t watch_id; /* TLS: the client's FIN is watched (http_tls.h) */
 };
 
 /* State of one request across the access-handler calls MHD makes. */
@@ -76,6 +78,7 @@ struct http_server {
 	unsigned n_upgraded; /* threads running; guarded by mu */
 	int upgrades_closed; /* no more threads start */
 	pthread_cond_t upgraded_cond;
+	struct http_tls_watch *tls_watch; /* with TLS */
 };
 
 int http_request_fd(struct http_request *req)
@@ -171,6 +174,7 @@ static void *upgrade_main(void *arg)
 	struct http_server *s = u->srv;
 
 	u->fn(u->arg, u->fd, u->extra, u->extra_len, s->stop_fd);
+	http_tls_watch_remove(s->tls_watch, u->watch_id);
 	MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
 	free(u->extra);
 	free(u);
@@ -193,7 +197,6 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
 	pthread_t t;
 	int ok = 0;
 
-	(void)conn;
 	if (ctx != NULL && ctx->upgrade == u)
 		ctx->upgrade = NULL;
 	u->started = 1;
@@ -205,6 +208,13 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
 			memcpy(u->extra, extra_in, extra_in_size);
 			u->extra_len = extra_in_size;
 		}
+	}
+	if (s->tls_watch != NULL) {
+		const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+		    conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (info != NULL)
+			u->watch_id = http_tls_watch_add(
+			    s->tls_watch, info->connect_fd, sock);
 	}
 	pthread_mutex_lock(&s->mu);
 	if (!s->upgrades_closed && (extra_in_size == 0 || u->extra != NULL)) {
@@ -219,6 +229,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
 	pthread_mutex_unlock(&s->mu);
 	if (!ok) {
 		u->fn(u->arg, -1, NULL, 0, s->stop_fd);
+		http_tls_watch_remove(s->tls_watch, u->watch_id);
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 		free(u->extra);
 		free(u);
@@ -579,6 +590,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 		if (strstr(msg, departures[i]) != NULL)
 			return;
 	}
+	/* MHD's words for any failed TLS handshake: say whose failure. */
+	if (strstr(msg, "handshake message out of context") != NULL)
+		snprintf(msg, sizeof msg,
+			 "a client's TLS handshake failed (a client that does "
+			 "not trust the certificate, or plain HTTP sent to the "
+			 "HTTPS port)");
 	fprintf(stderr, "replite: http: %s%s", msg,
 		msg[0] != '\0' && msg[strlen(msg) - 1] == '\n' ? "" : "\n");
 }
@@ -589,6 +606,11 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	struct http_server *s = calloc(1, sizeof *s);
 	struct sockaddr_storage ss;
 	unsigned flags, n_threads, i;
+	int tls = cfg->tls_cert_pem != NULL && cfg->tls_key_pem != NULL;
+	struct MHD_OptionItem tls_opts[] = {
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key_pem},
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem},
+	    {MHD_OPTION_END, 0, NULL}};
 
 	if (s == NULL) {
 		snprintf(err, err_len, "out of memory");
@@ -599,6 +621,19 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 			 "invalid listen address '%s' (expected a numeric "
 			 "IPv4 or IPv6 address)",
 			 cfg->host);
+		free(s);
+		return -1;
+	}
+	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		snprintf(err, err_len,
+			 "this libmicrohttpd was built without "
+			 "TLS: it cannot serve --tls-cert");
+		free(s);
+		return -1;
+	}
+	if (!tls)
+		tls_opts[0].option = MHD_OPTION_END;
+	else if (http_tls_watch_start(&s->tls_watch, err, err_len) != 0) {
 		free(s);
 		return -1;
 	}
@@ -637,6 +672,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 		MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (tls) /* upgrades go through a socket pair MHD relays */
+		flags |= MHD_USE_TLS;
 	s->daemon = MHD_start_daemon(
 	    flags, cfg->port, NULL, NULL, on_access, s,
 	    /* first, so that MHD logs nothing through its own logger */
@@ -645,10 +682,11 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
 	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 512, MHD_OPTION_END);
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 512, MHD_OPTION_ARRAY, tls_opts,
+	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
-		snprintf(err, err_len, "cannot listen on %s:%u: %s", cfg->host,
-			 cfg->port,
+		snprintf(err, err_len, "cannot listen on %s:%u%s: %s",
+			 cfg->host, cfg->port, tls ? " with TLS" : "",
 			 errno ? strerror(errno) : "libmicrohttpd failed");
 		goto fail;
 	}
@@ -656,6 +694,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out,
 	return 0;
 fail:
 	stop_workers(s);
+	http_tls_watch_stop(s->tls_watch);
 	if (s->stop_fd >= 0)
 		close(s->stop_fd);
 	pthread_cond_destroy(&s->upgraded_cond);
@@ -701,6 +740,7 @@ void http_server_stop(struct http_server *s)
 	while (s->n_upgraded > 0)
 		pthread_cond_wait(&s->upgraded_cond, &s->mu);
 	pthread_mutex_unlock(&s->mu);
+	http_tls_watch_stop(s->tls_watch);
 	MHD_stop_daemon(s->daemon);
 	close(s->stop_fd);
 	pthread_cond_destroy(&s->upgraded_cond);

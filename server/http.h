@@ -13,7 +13,9 @@
 struct http_server;
 
 /* An upgraded connection (HTTP 101, e.g. WebSocket), run on a thread of its
- * own: fd is the socket (never closed by fn), extra the bytes the client
+ * own: fd is the socket (never closed by fn; with TLS, one end of a socket
+ * pair whose plain bytes libmicrohttpd relays through TLS, so no TCP
+ * options), extra the bytes the client
  * sent after its request's headers, stop_fd becomes readable when the server
  * stops (fn must then return soon).  Called with fd -1 when the upgrade did
  * not happen (the client left first), to free arg. */
@@ -82,6 +84,10 @@ struct http_config {
 	unsigned idle_timeout_s;
 	http_handler_fn handler;
 	void *arg;
+	/* Both not NULL: serve HTTPS (libmicrohttpd's GnuTLS) with this PEM
+	 * certificate chain and private key; kept until http_server_stop. */
+	const char *tls_cert_pem;
+	const char *tls_key_pem;
 };
 
 int http_server_start(const struct http_config *cfg, struct http_server **out,
@@ -95,7 +101,8 @@ void http_server_stop(struct http_server *s);
 
 const char *http_request_header(struct http_request *req, const char *name);
 /* The request's socket (-1: unknown), e.g. to notice that the client left
- * while the request runs; not to read or write. */
+ * while the request runs (a FIN: POLLRDHUP); not to read or write.  With TLS
+ * too it is the TCP socket, whose bytes are encrypted. */
 int http_request_fd(struct http_request *req);
 const char *http_request_arg(struct http_request *req, const char *name);
 

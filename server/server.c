@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "hrana.h"
+#include "tls.h"
 #include "base/clock.h"
 #include "base/fileio.h"
 
@@ -151,6 +152,7 @@ int server_run(const struct server_config *cfg)
 	uint16_t port;
 	sigset_t set;
 	char *fresh_root = NULL;
+	struct tls_files tls = {NULL, NULL};
 	int rv = 1;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -166,10 +168,24 @@ int server_run(const struct server_config *cfg)
 			cfg->listen);
 		return 2;
 	}
+	if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
+		fprintf(stderr,
+			"replite: --tls-cert and --tls-key go together: "
+			"give both, or neither for plain HTTP\n");
+		return 2;
+	}
+	/* Before anything is created: a bad file leaves nothing behind. */
+	if (cfg->tls_cert_file != NULL &&
+	    tls_files_load(cfg->tls_cert_file, cfg->tls_key_file, &tls, err,
+			   sizeof err) != 0) {
+		fprintf(stderr, "replite: %s\n", err);
+		return 1;
+	}
 	if (cfg->jwt_key_file != NULL) {
 		if (jwt_keys_load_file(cfg->jwt_key_file, &api.keys, err,
 				       sizeof err) != 0) {
 			fprintf(stderr, "replite: %s\n", err);
+			tls_files_free(&tls);
 			return 1;
 		}
 	}
@@ -234,6 +250,8 @@ int server_run(const struct server_config *cfg)
 	hc.idle_timeout_s = 120;
 	hc.handler = api_handle;
 	hc.arg = &api;
+	hc.tls_cert_pem = tls.cert_pem;
+	hc.tls_key_pem = tls.key_pem;
 	if (http_server_start(&hc, &http, err, sizeof err) != 0) {
 		fprintf(stderr, "replite: %s\n", err);
 		goto out;
@@ -249,7 +267,8 @@ int server_run(const struct server_config *cfg)
 		" frames, data in %s\n",
 		store_database_id(store), store_generation(store),
 		store_head(store), cfg->data_dir);
-	fprintf(stderr, "replite: listening on http://%s%s%s:%u\n",
+	fprintf(stderr, "replite: listening on %s://%s%s%s:%u\n",
+		tls.cert_pem != NULL ? "https" : "http",
 		strchr(host, ':') ? "[" : "", host,
 		strchr(host, ':') ? "]" : "", http_server_port(http));
 	run_until_signal(http, store, streams, api.replicas);
@@ -264,6 +283,7 @@ out:
 	jwt_keys_free(api.keys);
 	replicas_free(api.replicas);
 	metrics_free(api.metrics);
+	tls_files_free(&tls);
 	if (rv != 0 && fresh_root != NULL)
 		fileio_remove_tree(fresh_root);
 	free(fresh_root);

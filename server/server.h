@@ -11,6 +11,10 @@ struct server_config {
 	const char *listen; /* HOST:PORT, [V6]:PORT */
 	const char *import_path;
 	const char *jwt_key_file;
+	/* Both or neither: serve HTTPS with this PEM certificate (chain) and
+	 * key (server/tls.h). */
+	const char *tls_cert_file;
+	const char *tls_key_file;
 	uint32_t generation_frames;
 	int64_t retention_ms;
 	unsigned threads;

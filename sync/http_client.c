@@ -14,6 +14,7 @@ struct http_client {
 	CURLM *multi; /* owns the connection cache: one connection reused */
 	CURL *easy;
 	char *base_url;
+	char *ca_file; /* NULL: libcurl's default CAs */
 	/* Sent with every request: Authorization (with a token), and
 	 * X-Replite-Replica (with a client id); NULL when neither. */
 	struct curl_slist *auth_header;
@@ -138,6 +139,9 @@ int http_client_new(const struct http_client_config *cfg,
 	c->base_url = strdup(cfg->base_url);
 	if (c->multi == NULL || c->easy == NULL || c->base_url == NULL)
 		goto oom;
+	if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0' &&
+	    (c->ca_file = strdup(cfg->ca_file)) == NULL)
+		goto oom;
 	if (cfg->auth_token != NULL && cfg->auth_token[0] != '\0' &&
 	    add_header(c, "Authorization: Bearer ", cfg->auth_token) != 0)
 		goto oom;
@@ -176,6 +180,7 @@ void http_client_free(struct http_client *c)
 		curl_multi_cleanup(c->multi);
 	curl_slist_free_all(c->auth_header);
 	free(c->base_url);
+	free(c->ca_file);
 	free(c);
 }
 
@@ -320,6 +325,57 @@ static CURLcode perform(struct http_client *c, int *cancelled)
 	return result;
 }
 
+/* A TLS failure (https primaries): what failed, curl's reason, and what to
+ * do about it.  Returns 0 when rc is not one. */
+static int describe_tls(const struct http_client *c, CURLcode rc,
+			const char *detail, char *err, size_t err_len)
+{
+	const char *hint;
+
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		if (strstr(detail, "expired") != NULL)
+			hint = "the primary must serve a certificate that is "
+			       "still valid";
+		else if (strstr(detail, "subject name") != NULL ||
+			 strstr(detail, "host name") != NULL ||
+			 strstr(detail, "hostname") != NULL)
+			hint = "the certificate must name the host of sync_url "
+			       "(a subjectAltName with its DNS name or IP "
+			       "address)";
+		else
+			hint = c->ca_file != NULL
+				   ? "the CA in tls_ca_file / REPLITE_CA_FILE "
+				     "did not sign it; give the CA that did"
+				   : "pass tls_ca_file= or REPLITE_CA_FILE to "
+				     "trust its CA";
+		snprintf(err, err_len,
+			 "TLS: the primary's certificate at %s did not verify "
+			 "(%s); %s",
+			 c->base_url, detail, hint);
+		return 1;
+	case CURLE_SSL_CACERT_BADFILE:
+		snprintf(err, err_len,
+			 "TLS: the CA file %s could not be used (%s); "
+			 "tls_ca_file / REPLITE_CA_FILE must name a PEM file "
+			 "of CA certificates",
+			 c->ca_file != NULL ? c->ca_file : "(default)", detail);
+		return 1;
+	case CURLE_SSL_CONNECT_ERROR:
+		snprintf(err, err_len,
+			 "TLS: the handshake with the primary at %s failed "
+			 "(%s)%s",
+			 c->base_url, detail,
+			 strstr(detail, "wrong version number") != NULL
+			     ? "; does the primary serve plain HTTP? then "
+			       "use an http:// sync_url"
+			     : "");
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void describe_failure(struct http_client *c, CURLcode rc,
 			     const struct sink *sink, const char *curl_err,
 			     long timeout_ms, const char *url, char *err,
@@ -327,6 +383,8 @@ static void describe_failure(struct http_client *c, CURLcode rc,
 {
 	const char *detail = curl_err[0] ? curl_err : curl_easy_strerror(rc);
 
+	if (describe_tls(c, rc, detail, err, err_len))
+		return;
 	if (sink->over_limit) {
 		snprintf(err, err_len,
 			 "the response from %s is larger than %zu bytes", url,
@@ -350,7 +408,13 @@ static void describe_failure(struct http_client *c, CURLcode rc,
 		snprintf(err, err_len, "cannot reach the primary at %s: %s",
 			 c->base_url, detail);
 	} else {
-		snprintf(err, err_len, "request to %s failed: %s", url, detail);
+		snprintf(err, err_len, "request to %s failed: %s%s", url,
+			 detail,
+			 rc == CURLE_GOT_NOTHING &&
+				 strncmp(c->base_url, "http://", 7) == 0
+			     ? " (if the primary serves HTTPS, --tls-cert, "
+			       "use an https:// sync_url)"
+			     : "");
 	}
 }
 
@@ -417,6 +481,10 @@ static int request(struct http_client *c, const char *method, const char *path,
 				 (c->stall_timeout_ms + 999) / 1000);
 	}
 	curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* libcurl verifies the peer and its name by default (the system's
+	 * CAs); a CA file replaces the default bundle. */
+	if (c->ca_file != NULL)
+		curl_easy_setopt(c->easy, CURLOPT_CAINFO, c->ca_file);
 	/* The primary compresses images and frames for clients that ask;
 	 * libcurl decodes them, so the body limit (sink) and every checksum
 	 * apply to the decoded bytes.  NULL: no Accept-Encoding. */

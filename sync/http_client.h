@@ -25,6 +25,9 @@ struct http_client_config {
 	/* NULL or "": none; else sent as X-Replite-Replica on every request,
 	 * so that the primary's access log can tell replicas apart. */
 	const char *client_id;
+	/* NULL or "": libcurl's default CAs (the system's); else a PEM file
+	 * of the CAs that verify an https primary (CURLOPT_CAINFO). */
+	const char *ca_file;
 };
 
 struct http_client_response {

@@ -262,8 +262,10 @@ static int copy_params(struct replica_options *dst,
 	dst->sync_url = src->sync_url ? strdup(src->sync_url) : NULL;
 	dst->auth_token = src->auth_token ? strdup(src->auth_token) : NULL;
 	dst->encryption_key = NULL;
+	dst->tls_ca_file = src->tls_ca_file ? strdup(src->tls_ca_file) : NULL;
 	if ((src->sync_url && !dst->sync_url) ||
-	    (src->auth_token && !dst->auth_token)) {
+	    (src->auth_token && !dst->auth_token) ||
+	    (src->tls_ca_file && !dst->tls_ca_file)) {
 		replica_options_free(dst);
 		return -1;
 	}
@@ -455,6 +457,7 @@ int replica_open(const char *db_path, const struct replica_options *p,
 	hex_encode(id, sizeof id, r->replica_id);
 	cfg.base_url = r->params.sync_url;
 	cfg.auth_token = r->params.auth_token;
+	cfg.ca_file = r->params.tls_ca_file;
 	cfg.client_id = r->replica_id;
 	cfg.connect_timeout_ms = CONNECT_TIMEOUT_MS;
 	cfg.max_body = MAX_BODY;

@@ -17,9 +17,12 @@ enum replica_conflict {
 };
 
 struct replica_options {
-	char *sync_url;           /* malloc'd, normalised; NULL = absent */
-	char *auth_token;         /* malloc'd; NULL = none */
-	char *encryption_key;     /* malloc'd; NULL = none */
+	char *sync_url;       /* malloc'd, normalised; NULL = absent */
+	char *auth_token;     /* malloc'd; NULL = none */
+	char *encryption_key; /* malloc'd; NULL = none */
+	/* malloc'd; NULL = the system's CAs: a PEM file of the CAs that
+	 * verify the primary's certificate (https) */
+	char *tls_ca_file;
 	int64_t sync_interval_ms; /* 0 = only explicit syncs */
 	int read_your_writes;     /* 0 or 1 */
 	int offline;              /* 0 or 1 */

@@ -43,6 +43,10 @@ static const char serve_usage[] =
     "  --auth-jwt-key-file FILE  Ed25519 public key(s) (PEM, or raw\n"
     "                            base64url) that verify bearer tokens;\n"
     "                            without it, access is open\n"
+    "  --tls-cert FILE           serve HTTPS (and WSS) with this PEM\n"
+    "                            certificate (then any intermediates)\n"
+    "  --tls-key FILE            the certificate's PEM private key\n"
+    "                            (unencrypted); both or neither\n"
     "  --generation-frames N     start a new generation after N frames\n"
     "                            (default 10000)\n"
     "  --retention SECONDS       keep ended generations this long\n"
@@ -137,6 +141,8 @@ enum {
 	OPT_COMPRESSION,
 	OPT_STATEMENT_TIMEOUT,
 	OPT_REPLICA_EXPIRY,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -157,6 +163,8 @@ static int cmd_serve(int argc, char **argv)
 	    {"statement-timeout", required_argument, NULL,
 	     OPT_STATEMENT_TIMEOUT},
 	    {"replica-expiry", required_argument, NULL, OPT_REPLICA_EXPIRY},
+	    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -234,6 +242,12 @@ static int cmd_serve(int argc, char **argv)
 					 30LL * 86400, &v) != 0)
 				return 2;
 			cfg.replica_expiry_ms = v * 1000;
+			break;
+		case OPT_TLS_CERT:
+			cfg.tls_cert_file = optarg;
+			break;
+		case OPT_TLS_KEY:
+			cfg.tls_key_file = optarg;
 			break;
 		case 'h':
 			fputs(serve_usage, stdout);

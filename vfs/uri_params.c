@@ -1,7 +1,10 @@
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sync/http_client.h"
 #include "vfs/uri_params.h"
@@ -10,8 +13,9 @@
 
 /* The parameters this module reads, for the duplicate check. */
 static const char *const known_params[] = {
-    "sync_url",         "auth_token", "encryption_key", "sync_interval",
-    "read_your_writes", "offline",    "write_timeout",  "conflict",
+    "sync_url",      "auth_token",       "encryption_key",
+    "sync_interval", "read_your_writes", "offline",
+    "write_timeout", "conflict",         "tls_ca_file",
 };
 
 static const char *default_env(const char *name)
@@ -336,6 +340,59 @@ static int parse_secret(sqlite3_filename name, uri_params_env_fn env,
 	return 0;
 }
 
+/* tls_ca_file: a PEM file of the CAs that verify an https primary.  It must
+ * be a readable file now (a wrong path would otherwise surface later as a
+ * certificate that does not verify); a relative path is made absolute, as
+ * the sync thread reads it later.  Empty in the URI means the system's CAs
+ * and overrides the environment. */
+static int parse_ca_file(sqlite3_filename name, uri_params_env_fn env,
+			 char **out, char *err, size_t err_len)
+{
+	int from_env;
+	const char *v =
+	    lookup(name, env, "tls_ca_file", "REPLITE_CA_FILE", &from_env);
+	const char *from = from_env ? " (from REPLITE_CA_FILE)" : "";
+	char cwd[4096];
+	struct stat sb;
+	FILE *f;
+
+	*out = NULL;
+	if (v == NULL || v[0] == '\0')
+		return 0;
+	if (stat(v, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		snprintf(err, err_len,
+			 "replite: tls_ca_file%s '%s' is a directory: expected "
+			 "a PEM file of CA certificates",
+			 from, v);
+		return -1;
+	}
+	f = fopen(v, "r");
+	if (f == NULL) {
+		snprintf(err, err_len,
+			 "replite: tls_ca_file%s '%s' cannot be read: %s", from,
+			 v, strerror(errno));
+		return -1;
+	}
+	fclose(f);
+	if (v[0] == '/') {
+		*out = strdup(v);
+	} else if (getcwd(cwd, sizeof cwd) != NULL) {
+		if (asprintf(out, "%s/%s", cwd, v) < 0)
+			*out = NULL;
+	} else {
+		snprintf(err, err_len,
+			 "replite: tls_ca_file%s '%s': the current directory "
+			 "is unknown (%s); give an absolute path",
+			 from, v, strerror(errno));
+		return -1;
+	}
+	if (*out == NULL) {
+		snprintf(err, err_len, "replite: tls_ca_file: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 int uri_params_parse(sqlite3_filename name, uri_params_env_fn env,
 		     struct replica_options *out, char *err, size_t err_len)
 {
@@ -356,6 +413,8 @@ int uri_params_parse(sqlite3_filename name, uri_params_env_fn env,
 		goto err_free;
 	if (parse_secret(name, env, "encryption_key", "REPLITE_ENCRYPTION_KEY",
 			 0, &p.encryption_key, err, err_len) != 0)
+		goto err_free;
+	if (parse_ca_file(name, env, &p.tls_ca_file, err, err_len) != 0)
 		goto err_free;
 	if (parse_duration(name, "sync_interval",
 			   REPLICA_OPTIONS_SYNC_INTERVAL_MS, 0,

@@ -1,12 +1,13 @@
 /* A replica's options, read when the VFS opens a main database file: from
  * the URI parameters of the file name SQLite passes to xOpen, each of
- * sync_url, auth_token and encryption_key falling back to an environment
- * variable when absent from the URI (DESIGN.md §2):
+ * sync_url, auth_token, encryption_key and tls_ca_file falling back to an
+ * environment variable when absent from the URI (DESIGN.md §2):
  *
  *   parameter         environment             default
  *   sync_url          REPLITE_SYNC_URL        absent (NULL)
  *   auth_token        REPLITE_AUTH_TOKEN      none (NULL)
  *   encryption_key    REPLITE_ENCRYPTION_KEY  none (NULL)
+ *   tls_ca_file       REPLITE_CA_FILE         the system's CAs (NULL)
  *   sync_interval     -                       1 second; 0 = explicit only
  *   read_your_writes  -                       1
  *   offline           REPLITE_OFFLINE         0
@@ -17,11 +18,13 @@
  * milliseconds (a fraction of a millisecond rounds up, so a positive value
  * never becomes 0); write_timeout must be positive.  Booleans are 0, 1,
  * true, false, yes, no, on, off (any case).  sync_url is normalised by
- * http_client_normalize_url.  An environment variable set to "" counts as
- * unset; auth_token= or encryption_key= left empty in the URI means "none"
- * and overrides the environment.  A parameter of ours given twice in one
- * URI is refused.  Any malformed value fails with a message naming the
- * parameter, the value (never a secret's) and what is expected. */
+ * http_client_normalize_url.  tls_ca_file must name a readable file (not a
+ * directory) and is kept as an absolute path.  An environment variable set
+ * to "" counts as unset; auth_token=, encryption_key= or tls_ca_file= left
+ * empty in the URI means "none" and overrides the environment.  A parameter of
+ * ours given twice in one URI is refused.  Any malformed value fails with a
+ * message naming the parameter, the value (never a secret's) and what is
+ * expected. */
 #ifndef REPLITE_URI_PARAMS_H
 #define REPLITE_URI_PARAMS_H
 

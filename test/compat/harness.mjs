@@ -61,7 +61,7 @@ export async function startServer(opts = {}) {
     const timer = setTimeout(() => rej(new Error(`replite serve did not start:\n${server.stderr}`)), 20000);
     child.stderr.on("data", (d) => {
       server.stderr += d;
-      const m = /listening on (http:\/\/\S+)/.exec(server.stderr);
+      const m = /listening on (https?:\/\/\S+)/.exec(server.stderr);
       if (m && !server.url) {
         server.url = m[1];
         clearTimeout(timer);

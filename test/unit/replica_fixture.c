@@ -298,7 +298,8 @@ int rfx_log_count(const struct server_fixture *srv, const char *needle)
 
 void rfx_primary_info(const char *url, const char *token, struct rfx_info *out)
 {
-	struct http_client_config cfg = {url, token, 5000, 1 << 20, 0, NULL};
+	struct http_client_config cfg = {url, token, 5000, 1 << 20,
+					 0,   NULL,  NULL};
 	struct http_client_response res = {0};
 	struct http_client *c = NULL;
 	const char *id;

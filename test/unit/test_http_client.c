@@ -15,7 +15,8 @@
 static struct http_client *client_for(const char *url, const char *token,
 				      size_t max_body)
 {
-	struct http_client_config cfg = {url, token, 2000, max_body, 0, NULL};
+	struct http_client_config cfg = {url, token, 2000, max_body,
+					 0,   NULL,  NULL};
 	struct http_client *c = NULL;
 	char err[256] = "";
 

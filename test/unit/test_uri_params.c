@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -67,6 +68,15 @@ static int shim_open(sqlite3_vfs *vfs, sqlite3_filename name,
 
 static char *dir;
 
+static void write_file(const char *path, const char *text, size_t n)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fwrite(text, 1, n, f), n);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
 static void setup(void)
 {
 	sqlite3_vfs *real = sqlite3_vfs_find(NULL);
@@ -127,8 +137,10 @@ START_TEST(test_defaults)
 	ck_assert_ptr_null(seen.params.auth_token);
 	ck_assert_ptr_null(seen.params.encryption_key);
 	assert_defaults_except_strings(&seen.params);
-	/* The four variables were looked up (with REPLITE_OFFLINE). */
-	ck_assert_int_eq(test_env_lookups, 4);
+	ck_assert_ptr_null(seen.params.tls_ca_file);
+	/* The five variables were looked up (with REPLITE_OFFLINE and
+	 * REPLITE_CA_FILE). */
+	ck_assert_int_eq(test_env_lookups, 5);
 }
 END_TEST
 
@@ -276,13 +288,21 @@ END_TEST
 
 START_TEST(test_uri_over_env)
 {
+	char *uri_ca = fixture_path(dir, "uri-ca.pem");
+	char query[1024];
+
+	write_file(uri_ca, "x", 1);
 	set_env(0, "REPLITE_SYNC_URL", "http://env.example");
 	set_env(1, "REPLITE_AUTH_TOKEN", "env-token");
 	set_env(2, "REPLITE_ENCRYPTION_KEY", "env-key");
-	ck_assert_int_eq(open_uri("sync_url=http://uri.example:9"
-				  "&auth_token=uri-token"
-				  "&encryption_key=uri-key"),
-			 SQLITE_OK);
+	set_env(3, "REPLITE_CA_FILE", "/nonexistent/env-ca.pem");
+	snprintf(query, sizeof query,
+		 "sync_url=http://uri.example:9&auth_token=uri-token"
+		 "&encryption_key=uri-key&tls_ca_file=%s",
+		 uri_ca);
+	ck_assert_int_eq(open_uri(query), SQLITE_OK);
+	ck_assert_str_eq(seen.params.tls_ca_file, uri_ca);
+	free(uri_ca);
 	ck_assert_msg(seen.rv == 0, "%s", seen.err);
 	ck_assert_str_eq(seen.params.sync_url, "http://uri.example:9");
 	ck_assert_str_eq(seen.params.auth_token, "uri-token");
@@ -387,6 +407,9 @@ static const struct {
     {"conflicts=rebase", {"'conflicts'", "did you mean conflict?", NULL}},
     {"ofline=1", {"'ofline'", "did you mean offline?", NULL}},
     {"write_timout=5", {"'write_timout'", "write_timeout", NULL}},
+    {"tlsCaFile=/x", {"'tlsCaFile'", "did you mean tls_ca_file?", NULL}},
+    {"tls_ca_fle=/x", {"'tls_ca_fle'", "did you mean tls_ca_file?", NULL}},
+    {"tls_ca_file=/a&tls_ca_file=/b", {"tls_ca_file", "given 2 times", NULL}},
     {"sync_interval=%201", {"sync_interval ' 1'", "not a duration", NULL}},
     {"sync_interval=1%20", {"sync_interval '1 '", "not a duration", NULL}},
     {"sync_interval=%2B1", {"sync_interval '+1'", "not a duration", NULL}},
@@ -479,6 +502,56 @@ START_TEST(test_malformed_env)
 }
 END_TEST
 
+/* tls_ca_file (REPLITE_CA_FILE): a readable file, kept as an absolute
+ * path; a missing file or a directory is refused naming the parameter and
+ * where the value came from; empty in the URI means the system's CAs. */
+START_TEST(test_tls_ca_file)
+{
+	char *ca = fixture_path(dir, "ca.pem");
+	char query[1024], cwd[4096], *want;
+
+	write_file(ca, "x", 1);
+	snprintf(query, sizeof query, "tls_ca_file=%s", ca);
+	ck_assert_int_eq(open_uri(query), SQLITE_OK);
+	ck_assert_msg(seen.rv == 0, "%s", seen.err);
+	ck_assert_str_eq(seen.params.tls_ca_file, ca);
+
+	set_env(0, "REPLITE_CA_FILE", ca);
+	ck_assert_int_eq(open_uri(""), SQLITE_OK);
+	ck_assert_str_eq(seen.params.tls_ca_file, ca);
+	ck_assert_int_eq(open_uri("tls_ca_file="), SQLITE_OK);
+	ck_assert_ptr_null(seen.params.tls_ca_file);
+
+	/* Relative: made absolute against the current directory. */
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+	ck_assert_int_eq(chdir(dir), 0);
+	ck_assert_int_eq(open_uri("tls_ca_file=ca.pem"), SQLITE_OK);
+	ck_assert_int_eq(chdir(cwd), 0);
+	ck_assert_msg(seen.rv == 0, "%s", seen.err);
+	ck_assert_int_gt(asprintf(&want, "%s/ca.pem", dir), 0);
+	ck_assert_str_eq(seen.params.tls_ca_file, want);
+	free(want);
+
+	snprintf(query, sizeof query, "tls_ca_file=%s/missing.pem", dir);
+	ck_assert_int_eq(open_uri(query), SQLITE_CANTOPEN);
+	ck_assert_msg(strstr(seen.err, "replite: tls_ca_file '") != NULL &&
+			  strstr(seen.err, "missing.pem' cannot be read: No "
+					   "such file or directory") != NULL,
+		      "%s", seen.err);
+	snprintf(query, sizeof query, "tls_ca_file=%s", dir);
+	ck_assert_int_eq(open_uri(query), SQLITE_CANTOPEN);
+	ck_assert_msg(strstr(seen.err, "is a directory") != NULL, "%s",
+		      seen.err);
+	set_env(0, "REPLITE_CA_FILE", "/nonexistent/ca.pem");
+	ck_assert_int_eq(open_uri(""), SQLITE_CANTOPEN);
+	ck_assert_str_eq(seen.err,
+			 "replite: tls_ca_file (from REPLITE_CA_FILE) "
+			 "'/nonexistent/ca.pem' cannot be read: No "
+			 "such file or directory");
+	free(ca);
+}
+END_TEST
+
 /* Keys are free-form: encryption_key is not restricted like a token. */
 START_TEST(test_encryption_key_any_bytes)
 {
@@ -528,6 +601,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_malformed, 0,
 			    sizeof malformed / sizeof malformed[0]);
 	tcase_add_test(tc, test_malformed_env);
+	tcase_add_test(tc, test_tls_ca_file);
 	tcase_add_test(tc, test_encryption_key_any_bytes);
 	tcase_add_test(tc, test_small_err_buffer);
 	suite_add_tcase(s, tc);

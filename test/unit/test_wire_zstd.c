@@ -283,7 +283,8 @@ static int url_port(const char *url)
 
 static struct http_client *client_for(const char *url, size_t max_body)
 {
-	struct http_client_config cfg = {url, NULL, 2000, max_body, 0, NULL};
+	struct http_client_config cfg = {url, NULL, 2000, max_body,
+					 0,   NULL, NULL};
 	struct http_client *c = NULL;
 	char err[256];
 
