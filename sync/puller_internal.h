@@ -73,8 +73,8 @@ enum pull_step { STEP_CONTINUE, STEP_CAUGHT_UP, STEP_REJECTED, STEP_ERROR };
 
 /* The primary's X-Replite-Checksum-At: 1 with the frame and the checksum,
  * or 0 when absent or malformed. */
-int puller_checksum_at(const struct http_client_response *res,
-		       uint32_t *frame, uint64_t *sum);
+int puller_checksum_at(const struct http_client_response *res, uint32_t *frame,
+		       uint64_t *sum);
 /* The primary's X-Replite-Behind-Since (Unix ms), 0 when absent. */
 int64_t puller_behind_since(const struct http_client_response *res);
 /* A 200 answer with X-Replite-Squashed (proto/frames.h) to GET /sync
