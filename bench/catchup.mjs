@@ -8,7 +8,8 @@
 //     older build's replica_bench (it receives every frame);
 //   - the npm libsql embedded replica (sync()).
 // Bytes: frames received x 4,120 (bytes_pulled) and as received on the wire
-// (wire_bytes_pulled, zstd); frames of the log the catch-up covered.  Medians
+// (wire_bytes_pulled, zstd), and the latter against the log's frames as
+// plain bytes (what npm libsql receives; it does not ask for zstd).  Medians
 // of BENCH_CATCHUP_RUNS (3) runs, fresh primary and replicas each run.
 import { createClient } from "@libsql/client";
 import Database from "libsql";
@@ -112,7 +113,7 @@ console.log(
   `Catch-up after ${UPDATES} single-row updates of the same 100 rows (${results.frames} frames of the log, ` +
     `${fmt(plainBytes / MB, 1)} MB); median of ${RUNS} runs, fresh primary and replicas each run`,
 );
-console.log(`${"".padEnd(22)} ${"ms".padStart(8)} ${"frames".padStart(8)} ${"MB".padStart(7)} ${"wire MB".padStart(8)} ${"bytes/plain".padStart(12)} ${"libsql/this".padStart(12)}`);
+console.log(`${"".padEnd(22)} ${"ms".padStart(8)} ${"frames".padStart(8)} ${"KB".padStart(9)} ${"wire KB".padStart(9)} ${"wire/plain".padStart(11)} ${"libsql/this".padStart(12)}`);
 for (const [w, label] of [["replite", "replite (squashed)"], ["before", "replite (every frame)"], ["libsql", `libsql ${LIBSQL_VERSION}`]]) {
   const r = results[w];
   if (!r) continue;
@@ -121,8 +122,8 @@ for (const [w, label] of [["replite", "replite (squashed)"], ["before", "replite
   const wire = r.wire.length ? median(r.wire) : NaN;
   console.log(
     `${label.padEnd(22)} ${fmt(ms, 1).padStart(8)} ${(r.frames.length ? String(median(r.frames)) : "-").padStart(8)} ` +
-      `${(r.bytes.length ? fmt(bytes / MB, 2) : "-").padStart(7)} ${(r.wire.length ? fmt(wire / MB, 2) : "-").padStart(8)} ` +
-      `${(r.wire.length ? fmt(wire / plainBytes, 3) : "-").padStart(12)} ${fmt(libMs / ms, 2).padStart(11)}x`,
+      `${(r.bytes.length ? fmt(bytes / 1e3, 1) : "-").padStart(9)} ${(r.wire.length ? fmt(wire / 1e3, 1) : "-").padStart(9)} ` +
+      `${(r.wire.length ? fmt(wire / plainBytes, 5) : "-").padStart(11)} ${fmt(libMs / ms, 2).padStart(11)}x`,
   );
 }
 console.log(`runs (ms): ${Object.entries(results).filter(([, r]) => r.ms).map(([w, r]) => `${w} ${r.ms.map((x) => fmt(x, 0)).join(", ")}`).join("; ")}`);
