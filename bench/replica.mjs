@@ -312,9 +312,9 @@ async function visibility() {
 if (process.argv[2] === "libsql-visibility") {
   await libsqlVisibilityChild(process.argv[3], process.argv[4], Number(process.argv[5]));
 } else {
-  await pointReads();
-  console.log();
-  await bootstrapAndCatchUp();
-  console.log();
-  await visibility();
+  // BENCH_REPLICA_PARTS: a comma-separated subset of reads,boot,live.
+  const parts = (process.env.BENCH_REPLICA_PARTS ?? "reads,boot,live").split(",");
+  if (parts.includes("reads")) await pointReads();
+  if (parts.includes("boot")) await (console.log(), bootstrapAndCatchUp());
+  if (parts.includes("live")) await (console.log(), visibility());
 }
