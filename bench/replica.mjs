@@ -123,14 +123,41 @@ async function commitSmall(url, n, concurrency = 4) {
   clients.forEach((c) => c.close());
 }
 
-async function bootstrapAndCatchUp() {
+// The same database built on the primary by inserts (@libsql/client, 500 rows
+// of 3,800 random bytes per transaction) instead of imported: with the
+// default --generation-frames (10,000) it spans rollovers, and a new replica
+// gets the current generation's base and then the frames after it.
+async function buildByInserts(url) {
+  const client = createClient({ url });
+  await client.execute("CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB)");
+  await client.execute("CREATE TABLE small(id INTEGER PRIMARY KEY, v TEXT)");
+  const rows = Math.round((BOOT_MB * 1e6) / 4096);
+  for (let done = 0; done < rows; done += 500) {
+    const n = Math.min(500, rows - done);
+    await client.execute(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${n})
+                          INSERT INTO big(b) SELECT randomblob(3800) FROM c`);
+  }
+  const info = await (await fetch(url + "/info")).json();
+  client.close();
+  return info;
+}
+
+// kind "import": the primary imports the database (one generation);
+// "inserts": it is built on the primary across rollovers (buildByInserts).
+async function bootstrapAndCatchUp(kind = "import") {
   const src = tempDir("replite-bench-src-");
-  const size = makeSource(src.file("source.db"));
+  let size = kind === "import" ? makeSource(src.file("source.db")) : 0;
   const res = { replite: { boot: [], catchup: [] }, libsql: { boot: [], catchup: [] } };
-  let frames = 0;
+  let frames = 0, generation = 1;
   try {
     for (let run = 0; run < BOOT_RUNS; run++) {
-      const primary = await startPrimary(["--import", src.file("source.db"), "--generation-frames", "1000000"]);
+      const primary = await startPrimary(
+        kind === "import" ? ["--import", src.file("source.db"), "--generation-frames", "1000000"] : [],
+      );
+      if (kind === "inserts") {
+        generation = (await buildByInserts(primary.url)).current_generation;
+        size = (await (await fetch(primary.url + "/metrics")).text()).match(/^replite_database_bytes\{[^}]*\} (\d+)/m)?.[1] * 1 || 0;
+      }
       const dir = tempDir("replite-bench-boot-");
       const driver = new Driver();
       let lib = null;
@@ -158,15 +185,19 @@ async function bootstrapAndCatchUp() {
         // Alternate which one goes first.
         const order = run % 2 === 0 ? ["replite", "libsql"] : ["libsql", "replite"];
         for (const who of order) res[who].boot.push(await steps[who].boot());
+        const before = await (await fetch(primary.url + "/info")).json();
         await commitSmall(primary.url, TXNS);
         const info = await (await fetch(primary.url + "/info")).json();
-        frames = info.max_frame_no;
+        // The catch-up's frames (a rollover meanwhile: those of the new
+        // generation only).
+        frames = info.max_frame_no - (info.current_generation === before.current_generation ? before.max_frame_no : 0);
+        generation = info.current_generation;
         for (const who of order) res[who].catchup.push(await steps[who].catchup());
         const mine = (await driver.send("int SELECT count(*) FROM small")).value;
         const theirs = lib.prepare("SELECT count(*) FROM small").raw().get()[0];
         const st = (await driver.send("status")).status;
-        if (mine !== TXNS || theirs !== TXNS || st.frame_no !== frames)
-          throw new Error(`catch-up incomplete: replite ${mine} rows (frame ${st.frame_no} of ${frames}), libsql ${theirs} rows, expected ${TXNS}`);
+        if (mine !== TXNS || theirs !== TXNS || st.frame_no !== info.max_frame_no)
+          throw new Error(`catch-up incomplete: replite ${mine} rows (frame ${st.frame_no} of ${info.max_frame_no}), libsql ${theirs} rows, expected ${TXNS}`);
       } finally {
         lib?.close();
         await driver.quit();
@@ -186,7 +217,8 @@ async function bootstrapAndCatchUp() {
     );
   };
   console.log(
-    `Bootstrap of a ${fmt(size / MB, 1)} MB database, then catch-up after ${TXNS} small transactions ` +
+    `Bootstrap of a ${fmt(size / MB, 1)} MB database (${kind === "import" ? "imported" : `built by inserts on the primary, generation ${generation}`}), ` +
+      `then catch-up after ${TXNS} small transactions ` +
       `(${frames} frames, ${fmt(catchupMB, 1)} MB); median of ${BOOT_RUNS} runs, fresh replicas and primary each run`,
   );
   console.log(`${"".padEnd(10)} ${"replite ms".padStart(10)} ${"MB/s".padStart(8)}   ${"libsql ms".padStart(10)} ${"MB/s".padStart(8)}   libsql/replite`);
@@ -312,9 +344,11 @@ async function visibility() {
 if (process.argv[2] === "libsql-visibility") {
   await libsqlVisibilityChild(process.argv[3], process.argv[4], Number(process.argv[5]));
 } else {
-  // BENCH_REPLICA_PARTS: a comma-separated subset of reads,boot,live.
-  const parts = (process.env.BENCH_REPLICA_PARTS ?? "reads,boot,live").split(",");
+  // BENCH_REPLICA_PARTS: a comma-separated subset of reads, boot,
+  // boot-inserts, live.
+  const parts = (process.env.BENCH_REPLICA_PARTS ?? "reads,boot,boot-inserts,live").split(",");
   if (parts.includes("reads")) await pointReads();
-  if (parts.includes("boot")) await (console.log(), bootstrapAndCatchUp());
+  if (parts.includes("boot")) await (console.log(), bootstrapAndCatchUp("import"));
+  if (parts.includes("boot-inserts")) await (console.log(), bootstrapAndCatchUp("inserts"));
   if (parts.includes("live")) await (console.log(), visibility());
 }
