@@ -114,12 +114,24 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* N lookups; returns the elapsed ns, each one's latency in lat and a hash of
- * the values read (the same ids give the same hash on every connection). */
+/* CPU time of the calling thread: what a read costs, whatever else the
+ * machine does meanwhile (wall time swings with preemption). */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* N lookups; returns the elapsed ns, each one's latency in lat, the
+ * thread's CPU time in *cpu and a hash of the values read (the same ids give
+ * the same hash on every connection). */
 static uint64_t read_run(struct reader *r, long rows, long n, uint32_t *lat,
-			 uint64_t *hash)
+			 uint64_t *hash, uint64_t *cpu)
 {
 	uint64_t seed = 0x9e3779b97f4a7c15u, h = 1469598103934665603u;
+	uint64_t cpu0 = thread_cpu_ns();
 	uint64_t start = now_ns(), t0, t1 = start;
 	long i;
 
@@ -141,6 +153,7 @@ static uint64_t read_run(struct reader *r, long rows, long n, uint32_t *lat,
 		lat[i] = (uint32_t)(t1 - t0);
 	}
 	*hash = h;
+	*cpu = thread_cpu_ns() - cpu0;
 	return t1 - start;
 }
 
@@ -180,13 +193,14 @@ static int cmd_reads(const char *url, const char *dir, long rows, long n,
 	}
 	/* Warm up every connection (its page cache, the OS cache). */
 	for (i = 0; i < 4; i++) {
-		uint64_t h;
-		read_run(&rd[i], rows, n / 4 > 0 ? n / 4 : 1, lat, &h);
+		uint64_t h, cpu;
+		read_run(&rd[i], rows, n / 4 > 0 ? n / 4 : 1, lat, &h, &cpu);
 	}
 	for (k = 0; k < rounds; k++) {
 		for (i = 0; i < 4; i++) {
 			struct reader *r = &rd[(i + k) % 4];
-			uint64_t h, ns = read_run(r, rows, n, lat, &h);
+			uint64_t h, cpu,
+			    ns = read_run(r, rows, n, lat, &h, &cpu);
 
 			if (k == 0 && i == 0)
 				expect = h;
@@ -199,9 +213,10 @@ static int cmd_reads(const char *url, const char *dir, long rows, long n,
 			}
 			qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
 			printf("{\"conn\":\"%s\",\"round\":%d,\"n\":%ld,"
-			       "\"ns\":%" PRIu64 ",\"p50_ns\":%" PRIu32
-			       ",\"p99_ns\":%" PRIu32 "}\n",
-			       r->name, k, n, ns, lat[n / 2],
+			       "\"ns\":%" PRIu64 ",\"cpu_ns\":%" PRIu64
+			       ",\"p50_ns\":%" PRIu32 ",\"p99_ns\":%" PRIu32
+			       "}\n",
+			       r->name, k, n, ns, cpu, lat[n / 2],
 			       lat[(size_t)((double)n * 0.99)]);
 			fflush(stdout);
 		}
