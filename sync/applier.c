@@ -147,26 +147,10 @@ int applier_file_is_empty(const char *db_path, char *err, size_t err_len)
  * applier_lock_wanted). */
 static int busy_retry(void *arg, int count)
 {
-	struct applier *a = arg;
-
+	(void)arg;
 	if (count >= APPLIER_BUSY_TIMEOUT_MS)
 		return 0;
-	/* At most a millisecond: sooner when a writer of this process
-	 * releases the lock. */
-	lock_wait_next(&a->unlocks, 1000);
-	return 1;
-}
-
-void applier_lock_released(struct applier *a)
-{
-	lock_wait_released(&a->unlocks);
-}
-
-int applier_busy_wait(struct applier *a, int count, int max_tries)
-{
-	if (count >= max_tries)
-		return 0;
-	lock_wait_next(&a->unlocks, 1000);
+	sqlite3_sleep(1);
 	return 1;
 }
 
@@ -186,7 +170,6 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 	if (a == NULL)
 		goto oom;
 	pthread_mutex_init(&a->ob_mu, NULL);
-	lock_wait_init(&a->unlocks);
 	a->page_size = page_size;
 	a->db_path = strdup(db_path);
 	a->state_path = replica_state_path(db_path);
@@ -256,7 +239,6 @@ void applier_close(struct applier *a)
 	replica_state_free(&a->push_st);
 	replica_state_free(&a->push_file);
 	pthread_mutex_destroy(&a->ob_mu);
-	lock_wait_destroy(&a->unlocks);
 	free(a->vfs_name);
 	free(a->db_path);
 	free(a->state_path);
@@ -305,7 +287,6 @@ void applier_lock_end(struct applier *a)
 	 * write lock.  ROLLBACK if COMMIT cannot. */
 	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-	lock_wait_released(&a->unlocks);
 }
 
 /* A replica is always in WAL mode: page 1 must say so (file format bytes

@@ -203,13 +203,6 @@ int applier_require_image(struct applier *a, char *err, size_t err_len);
  * same file), waiting for the write lock as the sync lock does: retried
  * every millisecond, and offline writers let it through.  Returns 0, or
  * -1 with err. */
-/* A writer of this process released the write lock (the applier's own
- * releases say so by themselves): waiters try again at once. */
-void applier_lock_released(struct applier *a);
-/* A busy handler's step for a connection to the replica (count: SQLite's):
- * 0 to give up after max_tries, else 1 once the lock was released in this
- * process, or after at most a millisecond. */
-int applier_busy_wait(struct applier *a, int count, int max_tries);
 int applier_lock_begin_on(struct applier *a, sqlite3 *db, char *err,
 			  size_t err_len);
 

@@ -5,7 +5,6 @@
 #ifndef REPLITE_APPLIER_INTERNAL_H
 #define REPLITE_APPLIER_INTERNAL_H
 
-#include "sync/lock_wait.h"
 #include <pthread.h>
 #include <sys/stat.h>
 
@@ -29,8 +28,6 @@ struct applier {
 	char *state_path;
 	uint32_t page_size;
 	int lock_waiters; /* threads in applier_lock_begin (atomic) */
-	/* Releases of the write lock in this process, for waiters. */
-	struct lock_wait unlocks;
 	/* conflict=rebase: dropped records are planned for re-application
 	 * (applier_rebase.c), else for records of what was lost. */
 	int rebase;

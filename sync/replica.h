@@ -73,12 +73,6 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 void replica_write_unlocking(struct replica *r, int committed, int published,
 			     const struct wal_position *pos);
 void replica_write_unlocked(struct replica *r);
-/* The busy handler of the application's connections to a replica (arg: the
- * replica): tries again as soon as the write lock is released in this
- * process, at most a millisecond later otherwise, and gives up after
- * REPLICA_BUSY_TRIES tries (about 5 s when nothing is released). */
-#define REPLICA_BUSY_TRIES 5000
-int replica_busy(void *arg, int count);
 
 /* The sync URL in use (normalised). */
 const char *replica_sync_url(const struct replica *r);

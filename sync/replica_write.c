@@ -236,18 +236,10 @@ void replica_write_unlocking(struct replica *r, int committed, int published,
 	r->push_end = 0;
 }
 
-int replica_busy(void *arg, int count)
-{
-	struct replica *r = arg;
-
-	return applier_busy_wait(r->applier, count, REPLICA_BUSY_TRIES);
-}
-
 void replica_write_unlocked(struct replica *r)
 {
 	char err[1024];
 
-	applier_lock_released(r->applier);
 	if (r->params.offline) {
 		replica_offline_unlocked(r);
 		return;

@@ -26,6 +26,7 @@ SQLITE_EXTENSION_INIT1
  * routines table exists there, and newer ones are called only after a
  * version check. */
 #define REPLITE_MIN_SQLITE 3031000
+#define REPLITE_DEFAULT_BUSY_TIMEOUT_MS 5000
 
 #ifdef REPLITE_EXTENSION
 #define REPLITE_EXPORT __attribute__((visibility("default")))
@@ -190,12 +191,9 @@ static int connection_init(sqlite3 *db, char **errmsg,
 	}
 	/* A write that finds the replica behind catches up and lets SQLite
 	 * retry through the busy handler: give replica connections one
-	 * (the application may set its own afterwards), which tries again as
-	 * soon as a writer of this process (the sync thread among them)
-	 * releases the lock, instead of sleeping a fixed millisecond. */
+	 * (the application may set its own afterwards). */
 	if (replite_vfs_replica(main) != NULL)
-		sqlite3_busy_handler(db, replica_busy,
-				     replite_vfs_replica(main));
+		sqlite3_busy_timeout(db, REPLITE_DEFAULT_BUSY_TIMEOUT_MS);
 	return register_functions(db);
 }
 
