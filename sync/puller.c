@@ -1,6 +1,7 @@
 #include "puller_internal.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -430,16 +431,31 @@ int puller_checksum_at(const struct http_client_response *res, uint32_t *frame,
 	return 1;
 }
 
-int64_t puller_behind_since(const struct http_client_response *res)
+int puller_header_number(const struct http_client_response *res,
+			 const char *name, uint64_t *out)
 {
 	char text[32], *end;
-	long long v;
+	unsigned long long v;
 
-	if (http_client_response_header(res, FRAMES_BEHIND_SINCE_HEADER, text,
-					sizeof text) == NULL)
+	if (http_client_response_header(res, name, text, sizeof text) == NULL ||
+	    text[0] < '0' || text[0] > '9')
 		return 0;
-	v = strtoll(text, &end, 10);
-	return end != text && *end == '\0' && v > 0 ? (int64_t)v : 0;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return 0;
+	*out = v;
+	return 1;
+}
+
+int64_t puller_behind_since(const struct http_client_response *res)
+{
+	uint64_t v = 0;
+
+	if (!puller_header_number(res, FRAMES_BEHIND_SINCE_HEADER, &v) ||
+	    v > INT64_MAX)
+		return 0;
+	return (int64_t)v;
 }
 
 static enum pull_step on_frames(struct puller *p,

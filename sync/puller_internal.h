@@ -75,6 +75,10 @@ enum pull_step { STEP_CONTINUE, STEP_CAUGHT_UP, STEP_REJECTED, STEP_ERROR };
  * or 0 when absent or malformed. */
 int puller_checksum_at(const struct http_client_response *res, uint32_t *frame,
 		       uint64_t *sum);
+/* The header name of an answer as a decimal number: 1 with *out, or 0
+ * when absent or not a number. */
+int puller_header_number(const struct http_client_response *res,
+			 const char *name, uint64_t *out);
 /* The primary's X-Replite-Behind-Since (Unix ms), 0 when absent. */
 int64_t puller_behind_since(const struct http_client_response *res);
 /* A 200 answer with X-Replite-Squashed (proto/frames.h) to GET /sync

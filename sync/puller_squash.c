@@ -18,14 +18,10 @@
 static uint32_t squashed_span(const struct http_client_response *res,
 			      uint32_t start, uint32_t end)
 {
-	char text[32], *tail;
-	unsigned long v;
+	uint64_t v = 0;
 
-	if (http_client_response_header(res, FRAMES_SQUASHED_HEADER, text,
-					sizeof text) == NULL)
-		return 0;
-	v = strtoul(text, &tail, 10);
-	if (tail == text || *tail != '\0' || v == 0 || v > end - start)
+	if (!puller_header_number(res, FRAMES_SQUASHED_HEADER, &v) || v == 0 ||
+	    v > end - start)
 		return 0;
 	return (uint32_t)v;
 }
