@@ -8,6 +8,7 @@
  * (squashed_frames counts the log frames received squashed), that its
  * tables equal the primary's, that PRAGMA integrity_check is ok and that
  * replite_verify() agrees with the primary's whole-database checksum. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,106 @@ START_TEST(test_squash_damaged_in_transit)
 }
 END_TEST
 
+/* Readers never see part of a squashed answer: while a replica catches up
+ * in squashed answers, readers in other threads check on every read that
+ * the accounts (two to a page, so that a transfer spans pages) still add
+ * up. */
+struct reader {
+	sqlite3 *db;
+	pthread_t thread;
+	int *stop;
+	long reads, bad;
+	char first_bad[160];
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(r->db, "SELECT sum(bal), count(*) FROM wide", -1,
+			       &st, NULL) != SQLITE_OK) {
+		r->bad++;
+		return NULL;
+	}
+	while (!__atomic_load_n(r->stop, __ATOMIC_ACQUIRE)) {
+		int rc = sqlite3_step(st);
+		if ((rc != SQLITE_ROW ||
+		     sqlite3_column_int64(st, 0) != 100000 ||
+		     sqlite3_column_int64(st, 1) != ROWS) &&
+		    r->bad++ == 0)
+			snprintf(r->first_bad, sizeof r->first_bad,
+				 "rc %d, sum %lld, count %lld", rc,
+				 (long long)sqlite3_column_int64(st, 0),
+				 (long long)sqlite3_column_int64(st, 1));
+		sqlite3_reset(st);
+		r->reads++;
+	}
+	sqlite3_finalize(st);
+	return NULL;
+}
+
+START_TEST(test_squash_readers_see_whole_states)
+{
+	struct rfx_env env;
+	struct reader readers[3];
+	int stop = 0, i, round;
+	sqlite3 *db;
+
+	rfx_env_start(&env, NULL);
+	rfx_primary_exec(env.srv.url,
+			 "CREATE TABLE wide(id INTEGER PRIMARY KEY, bal INT, "
+			 "pad BLOB);"
+			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+			 "i + 1 FROM n WHERE i < 100) INSERT INTO wide SELECT "
+			 "i, 1000, randomblob(1800) FROM n");
+	db = rfx_open(env.path, env.srv.url, "sync_interval=0");
+	for (i = 0; i < 3; i++) {
+		memset(&readers[i], 0, sizeof readers[i]);
+		readers[i].db = rfx_open(env.path, NULL, NULL);
+		readers[i].stop = &stop;
+		ck_assert_int_eq(pthread_create(&readers[i].thread, NULL,
+						reader_main, &readers[i]),
+				 0);
+	}
+	for (round = 0; round < 5; round++) {
+		size_t cap = 300 * 160, len = 0;
+		char *sql = malloc(cap);
+		ck_assert_ptr_nonnull(sql);
+		for (i = 0; i < 300; i++) {
+			/* From the first half to the second: always two
+			 * pages apart. */
+			int a = 1 + (i * 7 + round) % 50,
+			    b = 51 + (i * 13) % 50;
+			len += (size_t)snprintf(
+			    sql + len, cap - len,
+			    "BEGIN;UPDATE wide SET bal = bal - %d WHERE id = "
+			    "%d;UPDATE wide SET bal = bal + %d WHERE id = "
+			    "%d;COMMIT;",
+			    i % 5 + 1, a, i % 5 + 1, b);
+		}
+		rfx_primary_exec(env.srv.url, sql);
+		free(sql);
+		rfx_sync(db);
+	}
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < 3; i++) {
+		pthread_join(readers[i].thread, NULL);
+		ck_assert_msg(readers[i].bad == 0,
+			      "reader %d saw %ld inconsistent reads, first: %s",
+			      i, readers[i].bad, readers[i].first_bad);
+		ck_assert_int_gt(readers[i].reads, 0);
+		sqlite3_close(readers[i].db);
+	}
+	ck_assert_int_gt(rfx_status_int(db, "squashed_frames"), 2000);
+	rfx_assert_same_table(db, env.srv.url, "wide",
+			      "id || ':' || bal || hex(pad)");
+	rfx_assert_verified(db);
+	sqlite3_close(db);
+	rfx_env_stop(&env);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
@@ -190,6 +291,7 @@ int main(void)
 	    test_squash_cut_at_commit,
 	    test_squash_shrinking_database,
 	    test_squash_damaged_in_transit,
+	    test_squash_readers_see_whole_states,
 	};
 
 	return rfx_run_tests("replica_squash", tests,
