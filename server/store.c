@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/dbsum.h"
 #include "base/errors.h"
 #include "base/fileio.h"
@@ -60,14 +61,20 @@ struct generation *store_find_gen_locked(struct store *s, uint32_t number)
 
 void store_notify(struct store *s)
 {
+	struct generation *g;
 	void (*fn)(void *);
 	void *arg;
+	uint32_t gen, head;
 
-	store_note_head(s);
 	pthread_mutex_lock(&s->mu);
 	fn = s->listener;
 	arg = s->listener_arg;
+	g = store_current_locked(s);
+	gen = g->number;
+	head = frame_log_head(g->log);
 	pthread_mutex_unlock(&s->mu);
+	/* When the durable head got where it is, for lag (commit_times.h). */
+	commit_times_note(s->times, gen, head, clock_unix_ms());
 	if (fn != NULL)
 		fn(arg);
 }
@@ -158,8 +165,8 @@ int store_open(const struct store_config *cfg, struct store **out, char *err,
 	if (store_check_init(s, err, n) != 0)
 		goto err;
 	/* What the log held before this start is taken as committed now:
-	 * its times were not kept. */
-	store_note_head(s);
+	 * its times were not kept.  (No listener yet.) */
+	store_notify(s);
 	*out = s;
 	return 0;
 err:

@@ -178,11 +178,9 @@ struct store {
 void store_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct generation *store_current_locked(struct store *s);
 struct generation *store_find_gen_locked(struct store *s, uint32_t number);
-/* Tell the listener (long-polls) that the log or the generation changed. */
+/* Tell the listener (long-polls) that the log or the generation changed,
+ * and note when the durable head got where it is (for lag). */
 void store_notify(struct store *s);
-/* store_stats.c: note the durable head's time (store_notify calls it). */
-void store_note_head(struct store *s);
-
 /* Refuse writes until restart, with the reason. */
 void store_mark_failed(struct store *s, const char *why);
 

@@ -1,26 +1,12 @@
-/* The store's numbers for /metrics, and when commits became durable (for
- * the lag of replicas: commit_times.h). */
+/* The store's numbers for /metrics, and how far behind a position is (the
+ * commit times store_notify notes: commit_times.h). */
 #include "store_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "base/clock.h"
 #include "util.h"
-
-void store_note_head(struct store *s)
-{
-	struct generation *g;
-	uint32_t gen, head;
-
-	pthread_mutex_lock(&s->mu);
-	g = store_current_locked(s);
-	gen = g->number;
-	head = frame_log_head(g->log);
-	pthread_mutex_unlock(&s->mu);
-	commit_times_note(s->times, gen, head, clock_unix_ms());
-}
 
 int64_t store_behind_since(struct store *s, uint32_t gen, uint32_t frame,
 			   uint64_t *frames)
