@@ -55,12 +55,31 @@ static void render_store(struct store *store, struct metrics_text *t)
 	      st.base_bytes);
 }
 
+/* One replica's lag, from its last position. */
+struct replica_lag {
+	int64_t ms;
+	uint64_t frames;
+};
+
 static void render_replicas(struct api *api, struct metrics_text *t)
 {
 	struct replicas_entry *e = NULL;
 	size_t i, n = replicas_list(api->replicas, &e);
 	int64_t now = clock_monotonic_ms(), unix_now = clock_unix_ms();
+	struct replica_lag *lag = calloc(n > 0 ? n : 1, sizeof *lag);
 
+	if (lag == NULL) {
+		t->failed = 1;
+		free(e);
+		return;
+	}
+	/* Each family's samples must stand together: compute first. */
+	for (i = 0; i < n; i++) {
+		int64_t since = store_behind_since(api->store, e[i].gen,
+						   e[i].frame, &lag[i].frames);
+		lag[i].ms =
+		    since > 0 && unix_now > since ? unix_now - since : 0;
+	}
 	metrics_text_family(t, "replite_replicas", "gauge",
 			    "Replicas that pulled recently (they send "
 			    "X-Replite-Replica)");
@@ -68,26 +87,18 @@ static void render_replicas(struct api *api, struct metrics_text *t)
 	metrics_text_family(t, "replite_replica_lag_seconds", "gauge",
 			    "Age of the oldest commit a replica had not pulled "
 			    "at its last request (0: it was current)");
-	for (i = 0; i < n; i++) {
-		int64_t since =
-		    store_behind_since(api->store, e[i].gen, e[i].frame, NULL);
-		int64_t lag =
-		    since > 0 && unix_now > since ? unix_now - since : 0;
+	for (i = 0; i < n; i++)
 		metrics_text_printf(t,
 				    "replite_replica_lag_seconds{database="
 				    "\"main\",replica=\"%s\"} %.3f\n",
-				    e[i].id, (double)lag / 1000.0);
-	}
+				    e[i].id, (double)lag[i].ms / 1000.0);
 	metrics_text_family(t, "replite_replica_lag_frames", "gauge",
 			    "Frames committed after a replica's position");
-	for (i = 0; i < n; i++) {
-		uint64_t frames = 0;
-		store_behind_since(api->store, e[i].gen, e[i].frame, &frames);
+	for (i = 0; i < n; i++)
 		metrics_text_printf(t,
 				    "replite_replica_lag_frames{database="
 				    "\"main\",replica=\"%s\"} %" PRIu64 "\n",
-				    e[i].id, frames);
-	}
+				    e[i].id, lag[i].frames);
 	metrics_text_family(t, "replite_replica_last_seen_seconds", "gauge",
 			    "Time since a replica's last pull");
 	for (i = 0; i < n; i++)
@@ -96,6 +107,7 @@ static void render_replicas(struct api *api, struct metrics_text *t)
 				    "database=\"main\",replica=\"%s\"} %.3f\n",
 				    e[i].id,
 				    (double)(now - e[i].seen_ms) / 1000.0);
+	free(lag);
 	free(e);
 }
 
