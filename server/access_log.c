@@ -82,25 +82,34 @@ static const char *loggable(const char *v)
 	return v;
 }
 
+void access_log_push_status(const struct http_reply *r, char *out, size_t n)
+{
+	const char *at = r->status == 200 && r->body != NULL
+			     ? strstr(r->body, "\"status\":\"")
+			     : NULL;
+	size_t len;
+
+	out[0] = '\0';
+	if (at == NULL)
+		return;
+	at += 10;
+	len = strcspn(at, "\"");
+	if (len < n) {
+		memcpy(out, at, len);
+		out[len] = '\0';
+	}
+}
+
 void access_log_write(struct http_request *req, const struct http_response *res)
 {
-	const char *body = res->fd < 0 ? res->reply.body : NULL;
-	const char *status_at = body ? strstr(body, "\"status\":\"") : NULL;
 	char route[128], push[24] = "";
 	json_t *line;
 	char *text;
 
 	access_log_route(req->path, route, sizeof route);
-	if (status_at != NULL && strcmp(req->method, "POST") == 0 &&
-	    strncmp(route, "/sync/", 6) == 0) {
-		/* A push's answer: {"status":"ok"|"conflict"|...}. */
-		const char *v = status_at + 10;
-		size_t len = strcspn(v, "\"");
-		if (len < sizeof push) {
-			memcpy(push, v, len);
-			push[len] = '\0';
-		}
-	}
+	if (res->fd < 0 && strcmp(req->method, "POST") == 0 &&
+	    strncmp(route, "/sync/", 6) == 0)
+		access_log_push_status(&res->reply, push, sizeof push);
 	line = json_pack(
 	    "{s:s, s:I, s:s, s:s, s:s, s:i, s:I, s:I, s:s, s:s?, s:s?, s:s?}",
 	    "log", "request", "unix_ms", (json_int_t)clock_unix_ms(), "method",

@@ -19,6 +19,10 @@
 void access_log_write(struct http_request *req,
 		      const struct http_response *res);
 
+/* The status of a push's answer (200 {"status":"ok"|"conflict",...}) into
+ * out (n bytes): "" for an answer without one (an error). */
+void access_log_push_status(const struct http_reply *r, char *out, size_t n);
+
 /* The route of a path: "/sync/{gen}/{start}/{end}" for "/sync/1/5/4101",
  * "/export/{gen}", "/checksum/{gen}/{frame}", else the path itself.  Into
  * out (n bytes). */

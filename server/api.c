@@ -359,13 +359,12 @@ static int push_opts(struct http_request *req, struct store_push_opts *o,
  * error. */
 static void count_push(struct metrics_sync *ms, const struct http_reply *r)
 {
-	const char *status = r->status == 200 && r->body != NULL
-				 ? strstr(r->body, "\"status\":\"")
-				 : NULL;
+	char status[24];
 
-	if (status != NULL && strncmp(status + 10, "ok\"", 3) == 0)
+	access_log_push_status(r, status, sizeof status);
+	if (strcmp(status, "ok") == 0)
 		atomic_fetch_add(&ms->pushes_ok, 1);
-	else if (status != NULL && strncmp(status + 10, "conflict\"", 9) == 0)
+	else if (strcmp(status, "conflict") == 0)
 		atomic_fetch_add(&ms->pushes_conflict, 1);
 	else
 		atomic_fetch_add(&ms->pushes_refused, 1);
