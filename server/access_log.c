@@ -115,9 +115,9 @@ void access_log_write(struct http_request *req, const struct http_response *res)
 	    "log", "request", "unix_ms", (json_int_t)clock_unix_ms(), "method",
 	    req->method, "route", route, "path", req->path, "status",
 	    res->fd >= 0 ? 200 : res->reply.status, "ms",
-	    (json_int_t)(clock_monotonic_ms() - req->started_ms), "bytes",
-	    (json_int_t)(res->fd >= 0 ? res->len : res->reply.len), "database",
-	    "main", "replica",
+	    (json_int_t)(clock_monotonic_ms() - req->started_us / 1000),
+	    "bytes", (json_int_t)(res->fd >= 0 ? res->len : res->reply.len),
+	    "database", "main", "replica",
 	    loggable(http_request_header(req, "X-Replite-Replica")), "txn",
 	    loggable(http_request_arg(req, "txn")), "push",
 	    push[0] != '\0' ? push : NULL);

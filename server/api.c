@@ -74,7 +74,7 @@ static int64_t wait_deadline(struct api *api, struct http_request *req)
 		return 0;
 	if (secs > api->max_wait_s)
 		secs = api->max_wait_s;
-	return req->started_ms + (int64_t)(secs * 1000);
+	return req->started_us / 1000 + (int64_t)(secs * 1000);
 }
 
 /* The level to compress a file answer at for this request: 0 when the

@@ -37,7 +37,6 @@ struct req_ctx {
 	size_t len;
 	size_t cap;
 	int too_large;
-	int64_t started_ms;
 	int64_t started_us;
 	int64_t park_until_ms;
 	struct req_ctx *next_parked;
@@ -322,7 +321,6 @@ static void run_job(struct req_ctx *ctx)
 				   .path = ctx->url,
 				   .body = ctx->body,
 				   .body_len = ctx->len,
-				   .started_ms = ctx->started_ms,
 				   .started_us = ctx->started_us,
 				   .conn = ctx->conn};
 	struct http_response res;
@@ -447,7 +445,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		ctx->srv = s;
 		ctx->conn = conn;
 		ctx->started_us = clock_monotonic_us();
-		ctx->started_ms = ctx->started_us / 1000;
 		*con_cls = ctx;
 		return MHD_YES;
 	}

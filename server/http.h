@@ -27,8 +27,7 @@ struct http_request {
 	const char *path;
 	const uint8_t *body;
 	size_t body_len;
-	int64_t started_ms; /* monotonic; when the request arrived */
-	int64_t started_us; /* the same in microseconds */
+	int64_t started_us; /* monotonic; when the request arrived */
 	void *conn;         /* for http_request_header/_arg */
 };
 
