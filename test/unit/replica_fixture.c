@@ -540,3 +540,50 @@ int rfx_run_tests(const char *name, const TTest *const *tests, size_t n)
 	}
 	return fixture_run(s);
 }
+
+static void *reader_main(void *arg)
+{
+	struct rfx_reader *r = arg;
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(r->db, r->sql, -1, &st, NULL) != SQLITE_OK) {
+		snprintf(r->first_bad, sizeof r->first_bad, "prepare: %s",
+			 sqlite3_errmsg(r->db));
+		r->bad++;
+		return NULL;
+	}
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		int rc = sqlite3_step(st);
+
+		if ((rc != SQLITE_ROW ||
+		     sqlite3_column_int64(st, 0) != r->want[0] ||
+		     sqlite3_column_int64(st, 1) != r->want[1]) &&
+		    r->bad++ == 0)
+			snprintf(r->first_bad, sizeof r->first_bad,
+				 "rc %d (%s), %lld and %lld", rc,
+				 sqlite3_errmsg(r->db),
+				 (long long)sqlite3_column_int64(st, 0),
+				 (long long)sqlite3_column_int64(st, 1));
+		sqlite3_reset(st);
+		r->reads++;
+	}
+	sqlite3_finalize(st);
+	return NULL;
+}
+
+void rfx_reader_start(struct rfx_reader *r, sqlite3 *db, const char *sql,
+		      int64_t want0, int64_t want1)
+{
+	memset(r, 0, sizeof *r);
+	r->db = db;
+	r->sql = sql;
+	r->want[0] = want0;
+	r->want[1] = want1;
+	ck_assert_int_eq(pthread_create(&r->thread, NULL, reader_main, r), 0);
+}
+
+void rfx_reader_stop(struct rfx_reader *r)
+{
+	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(r->thread, NULL);
+}

@@ -5,6 +5,7 @@
 #ifndef REPLITE_TEST_REPLICA_FIXTURE_H
 #define REPLITE_TEST_REPLICA_FIXTURE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -155,6 +156,25 @@ char *rfx_sign_token(const char *dir, const char *key_pem, const char *claims);
  * printed that the test named test is skipped, and the test should
  * return. */
 int rfx_env_start_auth(struct rfx_env *e, const char *test, char **key);
+
+/* A thread that reads on db in a loop until stopped, checking an invariant
+ * the writes keep: every read of sql (one row of two integers) must give
+ * want[0] and want[1].  Readers never seeing part of a transaction is
+ * what it shows (test_replica, test_replica_squash). */
+struct rfx_reader {
+	sqlite3 *db;
+	const char *sql;
+	int64_t want[2];
+	pthread_t thread;
+	int stop;
+	long reads;
+	long bad;
+	char first_bad[256];
+};
+void rfx_reader_start(struct rfx_reader *r, sqlite3 *db, const char *sql,
+		      int64_t want0, int64_t want1);
+/* Stop it and wait for it; r->reads and r->bad are then final. */
+void rfx_reader_stop(struct rfx_reader *r);
 
 /* Run tests[0..n-1] as the suite name, each a test case of its own named
  * after it (CK_RUN_CASE=name runs one) with a timeout of 120 s: the

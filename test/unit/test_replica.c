@@ -925,52 +925,10 @@ END_TEST
 /* Readers never see part of a primary transaction: transfers on the
  * primary keep a total constant, and readers in other threads check it on
  * every read while live sync applies them. */
-struct reader {
-	sqlite3 *db;
-	pthread_t thread;
-	int *stop;
-	long reads;
-	long bad;
-	char first_bad[256];
-};
-
-static void *reader_main(void *arg)
-{
-	struct reader *r = arg;
-	sqlite3_stmt *st = NULL;
-
-	if (sqlite3_prepare_v2(r->db, "SELECT sum(bal), count(*) FROM accounts",
-			       -1, &st, NULL) != SQLITE_OK) {
-		snprintf(r->first_bad, sizeof r->first_bad, "prepare: %s",
-			 sqlite3_errmsg(r->db));
-		r->bad++;
-		return NULL;
-	}
-	while (!__atomic_load_n(r->stop, __ATOMIC_ACQUIRE)) {
-		int rc = sqlite3_step(st);
-
-		if (rc != SQLITE_ROW || sqlite3_column_int64(st, 0) != 100000 ||
-		    sqlite3_column_int64(st, 1) != 200) {
-			if (r->bad++ == 0)
-				snprintf(
-				    r->first_bad, sizeof r->first_bad,
-				    "rc %d (%s), sum %lld, count %lld", rc,
-				    sqlite3_errmsg(r->db),
-				    (long long)sqlite3_column_int64(st, 0),
-				    (long long)sqlite3_column_int64(st, 1));
-		}
-		sqlite3_reset(st);
-		r->reads++;
-	}
-	sqlite3_finalize(st);
-	return NULL;
-}
-
 START_TEST(test_consistent_reads)
 {
 	struct rfx_env e;
-	struct reader readers[4];
-	int stop = 0;
+	struct rfx_reader readers[4];
 	sqlite3 *db, *plain;
 	int i;
 
@@ -986,12 +944,9 @@ START_TEST(test_consistent_reads)
 	    SQLITE_OK);
 	sqlite3_busy_timeout(plain, 5000);
 	for (i = 0; i < 4; i++) {
-		memset(&readers[i], 0, sizeof readers[i]);
-		readers[i].db = i == 3 ? plain : rfx_open(e.path, NULL, NULL);
-		readers[i].stop = &stop;
-		ck_assert_int_eq(pthread_create(&readers[i].thread, NULL,
-						reader_main, &readers[i]),
-				 0);
+		rfx_reader_start(
+		    &readers[i], i == 3 ? plain : rfx_open(e.path, NULL, NULL),
+		    "SELECT sum(bal), count(*) FROM accounts", 100000, 200);
 	}
 	/* Transfers touching every page (and the padding, rewritten). */
 	for (i = 0; i < 60; i++) {
@@ -1004,9 +959,8 @@ START_TEST(test_consistent_reads)
 		sqlite3_free(sql);
 	}
 	rfx_sync(db);
-	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	for (i = 0; i < 4; i++) {
-		pthread_join(readers[i].thread, NULL);
+		rfx_reader_stop(&readers[i]);
 		printf("consistent reads: reader %d made %ld reads\n", i,
 		       readers[i].reads);
 		ck_assert_msg(readers[i].bad == 0,

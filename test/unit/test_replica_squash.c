@@ -8,7 +8,6 @@
  * (squashed_frames counts the log frames received squashed), that its
  * tables equal the primary's, that PRAGMA integrity_check is ok and that
  * replite_verify() agrees with the primary's whole-database checksum. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,46 +187,11 @@ END_TEST
  * in squashed answers, readers in other threads check on every read that
  * the accounts (two to a page, so that a transfer spans pages) still add
  * up. */
-struct reader {
-	sqlite3 *db;
-	pthread_t thread;
-	int *stop;
-	long reads, bad;
-	char first_bad[160];
-};
-
-static void *reader_main(void *arg)
-{
-	struct reader *r = arg;
-	sqlite3_stmt *st = NULL;
-
-	if (sqlite3_prepare_v2(r->db, "SELECT sum(bal), count(*) FROM wide", -1,
-			       &st, NULL) != SQLITE_OK) {
-		r->bad++;
-		return NULL;
-	}
-	while (!__atomic_load_n(r->stop, __ATOMIC_ACQUIRE)) {
-		int rc = sqlite3_step(st);
-		if ((rc != SQLITE_ROW ||
-		     sqlite3_column_int64(st, 0) != 100000 ||
-		     sqlite3_column_int64(st, 1) != ROWS) &&
-		    r->bad++ == 0)
-			snprintf(r->first_bad, sizeof r->first_bad,
-				 "rc %d, sum %lld, count %lld", rc,
-				 (long long)sqlite3_column_int64(st, 0),
-				 (long long)sqlite3_column_int64(st, 1));
-		sqlite3_reset(st);
-		r->reads++;
-	}
-	sqlite3_finalize(st);
-	return NULL;
-}
-
 START_TEST(test_squash_readers_see_whole_states)
 {
 	struct rfx_env env;
-	struct reader readers[3];
-	int stop = 0, i, round;
+	struct rfx_reader readers[3];
+	int i, round;
 	sqlite3 *db;
 
 	rfx_env_start(&env, NULL);
@@ -239,12 +203,9 @@ START_TEST(test_squash_readers_see_whole_states)
 			 "i, 1000, randomblob(1800) FROM n");
 	db = rfx_open(env.path, env.srv.url, "sync_interval=0");
 	for (i = 0; i < 3; i++) {
-		memset(&readers[i], 0, sizeof readers[i]);
-		readers[i].db = rfx_open(env.path, NULL, NULL);
-		readers[i].stop = &stop;
-		ck_assert_int_eq(pthread_create(&readers[i].thread, NULL,
-						reader_main, &readers[i]),
-				 0);
+		rfx_reader_start(&readers[i], rfx_open(env.path, NULL, NULL),
+				 "SELECT sum(bal), count(*) FROM wide", 100000,
+				 ROWS);
 	}
 	for (round = 0; round < 5; round++) {
 		size_t cap = 300 * 160, len = 0;
@@ -266,9 +227,8 @@ START_TEST(test_squash_readers_see_whole_states)
 		free(sql);
 		rfx_sync(db);
 	}
-	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	for (i = 0; i < 3; i++) {
-		pthread_join(readers[i].thread, NULL);
+		rfx_reader_stop(&readers[i]);
 		ck_assert_msg(readers[i].bad == 0,
 			      "reader %d saw %ld inconsistent reads, first: %s",
 			      i, readers[i].bad, readers[i].first_bad);
