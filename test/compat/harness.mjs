@@ -136,6 +136,10 @@ export async function http(server, method, path, { body, headers, token } = {}) 
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// A query that runs for hours (ten billion rows counted): what the tests of
+// statement timeouts, cancellation and lanes keep busy.
+export const HEAVY_QUERY = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+
 // --- helpers for the embedded-replica and crash tests ---
 
 // GET /info as JSON.

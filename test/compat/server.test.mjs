@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { createClient } from "@libsql/client";
-import { REPLITE_BIN, startServer, http, sleep, tempDir } from "./harness.mjs";
+import { HEAVY_QUERY, REPLITE_BIN, startServer, http, sleep, tempDir } from "./harness.mjs";
 
 async function info(server) {
   return (await http(server, "GET", "/info")).json;
@@ -140,8 +140,7 @@ test("an idle Hrana stream expires and releases the write lock", async () => {
 
 test("a statement that runs past --statement-timeout is interrupted, and a writer waiting behind it proceeds", async () => {
   const server = await startServer({ args: ["--statement-timeout", "300"] });
-  const heavy =
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+  const heavy = HEAVY_QUERY;
   try {
     const a = createClient({ url: server.url });
     const b = createClient({ url: server.url });
@@ -171,8 +170,7 @@ test("/health, a point read and a replica's pull are answered while 10 heavy que
   // answered before the first of them ends (an order, not a time: the
   // latencies are measured by bench/health.mjs).
   const server = await startServer({ args: ["--statement-timeout", "4000"] });
-  const heavy =
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+  const heavy = HEAVY_QUERY;
   try {
     const setup = createClient({ url: server.url });
     await setup.execute("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)");
@@ -207,8 +205,7 @@ test("/health, a point read and a replica's pull are answered while 10 heavy que
 test("a client that disconnects cancels its running statement, and a writer waiting behind it proceeds", async () => {
   // No statement timeout to end it: only the client's departure can.
   const server = await startServer({ args: ["--statement-timeout", "0"] });
-  const heavy =
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+  const heavy = HEAVY_QUERY;
   try {
     const b = createClient({ url: server.url });
     await b.execute("CREATE TABLE t(x)");

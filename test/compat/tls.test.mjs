@@ -17,7 +17,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { resolve } from "node:path";
-import { REPLITE_BIN, startServer, tempDir, sleep } from "./harness.mjs";
+import { HEAVY_QUERY, REPLITE_BIN, startServer, tempDir, sleep } from "./harness.mjs";
 
 const EXTENSION = process.env.REPLITE_EXTENSION ?? resolve(import.meta.dirname, "../../build/libreplite.so");
 const WORKER = resolve(import.meta.dirname, "tls_worker.mjs");
@@ -358,7 +358,7 @@ test("over TLS, a client that disconnects cancels its running statement (HTTPS a
     "good",
     async (server) => {
       await primary(server, "CREATE TABLE t(x)");
-      const heavy = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n";
+      const heavy = HEAVY_QUERY;
       for (const url of [server.url, server.url.replace("https://", "wss://")]) {
         // The worker is killed while its statement runs: its connection
         // closes (FIN) without a word.
