@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "hrana_pb.h"
 
 #define MAX_CURSORS 16
 
@@ -376,11 +377,26 @@ void ws_on_msg(wslay_event_context_ptr ctx,
 	(void)ctx;
 	if (c->closing || wslay_is_ctrl_frame(arg->opcode))
 		return;
-	if (arg->opcode != WSLAY_TEXT_FRAME) {
+	if (c->protobuf) {
+		const char *pb_err = NULL;
+		if (arg->opcode != WSLAY_BINARY_FRAME) {
+			ws_close_with(c, 1003,
+				      "hrana3-protobuf takes only binary "
+				      "messages");
+			return;
+		}
+		msg = hrana_pb_client_msg(arg->msg, arg->msg_length, &pb_err);
+		if (msg == NULL) {
+			ws_proto_error(c, pb_err);
+			return;
+		}
+	} else if (arg->opcode != WSLAY_TEXT_FRAME) {
 		ws_close_with(c, 1003, "only text messages with JSON");
 		return;
+	} else {
+		msg = json_loadb((const char *)arg->msg, arg->msg_length, 0,
+				 &err);
 	}
-	msg = json_loadb((const char *)arg->msg, arg->msg_length, 0, &err);
 	type = json_string_value(json_object_get(msg, "type"));
 	if (!json_is_object(msg) || type == NULL)
 		ws_proto_error(c,

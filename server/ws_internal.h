@@ -37,7 +37,9 @@ struct ws_cursor {
 
 struct ws_conn {
 	struct ws_server *srv;
-	int version; /* 1, 2 or 3 */
+	int version;  /* 1, 2 or 3 */
+	int protobuf; /* hrana3-protobuf: binary messages, ServerMsg and
+			 ClientMsg (hrana_pb.h) */
 	int fd;
 	const uint8_t *extra;
 	size_t extra_len, extra_pos;
