@@ -10,7 +10,6 @@
 #include "base/clock.h"
 #include "hrana_pb.h"
 
-#define MAX_CURSORS 16
 
 static void hello(struct ws_conn *c, json_t *msg)
 {
@@ -181,7 +180,10 @@ static void open_cursor(struct ws_conn *c, json_int_t rid, json_t *req,
 		ws_proto_error(c, proto_err);
 		return;
 	}
-	if (c->n_cursors >= MAX_CURSORS) {
+	/* As many cursors as streams (sqld allows one per stream): a client
+	 * with a batch in flight on each of its streams (@libsql/client on
+	 * Hrana 3 runs every batch through a cursor) must not be refused. */
+	if (c->n_cursors >= c->srv->cfg.max_streams) {
 		ws_respond_error(
 		    c, rid,
 		    hrana_make_error("too many open cursors on this "

@@ -183,6 +183,35 @@ test("protobuf over WebSocket: streams interleaved on one socket keep their own 
   }
 });
 
+// libsql-client-ts's own suite, with the client on Hrana 3, runs 100 write
+// batches at once on one socket, each through a cursor on its own stream;
+// a cap of 16 cursors per socket refused the 17th (CURSORS_EXHAUSTED).
+test("protobuf over WebSocket: 40 batches at once, each through a cursor on its own stream", async () => {
+  const t = table();
+  const client = hrana.openWs(wsUrl, undefined, 3);
+  try {
+    assert.equal(await client.getVersion(), 3);
+    const setup = client.openStream();
+    await setup.run(`CREATE TABLE ${t}(v)`);
+    setup.close();
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const s = client.openStream();
+        const b = s.batch(true);
+        const ins = b.step().run([`INSERT INTO ${t} VALUES (?)`, [i]]);
+        await b.execute();
+        await ins;
+        s.close();
+      }),
+    );
+    const check = client.openStream();
+    assert.equal((await check.queryValue(`SELECT count(*) FROM ${t}`)).value, 40);
+    check.close();
+  } finally {
+    client.close();
+  }
+});
+
 // A ROLLBACK inside a batch ends the transaction, and the steps after it
 // that are guarded by not(is_autocommit) are skipped, not run in autocommit
 // mode: the batch @libsql/client builds for Hrana 3 (hrana.js,
