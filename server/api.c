@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "access_log.h"
 #include "http_zstd.h"
+#include "turso_sync.h"
 
 /* Parse a decimal u32 path segment; returns the rest of the path after it
  * (pointing at '/' or '\0'), or NULL if the segment is not a number. */
@@ -460,6 +461,8 @@ static void route(struct api *api, struct http_request *req,
 		handle_checksum(api, req->path + 10, res);
 	} else if (is_hrana_path(req->path)) {
 		handle_hrana(api, req, res, access != JWT_ACCESS_READ_WRITE);
+	} else if (strcmp(req->path, "/pull-updates") == 0) {
+		turso_sync_pull(api->store, api->max_wait_s, req, res);
 	} else if (is(req, "GET", "/v2") || is(req, "GET", "/v3") ||
 		   is(req, "GET", "/v3-protobuf") || is(req, "GET", "/v1") ||
 		   is(req, "GET", "/")) {
@@ -478,6 +481,8 @@ enum http_lane api_lane(void *arg, const char *method, const char *url)
 	 * images are sent by libmicrohttpd's thread, long-polls are parked
 	 * without a worker) and must stay so whatever SQL runs: /health,
 	 * /info, pulls, exports. */
+	if (strcmp(url, "/pull-updates") == 0)
+		return HTTP_LANE_CONTROL; /* a pull, though a POST */
 	if (is_hrana_path(url) || strcmp(method, "POST") == 0)
 		return HTTP_LANE_MAIN;
 	return HTTP_LANE_CONTROL;

@@ -32,6 +32,7 @@ static const char *const routes[] = {
     "/v3/cursor",
     "/v3-protobuf/pipeline",
     "/v3-protobuf/cursor",
+    "/pull-updates",
     "/",
     "/v1",
     "/v2",

@@ -10,7 +10,6 @@
 #include "base/clock.h"
 #include "hrana_pb.h"
 
-
 static void hello(struct ws_conn *c, json_t *msg)
 {
 	const struct jwt_keys *keys = c->srv->cfg.keys;
