@@ -49,6 +49,7 @@ struct pending {
 };
 
 struct puller {
+	struct puller_watch watch;
 	struct http_client *http;
 	struct applier *applier;
 	char *sync_url;
