@@ -50,12 +50,6 @@ int applier_load_state(struct applier *a, struct replica_state *st, char *err,
 int applier_load_state_cached(struct applier *a, struct replica_state *st,
 			      char *err, size_t err_len);
 
-/* Does the file certainly hold generation's frames up to last already
- * (the state, read without the lock, says so)?  frame_no only moves forward
- * within a generation, so a yes stays true; a no (or a torn read) leaves
- * the decision to applier_apply_frames, under the lock. */
-int applier_has_applied(struct applier *a, uint32_t generation, uint32_t last);
-
 enum applier_result {
 	APPLIER_APPLIED,   /* published; *st holds the new state */
 	APPLIER_STALE,     /* the file is already at or past the batch */

@@ -66,19 +66,6 @@ int applier_load_state_cached(struct applier *a, struct replica_state *st,
 	return 0;
 }
 
-int applier_has_applied(struct applier *a, uint32_t generation, uint32_t last)
-{
-	struct replica_state st = {0};
-	char ignored[256];
-	int yes;
-
-	yes = applier_load_state(a, &st, ignored, sizeof ignored) == 0 &&
-	      !st.bootstrapping && st.generation == generation &&
-	      st.frame_no >= last;
-	replica_state_free(&st);
-	return yes;
-}
-
 /* ---------------------------------------------------------------------- */
 /* injection */
 

@@ -34,11 +34,6 @@ struct puller *puller_new(struct http_client *http, struct applier *a,
 	return p;
 }
 
-void puller_set_watch(struct puller *p, const struct puller_watch *w)
-{
-	p->watch = *w;
-}
-
 void puller_pending_clear(struct pending *pd)
 {
 	pd->n = 0;
@@ -284,17 +279,6 @@ static enum applier_result apply_pending(struct puller *p, uint32_t hwm,
 
 	if (n == 0 || pd->first + n - 1 < hwm)
 		return APPLIER_NEED_MORE;
-	/* This replica's own commit coming back (the long-poll answered by
-	 * its push): once the writer is done, it is found applied without
-	 * the write lock, which the writer's next transaction wants. */
-	if (p->watch.settle != NULL)
-		p->watch.settle(p->watch.arg, pd->generation,
-				pd->first + n - 1);
-	if (applier_has_applied(p->applier, pd->generation,
-				pd->first + n - 1)) {
-		puller_pending_consume(pd, n, p->page_size);
-		return APPLIER_STALE;
-	}
 	frames = calloc(n, sizeof *frames);
 	if (frames == NULL) {
 		errors_set(err, err_len, "out of memory");
@@ -359,8 +343,6 @@ static enum pull_step on_no_frames(struct puller *p,
 		}
 		p->stats.generation = gen;
 		p->stats.primary_frame_no = st->frame_no;
-		if (p->watch.learned != NULL)
-			p->watch.learned(p->watch.arg, gen, st->frame_no);
 		p->stats.behind_since_unix_ms = 0;
 		if (st->catching_up &&
 		    applier_caught_up(p->applier, err, err_len) != 0)
@@ -508,11 +490,6 @@ static enum pull_step on_frames(struct puller *p,
 	frames_batch_free(&b);
 	if (rv != 0)
 		return STEP_ERROR;
-	/* Fewer frames than asked for, and fewer than a plain answer to a
-	 * squash request holds at most: the primary had no more. */
-	if (p->watch.learned != NULL && n > 0 && n < end - start &&
-	    n < PULL_FRAMES)
-		p->watch.learned(p->watch.arg, st->generation, start + n - 1);
 	if (p->stats.generation != st->generation ||
 	    start + n - 1 > p->stats.primary_frame_no) {
 		p->stats.generation = st->generation;
@@ -577,11 +554,7 @@ static enum pull_step pull_once(struct puller *p,
 	} else if (squash) {
 		snprintf(path + n, sizeof path - (size_t)n, "?squash=1");
 	}
-	if (p->watch.sent != NULL && pd->n == 0)
-		p->watch.sent(p->watch.arg, st->generation, start);
 	rv = puller_request(p, path, timeout, &res, err, err_len);
-	if (p->watch.done != NULL)
-		p->watch.done(p->watch.arg);
 	if (rv != 0)
 		return rv > 0 ? STEP_REJECTED : STEP_ERROR;
 	if (!connection_checked(p) && p->unchecked_answers++ < 3) {

@@ -47,26 +47,6 @@ struct puller *puller_new(struct http_client *http, struct applier *a,
 			  const char *sync_url, uint32_t page_size);
 void puller_free(struct puller *p);
 
-/* What the puller learns of the primary's head, for a replica's writers
- * (sync/replica_watch.c: a writer that knows its file is at the head skips
- * GET /info).  Each is optional; they run in the pulling thread.
- *   sent:     a GET /sync for frames from start of generation goes out,
- *             with nothing pending before it;
- *   done:     its answer came (or the request failed);
- *   learned:  the primary's head in generation was head when it answered
- *             (a caught-up answer, or frames that did not fill the range);
- *   settle:   frames up to last are about to be applied: the replica may
- *             first wait for its own commit of them to finish, so that
- *             they are found applied without taking the write lock. */
-struct puller_watch {
-	void *arg;
-	void (*sent)(void *arg, uint32_t generation, uint32_t start);
-	void (*done)(void *arg);
-	void (*learned)(void *arg, uint32_t generation, uint32_t head);
-	void (*settle)(void *arg, uint32_t generation, uint32_t last);
-};
-void puller_set_watch(struct puller *p, const struct puller_watch *w);
-
 /* Pull and apply until the primary says the file is caught up.  wait_s > 0
  * lets the first request long-poll that long for new frames when there are
  * none yet (live sync).  Returns 0 when caught up, or -1 with err naming the

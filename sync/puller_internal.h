@@ -49,7 +49,6 @@ struct pending {
 };
 
 struct puller {
-	struct puller_watch watch;
 	struct http_client *http;
 	struct applier *applier;
 	char *sync_url;

@@ -474,7 +474,6 @@ int replica_open(const char *db_path, const struct replica_options *p,
 		errors_set(err, err_len, "out of memory");
 		goto fail;
 	}
-	replica_watch_start(r);
 	r->synced_at_open = synced;
 	if (pthread_create(&r->thread, NULL, sync_main, r) != 0) {
 		errors_set(err, err_len, "cannot start the sync thread");

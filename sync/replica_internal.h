@@ -45,20 +45,6 @@ struct replica {
 	int polling;     /* the sync in progress long-polls */
 	int interrupted; /* it was cancelled for a request or close */
 	struct puller_stats stats;
-	/* What is known of the primary's head (replica_watch.c): learned
-	 * at at_us; out, a pull is outstanding from out_start, and
-	 * out_chained, it was sent right after head was learned. */
-	struct {
-		int known;
-		uint32_t gen, head;
-		int64_t at_us;
-		int out, out_chained;
-		uint32_t out_gen, out_start;
-	} watch;
-	/* A writer's push was accepted (frames up to wr_end of wr_gen) and
-	 * its local commit is not over yet. */
-	int wr_active;
-	uint32_t wr_gen, wr_end;
 
 	/* The write path: pushes run in the writer's thread with the WAL
 	 * write lock held, so one writer at a time (of any process) uses
@@ -120,18 +106,6 @@ void replica_offline_status(struct replica *r, const struct replica_state *st,
  * (0, or -1 with err); and unregister the private VFS at close. */
 int replica_rebase_pending(struct replica *r, char *err, size_t err_len);
 void replica_rebase_close(struct replica *r);
-
-/* The primary's head as the replica knows it (replica_watch.c): the
- * puller's hooks (at open), whether a writer's file at frame_no of gen is
- * known to be at the head, and what the write path learns (an answer of
- * GET /info, an accepted push whose local commit begins, its end, a push
- * that lost). */
-void replica_watch_start(struct replica *r);
-int replica_watch_current(struct replica *r, uint32_t gen, uint32_t frame_no);
-void replica_watch_learned(struct replica *r, uint32_t gen, uint32_t head);
-void replica_watch_pushed(struct replica *r, uint32_t gen, uint32_t head);
-void replica_watch_commit_over(struct replica *r);
-void replica_watch_forget(struct replica *r);
 
 /* Ask the sync thread for a sync and wait for it, at most timeout_ms (-1:
  * no limit).  Returns 0 (with the frame applied in *frame_no unless NULL),

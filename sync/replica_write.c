@@ -12,7 +12,6 @@
 #include "base/errors.h"
 #include "base/sqlite_api.h"
 #include "sync/pusher.h"
-#include "sync/rebase_plan.h"
 #include "sync/replica_state.h"
 
 /* Pause between a writer's catch-up attempts (catch_up). */
@@ -30,8 +29,9 @@ static void write_failed(struct replica *r, const char *err)
 /* Ask the primary where it stands (GET /info on the writers' kept-alive
  * connection) and compare with the file: 1 when the file holds the
  * primary's head, 0 when a catch-up is needed, -1 with err when the primary
- * cannot be asked or is another database.  Only when the replica does not
- * know already (begin_write_known). */
+ * cannot be asked or is another database.  A live long-poll in flight is no
+ * proof: frames committed just before may be on the wire, and a writer that
+ * raced them would lose its push with SQLITE_BUSY_SNAPSHOT. */
 static int primary_matches_file(struct replica *r, char *err, size_t err_len)
 {
 	struct replica_state st = {0};
@@ -55,9 +55,6 @@ static int primary_matches_file(struct replica *r, char *err, size_t err_len)
 	if (replica_state_check_primary(&st, info.database_id,
 					r->params.sync_url, err, err_len) != 0)
 		goto out;
-	if (info.has_max_frame_no)
-		replica_watch_learned(r, info.current_generation,
-				      info.max_frame_no);
 	rv = !st.bootstrapping && info.has_max_frame_no &&
 	     info.current_generation == st.generation &&
 	     info.max_frame_no == st.frame_no && st.frame_hwm == st.frame_no;
@@ -93,34 +90,11 @@ static int catch_up(struct replica *r, char *err, size_t err_len)
 	}
 }
 
-/* Online, with the write lock held: SQLITE_OK when the file is known to be
- * at the primary's head (replica_watch.c) and nothing else must go first,
- * without asking the primary; SQLITE_NOTFOUND leaves the decision to
- * replica_begin_write, with the lock released (it may need a catch-up). */
-static int begin_write_known(struct replica *r)
-{
-	struct replica_state st = {0};
-	uint64_t txns = 0, frames = 0;
-	char err[256];
-	int known;
-
-	if (r->token_read_only ||
-	    applier_load_state(r->applier, &st, err, sizeof err) != 0)
-		return SQLITE_NOTFOUND;
-	known = !st.bootstrapping && st.frame_hwm == st.frame_no &&
-		replica_watch_current(r, st.generation, st.frame_no) &&
-		applier_pending_counts(r->applier, &st, &txns, &frames, err,
-				       sizeof err) == 0 &&
-		txns == 0 && !rebase_plan_exists(r->db_path);
-	replica_state_free(&st);
-	return known ? SQLITE_OK : SQLITE_NOTFOUND;
-}
-
 int replica_begin_write_held(struct replica *r)
 {
-	if (!r->params.offline)
-		return begin_write_known(r);
 	/* Offline: nothing that needs the lock free (no catch-up). */
+	if (!r->params.offline)
+		return SQLITE_NOTFOUND;
 	return replica_begin_write(r);
 }
 
@@ -213,7 +187,6 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 					   logged.generation, logged.head, err,
 					   sizeof err) != 0)
 			goto fail; /* the primary has it: the next sync pulls */
-		replica_watch_pushed(r, logged.generation, logged.head);
 		r->push_generation = logged.generation;
 		r->push_end = logged.head;
 		rc = SQLITE_OK;
@@ -222,7 +195,6 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 		/* Another writer got there first: SQLite rolls back, and the
 		 * frames that won are applied before the writer retries. */
 		r->push_conflict = 1;
-		replica_watch_forget(r);
 		rc = SQLITE_BUSY_SNAPSHOT;
 		break;
 	case PUSHER_DENIED:
@@ -240,7 +212,6 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 	replica_state_free(&st);
 	return rc;
 fail:
-	replica_watch_forget(r);
 	write_failed(r, err);
 	replica_state_free(&st);
 	return SQLITE_IOERR_WRITE;
@@ -255,17 +226,14 @@ void replica_write_unlocking(struct replica *r, int committed, int published,
 		replica_offline_unlocking(r, committed && published);
 		return;
 	}
-	if (!committed || r->push_end == 0) {
-		replica_watch_commit_over(r);
+	if (!committed || r->push_end == 0)
 		return;
-	}
 	if (published &&
 	    applier_commit_done(r->applier, r->push_generation, r->push_end,
 				pos, r->push_has_checksum, r->push_checksum,
 				err, sizeof err) != 0)
 		write_failed(r, err);
 	r->push_end = 0;
-	replica_watch_commit_over(r);
 }
 
 void replica_write_unlocked(struct replica *r)
@@ -276,7 +244,6 @@ void replica_write_unlocked(struct replica *r)
 		replica_offline_unlocked(r);
 		return;
 	}
-	replica_watch_commit_over(r);
 	if (r->push_diverged) {
 		r->push_diverged = 0;
 		if (applier_require_image(r->applier, err, sizeof err) != 0) {
