@@ -88,6 +88,37 @@ int http_request_fd(struct http_request *req)
 	return info != NULL ? info->connect_fd : -1;
 }
 
+int http_request_client(struct http_request *req, char *buf, size_t n)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+	    req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = info != NULL ? info->client_addr : NULL;
+	const struct sockaddr_in6 *sin6;
+
+	if (n > 0)
+		buf[0] = '\0';
+	if (sa == NULL || n == 0)
+		return -1;
+	if (sa->sa_family == AF_INET)
+		return inet_ntop(AF_INET,
+				 &((const struct sockaddr_in *)sa)->sin_addr,
+				 buf, (socklen_t)n) != NULL
+			   ? 0
+			   : -1;
+	if (sa->sa_family != AF_INET6)
+		return -1;
+	sin6 = (const struct sockaddr_in6 *)sa;
+	/* One client, one key, whichever socket family it came in on. */
+	if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		return inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf,
+				 (socklen_t)n) != NULL
+			   ? 0
+			   : -1;
+	return inet_ntop(AF_INET6, &sin6->sin6_addr, buf, (socklen_t)n) != NULL
+		   ? 0
+		   : -1;
+}
+
 const char *http_request_header(struct http_request *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

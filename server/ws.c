@@ -60,6 +60,15 @@ struct ws_server *ws_server_new(const struct ws_config *cfg)
 	if (ws == NULL)
 		return NULL;
 	ws->cfg = *cfg;
+	if (ws->cfg.max_per_client == 0)
+		ws->cfg.max_per_client = ws->cfg.max_connections;
+	ws->clients =
+	    calloc(ws->cfg.max_connections > 0 ? ws->cfg.max_connections : 1,
+		   sizeof *ws->clients);
+	if (ws->clients == NULL) {
+		free(ws);
+		return NULL;
+	}
 	pthread_mutex_init(&ws->mu, NULL);
 	return ws;
 }
@@ -69,6 +78,7 @@ void ws_server_free(struct ws_server *ws)
 	if (ws == NULL)
 		return;
 	pthread_mutex_destroy(&ws->mu);
+	free(ws->clients);
 	free(ws);
 }
 
@@ -115,12 +125,6 @@ static const struct {
 
 static void upgrade_run(void *arg, int fd, const uint8_t *extra,
 			size_t extra_len, int stop_fd);
-
-/* What the upgrade callback gets: the server and the version. */
-struct ws_pending {
-	struct ws_server *srv;
-	int version;
-};
 
 static int accept_key(const char *key, char out[64])
 {
@@ -184,24 +188,16 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 			return;
 		}
 	}
-	pthread_mutex_lock(&ws->mu);
-	if (ws->n >= ws->cfg.max_connections) {
-		pthread_mutex_unlock(&ws->mu);
-		http_reply_error(&res->reply, 503, "WS_TOO_MANY_CONNECTIONS",
-				 "too many WebSocket connections (at most "
-				 "%u); retry later",
-				 ws->cfg.max_connections);
-		return;
-	}
 	p = calloc(1, sizeof *p);
 	if (p == NULL) {
-		pthread_mutex_unlock(&ws->mu);
 		http_reply_error(&res->reply, 500, "INTERNAL_ERROR",
 				 "out of memory");
 		return;
 	}
-	ws->n++;
-	pthread_mutex_unlock(&ws->mu);
+	if (ws_admit(ws, req, p->client, res) != 0) {
+		free(p);
+		return;
+	}
 	p->srv = ws;
 	p->version = version;
 	res->headers[0].name = "Upgrade";
@@ -209,10 +205,8 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 		 "websocket");
 	res->headers[1].name = "Sec-WebSocket-Accept";
 	if (accept_key(key, res->headers[1].value) != 0) {
+		ws_leave(ws, p->client);
 		free(p);
-		pthread_mutex_lock(&ws->mu);
-		ws->n--;
-		pthread_mutex_unlock(&ws->mu);
 		memset(res->headers, 0, sizeof res->headers);
 		http_reply_error(&res->reply, 500, "INTERNAL_ERROR",
 				 "cannot compute Sec-WebSocket-Accept");
@@ -363,6 +357,15 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data,
 	return -1;
 }
 
+/* How long poll may wait: until the socket would be idle for too long
+ * (--ws-idle-ms may be short), at most a second. */
+static int idle_wait(const struct ws_conn *c, int64_t now)
+{
+	int64_t left = c->last_rx_ms + c->srv->cfg.idle_ms - now + 1;
+
+	return left > 1000 ? 1000 : left < 1 ? 1 : (int)left;
+}
+
 static void loop(struct ws_conn *c, int stop_fd)
 {
 	int stopping = 0;
@@ -387,6 +390,8 @@ static void loop(struct ws_conn *c, int stop_fd)
 			break; /* the peer does not read */
 		if (!c->closing && now - c->last_rx_ms > c->srv->cfg.idle_ms)
 			ws_close_with(c, 1001, "idle for too long");
+		else if (!c->closing)
+			timeout = idle_wait(c, now);
 		if (rd &&
 		    wslay_event_get_queued_msg_length(c->ctx) > MAX_QUEUED_OUT)
 			rd = 0; /* let the peer read first */
@@ -419,6 +424,9 @@ static void loop(struct ws_conn *c, int stop_fd)
 		if (pf[0].revents & POLLIN) {
 			if (wslay_event_recv(c->ctx) != 0)
 				break;
+			/* A statement may have run for longer than idle_ms:
+			 * idleness counts from when its answer was ready. */
+			c->last_rx_ms = clock_monotonic_ms();
 		} else if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
 			break;
 		}
@@ -479,8 +487,6 @@ done:
 	ws_hrana_release(&c);
 	shutdown(fd, SHUT_RDWR);
 out:
-	pthread_mutex_lock(&ws->mu);
-	ws->n--;
-	pthread_mutex_unlock(&ws->mu);
+	ws_leave(ws, p->client);
 	free(p);
 }
