@@ -368,7 +368,7 @@ static int idle_wait(const struct ws_conn *c, int64_t now)
 
 static void loop(struct ws_conn *c, int stop_fd)
 {
-	int stopping = 0;
+	int stopping = 0, was_wr = 0;
 	int64_t last_tx_progress = clock_monotonic_ms();
 
 	for (;;) {
@@ -384,13 +384,17 @@ static void loop(struct ws_conn *c, int stop_fd)
 			break;
 		if (c->closing && now > c->close_by)
 			break;
-		if (!wr)
+		/* The peer's reading is timed from when there was something
+		 * to send (a poll of up to a second may lie between). */
+		if (!wr || !was_wr)
 			last_tx_progress = now;
 		else if (now - last_tx_progress > c->srv->cfg.idle_ms)
 			break; /* the peer does not read */
-		if (!c->closing && now - c->last_rx_ms > c->srv->cfg.idle_ms)
+		was_wr = wr;
+		if (!c->closing && now - c->last_rx_ms > c->srv->cfg.idle_ms) {
 			ws_close_with(c, 1001, "idle for too long");
-		else if (!c->closing)
+			continue; /* queue the close frame now */
+		} else if (!c->closing)
 			timeout = idle_wait(c, now);
 		if (rd &&
 		    wslay_event_get_queued_msg_length(c->ctx) > MAX_QUEUED_OUT)
