@@ -357,6 +357,22 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data,
 	return -1;
 }
 
+/* After wslay_event_recv failed: did wslay stop reading and queue a close
+ * frame (1002 for a frame it cannot parse: a control frame longer than 125
+ * bytes or fragmented, a 64-bit length with its top bit set)?  Then that
+ * frame is sent before the socket closes, as RFC 6455 wants, within the
+ * usual wait for the peer. */
+static int close_queued(struct ws_conn *c)
+{
+	if (wslay_event_want_read(c->ctx) || !wslay_event_want_write(c->ctx))
+		return 0;
+	if (!c->closing) {
+		c->closing = 1;
+		c->close_by = clock_monotonic_ms() + CLOSE_WAIT_MS;
+	}
+	return 1;
+}
+
 /* How long poll may wait: until the socket would be idle for too long
  * (--ws-idle-ms may be short), at most a second. */
 static int idle_wait(const struct ws_conn *c, int64_t now)
@@ -400,7 +416,7 @@ static void loop(struct ws_conn *c, int stop_fd)
 		    wslay_event_get_queued_msg_length(c->ctx) > MAX_QUEUED_OUT)
 			rd = 0; /* let the peer read first */
 		if (rd && c->extra_pos < c->extra_len) {
-			if (wslay_event_recv(c->ctx) != 0)
+			if (wslay_event_recv(c->ctx) != 0 && !close_queued(c))
 				break;
 			continue;
 		}
@@ -426,7 +442,7 @@ static void loop(struct ws_conn *c, int stop_fd)
 			c->close_by = clock_monotonic_ms() + 200;
 		}
 		if (pf[0].revents & POLLIN) {
-			if (wslay_event_recv(c->ctx) != 0)
+			if (wslay_event_recv(c->ctx) != 0 && !close_queued(c))
 				break;
 			/* A statement may have run for longer than idle_ms:
 			 * idleness counts from when its answer was ready. */

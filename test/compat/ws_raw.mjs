@@ -11,13 +11,19 @@ import WebSocket from "ws";
 // with {sock, status, headers, body (what followed the head so far), frames
 // (a parser fed with every later byte), ended (a promise: the socket closed)}.
 // localAddress: the client's address (any 127.x.y.z on Linux's loopback).
-export function rawUpgrade(server, { protocol = "hrana3", localAddress, key, version = "13", extraHeaders = "" } = {}) {
+// The server's close frame is answered as a client would (echoing its code),
+// so that the server closes the socket at once instead of waiting for it.
+export function rawUpgrade(server, { protocol = "hrana3", localAddress, key, version = "13", method = "GET" } = {}) {
   const u = new URL(server.url);
   return new Promise((res, rej) => {
     const sock = net.connect({ host: u.hostname, port: Number(u.port), localAddress });
     let buf = Buffer.alloc(0);
     let head = null;
-    const parser = frameParser();
+    const parser = frameParser((f) => {
+      if (f.opcode !== 8 || sock.destroyed) return;
+      sock.write(frame(8, f.payload.subarray(0, 2)));
+      sock.end();
+    });
     const ended = new Promise((r) => sock.on("close", r));
     const timer = setTimeout(() => rej(new Error("no answer to the upgrade within 10 s")), 10000);
     sock.on("error", (e) => {
@@ -44,10 +50,9 @@ export function rawUpgrade(server, { protocol = "hrana3", localAddress, key, ver
     });
     sock.on("connect", () => {
       sock.write(
-        `GET / HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `${method} / HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${key ?? randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: ${version}\r\n` +
           (protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : "") +
-          extraHeaders +
           "\r\n",
       );
     });
@@ -87,7 +92,7 @@ export const text = (obj, opts) => frame(1, typeof obj === "string" ? obj : JSON
 // The server's frames (unmasked), as they arrive: {opcode, fin, payload};
 // closeCode() resolves with the code of the server's close frame, or null
 // when the socket ends without one.
-function frameParser() {
+function frameParser(onFrame) {
   let buf = Buffer.alloc(0);
   const frames = [];
   const waiters = [];
@@ -110,6 +115,7 @@ function frameParser() {
         }
         if (buf.length < off + len) break;
         frames.push({ opcode: buf[0] & 0x0f, fin: !!(buf[0] & 0x80), payload: buf.subarray(off, off + len) });
+        onFrame(frames[frames.length - 1]);
         buf = buf.subarray(off + len);
       }
       for (const w of waiters.splice(0)) w();
