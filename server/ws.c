@@ -12,7 +12,8 @@
  *
  * Each upgraded socket runs on a thread of its own (http.c): SQL may block
  * on locks, and must not stall MHD's polling thread.  Threads are bounded
- * (max_connections; more are refused with 503 before the upgrade), sockets
+ * (max_connections, and max_per_client for each client address; more are
+ * refused with 503 or 429 before the upgrade: ws_admit.c), sockets
  * are non-blocking with poll() timeouts: a socket silent for idle_ms is
  * closed, and so is one whose peer does not read our answers.  Messages are
  * bounded by max_message (wslay closes with 1009 beyond).
