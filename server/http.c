@@ -513,15 +513,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 	/* else, if still set, on_upgrade has yet to run and owns it */
 	ctx->upgrade = NULL;
-	pthread_mutex_lock(&s->mu);
+	/* Only a parked request is in a list of ours, so only then is s->mu
+	 * taken.  libmicrohttpd (0.9.75) calls this for an upgraded connection
+	 * that closed while holding its cleanup mutex, which
+	 * MHD_resume_connection and MHD_suspend_connection take; a worker
+	 * resuming a connection under s->mu (run_job) and this call waited for
+	 * each other forever, and every thread after them (the server hung
+	 * with WebSockets closing while HTTP requests were answered).  An
+	 * upgraded request is never parked, and a parked one is suspended, so
+	 * nothing changes ctx->parked while its connection completes. */
 	if (ctx->parked) {
-		struct req_ctx **pp = &s->parked;
+		struct req_ctx **pp;
+		pthread_mutex_lock(&s->mu);
+		pp = &s->parked;
 		while (*pp != NULL && *pp != ctx)
 			pp = &(*pp)->next_parked;
 		if (*pp == ctx)
 			*pp = ctx->next_parked;
+		pthread_mutex_unlock(&s->mu);
 	}
-	pthread_mutex_unlock(&s->mu);
 	if (ctx->have_res) { /* answered but never sent */
 		if (ctx->res.fd >= 0)
 			close(ctx->res.fd);
