@@ -1,8 +1,12 @@
-// Hrana throughput and latency: C concurrent @libsql/client clients against
-// `replite serve` doing point reads and single-row inserts, over HTTP and
-// over WebSocket (ws://, the same clients), next to the same statements on a
-// local SQLite file (npm libsql) as the no-network reference.
+// Hrana throughput and latency: C concurrent clients against `replite serve`
+// doing point reads and single-row inserts, next to the same statements on a
+// local SQLite file (npm libsql) as the no-network reference.  Transports:
+//   http, ws        @libsql/client over http:// and ws:// (Hrana 2, JSON)
+//   http-pb, ws-pb  @libsql/hrana-client with protocol version 3, which
+//                   chooses protobuf (/v3-protobuf/pipeline, hrana3-protobuf);
+//                   each client keeps one stream open, as a connection
 import { createClient } from "@libsql/client";
+import * as hrana from "@libsql/hrana-client";
 import Database from "libsql";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -54,6 +58,20 @@ function localReference() {
   return { read, write };
 }
 
+// A hrana-client Client with one open stream, behind @libsql/client's
+// execute/close, checked to have negotiated protocol version 3.
+async function hranaClient(client) {
+  if ((await client.getVersion()) !== 3) throw new Error("the server did not offer Hrana 3");
+  const stream = client.openStream();
+  return {
+    execute: ({ sql, args }) => stream.query([sql, args.map((a) => (typeof a === "number" ? BigInt(a) : a))]),
+    close: () => {
+      stream.close();
+      client.close();
+    },
+  };
+}
+
 const primary = await startPrimary(["--threads", "8"]);
 try {
   const setup = createClient({ url: primary.url });
@@ -65,13 +83,19 @@ try {
   setup.close();
   const local = localReference();
   const wsUrl = primary.url.replace(/^http:/, "ws:");
-  console.log(`Hrana over HTTP and WebSocket (@libsql/client -> replite serve), ${DURATION_MS / 1000} s per row`);
-  console.log("op      transport clients   ops/s    p50 ms   p99 ms   vs local SQLite ops/s   ws/http ops/s");
+  console.log(`Hrana over HTTP and WebSocket, JSON and protobuf (-> replite serve), ${DURATION_MS / 1000} s per row`);
+  console.log("op      transport clients   ops/s    p50 ms   p99 ms   vs local SQLite ops/s   vs http ops/s");
+  const transports = [
+    ["http", () => createClient({ url: primary.url })],
+    ["ws", () => createClient({ url: wsUrl })],
+    ["http-pb", () => hranaClient(hrana.openHttp(primary.url, undefined, undefined, undefined, 3))],
+    ["ws-pb", () => hranaClient(hrana.openWs(wsUrl, undefined, 3))],
+  ];
   let next = 1000000;
   for (const c of CONCURRENCY) {
     const results = {};
-    for (const [name, url] of [["http", primary.url], ["ws", wsUrl]]) {
-      const clients = Array.from({ length: c }, () => createClient({ url }));
+    for (const [name, open] of transports) {
+      const clients = await Promise.all(Array.from({ length: c }, open));
       const r = await runFor(DURATION_MS, clients, (cl, i, k) =>
         cl.execute({ sql: "SELECT v FROM kv WHERE k = ?", args: [(i * 7919 + k) % 1000] }),
       );
@@ -82,9 +106,9 @@ try {
       results[name] = { r, w };
     }
     for (const [op, key, ref] of [["read", "r", local.read], ["insert", "w", local.write]]) {
-      for (const name of ["http", "ws"]) {
+      for (const [name] of transports) {
         const x = results[name][key];
-        const ratio = name === "ws" ? `${fmt(x.opsPerSec / results.http[key].opsPerSec, 2)}x` : "";
+        const ratio = name !== "http" ? `${fmt(x.opsPerSec / results.http[key].opsPerSec, 2)}x` : "";
         console.log(`${op.padEnd(7)} ${name.padEnd(9)} ${String(c).padStart(7)} ${fmt(x.opsPerSec, 0).padStart(8)} ${fmt(x.p50).padStart(8)} ${fmt(x.p99).padStart(8)}   ${fmt(x.opsPerSec / ref.opsPerSec, 4)}x`.padEnd(74) + ratio);
       }
     }

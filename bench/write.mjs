@@ -224,6 +224,8 @@ async function throughput() {
   }
 }
 
-await latency();
-console.log();
-await throughput();
+// BENCH_WRITE_ONLY=latency|throughput runs one part.
+const ONLY = process.env.BENCH_WRITE_ONLY ?? "";
+if (ONLY !== "throughput") await latency();
+if (ONLY === "") console.log();
+if (ONLY !== "latency") await throughput();

@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "access_log.h"
 #include "http_zstd.h"
+#include "turso_sync.h"
 
 /* Parse a decimal u32 path segment; returns the rest of the path after it
  * (pointing at '/' or '\0'), or NULL if the segment is not a number. */
@@ -288,14 +289,20 @@ static void handle_hrana(struct api *api, struct http_request *req,
 		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
 				 "%s requires POST", req->path);
 	} else if (strcmp(req->path, "/v2/pipeline") == 0) {
-		streams_pipeline(api->streams, 2, read_only, body,
+		streams_pipeline(api->streams, 2, read_only, STREAMS_JSON, body,
 				 req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v3/pipeline") == 0) {
-		streams_pipeline(api->streams, 3, read_only, body,
+		streams_pipeline(api->streams, 3, read_only, STREAMS_JSON, body,
 				 req->body_len, fd, &res->reply);
+	} else if (strcmp(req->path, "/v3-protobuf/pipeline") == 0) {
+		streams_pipeline(api->streams, 3, read_only, STREAMS_PROTOBUF,
+				 body, req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v3/cursor") == 0) {
-		streams_cursor(api->streams, read_only, body, req->body_len, fd,
-			       &res->reply);
+		streams_cursor(api->streams, read_only, STREAMS_JSON, body,
+			       req->body_len, fd, &res->reply);
+	} else if (strcmp(req->path, "/v3-protobuf/cursor") == 0) {
+		streams_cursor(api->streams, read_only, STREAMS_PROTOBUF, body,
+			       req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v1/execute") == 0) {
 		streams_v1_execute(api->streams, read_only, body, req->body_len,
 				   fd, &res->reply);
@@ -316,6 +323,8 @@ static int is_hrana_path(const char *path)
 	return strcmp(path, "/v2/pipeline") == 0 ||
 	       strcmp(path, "/v3/pipeline") == 0 ||
 	       strcmp(path, "/v3/cursor") == 0 ||
+	       strcmp(path, "/v3-protobuf/pipeline") == 0 ||
+	       strcmp(path, "/v3-protobuf/cursor") == 0 ||
 	       strcmp(path, "/v1/execute") == 0 ||
 	       strcmp(path, "/v1/batch") == 0;
 }
@@ -452,8 +461,11 @@ static void route(struct api *api, struct http_request *req,
 		handle_checksum(api, req->path + 10, res);
 	} else if (is_hrana_path(req->path)) {
 		handle_hrana(api, req, res, access != JWT_ACCESS_READ_WRITE);
+	} else if (strcmp(req->path, "/pull-updates") == 0) {
+		turso_sync_pull(api->store, api->max_wait_s, req, res);
 	} else if (is(req, "GET", "/v2") || is(req, "GET", "/v3") ||
-		   is(req, "GET", "/v1") || is(req, "GET", "/")) {
+		   is(req, "GET", "/v3-protobuf") || is(req, "GET", "/v1") ||
+		   is(req, "GET", "/")) {
 		http_reply_text(&res->reply, 200, "");
 	} else {
 		http_reply_error(&res->reply, 404, "NOT_FOUND",
@@ -469,6 +481,8 @@ enum http_lane api_lane(void *arg, const char *method, const char *url)
 	 * images are sent by libmicrohttpd's thread, long-polls are parked
 	 * without a worker) and must stay so whatever SQL runs: /health,
 	 * /info, pulls, exports. */
+	if (strcmp(url, "/pull-updates") == 0)
+		return HTTP_LANE_CONTROL; /* a pull, though a POST */
 	if (is_hrana_path(url) || strcmp(method, "POST") == 0)
 		return HTTP_LANE_MAIN;
 	return HTTP_LANE_CONTROL;

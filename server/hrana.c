@@ -451,7 +451,7 @@ static int eval_cond(struct hrana_conn *c, json_t *cond, const int *outcome,
 		}
 		return acc;
 	}
-	if (strcmp(type, "is_autocommit") == 0 && c->version >= 3)
+	if (strcmp(type, "is_autocommit") == 0) /* on v2 too: hrana_check.c */
 		return sqlite3_get_autocommit(c->db) != 0;
 	return -1;
 }

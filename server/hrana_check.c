@@ -41,7 +41,9 @@ static int check_cond(json_t *cond, size_t step, int version)
 		}
 		return 0;
 	}
-	if (strcmp(type, "is_autocommit") == 0 && version >= 3)
+	/* Hrana 3's condition, taken on version 2 too: Turso Sync's clients
+	 * push through /v2/pipeline with batches guarded by it. */
+	if (strcmp(type, "is_autocommit") == 0)
 		return 0;
 	return -1;
 }

@@ -198,6 +198,58 @@ static enum MHD_Result queue_file(struct MHD_Connection *conn,
 	return ret;
 }
 
+struct stream_ctx {
+	long (*fn)(void *arg, uint64_t pos, uint8_t *buf, size_t max);
+	void (*free_fn)(void *arg);
+	void *arg;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream_ctx *c = cls;
+	long n = c->fn(c->arg, pos, (uint8_t *)buf, max);
+
+	if (n == 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : (ssize_t)n;
+}
+
+static void stream_done(void *cls)
+{
+	struct stream_ctx *c = cls;
+
+	c->free_fn(c->arg);
+	free(c);
+}
+
+static enum MHD_Result queue_stream(struct MHD_Connection *conn,
+				    struct http_response *res)
+{
+	struct stream_ctx *c = malloc(sizeof *c);
+	struct MHD_Response *resp = NULL;
+	enum MHD_Result ret;
+
+	if (c != NULL) {
+		c->fn = res->stream;
+		c->free_fn = res->stream_free;
+		c->arg = res->stream_arg;
+		resp = MHD_create_response_from_callback(
+		    MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, c, stream_done);
+	}
+	if (resp == NULL) {
+		free(c);
+		res->stream_free(res->stream_arg);
+		return MHD_NO;
+	}
+	if (res->reply.content_type != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+					res->reply.content_type);
+	add_extra_header(resp, res);
+	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static void *upgrade_main(void *arg)
 {
 	struct upgrade *u = arg;
@@ -425,6 +477,10 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 		pthread_mutex_unlock(&s->mu);
 		if (res.fd >= 0)
 			return queue_file(ctx->conn, &res);
+		if (res.stream != NULL) {
+			http_reply_free(&res.reply);
+			return queue_stream(ctx->conn, &res);
+		}
 		if (res.upgrade != NULL) {
 			if (!s->stopping)
 				return queue_upgrade(ctx, &res);
@@ -535,6 +591,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (ctx->have_res) { /* answered but never sent */
 		if (ctx->res.fd >= 0)
 			close(ctx->res.fd);
+		if (ctx->res.stream != NULL)
+			ctx->res.stream_free(ctx->res.stream_arg);
 		if (ctx->res.upgrade != NULL)
 			ctx->res.upgrade(ctx->res.upgrade_arg, -1, NULL, 0, -1);
 		http_reply_free(&ctx->res.reply);

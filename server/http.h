@@ -51,6 +51,15 @@ struct http_response {
 		const char *name;
 		char value[64];
 	} headers[4];
+	/* Not NULL (with fd < 0): answer 200 with reply.content_type and a
+	 * body made as it is sent, without a length: stream(stream_arg,
+	 * pos, buf, max) fills buf with the next bytes and returns how many,
+	 * 0 at the end, or -1 on failure (the connection is cut, so the
+	 * client sees a truncated body, never a complete-looking one);
+	 * stream_free(stream_arg) is called once, sent or not. */
+	long (*stream)(void *arg, uint64_t pos, uint8_t *buf, size_t max);
+	void (*stream_free)(void *arg);
+	void *stream_arg;
 	/* Not NULL: answer reply.status (101) with the headers above and
 	 * hand the connection to upgrade(upgrade_arg, ...). */
 	http_upgrade_fn upgrade;

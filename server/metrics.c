@@ -30,10 +30,14 @@ static const char *const routes[] = {
     "/v2/pipeline",
     "/v3/pipeline",
     "/v3/cursor",
+    "/v3-protobuf/pipeline",
+    "/v3-protobuf/cursor",
+    "/pull-updates",
     "/",
     "/v1",
     "/v2",
     "/v3",
+    "/v3-protobuf",
     "other",
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])

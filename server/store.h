@@ -22,6 +22,7 @@
 
 #include "http_reply.h"
 #include "proto/frames.h"
+#include "wal/walfmt.h"
 
 struct store;
 
@@ -104,6 +105,28 @@ int store_export_zstd(struct store *s, uint32_t gen, int *fd, uint64_t *size);
  * is not retained (or its base cannot be read). */
 int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
 		 uint64_t *checksum);
+
+/* Pages of one state, for Turso Sync's pull (store_pages.c): the state
+ * after the current generation's durable head when opened, as a full
+ * image (since_gen 0) or the pages changed after frame `since` of
+ * generation since_gen (across generations still retained).  Pages are
+ * read later, as the answer streams, from files held open: the state
+ * cannot change underneath.  Returns 0 with *out; 1 when (since_gen,
+ * since) is past the head (from the future); 2 when the increment cannot
+ * be resolved (a generation no longer retained, or too many): ask for the
+ * full image; -1 on I/O or memory failure. */
+struct store_pages;
+int store_pages_open(struct store *s, uint32_t since_gen, uint32_t since,
+		     struct store_pages **out);
+void store_pages_close(struct store_pages *p);
+uint32_t store_pages_generation(const struct store_pages *p);
+uint32_t store_pages_frame(const struct store_pages *p);
+uint32_t store_pages_db_size(const struct store_pages *p); /* in pages */
+uint32_t store_pages_count(const struct store_pages *p);
+/* The i-th page (ascending page numbers, 1-based), and its bytes. */
+uint32_t store_pages_pgno(const struct store_pages *p, uint32_t i);
+int store_pages_read(const struct store_pages *p, uint32_t i,
+		     uint8_t page[WALFMT_PAGE_SIZE]);
 
 /* How a push is to be taken (query arguments of POST /sync). */
 enum store_push_flags {

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "hrana.h"
+#include "hrana_pb.h"
 #include "base/clock.h"
 #include "util.h"
 
@@ -295,6 +296,21 @@ static const char *checkin(struct streams *s, struct stream *st, int close)
 	return baton;
 }
 
+/* A protobuf request body (PipelineReqBody or CursorReqBody, by decode)
+ * as the JSON object a JSON client would have sent. */
+static json_t *parse_pb_body(const char *body, size_t len,
+			     json_t *(*decode)(const uint8_t *, size_t,
+					       const char **),
+			     struct http_reply *reply)
+{
+	const char *err = NULL;
+	json_t *j = decode((const uint8_t *)(body ? body : ""), len, &err);
+
+	if (j == NULL)
+		proto_error(reply, err);
+	return j;
+}
+
 static json_t *parse_body(const char *body, size_t len,
 			  struct http_reply *reply)
 {
@@ -313,11 +329,33 @@ static json_t *parse_body(const char *body, size_t len,
 	return j;
 }
 
-void streams_pipeline(struct streams *s, int version, int read_only,
-		      const char *body, size_t len, int client_fd,
-		      struct http_reply *reply)
+/* Answer a pipeline in protobuf (PipelineRespBody). */
+static void reply_pb_pipeline(struct http_reply *reply, json_t *resp)
 {
-	json_t *req = parse_body(body, len, reply), *requests, *results, *r;
+	struct hrana_pb_buf out = {0};
+
+	if (hrana_pb_pipeline_response(resp, &out) != 0) {
+		hrana_pb_buf_free(&out);
+		http_reply_error(reply, 500, "INTERNAL_ERROR",
+				 "cannot encode the answer in protobuf");
+	} else {
+		reply->status = 200;
+		reply->content_type = "application/x-protobuf";
+		reply->body = (char *)out.data;
+		reply->len = out.len;
+	}
+	json_decref(resp);
+}
+
+void streams_pipeline(struct streams *s, int version, int read_only,
+		      enum streams_encoding enc, const char *body, size_t len,
+		      int client_fd, struct http_reply *reply)
+{
+	json_t *req =
+	    enc == STREAMS_PROTOBUF
+		? parse_pb_body(body, len, hrana_pb_pipeline_request, reply)
+		: parse_body(body, len, reply);
+	json_t *requests, *results, *r, *resp;
 	const char *proto_err = NULL;
 	struct stream *st;
 	const char *baton;
@@ -364,18 +402,39 @@ void streams_pipeline(struct streams *s, int version, int read_only,
 		goto out;
 	}
 	baton = checkin(s, st, close);
-	http_reply_json(reply, 200,
-			json_pack("{s:s?, s:n, s:o}", "baton", baton,
-				  "base_url", "results", results));
+	resp = json_pack("{s:s?, s:n, s:o}", "baton", baton, "base_url",
+			 "results", results);
+	if (enc == STREAMS_PROTOBUF)
+		reply_pb_pipeline(reply, resp);
+	else
+		http_reply_json(reply, 200, resp);
 out:
 	json_decref(req);
 }
 
+/* The answer of a cursor, built entry by entry: newline-delimited JSON,
+ * or length-delimited protobuf (the first entry is the CursorRespBody). */
 struct ndjson {
 	char *buf;
 	size_t len;
 	size_t cap;
+	int failed; /* an entry was lost (out of memory) */
+	struct hrana_pb_buf pb;
+	int pb_entries; /* structures appended to pb */
+	int pb_failed;
 };
+
+static void pb_append(void *arg, json_t *entry)
+{
+	struct ndjson *nd = arg;
+
+	if (!nd->pb_failed &&
+	    (nd->pb_entries++ == 0
+		 ? hrana_pb_cursor_response(entry, &nd->pb)
+		 : hrana_pb_cursor_entry(entry, &nd->pb)) != 0)
+		nd->pb_failed = 1;
+	json_decref(entry);
+}
 
 static void ndjson_append(void *arg, json_t *entry)
 {
@@ -384,8 +443,10 @@ static void ndjson_append(void *arg, json_t *entry)
 	size_t n = line ? strlen(line) : 0;
 
 	json_decref(entry);
-	if (line == NULL)
+	if (line == NULL) {
+		nd->failed = 1;
 		return;
+	}
 	if (nd->len + n + 2 > nd->cap) {
 		size_t cap = nd->cap ? nd->cap * 2 : 4096;
 		char *b;
@@ -393,6 +454,7 @@ static void ndjson_append(void *arg, json_t *entry)
 			cap *= 2;
 		b = realloc(nd->buf, cap);
 		if (b == NULL) {
+			nd->failed = 1;
 			free(line);
 			return;
 		}
@@ -405,10 +467,15 @@ static void ndjson_append(void *arg, json_t *entry)
 	free(line);
 }
 
-void streams_cursor(struct streams *s, int read_only, const char *body,
-		    size_t len, int client_fd, struct http_reply *reply)
+void streams_cursor(struct streams *s, int read_only, enum streams_encoding enc,
+		    const char *body, size_t len, int client_fd,
+		    struct http_reply *reply)
 {
-	json_t *req = parse_body(body, len, reply);
+	int pb = enc == STREAMS_PROTOBUF;
+	json_t *req =
+	    pb ? parse_pb_body(body, len, hrana_pb_cursor_request, reply)
+	       : parse_body(body, len, reply);
+	void (*emit)(void *, json_t *) = pb ? pb_append : ndjson_append;
 	struct ndjson out = {0};
 	const char *proto_err = NULL;
 	struct stream *st;
@@ -430,14 +497,14 @@ void streams_cursor(struct streams *s, int read_only, const char *body,
 	st->conn.client_fd = client_fd;
 	/* The baton leads the response, before the entries: rotate first. */
 	baton = util_random_token(18);
-	ndjson_append(&out,
-		      json_pack("{s:s?, s:n}", "baton", baton, "base_url"));
-	rc = hrana_cursor(&st->conn, json_object_get(req, "batch"),
-			  ndjson_append, &out, &proto_err);
+	emit(&out, json_pack("{s:s?, s:n}", "baton", baton, "base_url"));
+	rc = hrana_cursor(&st->conn, json_object_get(req, "batch"), emit, &out,
+			  &proto_err);
 	st->conn.client_fd = -1;
 	if (rc != 0) {
 		free(baton);
 		free(out.buf);
+		hrana_pb_buf_free(&out.pb);
 		checkin(s, st, 1);
 		proto_error(reply, proto_err);
 		goto out;
@@ -448,10 +515,25 @@ void streams_cursor(struct streams *s, int read_only, const char *body,
 	st->busy = 0;
 	st->used_ms = clock_monotonic_ms();
 	pthread_mutex_unlock(&s->mu);
-	reply->status = 200;
-	reply->content_type = "text/plain";
-	reply->body = out.buf;
-	reply->len = out.len;
+	if (out.failed || out.pb_failed) {
+		/* An entry could not be appended: a partial answer would
+		 * silently drop rows, so there is none. */
+		free(out.buf);
+		hrana_pb_buf_free(&out.pb);
+		http_reply_error(reply, 500, "INTERNAL_ERROR",
+				 "cannot build the cursor's answer (out of "
+				 "memory)");
+	} else if (pb) {
+		reply->status = 200;
+		reply->content_type = "application/x-protobuf";
+		reply->body = (char *)out.pb.data;
+		reply->len = out.pb.len;
+	} else {
+		reply->status = 200;
+		reply->content_type = "text/plain";
+		reply->body = out.buf;
+		reply->len = out.len;
+	}
 out:
 	json_decref(req);
 }

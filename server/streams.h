@@ -31,16 +31,23 @@ struct streams_config {
 struct streams *streams_new(const struct streams_config *cfg);
 void streams_free(struct streams *s);
 
-/* POST /v2/pipeline, /v3/pipeline (version 2 or 3).  body is the raw
- * request body; client_fd the requester's socket (-1: unknown), whose
- * departure interrupts a running statement.  Fills reply (JSON, or a
- * 4xx/5xx Hrana error body). */
+/* How a pipeline's or a cursor's body and answer are encoded: JSON, or
+ * Hrana 3's protobuf (/v3-protobuf/...; hrana_pb.h).  Errors are JSON in
+ * both, as sqld's are. */
+enum streams_encoding { STREAMS_JSON, STREAMS_PROTOBUF };
+
+/* POST /v2/pipeline, /v3/pipeline (version 2 or 3), /v3-protobuf/pipeline.
+ * body is the raw request body; client_fd the requester's socket (-1:
+ * unknown), whose departure interrupts a running statement.  Fills reply
+ * (the answer, or a 4xx/5xx Hrana error body). */
 void streams_pipeline(struct streams *s, int version, int read_only,
-		      const char *body, size_t len, int client_fd,
-		      struct http_reply *reply);
-/* POST /v3/cursor: reply is newline-delimited JSON. */
-void streams_cursor(struct streams *s, int read_only, const char *body,
-		    size_t len, int client_fd, struct http_reply *reply);
+		      enum streams_encoding enc, const char *body, size_t len,
+		      int client_fd, struct http_reply *reply);
+/* POST /v3/cursor (newline-delimited JSON answer) and /v3-protobuf/cursor
+ * (length-delimited protobuf). */
+void streams_cursor(struct streams *s, int read_only, enum streams_encoding enc,
+		    const char *body, size_t len, int client_fd,
+		    struct http_reply *reply);
 /* POST /v1/execute and /v1/batch (stateless, Hrana 1). */
 void streams_v1_execute(struct streams *s, int read_only, const char *body,
 			size_t len, int client_fd, struct http_reply *reply);

@@ -18,7 +18,9 @@
  * closed, and so is one whose peer does not read our answers.  Messages are
  * bounded by max_message (wslay closes with 1009 beyond).
  *
- * The protocol (libSQL's Hrana 1-3 over WebSocket, JSON): the client sends
+ * The protocol (libSQL's Hrana 1-3 over WebSocket, in JSON, or Hrana 3 in
+ * protobuf with the subprotocol hrana3-protobuf, translated to and from the
+ * same JSON by hrana_pb.h): the client sends
  * "hello" (with its JWT), then "request"s carrying a request_id; each is
  * answered by response_ok or response_error with that id.  Each stream_id
  * names a SQLite connection of its own; SQL texts stored with store_sql are
@@ -47,6 +49,7 @@
 #include "base/base64.h"
 #include "base/clock.h"
 #include "hrana.h"
+#include "hrana_pb.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 /* Stop reading while this much of our answers waits for the peer. */
@@ -119,10 +122,16 @@ int ws_is_upgrade(struct http_request *req)
 				"websocket");
 }
 
+/* In order of preference: a client offering protobuf gets it, as the more
+ * compact encoding. */
 static const struct {
 	const char *name;
 	int version;
-} subprotocols[] = {{"hrana3", 3}, {"hrana2", 2}, {"hrana1", 1}};
+	int protobuf;
+} subprotocols[] = {{"hrana3-protobuf", 3, 1},
+		    {"hrana3", 3, 0},
+		    {"hrana2", 2, 0},
+		    {"hrana1", 1, 0}};
 
 static void upgrade_run(void *arg, int fd, const uint8_t *extra,
 			size_t extra_len, int stop_fd);
@@ -154,7 +163,7 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 	const char *protos = http_request_header(req, "Sec-WebSocket-Protocol");
 	struct ws_pending *p;
 	const char *chosen = NULL;
-	int version = 1;
+	int version = 1, protobuf = 0;
 	size_t i;
 
 	if (strcmp(req->method, "GET") != 0 || key == NULL ||
@@ -178,6 +187,7 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 			if (header_has_token(protos, subprotocols[i].name)) {
 				chosen = subprotocols[i].name;
 				version = subprotocols[i].version;
+				protobuf = subprotocols[i].protobuf;
 				break;
 			}
 		}
@@ -185,7 +195,7 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 			http_reply_error(&res->reply, 400, "WS_NO_SUBPROTOCOL",
 					 "none of the WebSocket subprotocols "
 					 "offered is supported (hrana1, "
-					 "hrana2, hrana3)");
+					 "hrana2, hrana3, hrana3-protobuf)");
 			return;
 		}
 	}
@@ -201,6 +211,7 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 	}
 	p->srv = ws;
 	p->version = version;
+	p->protobuf = protobuf;
 	res->headers[0].name = "Upgrade";
 	snprintf(res->headers[0].value, sizeof res->headers[0].value,
 		 "websocket");
@@ -226,28 +237,54 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 /* ---------------------------------------------------------------------- */
 /* messages */
 
+/* msg encoded for the socket's subprotocol: JSON text, or a protobuf
+ * ServerMsg (hrana3-protobuf). */
+static int encode(struct ws_conn *c, json_t *msg, struct wslay_event_msg *m)
+{
+	struct hrana_pb_buf pb = {0};
+	char *text;
+
+	if (c->protobuf) {
+		if (hrana_pb_server_msg(msg, &pb) != 0) {
+			hrana_pb_buf_free(&pb);
+			return -1;
+		}
+		m->opcode = WSLAY_BINARY_FRAME;
+		m->msg = pb.data;
+		m->msg_length = pb.len;
+		return 0;
+	}
+	text = json_dumps(msg, JSON_COMPACT);
+	if (text == NULL)
+		return -1;
+	m->opcode = WSLAY_TEXT_FRAME;
+	m->msg = (const uint8_t *)text;
+	m->msg_length = strlen(text);
+	return 0;
+}
+
 void ws_send_json(struct ws_conn *c, json_t *msg)
 {
-	char *text = json_dumps(msg, JSON_COMPACT);
 	struct wslay_event_msg m;
 	char err[512];
+	int rc = encode(c, msg, &m);
 
 	json_decref(msg);
-	if (text == NULL)
+	if (rc != 0) {
+		/* The client would wait forever for this answer. */
+		ws_close_with(c, 1011, "cannot encode an answer");
 		return;
+	}
 	if (c->srv->cfg.before_send != NULL &&
 	    c->srv->cfg.before_send(c->srv->cfg.before_send_arg, err,
 				    sizeof err) != 0) {
 		err[119] = '\0'; /* a close reason fits in 123 bytes */
-		free(text);
+		free((void *)m.msg);
 		ws_close_with(c, 1011, err);
 		return;
 	}
-	m.opcode = WSLAY_TEXT_FRAME;
-	m.msg = (const uint8_t *)text;
-	m.msg_length = strlen(text);
 	wslay_event_queue_msg(c->ctx, &m); /* copies the message */
-	free(text);
+	free((void *)m.msg);
 }
 
 void ws_close_with(struct ws_conn *c, uint16_t code, const char *reason)
@@ -485,6 +522,7 @@ static void upgrade_run(void *arg, int fd, const uint8_t *extra,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c.srv = ws;
 	c.version = p->version;
+	c.protobuf = p->protobuf;
 	c.fd = fd;
 	c.extra = extra;
 	c.extra_len = extra_len;
@@ -498,8 +536,8 @@ static void upgrade_run(void *arg, int fd, const uint8_t *extra,
 		goto done;
 	wslay_event_config_set_max_recv_msg_length(c.ctx, ws->cfg.max_message);
 	if (ws->cfg.log)
-		fprintf(stderr, "replite: websocket open (hrana%d)\n",
-			c.version);
+		fprintf(stderr, "replite: websocket open (hrana%d%s)\n",
+			c.version, c.protobuf ? "-protobuf" : "");
 	loop(&c, stop_fd);
 	wslay_event_context_free(c.ctx);
 	if (ws->cfg.log)

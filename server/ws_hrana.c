@@ -8,8 +8,7 @@
 #include <time.h>
 
 #include "base/clock.h"
-
-#define MAX_CURSORS 16
+#include "hrana_pb.h"
 
 static void hello(struct ws_conn *c, json_t *msg)
 {
@@ -195,7 +194,10 @@ static void open_cursor(struct ws_conn *c, json_int_t rid, json_t *req,
 		ws_proto_error(c, proto_err);
 		return;
 	}
-	if (c->n_cursors >= MAX_CURSORS) {
+	/* As many cursors as streams (sqld allows one per stream): a client
+	 * with a batch in flight on each of its streams (@libsql/client on
+	 * Hrana 3 runs every batch through a cursor) must not be refused. */
+	if (c->n_cursors >= c->srv->cfg.max_streams) {
 		ws_respond_error(
 		    c, rid,
 		    hrana_make_error("too many open cursors on this "
@@ -391,11 +393,26 @@ void ws_on_msg(wslay_event_context_ptr ctx,
 	(void)ctx;
 	if (c->closing || wslay_is_ctrl_frame(arg->opcode))
 		return;
-	if (arg->opcode != WSLAY_TEXT_FRAME) {
+	if (c->protobuf) {
+		const char *pb_err = NULL;
+		if (arg->opcode != WSLAY_BINARY_FRAME) {
+			ws_close_with(c, 1003,
+				      "hrana3-protobuf takes only binary "
+				      "messages");
+			return;
+		}
+		msg = hrana_pb_client_msg(arg->msg, arg->msg_length, &pb_err);
+		if (msg == NULL) {
+			ws_proto_error(c, pb_err);
+			return;
+		}
+	} else if (arg->opcode != WSLAY_TEXT_FRAME) {
 		ws_close_with(c, 1003, "only text messages with JSON");
 		return;
+	} else {
+		msg = json_loadb((const char *)arg->msg, arg->msg_length, 0,
+				 &err);
 	}
-	msg = json_loadb((const char *)arg->msg, arg->msg_length, 0, &err);
 	type = json_string_value(json_object_get(msg, "type"));
 	if (!json_is_object(msg) || type == NULL)
 		ws_proto_error(c,

@@ -34,11 +34,12 @@ struct ws_server {
 	struct ws_client *clients;
 };
 
-/* What the upgrade callback gets: the server, the version and the client
- * whose count the socket is in. */
+/* What the upgrade callback gets: the server, the subprotocol and the
+ * client whose count the socket is in. */
 struct ws_pending {
 	struct ws_server *srv;
 	int version;
+	int protobuf; /* hrana3-protobuf */
 	char client[WS_CLIENT_LEN];
 };
 
@@ -57,7 +58,9 @@ struct ws_cursor {
 
 struct ws_conn {
 	struct ws_server *srv;
-	int version; /* 1, 2 or 3 */
+	int version;  /* 1, 2 or 3 */
+	int protobuf; /* hrana3-protobuf: binary messages, ServerMsg and
+			 ClientMsg (hrana_pb.h) */
 	int fd;
 	const uint8_t *extra;
 	size_t extra_len, extra_pos;

@@ -1,6 +1,7 @@
 // Hrana over WebSocket (issue 14): the real clients against `replite serve`
 // with ws:// URLs: @libsql/client 0.18.0 and @libsql/hrana-client 0.10.0's
-// openWs (JSON subprotocols hrana1, hrana2, hrana3), auth by the hello's JWT,
+// openWs (JSON subprotocols hrana1, hrana2, hrana3; hrana3-protobuf is in
+// protobuf.test.mjs), auth by the hello's JWT,
 // the handshake's refusals, the limits, and the server closing its sockets
 // when it stops.
 import { test, before, after } from "node:test";
@@ -165,9 +166,9 @@ test("ws: subprotocol negotiation: hrana2, hrana1, none, and refusals", async ()
   const none = await rawSocket(wsUrl);
   assert.equal(none.protocol, "");
   none.ws.close();
-  // Only unknown subprotocols, or only protobuf (not yet): 400 before upgrading.
+  // Only unknown subprotocols: 400 before upgrading (protobuf is taken:
+  // protobuf.test.mjs).
   await assert.rejects(rawSocket(wsUrl, ["foo"]), (e) => e.status === 400);
-  await assert.rejects(rawSocket(wsUrl, ["hrana3-protobuf"]), (e) => e.status === 400);
   // A request before the hello, and garbage, are protocol errors.
   const early = await rawSocket(wsUrl, ["hrana3"]);
   const earlyClosed = closed(early.ws);
