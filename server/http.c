@@ -88,6 +88,37 @@ int http_request_fd(struct http_request *req)
 	return info != NULL ? info->connect_fd : -1;
 }
 
+int http_request_client(struct http_request *req, char *buf, size_t n)
+{
+	const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+	    req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = info != NULL ? info->client_addr : NULL;
+	const struct sockaddr_in6 *sin6;
+
+	if (n > 0)
+		buf[0] = '\0';
+	if (sa == NULL || n == 0)
+		return -1;
+	if (sa->sa_family == AF_INET)
+		return inet_ntop(AF_INET,
+				 &((const struct sockaddr_in *)sa)->sin_addr,
+				 buf, (socklen_t)n) != NULL
+			   ? 0
+			   : -1;
+	if (sa->sa_family != AF_INET6)
+		return -1;
+	sin6 = (const struct sockaddr_in6 *)sa;
+	/* One client, one key, whichever socket family it came in on. */
+	if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		return inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf,
+				 (socklen_t)n) != NULL
+			   ? 0
+			   : -1;
+	return inet_ntop(AF_INET6, &sin6->sin6_addr, buf, (socklen_t)n) != NULL
+		   ? 0
+		   : -1;
+}
+
 const char *http_request_header(struct http_request *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -538,15 +569,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 	/* else, if still set, on_upgrade has yet to run and owns it */
 	ctx->upgrade = NULL;
-	pthread_mutex_lock(&s->mu);
+	/* Only a parked request is in a list of ours, so only then is s->mu
+	 * taken.  libmicrohttpd (0.9.75) calls this for an upgraded connection
+	 * that closed while holding its cleanup mutex, which
+	 * MHD_resume_connection and MHD_suspend_connection take; a worker
+	 * resuming a connection under s->mu (run_job) and this call waited for
+	 * each other forever, and every thread after them (the server hung
+	 * with WebSockets closing while HTTP requests were answered).  An
+	 * upgraded request is never parked, and a parked one is suspended, so
+	 * nothing changes ctx->parked while its connection completes. */
 	if (ctx->parked) {
-		struct req_ctx **pp = &s->parked;
+		struct req_ctx **pp;
+		pthread_mutex_lock(&s->mu);
+		pp = &s->parked;
 		while (*pp != NULL && *pp != ctx)
 			pp = &(*pp)->next_parked;
 		if (*pp == ctx)
 			*pp = ctx->next_parked;
+		pthread_mutex_unlock(&s->mu);
 	}
-	pthread_mutex_unlock(&s->mu);
 	if (ctx->have_res) { /* answered but never sent */
 		if (ctx->res.fd >= 0)
 			close(ctx->res.fd);

@@ -113,5 +113,9 @@ const char *http_request_header(struct http_request *req, const char *name);
  * too it is the TCP socket, whose bytes are encrypted. */
 int http_request_fd(struct http_request *req);
 const char *http_request_arg(struct http_request *req, const char *name);
+/* The client's numeric address ("192.0.2.1", "2001:db8::1"; an IPv4 address
+ * mapped into IPv6 as IPv4), e.g. to count a client's connections.  Returns
+ * 0, or -1 (buf "") when it is not known. */
+int http_request_client(struct http_request *req, char *buf, size_t n);
 
 #endif

@@ -33,6 +33,12 @@ void server_config_defaults(struct server_config *cfg)
 	cfg->statement_timeout_ms = HRANA_DEFAULT_STATEMENT_TIMEOUT_MS;
 	cfg->compression_level = SERVER_DEFAULT_COMPRESSION_LEVEL;
 	cfg->replica_expiry_ms = 300000;
+	cfg->max_ws_connections = 256;
+	/* A quarter of the default cap: a single client (a burst of idle
+	 * sockets, a leaking pool) cannot lock the others out, and a client
+	 * behind NAT still gets plenty. */
+	cfg->max_ws_per_client = 64;
+	cfg->ws_idle_ms = 120000;
 }
 
 /* Split HOST:PORT (or [V6]:PORT); host is written into buf. */
@@ -222,9 +228,10 @@ int server_run(const struct server_config *cfg)
 	}
 	wc.streams = streams;
 	wc.keys = api.keys;
-	wc.max_connections = 256;
+	wc.max_connections = cfg->max_ws_connections;
+	wc.max_per_client = cfg->max_ws_per_client;
 	wc.max_message = cfg->max_body;
-	wc.idle_ms = 120000;
+	wc.idle_ms = cfg->ws_idle_ms;
 	wc.max_streams = 64;
 	wc.log = cfg->log_requests;
 	wc.before_send = make_durable;

@@ -28,6 +28,11 @@ struct server_config {
 	int compression_level;
 	/* /metrics forgets a replica that has not pulled for this long */
 	int64_t replica_expiry_ms;
+	/* Hrana over WebSocket: sockets at most, server-wide and per client
+	 * address, and how long a silent one stays open */
+	unsigned max_ws_connections;
+	unsigned max_ws_per_client;
+	int ws_idle_ms;
 };
 
 /* zstd's fastest regular level: on loopback a bootstrap is no slower

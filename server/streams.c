@@ -1,6 +1,7 @@
 #include "streams.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,9 @@ struct streams {
 	struct streams_config cfg;
 	pthread_mutex_t mu; /* guards everything below */
 	struct stream *list;
+	/* Open streams: those in list, and those of other transports
+	 * (WebSocket) between streams_acquire_db and streams_release_db.  One
+	 * count, so that --max-streams bounds them together. */
 	int n;
 	sqlite3 *pool[POOL_SIZE];
 	int n_pool;
@@ -170,12 +174,45 @@ static void proto_error(struct http_reply *r, const char *msg)
 				  "HRANA_PROTO_ERROR"));
 }
 
+/* Take a slot of the --max-streams budget (idle streams past their expiry
+ * are closed first when none is free): SQLITE_OK, or SQLITE_FULL. */
+static int reserve(struct streams *s)
+{
+	struct stream *dead = NULL;
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->n >= s->cfg.max_streams)
+		dead = take_expired_locked(s, clock_monotonic_ms());
+	rc = s->n >= s->cfg.max_streams ? SQLITE_FULL : SQLITE_OK;
+	if (rc == SQLITE_OK)
+		s->n++;
+	pthread_mutex_unlock(&s->mu);
+	destroy_list(s, dead);
+	return rc;
+}
+
+static void unreserve(struct streams *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->n--;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void streams_exhausted_message(const struct streams *s, char *buf, size_t n)
+{
+	snprintf(buf, n,
+		 "too many open streams (at most %d on the server, "
+		 "--max-streams); close streams or retry later",
+		 s->cfg.max_streams);
+}
+
 /* Find the stream named by baton (NULL: open a new one) and mark it busy.
  * On failure fills reply and returns NULL. */
 static struct stream *checkout(struct streams *s, json_t *baton, int version,
 			       struct http_reply *reply)
 {
-	struct stream *st, *dead = NULL;
+	struct stream *st;
 	sqlite3 *db = NULL;
 	int rc;
 
@@ -208,20 +245,12 @@ static struct stream *checkout(struct streams *s, json_t *baton, int version,
 		}
 		return st;
 	}
-	pthread_mutex_lock(&s->mu);
-	if (s->n >= s->cfg.max_streams)
-		dead = take_expired_locked(s, clock_monotonic_ms());
-	rc = s->n >= s->cfg.max_streams ? SQLITE_FULL : SQLITE_OK;
-	if (rc == SQLITE_OK)
-		s->n++; /* reserve the slot */
-	pthread_mutex_unlock(&s->mu);
-	destroy_list(s, dead);
-	if (rc != SQLITE_OK) {
+	if (reserve(s) != SQLITE_OK) {
+		char msg[160];
+		streams_exhausted_message(s, msg, sizeof msg);
 		http_reply_json(reply, 503,
-				json_pack("{s:s, s:s}", "message",
-					  "too many open streams; close "
-					  "streams or retry later",
-					  "code", "STREAMS_EXHAUSTED"));
+				json_pack("{s:s, s:s}", "message", msg, "code",
+					  "STREAMS_EXHAUSTED"));
 		return NULL;
 	}
 	rc = acquire_db(s, &db);
@@ -229,9 +258,7 @@ static struct stream *checkout(struct streams *s, json_t *baton, int version,
 	if (rc != SQLITE_OK || st == NULL) {
 		sqlite3_close(db);
 		free(st);
-		pthread_mutex_lock(&s->mu);
-		s->n--;
-		pthread_mutex_unlock(&s->mu);
+		unreserve(s);
 		http_reply_json(reply, 500,
 				json_pack("{s:s, s:s}", "message",
 					  "cannot open a database connection",
@@ -577,12 +604,26 @@ int64_t streams_statement_timeout(const struct streams *s)
 
 int streams_acquire_db(struct streams *s, sqlite3 **db)
 {
-	return acquire_db(s, db);
+	int rc = reserve(s);
+
+	*db = NULL;
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = acquire_db(s, db);
+	if (rc != SQLITE_OK) {
+		sqlite3_close(*db); /* a failed open may leave a handle */
+		*db = NULL;
+		unreserve(s);
+	}
+	return rc;
 }
 
 void streams_release_db(struct streams *s, sqlite3 *db)
 {
+	if (db == NULL)
+		return;
 	release_db(s, db);
+	unreserve(s);
 }
 
 struct metrics_sql *streams_sql_stats(const struct streams *s)

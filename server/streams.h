@@ -55,9 +55,12 @@ void streams_v1_batch(struct streams *s, int read_only, const char *body,
 		      size_t len, int client_fd, struct http_reply *reply);
 /* A connection to the live database for a stream of another transport
  * (ws.c), from the pool of idle connections or newly opened; given back
- * with streams_release_db (rolled back if a transaction is open).  Returns
- * an SQLite code. */
+ * with streams_release_db (rolled back if a transaction is open).  The
+ * stream counts against max_streams with the HTTP ones until then: returns
+ * SQLITE_FULL (*db NULL) when none is left, or another SQLite code. */
 int streams_acquire_db(struct streams *s, sqlite3 **db);
+/* The message of a refusal for want of streams, naming the limit. */
+void streams_exhausted_message(const struct streams *s, char *buf, size_t n);
 /* The statement timeout of the streams' connections (for another
  * transport's: ws_hrana.c). */
 int64_t streams_statement_timeout(const struct streams *s);
@@ -66,6 +69,7 @@ struct metrics_sql *streams_sql_stats(const struct streams *s);
 void streams_release_db(struct streams *s, sqlite3 *db);
 /* Close streams idle for longer than the expiry; called periodically. */
 void streams_expire(struct streams *s);
+/* Open streams, of every transport. */
 int streams_count(struct streams *s);
 
 #endif

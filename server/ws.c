@@ -12,7 +12,8 @@
  *
  * Each upgraded socket runs on a thread of its own (http.c): SQL may block
  * on locks, and must not stall MHD's polling thread.  Threads are bounded
- * (max_connections; more are refused with 503 before the upgrade), sockets
+ * (max_connections, and max_per_client for each client address; more are
+ * refused with 503 or 429 before the upgrade: ws_admit.c), sockets
  * are non-blocking with poll() timeouts: a socket silent for idle_ms is
  * closed, and so is one whose peer does not read our answers.  Messages are
  * bounded by max_message (wslay closes with 1009 beyond).
@@ -63,6 +64,15 @@ struct ws_server *ws_server_new(const struct ws_config *cfg)
 	if (ws == NULL)
 		return NULL;
 	ws->cfg = *cfg;
+	if (ws->cfg.max_per_client == 0)
+		ws->cfg.max_per_client = ws->cfg.max_connections;
+	ws->clients =
+	    calloc(ws->cfg.max_connections > 0 ? ws->cfg.max_connections : 1,
+		   sizeof *ws->clients);
+	if (ws->clients == NULL) {
+		free(ws);
+		return NULL;
+	}
 	pthread_mutex_init(&ws->mu, NULL);
 	return ws;
 }
@@ -72,6 +82,7 @@ void ws_server_free(struct ws_server *ws)
 	if (ws == NULL)
 		return;
 	pthread_mutex_destroy(&ws->mu);
+	free(ws->clients);
 	free(ws);
 }
 
@@ -124,13 +135,6 @@ static const struct {
 
 static void upgrade_run(void *arg, int fd, const uint8_t *extra,
 			size_t extra_len, int stop_fd);
-
-/* What the upgrade callback gets: the server and the subprotocol. */
-struct ws_pending {
-	struct ws_server *srv;
-	int version;
-	int protobuf;
-};
 
 static int accept_key(const char *key, char out[64])
 {
@@ -195,24 +199,16 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 			return;
 		}
 	}
-	pthread_mutex_lock(&ws->mu);
-	if (ws->n >= ws->cfg.max_connections) {
-		pthread_mutex_unlock(&ws->mu);
-		http_reply_error(&res->reply, 503, "WS_TOO_MANY_CONNECTIONS",
-				 "too many WebSocket connections (at most "
-				 "%u); retry later",
-				 ws->cfg.max_connections);
-		return;
-	}
 	p = calloc(1, sizeof *p);
 	if (p == NULL) {
-		pthread_mutex_unlock(&ws->mu);
 		http_reply_error(&res->reply, 500, "INTERNAL_ERROR",
 				 "out of memory");
 		return;
 	}
-	ws->n++;
-	pthread_mutex_unlock(&ws->mu);
+	if (ws_admit(ws, req, p->client, res) != 0) {
+		free(p);
+		return;
+	}
 	p->srv = ws;
 	p->version = version;
 	p->protobuf = protobuf;
@@ -221,10 +217,8 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 		 "websocket");
 	res->headers[1].name = "Sec-WebSocket-Accept";
 	if (accept_key(key, res->headers[1].value) != 0) {
+		ws_leave(ws, p->client);
 		free(p);
-		pthread_mutex_lock(&ws->mu);
-		ws->n--;
-		pthread_mutex_unlock(&ws->mu);
 		memset(res->headers, 0, sizeof res->headers);
 		http_reply_error(&res->reply, 500, "INTERNAL_ERROR",
 				 "cannot compute Sec-WebSocket-Accept");
@@ -401,9 +395,34 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data,
 	return -1;
 }
 
+/* After wslay_event_recv failed: did wslay stop reading and queue a close
+ * frame (1002 for a frame it cannot parse: a control frame longer than 125
+ * bytes or fragmented, a 64-bit length with its top bit set)?  Then that
+ * frame is sent before the socket closes, as RFC 6455 wants, within the
+ * usual wait for the peer. */
+static int close_queued(struct ws_conn *c)
+{
+	if (wslay_event_want_read(c->ctx) || !wslay_event_want_write(c->ctx))
+		return 0;
+	if (!c->closing) {
+		c->closing = 1;
+		c->close_by = clock_monotonic_ms() + CLOSE_WAIT_MS;
+	}
+	return 1;
+}
+
+/* How long poll may wait: until the socket would be idle for too long
+ * (--ws-idle-ms may be short), at most a second. */
+static int idle_wait(const struct ws_conn *c, int64_t now)
+{
+	int64_t left = c->last_rx_ms + c->srv->cfg.idle_ms - now + 1;
+
+	return left > 1000 ? 1000 : left < 1 ? 1 : (int)left;
+}
+
 static void loop(struct ws_conn *c, int stop_fd)
 {
-	int stopping = 0;
+	int stopping = 0, was_wr = 0;
 	int64_t last_tx_progress = clock_monotonic_ms();
 
 	for (;;) {
@@ -419,17 +438,23 @@ static void loop(struct ws_conn *c, int stop_fd)
 			break;
 		if (c->closing && now > c->close_by)
 			break;
-		if (!wr)
+		/* The peer's reading is timed from when there was something
+		 * to send (a poll of up to a second may lie between). */
+		if (!wr || !was_wr)
 			last_tx_progress = now;
 		else if (now - last_tx_progress > c->srv->cfg.idle_ms)
 			break; /* the peer does not read */
-		if (!c->closing && now - c->last_rx_ms > c->srv->cfg.idle_ms)
+		was_wr = wr;
+		if (!c->closing && now - c->last_rx_ms > c->srv->cfg.idle_ms) {
 			ws_close_with(c, 1001, "idle for too long");
+			continue; /* queue the close frame now */
+		} else if (!c->closing)
+			timeout = idle_wait(c, now);
 		if (rd &&
 		    wslay_event_get_queued_msg_length(c->ctx) > MAX_QUEUED_OUT)
 			rd = 0; /* let the peer read first */
 		if (rd && c->extra_pos < c->extra_len) {
-			if (wslay_event_recv(c->ctx) != 0)
+			if (wslay_event_recv(c->ctx) != 0 && !close_queued(c))
 				break;
 			continue;
 		}
@@ -455,8 +480,11 @@ static void loop(struct ws_conn *c, int stop_fd)
 			c->close_by = clock_monotonic_ms() + 200;
 		}
 		if (pf[0].revents & POLLIN) {
-			if (wslay_event_recv(c->ctx) != 0)
+			if (wslay_event_recv(c->ctx) != 0 && !close_queued(c))
 				break;
+			/* A statement may have run for longer than idle_ms:
+			 * idleness counts from when its answer was ready. */
+			c->last_rx_ms = clock_monotonic_ms();
 		} else if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
 			break;
 		}
@@ -518,8 +546,6 @@ done:
 	ws_hrana_release(&c);
 	shutdown(fd, SHUT_RDWR);
 out:
-	pthread_mutex_lock(&ws->mu);
-	ws->n--;
-	pthread_mutex_unlock(&ws->mu);
+	ws_leave(ws, p->client);
 	free(p);
 }

@@ -17,6 +17,8 @@ struct ws_config {
 	struct streams *streams;     /* connections for the streams */
 	const struct jwt_keys *keys; /* NULL: open access */
 	unsigned max_connections;    /* beyond: 503 before upgrading */
+	unsigned max_per_client;     /* sockets of one client address; beyond:
+					429 before upgrading */
 	size_t max_message;          /* larger messages close the socket */
 	int idle_ms;                 /* a socket silent this long is closed */
 	int max_streams;             /* open streams per socket */
@@ -34,7 +36,7 @@ void ws_server_free(struct ws_server *ws);
 /* A request with "Upgrade: websocket" header. */
 int ws_is_upgrade(struct http_request *req);
 /* Answer it: the 101 with the chosen subprotocol and res->upgrade set, or
- * an HTTP error (400, 426, 503). */
+ * an HTTP error (400, 426, 429, 503). */
 void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 		       struct http_response *res);
 unsigned ws_connections(struct ws_server *ws);

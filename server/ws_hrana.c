@@ -91,11 +91,29 @@ static struct ws_cursor **find_cursor(struct ws_conn *c, json_t *req)
 	return *pp != NULL ? pp : NULL;
 }
 
+/* The answer to an open_stream that got no connection (rc): the server's
+ * streams are all taken (--max-streams, shared with HTTP), or a failure. */
+static void open_stream_refused(struct ws_conn *c, json_int_t rid, int rc)
+{
+	char msg[160];
+
+	if (rc == SQLITE_FULL) {
+		streams_exhausted_message(c->srv->cfg.streams, msg, sizeof msg);
+		ws_respond_error(c, rid,
+				 hrana_make_error(msg, "STREAMS_EXHAUSTED"));
+		return;
+	}
+	ws_respond_error(c, rid,
+			 hrana_make_error("cannot open a database connection",
+					  "INTERNAL_ERROR"));
+}
+
 static void open_stream(struct ws_conn *c, json_int_t rid, json_t *req)
 {
 	json_t *id = json_object_get(req, "stream_id");
 	struct ws_stream *st;
 	sqlite3 *db = NULL;
+	int rc;
 
 	if (!json_is_integer(id)) {
 		ws_proto_error(c, "open_stream needs an integer stream_id");
@@ -114,14 +132,11 @@ static void open_stream(struct ws_conn *c, json_int_t rid, json_t *req)
 		return;
 	}
 	st = calloc(1, sizeof *st);
-	if (st == NULL ||
-	    streams_acquire_db(c->srv->cfg.streams, &db) != SQLITE_OK) {
-		sqlite3_close(db);
+	rc = st != NULL ? streams_acquire_db(c->srv->cfg.streams, &db)
+			: SQLITE_NOMEM;
+	if (rc != SQLITE_OK) {
 		free(st);
-		ws_respond_error(
-		    c, rid,
-		    hrana_make_error("cannot open a database connection",
-				     "INTERNAL_ERROR"));
+		open_stream_refused(c, rid, rc);
 		return;
 	}
 	hrana_conn_init(&st->conn, db, c->version, c->read_only);

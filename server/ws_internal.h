@@ -3,6 +3,8 @@
  *   ws.c        the upgrade, the socket and its thread, framing (wslay),
  *               sending answers and closing
  *   ws_hrana.c  the Hrana messages: hello, streams, cursors, requests
+ *   ws_admit.c  admission: the server's and each client address's socket
+ *               counts
  */
 #ifndef REPLITE_SERVER_WS_INTERNAL_H
 #define REPLITE_SERVER_WS_INTERNAL_H
@@ -16,10 +18,29 @@
 #include "hrana.h"
 #include "ws.h"
 
+/* A client address, as http_request_client writes it. */
+#define WS_CLIENT_LEN 48
+
+struct ws_client {
+	char addr[WS_CLIENT_LEN];
+	unsigned n; /* its sockets; 0: the entry is free */
+};
+
 struct ws_server {
 	struct ws_config cfg;
-	pthread_mutex_t mu;
-	unsigned n; /* sockets upgraded or about to be */
+	pthread_mutex_t mu; /* guards n and clients */
+	unsigned n;         /* sockets upgraded or about to be */
+	/* max_connections entries: every socket's client has one */
+	struct ws_client *clients;
+};
+
+/* What the upgrade callback gets: the server, the subprotocol and the
+ * client whose count the socket is in. */
+struct ws_pending {
+	struct ws_server *srv;
+	int version;
+	int protobuf; /* hrana3-protobuf */
+	char client[WS_CLIENT_LEN];
 };
 
 struct ws_stream {
@@ -59,6 +80,14 @@ struct ws_conn {
 	struct ws_cursor *cursors;
 	int n_cursors;
 };
+
+/* ws_admit.c: count a socket about to be upgraded for req's client (its
+ * address into client): 0, or -1 with res->reply the refusal (503 when the
+ * server has max_connections sockets, 429 when this client has
+ * max_per_client).  ws_leave gives the count back. */
+int ws_admit(struct ws_server *ws, struct http_request *req,
+	     char client[WS_CLIENT_LEN], struct http_response *res);
+void ws_leave(struct ws_server *ws, const char *client);
 
 /* ws.c: answers and closing. */
 void ws_send_json(struct ws_conn *c, json_t *msg);

@@ -57,10 +57,17 @@ static const char serve_usage[] =
     "                            (default 16; 2 more serve /health,\n"
     "                            /info and frames)\n"
     "  --max-body BYTES          largest request body (default 33554432)\n"
-    "  --max-streams N           open Hrana streams at most (default 1024)\n"
+    "  --max-streams N           open Hrana streams at most, HTTP and\n"
+    "                            WebSocket together (default 1024)\n"
     "  --stream-idle-ms MS       idle Hrana streams expire (default 10000)\n"
     "  --statement-timeout MS    interrupt a Hrana statement that runs\n"
     "                            longer (default 30000; 0 = never)\n"
+    "  --max-ws-connections N    open WebSocket sockets at most (default\n"
+    "                            256; more: 503)\n"
+    "  --max-ws-per-client N     WebSocket sockets of one client address\n"
+    "                            at most (default 64; more: 429)\n"
+    "  --ws-idle-ms MS           close a WebSocket silent this long\n"
+    "                            (default 120000)\n"
     "  --log-requests            log every answered request to stderr\n"
     "  --replica-expiry SECONDS  /metrics forgets a replica that has not\n"
     "                            pulled for this long (default 300)\n"
@@ -145,6 +152,9 @@ enum {
 	OPT_REPLICA_EXPIRY,
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
+	OPT_MAX_WS,
+	OPT_MAX_WS_PER_CLIENT,
+	OPT_WS_IDLE,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -167,6 +177,10 @@ static int cmd_serve(int argc, char **argv)
 	    {"replica-expiry", required_argument, NULL, OPT_REPLICA_EXPIRY},
 	    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
 	    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	    {"max-ws-connections", required_argument, NULL, OPT_MAX_WS},
+	    {"max-ws-per-client", required_argument, NULL,
+	     OPT_MAX_WS_PER_CLIENT},
+	    {"ws-idle-ms", required_argument, NULL, OPT_WS_IDLE},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -250,6 +264,26 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		case OPT_TLS_KEY:
 			cfg.tls_key_file = optarg;
+			break;
+		case OPT_MAX_WS:
+			/* each socket is a thread; libmicrohttpd serves 4096
+			 * connections in all */
+			if (parse_number("--max-ws-connections", optarg, 1,
+					 4096, &v) != 0)
+				return 2;
+			cfg.max_ws_connections = (unsigned)v;
+			break;
+		case OPT_MAX_WS_PER_CLIENT:
+			if (parse_number("--max-ws-per-client", optarg, 1, 4096,
+					 &v) != 0)
+				return 2;
+			cfg.max_ws_per_client = (unsigned)v;
+			break;
+		case OPT_WS_IDLE:
+			if (parse_number("--ws-idle-ms", optarg, 100, 86400000,
+					 &v) != 0)
+				return 2;
+			cfg.ws_idle_ms = (int)v;
 			break;
 		case 'h':
 			fputs(serve_usage, stdout);

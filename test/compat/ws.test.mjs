@@ -263,7 +263,7 @@ test("ws: auth by the hello's JWT: missing, wrong, expired refused; read-only; h
 
 test("ws: message size limit, and the server closes its sockets when it stops", async () => {
   const dir = tempDir();
-  const s = await startServer({ args: ["--max-body", String(1 << 16)] });
+  const s = await startServer({ args: ["--max-body", String(1 << 16), "--max-ws-connections", "16"] });
   const url = s.url.replace(/^http:/, "ws:");
   let stopped = false;
   try {
@@ -271,9 +271,9 @@ test("ws: message size limit, and the server closes its sockets when it stops", 
     const bigClosed = closed(big.ws);
     big.ws.send(JSON.stringify({ type: "hello", jwt: "x".repeat(1 << 17) }));
     assert.equal((await bigClosed).code, 1009);
-    // At most 256 sockets: the next upgrade is refused with 503, plain
-    // HTTP still works, and closing one makes room.
-    const many = await Promise.all(Array.from({ length: 256 }, () => rawSocket(url, ["hrana3"])));
+    // At most --max-ws-connections sockets: the next upgrade is refused
+    // with 503, plain HTTP still works, and closing one makes room.
+    const many = await Promise.all(Array.from({ length: 16 }, () => rawSocket(url, ["hrana3"])));
     await assert.rejects(rawSocket(url, ["hrana3"]), (e) => e.status === 503);
     assert.equal((await fetch(s.url + "/health")).status, 200);
     const oneClosed = closed(many[0].ws);
