@@ -100,7 +100,8 @@ void access_log_push_status(const struct http_reply *r, char *out, size_t n)
 	}
 }
 
-void access_log_write(struct http_request *req, const struct http_response *res)
+void access_log_write(struct http_request *req, const struct http_response *res,
+		      const char *database)
 {
 	char route[128], push[24] = "";
 	json_t *line;
@@ -111,13 +112,13 @@ void access_log_write(struct http_request *req, const struct http_response *res)
 	    strncmp(route, "/sync/", 6) == 0)
 		access_log_push_status(&res->reply, push, sizeof push);
 	line = json_pack(
-	    "{s:s, s:I, s:s, s:s, s:s, s:i, s:I, s:I, s:s, s:s?, s:s?, s:s?}",
+	    "{s:s, s:I, s:s, s:s, s:s, s:i, s:I, s:I, s:s?, s:s?, s:s?, s:s?}",
 	    "log", "request", "unix_ms", (json_int_t)clock_unix_ms(), "method",
 	    req->method, "route", route, "path", req->path, "status",
 	    res->fd >= 0 ? 200 : res->reply.status, "ms",
 	    (json_int_t)(clock_monotonic_ms() - req->started_us / 1000),
 	    "bytes", (json_int_t)(res->fd >= 0 ? res->len : res->reply.len),
-	    "database", "main", "replica",
+	    "database", database, "replica",
 	    loggable(http_request_header(req, "X-Replite-Replica")), "txn",
 	    loggable(http_request_arg(req, "txn")), "push",
 	    push[0] != '\0' ? push : NULL);

@@ -16,8 +16,10 @@
 
 #include "http.h"
 
-void access_log_write(struct http_request *req,
-		      const struct http_response *res);
+/* database: the one the request was for (NULL: none, e.g. a name that
+ * does not exist); path is the path within it. */
+void access_log_write(struct http_request *req, const struct http_response *res,
+		      const char *database);
 
 /* The status of a push's answer (200 {"status":"ok"|"conflict",...}) into
  * out (n bytes): "" for an answer without one (an error). */

@@ -97,8 +97,9 @@ static int arg_is_one(struct http_request *req, const char *name)
 	return v != NULL && strcmp(v, "1") == 0;
 }
 
-static void handle_pull(struct api *api, struct http_request *req,
-			struct http_response *res, const uint32_t v[3])
+static void handle_pull(struct api *api, struct database *db,
+			struct http_request *req, struct http_response *res,
+			const uint32_t v[3])
 {
 	struct store_frames f;
 	enum store_pull pulled;
@@ -106,14 +107,14 @@ static void handle_pull(struct api *api, struct http_request *req,
 	int64_t deadline;
 
 	/* It has applied what precedes v[1], wherever it asks from. */
-	replicas_seen(api->replicas,
+	replicas_seen(db->replicas,
 		      http_request_header(req, FRAMES_REPLICA_HEADER), v[0],
 		      v[1] > 0 ? v[1] - 1 : 0, clock_monotonic_ms());
 	if (arg_is_one(req, "squash"))
-		pulled = store_pull_squashed(api->store, v[0], v[1], v[2], &f,
-					     &span);
+		pulled =
+		    store_pull_squashed(db->store, v[0], v[1], v[2], &f, &span);
 	else
-		pulled = store_pull(api->store, v[0], v[1], v[2], &f);
+		pulled = store_pull(db->store, v[0], v[1], v[2], &f);
 	switch (pulled) {
 	case STORE_PULL_FRAMES: {
 		struct metrics_sync *ms = metrics_sync(api->metrics);
@@ -142,7 +143,7 @@ static void handle_pull(struct api *api, struct http_request *req,
 				 span);
 		}
 		/* For the replica's lag once it has applied these. */
-		since = store_behind_since(api->store, v[0], f.end - 1, NULL);
+		since = store_behind_since(db->store, v[0], f.end - 1, NULL);
 		if (since > 0) {
 			res->headers[2].name = FRAMES_BEHIND_SINCE_HEADER;
 			snprintf(res->headers[2].value,
@@ -168,7 +169,7 @@ static void handle_pull(struct api *api, struct http_request *req,
 				 " is not available on this primary (current "
 				 "generation is %" PRIu32
 				 "); the replica must bootstrap again",
-				 v[0], store_generation(api->store));
+				 v[0], store_generation(db->store));
 		return;
 	case STORE_PULL_BAD_RANGE:
 		http_reply_error(&res->reply, 400, "INVALID_FRAME_RANGE",
@@ -179,8 +180,9 @@ static void handle_pull(struct api *api, struct http_request *req,
 	}
 }
 
-static void handle_export(struct api *api, struct http_request *req,
-			  const char *rest, struct http_response *res)
+static void handle_export(struct api *api, struct database *db,
+			  struct http_request *req, const char *rest,
+			  struct http_response *res)
 {
 	uint32_t gen;
 	uint64_t size, checksum, zsize;
@@ -192,7 +194,7 @@ static void handle_export(struct api *api, struct http_request *req,
 				 "expected /export/{generation}");
 		return;
 	}
-	if (store_export(api->store, gen, &fd, &size, &checksum) != 0) {
+	if (store_export(db->store, gen, &fd, &size, &checksum) != 0) {
 		http_reply_error(&res->reply, 404, "GENERATION_NOT_FOUND",
 				 "generation %" PRIu32
 				 " is not available on this primary",
@@ -204,7 +206,7 @@ static void handle_export(struct api *api, struct http_request *req,
 	res->len = size;
 	res->zstd_level = answer_zstd_level(api, req);
 	if (res->zstd_level > 0) {
-		int z = store_export_zstd(api->store, gen, &zfd, &zsize);
+		int z = store_export_zstd(db->store, gen, &zfd, &zsize);
 		if (z == 0) {
 			/* The copy made once per generation: sent as
 			 * it is. */
@@ -224,7 +226,7 @@ static void handle_export(struct api *api, struct http_request *req,
 
 /* GET /checksum/{G}/{F} (ext): the whole-database checksum after commit
  * frame F of generation G (0: its start), for replite_verify. */
-static void handle_checksum(struct api *api, const char *rest,
+static void handle_checksum(struct database *db, const char *rest,
 			    struct http_response *res)
 {
 	uint32_t gen, frame;
@@ -240,14 +242,14 @@ static void handle_checksum(struct api *api, const char *rest,
 				 "expected /checksum/{generation}/{frame}");
 		return;
 	}
-	if (store_checksum_at(api->store, gen, frame, &sum) != 0) {
+	if (store_checksum_at(db->store, gen, frame, &sum) != 0) {
 		http_reply_error(
 		    &res->reply, 404, "CHECKSUM_NOT_FOUND",
 		    "the primary knows no checksum after frame "
 		    "%" PRIu32 " of generation %" PRIu32
 		    " (only after the commit frames of its current "
 		    "generation, %" PRIu32 ")",
-		    frame, gen, store_generation(api->store));
+		    frame, gen, store_generation(db->store));
 		return;
 	}
 	http_reply_json(&res->reply, 200,
@@ -278,7 +280,7 @@ static int is(struct http_request *req, const char *method, const char *path)
 	return strcmp(req->method, method) == 0 && strcmp(req->path, path) == 0;
 }
 
-static void handle_hrana(struct api *api, struct http_request *req,
+static void handle_hrana(struct database *db, struct http_request *req,
 			 struct http_response *res, int read_only)
 {
 	const char *body = (const char *)req->body;
@@ -289,30 +291,30 @@ static void handle_hrana(struct api *api, struct http_request *req,
 		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
 				 "%s requires POST", req->path);
 	} else if (strcmp(req->path, "/v2/pipeline") == 0) {
-		streams_pipeline(api->streams, 2, read_only, STREAMS_JSON, body,
+		streams_pipeline(db->streams, 2, read_only, STREAMS_JSON, body,
 				 req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v3/pipeline") == 0) {
-		streams_pipeline(api->streams, 3, read_only, STREAMS_JSON, body,
+		streams_pipeline(db->streams, 3, read_only, STREAMS_JSON, body,
 				 req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v3-protobuf/pipeline") == 0) {
-		streams_pipeline(api->streams, 3, read_only, STREAMS_PROTOBUF,
+		streams_pipeline(db->streams, 3, read_only, STREAMS_PROTOBUF,
 				 body, req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v3/cursor") == 0) {
-		streams_cursor(api->streams, read_only, STREAMS_JSON, body,
+		streams_cursor(db->streams, read_only, STREAMS_JSON, body,
 			       req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v3-protobuf/cursor") == 0) {
-		streams_cursor(api->streams, read_only, STREAMS_PROTOBUF, body,
+		streams_cursor(db->streams, read_only, STREAMS_PROTOBUF, body,
 			       req->body_len, fd, &res->reply);
 	} else if (strcmp(req->path, "/v1/execute") == 0) {
-		streams_v1_execute(api->streams, read_only, body, req->body_len,
+		streams_v1_execute(db->streams, read_only, body, req->body_len,
 				   fd, &res->reply);
 	} else {
-		streams_v1_batch(api->streams, read_only, body, req->body_len,
+		streams_v1_batch(db->streams, read_only, body, req->body_len,
 				 fd, &res->reply);
 	}
 	/* Group commit: the answer may show commits written to the log but
 	 * not yet durable, this request's own or others'. */
-	if (store_make_durable(api->store, err, sizeof err) != 0) {
+	if (store_make_durable(db->store, err, sizeof err) != 0) {
 		http_reply_free(&res->reply);
 		http_reply_error(&res->reply, 503, "PRIMARY_FAILED", "%s", err);
 	}
@@ -379,9 +381,9 @@ static void count_push(struct metrics_sync *ms, const struct http_reply *r)
 		atomic_fetch_add(&ms->pushes_refused, 1);
 }
 
-static void handle_push(struct api *api, struct http_request *req,
-			struct http_response *res, const uint32_t v[3],
-			const char *baton)
+static void handle_push(struct api *api, struct database *db,
+			struct http_request *req, struct http_response *res,
+			const uint32_t v[3], const char *baton)
 {
 	struct store_push_opts opts;
 	uint8_t txn[FRAMES_TXN_ID_SIZE];
@@ -392,13 +394,14 @@ static void handle_push(struct api *api, struct http_request *req,
 				 "%s", bad);
 		return;
 	}
-	store_push(api->store, v[0], v[1], v[2], baton, &opts, req->body,
+	store_push(db->store, v[0], v[1], v[2], baton, &opts, req->body,
 		   req->body_len, &res->reply);
 	count_push(metrics_sync(api->metrics), &res->reply);
 }
 
-static void handle_sync(struct api *api, struct http_request *req,
-			struct http_response *res, enum jwt_access access)
+static void handle_sync(struct api *api, struct database *db,
+			struct http_request *req, struct http_response *res,
+			enum jwt_access access)
 {
 	const char *baton;
 	uint32_t v[3];
@@ -409,7 +412,7 @@ static void handle_sync(struct api *api, struct http_request *req,
 		return;
 	}
 	if (strcmp(req->method, "GET") == 0 && baton == NULL) {
-		handle_pull(api, req, res, v);
+		handle_pull(api, db, req, res, v);
 	} else if (strcmp(req->method, "POST") == 0) {
 		if (access != JWT_ACCESS_READ_WRITE) {
 			http_reply_error(&res->reply, 403, "AUTH_READ_ONLY",
@@ -417,7 +420,7 @@ static void handle_sync(struct api *api, struct http_request *req,
 					 "frames needs a read-write token");
 			return;
 		}
-		handle_push(api, req, res, v, baton);
+		handle_push(api, db, req, res, v, baton);
 	} else {
 		http_reply_error(&res->reply, 405, "METHOD_NOT_ALLOWED",
 				 "%s %s is not supported", req->method,
@@ -425,8 +428,88 @@ static void handle_sync(struct api *api, struct http_request *req,
 	}
 }
 
-static void route(struct api *api, struct http_request *req,
-		  struct http_response *res)
+/* The name in a Host header's first label, when it names a database:
+ * not for an IP address (whose first label is a number) or a bare host. */
+static int host_database(struct api *api, const char *host, char *name,
+			 size_t n)
+{
+	const char *dot = host != NULL ? strchr(host, '.') : NULL;
+	size_t len = dot != NULL ? (size_t)(dot - host) : 0;
+
+	if (len == 0 || len >= n || host[0] == '[' ||
+	    strspn(host, "0123456789.:") == strlen(host))
+		return 0;
+	memcpy(name, host, len);
+	name[len] = '\0';
+	return databases_name_valid(name) && databases_exists(api->dbs, name);
+}
+
+/* The database a request is for, held (databases_put), with req->path
+ * moved past a /db/NAME prefix; NULL with the answer in res when it names
+ * none. */
+static struct database *request_database(struct api *api,
+					 struct http_request *req,
+					 struct http_response *res)
+{
+	char name[DATABASES_NAME_MAX + 1];
+	const char *ns = http_request_header(req, "x-namespace");
+	struct database *db;
+
+	name[0] = '\0';
+	if (strncmp(req->path, "/db/", 4) == 0) {
+		const char *start = req->path + 4;
+		const char *slash = strchr(start, '/');
+		size_t len =
+		    slash != NULL ? (size_t)(slash - start) : strlen(start);
+		if (len > DATABASES_NAME_MAX) {
+			http_reply_error(&res->reply, 400, "INVALID_DATABASE",
+					 "a database name has at most %d "
+					 "characters",
+					 DATABASES_NAME_MAX);
+			return NULL;
+		}
+		memcpy(name, start, len);
+		name[len] = '\0';
+		/* "/db/NAME//info": a sync URL given with a trailing slash,
+		 * to which npm libsql appends "/info". */
+		while (slash != NULL && slash[1] == '/')
+			slash++;
+		req->path = slash != NULL ? slash : "/";
+	} else if (ns != NULL) {
+		snprintf(name, sizeof name, "%s", ns);
+	} else if (!host_database(api, http_request_header(req, "Host"), name,
+				  sizeof name)) {
+		name[0] = '\0';
+	}
+	if (name[0] != '\0' && !databases_name_valid(name)) {
+		http_reply_error(&res->reply, 400, "INVALID_DATABASE",
+				 "\"%.80s\" is not a database name (a-z, 0-9, "
+				 "'-' and '_')",
+				 name);
+		return NULL;
+	}
+	db = databases_get(api->dbs, name[0] != '\0' ? name : NULL);
+	if (db == NULL && databases_name_reserved(name))
+		/* @libsql/client resolves "v2/pipeline" against its URL:
+		 * without a trailing slash, /db/NAME loses NAME. */
+		http_reply_error(&res->reply, 404, "DATABASE_NOT_FOUND",
+				 "no database is named \"%s\" (with "
+				 "@libsql/client, end the URL with a slash: "
+				 "http://HOST:PORT/db/NAME/)",
+				 name);
+	else if (db == NULL)
+		http_reply_error(&res->reply, 404, "DATABASE_NOT_FOUND",
+				 "no database is named \"%s\"", name);
+	return db;
+}
+
+static void release_database(void *arg)
+{
+	databases_put(arg);
+}
+
+static void route(struct api *api, struct database *db,
+		  struct http_request *req, struct http_response *res)
 {
 	enum jwt_access access;
 
@@ -439,8 +522,11 @@ static void route(struct api *api, struct http_request *req,
 		return;
 	}
 	if (api->ws != NULL && ws_is_upgrade(req)) {
-		/* authenticated by the hello's JWT, as sqld does */
-		ws_handle_upgrade(api->ws, req, res);
+		/* Authenticated by the hello's JWT, as sqld does; the socket
+		 * holds the database until it ends. */
+		struct ws_target t = {db->streams, db->store, release_database,
+				      databases_hold(db)};
+		ws_handle_upgrade(api->ws, req, res, &t);
 		return;
 	}
 	access = authorize(api, req, res);
@@ -450,19 +536,19 @@ static void route(struct api *api, struct http_request *req,
 		/* Behind a token like the rest, when there are tokens. */
 		api_metrics_page(api, res);
 	} else if (is(req, "GET", "/info")) {
-		http_reply_json(&res->reply, 200, store_info(api->store));
+		http_reply_json(&res->reply, 200, store_info(db->store));
 	} else if (strncmp(req->path, "/sync/", 6) == 0) {
-		handle_sync(api, req, res, access);
+		handle_sync(api, db, req, res, access);
 	} else if (strncmp(req->path, "/export/", 8) == 0 &&
 		   strcmp(req->method, "GET") == 0) {
-		handle_export(api, req, req->path + 8, res);
+		handle_export(api, db, req, req->path + 8, res);
 	} else if (strncmp(req->path, "/checksum/", 10) == 0 &&
 		   strcmp(req->method, "GET") == 0) {
-		handle_checksum(api, req->path + 10, res);
+		handle_checksum(db, req->path + 10, res);
 	} else if (is_hrana_path(req->path)) {
-		handle_hrana(api, req, res, access != JWT_ACCESS_READ_WRITE);
+		handle_hrana(db, req, res, access != JWT_ACCESS_READ_WRITE);
 	} else if (strcmp(req->path, "/pull-updates") == 0) {
-		turso_sync_pull(api->store, api->max_wait_s, req, res);
+		turso_sync_pull(db->store, api->max_wait_s, req, res);
 	} else if (is(req, "GET", "/v2") || is(req, "GET", "/v3") ||
 		   is(req, "GET", "/v3-protobuf") || is(req, "GET", "/v1") ||
 		   is(req, "GET", "/")) {
@@ -476,6 +562,10 @@ static void route(struct api *api, struct http_request *req,
 enum http_lane api_lane(void *arg, const char *method, const char *url)
 {
 	(void)arg;
+	if (strncmp(url, "/db/", 4) == 0) { /* the path within the database */
+		const char *slash = strchr(url + 4, '/');
+		url = slash != NULL ? slash : "/";
+	}
 	/* SQL runs for as long as its statements do, and a push may wait for
 	 * the write lock: the main lane.  The rest is quick (frames and
 	 * images are sent by libmicrohttpd's thread, long-polls are parked
@@ -491,13 +581,20 @@ enum http_lane api_lane(void *arg, const char *method, const char *url)
 void api_handle(void *arg, struct http_request *req, struct http_response *res)
 {
 	struct api *api = arg;
+	const char *path = req->path;
+	struct database *db = request_database(api, req, res);
 
-	route(api, req, res);
-	if (res->park_until_ms != 0)
-		return; /* answered later */
-	metrics_request(api->metrics, req->method, req->path,
-			res->fd >= 0 ? 200 : res->reply.status,
-			clock_monotonic_us() - req->started_us);
-	if (api->log_requests)
-		access_log_write(req, res);
+	if (db != NULL)
+		route(api, db, req, res);
+	if (res->park_until_ms == 0) {
+		metrics_request(api->metrics, req->method, req->path,
+				res->fd >= 0 ? 200 : res->reply.status,
+				clock_monotonic_us() - req->started_us);
+		if (api->log_requests)
+			access_log_write(req, res,
+					 db != NULL ? db->name : NULL);
+	}
+	databases_put(db);
+	/* A parked request is handled again from the start. */
+	req->path = path;
 }

@@ -3,24 +3,23 @@
 #ifndef REPLITE_API_H
 #define REPLITE_API_H
 
+#include "databases.h"
 #include "http.h"
 #include "jwt.h"
 #include "metrics.h"
-#include "replicas.h"
-#include "store.h"
-#include "streams.h"
 #include "ws.h"
 
+/* Every route is a database's: the default one at the root URL, database
+ * NAME under /db/NAME/, or the one an x-namespace header, or the first
+ * label of the Host header, names (as sqld's namespaces). */
 struct api {
-	struct store *store;
-	struct streams *streams;
+	struct databases *dbs;
 	struct ws_server *ws;    /* Hrana over WebSocket; NULL: none */
 	struct jwt_keys *keys;   /* NULL: open access */
 	int max_wait_s;          /* longest accepted ?wait= */
 	int log_requests;        /* one stderr line per answered request */
 	int zstd_level;          /* of file answers to clients accepting zstd */
 	struct metrics *metrics; /* GET /metrics (api_metrics.c) */
-	struct replicas *replicas; /* who pulls, for their lag */
 };
 
 /* An http_handler_fn; arg is a struct api. */

@@ -19,6 +19,7 @@
 
 struct entry {
 	struct database db; /* first: a struct database * is an entry */
+	struct databases *owner;
 	char *dir;
 	int refs; /* holders, the registry's own included while listed */
 	int gone; /* deleted: remove dir once closed */
@@ -48,6 +49,18 @@ int databases_name_valid(const char *name)
 			return 0;
 	}
 	return 1;
+}
+
+int databases_name_reserved(const char *name)
+{
+	static const char *const reserved[] = {DATABASES_DEFAULT, "v1", "v2",
+					       "v3", "v3-protobuf"};
+	size_t i;
+
+	for (i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+		if (strcmp(name, reserved[i]) == 0)
+			return 1;
+	return 0;
 }
 
 /* Close an entry no longer listed nor held; remove its files if it was
@@ -81,6 +94,7 @@ static struct entry *entry_open(struct databases *d, const char *name,
 		goto fail;
 	}
 	snprintf(e->db.name, sizeof e->db.name, "%s", name);
+	e->owner = d;
 	sc.data_dir = dir;
 	sc.import_path = import;
 	if (store_open(&sc, &e->db.store, err, n) != 0)
@@ -131,7 +145,7 @@ static int open_named(struct databases *d, char *err, size_t n)
 				de->d_name[1] == 'c' ? "create" : "delete");
 			fileio_remove_tree(path);
 		} else if (!databases_name_valid(de->d_name) ||
-			   strcmp(de->d_name, DATABASES_DEFAULT) == 0) {
+			   databases_name_reserved(de->d_name)) {
 			fprintf(stderr,
 				"replite: ignoring %s: not a database name\n",
 				path);
@@ -219,18 +233,28 @@ struct database *databases_get(struct databases *d, const char *name)
 	return e != NULL ? &e->db : NULL;
 }
 
-void databases_put(struct databases *d, struct database *db)
+void databases_put(struct database *db)
 {
 	struct entry *e = (struct entry *)db;
 	int last;
 
 	if (db == NULL)
 		return;
-	pthread_mutex_lock(&d->mu);
+	pthread_mutex_lock(&e->owner->mu);
 	last = --e->refs == 0;
-	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_unlock(&e->owner->mu);
 	if (last)
 		entry_free(e); /* deleted, and we were the last */
+}
+
+struct database *databases_hold(struct database *db)
+{
+	struct entry *e = (struct entry *)db;
+
+	pthread_mutex_lock(&e->owner->mu);
+	e->refs++;
+	pthread_mutex_unlock(&e->owner->mu);
+	return db;
 }
 
 int databases_exists(struct databases *d, const char *name)
@@ -253,12 +277,12 @@ int databases_create(struct databases *d, const char *name, int *status,
 	int rv = -1;
 
 	*status = 400;
-	if (!databases_name_valid(name) ||
-	    strcmp(name, DATABASES_DEFAULT) == 0) {
+	if (!databases_name_valid(name) || databases_name_reserved(name)) {
 		snprintf(err, n,
 			 "invalid database name \"%.80s\": 1-63 of a-z, 0-9, "
 			 "'-' and '_', starting and ending with a letter or "
-			 "digit, and not \"" DATABASES_DEFAULT "\"",
+			 "digit, and not " DATABASES_DEFAULT ", v1, v2, v3 or "
+			 "v3-protobuf",
 			 name != NULL ? name : "");
 		return -1;
 	}
@@ -412,7 +436,7 @@ void databases_each(struct databases *d,
 	pthread_mutex_unlock(&d->mu);
 	for (i = 0; i < n; i++) {
 		fn(arg, &held[i]->db);
-		databases_put(d, &held[i]->db);
+		databases_put(&held[i]->db);
 	}
 	free(held);
 }

@@ -65,11 +65,16 @@ void databases_close(struct databases *d);
  * with a letter or digit (a DNS label, so that it can be a Host's first
  * label; lowercase only, since host names are case-insensitive). */
 int databases_name_valid(const char *name);
+/* Names no database may take, since they are path segments of the routes
+ * (v1, v2, v3, v3-protobuf, and DATABASES_DEFAULT). */
+int databases_name_reserved(const char *name);
 
 /* The database named name (NULL or DATABASES_DEFAULT: the default one),
  * held until databases_put; NULL when there is none. */
 struct database *databases_get(struct databases *d, const char *name);
-void databases_put(struct databases *d, struct database *db);
+void databases_put(struct database *db); /* NULL: nothing */
+/* Another hold on a database already held. */
+struct database *databases_hold(struct database *db);
 /* Whether a database of that name exists now (no hold). */
 int databases_exists(struct databases *d, const char *name);
 

@@ -4,12 +4,14 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "admin.h"
 #include "api.h"
 #include "hrana.h"
 #include "tls.h"
@@ -72,9 +74,16 @@ static int parse_listen(const char *listen, char *host, size_t n,
 	return 0;
 }
 
+/* Every store's commit listener: wakes parked long-polls.  arg is where
+ * the HTTP server will be (the stores open first), NULL before it starts
+ * and once it stops. */
 static void wake_http(void *arg)
 {
-	http_server_wake(arg);
+	_Atomic(struct http_server *) *slot = arg;
+	struct http_server *http = atomic_load(slot);
+
+	if (http != NULL)
+		http_server_wake(http);
 }
 
 /* The main thread owns the signals and the periodic work; every other
@@ -85,8 +94,7 @@ static int make_durable(void *arg, char *err, size_t n)
 	return store_make_durable(arg, err, n);
 }
 
-static void run_until_signal(struct http_server *http, struct store *store,
-			     struct streams *streams, struct replicas *replicas)
+static void run_until_signal(struct http_server *http, struct databases *dbs)
 {
 	struct timespec tick = {0, 50 * 1000 * 1000};
 	int64_t last_maintain = 0;
@@ -106,9 +114,7 @@ static void run_until_signal(struct http_server *http, struct store *store,
 		}
 		http_server_tick(http);
 		if (now - last_maintain >= 250) {
-			streams_expire(streams);
-			replicas_expire(replicas, now);
-			store_maintain(store);
+			databases_maintain(dbs, now);
 			last_maintain = now;
 		}
 	}
@@ -149,11 +155,17 @@ int server_run(const struct server_config *cfg)
 	struct streams_config stc = {0};
 	struct http_config hc = {0};
 	struct api api = {0};
-	struct store *store = NULL;
-	struct streams *streams = NULL;
+	struct databases_config dc = {0};
+	struct databases *dbs = NULL;
+	struct database *def = NULL;
 	struct ws_config wc = {0};
 	struct ws_server *ws = NULL;
-	struct http_server *http = NULL;
+	struct http_server *http = NULL, *admin_http = NULL;
+	struct admin admin = {0};
+	struct http_config ac = {0};
+	char admin_host[256];
+	uint16_t admin_port = 0;
+	_Atomic(struct http_server *) http_slot = NULL;
 	char host[256], err[1024];
 	uint16_t port;
 	sigset_t set;
@@ -172,6 +184,20 @@ int server_run(const struct server_config *cfg)
 			"replite: invalid --listen '%s': expected HOST:PORT, "
 			"e.g. 127.0.0.1:8080\n",
 			cfg->listen);
+		return 2;
+	}
+	if (cfg->admin_listen != NULL &&
+	    parse_listen(cfg->admin_listen, admin_host, sizeof admin_host,
+			 &admin_port) != 0) {
+		fprintf(stderr,
+			"replite: invalid --admin-listen '%s': expected "
+			"HOST:PORT, e.g. 127.0.0.1:9090\n",
+			cfg->admin_listen);
+		return 2;
+	}
+	if (cfg->admin_key_file != NULL && cfg->admin_listen == NULL) {
+		fprintf(stderr, "replite: --admin-auth-key-file needs "
+				"--admin-listen\n");
 		return 2;
 	}
 	if ((cfg->tls_cert_file == NULL) != (cfg->tls_key_file == NULL)) {
@@ -195,38 +221,43 @@ int server_run(const struct server_config *cfg)
 			return 1;
 		}
 	}
+	if (cfg->admin_key_file != NULL &&
+	    jwt_keys_load_file(cfg->admin_key_file, &admin.keys, err,
+			       sizeof err) != 0) {
+		fprintf(stderr, "replite: --admin-auth-key-file: %s\n", err);
+		jwt_keys_free(api.keys);
+		tls_files_free(&tls);
+		return 1;
+	}
 	/* A data directory this start creates is removed again if the start
 	 * fails (an address in use, a bad --import): a failed start leaves
 	 * nothing behind. */
 	fresh_root = missing_root(cfg->data_dir);
 	store_config_defaults(&sc);
-	sc.data_dir = cfg->data_dir;
-	sc.import_path = cfg->import_path;
 	sc.generation_frames = cfg->generation_frames;
 	sc.compression_level = cfg->compression_level;
 	sc.retention_ms = cfg->retention_ms;
-	if (store_open(&sc, &store, err, sizeof err) != 0) {
-		fprintf(stderr, "replite: %s\n", err);
-		goto out;
-	}
-	stc.open_db = store_open_conn;
-	stc.open_db_arg = store;
 	stc.max_streams = cfg->max_streams;
 	stc.idle_expiry_ms = cfg->stream_idle_ms;
 	stc.statement_timeout_ms = cfg->statement_timeout_ms;
 	api.metrics = metrics_new();
-	api.replicas = replicas_new(cfg->replica_expiry_ms, 4096);
-	if (api.metrics == NULL || api.replicas == NULL) {
+	if (api.metrics == NULL) {
 		fprintf(stderr, "replite: out of memory\n");
 		goto out;
 	}
 	stc.sql_stats = metrics_sql(api.metrics);
-	streams = streams_new(&stc);
-	if (streams == NULL) {
-		fprintf(stderr, "replite: out of memory\n");
+	dc.data_dir = cfg->data_dir;
+	dc.import_path = cfg->import_path;
+	dc.store = sc;
+	dc.streams = stc;
+	dc.replica_expiry_ms = cfg->replica_expiry_ms;
+	dc.listener = wake_http;
+	dc.listener_arg = &http_slot;
+	if (databases_open(&dc, &dbs, err, sizeof err) != 0) {
+		fprintf(stderr, "replite: %s\n", err);
 		goto out;
 	}
-	wc.streams = streams;
+	def = databases_get(dbs, NULL);
 	wc.keys = api.keys;
 	wc.max_connections = cfg->max_ws_connections;
 	wc.max_per_client = cfg->max_ws_per_client;
@@ -235,14 +266,12 @@ int server_run(const struct server_config *cfg)
 	wc.max_streams = 64;
 	wc.log = cfg->log_requests;
 	wc.before_send = make_durable;
-	wc.before_send_arg = store;
 	ws = ws_server_new(&wc);
 	if (ws == NULL) {
 		fprintf(stderr, "replite: out of memory\n");
 		goto out;
 	}
-	api.store = store;
-	api.streams = streams;
+	api.dbs = dbs;
 	api.ws = ws;
 	api.max_wait_s = 60;
 	api.log_requests = cfg->log_requests;
@@ -263,7 +292,36 @@ int server_run(const struct server_config *cfg)
 		fprintf(stderr, "replite: %s\n", err);
 		goto out;
 	}
-	store_set_listener(store, wake_http, http);
+	atomic_store(&http_slot, http);
+	if (cfg->admin_listen != NULL) {
+		admin.dbs = dbs;
+		admin.api = &api;
+		ac.host = admin_host;
+		ac.port = admin_port;
+		ac.threads = 2;
+		ac.control_threads = 1;
+		ac.max_body = 1 << 20;
+		ac.max_connections = 64;
+		ac.idle_timeout_s = 60;
+		ac.handler = admin_handle;
+		ac.arg = &admin;
+		ac.tls_cert_pem = tls.cert_pem;
+		ac.tls_key_pem = tls.key_pem;
+		if (http_server_start(&ac, &admin_http, err, sizeof err) != 0) {
+			fprintf(stderr, "replite: --admin-listen: %s\n", err);
+			goto out;
+		}
+		if (admin.keys == NULL)
+			fprintf(stderr,
+				"replite: WARNING: no --admin-auth-key-file: "
+				"anyone who can reach the admin listener can "
+				"create and delete databases\n");
+		fprintf(stderr, "replite: admin API on %s://%s%s%s:%u\n",
+			tls.cert_pem != NULL ? "https" : "http",
+			strchr(admin_host, ':') ? "[" : "", admin_host,
+			strchr(admin_host, ':') ? "]" : "",
+			http_server_port(admin_http));
+	}
 	/* Only now that the server really starts. */
 	if (cfg->jwt_key_file == NULL)
 		fprintf(stderr, "replite: WARNING: no --auth-jwt-key-file: "
@@ -272,23 +330,23 @@ int server_run(const struct server_config *cfg)
 	fprintf(stderr,
 		"replite: database %s, generation %" PRIu32 ", %" PRIu32
 		" frames, data in %s\n",
-		store_database_id(store), store_generation(store),
-		store_head(store), cfg->data_dir);
+		store_database_id(def->store), store_generation(def->store),
+		store_head(def->store), cfg->data_dir);
 	fprintf(stderr, "replite: listening on %s://%s%s%s:%u\n",
 		tls.cert_pem != NULL ? "https" : "http",
 		strchr(host, ':') ? "[" : "", host,
 		strchr(host, ':') ? "]" : "", http_server_port(http));
-	run_until_signal(http, store, streams, api.replicas);
+	run_until_signal(http, dbs);
 	rv = 0;
 out:
-	if (store != NULL)
-		store_set_listener(store, NULL, NULL);
+	atomic_store(&http_slot, NULL);
+	http_server_stop(admin_http);
 	http_server_stop(http); /* joins the WebSocket threads */
 	ws_server_free(ws);
-	streams_free(streams);
-	store_close(store);
+	databases_put(def);
+	databases_close(dbs);
 	jwt_keys_free(api.keys);
-	replicas_free(api.replicas);
+	jwt_keys_free(admin.keys);
 	metrics_free(api.metrics);
 	tls_files_free(&tls);
 	if (rv != 0 && fresh_root != NULL)

@@ -33,6 +33,10 @@ struct server_config {
 	unsigned max_ws_connections;
 	unsigned max_ws_per_client;
 	int ws_idle_ms;
+	/* The admin API (admin.h) on this HOST:PORT, NULL: none; its tokens
+	 * are verified with these keys (NULL: open). */
+	const char *admin_listen;
+	const char *admin_key_file;
 };
 
 /* zstd's fastest regular level: on loopback a bootstrap is no slower

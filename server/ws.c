@@ -155,8 +155,16 @@ static int accept_key(const char *key, char out[64])
 	return 0;
 }
 
+/* An error answer: the target is not served after all. */
+static void release_target(const struct ws_target *t)
+{
+	if (t->release != NULL)
+		t->release(t->release_arg);
+}
+
 void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
-		       struct http_response *res)
+		       struct http_response *res,
+		       const struct ws_target *target)
 {
 	const char *key = http_request_header(req, "Sec-WebSocket-Key");
 	const char *ver = http_request_header(req, "Sec-WebSocket-Version");
@@ -171,6 +179,7 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 		http_reply_error(&res->reply, 400, "WS_BAD_HANDSHAKE",
 				 "a WebSocket upgrade is a GET with a "
 				 "Sec-WebSocket-Key");
+		release_target(target);
 		return;
 	}
 	if (ver == NULL || strcmp(ver, "13") != 0) {
@@ -179,6 +188,7 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 		res->headers[0].name = "Sec-WebSocket-Version";
 		snprintf(res->headers[0].value, sizeof res->headers[0].value,
 			 "13");
+		release_target(target);
 		return;
 	}
 	if (protos != NULL) {
@@ -196,6 +206,7 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 					 "none of the WebSocket subprotocols "
 					 "offered is supported (hrana1, "
 					 "hrana2, hrana3, hrana3-protobuf)");
+			release_target(target);
 			return;
 		}
 	}
@@ -203,13 +214,16 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 	if (p == NULL) {
 		http_reply_error(&res->reply, 500, "INTERNAL_ERROR",
 				 "out of memory");
+		release_target(target);
 		return;
 	}
 	if (ws_admit(ws, req, p->client, res) != 0) {
 		free(p);
+		release_target(target);
 		return;
 	}
 	p->srv = ws;
+	p->target = *target;
 	p->version = version;
 	p->protobuf = protobuf;
 	res->headers[0].name = "Upgrade";
@@ -219,6 +233,7 @@ void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
 	if (accept_key(key, res->headers[1].value) != 0) {
 		ws_leave(ws, p->client);
 		free(p);
+		release_target(target);
 		memset(res->headers, 0, sizeof res->headers);
 		http_reply_error(&res->reply, 500, "INTERNAL_ERROR",
 				 "cannot compute Sec-WebSocket-Accept");
@@ -276,7 +291,7 @@ void ws_send_json(struct ws_conn *c, json_t *msg)
 		return;
 	}
 	if (c->srv->cfg.before_send != NULL &&
-	    c->srv->cfg.before_send(c->srv->cfg.before_send_arg, err,
+	    c->srv->cfg.before_send(c->target.before_send_arg, err,
 				    sizeof err) != 0) {
 		err[119] = '\0'; /* a close reason fits in 123 bytes */
 		free((void *)m.msg);
@@ -521,6 +536,7 @@ static void upgrade_run(void *arg, int fd, const uint8_t *extra,
 	 * would hold it back until the client's delayed ACK (40 ms). */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c.srv = ws;
+	c.target = p->target;
 	c.version = p->version;
 	c.protobuf = p->protobuf;
 	c.fd = fd;
@@ -547,5 +563,6 @@ done:
 	shutdown(fd, SHUT_RDWR);
 out:
 	ws_leave(ws, p->client);
+	release_target(&p->target);
 	free(p);
 }

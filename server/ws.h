@@ -14,7 +14,6 @@
 struct ws_server;
 
 struct ws_config {
-	struct streams *streams;     /* connections for the streams */
 	const struct jwt_keys *keys; /* NULL: open access */
 	unsigned max_connections;    /* beyond: 503 before upgrading */
 	unsigned max_per_client;     /* sockets of one client address; beyond:
@@ -23,11 +22,22 @@ struct ws_config {
 	int idle_ms;                 /* a socket silent this long is closed */
 	int max_streams;             /* open streams per socket */
 	int log;                     /* one stderr line per socket */
-	/* Called before any message is sent (group commit: what it shows
-	 * must be durable first); non-zero with the cause in err closes the
-	 * socket instead.  NULL: none. */
+	/* Called before any message is sent, with the socket's
+	 * ws_target.before_send_arg (group commit: what it shows must be
+	 * durable first); non-zero with the cause in err closes the socket
+	 * instead.  NULL: none. */
 	int (*before_send)(void *arg, char *err, size_t n);
+};
+
+/* The database an upgraded socket serves (databases.h): the connections
+ * for its streams and its durability hook's argument, held until the
+ * socket ends, when release(release_arg) is called (also when the upgrade
+ * does not happen). */
+struct ws_target {
+	struct streams *streams;
 	void *before_send_arg;
+	void (*release)(void *arg);
+	void *release_arg;
 };
 
 struct ws_server *ws_server_new(const struct ws_config *cfg);
@@ -36,9 +46,11 @@ void ws_server_free(struct ws_server *ws);
 /* A request with "Upgrade: websocket" header. */
 int ws_is_upgrade(struct http_request *req);
 /* Answer it: the 101 with the chosen subprotocol and res->upgrade set, or
- * an HTTP error (400, 426, 429, 503). */
+ * an HTTP error (400, 426, 429, 503).  The socket serves target; on an
+ * error answer target->release has been called. */
 void ws_handle_upgrade(struct ws_server *ws, struct http_request *req,
-		       struct http_response *res);
+		       struct http_response *res,
+		       const struct ws_target *target);
 unsigned ws_connections(struct ws_server *ws);
 
 #endif

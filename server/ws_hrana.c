@@ -68,7 +68,7 @@ static struct ws_stream *find_stream(struct ws_conn *c, json_t *req)
 
 static void stream_free(struct ws_conn *c, struct ws_stream *st)
 {
-	streams_release_db(c->srv->cfg.streams, st->conn.db);
+	streams_release_db(c->target.streams, st->conn.db);
 	hrana_conn_reset(&st->conn);
 	free(st);
 }
@@ -98,7 +98,7 @@ static void open_stream_refused(struct ws_conn *c, json_int_t rid, int rc)
 	char msg[160];
 
 	if (rc == SQLITE_FULL) {
-		streams_exhausted_message(c->srv->cfg.streams, msg, sizeof msg);
+		streams_exhausted_message(c->target.streams, msg, sizeof msg);
 		ws_respond_error(c, rid,
 				 hrana_make_error(msg, "STREAMS_EXHAUSTED"));
 		return;
@@ -132,7 +132,7 @@ static void open_stream(struct ws_conn *c, json_int_t rid, json_t *req)
 		return;
 	}
 	st = calloc(1, sizeof *st);
-	rc = st != NULL ? streams_acquire_db(c->srv->cfg.streams, &db)
+	rc = st != NULL ? streams_acquire_db(c->target.streams, &db)
 			: SQLITE_NOMEM;
 	if (rc != SQLITE_OK) {
 		free(st);
@@ -140,8 +140,8 @@ static void open_stream(struct ws_conn *c, json_int_t rid, json_t *req)
 		return;
 	}
 	hrana_conn_init(&st->conn, db, c->version, c->read_only);
-	st->conn.timeout_ms = streams_statement_timeout(c->srv->cfg.streams);
-	st->conn.stats = streams_sql_stats(c->srv->cfg.streams);
+	st->conn.timeout_ms = streams_statement_timeout(c->target.streams);
+	st->conn.stats = streams_sql_stats(c->target.streams);
 	st->conn.client_fd = c->fd;
 	st->conn.client_ws = 1;
 	json_decref(st->conn.sqls); /* the socket's, shared */

@@ -38,6 +38,7 @@ struct ws_server {
  * client whose count the socket is in. */
 struct ws_pending {
 	struct ws_server *srv;
+	struct ws_target target;
 	int version;
 	int protobuf; /* hrana3-protobuf */
 	char client[WS_CLIENT_LEN];
@@ -58,7 +59,8 @@ struct ws_cursor {
 
 struct ws_conn {
 	struct ws_server *srv;
-	int version;  /* 1, 2 or 3 */
+	struct ws_target target; /* the database it serves */
+	int version;             /* 1, 2 or 3 */
 	int protobuf; /* hrana3-protobuf: binary messages, ServerMsg and
 			 ClientMsg (hrana_pb.h) */
 	int fd;

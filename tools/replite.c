@@ -11,6 +11,8 @@
 #include "server/jwt_sign.h"
 #include "server/server.h"
 
+#include "replite_db.h"
+
 static const char usage[] =
     "usage: replite <command> [options]\n"
     "\n"
@@ -20,6 +22,7 @@ static const char usage[] =
     "  serve      run a primary: HTTP sync protocol + Hrana SQL API\n"
     "  keygen     generate the Ed25519 key pair that signs access tokens\n"
     "  token      print an access token signed with the private key\n"
+    "  db         create, list and delete a running server's databases\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (replite <command> --help for more)\n"
@@ -68,6 +71,11 @@ static const char serve_usage[] =
     "                            at most (default 64; more: 429)\n"
     "  --ws-idle-ms MS           close a WebSocket silent this long\n"
     "                            (default 120000)\n"
+    "  --admin-listen HOST:PORT  serve the admin API (databases, /metrics)\n"
+    "                            there (default: none)\n"
+    "  --admin-auth-key-file F   Ed25519 public key(s) that verify admin\n"
+    "                            tokens (a key pair of its own; without it\n"
+    "                            the admin API is open)\n"
     "  --log-requests            log every answered request to stderr\n"
     "  --replica-expiry SECONDS  /metrics forgets a replica that has not\n"
     "                            pulled for this long (default 300)\n"
@@ -155,6 +163,8 @@ enum {
 	OPT_MAX_WS,
 	OPT_MAX_WS_PER_CLIENT,
 	OPT_WS_IDLE,
+	OPT_ADMIN_LISTEN,
+	OPT_ADMIN_KEY,
 };
 
 static int cmd_serve(int argc, char **argv)
@@ -181,6 +191,8 @@ static int cmd_serve(int argc, char **argv)
 	    {"max-ws-per-client", required_argument, NULL,
 	     OPT_MAX_WS_PER_CLIENT},
 	    {"ws-idle-ms", required_argument, NULL, OPT_WS_IDLE},
+	    {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
+	    {"admin-auth-key-file", required_argument, NULL, OPT_ADMIN_KEY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -284,6 +296,12 @@ static int cmd_serve(int argc, char **argv)
 					 &v) != 0)
 				return 2;
 			cfg.ws_idle_ms = (int)v;
+			break;
+		case OPT_ADMIN_LISTEN:
+			cfg.admin_listen = optarg;
+			break;
+		case OPT_ADMIN_KEY:
+			cfg.admin_key_file = optarg;
 			break;
 		case 'h':
 			fputs(serve_usage, stdout);
@@ -465,6 +483,8 @@ int main(int argc, char **argv)
 		return cmd_keygen(argc - 1, argv + 1);
 	if (strcmp(argv[1], "token") == 0)
 		return cmd_token(argc - 1, argv + 1);
+	if (strcmp(argv[1], "db") == 0)
+		return replite_db_main(argc - 1, argv + 1);
 	fprintf(stderr, "replite: unknown command '%s'\n%s", argv[1], usage);
 	return 2;
 }

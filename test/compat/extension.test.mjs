@@ -166,7 +166,7 @@ async function checkLocalWrite({ server, client }, values, expected, localRows, 
     assert.match(r.replica ?? "", /^[0-9a-f]{16}$/, `${what}: the replica's id: ${JSON.stringify(r)}`);
     assert.match(r.txn ?? "", /^[0-9a-f]{32}$/, `${what}: the push's txn: ${JSON.stringify(r)}`);
     assert.ok(r.push === "ok" || r.push === null, `${what}: ${JSON.stringify(r)}`);
-    assert.equal(r.database, "main");
+    assert.equal(r.database, "default");
     assert.ok(Number.isInteger(r.ms) && Number.isInteger(r.bytes) && r.bytes > 0, `${what}: ${JSON.stringify(r)}`);
   }
   assert.ok(pushes.some((r) => r.push === "ok"), `${what}: a push answered ok: ${JSON.stringify(pushes)}`);

@@ -64,14 +64,14 @@ test("/metrics counts commits, statements, rows, requests and pulls exactly", as
   const after = await scrape(s);
   promtool(after.text);
   const d = (key) => get(after, key) - get(before, key);
-  assert.equal(d('replite_commits_total{database="main",source="sql"}'), N);
-  assert.equal(d('replite_commits_total{database="main",source="push"}'), 0);
+  assert.equal(d('replite_commits_total{database="default",source="sql"}'), N);
+  assert.equal(d('replite_commits_total{database="default",source="push"}'), 0);
   assert.equal(d("replite_sql_statements_total"), N + 1);
   assert.equal(d("replite_sql_rows_written_total"), N);
   assert.equal(d("replite_sql_rows_read_total"), N);
   assert.equal(d("replite_sql_statement_errors_total"), 0);
-  assert.ok(d("replite_fsync_duration_seconds_count{database=\"main\"}") >= 1);
-  assert.ok(d("replite_fsync_duration_seconds_count{database=\"main\"}") <= N);
+  assert.ok(d("replite_fsync_duration_seconds_count{database=\"default\"}") >= 1);
+  assert.ok(d("replite_fsync_duration_seconds_count{database=\"default\"}") <= N);
   // One Hrana request per execute (the client's pipelines).
   assert.equal(d('replite_http_requests_total{route="/v2/pipeline",method="POST",status="200"}') +
     d('replite_http_requests_total{route="/v3/pipeline",method="POST",status="200"}'), N + 1);
@@ -79,12 +79,12 @@ test("/metrics counts commits, statements, rows, requests and pulls exactly", as
   assert.equal(d('replite_http_requests_total{route="other",method="GET",status="404"}'), 1);
   assert.doesNotMatch(after.text, /3f9a/);
   // The pull served every frame of the log.
-  const head = get(after, 'replite_head_frame{database="main"}');
+  const head = get(after, 'replite_head_frame{database="default"}');
   assert.equal(pull.body.length, head * 4120);
   assert.equal(d("replite_frames_served_total"), head);
   assert.equal(d("replite_frame_bytes_served_total"), head * 4120);
-  assert.ok(get(after, 'replite_log_bytes{database="main"}') >= head * 4120);
-  assert.ok(get(after, 'replite_database_bytes{database="main"}') > 0);
+  assert.ok(get(after, 'replite_log_bytes{database="default"}') >= head * 4120);
+  assert.ok(get(after, 'replite_database_bytes{database="default"}') > 0);
   // The /metrics request before this one is in the histogram.
   assert.ok(get(after, 'replite_http_request_duration_seconds_count{route="/metrics"}') >= 1);
 });
@@ -109,11 +109,11 @@ test("/metrics: replicas' lag, pushes from a replite replica, and expiry", async
   await sleep(400);
   const m = await scrape(s);
   const scraped = Date.now();
-  const lag = get(m, `replite_replica_lag_seconds{database="main",replica="${lagger}"}`);
+  const lag = get(m, `replite_replica_lag_seconds{database="default",replica="${lagger}"}`);
   // The CREATE TABLE is older than 'a': the lag is at least since it.
   assert.ok(lag * 1000 >= scraped - acked - 50, `lag ${lag}s, expected at least ${(scraped - acked) / 1000}s`);
   assert.ok(lag * 1000 <= Date.now() - sent + 5000);
-  assert.equal(get(m, `replite_replica_lag_frames{database="main",replica="${lagger}"}`), get(m, 'replite_head_frame{database="main"}'));
+  assert.equal(get(m, `replite_replica_lag_frames{database="default",replica="${lagger}"}`), get(m, 'replite_head_frame{database="default"}'));
 
   // A replite replica: caught up after its writes, which are pushes.
   new Database(":memory:").loadExtension(EXTENSION);
@@ -135,8 +135,8 @@ test("/metrics: replicas' lag, pushes from a replite replica, and expiry", async
     assert.ok(Date.now() < deadline, `the replite replica never showed as current:\n${after.text}`);
     await sleep(100);
   }
-  assert.equal(get(after, 'replite_commits_total{database="main",source="push"}') -
-    get(before, 'replite_commits_total{database="main",source="push"}'), 3);
+  assert.equal(get(after, 'replite_commits_total{database="default",source="push"}') -
+    get(before, 'replite_commits_total{database="default",source="push"}'), 3);
   assert.equal(get(after, 'replite_pushes_total{outcome="ok"}') - get(before, 'replite_pushes_total{outcome="ok"}'), 3);
   assert.equal(get(after, 'replite_pushes_total{outcome="conflict"}'), 0);
   assert.ok(get(after, "replite_exports_total") >= 1, "the replica bootstrapped");
@@ -147,7 +147,7 @@ test("/metrics: replicas' lag, pushes from a replite replica, and expiry", async
   for (;;) {
     const now = await scrape(s);
     if (!now.text.includes(lagger)) {
-      assert.equal(get(now, 'replite_replicas{database="main"}'), 1);
+      assert.equal(get(now, 'replite_replicas{database="default"}'), 1);
       break;
     }
     assert.ok(Date.now() < gone, "the quiet replica was never forgotten");

@@ -150,9 +150,9 @@ START_TEST(test_create_isolated_and_reopened)
 	    json_string_value(json_object_get(json_array_get(list, 0), "name")),
 	    DATABASES_DEFAULT);
 	json_decref(list);
-	databases_put(d, a);
-	databases_put(d, b);
-	databases_put(d, def);
+	databases_put(a);
+	databases_put(b);
+	databases_put(def);
 	databases_close(d);
 
 	d = open_dbs();
@@ -160,7 +160,7 @@ START_TEST(test_create_isolated_and_reopened)
 	ck_assert_ptr_nonnull(a);
 	ck_assert_str_eq(store_database_id(a->store), id_a);
 	ck_assert_int_eq(query_in(a, "SELECT sum(v) FROM t"), 3);
-	databases_put(d, a);
+	databases_put(a);
 	databases_close(d);
 }
 END_TEST
@@ -187,7 +187,7 @@ START_TEST(test_delete_while_held)
 	ck_assert_int_eq(databases_delete(d, "a", &status, err, sizeof err),
 			 -1);
 	ck_assert_int_eq(status, 404);
-	databases_put(d, a);
+	databases_put(a);
 	/* Its files went with the last holder. */
 	{
 		char *sub = fixture_path(tmp, "databases");
@@ -208,7 +208,7 @@ START_TEST(test_delete_while_held)
 	ck_assert_int_eq(databases_create(d, "a", &status, err, sizeof err), 0);
 	a = databases_get(d, "a");
 	ck_assert_int_eq(query_in(a, "SELECT count(*) FROM sqlite_schema"), 0);
-	databases_put(d, a);
+	databases_put(a);
 	databases_close(d);
 }
 END_TEST
