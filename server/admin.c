@@ -17,7 +17,7 @@ static int authorized(struct admin *a, struct http_request *req,
 		return 1;
 	if (jwt_verify_header(a->keys,
 			      http_request_header(req, "Authorization"),
-			      (int64_t)time(NULL), &code, msg,
+			      (int64_t)time(NULL), NULL, &code, msg,
 			      sizeof msg) == JWT_ACCESS_READ_WRITE)
 		return 1;
 	if (code == NULL) {

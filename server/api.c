@@ -256,8 +256,10 @@ static void handle_checksum(struct database *db, const char *rest,
 			messages_encode_checksum(gen, frame, sum));
 }
 
-/* Returns the access granted, or JWT_ACCESS_DENIED with the 401 reply set. */
-static enum jwt_access authorize(struct api *api, struct http_request *req,
+/* The access granted to database db, or JWT_ACCESS_DENIED with the reply
+ * set: 401, or 403 for a token of other databases. */
+static enum jwt_access authorize(struct api *api, struct database *db,
+				 struct http_request *req,
 				 struct http_response *res)
 {
 	const char *code = NULL;
@@ -266,12 +268,15 @@ static enum jwt_access authorize(struct api *api, struct http_request *req,
 
 	if (api->keys == NULL)
 		return JWT_ACCESS_READ_WRITE;
-	access = jwt_verify_header(api->keys,
-				   http_request_header(req, "Authorization"),
-				   (int64_t)time(NULL), &code, msg, sizeof msg);
+	access = jwt_verify_header(
+	    api->keys, http_request_header(req, "Authorization"),
+	    (int64_t)time(NULL), db->name, &code, msg, sizeof msg);
 	if (access == JWT_ACCESS_DENIED)
-		http_reply_error(&res->reply, 401, code ? code : "AUTH_FAILED",
-				 "%s", msg);
+		http_reply_error(
+		    &res->reply,
+		    code != NULL && strcmp(code, JWT_WRONG_DATABASE) == 0 ? 403
+									  : 401,
+		    code ? code : "AUTH_FAILED", "%s", msg);
 	return access;
 }
 
@@ -524,12 +529,12 @@ static void route(struct api *api, struct database *db,
 	if (api->ws != NULL && ws_is_upgrade(req)) {
 		/* Authenticated by the hello's JWT, as sqld does; the socket
 		 * holds the database until it ends. */
-		struct ws_target t = {db->streams, db->store, release_database,
-				      databases_hold(db)};
+		struct ws_target t = {db->name, db->streams, db->store,
+				      release_database, databases_hold(db)};
 		ws_handle_upgrade(api->ws, req, res, &t);
 		return;
 	}
-	access = authorize(api, req, res);
+	access = authorize(api, db, req, res);
 	if (access == JWT_ACCESS_DENIED)
 		return;
 	if (is(req, "GET", "/metrics")) {

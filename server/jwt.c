@@ -245,16 +245,70 @@ static enum jwt_access access_of(json_t *claims, const char **code, char *msg,
 	return JWT_ACCESS_DENIED;
 }
 
+/* Does a "p" scope ({"ns": [names], "tags": [...]}) name database? */
+static int scope_names(json_t *scope, const char *database)
+{
+	json_t *ns = json_object_get(scope, "ns"), *x;
+	size_t i;
+
+	json_array_foreach(ns, i, x)
+	{
+		const char *v = json_string_value(x);
+		if (v != NULL && strcmp(v, database) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The access claims grant to database (sqld's rules: jwt.h). */
+static enum jwt_access access_for(json_t *claims, const char *database,
+				  const char **code, char *msg, size_t n)
+{
+	json_t *p = json_object_get(claims, "p");
+	const char *id = json_string_value(json_object_get(claims, "id"));
+
+	if (database == NULL)
+		return access_of(claims, code, msg, n);
+	if (p != NULL && !json_is_null(p)) {
+		if (!json_is_object(p)) {
+			*code = "AUTH_JWT_INVALID";
+			set_msg(msg, n, "claim \"p\" is not an object");
+			return JWT_ACCESS_DENIED;
+		}
+		if (scope_names(json_object_get(p, "rw"), database) ||
+		    scope_names(json_object_get(p, "rwa"), database))
+			return JWT_ACCESS_READ_WRITE;
+		if (scope_names(json_object_get(p, "ro"), database) ||
+		    scope_names(json_object_get(p, "roa"), database))
+			return JWT_ACCESS_READ_ONLY;
+		*code = JWT_WRONG_DATABASE;
+		set_msg(msg, n,
+			"this token's permissions (claim \"p\") do not "
+			"include database \"%s\"",
+			database);
+		return JWT_ACCESS_DENIED;
+	}
+	if (id != NULL && strcmp(id, database) != 0) {
+		*code = JWT_WRONG_DATABASE;
+		set_msg(msg, n, "this token is for database \"%s\", not \"%s\"",
+			id, database);
+		return JWT_ACCESS_DENIED;
+	}
+	return access_of(claims, code, msg, n);
+}
+
 enum jwt_access jwt_verify(const struct jwt_keys *keys, const char *token,
 			   int64_t now, const char **code, char *msg,
 			   size_t msg_len)
 {
-	return jwt_verify_until(keys, token, now, NULL, code, msg, msg_len);
+	return jwt_verify_until(keys, token, now, NULL, NULL, code, msg,
+				msg_len);
 }
 
 enum jwt_access jwt_verify_until(const struct jwt_keys *keys, const char *token,
-				 int64_t now, int64_t *expires,
-				 const char **code, char *msg, size_t msg_len)
+				 int64_t now, const char *database,
+				 int64_t *expires, const char **code, char *msg,
+				 size_t msg_len)
 {
 	const char *dot1 = strchr(token, '.');
 	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
@@ -308,7 +362,7 @@ enum jwt_access jwt_verify_until(const struct jwt_keys *keys, const char *token,
 		set_msg(msg, msg_len, "token expired at %s", when);
 		goto out;
 	}
-	access = access_of(claims, code, msg, msg_len);
+	access = access_for(claims, database, code, msg, msg_len);
 	if (expires != NULL)
 		*expires = exp != NULL ? (int64_t)json_number_value(exp) : 0;
 out:
@@ -320,7 +374,8 @@ out:
 
 enum jwt_access jwt_verify_header(const struct jwt_keys *keys,
 				  const char *header, int64_t now,
-				  const char **code, char *msg, size_t msg_len)
+				  const char *database, const char **code,
+				  char *msg, size_t msg_len)
 {
 	const char *token;
 
@@ -346,5 +401,6 @@ enum jwt_access jwt_verify_header(const struct jwt_keys *keys,
 		set_msg(msg, msg_len, "the Authorization header has no token");
 		return JWT_ACCESS_DENIED;
 	}
-	return jwt_verify(keys, token, now, code, msg, msg_len);
+	return jwt_verify_until(keys, token, now, database, NULL, code, msg,
+				msg_len);
 }

@@ -35,16 +35,25 @@ enum jwt_access jwt_verify(const struct jwt_keys *keys, const char *token,
 
 /* The same, and *expires (if not NULL) gets the token's "exp" (Unix
  * seconds; 0 when it never expires) on success: a connection that keeps a
- * token (Hrana over WebSocket) stops honouring it then. */
+ * token (Hrana over WebSocket) stops honouring it then.
+ *
+ * database (not NULL): the access the token grants to that database, with
+ * sqld's claims: "p" ({"rw": {"ns": [names]}, "ro": {...}, and the attach
+ * variants "rwa", "roa"}) when present, else the legacy "id" (a token for
+ * that one database; absent: any) with "a".  A token for other databases
+ * is denied with code JWT_WRONG_DATABASE (an HTTP 403). */
+#define JWT_WRONG_DATABASE "AUTH_WRONG_DATABASE"
 enum jwt_access jwt_verify_until(const struct jwt_keys *keys, const char *token,
-				 int64_t now, int64_t *expires,
-				 const char **code, char *msg, size_t msg_len);
+				 int64_t now, const char *database,
+				 int64_t *expires, const char **code, char *msg,
+				 size_t msg_len);
 
 /* Verify an HTTP Authorization header value ("Bearer <jwt>", scheme
- * case-insensitive).  NULL header or a missing token is AUTH_HEADER_NOT_FOUND
- * / AUTH_HEADER_MALFORMED. */
+ * case-insensitive), for database as jwt_verify_until.  NULL header or a
+ * missing token is AUTH_HEADER_NOT_FOUND / AUTH_HEADER_MALFORMED. */
 enum jwt_access jwt_verify_header(const struct jwt_keys *keys,
 				  const char *header, int64_t now,
-				  const char **code, char *msg, size_t msg_len);
+				  const char *database, const char **code,
+				  char *msg, size_t msg_len);
 
 #endif

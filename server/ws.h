@@ -34,6 +34,7 @@ struct ws_config {
  * socket ends, when release(release_arg) is called (also when the upgrade
  * does not happen). */
 struct ws_target {
+	const char *database; /* its name, for the tokens' scopes */
 	struct streams *streams;
 	void *before_send_arg;
 	void (*release)(void *arg);

@@ -32,9 +32,9 @@ static void hello(struct ws_conn *c, json_t *msg)
 				 "authentication required: the hello has no "
 				 "JWT");
 		} else {
-			access = jwt_verify_until(keys, jwt,
-						  (int64_t)time(NULL), &expires,
-						  &code, text, sizeof text);
+			access = jwt_verify_until(
+			    keys, jwt, (int64_t)time(NULL), c->target.database,
+			    &expires, &code, text, sizeof text);
 		}
 	}
 	if (access == JWT_ACCESS_DENIED) {

@@ -118,10 +118,10 @@ static const char token_usage[] =
     "                 Turso's `db tokens create`; a replica whose token\n"
     "                 expires stops syncing, so expiring tokens must be\n"
     "                 renewed; revoke tokens by replacing the key pair)\n"
-    "  --db NAME      the database the token is for, in sqld's \"id\"\n"
-    "                 claim.  replite serves one database and does not\n"
-    "                 check it yet: such a token is accepted by any server\n"
-    "                 that has the public key\n"
+    "  --db NAME      the one database the token is for, in sqld's\n"
+    "                 \"id\" claim (\"default\": the root URL's); the\n"
+    "                 server refuses it elsewhere with 403.  Without it\n"
+    "                 the token is good for every database\n"
     "  -h, --help     show this help\n";
 
 static int parse_number(const char *opt, const char *text, long long min,

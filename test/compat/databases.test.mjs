@@ -283,3 +283,49 @@ test("databases: the admin API takes only admin tokens when --admin-auth-key-fil
   assert.equal((await http(server, "GET", "/db/x/info")).status, 401);
   assert.equal((await http(server, "GET", "/db/x/info", { token: user.token({ a: "ro" }) })).status, 200);
 });
+
+test("databases: a token limited to one database (sqld's id and p claims) is refused on the others", async () => {
+  const dir = tempDir("replite-dbs-scope-");
+  const user = makeAuth(dir.path);
+  const server = await primary({ args: ["--auth-jwt-key-file", user.keyFile] });
+  for (const name of ["x", "y"]) assert.equal(db(server, "create", name).status, 0);
+  const forX = user.token({ id: "x" });
+  const p = user.token({ p: { rw: { ns: ["y"] }, ro: { ns: ["default"] } } });
+  const cases = [
+    [forX, "/db/x/info", 200],
+    [forX, "/db/y/info", 403],
+    [forX, "/info", 403],
+    [p, "/db/y/info", 200],
+    [p, "/info", 200],
+    [p, "/db/x/info", 403],
+  ];
+  for (const [token, path, status] of cases) {
+    const r = await http(server, "GET", path, { token });
+    assert.equal(r.status, status, `${path}: ${r.body}`);
+    if (status === 403) {
+      assert.equal(r.json.code, "AUTH_WRONG_DATABASE");
+      assert.match(r.json.message, /database/);
+    }
+  }
+  // Through the clients: writes follow the scope's permission.
+  const cy = createClient({ url: `${server.url}/db/y/`, authToken: p });
+  const cd = createClient({ url: server.url, authToken: p });
+  const cx = createClient({ url: `${server.url.replace(/^http/, "ws")}/db/x`, authToken: p });
+  try {
+    await cy.execute("CREATE TABLE t(v)");
+    await assert.rejects(cd.execute("CREATE TABLE t(v)"), /read-only|READONLY|not allowed|denied/i);
+    await assert.rejects(cx.execute("SELECT 1"), /database/);
+  } finally {
+    cy.close();
+    cd.close();
+    cx.close();
+  }
+  // replite token --db NAME makes such a token.
+  const keyDir = tempDir("replite-dbs-keys-");
+  assert.equal(spawnSync(REPLITE_BIN, ["keygen", "--out", keyDir.path]).status, 0);
+  const server2 = await primary({ args: ["--auth-jwt-key-file", join(keyDir.path, "jwt_public.pem")] });
+  assert.equal(db(server2, "create", "x").status, 0);
+  const t = spawnSync(REPLITE_BIN, ["token", "--key", join(keyDir.path, "jwt_private.pem"), "--db", "x"], { encoding: "utf8" }).stdout.trim();
+  assert.equal((await http(server2, "GET", "/db/x/info", { token: t })).status, 200);
+  assert.equal((await http(server2, "GET", "/info", { token: t })).status, 403);
+});

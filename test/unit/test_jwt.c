@@ -180,6 +180,56 @@ START_TEST(test_access_claims)
 }
 END_TEST
 
+/* claims checked for one database (sqld's "id" and "p") */
+static struct verdict for_db(const struct jwt_keys *keys, const char *claims,
+			     const char *database)
+{
+	char *token = make_token(key_a, EDDSA, claims);
+	struct verdict v;
+
+	v.code = NULL;
+	v.msg[0] = '\0';
+	v.access = jwt_verify_until(keys, token, NOW, database, NULL, &v.code,
+				    v.msg, sizeof v.msg);
+	free(token);
+	return v;
+}
+
+START_TEST(test_database_scopes)
+{
+	struct jwt_keys *keys = load_pem(key_a);
+	const char *p = "{\"p\":{\"rw\":{\"ns\":[\"shop\"]},"
+			"\"ro\":{\"ns\":[\"blog\",\"default\"]}}}";
+
+	/* No scope: every database. */
+	ck_assert_int_eq(for_db(keys, "{\"a\":\"ro\"}", "shop").access,
+			 JWT_ACCESS_READ_ONLY);
+	/* Legacy "id": that database only, with "a". */
+	ck_assert_int_eq(for_db(keys, "{\"id\":\"shop\"}", "shop").access,
+			 JWT_ACCESS_READ_WRITE);
+	ck_assert_int_eq(
+	    for_db(keys, "{\"id\":\"shop\",\"a\":\"ro\"}", "shop").access,
+	    JWT_ACCESS_READ_ONLY);
+	assert_denied(for_db(keys, "{\"id\":\"shop\"}", "blog"),
+		      JWT_WRONG_DATABASE);
+	assert_denied(for_db(keys, "{\"id\":\"shop\"}", "default"),
+		      JWT_WRONG_DATABASE);
+	/* "p": the permission its scopes give, whatever "a" says. */
+	ck_assert_int_eq(for_db(keys, p, "shop").access, JWT_ACCESS_READ_WRITE);
+	ck_assert_int_eq(for_db(keys, p, "blog").access, JWT_ACCESS_READ_ONLY);
+	ck_assert_int_eq(for_db(keys, p, "default").access,
+			 JWT_ACCESS_READ_ONLY);
+	assert_denied(for_db(keys, p, "other"), JWT_WRONG_DATABASE);
+	assert_denied(for_db(keys, "{\"p\":{},\"a\":\"rw\"}", "shop"),
+		      JWT_WRONG_DATABASE);
+	assert_denied(for_db(keys, "{\"p\":[1]}", "shop"), "AUTH_JWT_INVALID");
+	/* Without a database (the admin API's keys), scopes are not read. */
+	ck_assert_int_eq(for_db(keys, "{\"id\":\"shop\"}", NULL).access,
+			 JWT_ACCESS_READ_WRITE);
+	jwt_keys_free(keys);
+}
+END_TEST
+
 START_TEST(test_expiry)
 {
 	struct jwt_keys *keys = load_pem(key_a);
@@ -392,7 +442,7 @@ START_TEST(test_header_forms)
 	const char *code = NULL;
 	char msg[256];
 
-#define HDR(h) jwt_verify_header(keys, (h), NOW, &code, msg, sizeof msg)
+#define HDR(h) jwt_verify_header(keys, (h), NOW, NULL, &code, msg, sizeof msg)
 	hdr = util_strdupf("Bearer %s", token);
 	ck_assert_int_eq(HDR(hdr), JWT_ACCESS_READ_ONLY);
 	free(hdr);
@@ -614,6 +664,7 @@ static Suite *jwt_suite(void)
 	tcase_add_test(tc, test_tampered_signature);
 	tcase_add_test(tc, test_other_algorithms_refused);
 	tcase_add_test(tc, test_malformed_tokens);
+	tcase_add_test(tc, test_database_scopes);
 	tcase_add_test(tc, test_header_forms);
 	tcase_add_test(tc, test_key_forms);
 	tcase_add_test(tc, test_several_keys);
