@@ -13,8 +13,8 @@
 
 #include <microhttpd.h>
 #include "base/clock.h"
+#include "http_send.h"
 #include "http_tls.h"
-#include "http_zstd.h"
 
 /* An upgrade answered (101) but not yet run, then its thread's state. */
 struct upgrade {
@@ -130,126 +130,6 @@ const char *http_request_arg(struct http_request *req, const char *name)
 					   name);
 }
 
-static void add_extra_header(struct MHD_Response *resp,
-			     const struct http_response *res)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof res->headers / sizeof res->headers[0]; i++)
-		if (res->headers[i].name != NULL)
-			MHD_add_response_header(resp, res->headers[i].name,
-						res->headers[i].value);
-}
-
-static enum MHD_Result queue_reply(struct MHD_Connection *conn,
-				   struct http_response *res)
-{
-	struct http_reply *r = &res->reply;
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-
-	resp = MHD_create_response_from_buffer(r->len, r->body,
-					       MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		http_reply_free(r);
-		return MHD_NO;
-	}
-	r->body = NULL; /* owned by the response now */
-	if (r->content_type != NULL)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-					r->content_type);
-	add_extra_header(resp, res);
-	ret = MHD_queue_response(conn, (unsigned)r->status, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-static enum MHD_Result queue_file(struct MHD_Connection *conn,
-				  struct http_response *res)
-{
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-
-	if (res->zstd_level > 0 && res->content_encoding == NULL) {
-		resp = http_zstd_response(res->fd, res->offset, res->len,
-					  res->zstd_level);
-		if (resp == NULL)
-			return MHD_NO; /* the fd is closed */
-	} else {
-		resp = MHD_create_response_from_fd_at_offset64(
-		    res->len, res->fd, res->offset);
-		if (resp == NULL) {
-			close(res->fd);
-			return MHD_NO;
-		}
-	}
-	if (res->content_encoding != NULL)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
-					res->content_encoding);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"application/octet-stream");
-	/* The encoding depends on the request's Accept-Encoding: caches must
-	 * not hand one client's answer to another. */
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY,
-				MHD_HTTP_HEADER_ACCEPT_ENCODING);
-	add_extra_header(resp, res);
-	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-struct stream_ctx {
-	long (*fn)(void *arg, uint64_t pos, uint8_t *buf, size_t max);
-	void (*free_fn)(void *arg);
-	void *arg;
-};
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	struct stream_ctx *c = cls;
-	long n = c->fn(c->arg, pos, (uint8_t *)buf, max);
-
-	if (n == 0)
-		return MHD_CONTENT_READER_END_OF_STREAM;
-	return n < 0 ? MHD_CONTENT_READER_END_WITH_ERROR : (ssize_t)n;
-}
-
-static void stream_done(void *cls)
-{
-	struct stream_ctx *c = cls;
-
-	c->free_fn(c->arg);
-	free(c);
-}
-
-static enum MHD_Result queue_stream(struct MHD_Connection *conn,
-				    struct http_response *res)
-{
-	struct stream_ctx *c = malloc(sizeof *c);
-	struct MHD_Response *resp = NULL;
-	enum MHD_Result ret;
-
-	if (c != NULL) {
-		c->fn = res->stream;
-		c->free_fn = res->stream_free;
-		c->arg = res->stream_arg;
-		resp = MHD_create_response_from_callback(
-		    MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, c, stream_done);
-	}
-	if (resp == NULL) {
-		free(c);
-		res->stream_free(res->stream_arg);
-		return MHD_NO;
-	}
-	if (res->reply.content_type != NULL)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-					res->reply.content_type);
-	add_extra_header(resp, res);
-	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
 static void *upgrade_main(void *arg)
 {
 	struct upgrade *u = arg;
@@ -340,7 +220,7 @@ static enum MHD_Result queue_upgrade(struct req_ctx *ctx,
 		free(u);
 		return MHD_NO;
 	}
-	add_extra_header(resp, res);
+	http_send_headers(resp, res);
 	ctx->upgrade = u;
 	ret = MHD_queue_response(ctx->conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
 	MHD_destroy_response(resp);
@@ -476,10 +356,10 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 		ctx->have_res = 0;
 		pthread_mutex_unlock(&s->mu);
 		if (res.fd >= 0)
-			return queue_file(ctx->conn, &res);
+			return http_send_file(ctx->conn, &res);
 		if (res.stream != NULL) {
 			http_reply_free(&res.reply);
-			return queue_stream(ctx->conn, &res);
+			return http_send_stream(ctx->conn, &res);
 		}
 		if (res.upgrade != NULL) {
 			if (!s->stopping)
@@ -490,14 +370,14 @@ static enum MHD_Result handle(struct req_ctx *ctx, const char *url,
 			http_reply_error(&res.reply, 503, "SHUTTING_DOWN",
 					 "the server is shutting down");
 		}
-		return queue_reply(ctx->conn, &res);
+		return http_send_reply(ctx->conn, &res);
 	}
 	if (s->workers_exit) {
 		pthread_mutex_unlock(&s->mu);
 		memset(&res, 0, sizeof res);
 		http_reply_error(&res.reply, 503, "SHUTTING_DOWN",
 				 "the server is shutting down");
-		return queue_reply(ctx->conn, &res);
+		return http_send_reply(ctx->conn, &res);
 	}
 	ctx->url = url;
 	ctx->method = method;
@@ -547,7 +427,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 		http_reply_error(&res.reply, 413, "BODY_TOO_LARGE",
 				 "request body exceeds the limit of %zu bytes",
 				 s->cfg.max_body);
-		return queue_reply(conn, &res);
+		return http_send_reply(conn, &res);
 	}
 	return handle(ctx, url, method);
 }
