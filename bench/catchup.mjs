@@ -15,7 +15,7 @@ import { createClient } from "@libsql/client";
 import Database from "libsql";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fmt, percentile, startPrimary } from "./common.mjs";
+import { executeConcurrently, fmt, percentile, startPrimary } from "./common.mjs";
 import { Driver, replicaUri, tempDir } from "./driver.mjs";
 
 const env = (name, dflt) => Number(process.env[name] ?? dflt);
@@ -28,19 +28,8 @@ const LIBSQL_VERSION = JSON.parse(
 const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50);
 const MB = 1e6;
 
-async function updates(url, n, concurrency = 4) {
-  const clients = Array.from({ length: concurrency }, () => createClient({ url }));
-  let next = 0;
-  await Promise.all(
-    clients.map(async (c) => {
-      while (next < n) {
-        const i = next++;
-        await c.execute({ sql: "UPDATE t SET v = v + 1, note = ? WHERE id = ?", args: [`update ${i} `.repeat(8), 1 + (i % 100)] });
-      }
-    }),
-  );
-  clients.forEach((c) => c.close());
-}
+const updates = (url, n) =>
+  executeConcurrently(url, n, (i) => ({ sql: "UPDATE t SET v = v + 1, note = ? WHERE id = ?", args: [`update ${i} `.repeat(8), 1 + (i % 100)] }));
 
 async function run(results) {
   const primary = await startPrimary(["--generation-frames", "1000000"]);

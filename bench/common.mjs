@@ -45,3 +45,17 @@ export function summarize(latenciesMs) {
 }
 
 export const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+
+// n statements over `concurrency` @libsql/client clients of url at once:
+// stmt(i) is the i-th (catch-up benchmarks' updates).
+export async function executeConcurrently(url, n, stmt, concurrency = 4) {
+  const { createClient } = await import("@libsql/client");
+  const clients = Array.from({ length: concurrency }, () => createClient({ url }));
+  let next = 0;
+  await Promise.all(
+    clients.map(async (c) => {
+      while (next < n) await c.execute(stmt(next++));
+    }),
+  );
+  clients.forEach((c) => c.close());
+}

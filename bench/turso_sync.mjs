@@ -9,7 +9,7 @@ import { connect } from "@tursodatabase/sync";
 import { createClient } from "@libsql/client";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fmt, percentile, startPrimary } from "./common.mjs";
+import { executeConcurrently, fmt, percentile, startPrimary } from "./common.mjs";
 import { Driver, replicaUri, tempDir } from "./driver.mjs";
 
 const env = (name, dflt) => Number(process.env[name] ?? dflt);
@@ -21,19 +21,7 @@ const TURSO_VERSION = JSON.parse(
 ).version;
 const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50);
 
-async function updates(url, n, concurrency = 4) {
-  const clients = Array.from({ length: concurrency }, () => createClient({ url }));
-  let next = 0;
-  await Promise.all(
-    clients.map(async (c) => {
-      while (next < n) {
-        const i = next++;
-        await c.execute({ sql: "UPDATE t SET v = v + 1 WHERE id = ?", args: [1 + ((i * 7919) % 1000)] });
-      }
-    }),
-  );
-  clients.forEach((c) => c.close());
-}
+const updates = (url, n) => executeConcurrently(url, n, (i) => ({ sql: "UPDATE t SET v = v + 1 WHERE id = ?", args: [1 + ((i * 7919) % 1000)] }));
 
 async function run(results) {
   const primary = await startPrimary(["--generation-frames", "1000000"]);

@@ -449,6 +449,43 @@ static Hrana__CursorEntry *cursor_entry_pb(struct arena *a, json_t *j)
 /* ---------------------------------------------------------------------- */
 /* HTTP */
 
+/* The branches of the two response encoders (HTTP's StreamResponse, the
+ * WebSocket's ResponseOkMsg): the same responses in parallel types.  Each
+ * expects r, a, type, j and result in scope. */
+
+/* A response with no fields. */
+#define EMPTY(name, T, init, CASE)                                             \
+	if (strcmp(type, #name) == 0) {                                        \
+		r->response_case = CASE;                                       \
+		r->name = NEW(a, T, init);                                     \
+		return r->name != NULL ? r : NULL;                             \
+	}
+
+/* A response carrying one result, built by build(a, result). */
+#define WITH_RESULT(name, T, init, CASE, build)                                \
+	if (strcmp(type, #name) == 0) {                                        \
+		r->response_case = CASE;                                       \
+		r->name = NEW(a, T, init);                                     \
+		if (r->name == NULL)                                           \
+			return NULL;                                           \
+		r->name->result = build(a, result);                            \
+		return r->name->result != NULL ? r : NULL;                     \
+	}
+
+/* get_autocommit's answer. */
+#define AUTOCOMMIT(T, init, CASE)                                              \
+	if (strcmp(type, "get_autocommit") == 0) {                             \
+		r->response_case = CASE;                                       \
+		r->get_autocommit = NEW(a, T, init);                           \
+		if (r->get_autocommit == NULL)                                 \
+			return NULL;                                           \
+		r->get_autocommit->is_autocommit =                             \
+		    json_is_true(json_object_get(j, "is_autocommit"));         \
+		r->get_autocommit->has_is_autocommit =                         \
+		    r->get_autocommit->is_autocommit;                          \
+		return r;                                                      \
+	}
+
 /* The StreamResponse of one {"type": ..., ...} response. */
 static Hrana__Http__StreamResponse *stream_response_pb(struct arena *a,
 						       json_t *j)
@@ -460,12 +497,6 @@ static Hrana__Http__StreamResponse *stream_response_pb(struct arena *a,
 
 	if (r == NULL || type == NULL)
 		return NULL;
-#define EMPTY(name, T, init, CASE)                                             \
-	if (strcmp(type, #name) == 0) {                                        \
-		r->response_case = CASE;                                       \
-		r->name = NEW(a, T, init);                                     \
-		return r->name != NULL ? r : NULL;                             \
-	}
 	EMPTY(close, Hrana__Http__CloseStreamResp,
 	      hrana__http__close_stream_resp__init,
 	      HRANA__HTTP__STREAM_RESPONSE__RESPONSE_CLOSE)
@@ -478,50 +509,21 @@ static Hrana__Http__StreamResponse *stream_response_pb(struct arena *a,
 	EMPTY(close_sql, Hrana__Http__CloseSqlStreamResp,
 	      hrana__http__close_sql_stream_resp__init,
 	      HRANA__HTTP__STREAM_RESPONSE__RESPONSE_CLOSE_SQL)
-#undef EMPTY
-	if (strcmp(type, "execute") == 0) {
-		r->response_case =
-		    HRANA__HTTP__STREAM_RESPONSE__RESPONSE_EXECUTE;
-		r->execute = NEW(a, Hrana__Http__ExecuteStreamResp,
-				 hrana__http__execute_stream_resp__init);
-		if (r->execute == NULL)
-			return NULL;
-		r->execute->result = stmt_result_pb(a, result);
-		return r->execute->result != NULL ? r : NULL;
-	}
-	if (strcmp(type, "batch") == 0) {
-		r->response_case = HRANA__HTTP__STREAM_RESPONSE__RESPONSE_BATCH;
-		r->batch = NEW(a, Hrana__Http__BatchStreamResp,
-			       hrana__http__batch_stream_resp__init);
-		if (r->batch == NULL)
-			return NULL;
-		r->batch->result = batch_result_pb(a, result);
-		return r->batch->result != NULL ? r : NULL;
-	}
-	if (strcmp(type, "describe") == 0) {
-		r->response_case =
-		    HRANA__HTTP__STREAM_RESPONSE__RESPONSE_DESCRIBE;
-		r->describe = NEW(a, Hrana__Http__DescribeStreamResp,
-				  hrana__http__describe_stream_resp__init);
-		if (r->describe == NULL)
-			return NULL;
-		r->describe->result = describe_pb(a, result);
-		return r->describe->result != NULL ? r : NULL;
-	}
-	if (strcmp(type, "get_autocommit") == 0) {
-		r->response_case =
-		    HRANA__HTTP__STREAM_RESPONSE__RESPONSE_GET_AUTOCOMMIT;
-		r->get_autocommit =
-		    NEW(a, Hrana__Http__GetAutocommitStreamResp,
-			hrana__http__get_autocommit_stream_resp__init);
-		if (r->get_autocommit == NULL)
-			return NULL;
-		r->get_autocommit->is_autocommit =
-		    json_is_true(json_object_get(j, "is_autocommit"));
-		r->get_autocommit->has_is_autocommit =
-		    r->get_autocommit->is_autocommit;
-		return r;
-	}
+	WITH_RESULT(execute, Hrana__Http__ExecuteStreamResp,
+		    hrana__http__execute_stream_resp__init,
+		    HRANA__HTTP__STREAM_RESPONSE__RESPONSE_EXECUTE,
+		    stmt_result_pb)
+	WITH_RESULT(batch, Hrana__Http__BatchStreamResp,
+		    hrana__http__batch_stream_resp__init,
+		    HRANA__HTTP__STREAM_RESPONSE__RESPONSE_BATCH,
+		    batch_result_pb)
+	WITH_RESULT(describe, Hrana__Http__DescribeStreamResp,
+		    hrana__http__describe_stream_resp__init,
+		    HRANA__HTTP__STREAM_RESPONSE__RESPONSE_DESCRIBE,
+		    describe_pb)
+	AUTOCOMMIT(Hrana__Http__GetAutocommitStreamResp,
+		   hrana__http__get_autocommit_stream_resp__init,
+		   HRANA__HTTP__STREAM_RESPONSE__RESPONSE_GET_AUTOCOMMIT)
 	return NULL;
 }
 
@@ -600,12 +602,6 @@ static Hrana__Ws__ResponseOkMsg *ws_response_pb(struct arena *a, json_t *j)
 
 	if (r == NULL || type == NULL)
 		return NULL;
-#define EMPTY(name, T, init, CASE)                                             \
-	if (strcmp(type, #name) == 0) {                                        \
-		r->response_case = CASE;                                       \
-		r->name = NEW(a, T, init);                                     \
-		return r->name != NULL ? r : NULL;                             \
-	}
 	EMPTY(open_stream, Hrana__Ws__OpenStreamResp,
 	      hrana__ws__open_stream_resp__init,
 	      HRANA__WS__RESPONSE_OK_MSG__RESPONSE_OPEN_STREAM)
@@ -626,48 +622,17 @@ static Hrana__Ws__ResponseOkMsg *ws_response_pb(struct arena *a, json_t *j)
 	EMPTY(close_sql, Hrana__Ws__CloseSqlResp,
 	      hrana__ws__close_sql_resp__init,
 	      HRANA__WS__RESPONSE_OK_MSG__RESPONSE_CLOSE_SQL)
-#undef EMPTY
-	if (strcmp(type, "execute") == 0) {
-		r->response_case = HRANA__WS__RESPONSE_OK_MSG__RESPONSE_EXECUTE;
-		r->execute = NEW(a, Hrana__Ws__ExecuteResp,
-				 hrana__ws__execute_resp__init);
-		if (r->execute == NULL)
-			return NULL;
-		r->execute->result = stmt_result_pb(a, result);
-		return r->execute->result != NULL ? r : NULL;
-	}
-	if (strcmp(type, "batch") == 0) {
-		r->response_case = HRANA__WS__RESPONSE_OK_MSG__RESPONSE_BATCH;
-		r->batch =
-		    NEW(a, Hrana__Ws__BatchResp, hrana__ws__batch_resp__init);
-		if (r->batch == NULL)
-			return NULL;
-		r->batch->result = batch_result_pb(a, result);
-		return r->batch->result != NULL ? r : NULL;
-	}
-	if (strcmp(type, "describe") == 0) {
-		r->response_case =
-		    HRANA__WS__RESPONSE_OK_MSG__RESPONSE_DESCRIBE;
-		r->describe = NEW(a, Hrana__Ws__DescribeResp,
-				  hrana__ws__describe_resp__init);
-		if (r->describe == NULL)
-			return NULL;
-		r->describe->result = describe_pb(a, result);
-		return r->describe->result != NULL ? r : NULL;
-	}
-	if (strcmp(type, "get_autocommit") == 0) {
-		r->response_case =
-		    HRANA__WS__RESPONSE_OK_MSG__RESPONSE_GET_AUTOCOMMIT;
-		r->get_autocommit = NEW(a, Hrana__Ws__GetAutocommitResp,
-					hrana__ws__get_autocommit_resp__init);
-		if (r->get_autocommit == NULL)
-			return NULL;
-		r->get_autocommit->is_autocommit =
-		    json_is_true(json_object_get(j, "is_autocommit"));
-		r->get_autocommit->has_is_autocommit =
-		    r->get_autocommit->is_autocommit;
-		return r;
-	}
+	WITH_RESULT(
+	    execute, Hrana__Ws__ExecuteResp, hrana__ws__execute_resp__init,
+	    HRANA__WS__RESPONSE_OK_MSG__RESPONSE_EXECUTE, stmt_result_pb)
+	WITH_RESULT(batch, Hrana__Ws__BatchResp, hrana__ws__batch_resp__init,
+		    HRANA__WS__RESPONSE_OK_MSG__RESPONSE_BATCH, batch_result_pb)
+	WITH_RESULT(describe, Hrana__Ws__DescribeResp,
+		    hrana__ws__describe_resp__init,
+		    HRANA__WS__RESPONSE_OK_MSG__RESPONSE_DESCRIBE, describe_pb)
+	AUTOCOMMIT(Hrana__Ws__GetAutocommitResp,
+		   hrana__ws__get_autocommit_resp__init,
+		   HRANA__WS__RESPONSE_OK_MSG__RESPONSE_GET_AUTOCOMMIT)
 	if (strcmp(type, "fetch_cursor") == 0) {
 		json_t *entries = json_object_get(j, "entries");
 		Hrana__Ws__FetchCursorResp *f =
@@ -756,3 +721,7 @@ int hrana_pb_server_msg(json_t *msg, struct hrana_pb_buf *out)
 	arena_free(&a);
 	return rc;
 }
+
+#undef EMPTY
+#undef WITH_RESULT
+#undef AUTOCOMMIT

@@ -10,6 +10,7 @@ import { createClient } from "@libsql/client";
 import * as hrana from "@libsql/hrana-client";
 import WebSocket from "ws";
 import { startServer, http } from "./harness.mjs";
+import { bytesField, msg } from "./protobuf_wire.mjs";
 
 let server;
 let wsUrl;
@@ -25,22 +26,9 @@ after(async () => {
 });
 
 // ---------------------------------------------------------------------------
-// A minimal protobuf writer, for bodies the clients would never send.
+// Bodies the clients would never send.
 
-function varint(n) {
-  const out = [];
-  let v = BigInt(n);
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v !== 0n) b |= 0x80;
-    out.push(b);
-  } while (v !== 0n);
-  return Buffer.from(out);
-}
-// Field `num` holding bytes (strings and messages alike).
-const field = (num, bytes) => Buffer.concat([varint((num << 3) | 2), varint(bytes.length), Buffer.from(bytes)]);
-const msg = (...parts) => Buffer.concat(parts);
+const field = bytesField;
 // Hrana shapes, numbered as in HRANA_3_SPEC's protobuf schema.
 const stmtSql = (sql) => field(1, Buffer.from(sql));
 const executeReq = (stmt) => field(2 /* StreamRequest.execute */, field(1 /* ExecuteStreamReq.stmt */, stmt));

@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 import { connect } from "@tursodatabase/sync";
 import { createClient } from "@libsql/client";
 import { REPLITE_BIN, startServer, makeAuth, tempDir, http, sleep } from "./harness.mjs";
+import { bytesField, fields, intField, readVarint } from "./protobuf_wire.mjs";
 
 const { default: Database } = await import("better-sqlite3");
 const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_BIN), "libreplite.so");
@@ -55,52 +56,8 @@ function repliteReplica(server) {
 const rows = async (db, sql = "SELECT id, v FROM t ORDER BY id") => (await db.all(sql)).map((r) => [r.id, r.v]);
 
 // ---------------------------------------------------------------------------
-// A minimal protobuf writer and reader, for hand-made /pull-updates.
+// Hand-made /pull-updates.
 
-function varint(n) {
-  const out = [];
-  let v = BigInt(n);
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v !== 0n) b |= 0x80;
-    out.push(b);
-  } while (v !== 0n);
-  return Buffer.from(out);
-}
-const bytesField = (num, b) => Buffer.concat([varint((num << 3) | 2), varint(b.length), Buffer.from(b)]);
-const intField = (num, n) => Buffer.concat([varint(num << 3), varint(n)]);
-
-function readVarint(buf, pos) {
-  let v = 0n;
-  let shift = 0n;
-  for (;;) {
-    const b = buf[pos++];
-    v |= BigInt(b & 0x7f) << shift;
-    if ((b & 0x80) === 0) return [v, pos];
-    shift += 7n;
-  }
-}
-// Fields of one message: {num: [values]} (varints as BigInt, bytes as Buffer).
-function fields(buf) {
-  const out = {};
-  let pos = 0;
-  while (pos < buf.length) {
-    let key;
-    [key, pos] = readVarint(buf, pos);
-    const num = Number(key >> 3n);
-    let v;
-    if ((key & 7n) === 0n) [v, pos] = readVarint(buf, pos);
-    else if ((key & 7n) === 2n) {
-      let len;
-      [len, pos] = readVarint(buf, pos);
-      v = buf.subarray(pos, pos + Number(len));
-      pos += Number(len);
-    } else throw new Error(`wire type ${key & 7n}`);
-    (out[num] ??= []).push(v);
-  }
-  return out;
-}
 // A /pull-updates answer: the header's fields and the pages {id, page}.
 function parsePull(body) {
   const msgs = [];
