@@ -20,17 +20,20 @@
 #include "base/fileio.h"
 #include "metrics.h"
 
-/* Two heads (see frame_log.h, "group commit"): written, the last commit
- * frame write(2) has stored, advanced by the one appender; durable, the last
- * one an fdatasync has covered, advanced by whoever synced.  Both are
- * published with release semantics after the fact they state, and frames at
- * or below written are never rewritten, so reads need no lock. */
+/* Three heads (see frame_log.h, "group commit"): written, the last commit
+ * frame write(2) has stored, advanced by the one appender; synced, the last
+ * one an fdatasync has covered, advanced by whoever synced; durable, at
+ * least synced, and also advanced by an appender that made the frames
+ * durable elsewhere (frame_log_declare_durable).  All are published with
+ * release semantics after the fact they state, and frames at or below
+ * written are never rewritten, so reads need no lock. */
 struct frame_log {
 	int fd;
 	char *path;
 	struct walfmt_header hdr;
 	uint32_t chain[2]; /* checksum after the written head's frame */
 	_Atomic uint32_t written;
+	_Atomic uint32_t synced;
 	_Atomic uint32_t durable;
 	_Atomic uint32_t db_size; /* after the written head */
 	atomic_int broken; /* a failed append or sync could not be undone */
@@ -112,6 +115,7 @@ static int recover(struct frame_log *l, uint64_t size)
 	}
 	free(frame);
 	atomic_store(&l->written, head);
+	atomic_store(&l->synced, head);
 	atomic_store(&l->durable, head);
 	atomic_store(&l->db_size, db_size);
 	if (size != frame_log_offset(head + 1)) {
@@ -205,14 +209,35 @@ uint32_t frame_log_written_head(struct frame_log *l)
 	return atomic_load_explicit(&l->written, memory_order_acquire);
 }
 
+uint32_t frame_log_synced_head(struct frame_log *l)
+{
+	return atomic_load_explicit(&l->synced, memory_order_acquire);
+}
+
+/* *head = max(*head, upto), published with release semantics. */
+static void advance(_Atomic uint32_t *head, uint32_t upto)
+{
+	uint32_t cur = atomic_load(head);
+
+	while (upto > cur && !atomic_compare_exchange_weak_explicit(
+				 head, &cur, upto, memory_order_release,
+				 memory_order_relaxed))
+		;
+}
+
 /* Under sync_mu, so that fdatasyncs of one log never overlap: of two
  * concurrent ones, Linux reports a write-back error to one only, and the
  * other would advance the durable head over pages that were lost. */
-static void mark_durable_locked(struct frame_log *l, uint32_t upto)
+static void mark_synced_locked(struct frame_log *l, uint32_t upto)
 {
 	assert(upto <= frame_log_written_head(l));
-	if (upto > atomic_load(&l->durable))
-		atomic_store_explicit(&l->durable, upto, memory_order_release);
+	advance(&l->synced, upto);
+	advance(&l->durable, upto);
+}
+
+void frame_log_declare_durable(struct frame_log *l)
+{
+	advance(&l->durable, frame_log_written_head(l));
 }
 
 void frame_log_set_sync_histogram(struct frame_log *l,
@@ -242,13 +267,13 @@ int frame_log_sync(struct frame_log *l)
 	upto = frame_log_written_head(l);
 	if (atomic_load(&l->broken)) {
 		rv = -EIO;
-	} else if (upto > atomic_load(&l->durable) && timed_fdatasync(l) != 0) {
+	} else if (upto > atomic_load(&l->synced) && timed_fdatasync(l) != 0) {
 		/* Linux may have dropped the dirty pages it failed to
 		 * write: a later fdatasync could succeed without them. */
 		rv = -errno;
 		atomic_store(&l->broken, 1);
 	} else {
-		mark_durable_locked(l, upto);
+		mark_synced_locked(l, upto);
 	}
 	pthread_mutex_unlock(&l->sync_mu);
 	return rv;
@@ -340,7 +365,7 @@ fail:
 	    fdatasync(l->fd) != 0)
 		atomic_store(&l->broken, 1);
 	else
-		mark_durable_locked(l, head);
+		mark_synced_locked(l, head);
 	pthread_mutex_unlock(&l->sync_mu);
 	free(buf);
 	return rv;

@@ -37,9 +37,17 @@ void frame_log_close(struct frame_log *l);
  * is logged, uses the written one.  Frames at or below the written head
  * never change. */
 
-/* The durable head: the last commit frame an fdatasync covered (0 when
- * empty). */
+/* The durable head: the last commit frame an fdatasync covered, or that
+ * the appender declared durable (0 when empty). */
 uint32_t frame_log_head(struct frame_log *l);
+/* The synced head: the last commit frame an fdatasync of this file
+ * covered (<= the durable head). */
+uint32_t frame_log_synced_head(struct frame_log *l);
+/* The appender made the frames it wrote durable elsewhere (a pushed
+ * transaction's frames in the push log, push_log.h, from which start-up
+ * copies them back): advance the durable head to the written head without
+ * an fdatasync.  Every frame before those must be durable already. */
+void frame_log_declare_durable(struct frame_log *l);
 /* The written head: the last commit frame stored (>= the durable head). */
 uint32_t frame_log_written_head(struct frame_log *l);
 /* Database size in pages after the written head (0 when empty). */
@@ -51,8 +59,9 @@ uint32_t frame_log_db_size(struct frame_log *l);
  * log refuses further appends).  Returns 0 or -errno. */
 int frame_log_write(struct frame_log *l, const struct frame_log_entry *e,
 		    size_t n);
-/* fdatasync the log and advance the durable head to the written head as it
- * was before the call (no system call when nothing is new).  Calls are
+/* fdatasync the log and advance the synced and durable heads to the
+ * written head as it was before the call (no system call when everything
+ * written is synced).  Calls are
  * serialised.  A failure breaks the log for good: Linux may drop the pages
  * it could not write, so a later fdatasync would prove nothing.  The
  * caller keeps the log open meanwhile.  Returns 0 or -errno (-EIO once

@@ -195,6 +195,8 @@ void store_close(struct store *s)
 				  err);
 			if (unlink(s->live_path) == 0)
 				fileio_fsync_dir(s->data_dir);
+		} else {
+			store_sync_log(s);
 		}
 	}
 	store_zstd_stop(s);
@@ -424,6 +426,9 @@ void store_maintain(struct store *s)
 	 * replicas get it anyway. */
 	if (store_make_durable(s, err, sizeof err) != 0)
 		(void)err; /* store_mark_failed logged it */
+	/* Pushed frames are durable through the push log: sync them into
+	 * the frame log too, so that the push log's copies can go. */
+	store_sync_log(s);
 	store_push_expire(s);
 	store_gen_rollover(s);
 	store_gen_drop_expired(s);

@@ -36,7 +36,23 @@ struct store_config {
 	/* > 0: keep the current generation's base compressed at this zstd
 	 * level too (store_export_zstd) */
 	int compression_level;
+	/* Tests: called at each step of logging a pushed transaction that
+	 * has an id (enum store_push_stage), under the write lock, e.g. to
+	 * take a crash image of the data directory there. */
+	void (*push_stage)(void *arg, struct store *s, int stage);
+	void *push_stage_arg;
 };
+
+/* The steps of logging a pushed transaction (store_push.c, push_log.h). */
+enum store_push_stage {
+	STORE_PUSH_BEFORE_RECORD, /* earlier frames durable, nothing of it */
+	STORE_PUSH_RECORDED,      /* its entry durable in the push log */
+	STORE_PUSH_WRITTEN,       /* its frames written to the frame log */
+};
+/* Tests (crash images): the current generation's frame log's synced head
+ * and its push log's size as the last fdatasync of each left them. */
+void store_synced_marks(struct store *s, uint32_t *log_synced,
+			uint64_t *pushes_synced);
 
 void store_config_defaults(struct store_config *cfg);
 

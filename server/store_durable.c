@@ -119,3 +119,42 @@ int store_make_durable(struct store *s, char *err, size_t n)
 	pthread_mutex_unlock(&s->mu);
 	return -1;
 }
+
+void store_sync_log(struct store *s)
+{
+	struct generation *g;
+	uint32_t number;
+	char why[256];
+	int rv;
+
+	/* leader_mu: retention does not free the log meanwhile. */
+	pthread_mutex_lock(&s->leader_mu);
+	pthread_mutex_lock(&s->mu);
+	g = store_current_locked(s);
+	number = g->number;
+	pthread_mutex_unlock(&s->mu);
+	rv = frame_log_sync(g->log);
+	if (rv == 0)
+		push_log_release(g->pushes, frame_log_synced_head(g->log));
+	pthread_mutex_unlock(&s->leader_mu);
+	if (rv != 0) {
+		errors_set(why, sizeof why,
+			   "cannot sync the frame log of generation %" PRIu32
+			   " (fdatasync: %s); restart the server: start-up "
+			   "recovers what the log and the push log hold",
+			   number, strerror(-rv));
+		store_mark_failed(s, why);
+	}
+}
+
+void store_synced_marks(struct store *s, uint32_t *log_synced,
+			uint64_t *pushes_synced)
+{
+	struct generation *g;
+
+	pthread_mutex_lock(&s->mu);
+	g = store_current_locked(s);
+	*log_synced = frame_log_synced_head(g->log);
+	*pushes_synced = push_log_synced_size(g->pushes);
+	pthread_mutex_unlock(&s->mu);
+}

@@ -269,6 +269,70 @@ static int64_t file_mtime_ms(const char *path)
 	return (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
 }
 
+/* Start-up: copy into g's frame log every push entry that continues right
+ * after its head (push_log.h: a pushed transaction is durable through its
+ * entry, and the frame log may have lost its unsynced frames); mark dropped
+ * every entry past the head that cannot be copied (torn, or written by an
+ * older version before its frames: never answered as committed), so that no
+ * record names frames the log does not hold.  Returns 0, or -1 with err. */
+static int replay_pushes(struct generation *g, char *err, size_t n)
+{
+	size_t i, count = push_log_count(g->pushes);
+	uint32_t head = frame_log_head(g->log), replayed = 0;
+	uint8_t *buf = NULL;
+	int rv = 0;
+
+	for (i = 0; i < count && rv == 0; i++) {
+		struct push_log_record r;
+		struct frame_log_entry *e = NULL;
+		size_t k, frames;
+		int has_frames, dropped, ok = 0;
+
+		push_log_entry(g->pushes, i, &r, &has_frames, &dropped);
+		if (dropped || r.last <= head)
+			continue;
+		frames = (size_t)(r.last - r.first) + 1;
+		if (r.first == head + 1 && has_frames) {
+			buf = realloc(buf, frames * WALFMT_FRAME_SIZE);
+			e = calloc(frames, sizeof *e);
+			ok = buf != NULL && e != NULL &&
+			     push_log_read_frames(g->pushes, i, buf) == 0 &&
+			     push_log_digest(buf, frames, WALFMT_PAGE_SIZE) ==
+				 r.digest;
+			for (k = 0; ok && k < frames; k++) {
+				const uint8_t *f = buf + k * WALFMT_FRAME_SIZE;
+				e[k].pgno = walfmt_get32(f);
+				e[k].db_size = walfmt_get32(f + 4);
+				e[k].page = f + WALFMT_FRAME_HDR_SIZE;
+			}
+			ok = ok && e[frames - 1].db_size != 0 &&
+			     frame_log_write(g->log, e, frames) == 0;
+		}
+		free(e);
+		if (ok) {
+			head = r.last;
+			replayed += (uint32_t)frames;
+		} else if ((rv = push_log_drop(g->pushes, i)) != 0) {
+			errors_set(err, n,
+				   "cannot drop push record %zu of %s: %s", i,
+				   g->dir, strerror(-rv));
+			rv = -1;
+		}
+	}
+	free(buf);
+	if (rv == 0 && replayed > 0) {
+		if (frame_log_sync(g->log) != 0) {
+			errors_set(err, n, "cannot sync the frame log of %s",
+				   g->dir);
+			return -1;
+		}
+		store_log("generation %" PRIu32 ": %" PRIu32
+			  " pushed frames copied back from its push log",
+			  g->number, replayed);
+	}
+	return rv;
+}
+
 /* Scan gen-* directories; leftovers of an interrupted rollover (*.tmp) are
  * removed.  Every generation's log is opened, which drops torn tails. */
 int store_gen_load(struct store *s, char *err, size_t n)
@@ -309,6 +373,8 @@ int store_gen_load(struct store *s, char *err, size_t n)
 			errors_set(err, n, "cannot load generation %" PRIu32,
 				   number);
 			rv = -1;
+		} else {
+			rv = replay_pushes(s->gens[s->n_gens - 1], err, n);
 		}
 		free(path);
 	}
@@ -420,6 +486,9 @@ void store_gen_rollover(struct store *s)
 out:
 	pthread_mutex_unlock(&s->internal_mu);
 	if (rolled) {
+		/* The rollover synced the ended log: its pushes' frames are
+		 * no longer needed in the push log. */
+		push_log_release(cur->pushes, frame_log_synced_head(cur->log));
 		store_log("generation %" PRIu32 " ended at frame %" PRIu32
 			  "; now generation %" PRIu32,
 			  cur->number, frame_log_head(cur->log),

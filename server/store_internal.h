@@ -188,6 +188,12 @@ void store_mark_failed(struct store *s, const char *why);
  * connection to the live database is opened (s->vfs). */
 int store_capture_register(struct store *s, char *err, size_t n);
 
+/* store_durable.c: fdatasync the current generation's frame log if
+ * anything written is not synced there (pushed frames count as durable
+ * through the push log before), then punch their copies out of the push
+ * log.  The maintenance tick and a clean close call it. */
+void store_sync_log(struct store *s);
+
 /* store_push.c */
 void store_push_expire(struct store *s);
 void store_push_free_pending(struct pending_push *p);

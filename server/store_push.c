@@ -249,6 +249,88 @@ static int continues_in_next(const struct generation *g, uint32_t gen,
 	       first == g->prev_end + 1 && frame_log_written_head(g->log) == 0;
 }
 
+static void stage(struct store *s, int step)
+{
+	if (s->cfg.push_stage != NULL)
+		s->cfg.push_stage(s->cfg.push_stage_arg, s, step);
+}
+
+/* Log a pushed transaction named txn with one fdatasync (push_log.h): its
+ * entry, frames included, durable in the push log first, then its frames
+ * written to the frame log, where they count as durable without a sync of
+ * their own, since start-up copies them back from the entry.  Returns 0,
+ * or -1 with why. */
+static int log_pushed(struct store *s, struct generation *g, const uint8_t *txn,
+		      uint32_t first, const uint8_t *frames,
+		      const struct frame_log_entry *e, size_t n, char *why,
+		      size_t why_len)
+{
+	struct push_log_record rec = {
+	    .first = first,
+	    .last = first + (uint32_t)n - 1,
+	    .digest = push_log_digest(frames, n, WALFMT_PAGE_SIZE),
+	};
+	int rc;
+
+	memcpy(rec.id, txn, PUSH_LOG_ID_SIZE);
+	if (frame_log_head(g->log) < frame_log_written_head(g->log)) {
+		/* SQL commits written since the last sync: start-up copies
+		 * an entry back only right after the log's head, so they
+		 * must be durable before it is. */
+		rc = frame_log_sync(g->log);
+		if (rc != 0) {
+			errors_set(why, why_len,
+				   "cannot make the frame log durable: %s",
+				   strerror(-rc));
+			store_mark_failed(s, why);
+			return -1;
+		}
+	}
+	stage(s, STORE_PUSH_BEFORE_RECORD);
+	rc = push_log_append_frames(g->pushes, &rec, frames);
+	if (rc != 0) {
+		errors_set(why, why_len,
+			   "cannot record the pushed transaction: %s",
+			   strerror(-rc));
+		/* It could not be cut off again: it may be committed. */
+		if (push_log_broken(g->pushes))
+			store_mark_failed(s, why);
+		return -1;
+	}
+	stage(s, STORE_PUSH_RECORDED);
+	rc = frame_log_write(g->log, e, n);
+	if (rc != 0) {
+		errors_set(why, why_len, "cannot append to the frame log: %s",
+			   strerror(-rc));
+		/* Answered as failed: the entry must not bring it back. */
+		if (push_log_cancel_last(g->pushes) != 0 ||
+		    frame_log_broken(g->log))
+			store_mark_failed(s, why);
+		return -1;
+	}
+	stage(s, STORE_PUSH_WRITTEN);
+	frame_log_declare_durable(g->log);
+	return 0;
+}
+
+/* Log a pushed transaction without an id (libSQL clients): frame log write
+ * and fdatasync.  Returns 0, or -1 with why. */
+static int log_unrecorded(struct store *s, struct generation *g,
+			  const struct frame_log_entry *e, size_t n, char *why,
+			  size_t why_len)
+{
+	int rc = frame_log_append(g->log, e, n);
+
+	if (rc == 0)
+		return 0;
+	errors_set(why, why_len, "cannot append to the frame log: %s",
+		   strerror(-rc));
+	/* A failed fdatasync: the frames may or may not be there. */
+	if (frame_log_broken(g->log))
+		store_mark_failed(s, why);
+	return -1;
+}
+
 /* Append frames [first, first + n) of generation gen to the log one for
  * one and publish their pages in the live database, as one atomic step
  * under the write lock.  *gen_out and *head_out receive the generation and
@@ -377,31 +459,12 @@ static int apply_frames(struct store *s, uint32_t gen, uint32_t first,
 		errors_set(why, why_len, "out of memory");
 		goto out_rollback;
 	}
-	if (txn != NULL) {
-		/* The record first: a committed transaction always has one. */
-		struct push_log_record rec = {
-		    .first = first,
-		    .last = first + (uint32_t)n - 1,
-		    .digest = push_log_digest(frames, n, WALFMT_PAGE_SIZE),
-		};
-		memcpy(rec.id, txn, PUSH_LOG_ID_SIZE);
-		rc = push_log_append(g->pushes, &rec);
-		if (rc != 0) {
-			errors_set(why, why_len,
-				   "cannot record the pushed transaction: %s",
-				   strerror(-rc));
-			goto out_rollback;
-		}
-	}
-	rc = frame_log_append(g->log, e, n);
-	if (rc != 0) {
-		errors_set(why, why_len, "cannot append to the frame log: %s",
-			   strerror(-rc));
-		/* A failed fdatasync: the frames may or may not be there. */
-		if (frame_log_broken(g->log))
-			store_mark_failed(s, why);
+	if (txn != NULL)
+		rc = log_pushed(s, g, txn, first, frames, e, n, why, why_len);
+	else
+		rc = log_unrecorded(s, g, e, n, why, why_len);
+	if (rc != 0)
 		goto out_rollback;
-	}
 	atomic_fetch_add_explicit(&s->commits_pushed, 1, memory_order_relaxed);
 	rc = wal_inject(s->internal, &inject_opts, pages, n, e[n - 1].db_size,
 			&msg);
