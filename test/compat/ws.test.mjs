@@ -90,7 +90,11 @@ test("ws: @libsql/client execute, batch, interactive transaction and error codes
   }
 });
 
-test("ws: hrana-client over hrana3: version, interleaved streams, describe, store_sql, get_autocommit, cursors", async () => {
+// hrana-client with version 3 offers hrana3-protobuf first, which the server
+// prefers: this runs on protobuf (JSON hrana3 is exercised by the raw
+// sockets here and in ws_badinput.test.mjs, and the same JSON answers by
+// HTTP's /v3 routes).
+test("ws: hrana-client with version 3 (hrana3-protobuf): version, interleaved streams, describe, store_sql, get_autocommit, cursors", async () => {
   const t = table();
   const client = hrana.openWs(wsUrl, undefined, 3);
   try {
