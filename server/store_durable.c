@@ -53,22 +53,35 @@ static int reached(struct store *s, uint32_t gen, uint32_t upto)
 	return rv;
 }
 
-/* The leader's part: sync the current generation's log. */
-static void lead(struct store *s)
+/* Sync the current generation's frame log under leader_mu (retention does
+ * not free the log meanwhile); with release, the push log's copies of the
+ * frames that sync made durable are then given back.  Returns 0 or a
+ * negative errno, with the generation's number in *number. */
+static int sync_current_log(struct store *s, int release, uint32_t *number)
 {
 	struct generation *g;
-	uint32_t number;
-	char why[256];
 	int rv;
 
 	pthread_mutex_lock(&s->leader_mu);
 	pthread_mutex_lock(&s->mu);
 	g = store_current_locked(s);
-	number = g->number;
+	*number = g->number;
 	pthread_mutex_unlock(&s->mu);
 	rv = frame_log_sync(g->log);
+	if (rv == 0 && release)
+		push_log_release(g->pushes, frame_log_synced_head(g->log));
 	/* g may be freed by retention from here on. */
 	pthread_mutex_unlock(&s->leader_mu);
+	return rv;
+}
+
+/* The leader's part: sync the current generation's log. */
+static void lead(struct store *s)
+{
+	uint32_t number;
+	char why[256];
+	int rv = sync_current_log(s, 0, &number);
+
 	if (rv != 0) {
 		errors_set(why, sizeof why,
 			   "cannot make the frame log of generation %" PRIu32
@@ -122,21 +135,10 @@ int store_make_durable(struct store *s, char *err, size_t n)
 
 void store_sync_log(struct store *s)
 {
-	struct generation *g;
 	uint32_t number;
 	char why[256];
-	int rv;
+	int rv = sync_current_log(s, 1, &number);
 
-	/* leader_mu: retention does not free the log meanwhile. */
-	pthread_mutex_lock(&s->leader_mu);
-	pthread_mutex_lock(&s->mu);
-	g = store_current_locked(s);
-	number = g->number;
-	pthread_mutex_unlock(&s->mu);
-	rv = frame_log_sync(g->log);
-	if (rv == 0)
-		push_log_release(g->pushes, frame_log_synced_head(g->log));
-	pthread_mutex_unlock(&s->leader_mu);
 	if (rv != 0) {
 		errors_set(why, sizeof why,
 			   "cannot sync the frame log of generation %" PRIu32
