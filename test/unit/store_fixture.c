@@ -51,3 +51,23 @@ void fx_exec(struct fx *f, const char *sql)
 	ck_assert_msg(store_make_durable(f->store, err, sizeof err) == 0,
 		      "store_make_durable: %s", err);
 }
+
+void fx_open_pair(struct fx *a, struct fx *b, const char *seed_sql)
+{
+	char *seed;
+	sqlite3 *db;
+
+	fx_init(a, "a");
+	fx_init(b, "b");
+	seed = fixture_path(a->dir, "seed.db");
+	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
+	fixture_exec(db, seed_sql);
+	sqlite3_close(db);
+	a->cfg.import_path = seed;
+	b->cfg.import_path = seed;
+	fx_open(a);
+	fx_open(b);
+	a->cfg.import_path = NULL;
+	b->cfg.import_path = NULL;
+	free(seed);
+}

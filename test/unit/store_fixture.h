@@ -27,5 +27,8 @@ void fx_done(struct fx *f);
 /* SQL through the store's capture, as a Hrana request runs it: its answer
  * waits until the log is durable (group commit), and so does this. */
 void fx_exec(struct fx *f, const char *sql);
+/* Two primaries, a and b, opened on data directories seeded from the same
+ * file, which seed_sql builds (push tests: frames a logs apply on b). */
+void fx_open_pair(struct fx *a, struct fx *b, const char *seed_sql);
 
 #endif

@@ -45,23 +45,10 @@ static void run(const char *cmd)
 static void setup(struct fx *a, struct fx *b, struct txns *t)
 {
 	struct store_frames fr;
-	char *seed, sql[256];
-	sqlite3 *db;
+	char sql[256];
 	int i;
 
-	fx_init(a, "a");
-	fx_init(b, "b");
-	seed = fixture_path(a->dir, "seed.db");
-	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
-	fixture_exec(db, "CREATE TABLE t(x, pad)");
-	sqlite3_close(db);
-	a->cfg.import_path = seed;
-	b->cfg.import_path = seed;
-	fx_open(a);
-	fx_open(b);
-	a->cfg.import_path = NULL;
-	b->cfg.import_path = NULL;
-	free(seed);
+	fx_open_pair(a, b, "CREATE TABLE t(x, pad)");
 	t->start[0] = 1;
 	for (i = 0; i < N_TXNS; i++) {
 		snprintf(sql, sizeof sql,

@@ -457,23 +457,9 @@ END_TEST
 static void push_pair(struct fx *a, struct fx *b, const char *const *txns,
 		      size_t n_txns, uint8_t **frames, uint32_t *n)
 {
-	char *seed;
-	sqlite3 *db;
 	size_t i;
 
-	fx_init(a, "a");
-	fx_init(b, "b");
-	seed = fixture_path(a->dir, "seed.db");
-	ck_assert_int_eq(sqlite3_open(seed, &db), SQLITE_OK);
-	fixture_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
-	sqlite3_close(db);
-	a->cfg.import_path = seed;
-	b->cfg.import_path = seed;
-	fx_open(a);
-	fx_open(b);
-	a->cfg.import_path = NULL;
-	b->cfg.import_path = NULL;
-	free(seed);
+	fx_open_pair(a, b, "CREATE TABLE t(x); INSERT INTO t VALUES (42)");
 	for (i = 0; i < n_txns; i++)
 		fx_exec(a, txns[i]);
 	*frames = pull_all(a->store, 1, n);
