@@ -222,9 +222,19 @@ static int take_files(struct store *s, struct store_pages *p, int full,
 			goto out;
 	}
 	base_path = util_strdupf("%s/base.db", cur->dir);
-	if (base_path == NULL ||
-	    util_open_sized(base_path, &base_fd, &size) != 0)
+	if (base_path == NULL)
 		goto out;
+	/* An increment needs only the base's size (a long-poll asks again
+	 * at every commit): no descriptor. */
+	if (full && !plan->missing) {
+		if (util_open_sized(base_path, &base_fd, &size) != 0)
+			goto out;
+	} else {
+		struct stat sb;
+		if (stat(base_path, &sb) != 0)
+			goto out;
+		size = (uint64_t)sb.st_size;
+	}
 	plan->base_pages = (uint32_t)(size / WALFMT_PAGE_SIZE);
 	if (full && !plan->missing) {
 		/* fds[0] is the base: put it first. */
