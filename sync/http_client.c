@@ -327,6 +327,21 @@ static CURLcode perform(struct http_client *c, int *cancelled)
 
 /* A TLS failure (https primaries): what failed, curl's reason, and what to
  * do about it.  Returns 0 when rc is not one. */
+/*
+ * A plain HTTP server answers a ClientHello either with bytes that are not a
+ * TLS record ("wrong version number") or, when it closes the connection
+ * before its 400 reaches us, with an end of stream in the middle of the
+ * handshake (SSL_ERROR_SYSCALL, "unexpected eof", a reset).  Which one the
+ * replica sees is a race, so both name the likely cause.
+ */
+static int handshake_hit_plain_http(const char *detail)
+{
+	return strstr(detail, "wrong version number") != NULL ||
+	       strstr(detail, "SSL_ERROR_SYSCALL") != NULL ||
+	       strstr(detail, "unexpected eof") != NULL ||
+	       strstr(detail, "Connection reset") != NULL;
+}
+
 static int describe_tls(const struct http_client *c, CURLcode rc,
 			const char *detail, char *err, size_t err_len)
 {
@@ -366,7 +381,7 @@ static int describe_tls(const struct http_client *c, CURLcode rc,
 			 "TLS: the handshake with the primary at %s failed "
 			 "(%s)%s",
 			 c->base_url, detail,
-			 strstr(detail, "wrong version number") != NULL
+			 handshake_hit_plain_http(detail)
 			     ? "; does the primary serve plain HTTP? then "
 			       "use an http:// sync_url"
 			     : "");
