@@ -189,41 +189,62 @@ int fileio_read_file(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-int fileio_copy_file(const char *src, const char *dst)
+/* Copy in (from offset 0 to its end) into out: copy_file_range first,
+ * which copies inside the kernel (and shares the blocks on filesystems
+ * with reflinks), then read/write where it is not supported. */
+static int copy_contents(int in, int out)
 {
-	char *tmp = tmp_path(dst);
 	char buf[1 << 16];
 	uint64_t off = 0;
-	int in = -1, out = -1, rv = 0;
+	int rv;
 
-	if (tmp == NULL) {
-		return -ENOMEM;
-	}
-	in = open(src, O_RDONLY | O_CLOEXEC);
-	if (in < 0) {
-		rv = -errno;
-		goto done;
-	}
-	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (out < 0) {
-		rv = -errno;
-		goto done;
+	for (;;) {
+		loff_t a = (loff_t)off, b = (loff_t)off;
+		ssize_t n =
+		    copy_file_range(in, &a, out, &b, (size_t)1 << 30, 0);
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EXDEV || errno == ENOSYS ||
+			    errno == EOPNOTSUPP || errno == EINVAL)
+				break;
+			return -errno;
+		}
+		off += (uint64_t)n;
 	}
 	for (;;) {
 		ssize_t n = pread(in, buf, sizeof buf, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			rv = -errno;
-			goto done;
+			return -errno;
 		}
 		if (n == 0)
-			break;
+			return 0;
 		rv = fileio_write_all(out, buf, (size_t)n, off);
 		if (rv != 0)
-			goto done;
+			return rv;
 		off += (uint64_t)n;
 	}
+}
+
+int fileio_copy_fd(int in, const char *dst)
+{
+	char *tmp = tmp_path(dst);
+	int out = -1, rv = 0;
+
+	if (tmp == NULL)
+		return -ENOMEM;
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out < 0) {
+		rv = -errno;
+		goto done;
+	}
+	rv = copy_contents(in, out);
+	if (rv != 0)
+		goto done;
 	if (fsync(out) != 0) {
 		rv = -errno;
 		goto done;
@@ -232,13 +253,22 @@ int fileio_copy_file(const char *src, const char *dst)
 	out = -1;
 	rv = replace_durably(tmp, dst);
 done:
-	if (in >= 0)
-		close(in);
 	if (out >= 0) {
 		close(out);
 		unlink(tmp);
 	}
 	free(tmp);
+	return rv;
+}
+
+int fileio_copy_file(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), rv;
+
+	if (in < 0)
+		return -errno;
+	rv = fileio_copy_fd(in, dst);
+	close(in);
 	return rv;
 }
 

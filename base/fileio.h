@@ -22,6 +22,9 @@ int fileio_write_file_atomic(const char *path, const void *buf, size_t len);
 int fileio_read_file(const char *path, char **out, size_t *len);
 /* Copy src to dst durably (dst replaced atomically, through "dst.tmp"). */
 int fileio_copy_file(const char *src, const char *dst);
+/* The same from an open descriptor (its whole content, read with
+ * positioned reads: the descriptor's offset is not used). */
+int fileio_copy_fd(int in, const char *dst);
 /* Remove path and everything below it (symbolic links are removed, not
  * followed).  A path that does not exist is no error. */
 int fileio_remove_tree(const char *path);

@@ -1,9 +1,13 @@
 /* The admin API (admin.h). */
 #include "admin.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "backup.h"
+#include "base/clock.h"
 
 #define NAMESPACES "/v1/namespaces"
 
@@ -59,6 +63,104 @@ static void reply_result(struct http_response *res, int rc, int status,
 			 "%s", err);
 }
 
+/* The state a fork asks for, from its optional JSON body:
+ * {"timestamp": RFC 3339, or sqld's naive UTC time} or, as an extension,
+ * {"frame": "GENERATION:FRAME"}.  Returns 0, or -1 having answered 400. */
+static int fork_point(struct http_request *req, struct http_response *res,
+		      struct databases_at *at)
+{
+	json_t *body = NULL;
+	json_error_t jerr;
+	const char *code;
+	char err[256];
+	int rv = -1;
+
+	at->kind = DATABASES_AT_NOW;
+	if (req->body_len == 0)
+		return 0;
+	body = json_loadb((const char *)req->body, req->body_len, 0, &jerr);
+	if (!json_is_object(body)) {
+		http_reply_error(&res->reply, 400, "INVALID_BODY",
+				 "the body must be a JSON object (or empty)");
+		goto out;
+	}
+	if (databases_parse_at(json_object_get(body, "timestamp"),
+			       json_object_get(body, "frame"), at, &code, err,
+			       sizeof err) != 0) {
+		http_reply_error(&res->reply, 400, code, "%s", err);
+		goto out;
+	}
+	rv = 0;
+out:
+	json_decref(body);
+	return rv;
+}
+
+static void fork_database(struct admin *a, struct http_request *req,
+			  struct http_response *res, const char *from,
+			  const char *to)
+{
+	struct databases_at at;
+	struct store_point pt;
+	const char *code;
+	char err[512], when[40];
+	int status;
+
+	if (fork_point(req, res, &at) != 0)
+		return;
+	if (databases_fork(a->dbs, from, to, &at, &pt, &status, &code, err,
+			   sizeof err) != 0) {
+		if (code != NULL)
+			http_reply_error(&res->reply, status, code, "%s", err);
+		else
+			reply_result(res, -1, status, err);
+		return;
+	}
+	clock_format_rfc3339(pt.unix_ms, when, sizeof when);
+	fprintf(stderr,
+		"replite: database \"%s\" forked from \"%s\" as of %s "
+		"(generation %" PRIu32 ", frame %" PRIu32 ")\n",
+		to, from, when, pt.generation, pt.frame);
+	http_reply_json(&res->reply, 200,
+			json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", to,
+				  "from", from, "generation",
+				  (json_int_t)pt.generation, "frame",
+				  (json_int_t)pt.frame, "timestamp", when));
+}
+
+/* GET /v1/namespaces/NAME/backup[?timestamp=T|frame=G:F] (ext): the
+ * database file of that state (now, by default), streamed (backup.h). */
+static void backup(struct admin *a, struct http_request *req,
+		   struct http_response *res, const char *name)
+{
+	struct database *db = databases_get(a->dbs, name);
+	struct databases_at at;
+	struct store_point pt;
+	json_t *ts = NULL, *fr = NULL;
+	const char *code, *v;
+	char err[512];
+
+	if (db == NULL) {
+		http_reply_error(&res->reply, 404, "DATABASE_NOT_FOUND",
+				 "no database is named \"%.80s\"", name);
+		return;
+	}
+	if ((v = http_request_arg(req, "timestamp")) != NULL)
+		ts = json_string(v);
+	if ((v = http_request_arg(req, "frame")) != NULL)
+		fr = json_string(v);
+	if (databases_parse_at(ts, fr, &at, &code, err, sizeof err) != 0)
+		http_reply_error(&res->reply, 400, code, "%s", err);
+	else if (databases_locate(db, &at, &pt, err, sizeof err) != 0)
+		http_reply_error(&res->reply, 400, "POINT_NOT_AVAILABLE", "%s",
+				 err);
+	else
+		backup_answer(db->store, &pt, res);
+	json_decref(ts);
+	json_decref(fr);
+	databases_put(db);
+}
+
 static void namespaces(struct admin *a, struct http_request *req,
 		       struct http_response *res)
 {
@@ -107,6 +209,12 @@ static void namespaces(struct admin *a, struct http_request *req,
 			fprintf(stderr, "replite: database \"%s\" created\n",
 				name);
 		reply_result(res, rc, status, err);
+	} else if (strcmp(rest, "/backup") == 0 &&
+		   strcmp(req->method, "GET") == 0) {
+		backup(a, req, res, name);
+	} else if (strncmp(rest, "/fork/", 6) == 0 &&
+		   strcmp(req->method, "POST") == 0) {
+		fork_database(a, req, res, name, rest + 6);
 	} else if (rest[0] == '\0' && strcmp(req->method, "DELETE") == 0) {
 		rc = databases_delete(a->dbs, name, &status, err, sizeof err);
 		if (rc == 0)

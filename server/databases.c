@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/fileio.h"
 #include "util.h"
 
@@ -267,8 +269,15 @@ int databases_exists(struct databases *d, const char *name)
 	return found;
 }
 
-int databases_create(struct databases *d, const char *name, int *status,
-		     char *err, size_t n)
+/* How a new database's directory is filled (an empty store, or a fork). */
+typedef int (*build_fn)(void *arg, const char *dir, char *err, size_t n);
+
+/* Create database name with build, in a temporary directory renamed into
+ * place: a crash leaves either nothing or a whole database.  The store is
+ * opened once there and closed (which builds its live database), then
+ * opened again under its final path (the store keeps its paths). */
+static int install(struct databases *d, const char *name, build_fn build,
+		   void *arg, int *status, char *err, size_t n)
 {
 	char *tmp = NULL, *final = NULL, *suffix = NULL;
 	struct store *s = NULL;
@@ -307,8 +316,8 @@ int databases_create(struct databases *d, const char *name, int *status,
 			 strerror(errno));
 		goto out;
 	}
-	/* Built complete under a temporary name, then renamed into place:
-	 * a crash leaves either nothing or a whole database. */
+	if (build != NULL && build(arg, tmp, err, n) != 0)
+		goto out;
 	sc.data_dir = tmp;
 	sc.import_path = NULL;
 	if (store_open(&sc, &s, err, n) != 0)
@@ -338,6 +347,116 @@ out:
 	free(tmp);
 	free(final);
 	free(suffix);
+	return rv;
+}
+
+int databases_create(struct databases *d, const char *name, int *status,
+		     char *err, size_t n)
+{
+	return install(d, name, NULL, NULL, status, err, n);
+}
+
+int databases_parse_at(json_t *timestamp, json_t *frame,
+		       struct databases_at *at, const char **code, char *err,
+		       size_t n)
+{
+	char tail;
+
+	at->kind = DATABASES_AT_NOW;
+	if (timestamp != NULL && json_is_null(timestamp))
+		timestamp = NULL;
+	if (frame != NULL && json_is_null(frame))
+		frame = NULL;
+	*code = "INVALID_POINT";
+	if (timestamp != NULL && frame != NULL) {
+		snprintf(err, n, "give a timestamp or a frame, not both");
+		return -1;
+	}
+	if (timestamp != NULL) {
+		if (!json_is_string(timestamp) ||
+		    clock_parse_rfc3339(json_string_value(timestamp),
+					&at->unix_ms) != 0) {
+			*code = "INVALID_TIMESTAMP";
+			snprintf(err, n,
+				 "the timestamp must be an RFC 3339 time, "
+				 "e.g. 2026-12-03T17:00:00Z (no offset: UTC)");
+			return -1;
+		}
+		at->kind = DATABASES_AT_TIME;
+	} else if (frame != NULL) {
+		if (!json_is_string(frame) ||
+		    sscanf(json_string_value(frame),
+			   "%" SCNu32 ":%" SCNu32 "%c", &at->generation,
+			   &at->frame, &tail) != 2 ||
+		    at->generation == 0) {
+			*code = "INVALID_FRAME";
+			snprintf(err, n,
+				 "the frame must be GENERATION:FRAME, e.g. "
+				 "3:120 (frame 0: the generation's start)");
+			return -1;
+		}
+		at->kind = DATABASES_AT_FRAME;
+	}
+	return 0;
+}
+
+int databases_locate(struct database *db, const struct databases_at *at,
+		     struct store_point *out, char *err, size_t n)
+{
+	if (at->kind == DATABASES_AT_FRAME)
+		return store_locate_frame(db->store, at->generation, at->frame,
+					  out, err, n);
+	return store_locate_time(
+	    db->store,
+	    at->kind == DATABASES_AT_TIME ? at->unix_ms : clock_unix_ms(), out,
+	    err, n);
+}
+
+struct fork_arg {
+	struct store *from;
+	struct store_point at;
+};
+
+static int build_fork(void *arg, const char *dir, char *err, size_t n)
+{
+	struct fork_arg *f = arg;
+
+	return store_fork(f->from, &f->at, dir, err, n);
+}
+
+int databases_fork(struct databases *d, const char *from, const char *to,
+		   const struct databases_at *at, struct store_point *point,
+		   int *status, const char **code, char *err, size_t n)
+{
+	struct database *src = databases_get(d, from);
+	struct fork_arg f;
+	int rv = -1;
+
+	*code = NULL;
+	if (src == NULL) {
+		*status = 404;
+		snprintf(err, n, "no database is named \"%.80s\"",
+			 from != NULL ? from : "");
+		return -1;
+	}
+	if (to != NULL && databases_exists(d, to)) {
+		*status = 409;
+		snprintf(err, n, "database \"%.80s\" already exists", to);
+		goto out;
+	}
+	f.from = src->store;
+	/* The state is fixed before anything is built: a fork "now" is the
+	 * state when it was asked for. */
+	rv = databases_locate(src, at, &f.at, err, n);
+	if (rv != 0) {
+		*status = 400;
+		*code = "POINT_NOT_AVAILABLE";
+		goto out;
+	}
+	*point = f.at;
+	rv = install(d, to, build_fork, &f, status, err, n);
+out:
+	databases_put(src);
 	return rv;
 }
 
@@ -402,12 +521,17 @@ out:
 
 static void list_one(void *arg, struct database *db)
 {
+	char since[40];
+
+	clock_format_rfc3339(store_restorable_since(db->store), since,
+			     sizeof since);
 	json_array_append_new(
 	    arg,
-	    json_pack("{s:s, s:s, s:I, s:I}", "name", db->name, "database_id",
-		      store_database_id(db->store), "generation",
+	    json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", db->name,
+		      "database_id", store_database_id(db->store), "generation",
 		      (json_int_t)store_generation(db->store), "frame_no",
-		      (json_int_t)store_head(db->store)));
+		      (json_int_t)store_head(db->store), "restorable_since",
+		      since));
 }
 
 json_t *databases_list(struct databases *d)

@@ -83,6 +83,39 @@ int databases_exists(struct databases *d, const char *name);
  * name, 409 exists, 500 failure). */
 int databases_create(struct databases *d, const char *name, int *status,
 		     char *err, size_t n);
+/* A state to fork: the current one, the one as of a time, or the one
+ * after a commit frame of a generation (0: its base). */
+enum databases_at_kind {
+	DATABASES_AT_NOW,
+	DATABASES_AT_TIME,
+	DATABASES_AT_FRAME,
+};
+struct databases_at {
+	enum databases_at_kind kind;
+	int64_t unix_ms;     /* DATABASES_AT_TIME */
+	uint32_t generation; /* DATABASES_AT_FRAME */
+	uint32_t frame;
+};
+/* The state named by a timestamp (an RFC 3339 string, clock.h) or a
+ * frame ("GENERATION:FRAME"), either of them NULL or JSON null, neither:
+ * now.  Returns 0, or -1 with err and *code (INVALID_TIMESTAMP,
+ * INVALID_FRAME, INVALID_POINT). */
+int databases_parse_at(json_t *timestamp, json_t *frame,
+		       struct databases_at *at, const char **code, char *err,
+		       size_t n);
+/* Resolve at to a state of db (store_locate_*): 0, or -1 with err naming
+ * why it is not available. */
+int databases_locate(struct database *db, const struct databases_at *at,
+		     struct store_point *out, char *err, size_t n);
+/* Create database `to` as a copy of database `from` (NULL or
+ * DATABASES_DEFAULT: the default one) in the state `at` (store_fork): its
+ * own database id, generation 1 holding that state.  Returns 0 with the
+ * state in *point; -1 with err, *status (404 no `from`, 400 bad name or a
+ * state not available, 409 `to` exists, 500) and for a state not
+ * available *code "POINT_NOT_AVAILABLE" (else NULL). */
+int databases_fork(struct databases *d, const char *from, const char *to,
+		   const struct databases_at *at, struct store_point *point,
+		   int *status, const char **code, char *err, size_t n);
 /* Delete database name (not the default one): same conventions (404 when
  * there is none, 400 for the default). */
 int databases_delete(struct databases *d, const char *name, int *status,

@@ -80,6 +80,7 @@ static void encode(const struct push_log_record *r, uint32_t flags,
 	walfmt_put32(out + 24, r->last);
 	walfmt_put32(out + 28, flags);
 	put64(out + 32, r->digest);
+	put64(out + 40, (uint64_t)r->unix_ms);
 	put64(out + 56, XXH3_64bits(out, 56));
 }
 
@@ -96,6 +97,7 @@ static int decode(const uint8_t in[HEADER_SIZE], struct push_log_record *r,
 	r->first = walfmt_get32(in + 20);
 	r->last = walfmt_get32(in + 24);
 	r->digest = get64(in + 32);
+	r->unix_ms = (int64_t)get64(in + 40);
 	*flags = v1 ? 0 : walfmt_get32(in + 28);
 	return r->first >= 1 && r->last >= r->first &&
 		       r->last - r->first < MAX_FRAMES &&

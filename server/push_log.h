@@ -18,7 +18,10 @@
  *       the entry no longer counts (start-up recovery found it past the
  *       log's head and unusable)
  *   32  the digest of its frames (push_log_digest, u64 big-endian)
- *   40  zero (16 bytes)
+ *   40  when the transaction was logged (Unix ms, i64 big-endian; 0 in
+ *       entries of older versions): start-up gives the commit this time
+ *       when it copies the entry back (time_log.h)
+ *   48  zero (8 bytes)
  *   56  XXH3-64 of bytes 0..55 (u64 big-endian)
  *   64  with PUSH_LOG_FRAMES: its last - first + 1 frames as pushed (24-byte
  *       header + page each); the digest checks them
@@ -59,6 +62,7 @@ struct push_log_record {
 	uint32_t first;
 	uint32_t last;
 	uint64_t digest;
+	int64_t unix_ms; /* when it was logged; 0: not recorded */
 };
 
 /* Open (creating it if missing) the record file at path and load its

@@ -134,6 +134,11 @@ int store_export(struct store *s, uint32_t gen, int *fd, uint64_t *size,
 struct store_pages;
 int store_pages_open(struct store *s, uint32_t since_gen, uint32_t since,
 		     struct store_pages **out);
+struct store_point;
+/* The whole image of state `at` (store_locate_*; a backup): 0, or -1 when
+ * its generation is gone. */
+int store_pages_open_at(struct store *s, const struct store_point *at,
+			struct store_pages **out);
 void store_pages_close(struct store_pages *p);
 uint32_t store_pages_generation(const struct store_pages *p);
 uint32_t store_pages_frame(const struct store_pages *p);
@@ -143,6 +148,36 @@ uint32_t store_pages_count(const struct store_pages *p);
 uint32_t store_pages_pgno(const struct store_pages *p, uint32_t i);
 int store_pages_read(const struct store_pages *p, uint32_t i,
 		     uint8_t page[WALFMT_PAGE_SIZE]);
+
+/* Point-in-time restore (store_times.c, time_log.h).  A state of the
+ * database: the one after commit frame `frame` of generation `generation`
+ * (0: its base), made at unix_ms. */
+struct store_point {
+	uint32_t generation;
+	uint32_t frame;
+	int64_t unix_ms;
+};
+/* The state as of unix_ms: after the last commit made at or before it.
+ * Returns 0, or -1 with err naming why (in the future; before the oldest
+ * state retained, which it names). */
+int store_locate_time(struct store *s, int64_t unix_ms, struct store_point *out,
+		      char *err, size_t n);
+/* The state after frame `frame` of generation gen (0: its base), which
+ * must be a durable commit frame of a retained generation.  Returns 0, or
+ * -1 with err. */
+int store_locate_frame(struct store *s, uint32_t gen, uint32_t frame,
+		       struct store_point *out, char *err, size_t n);
+/* When the oldest state retained began (Unix ms). */
+int64_t store_restorable_since(struct store *s);
+
+/* Build in dir (which must not exist) a new database whose state is
+ * `at` of s (store_fork.c): a new database id, one generation whose
+ * base.db is a hard link to the base of at's generation (a copy where a
+ * link cannot be made) and whose log holds that generation's frames up to
+ * at, with their commit times.  store_open on dir then builds the live
+ * database.  Returns 0, or -1 with err (dir removed). */
+int store_fork(struct store *s, const struct store_point *at, const char *dir,
+	       char *err, size_t n);
 
 /* How a push is to be taken (query arguments of POST /sync). */
 enum store_push_flags {

@@ -71,8 +71,17 @@ static int on_commit(void *arg, void *ctx, const char *path,
 		rv = store_sum_record_locked(&s->sum, head + (uint32_t)n, sum);
 		pthread_mutex_unlock(&s->mu);
 	}
+	/* Its time before its frames: time_log.h. */
 	if (rv == 0)
+		rv = time_log_append(g->times, head + (uint32_t)n,
+				     clock_unix_ms());
+	if (rv == 0) {
 		rv = append_pages(g, pages, n, db_size);
+		/* A broken log may hold the frames after all: keep the
+		 * time for start-up to judge. */
+		if (rv != 0 && !frame_log_broken(g->log))
+			time_log_cut_after(g->times, head);
+	}
 	if (rv == 0)
 		store_check_sql_commit(s, pages, n, db_size);
 	if (rv != 0) {

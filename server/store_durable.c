@@ -67,7 +67,7 @@ static int sync_current_log(struct store *s, int release, uint32_t *number)
 	g = store_current_locked(s);
 	*number = g->number;
 	pthread_mutex_unlock(&s->mu);
-	rv = frame_log_sync(g->log);
+	rv = store_gen_sync(g);
 	if (rv == 0 && release)
 		push_log_release(g->pushes, frame_log_synced_head(g->log));
 	/* g may be freed by retention from here on. */

@@ -173,6 +173,9 @@ int store_gen_create_first(struct store *s, char *err, size_t n)
 	if (frame_log_open(log_path, 1, &log, err, n) != 0)
 		goto out;
 	frame_log_close(log);
+	/* The base's state begins now: the creation, or the import. */
+	if (store_gen_times_start(tmp, clock_unix_ms(), err, n) != 0)
+		goto out;
 	if (rename(tmp, final) != 0 || fileio_fsync_dir(s->data_dir) != 0) {
 		errors_set(err, n, "cannot create %s: %s", final,
 			   strerror(errno));
@@ -196,6 +199,20 @@ static int cmp_gen(const void *a, const void *b)
 	const struct generation *y = *(struct generation *const *)b;
 
 	return x->number < y->number ? -1 : x->number > y->number;
+}
+
+static int open_times(struct generation *g)
+{
+	char err[512], *path = util_strdupf("%s/times.log", g->dir);
+	int created, rv;
+
+	if (path == NULL)
+		return -1;
+	rv = time_log_open(path, &g->times, &created, err, sizeof err);
+	if (rv != 0)
+		store_log("%s", err);
+	free(path);
+	return rv;
 }
 
 int store_gen_add(struct store *s, uint32_t number, struct frame_log *log)
@@ -225,6 +242,12 @@ int store_gen_add(struct store *s, uint32_t number, struct frame_log *log)
 		return -EIO;
 	}
 	free(pushes);
+	if (open_times(g) != 0) {
+		push_log_close(g->pushes);
+		free(g->dir);
+		free(g);
+		return -EIO;
+	}
 	g->log = log;
 	frame_log_set_sync_histogram(log, &s->fsync);
 	s->gens[s->n_gens++] = g;
@@ -236,6 +259,7 @@ void store_gen_free(struct generation *g)
 	if (g->log != NULL)
 		frame_log_close(g->log);
 	push_log_close(g->pushes);
+	time_log_close(g->times);
 	free(g->dir);
 	free(g);
 }
@@ -309,6 +333,15 @@ static int replay_pushes(struct generation *g, char *err, size_t n)
 			     frame_log_write(g->log, e, frames) == 0;
 		}
 		free(e);
+		if (ok &&
+		    time_log_append(g->times, r.last,
+				    r.unix_ms != 0 ? r.unix_ms
+						   : clock_unix_ms()) != 0) {
+			errors_set(err, n, "cannot write the time log of %s",
+				   g->dir);
+			rv = -1;
+			break;
+		}
 		if (ok) {
 			head = r.last;
 			replayed += (uint32_t)frames;
@@ -321,7 +354,7 @@ static int replay_pushes(struct generation *g, char *err, size_t n)
 	}
 	free(buf);
 	if (rv == 0 && replayed > 0) {
-		if (frame_log_sync(g->log) != 0) {
+		if (store_gen_sync(g) != 0) {
 			errors_set(err, n, "cannot sync the frame log of %s",
 				   g->dir);
 			return -1;
@@ -374,7 +407,12 @@ int store_gen_load(struct store *s, char *err, size_t n)
 				   number);
 			rv = -1;
 		} else {
-			rv = replay_pushes(s->gens[s->n_gens - 1], err, n);
+			struct generation *g = s->gens[s->n_gens - 1];
+			rv = store_gen_times_cut(g, err, n);
+			if (rv == 0)
+				rv = replay_pushes(g, err, n);
+			if (rv == 0)
+				rv = store_gen_times_fill(g, err, n);
 		}
 		free(path);
 	}
@@ -419,7 +457,7 @@ static int build_next_generation(struct store *s, struct generation *cur,
 	if (!tmp || !final || !src || !base || !log_path)
 		goto out;
 	/* Group commit: what the next base holds must be durable here. */
-	if (frame_log_sync(cur->log) != 0)
+	if (store_gen_sync(cur) != 0)
 		goto out;
 	store_remove_tree(tmp);
 	if (fileio_mkdir_p(tmp) != 0 || fileio_copy_file(src, base) != 0)
@@ -430,6 +468,13 @@ static int build_next_generation(struct store *s, struct generation *cur,
 		goto out;
 	if (frame_log_open(log_path, 1, log_out, err, sizeof err) != 0) {
 		store_log("rollover: %s", err);
+		goto out;
+	}
+	/* The new base's state began with G's last commit. */
+	if (store_gen_times_start(tmp, time_log_last_ms(cur->times), err,
+				  sizeof err) != 0) {
+		store_log("rollover: %s", err);
+		frame_log_close(*log_out);
 		goto out;
 	}
 	if (rename(tmp, final) != 0 || fileio_fsync_dir(s->data_dir) != 0) {

@@ -35,6 +35,7 @@
 #include "frame_log.h"
 #include "metrics.h"
 #include "push_log.h"
+#include "time_log.h"
 #include "wal/page_view.h"
 #include "store_map.h"
 #include "store.h"
@@ -59,6 +60,8 @@ struct generation {
 	int have_base_zst;
 	/* The transactions pushed with an id in this generation. */
 	struct push_log *pushes;
+	/* When each of its commits was made (time_log.h). */
+	struct time_log *times;
 	/* The previous generation's last frame, which this one's base
 	 * includes; 0 when unknown (the first generation, or the previous
 	 * one was gone at start-up).  Kept here because retention may drop
@@ -198,6 +201,16 @@ void store_sync_log(struct store *s);
 void store_push_expire(struct store *s);
 void store_push_free_pending(struct pending_push *p);
 
+/* Make generation g's commits durable: its time log first, then its frame
+ * log, so that a commit durable in the log has its time durable too.
+ * Returns 0 or -errno. */
+static inline int store_gen_sync(struct generation *g)
+{
+	int rv = time_log_sync(g->times);
+
+	return rv != 0 ? rv : frame_log_sync(g->log);
+}
+
 /* store_gen.c */
 int store_exec_check(sqlite3 *db, const char *sql, const char *what, char *err,
 		     size_t n);
@@ -252,6 +265,21 @@ void store_check_abort(struct store *s);
 int store_check_push(struct store *s, const struct wal_page *pages,
 		     const uint32_t *sizes, size_t n, char *why,
 		     size_t why_len);
+
+/* store_times.c: the time log of a generation being built in dir, whose
+ * base state began at unix_ms; at start-up, after its frame log is open,
+ * cut a generation's time records past the log's head
+ * (store_gen_times_cut), and once pushes are copied back, date the commits
+ * the log holds without a record (store_gen_times_fill).  Each returns 0,
+ * or -1 with err. */
+int store_gen_times_start(const char *dir, int64_t unix_ms, char *err,
+			  size_t n);
+int store_gen_times_cut(struct generation *g, char *err, size_t n);
+int store_gen_times_fill(struct generation *g, char *err, size_t n);
+
+/* store_recover.c: write dir/database.json naming a new database id.
+ * Returns 0, or -1 with err. */
+int store_write_new_id(const char *dir, char *err, size_t n);
 
 /* store_recover.c */
 int store_recover_id(struct store *s, int *is_new, char *err, size_t n);

@@ -189,7 +189,8 @@ struct plan {
 };
 
 static int take_files(struct store *s, struct store_pages *p, int full,
-		      uint32_t since_gen, uint32_t since, struct plan *plan)
+		      uint32_t since_gen, uint32_t since,
+		      const struct store_point *at, struct plan *plan)
 {
 	struct generation *cur, *g;
 	char *base_path = NULL;
@@ -198,9 +199,12 @@ static int take_files(struct store *s, struct store_pages *p, int full,
 	uint64_t size;
 
 	pthread_mutex_lock(&s->mu);
-	cur = store_current_locked(s);
+	cur = at != NULL ? store_find_gen_locked(s, at->generation)
+			 : store_current_locked(s);
+	if (cur == NULL || (at != NULL && at->frame > frame_log_head(cur->log)))
+		goto out; /* retention removed it meanwhile */
 	p->generation = cur->number;
-	p->frame = frame_log_head(cur->log);
+	p->frame = at != NULL ? at->frame : frame_log_head(cur->log);
 	if (!full && (since_gen > cur->number ||
 		      (since_gen == cur->number && since > p->frame))) {
 		rv = 1; /* from the future */
@@ -216,7 +220,7 @@ static int take_files(struct store *s, struct store_pages *p, int full,
 			plan->missing = 1;
 			break;
 		}
-		plan->heads[n] = frame_log_head(g->log);
+		plan->heads[n] = full ? p->frame : frame_log_head(g->log);
 		if (add_fd(p, dup(frame_log_fd(g->log))) != 0 ||
 		    p->fds[p->n_fds - 1] < 0)
 			goto out;
@@ -255,8 +259,8 @@ out:
 	return rv;
 }
 
-int store_pages_open(struct store *s, uint32_t since_gen, uint32_t since,
-		     struct store_pages **out)
+static int open_pages(struct store *s, uint32_t since_gen, uint32_t since,
+		      const struct store_point *at, struct store_pages **out)
 {
 	struct store_pages *p = calloc(1, sizeof *p);
 	struct page_map m = {0};
@@ -267,7 +271,7 @@ int store_pages_open(struct store *s, uint32_t since_gen, uint32_t since,
 	*out = NULL;
 	if (p == NULL)
 		return -1;
-	rv = take_files(s, p, full, since_gen, since, &plan);
+	rv = take_files(s, p, full, since_gen, since, at, &plan);
 	if (rv != 0)
 		goto fail;
 	if (plan.missing) {
@@ -327,4 +331,16 @@ fail:
 	free(m.set);
 	store_pages_close(p);
 	return rv == 0 ? -1 : rv;
+}
+
+int store_pages_open(struct store *s, uint32_t since_gen, uint32_t since,
+		     struct store_pages **out)
+{
+	return open_pages(s, since_gen, since, NULL, out);
+}
+
+int store_pages_open_at(struct store *s, const struct store_point *at,
+			struct store_pages **out)
+{
+	return open_pages(s, 0, 0, at, out);
 }

@@ -269,6 +269,7 @@ static int log_pushed(struct store *s, struct generation *g, const uint8_t *txn,
 	    .first = first,
 	    .last = first + (uint32_t)n - 1,
 	    .digest = push_log_digest(frames, n, WALFMT_PAGE_SIZE),
+	    .unix_ms = clock_unix_ms(),
 	};
 	int rc;
 
@@ -277,7 +278,7 @@ static int log_pushed(struct store *s, struct generation *g, const uint8_t *txn,
 		/* SQL commits written since the last sync: start-up copies
 		 * an entry back only right after the log's head, so they
 		 * must be durable before it is. */
-		rc = frame_log_sync(g->log);
+		rc = store_gen_sync(g);
 		if (rc != 0) {
 			errors_set(why, why_len,
 				   "cannot make the frame log durable: %s",
@@ -298,7 +299,15 @@ static int log_pushed(struct store *s, struct generation *g, const uint8_t *txn,
 		return -1;
 	}
 	stage(s, STORE_PUSH_RECORDED);
-	rc = frame_log_write(g->log, e, n);
+	/* Its time, unsynced: the entry holds it too, and the time log is
+	 * synced before the frame log (store_gen_sync) takes over from the
+	 * entry. */
+	rc = time_log_append(g->times, rec.last, rec.unix_ms);
+	if (rc == 0) {
+		rc = frame_log_write(g->log, e, n);
+		if (rc != 0 && !frame_log_broken(g->log))
+			time_log_cut_after(g->times, first - 1);
+	}
 	if (rc != 0) {
 		errors_set(why, why_len, "cannot append to the frame log: %s",
 			   strerror(-rc));
@@ -319,10 +328,19 @@ static int log_unrecorded(struct store *s, struct generation *g,
 			  const struct frame_log_entry *e, size_t n, char *why,
 			  size_t why_len)
 {
-	int rc = frame_log_append(g->log, e, n);
+	uint32_t head = frame_log_written_head(g->log);
+	int rc;
 
+	/* Its time first, durable before its frames are (time_log.h). */
+	rc = time_log_append(g->times, head + (uint32_t)n, clock_unix_ms());
+	if (rc == 0)
+		rc = time_log_sync(g->times);
+	if (rc == 0)
+		rc = frame_log_append(g->log, e, n);
 	if (rc == 0)
 		return 0;
+	if (!frame_log_broken(g->log))
+		time_log_cut_after(g->times, head);
 	errors_set(why, why_len, "cannot append to the frame log: %s",
 		   strerror(-rc));
 	/* A failed fdatasync: the frames may or may not be there. */

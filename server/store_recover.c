@@ -34,6 +34,27 @@ static char *new_database_id(void)
 			    b[15]);
 }
 
+int store_write_new_id(const char *dir, char *err, size_t n)
+{
+	char *id = new_database_id();
+	char *path = util_strdupf("%s/database.json", dir);
+	char *body = id != NULL ? util_strdupf("{\"format\": 1, "
+					       "\"database_id\": \"%s\"}\n",
+					       id)
+				: NULL;
+	int e = body != NULL && path != NULL
+		    ? fileio_write_file_atomic(path, body, strlen(body))
+		    : -ENOMEM;
+
+	if (e != 0)
+		errors_set(err, n, "cannot write %s/database.json: %s", dir,
+			   strerror(-e));
+	free(id);
+	free(path);
+	free(body);
+	return e != 0 ? -1 : 0;
+}
+
 int store_recover_id(struct store *s, int *is_new, char *err, size_t n)
 {
 	char *path = util_strdupf("%s/database.json", s->data_dir);
