@@ -53,6 +53,9 @@ enum store_push_stage {
  * and its push log's size as the last fdatasync of each left them. */
 void store_synced_marks(struct store *s, uint32_t *log_synced,
 			uint64_t *pushes_synced);
+/* Tests (crash images): the current generation's times.log's size as its
+ * last fdatasync left it. */
+uint64_t store_times_synced_size(struct store *s);
 
 void store_config_defaults(struct store_config *cfg);
 

@@ -160,3 +160,13 @@ void store_synced_marks(struct store *s, uint32_t *log_synced,
 	*pushes_synced = push_log_synced_size(g->pushes);
 	pthread_mutex_unlock(&s->mu);
 }
+
+uint64_t store_times_synced_size(struct store *s)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&s->mu);
+	n = time_log_synced_size(store_current_locked(s)->times);
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}

@@ -216,12 +216,20 @@ int store_fork(struct store *s, const struct store_point *at, const char *dir,
 	char *gen = util_strdupf("%s/gen-00000001", dir);
 	char *base = util_strdupf("%s/base.db", gen ? gen : "");
 	char *log = util_strdupf("%s/frames.log", gen ? gen : "");
-	int rv = -1, linked = 0, e;
+	int rv = -1, linked = 0, made = 0, e;
 
 	if (gen == NULL || base == NULL || log == NULL) {
 		errors_set(err, n, "out of memory");
 		goto out;
 	}
+	/* dir is ours only if we make it: a failure removes nothing else. */
+	if (mkdir(dir, 0755) != 0) {
+		errors_set(err, n, "cannot create %s: %s", dir,
+			   errno == EEXIST ? "it already exists"
+					   : strerror(errno));
+		goto out;
+	}
+	made = 1;
 	if (take_source(s, at, &src, err, n) != 0)
 		goto out;
 	if (fileio_mkdir_p(gen) != 0) {
@@ -249,7 +257,7 @@ int store_fork(struct store *s, const struct store_point *at, const char *dir,
 		  linked ? "hard-linked" : "copied");
 	rv = 0;
 out:
-	if (rv != 0)
+	if (rv != 0 && made)
 		fileio_remove_tree(dir);
 	release_source(&src);
 	free(gen);

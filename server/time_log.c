@@ -213,6 +213,16 @@ int time_log_cut_after(struct time_log *t, uint32_t frame)
 	return 0;
 }
 
+uint64_t time_log_synced_size(struct time_log *t)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&t->mu);
+	n = (uint64_t)t->synced * TIME_LOG_RECORD_SIZE;
+	pthread_mutex_unlock(&t->mu);
+	return n;
+}
+
 size_t time_log_count(struct time_log *t)
 {
 	size_t n;

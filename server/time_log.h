@@ -59,6 +59,8 @@ int time_log_sync(struct time_log *t);
  * Returns 0 or -errno. */
 int time_log_cut_after(struct time_log *t, uint32_t frame);
 
+/* The file's size as the last fdatasync left it (crash images in tests). */
+uint64_t time_log_synced_size(struct time_log *t);
 /* Records held, and the last record's frame and time (0 and 0 when
  * empty). */
 size_t time_log_count(struct time_log *t);

@@ -108,7 +108,7 @@ static int64_t rows(struct fx *f)
 static void crash_image(struct fx *f, uint32_t log_keep, uint64_t pushes_keep)
 {
 	char *image = fixture_path(f->dir, "image");
-	char cmd[4096], *log, *pushes;
+	char cmd[4096], *log, *pushes, *times;
 
 	snprintf(cmd, sizeof cmd,
 		 "rm -rf '%s' && cp -a '%s' '%s' && rm -f '%s/live.db-shm'",
@@ -121,6 +121,11 @@ static void crash_image(struct fx *f, uint32_t log_keep, uint64_t pushes_keep)
 		    truncate(log, (off_t)frame_log_offset(log_keep + 1)), 0);
 	if (pushes_keep != UINT64_MAX)
 		ck_assert_int_eq(truncate(pushes, (off_t)pushes_keep), 0);
+	/* The commit times as synced: a push's time survives in its entry. */
+	times = fixture_path(image, "gen-00000001/times.log");
+	ck_assert_int_eq(
+	    truncate(times, (off_t)store_times_synced_size(f->store)), 0);
+	free(times);
 	free(log);
 	free(pushes);
 	free(image);
@@ -161,6 +166,29 @@ static void assert_committed_once(struct fx *g, const struct txns *t, int i)
 	fixture_assert_integrity(g->db);
 }
 
+/* g (a crash image of b) dates t's transactions 0..i as b did: a push's
+ * time is durable with its entry, not left to the time log's next sync
+ * (start-up would date it at the restart). */
+static void assert_same_times(struct fx *b, struct fx *g, const struct txns *t,
+			      int i)
+{
+	struct store_point pb, pg;
+	char err[256];
+	int k;
+
+	for (k = 0; k <= i; k++) {
+		ck_assert_int_eq(store_locate_frame(b->store, 1,
+						    t->start[k + 1] - 1, &pb,
+						    err, sizeof err),
+				 0);
+		ck_assert_msg(store_locate_frame(g->store, 1,
+						 t->start[k + 1] - 1, &pg, err,
+						 sizeof err) == 0,
+			      "%s", err);
+		ck_assert_int_eq(pb.unix_ms, pg.unix_ms);
+	}
+}
+
 /* An answered push survives a power loss that takes everything not synced:
  * the frame log then lacks it (it was never synced there), and start-up
  * copies it back from the push log.  Fails without that copy. */
@@ -183,6 +211,7 @@ START_TEST(test_answered_push_survives_power_loss)
 		crash_image(&b, log_synced, pushes_synced);
 		open_image(&b, &g);
 		assert_committed_once(&g, &t, i);
+		assert_same_times(&b, &g, &t, i);
 		close_image(&g);
 	}
 	/* The maintenance tick syncs the frame log and punches the push
