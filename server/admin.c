@@ -2,6 +2,7 @@
 #include "admin.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -128,6 +129,103 @@ static void fork_database(struct admin *a, struct http_request *req,
 				  (json_int_t)pt.frame, "timestamp", when));
 }
 
+/* "retention_seconds" of a create or config body: absent (*ms untouched),
+ * null (-1: the server's default) or whole seconds >= 0.  Returns 0, or
+ * -1 with err. */
+static int retention_of(json_t *v, int64_t *ms, char *err, size_t n)
+{
+	if (v == NULL)
+		return 0;
+	if (json_is_null(v)) {
+		*ms = -1;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > INT64_MAX / 1000) {
+		snprintf(err, n,
+			 "\"retention_seconds\" must be a whole number of "
+			 "seconds >= 0, or null for the server's default");
+		return -1;
+	}
+	*ms = (int64_t)json_integer_value(v) * 1000;
+	return 0;
+}
+
+/* GET or POST /v1/namespaces/NAME/config: sqld's route; replite keeps one
+ * setting per database, its retention ("retention_seconds", ext).  sqld's
+ * other settings are refused when they ask for something replite does not
+ * do, so that nobody believes a database blocked that is not. */
+static void config(struct admin *a, struct http_request *req,
+		   struct http_response *res, const char *name)
+{
+	static const char *const inert[] = {"block_reads", "block_writes",
+					    "allow_attach"};
+	struct database *db = databases_get(a->dbs, name);
+	json_t *body = NULL, *v;
+	const char *key;
+	int64_t ms = -2;
+	char err[512], since[40];
+	int own;
+	size_t i;
+
+	if (db == NULL) {
+		http_reply_error(&res->reply, 404, "DATABASE_NOT_FOUND",
+				 "no database is named \"%.80s\"", name);
+		return;
+	}
+	if (strcmp(req->method, "POST") == 0) {
+		body =
+		    json_loadb((const char *)req->body, req->body_len, 0, NULL);
+		if (!json_is_object(body)) {
+			http_reply_error(&res->reply, 400, "INVALID_BODY",
+					 "the body must be a JSON object");
+			goto out;
+		}
+		json_object_foreach(body, key, v)
+		{
+			int ok = strcmp(key, "retention_seconds") == 0;
+			for (i = 0; !ok && i < sizeof inert / sizeof *inert;
+			     i++)
+				ok = strcmp(key, inert[i]) == 0 &&
+				     (json_is_false(v) || json_is_null(v));
+			if (!ok) {
+				http_reply_error(
+				    &res->reply, 400, "UNSUPPORTED_CONFIG",
+				    "replite does not support the setting "
+				    "\"%.60s\" (only retention_seconds; "
+				    "block_reads, block_writes and "
+				    "allow_attach only as false)",
+				    key);
+				goto out;
+			}
+		}
+		if (retention_of(json_object_get(body, "retention_seconds"),
+				 &ms, err, sizeof err) != 0) {
+			http_reply_error(&res->reply, 400, "INVALID_CONFIG",
+					 "%s", err);
+			goto out;
+		}
+		if (ms != -2 &&
+		    store_set_retention(db->store, ms, err, sizeof err) != 0) {
+			http_reply_error(&res->reply, 500, "INTERNAL_ERROR",
+					 "%s", err);
+			goto out;
+		}
+	}
+	ms = store_retention(db->store, &own);
+	clock_format_rfc3339(store_restorable_since(db->store), since,
+			     sizeof since);
+	http_reply_json(
+	    &res->reply, 200,
+	    json_pack("{s:b, s:b, s:b, s:I, s:b, s:s}", "block_reads", 0,
+		      "block_writes", 0, "allow_attach", 0, "retention_seconds",
+		      (json_int_t)(ms / 1000), "retention_is_default", !own,
+		      "restorable_since", since));
+out:
+	json_decref(body);
+	databases_put(db);
+}
+
 /* GET /v1/namespaces/NAME/backup[?timestamp=T|frame=G:F] (ext): the
  * database file of that state (now, by default), streamed (backup.h). */
 static void backup(struct admin *a, struct http_request *req,
@@ -165,6 +263,7 @@ static void namespaces(struct admin *a, struct http_request *req,
 		       struct http_response *res)
 {
 	char name[DATABASES_NAME_MAX + 2], err[512];
+	int64_t retention = -1;
 	const char *rest;
 	json_error_t jerr;
 	int status, rc;
@@ -195,6 +294,15 @@ static void namespaces(struct admin *a, struct http_request *req,
 			json_t *body = json_loadb((const char *)req->body,
 						  req->body_len, 0, &jerr);
 			int ok = json_is_object(body);
+			if (ok &&
+			    retention_of(
+				json_object_get(body, "retention_seconds"),
+				&retention, err, sizeof err) != 0) {
+				http_reply_error(&res->reply, 400,
+						 "INVALID_CONFIG", "%s", err);
+				json_decref(body);
+				return;
+			}
 			json_decref(body);
 			if (!ok) {
 				http_reply_error(&res->reply, 400,
@@ -204,11 +312,16 @@ static void namespaces(struct admin *a, struct http_request *req,
 				return;
 			}
 		}
-		rc = databases_create(a->dbs, name, &status, err, sizeof err);
+		rc = databases_create(a->dbs, name, retention, &status, err,
+				      sizeof err);
 		if (rc == 0)
 			fprintf(stderr, "replite: database \"%s\" created\n",
 				name);
 		reply_result(res, rc, status, err);
+	} else if (strcmp(rest, "/config") == 0 &&
+		   (strcmp(req->method, "GET") == 0 ||
+		    strcmp(req->method, "POST") == 0)) {
+		config(a, req, res, name);
 	} else if (strcmp(rest, "/backup") == 0 &&
 		   strcmp(req->method, "GET") == 0) {
 		backup(a, req, res, name);

@@ -350,10 +350,20 @@ out:
 	return rv;
 }
 
-int databases_create(struct databases *d, const char *name, int *status,
-		     char *err, size_t n)
+static int build_retained(void *arg, const char *dir, char *err, size_t n)
 {
-	return install(d, name, NULL, NULL, status, err, n);
+	if (fileio_mkdir_p(dir) != 0) {
+		snprintf(err, n, "cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	return store_write_retention(dir, *(const int64_t *)arg, err, n);
+}
+
+int databases_create(struct databases *d, const char *name,
+		     int64_t retention_ms, int *status, char *err, size_t n)
+{
+	return install(d, name, retention_ms >= 0 ? build_retained : NULL,
+		       &retention_ms, status, err, n);
 }
 
 int databases_parse_at(json_t *timestamp, json_t *frame,

@@ -78,11 +78,12 @@ struct database *databases_hold(struct database *db);
 /* Whether a database of that name exists now (no hold). */
 int databases_exists(struct databases *d, const char *name);
 
-/* Create database name, empty, with a new database id.  Returns 0; -1
+/* Create database name, empty, with a new database id, and its own
+ * retention when retention_ms >= 0 (else the server's).  Returns 0; -1
  * with the cause in err and *status the HTTP status to answer (400 bad
  * name, 409 exists, 500 failure). */
-int databases_create(struct databases *d, const char *name, int *status,
-		     char *err, size_t n);
+int databases_create(struct databases *d, const char *name,
+		     int64_t retention_ms, int *status, char *err, size_t n);
 /* A state to fork: the current one, the one as of a time, or the one
  * after a commit frame of a generation (0: its base). */
 enum databases_at_kind {

@@ -154,6 +154,8 @@ int store_open(const struct store_config *cfg, struct store **out, char *err,
 		free(id);
 		goto err;
 	}
+	if (store_retention_load(s, err, n) != 0)
+		goto err;
 	if (store_gen_load(s, err, n) != 0)
 		goto err;
 	if (store_recover_live(s, err, n) != 0)

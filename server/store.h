@@ -173,6 +173,16 @@ int store_locate_frame(struct store *s, uint32_t gen, uint32_t frame,
 /* When the oldest state retained began (Unix ms). */
 int64_t store_restorable_since(struct store *s);
 
+/* Retention (store_retention.c): set the database's own (ms >= 0, kept
+ * durably in its directory) or go back to the server's default (ms < 0).
+ * Returns 0, or -1 with err. */
+int store_set_retention(struct store *s, int64_t ms, char *err, size_t n);
+/* The same for the data directory of a store not open (a database being
+ * built). */
+int store_write_retention(const char *dir, int64_t ms, char *err, size_t n);
+/* The retention in force, and whether it is the database's own. */
+int64_t store_retention(struct store *s, int *own);
+
 /* Build in dir (which must not exist) a new database whose state is
  * `at` of s (store_fork.c): a new database id, one generation whose
  * base.db is a hard link to the base of at's generation (a copy where a

@@ -550,7 +550,7 @@ void store_gen_drop_expired(struct store *s)
 	pthread_mutex_lock(&s->leader_mu);
 	pthread_mutex_lock(&s->mu);
 	while (s->n_gens > 1 && s->gens[0]->ended_ms != 0 &&
-	       now - s->gens[0]->ended_ms > s->cfg.retention_ms) {
+	       now - s->gens[0]->ended_ms > store_retention(s, NULL)) {
 		struct generation *g = s->gens[0];
 		memmove(s->gens, s->gens + 1,
 			(s->n_gens - 1) * sizeof *s->gens);

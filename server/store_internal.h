@@ -175,6 +175,11 @@ struct store {
 	atomic_uint_fast64_t commits_pushed;
 	struct metrics_histogram fsync;
 	struct commit_times *times;
+
+	/* How long ended generations are kept (store_retention.c): the
+	 * database's own setting (retention_own) or the server's. */
+	_Atomic int64_t retention_ms;
+	atomic_int retention_own;
 };
 
 /* store.c */
@@ -276,6 +281,10 @@ int store_gen_times_start(const char *dir, int64_t unix_ms, char *err,
 			  size_t n);
 int store_gen_times_cut(struct generation *g, char *err, size_t n);
 int store_gen_times_fill(struct generation *g, char *err, size_t n);
+
+/* store_retention.c: read the database's own retention, if it has one
+ * (store_open).  Returns 0, or -1 with err. */
+int store_retention_load(struct store *s, char *err, size_t n);
 
 /* store_recover.c: write dir/database.json naming a new database id.
  * Returns 0, or -1 with err. */

@@ -13,7 +13,8 @@
 #include <jansson.h>
 
 static const char db_usage[] =
-    "usage: replite db create NAME [options]\n"
+    "usage: replite db create NAME [--retention DURATION] [options]\n"
+    "       replite db config NAME [--retention DURATION|default] [options]\n"
     "       replite db delete NAME [options]\n"
     "       replite db list [options]\n"
     "       replite db fork FROM TO [--at WHEN] [options]\n"
@@ -36,6 +37,10 @@ static const char db_usage[] =
     "  --at WHEN     the state to fork, restore or back up\n"
     "  --to NEW      restore: the new database\n"
     "  --out FILE    backup: the file to write (replaced atomically)\n"
+    "  --retention DURATION  how long the database keeps its history\n"
+    "                (ended generations, and so restorable states): 90d,\n"
+    "                12h, 30m, 3600s or seconds; \"default\": the server's\n"
+    "                --retention.  config without it shows the settings\n"
     "  --admin URL   the admin listener (default $REPLITE_ADMIN_URL, else\n"
     "                http://127.0.0.1:9090)\n"
     "  --token T     an admin token (default $REPLITE_ADMIN_TOKEN)\n"
@@ -350,6 +355,61 @@ out:
 	return rv;
 }
 
+/* DURATION as "retention_seconds" JSON: N, Ns, Nm, Nh, Nd, or "default"
+ * (null).  Returns 0, or 2 with the cause printed. */
+static int retention_json(const char *text, char *out, size_t n)
+{
+	unsigned long long v;
+	char unit = 's', tail;
+	int k;
+
+	if (strcmp(text, "default") == 0) {
+		snprintf(out, n, "{\"retention_seconds\": null}");
+		return 0;
+	}
+	k = sscanf(text, "%llu%c%c", &v, &unit, &tail);
+	if (text[0] < '0' || text[0] > '9' || k < 1 || k > 2 ||
+	    strchr("smhd", unit) == NULL || v > 100ULL * 365 * 86400) {
+		fprintf(stderr,
+			"replite db: --retention %s: expected a duration "
+			"such as 90d, 12h, 30m, 3600s or 3600, or "
+			"\"default\"\n",
+			text);
+		return 2;
+	}
+	v *= unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : 1;
+	snprintf(out, n, "{\"retention_seconds\": %llu}", v);
+	return 0;
+}
+
+static int config_db(const char *admin, const char *token, const char *name,
+		     const char *retention)
+{
+	char path[256], body[128];
+	json_t *answer;
+	long long secs;
+
+	if (!name_ok(name))
+		return 2;
+	if (retention != NULL && retention_json(retention, body, sizeof body))
+		return 2;
+	snprintf(path, sizeof path, "/v1/namespaces/%s/config", name);
+	if (request(admin, token, retention ? "POST" : "GET", path,
+		    retention ? body : NULL, &answer) != 0)
+		return 1;
+	secs = (long long)json_integer_value(
+	    json_object_get(answer, "retention_seconds"));
+	printf("database %s: retention %llds (%.1f days)%s; restorable since "
+	       "%s\n",
+	       name, secs, (double)secs / 86400,
+	       json_is_true(json_object_get(answer, "retention_is_default"))
+		   ? ", the server's default"
+		   : "",
+	       json_string_value(json_object_get(answer, "restorable_since")));
+	json_decref(answer);
+	return 0;
+}
+
 int replite_db_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -358,12 +418,15 @@ int replite_db_main(int argc, char **argv)
 	    {"at", required_argument, NULL, 'w'},
 	    {"to", required_argument, NULL, 'o'},
 	    {"out", required_argument, NULL, 'f'},
+	    {"retention", required_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *admin = getenv("REPLITE_ADMIN_URL");
 	const char *token = getenv("REPLITE_ADMIN_TOKEN");
-	const char *cmd, *name = NULL, *when = NULL, *to = NULL, *out = NULL;
+	const char *cmd, *name = NULL, *when = NULL, *to = NULL, *out = NULL,
+			 *retention = NULL;
+	char body[128];
 	char path[256];
 	json_t *answer;
 	int c, nargs;
@@ -386,6 +449,9 @@ int replite_db_main(int argc, char **argv)
 			break;
 		case 'f':
 			out = optarg;
+			break;
+		case 'r':
+			retention = optarg;
 			break;
 		case 'h':
 			fputs(db_usage, stdout);
@@ -418,6 +484,8 @@ int replite_db_main(int argc, char **argv)
 		}
 		return fork_db(admin, token, argv[optind], to, when);
 	}
+	if (strcmp(cmd, "config") == 0 && nargs == 1)
+		return config_db(admin, token, argv[optind], retention);
 	if (strcmp(cmd, "backup") == 0 && nargs == 1) {
 		if (out == NULL) {
 			fprintf(stderr,
@@ -430,7 +498,8 @@ int replite_db_main(int argc, char **argv)
 	    nargs != 1) {
 		fprintf(stderr,
 			"replite db: expected create NAME, delete NAME, list, "
-			"fork FROM TO, restore NAME or backup NAME\n%s",
+			"config NAME, fork FROM TO, restore NAME or backup "
+			"NAME\n%s",
 			db_usage);
 		return 2;
 	}
@@ -439,9 +508,17 @@ int replite_db_main(int argc, char **argv)
 		return 2;
 	snprintf(path, sizeof path, "/v1/namespaces/%s%s", name,
 		 strcmp(cmd, "create") == 0 ? "/create" : "");
+	if (retention != NULL &&
+	    (strcmp(cmd, "create") != 0 || strcmp(retention, "default") == 0)) {
+		fprintf(stderr, "replite db: --retention DURATION goes with "
+				"create or config\n");
+		return 2;
+	}
+	if (retention != NULL && retention_json(retention, body, sizeof body))
+		return 2;
 	if (request(admin, token,
-		    strcmp(cmd, "create") == 0 ? "POST" : "DELETE", path, NULL,
-		    &answer) != 0)
+		    strcmp(cmd, "create") == 0 ? "POST" : "DELETE", path,
+		    retention ? body : NULL, &answer) != 0)
 		return 1;
 	json_decref(answer);
 	printf("%s database %s\n",

@@ -115,17 +115,19 @@ START_TEST(test_create_isolated_and_reopened)
 	json_t *list;
 	char id_a[64];
 
-	ck_assert_int_eq(databases_create(d, "a", &status, err, sizeof err), 0);
-	ck_assert_int_eq(databases_create(d, "b", &status, err, sizeof err), 0);
-	ck_assert_int_eq(databases_create(d, "a", &status, err, sizeof err),
+	ck_assert_int_eq(databases_create(d, "a", -1, &status, err, sizeof err),
+			 0);
+	ck_assert_int_eq(databases_create(d, "b", -1, &status, err, sizeof err),
+			 0);
+	ck_assert_int_eq(databases_create(d, "a", -1, &status, err, sizeof err),
 			 -1);
 	ck_assert_int_eq(status, 409);
 	ck_assert_int_eq(
-	    databases_create(d, "../etc", &status, err, sizeof err), -1);
+	    databases_create(d, "../etc", -1, &status, err, sizeof err), -1);
 	ck_assert_int_eq(status, 400);
-	ck_assert_int_eq(
-	    databases_create(d, DATABASES_DEFAULT, &status, err, sizeof err),
-	    -1);
+	ck_assert_int_eq(databases_create(d, DATABASES_DEFAULT, -1, &status,
+					  err, sizeof err),
+			 -1);
 	ck_assert_int_eq(status, 400);
 	def = databases_get(d, NULL);
 	a = databases_get(d, "a");
@@ -173,7 +175,8 @@ START_TEST(test_delete_while_held)
 	char err[512];
 	int status;
 
-	ck_assert_int_eq(databases_create(d, "a", &status, err, sizeof err), 0);
+	ck_assert_int_eq(databases_create(d, "a", -1, &status, err, sizeof err),
+			 0);
 	a = databases_get(d, "a");
 	exec_in(a, "CREATE TABLE t(v); INSERT INTO t VALUES (7)");
 	ck_assert_int_eq(store_open_conn(a->store, &c), SQLITE_OK);
@@ -205,7 +208,8 @@ START_TEST(test_delete_while_held)
 	    -1);
 	ck_assert_int_eq(status, 400);
 	/* The name can be used again: a new, empty database. */
-	ck_assert_int_eq(databases_create(d, "a", &status, err, sizeof err), 0);
+	ck_assert_int_eq(databases_create(d, "a", -1, &status, err, sizeof err),
+			 0);
 	a = databases_get(d, "a");
 	ck_assert_int_eq(query_in(a, "SELECT count(*) FROM sqlite_schema"), 0);
 	databases_put(a);
@@ -219,8 +223,8 @@ START_TEST(test_interrupted_leftovers_removed)
 	char err[512];
 	int status;
 
-	ck_assert_int_eq(databases_create(d, "kept", &status, err, sizeof err),
-			 0);
+	ck_assert_int_eq(
+	    databases_create(d, "kept", -1, &status, err, sizeof err), 0);
 	databases_close(d);
 	/* What a crash in the middle of a create or delete leaves. */
 	{
