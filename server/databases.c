@@ -271,11 +271,15 @@ int databases_exists(struct databases *d, const char *name)
 
 /* How a new database's directory is filled (an empty store, or a fork). */
 typedef int (*build_fn)(void *arg, const char *dir, char *err, size_t n);
+static int build_fork(void *arg, const char *dir, char *err, size_t n);
 
 /* Create database name with build, in a temporary directory renamed into
- * place: a crash leaves either nothing or a whole database.  The store is
- * opened once there and closed (which builds its live database), then
- * opened again under its final path (the store keeps its paths). */
+ * place: a crash leaves either nothing or a whole database.  A new empty
+ * store is opened once there and closed (which makes its first
+ * generation); then the database is opened under its final path (the
+ * store keeps its paths).  A fork's directory is whole as built: the open
+ * under the final path builds its live database, as start-up would after
+ * a crash right after the rename. */
 static int install(struct databases *d, const char *name, build_fn build,
 		   void *arg, int *status, char *err, size_t n)
 {
@@ -318,11 +322,13 @@ static int install(struct databases *d, const char *name, build_fn build,
 	}
 	if (build != NULL && build(arg, tmp, err, n) != 0)
 		goto out;
-	sc.data_dir = tmp;
-	sc.import_path = NULL;
-	if (store_open(&sc, &s, err, n) != 0)
-		goto out;
-	store_close(s);
+	if (build != build_fork) {
+		sc.data_dir = tmp;
+		sc.import_path = NULL;
+		if (store_open(&sc, &s, err, n) != 0)
+			goto out;
+		store_close(s);
+	}
 	if (rename(tmp, final) != 0 || fileio_fsync_dir(d->sub) != 0) {
 		snprintf(err, n, "cannot create %s: %s", final,
 			 strerror(errno));
