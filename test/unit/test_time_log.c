@@ -341,6 +341,51 @@ START_TEST(test_answered_commits_keep_their_times_through_power_loss)
 }
 END_TEST
 
+/* A database's own retention is kept across restarts and applies at the
+ * next tick; going back to the default removes it.  Ended generations go
+ * once past it, and the oldest restorable state moves with them. */
+START_TEST(test_retention_per_database)
+{
+	struct fx f;
+	struct store_point pt;
+	char err[256];
+	int64_t after[N_COMMITS], since;
+	int own;
+
+	fx_init(&f, "data");
+	f.cfg.generation_frames = 8;
+	f.cfg.retention_ms = 3600 * 1000;
+	fx_open(&f);
+	ck_assert_int_eq(store_retention(f.store, &own), 3600 * 1000);
+	ck_assert_int_eq(own, 0);
+	commit_rows(&f, after);
+	since = store_restorable_since(f.store);
+	ck_assert_int_eq(
+	    store_locate_time(f.store, after[0], &pt, err, sizeof err), 0);
+	ck_assert_int_eq(store_set_retention(f.store, 0, err, sizeof err), 0);
+	fx_close(&f);
+	fx_open(&f); /* kept durably */
+	ck_assert_int_eq(store_retention(f.store, &own), 0);
+	ck_assert_int_eq(own, 1);
+	store_maintain(f.store);
+	ck_assert_int_gt(store_restorable_since(f.store), since);
+	ck_assert_int_eq(
+	    store_locate_time(f.store, after[0], &pt, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "outside retention"));
+	/* The newest state is still there, whole. */
+	ck_assert_int_eq(
+	    store_locate_time(f.store, clock_unix_ms(), &pt, err, sizeof err),
+	    0);
+	ck_assert_int_eq(rows_at(&f, &pt, "kept", NULL), N_COMMITS);
+	ck_assert_int_eq(store_set_retention(f.store, -1, err, sizeof err), 0);
+	fx_close(&f);
+	fx_open(&f);
+	ck_assert_int_eq(store_retention(f.store, &own), 3600 * 1000);
+	ck_assert_int_eq(own, 0);
+	fx_done(&f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("time_log");
@@ -351,6 +396,7 @@ int main(void)
 	tcase_add_test(tc, test_restore_at_times_across_rollovers_and_restarts);
 	tcase_add_test(tc, test_start_up_cuts_and_dates);
 	tcase_add_test(tc, test_fork_shares_the_base);
+	tcase_add_test(tc, test_retention_per_database);
 	tcase_add_test(
 	    tc, test_answered_commits_keep_their_times_through_power_loss);
 	suite_add_tcase(s, tc);
