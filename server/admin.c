@@ -70,9 +70,9 @@ static void reply_result(struct http_response *res, int rc, int status,
 static int fork_point(struct http_request *req, struct http_response *res,
 		      struct databases_at *at)
 {
-	json_t *body = NULL;
+	json_t *body = NULL, *v;
 	json_error_t jerr;
-	const char *code;
+	const char *code, *key;
 	char err[256];
 	int rv = -1;
 
@@ -84,6 +84,18 @@ static int fork_point(struct http_request *req, struct http_response *res,
 		http_reply_error(&res->reply, 400, "INVALID_BODY",
 				 "the body must be a JSON object (or empty)");
 		goto out;
+	}
+	json_object_foreach(body, key, v)
+	{
+		if (strcmp(key, "timestamp") != 0 &&
+		    strcmp(key, "frame") != 0) {
+			http_reply_error(
+			    &res->reply, 400, "INVALID_BODY",
+			    "unknown field \"%.60s\": a fork takes "
+			    "\"timestamp\" or \"frame\"",
+			    key);
+			goto out;
+		}
 	}
 	if (databases_parse_at(json_object_get(body, "timestamp"),
 			       json_object_get(body, "frame"), at, &code, err,

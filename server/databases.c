@@ -99,8 +99,14 @@ static struct entry *entry_open(struct databases *d, const char *name,
 	e->owner = d;
 	sc.data_dir = dir;
 	sc.import_path = import;
-	if (store_open(&sc, &e->db.store, err, n) != 0)
+	if (store_open(&sc, &e->db.store, err, n) != 0) {
+		/* Say which database: a server holds many. */
+		char *why = strdup(err);
+		snprintf(err, n, "database \"%s\" (%s): %s", name, dir,
+			 why != NULL ? why : "cannot open");
+		free(why);
 		goto fail;
+	}
 	stc.open_db = store_open_conn;
 	stc.open_db_arg = e->db.store;
 	e->db.streams = streams_new(&stc);
@@ -269,6 +275,16 @@ int databases_exists(struct databases *d, const char *name)
 	return found;
 }
 
+/* Why name cannot be a new database's, into err. */
+static void name_refused(const char *name, char *err, size_t n)
+{
+	snprintf(err, n,
+		 "invalid database name \"%.80s\": 1-63 of a-z, 0-9, '-' and "
+		 "'_', starting and ending with a letter or digit, and "
+		 "not " DATABASES_DEFAULT ", v1, v2, v3 or v3-protobuf",
+		 name != NULL ? name : "");
+}
+
 /* How a new database's directory is filled (an empty store, or a fork). */
 typedef int (*build_fn)(void *arg, const char *dir, char *err, size_t n);
 static int build_fork(void *arg, const char *dir, char *err, size_t n);
@@ -291,12 +307,7 @@ static int install(struct databases *d, const char *name, build_fn build,
 
 	*status = 400;
 	if (!databases_name_valid(name) || databases_name_reserved(name)) {
-		snprintf(err, n,
-			 "invalid database name \"%.80s\": 1-63 of a-z, 0-9, "
-			 "'-' and '_', starting and ending with a letter or "
-			 "digit, and not " DATABASES_DEFAULT ", v1, v2, v3 or "
-			 "v3-protobuf",
-			 name != NULL ? name : "");
+		name_refused(name, err, n);
 		return -1;
 	}
 	pthread_mutex_lock(&d->admin_mu);
@@ -455,7 +466,12 @@ int databases_fork(struct databases *d, const char *from, const char *to,
 			 from != NULL ? from : "");
 		return -1;
 	}
-	if (to != NULL && databases_exists(d, to)) {
+	if (!databases_name_valid(to) || databases_name_reserved(to)) {
+		*status = 400;
+		name_refused(to, err, n);
+		goto out;
+	}
+	if (databases_exists(d, to)) {
 		*status = 409;
 		snprintf(err, n, "database \"%.80s\" already exists", to);
 		goto out;

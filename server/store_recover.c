@@ -136,8 +136,7 @@ int store_recover_live(struct store *s, char *err, size_t n)
 {
 	struct generation *g = store_current_locked(s);
 	char *base = util_strdupf("%s/base.db", g->dir);
-	sqlite3 *db = NULL;
-	int fd = -1, rv = -1, rc, e, missing;
+	int fd = -1, rv = -1, e, missing;
 
 	missing = access(s->live_path, F_OK) != 0;
 	if (missing || stopped_uncleanly(s)) {
@@ -171,16 +170,11 @@ int store_recover_live(struct store *s, char *err, size_t n)
 			goto out;
 		}
 	}
-	rc = sqlite3_open_v2(s->live_path, &db, SQLITE_OPEN_READWRITE, NULL);
-	if (rc == SQLITE_OK)
-		rc =
-		    store_exec_check(db, "PRAGMA wal_checkpoint(TRUNCATE)",
-				     "checkpointing the live database", err, n);
-	else
-		errors_set(err, n, "cannot open %s: %s", s->live_path,
-			   sqlite3_errstr(rc));
-	if (sqlite3_close(db) != SQLITE_OK || rc != SQLITE_OK)
-		goto out;
+	/* No SQLite here: live.db has no WAL at this point (a clean stop's
+	 * last close removed it, a rebuild deleted it), and a replay that a
+	 * crash cut short leaves a file SQLite may call malformed, which
+	 * the replay below repairs: it writes every page the generation
+	 * changed, in order, and sets the size, whatever the file held. */
 	if (frame_log_head(g->log) > 0) {
 		fd = open(s->live_path, O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
