@@ -139,6 +139,7 @@ static int64_t rows_at(struct fx *f, const struct store_point *at,
 		*database_id = strdup(store_database_id(g.store));
 	fx_close(&g);
 	free(g.data);
+	free(g.dir);
 	return n;
 }
 
