@@ -328,6 +328,10 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 		replica_state_free(&st);
 		return -1;
 	}
+	/* Opened by the state's own time or frame: should it be downloaded
+	 * again, it is the original request that names it. */
+	if (st.has_as_of)
+		r->params.as_of = st.as_of_request;
 	if (st.page_size != REPLITE_PAGE_SIZE) {
 		errors_set(err, err_len,
 			   "the replica state file %s records %u-byte pages; "

@@ -244,20 +244,40 @@ START_TEST(test_deleted_database_gets_the_same_state)
 {
 	struct world w;
 	sqlite3 *db;
-	char wal[4096];
+	char wal[4096], query[128], *state_path, *text;
+	size_t len;
+	json_t *status;
 	int64_t frame;
 
 	world_start(&w, NULL);
 	db = rfx_open(w.env.path, w.env.srv.url, w.query);
 	frame = rfx_status_int(db, "frame_no");
+	status = rfx_status_json(db);
+	snprintf(query, sizeof query, "as_of=%s",
+		 json_string_value(json_object_get(status, "as_of")));
+	json_decref(status);
 	sqlite3_close(db);
 	ck_assert_int_eq(unlink(w.env.path), 0);
 	snprintf(wal, sizeof wal, "%s-wal", w.env.path);
 	unlink(wal);
-	db = rfx_open(w.env.path, w.env.srv.url, w.query);
+	/* Opened by the state's own time: downloaded again for the request
+	 * it was made with, which the state file keeps. */
+	db = rfx_open(w.env.path, w.env.srv.url, query);
 	assert_round_2(db);
 	ck_assert_int_eq(rfx_status_int(db, "frame_no"), frame);
 	sqlite3_close(db);
+	state_path = replica_state_path(w.env.path);
+	text = rfx_slurp(state_path, &len);
+	ck_assert_ptr_nonnull(text);
+	{
+		char needle[128];
+		snprintf(needle, sizeof needle, "\"as_of_request\":\"%s\"",
+			 w.as_of);
+		ck_assert_ptr_nonnull(
+		    memmem(text, len, needle, strlen(needle)));
+	}
+	free(text);
+	free(state_path);
 	world_stop(&w);
 }
 END_TEST
