@@ -45,6 +45,11 @@ int replica_as_of_open(struct replica *r, int synced, char *err, size_t err_len)
 			return -1;
 		}
 		r->last_sync_unix_ms = clock_unix_ms();
+		/* No sync thread will ever checkpoint it: a whole image
+		 * applied through the WAL goes into the file now. */
+		if (applier_checkpoint(r->applier, 1, NULL, why, sizeof why) !=
+		    0)
+			sqlite3_log(SQLITE_WARNING, "replite: %s", why);
 	}
 	puller_stats(r->puller, &r->stats);
 	if (applier_load_state(r->applier, &st, err, err_len) != 0)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -230,6 +231,15 @@ START_TEST(test_interrupted_bootstrap_is_redone_with_the_same_as_of)
 	assert_round_2(db);
 	ck_assert_int_eq(rfx_state_int(w.env.path, "frame_no"),
 			 rfx_status_int(db, "frame_no"));
+	/* The image went through the WAL, and with no sync thread to
+	 * checkpoint it ever, into the file at once. */
+	{
+		char wal[4096];
+		struct stat sb;
+		snprintf(wal, sizeof wal, "%s-wal", w.env.path);
+		ck_assert_int_eq(stat(wal, &sb), 0);
+		ck_assert_int_eq(sb.st_size, 0);
+	}
 	sqlite3_close(db);
 	free(before);
 	free(state_path);
