@@ -1,5 +1,6 @@
 #include "messages.h"
 
+#include "base/clock.h"
 #include "base/dbsum.h"
 
 #include <assert.h>
@@ -116,7 +117,7 @@ int messages_parse_info(const void *body, size_t len, struct messages_info *out,
 {
 	static const char what[] = "GET /info";
 	struct messages_info info = {0};
-	const json_t *sum;
+	const json_t *sum, *as_of;
 	json_t *root;
 	int has_oldest, rv = -1;
 
@@ -148,6 +149,20 @@ int messages_parse_info(const void *body, size_t len, struct messages_info *out,
 			goto out;
 		}
 		info.has_checksum = 1;
+	}
+	as_of = json_object_get(root, "as_of");
+	if (as_of != NULL) {
+		if (!json_is_string(as_of) ||
+		    clock_parse_rfc3339(json_string_value(as_of),
+					&info.as_of_unix_ms) != 0) {
+			snprintf(err, err_len,
+				 "the primary's answer to %s has an \"as_of\" "
+				 "that is not an RFC 3339 time",
+				 what);
+			free(info.database_id);
+			goto out;
+		}
+		info.has_as_of = 1;
 	}
 	*out = info;
 	rv = 0;
@@ -255,6 +270,11 @@ json_t *messages_encode_info(const struct messages_info *info)
 	if (o != NULL && info->has_checksum) {
 		dbsum_format(info->checksum, text);
 		json_object_set_new(o, "checksum", json_string(text));
+	}
+	if (o != NULL && info->has_as_of) {
+		char when[40];
+		clock_format_rfc3339(info->as_of_unix_ms, when, sizeof when);
+		json_object_set_new(o, "as_of", json_string(when));
 	}
 	return o;
 }

@@ -4,6 +4,9 @@
  *
  *   GET /info 200 {"current_generation": G, "database_id": "...",
  *     "max_frame_no": N, "oldest_generation": O}.
+ *   GET /info?as_of=... (ext) 200: the same, describing the state as of
+ *     a time or frame (G and N its position), with "as_of": "<RFC 3339>",
+ *     the time of its commit.
  *   GET /sync/... 400 {"generation": N}: no frames at start; N is the
  *     generation to continue with (the same one: caught up; the next one:
  *     the requested generation has ended).
@@ -30,6 +33,10 @@ struct messages_info {
 	 * max_frame_no, 16 hex digits. */
 	int has_checksum;
 	uint64_t checksum;
+	/* (ext) "as_of": the answer describes the state made at this time
+	 * (Unix ms; RFC 3339 on the wire), not the head. */
+	int has_as_of;
+	int64_t as_of_unix_ms;
 };
 
 /* Parse the 200 body of GET /info.  Returns 0, or -1 with err; *out is set

@@ -256,6 +256,51 @@ static void handle_checksum(struct database *db, const char *rest,
 			messages_encode_checksum(gen, frame, sum));
 }
 
+/* Is text GENERATION:FRAME rather than a time (digits and a colon; an
+ * RFC 3339 time has dashes)? */
+static int looks_like_frame(const char *text)
+{
+	return text[0] != '\0' && strspn(text, "0123456789:") == strlen(text);
+}
+
+/* GET /info[?as_of=TIME|GEN:FRAME]: the head, or (ext) the state as of a
+ * time (RFC 3339) or after a commit frame, for as-of replicas: the state's
+ * generation and frame in place of the head's, "as_of" its commit time.
+ * The rest of the protocol is unchanged: the generation's base (GET
+ * /export/G) and its frames up to that one are exactly that state. */
+static void handle_info(struct database *db, struct http_request *req,
+			struct http_response *res)
+{
+	const char *v = http_request_arg(req, "as_of"), *code;
+	struct databases_at at;
+	struct store_point pt;
+	json_t *text;
+	char err[512];
+
+	if (v == NULL) {
+		http_reply_json(&res->reply, 200, store_info(db->store));
+		return;
+	}
+	text = json_string(v);
+	if (text == NULL) {
+		http_reply_error(&res->reply, 400, "INVALID_TIMESTAMP",
+				 "as_of is not UTF-8 text: expected an RFC "
+				 "3339 time or GENERATION:FRAME");
+		return;
+	}
+	if (looks_like_frame(v)
+		? databases_parse_at(NULL, text, &at, &code, err, sizeof err)
+		: databases_parse_at(text, NULL, &at, &code, err, sizeof err))
+		http_reply_error(&res->reply, 400, code, "as_of: %s", err);
+	else if (databases_locate(db, &at, &pt, err, sizeof err) != 0)
+		http_reply_error(&res->reply, 400, "POINT_NOT_AVAILABLE", "%s",
+				 err);
+	else
+		http_reply_json(&res->reply, 200,
+				store_info_at(db->store, &pt));
+	json_decref(text);
+}
+
 /* The access granted to database db, or JWT_ACCESS_DENIED with the reply
  * set: 401, or 403 for a token of other databases. */
 static enum jwt_access authorize(struct api *api, struct database *db,
@@ -541,7 +586,7 @@ static void route(struct api *api, struct database *db,
 		/* Behind a token like the rest, when there are tokens. */
 		api_metrics_page(api, res);
 	} else if (is(req, "GET", "/info")) {
-		http_reply_json(&res->reply, 200, store_info(db->store));
+		handle_info(db, req, res);
 	} else if (strncmp(req->path, "/sync/", 6) == 0) {
 		handle_sync(api, db, req, res, access);
 	} else if (strncmp(req->path, "/export/", 8) == 0 &&

@@ -299,6 +299,28 @@ json_t *store_info(struct store *s)
 	return messages_encode_info(&info);
 }
 
+json_t *store_info_at(struct store *s, const struct store_point *at)
+{
+	struct messages_info info = {.has_max_frame_no = 1, .has_as_of = 1};
+	struct generation *g;
+
+	pthread_mutex_lock(&s->mu);
+	g = store_current_locked(s);
+	info.oldest_generation = s->gens[0]->number;
+	info.current_generation = at->generation;
+	info.database_id = s->database_id;
+	info.max_frame_no = at->frame;
+	/* The replica checks the state it builds against it; the primary
+	 * keeps checksums for its current generation only. */
+	info.has_checksum =
+	    g->number == at->generation &&
+	    at->frame <= frame_log_head(g->log) &&
+	    store_sum_at_locked(&s->sum, at->frame, &info.checksum) == 0;
+	info.as_of_unix_ms = at->unix_ms;
+	pthread_mutex_unlock(&s->mu);
+	return messages_encode_info(&info);
+}
+
 /* ---------------------------------------------------------------------- */
 /* pull and export */
 

@@ -256,6 +256,12 @@ int store_checksum_at(struct store *s, uint32_t gen, uint32_t frame,
 
 /* Information for /info and logs. */
 json_t *store_info(struct store *s);
+/* The same describing state `at` (store_locate_*) instead of the head:
+ * GET /info?as_of=... (ext), for as-of replicas.  Its generation and frame
+ * as current_generation and max_frame_no, "as_of" its commit time, and the
+ * checksum when the primary knows it (at a state of the current
+ * generation). */
+json_t *store_info_at(struct store *s, const struct store_point *at);
 
 /* Numbers for /metrics (store_stats.c). */
 struct store_stats {

@@ -100,6 +100,14 @@ struct applier_image {
 	/* The frame of the generation the image is at (0: its base; more
 	 * when the puller laid the generation's frames over it). */
 	uint32_t frame_no;
+	/* An as-of replica's image (sync/replica_state.h): the state as of
+	 * as_of_request, committed at as_of_unix_ms, recorded in the state
+	 * file from the start of the bootstrap on.  The image is refused
+	 * when the state file says otherwise (a live replica, or another
+	 * as_of), and the result is not catching up: nothing follows. */
+	int has_as_of;
+	struct as_of as_of_request;
+	int64_t as_of_unix_ms;
 };
 enum applier_result applier_apply_image(struct applier *a,
 					const struct applier_image *img,

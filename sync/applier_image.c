@@ -147,6 +147,28 @@ sqlite3_file *applier_main_file(struct applier *a, char *err, size_t err_len)
 	return f;
 }
 
+int applier_image_check_as_of(struct applier *a, const struct replica_state *st,
+			      const struct applier_image *img, char *err,
+			      size_t err_len)
+{
+	static const struct as_of live = {.kind = AS_OF_NONE};
+
+	/* Checked at open too; again under the lock, since another
+	 * connection or process may have made the file something else
+	 * meanwhile. */
+	return replica_state_check_as_of(
+	    st, img->has_as_of ? &img->as_of_request : &live, a->db_path, err,
+	    err_len);
+}
+
+void applier_image_set_as_of(struct replica_state *st,
+			     const struct applier_image *img)
+{
+	st->has_as_of = img->has_as_of;
+	st->as_of_request = img->as_of_request;
+	st->as_of_unix_ms = img->as_of_unix_ms;
+}
+
 enum applier_result applier_apply_image(struct applier *a,
 					const struct applier_image *img,
 					struct replica_state *st, char *err,
@@ -166,6 +188,9 @@ enum applier_result applier_apply_image(struct applier *a,
 		return APPLIER_ERROR;
 	loaded = applier_load_state(a, st, err, err_len);
 	if (loaded < 0)
+		goto out;
+	if (loaded == 0 &&
+	    applier_image_check_as_of(a, st, img, err, err_len) != 0)
 		goto out;
 	if (loaded == 0 && !st->bootstrapping &&
 	    st->generation >= img->generation) {
@@ -204,6 +229,7 @@ enum applier_result applier_apply_image(struct applier *a,
 	st->generation = img->generation;
 	st->page_size = a->page_size;
 	st->bootstrapping = 1;
+	applier_image_set_as_of(st, img);
 	if (applier_state_save(a, st, err, err_len) != 0)
 		goto out;
 	pages = calloc(n_pages, sizeof *pages);
@@ -241,7 +267,7 @@ inject:
 			   err_len) != 0)
 		goto out;
 	st->bootstrapping = 0;
-	st->catching_up = 1;
+	st->catching_up = !img->has_as_of; /* an as-of state is complete */
 	st->frame_no = img->frame_no;
 	st->frame_hwm = img->frame_no;
 	st->has_checksum = img->has_checksum;

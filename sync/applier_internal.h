@@ -79,6 +79,16 @@ int applier_image_can_bypass_wal(struct applier *a);
 #define APPLIER_RUN_BYTES 65536
 sqlite3_file *applier_main_file(struct applier *a, char *err, size_t err_len);
 
+/* May img replace the content of the file whose state is st (loaded under
+ * the lock)?  Not when one is an as-of replica's and the other is not, or
+ * of another as_of (applier_image.c): 0, or -1 with err. */
+int applier_image_check_as_of(struct applier *a, const struct replica_state *st,
+			      const struct applier_image *img, char *err,
+			      size_t err_len);
+/* Record img's as_of (or none) in st, a state being rebuilt for it. */
+void applier_image_set_as_of(struct replica_state *st,
+			     const struct applier_image *img);
+
 /* The sync lock: BEGIN IMMEDIATE on the internal connection (the WAL write
  * lock), and its release. */
 int applier_lock_begin(struct applier *a, char *err, size_t err_len);

@@ -130,6 +130,9 @@ enum applier_result applier_stream_begin(struct applier *a,
 	loaded = applier_load_state(a, &s->st, err, err_len);
 	if (loaded < 0)
 		goto unlock;
+	if (loaded == 0 &&
+	    applier_image_check_as_of(a, &s->st, img, err, err_len) != 0)
+		goto unlock;
 	if (loaded == 0 && !(s->st.bootstrapping && a->outbox == NULL)) {
 		/* Not a new replica (or one with offline records, which a
 		 * whole image records as dropped): a whole image, or
@@ -169,6 +172,7 @@ enum applier_result applier_stream_begin(struct applier *a,
 	s->st.generation = img->generation;
 	s->st.page_size = a->page_size;
 	s->st.bootstrapping = 1;
+	applier_image_set_as_of(&s->st, img);
 	if (applier_state_save(a, &s->st, err, err_len) != 0)
 		goto unlock;
 	s->n_pages = 1;
@@ -269,7 +273,7 @@ enum applier_result applier_stream_finish(struct applier_stream *s,
 	if (applier_inject(a, &page1, 1, s->n_pages, err, err_len) != 0)
 		goto out;
 	s->st.bootstrapping = 0;
-	s->st.catching_up = 1;
+	s->st.catching_up = !s->st.has_as_of; /* an as-of state is complete */
 	s->st.frame_no = frame_no;
 	s->st.frame_hwm = frame_no;
 	s->st.has_checksum = 1;

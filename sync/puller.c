@@ -96,36 +96,117 @@ int puller_request_to(struct puller *p, const char *path, long timeout_ms,
 /* ---------------------------------------------------------------------- */
 /* bootstrap */
 
-int puller_fetch_info(struct http_client *http, long timeout_ms,
-		      struct messages_info *info, size_t *bytes, char *err,
-		      size_t err_len)
+static int fetch_info(struct http_client *http, const char *path,
+		      long timeout_ms, struct messages_info *info,
+		      size_t *bytes, char *err, size_t err_len)
 {
 	struct http_client_response res = {0};
+	char what[96];
 	int rv = -1;
 
-	if (http_client_request(http, "GET", "/info", NULL, 0, timeout_ms, &res,
+	if (http_client_request(http, "GET", path, NULL, 0, timeout_ms, &res,
 				err, err_len) != 0)
 		return -1;
 	if (bytes != NULL)
 		*bytes = res.len;
+	snprintf(what, sizeof what, "GET %s", path);
 	if (res.status != 200)
-		http_client_status_error("GET /info", &res, err, err_len);
+		http_client_status_error(what, &res, err, err_len);
 	else
 		rv = messages_parse_info(res.body, res.len, info, err, err_len);
 	http_client_response_free(&res);
 	return rv;
 }
 
+int puller_fetch_info(struct http_client *http, long timeout_ms,
+		      struct messages_info *info, size_t *bytes, char *err,
+		      size_t err_len)
+{
+	return fetch_info(http, "/info", timeout_ms, info, bytes, err, err_len);
+}
+
+void puller_set_as_of(struct puller *p, const struct as_of *a)
+{
+	p->as_of = *a;
+	p->limited = 0;
+}
+
+/* An as-of replica's /info answer describes its state: from now on no
+ * frame past it is asked for. */
+static int take_as_of(struct puller *p, const struct messages_info *info,
+		      const char *asked, char *err, size_t err_len)
+{
+	if (!info->has_as_of || !info->has_max_frame_no) {
+		errors_set(err, err_len,
+			   "the primary at %s answered GET /info?as_of=%s "
+			   "without the state's position (\"as_of\", "
+			   "\"max_frame_no\"): it does not serve as-of "
+			   "replicas (is it replite serve of this version?)",
+			   p->sync_url, asked);
+		return -1;
+	}
+	p->limited = 1;
+	p->limit_generation = info->current_generation;
+	p->limit_frame = info->max_frame_no;
+	p->limit_unix_ms = info->as_of_unix_ms;
+	return 0;
+}
+
 int puller_info(struct puller *p, struct messages_info *info, char *err,
 		size_t err_len)
 {
+	char asked[AS_OF_TEXT_SIZE], path[64 + AS_OF_TEXT_SIZE];
 	size_t bytes = 0;
-	int rv = puller_fetch_info(p->http, PULL_TIMEOUT_MS, info, &bytes, err,
-				   err_len);
+	int rv;
 
+	if (p->as_of.kind == AS_OF_NONE) {
+		rv = fetch_info(p->http, "/info", PULL_TIMEOUT_MS, info, &bytes,
+				err, err_len);
+	} else {
+		/* The canonical text needs no escaping in a query. */
+		as_of_format(&p->as_of, asked);
+		snprintf(path, sizeof path, "/info?as_of=%s", asked);
+		rv = fetch_info(p->http, path, PULL_TIMEOUT_MS, info, &bytes,
+				err, err_len);
+		if (rv == 0 && take_as_of(p, info, asked, err, err_len) != 0) {
+			messages_info_free(info);
+			rv = -1;
+		}
+	}
 	p->stats.bytes_pulled += bytes;
 	p->stats.wire_bytes_pulled += bytes; /* JSON: never compressed */
 	return rv;
+}
+
+int puller_more_frames(const struct puller *p, uint32_t n)
+{
+	if (p->limited)
+		return n > 0; /* the next asks for nothing past the limit */
+	return n == PULL_FRAMES;
+}
+
+int puller_check_limit(const struct puller *p, uint32_t g, uint32_t frame_no,
+		       char *err, size_t err_len)
+{
+	char when[AS_OF_TEXT_SIZE];
+
+	if (!p->limited ||
+	    (g == p->limit_generation && frame_no == p->limit_frame))
+		return 0;
+	clock_format_rfc3339(p->limit_unix_ms, when, sizeof when);
+	errors_set(err, err_len,
+		   "the primary's frames of generation %u reached frame %u, "
+		   "but its state as of %s is frame %u of generation %u; "
+		   "nothing was applied",
+		   g, frame_no, when, p->limit_frame, p->limit_generation);
+	return -1;
+}
+
+void puller_image_as_of(const struct puller *p, struct applier_image *img)
+{
+	img->has_as_of = p->limited;
+	img->as_of_request = p->as_of;
+	img->as_of_unix_ms = p->limit_unix_ms;
 }
 
 /* Is the local file ahead of the primary?  Then it holds transactions the
@@ -607,6 +688,14 @@ int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len)
 		loaded = applier_load_state(p->applier, &st, err, err_len);
 		if (loaded < 0)
 			return -1;
+		if (loaded == 0 && !st.bootstrapping &&
+		    p->as_of.kind != AS_OF_NONE) {
+			/* An as-of replica with its state (checked at open
+			 * and under the lock by every image): nothing to
+			 * pull, ever. */
+			p->stats.primary_frame_no = st.frame_no;
+			break;
+		}
 		if (loaded == 1 || st.bootstrapping) {
 			int b = puller_bootstrap(p, loaded == 0 ? &st : NULL,
 						 err, err_len);

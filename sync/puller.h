@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "sync/applier.h"
+#include "sync/as_of.h"
 #include "proto/frames.h"
 #include "proto/messages.h"
 #include "sync/http_client.h"
@@ -47,10 +48,19 @@ struct puller *puller_new(struct http_client *http, struct applier *a,
 			  const char *sync_url, uint32_t page_size);
 void puller_free(struct puller *p);
 
+/* Make the puller an as-of replica's (a: kind AS_OF_TIME or AS_OF_FRAME),
+ * before its first sync: it asks the primary for the state as of a (GET
+ * /info?as_of=...), bootstraps the file with exactly that state (no frame
+ * past it is ever requested or applied, and the state file records as_of),
+ * and never pulls anything after it. */
+void puller_set_as_of(struct puller *p, const struct as_of *a);
+
 /* Pull and apply until the primary says the file is caught up.  wait_s > 0
  * lets the first request long-poll that long for new frames when there are
  * none yet (live sync).  Returns 0 when caught up, or -1 with err naming the
- * cause; what was applied before an error stays applied. */
+ * cause; what was applied before an error stays applied.  An as-of
+ * replica's puller only bootstraps a file that does not hold its state yet
+ * (and needs no network otherwise). */
 int puller_sync(struct puller *p, int wait_s, char *err, size_t err_len);
 
 /* GET /info: the primary's generation, head and database id.  *bytes

@@ -43,12 +43,26 @@ int puller_fetch_generation_frames(struct puller *p, uint32_t g, uint32_t *got,
 	int rv;
 
 	*got = 0;
+	if (p->limited) {
+		/* An as-of replica: nothing past its state, ever. */
+		if (start > p->limit_frame)
+			return 0;
+		if (end > p->limit_frame + 1)
+			end = p->limit_frame + 1;
+	}
 	snprintf(path, sizeof path, "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g,
 		 start, end);
 	rv = puller_request(p, path, PULL_TIMEOUT_MS, &res, err, err_len);
 	if (rv != 0)
 		return rv; /* 1: rejected */
 	rv = -1;
+	if (res.status != 200 && p->limited) {
+		/* Its state's frames must all be there. */
+		char what[128];
+		snprintf(what, sizeof what, "GET %s (the state as of)", path);
+		http_client_status_error(what, &res, err, err_len);
+		goto out;
+	}
 	if (res.status != 200) {
 		rv = 0; /* no frames after start: the head */
 		goto out;
@@ -107,8 +121,10 @@ static int roll_forward(struct puller *p, uint32_t g, const uint8_t *image,
 		if (rv != 0)
 			goto out; /* 1: rejected */
 		rv = -1;
-	} while (n == PULL_FRAMES);
+	} while (puller_more_frames(p, n));
 	n = puller_pending_complete(pd);
+	if (puller_check_limit(p, g, n, err, err_len) != 0)
+		goto out;
 	if (n == 0) {
 		rv = 0;
 		goto out;
@@ -242,7 +258,9 @@ int puller_bootstrap(struct puller *p, const struct replica_state *st,
 	img.data = res.body;
 	img.len = res.len;
 	img.frame_no = 0;
-	/* Published at the primary's head, not at the generation's base. */
+	puller_image_as_of(p, &img);
+	/* Published at the primary's head (an as-of replica's state), not at
+	 * the generation's base. */
 	rv = roll_forward(p, img.generation, res.body, res.len, &rolled,
 			  &rolled_len, &img.frame_no, &img.checksum, err,
 			  err_len);

@@ -61,6 +61,16 @@ struct puller {
 	int unchecked_answers; /* dropped in a row, see pull_once */
 	struct pending pend;
 	struct puller_stats stats;
+	/* An as-of replica's (puller_set_as_of; kind AS_OF_NONE: a live
+	 * replica): what it asks for, and once the primary resolved it
+	 * (GET /info?as_of=...), the state: frame limit_frame of generation
+	 * limit_generation, committed at limit_unix_ms.  No frame past
+	 * limit_frame is requested. */
+	struct as_of as_of;
+	int limited;
+	uint32_t limit_generation;
+	uint32_t limit_frame;
+	int64_t limit_unix_ms;
 };
 
 /* What one request did.  STEP_REJECTED: the answer failed verification
@@ -122,7 +132,20 @@ int puller_fetch_generation_frames(struct puller *p, uint32_t g, uint32_t *got,
  * instead), or -1. */
 int puller_bootstrap_stream(struct puller *p, const struct messages_info *info,
 			    char *err, size_t err_len);
-/* GET /info, and the check that it is the primary the state names. */
+/* After one answer of n frames while a generation's frames are laid over
+ * its image: ask for more?  A live replica, while answers are full (a
+ * shorter one ends at the head); an as-of replica, until it has the
+ * frames up to its state. */
+int puller_more_frames(const struct puller *p, uint32_t n);
+/* An as-of replica's image rolled forward to frame_no of generation g:
+ * 0 when that is its state, or -1 with err. */
+int puller_check_limit(const struct puller *p, uint32_t g, uint32_t frame_no,
+		       char *err, size_t err_len);
+/* The as-of fields of an image about to be applied (none for a live
+ * replica). */
+void puller_image_as_of(const struct puller *p, struct applier_image *img);
+/* GET /info (for an as-of replica, /info?as_of=...: the state, which sets
+ * the limit), and the check that it is the primary the state names. */
 int puller_info(struct puller *p, struct messages_info *info, char *err,
 		size_t err_len);
 int puller_check_primary(struct puller *p, const struct messages_info *info,

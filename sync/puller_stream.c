@@ -184,9 +184,12 @@ static int stream_frames(struct puller *p, struct applier_stream *s, uint32_t g,
 		rv = puller_fetch_generation_frames(p, g, &n, err, err_len);
 		if (rv == 0 && n > 0)
 			rv = stream_complete(p, s, err, err_len);
-	} while (rv == 0 && n == PULL_FRAMES);
+	} while (rv == 0 && puller_more_frames(p, n));
 	if (rv == 0) {
 		*frame_no = pd->first - 1;
+		rv = puller_check_limit(p, g, *frame_no, err, err_len);
+	}
+	if (rv == 0) {
 		/* The image alone is checked against its own checksum. */
 		*has_expected =
 		    *frame_no == 0 ||
@@ -212,6 +215,7 @@ int puller_bootstrap_stream(struct puller *p, const struct messages_info *info,
 	img.generation = info->current_generation;
 	img.database_id = info->database_id;
 	img.sync_url = p->sync_url;
+	puller_image_as_of(p, &img);
 	r = applier_stream_begin(p->applier, &img, &s, err, err_len);
 	if (r == APPLIER_MOVED)
 		return 2;

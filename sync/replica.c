@@ -320,6 +320,18 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 		}
 		return 0;
 	}
+	/* Neither kind of replica ever becomes the other, nor an as-of
+	 * replica one of another state: refused before anything touches the
+	 * file. */
+	if (replica_state_check_as_of(&st, &r->params.as_of, r->db_path, err,
+				      err_len) != 0) {
+		replica_state_free(&st);
+		return -1;
+	}
+	/* Opened by the state's own time or frame: should it be downloaded
+	 * again, it is the original request that names it. */
+	if (st.has_as_of)
+		r->params.as_of = st.as_of_request;
 	if (st.page_size != REPLITE_PAGE_SIZE) {
 		errors_set(err, err_len,
 			   "the replica state file %s records %u-byte pages; "
@@ -475,6 +487,12 @@ int replica_open(const char *db_path, const struct replica_options *p,
 		goto fail;
 	}
 	r->synced_at_open = synced;
+	if (r->params.as_of.kind != AS_OF_NONE) {
+		if (replica_as_of_open(r, synced, err, err_len) != 0)
+			goto fail;
+		*out = r;
+		return 0;
+	}
 	if (pthread_create(&r->thread, NULL, sync_main, r) != 0) {
 		errors_set(err, err_len, "cannot start the sync thread");
 		goto fail;
@@ -521,6 +539,8 @@ int replica_sync_timed(struct replica *r, int64_t timeout_ms,
 	uint64_t ticket;
 	int rc;
 
+	if (r->as_of_state.has_as_of)
+		return replica_as_of_sync(r, err, err_len);
 	pthread_mutex_lock(&r->mu);
 	ticket = ++r->requested;
 	pthread_cond_broadcast(&r->cond);
@@ -639,6 +659,13 @@ char *replica_status_json(struct replica *r)
 		json_object_set_new(o, "lag_ms",
 				    json_integer(lag > 0 ? lag : 0));
 	}
+	if (o != NULL) {
+		/* An as-of replica's state: when it was committed. */
+		char when[AS_OF_TEXT_SIZE];
+		clock_format_rfc3339(st.as_of_unix_ms, when, sizeof when);
+		json_object_set_new(
+		    o, "as_of", st.has_as_of ? json_string(when) : json_null());
+	}
 	if (o != NULL && r->last_sync_unix_ms == 0) /* never synced */
 		json_object_set_new(o, "last_sync_unix_ms", json_null());
 	if (o != NULL)
@@ -686,6 +713,15 @@ char *replica_verify_json(struct replica *r, char *err, size_t err_len)
 	json_t *o;
 	char *out;
 
+	if (r->as_of_state.has_as_of) {
+		o = replica_as_of_verify(r, err, err_len);
+		if (o == NULL)
+			return NULL;
+		out = json_text(o);
+		if (out == NULL)
+			errors_set(err, err_len, "out of memory");
+		return out;
+	}
 	/* At the primary's head, so that it knows the checksum; again if a
 	 * batch was interrupted (the file may hold more than frame_no). */
 	for (tries = 0; tries < 3; tries++) {

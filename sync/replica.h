@@ -74,6 +74,13 @@ void replica_write_unlocking(struct replica *r, int committed, int published,
 			     const struct wal_position *pos);
 void replica_write_unlocked(struct replica *r);
 
+/* May another connection of the process open r's file with as_of want
+ * (kind AS_OF_NONE: as a live replica)?  As at open (a live replica never
+ * as an as-of one, and the reverse; an as-of replica only with an as_of
+ * naming its state): 0, or -1 with err. */
+int replica_check_as_of(struct replica *r, const struct as_of *want, char *err,
+			size_t err_len);
+
 /* The sync URL in use (normalised). */
 const char *replica_sync_url(const struct replica *r);
 

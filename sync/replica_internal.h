@@ -84,6 +84,11 @@ struct replica {
 	int rebase_committing;
 	int rebase_wrote; /* the commit reached the outbox */
 	uint8_t rebase_id[16];
+
+	/* An as-of replica (params.as_of given; replica_as_of.c): its
+	 * state's as-of fields and position, kept from the open (no other
+	 * string than none). */
+	struct replica_state as_of_state;
 };
 
 /* Offline mode (replica_offline.c): the commit (an outbox record instead
@@ -106,6 +111,18 @@ void replica_offline_status(struct replica *r, const struct replica_state *st,
  * (0, or -1 with err); and unregister the private VFS at close. */
 int replica_rebase_pending(struct replica *r, char *err, size_t err_len);
 void replica_rebase_close(struct replica *r);
+
+/* As-of replicas (replica_as_of.c).  At open, instead of the sync
+ * thread: bootstrap the file with the state unless it has it (synced), and
+ * check it (0, or -1 with err).  replite_sync() (always -1 with err),
+ * begin-write (always SQLITE_READONLY, the cause logged and in
+ * last_error), and replite_verify() (the local checksum against the one
+ * recorded; NULL with err when it cannot be read). */
+int replica_as_of_open(struct replica *r, int synced, char *err,
+		       size_t err_len);
+int replica_as_of_sync(struct replica *r, char *err, size_t err_len);
+int replica_as_of_write(struct replica *r);
+json_t *replica_as_of_verify(struct replica *r, char *err, size_t err_len);
 
 /* Ask the sync thread for a sync and wait for it, at most timeout_ms (-1:
  * no limit).  Returns 0 (with the frame applied in *frame_no unless NULL),

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "sync/as_of.h"
+
 #define REPLICA_OPTIONS_SYNC_INTERVAL_MS 1000
 #define REPLICA_OPTIONS_WRITE_TIMEOUT_MS 10000
 
@@ -28,6 +30,9 @@ struct replica_options {
 	int offline;              /* 0 or 1 */
 	enum replica_conflict conflict;
 	int64_t write_timeout_ms; /* > 0 */
+	/* as_of: a read-only replica of the primary's state at that time or
+	 * frame, which never syncs (kind AS_OF_NONE: a live replica). */
+	struct as_of as_of;
 };
 
 /* Free the strings of o and zero it; o may be zeroed already. */

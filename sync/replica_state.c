@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "base/clock.h"
 #include "base/dbsum.h"
 #include "base/fileio.h"
 #include "base/hex.h"
@@ -249,6 +250,33 @@ static int decode_checksum(const json_t *root, struct replica_state *st,
 	return 0;
 }
 
+/* The optional "as_of" and "as_of_request" of an as-of replica: both or
+ * neither. */
+static int decode_as_of(const json_t *root, struct replica_state *st,
+			const char *path, char *err, size_t err_len)
+{
+	const json_t *t = json_object_get(root, "as_of");
+	const json_t *q = json_object_get(root, "as_of_request");
+
+	st->has_as_of = 0;
+	if (t == NULL && q == NULL)
+		return 0;
+	if (!json_is_string(t) || !json_is_string(q) ||
+	    clock_parse_rfc3339(json_string_value(t), &st->as_of_unix_ms) !=
+		0 ||
+	    as_of_parse(json_string_value(q), &st->as_of_request) != 0) {
+		snprintf(err, err_len,
+			 "the replica state file %s has \"as_of\" and "
+			 "\"as_of_request\" fields that are not an RFC 3339 "
+			 "time and a time or GENERATION:FRAME; it is "
+			 "damaged: " DAMAGED_ADVICE,
+			 path);
+		return -1;
+	}
+	st->has_as_of = 1;
+	return 0;
+}
+
 /* Validate the decoded document; on success fill *st with borrowed
  * strings (still owned by root). */
 static int decode(const json_t *root, struct replica_state *st,
@@ -319,7 +347,8 @@ static int decode(const json_t *root, struct replica_state *st,
 		return -1;
 	if (decode_wal(root, st, path, err, err_len) != 0 ||
 	    decode_checksum(root, st, path, err, err_len) != 0 ||
-	    decode_outbox(root, st, path, err, err_len) != 0)
+	    decode_outbox(root, st, path, err, err_len) != 0 ||
+	    decode_as_of(root, st, path, err, err_len) != 0)
 		return -1;
 	/* Borrowed from root: the caller copies them. */
 	st->database_id = (char *)database_id;
@@ -452,6 +481,18 @@ static int save(const char *path, const struct replica_state *st, int durable,
 			root = NULL;
 		}
 	}
+	if (root != NULL && st->has_as_of) {
+		char when[AS_OF_TEXT_SIZE], request[AS_OF_TEXT_SIZE];
+		clock_format_rfc3339(st->as_of_unix_ms, when, sizeof when);
+		as_of_format(&st->as_of_request, request);
+		if (json_object_set_new(root, "as_of", json_string(when)) !=
+			0 ||
+		    json_object_set_new(root, "as_of_request",
+					json_string(request)) != 0) {
+			json_decref(root);
+			root = NULL;
+		}
+	}
 	if (root != NULL) {
 		text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		json_decref(root);
@@ -522,4 +563,46 @@ int replica_state_check_primary(const struct replica_state *st,
 		return -1;
 	}
 	return 0;
+}
+
+int replica_state_check_as_of(const struct replica_state *st,
+			      const struct as_of *want, const char *db_path,
+			      char *err, size_t err_len)
+{
+	char when[AS_OF_TEXT_SIZE], held[AS_OF_TEXT_SIZE];
+	char asked[AS_OF_TEXT_SIZE];
+
+	if (!st->has_as_of && want->kind == AS_OF_NONE)
+		return 0;
+	as_of_format(want, asked);
+	if (!st->has_as_of) {
+		snprintf(err, err_len,
+			 "%s is a live replica of %s; as_of=%s needs a file "
+			 "of its own: open a new file name with as_of (a "
+			 "live replica never becomes an as-of one)",
+			 db_path, st->sync_url, asked);
+		return -1;
+	}
+	/* Until its image is applied the position is not the state's. */
+	if (st->bootstrapping
+		? as_of_equal(want, &st->as_of_request)
+		: as_of_names_state(want, &st->as_of_request, st->as_of_unix_ms,
+				    st->generation, st->frame_no))
+		return 0;
+	clock_format_rfc3339(st->as_of_unix_ms, when, sizeof when);
+	as_of_format(&st->as_of_request, held);
+	if (want->kind == AS_OF_NONE)
+		snprintf(err, err_len,
+			 "%s is an as-of replica: it holds the primary's "
+			 "state as of %s (opened with as_of=%s), is read-only "
+			 "and never syncs; open it with as_of=%s, or use "
+			 "another file for a live replica",
+			 db_path, when, held, held);
+	else
+		snprintf(err, err_len,
+			 "%s is an as-of replica of another state: as of %s "
+			 "(opened with as_of=%s), not as_of=%s; open it with "
+			 "as_of=%s, or use another file for that state",
+			 db_path, when, held, asked, held);
+	return -1;
 }

@@ -3,7 +3,8 @@
  *
  *   {"format":1,"database_id":"...","sync_url":"http://...","generation":G,
  *    "frame_no":N,"frame_hwm":M,"page_size":4096[,"bootstrapping":true][,"catching_up":true]
- *    [,"wal":{"frames":F,"salt":[S1,S2]}][,"checksum":"<16 hex>"]}
+ *    [,"wal":{"frames":F,"salt":[S1,S2]}][,"checksum":"<16 hex>"]
+ *    [,"as_of":"<RFC 3339>","as_of_request":"<TIME or G:F>"]}
  *
  * frame_no is the last frame of generation G known to be applied locally;
  * frame_hwm >= frame_no is the highest frame that MAY be in the local file
@@ -17,6 +18,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "sync/as_of.h"
 
 #define REPLICA_STATE_FORMAT 1
 #define REPLICA_STATE_SUFFIX "-replite"
@@ -69,6 +72,15 @@ struct replica_state {
 	int discard;
 	int has_batch;
 	uint8_t batch_last[16];
+	/* An as-of replica (URI as_of, sync/as_of.h): the file holds the
+	 * primary's state as of as_of_request, which the primary resolved to
+	 * generation/frame_no, a commit made at as_of_unix_ms; it is
+	 * read-only and never syncs.  Stored as "as_of": "<RFC 3339 of
+	 * as_of_unix_ms>" and "as_of_request": "<its canonical text>"
+	 * (absent: a live replica). */
+	int has_as_of;
+	int64_t as_of_unix_ms;
+	struct as_of as_of_request;
 };
 
 /* "db_path-replite" in a malloc'd string (NULL when out of memory). */
@@ -106,5 +118,14 @@ void replica_state_free(struct replica_state *st);
 int replica_state_check_primary(const struct replica_state *st,
 				const char *database_id, const char *sync_url,
 				char *err, size_t err_len);
+
+/* May the file described by *st (at db_path) be opened with as_of want
+ * (kind AS_OF_NONE: as a live replica)?  A live replica never becomes an
+ * as-of one, nor the reverse, and an as-of replica only opens with an
+ * as_of that names its state (as_of_names_state).  Returns 0, or -1 with
+ * err saying what the file is and how to open it. */
+int replica_state_check_as_of(const struct replica_state *st,
+			      const struct as_of *want, const char *db_path,
+			      char *err, size_t err_len);
 
 #endif

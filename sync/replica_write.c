@@ -92,6 +92,8 @@ static int catch_up(struct replica *r, char *err, size_t err_len)
 
 int replica_begin_write_held(struct replica *r)
 {
+	if (r->as_of_state.has_as_of) /* refused at once, lock or not */
+		return replica_as_of_write(r);
 	/* Offline: nothing that needs the lock free (no catch-up). */
 	if (!r->params.offline)
 		return SQLITE_NOTFOUND;
@@ -103,6 +105,8 @@ int replica_begin_write(struct replica *r)
 	char err[1024];
 	int current;
 
+	if (r->as_of_state.has_as_of)
+		return replica_as_of_write(r);
 	if (r->token_read_only) {
 		sqlite3_log(SQLITE_READONLY,
 			    "replite: %s: the auth token is read-only (claim "
@@ -144,6 +148,8 @@ int replica_commit(struct replica *r, const struct wal_page *pages, size_t n,
 	r->push_end = 0;
 	r->push_conflict = 0;
 	r->push_diverged = 0;
+	if (r->as_of_state.has_as_of) /* never reached: refused at begin */
+		return replica_as_of_write(r);
 	if (r->params.offline)
 		return replica_offline_commit(r, pages, n, db_size, NULL);
 	if (n == 0)

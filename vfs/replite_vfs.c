@@ -53,12 +53,19 @@ static int share_node(struct node *n, const struct replica_options *p,
 		      char **errmsg)
 {
 	const char *url = replica_sync_url(n->replica);
+	char err[1024];
 
 	if (p->sync_url != NULL && strcmp(p->sync_url, url) != 0) {
 		*errmsg = sqlite3_mprintf(
 		    "replite: %s is already open in this process as a replica "
 		    "of %s; it cannot also sync from %s",
 		    n->path, url, p->sync_url);
+		return SQLITE_CANTOPEN;
+	}
+	/* As when the file is opened first: as-of or live, and which
+	 * state. */
+	if (replica_check_as_of(n->replica, &p->as_of, err, sizeof err) != 0) {
+		*errmsg = sqlite3_mprintf("replite: %s", err);
 		return SQLITE_CANTOPEN;
 	}
 	n->refs++;

@@ -13,9 +13,9 @@
 
 /* The parameters this module reads, for the duplicate check. */
 static const char *const known_params[] = {
-    "sync_url",      "auth_token",       "encryption_key",
-    "sync_interval", "read_your_writes", "offline",
-    "write_timeout", "conflict",         "tls_ca_file",
+    "sync_url",         "auth_token", "encryption_key", "sync_interval",
+    "read_your_writes", "offline",    "write_timeout",  "conflict",
+    "tls_ca_file",      "as_of",
 };
 
 static const char *default_env(const char *name)
@@ -393,6 +393,42 @@ static int parse_ca_file(sqlite3_filename name, uri_params_env_fn env,
 	return 0;
 }
 
+/* as_of: the primary's state an as-of replica holds, a time or a frame
+ * (sync/as_of.h).  URI only: an environment variable would make every
+ * replica of the process an as-of one, and turn the opens of live replica
+ * files into refusals.  An as-of replica is read-only, so offline=1 in the
+ * URI contradicts it; REPLITE_OFFLINE, meant for the process's live
+ * replicas, does not apply to it. */
+static int parse_as_of(sqlite3_filename name, struct replica_options *p,
+		       char *err, size_t err_len)
+{
+	const char *v = sqlite3_uri_parameter(name, "as_of");
+
+	p->as_of.kind = AS_OF_NONE;
+	if (v == NULL)
+		return 0;
+	if (as_of_parse(v, &p->as_of) != 0) {
+		snprintf(
+		    err, err_len,
+		    "replite: as_of '%s' is not a time or a frame: "
+		    "expected an RFC 3339 time such as "
+		    "2026-12-03T17:00:00Z or 2026-12-03T18:00:00.250+01:00 "
+		    "(without an offset: UTC; from 1970 on), or "
+		    "GENERATION:FRAME such as 3:120 (frame 0: the "
+		    "generation's start)",
+		    v);
+		return -1;
+	}
+	if (p->offline && sqlite3_uri_parameter(name, "offline") != NULL) {
+		snprintf(err, err_len,
+			 "replite: as_of and offline=1 exclude each other: an "
+			 "as-of replica is read-only");
+		return -1;
+	}
+	p->offline = 0;
+	return 0;
+}
+
 int uri_params_parse(sqlite3_filename name, uri_params_env_fn env,
 		     struct replica_options *out, char *err, size_t err_len)
 {
@@ -431,6 +467,8 @@ int uri_params_parse(sqlite3_filename name, uri_params_env_fn env,
 	if (parse_duration(name, "write_timeout",
 			   REPLICA_OPTIONS_WRITE_TIMEOUT_MS, 1,
 			   &p.write_timeout_ms, err, err_len) != 0)
+		goto err_free;
+	if (parse_as_of(name, &p, err, err_len) != 0)
 		goto err_free;
 
 	*out = p;

@@ -13,6 +13,7 @@
  *   offline           REPLITE_OFFLINE         0
  *   conflict          -                       rebase (or discard)
  *   write_timeout     -                       10 seconds
+ *   as_of             -                       none (a live replica)
  *
  * Durations are non-negative decimal seconds ("1", "0.5", "2.25"), kept in
  * milliseconds (a fraction of a millisecond rounds up, so a positive value
@@ -22,9 +23,11 @@
  * directory) and is kept as an absolute path.  An environment variable set
  * to "" counts as unset; auth_token=, encryption_key= or tls_ca_file= left
  * empty in the URI means "none" and overrides the environment.  A parameter of
- * ours given twice in one URI is refused.  Any malformed value fails with a
- * message naming the parameter, the value (never a secret's) and what is
- * expected. */
+ * ours given twice in one URI is refused.  as_of is an RFC 3339 time or
+ * GENERATION:FRAME (sync/as_of.h); with as_of, offline=1 in the URI is
+ * refused and REPLITE_OFFLINE ignored (an as-of replica is read-only).  Any
+ * malformed value fails with a message naming the parameter, the value (never a
+ * secret's) and what is expected. */
 #ifndef REPLITE_URI_PARAMS_H
 #define REPLITE_URI_PARAMS_H
 

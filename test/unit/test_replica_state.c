@@ -304,6 +304,27 @@ static const struct {
      "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
      "\"catching_up\":\"yes\"}",
      "\"catching_up\" of type a string"},
+    /* as_of and as_of_request: both, a time and a request. */
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"as_of\":\"2026-12-03T17:00:00.000Z\"}",
+     "has \"as_of\" and \"as_of_request\" fields that are not"},
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"as_of_request\":\"1:0\"}",
+     "has \"as_of\" and \"as_of_request\" fields that are not"},
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"as_of\":\"yesterday\",\"as_of_request\":\"1:0\"}",
+     "has \"as_of\" and \"as_of_request\" fields that are not"},
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"as_of\":\"2026-12-03T17:00:00.000Z\",\"as_of_request\":\"0:1\"}",
+     "has \"as_of\" and \"as_of_request\" fields that are not"},
+    {"{\"format\":1,\"database_id\":\"x\",\"sync_url\":\"u\",\"generation\":"
+     "1,\"frame_no\":0,\"frame_hwm\":0,\"page_size\":4096,"
+     "\"as_of\":1796317200000,\"as_of_request\":\"1:0\"}",
+     "has \"as_of\" and \"as_of_request\" fields that are not"},
 };
 
 START_TEST(test_malformed)
@@ -439,6 +460,158 @@ START_TEST(test_check_primary)
 }
 END_TEST
 
+/* An as-of replica's fields: written only for one, read back exactly (a
+ * time request and a frame request), and kept by a save of a loaded
+ * state (every edit of the state loads, changes and saves it). */
+START_TEST(test_as_of_roundtrip)
+{
+	static const int64_t t = 1796317200250; /* 2026-12-03T17:00:00.250Z */
+	char *dir = fixture_tmpdir();
+	char *path = fixture_path(dir, "app.db-replite");
+	struct replica_state in = sample(), out;
+	char err[512] = "";
+
+	ck_assert_int_eq(replica_state_save(path, &in, err, sizeof err), 0);
+	ck_assert_ptr_null(strstr(read_text(path), "as_of"));
+	ck_assert_int_eq(replica_state_load(path, &out, err, sizeof err), 0);
+	ck_assert_int_eq(out.has_as_of, 0);
+	replica_state_free(&out);
+
+	in.has_as_of = 1;
+	in.as_of_unix_ms = t - 250;
+	ck_assert_int_eq(
+	    as_of_parse("2026-12-03T18:00:00.25+01:00", &in.as_of_request), 0);
+	ck_assert_int_eq(replica_state_save(path, &in, err, sizeof err), 0);
+	ck_assert_ptr_nonnull(strstr(
+	    read_text(path), "\"as_of\":\"2026-12-03T17:00:00.000Z\","
+			     "\"as_of_request\":\"2026-12-03T17:00:00.250Z\""));
+	ck_assert_msg(replica_state_load(path, &out, err, sizeof err) == 0,
+		      "%s", err);
+	ck_assert_int_eq(out.has_as_of, 1);
+	ck_assert_int_eq(out.as_of_unix_ms, t - 250);
+	ck_assert_int_eq(out.as_of_request.kind, AS_OF_TIME);
+	ck_assert_int_eq(out.as_of_request.unix_ms, t);
+
+	/* Load, edit, save: still there. */
+	out.frame_no = out.frame_hwm = 60;
+	ck_assert_int_eq(replica_state_save(path, &out, err, sizeof err), 0);
+	replica_state_free(&out);
+	ck_assert_int_eq(replica_state_load(path, &out, err, sizeof err), 0);
+	ck_assert_int_eq(out.has_as_of, 1);
+	ck_assert_int_eq(out.as_of_request.unix_ms, t);
+	ck_assert_uint_eq(out.frame_no, 60);
+	replica_state_free(&out);
+
+	ck_assert_int_eq(as_of_parse("3:41", &in.as_of_request), 0);
+	ck_assert_int_eq(replica_state_save(path, &in, err, sizeof err), 0);
+	ck_assert_ptr_nonnull(
+	    strstr(read_text(path), "\"as_of_request\":\"3:41\""));
+	ck_assert_int_eq(replica_state_load(path, &out, err, sizeof err), 0);
+	ck_assert_int_eq(out.as_of_request.kind, AS_OF_FRAME);
+	ck_assert_uint_eq(out.as_of_request.generation, 3);
+	ck_assert_uint_eq(out.as_of_request.frame, 41);
+	replica_state_free(&out);
+
+	free(path);
+	fixture_rmdir(dir);
+}
+END_TEST
+
+/* Which as_of opens which file: a live replica only without as_of, an
+ * as-of replica with its request or the state's own time or frame, never
+ * with another; the refusals say what the file is and how to open it. */
+START_TEST(test_check_as_of)
+{
+	struct replica_state st = sample(); /* generation 3, frame_no 41 */
+	struct as_of live = {.kind = AS_OF_NONE}, want;
+	char err[512] = "";
+
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &live, "/d/a.db", err, sizeof err),
+	    0);
+	ck_assert_int_eq(as_of_parse("3:41", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    -1);
+	ck_assert_str_eq(err,
+			 "/d/a.db is a live replica of http://127.0.0.1:8080; "
+			 "as_of=3:41 needs a file of its own: open a new file "
+			 "name with as_of (a live replica never becomes an "
+			 "as-of one)");
+
+	/* Asked for 17:00:00.250, resolved to a commit at 17:00:00.000,
+	 * frame 41 of generation 3. */
+	st.has_as_of = 1;
+	st.as_of_unix_ms = 1796317200000;
+	ck_assert_int_eq(
+	    as_of_parse("2026-12-03T17:00:00.250Z", &st.as_of_request), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &live, "/d/a.db", err, sizeof err),
+	    -1);
+	ck_assert_str_eq(
+	    err, "/d/a.db is an as-of replica: it holds the primary's state "
+		 "as of 2026-12-03T17:00:00.000Z (opened with "
+		 "as_of=2026-12-03T17:00:00.250Z), is read-only and never "
+		 "syncs; open it with as_of=2026-12-03T17:00:00.250Z, or use "
+		 "another file for a live replica");
+	/* The same instant, spelt otherwise; the state's time; its frame. */
+	ck_assert_int_eq(as_of_parse("2026-12-03T18:00:00.250+01:00", &want),
+			 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    0);
+	ck_assert_int_eq(as_of_parse("2026-12-03T17:00:00Z", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    0);
+	ck_assert_int_eq(as_of_parse("3:41", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    0);
+	/* Anything else, even a time between the state and the request
+	 * (it may name the same state, but only the primary could say). */
+	ck_assert_int_eq(as_of_parse("2026-12-03T17:00:00.100Z", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    -1);
+	ck_assert_str_eq(
+	    err, "/d/a.db is an as-of replica of another state: as of "
+		 "2026-12-03T17:00:00.000Z (opened with "
+		 "as_of=2026-12-03T17:00:00.250Z), not "
+		 "as_of=2026-12-03T17:00:00.100Z; open it with "
+		 "as_of=2026-12-03T17:00:00.250Z, or use another file for "
+		 "that state");
+	ck_assert_int_eq(as_of_parse("3:40", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    -1);
+	/* While bootstrapping, the position is not the state's yet: the
+	 * request only. */
+	st.bootstrapping = 1;
+	ck_assert_int_eq(as_of_parse("3:41", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    -1);
+	ck_assert_int_eq(as_of_parse("2026-12-03T17:00:00.250Z", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    0);
+
+	/* Found by frame: the commit's time may be shared by a later
+	 * commit, so it does not name the state. */
+	st.bootstrapping = 0;
+	ck_assert_int_eq(as_of_parse("3:41", &st.as_of_request), 0);
+	ck_assert_int_eq(as_of_parse("2026-12-03T17:00:00Z", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    -1);
+	ck_assert_int_eq(as_of_parse("3:41", &want), 0);
+	ck_assert_int_eq(
+	    replica_state_check_as_of(&st, &want, "/d/a.db", err, sizeof err),
+	    0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("replica_state");
@@ -452,6 +625,8 @@ int main(void)
 	tcase_add_test(tc, test_io_errors);
 	tcase_add_test(tc, test_atomic_replace);
 	tcase_add_test(tc, test_check_primary);
+	tcase_add_test(tc, test_as_of_roundtrip);
+	tcase_add_test(tc, test_check_as_of);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }

@@ -561,6 +561,97 @@ START_TEST(test_encryption_key_any_bytes)
 }
 END_TEST
 
+/* as_of: an RFC 3339 time (offsets, fractions truncated to the
+ * millisecond) or GENERATION:FRAME; absent, a live replica; never from the
+ * environment; refused with offline=1 in the URI, while REPLITE_OFFLINE does
+ * not apply to it. */
+START_TEST(test_as_of)
+{
+	static const int64_t t = 1796317200000; /* 2026-12-03T17:00:00Z */
+	char text[AS_OF_TEXT_SIZE];
+
+	set_env(0, "REPLITE_AS_OF", "1:1");
+	ck_assert_int_eq(open_uri(""), SQLITE_OK);
+	ck_assert_int_eq(seen.params.as_of.kind, AS_OF_NONE);
+
+	ck_assert_int_eq(open_uri("as_of=2026-12-03T17:00:00Z"), SQLITE_OK);
+	ck_assert_msg(seen.rv == 0, "%s", seen.err);
+	ck_assert_int_eq(seen.params.as_of.kind, AS_OF_TIME);
+	ck_assert_int_eq(seen.params.as_of.unix_ms, t);
+	as_of_format(&seen.params.as_of, text);
+	ck_assert_str_eq(text, "2026-12-03T17:00:00.000Z");
+
+	/* SQLite decodes %2B; a literal + stays one. */
+	ck_assert_int_eq(open_uri("as_of=2026-12-03T18:00:00.2509%2B01:00"),
+			 SQLITE_OK);
+	ck_assert_int_eq(seen.params.as_of.unix_ms, t + 250);
+	ck_assert_int_eq(open_uri("as_of=2026-12-03T16:00:00-01:00"),
+			 SQLITE_OK);
+	ck_assert_int_eq(seen.params.as_of.unix_ms, t);
+	ck_assert_int_eq(open_uri("as_of=2026-12-03T17:00:00"), SQLITE_OK);
+	ck_assert_int_eq(seen.params.as_of.unix_ms, t);
+
+	ck_assert_int_eq(open_uri("as_of=3:120"), SQLITE_OK);
+	ck_assert_int_eq(seen.params.as_of.kind, AS_OF_FRAME);
+	ck_assert_uint_eq(seen.params.as_of.generation, 3);
+	ck_assert_uint_eq(seen.params.as_of.frame, 120);
+	as_of_format(&seen.params.as_of, text);
+	ck_assert_str_eq(text, "3:120");
+	ck_assert_int_eq(open_uri("as_of=1:0"), SQLITE_OK);
+	ck_assert_uint_eq(seen.params.as_of.frame, 0);
+
+	/* An as-of replica is read-only: offline=1 contradicts it, the
+	 * process-wide REPLITE_OFFLINE is not for it. */
+	set_env(1, "REPLITE_OFFLINE", "1");
+	ck_assert_int_eq(open_uri("as_of=1:0"), SQLITE_OK);
+	ck_assert_int_eq(seen.params.offline, 0);
+	ck_assert_int_eq(open_uri("as_of=1:0&offline=1"), SQLITE_CANTOPEN);
+	ck_assert_str_eq(seen.err,
+			 "replite: as_of and offline=1 exclude each other: an "
+			 "as-of replica is read-only");
+	ck_assert_int_eq(open_uri("as_of=1:0&offline=0"), SQLITE_OK);
+}
+END_TEST
+
+static const char *const bad_as_of[] = {
+    "as_of=",
+    "as_of=now",
+    "as_of=yesterday",
+    "as_of=0:5",
+    "as_of=3:",
+    "as_of=:3",
+    "as_of=-1:2",
+    "as_of=%2B3:4",
+    "as_of=%203:4",
+    "as_of=3:4x",
+    "as_of=3:4:5",
+    "as_of=4294967296:1",
+    "as_of=1:4294967296",
+    "as_of=2026-02-30T00:00:00Z",
+    "as_of=2026-12-03",
+    "as_of=2026-12-03T17:00Z",
+    "as_of=2026-12-03T17:00:00+1",
+    "as_of=1969-12-31T23:59:59Z",
+    "as_of=1%3A2&as_of=1%3A2",
+    "asOf=1:2",
+};
+
+START_TEST(test_as_of_malformed)
+{
+	ck_assert_int_eq(open_uri(bad_as_of[_i]), SQLITE_CANTOPEN);
+	ck_assert_msg(seen.rv == -1, "%s accepted", bad_as_of[_i]);
+	ck_assert_msg(strstr(seen.err, "as_of") != NULL, "%s: %s",
+		      bad_as_of[_i], seen.err);
+	ck_assert_int_eq(seen.params.as_of.kind, AS_OF_NONE);
+	if (strncmp(bad_as_of[_i], "as_of=", 6) == 0 &&
+	    strchr(bad_as_of[_i], '&') == NULL)
+		ck_assert_msg(strstr(seen.err,
+				     "is not a time or a frame: "
+				     "expected an RFC 3339 time") != NULL,
+			      "%s: %s", bad_as_of[_i], seen.err);
+}
+END_TEST
+
 /* A small err buffer is truncated, not overrun. */
 START_TEST(test_small_err_buffer)
 {
@@ -604,6 +695,9 @@ int main(void)
 	tcase_add_test(tc, test_tls_ca_file);
 	tcase_add_test(tc, test_encryption_key_any_bytes);
 	tcase_add_test(tc, test_small_err_buffer);
+	tcase_add_test(tc, test_as_of);
+	tcase_add_loop_test(tc, test_as_of_malformed, 0,
+			    sizeof bad_as_of / sizeof bad_as_of[0]);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }
