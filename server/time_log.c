@@ -1,6 +1,5 @@
 #include "time_log.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -156,11 +155,14 @@ int time_log_append(struct time_log *t, uint32_t frame, int64_t unix_ms)
 
 	pthread_mutex_lock(&t->mu);
 	n = t->n;
-	if (n > 0) {
-		assert(frame > t->r[n - 1].frame);
-		if (unix_ms < t->r[n - 1].ms)
-			unix_ms = t->r[n - 1].ms;
+	if (n > 0 && frame <= t->r[n - 1].frame) {
+		/* Out of order: load would take it for the end of the file
+		 * and drop every record after it, so it is never written. */
+		pthread_mutex_unlock(&t->mu);
+		return -EINVAL;
 	}
+	if (n > 0 && unix_ms < t->r[n - 1].ms)
+		unix_ms = t->r[n - 1].ms;
 	pthread_mutex_unlock(&t->mu);
 	encode(frame, unix_ms, rec);
 	rv = fileio_write_all(t->fd, rec, sizeof rec,

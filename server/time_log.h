@@ -49,7 +49,8 @@ void time_log_close(struct time_log *t);
 
 /* Write the record of commit frame `frame` (> the last one's, or 0 as the
  * first record) made at unix_ms, without waiting for the disk; the time
- * recorded is max(unix_ms, the last record's).  Returns 0 or -errno. */
+ * recorded is max(unix_ms, the last record's).  Returns 0 or -errno
+ * (-EINVAL for a frame not after the last one's). */
 int time_log_append(struct time_log *t, uint32_t frame, int64_t unix_ms);
 /* Make every record written durable (fdatasync, when any is not).
  * Returns 0 or -errno. */

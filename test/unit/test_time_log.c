@@ -4,6 +4,7 @@
  * restarts; start-up cuts records the log does not hold and dates the
  * commits it holds without one; a fork (store_fork) is exactly the state
  * it names, with its own database id and the source's base hard-linked. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ START_TEST(test_records_survive_and_torn_tail_is_cut)
 	/* A clock stepping back: recorded no earlier than the one before. */
 	ck_assert_int_eq(time_log_append(t, 7, 1500), 0);
 	ck_assert_int_eq(time_log_append(t, 9, 4000), 0);
+	ck_assert_int_eq(time_log_append(t, 9, 5000), -EINVAL);
 	ck_assert_int_eq(time_log_sync(t), 0);
 	ck_assert_int_eq(time_log_find(t, 999, 100, &frame, &ms), 0);
 	ck_assert_int_eq(time_log_find(t, 1000, 100, &frame, &ms), 1);
