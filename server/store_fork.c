@@ -24,6 +24,7 @@
  * readable. */
 #include "store_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -76,6 +77,8 @@ static int take_source(struct store *s, const struct store_point *at,
 			   at->generation, strerror(errno));
 		goto out;
 	}
+	/* Start-up gives every generation its base's time. */
+	assert(src->n_times > 0 && src->times[0].frame == 0);
 	rv = 0;
 out:
 	pthread_mutex_unlock(&s->mu);
@@ -179,36 +182,6 @@ out:
 	return rv;
 }
 
-static int write_times(const struct fork_source *src, const char *gen_dir,
-		       char *err, size_t n)
-{
-	char *path = util_strdupf("%s/times.log", gen_dir);
-	struct time_log *t = NULL;
-	int created, e = 0, rv = -1;
-	long i;
-
-	if (path == NULL || src->n_times == 0 || src->times[0].frame != 0) {
-		errors_set(err, n, "the source has no time for its base");
-		goto out;
-	}
-	if (time_log_open(path, &t, &created, err, n) != 0)
-		goto out;
-	for (i = 0; i < src->n_times && e == 0; i++)
-		e = time_log_append(t, src->times[i].frame,
-				    src->times[i].unix_ms);
-	if (e == 0)
-		e = time_log_sync(t);
-	if (e != 0) {
-		errors_set(err, n, "cannot write %s: %s", path, strerror(-e));
-		goto out;
-	}
-	rv = 0;
-out:
-	time_log_close(t);
-	free(path);
-	return rv;
-}
-
 int store_fork(struct store *s, const struct store_point *at, const char *dir,
 	       char *err, size_t n)
 {
@@ -244,7 +217,8 @@ int store_fork(struct store *s, const struct store_point *at, const char *dir,
 		goto out;
 	}
 	if (copy_frames(src.log_fd, at->frame, log, err, n) != 0 ||
-	    write_times(&src, gen, err, n) != 0 ||
+	    store_gen_times_write(gen, src.times, (size_t)src.n_times, err,
+				  n) != 0 ||
 	    store_write_new_id(dir, err, n) != 0)
 		goto out;
 	if (fileio_fsync_dir(gen) != 0 || fileio_fsync_dir(dir) != 0) {

@@ -279,6 +279,11 @@ int store_check_push(struct store *s, const struct wal_page *pages,
  * or -1 with err. */
 int store_gen_times_start(const char *dir, int64_t unix_ms, char *err,
 			  size_t n);
+/* The time log of a generation being built in dir, holding records (frame
+ * 0, the base's, first). */
+int store_gen_times_write(const char *dir,
+			  const struct time_log_record *records, size_t count,
+			  char *err, size_t n);
 int store_gen_times_cut(struct generation *g, char *err, size_t n);
 int store_gen_times_fill(struct generation *g, char *err, size_t n);
 

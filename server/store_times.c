@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
@@ -13,11 +14,14 @@
 #include "base/fileio.h"
 #include "util.h"
 
-int store_gen_times_start(const char *dir, int64_t unix_ms, char *err, size_t n)
+int store_gen_times_write(const char *dir,
+			  const struct time_log_record *records, size_t count,
+			  char *err, size_t n)
 {
 	char *path = util_strdupf("%s/times.log", dir);
 	struct time_log *t = NULL;
-	int created, e, rv = -1;
+	int created, e = 0, rv = -1;
+	size_t i;
 
 	if (path == NULL) {
 		errors_set(err, n, "out of memory");
@@ -25,9 +29,12 @@ int store_gen_times_start(const char *dir, int64_t unix_ms, char *err, size_t n)
 	}
 	if (time_log_open(path, &t, &created, err, n) != 0)
 		goto out;
-	e = time_log_cut_after(t, 0);
-	if (e == 0 && time_log_count(t) == 0)
-		e = time_log_append(t, 0, unix_ms);
+	if (time_log_count(t) > 0) {
+		errors_set(err, n, "%s already holds times", path);
+		goto out;
+	}
+	for (i = 0; i < count && e == 0; i++)
+		e = time_log_append(t, records[i].frame, records[i].unix_ms);
 	if (e == 0)
 		e = time_log_sync(t);
 	if (e != 0) {
@@ -39,6 +46,13 @@ out:
 	time_log_close(t);
 	free(path);
 	return rv;
+}
+
+int store_gen_times_start(const char *dir, int64_t unix_ms, char *err, size_t n)
+{
+	struct time_log_record base = {.frame = 0, .unix_ms = unix_ms};
+
+	return store_gen_times_write(dir, &base, 1, err, n);
 }
 
 int store_gen_times_cut(struct generation *g, char *err, size_t n)

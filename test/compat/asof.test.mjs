@@ -18,7 +18,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createClient } from "@libsql/client";
-import { REPLITE_BIN, startServer, tempDir, http, sleep, settledRequestLog } from "./harness.mjs";
+import { REPLITE_BIN, startAdminServer, tempDir, http, sleep, settledRequestLog } from "./harness.mjs";
 
 const { default: Database } = await import("better-sqlite3");
 const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_BIN), "libreplite.so");
@@ -33,16 +33,6 @@ after(async () => {
   for (const fn of cleanups.reverse()) await fn();
 });
 
-async function freePort() {
-  const { createServer } = await import("node:net");
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 const dir = tempDir("replite-asof-");
 let server;
@@ -97,11 +87,7 @@ function files(path) {
 }
 
 before(async () => {
-  const adminPort = await freePort();
-  server = await startServer({
-    args: ["--generation-frames", "20", "--admin-listen", `127.0.0.1:${adminPort}`, "--log-requests"],
-  });
-  server.admin = `http://127.0.0.1:${adminPort}`;
+  server = await startAdminServer({ args: ["--generation-frames", "20", "--log-requests"] });
   cleanups.push(() => (server.child.exitCode === null && server.child.signalCode === null ? server.stop() : undefined));
   const created = await fetch(`${server.admin}/v1/namespaces/shop/create`, { method: "POST" });
   assert.equal(created.status, 200, await created.text());

@@ -17,7 +17,7 @@ import { dirname, join } from "node:path";
 import { createClient } from "@libsql/client";
 import Libsql from "libsql";
 import { connect } from "@tursodatabase/sync";
-import { REPLITE_BIN, startServer, makeAuth, tempDir, http, sleep } from "./harness.mjs";
+import { REPLITE_BIN, freePort, startAdminServer, makeAuth, tempDir, http, sleep } from "./harness.mjs";
 
 const { default: Database } = await import("better-sqlite3");
 const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_BIN), "libreplite.so");
@@ -27,26 +27,9 @@ after(async () => {
   for (const fn of cleanups.reverse()) await fn();
 });
 
-// A free port for the admin listener.
-async function freePort() {
-  const { createServer } = await import("node:net");
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 async function primary(opts = {}) {
-  const adminPort = opts.adminPort ?? (await freePort());
-  const server = await startServer({
-    ...opts,
-    args: ["--admin-listen", `127.0.0.1:${adminPort}`, ...(opts.args ?? [])],
-  });
-  server.admin = `http://127.0.0.1:${adminPort}`;
-  server.adminPort = adminPort;
+  const server = await startAdminServer(opts);
   cleanups.push(() => (server.child.exitCode === null && server.child.signalCode === null ? server.stop() : undefined));
   return server;
 }

@@ -107,6 +107,31 @@ export async function startServer(opts = {}) {
   return server;
 }
 
+// A free TCP port on 127.0.0.1, for a second listener (--admin-listen).
+export async function freePort() {
+  const { createServer } = await import("node:net");
+  return new Promise((res) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+// startServer with an admin listener (opts.adminPort, else a free port):
+// server.admin is its URL, server.adminPort its port.
+export async function startAdminServer(opts = {}) {
+  const adminPort = opts.adminPort ?? (await freePort());
+  const server = await startServer({
+    ...opts,
+    args: ["--admin-listen", `127.0.0.1:${adminPort}`, ...(opts.args ?? [])],
+  });
+  server.admin = `http://127.0.0.1:${adminPort}`;
+  server.adminPort = adminPort;
+  return server;
+}
+
 // Ed25519 key pair and signed JWTs, as libSQL's server expects them.
 export function makeAuth(dir) {
   const { publicKey, privateKey } = generateKeyPairSync("ed25519");
