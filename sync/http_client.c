@@ -256,6 +256,11 @@ const char *http_client_response_header(const struct http_client_response *res,
 	return NULL;
 }
 
+/* The most a body's announced length reserves at once: beyond it the
+ * buffer grows as bytes arrive, so that a length a server merely claims
+ * cannot make the replica reserve gigabytes. */
+#define PRESIZE_MAX ((curl_off_t)256 << 20)
+
 static size_t sink_write(char *data, size_t size, size_t n, void *arg)
 {
 	struct sink *s = arg;
@@ -279,7 +284,18 @@ static size_t sink_write(char *data, size_t size, size_t n, void *arg)
 	}
 	if (s->len + len + 1 > s->cap) {
 		size_t cap = s->cap ? s->cap : 16384;
+		curl_off_t announced = -1;
 		uint8_t *buf;
+		/* The first bytes: the whole body at once when its length is
+		 * announced (plain bodies), instead of doubling up to it,
+		 * copying it each time. */
+		if (s->cap == 0 &&
+		    curl_easy_getinfo(s->easy,
+				      CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+				      &announced) == CURLE_OK &&
+		    announced > 0 && (uint64_t)announced < s->max &&
+		    announced <= PRESIZE_MAX && (size_t)announced + 1 > cap)
+			cap = (size_t)announced + 1;
 		while (cap < s->len + len + 1)
 			cap *= 2;
 		buf = realloc(s->buf, cap);
