@@ -60,7 +60,7 @@ build() {
 	ninja -C "$dir" > "$dir/.build.log" 2>&1 &
 	local pid=$! last=-1 line pct
 	while kill -0 "$pid" 2>/dev/null; do
-		line=$(grep -o '^\[[0-9]*/[0-9]*\]' "$dir/.build.log" | tail -1)
+		line=$(grep -o '^\[[0-9]*/[0-9]*\]' "$dir/.build.log" | tail -1 || true)
 		if [ -n "$line" ]; then
 			pct=$(echo "$line" | awk -F'[][/]' '{ if ($3 > 0) print int($2 * 10 / $3) * 10 }')
 			if [ -n "$pct" ] && [ "$pct" != "$last" ]; then
