@@ -255,10 +255,14 @@ static void backup(struct admin *a, struct http_request *req,
 				 "no database is named \"%.80s\"", name);
 		return;
 	}
-	if ((v = http_request_arg(req, "timestamp")) != NULL)
-		ts = json_string(v);
-	if ((v = http_request_arg(req, "frame")) != NULL)
-		fr = json_string(v);
+	/* A value that is not UTF-8 has no JSON string: refused below as
+	 * malformed, never taken for "now". */
+	if ((v = http_request_arg(req, "timestamp")) != NULL &&
+	    (ts = json_string(v)) == NULL)
+		ts = json_integer(0);
+	if ((v = http_request_arg(req, "frame")) != NULL &&
+	    (fr = json_string(v)) == NULL)
+		fr = json_integer(0);
 	if (databases_parse_at(ts, fr, &at, &code, err, sizeof err) != 0)
 		http_reply_error(&res->reply, 400, code, "%s", err);
 	else if (databases_locate(db, &at, &pt, err, sizeof err) != 0)

@@ -962,6 +962,9 @@ test("pitr: bad fork and backup requests get their status and code and change no
     ["GET", "/v1/namespaces/nope/backup", undefined, 404, "DATABASE_NOT_FOUND", /nope/],
     ["GET", "/v1/namespaces/a/backup?timestamp=yesterday", undefined, 400, "INVALID_TIMESTAMP", /RFC 3339/],
     ["GET", "/v1/namespaces/a/backup?frame=x:y", undefined, 400, "INVALID_FRAME", /GENERATION:FRAME/],
+    // Not UTF-8: refused, not taken for "now".
+    ["GET", "/v1/namespaces/a/backup?timestamp=%FF", undefined, 400, "INVALID_TIMESTAMP", /RFC 3339/],
+    ["GET", "/v1/namespaces/a/backup?frame=%FF", undefined, 400, "INVALID_FRAME", /GENERATION:FRAME/],
     ["GET", `/v1/namespaces/a/backup?frame=1:${head - 1}`, undefined, 400, "POINT_NOT_AVAILABLE", /not a commit/],
     ["GET", "/v1/namespaces/a/backup?timestamp=2001-01-01T00:00:00Z", undefined, 400, "POINT_NOT_AVAILABLE", /outside retention/],
   ];
