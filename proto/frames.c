@@ -8,13 +8,46 @@
 #include "base/hex.h"
 #include "wal/walfmt.h"
 
+/* Frame frame_no of the pull of [start, end), described in *fr (its page
+ * points into f): its page number must be one SQLite can hold data in. */
+static int take_frame(const uint8_t *f, uint32_t page_size, uint32_t frame_no,
+		      uint32_t start, uint32_t end, struct frames_frame *fr,
+		      char *err, size_t err_len)
+{
+	const uint32_t pending = frames_pending_byte_page(page_size);
+
+	fr->pgno = walfmt_get32(f);
+	fr->db_size = walfmt_get32(f + 4);
+	fr->page = f + WALFMT_FRAME_HDR_SIZE;
+	if (fr->pgno != 0 && fr->pgno != pending)
+		return 0;
+	snprintf(err, err_len,
+		 "frame %u from the primary (pull of [%u, %u)) has page "
+		 "number %u, %s",
+		 frame_no, start, end, fr->pgno,
+		 fr->pgno == 0 ? "but pages are numbered from 1"
+			       : "the pending-byte page, which never holds "
+				 "data");
+	return -1;
+}
+
+/* Frame frame_no does not continue the chain the primary announced. */
+static void broken_chain(const uint8_t *f, size_t frame_no, char *err,
+			 size_t err_len)
+{
+	snprintf(err, err_len,
+		 "frame %zu of the primary's answer (page %u) fails the "
+		 "checksum chain the primary announced: the answer was "
+		 "damaged in transit (or the primary's log is)",
+		 frame_no, walfmt_get32(f));
+}
+
 int frames_parse(const void *body, size_t len, uint32_t page_size,
 		 uint32_t start, uint32_t end, struct frames_batch *out,
 		 char *err, size_t err_len)
 {
 	const uint8_t *p = body;
 	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)page_size;
-	const uint32_t pending = frames_pending_byte_page(page_size);
 	struct frames_frame *frames;
 	uint32_t i, n, n_complete = 0, db_size = 0;
 
@@ -56,18 +89,8 @@ int frames_parse(const void *body, size_t len, uint32_t page_size,
 		const uint8_t *f = p + (size_t)i * frame_size;
 		struct frames_frame *fr = &frames[i];
 
-		fr->pgno = walfmt_get32(f);
-		fr->db_size = walfmt_get32(f + 4);
-		fr->page = f + WALFMT_FRAME_HDR_SIZE;
-		if (fr->pgno == 0 || fr->pgno == pending) {
-			snprintf(err, err_len,
-				 "frame %u from the primary (pull of [%u, %u)) "
-				 "has page number %u, %s",
-				 start + i, start, end, fr->pgno,
-				 fr->pgno == 0
-				     ? "but pages are numbered from 1"
-				     : "the pending-byte page, which never "
-				       "holds data");
+		if (take_frame(f, page_size, start + i, start, end, fr, err,
+			       err_len) != 0) {
 			free(frames);
 			return -1;
 		}
@@ -153,16 +176,33 @@ int frames_verify(const void *body, size_t len, uint32_t page_size,
 		const uint8_t *f = p + i * frame_size;
 		if (walfmt_frame_verify(chain->big_endian, chain->salt, c, f,
 					page_size) != 0) {
-			snprintf(err, err_len,
-				 "frame %zu of the primary's answer (page "
-				 "%u) fails the checksum chain the primary "
-				 "announced: the answer was damaged in "
-				 "transit (or the primary's log is)",
-				 (size_t)start + i, walfmt_get32(f));
+			broken_chain(f, (size_t)start + i, err, err_len);
 			return -1;
 		}
 	}
 	return 0;
+}
+
+int frames_check_frame(const uint8_t *frame, uint32_t page_size,
+		       uint32_t frame_no, uint32_t start, uint32_t end,
+		       struct frames_chain *chain, struct frames_frame *out,
+		       char *err, size_t err_len)
+{
+	assert(start <= frame_no);
+	if (frame_no >= end) {
+		snprintf(err, err_len,
+			 "the primary answered the pull of frames [%u, %u) "
+			 "with more frames than asked for",
+			 start, end);
+		return -1;
+	}
+	if (walfmt_frame_verify(chain->big_endian, chain->salt, chain->cksum,
+				frame, page_size) != 0) {
+		broken_chain(frame, frame_no, err, err_len);
+		return 1;
+	}
+	return take_frame(frame, page_size, frame_no, start, end, out, err,
+			  err_len);
 }
 
 void frames_txn_id_format(const uint8_t id[FRAMES_TXN_ID_SIZE],

@@ -97,6 +97,18 @@ int frames_verify(const void *body, size_t len, uint32_t page_size,
 		  uint32_t start, const struct frames_chain *chain, char *err,
 		  size_t err_len);
 
+/* Frame frame_no of a pull of [start, end), taken as the body arrives
+ * (a streamed bootstrap): what frames_parse and frames_verify check of it,
+ * its place in the pull, its page number, and that it continues *chain,
+ * which it then advances.  Fills *out (out->page points into frame).
+ * Returns 0; 1 with err when the frame breaks the chain (damaged in
+ * transit); -1 with err when the pull is wrong (more frames than asked
+ * for, a page number that cannot hold data). */
+int frames_check_frame(const uint8_t *frame, uint32_t page_size,
+		       uint32_t frame_no, uint32_t start, uint32_t end,
+		       struct frames_chain *chain, struct frames_frame *out,
+		       char *err, size_t err_len);
+
 /* With the 200 answer to GET /export/{G}, the primary sends
  *
  *   X-Replite-Checksum: <16 hex digits>

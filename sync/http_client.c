@@ -40,6 +40,9 @@ struct sink {
 	void *arg;
 	CURL *easy;
 	int fn_failed; /* fn refused the bytes: the transfer was stopped */
+	/* fn's answer: its headers are copied in before fn first sees a
+	 * byte, so that fn can check the body against them as it arrives */
+	struct http_client_response *res;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -212,6 +215,9 @@ static int copy_headers(CURL *easy, struct http_client_response *res)
 	size_t len = 0, cap = 0;
 	char *buf = NULL;
 
+	free(res->headers); /* taken once for a streamed body already */
+	res->headers = NULL;
+
 	while ((h = curl_easy_nextheader(easy, CURLH_HEADER, -1, prev)) !=
 	       NULL) {
 		size_t need = strlen(h->name) + strlen(h->value) + 4;
@@ -271,6 +277,11 @@ static size_t sink_write(char *data, size_t size, size_t n, void *arg)
 	    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status) ==
 		CURLE_OK &&
 	    status == 200) {
+		if (s->res->headers == NULL &&
+		    copy_headers(s->easy, s->res) != 0) {
+			s->fn_failed = 1;
+			return 0;
+		}
 		if (s->fn(s->arg, (const uint8_t *)data, len) != 0) {
 			s->fn_failed = 1;
 			return 0; /* CURLE_WRITE_ERROR */
@@ -468,8 +479,11 @@ static int request(struct http_client *c, const char *method, const char *path,
 		   http_client_body_fn fn, void *fn_arg,
 		   struct http_client_response *res, char *err, size_t err_len)
 {
-	struct sink sink = {
-	    .max = c->max_body, .fn = fn, .arg = fn_arg, .easy = c->easy};
+	struct sink sink = {.max = c->max_body,
+			    .fn = fn,
+			    .arg = fn_arg,
+			    .easy = c->easy,
+			    .res = res};
 	struct curl_slist *headers = NULL, *h;
 	char curl_err[CURL_ERROR_SIZE] = "";
 	char *url = NULL, *ct = NULL;

@@ -69,8 +69,10 @@ void http_client_response_free(struct http_client_response *res);
  * of any size; res->body is then empty and res->len counts what fn took),
  * so that a large answer is never held whole.  fn returns 0 to go on, or
  * anything else to stop the transfer (then the request fails, -1, and the
- * caller has fn's reason).  Other answers are kept in res->body as by
- * http_client_request, and the return values are the same. */
+ * caller has fn's reason).  The answer's headers are in res before fn
+ * first sees a byte (http_client_response_header works in fn).  Other
+ * answers are kept in res->body as by http_client_request, and the return
+ * values are the same. */
 typedef int (*http_client_body_fn)(void *arg, const uint8_t *data, size_t len);
 int http_client_get_to(struct http_client *c, const char *path, long timeout_ms,
 		       http_client_body_fn fn, void *arg,

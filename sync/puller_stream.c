@@ -1,9 +1,9 @@
 /* A new replica's bootstrap, streamed (docs/architecture.md "The replica's
  * read path", 4): GET /export/{G} written into the database file as it
  * arrives (applier_stream.c), then the generation's frames laid over it
- * transaction by transaction, then the result checked, as written, against
- * the checksum the primary announces, and only then published.  Memory
- * stays at one answer of frames, whatever the database's size. */
+ * as they arrive, then the result checked, as written, against the
+ * checksum the primary announces, and only then published.  Memory stays
+ * at a page and a frame, whatever the database's size. */
 #include "puller_internal.h"
 
 #include <inttypes.h>
@@ -15,6 +15,7 @@
 #include "base/errors.h"
 #include "proto/frames.h"
 #include "sync/applier.h"
+#include "wal/walfmt.h"
 
 /* The image's bytes as they come: whole pages to the stream, the
  * checksum of what passed, and the first error. */
@@ -143,61 +144,243 @@ out:
 	return rv;
 }
 
-/* Write the whole transactions at the front of the pending frames into the
- * stream and drop them. */
-static int stream_complete(struct puller *p, struct applier_stream *s,
-			   char *err, size_t err_len)
-{
-	struct pending *pd = &p->pend;
-	uint32_t n = puller_pending_complete(pd), i;
+/* The generation's frames as they come, answer after answer: each frame
+ * checked (frames_check_frame: its place, its page number, the checksum
+ * chain from the X-Replite-Chain header on) before it is written into the
+ * stream.  Nothing is held but the frame being completed: the frames are
+ * never copied into the puller's pending buffer, and an answer's body is
+ * never held whole.  Frames of a transaction reach the file before its
+ * commit frame has arrived; that is safe because nothing of the stream is
+ * published until it ends on a commit frame and passes its checksum. */
+struct frame_sink {
+	struct puller *p;
+	struct applier_stream *s;
+	const struct http_client_response *res; /* the answer in progress */
+	uint32_t start, end;                    /* its pull */
+	uint32_t next;                          /* number of the next frame */
+	uint32_t last_commit;      /* the last commit frame written */
+	struct frames_chain chain; /* after frame next - 1 */
+	int has_chain;             /* chain holds an earlier answer's end */
+	int answer_checked;        /* this answer's chain header was read */
+	uint8_t *frame;            /* a frame being completed */
+	size_t have;               /* bytes of it so far */
+	int rejected;              /* the failure is damage in transit */
+	/* X-Replite-Checksum-At of the last answer: the primary's checksum
+	 * after frame expected_frame (0: none announced) */
+	uint32_t expected_frame;
+	uint64_t expected;
+	char err[512];
+};
 
-	for (i = 0; i < n; i++) {
-		if (applier_stream_page(s, pd->pgno[i],
-					pd->data + (size_t)i * p->page_size,
-					err, err_len) != 0)
-			return -1;
-		if (pd->db_size[i] != 0 &&
-		    applier_stream_size(s, pd->db_size[i], err, err_len) != 0)
-			return -1;
+/* The answer's X-Replite-Chain must continue the chain of the frames before
+ * it (or, for the first answer, start it). */
+static int check_answer_chain(struct frame_sink *k)
+{
+	struct frames_chain announced;
+	char text[FRAMES_CHAIN_TEXT_SIZE + 16];
+
+	k->rejected = 1;
+	if (http_client_response_header(k->res, FRAMES_CHAIN_HEADER, text,
+					sizeof text) == NULL ||
+	    frames_chain_parse(text, &announced) != 0) {
+		snprintf(k->err, sizeof k->err,
+			 "the primary's frames from %u on came without a "
+			 "valid %s header, so they cannot be verified (is the "
+			 "primary replite serve of this version?)",
+			 k->start, FRAMES_CHAIN_HEADER);
+		return -1;
 	}
-	puller_pending_consume(pd, n, p->page_size);
-	p->stats.frames_pulled += n;
+	if (k->has_chain && (announced.big_endian != k->chain.big_endian ||
+			     announced.salt[0] != k->chain.salt[0] ||
+			     announced.salt[1] != k->chain.salt[1] ||
+			     announced.cksum[0] != k->chain.cksum[0] ||
+			     announced.cksum[1] != k->chain.cksum[1])) {
+		snprintf(k->err, sizeof k->err,
+			 "the primary's frames from %u on do not continue the "
+			 "checksum chain of the frames before them (damaged "
+			 "in transit, or another primary answered)",
+			 k->start);
+		return -1;
+	}
+	k->rejected = 0;
+	k->chain = announced;
+	k->has_chain = 1;
+	k->answer_checked = 1;
 	return 0;
 }
 
+static int take_frame(struct frame_sink *k, const uint8_t *f)
+{
+	struct frames_frame fr;
+	int rc;
+
+	rc = frames_check_frame(f, k->p->page_size, k->next, k->start, k->end,
+				&k->chain, &fr, k->err, sizeof k->err);
+	if (rc != 0) {
+		k->rejected = rc > 0;
+		return -1;
+	}
+	if (applier_stream_page(k->s, fr.pgno, fr.page, k->err,
+				sizeof k->err) != 0)
+		return -1;
+	if (fr.db_size != 0) {
+		if (applier_stream_size(k->s, fr.db_size, k->err,
+					sizeof k->err) != 0)
+			return -1;
+		k->last_commit = k->next;
+	}
+	k->next++;
+	return 0;
+}
+
+static int on_frame_bytes(void *arg, const uint8_t *data, size_t len)
+{
+	struct frame_sink *k = arg;
+	const size_t fs = WALFMT_FRAME_HDR_SIZE + (size_t)k->p->page_size;
+	size_t n;
+
+	if (!k->answer_checked && check_answer_chain(k) != 0)
+		return -1;
+	while (len > 0) {
+		if (k->have == 0 && len >= fs) {
+			if (take_frame(k, data) != 0)
+				return -1;
+			data += fs;
+			len -= fs;
+			continue;
+		}
+		n = fs - k->have < len ? fs - k->have : len;
+		memcpy(k->frame + k->have, data, n);
+		k->have += n;
+		data += n;
+		len -= n;
+		if (k->have == fs) {
+			k->have = 0;
+			if (take_frame(k, k->frame) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* One GET /sync/g/... answer into the stream: 0 with *got frames (0: the
+ * head was reached), 1 when it failed verification (counted), -1 with
+ * err. */
+static int stream_answer(struct puller *p, struct frame_sink *k, uint32_t g,
+			 uint32_t *got, char *err, size_t err_len)
+{
+	struct http_client_response res = {0};
+	char path[96];
+	int rv;
+
+	*got = 0;
+	k->start = k->next;
+	k->end = k->start + PULL_FRAMES;
+	if (p->limited) {
+		/* An as-of replica: nothing past its state, ever. */
+		if (k->start > p->limit_frame)
+			return 0;
+		if (k->end > p->limit_frame + 1)
+			k->end = p->limit_frame + 1;
+	}
+	k->res = &res;
+	k->answer_checked = 0;
+	k->have = 0;
+	k->rejected = 0;
+	k->err[0] = '\0';
+	snprintf(path, sizeof path, "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g,
+		 k->start, k->end);
+	rv = puller_request_to(p, path, PULL_TIMEOUT_MS, on_frame_bytes, k,
+			       &res, err, err_len);
+	if (rv == -1 && k->err[0] != '\0') {
+		errors_set(err, err_len, "%s; it was not applied", k->err);
+		if (k->rejected) {
+			p->stats.rejected_transfers++;
+			rv = 1;
+		}
+	}
+	if (rv != 0)
+		goto out; /* 1: rejected */
+	rv = -1;
+	if (res.status != 200 && p->limited) {
+		/* Its state's frames must all be there. */
+		char what[128];
+		snprintf(what, sizeof what, "GET %s (the state as of)", path);
+		http_client_status_error(what, &res, err, err_len);
+		goto out;
+	}
+	if (res.status != 200) {
+		rv = 0; /* no frames after start: the head */
+		goto out;
+	}
+	if (k->have != 0 || k->next == k->start) {
+		errors_set(err, err_len,
+			   "the primary answered the pull of frames [%u, %u) "
+			   "with %s (%zu bytes): truncated or not frames; it "
+			   "was not applied",
+			   k->start, k->end,
+			   k->next == k->start ? "no whole frame"
+					       : "a body that ends inside a "
+						 "frame",
+			   (size_t)res.len);
+		p->stats.rejected_transfers++;
+		rv = 1;
+		goto out;
+	}
+	*got = k->next - k->start;
+	p->stats.frames_pulled += *got;
+	puller_checksum_at(&res, &k->expected_frame, &k->expected);
+	rv = 0;
+out:
+	http_client_response_free(&res);
+	return rv;
+}
+
 /* The frames of generation g from its first on, as far as the primary has
- * them, verified as any pulled frames are, written over the image.  0 with
- * the last frame applied and the checksum the primary announced after it
+ * them, verified as they arrive and written over the image.  0 with the
+ * last frame applied and the checksum the primary announced after it
  * (*has_expected, *expected); 1 when an answer failed verification; -1. */
 static int stream_frames(struct puller *p, struct applier_stream *s, uint32_t g,
 			 uint32_t *frame_no, int *has_expected,
 			 uint64_t *expected, char *err, size_t err_len)
 {
-	struct pending *pd = &p->pend;
+	struct frame_sink k = {.p = p, .s = s, .next = 1};
 	uint32_t n;
 	int rv;
 
-	puller_pending_clear(pd);
-	pd->generation = g;
-	pd->first = 1;
+	k.frame = malloc(WALFMT_FRAME_HDR_SIZE + (size_t)p->page_size);
+	if (k.frame == NULL) {
+		errors_set(err, err_len, "out of memory");
+		return -1;
+	}
+	puller_pending_clear(&p->pend);
 	do {
-		rv = puller_fetch_generation_frames(p, g, &n, err, err_len);
-		if (rv == 0 && n > 0)
-			rv = stream_complete(p, s, err, err_len);
+		rv = stream_answer(p, &k, g, &n, err, err_len);
 	} while (rv == 0 && puller_more_frames(p, n));
+	if (rv == 0 && k.next - 1 != k.last_commit) {
+		/* The primary's log ends on commit frames; frames past the
+		 * last one would be a transaction half there. */
+		errors_set(err, err_len,
+			   "the primary's frames of generation %u end inside a "
+			   "transaction (frame %u, after the commit at frame "
+			   "%u); the bootstrap was not published",
+			   g, k.next - 1, k.last_commit);
+		p->stats.rejected_transfers++;
+		rv = 1;
+	}
 	if (rv == 0) {
-		*frame_no = pd->first - 1;
+		*frame_no = k.last_commit;
 		rv = puller_check_limit(p, g, *frame_no, err, err_len);
 	}
 	if (rv == 0) {
 		/* The image alone is checked against its own checksum. */
 		*has_expected =
 		    *frame_no == 0 ||
-		    (pd->has_expected && pd->expected_frame == *frame_no);
+		    (k.expected_frame != 0 && k.expected_frame == *frame_no);
 		if (*frame_no > 0 && *has_expected)
-			*expected = pd->expected;
+			*expected = k.expected;
 	}
-	puller_pending_clear(pd);
+	free(k.frame);
 	return rv;
 }
 

@@ -452,6 +452,59 @@ START_TEST(test_streamed_frames_damaged_in_transit_are_fetched_again)
 }
 END_TEST
 
+/* A transaction larger than one answer (the primary sends at most 4096
+ * frames per GET /sync): a streamed bootstrap writes its frames as they
+ * arrive, across answers, and publishes nothing until the commit frame has
+ * come and the result checks.  A page of the second answer flipped on the
+ * way is caught, counted, and the bootstrap fetched again; a second answer
+ * cut inside a frame leaves no replica (the open fails, naming the
+ * transfer), and the next open bootstraps whole. */
+static void seed_one_big_transaction(const char *url)
+{
+	rfx_primary_exec(url, "CREATE TABLE big(id INTEGER PRIMARY KEY, v "
+			      "TEXT, b BLOB)");
+	rfx_primary_exec(url,
+			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+			 "i + 1 FROM n WHERE i < 4600) INSERT INTO big(v, b) "
+			 "SELECT printf('row %d', i), randomblob(3000) FROM n");
+}
+
+START_TEST(test_streamed_transaction_across_answers)
+{
+	struct rfx_env e;
+	struct rfx_info info;
+	struct fault_proxy *proxy;
+	sqlite3 *db = NULL;
+	char *err = NULL;
+	char match[64];
+
+	rfx_env_start(&e, NULL);
+	seed_one_big_transaction(e.srv.url);
+	rfx_primary_info(e.srv.url, NULL, &info);
+	ck_assert_uint_gt(info.max_frame_no, 4096 + 100);
+	snprintf(match, sizeof match, "GET /sync/%u/4097/", info.generation);
+	bootstrap_through_fault(&e, FAULT_PROXY_CORRUPT_PAGE, match, 50);
+	unlink(e.path);
+
+	proxy = fault_proxy_start(atoi(strrchr(e.srv.url, ':') + 1));
+	ck_assert_ptr_nonnull(proxy);
+	fault_proxy_set(proxy, FAULT_PROXY_CUT_FRAME, match, 20);
+	ck_assert_int_ne(rfx_try_open(e.path, fault_proxy_url(proxy),
+				      "sync_interval=0", &db, &err),
+			 SQLITE_OK);
+	ck_assert_uint_eq(fault_proxy_fired(proxy), 1);
+	ck_assert_msg(err != NULL && strstr(err, "/sync/") != NULL,
+		      "the error names the transfer: %s", err ? err : "?");
+	free(err);
+	db = rfx_open(e.path, fault_proxy_url(proxy), "sync_interval=0");
+	rfx_assert_same_table(db, e.srv.url, "big", "v || hex(b)");
+	rfx_assert_verified(db);
+	sqlite3_close(db);
+	fault_proxy_stop(proxy);
+	rfx_env_stop(&e);
+}
+END_TEST
+
 struct opener {
 	const char *path, *url;
 	sqlite3 *db;
@@ -533,6 +586,7 @@ int main(void)
 	tcase_add_test(
 	    tc, test_streamed_frames_damaged_in_transit_are_fetched_again);
 	tcase_add_test(tc, test_generation_ends_during_a_streamed_bootstrap);
+	tcase_add_test(tc, test_streamed_transaction_across_answers);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }
