@@ -207,6 +207,7 @@ void store_close(struct store *s)
 		sqlite3_close(s->internal);
 	if (s->vfs != NULL)
 		wal_observer_unregister(s->vfs);
+	live_overlay_free(s->overlay);
 	for (i = 0; i < s->n_gens; i++)
 		store_gen_free(s->gens[i]);
 	free(s->gens);

@@ -221,7 +221,10 @@ int store_capture_register(struct store *s, char *err, size_t n)
 	int rc;
 
 	snprintf(name, sizeof name, "replite-primary-%p", (void *)s);
-	rc = wal_observer_register(name, &hooks, &s->vfs);
+	rc = s->overlay != NULL
+		 ? wal_observer_register_over(
+		       name, &hooks, live_overlay_vfs(s->overlay), &s->vfs)
+		 : wal_observer_register(name, &hooks, &s->vfs);
 	if (rc != SQLITE_OK) {
 		errors_set(err, n, "cannot register the capture VFS: %s",
 			   sqlite3_errstr(rc));

@@ -177,6 +177,10 @@ int store_check_init(struct store *s, char *err, size_t n)
 			   sqlite3_errmsg(s->reader));
 		return -1;
 	}
+	/* A fork sharing its base (live_overlay.h) opens without reading
+	 * the whole database: its map is built before its first push. */
+	if (s->overlay != NULL)
+		return 0;
 	if (build_map(s, why, sizeof why) != 0) {
 		/* Not fatal: pushes are refused with this reason, the rest
 		 * of the server works. */

@@ -14,9 +14,12 @@
  * next one in a file of its own; nothing opens one for writing), so the
  * two databases can share it: the fork costs a link, not a copy, and
  * retention of the source's generation unlinks only the source's name.
- * The frames are at most one generation's (--generation-frames).  What is
- * copied whole is the live database, which store_open builds from the base
- * (copy_file_range: blocks shared where the filesystem has reflinks).
+ * The frames are at most one generation's (--generation-frames).  The
+ * live database is not copied either: DIR/live.base is one more link to
+ * the base, and live.db starts as a sparse file over it that holds only
+ * the pages written since (live_overlay.h), until the fork rolls over to a
+ * generation of its own.  (Where linking fails, the base is copied, and so
+ * is the live database.)
  *
  * Everything is read from descriptors taken under the store's lock, so a
  * rollover or retention meanwhile changes nothing: frames at or below a
@@ -42,6 +45,7 @@
 struct fork_source {
 	int base_fd;
 	int log_fd;
+	char *terms; /* the generation's base.terms (may be missing) */
 	struct time_log_record *times;
 	long n_times;
 };
@@ -65,7 +69,9 @@ static int take_source(struct store *s, const struct store_point *at,
 		goto out;
 	}
 	base = util_strdupf("%s/base.db", g->dir);
-	if (base == NULL || util_open_sized(base, &src->base_fd, &size) != 0) {
+	src->terms = util_strdupf("%s/base.terms", g->dir);
+	if (base == NULL || src->terms == NULL ||
+	    util_open_sized(base, &src->base_fd, &size) != 0) {
 		errors_set(err, n, "cannot open %s: %s",
 			   base ? base : "base.db", strerror(errno));
 		goto out;
@@ -92,6 +98,7 @@ static void release_source(struct fork_source *src)
 		close(src->base_fd);
 	if (src->log_fd >= 0)
 		close(src->log_fd);
+	free(src->terms);
 	free(src->times);
 }
 
@@ -189,9 +196,10 @@ int store_fork(struct store *s, const struct store_point *at, const char *dir,
 	char *gen = util_strdupf("%s/gen-00000001", dir);
 	char *base = util_strdupf("%s/base.db", gen ? gen : "");
 	char *log = util_strdupf("%s/frames.log", gen ? gen : "");
+	char *live_base = util_strdupf("%s/live.base", dir);
 	int rv = -1, linked = 0, made = 0, e;
 
-	if (gen == NULL || base == NULL || log == NULL) {
+	if (gen == NULL || base == NULL || log == NULL || live_base == NULL) {
 		errors_set(err, n, "out of memory");
 		goto out;
 	}
@@ -216,6 +224,24 @@ int store_fork(struct store *s, const struct store_point *at, const char *dir,
 			   base, strerror(-e));
 		goto out;
 	}
+	/* A linked base is also the fork's live database's: live.db starts
+	 * sparse over it (live_overlay.h), so the fork does not copy the
+	 * database either. */
+	if (linked && link(base, live_base) != 0) {
+		errors_set(err, n, "cannot link %s: %s", live_base,
+			   strerror(errno));
+		goto out;
+	}
+	/* And its checksum terms, so that opening the fork does not read
+	 * the base (store_terms.c); without them the open computes them. */
+	if (linked) {
+		char *terms = util_strdupf("%s/base.terms", gen);
+		if (terms != NULL && link(src.terms, terms) != 0 &&
+		    errno != ENOENT)
+			store_log("fork: cannot link %s: %s", src.terms,
+				  strerror(errno));
+		free(terms);
+	}
 	if (copy_frames(src.log_fd, at->frame, log, err, n) != 0 ||
 	    store_gen_times_write(gen, src.times, (size_t)src.n_times, err,
 				  n) != 0 ||
@@ -237,5 +263,6 @@ out:
 	free(gen);
 	free(base);
 	free(log);
+	free(live_base);
 	return rv;
 }

@@ -502,6 +502,7 @@ out:
 void store_gen_rollover(struct store *s)
 {
 	struct generation *cur;
+	struct generation *next = NULL;
 	struct frame_log *log = NULL;
 	int rolled = 0;
 
@@ -519,14 +520,20 @@ void store_gen_rollover(struct store *s)
 		if (store_gen_add(s, cur->number + 1, log) == 0) {
 			cur->ended_ms = clock_unix_ms();
 			store_sum_new_generation_locked(&s->sum);
-			store_current_locked(s)->prev_end =
-			    frame_log_head(cur->log);
+			next = store_current_locked(s);
+			next->prev_end = frame_log_head(cur->log);
 			rolled = 1;
 		} else {
 			frame_log_close(log);
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
+	/* The new base holds the head state, whose terms are known: kept
+	 * for the next start (and forks), still under the write lock, so no
+	 * commit changes them meanwhile. */
+	if (rolled)
+		store_terms_write(next->dir, s->sum.terms, s->sum.n_pages,
+				  (uint64_t)s->sum.n_pages * WALFMT_PAGE_SIZE);
 	sqlite3_exec(s->internal, "COMMIT", NULL, NULL, NULL);
 out:
 	pthread_mutex_unlock(&s->internal_mu);

@@ -33,6 +33,7 @@
 
 #include "commit_times.h"
 #include "frame_log.h"
+#include "live_overlay.h"
 #include "metrics.h"
 #include "push_log.h"
 #include "time_log.h"
@@ -112,6 +113,9 @@ struct store {
 	char *live_path;
 	char *database_id;
 	sqlite3_vfs *vfs;
+	/* A fork's live.db while it shares its base (live_overlay.h): the
+	 * capture VFS's root; NULL for a live.db of its own. */
+	struct live_overlay *overlay;
 
 	/* mu guards gens, pending, failed and the listener. */
 	pthread_mutex_t mu;
@@ -239,6 +243,13 @@ void store_gen_drop_expired(struct store *s);
  * store_sum_at_locked: that of a frame (0: the generation's start), or -1
  * when unknown.  Callers of the _locked ones hold mu. */
 int store_sum_init(struct store *s, char *err, size_t n);
+/* gen_dir/base.terms (store_terms.c): the terms of the n_pages pages of a
+ * base of base_size bytes; read returns 0 when the file has them, -1 when
+ * it is missing or does not check. */
+int store_terms_read(const char *gen_dir, uint64_t base_size, uint64_t *terms,
+		     uint32_t n_pages);
+void store_terms_write(const char *gen_dir, const uint64_t *terms,
+		       uint32_t n_pages, uint64_t base_size);
 void store_sum_free(struct store_sum *m);
 int store_sum_apply(struct store_sum *m, const struct wal_page *pages, size_t n,
 		    uint32_t db_size, uint64_t *result);

@@ -132,12 +132,78 @@ static int stopped_uncleanly(struct store *s)
  * before they were durable (group commit, store_durable.c): nobody was told
  * of them, and they must not come back.  live.db is then rebuilt from the
  * generation's base, as for a missing one. */
+/* How live.db stands to the current generation's base: a file of its own
+ * (no live.base), sparse over that base (live.base is a link to it: a fork
+ * that has not rolled over), or sparse over a base that is no longer the
+ * current one (the fork rolled over: live.base is an older base). */
+enum live_kind { LIVE_OWN, LIVE_SHARED, LIVE_STALE };
+
+static enum live_kind live_kind(const char *live_base, const char *base)
+{
+	struct stat a, b;
+
+	if (stat(live_base, &a) != 0)
+		return LIVE_OWN;
+	if (stat(base, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		return LIVE_SHARED;
+	return LIVE_STALE;
+}
+
+/* live.db as a sparse file of base's size: every page a hole, read from
+ * the base through the overlay until written. */
+static int create_sparse(const char *base, const char *live)
+{
+	struct stat st;
+	int fd, e = 0;
+
+	if (stat(base, &st) != 0)
+		return -errno;
+	fd = open(live, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, st.st_size) != 0 || fsync(fd) != 0)
+		e = -errno;
+	close(fd);
+	return e;
+}
+
+/* live.db goes first: a sparse live.db is never without its live.base. */
+static int drop_shared_live(struct store *s, const char *live_base, char *err,
+			    size_t n)
+{
+	if ((unlink(s->live_path) != 0 && errno != ENOENT) ||
+	    fileio_fsync_dir(s->data_dir) != 0 ||
+	    (unlink(live_base) != 0 && errno != ENOENT) ||
+	    fileio_fsync_dir(s->data_dir) != 0) {
+		errors_set(err, n, "cannot remove %s or %s: %s", s->live_path,
+			   live_base, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int store_recover_live(struct store *s, char *err, size_t n)
 {
 	struct generation *g = store_current_locked(s);
 	char *base = util_strdupf("%s/base.db", g->dir);
+	char *live_base = util_strdupf("%s/live.base", s->data_dir);
 	int fd = -1, rv = -1, e, missing;
+	enum live_kind kind;
 
+	if (base == NULL || live_base == NULL) {
+		errors_set(err, n, "out of memory");
+		goto out;
+	}
+	kind = live_kind(live_base, base);
+	if (kind == LIVE_STALE) {
+		store_log("the live database was shared with the base of an "
+			  "earlier generation: rebuilding it whole from "
+			  "generation %" PRIu32 "'s base",
+			  g->number);
+		if (drop_shared_live(s, live_base, err, n) != 0)
+			goto out;
+		kind = LIVE_OWN;
+	}
 	missing = access(s->live_path, F_OK) != 0;
 	if (missing || stopped_uncleanly(s)) {
 		char *wal = util_strdupf("%s-wal", s->live_path);
@@ -163,7 +229,10 @@ int store_recover_live(struct store *s, char *err, size_t n)
 			unlink(shm);
 		free(wal);
 		free(shm);
-		e = fileio_copy_file(base, s->live_path);
+		e = kind == LIVE_SHARED ? create_sparse(base, s->live_path)
+					: fileio_copy_file(base, s->live_path);
+		if (e == 0 && fileio_fsync_dir(s->data_dir) != 0)
+			e = -errno;
 		if (e != 0) {
 			errors_set(err, n, "cannot create %s from %s: %s",
 				   s->live_path, base, strerror(-e));
@@ -190,10 +259,25 @@ int store_recover_live(struct store *s, char *err, size_t n)
 			goto out;
 		}
 	}
+	/* A shared live.db holds exactly the pages of the log just
+	 * replayed; the base has the others. */
+	if (kind == LIVE_SHARED) {
+		if (live_overlay_open(live_base, s->live_path, &s->overlay, err,
+				      n) != 0)
+			goto out;
+		e = live_overlay_take_log(s->overlay, g->log);
+		if (e != 0) {
+			errors_set(err, n,
+				   "cannot read the frame log of %s: %s",
+				   s->data_dir, strerror(-e));
+			goto out;
+		}
+	}
 	rv = 0;
 out:
 	if (fd >= 0)
 		close(fd);
 	free(base);
+	free(live_base);
 	return rv;
 }

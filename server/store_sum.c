@@ -170,9 +170,10 @@ void store_sum_new_generation_locked(struct store_sum *m)
 	m->n_at = 0;
 }
 
-/* The terms of every page of a database file (the generation's base),
- * read in chunks. */
-static int load_file(struct store_sum *m, const char *path, char *err, size_t n)
+/* The terms of every page of the generation's base: from its base.terms
+ * (store_terms.c) when that checks, else read in chunks and kept there. */
+static int load_file(struct store_sum *m, const char *gen_dir, const char *path,
+		     char *err, size_t n)
 {
 	const size_t chunk = 256 * WALFMT_PAGE_SIZE;
 	uint8_t *buf = malloc(chunk);
@@ -195,6 +196,14 @@ static int load_file(struct store_sum *m, const char *path, char *err, size_t n)
 		goto out;
 	}
 	m->sum = 0;
+	if (store_terms_read(gen_dir, (uint64_t)st.st_size, m->terms,
+			     m->n_pages) == 0) {
+		uint32_t i;
+		for (i = 0; i < m->n_pages; i++)
+			m->sum ^= m->terms[i];
+		rv = 0;
+		goto out;
+	}
 	for (off = 0; off < (uint64_t)m->n_pages * WALFMT_PAGE_SIZE;
 	     off += chunk) {
 		uint64_t left = (uint64_t)m->n_pages * WALFMT_PAGE_SIZE - off;
@@ -214,6 +223,7 @@ static int load_file(struct store_sum *m, const char *path, char *err, size_t n)
 			m->sum ^= m->terms[pgno - 1];
 		}
 	}
+	store_terms_write(gen_dir, m->terms, m->n_pages, (uint64_t)st.st_size);
 	rv = 0;
 out:
 	if (fd >= 0)
@@ -234,7 +244,7 @@ int store_sum_init(struct store *s, char *err, size_t n)
 	uint64_t sum;
 	int rv = -1;
 
-	if (base == NULL || load_file(m, base, err, n) != 0)
+	if (base == NULL || load_file(m, g->dir, base, err, n) != 0)
 		goto out;
 	store_sum_new_generation_locked(m);
 	/* Replay the generation's transactions, recording the checksum

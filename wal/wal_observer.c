@@ -366,13 +366,21 @@ static int obs_shm_unmap(sqlite3_file *f, int delete_flag)
 	return REAL(f)->pMethods->xShmUnmap(REAL(f), delete_flag);
 }
 
+/* A file below without memory mapping (a shim of version 2, such as the
+ * primary's live overlay) maps nothing: SQLite then reads. */
 static int obs_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp)
 {
+	if (REAL(f)->pMethods->iVersion < 3) {
+		*pp = NULL;
+		return SQLITE_OK;
+	}
 	return REAL(f)->pMethods->xFetch(REAL(f), off, amt, pp);
 }
 
 static int obs_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 {
+	if (REAL(f)->pMethods->iVersion < 3)
+		return SQLITE_OK;
 	return REAL(f)->pMethods->xUnfetch(REAL(f), off, p);
 }
 
@@ -545,8 +553,15 @@ int wal_observer_register(const char *name,
 			  const struct wal_observer_hooks *hooks,
 			  sqlite3_vfs **out)
 {
+	return wal_observer_register_over(name, hooks, sqlite3_vfs_find(NULL),
+					  out);
+}
+
+int wal_observer_register_over(const char *name,
+			       const struct wal_observer_hooks *hooks,
+			       sqlite3_vfs *root, sqlite3_vfs **out)
+{
 	struct observer *obs;
-	sqlite3_vfs *root = sqlite3_vfs_find(NULL);
 	int rc;
 
 	if (root == NULL)

@@ -104,6 +104,11 @@ struct wal_observer_hooks {
 int wal_observer_register(const char *name,
 			  const struct wal_observer_hooks *hooks,
 			  sqlite3_vfs **out);
+/* The same over root (another shim, e.g. the primary's live overlay),
+ * which must outlive it. */
+int wal_observer_register_over(const char *name,
+			       const struct wal_observer_hooks *hooks,
+			       sqlite3_vfs *root, sqlite3_vfs **out);
 /* Unregister and free a VFS from wal_observer_register; no connection may
  * still use it. */
 void wal_observer_unregister(sqlite3_vfs *vfs);
