@@ -45,7 +45,7 @@
 struct fork_source {
 	int base_fd;
 	int log_fd;
-	char *terms; /* the generation's base.terms (may be missing) */
+	char *gen_dir; /* the generation's directory (may go meanwhile) */
 	struct time_log_record *times;
 	long n_times;
 };
@@ -69,8 +69,8 @@ static int take_source(struct store *s, const struct store_point *at,
 		goto out;
 	}
 	base = util_strdupf("%s/base.db", g->dir);
-	src->terms = util_strdupf("%s/base.terms", g->dir);
-	if (base == NULL || src->terms == NULL ||
+	src->gen_dir = strdup(g->dir);
+	if (base == NULL || src->gen_dir == NULL ||
 	    util_open_sized(base, &src->base_fd, &size) != 0) {
 		errors_set(err, n, "cannot open %s: %s",
 			   base ? base : "base.db", strerror(errno));
@@ -98,7 +98,7 @@ static void release_source(struct fork_source *src)
 		close(src->base_fd);
 	if (src->log_fd >= 0)
 		close(src->log_fd);
-	free(src->terms);
+	free(src->gen_dir);
 	free(src->times);
 }
 
@@ -113,6 +113,21 @@ static int link_or_copy(int fd, const char *dst, int *linked)
 	if (*linked)
 		return 0;
 	return fileio_copy_fd(fd, dst);
+}
+
+/* to_dir/name as a link to from_dir/name, a file derived from the base
+ * the two generations share, when it is there. */
+static void link_derived(const char *from_dir, const char *to_dir,
+			 const char *name)
+{
+	char *from = util_strdupf("%s/%s", from_dir, name);
+	char *to = util_strdupf("%s/%s", to_dir, name);
+
+	if (from != NULL && to != NULL && link(from, to) != 0 &&
+	    errno != ENOENT)
+		store_log("fork: cannot link %s: %s", from, strerror(errno));
+	free(from);
+	free(to);
 }
 
 /* Frames 1..upto of the log open as fd, written to a new log at path one
@@ -232,15 +247,12 @@ int store_fork(struct store *s, const struct store_point *at, const char *dir,
 			   strerror(errno));
 		goto out;
 	}
-	/* And its checksum terms, so that opening the fork does not read
-	 * the base (store_terms.c); without them the open computes them. */
+	/* And what is derived from it, so that the fork neither reads the
+	 * base for its checksum terms (store_terms.c) nor compresses it
+	 * again (store_zstd.c); without them it makes its own. */
 	if (linked) {
-		char *terms = util_strdupf("%s/base.terms", gen);
-		if (terms != NULL && link(src.terms, terms) != 0 &&
-		    errno != ENOENT)
-			store_log("fork: cannot link %s: %s", src.terms,
-				  strerror(errno));
-		free(terms);
+		link_derived(src.gen_dir, gen, "base.terms");
+		link_derived(src.gen_dir, gen, "base.db.zst");
 	}
 	if (copy_frames(src.log_fd, at->frame, log, err, n) != 0 ||
 	    store_gen_times_write(gen, src.times, (size_t)src.n_times, err,

@@ -55,6 +55,7 @@ static void open_source(struct fx *f)
 	sqlite3_close(db);
 	f->cfg.import_path = seed;
 	f->cfg.generation_frames = 1000000;
+	f->cfg.compression_level = 1; /* a base.db.zst in the background */
 	fx_open(f);
 	f->cfg.import_path = NULL;
 	fx_exec(f, "UPDATE t SET v = v || '+' WHERE id % 500 = 0");
@@ -336,14 +337,25 @@ START_TEST(test_base_terms)
 	struct fx src, fk;
 	char *gen2, *path;
 	uint64_t before, after;
-	int fd;
+	int fd, i;
+	char *zst;
 
 	open_source(&src);
+	zst = fixture_path(src.data, "gen-00000001/base.db.zst");
+	/* The source's compressed base, made in the background. */
+	for (i = 0; i < 500 && access(zst, F_OK) != 0; i++) {
+		store_maintain(src.store);
+		usleep(10000);
+	}
+	ck_assert_int_eq(access(zst, F_OK), 0);
 	/* The import's start computed generation 1's terms; the fork links
-	 * them (and opens without reading its base for them). */
+	 * them (and opens without reading its base for them), and the
+	 * compressed base. */
 	fork_now(&src, &fk);
 	ck_assert_uint_eq(stat_of(fk.data, "gen-00000001/base.terms").st_ino,
 			  stat_of(src.data, "gen-00000001/base.terms").st_ino);
+	ck_assert_uint_eq(stat_of(fk.data, "gen-00000001/base.db.zst").st_ino,
+			  stat_of(src.data, "gen-00000001/base.db.zst").st_ino);
 	fx_open(&fk);
 	ck_assert_uint_eq(head_sum(&fk), head_sum(&src));
 	fx_close(&fk);
@@ -377,6 +389,7 @@ START_TEST(test_base_terms)
 	assert_terms_match_base(gen2); /* and wrote them again */
 	free(path);
 	free(gen2);
+	free(zst);
 	fx_done(&src);
 }
 END_TEST
