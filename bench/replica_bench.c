@@ -229,6 +229,80 @@ static int cmd_reads(const char *url, const char *dir, long rows, long n,
 	return 0;
 }
 
+/* Point reads through an encrypted and a plain replica of the same
+ * primary, with a page cache of cache_kib KiB so that most reads miss it
+ * and the page really comes from the file (decrypted, for the encrypted
+ * one): interleaved rounds, each connection's reading-thread CPU time. */
+static int cmd_enc_reads(const char *url, const char *dir, long rows, long n,
+			 int rounds, long cache_kib)
+{
+	struct reader rd[2] = {{.name = "plain"}, {.name = "encrypted"}};
+	const char *uris[2] = {
+	    "file:%s/plain.db?vfs=replite&sync_url=%s&sync_interval=0",
+	    "file:%s/enc.db?vfs=replite&sync_url=%s&sync_interval=0&"
+	    "encryption_key=bench%%20key"};
+	uint32_t *lat = malloc((size_t)n * sizeof *lat);
+	uint64_t expect = 0;
+	char err[1024], pragma[64];
+	int i, k;
+
+	if (lat == NULL)
+		die("out of memory", NULL);
+	snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%ld", cache_kib);
+	for (i = 0; i < 2; i++) {
+		char *uri = sqlite3_mprintf(uris[i], dir, url);
+		rd[i].db =
+		    open_uri(uri, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			     err, sizeof err);
+		sqlite3_free(uri);
+		if (rd[i].db == NULL) {
+			fprintf(stderr, "replica_bench: %s\n", err);
+			return 1;
+		}
+		if (sqlite3_exec(rd[i].db, pragma, NULL, NULL, NULL) !=
+			SQLITE_OK ||
+		    sqlite3_prepare_v2(rd[i].db, "SELECT v FROM t WHERE id = ?",
+				       -1, &rd[i].stmt, NULL) != SQLITE_OK)
+			die(rd[i].name, rd[i].db);
+	}
+	for (i = 0; i < 2; i++) {
+		uint64_t h, cpu;
+		read_run(&rd[i], rows, n / 4 > 0 ? n / 4 : 1, lat, &h, &cpu);
+	}
+	for (k = 0; k < rounds; k++) {
+		for (i = 0; i < 2; i++) {
+			struct reader *r = &rd[(i + k) % 2];
+			uint64_t h, cpu,
+			    ns = read_run(r, rows, n, lat, &h, &cpu);
+			int misses = 0, hits = 0, reset = 1;
+
+			sqlite3_db_status(r->db, SQLITE_DBSTATUS_CACHE_MISS,
+					  &misses, &hits, reset);
+			if (k == 0 && i == 0)
+				expect = h;
+			else if (h != expect) {
+				fprintf(stderr,
+					"replica_bench: %s read other values "
+					"than the first connection\n",
+					r->name);
+				return 1;
+			}
+			qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
+			printf("{\"conn\":\"%s\",\"round\":%d,\"n\":%ld,"
+			       "\"ns\":%" PRIu64 ",\"cpu_ns\":%" PRIu64
+			       ",\"p50_ns\":%" PRIu32 ",\"misses\":%d}\n",
+			       r->name, k, n, ns, cpu, lat[n / 2], misses);
+			fflush(stdout);
+		}
+	}
+	for (i = 1; i >= 0; i--) {
+		sqlite3_finalize(rd[i].stmt);
+		sqlite3_close(rd[i].db);
+	}
+	free(lat);
+	return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* driver */
 
@@ -500,9 +574,15 @@ int main(int argc, char **argv)
 	if (argc == 7 && strcmp(argv[1], "reads") == 0)
 		return cmd_reads(argv[2], argv[3], atol(argv[4]), atol(argv[5]),
 				 atoi(argv[6]));
+	if (argc == 8 && strcmp(argv[1], "enc-reads") == 0)
+		return cmd_enc_reads(argv[2], argv[3], atol(argv[4]),
+				     atol(argv[5]), atoi(argv[6]),
+				     atol(argv[7]));
 	if (argc == 2 && strcmp(argv[1], "driver") == 0)
 		return cmd_driver();
 	fprintf(stderr, "usage: replica_bench reads SYNC_URL DIR ROWS N "
-			"ROUNDS\n       replica_bench driver\n");
+			"ROUNDS\n       replica_bench enc-reads SYNC_URL DIR "
+			"ROWS N ROUNDS CACHE_KIB\n       replica_bench "
+			"driver\n");
 	return 2;
 }

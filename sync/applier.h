@@ -36,10 +36,13 @@ int applier_open(const char *db_path, const char *vfs_name, uint32_t page_size,
 		 struct applier **out, char *err, size_t err_len);
 void applier_close(struct applier *a);
 
-/* Could the file at db_path (and its -wal) hold data of the user's?  Returns
- * 1 when it certainly holds none (missing, zero bytes, or a single empty
- * page 1 and no WAL frames), 0 when it may, -1 with err when unreadable. */
-int applier_file_is_empty(const char *db_path, char *err, size_t err_len);
+/* Could the file at db_path (and its -wal) hold data of the user's, read
+ * through the VFS vfs_name (NULL: the default; an encrypted file reads
+ * through the cipher VFS)?  Returns 1 when it certainly holds none
+ * (missing, zero bytes, or a single empty page 1 and no WAL frames), 0 when
+ * it may, -1 with err when unreadable. */
+int applier_file_is_empty(const char *db_path, const char *vfs_name,
+			  char *err, size_t err_len);
 
 /* The state file as it is now (read without the lock: it is replaced
  * atomically).  Returns 0, 1 when there is none, or -1 with err. */

@@ -287,8 +287,8 @@ static int file_is_missing(const char *db_path)
 /* Decide the sync URL from the URI (or environment) and the state file, and
  * whether the file may become a replica at all.  *synced: the file holds a
  * complete image (no bootstrap needed before reads). */
-static int check_local_file(struct replica *r, int *synced, char *err,
-			    size_t err_len)
+static int check_local_file(struct replica *r, const char *vfs_name,
+			    int *synced, char *err, size_t err_len)
 {
 	struct replica_state st = {0};
 	int loaded = replica_state_load(r->state_path, &st, err, err_len);
@@ -297,7 +297,8 @@ static int check_local_file(struct replica *r, int *synced, char *err,
 	if (loaded < 0)
 		return -1;
 	if (loaded == 1) {
-		int empty = applier_file_is_empty(r->db_path, err, err_len);
+		int empty =
+		    applier_file_is_empty(r->db_path, vfs_name, err, err_len);
 		if (empty < 0)
 			return -1;
 		if (empty == 0) {
@@ -387,6 +388,7 @@ static void replica_free(struct replica *r)
 	http_client_free(r->push_http);
 	replica_rebase_close(r);
 	applier_close(r->applier);
+	replica_key_close(r);
 	replica_options_free(&r->params);
 	pthread_mutex_destroy(&r->mu);
 	pthread_mutex_destroy(&r->push_mu);
@@ -422,7 +424,7 @@ static int token_read_only(const char *token)
 }
 
 int replica_open(const char *db_path, const struct replica_options *p,
-		 const char *root_vfs, struct replica **out, char *err,
+		 sqlite3_vfs *root_vfs, struct replica **out, char *err,
 		 size_t err_len)
 {
 	struct http_client_config cfg = {0};
@@ -448,10 +450,14 @@ int replica_open(const char *db_path, const struct replica_options *p,
 		errors_set(err, err_len, "out of memory");
 		goto fail;
 	}
-	if (check_local_file(r, &synced, err, err_len) != 0)
+	/* Before anything reads the files: an encrypted one reads only
+	 * through the cipher VFS (root_vfs), once registered. */
+	if (replica_key_open(r, p->encryption_key, root_vfs, err, err_len) !=
+		0 ||
+	    check_local_file(r, root_vfs->zName, &synced, err, err_len) != 0)
 		goto fail;
-	if (applier_open(db_path, root_vfs, REPLITE_PAGE_SIZE, &r->applier, err,
-			 err_len) != 0)
+	if (applier_open(db_path, root_vfs->zName, REPLITE_PAGE_SIZE,
+			 &r->applier, err, err_len) != 0)
 		goto fail;
 	if (r->file_lost &&
 	    applier_require_image(r->applier, err, err_len) != 0)
@@ -637,6 +643,9 @@ char *replica_status_json(struct replica *r)
 		json_object_set_new(
 		    o, "squashed_frames",
 		    json_integer((json_int_t)r->stats.squashed_frames));
+	if (o != NULL)
+		json_object_set_new(o, "encrypted",
+				    json_boolean(replica_encrypted(r)));
 	if (o != NULL) {
 		/* Of the content at frame_no, as the state file records it. */
 		char sum[DBSUM_TEXT_SIZE];

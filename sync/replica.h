@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/sqlite_api.h"
+
 #include "sync/replica_options.h"
 #include "wal/wal_inject.h" /* struct wal_page, struct wal_position */
 
@@ -21,7 +23,7 @@ struct replica;
  * bootstrapped before this returns.  Returns 0, or -1 with err naming the
  * cause (nothing started then). */
 int replica_open(const char *db_path, const struct replica_options *p,
-		 const char *root_vfs, struct replica **out, char *err,
+		 sqlite3_vfs *root_vfs, struct replica **out, char *err,
 		 size_t err_len);
 
 /* Stop the sync thread (interrupting a request in flight) and close. */
@@ -80,6 +82,14 @@ void replica_write_unlocked(struct replica *r);
  * naming its state): 0, or -1 with err. */
 int replica_check_as_of(struct replica *r, const struct as_of *want, char *err,
 			size_t err_len);
+
+/* May a connection opened with key (NULL: none) share the replica?  Only
+ * with the same key text as the first, or without a key on a replica
+ * without one: 0, or -1 with err. */
+int replica_check_key(struct replica *r, const char *key, char *err,
+		      size_t err_len);
+/* Is the replica encrypted at rest? */
+int replica_encrypted(const struct replica *r);
 
 /* The sync URL in use (normalised). */
 const char *replica_sync_url(const struct replica *r);

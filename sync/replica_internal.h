@@ -89,7 +89,22 @@ struct replica {
 	 * state's as-of fields and position, kept from the open (no other
 	 * string than none). */
 	struct replica_state as_of_state;
+
+	/* Encryption at rest (replica_key.c): the cipher VFS the database is
+	 * registered with (NULL: a plain replica), and the SHA-256 of the
+	 * key text it was opened with. */
+	sqlite3_vfs *cipher_vfs;
+	uint8_t key_digest[32];
 };
+
+/* Encryption at rest (replica_key.c): at open, before anything touches
+ * the files, decide from the key file and the key text (NULL: none)
+ * whether the replica is encrypted, check the key, and register the
+ * database with cipher_vfs (0, or -1 with err naming the cause, never the
+ * key); at close, unregister it. */
+int replica_key_open(struct replica *r, const char *key_text,
+		     sqlite3_vfs *cipher_vfs, char *err, size_t err_len);
+void replica_key_close(struct replica *r);
 
 /* Offline mode (replica_offline.c): the commit (an outbox record instead
  * of a push; its id random unless given), the WAL's sync, the release of the

@@ -1,12 +1,14 @@
 #include "replite_vfs.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "sync/replica.h"
 #include "vfs/uri_params.h"
+#include "wal/cipher_vfs.h"
 #include "wal/wal_observer.h"
 
 /* One database path replicated in this process. */
@@ -21,7 +23,10 @@ struct node {
  * is the hooks' argument). */
 struct registry {
 	sqlite3_vfs *vfs;
-	const char *root_name; /* the VFS the internal connections use */
+	/* Under the observer: encrypts the files of replicas opened with a
+	 * key (wal/cipher_vfs.h; the others are the default VFS's own
+	 * handles).  The internal connections use it too. */
+	sqlite3_vfs *cipher;
 	pthread_mutex_t mu;
 	pthread_cond_t opened; /* a node finished opening */
 	struct node *nodes;
@@ -64,7 +69,9 @@ static int share_node(struct node *n, const struct replica_options *p,
 	}
 	/* As when the file is opened first: as-of or live, and which
 	 * state. */
-	if (replica_check_as_of(n->replica, &p->as_of, err, sizeof err) != 0) {
+	if (replica_check_as_of(n->replica, &p->as_of, err, sizeof err) != 0 ||
+	    replica_check_key(n->replica, p->encryption_key, err,
+			      sizeof err) != 0) {
 		*errmsg = sqlite3_mprintf("replite: %s", err);
 		return SQLITE_CANTOPEN;
 	}
@@ -104,7 +111,7 @@ static int attach(struct registry *reg, const char *path,
 	reg->nodes = n;
 	pthread_mutex_unlock(&reg->mu);
 
-	rc = replica_open(path, p, reg->root_name, &replica, err, sizeof err);
+	rc = replica_open(path, p, reg->cipher, &replica, err, sizeof err);
 
 	pthread_mutex_lock(&reg->mu);
 	if (rc != 0)
@@ -156,14 +163,7 @@ static int on_open_main(void *arg, sqlite3_filename name, void **ctx,
 		*errmsg = sqlite3_mprintf("%s", err);
 		return SQLITE_CANTOPEN;
 	}
-	if (p.encryption_key != NULL) {
-		*errmsg = sqlite3_mprintf(
-		    "replite: encryption_key is not supported yet; open the "
-		    "replica without it (and unset REPLITE_ENCRYPTION_KEY)");
-		rc = SQLITE_CANTOPEN;
-	} else {
-		rc = attach(reg, name, &p, &n, errmsg);
-	}
+	rc = attach(reg, name, &p, &n, errmsg);
 	replica_options_free(&p);
 	if (rc == SQLITE_OK)
 		*ctx = n;
@@ -301,6 +301,7 @@ int replite_vfs_register(const char *name)
 	struct wal_observer_hooks hooks = {0};
 	struct registry *reg;
 	sqlite3_vfs *root;
+	char cipher_name[128];
 	int rc;
 
 	if (sqlite3_vfs_find(name) != NULL)
@@ -311,7 +312,12 @@ int replite_vfs_register(const char *name)
 	reg = calloc(1, sizeof *reg);
 	if (reg == NULL)
 		return SQLITE_NOMEM;
-	reg->root_name = root->zName;
+	snprintf(cipher_name, sizeof cipher_name, "%s-cipher", name);
+	rc = cipher_vfs_register(cipher_name, root, &reg->cipher);
+	if (rc != SQLITE_OK) {
+		free(reg);
+		return rc;
+	}
 	pthread_mutex_init(&reg->mu, NULL);
 	pthread_cond_init(&reg->opened, NULL);
 	hooks.arg = reg;
@@ -325,8 +331,9 @@ int replite_vfs_register(const char *name)
 	hooks.on_write_unlock = on_write_unlock;
 	hooks.on_pragma = on_pragma;
 	hooks.before_wal_sync = before_wal_sync;
-	rc = wal_observer_register(name, &hooks, &reg->vfs);
+	rc = wal_observer_register_over(name, &hooks, reg->cipher, &reg->vfs);
 	if (rc != SQLITE_OK) {
+		cipher_vfs_unregister(reg->cipher);
 		pthread_mutex_destroy(&reg->mu);
 		pthread_cond_destroy(&reg->opened);
 		free(reg);

@@ -65,7 +65,10 @@ static void region_at(const struct cfile *p, sqlite3_int64 off,
 	sqlite3_int64 ps = p->page_size;
 	sqlite3_int64 frame = WALFMT_FRAME_HDR_SIZE + ps, k, frame_start;
 
+	/* Every field set, in clear regions too (no tweak there). */
 	r->encrypted = 1;
+	r->space = CIPHER_SPACE_DB;
+	r->pos = 0;
 	if (p->kind == CFILE_DB) {
 		r->start = off / ps * ps;
 		r->len = ps;
@@ -471,6 +474,11 @@ static int cv_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f,
 		if (rc != SQLITE_OK)
 			return rc;
 	}
+	/* Any other file is the root's own handle, with the root's methods
+	 * (as cksumvfs.c does): no indirection on the read path of
+	 * replicas without a key. */
+	if (p->kind == CFILE_PLAIN)
+		return cv->root->xOpen(cv->root, name, f, flags, out_flags);
 	rc = cv->root->xOpen(cv->root, name, REAL(f), flags, out_flags);
 	if (rc != SQLITE_OK) {
 		cipher_free(p->c);

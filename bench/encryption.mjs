@@ -1,0 +1,161 @@
+// Encryption at rest (issue 11): an encrypted replica against a plain one of
+// the same primary, same data, same run:
+//   1. point reads, with a SQLite page cache of BENCH_ENC_CACHE_KIB (512) KiB
+//      so that most reads miss it and the page is read (and decrypted) from
+//      the file: the reading thread's CPU time, over interleaved rounds
+//      (replica_bench enc-reads);
+//   2. bootstrap of a BENCH_ENC_MB (60) MB imported database, then catch-up
+//      after BENCH_ENC_TXNS (2000) small transactions;
+//   3. write latency: a single-row autocommit INSERT through each replica
+//      (pushed to the primary, then visible locally).
+// Targets (issue 11): reads <= 1.10x, sync and writes <= 1.15x.
+import { createClient } from "@libsql/client";
+import Database from "libsql";
+import { spawn } from "node:child_process";
+import { fmt, percentile, startPrimary } from "./common.mjs";
+import { BENCH_BIN, Driver, replicaUri, tempDir } from "./driver.mjs";
+
+const env = (name, dflt) => Number(process.env[name] ?? dflt);
+const READ_ROWS = env("BENCH_ENC_READ_ROWS", 200000);
+const READS = env("BENCH_ENC_READS", 100000);
+const READ_ROUNDS = env("BENCH_ENC_READ_ROUNDS", 6);
+const CACHE_KIB = env("BENCH_ENC_CACHE_KIB", 512);
+const MB = env("BENCH_ENC_MB", 60);
+const RUNS = env("BENCH_ENC_RUNS", 3);
+const TXNS = env("BENCH_ENC_TXNS", 2000);
+const WRITES = env("BENCH_ENC_WRITES", 300);
+// A raw key: the figures are the cipher's; a passphrase adds its key
+// derivation (scrypt) once per open of the replica in a process, measured
+// apart (kdf()).
+const KEY = "&encryption_key=x'" + "5a".repeat(32) + "'";
+const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50);
+const results = [];
+
+function report(label, plain, enc, unit = "ms", digits = 1) {
+  const ratio = enc / plain;
+  results.push({ label, ratio });
+  console.log(`${label.padEnd(34)} ${fmt(plain, digits).padStart(10)} ${fmt(enc, digits).padStart(10)} ${unit.padEnd(4)} ${fmt(ratio, 3).padStart(7)}x`);
+}
+
+async function reads() {
+  const primary = await startPrimary();
+  const dir = tempDir("replite-bench-enc-reads-");
+  try {
+    const c = createClient({ url: primary.url });
+    await c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    await c.execute(
+      `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${READ_ROWS})
+       INSERT INTO t SELECT x, hex(randomblob(24)) FROM c`,
+    );
+    c.close();
+    const child = spawn(BENCH_BIN, ["enc-reads", primary.url, dir.path, READ_ROWS, READS, READ_ROUNDS, CACHE_KIB], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    const code = await new Promise((res) => child.on("exit", res));
+    if (code !== 0) throw new Error(`replica_bench enc-reads exited with ${code}: ${err}`);
+    const runs = out.trim().split("\n").map((l) => JSON.parse(l));
+    const by = (conn) => runs.filter((r) => r.conn === conn);
+    const perRead = (r) => r.cpu_ns / r.n / 1000;
+    const plain = median(by("plain").map(perRead));
+    const enc = median(by("encrypted").map(perRead));
+    const misses = median(by("encrypted").map((r) => r.misses / r.n));
+    const pairs = by("plain").map((p, i) => perRead(by("encrypted")[i]) / perRead(p));
+    report(`point read, CPU us (cache ${CACHE_KIB} KiB)`, plain, enc, "us", 2);
+    console.log(`  ${fmt(misses, 2)} page-cache misses per read; per-round ratios ${pairs.map((x) => fmt(x, 3)).join(", ")}`);
+  } finally {
+    dir.remove();
+    await primary.stop();
+  }
+}
+
+function makeSource(path) {
+  const db = new Database(path);
+  db.exec("PRAGMA page_size=4096; CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT, b BLOB)");
+  const rows = Math.round((MB * 1e6) / 1100);
+  db.exec(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${rows})
+           INSERT INTO big(v, b) SELECT printf('row %d %s', x, hex(randomblob(200))), randomblob(600) FROM c`);
+  db.close();
+}
+
+async function syncAndWrites() {
+  const src = tempDir("replite-bench-enc-src-");
+  makeSource(src.file("source.db"));
+  const res = { boot: { plain: [], enc: [] }, catchup: { plain: [], enc: [] }, write: { plain: [], enc: [] } };
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      const primary = await startPrimary(["--import", src.file("source.db"), "--generation-frames", "1000000"]);
+      const dir = tempDir("replite-bench-enc-");
+      const d = { plain: new Driver(), enc: new Driver() };
+      const uri = { plain: replicaUri(dir.file("plain.db"), primary.url, "&sync_interval=0"), enc: replicaUri(dir.file("enc.db"), primary.url, "&sync_interval=0" + KEY) };
+      const order = run % 2 === 0 ? ["plain", "enc"] : ["enc", "plain"];
+      try {
+        for (const who of order) res.boot[who].push((await d[who].send(`open ${uri[who]}`)).ms);
+        const c = createClient({ url: primary.url });
+        await c.execute("CREATE TABLE small(id INTEGER PRIMARY KEY, v TEXT)");
+        for (let i = 0; i < TXNS; i++) await c.execute({ sql: "INSERT INTO small(v) VALUES (?)", args: [`txn ${i}`] });
+        c.close();
+        for (const who of order) res.catchup[who].push((await d[who].send("sync")).ms);
+        for (const who of order) {
+          const n = (await d[who].send("int SELECT count(*) FROM small")).value;
+          if (n !== TXNS) throw new Error(`${who}: ${n} rows after catch-up, expected ${TXNS}`);
+        }
+        for (const who of order) await d[who].send("exec CREATE TABLE IF NOT EXISTS w(id INTEGER PRIMARY KEY, v INTEGER)");
+        const per = Math.ceil(WRITES / RUNS / 3);
+        for (let k = 0; k < 3; k++) {
+          for (const who of k % 2 ? [...order].reverse() : order) {
+            const r = await d[who].send(`inserts ${per} INSERT INTO w(v) VALUES (?1)`);
+            res.write[who].push(...r.lat_us.map((x) => x / 1000));
+          }
+        }
+      } finally {
+        await d.plain.quit();
+        await d.enc.quit();
+        dir.remove();
+        await primary.stop();
+      }
+    }
+  } finally {
+    src.remove();
+  }
+  report(`bootstrap, ${MB} MB imported`, median(res.boot.plain), median(res.boot.enc));
+  report(`catch-up, ${TXNS} transactions`, median(res.catchup.plain), median(res.catchup.enc));
+  report("write (INSERT, pushed), p50", median(res.write.plain), median(res.write.enc), "ms", 3);
+  console.log(`  runs (ms): bootstrap plain ${res.boot.plain.map((x) => fmt(x, 0)).join(", ")}, encrypted ${res.boot.enc.map((x) => fmt(x, 0)).join(", ")}`);
+}
+
+console.log(`# encryption at rest: encrypted vs plain replica of the same primary (medians; ${RUNS} runs)`);
+console.log(`${"".padEnd(34)} ${"plain".padStart(10)} ${"encrypted".padStart(10)}      ${"ratio".padStart(7)}`);
+// What a passphrase adds to an open: an already bootstrapped replica
+// opened again in a new process, passphrase vs raw key.
+async function kdf() {
+  const primary = await startPrimary();
+  const dir = tempDir("replite-bench-enc-kdf-");
+  const times = { raw: [], pass: [] };
+  const params = { raw: KEY, pass: "&encryption_key=bench%20passphrase" };
+  try {
+    for (const who of ["raw", "pass"]) {
+      const d = new Driver();
+      await d.send(`open ${replicaUri(dir.file(`${who}.db`), primary.url, "&sync_interval=0" + params[who])}`);
+      await d.quit();
+    }
+    for (let i = 0; i < 5; i++) {
+      for (const who of ["raw", "pass"]) {
+        const d = new Driver();
+        times[who].push((await d.send(`open ${replicaUri(dir.file(`${who}.db`), primary.url, "&sync_interval=0" + params[who])}`)).ms);
+        await d.quit();
+      }
+    }
+  } finally {
+    dir.remove();
+    await primary.stop();
+  }
+  console.log(`open of an encrypted replica: raw key ${fmt(median(times.raw), 1)} ms, passphrase ${fmt(median(times.pass), 1)} ms (scrypt N=2^14, r=8, p=1: once per open in a process)`);
+}
+
+await reads();
+await syncAndWrites();
+await kdf();

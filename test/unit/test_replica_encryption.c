@@ -1,0 +1,365 @@
+/* Encryption at rest (sync/replica_key.c, wal/cipher_vfs.h) against a real
+ * primary: no byte of a row reaches any file beside the database in clear,
+ * through bootstrap, live sync, local writes, checkpoints and a kill -9;
+ * the stock SQLite cannot read the file; a wrong key, a missing key, or a
+ * key for a plain replica are refused naming the case and change no byte;
+ * the raw key form; connections of one process must agree on the key;
+ * readers of an encrypted replica see whole transactions only. */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "replica_fixture.h"
+
+#define KEY "encryption_key=correct%20horse%20battery"
+#define RAW_KEY                                                                \
+	"encryption_key=x'00112233445566778899aabbccddeeff"                    \
+	"00112233445566778899aabbccddeeff'"
+
+/* Every file beside the database (its name starts with the database's),
+ * read whole: how many hold needle. */
+static int files_holding(const char *db_path, const char *needle)
+{
+	char *dir = strdup(db_path), *slash = strrchr(dir, '/');
+	const char *base = slash + 1;
+	struct dirent *de;
+	int found = 0;
+	DIR *d;
+
+	*slash = '\0';
+	d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL) {
+		char *path, *text;
+		size_t len, n = strlen(needle), i;
+		if (strncmp(de->d_name, base, strlen(base)) != 0)
+			continue;
+		path = fixture_path(dir, de->d_name);
+		text = rfx_slurp(path, &len);
+		for (i = 0; text != NULL && i + n <= len; i++) {
+			if (memcmp(text + i, needle, n) == 0) {
+				found++;
+				break;
+			}
+		}
+		free(text);
+		free(path);
+	}
+	closedir(d);
+	free(dir);
+	return found;
+}
+
+/* A digest of every file beside the database: sizes and bytes. */
+static char *files_digest(const char *db_path)
+{
+	char *dir = strdup(db_path), *slash = strrchr(dir, '/');
+	const char *base = slash + 1;
+	struct dirent *de;
+	char *out = calloc(1, 1), *grown;
+	DIR *d;
+
+	*slash = '\0';
+	d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL) {
+		char *path, *text, line[512];
+		size_t len = 0, i;
+		uint64_t h = 1469598103934665603ull;
+		if (strncmp(de->d_name, base, strlen(base)) != 0)
+			continue;
+		path = fixture_path(dir, de->d_name);
+		text = rfx_slurp(path, &len);
+		for (i = 0; text != NULL && i < len; i++)
+			h = (h ^ (uint8_t)text[i]) * 1099511628211ull;
+		snprintf(line, sizeof line, "%s %zu %016llx\n", de->d_name, len,
+			 (unsigned long long)h);
+		grown = realloc(out, strlen(out) + strlen(line) + 1);
+		ck_assert_ptr_nonnull(grown);
+		out = strcat(grown, line);
+		free(text);
+		free(path);
+	}
+	closedir(d);
+	free(dir);
+	return out;
+}
+
+static void seed(const char *url)
+{
+	rfx_primary_exec(url, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+	rfx_primary_exec(url,
+			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+			 "i + 1 FROM n WHERE i < 400) INSERT INTO t(v) SELECT "
+			 "printf('PRIMARYMARK %d %.*c', i, 300, 'p') FROM n");
+}
+
+/* The writes of the workload: the replica's own, then the primary's. */
+static void write_both(sqlite3 *db, const char *url)
+{
+	fixture_exec(db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+			 "i + 1 FROM n WHERE i < 200) INSERT INTO t(v) SELECT "
+			 "printf('LOCALMARK %d %.*c', i, 300, 'l') FROM n");
+	rfx_primary_exec(url, "UPDATE t SET v = 'PRIMARYMARK again ' || id "
+			      "WHERE id % 3 = 0");
+	rfx_sync(db);
+}
+
+static void assert_no_marker(const char *path)
+{
+	ck_assert_int_eq(files_holding(path, "PRIMARYMARK"), 0);
+	ck_assert_int_eq(files_holding(path, "LOCALMARK"), 0);
+	ck_assert_int_eq(files_holding(path, "SQLite format 3"), 0);
+}
+
+/* The control: the same workload without a key leaves the markers in the
+ * files, so the scan does find them when they are there. */
+START_TEST(test_plain_replica_shows_markers)
+{
+	struct rfx_env e;
+	sqlite3 *db;
+
+	rfx_env_start(&e, NULL);
+	seed(e.srv.url);
+	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
+	ck_assert_int_eq(rfx_status_int(db, "encrypted"), 0);
+	write_both(db, e.srv.url);
+	ck_assert_int_gt(files_holding(e.path, "PRIMARYMARK"), 0);
+	ck_assert_int_gt(files_holding(e.path, "LOCALMARK"), 0);
+	sqlite3_close(db);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_no_marker_in_any_file)
+{
+	struct rfx_env e;
+	sqlite3 *db, *plain;
+	pid_t pid;
+	int status, rc;
+
+	rfx_env_start(&e, NULL);
+	seed(e.srv.url);
+	db = rfx_open(e.path, e.srv.url, KEY "&sync_interval=0");
+	ck_assert_int_eq(rfx_status_int(db, "encrypted"), 1);
+	assert_no_marker(e.path);
+	write_both(db, e.srv.url);
+	assert_no_marker(e.path);
+	/* After a checkpoint, and with frames in the WAL again. */
+	fixture_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	write_both(db, e.srv.url);
+	assert_no_marker(e.path);
+	rfx_assert_same_table(db, e.srv.url, "t", "v");
+	rfx_assert_verified(db);
+	fixture_assert_integrity(db);
+	sqlite3_close(db);
+	assert_no_marker(e.path);
+
+	/* The stock SQLite cannot read it. */
+	ck_assert_int_eq(sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY,
+					 NULL),
+			 SQLITE_OK);
+	rc = sqlite3_exec(plain, "SELECT count(*) FROM sqlite_schema", NULL,
+			  NULL, NULL);
+	ck_assert_int_eq(rc, SQLITE_NOTADB);
+	sqlite3_close(plain);
+
+	/* A process writing and syncing, killed: the files left have no
+	 * marker either, and reopen whole with the key. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		sqlite3 *c = rfx_open(e.path, e.srv.url, KEY);
+		write_both(c, e.srv.url);
+		fixture_exec(c, "INSERT INTO t(v) VALUES ('LOCALMARK last')");
+		_exit(0); /* as kill -9: nothing closed */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_no_marker(e.path);
+	db = rfx_open(e.path, e.srv.url, KEY "&sync_interval=0");
+	fixture_assert_integrity(db);
+	rfx_sync(db);
+	rfx_assert_same_table(db, e.srv.url, "t", "v");
+	rfx_assert_verified(db);
+	ck_assert_int_eq(
+	    fixture_query_int(db, "SELECT count(*) FROM t WHERE v = "
+				  "'LOCALMARK last'"),
+	    1);
+	sqlite3_close(db);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+static void expect_refusal(const char *path, const char *url,
+			   const char *extra, const char *needle)
+{
+	sqlite3 *db = NULL;
+	char *err = NULL;
+
+	ck_assert_int_ne(rfx_try_open(path, url, extra, &db, &err), SQLITE_OK);
+	ck_assert_msg(err != NULL && strstr(err, needle) != NULL,
+		      "expected \"%s\" in: %s", needle, err ? err : "?");
+	/* Never the key. */
+	ck_assert_ptr_null(strstr(err, "horse"));
+	ck_assert_ptr_null(strstr(err, "wrong key text"));
+	free(err);
+}
+
+START_TEST(test_wrong_missing_and_unwanted_keys_change_nothing)
+{
+	struct rfx_env e;
+	char *before, *after, *plain_path, *plain_before;
+	sqlite3 *db;
+
+	rfx_env_start(&e, NULL);
+	seed(e.srv.url);
+	db = rfx_open(e.path, e.srv.url, KEY "&sync_interval=0");
+	write_both(db, e.srv.url);
+	sqlite3_close(db);
+	before = files_digest(e.path);
+	expect_refusal(e.path, e.srv.url,
+		       "encryption_key=wrong%20key%20text&sync_interval=0",
+		       "is not the one it was encrypted with");
+	expect_refusal(e.path, e.srv.url, "sync_interval=0",
+		       "is an encrypted replica");
+	expect_refusal(e.path, e.srv.url, RAW_KEY "&sync_interval=0",
+		       "is not the one it was encrypted with");
+	expect_refusal(e.path, e.srv.url, KEY "&offline=1",
+		       "offline=1 cannot be used with encryption_key");
+	after = files_digest(e.path);
+	ck_assert_str_eq(after, before);
+	free(after);
+
+	/* A plain replica given a key. */
+	plain_path = fixture_path(e.dir, "plain.db");
+	db = rfx_open(plain_path, e.srv.url, "sync_interval=0");
+	sqlite3_close(db);
+	plain_before = files_digest(plain_path);
+	expect_refusal(plain_path, e.srv.url, KEY, "is a replica that is not "
+						   "encrypted");
+	after = files_digest(plain_path);
+	ck_assert_str_eq(after, plain_before);
+	free(after);
+
+	/* The right key still opens it. */
+	db = rfx_open(e.path, e.srv.url, KEY "&sync_interval=0");
+	rfx_assert_same_table(db, e.srv.url, "t", "v");
+	sqlite3_close(db);
+	free(plain_before);
+	free(plain_path);
+	free(before);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+/* x'<64 hex>' is a raw key; connections of one process share the
+ * replica only with the same key. */
+START_TEST(test_raw_key_and_shared_opens)
+{
+	struct rfx_env e;
+	sqlite3 *a, *b;
+
+	rfx_env_start(&e, NULL);
+	seed(e.srv.url);
+	a = rfx_open(e.path, e.srv.url, RAW_KEY "&sync_interval=0");
+	b = rfx_open(e.path, e.srv.url, RAW_KEY);
+	ck_assert_int_eq(fixture_query_int(b, "SELECT count(*) FROM t"), 400);
+	expect_refusal(e.path, e.srv.url, KEY, "with another key");
+	expect_refusal(e.path, e.srv.url, "sync_interval=0", "without its key");
+	sqlite3_close(b);
+	sqlite3_close(a);
+	assert_no_marker(e.path);
+	a = rfx_open(e.path, e.srv.url, RAW_KEY "&sync_interval=0");
+	ck_assert_int_eq(fixture_query_int(a, "SELECT count(*) FROM t"), 400);
+	sqlite3_close(a);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+/* Readers of an encrypted replica under live sync see whole transactions:
+ * the primary moves 1 from one row to the other, many times. */
+struct reader {
+	const char *path, *url;
+	volatile int *stop;
+	int reads, bad;
+};
+
+static void *read_invariant(void *arg)
+{
+	struct reader *r = arg;
+	sqlite3 *db = rfx_open(r->path, r->url, KEY);
+
+	while (!*r->stop) {
+		if (fixture_query_int(db, "SELECT sum(n) FROM acct") != 1000)
+			r->bad++;
+		r->reads++;
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+START_TEST(test_readers_see_whole_transactions)
+{
+	struct rfx_env e;
+	struct reader rd[3];
+	pthread_t t[3];
+	volatile int stop = 0;
+	sqlite3 *db;
+	int i;
+
+	rfx_env_start(&e, NULL);
+	rfx_primary_exec(e.srv.url, "CREATE TABLE acct(id INTEGER PRIMARY "
+				    "KEY, n INTEGER, pad TEXT);"
+				    "INSERT INTO acct VALUES (1, 1000, "
+				    "randomblob(3000)), (2, 0, "
+				    "randomblob(3000))");
+	db = rfx_open(e.path, e.srv.url, KEY);
+	for (i = 0; i < 3; i++) {
+		rd[i] = (struct reader){e.path, e.srv.url, &stop, 0, 0};
+		ck_assert_int_eq(
+		    pthread_create(&t[i], NULL, read_invariant, &rd[i]), 0);
+	}
+	for (i = 0; i < 150; i++)
+		rfx_primary_exec(e.srv.url,
+				 "UPDATE acct SET n = n - 1, pad = "
+				 "randomblob(3000) WHERE id = 1;"
+				 "UPDATE acct SET n = n + 1, pad = "
+				 "randomblob(3000) WHERE id = 2");
+	rfx_sync(db);
+	stop = 1;
+	for (i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_gt(rd[i].reads, 0);
+		ck_assert_int_eq(rd[i].bad, 0);
+	}
+	ck_assert_int_eq(fixture_query_int(db, "SELECT n FROM acct WHERE id "
+					       "= 2"),
+			 150);
+	rfx_assert_verified(db);
+	sqlite3_close(db);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("replica_encryption");
+	TCase *tc = tcase_create("encryption");
+
+	/* The cases here give their keys themselves. */
+	unsetenv("REPLITE_ENCRYPTION_KEY");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_plain_replica_shows_markers);
+	tcase_add_test(tc, test_no_marker_in_any_file);
+	tcase_add_test(tc, test_wrong_missing_and_unwanted_keys_change_nothing);
+	tcase_add_test(tc, test_raw_key_and_shared_opens);
+	tcase_add_test(tc, test_readers_see_whole_transactions);
+	suite_add_tcase(s, tc);
+	return fixture_run(s);
+}
