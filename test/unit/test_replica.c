@@ -626,7 +626,9 @@ static void assert_status_types(json_t *o)
 		      "replite_status().conflict is not a string");
 	ck_assert_msg(json_is_null(json_object_get(o, "as_of")),
 		      "replite_status().as_of is not null (a live replica)");
-	ck_assert_int_eq(json_object_size(o), 20);
+	ck_assert_msg(json_is_boolean(json_object_get(o, "encrypted")),
+		      "replite_status().encrypted is not a boolean");
+	ck_assert_int_eq(json_object_size(o), 21);
 }
 
 static int64_t jint(json_t *o, const char *key)
