@@ -59,6 +59,18 @@ export class Driver {
   }
 }
 
+// Run `replica_bench ARGS...` to its end: its JSON lines, parsed.
+export async function runBench(args) {
+  const child = spawn(BENCH_BIN, args.map(String), { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  const code = await new Promise((res) => child.on("exit", res));
+  if (code !== 0) throw new Error(`replica_bench ${args[0]} exited with ${code}: ${err}`);
+  return out.trim().split("\n").map((l) => JSON.parse(l));
+}
+
 export function replicaUri(path, url, params = "") {
   return `file:${path}?vfs=replite&sync_url=${encodeURIComponent(url)}${params}`;
 }

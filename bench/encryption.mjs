@@ -11,9 +11,8 @@
 // Targets (issue 11): reads <= 1.10x, sync and writes <= 1.15x.
 import { createClient } from "@libsql/client";
 import Database from "libsql";
-import { spawn } from "node:child_process";
 import { fmt, percentile, startPrimary } from "./common.mjs";
-import { BENCH_BIN, Driver, replicaUri, tempDir } from "./driver.mjs";
+import { Driver, replicaUri, runBench, tempDir } from "./driver.mjs";
 
 const env = (name, dflt) => Number(process.env[name] ?? dflt);
 const READ_ROWS = env("BENCH_ENC_READ_ROWS", 200000);
@@ -48,16 +47,7 @@ async function reads() {
        INSERT INTO t SELECT x, hex(randomblob(24)) FROM c`,
     );
     c.close();
-    const child = spawn(BENCH_BIN, ["enc-reads", primary.url, dir.path, READ_ROWS, READS, READ_ROUNDS, CACHE_KIB], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    const code = await new Promise((res) => child.on("exit", res));
-    if (code !== 0) throw new Error(`replica_bench enc-reads exited with ${code}: ${err}`);
-    const runs = out.trim().split("\n").map((l) => JSON.parse(l));
+    const runs = await runBench(["enc-reads", primary.url, dir.path, READ_ROWS, READS, READ_ROUNDS, CACHE_KIB]);
     const by = (conn) => runs.filter((r) => r.conn === conn);
     const perRead = (r) => r.cpu_ns / r.n / 1000;
     const plain = median(by("plain").map(perRead));

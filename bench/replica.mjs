@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fmt, percentile, startPrimary } from "./common.mjs";
-import { BENCH_BIN, Driver, replicaUri, tempDir } from "./driver.mjs";
+import { Driver, replicaUri, runBench, tempDir } from "./driver.mjs";
 
 const env = (name, dflt) => Number(process.env[name] ?? dflt);
 const READ_ROWS = env("BENCH_READ_ROWS", 100000);
@@ -47,16 +47,7 @@ async function pointReads() {
        INSERT INTO t SELECT x, hex(randomblob(16)) FROM c`,
     );
     c.close();
-    const child = spawn(BENCH_BIN, ["reads", primary.url, dir.path, READ_ROWS, READS, READ_ROUNDS], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    const code = await new Promise((res) => child.on("exit", res));
-    if (code !== 0) throw new Error(`replica_bench reads exited with ${code}: ${err}`);
-    const runs = out.trim().split("\n").map((l) => JSON.parse(l));
+    const runs = await runBench(["reads", primary.url, dir.path, READ_ROWS, READS, READ_ROUNDS]);
     const by = (conn) => runs.filter((r) => r.conn === conn).sort((a, b) => a.round - b.round);
     const row = (label, conn) => {
       const rs = by(conn);

@@ -157,6 +157,50 @@ static uint64_t read_run(struct reader *r, long rows, long n, uint32_t *lat,
 	return t1 - start;
 }
 
+/* Warm every connection up (its page cache, the OS cache), then rounds of
+ * n lookups on each, in an order that rotates between rounds: one JSON
+ * line per run, with the page-cache misses of the run.  Every connection
+ * must read the same values.  0, or 1 after a message. */
+static int interleave(struct reader *rd, int count, long rows, long n,
+		      int rounds, uint32_t *lat)
+{
+	uint64_t expect = 0, h, cpu, ns;
+	int i, k;
+
+	for (i = 0; i < count; i++)
+		read_run(&rd[i], rows, n / 4 > 0 ? n / 4 : 1, lat, &h, &cpu);
+	for (k = 0; k < rounds; k++) {
+		for (i = 0; i < count; i++) {
+			struct reader *r = &rd[(i + k) % count];
+			int misses = 0, hiwtr = 0;
+
+			sqlite3_db_status(r->db, SQLITE_DBSTATUS_CACHE_MISS,
+					  &misses, &hiwtr, 1);
+			ns = read_run(r, rows, n, lat, &h, &cpu);
+			sqlite3_db_status(r->db, SQLITE_DBSTATUS_CACHE_MISS,
+					  &misses, &hiwtr, 1);
+			if (k == 0 && i == 0)
+				expect = h;
+			else if (h != expect) {
+				fprintf(stderr,
+					"replica_bench: %s read other values "
+					"than the first connection\n",
+					r->name);
+				return 1;
+			}
+			qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
+			printf("{\"conn\":\"%s\",\"round\":%d,\"n\":%ld,"
+			       "\"ns\":%" PRIu64 ",\"cpu_ns\":%" PRIu64
+			       ",\"p50_ns\":%" PRIu32 ",\"p99_ns\":%" PRIu32
+			       ",\"misses\":%d}\n",
+			       r->name, k, n, ns, cpu, lat[n / 2],
+			       lat[(size_t)((double)n * 0.99)], misses);
+			fflush(stdout);
+		}
+	}
+	return 0;
+}
+
 static int cmd_reads(const char *url, const char *dir, long rows, long n,
 		     int rounds)
 {
@@ -169,9 +213,8 @@ static int cmd_reads(const char *url, const char *dir, long rows, long n,
 	    "file:%s/b.db?vfs=replite&sync_url=%s", "file:%s/a.db",
 	    "file:%s/b.db"};
 	uint32_t *lat = malloc((size_t)n * sizeof *lat);
-	uint64_t expect = 0;
 	char err[1024];
-	int i, k;
+	int i;
 
 	if (lat == NULL)
 		die("out of memory", NULL);
@@ -191,36 +234,8 @@ static int cmd_reads(const char *url, const char *dir, long rows, long n,
 				       -1, &rd[i].stmt, NULL) != SQLITE_OK)
 			die(rd[i].name, rd[i].db);
 	}
-	/* Warm up every connection (its page cache, the OS cache). */
-	for (i = 0; i < 4; i++) {
-		uint64_t h, cpu;
-		read_run(&rd[i], rows, n / 4 > 0 ? n / 4 : 1, lat, &h, &cpu);
-	}
-	for (k = 0; k < rounds; k++) {
-		for (i = 0; i < 4; i++) {
-			struct reader *r = &rd[(i + k) % 4];
-			uint64_t h, cpu,
-			    ns = read_run(r, rows, n, lat, &h, &cpu);
-
-			if (k == 0 && i == 0)
-				expect = h;
-			else if (h != expect) {
-				fprintf(stderr,
-					"replica_bench: %s read other values "
-					"than the first connection\n",
-					r->name);
-				return 1;
-			}
-			qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
-			printf("{\"conn\":\"%s\",\"round\":%d,\"n\":%ld,"
-			       "\"ns\":%" PRIu64 ",\"cpu_ns\":%" PRIu64
-			       ",\"p50_ns\":%" PRIu32 ",\"p99_ns\":%" PRIu32
-			       "}\n",
-			       r->name, k, n, ns, cpu, lat[n / 2],
-			       lat[(size_t)((double)n * 0.99)]);
-			fflush(stdout);
-		}
-	}
+	if (interleave(rd, 4, rows, n, rounds, lat) != 0)
+		return 1;
 	for (i = 3; i >= 0; i--) {
 		sqlite3_finalize(rd[i].stmt);
 		sqlite3_close(rd[i].db);
@@ -240,11 +255,12 @@ static int cmd_enc_reads(const char *url, const char *dir, long rows, long n,
 	const char *uris[2] = {
 	    "file:%s/plain.db?vfs=replite&sync_url=%s&sync_interval=0",
 	    "file:%s/enc.db?vfs=replite&sync_url=%s&sync_interval=0&"
-	    "encryption_key=bench%%20key"};
+	    "encryption_key=x'"
+	    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"
+	    "'"};
 	uint32_t *lat = malloc((size_t)n * sizeof *lat);
-	uint64_t expect = 0;
 	char err[1024], pragma[64];
-	int i, k;
+	int i;
 
 	if (lat == NULL)
 		die("out of memory", NULL);
@@ -265,36 +281,8 @@ static int cmd_enc_reads(const char *url, const char *dir, long rows, long n,
 				       -1, &rd[i].stmt, NULL) != SQLITE_OK)
 			die(rd[i].name, rd[i].db);
 	}
-	for (i = 0; i < 2; i++) {
-		uint64_t h, cpu;
-		read_run(&rd[i], rows, n / 4 > 0 ? n / 4 : 1, lat, &h, &cpu);
-	}
-	for (k = 0; k < rounds; k++) {
-		for (i = 0; i < 2; i++) {
-			struct reader *r = &rd[(i + k) % 2];
-			uint64_t h, cpu,
-			    ns = read_run(r, rows, n, lat, &h, &cpu);
-			int misses = 0, hits = 0, reset = 1;
-
-			sqlite3_db_status(r->db, SQLITE_DBSTATUS_CACHE_MISS,
-					  &misses, &hits, reset);
-			if (k == 0 && i == 0)
-				expect = h;
-			else if (h != expect) {
-				fprintf(stderr,
-					"replica_bench: %s read other values "
-					"than the first connection\n",
-					r->name);
-				return 1;
-			}
-			qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
-			printf("{\"conn\":\"%s\",\"round\":%d,\"n\":%ld,"
-			       "\"ns\":%" PRIu64 ",\"cpu_ns\":%" PRIu64
-			       ",\"p50_ns\":%" PRIu32 ",\"misses\":%d}\n",
-			       r->name, k, n, ns, cpu, lat[n / 2], misses);
-			fflush(stdout);
-		}
-	}
+	if (interleave(rd, 2, rows, n, rounds, lat) != 0)
+		return 1;
 	for (i = 1; i >= 0; i--) {
 		sqlite3_finalize(rd[i].stmt);
 		sqlite3_close(rd[i].db);

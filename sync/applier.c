@@ -96,8 +96,8 @@ static int read_through_vfs(sqlite3_vfs *vfs, const char *path, void *buf,
 	return rc;
 }
 
-int applier_file_is_empty(const char *db_path, const char *vfs_name,
-			  char *err, size_t err_len)
+int applier_file_is_empty(const char *db_path, const char *vfs_name, char *err,
+			  size_t err_len)
 {
 	sqlite3_vfs *vfs = sqlite3_vfs_find(vfs_name);
 	uint8_t page1[512] = {0};

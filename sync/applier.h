@@ -41,8 +41,8 @@ void applier_close(struct applier *a);
  * through the cipher VFS)?  Returns 1 when it certainly holds none
  * (missing, zero bytes, or a single empty page 1 and no WAL frames), 0 when
  * it may, -1 with err when unreadable. */
-int applier_file_is_empty(const char *db_path, const char *vfs_name,
-			  char *err, size_t err_len);
+int applier_file_is_empty(const char *db_path, const char *vfs_name, char *err,
+			  size_t err_len);
 
 /* The state file as it is now (read without the lock: it is replaced
  * atomically).  Returns 0, 1 when there is none, or -1 with err. */

@@ -185,6 +185,35 @@ int puller_more_frames(const struct puller *p, uint32_t n)
 	return n == PULL_FRAMES;
 }
 
+int puller_frames_path(const struct puller *p, uint32_t g, uint32_t start,
+		       uint32_t *end, char *path, size_t path_len)
+{
+	*end = start + PULL_FRAMES;
+	if (p->limited) {
+		/* An as-of replica: nothing past its state, ever. */
+		if (start > p->limit_frame)
+			return 0;
+		if (*end > p->limit_frame + 1)
+			*end = p->limit_frame + 1;
+	}
+	snprintf(path, path_len, "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g,
+		 start, *end);
+	return 1;
+}
+
+int puller_frames_absent(const struct puller *p, const char *path,
+			 const struct http_client_response *res, char *err,
+			 size_t err_len)
+{
+	char what[128];
+
+	if (!p->limited)
+		return 0;
+	snprintf(what, sizeof what, "GET %s (the state as of)", path);
+	http_client_status_error(what, res, err, err_len);
+	return -1;
+}
+
 int puller_check_limit(const struct puller *p, uint32_t g, uint32_t frame_no,
 		       char *err, size_t err_len)
 {

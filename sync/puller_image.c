@@ -37,36 +37,22 @@ int puller_fetch_generation_frames(struct puller *p, uint32_t g, uint32_t *got,
 	struct http_client_response res = {0};
 	struct frames_batch b = {0};
 	struct frames_chain chain;
-	uint32_t start = pd->first + pd->n, end = start + PULL_FRAMES;
+	uint32_t start = pd->first + pd->n, end;
 	char path[96], text[64], hex[DBSUM_TEXT_SIZE + 8];
 	unsigned at = 0;
 	int rv;
 
 	*got = 0;
-	if (p->limited) {
-		/* An as-of replica: nothing past its state, ever. */
-		if (start > p->limit_frame)
-			return 0;
-		if (end > p->limit_frame + 1)
-			end = p->limit_frame + 1;
-	}
-	snprintf(path, sizeof path, "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g,
-		 start, end);
+	if (!puller_frames_path(p, g, start, &end, path, sizeof path))
+		return 0;
 	rv = puller_request(p, path, PULL_TIMEOUT_MS, &res, err, err_len);
 	if (rv != 0)
 		return rv; /* 1: rejected */
-	rv = -1;
-	if (res.status != 200 && p->limited) {
-		/* Its state's frames must all be there. */
-		char what[128];
-		snprintf(what, sizeof what, "GET %s (the state as of)", path);
-		http_client_status_error(what, &res, err, err_len);
-		goto out;
-	}
 	if (res.status != 200) {
-		rv = 0; /* no frames after start: the head */
+		rv = puller_frames_absent(p, path, &res, err, err_len);
 		goto out;
 	}
+	rv = -1;
 	if (frames_parse(res.body, res.len, p->page_size, start, end, &b, err,
 			 err_len) != 0)
 		goto out;

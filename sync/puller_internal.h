@@ -137,6 +137,17 @@ int puller_bootstrap_stream(struct puller *p, const struct messages_info *info,
  * shorter one ends at the head); an as-of replica, until it has the
  * frames up to its state. */
 int puller_more_frames(const struct puller *p, uint32_t n);
+/* The GET /sync/g/start/end that lays generation g's frames from start
+ * over its image, into path (end cut at an as-of replica's state): 1, or 0
+ * when there is nothing to ask for (an as-of replica past its state). */
+int puller_frames_path(const struct puller *p, uint32_t g, uint32_t start,
+		       uint32_t *end, char *path, size_t path_len);
+/* Such a GET answered other than 200: 0, the head (no frames after
+ * start), or -1 with err for an as-of replica, whose state's frames must
+ * all be there. */
+int puller_frames_absent(const struct puller *p, const char *path,
+			 const struct http_client_response *res, char *err,
+			 size_t err_len);
 /* An as-of replica's image rolled forward to frame_no of generation g:
  * 0 when that is its state, or -1 with err. */
 int puller_check_limit(const struct puller *p, uint32_t g, uint32_t frame_no,

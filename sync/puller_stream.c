@@ -275,21 +275,13 @@ static int stream_answer(struct puller *p, struct frame_sink *k, uint32_t g,
 
 	*got = 0;
 	k->start = k->next;
-	k->end = k->start + PULL_FRAMES;
-	if (p->limited) {
-		/* An as-of replica: nothing past its state, ever. */
-		if (k->start > p->limit_frame)
-			return 0;
-		if (k->end > p->limit_frame + 1)
-			k->end = p->limit_frame + 1;
-	}
+	if (!puller_frames_path(p, g, k->start, &k->end, path, sizeof path))
+		return 0;
 	k->res = &res;
 	k->answer_checked = 0;
 	k->have = 0;
 	k->rejected = 0;
 	k->err[0] = '\0';
-	snprintf(path, sizeof path, "/sync/%" PRIu32 "/%" PRIu32 "/%" PRIu32, g,
-		 k->start, k->end);
 	rv = puller_request_to(p, path, PULL_TIMEOUT_MS, on_frame_bytes, k,
 			       &res, err, err_len);
 	if (rv == -1 && k->err[0] != '\0') {
@@ -301,18 +293,11 @@ static int stream_answer(struct puller *p, struct frame_sink *k, uint32_t g,
 	}
 	if (rv != 0)
 		goto out; /* 1: rejected */
-	rv = -1;
-	if (res.status != 200 && p->limited) {
-		/* Its state's frames must all be there. */
-		char what[128];
-		snprintf(what, sizeof what, "GET %s (the state as of)", path);
-		http_client_status_error(what, &res, err, err_len);
-		goto out;
-	}
 	if (res.status != 200) {
-		rv = 0; /* no frames after start: the head */
+		rv = puller_frames_absent(p, path, &res, err, err_len);
 		goto out;
 	}
+	rv = -1;
 	if (k->have != 0 || k->next == k->start) {
 		errors_set(err, err_len,
 			   "the primary answered the pull of frames [%u, %u) "

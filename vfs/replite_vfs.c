@@ -70,8 +70,8 @@ static int share_node(struct node *n, const struct replica_options *p,
 	/* As when the file is opened first: as-of or live, and which
 	 * state. */
 	if (replica_check_as_of(n->replica, &p->as_of, err, sizeof err) != 0 ||
-	    replica_check_key(n->replica, p->encryption_key, err,
-			      sizeof err) != 0) {
+	    replica_check_key(n->replica, p->encryption_key, err, sizeof err) !=
+		0) {
 		*errmsg = sqlite3_mprintf("replite: %s", err);
 		return SQLITE_CANTOPEN;
 	}

@@ -161,9 +161,9 @@ START_TEST(test_no_marker_in_any_file)
 	assert_no_marker(e.path);
 
 	/* The stock SQLite cannot read it. */
-	ck_assert_int_eq(sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY,
-					 NULL),
-			 SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
+	    SQLITE_OK);
 	rc = sqlite3_exec(plain, "SELECT count(*) FROM sqlite_schema", NULL,
 			  NULL, NULL);
 	ck_assert_int_eq(rc, SQLITE_NOTADB);
@@ -187,17 +187,17 @@ START_TEST(test_no_marker_in_any_file)
 	rfx_sync(db);
 	rfx_assert_same_table(db, e.srv.url, "t", "v");
 	rfx_assert_verified(db);
-	ck_assert_int_eq(
-	    fixture_query_int(db, "SELECT count(*) FROM t WHERE v = "
-				  "'LOCALMARK last'"),
-	    1);
+	ck_assert_int_eq(fixture_query_int(db,
+					   "SELECT count(*) FROM t WHERE v = "
+					   "'LOCALMARK last'"),
+			 1);
 	sqlite3_close(db);
 	rfx_env_stop(&e);
 }
 END_TEST
 
-static void expect_refusal(const char *path, const char *url,
-			   const char *extra, const char *needle)
+static void expect_refusal(const char *path, const char *url, const char *extra,
+			   const char *needle)
 {
 	sqlite3 *db = NULL;
 	char *err = NULL;
@@ -241,8 +241,9 @@ START_TEST(test_wrong_missing_and_unwanted_keys_change_nothing)
 	db = rfx_open(plain_path, e.srv.url, "sync_interval=0");
 	sqlite3_close(db);
 	plain_before = files_digest(plain_path);
-	expect_refusal(plain_path, e.srv.url, KEY, "is a replica that is not "
-						   "encrypted");
+	expect_refusal(plain_path, e.srv.url, KEY,
+		       "is a replica that is not "
+		       "encrypted");
 	after = files_digest(plain_path);
 	ck_assert_str_eq(after, plain_before);
 	free(after);
@@ -326,11 +327,10 @@ START_TEST(test_readers_see_whole_transactions)
 		    pthread_create(&t[i], NULL, read_invariant, &rd[i]), 0);
 	}
 	for (i = 0; i < 150; i++)
-		rfx_primary_exec(e.srv.url,
-				 "UPDATE acct SET n = n - 1, pad = "
-				 "randomblob(3000) WHERE id = 1;"
-				 "UPDATE acct SET n = n + 1, pad = "
-				 "randomblob(3000) WHERE id = 2");
+		rfx_primary_exec(e.srv.url, "UPDATE acct SET n = n - 1, pad = "
+					    "randomblob(3000) WHERE id = 1;"
+					    "UPDATE acct SET n = n + 1, pad = "
+					    "randomblob(3000) WHERE id = 2");
 	rfx_sync(db);
 	stop = 1;
 	for (i = 0; i < 3; i++) {
