@@ -17,6 +17,7 @@ struct cvfs_entry {
 	char *path; /* full pathname, as the root VFS gives it to xOpen */
 	struct cipher *c;
 	uint32_t page_size;
+	int refs; /* cipher_vfs_add calls with this key, less removes */
 	struct cvfs_entry *next;
 };
 
@@ -654,7 +655,7 @@ int cipher_vfs_add(sqlite3_vfs *vfs, const char *path, const struct cipher *c,
 		   uint32_t page_size, char *err, size_t err_len)
 {
 	struct cvfs *cv = (struct cvfs *)vfs;
-	struct cvfs_entry *e = NULL;
+	struct cvfs_entry *e = NULL, *had;
 	enum cfile_kind kind;
 	char *full = NULL;
 	int rc = -1;
@@ -676,9 +677,26 @@ int cipher_vfs_add(sqlite3_vfs *vfs, const char *path, const struct cipher *c,
 	if (cipher_dup(c, &e->c, err, err_len) != 0)
 		goto cleanup;
 	e->page_size = page_size;
+	e->refs = 1;
 	pthread_mutex_lock(&cv->mu);
-	if (find_locked(cv, e->path, &kind) != NULL) {
+	if ((had = find_locked(cv, e->path, &kind)) != NULL) {
+		/* Added again with the same key (another user of the file in
+		 * this process): one more reference; with another key, or as
+		 * the WAL of another name, refused. */
+		uint8_t a[CIPHER_CHECK_SIZE], b[CIPHER_CHECK_SIZE];
+		int same = kind == CFILE_DB && had->page_size == page_size;
+		if (same) {
+			cipher_check_value(had->c, a);
+			cipher_check_value(c, b);
+			same = memcmp(a, b, sizeof a) == 0;
+		}
+		if (same)
+			had->refs++;
 		pthread_mutex_unlock(&cv->mu);
+		if (same) {
+			rc = 0;
+			goto cleanup;
+		}
 		errors_set(err, err_len, "%s is already encrypted by %s", path,
 			   cv->name);
 		goto cleanup;
@@ -699,6 +717,7 @@ int cipher_vfs_remove(sqlite3_vfs *vfs, const char *path)
 	struct cvfs *cv = (struct cvfs *)vfs;
 	struct cvfs_entry **pp, *e = NULL;
 	char *full = full_pathname(cv, path);
+	int found;
 
 	if (full == NULL)
 		return -1;
@@ -706,12 +725,16 @@ int cipher_vfs_remove(sqlite3_vfs *vfs, const char *path)
 	for (pp = &cv->entries; *pp != NULL; pp = &(*pp)->next) {
 		if (strcmp((*pp)->path, full) == 0) {
 			e = *pp;
-			*pp = e->next;
 			break;
 		}
 	}
+	found = e != NULL;
+	if (found && --e->refs == 0)
+		*pp = e->next;
+	else
+		e = NULL; /* still added for another user, or never was */
 	pthread_mutex_unlock(&cv->mu);
 	sqlite3_free(full);
 	entry_free(e);
-	return e != NULL ? 0 : -1;
+	return found ? 0 : -1;
 }

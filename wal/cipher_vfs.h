@@ -37,11 +37,14 @@ void cipher_vfs_unregister(sqlite3_vfs *vfs);
  * xFullPathname accepts) and its WAL with a copy of c, in pages of
  * page_size bytes (a power of two, 512 to 65536, the database's page size:
  * a write that says otherwise fails).  Applies to files opened from now on.
- * Returns 0, or -1 with err (path already added, bad page size, ...). */
+ * Adding a path again with the same key and page size counts one more
+ * user of it (cipher_vfs_remove takes one away).  Returns 0, or -1 with
+ * err (path already added with another key, bad page size, ...). */
 int cipher_vfs_add(sqlite3_vfs *vfs, const char *path, const struct cipher *c,
 		   uint32_t page_size, char *err, size_t err_len);
-/* Stop encrypting files at path opened from now on (open handles keep
- * their cipher).  Returns 0, or -1 when path was not added. */
+/* One user of path less; with none left, files at path opened from now
+ * on are not encrypted (open handles keep their cipher).  Returns 0, or
+ * -1 when path was not added. */
 int cipher_vfs_remove(sqlite3_vfs *vfs, const char *path);
 
 #endif

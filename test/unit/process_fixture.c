@@ -18,6 +18,9 @@
 #include <jansson.h>
 
 #include "include/replite.h"
+#include "base/hex.h"
+#include "wal/cipher.h"
+#include "wal/cipher_vfs.h"
 
 /* ---------------------------------------------------------------------- */
 /* common helpers */
@@ -101,6 +104,11 @@ void pfx_crash_copy(const char *path, const char *copy_path)
 	snprintf(from, sizeof from, "%s-wal", path);
 	snprintf(to, sizeof to, "%s-wal", copy_path);
 	pfx_copy_file(from, to);
+	/* An encrypted replica's salt and key check go with it. */
+	snprintf(from, sizeof from, "%s-replite-key", path);
+	snprintf(to, sizeof to, "%s-replite-key", copy_path);
+	if (access(from, F_OK) == 0)
+		pfx_copy_file(from, to);
 }
 
 char *pfx_slurp(const char *path)
@@ -144,6 +152,53 @@ char *pfx_local_text(sqlite3 *db, const char *sql)
 	return out;
 }
 
+const char *pfx_reader_vfs(const char *path)
+{
+	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
+	uint8_t salt[CIPHER_SALT_SIZE];
+	struct cipher_key key = {0};
+	struct cipher *c = NULL;
+	char key_file[4096], err[256] = "";
+	const char *salt_hex, *name = NULL;
+	sqlite3_vfs *vfs;
+	json_t *j;
+
+	if (text == NULL || *text == '\0')
+		return NULL;
+	/* No Check assertions: plain readers run in child processes. */
+	replite_register();
+	vfs = sqlite3_vfs_find("replite-cipher");
+	snprintf(key_file, sizeof key_file, "%s-replite-key", path);
+	j = json_load_file(key_file, 0, NULL);
+	salt_hex = json_string_value(json_object_get(j, "salt"));
+	if (vfs == NULL || salt_hex == NULL ||
+	    hex_decode(salt_hex, salt, sizeof salt) != 0 ||
+	    cipher_key_parse(text, &key, err, sizeof err) != 0 ||
+	    cipher_new(&key, salt, &c, err, sizeof err) != 0) {
+		fprintf(stderr,
+			"pfx_reader_vfs: %s: no cipher VFS or key file "
+			"(%s)\n",
+			path, err);
+		goto out;
+	}
+	/* A registration left from an earlier replica of the same path (a
+	 * new one has a new salt) gives way. */
+	while (cipher_vfs_add(vfs, path, c, REPLITE_PAGE_SIZE, err,
+			      sizeof err) != 0) {
+		if (cipher_vfs_remove(vfs, path) != 0) {
+			fprintf(stderr, "pfx_reader_vfs: %s: %s\n", path, err);
+			goto out;
+		}
+	}
+	name = "replite-cipher";
+out:
+	cipher_free(c);
+	cipher_key_wipe(&key);
+	json_decref(j);
+	/* Unknown: the open fails, naming the VFS. */
+	return name != NULL ? name : "replite-cipher-unavailable";
+}
+
 sqlite3 *pfx_open_plain(const char *path, int checkpoint_on_close,
 			const char *what)
 {
@@ -151,7 +206,8 @@ sqlite3 *pfx_open_plain(const char *path, int checkpoint_on_close,
 	char *ic;
 	int rc;
 
-	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+			     pfx_reader_vfs(path));
 	ck_assert_msg(rc == SQLITE_OK, "%s: cannot open %s: %s", what, path,
 		      sqlite3_errmsg(db));
 	sqlite3_busy_timeout(db, 5000);

@@ -714,6 +714,47 @@ START_TEST(test_bench_point_reads)
 }
 END_TEST
 
+/* Users of a path: added again with the same key, one more user (the
+ * replica and a reader in one process); with another key, refused; the
+ * path stays encrypted until its last user removes it. */
+START_TEST(test_users_of_a_path)
+{
+	char *path = fixture_path(dir, "users.db");
+	uint8_t salt[CIPHER_SALT_SIZE] = {7},
+		other_salt[CIPHER_SALT_SIZE] = {8};
+	struct cipher *a = make(PASSPHRASE, salt), *b = make(PASSPHRASE, salt);
+	struct cipher *other = make(PASSPHRASE, other_salt);
+	char err[256] = "";
+	sqlite3 *db;
+	size_t n;
+	uint8_t *bytes;
+
+	add(path, a, 4096);
+	add(path, b, 4096); /* the same key and salt */
+	ck_assert_int_ne(
+	    cipher_vfs_add(vfs, path, other, 4096, err, sizeof err), 0);
+	ck_assert_ptr_nonnull(strstr(err, "already encrypted"));
+	ck_assert_int_ne(cipher_vfs_add(vfs, path, a, 1024, err, sizeof err),
+			 0);
+	ck_assert_int_eq(cipher_vfs_remove(vfs, path), 0);
+	/* One user left: still encrypted. */
+	db =
+	    open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, VFS_NAME);
+	fixture_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE t(v);"
+			 "INSERT INTO t VALUES ('USERSMARKER')");
+	sqlite3_close(db);
+	bytes = slurp(path, &n);
+	ck_assert(n > 0 && !contains(bytes, n, "USERSMARKER"));
+	free(bytes);
+	ck_assert_int_eq(cipher_vfs_remove(vfs, path), 0);
+	ck_assert_int_ne(cipher_vfs_remove(vfs, path), 0); /* none left */
+	cipher_free(a);
+	cipher_free(b);
+	cipher_free(other);
+	free(path);
+}
+END_TEST
+
 static Suite *cipher_vfs_suite(void)
 {
 	Suite *s = suite_create("cipher_vfs");
@@ -729,6 +770,7 @@ static Suite *cipher_vfs_suite(void)
 	tcase_add_test(tc, test_wal_layout);
 	tcase_add_test(tc, test_page_size_refused);
 	tcase_add_test(tc, test_bench_point_reads);
+	tcase_add_test(tc, test_users_of_a_path);
 	suite_add_tcase(s, tc);
 	return s;
 }
