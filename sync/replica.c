@@ -577,6 +577,11 @@ int replica_sync(struct replica *r, uint32_t *frame_no, char *err,
 	return replica_sync_timed(r, -1, frame_no, err, err_len);
 }
 
+const char *replica_db_path(const struct replica *r)
+{
+	return r->db_path;
+}
+
 const char *replica_sync_url(const struct replica *r)
 {
 	return r->params.sync_url;

@@ -93,6 +93,8 @@ int replica_encrypted(const struct replica *r);
 
 /* The sync URL in use (normalised). */
 const char *replica_sync_url(const struct replica *r);
+/* The database file's path. */
+const char *replica_db_path(const struct replica *r);
 
 /* Offline mode.  SQLite is about to sync the WAL after a commit: the
  * commit's outbox record first (an SQLite code). */

@@ -278,6 +278,14 @@ static int on_pragma(void *arg, void *ctx, char **az)
 		az[0] = replica_verify_json(n->replica, err, sizeof err);
 		return az[0] != NULL ? SQLITE_OK : pragma_error(az, "%s", err);
 	}
+	if (strcasecmp(name, "replite_rekey") == 0)
+		return pragma_error(
+		    az,
+		    "replite: a replica is not re-encrypted in place; open a "
+		    "new replica file with the new key (it bootstraps from the "
+		    "primary), then delete %s and its -wal, -shm, -replite and "
+		    "-replite-key files",
+		    replica_db_path(n->replica));
 	if (strcasecmp(name, "journal_mode") == 0 && value != NULL &&
 	    strcasecmp(value, "wal") != 0)
 		return pragma_error(az,

@@ -273,6 +273,16 @@ START_TEST(test_raw_key_and_shared_opens)
 	ck_assert_int_eq(fixture_query_int(b, "SELECT count(*) FROM t"), 400);
 	expect_refusal(e.path, e.srv.url, KEY, "with another key");
 	expect_refusal(e.path, e.srv.url, "sync_interval=0", "without its key");
+	/* Rekeying in place is refused with the way to do it. */
+	{
+		char *err = NULL;
+		ck_assert_int_ne(sqlite3_exec(b, "PRAGMA replite_rekey='other'",
+					      NULL, NULL, &err),
+				 SQLITE_OK);
+		ck_assert_ptr_nonnull(err);
+		ck_assert_ptr_nonnull(strstr(err, "open a new replica file"));
+		sqlite3_free(err);
+	}
 	sqlite3_close(b);
 	sqlite3_close(a);
 	assert_no_marker(e.path);
