@@ -117,21 +117,6 @@ static int stopped_uncleanly(struct store *s)
 	return rv;
 }
 
-/* Bring the live database up to the head of the log.
- *
- * After a clean stop, every transaction in live.db is durable in the log
- * (store_close makes the log durable before the last connection
- * checkpoints), so live.db holds the state of some frame M <= head of the
- * current generation, and the state at the generation's start is its base.
- * Replaying all of the generation's frames onto it therefore yields exactly
- * the head state: pages changed in the generation get their latest image,
- * the others are already equal.
- *
- * After an unclean stop, the live WAL, and live.db if a checkpoint copied
- * them, may hold commits whose frames were written to the log but lost
- * before they were durable (group commit, store_durable.c): nobody was told
- * of them, and they must not come back.  live.db is then rebuilt from the
- * generation's base, as for a missing one. */
 /* How live.db stands to the current generation's base: a file of its own
  * (no live.base), sparse over that base (live.base is a link to it: a fork
  * that has not rolled over), or sparse over a base that is no longer the
@@ -182,6 +167,26 @@ static int drop_shared_live(struct store *s, const char *live_base, char *err,
 	return 0;
 }
 
+/* Bring the live database up to the head of the log.
+ *
+ * After a clean stop, every transaction in live.db is durable in the log
+ * (store_close makes the log durable before the last connection
+ * checkpoints), so live.db holds the state of some frame M <= head of the
+ * current generation, and the state at the generation's start is its base.
+ * Replaying all of the generation's frames onto it therefore yields exactly
+ * the head state: pages changed in the generation get their latest image,
+ * the others are already equal.
+ *
+ * After an unclean stop, the live WAL, and live.db if a checkpoint copied
+ * them, may hold commits whose frames were written to the log but lost
+ * before they were durable (group commit, store_durable.c): nobody was told
+ * of them, and they must not come back.  live.db is then rebuilt from the
+ * generation's base, as for a missing one.
+ *
+ * A fork's live.db that shares the base (live_overlay.h) is rebuilt as a
+ * sparse file instead of a copy, and read through the overlay, whose bits
+ * come from the log just replayed; once the fork has a base of its own,
+ * live.db is rebuilt whole and live.base dropped. */
 int store_recover_live(struct store *s, char *err, size_t n)
 {
 	struct generation *g = store_current_locked(s);
