@@ -151,10 +151,12 @@ static int create_key_file(const char *path, const struct cipher *c,
 		goto out;
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || (e = fileio_write_all(fd, text, strlen(text), 0)) != 0 ||
-	    fsync(fd) != 0) {
+	e = fd < 0 ? -errno : fileio_write_all(fd, text, strlen(text), 0);
+	if (e == 0 && fsync(fd) != 0)
+		e = -errno;
+	if (e != 0) {
 		errors_set(err, err_len, "cannot write %s: %s", tmp,
-			   strerror(errno));
+			   strerror(-e));
 		goto out;
 	}
 	/* link, not rename: the first process to create the replica wins,
