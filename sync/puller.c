@@ -477,36 +477,48 @@ static enum pull_step on_no_frames(struct puller *p,
  * primary announced with it (and, after pending frames, against the chain
  * they ended with) before any of it is used.  On success *after is the
  * chain after the body's last frame. */
-int puller_verify_frames(struct puller *p, uint32_t start,
-			 const struct http_client_response *res,
-			 struct frames_chain *after, char *err, size_t err_len)
+int puller_answer_chain(const struct http_client_response *res, uint32_t start,
+			const struct frames_chain *prev,
+			struct frames_chain *out, char *err, size_t err_len)
 {
-	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)p->page_size;
-	char text[FRAMES_CHAIN_TEXT_SIZE + 16], why[384];
-	const struct frames_chain *prev = &p->pend.chain;
-	struct walfmt_frame_header last;
+	char text[FRAMES_CHAIN_TEXT_SIZE + 16];
 
 	if (http_client_response_header(res, FRAMES_CHAIN_HEADER, text,
 					sizeof text) == NULL ||
-	    frames_chain_parse(text, after) != 0) {
+	    frames_chain_parse(text, out) != 0) {
 		errors_set(err, err_len,
 			   "the primary's frames from %u on came without a "
 			   "valid %s header, so they cannot be verified (is "
 			   "the primary replite serve of this version?)",
 			   start, FRAMES_CHAIN_HEADER);
-		p->stats.rejected_transfers++;
 		return -1;
 	}
-	if (p->pend.n > 0 && (after->big_endian != prev->big_endian ||
-			      after->salt[0] != prev->salt[0] ||
-			      after->salt[1] != prev->salt[1] ||
-			      after->cksum[0] != prev->cksum[0] ||
-			      after->cksum[1] != prev->cksum[1])) {
+	if (prev != NULL &&
+	    (out->big_endian != prev->big_endian ||
+	     out->salt[0] != prev->salt[0] || out->salt[1] != prev->salt[1] ||
+	     out->cksum[0] != prev->cksum[0] ||
+	     out->cksum[1] != prev->cksum[1])) {
 		errors_set(err, err_len,
 			   "the primary's frames from %u on do not continue "
 			   "the checksum chain of the frames before them "
 			   "(damaged in transit, or another primary answered)",
 			   start);
+		return -1;
+	}
+	return 0;
+}
+
+int puller_verify_frames(struct puller *p, uint32_t start,
+			 const struct http_client_response *res,
+			 struct frames_chain *after, char *err, size_t err_len)
+{
+	const size_t frame_size = WALFMT_FRAME_HDR_SIZE + (size_t)p->page_size;
+	char why[384];
+	struct walfmt_frame_header last;
+
+	if (puller_answer_chain(res, start,
+				p->pend.n > 0 ? &p->pend.chain : NULL, after,
+				err, err_len) != 0) {
 		p->stats.rejected_transfers++;
 		return -1;
 	}

@@ -162,6 +162,13 @@ int puller_info(struct puller *p, struct messages_info *info, char *err,
 int puller_check_primary(struct puller *p, const struct messages_info *info,
 			 const struct replica_state *st, char *err,
 			 size_t err_len);
+/* The chain a GET /sync answer announces (X-Replite-Chain) for its frames
+ * from start on, into *out; it must continue prev, the chain after the
+ * frames before them (NULL: none to continue).  0, or -1 with err naming
+ * what is wrong (no valid header, a broken chain). */
+int puller_answer_chain(const struct http_client_response *res, uint32_t start,
+			const struct frames_chain *prev,
+			struct frames_chain *out, char *err, size_t err_len);
 /* Check every frame of a GET /sync answer against the checksum chain
  * (0, or -1 with err; the chain after its last frame in *after). */
 int puller_verify_frames(struct puller *p, uint32_t start,

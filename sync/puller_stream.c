@@ -177,31 +177,12 @@ struct frame_sink {
 static int check_answer_chain(struct frame_sink *k)
 {
 	struct frames_chain announced;
-	char text[FRAMES_CHAIN_TEXT_SIZE + 16];
 
 	k->rejected = 1;
-	if (http_client_response_header(k->res, FRAMES_CHAIN_HEADER, text,
-					sizeof text) == NULL ||
-	    frames_chain_parse(text, &announced) != 0) {
-		snprintf(k->err, sizeof k->err,
-			 "the primary's frames from %u on came without a "
-			 "valid %s header, so they cannot be verified (is the "
-			 "primary replite serve of this version?)",
-			 k->start, FRAMES_CHAIN_HEADER);
+	if (puller_answer_chain(k->res, k->start,
+				k->has_chain ? &k->chain : NULL, &announced,
+				k->err, sizeof k->err) != 0)
 		return -1;
-	}
-	if (k->has_chain && (announced.big_endian != k->chain.big_endian ||
-			     announced.salt[0] != k->chain.salt[0] ||
-			     announced.salt[1] != k->chain.salt[1] ||
-			     announced.cksum[0] != k->chain.cksum[0] ||
-			     announced.cksum[1] != k->chain.cksum[1])) {
-		snprintf(k->err, sizeof k->err,
-			 "the primary's frames from %u on do not continue the "
-			 "checksum chain of the frames before them (damaged "
-			 "in transit, or another primary answered)",
-			 k->start);
-		return -1;
-	}
 	k->rejected = 0;
 	k->chain = announced;
 	k->has_chain = 1;
