@@ -60,6 +60,18 @@ int fileio_read_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int fileio_fsync_parent(const char *path)
+{
+	char *copy = strdup(path);
+	int rv;
+
+	if (copy == NULL)
+		return -ENOMEM;
+	rv = fileio_fsync_dir(dirname(copy));
+	free(copy);
+	return rv;
+}
+
 int fileio_fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

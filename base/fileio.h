@@ -13,6 +13,8 @@
 int fileio_write_all(int fd, const void *buf, size_t len, uint64_t off);
 int fileio_read_all(int fd, void *buf, size_t len, uint64_t off);
 int fileio_fsync_dir(const char *dir);
+/* fileio_fsync_dir of the directory holding path (0 or -errno). */
+int fileio_fsync_parent(const char *path);
 int fileio_mkdir_p(const char *path);
 /* Write a whole file atomically: "path.tmp" is written and fsync'd, renamed
  * over path, then the directory is fsync'd.  A crash at any point leaves

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,20 +125,6 @@ int outbox_reread_salt(struct outbox *o, char *err, size_t err_len)
 	return o->salt != was;
 }
 
-/* fsync the directory holding path, so that a new file's name is as
- * durable as the records fdatasync'd into it later. */
-static int sync_parent(const char *path)
-{
-	char *copy = strdup(path);
-	int rv;
-
-	if (copy == NULL)
-		return -ENOMEM;
-	rv = fileio_fsync_dir(dirname(copy));
-	free(copy);
-	return rv;
-}
-
 static int write_file_header(struct outbox *o,
 			     const uint8_t h[OUTBOX_HEADER_SIZE], char *err,
 			     size_t err_len)
@@ -148,8 +133,10 @@ static int write_file_header(struct outbox *o,
 
 	if (rv == 0 && fdatasync(o->fd) != 0)
 		rv = -errno;
+	/* The new file's name as durable as the records fdatasync'd into
+	 * it later. */
 	if (rv == 0)
-		rv = sync_parent(o->path);
+		rv = fileio_fsync_parent(o->path);
 	if (rv != 0) {
 		errors_set(err, err_len,
 			   "cannot write the header of the outbox file %s: %s",

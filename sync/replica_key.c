@@ -107,21 +107,6 @@ static int read_key_file(const char *path, struct key_file *kf, char *err,
 	return 1;
 }
 
-static char *dir_of(const char *path)
-{
-	char *dir = strdup(path), *slash;
-
-	if (dir == NULL)
-		return NULL;
-	slash = strrchr(dir, '/');
-	if (slash == NULL) {
-		free(dir);
-		return strdup(".");
-	}
-	slash[slash == dir ? 1 : 0] = '\0';
-	return dir;
-}
-
 /* Create the key file for a new encrypted replica, unless another process
  * created it first: 0 (*kf is the file's, whichever made it), -1 with
  * err. */
@@ -131,7 +116,7 @@ static int create_key_file(const char *path, const struct cipher *c,
 {
 	char salt_hex[2 * CIPHER_SALT_SIZE + 1],
 	    check_hex[2 * CIPHER_CHECK_SIZE + 1];
-	char *tmp = NULL, *text = NULL, *dir = NULL;
+	char *tmp = NULL, *text = NULL;
 	uint8_t check[CIPHER_CHECK_SIZE];
 	json_t *j = NULL;
 	int fd = -1, rv = -1, e;
@@ -143,8 +128,7 @@ static int create_key_file(const char *path, const struct cipher *c,
 		      "cipher", KEY_CIPHER, "kdf", KEY_KDF, "salt", salt_hex,
 		      "check", check_hex);
 	text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
-	dir = dir_of(path);
-	if (text == NULL || dir == NULL ||
+	if (text == NULL ||
 	    asprintf(&tmp, "%s.%ld.tmp", path, (long)getpid()) < 0) {
 		tmp = NULL;
 		errors_set(err, err_len, "out of memory");
@@ -166,9 +150,10 @@ static int create_key_file(const char *path, const struct cipher *c,
 			   strerror(errno));
 		goto out;
 	}
-	if (fileio_fsync_dir(dir) != 0) {
-		errors_set(err, err_len, "cannot sync %s: %s", dir,
-			   strerror(errno));
+	e = fileio_fsync_parent(path);
+	if (e != 0) {
+		errors_set(err, err_len, "cannot sync the directory of %s: %s",
+			   path, strerror(-e));
 		goto out;
 	}
 	rv = read_key_file(path, kf, err, err_len) == 1 ? 0 : -1;
@@ -179,7 +164,6 @@ out:
 		unlink(tmp);
 	free(tmp);
 	free(text);
-	free(dir);
 	json_decref(j);
 	return rv;
 }
