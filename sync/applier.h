@@ -248,6 +248,11 @@ int applier_pending_counts(struct applier *a, const struct replica_state *st,
  * (sync/rebase_plan.h) instead of recording them as discarded. */
 void applier_set_rebase(struct applier *a, int rebase);
 
+/* An encrypted replica (set once, right after applier_open, before the
+ * outbox is opened): its outbox and rebase plan are sealed with c, which
+ * the caller keeps until applier_close. */
+void applier_set_cipher(struct applier *a, const struct cipher *c);
+
 /* Under the write lock: were the transactions of the rebase plan (the
  * JSON array of its entries) dropped?  A crash between the plan and the
  * drop's publication leaves them pending, on top of the old state: the plan

@@ -31,6 +31,9 @@ struct applier {
 	/* conflict=rebase: dropped records are planned for re-application
 	 * (applier_rebase.c), else for records of what was lost. */
 	int rebase;
+	/* An encrypted replica's cipher (the replica's, NULL when plain):
+	 * the outbox and the rebase plan are sealed with it. */
+	const struct cipher *cipher;
 
 	/* The offline outbox (NULL when the file has none), and the list of
 	 * its records as last scanned (applier_pending.c), under ob_mu:

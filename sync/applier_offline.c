@@ -52,7 +52,8 @@ int applier_open_outbox(struct applier *a, int create, char *err,
 	free(path);
 	if (!create && !exists)
 		return 0;
-	return outbox_open(a->db_path, a->page_size, &a->outbox, err, err_len);
+	return outbox_open(a->db_path, a->page_size, a->cipher, &a->outbox, err,
+			   err_len);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -61,6 +62,12 @@ int applier_open_outbox(struct applier *a, int create, char *err,
 void applier_set_rebase(struct applier *a, int rebase)
 {
 	a->rebase = rebase;
+}
+
+void applier_set_cipher(struct applier *a, const struct cipher *c)
+{
+	assert(a->outbox == NULL);
+	a->cipher = c;
 }
 
 int applier_offline_commit(struct applier *a, const struct replica_state *st,

@@ -216,7 +216,7 @@ int applier_rebase_plan_locked(struct applier *a, size_t first,
 	char hex[33];
 	int rv = -1;
 
-	if (rebase_plan_read(a->db_path, &plan, err, err_len) != 0)
+	if (rebase_plan_read(a->db_path, a->cipher, &plan, err, err_len) != 0)
 		return -1;
 	ids = planned_ids(plan);
 	fresh = calloc(a->ob_n - first + 1, sizeof *fresh);
@@ -260,7 +260,7 @@ int applier_rebase_plan_locked(struct applier *a, size_t first,
 		if (fresh[r] != NULL && json_array_append(plan, fresh[r]) != 0)
 			goto oom;
 	}
-	rv = rebase_plan_write(a->db_path, plan, err, err_len);
+	rv = rebase_plan_write(a->db_path, a->cipher, plan, err, err_len);
 	if (rv == 0)
 		sqlite3_log(SQLITE_NOTICE,
 			    "replite: %s: %zu local transactions lost a "

@@ -10,6 +10,11 @@
 
 #include "base/errors.h"
 #include "base/fileio.h"
+#include "wal/cipher.h"
+
+/* What a sealed record is bound to: a conflict record, not a piece of
+ * another file sealed under the same key. */
+#define SEALED_AAD "replite conflict record v1"
 
 static char *conflicts_path(const char *db_path)
 {
@@ -58,9 +63,28 @@ static int ends_mid_line(int fd)
 	return n == 1 && last != '\n';
 }
 
+/* The compact text of one record, sealed when c is given (malloc'd; NULL
+ * when out of memory or sealing failed). */
+static char *record_text(const struct cipher *c, const json_t *one)
+{
+	char *text = json_dumps(one, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *sealed, *line = NULL;
+
+	if (text == NULL || c == NULL)
+		return text;
+	sealed = cipher_seal_text(c, SEALED_AAD, text, strlen(text));
+	if (sealed != NULL &&
+	    asprintf(&line, "{\"sealed\":\"%s\"}", sealed) < 0)
+		line = NULL;
+	free(sealed);
+	free(text);
+	return line;
+}
+
 /* The records (one object, or an array of them) as compact lines, in a
  * malloc'd string; NULL when out of memory or one is not an object. */
-static char *record_lines(const json_t *records, int *not_object)
+static char *record_lines(const struct cipher *c, const json_t *records,
+			  int *not_object)
 {
 	const json_t *one;
 	char *all = NULL, *text, *grown;
@@ -77,7 +101,7 @@ static char *record_lines(const json_t *records, int *not_object)
 			return NULL;
 		}
 		/* Compact: no newline inside, one record per line. */
-		text = json_dumps(one, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		text = record_text(c, one);
 		grown = text ? realloc(all, len + strlen(text) + 2) : NULL;
 		if (grown == NULL) {
 			free(text);
@@ -94,15 +118,15 @@ static char *record_lines(const json_t *records, int *not_object)
 	return all != NULL ? all : strdup("");
 }
 
-int conflicts_append(const char *db_path, const json_t *records, char *err,
-		     size_t err_len)
+int conflicts_append(const char *db_path, const struct cipher *c,
+		     const json_t *records, char *err, size_t err_len)
 {
 	char *path = conflicts_path(db_path), *lines = NULL;
 	int fd = -1, rv = -1, rc, not_object;
 
 	if (path == NULL)
 		goto oom;
-	lines = record_lines(records, &not_object);
+	lines = record_lines(c, records, &not_object);
 	if (not_object) {
 		errors_set(err, err_len,
 			   "cannot append to the conflicts file %s: a "
@@ -152,10 +176,53 @@ out:
 	return rv;
 }
 
+/* A line that parsed as the object v: v itself, or the record a sealed v
+ * holds (new reference; NULL with err when it cannot be opened). */
+static json_t *open_record(const struct cipher *c, json_t *v, const char *path,
+			   char *err, size_t err_len)
+{
+	const char *sealed = json_string_value(json_object_get(v, "sealed"));
+	json_t *rec = NULL;
+	char *text;
+	size_t n;
+
+	if (sealed == NULL || json_object_size(v) != 1) {
+		if (c == NULL)
+			return json_incref(v);
+		errors_set(err, err_len,
+			   "the conflicts file %s holds a record in clear, but "
+			   "the replica is encrypted: it was not written by "
+			   "this replica",
+			   path);
+		return NULL;
+	}
+	if (c == NULL) {
+		errors_set(err, err_len,
+			   "the conflicts file %s is encrypted, but the "
+			   "replica was opened without a key",
+			   path);
+		return NULL;
+	}
+	text = cipher_unseal_text(c, SEALED_AAD, sealed, strlen(sealed), &n);
+	if (text != NULL)
+		rec = json_loadb(text, n, 0, NULL);
+	free(text);
+	if (!json_is_object(rec)) {
+		json_decref(rec);
+		errors_set(err, err_len,
+			   "the conflicts file %s is corrupt: an encrypted "
+			   "record does not authenticate under the replica's "
+			   "key",
+			   path);
+		return NULL;
+	}
+	return rec;
+}
+
 /* The records of db_path in a new array (*records): the lines that parse
- * as JSON objects.  Returns 0, or -1 with err. */
-static int load(const char *db_path, json_t **records, char *err,
-		size_t err_len)
+ * as JSON objects (opened, when sealed).  Returns 0, or -1 with err. */
+static int load(const char *db_path, const struct cipher *c, json_t **records,
+		char *err, size_t err_len)
 {
 	char *path = conflicts_path(db_path), *text = NULL, *p, *nl, *end;
 	json_t *array = json_array(), *v;
@@ -184,7 +251,11 @@ static int load(const char *db_path, json_t **records, char *err,
 			nl = end;
 		v = json_loadb(p, (size_t)(nl - p), 0, NULL);
 		if (json_is_object(v)) {
-			if (json_array_append_new(array, v) != 0)
+			json_t *rec = open_record(c, v, path, err, err_len);
+			json_decref(v);
+			if (rec == NULL)
+				goto out;
+			if (json_array_append_new(array, rec) != 0)
 				goto oom;
 		} else {
 			json_decref(v);
@@ -204,12 +275,13 @@ out:
 	return rv;
 }
 
-char *conflicts_read_json(const char *db_path, char *err, size_t err_len)
+char *conflicts_read_json(const char *db_path, const struct cipher *c,
+			  char *err, size_t err_len)
 {
 	json_t *records;
 	char *text;
 
-	if (load(db_path, &records, err, err_len) != 0)
+	if (load(db_path, c, &records, err, err_len) != 0)
 		return NULL;
 	text = json_dumps(records, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(records);
@@ -220,11 +292,12 @@ char *conflicts_read_json(const char *db_path, char *err, size_t err_len)
 	return text;
 }
 
-int conflicts_count(const char *db_path, uint64_t *n, char *err, size_t err_len)
+int conflicts_count(const char *db_path, const struct cipher *c, uint64_t *n,
+		    char *err, size_t err_len)
 {
 	json_t *records;
 
-	if (load(db_path, &records, err, err_len) != 0)
+	if (load(db_path, c, &records, err, err_len) != 0)
 		return -1;
 	*n = json_array_size(records);
 	json_decref(records);
@@ -258,9 +331,10 @@ int conflicts_clear(const char *db_path, char *err, size_t err_len)
 	return rv == 0 ? 0 : -1;
 }
 
-json_t *conflicts_txn_ids(const char *db_path, char *err, size_t err_len)
+json_t *conflicts_txn_ids(const char *db_path, const struct cipher *c,
+			  char *err, size_t err_len)
 {
-	char *text = conflicts_read_json(db_path, err, err_len);
+	char *text = conflicts_read_json(db_path, c, err, err_len);
 	json_t *all, *ids = json_object(), *rec;
 	size_t i;
 

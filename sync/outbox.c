@@ -56,13 +56,14 @@ ssize_t outbox_pread_upto(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)done;
 }
 
-static void file_header_encode(uint32_t page_size, uint32_t salt,
+static void file_header_encode(const struct outbox *o, uint32_t salt,
 			       uint8_t out[OUTBOX_HEADER_SIZE])
 {
 	memset(out, 0, OUTBOX_HEADER_SIZE);
 	memcpy(out, file_magic, sizeof file_magic);
-	walfmt_put32(out + 16, OUTBOX_FORMAT);
-	walfmt_put32(out + 20, page_size);
+	walfmt_put32(out + 16,
+		     o->c != NULL ? OUTBOX_FORMAT_SEALED : OUTBOX_FORMAT);
+	walfmt_put32(out + 20, o->page_size);
 	walfmt_put32(out + 24, salt);
 	walfmt_put32(out + 28, (uint32_t)XXH3_64bits(out, 28));
 }
@@ -83,12 +84,29 @@ static int file_header_check(struct outbox *o,
 			   o->path);
 		return -1;
 	}
-	if (format != OUTBOX_FORMAT) {
+	if (format == OUTBOX_FORMAT_SEALED && o->c == NULL) {
+		errors_set(err, err_len,
+			   "the outbox file %s is encrypted, but the replica "
+			   "was opened without a key",
+			   o->path);
+		return -1;
+	}
+	if (format == OUTBOX_FORMAT && o->c != NULL) {
+		errors_set(err, err_len,
+			   "the outbox file %s holds pages in clear, but the "
+			   "replica is encrypted: it is not this replica's "
+			   "outbox",
+			   o->path);
+		return -1;
+	}
+	if (format != OUTBOX_FORMAT && format != OUTBOX_FORMAT_SEALED) {
 		errors_set(err, err_len,
 			   "the outbox file %s has format %u, but this replite "
-			   "reads format %d only: open the database with the "
-			   "replite version that wrote it (or a newer one)",
-			   o->path, format, OUTBOX_FORMAT);
+			   "reads formats %d and %d only: open the database "
+			   "with the replite version that wrote it (or a newer "
+			   "one)",
+			   o->path, format, OUTBOX_FORMAT,
+			   OUTBOX_FORMAT_SEALED);
 		return -1;
 	}
 	if (page_size != o->page_size) {
@@ -146,8 +164,8 @@ static int write_file_header(struct outbox *o,
 	return 0;
 }
 
-int outbox_open(const char *db_path, uint32_t page_size, struct outbox **out,
-		char *err, size_t err_len)
+int outbox_open(const char *db_path, uint32_t page_size, const struct cipher *c,
+		struct outbox **out, char *err, size_t err_len)
 {
 	uint8_t want[OUTBOX_HEADER_SIZE], have[OUTBOX_HEADER_SIZE];
 	struct outbox *o;
@@ -168,6 +186,7 @@ int outbox_open(const char *db_path, uint32_t page_size, struct outbox **out,
 		return -1;
 	}
 	o->page_size = page_size;
+	o->c = c;
 	o->fd = open(o->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (o->fd < 0) {
 		errors_set(err, err_len, "cannot open the outbox file %s: %s",
@@ -176,7 +195,7 @@ int outbox_open(const char *db_path, uint32_t page_size, struct outbox **out,
 	}
 	/* Salt 0 for a new file: processes creating it at once write the
 	 * same bytes.  It changes when the outbox is emptied. */
-	file_header_encode(page_size, 0, want);
+	file_header_encode(o, 0, want);
 	got = outbox_pread_upto(o->fd, have, sizeof have, 0);
 	if (got < 0) {
 		errors_set(err, err_len, "cannot read the outbox file %s: %s",
@@ -242,7 +261,8 @@ static int check_record(const struct outbox *o, const struct outbox_record *r,
 		}
 	}
 	/* The length field is 32 bits. */
-	if (outbox_record_length(r->n, o->page_size) > UINT32_MAX) {
+	if (outbox_record_length(r->n, o->page_size, o->c != NULL) >
+	    UINT32_MAX) {
 		errors_set(err, err_len,
 			   "cannot append to the outbox file %s: a transaction "
 			   "of %u pages of %u bytes makes a record of 4 GiB or "
@@ -254,17 +274,21 @@ static int check_record(const struct outbox *o, const struct outbox_record *r,
 }
 
 /* The record rec as it is written: header, page numbers, new and old
- * images, in buf (length bytes). */
-static void record_encode(const struct outbox *o,
-			  const struct outbox_record *rec, uint8_t *buf,
-			  uint64_t length)
+ * images (sealed in an encrypted outbox), in buf (length bytes).  Returns
+ * 0, or -1 when sealing failed. */
+static int record_encode(const struct outbox *o,
+			 const struct outbox_record *rec, uint8_t *buf,
+			 uint64_t length)
 {
 	size_t images = (size_t)rec->n * o->page_size;
 	uint8_t *body = buf + OUTBOX_RECORD_HEADER_SIZE, *p = body;
+	struct cipher_aad aad[2];
 	uint32_t i;
 
 	for (i = 0; i < rec->n; i++, p += 4)
 		walfmt_put32(p, rec->pgnos[i]);
+	if (o->c != NULL)
+		p += CIPHER_SEAL_NONCE;
 	memcpy(p, rec->new_pages, images);
 	memcpy(p + images, rec->old_pages, images);
 
@@ -275,15 +299,24 @@ static void record_encode(const struct outbox *o,
 	walfmt_put32(buf + 24, rec->n);
 	walfmt_put32(buf + 28, rec->db_size);
 	walfmt_put32(buf + 32, rec->old_db_size);
-	walfmt_put32(buf + 36, rec->has_sums ? OUTBOX_FLAG_HAS_SUMS : 0);
+	walfmt_put32(buf + 36, (rec->has_sums ? OUTBOX_FLAG_HAS_SUMS : 0) |
+				   (o->c != NULL ? OUTBOX_FLAG_SEALED : 0));
 	outbox_put64(buf + 40, rec->base);
 	outbox_put64(buf + 48, rec->result);
 	outbox_put64(buf + 56, (uint64_t)rec->commit_unix_ms);
+	/* Sealed with what says where the images belong: a sealed body
+	 * moved under another header, or page numbers changed, fail. */
+	aad[0] = (struct cipher_aad){buf, OUTBOX_RECORD_SEALED_AAD};
+	aad[1] = (struct cipher_aad){body, 4 * (size_t)rec->n};
+	if (o->c != NULL && cipher_seal(o->c, aad, 2, body + 4 * (size_t)rec->n,
+					2 * images) != 0)
+		return -1;
 	outbox_put64(buf + 64,
 		     XXH3_64bits(body, length - OUTBOX_RECORD_HEADER_SIZE));
 	walfmt_put32(buf + OUTBOX_RECORD_SALT, o->salt);
 	outbox_put64(buf + OUTBOX_RECORD_HASHED,
 		     XXH3_64bits(buf, OUTBOX_RECORD_HASHED));
+	return 0;
 }
 
 int outbox_append(struct outbox *o, const struct outbox_record *rec,
@@ -314,7 +347,7 @@ int outbox_append(struct outbox *o, const struct outbox_record *rec,
 			   (unsigned long long)o->grown);
 		return -1;
 	}
-	length = outbox_record_length(rec->n, o->page_size);
+	length = outbox_record_length(rec->n, o->page_size, o->c != NULL);
 	/* Room ahead: a record that reaches past the end brings OUTBOX_GROW
 	 * bytes of zeros with it, in the same write.  The records after it
 	 * then overwrite blocks the file system has allocated already, and
@@ -330,7 +363,14 @@ int outbox_append(struct outbox *o, const struct outbox_record *rec,
 			   o->path);
 		return -1;
 	}
-	record_encode(o, rec, buf, length);
+	if (record_encode(o, rec, buf, length) != 0) {
+		free(buf);
+		errors_set(err, err_len,
+			   "cannot encrypt a record for the outbox file %s "
+			   "(OpenSSL's AES-256-GCM failed)",
+			   o->path);
+		return -1;
+	}
 	/* What followed the last valid record (zeros, a torn record, or
 	 * records of an emptied outbox, with another salt) is overwritten
 	 * as far as the record goes; what remains after it is no valid
@@ -383,7 +423,7 @@ static int empty(struct outbox *o, uint64_t size, char *err, size_t err_len)
 			rv = -errno;
 		o->grown = 0;
 	}
-	file_header_encode(o->page_size, salt, h);
+	file_header_encode(o, salt, h);
 	if (rv == 0)
 		rv = fileio_write_all(o->fd, h, sizeof h, 0);
 	if (rv == 0 && fdatasync(o->fd) != 0)

@@ -9,7 +9,7 @@
  * bytes:
  *
  *    0  16  magic "replite outbox\0\0"
- *   16   4  format (1)
+ *   16   4  format: 1, or 2 for the outbox of an encrypted replica
  *   20   4  page size of the database
  *   24   4  salt: 0 in a new file, a new random value each time the
  *           outbox is emptied
@@ -23,7 +23,8 @@
  *   24   4  n: pages written (>= 1)
  *   28   4  db_size: database size in pages after the transaction
  *   32   4  old_db_size: database size in pages before it
- *   36   4  flags: bit 0 = has_sums (base and result are meaningful)
+ *   36   4  flags: bit 0 = has_sums (base and result are meaningful),
+ *           bit 1 = sealed (set in every record of a format-2 file)
  *   40   8  base: whole-database checksum before (base/dbsum.h)
  *   48   8  result: whole-database checksum after
  *   56   8  commit time, Unix milliseconds (signed)
@@ -35,6 +36,14 @@
  * and a body: n page numbers (4 bytes each, ascending), the n new page
  * images, then the n old page images (page_size bytes each), so length =
  * 96 + 4n + 2 n page_size.
+ *
+ * In a format-2 outbox (an encrypted replica, docs/architecture.md
+ * "Encryption at rest") the images are sealed (wal/cipher.h cipher_seal:
+ * AES-256-GCM, authenticated with the header's bytes 0..63 and the page
+ * numbers): a 12-byte nonce, the images encrypted, a 16-byte tag, so length
+ * = 96 + 4n + 2 n page_size + 28.  The page numbers stay in clear, as in
+ * the WAL's frame headers; body_hash covers the bytes as stored, so torn
+ * records are found without the key.
  *
  * The records end at the first header that is not valid: zeros, a torn
  * record, or a record of another salt.  The file is longer than its records:
@@ -62,11 +71,13 @@
 
 #define OUTBOX_SUFFIX "-replite-outbox"
 #define OUTBOX_FORMAT 1
+#define OUTBOX_FORMAT_SEALED 2
 #define OUTBOX_HEADER_SIZE 32        /* the file header */
 #define OUTBOX_RECORD_HEADER_SIZE 96 /* each record's header */
 #define OUTBOX_RECORD_MAGIC 0x52504f42u
 
 struct outbox;
+struct cipher;
 
 /* What a writer appends. */
 struct outbox_record {
@@ -99,11 +110,13 @@ char *outbox_path(const char *db_path);
 
 /* Open the outbox of db_path, creating it (mode 0644) if missing.  A file
  * without a header (new, or its creation cut short by a crash) gets one,
- * written and made durable.  Returns 0 with *out, or -1 with err naming the
- * file and the cause: I/O error, a header that is not an outbox header, or
- * one of another format or page size. */
-int outbox_open(const char *db_path, uint32_t page_size, struct outbox **out,
-		char *err, size_t err_len);
+ * written and made durable.  c (NULL: none) is the encrypted replica's
+ * cipher, which must outlive the handle: the outbox is then format 2.
+ * Returns 0 with *out, or -1 with err naming the file and the cause: I/O
+ * error, a header that is not an outbox header, one of another format or
+ * page size, an encrypted outbox without c or a plain one with c. */
+int outbox_open(const char *db_path, uint32_t page_size, const struct cipher *c,
+		struct outbox **out, char *err, size_t err_len);
 
 /* Close the file and free o (NULL is fine). */
 void outbox_close(struct outbox *o);
@@ -152,8 +165,8 @@ int outbox_last_at(struct outbox *o, uint64_t off, struct outbox_entry *e,
 /* Read the body of the record e: *pgnos (n of them), *new_pages and
  * *old_pages (n * page_size bytes each), all malloc'd (free with free()).
  * Returns 0, or -1 with err naming the file and the offset: I/O error, or
- * "corrupt" when the body does not match its hash or the record there is no
- * longer the one scanned. */
+ * "corrupt" when the body does not match its hash, the record there is no
+ * longer the one scanned, or sealed images do not authenticate. */
 int outbox_read(struct outbox *o, const struct outbox_entry *e,
 		uint32_t **pgnos, uint8_t **new_pages, uint8_t **old_pages,
 		char *err, size_t err_len);

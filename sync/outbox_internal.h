@@ -8,10 +8,16 @@
 #include <sys/types.h>
 
 #include "sync/outbox.h"
+#include "wal/cipher.h"
 #include "wal/walfmt.h"
 
 /* Bit 0 of a record's flags: base and result are meaningful. */
 #define OUTBOX_FLAG_HAS_SUMS 1u
+/* Bit 1: the page images are sealed (an encrypted outbox, format 2). */
+#define OUTBOX_FLAG_SEALED 2u
+/* The bytes of a record header a sealed record authenticates with its
+ * images (magic to commit time: all but the hashes and the salt). */
+#define OUTBOX_RECORD_SEALED_AAD 64
 /* Mixed into the hash of a push of several records (outbox_batch_id). */
 #define OUTBOX_BATCH_SEED 0x7265706c62617463ull /* "replbatc" */
 /* Bytes of a record header covered by its hash (the hash is the rest). */
@@ -29,6 +35,8 @@
 struct outbox {
 	int fd;
 	uint32_t page_size;
+	/* An encrypted outbox (format 2): the replica's, not owned. */
+	const struct cipher *c;
 	char *path;
 	/* The file header's salt as last read (every record of the current
 	 * file carries it), and how far the file is known to extend (0:
@@ -48,11 +56,13 @@ static inline uint64_t outbox_get64(const uint8_t *p)
 	return (uint64_t)walfmt_get32(p) << 32 | walfmt_get32(p + 4);
 }
 
-/* The length of a record of n pages. */
-static inline uint64_t outbox_record_length(uint32_t n, uint32_t page_size)
+/* The length of a record of n pages, its images sealed or not. */
+static inline uint64_t outbox_record_length(uint32_t n, uint32_t page_size,
+					    int sealed)
 {
 	return OUTBOX_RECORD_HEADER_SIZE + 4 * (uint64_t)n +
-	       2 * (uint64_t)n * page_size;
+	       2 * (uint64_t)n * page_size +
+	       (sealed ? CIPHER_SEAL_OVERHEAD : 0);
 }
 
 /* pread up to len bytes at off, retrying on EINTR and short transfers: the

@@ -34,17 +34,22 @@ static int record_decode(const struct outbox *o, const uint8_t *h, uint64_t off,
 			 struct outbox_entry *e)
 {
 	uint32_t flags = walfmt_get32(h + 36), page_size = o->page_size;
+	int sealed = o->c != NULL;
 
+	/* Every record of an encrypted outbox is sealed, and none of a
+	 * plain one. */
 	if (outbox_get64(h + OUTBOX_RECORD_HASHED) !=
 		XXH3_64bits(h, OUTBOX_RECORD_HASHED) ||
 	    walfmt_get32(h) != OUTBOX_RECORD_MAGIC ||
 	    walfmt_get32(h + OUTBOX_RECORD_SALT) != o->salt ||
-	    (flags & ~OUTBOX_FLAG_HAS_SUMS))
+	    (flags & ~(OUTBOX_FLAG_HAS_SUMS | OUTBOX_FLAG_SEALED)) ||
+	    ((flags & OUTBOX_FLAG_SEALED) != 0) != sealed)
 		return -1;
 	memcpy(e->id, h + 8, 16);
 	e->n = walfmt_get32(h + 24);
 	e->length = walfmt_get32(h + 4);
-	if (e->n == 0 || e->length != outbox_record_length(e->n, page_size))
+	if (e->n == 0 ||
+	    e->length != outbox_record_length(e->n, page_size, sealed))
 		return -1;
 	e->db_size = walfmt_get32(h + 28);
 	e->old_db_size = walfmt_get32(h + 32);
@@ -197,23 +202,38 @@ io_error:
 	return -1;
 }
 
+/* Open the sealed images of the record with header h and page numbers pgnos
+ * (as stored) at sealed (2 images bytes of data).  Returns 0, or -1. */
+static int unseal_images(const struct outbox *o, const uint8_t *h,
+			 const uint8_t *pgnos, uint32_t n, uint8_t *sealed,
+			 size_t images)
+{
+	struct cipher_aad aad[2] = {{h, OUTBOX_RECORD_SEALED_AAD},
+				    {pgnos, 4 * (size_t)n}};
+
+	return cipher_unseal(o->c, aad, 2, sealed, 2 * images);
+}
+
 int outbox_read(struct outbox *o, const struct outbox_entry *e,
 		uint32_t **pgnos, uint8_t **new_pages, uint8_t **old_pages,
 		char *err, size_t err_len)
 {
 	uint8_t h[OUTBOX_RECORD_HEADER_SIZE];
 	size_t images = (size_t)e->n * o->page_size;
+	size_t extra = o->c != NULL ? CIPHER_SEAL_OVERHEAD : 0;
 	uint64_t off = e->offset + OUTBOX_RECORD_HEADER_SIZE;
 	XXH3_state_t *s = XXH3_createState();
 	uint32_t *pg = malloc(4 * (size_t)(e->n ? e->n : 1));
-	uint8_t *np = malloc(images ? images : 1);
+	/* The images as stored (both, with the seal's nonce and tag), then
+	 * the new ones stay where they are and the old ones are copied. */
+	uint8_t *both = malloc(2 * images + extra + 1);
 	uint8_t *op = malloc(images ? images : 1);
 	struct outbox_entry now;
 	ssize_t got;
 	uint32_t i;
 	int rv;
 
-	if (s == NULL || pg == NULL || np == NULL || op == NULL) {
+	if (s == NULL || pg == NULL || both == NULL || op == NULL) {
 		errors_set(err, err_len,
 			   "out of memory reading the outbox file %s", o->path);
 		rv = -1;
@@ -235,20 +255,33 @@ int outbox_read(struct outbox *o, const struct outbox_entry *e,
 	rv = read_hashed(o->fd, pg, 4 * (size_t)e->n, off, s);
 	off += 4 * (uint64_t)e->n;
 	if (rv == 0)
-		rv = read_hashed(o->fd, np, images, off, s);
-	if (rv == 0)
-		rv = read_hashed(o->fd, op, images, off + images, s);
+		rv = read_hashed(o->fd, both, 2 * images + extra, off, s);
 	if (rv < 0)
 		goto io_error;
 	if (rv == 1 || XXH3_64bits_digest(s) != e->body_hash)
 		goto corrupt;
+	if (o->c != NULL) {
+		if (unseal_images(o, h, (const uint8_t *)pg, e->n, both,
+				  images) != 0) {
+			errors_set(err, err_len,
+				   "the outbox file %s is corrupt: the "
+				   "encrypted pages of the record at offset "
+				   "%llu do not authenticate under the "
+				   "replica's key",
+				   o->path, (unsigned long long)e->offset);
+			rv = -1;
+			goto out;
+		}
+		memmove(both, both + CIPHER_SEAL_NONCE, 2 * images);
+	}
+	memcpy(op, both + images, images);
 	for (i = 0; i < e->n; i++)
 		pg[i] = walfmt_get32((const uint8_t *)&pg[i]);
 	*pgnos = pg;
-	*new_pages = np;
+	*new_pages = both;
 	*old_pages = op;
 	pg = NULL;
-	np = op = NULL;
+	both = op = NULL;
 	rv = 0;
 	goto out;
 corrupt:
@@ -266,7 +299,7 @@ io_error:
 out:
 	XXH3_freeState(s);
 	free(pg);
-	free(np);
+	free(both);
 	free(op);
 	return rv;
 }

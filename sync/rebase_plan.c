@@ -14,6 +14,7 @@
 #include "base/errors.h"
 #include "base/fileio.h"
 #include "base/hex.h"
+#include "wal/cipher.h"
 
 /* Mixed into the hash of a re-applied transaction's id. */
 #define REAPPLIED_SEED 0x7265626173652121ull /* "rebase!!" */
@@ -59,10 +60,44 @@ size_t rebase_plan_count(const char *db_path)
 	return n;
 }
 
-int rebase_plan_read(const char *db_path, json_t **entries, char *err,
-		     size_t err_len)
+/* The entries' text of a plan whose header line (NUL-terminated) is header
+ * and whose header parsed as h: body itself, or the plan's sealed line
+ * opened (malloc'd in *opened).  NULL with err when it cannot be. */
+static char *entries_text(const struct cipher *c, const char *path,
+			  const char *header, const json_t *h, char *body,
+			  char **opened, char *err, size_t err_len)
+{
+	int sealed = json_is_true(json_object_get(h, "sealed"));
+	size_t n, len;
+
+	*opened = NULL;
+	if (!sealed && c == NULL)
+		return body;
+	if (!sealed || c == NULL) {
+		errors_set(err, err_len,
+			   sealed ? "the rebase plan %s is encrypted, but the "
+				    "replica was opened without a key"
+				  : "the rebase plan %s is in clear, but the "
+				    "replica is encrypted: it was not written "
+				    "by this replica",
+			   path);
+		return NULL;
+	}
+	len = strcspn(body, "\n");
+	*opened = cipher_unseal_text(c, header, body, len, &n);
+	if (*opened == NULL)
+		errors_set(err, err_len,
+			   "the rebase plan %s is corrupt: its entries do not "
+			   "authenticate under the replica's key",
+			   path);
+	return *opened;
+}
+
+int rebase_plan_read(const char *db_path, const struct cipher *c,
+		     json_t **entries, char *err, size_t err_len)
 {
 	char *path = rebase_plan_path(db_path), *text = NULL, *line, *next;
+	char *body, *opened = NULL;
 	json_t *all = json_array(), *header = NULL, *e;
 	json_error_t jerr;
 	size_t len = 0, want;
@@ -85,7 +120,24 @@ int rebase_plan_read(const char *db_path, json_t **entries, char *err,
 			   path, strerror(-rc));
 		goto out;
 	}
-	for (line = text; line != NULL && *line != '\0'; line = next) {
+	body = strchr(text, '\n');
+	if (body != NULL)
+		*body++ = '\0';
+	header = json_loads(text, 0, &jerr);
+	if (json_integer_value(json_object_get(
+		header, "replite_rebase_plan")) != REBASE_PLAN_FORMAT) {
+		errors_set(err, err_len,
+			   "the rebase plan %s is not one (or of another "
+			   "format)",
+			   path);
+		goto out;
+	}
+	want = (size_t)json_integer_value(json_object_get(header, "entries"));
+	body = entries_text(c, path, text, header, body != NULL ? body : "",
+			    &opened, err, err_len);
+	if (body == NULL)
+		goto out;
+	for (line = body; line != NULL && *line != '\0'; line = next) {
 		next = strchr(line, '\n');
 		if (next != NULL)
 			*next++ = '\0';
@@ -97,19 +149,8 @@ int rebase_plan_read(const char *db_path, json_t **entries, char *err,
 				   jerr.text);
 			goto out;
 		}
-		if (header == NULL)
-			header = e;
-		else if (json_array_append_new(all, e) != 0)
+		if (json_array_append_new(all, e) != 0)
 			goto oom;
-	}
-	want = (size_t)json_integer_value(json_object_get(header, "entries"));
-	if (json_integer_value(json_object_get(
-		header, "replite_rebase_plan")) != REBASE_PLAN_FORMAT) {
-		errors_set(err, err_len,
-			   "the rebase plan %s is not one (or of another "
-			   "format)",
-			   path);
-		goto out;
 	}
 	if (want != json_array_size(all)) {
 		errors_set(
@@ -128,6 +169,7 @@ oom:
 out:
 	json_decref(header);
 	json_decref(all);
+	free(opened);
 	free(text);
 	free(path);
 	return rv;
@@ -152,33 +194,67 @@ static int append_line(char **buf, size_t *len, size_t *cap, const char *text)
 	return 0;
 }
 
-int rebase_plan_write(const char *db_path, const json_t *entries, char *err,
-		      size_t err_len)
+/* The entries as lines in *buf (*len bytes; *buf malloc'd, NULL when
+ * there are none).  Returns 0, or -1 when out of memory. */
+static int entry_lines(const json_t *entries, char **buf, size_t *len)
 {
-	char *path = rebase_plan_path(db_path), *buf = NULL, *line;
-	size_t len = 0, cap = 0, i;
-	json_t *header, *e;
-	int rc, rv = -1;
+	size_t cap = 0, i;
+	json_t *e;
+	char *line;
 
-	header =
-	    json_pack("{s:i, s:I}", "replite_rebase_plan", REBASE_PLAN_FORMAT,
-		      "entries", (json_int_t)json_array_size(entries));
-	if (path == NULL || header == NULL)
-		goto oom;
-	line = json_dumps(header, JSON_COMPACT);
-	if (line == NULL || append_line(&buf, &len, &cap, line) != 0) {
-		free(line);
-		goto oom;
-	}
-	free(line);
+	*buf = NULL;
+	*len = 0;
 	json_array_foreach(entries, i, e)
 	{
 		line = json_dumps(e, JSON_COMPACT);
-		if (line == NULL || append_line(&buf, &len, &cap, line) != 0) {
+		if (line == NULL || append_line(buf, len, &cap, line) != 0) {
 			free(line);
-			goto oom;
+			return -1;
 		}
 		free(line);
+	}
+	return 0;
+}
+
+int rebase_plan_write(const char *db_path, const struct cipher *c,
+		      const json_t *entries, char *err, size_t err_len)
+{
+	char *path = rebase_plan_path(db_path), *buf = NULL, *head = NULL;
+	char *body = NULL, *sealed = NULL;
+	size_t len = 0, cap = 0, body_len = 0;
+	json_t *header;
+	int rc, rv = -1;
+
+	header = json_pack("{s:i, s:I, s:b}", "replite_rebase_plan",
+			   REBASE_PLAN_FORMAT, "entries",
+			   (json_int_t)json_array_size(entries), "sealed",
+			   c != NULL);
+	if (path == NULL || header == NULL ||
+	    (head = json_dumps(header, JSON_COMPACT)) == NULL ||
+	    append_line(&buf, &len, &cap, head) != 0 ||
+	    entry_lines(entries, &body, &body_len) != 0)
+		goto oom;
+	/* Sealed with the header line: entries moved under another header
+	 * do not open. */
+	if (c != NULL) {
+		sealed = cipher_seal_text(c, head, body != NULL ? body : "",
+					  body_len);
+		if (sealed == NULL) {
+			errors_set(err, err_len,
+				   "cannot encrypt the rebase plan %s "
+				   "(OpenSSL's AES-256-GCM failed)",
+				   path);
+			goto out;
+		}
+		if (append_line(&buf, &len, &cap, sealed) != 0)
+			goto oom;
+	} else if (body != NULL) {
+		char *grown = realloc(buf, len + body_len);
+		if (grown == NULL)
+			goto oom;
+		buf = grown;
+		memcpy(buf + len, body, body_len);
+		len += body_len;
 	}
 	rc = fileio_write_file_atomic(path, buf, len);
 	if (rc != 0) {
@@ -192,6 +268,9 @@ oom:
 	errors_set(err, err_len, "out of memory");
 out:
 	json_decref(header);
+	free(head);
+	free(body);
+	free(sealed);
 	free(buf);
 	free(path);
 	return rv;

@@ -17,7 +17,12 @@
  *
  *   {"id": "<32 hex digits>", "committed_unix_ms": t, "changes": [...]}
  *
- * with the changes as sync/rebase_apply.h takes them. */
+ * with the changes as sync/rebase_apply.h takes them.
+ *
+ * An encrypted replica's plan (c given below) has the header line, with
+ * "sealed": true, then one line: the entries' lines sealed together
+ * (wal/cipher.h cipher_seal_text, AES-256-GCM, bound to the header line),
+ * in base64.  The number of entries stays readable without the key. */
 #ifndef REPLITE_SYNC_REBASE_PLAN_H
 #define REPLITE_SYNC_REBASE_PLAN_H
 
@@ -29,6 +34,9 @@
 #define REBASE_PLAN_SUFFIX "-replite-rebase"
 #define REBASE_PLAN_FORMAT 1
 
+/* c below: an encrypted replica's cipher, or NULL. */
+struct cipher;
+
 /* "db_path-replite-rebase", malloc'd (NULL when out of memory). */
 char *rebase_plan_path(const char *db_path);
 
@@ -38,10 +46,11 @@ int rebase_plan_exists(const char *db_path);
 
 /* The plan's entries as a JSON array in *entries (new reference; empty
  * when there is no plan).  Returns 0, or -1 with err naming the file: I/O
- * error, or a plan that does not parse or lacks entries (never written
- * partly: it is corrupt, and said so). */
-int rebase_plan_read(const char *db_path, json_t **entries, char *err,
-		     size_t err_len);
+ * error, a plan that does not parse or lacks entries (never written
+ * partly: it is corrupt, and said so), a sealed plan without c or that
+ * does not authenticate, a plain one with c. */
+int rebase_plan_read(const char *db_path, const struct cipher *c,
+		     json_t **entries, char *err, size_t err_len);
 
 /* The number of entries of db_path's plan (its header line only), 0 when
  * there is none or it cannot be read (status, not a decision). */
@@ -49,8 +58,8 @@ size_t rebase_plan_count(const char *db_path);
 
 /* Replace the plan with entries (a JSON array), durably.  Returns 0, or -1
  * with err. */
-int rebase_plan_write(const char *db_path, const json_t *entries, char *err,
-		      size_t err_len);
+int rebase_plan_write(const char *db_path, const struct cipher *c,
+		      const json_t *entries, char *err, size_t err_len);
 
 /* Remove the plan, durably (a missing plan is fine).  Returns 0, or -1 with
  * err. */

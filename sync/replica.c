@@ -459,6 +459,7 @@ int replica_open(const char *db_path, const struct replica_options *p,
 	if (applier_open(db_path, root_vfs->zName, REPLITE_PAGE_SIZE,
 			 &r->applier, err, err_len) != 0)
 		goto fail;
+	applier_set_cipher(r->applier, r->cipher);
 	if (r->file_lost &&
 	    applier_require_image(r->applier, err, err_len) != 0)
 		goto fail;

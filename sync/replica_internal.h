@@ -95,6 +95,9 @@ struct replica {
 	 * key text it was opened with. */
 	sqlite3_vfs *cipher_vfs;
 	uint8_t key_digest[32];
+	/* Its cipher, for the files that are not pages (the offline outbox,
+	 * conflicts and rebase plan are sealed with it); NULL when plain. */
+	struct cipher *cipher;
 };
 
 /* Encryption at rest (replica_key.c): at open, before anything touches

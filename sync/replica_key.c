@@ -234,12 +234,6 @@ int replica_key_open(struct replica *r, const char *key_text,
 		    r->db_path, path);
 		goto out;
 	}
-	if (r->params.offline) {
-		errors_set(err, err_len,
-			   "offline=1 cannot be used with encryption_key yet: "
-			   "the offline outbox would keep pages in clear");
-		goto out;
-	}
 	if (cipher_key_parse(key_text, &key, err, err_len) != 0)
 		goto out;
 	if (has) {
@@ -284,6 +278,8 @@ int replica_key_open(struct replica *r, const char *key_text,
 		goto out;
 	}
 	r->cipher_vfs = cipher_vfs;
+	r->cipher = c;
+	c = NULL;
 	rv = 0;
 out:
 	cipher_free(c);
@@ -297,6 +293,8 @@ void replica_key_close(struct replica *r)
 	if (r->cipher_vfs != NULL)
 		cipher_vfs_remove(r->cipher_vfs, r->db_path);
 	r->cipher_vfs = NULL;
+	cipher_free(r->cipher);
+	r->cipher = NULL;
 }
 
 int replica_check_key(struct replica *r, const char *key, char *err,

@@ -273,7 +273,7 @@ void replica_offline_status(struct replica *r, const struct replica_state *st,
 	plan = rebase_plan_count(r->db_path);
 	if (plan > txns)
 		txns = plan;
-	conflicts_count(r->db_path, &conflicts, err, sizeof err);
+	conflicts_count(r->db_path, r->cipher, &conflicts, err, sizeof err);
 	json_object_set_new(o, "pending_transactions",
 			    json_integer((json_int_t)txns));
 	json_object_set_new(o, "pending_frames",
@@ -293,7 +293,8 @@ void replica_offline_status(struct replica *r, const struct replica_state *st,
 
 char *replica_conflicts_json(struct replica *r, char *err, size_t err_len)
 {
-	char *text = conflicts_read_json(r->db_path, err, err_len), *out;
+	char *text = conflicts_read_json(r->db_path, r->cipher, err, err_len),
+	     *out;
 
 	if (text == NULL)
 		return NULL;
@@ -308,7 +309,7 @@ int replica_conflicts_clear(struct replica *r, uint64_t *cleared, char *err,
 			    size_t err_len)
 {
 	*cleared = 0;
-	if (conflicts_count(r->db_path, cleared, err, err_len) != 0)
+	if (conflicts_count(r->db_path, r->cipher, cleared, err, err_len) != 0)
 		return -1;
 	return conflicts_clear(r->db_path, err, err_len);
 }

@@ -95,7 +95,12 @@ static int open_connection(struct replica *r, sqlite3 **out, char *err,
 		hooks.on_commit = rb_commit;
 		hooks.before_write_unlock = rb_before_write_unlock;
 		hooks.before_wal_sync = rb_before_wal_sync;
-		rc = wal_observer_register(name, &hooks, &r->rebase_vfs);
+		/* An encrypted replica's pages are read and written through
+		 * its cipher VFS, as the replica's own connections do. */
+		rc = r->cipher_vfs != NULL
+			 ? wal_observer_register_over(
+			       name, &hooks, r->cipher_vfs, &r->rebase_vfs)
+			 : wal_observer_register(name, &hooks, &r->rebase_vfs);
 		if (rc != SQLITE_OK) {
 			errors_set(err, err_len,
 				   "cannot register the rebase VFS: %s",
@@ -163,7 +168,7 @@ static int record_rows(struct replica *r, json_t *recorded, const char *txn,
 	}
 	/* All in one write: a crash records all of them or, but for a torn
 	 * last line, none. */
-	if (conflicts_append(r->db_path, rows, err, err_len) != 0)
+	if (conflicts_append(r->db_path, r->cipher, rows, err, err_len) != 0)
 		return -1;
 	return json_object_set_new(recorded, txn, json_true());
 }
@@ -383,7 +388,7 @@ static int reapply_plan(struct replica *r, sqlite3 *db, const json_t *plan,
 		rv = done;
 		goto rollback;
 	}
-	recorded = conflicts_txn_ids(r->db_path, err, err_len);
+	recorded = conflicts_txn_ids(r->db_path, r->cipher, err, err_len);
 	ra = rebase_apply_new();
 	if (recorded == NULL || ra == NULL) {
 		if (ra == NULL)
@@ -432,7 +437,7 @@ int replica_rebase_pending(struct replica *r, char *err, size_t err_len)
 
 	if (!rebase_plan_exists(r->db_path))
 		return 0;
-	if (rebase_plan_read(r->db_path, &plan, err, err_len) != 0)
+	if (rebase_plan_read(r->db_path, r->cipher, &plan, err, err_len) != 0)
 		goto out;
 	if (json_array_size(plan) == 0) {
 		rv = rebase_plan_remove(r->db_path, err, err_len);

@@ -10,6 +10,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "base/base64.h"
 #include "base/errors.h"
 #include "base/hex.h"
 
@@ -32,11 +33,13 @@
 #define LABEL_XTS_DATA "replite xts data key v1"
 #define LABEL_XTS_TWEAK "replite xts tweak key v1"
 #define LABEL_CHECK "replite key check v1"
+#define LABEL_SEAL "replite gcm seal key v1"
 
 struct cipher {
 	/* XTS's 512-bit key: the data key, then the tweak key. */
 	uint8_t xts_key[2 * CIPHER_KEY_SIZE];
 	uint8_t check[CIPHER_CHECK_SIZE];
+	uint8_t seal_key[CIPHER_KEY_SIZE]; /* AES-256-GCM (cipher_seal) */
 	EVP_CIPHER *xts; /* fetched once: an implicit fetch per page costs */
 	/* Created and keyed once; each page only sets its tweak.  Two, as
 	 * AES decrypts with a key schedule of its own. */
@@ -223,7 +226,8 @@ int cipher_new(const struct cipher_key *key,
 		0 ||
 	    hkdf(master, salt, LABEL_XTS_TWEAK, c->xts_key + CIPHER_KEY_SIZE,
 		 CIPHER_KEY_SIZE) != 0 ||
-	    hkdf(master, salt, LABEL_CHECK, c->check, CIPHER_CHECK_SIZE) != 0) {
+	    hkdf(master, salt, LABEL_CHECK, c->check, CIPHER_CHECK_SIZE) != 0 ||
+	    hkdf(master, salt, LABEL_SEAL, c->seal_key, CIPHER_KEY_SIZE) != 0) {
 		errors_set(err, err_len,
 			   "could not derive the page keys (OpenSSL's HKDF "
 			   "failed)");
@@ -255,6 +259,7 @@ int cipher_dup(const struct cipher *c, struct cipher **out, char *err,
 	}
 	memcpy(d->xts_key, c->xts_key, sizeof d->xts_key);
 	memcpy(d->check, c->check, sizeof d->check);
+	memcpy(d->seal_key, c->seal_key, sizeof d->seal_key);
 	if (cipher_init_contexts(d) != 0) {
 		cipher_free(d);
 		errors_set(err, err_len,
@@ -332,4 +337,128 @@ int cipher_decrypt(struct cipher *c, enum cipher_space space, uint64_t pos,
 		   const uint8_t *in, uint8_t *out, size_t n)
 {
 	return page_crypt(c->dec, space, pos, in, out, n);
+}
+
+/* ---------------------------------------------------------------------- */
+/* sealing */
+
+/* Run n bytes of buf through ctx, in pieces EVP's int lengths can take. */
+static int gcm_update(EVP_CIPHER_CTX *ctx, uint8_t *buf, size_t n)
+{
+	int outl;
+
+	while (n > 0) {
+		int piece = n > (1u << 30) ? 1 << 30 : (int)n;
+		if (EVP_CipherUpdate(ctx, buf, &outl, buf, piece) != 1 ||
+		    outl != piece)
+			return -1;
+		buf += piece;
+		n -= (size_t)piece;
+	}
+	return 0;
+}
+
+/* Key ctx for GCM with the nonce at buf and feed it the aad. */
+static int gcm_begin(EVP_CIPHER_CTX *ctx, const struct cipher *c, int enc,
+		     const struct cipher_aad *aad, size_t naad,
+		     const uint8_t *nonce)
+{
+	size_t i;
+	int outl;
+
+	if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, c->seal_key, nonce,
+			      enc) != 1)
+		return -1;
+	for (i = 0; i < naad; i++)
+		if (aad[i].n > INT32_MAX ||
+		    EVP_CipherUpdate(ctx, NULL, &outl, aad[i].p,
+				     (int)aad[i].n) != 1)
+			return -1;
+	return 0;
+}
+
+int cipher_seal(const struct cipher *c, const struct cipher_aad *aad,
+		size_t naad, uint8_t *buf, size_t n)
+{
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	uint8_t *data = buf + CIPHER_SEAL_NONCE;
+	int outl, rv = -1;
+
+	/* A random nonce: the files sealed are rewritten under one key for
+	 * the replica's life, and no counter would survive every crash. */
+	if (ctx == NULL || RAND_bytes(buf, CIPHER_SEAL_NONCE) != 1 ||
+	    gcm_begin(ctx, c, 1, aad, naad, buf) != 0 ||
+	    gcm_update(ctx, data, n) != 0 ||
+	    EVP_EncryptFinal_ex(ctx, data + n, &outl) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CIPHER_SEAL_TAG,
+				data + n) != 1)
+		goto out;
+	rv = 0;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	return rv;
+}
+
+int cipher_unseal(const struct cipher *c, const struct cipher_aad *aad,
+		  size_t naad, uint8_t *buf, size_t n)
+{
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	uint8_t *data = buf + CIPHER_SEAL_NONCE;
+	uint8_t tag[CIPHER_SEAL_TAG], end[16];
+	int outl, rv = -1;
+
+	memcpy(tag, data + n, sizeof tag);
+	if (ctx == NULL || gcm_begin(ctx, c, 0, aad, naad, buf) != 0 ||
+	    gcm_update(ctx, data, n) != 0 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, sizeof tag, tag) !=
+		1 ||
+	    EVP_DecryptFinal_ex(ctx, end, &outl) != 1) {
+		/* Never hand out bytes that did not authenticate. */
+		OPENSSL_cleanse(data, n);
+		goto out;
+	}
+	rv = 0;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	return rv;
+}
+
+char *cipher_seal_text(const struct cipher *c, const char *aad,
+		       const void *data, size_t n)
+{
+	struct cipher_aad a = {aad, strlen(aad)};
+	uint8_t *buf = malloc(n + CIPHER_SEAL_OVERHEAD);
+	char *text = NULL;
+
+	if (buf == NULL)
+		return NULL;
+	memcpy(buf + CIPHER_SEAL_NONCE, data, n);
+	if (cipher_seal(c, &a, 1, buf, n) == 0)
+		text = base64_encode(buf, n + CIPHER_SEAL_OVERHEAD, 0, 1);
+	OPENSSL_cleanse(buf, n + CIPHER_SEAL_OVERHEAD);
+	free(buf);
+	return text;
+}
+
+char *cipher_unseal_text(const struct cipher *c, const char *aad,
+			 const char *text, size_t len, size_t *n)
+{
+	struct cipher_aad a = {aad, strlen(aad)};
+	size_t got = 0;
+	uint8_t *buf = base64_decode(text, len, &got);
+	char *out = NULL;
+
+	if (buf == NULL || got < CIPHER_SEAL_OVERHEAD ||
+	    cipher_unseal(c, &a, 1, buf, got - CIPHER_SEAL_OVERHEAD) != 0)
+		goto out;
+	*n = got - CIPHER_SEAL_OVERHEAD;
+	out = malloc(*n + 1);
+	if (out != NULL) {
+		memcpy(out, buf + CIPHER_SEAL_NONCE, *n);
+		out[*n] = '\0';
+	}
+	OPENSSL_cleanse(buf, got);
+out:
+	free(buf);
+	return out;
 }

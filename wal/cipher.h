@@ -74,4 +74,46 @@ int cipher_encrypt(struct cipher *c, enum cipher_space space, uint64_t pos,
 int cipher_decrypt(struct cipher *c, enum cipher_space space, uint64_t pos,
 		   const uint8_t *in, uint8_t *out, size_t n);
 
+/* Sealing: the replica's files that are not pages (the offline outbox's
+ * page images, the conflict records, the rebase plan) are written whole,
+ * once, so they are encrypted AND authenticated with AES-256-GCM under a
+ * subkey of their own, a random 96-bit nonce per message (2^32 messages
+ * under one key keep the collision chance below 2^-32), and a 128-bit tag.
+ *
+ * A sealed message in memory is nonce || ciphertext || tag, with n bytes
+ * of data in the middle: CIPHER_SEAL_OVERHEAD bytes more than the data.
+ * aad is authenticated, not encrypted (what the message is bound to: a
+ * record header, a file name's role).  These keep no state in c: any
+ * number of threads may seal and unseal with one c at once. */
+#define CIPHER_SEAL_NONCE 12
+#define CIPHER_SEAL_TAG 16
+#define CIPHER_SEAL_OVERHEAD (CIPHER_SEAL_NONCE + CIPHER_SEAL_TAG)
+
+/* Bytes authenticated with a sealed message, in pieces. */
+struct cipher_aad {
+	const void *p;
+	size_t n;
+};
+
+/* Seal in place: buf holds CIPHER_SEAL_NONCE bytes of room, the n bytes of
+ * data, and CIPHER_SEAL_TAG bytes of room; the nonce, the data encrypted
+ * and the tag are written there.  Returns 0, or -1 (OpenSSL failed). */
+int cipher_seal(const struct cipher *c, const struct cipher_aad *aad,
+		size_t naad, uint8_t *buf, size_t n);
+/* Open a message cipher_seal wrote (n data bytes, as sealed): the data
+ * is decrypted in place (at buf + CIPHER_SEAL_NONCE) and the tag checked.
+ * Returns 0, or -1 when it does not authenticate (damaged, another aad,
+ * another key) or OpenSSL failed; the data is then wiped. */
+int cipher_unseal(const struct cipher *c, const struct cipher_aad *aad,
+		  size_t naad, uint8_t *buf, size_t n);
+
+/* The same for text files: data sealed (aad: a NUL-terminated label) and
+ * written as base64 (malloc'd, NUL-terminated; NULL on failure), and back
+ * (malloc'd, *n bytes and a NUL after them; NULL when the text is not
+ * base64 or does not authenticate). */
+char *cipher_seal_text(const struct cipher *c, const char *aad,
+		       const void *data, size_t n);
+char *cipher_unseal_text(const struct cipher *c, const char *aad,
+			 const char *text, size_t len, size_t *n);
+
 #endif

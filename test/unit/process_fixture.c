@@ -18,7 +18,6 @@
 #include <jansson.h>
 
 #include "include/replite.h"
-#include "base/hex.h"
 #include "wal/cipher.h"
 #include "wal/cipher_vfs.h"
 
@@ -155,32 +154,19 @@ char *pfx_local_text(sqlite3 *db, const char *sql)
 const char *pfx_reader_vfs(const char *path)
 {
 	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
-	uint8_t salt[CIPHER_SALT_SIZE];
-	struct cipher_key key = {0};
-	struct cipher *c = NULL;
-	char key_file[4096], err[256] = "";
-	const char *salt_hex, *name = NULL;
+	struct cipher *c;
+	const char *name = NULL;
 	sqlite3_vfs *vfs;
-	json_t *j;
+	char err[256] = "";
 
 	if (text == NULL || *text == '\0')
 		return NULL;
 	/* No Check assertions: plain readers run in child processes. */
 	replite_register();
 	vfs = sqlite3_vfs_find("replite-cipher");
-	snprintf(key_file, sizeof key_file, "%s-replite-key", path);
-	j = json_load_file(key_file, 0, NULL);
-	salt_hex = json_string_value(json_object_get(j, "salt"));
-	if (vfs == NULL || salt_hex == NULL ||
-	    hex_decode(salt_hex, salt, sizeof salt) != 0 ||
-	    cipher_key_parse(text, &key, err, sizeof err) != 0 ||
-	    cipher_new(&key, salt, &c, err, sizeof err) != 0) {
-		fprintf(stderr,
-			"pfx_reader_vfs: %s: no cipher VFS or key file "
-			"(%s)\n",
-			path, err);
+	c = rfx_key_cipher(path);
+	if (vfs == NULL || c == NULL)
 		goto out;
-	}
 	/* A registration left from an earlier replica of the same path (a
 	 * new one has a new salt) gives way. */
 	while (cipher_vfs_add(vfs, path, c, REPLITE_PAGE_SIZE, err,
@@ -193,8 +179,6 @@ const char *pfx_reader_vfs(const char *path)
 	name = "replite-cipher";
 out:
 	cipher_free(c);
-	cipher_key_wipe(&key);
-	json_decref(j);
 	/* Unknown: the open fails, naming the VFS. */
 	return name != NULL ? name : "replite-cipher-unavailable";
 }

@@ -12,7 +12,9 @@
 #include "fixture.h"
 #include "include/replite.h"
 #include "base/base64.h"
+#include "base/hex.h"
 #include "sync/http_client.h"
+#include "wal/cipher.h"
 
 void rfx_env_start(struct rfx_env *e, const char *const *server_args)
 {
@@ -586,4 +588,37 @@ void rfx_reader_stop(struct rfx_reader *r)
 {
 	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(r->thread, NULL);
+}
+
+int rfx_key_cipher_wanted(void)
+{
+	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
+
+	return text != NULL && *text != '\0';
+}
+
+struct cipher *rfx_key_cipher(const char *db_path)
+{
+	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
+	uint8_t salt[CIPHER_SALT_SIZE];
+	struct cipher_key key = {0};
+	struct cipher *c = NULL;
+	char key_file[4096], err[256] = "";
+	const char *salt_hex;
+	json_t *j;
+
+	if (text == NULL || *text == '\0')
+		return NULL;
+	/* No Check assertions: process suites call it in children. */
+	snprintf(key_file, sizeof key_file, "%s-replite-key", db_path);
+	j = json_load_file(key_file, 0, NULL);
+	salt_hex = json_string_value(json_object_get(j, "salt"));
+	if (salt_hex == NULL || hex_decode(salt_hex, salt, sizeof salt) != 0 ||
+	    cipher_key_parse(text, &key, err, sizeof err) != 0 ||
+	    cipher_new(&key, salt, &c, err, sizeof err) != 0)
+		fprintf(stderr, "rfx_key_cipher: %s: no key file or key (%s)\n",
+			db_path, err);
+	cipher_key_wipe(&key);
+	json_decref(j);
+	return c;
 }

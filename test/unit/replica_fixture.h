@@ -176,6 +176,16 @@ void rfx_reader_start(struct rfx_reader *r, sqlite3 *db, const char *sql,
 /* Stop it and wait for it; r->reads and r->bad are then final. */
 void rfx_reader_stop(struct rfx_reader *r);
 
+/* The cipher of the encrypted replica at db_path under the key in
+ * REPLITE_ENCRYPTION_KEY (the suites' encrypted mode), from its key file's
+ * salt; NULL when no key is set.  NULL too, with the cause on stderr, when
+ * there is no key file or the key does not parse: what the caller then
+ * opens fails, saying it is encrypted.  Free with cipher_free. */
+struct cipher;
+struct cipher *rfx_key_cipher(const char *db_path);
+/* Is a key set (the encrypted mode)? */
+int rfx_key_cipher_wanted(void);
+
 /* Run tests[0..n-1] as the suite name, each a test case of its own named
  * after it (CK_RUN_CASE=name runs one) with a timeout of 120 s: the
  * process's exit code. */

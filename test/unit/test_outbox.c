@@ -32,7 +32,8 @@ static void fx_open(struct fx *f)
 	f->dir = fixture_tmpdir();
 	f->db = fixture_path(f->dir, "app.db");
 	f->path = outbox_path(f->db);
-	ck_assert_msg(outbox_open(f->db, PAGE, &f->o, err, sizeof err) == 0,
+	ck_assert_msg(outbox_open(f->db, PAGE, NULL, &f->o, err, sizeof err) ==
+			  0,
 		      "%s", err);
 }
 
@@ -42,7 +43,8 @@ static void fx_reopen(struct fx *f)
 	char err[512] = "";
 
 	outbox_close(f->o);
-	ck_assert_msg(outbox_open(f->db, PAGE, &f->o, err, sizeof err) == 0,
+	ck_assert_msg(outbox_open(f->db, PAGE, NULL, &f->o, err, sizeof err) ==
+			  0,
 		      "%s", err);
 }
 
@@ -482,38 +484,43 @@ START_TEST(test_open_errors)
 	fx_open(&f);
 	read_header(f.path, h);
 	/* Another page size. */
-	ck_assert_int_eq(outbox_open(f.db, 1024, &o, err, sizeof err), -1);
+	ck_assert_int_eq(outbox_open(f.db, 1024, NULL, &o, err, sizeof err),
+			 -1);
 	ck_assert_ptr_null(o);
 	ck_assert_ptr_nonnull(strstr(err, f.path));
 	ck_assert_ptr_nonnull(strstr(err, "512"));
 	ck_assert_ptr_nonnull(strstr(err, "1024"));
 	/* Not a page size at all. */
-	ck_assert_int_eq(outbox_open(f.db, 1000, &o, err, sizeof err), -1);
+	ck_assert_int_eq(outbox_open(f.db, 1000, NULL, &o, err, sizeof err),
+			 -1);
 
 	/* Garbage. */
 	write_raw(f.path, "this is no outbox file, really!!", 32, O_TRUNC);
 	err[0] = '\0';
-	ck_assert_int_eq(outbox_open(f.db, PAGE, &o, err, sizeof err), -1);
+	ck_assert_int_eq(outbox_open(f.db, PAGE, NULL, &o, err, sizeof err),
+			 -1);
 	ck_assert_ptr_nonnull(strstr(err, f.path));
 	ck_assert_ptr_nonnull(strstr(err, "not an outbox file"));
 
 	/* A valid header with one byte changed: its hash fails. */
 	h[21] ^= 1;
 	write_raw(f.path, h, 32, O_TRUNC);
-	ck_assert_int_eq(outbox_open(f.db, PAGE, &o, err, sizeof err), -1);
+	ck_assert_int_eq(outbox_open(f.db, PAGE, NULL, &o, err, sizeof err),
+			 -1);
 	ck_assert_ptr_nonnull(strstr(err, "not an outbox file"));
 	h[21] ^= 1;
 
 	/* Shorter than a header: repaired when a prefix of ours (a creation
 	 * a crash cut short), refused otherwise. */
 	write_raw(f.path, "replite out", 11, O_TRUNC);
-	ck_assert_msg(outbox_open(f.db, PAGE, &o, err, sizeof err) == 0, "%s",
-		      err);
+	ck_assert_msg(outbox_open(f.db, PAGE, NULL, &o, err, sizeof err) == 0,
+		      "%s", err);
 	outbox_close(o);
 	o = NULL;
 	ck_assert_uint_eq(file_size(f.path), 32);
 	write_raw(f.path, "replite in", 10, O_TRUNC);
-	ck_assert_int_eq(outbox_open(f.db, PAGE, &o, err, sizeof err), -1);
+	ck_assert_int_eq(outbox_open(f.db, PAGE, NULL, &o, err, sizeof err),
+			 -1);
 	ck_assert_ptr_nonnull(strstr(err, f.path));
 
 	/* The original header opens again. */
@@ -529,7 +536,8 @@ static void add_conflict(const char *db, int k)
 			      "line\nbreak");
 	char err[512] = "";
 
-	ck_assert_msg(conflicts_append(db, r, err, sizeof err) == 0, "%s", err);
+	ck_assert_msg(conflicts_append(db, NULL, r, err, sizeof err) == 0, "%s",
+		      err);
 	json_decref(r);
 }
 
@@ -537,13 +545,14 @@ static void add_conflict(const char *db, int k)
 static void check_conflicts(const char *db, const char *want, uint64_t count)
 {
 	char err[512] = "";
-	char *text = conflicts_read_json(db, err, sizeof err);
+	char *text = conflicts_read_json(db, NULL, err, sizeof err);
 	uint64_t n = 99;
 
 	ck_assert_msg(text != NULL, "%s", err);
 	ck_assert_str_eq(text, want);
 	free(text);
-	ck_assert_msg(conflicts_count(db, &n, err, sizeof err) == 0, "%s", err);
+	ck_assert_msg(conflicts_count(db, NULL, &n, err, sizeof err) == 0, "%s",
+		      err);
 	ck_assert_uint_eq(n, count);
 }
 
@@ -574,7 +583,7 @@ START_TEST(test_conflicts)
 
 	/* Only objects. */
 	r = json_integer(5);
-	ck_assert_int_eq(conflicts_append(db, r, err, sizeof err), -1);
+	ck_assert_int_eq(conflicts_append(db, NULL, r, err, sizeof err), -1);
 	ck_assert_ptr_nonnull(strstr(err, path));
 	json_decref(r);
 

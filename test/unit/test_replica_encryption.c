@@ -4,6 +4,7 @@
  * the stock SQLite cannot read the file; a wrong key, a missing key, or a
  * key for a plain replica are refused naming the case and change no byte;
  * the raw key form; connections of one process must agree on the key;
+ * offline mode's outbox and conflict records are sealed too;
  * readers of an encrypted replica see whole transactions only. */
 #include <dirent.h>
 #include <pthread.h>
@@ -230,8 +231,6 @@ START_TEST(test_wrong_missing_and_unwanted_keys_change_nothing)
 		       "is an encrypted replica");
 	expect_refusal(e.path, e.srv.url, RAW_KEY "&sync_interval=0",
 		       "is not the one it was encrypted with");
-	expect_refusal(e.path, e.srv.url, KEY "&offline=1",
-		       "offline=1 cannot be used with encryption_key");
 	after = files_digest(e.path);
 	ck_assert_str_eq(after, before);
 	free(after);
@@ -261,6 +260,93 @@ END_TEST
 
 /* x'<64 hex>' is a raw key; connections of one process share the
  * replica only with the same key. */
+/* Does the file at path hold needle? */
+static int file_holds(const char *path, const char *needle)
+{
+	size_t len = 0, n = strlen(needle), i;
+	char *text = rfx_slurp(path, &len);
+	int found = 0;
+
+	for (i = 0; text != NULL && i + n <= len && !found; i++)
+		found = memcmp(text + i, needle, n) == 0;
+	free(text);
+	return found;
+}
+
+/* Offline mode: the outbox holds the local transactions' pages until they
+ * are pushed, and the conflict records hold the replica's and the
+ * primary's rows; with a key (_i = 1) neither is in clear, nor is any
+ * other file; the control (_i = 0, no key) finds both markers there. */
+START_TEST(test_offline_files)
+{
+	const char *extra =
+	    _i ? KEY "&offline=1&sync_interval=0" : "offline=1&sync_interval=0";
+	struct rfx_durable d;
+	char *outbox, *conflicts, *text;
+	json_t *c;
+	int64_t n;
+	sqlite3 *db;
+
+	rfx_durable_start(&d, NULL);
+	seed(d.url);
+	outbox = sqlite3_mprintf("%s-replite-outbox", d.path);
+	conflicts = sqlite3_mprintf("%s-replite-conflicts", d.path);
+	db = rfx_open(d.path, d.url, extra);
+	rfx_sync(db);
+	ck_assert_int_eq(rfx_status_int(db, "encrypted"), _i);
+	/* Written while the primary is down: nothing is pushed (the push
+	 * the commit wakes fails, and backs off). */
+	server_fixture_stop(&d.srv);
+	fixture_exec(db,
+		     "UPDATE t SET v = 'LOCALMARK ' || id WHERE id % 5 = 0");
+	fixture_exec(db, "INSERT INTO t(v) VALUES ('LOCALMARK new')");
+	ck_assert_int_eq(rfx_status_int(db, "pending_transactions"), 2);
+	ck_assert_int_eq(file_holds(outbox, "LOCALMARK"), !_i);
+	if (_i)
+		assert_no_marker(d.path);
+
+	/* The primary moved under the pending transactions: the push is a
+	 * conflict, the replica re-applies them on the primary's state
+	 * (through the rebase plan) and records the rows it overwrote. */
+	rfx_durable_restart(&d, 1);
+	rfx_primary_exec(d.url, "UPDATE t SET v = 'PRIMARYMARK moved ' || id "
+				"WHERE id % 10 = 0");
+	rfx_sync(db);
+	ck_assert_int_eq(rfx_status_int(db, "pending_transactions"), 0);
+	n = rfx_status_int(db, "conflicts");
+	ck_assert_int_eq(n, 40);
+	c = rfx_conflicts(db);
+	text = json_dumps(c, 0);
+	ck_assert_ptr_nonnull(strstr(text, "LOCALMARK 10"));
+	ck_assert_ptr_nonnull(strstr(text, "PRIMARYMARK moved 10"));
+	free(text);
+	json_decref(c);
+	ck_assert_int_eq(file_holds(conflicts, "LOCALMARK"), !_i);
+	ck_assert_int_eq(file_holds(conflicts, "PRIMARYMARK"), !_i);
+	if (_i)
+		assert_no_marker(d.path);
+	/* Last push wins: the replica's rows, on the primary too. */
+	ck_assert_int_eq(rfx_primary_query_int(d.url, "SELECT count(*) FROM t "
+						      "WHERE v LIKE "
+						      "'LOCALMARK%'"),
+			 81);
+	rfx_assert_same_table(db, d.url, "t", "v");
+	rfx_assert_verified(db);
+	sqlite3_close(db);
+
+	/* Kept across a reopen, readable with the key only. */
+	db = rfx_open(d.path, d.url, extra);
+	ck_assert_int_eq(rfx_status_int(db, "conflicts"), n);
+	sqlite3_close(db);
+	if (_i)
+		expect_refusal(d.path, d.url, "offline=1&sync_interval=0",
+			       "is an encrypted replica");
+	sqlite3_free(outbox);
+	sqlite3_free(conflicts);
+	rfx_durable_stop(&d);
+}
+END_TEST
+
 START_TEST(test_raw_key_and_shared_opens)
 {
 	struct rfx_env e;
@@ -368,6 +454,7 @@ int main(void)
 	tcase_add_test(tc, test_plain_replica_shows_markers);
 	tcase_add_test(tc, test_no_marker_in_any_file);
 	tcase_add_test(tc, test_wrong_missing_and_unwanted_keys_change_nothing);
+	tcase_add_loop_test(tc, test_offline_files, 0, 2);
 	tcase_add_test(tc, test_raw_key_and_shared_opens);
 	tcase_add_test(tc, test_readers_see_whole_transactions);
 	suite_add_tcase(s, tc);

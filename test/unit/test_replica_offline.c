@@ -23,6 +23,7 @@
 #include "replica_fixture.h"
 #include "server_fixture.h"
 #include "sync/outbox.h"
+#include "wal/cipher.h"
 
 #define OFFLINE "offline=1&conflict=discard"
 #define OFFLINE_EXPLICIT "offline=1&conflict=discard&sync_interval=0"
@@ -147,6 +148,7 @@ START_TEST(test_uncommitted_record_dropped)
 {
 	struct rfx_env e;
 	struct outbox *ob;
+	struct cipher *c;
 	struct outbox_entry *entries = NULL;
 	struct outbox_record rec = {0};
 	uint8_t page[REPLITE_PAGE_SIZE * 2] = {0};
@@ -163,9 +165,10 @@ START_TEST(test_uncommitted_record_dropped)
 	rfx_sync(db);
 	ck_assert_int_eq(rfx_status_int(db, "pending_transactions"), 0);
 
-	ck_assert_msg(
-	    outbox_open(e.path, REPLITE_PAGE_SIZE, &ob, err, sizeof err) == 0,
-	    "%s", err);
+	c = rfx_key_cipher(e.path);
+	ck_assert_msg(outbox_open(e.path, REPLITE_PAGE_SIZE, c, &ob, err,
+				  sizeof err) == 0,
+		      "%s", err);
 	ck_assert_int_eq(outbox_scan(ob, OUTBOX_HEADER_SIZE, &entries, &n, &end,
 				     err, sizeof err),
 			 0);
@@ -179,6 +182,7 @@ START_TEST(test_uncommitted_record_dropped)
 	ck_assert_int_eq(outbox_append(ob, &rec, &end, err, sizeof err), 0);
 	free(entries);
 	outbox_close(ob);
+	cipher_free(c);
 
 	ck_assert_int_eq(rfx_status_int(db, "pending_transactions"), 1);
 	rfx_sync(db);

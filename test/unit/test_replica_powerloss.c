@@ -26,6 +26,7 @@
 #include "replica_fixture.h"
 #include "server_fixture.h"
 #include "sync/outbox.h"
+#include "wal/cipher.h"
 #include "sync/replica_state.h"
 
 /* Only explicit syncs: nothing reaches the primary behind the test's back
@@ -74,11 +75,17 @@ static size_t wal_commit_ends(const char *path, uint64_t *ends, size_t max)
 	size_t len, off, n = 0;
 	uint8_t *w = (uint8_t *)rfx_slurp(path, &len);
 	uint32_t magic, page_size, s[2] = {0, 0};
+	/* Encrypted mode: the checksums are of the pages in clear. */
+	char *db = sqlite3_mprintf("%.*s", (int)(strlen(path) - 4), path);
+	struct cipher *c = rfx_key_cipher(db);
 	int be;
+
+	sqlite3_free(db);
 
 	ck_assert_msg(w != NULL, "no WAL %s", path);
 	if (len < WAL_HEADER_SIZE) {
 		free(w);
+		cipher_free(c);
 		return 0;
 	}
 	magic = get_be32(w);
@@ -95,6 +102,16 @@ static size_t wal_commit_ends(const char *path, uint64_t *ends, size_t max)
 
 		if (memcmp(f + 8, w + 16, 8) != 0)
 			break;
+		if (c != NULL)
+			ck_assert_int_eq(
+			    cipher_decrypt(
+				c, CIPHER_SPACE_WAL,
+				(off - WAL_HEADER_SIZE) /
+					(WAL_FRAME_HEADER_SIZE + page_size) +
+				    1,
+				w + off + WAL_FRAME_HEADER_SIZE,
+				w + off + WAL_FRAME_HEADER_SIZE, page_size),
+			    0);
 		wal_cksum(be, f, 8, s);
 		wal_cksum(be, f + WAL_FRAME_HEADER_SIZE, page_size, s);
 		if (s[0] != get_be32(f + 16) || s[1] != get_be32(f + 20))
@@ -105,6 +122,7 @@ static size_t wal_commit_ends(const char *path, uint64_t *ends, size_t max)
 		}
 	}
 	free(w);
+	cipher_free(c);
 	return n;
 }
 
@@ -141,6 +159,16 @@ static char *crash_image(const char *path, const char *dir)
 		sqlite3_free(from);
 		sqlite3_free(to);
 	}
+	/* An encrypted replica's salt and key check go with it (written
+	 * once, before its first page, and made durable then). */
+	if (rfx_key_cipher_wanted()) {
+		char *from = sqlite3_mprintf("%s-replite-key", path);
+		char *to = sqlite3_mprintf("%s-replite-key", image);
+
+		copy_file(from, to);
+		sqlite3_free(from);
+		sqlite3_free(to);
+	}
 	return image;
 }
 
@@ -163,16 +191,18 @@ static void cut_wal(const char *image, size_t lost)
 	sqlite3_free(wal);
 }
 
-/* The records in the outbox of the replica at path. */
+/* The records in the outbox of the replica at path (*c: its cipher in
+ * the encrypted mode, to free after closing *ob). */
 static size_t outbox_records(const char *path, struct outbox_entry **entries,
-			     struct outbox **ob)
+			     struct outbox **ob, struct cipher **c)
 {
 	uint64_t end = 0;
 	size_t n = 0;
 	char err[512];
 
+	*c = rfx_key_cipher(path);
 	ck_assert_msg(
-	    outbox_open(path, REPLITE_PAGE_SIZE, ob, err, sizeof err) == 0,
+	    outbox_open(path, REPLITE_PAGE_SIZE, *c, ob, err, sizeof err) == 0,
 	    "%s", err);
 	ck_assert_msg(outbox_scan(*ob, OUTBOX_HEADER_SIZE, entries, &n, &end,
 				  err, sizeof err) == 0,
@@ -187,8 +217,9 @@ static void drop_last_record(const char *image)
 {
 	struct outbox_entry *entries = NULL;
 	struct outbox *ob;
+	struct cipher *c;
 	char err[512];
-	size_t n = outbox_records(image, &entries, &ob);
+	size_t n = outbox_records(image, &entries, &ob, &c);
 
 	ck_assert_uint_gt(n, 0);
 	ck_assert_msg(
@@ -196,6 +227,7 @@ static void drop_last_record(const char *image)
 	    "%s", err);
 	free(entries);
 	outbox_close(ob);
+	cipher_free(c);
 }
 
 /* Transaction i (1-based) of a scenario: each inserts the row v = i.  With
@@ -263,6 +295,7 @@ static void run_scenario(const struct scenario *sc)
 	struct rfx_durable d;
 	struct outbox_entry *entries = NULL;
 	struct outbox *ob;
+	struct cipher *c;
 	sqlite3 *db, *copy;
 	char *image_dir, *image, *digest_sql, *msg;
 	int64_t digest = 0;
@@ -290,12 +323,13 @@ static void run_scenario(const struct scenario *sc)
 	/* Closed only now (its close checkpoints the WAL), and before the
 	 * primary is back: its records must not reach the primary. */
 	sqlite3_close(db);
-	ck_assert_uint_eq(outbox_records(image, &entries, &ob), N_TXNS);
+	ck_assert_uint_eq(outbox_records(image, &entries, &ob, &c), N_TXNS);
 	if (sc->mixed) /* really multi-page (6, 5 and 6 pages) */
 		for (i = 16; i <= 20; i += 2)
 			ck_assert_uint_ge(entries[i - 1].n, 4);
 	free(entries);
 	outbox_close(ob);
+	cipher_free(c);
 	cut_wal(image, sc->lost_wal);
 	if (sc->lost_outbox)
 		drop_last_record(image);
