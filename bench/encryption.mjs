@@ -7,7 +7,9 @@
 //   2. bootstrap of a BENCH_ENC_MB (60) MB imported database, then catch-up
 //      after BENCH_ENC_TXNS (2000) small transactions;
 //   3. write latency: a single-row autocommit INSERT through each replica
-//      (pushed to the primary, then visible locally).
+//      (pushed to the primary, then visible locally), and the same with
+//      offline=1 (committed locally: WAL and sealed outbox record; the
+//      primary stopped).
 // Targets (issue 11): reads <= 1.10x, sync and writes <= 1.15x.
 import { createClient } from "@libsql/client";
 import Database from "libsql";
@@ -74,7 +76,7 @@ function makeSource(path) {
 async function syncAndWrites() {
   const src = tempDir("replite-bench-enc-src-");
   makeSource(src.file("source.db"));
-  const res = { boot: { plain: [], enc: [] }, catchup: { plain: [], enc: [] }, write: { plain: [], enc: [] } };
+  const res = { boot: { plain: [], enc: [] }, catchup: { plain: [], enc: [] }, write: { plain: [], enc: [] }, offline: { plain: [], enc: [] } };
   try {
     for (let run = 0; run < RUNS; run++) {
       const primary = await startPrimary(["--import", src.file("source.db"), "--generation-frames", "1000000"]);
@@ -101,6 +103,22 @@ async function syncAndWrites() {
             res.write[who].push(...r.lat_us.map((x) => x / 1000));
           }
         }
+        // Offline commits (the outbox record's images sealed, when
+        // encrypted): the same files opened again with offline=1.
+        for (const who of order) await d[who].quit();
+        d.plain = new Driver();
+        d.enc = new Driver();
+        for (const who of order) await d[who].send(`open ${uri[who]}&offline=1`);
+        // The primary stopped (SIGSTOP, as offline.mjs): nothing is
+        // pushed, so the two replicas' commits never meet as conflicts
+        // there and what is measured is the local commit alone.
+        process.kill(primary.pid, "SIGSTOP");
+        for (let k = 0; k < 3; k++) {
+          for (const who of k % 2 ? [...order].reverse() : order) {
+            const r = await d[who].send(`inserts ${per} INSERT INTO w(v) VALUES (?1)`);
+            res.offline[who].push(...r.lat_us.map((x) => x / 1000));
+          }
+        }
       } finally {
         await d.plain.quit();
         await d.enc.quit();
@@ -114,6 +132,7 @@ async function syncAndWrites() {
   report(`bootstrap, ${MB} MB imported`, median(res.boot.plain), median(res.boot.enc));
   report(`catch-up, ${TXNS} transactions`, median(res.catchup.plain), median(res.catchup.enc));
   report("write (INSERT, pushed), p50", median(res.write.plain), median(res.write.enc), "ms", 3);
+  report("offline write (INSERT, local), p50", median(res.offline.plain), median(res.offline.enc), "ms", 3);
   console.log(`  runs (ms): bootstrap plain ${res.boot.plain.map((x) => fmt(x, 0)).join(", ")}, encrypted ${res.boot.enc.map((x) => fmt(x, 0)).join(", ")}`);
 }
 
@@ -146,6 +165,8 @@ async function kdf() {
   console.log(`open of an encrypted replica: raw key ${fmt(median(times.raw), 1)} ms, passphrase ${fmt(median(times.pass), 1)} ms (scrypt N=2^14, r=8, p=1: once per open in a process)`);
 }
 
-await reads();
-await syncAndWrites();
-await kdf();
+// BENCH_ENC_PARTS (default "reads,sync,kdf"): which parts to run.
+const parts = (process.env.BENCH_ENC_PARTS ?? "reads,sync,kdf").split(",");
+if (parts.includes("reads")) await reads();
+if (parts.includes("sync")) await syncAndWrites();
+if (parts.includes("kdf")) await kdf();

@@ -263,9 +263,9 @@ int applier_rebase_plan_locked(struct applier *a, size_t first,
 	rv = rebase_plan_write(a->db_path, a->cipher, plan, err, err_len);
 	if (rv == 0)
 		sqlite3_log(SQLITE_NOTICE,
-			    "replite: %s: %zu local transactions lost a "
+			    "replite: %s: %llu local transactions lost a "
 			    "conflict; %s",
-			    a->db_path, n_fresh,
+			    a->db_path, (unsigned long long)n_fresh,
 			    discard ? "they are dropped (conflict=discard)"
 				    : "their row changes are re-applied on the "
 				      "primary's state (conflict=rebase)");

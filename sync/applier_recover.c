@@ -306,20 +306,20 @@ static int recover_locked(struct applier *a, size_t first, char *err,
 	if (!found) {
 		sqlite3_log(SQLITE_WARNING,
 			    "replite: %s: the local file holds none of the "
-			    "states its %zu pending local transactions lead "
+			    "states its %llu pending local transactions lead "
 			    "through (written by a program without the "
 			    "extension, or a power loss with "
 			    "synchronous=NORMAL?); left as it is",
-			    a->db_path, end - first);
+			    a->db_path, (unsigned long long)(end - first));
 		return 0;
 	}
 	if (j < end) {
 		sqlite3_log(SQLITE_NOTICE,
-			    "replite: %s: %zu committed local transactions "
+			    "replite: %s: %llu committed local transactions "
 			    "were missing from the WAL (a power loss, or a "
 			    "writer stopped in its commit); applied again "
 			    "from the outbox",
-			    a->db_path, end - j);
+			    a->db_path, (unsigned long long)(end - j));
 		if (reapply(a, j, end, err, err_len) != 0)
 			return -1;
 	}

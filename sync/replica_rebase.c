@@ -418,9 +418,9 @@ static int reapply_plan(struct replica *r, sqlite3 *db, const json_t *plan,
 	if (done < 0)
 		return -1;
 	sqlite3_log(SQLITE_NOTICE,
-		    "replite: %s: %zu local transactions re-applied on the "
+		    "replite: %s: %llu local transactions re-applied on the "
 		    "primary's state",
-		    r->db_path, json_array_size(plan));
+		    r->db_path, (unsigned long long)json_array_size(plan));
 	return 0;
 rollback:
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

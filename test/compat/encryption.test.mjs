@@ -3,7 +3,8 @@
 // better-sqlite3, each creating an encrypted replica, writing through it and
 // reading the primary's rows; the files beside it hold no row in clear; the
 // stock sqlite3 without the extension says "file is not a database"; a
-// wrong key is refused naming the cause, in each host.
+// wrong key is refused naming the cause, in each host; and the same with
+// offline=1 (the outbox and conflict files sealed).
 process.env.SQLITE_USE_URI = "1";
 
 import { test } from "node:test";
@@ -117,6 +118,61 @@ test("encryption: the sqlite3 shell, Python and better-sqlite3 write and read en
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /is an encrypted replica/);
     assert.throws(() => new Database(uri(nodePath, server.url, "encryption_key=x'" + "00".repeat(32) + "'")), /is not the one it was encrypted with/);
+    c.close();
+  } finally {
+    dir.remove();
+    await server.stop();
+  }
+});
+
+test("encryption, offline=1: the sqlite3 shell, Python and better-sqlite3 commit locally; the outbox and every other file hold no row in clear; every row reaches the primary once", async () => {
+  const server = await startServer();
+  const dir = tempDir("replite-encryption-offline-");
+  const OFF = `${KEY}&offline=1&sync_interval=0`;
+  try {
+    const c = createClient({ url: server.url });
+    await c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    await c.execute("INSERT INTO t(v) VALUES ('PRIMARYROW one')");
+    // Keys that cannot collide between the replicas (README, "Offline
+    // mode"): rows inserted under one key by two replicas would be one row.
+    const rows = (marker, base) => Array.from({ length: 20 }, (_, i) => `(${base + i}, '${marker} ${i} ${"x".repeat(200)}')`).join(", ");
+
+    const shPath = dir.file("shell.db");
+    let r = shell(shPath, server.url, `INSERT INTO t(id, v) VALUES ${rows("OFFSHELL", 1000)};\nSELECT count(*) FROM t;`, OFF);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), "21");
+    const pyPath = dir.file("python.db");
+    r = python(pyPath, server.url, `INSERT INTO t(id, v) VALUES ${rows("OFFPYTHON", 2000)}; SELECT count(*) FROM t`, OFF);
+    assert.equal(r.status, 0, r.stderr);
+    const nodePath = dir.file("node.db");
+    const db = new Database(uri(nodePath, server.url, OFF));
+    db.prepare(`INSERT INTO t(id, v) VALUES ${rows("OFFNODE", 3000)}`).run();
+    assert.equal(JSON.parse(db.prepare("SELECT replite_status() AS s").get().s).encrypted, true);
+    for (const p of [shPath, pyPath, nodePath]) {
+      for (const marker of ["PRIMARYROW", "OFFSHELL", "OFFPYTHON", "OFFNODE", "SQLite format 3"])
+        assert.deepEqual(holding(p, marker), [], `${p}: ${marker}`);
+    }
+    // Pushed (an emptied outbox keeps its blocks: still nothing in clear).
+    db.prepare("SELECT replite_sync()").get();
+    assert.equal(JSON.parse(db.prepare("SELECT replite_status() AS s").get().s).pending_transactions, 0);
+    db.close();
+    r = shell(shPath, server.url, "SELECT replite_sync() >= 0;\nSELECT json_extract(replite_status(), '$.pending_transactions');", OFF);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split("\n"), ["1", "0"]);
+    r = python(pyPath, server.url, "SELECT replite_sync() >= 0; SELECT count(*) FROM t; PRAGMA integrity_check", OFF);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split("\n"), ["1", "61", "ok"]);
+    for (const marker of ["OFFSHELL", "OFFPYTHON", "OFFNODE"]) {
+      const n = (await c.execute(`SELECT count(*) AS n FROM t WHERE v LIKE '${marker} %'`)).rows[0].n;
+      assert.equal(Number(n), 20, marker);
+    }
+    for (const p of [shPath, pyPath, nodePath]) {
+      for (const marker of ["PRIMARYROW", "OFFSHELL", "OFFPYTHON", "OFFNODE"])
+        assert.deepEqual(holding(p, marker), [], `${p}: ${marker}`);
+    }
+    // Without the key, refused in each host.
+    r = shell(shPath, server.url, "SELECT count(*) FROM t;", "offline=1");
+    assert.match(r.stderr, /is an encrypted replica/);
     c.close();
   } finally {
     dir.remove();

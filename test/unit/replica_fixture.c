@@ -1,6 +1,7 @@
 #include "sync/state_file.h"
 #include "replica_fixture.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,10 +529,50 @@ int rfx_env_start_auth(struct rfx_env *e, const char *test, char **key)
 	return 1;
 }
 
+/* SQLite's log (sqlite3_log, SQLITE_CONFIG_LOG), as applications that set
+ * a log callback see it: the replica's messages are formatted, so a format
+ * SQLite's printf reads otherwise than C's (its %z frees a string) fails
+ * the suite, and tests can look for a message. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[1 << 16];
+static size_t log_len;
+
+static void log_callback(void *arg, int code, const char *msg)
+{
+	size_t n = strlen(msg) + 1;
+
+	(void)arg;
+	(void)code;
+	pthread_mutex_lock(&log_mu);
+	if (n < sizeof log_text) {
+		if (log_len + n >= sizeof log_text)
+			log_len = 0; /* the newest messages are kept */
+		memcpy(log_text + log_len, msg, n);
+		log_text[log_len + n - 1] = '\n';
+		log_len += n;
+		log_text[log_len] = '\0';
+	}
+	pthread_mutex_unlock(&log_mu);
+}
+
+int rfx_log_seen(const char *needle)
+{
+	int seen;
+
+	pthread_mutex_lock(&log_mu);
+	seen = strstr(log_text, needle) != NULL;
+	pthread_mutex_unlock(&log_mu);
+	return seen;
+}
+
 int rfx_run_tests(const char *name, const TTest *const *tests, size_t n)
 {
 	Suite *s = suite_create(name);
 	size_t i;
+
+	/* Before SQLite initialises: the log is configured once. */
+	if (sqlite3_config(SQLITE_CONFIG_LOG, log_callback, NULL) != SQLITE_OK)
+		fprintf(stderr, "rfx_run_tests: SQLite's log not set\n");
 
 	for (i = 0; i < n; i++) {
 		TCase *tc = tcase_create(tests[i]->name);

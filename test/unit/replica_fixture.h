@@ -186,6 +186,9 @@ struct cipher *rfx_key_cipher(const char *db_path);
 /* Is a key set (the encrypted mode)? */
 int rfx_key_cipher_wanted(void);
 
+/* Has SQLite's log (set by rfx_run_tests) said needle, in this process? */
+int rfx_log_seen(const char *needle);
+
 /* Run tests[0..n-1] as the suite name, each a test case of its own named
  * after it (CK_RUN_CASE=name runs one) with a timeout of 120 s: the
  * process's exit code. */

@@ -87,6 +87,9 @@ START_TEST(test_rebase_rows)
 	rfx_primary_exec(d.url, "DELETE FROM kv WHERE k IN ('k5', 'k6')");
 
 	sync_until_pushed(db);
+	/* Said in SQLite's log, formatted (SQLite's printf, not C's). */
+	ck_assert(rfx_log_seen("5 local transactions lost a conflict"));
+	ck_assert(rfx_log_seen("5 local transactions re-applied"));
 	/* The primary's rows and the replica's, merged row by row. */
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM kv"),
 			 10 + 2 + 1 - 3);
