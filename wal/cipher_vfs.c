@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/errors.h"
+#include "wal/cipher_vfs_temp.h"
 #include "wal/walfmt.h"
 
 /* A write larger than this is written in pieces cut at page boundaries, so
@@ -29,7 +30,8 @@ struct cvfs {
 	char *name;
 };
 
-enum cfile_kind { CFILE_PLAIN = 0, CFILE_DB, CFILE_WAL };
+/* CFILE_TEMP: a temporary file, under a key of its own (cipher_vfs_temp.h). */
+enum cfile_kind { CFILE_PLAIN = 0, CFILE_DB, CFILE_WAL, CFILE_TEMP };
 
 struct cfile {
 	sqlite3_file base; /* must be first */
@@ -42,7 +44,8 @@ struct cfile {
 	uint32_t page_size;
 	uint8_t *buf;
 	size_t cap;
-	/* The real file follows this struct. */
+	struct cipher_vfs_temp *temp; /* CFILE_TEMP: instead of the above */
+				      /* The real file follows this struct. */
 };
 
 #define REAL(f) ((sqlite3_file *)((struct cfile *)(f) + 1))
@@ -143,6 +146,8 @@ static int cf_close(sqlite3_file *f)
 
 	cipher_free(p->c);
 	p->c = NULL;
+	cipher_vfs_temp_free(p->temp);
+	p->temp = NULL;
 	free(p->buf);
 	p->buf = NULL;
 	p->cap = 0;
@@ -162,6 +167,8 @@ static int cf_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 	struct region r;
 	int rc, rc2;
 
+	if (p->kind == CFILE_TEMP)
+		return cipher_vfs_temp_read(p->temp, real, buf, amt, off);
 	rc = real->pMethods->xRead(real, buf, amt, off);
 	if (p->kind == CFILE_PLAIN)
 		return rc;
@@ -276,6 +283,8 @@ static int cf_write(sqlite3_file *f, const void *buf, int amt,
 
 	if (p->kind == CFILE_PLAIN)
 		return REAL(f)->pMethods->xWrite(REAL(f), buf, amt, off);
+	if (p->kind == CFILE_TEMP)
+		return cipher_vfs_temp_write(p->temp, REAL(f), buf, amt, off);
 	/* Pages of another size would be cut in the wrong places: refuse
 	 * before anything reaches the file. */
 	ps = written_page_size(p, in, amt, off);
@@ -306,6 +315,10 @@ static int cf_write(sqlite3_file *f, const void *buf, int amt,
 
 static int cf_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
+	struct cfile *p = (struct cfile *)f;
+
+	if (p->kind == CFILE_TEMP)
+		return cipher_vfs_temp_truncate(p->temp, REAL(f), size);
 	return REAL(f)->pMethods->xTruncate(REAL(f), size);
 }
 
@@ -377,8 +390,9 @@ static int cf_shm_unmap(sqlite3_file *f, int delete_flag)
 	return REAL(f)->pMethods->xShmUnmap(REAL(f), delete_flag);
 }
 
-/* A mapping of an encrypted file would hand SQLite ciphertext: none (SQLite
- * then reads through xRead). */
+/* A mapping of an encrypted file, temporary ones included (SQLite's sorter
+ * maps its spill files when allowed to), would hand SQLite ciphertext: none
+ * (SQLite then reads through xRead). */
 static int cf_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp)
 {
 	struct cfile *p = (struct cfile *)f;
@@ -459,21 +473,32 @@ static int cv_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f,
 
 	memset(p, 0, sizeof *p);
 	p->cv = cv;
+	pthread_mutex_lock(&cv->mu);
 	/* By name, whatever the flags: every handle on an encrypted file
 	 * (SQLite's, or one opened directly through the VFS) sees plaintext
 	 * and writes ciphertext. */
-	if (name != NULL) {
-		pthread_mutex_lock(&cv->mu);
-		e = find_locked(cv, name, &kind);
-		if (e != NULL) {
-			p->kind = kind;
-			p->page_size = e->page_size;
-			if (cipher_dup(e->c, &p->c, NULL, 0) != 0)
-				rc = SQLITE_NOMEM;
-		}
-		pthread_mutex_unlock(&cv->mu);
-		if (rc != SQLITE_OK)
-			return rc;
+	e = name != NULL ? find_locked(cv, name, &kind) : NULL;
+	if (e != NULL) {
+		p->kind = kind;
+		p->page_size = e->page_size;
+		if (cipher_dup(e->c, &p->c, NULL, 0) != 0)
+			rc = SQLITE_NOMEM;
+	} else if (cv->entries != NULL && cipher_vfs_temp_wanted(name, flags)) {
+		/* A temporary file while the process has an encrypted
+		 * database: it may hold that database's rows (a sort, a
+		 * VACUUM, a statement journal).  A temporary file has no
+		 * name tying it to its connection, so every one opened
+		 * through this VFS meanwhile is encrypted. */
+		p->kind = CFILE_TEMP;
+	}
+	pthread_mutex_unlock(&cv->mu);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (p->kind == CFILE_TEMP && cipher_vfs_temp_new(&p->temp) != 0) {
+		/* Never in clear instead. */
+		sqlite3_log(SQLITE_CANTOPEN, "cipher VFS: cannot set up the "
+					     "key of a temporary file");
+		return SQLITE_CANTOPEN;
 	}
 	/* Any other file is the root's own handle, with the root's methods
 	 * (as cksumvfs.c does): no indirection on the read path of
@@ -484,6 +509,8 @@ static int cv_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f,
 	if (rc != SQLITE_OK) {
 		cipher_free(p->c);
 		p->c = NULL;
+		cipher_vfs_temp_free(p->temp);
+		p->temp = NULL;
 		return rc;
 	}
 	p->base.pMethods = &cf_io_methods;

@@ -10,9 +10,15 @@
  *   clear (SQLite, recovery and the WAL injector read them); each frame's
  *   page is encrypted, whatever mix of headers and pages a read or write
  *   covers.
+ * - Temporary files (no name, or deleted on close: sorts that spill,
+ *   VACUUM's temporary database, statement journals, temporary tables),
+ *   while at least one database is added: each under a random key of its
+ *   own, forgotten at close (AES-256-CTR, wal/cipher_temp.h,
+ *   wal/cipher_vfs_temp.h).  Such a file has no name tying it to a
+ *   connection, so all of them are encrypted meanwhile.
  * - Everything else (the -shm wal-index, which holds no page content;
- *   journals; temporary files; other files) passes through unchanged, as
- *   do locks, xShm* and file controls.  Memory mapping is refused for the
+ *   rollback journals; other files) passes through unchanged, as do
+ *   locks, xShm* and file controls.  Memory mapping is refused for the
  *   encrypted files (SQLite then reads through xRead).
  *
  * SQLite computes WAL checksums over the plaintext before xWrite and

@@ -5,7 +5,12 @@
  * key for a plain replica are refused naming the case and change no byte;
  * the raw key form; connections of one process must agree on the key;
  * offline mode's outbox and conflict records are sealed too;
- * readers of an encrypted replica see whole transactions only. */
+ * readers of an encrypted replica see whole transactions only; SQLite's
+ * temporary files (a spilled sort, a temporary table, VACUUM's temporary
+ * database) of a replica connection go down the whole stack (replite, the
+ * WAL observer, the cipher VFS) to the default VFS, and hold no row in
+ * clear when the replica is encrypted (the spy of temp_spy.h is the
+ * default VFS the stack is built over). */
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +21,7 @@
 
 #include "fixture.h"
 #include "replica_fixture.h"
+#include "temp_spy.h"
 
 #define KEY "encryption_key=correct%20horse%20battery"
 #define RAW_KEY                                                                \
@@ -443,6 +449,111 @@ START_TEST(test_readers_see_whole_transactions)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* temporary files */
+
+#define TEMP_MARKER "TEMPMARK"
+#define TEMP_ROWS 12000
+
+/* A spilled sort (no index serves the order: the random hex after the
+ * marker), a temporary table and a VACUUM on a replica connection, with
+ * temporary files on disk and small caches: what the spy saw.  Their
+ * results come out right (the sort's order, the copy, the integrity). */
+static void temp_workload(const char *path, const char *url, const char *key,
+			  struct temp_spy_stats *sort,
+			  struct temp_spy_stats *rest)
+{
+	char extra[256];
+	char prev[256] = "";
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	int n = 0, rc;
+
+	rfx_primary_exec(url,
+			 "CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT)");
+	rfx_primary_exec(url,
+			 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+			 "SELECT i + 1 FROM n WHERE i < 12000) INSERT INTO "
+			 "big SELECT i, printf('" TEMP_MARKER "-%06d-%s', "
+			 "i, hex(randomblob(100))) FROM n");
+	snprintf(extra, sizeof extra, "%s%ssync_interval=0", key,
+		 key[0] ? "&" : "");
+	db = rfx_open(path, url, extra);
+	rfx_sync(db);
+	fixture_exec(db, "PRAGMA temp_store=FILE; PRAGMA cache_size=10;"
+			 "PRAGMA temp.cache_size=10");
+	temp_spy_reset();
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "SELECT v FROM big ORDER BY "
+					    "substr(v, 17)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0) + 16;
+		ck_assert_msg(strcmp(prev, k) <= 0, "out of order at %d", n);
+		snprintf(prev, sizeof prev, "%s", k);
+		n++;
+	}
+	ck_assert_msg(rc == SQLITE_DONE, "%s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	ck_assert_int_eq(n, TEMP_ROWS);
+	temp_spy_get(sort);
+
+	temp_spy_reset();
+	fixture_exec(db, "CREATE TEMP TABLE tt AS SELECT * FROM big");
+	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM tt JOIN "
+					       "big USING (id) WHERE tt.v = "
+					       "big.v"),
+			 TEMP_ROWS);
+	fixture_exec(db, "DROP TABLE tt; VACUUM");
+	fixture_assert_integrity(db);
+	rfx_assert_same_table(db, url, "big", "v");
+	sqlite3_close(db);
+	temp_spy_get(rest);
+	printf("replica_encryption: temp files (%s): sort %lld bytes, %lld "
+	       "holding the marker; temp table and VACUUM %lld bytes, %lld "
+	       "holding it\n",
+	       key[0] ? "encrypted" : "plain",
+	       (long long)temp_spy_total_bytes(sort),
+	       (long long)temp_spy_total_holding(sort),
+	       (long long)temp_spy_total_bytes(rest),
+	       (long long)temp_spy_total_holding(rest));
+	/* They were written (else nothing is shown), without a name and
+	 * deleted on close. */
+	ck_assert_int_gt(sort->bytes[TEMP_SPY_TEMP_JOURNAL], 1 << 20);
+	ck_assert_int_gt(rest->bytes[TEMP_SPY_TEMP_DB], 1 << 20);
+	ck_assert_int_eq(sort->named_or_kept + rest->named_or_kept, 0);
+}
+
+/* The control: a plain replica's temporary files reach the default VFS
+ * with the rows in clear, so the spy under the stack sees them. */
+START_TEST(test_plain_replica_temp_files_show_markers)
+{
+	struct temp_spy_stats sort, rest;
+	struct rfx_env e;
+
+	rfx_env_start(&e, NULL);
+	temp_workload(e.path, e.srv.url, "", &sort, &rest);
+	ck_assert_int_gt(sort.holding[TEMP_SPY_TEMP_JOURNAL], 0);
+	ck_assert_int_gt(rest.holding[TEMP_SPY_TEMP_DB], 0);
+	rfx_env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_no_marker_in_temp_files)
+{
+	struct temp_spy_stats sort, rest;
+	struct rfx_env e;
+
+	rfx_env_start(&e, NULL);
+	temp_workload(e.path, e.srv.url, KEY, &sort, &rest);
+	ck_assert_int_eq(temp_spy_total_holding(&sort), 0);
+	ck_assert_int_eq(temp_spy_total_holding(&rest), 0);
+	ck_assert_int_eq(sort.mapped + rest.mapped, 0);
+	rfx_env_stop(&e);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("replica_encryption");
@@ -450,6 +561,10 @@ int main(void)
 
 	/* The cases here give their keys themselves. */
 	unsetenv("REPLITE_ENCRYPTION_KEY");
+	/* The default VFS before replite stacks over it (at the first open
+	 * of each case's process). */
+	if (temp_spy_register("temp-spy", 1, TEMP_MARKER) != SQLITE_OK)
+		return EXIT_FAILURE;
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_plain_replica_shows_markers);
 	tcase_add_test(tc, test_no_marker_in_any_file);
@@ -457,6 +572,8 @@ int main(void)
 	tcase_add_loop_test(tc, test_offline_files, 0, 2);
 	tcase_add_test(tc, test_raw_key_and_shared_opens);
 	tcase_add_test(tc, test_readers_see_whole_transactions);
+	tcase_add_test(tc, test_plain_replica_temp_files_show_markers);
+	tcase_add_test(tc, test_no_marker_in_temp_files);
 	suite_add_tcase(s, tc);
 	return fixture_run(s);
 }
