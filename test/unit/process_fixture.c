@@ -18,9 +18,6 @@
 #include <jansson.h>
 
 #include "include/replite.h"
-#include "base/hex.h"
-#include "wal/cipher.h"
-#include "wal/cipher_vfs.h"
 
 /* ---------------------------------------------------------------------- */
 /* common helpers */
@@ -152,53 +149,6 @@ char *pfx_local_text(sqlite3 *db, const char *sql)
 	return out;
 }
 
-const char *pfx_reader_vfs(const char *path)
-{
-	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
-	uint8_t salt[CIPHER_SALT_SIZE];
-	struct cipher_key key = {0};
-	struct cipher *c = NULL;
-	char key_file[4096], err[256] = "";
-	const char *salt_hex, *name = NULL;
-	sqlite3_vfs *vfs;
-	json_t *j;
-
-	if (text == NULL || *text == '\0')
-		return NULL;
-	/* No Check assertions: plain readers run in child processes. */
-	replite_register();
-	vfs = sqlite3_vfs_find("replite-cipher");
-	snprintf(key_file, sizeof key_file, "%s-replite-key", path);
-	j = json_load_file(key_file, 0, NULL);
-	salt_hex = json_string_value(json_object_get(j, "salt"));
-	if (vfs == NULL || salt_hex == NULL ||
-	    hex_decode(salt_hex, salt, sizeof salt) != 0 ||
-	    cipher_key_parse(text, &key, err, sizeof err) != 0 ||
-	    cipher_new(&key, salt, &c, err, sizeof err) != 0) {
-		fprintf(stderr,
-			"pfx_reader_vfs: %s: no cipher VFS or key file "
-			"(%s)\n",
-			path, err);
-		goto out;
-	}
-	/* A registration left from an earlier replica of the same path (a
-	 * new one has a new salt) gives way. */
-	while (cipher_vfs_add(vfs, path, c, REPLITE_PAGE_SIZE, err,
-			      sizeof err) != 0) {
-		if (cipher_vfs_remove(vfs, path) != 0) {
-			fprintf(stderr, "pfx_reader_vfs: %s: %s\n", path, err);
-			goto out;
-		}
-	}
-	name = "replite-cipher";
-out:
-	cipher_free(c);
-	cipher_key_wipe(&key);
-	json_decref(j);
-	/* Unknown: the open fails, naming the VFS. */
-	return name != NULL ? name : "replite-cipher-unavailable";
-}
-
 sqlite3 *pfx_open_plain(const char *path, int checkpoint_on_close,
 			const char *what)
 {
@@ -207,7 +157,7 @@ sqlite3 *pfx_open_plain(const char *path, int checkpoint_on_close,
 	int rc;
 
 	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
-			     pfx_reader_vfs(path));
+			     rfx_plain_vfs(path));
 	ck_assert_msg(rc == SQLITE_OK, "%s: cannot open %s: %s", what, path,
 		      sqlite3_errmsg(db));
 	sqlite3_busy_timeout(db, 5000);
