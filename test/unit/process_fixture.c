@@ -18,8 +18,6 @@
 #include <jansson.h>
 
 #include "include/replite.h"
-#include "wal/cipher.h"
-#include "wal/cipher_vfs.h"
 
 /* ---------------------------------------------------------------------- */
 /* common helpers */
@@ -151,38 +149,6 @@ char *pfx_local_text(sqlite3 *db, const char *sql)
 	return out;
 }
 
-const char *pfx_reader_vfs(const char *path)
-{
-	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
-	struct cipher *c;
-	const char *name = NULL;
-	sqlite3_vfs *vfs;
-	char err[256] = "";
-
-	if (text == NULL || *text == '\0')
-		return NULL;
-	/* No Check assertions: plain readers run in child processes. */
-	replite_register();
-	vfs = sqlite3_vfs_find("replite-cipher");
-	c = rfx_key_cipher(path);
-	if (vfs == NULL || c == NULL)
-		goto out;
-	/* A registration left from an earlier replica of the same path (a
-	 * new one has a new salt) gives way. */
-	while (cipher_vfs_add(vfs, path, c, REPLITE_PAGE_SIZE, err,
-			      sizeof err) != 0) {
-		if (cipher_vfs_remove(vfs, path) != 0) {
-			fprintf(stderr, "pfx_reader_vfs: %s: %s\n", path, err);
-			goto out;
-		}
-	}
-	name = "replite-cipher";
-out:
-	cipher_free(c);
-	/* Unknown: the open fails, naming the VFS. */
-	return name != NULL ? name : "replite-cipher-unavailable";
-}
-
 sqlite3 *pfx_open_plain(const char *path, int checkpoint_on_close,
 			const char *what)
 {
@@ -191,7 +157,7 @@ sqlite3 *pfx_open_plain(const char *path, int checkpoint_on_close,
 	int rc;
 
 	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
-			     pfx_reader_vfs(path));
+			     rfx_plain_vfs(path));
 	ck_assert_msg(rc == SQLITE_OK, "%s: cannot open %s: %s", what, path,
 		      sqlite3_errmsg(db));
 	sqlite3_busy_timeout(db, 5000);

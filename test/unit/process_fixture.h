@@ -50,12 +50,7 @@ int pfx_pattern_ok(const uint8_t *p, int64_t len, int64_t stamp);
 
 /* The text of the first column of the first row (malloc'd, "" for NULL). */
 char *pfx_local_text(sqlite3 *db, const char *sql);
-/* The VFS a plain SQLite connection reads path through: NULL (the
- * default), or in runs with REPLITE_ENCRYPTION_KEY set (every replica
- * encrypted) the replite cipher VFS with that key and path's key file: a
- * stock SQLite reader with the key. */
-const char *pfx_reader_vfs(const char *path);
-/* Open path with plain SQLite (no replite; through pfx_reader_vfs) and
+/* Open path with plain SQLite (no replite; through rfx_plain_vfs) and
  * check it is intact (PRAGMA integrity_check); what names it in
  * failures. */
 sqlite3 *pfx_open_plain(const char *path, int checkpoint_on_close,

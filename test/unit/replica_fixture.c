@@ -16,6 +16,7 @@
 #include "base/hex.h"
 #include "sync/http_client.h"
 #include "wal/cipher.h"
+#include "wal/cipher_vfs.h"
 
 void rfx_env_start(struct rfx_env *e, const char *const *server_args)
 {
@@ -243,6 +244,86 @@ char *rfx_status_text(sqlite3 *db)
 	out = strdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return out;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the stock SQLite on a replica's file */
+
+int rfx_encrypted(void)
+{
+	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
+
+	return text != NULL && *text != '\0';
+}
+
+/* The cipher VFS replite registers (NULL when it cannot be). */
+static sqlite3_vfs *cipher_vfs(void)
+{
+	if (replite_register() != SQLITE_OK)
+		return NULL;
+	return sqlite3_vfs_find("replite-cipher");
+}
+
+const char *rfx_plain_vfs(const char *path)
+{
+	const char *name = NULL;
+	struct cipher *c;
+	sqlite3_vfs *vfs;
+	char err[256] = "";
+
+	if (!rfx_encrypted())
+		return NULL;
+	vfs = cipher_vfs();
+	c = rfx_key_cipher(path);
+	if (vfs == NULL || c == NULL) {
+		fprintf(stderr, "rfx_plain_vfs: %s: no cipher VFS or key\n",
+			path);
+		goto out;
+	}
+	/* A registration left from an earlier replica of the same path (a
+	 * new one has a new salt) gives way. */
+	while (cipher_vfs_add(vfs, path, c, REPLITE_PAGE_SIZE, err,
+			      sizeof err) != 0) {
+		if (cipher_vfs_remove(vfs, path) != 0) {
+			fprintf(stderr, "rfx_plain_vfs: %s: %s\n", path, err);
+			goto out;
+		}
+	}
+	name = "replite-cipher";
+out:
+	cipher_free(c);
+	/* Unknown: the open fails, naming the VFS. */
+	return name != NULL ? name : "replite-cipher-unavailable";
+}
+
+void rfx_plain_vfs_release(const char *path)
+{
+	sqlite3_vfs *vfs;
+
+	if (rfx_encrypted() && (vfs = cipher_vfs()) != NULL)
+		cipher_vfs_remove(vfs, path);
+}
+
+sqlite3 *rfx_plain_open(const char *path, int flags)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, flags, rfx_plain_vfs(path));
+
+	ck_assert_msg(rc == SQLITE_OK, "cannot open %s with plain SQLite: %s",
+		      path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	return db;
+}
+
+int rfx_plain_close(sqlite3 *db)
+{
+	const char *name = db != NULL ? sqlite3_db_filename(db, "main") : NULL;
+	char *path = name != NULL ? strdup(name) : NULL;
+	int rc = sqlite3_close(db);
+
+	if (path != NULL)
+		rfx_plain_vfs_release(path);
+	free(path);
+	return rc;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -629,13 +710,6 @@ void rfx_reader_stop(struct rfx_reader *r)
 {
 	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(r->thread, NULL);
-}
-
-int rfx_key_cipher_wanted(void)
-{
-	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
-
-	return text != NULL && *text != '\0';
 }
 
 struct cipher *rfx_key_cipher(const char *db_path)

@@ -84,6 +84,31 @@ int64_t rfx_status_int(sqlite3 *db, const char *field);
 char *rfx_status_text(sqlite3 *db);
 
 /* ---------------------------------------------------------------------- */
+/* the stock SQLite on a replica's file, in plain and encrypted runs */
+
+/* Is this run encrypting every replica (REPLITE_ENCRYPTION_KEY set, which
+ * the URI parameter falls back to; scripts/test runs replica suites again
+ * so)? */
+int rfx_encrypted(void);
+/* The VFS through which a stock SQLite (no replite) opens the replica file
+ * at path: NULL (the default) in plain runs; in encrypted runs the replite
+ * cipher VFS, with path added to it under the key and the salt of path's
+ * key file (one user more: rfx_plain_vfs_release), so the stock SQLite
+ * reads and writes the pages as an application holding the key would.  No
+ * Check assertions (plain readers run in child processes): when that
+ * fails, a VFS name nothing has, so the open fails naming it. */
+const char *rfx_plain_vfs(const char *path);
+/* One user of path less on the cipher VFS (nothing in plain runs). */
+void rfx_plain_vfs_release(const char *path);
+/* Open the replica file at path with the stock SQLite through
+ * rfx_plain_vfs (flags: SQLITE_OPEN_*); the test fails if it cannot.
+ * Close it with rfx_plain_close. */
+sqlite3 *rfx_plain_open(const char *path, int flags);
+/* sqlite3_close, then rfx_plain_vfs_release of its file: the result of
+ * sqlite3_close. */
+int rfx_plain_close(sqlite3 *db);
+
+/* ---------------------------------------------------------------------- */
 /* helpers shared by the replica tests */
 
 /* Milliseconds on the monotonic clock; sleep for ms milliseconds. */
@@ -183,8 +208,6 @@ void rfx_reader_stop(struct rfx_reader *r);
  * opens fails, saying it is encrypted.  Free with cipher_free. */
 struct cipher;
 struct cipher *rfx_key_cipher(const char *db_path);
-/* Is a key set (the encrypted mode)? */
-int rfx_key_cipher_wanted(void);
 
 /* Has SQLite's log (set by rfx_run_tests) said needle, in this process? */
 int rfx_log_seen(const char *needle);

@@ -58,6 +58,15 @@ static char *sibling(const char *path, const char *suffix)
 	return out;
 }
 
+/* What an open as a replica of a plain SQLite file with data says.  With
+ * a key (encrypted runs) the key is checked first, and a file with bytes
+ * and no key file is refused as not encrypted. */
+static const char *not_a_replica(void)
+{
+	return rfx_encrypted() ? "is a replica that is not encrypted"
+			       : "holds data but has no replica state file";
+}
+
 /* A file's bytes and mtime, to prove a refusal left it alone. */
 struct snap {
 	char *data; /* NULL: the file does not exist */
@@ -378,11 +387,10 @@ START_TEST(test_bootstrap_content)
 	sqlite3_close(db);
 
 	/* The file is a valid database for plain SQLite once closed. */
-	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
-			 SQLITE_OK);
+	db = rfx_plain_open(path, SQLITE_OPEN_READONLY);
 	fixture_assert_integrity(db);
 	assert_same_seed(db, srv.url);
-	sqlite3_close(db);
+	ck_assert_int_eq(rfx_plain_close(db), SQLITE_OK);
 
 	server_fixture_stop(&srv);
 	free(state_path);
@@ -763,9 +771,7 @@ START_TEST(test_checkpoints)
 	wal = sibling(e.path, "-wal");
 	rfx_primary_exec(e.srv.url, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)");
 	db = rfx_open(e.path, e.srv.url, "sync_interval=0");
-	ck_assert_int_eq(
-	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	plain = rfx_plain_open(e.path, SQLITE_OPEN_READONLY);
 	for (round = 0; round < 6; round++) {
 		rfx_primary_exec(e.srv.url,
 				 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
@@ -815,7 +821,7 @@ START_TEST(test_checkpoints)
 	fixture_assert_integrity(plain);
 	ck_assert_int_eq(fixture_query_int(plain, "SELECT count(*) FROM t"),
 			 1800);
-	sqlite3_close(plain);
+	ck_assert_int_eq(rfx_plain_close(plain), SQLITE_OK);
 	sqlite3_close(db);
 	free(wal);
 	rfx_env_stop(&e);
@@ -883,7 +889,7 @@ START_TEST(test_attached_replica)
 	printf("attach of a plain file as a replica: %s\n", msg);
 	fflush(stdout);
 	ck_assert_msg(logging, "cannot capture sqlite3_log (CK_FORK=no?)");
-	ck_assert_msg(log_has("holds data but has no replica state file"),
+	ck_assert_msg(log_has(not_a_replica()),
 		      "the refusal is not in sqlite3_log");
 	ck_assert_int_eq(
 	    fixture_query_int(db, "SELECT count(*) FROM pragma_database_list "
@@ -943,9 +949,7 @@ START_TEST(test_consistent_reads)
 		       "UNION ALL SELECT i + 1 FROM n WHERE i < 200) INSERT "
 		       "INTO accounts SELECT i, 500, randomblob(1500) FROM n");
 	db = rfx_open(e.path, e.srv.url, NULL);
-	ck_assert_int_eq(
-	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	plain = rfx_plain_open(e.path, SQLITE_OPEN_READONLY);
 	sqlite3_busy_timeout(plain, 5000);
 	for (i = 0; i < 4; i++) {
 		rfx_reader_start(
@@ -978,7 +982,7 @@ START_TEST(test_consistent_reads)
 	rfx_assert_same_table(db, e.srv.url, "accounts",
 			      "id || ',' || bal || ',' || hex(pad)");
 	fixture_assert_integrity(db);
-	sqlite3_close(plain);
+	ck_assert_int_eq(rfx_plain_close(plain), SQLITE_OK);
 	sqlite3_close(db);
 	rfx_env_stop(&e);
 }
@@ -1483,12 +1487,10 @@ START_TEST(test_generation_gone)
 	sqlite3_close(db);
 
 	/* The file is sound for plain SQLite too. */
-	ck_assert_int_eq(
-	    sqlite3_open_v2(e.path, &db, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	db = rfx_plain_open(e.path, SQLITE_OPEN_READONLY);
 	fixture_assert_integrity(db);
 	assert_same_seed(db, e.srv.url);
-	sqlite3_close(db);
+	ck_assert_int_eq(rfx_plain_close(db), SQLITE_OK);
 	rfx_env_stop(&e);
 }
 END_TEST
@@ -1599,14 +1601,14 @@ START_TEST(test_refused_opens)
 	fixture_exec(db, "CREATE TABLE mine(x); INSERT INTO mine VALUES (42)");
 	sqlite3_close(db);
 	assert_open_refused(plain_path, e.srv.url, "sync_interval=0",
-			    "holds data but has no replica state file");
+			    not_a_replica());
 	/* Also in WAL mode, with the data still in the WAL. */
 	ck_assert_int_eq(sqlite3_open(plain_path, &db), SQLITE_OK);
 	fixture_exec(db, "PRAGMA journal_mode=WAL");
 	ck_assert_int_eq(sqlite3_wal_autocheckpoint(db, 0), SQLITE_OK);
 	fixture_exec(db, "INSERT INTO mine VALUES (43)");
 	assert_open_refused(plain_path, e.srv.url, "sync_interval=0",
-			    "holds data but has no replica state file");
+			    not_a_replica());
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM mine"), 2);
 	sqlite3_close(db);
 
@@ -1791,17 +1793,15 @@ START_TEST(test_refused_pragmas)
 	snap_assert_same(e.path, &s_db);
 	snap_assert_same(wal, &s_wal);
 
-	/* A plain connection (default VFS) reads the replica while it is
+	/* A plain connection (no replite) reads the replica while it is
 	 * open, and sees the syncs. */
-	ck_assert_int_eq(
-	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	plain = rfx_plain_open(e.path, SQLITE_OPEN_READONLY);
 	ck_assert_int_eq(fixture_query_int(plain, "SELECT count(*) FROM t"), 3);
 	rfx_primary_exec(e.srv.url, "INSERT INTO t(b) VALUES (4), (5)");
 	rfx_sync(db);
 	ck_assert_int_eq(fixture_query_int(plain, "SELECT count(*) FROM t"), 5);
 	fixture_assert_integrity(plain);
-	sqlite3_close(plain);
+	ck_assert_int_eq(rfx_plain_close(plain), SQLITE_OK);
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 5);
 	fixture_assert_integrity(db);
 	sqlite3_close(db);

@@ -15,7 +15,9 @@
  *   4. a write by something other than replite (the stock sqlite3 API on
  *      the replica file) never reaches the primary: the write through
  *      replite that would carry it fails, the primary stays sound, and the
- *      replica is downloaded again and equals the primary (finding 1). */
+ *      replica is downloaded again and equals the primary (finding 1);
+ *      in encrypted runs the foreign writer has the key, and bytes written
+ *      in clear into the encrypted file are never taken for pages. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,15 +322,15 @@ END_TEST
 /* 4. foreign writes */
 
 /* Write to the replica file with plain SQLite (no replite), as the stock
- * sqlite3 shell would; closing checkpoints it into the database file. */
+ * sqlite3 shell would; closing checkpoints it into the database file.  In
+ * encrypted runs the writer has the key (rfx_plain_vfs): a foreign write
+ * of rows, not of bytes in clear (test_clear_write). */
 static void foreign_write(const char *path, const char *sql)
 {
-	sqlite3 *db;
+	sqlite3 *db = rfx_plain_open(path, SQLITE_OPEN_READWRITE);
 
-	ck_assert_int_eq(
-	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	fixture_exec(db, sql);
-	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	ck_assert_int_eq(rfx_plain_close(db), SQLITE_OK);
 }
 
 static void assert_primary_sound(struct world *w)
@@ -446,6 +448,94 @@ START_TEST(test_verify)
 }
 END_TEST
 
+/* Overwrite page pgno of the database file at path with bytes in clear,
+ * as a tool without the key would patch it. */
+static void clear_write(const char *path, int64_t pgno)
+{
+	static const char text[] = "written in clear, without the key. ";
+	uint8_t page[4096];
+	size_t i;
+	FILE *f = fopen(path, "r+b");
+
+	for (i = 0; i < sizeof page; i++)
+		page[i] = (uint8_t)text[i % (sizeof text - 1)];
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fseek(f, (long)(pgno - 1) * 4096, SEEK_SET), 0);
+	ck_assert_uint_eq(fwrite(page, 1, sizeof page, f), sizeof page);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Encrypted replicas only (a plain file's foreign writes are the tests
+ * above): bytes written in clear into an encrypted database file decrypt
+ * to noise, and are never taken for pages.  On a table's page:
+ * replite_verify says the file differs from the primary, and a write
+ * through replite that reads the page fails -- SQLite finds the page
+ * malformed, or (noise that happens to parse) the primary refuses a
+ * transaction built on a file that is not its own -- with nothing reaching
+ * the primary.  On page 1: the open fails. */
+START_TEST(test_clear_write)
+{
+	struct world w;
+	char msg[512], *status, *err = NULL;
+	sqlite3 *db = NULL;
+	int64_t root;
+	json_t *j;
+	int rc;
+
+	if (!rfx_encrypted()) {
+		printf("test_clear_write: skipped: for encrypted replicas only "
+		       "(REPLITE_ENCRYPTION_KEY)\n");
+		return;
+	}
+	world_start(&w, "sync_interval=0");
+	root = fixture_query_int(
+	    w.db, "SELECT rootpage FROM sqlite_master WHERE name = 't'");
+	/* Every page in the database file, none in the WAL to shadow it. */
+	fixture_exec(w.db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	sqlite3_close(w.db);
+	clear_write(w.env.path, root);
+	w.db =
+	    rfx_open(w.env.path, fault_proxy_url(w.proxy), "sync_interval=0");
+	j = verify(w.db);
+	ck_assert(json_is_false(json_object_get(j, "match")));
+	json_decref(j);
+	fixture_exec(w.db, "BEGIN IMMEDIATE");
+	rc = sqlite3_exec(w.db, "UPDATE t SET v = 'mine' WHERE id = 7", NULL,
+			  NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(w.db, "COMMIT", NULL, NULL, NULL);
+	snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(w.db));
+	sqlite3_exec(w.db, "ROLLBACK", NULL, NULL, NULL);
+	status = rfx_status_text(w.db);
+	printf("a write on a page written in clear: %s\n",
+	       (rc & 0xff) == SQLITE_CORRUPT ? msg : status);
+	ck_assert_msg((rc & 0xff) == SQLITE_CORRUPT ||
+			  (rc != SQLITE_OK &&
+			   strstr(status, "refused the write") != NULL),
+		      "a write on a page written in clear: %d (%s), %s", rc,
+		      msg, status);
+	free(status);
+	assert_primary_sound(&w);
+	ck_assert_int_eq(
+	    rfx_primary_query_int(w.env.srv.url,
+				  "SELECT count(*) FROM t WHERE v = 'mine'"),
+	    0);
+
+	sqlite3_close(w.db);
+	clear_write(w.env.path, 1);
+	rc = rfx_try_open(w.env.path, fault_proxy_url(w.proxy),
+			  "sync_interval=0", &db, &err);
+	ck_assert_int_ne(rc, SQLITE_OK);
+	ck_assert_ptr_nonnull(err);
+	printf("an open with page 1 written in clear: %s\n", err);
+	RFX_ASSERT_HAS(err, "file is not a database");
+	free(err);
+	assert_primary_sound(&w);
+	w.db = NULL; /* closed above */
+	world_stop(&w);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
@@ -458,6 +548,7 @@ int main(void)
 	    test_foreign_write_big,
 	    test_foreign_write_row,
 	    test_verify,
+	    test_clear_write,
 	};
 
 	return rfx_run_tests("replica_integrity", tests,

@@ -161,7 +161,7 @@ static char *crash_image(const char *path, const char *dir)
 	}
 	/* An encrypted replica's salt and key check go with it (written
 	 * once, before its first page, and made durable then). */
-	if (rfx_key_cipher_wanted()) {
+	if (rfx_encrypted()) {
 		char *from = sqlite3_mprintf("%s-replite-key", path);
 		char *to = sqlite3_mprintf("%s-replite-key", image);
 

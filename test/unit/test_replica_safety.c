@@ -741,7 +741,7 @@ static int plain_reader_main(const char *path, const char *result_path)
 	char why[512];
 
 	if (out == NULL || sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
-					   pfx_reader_vfs(path)) != SQLITE_OK) {
+					   rfx_plain_vfs(path)) != SQLITE_OK) {
 		fprintf(stderr, "plain reader: cannot open %s\n", path);
 		_exit(2);
 	}
@@ -1388,7 +1388,7 @@ START_TEST(test_crash_safety)
 			 * connection outlives the replica's. */
 			ck_assert_int_eq(sqlite3_open_v2(path, &holder,
 							 SQLITE_OPEN_READWRITE,
-							 pfx_reader_vfs(path)),
+							 rfx_plain_vfs(path)),
 					 SQLITE_OK);
 			sqlite3_db_config(
 			    holder, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);

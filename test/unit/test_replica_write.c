@@ -1575,11 +1575,9 @@ START_TEST(test_primary_unreachable)
 	ck_assert_int_eq(
 	    fixture_query_int(db, "SELECT count(*) FROM sqlite_schema"), 1);
 	fixture_assert_integrity(db);
-	ck_assert_int_eq(
-	    sqlite3_open_v2(d.path, &plain, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	plain = rfx_plain_open(d.path, SQLITE_OPEN_READONLY);
 	ck_assert_int_eq(fixture_query_int(plain, "SELECT count(*) FROM t"), 3);
-	sqlite3_close(plain);
+	ck_assert_int_eq(rfx_plain_close(plain), SQLITE_OK);
 
 	/* Back at the same address: writes work again. */
 	rfx_durable_restart(&d, 1);
@@ -1755,9 +1753,7 @@ START_TEST(test_read_your_writes_off)
 	/* Nor does any other connection see it before the sync: another
 	 * replica connection, a plain reader. */
 	db2 = rfx_open(e.path, url, "sync_interval=0&read_your_writes=0");
-	ck_assert_int_eq(
-	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	plain = rfx_plain_open(e.path, SQLITE_OPEN_READONLY);
 	sqlite3_busy_timeout(plain, 5000);
 	fixture_exec(db, "INSERT INTO t(b) VALUES ('five')");
 	ck_assert_int_eq(rfx_primary_query_int(url, "SELECT count(*) FROM t"),
@@ -1772,7 +1768,7 @@ START_TEST(test_read_your_writes_off)
 	ck_assert_int_eq(fixture_query_int(db, "SELECT count(*) FROM t"), 5);
 	ck_assert_int_eq(fixture_query_int(plain, "SELECT count(*) FROM t"), 5);
 	fixture_assert_integrity(plain);
-	sqlite3_close(plain);
+	ck_assert_int_eq(rfx_plain_close(plain), SQLITE_OK);
 	sqlite3_close(db2);
 	sqlite3_close(db);
 
@@ -1957,9 +1953,7 @@ START_TEST(test_plain_reader)
 
 	url = start_explicit(&e, &db, NULL);
 	fixture_exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)");
-	ck_assert_int_eq(
-	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	plain = rfx_plain_open(e.path, SQLITE_OPEN_READONLY);
 	sqlite3_busy_timeout(plain, 5000);
 	ck_assert_int_eq(fixture_query_int(plain, "SELECT count(*) FROM t"), 0);
 
@@ -1987,17 +1981,15 @@ START_TEST(test_plain_reader)
 			 151);
 	fixture_assert_integrity(plain);
 	rfx_assert_same_table(plain, url, "t", "a || ',' || hex(b)");
-	sqlite3_close(plain);
+	ck_assert_int_eq(rfx_plain_close(plain), SQLITE_OK);
 	assert_integrity_both(db, url);
 	sqlite3_close(db);
 
 	/* Closed: the file is sound for plain SQLite and holds the writes. */
-	ck_assert_int_eq(
-	    sqlite3_open_v2(e.path, &plain, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	plain = rfx_plain_open(e.path, SQLITE_OPEN_READONLY);
 	fixture_assert_integrity(plain);
 	rfx_assert_same_table(plain, url, "t", "a || ',' || hex(b)");
-	sqlite3_close(plain);
+	ck_assert_int_eq(rfx_plain_close(plain), SQLITE_OK);
 	rfx_env_stop(&e);
 }
 END_TEST
