@@ -225,13 +225,24 @@ int replica_key_open(struct replica *r, const char *key_text,
 		goto out;
 	}
 	if (!has && exists_in_clear(r)) {
-		errors_set(
-		    err, err_len,
-		    "%s is a replica that is not encrypted (it has no "
-		    "%s), and an encryption key was given: open it "
-		    "without encryption_key (and REPLITE_ENCRYPTION_KEY), "
-		    "or create an encrypted replica under a new file name",
-		    r->db_path, path);
+		/* A file with data and no state file is no replica at all:
+		 * said as an open without a key says it. */
+		if (access(r->state_path, F_OK) != 0)
+			errors_set(err, err_len,
+				   "%s holds data but has no replica state "
+				   "file (%s), and an encryption key was "
+				   "given: it is not a replica (an encrypted "
+				   "one starts as a new file)",
+				   r->db_path, r->state_path);
+		else
+			errors_set(
+			    err, err_len,
+			    "%s is a replica that is not encrypted (it has no "
+			    "%s), and an encryption key was given: open it "
+			    "without encryption_key (and "
+			    "REPLITE_ENCRYPTION_KEY), or create an encrypted "
+			    "replica under a new file name",
+			    r->db_path, path);
 		goto out;
 	}
 	if (cipher_key_parse(key_text, &key, err, err_len) != 0)

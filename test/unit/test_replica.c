@@ -58,13 +58,11 @@ static char *sibling(const char *path, const char *suffix)
 	return out;
 }
 
-/* What an open as a replica of a plain SQLite file with data says.  With
- * a key (encrypted runs) the key is checked first, and a file with bytes
- * and no key file is refused as not encrypted. */
+/* What an open as a replica of a plain SQLite file with data says, with
+ * a key (encrypted runs: the key is checked first) or without. */
 static const char *not_a_replica(void)
 {
-	return rfx_encrypted() ? "is a replica that is not encrypted"
-			       : "holds data but has no replica state file";
+	return "holds data but has no replica state file";
 }
 
 /* A file's bytes and mtime, to prove a refusal left it alone. */

@@ -429,10 +429,11 @@ START_TEST(test_readers_see_whole_transactions)
 		    pthread_create(&t[i], NULL, read_invariant, &rd[i]), 0);
 	}
 	for (i = 0; i < 150; i++)
-		rfx_primary_exec(e.srv.url, "UPDATE acct SET n = n - 1, pad = "
-					    "randomblob(3000) WHERE id = 1;"
-					    "UPDATE acct SET n = n + 1, pad = "
-					    "randomblob(3000) WHERE id = 2");
+		/* One statement, one transaction: a sequence of two would
+		 * commit (and be pulled) between them. */
+		rfx_primary_exec(e.srv.url,
+				 "UPDATE acct SET n = n + CASE id WHEN 1 THEN "
+				 "-1 ELSE 1 END, pad = randomblob(3000)");
 	rfx_sync(db);
 	stop = 1;
 	for (i = 0; i < 3; i++) {
