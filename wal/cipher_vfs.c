@@ -44,8 +44,9 @@ struct cfile {
 	uint32_t page_size;
 	uint8_t *buf;
 	size_t cap;
-	struct cipher_vfs_temp *temp; /* CFILE_TEMP: instead of the above */
-				      /* The real file follows this struct. */
+	/* CFILE_TEMP: instead of the above, a key of its own. */
+	struct cipher_vfs_temp *temp;
+	/* The real file follows this struct. */
 };
 
 #define REAL(f) ((sqlite3_file *)((struct cfile *)(f) + 1))
