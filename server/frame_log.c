@@ -3,7 +3,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,18 +46,6 @@ static void set_err(char *err, size_t n, const char *fmt, const char *path,
 	snprintf(err, n, fmt, path, why);
 }
 
-static int fsync_parent(const char *path)
-{
-	char *copy = strdup(path);
-	int rv;
-
-	if (copy == NULL)
-		return -ENOMEM;
-	rv = fileio_fsync_dir(dirname(copy));
-	free(copy);
-	return rv;
-}
-
 static int write_new_header(struct frame_log *l)
 {
 	uint8_t buf[WALFMT_HDR_SIZE];
@@ -79,7 +66,7 @@ static int write_new_header(struct frame_log *l)
 	if (rv == 0 && fsync(l->fd) != 0)
 		rv = -errno;
 	if (rv == 0)
-		rv = fsync_parent(l->path);
+		rv = fileio_fsync_parent(l->path);
 	l->chain[0] = l->hdr.cksum[0];
 	l->chain[1] = l->hdr.cksum[1];
 	return rv;

@@ -2,7 +2,6 @@
 #include "rebase_plan.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,21 +277,19 @@ out:
 
 int rebase_plan_remove(const char *db_path, char *err, size_t err_len)
 {
-	char *path = rebase_plan_path(db_path), *dir = NULL;
+	char *path = rebase_plan_path(db_path);
 	int rc;
 
-	if (path == NULL || (dir = strdup(path)) == NULL) {
-		free(path);
+	if (path == NULL) {
 		errors_set(err, err_len, "out of memory");
 		return -1;
 	}
 	rc = unlink(path) == 0 || errno == ENOENT ? 0 : -errno;
 	if (rc == 0)
-		rc = fileio_fsync_dir(dirname(dir));
+		rc = fileio_fsync_parent(path);
 	if (rc != 0)
 		errors_set(err, err_len, "cannot remove the rebase plan %s: %s",
 			   path, strerror(-rc));
-	free(dir);
 	free(path);
 	return rc == 0 ? 0 : -1;
 }
