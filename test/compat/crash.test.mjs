@@ -10,7 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { Worker } from "node:worker_threads";
+import { createInterface } from "node:readline";
 import { join } from "node:path";
 import Database from "libsql";
 import { createClient } from "@libsql/client";
@@ -282,25 +282,32 @@ test("kill -9 during an offline replica's push: the next sync() completes it exa
   }
 });
 
-// A loopback HTTP proxy in a worker thread (a libsql replica's sync() blocks
-// the main thread) that forwards to the primary and, on the n-th push
-// request it sees, kills the primary with SIGKILL and drops the connection.
+// A loopback HTTP proxy in a process of its own (a libsql replica's sync()
+// blocks this thread; and node can spin forever tearing down a worker thread
+// whose sockets were dropped, holding the test file's process at its exit)
+// that forwards to the primary and, on the n-th push request it sees, kills
+// the primary with SIGKILL and drops the connection.  It talks in JSON
+// lines: {port} once it listens; {pid, killAt} arms it ("armed");
+// {killedAt} when it has killed.
 const PROXY_SOURCE = `
 const http = require("node:http");
-const { parentPort, workerData } = require("node:worker_threads");
-let target = workerData.target, pid = 0, killAt = 0, pushes = 0;
-parentPort.on("message", (m) => {
-  ({ pid, killAt } = m);
+const { createInterface } = require("node:readline");
+const target = process.argv[1];
+let pid = 0, killAt = 0, pushes = 0;
+const say = (m) => process.stdout.write(JSON.stringify(m) + "\\n");
+createInterface({ input: process.stdin }).on("line", (l) => {
+  ({ pid, killAt } = JSON.parse(l));
   pushes = 0;
-  parentPort.postMessage("armed");
+  say("armed");
 });
+process.stdin.on("end", () => process.exit(0));
 const proxy = http.createServer((req, res) => {
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
   req.on("end", () => {
     if (req.method === "POST" && req.url.startsWith("/sync/") && ++pushes === killAt) {
       process.kill(pid, "SIGKILL");
-      parentPort.postMessage({ killedAt: req.url });
+      say({ killedAt: req.url });
       req.socket.destroy();
       return;
     }
@@ -312,7 +319,7 @@ const proxy = http.createServer((req, res) => {
     fwd.end(Buffer.concat(chunks));
   });
 });
-proxy.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: proxy.address().port }));
+proxy.listen(0, "127.0.0.1", () => say({ port: proxy.address().port }));
 `;
 
 test("kill -9 between the requests of a replica's push: its next sync() pushes again and succeeds", async () => {
@@ -321,14 +328,16 @@ test("kill -9 between the requests of a replica's push: its next sync() pushes a
   const args = ["--log-requests"];
   let server = await startServer({ dataDir, args });
   const listen = `127.0.0.1:${new URL(server.url).port}`;
-  const worker = new Worker(PROXY_SOURCE, { eval: true, workerData: { target: server.url } });
+  const proxy = spawn(process.execPath, ["-e", PROXY_SOURCE, server.url], { stdio: ["pipe", "pipe", "inherit"] });
+  const proxyExited = new Promise((res) => proxy.on("exit", res));
+  const lines = createInterface({ input: proxy.stdout });
   const messages = [];
-  const next = () => new Promise((res) => worker.once("message", res));
+  const next = () => new Promise((res) => lines.once("line", (l) => res(JSON.parse(l))));
   let client = createClient({ url: server.url });
   let replica = null;
   try {
     const { port } = await next();
-    worker.on("message", (m) => messages.push(m));
+    lines.on("line", (l) => messages.push(JSON.parse(l)));
     await client.execute("CREATE TABLE t(k INTEGER PRIMARY KEY, b BLOB)");
     replica = new Database(dir.file("offline.db"), { syncUrl: `http://127.0.0.1:${port}`, offline: true });
     replica.sync();
@@ -342,7 +351,7 @@ test("kill -9 between the requests of a replica's push: its next sync() pushes a
       for (let k = 0; k < 600; k++) ins.run(k);
     })();
     const armed = next();
-    worker.postMessage({ pid: server.child.pid, killAt: 3 });
+    proxy.stdin.write(`${JSON.stringify({ pid: server.child.pid, killAt: 3 })}\n`);
     await armed;
     try {
       replica.sync();
@@ -376,7 +385,8 @@ test("kill -9 between the requests of a replica's push: its next sync() pushes a
   } finally {
     replica?.close();
     client.close();
-    await worker.terminate();
+    proxy.kill("SIGKILL");
+    await proxyExited;
     try {
       // (A server this test killed has nothing to stop; the failure that
       // left it dead is the one to report.)

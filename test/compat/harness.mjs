@@ -1,9 +1,10 @@
 // Test fixtures: a real `replite serve` on loopback (ephemeral port) in a
 // temporary data directory, plus helpers for tokens and raw HTTP.
-import { spawn, spawnSync } from "node:child_process";
+import { ChildProcess, spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { after } from "node:test";
 import { join, resolve } from "node:path";
 
 export const REPLITE_BIN =
@@ -28,6 +29,37 @@ export function tempDir(prefix = "replite-") {
       tempDirs.delete(dir);
     },
   };
+}
+
+// A test file's process must end once its tests have: node's test runner
+// reports the file (its summary, and so its result) only when nothing is left
+// for the process to wait for.  A handle left open (a child process, a
+// socket, a timer) would otherwise hold it until scripts/test kills it at
+// INTEGRATION_FILE_TIMEOUT, with no word of what held it.  30 s after the
+// last test (an unref'd timer: it never holds the process itself), what is
+// still open is named on stderr, child processes with their threads'
+// stacks, they are killed and the file fails.
+after(() => {
+  const timer = setTimeout(() => {
+    const stdio = [process.stdin, process.stdout, process.stderr];
+    const held = process._getActiveHandles().filter((h) => !stdio.includes(h)).map(describeHandle);
+    const kinds = process.getActiveResourcesInfo().join(", ");
+    process.stderr.write(`# the tests are over but after 30 s this process is still held open (${kinds}) by:\n${held.map((h) => `#   ${h}`).join("\n")}\n`);
+    for (const h of process._getActiveHandles()) if (h instanceof ChildProcess && h.exitCode === null) h.kill("SIGKILL");
+    process.exit(1);
+  }, 30000);
+  timer.unref();
+});
+
+function describeHandle(h) {
+  if (h instanceof ChildProcess) {
+    const state = h.exitCode === null && h.signalCode === null ? `running; its threads:\n${threadStacks(h.pid)}` : `exited (${h.exitCode ?? h.signalCode}), a pipe still open`;
+    return `child process ${h.pid} (${h.spawnargs.join(" ").slice(0, 300)}): ${state}`;
+  }
+  if (h?.constructor?.name === "Socket")
+    return h.remotePort ? `socket ${h.localAddress}:${h.localPort} -> ${h.remoteAddress}:${h.remotePort}` : `socket or pipe (fd ${h._handle?.fd ?? "?"})`;
+  if (h?.constructor?.name === "Server") return `server listening on ${JSON.stringify(h.address())}`;
+  return `${h?.constructor?.name ?? typeof h}${typeof h?._onTimeout === "function" ? ` (timer: ${String(h._onTimeout).slice(0, 200)})` : ""}`;
 }
 
 // Every thread's stack of a live process, by gdb where it is installed (for

@@ -5,8 +5,8 @@
 //     with the extension registered in this process;
 //   - primaryRows() (rows of the primary via @libsql/client), waitUntil()
 //     (polling with a deadline), pushedAll() (nothing pending in a status);
-//   - startProxy(): a TCP proxy to the primary in a worker thread that can
-//     cut() every connection and heal();
+//   - startProxy(): a TCP proxy to the primary in a process of its own
+//     (tcp_proxy.mjs) that can cut() every connection and heal();
 //   - startHost(): a replica in another process, offline_host.py ("python")
 //     or offline_worker.mjs ("node"), speaking their JSON-lines protocol
 //     (described in offline_host.py); withCommon() adds the methods built on
@@ -26,7 +26,6 @@ import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { after } from "node:test";
-import { Worker } from "node:worker_threads";
 import { createClient } from "@libsql/client";
 import { REPLITE_BIN, serverInfo, sleep, startServer, tempDir, threadStacks } from "./harness.mjs";
 
@@ -34,6 +33,7 @@ export const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_B
 export const PYTHON = "/usr/bin/python3"; // not pyenv's: it lacks enable_load_extension
 export const HOST_PY = join(import.meta.dirname, "offline_host.py");
 export const WORKER = join(import.meta.dirname, "offline_worker.mjs");
+const PROXY = join(import.meta.dirname, "tcp_proxy.mjs");
 
 export const uriOf = (path, url, params) => `file:${path}?vfs=replite&sync_url=${url}${params}`;
 
@@ -69,51 +69,10 @@ export async function waitUntil(what, probe, pred, timeoutMs) {
 export const pushedAll = (s) => s.pending_transactions === 0 && s.pending_frames === 0;
 
 // ---------------------------------------------------------------------------
-// A TCP proxy to the primary, in a worker thread (better-sqlite3 calls in
-// this thread, e.g. replite_sync(), block its event loop while the replica's
-// thread talks to the primary).  cut() resets every open connection and
-// every new one until heal().
-
-const PROXY_SOURCE = `
-const net = require("node:net");
-const { parentPort, workerData } = require("node:worker_threads");
-let cut = false;
-const open = new Set();
-const drop = (s) => {
-  try {
-    s.resetAndDestroy();
-  } catch {
-    s.destroy();
-  }
-};
-const proxy = net.createServer((c) => {
-  if (cut) return drop(c);
-  const up = net.connect(workerData.port, workerData.host);
-  open.add(c);
-  open.add(up);
-  const end = () => {
-    open.delete(c);
-    open.delete(up);
-    c.destroy();
-    up.destroy();
-  };
-  c.on("error", end).on("close", end);
-  up.on("error", end).on("close", end);
-  c.pipe(up);
-  up.pipe(c);
-});
-parentPort.on("message", (m) => {
-  if (m === "cut") {
-    cut = true;
-    for (const s of open) drop(s);
-    open.clear();
-  } else if (m === "heal") {
-    cut = false;
-  }
-  parentPort.postMessage(m);
-});
-proxy.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: proxy.address().port }));
-`;
+// A TCP proxy to the primary, in a process of its own (tcp_proxy.mjs: better-
+// sqlite3 calls in this thread, e.g. replite_sync(), block its event loop
+// while the replica's thread talks to the primary).  cut() resets every open
+// connection and every new one until heal(); close() kills it.
 
 // Every fixture whose test has not closed it yet.  A file whose test
 // hooks did not run (or hung) must still end: after the last test, what is
@@ -126,43 +85,39 @@ after(async () => {
     for (const h of f.hosts) if (h.child.exitCode === null && h.child.signalCode === null) h.child.kill("SIGKILL");
     const c = f.server.child;
     if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    for (const p of f.proxies) p.worker.unref();
-    f.proxy?.worker.unref();
+    for (const p of [...f.proxies, f.proxy]) if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
   }
 });
 
 export async function startProxy(target) {
   const { hostname, port } = new URL(target);
-  const worker = new Worker(PROXY_SOURCE, { eval: true, workerData: { host: hostname, port: Number(port) } });
-  const first = await new Promise((res, rej) => {
-    worker.once("message", res);
-    worker.once("error", rej);
-  });
+  const child = spawn(process.execPath, [PROXY, hostname, port], { stdio: ["pipe", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+  child.stdin.on("error", () => {}); // (writes to a killed process)
+  const exited = new Promise((res) => child.on("exit", (code, signal) => res({ code, signal })));
+  const lines = createInterface({ input: child.stdout });
   const waiting = [];
-  worker.on("message", (m) => waiting.shift()?.(m));
-  const ask = (cmd) =>
-    new Promise((res) => {
-      waiting.push(res);
-      worker.postMessage(cmd);
+  lines.on("line", (l) => waiting.shift()?.(l));
+  const next = (what) =>
+    new Promise((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`the proxy: no answer to ${what} within 10 s:\n${stderr}`)), 10000);
+      waiting.push((l) => (clearTimeout(timer), res(l)));
     });
+  const first = await Promise.race([next("its start"), exited.then((e) => assert.fail(`the proxy exited (${JSON.stringify(e)}):\n${stderr}`))]);
+  const ask = (cmd) => {
+    const answer = next(cmd);
+    child.stdin.write(`${cmd}\n`);
+    return answer;
+  };
   return {
-    url: `http://127.0.0.1:${first.port}`,
+    url: `http://127.0.0.1:${JSON.parse(first).port}`,
+    child,
     cut: () => ask("cut"),
     heal: () => ask("heal"),
-    worker,
-    // Reset every connection first, so that the worker holds no socket
-    // when it is terminated.  A terminate() that does not settle within
-    // 5 s (seen once under ASan on a loaded machine: a proxy is test
-    // plumbing, not the product) unrefs the worker, which the process
-    // then ends with, instead of failing the test that used it.
     close: async () => {
-      let timer;
-      const within = (p, ms) => Promise.race([p, new Promise((res) => (timer = setTimeout(() => res("late"), ms)))]).finally(() => clearTimeout(timer));
-      await within(ask("cut"), 5000);
-      if ((await within(worker.terminate(), 5000)) === "late") {
-        process.stderr.write(`# a proxy's worker did not stop within 5 s of terminate(); unref'd\n`);
-        worker.unref();
-      }
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
     },
   };
 }
