@@ -3,7 +3,7 @@
 
 REPLITE_DEB_PACKAGES=(
 	gcc pkg-config meson ninja-build
-	libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
+	libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev libgcrypt20-dev
 	libmicrohttpd-dev libwslay-dev libjansson-dev libxxhash-dev libzstd-dev check
 	libprotobuf-c-dev protobuf-c-compiler libroaring-dev
 	python3 curl clang-format git

@@ -1,15 +1,16 @@
 /* The page cipher of encryption at rest (issue 11): the key the user gives
  * (a passphrase or a raw 256-bit key), the per-file keys derived from it and
  * a salt, a key-check value that detects a wrong key before any file is
- * touched, and AES-256-XTS over whole pages through OpenSSL's EVP interface.
+ * touched, and AES-256-XTS over whole pages (libgcrypt; OpenSSL for the key
+ * derivation, the sealed files and the random bytes).
  *
  * XTS needs no per-page space (pages arriving from the primary have no
  * reserved bytes): the tweak is the page's position, as in dm-crypt.  See
  * "Encryption at rest" in docs/architecture.md for what that leaks.
  *
- * A struct cipher holds OpenSSL contexts that it re-initialises for every
- * page: one object must not be used by two threads at once (cipher_dup
- * gives each user its own). */
+ * A struct cipher holds a libgcrypt handle whose tweak it sets for every
+ * page: one object must not en- or decrypt pages in two threads at once
+ * (cipher_dup gives each user its own; sealing is safe to share). */
 #ifndef REPLITE_CIPHER_H
 #define REPLITE_CIPHER_H
 
@@ -68,7 +69,7 @@ int cipher_check_matches(const struct cipher *c,
 /* Encrypt or decrypt n bytes (16 <= n <= 16 MiB: one XTS data unit, a
  * whole page) at position pos of space (the page number in the database
  * file, the frame number in the WAL).  in may equal out.  Returns 0, or -1
- * (OpenSSL refused: n out of range). */
+ * (n out of range, or libgcrypt refused). */
 int cipher_encrypt(struct cipher *c, enum cipher_space space, uint64_t pos,
 		   const uint8_t *in, uint8_t *out, size_t n);
 int cipher_decrypt(struct cipher *c, enum cipher_space space, uint64_t pos,

@@ -230,7 +230,7 @@ static uint32_t written_page_size(const struct cfile *p, const uint8_t *buf,
 	return 0;
 }
 
-/* Write [off, off + amt) after widening it to whole pages: OpenSSL's XTS
+/* Write [off, off + amt) after widening it to whole pages: XTS
  * encrypts a data unit from its first block on, so a page written in part
  * is read, patched, encrypted and written whole (not atomic against a
  * concurrent writer of the same page; SQLite's locks exclude one). */

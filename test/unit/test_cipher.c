@@ -5,6 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+
 #include "fixture.h"
 #include "wal/cipher.h"
 
@@ -285,6 +288,102 @@ START_TEST(test_tweaks_differ)
 }
 END_TEST
 
+/* HKDF-SHA256 of RAW_HEX's key with salt_a under label, by OpenSSL. */
+static void reference_hkdf(const char *label, uint8_t out[32])
+{
+	uint8_t master[32];
+	size_t n = 32;
+	EVP_PKEY_CTX *k = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+	int i;
+
+	for (i = 0; i < 32; i++)
+		master[i] = (uint8_t)i;
+	ck_assert_ptr_nonnull(k);
+	ck_assert_int_eq(EVP_PKEY_derive_init(k), 1);
+	ck_assert_int_eq(EVP_PKEY_CTX_set_hkdf_md(k, EVP_sha256()), 1);
+	ck_assert_int_eq(EVP_PKEY_CTX_set1_hkdf_salt(k, salt_a, sizeof salt_a),
+			 1);
+	ck_assert_int_eq(EVP_PKEY_CTX_set1_hkdf_key(k, master, 32), 1);
+	ck_assert_int_eq(
+	    EVP_PKEY_CTX_add1_hkdf_info(k, (const unsigned char *)label,
+					(int)strlen(label)),
+	    1);
+	ck_assert_int_eq(EVP_PKEY_derive(k, out, &n), 1);
+	ck_assert_uint_eq(n, 32);
+	EVP_PKEY_CTX_free(k);
+}
+
+/* in through OpenSSL's EVP AES-256-XTS with key, the tweak being pos as 8
+ * little-endian bytes then the space (the format docs/architecture.md
+ * gives). */
+static void reference_xts(const uint8_t key[64], int enc, uint8_t space,
+			  uint64_t pos, const uint8_t *in, uint8_t *out, int n)
+{
+	EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+	uint8_t iv[16] = {0};
+	int i, outl = 0;
+
+	for (i = 0; i < 8; i++)
+		iv[i] = (uint8_t)(pos >> (8 * i));
+	iv[8] = space;
+	ck_assert_int_eq(
+	    EVP_CipherInit_ex(x, EVP_aes_256_xts(), NULL, key, iv, enc), 1);
+	ck_assert_int_eq(EVP_CipherUpdate(x, out, &outl, in, n), 1);
+	ck_assert_int_eq(outl, n);
+	EVP_CIPHER_CTX_free(x);
+}
+
+/* The pages are standard AES-256-XTS (IEEE P1619) under the documented
+ * keys and tweaks: every page cipher_encrypt writes, OpenSSL's
+ * EVP_aes_256_xts decrypts, and the other way round.  (The pages were
+ * encrypted through OpenSSL's EVP before libgcrypt did it: files written
+ * then open now, and a file can be decrypted by anyone with the key and
+ * the format, without replite.) */
+START_TEST(test_same_bytes_as_openssl)
+{
+	struct cipher *c = make("x'" RAW_HEX "'", salt_a);
+	static const struct {
+		enum cipher_space space;
+		uint64_t pos;
+		int n;
+	} cases[] = {
+	    {CIPHER_SPACE_DB, 1, 4096},
+	    {CIPHER_SPACE_DB, 9, 4096},
+	    {CIPHER_SPACE_DB, 1 + (1ull << 32), 4096},
+	    {CIPHER_SPACE_WAL, 1, 4096},
+	    {CIPHER_SPACE_WAL, 70000, 512},
+	    {CIPHER_SPACE_DB, 3, 65536},
+	    {CIPHER_SPACE_DB, 4, 4100}, /* not whole blocks: stealing */
+	};
+	static uint8_t page[65536], mine[65536], theirs[65536];
+	uint8_t key[64];
+	size_t i;
+
+	reference_hkdf("replite xts data key v1", key);
+	reference_hkdf("replite xts tweak key v1", key + 32);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int n = cases[i].n;
+		uint8_t space = (uint8_t)cases[i].space;
+
+		fill(page, (size_t)n, (unsigned)i + 7);
+		ck_assert_int_eq(cipher_encrypt(c, cases[i].space, cases[i].pos,
+						page, mine, (size_t)n),
+				 0);
+		reference_xts(key, 1, space, cases[i].pos, page, theirs, n);
+		ck_assert_msg(memcmp(mine, theirs, (size_t)n) == 0,
+			      "case %zu: other bytes than OpenSSL's", i);
+		reference_xts(key, 0, space, cases[i].pos, mine, theirs, n);
+		ck_assert_int_eq(memcmp(theirs, page, (size_t)n), 0);
+		/* OpenSSL's ciphertext, decrypted in place by ours. */
+		ck_assert_int_eq(cipher_decrypt(c, cases[i].space, cases[i].pos,
+						mine, mine, (size_t)n),
+				 0);
+		ck_assert_int_eq(memcmp(mine, page, (size_t)n), 0);
+	}
+	cipher_free(c);
+}
+END_TEST
+
 static double now_ns(void)
 {
 	struct timespec t;
@@ -341,6 +440,7 @@ static Suite *cipher_suite(void)
 	tcase_add_test(tc, test_salt_new);
 	tcase_add_test(tc, test_page_roundtrip);
 	tcase_add_test(tc, test_tweaks_differ);
+	tcase_add_test(tc, test_same_bytes_as_openssl);
 	tcase_add_test(tc, test_bench);
 	suite_add_tcase(s, tc);
 	return s;
