@@ -43,7 +43,7 @@
 //      on the request, then resumed: every transaction arrives exactly once.
 // "The primary is down" is, depending on the test, the server stopped by
 // SIGSTOP, stopped and later restarted on the same port and data directory,
-// or cut off by a TCP proxy in a worker thread (which then forwards again).
+// or cut off by a TCP proxy in a process of its own (which then forwards again).
 // No timing assertions: waits poll with generous deadlines.
 //
 // The fixtures (the primary, the proxies, the host processes and their

@@ -45,7 +45,7 @@
 //      tell an application waiting for 0 that everything was pushed).
 // "Offline" is the primary stopped (SIGSTOP) or, where the order of the
 // pushes matters or the primary must be written meanwhile, each replica's
-// TCP proxy (in a worker thread) cut.  No timing assertions: waits poll
+// TCP proxy (a process of its own) cut.  No timing assertions: waits poll
 // with generous deadlines.
 //
 // The fixtures (the primary, the proxies, the host processes and their
