@@ -10,20 +10,21 @@
 //      (pushed to the primary, then visible locally), and the same with
 //      offline=1 (committed locally: WAL and sealed outbox record; the
 //      primary stopped).
-//   4. npm libsql's own encryption (SQLite3 Multiple Ciphers' aes256cbc, as
-//      Turso's embedded replicas have it) on the same reads: a plain and an
-//      encrypted local libsql file, the same page cache, rows and ids;
-//      measured in this process (CPU time), so the per-call cost of node
-//      dilutes its ratio: the CPU each encrypted read adds is what compares
-//      with replite's.
+//   4. the same reads through npm libsql, in this process (its CPU time):
+//      replite's two replicas (npm libsql hosting the extension) against
+//      npm libsql's own encryption (SQLite3 Multiple Ciphers' aes256cbc, as
+//      Turso's embedded replicas have it) on a plain and an encrypted local
+//      file; the same page cache, rows and ids for all four.
 // Targets (issue 11): reads <= 1.10x, sync and writes <= 1.15x, and at
 // least as well as Turso's.
 import { createClient } from "@libsql/client";
 import Database from "libsql";
-import { fmt, percentile, startPrimary } from "./common.mjs";
+import { dirname, join } from "node:path";
+import { REPLITE_BIN, fmt, percentile, startPrimary } from "./common.mjs";
 import { Driver, replicaUri, runBench, tempDir } from "./driver.mjs";
 
 const env = (name, dflt) => Number(process.env[name] ?? dflt);
+const EXTENSION = process.env.REPLITE_EXTENSION ?? join(dirname(REPLITE_BIN), "libreplite.so");
 const READ_ROWS = env("BENCH_ENC_READ_ROWS", 200000);
 const READS = env("BENCH_ENC_READS", 100000);
 const READ_ROUNDS = env("BENCH_ENC_READ_ROUNDS", 6);
@@ -38,8 +39,6 @@ const WRITES = env("BENCH_ENC_WRITES", 300);
 const KEY = "&encryption_key=x'" + "5a".repeat(32) + "'";
 const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50);
 const results = [];
-// The CPU an encrypted point read adds (us): replite's, npm libsql's.
-const added = {};
 
 function report(label, plain, enc, unit = "ms", digits = 1) {
   const ratio = enc / plain;
@@ -66,7 +65,6 @@ async function reads() {
     const misses = median(by("encrypted").map((r) => r.misses / r.n));
     const pairs = by("plain").map((p, i) => perRead(by("encrypted")[i]) / perRead(p));
     report(`point read, CPU us (cache ${CACHE_KIB} KiB)`, plain, enc, "us", 2);
-    added.replite = enc - plain;
     console.log(`  ${fmt(misses, 2)} page-cache misses per read; per-round ratios ${pairs.map((x) => fmt(x, 3)).join(", ")}`);
   } finally {
     dir.remove();
@@ -74,13 +72,24 @@ async function reads() {
   }
 }
 
+// Replite's encryption and npm libsql's own (Turso's) measured through one
+// binding: npm libsql hosts replite too (the extension loaded, a replica's
+// URI opened), so node's per-call cost is the same on all four connections.
 async function libsqlReads() {
+  const primary = await startPrimary();
   const dir = tempDir("replite-bench-enc-libsql-");
-  const opts = { plain: {}, enc: { encryptionKey: "bench passphrase" } };
   const conn = {};
   try {
-    for (const who of ["plain", "enc"]) {
-      const db = new Database(dir.file(`${who}.db`), opts[who]);
+    const c = createClient({ url: primary.url });
+    await c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    await c.execute(
+      `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${READ_ROWS})
+       INSERT INTO t SELECT x, hex(randomblob(24)) FROM c`,
+    );
+    c.close();
+    const local = { libsql: {}, "libsql enc": { encryptionKey: "bench passphrase" } };
+    for (const [who, opts] of Object.entries(local)) {
+      const db = new Database(dir.file(`${who}.db`), opts);
       db.exec("PRAGMA journal_mode=WAL");
       db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
       db.exec(
@@ -89,30 +98,41 @@ async function libsqlReads() {
       );
       db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       db.close();
-      conn[who] = new Database(dir.file(`${who}.db`), opts[who]);
-      conn[who].exec(`PRAGMA cache_size=-${CACHE_KIB}`);
-      conn[who].stmt = conn[who].prepare("SELECT v FROM t WHERE id = ?").raw();
+      conn[who] = new Database(dir.file(`${who}.db`), opts);
     }
-    const per = { plain: [], enc: [] };
+    // Registers the VFS in this process (a connection of its own).
+    conn.loader = new Database(":memory:");
+    conn.loader.loadExtension(EXTENSION);
+    conn.replite = new Database(replicaUri(dir.file("replite.db"), primary.url, "&sync_interval=0"));
+    conn["replite enc"] = new Database(replicaUri(dir.file("replite-enc.db"), primary.url, "&sync_interval=0" + KEY));
+    const names = ["libsql", "libsql enc", "replite", "replite enc"];
+    const stmt = {};
+    for (const who of names) {
+      conn[who].exec(`PRAGMA cache_size=-${CACHE_KIB}`);
+      stmt[who] = conn[who].prepare("SELECT v FROM t WHERE id = ?").raw();
+    }
+    const per = Object.fromEntries(names.map((who) => [who, []]));
     for (let round = 0; round < READ_ROUNDS; round++) {
       const ids = Array.from({ length: READS }, () => 1 + Math.floor(Math.random() * READ_ROWS));
-      for (const who of round % 2 ? ["enc", "plain"] : ["plain", "enc"]) {
-        const { stmt } = conn[who];
+      for (const who of round % 2 ? [...names].reverse() : names) {
+        const st = stmt[who];
         const t0 = process.cpuUsage();
-        for (const id of ids) if (stmt.get(id) === undefined) throw new Error(`libsql ${who}: no row ${id}`);
+        for (const id of ids) if (st.get(id) === undefined) throw new Error(`${who}: no row ${id}`);
         const t = process.cpuUsage(t0);
         per[who].push((t.user + t.system) / READS);
       }
     }
-    const plain = median(per.plain);
-    const enc = median(per.enc);
-    report(`npm libsql aes256cbc point read, CPU us`, plain, enc, "us", 2);
-    added.libsql = enc - plain;
-    const rep = added.replite === undefined ? "" : `replite ${fmt(added.replite, 2)} us, `;
-    console.log(`  CPU added per encrypted read: ${rep}npm libsql ${fmt(added.libsql, 2)} us (its ratio is diluted by node's per-call cost)`);
+    const m = Object.fromEntries(names.map((who) => [who, median(per[who])]));
+    report("via npm libsql: replite, CPU us", m.replite, m["replite enc"], "us", 2);
+    report("via npm libsql: libsql aes256cbc", m.libsql, m["libsql enc"], "us", 2);
+    console.log(
+      `  CPU an encrypted read adds: replite ${fmt(m["replite enc"] - m.replite, 2)} us, ` +
+        `npm libsql's encryption (SQLite3 Multiple Ciphers, Turso's) ${fmt(m["libsql enc"] - m.libsql, 2)} us`,
+    );
   } finally {
     for (const db of Object.values(conn)) db.close();
     dir.remove();
+    await primary.stop();
   }
 }
 
