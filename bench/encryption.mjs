@@ -37,6 +37,9 @@ const WRITES = env("BENCH_ENC_WRITES", 300);
 // derivation (scrypt) once per open of the replica in a process, measured
 // apart (kdf()).
 const KEY = "&encryption_key=x'" + "5a".repeat(32) + "'";
+const READS_TABLE = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)";
+const READS_FILL = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${READ_ROWS})
+  INSERT INTO t SELECT x, hex(randomblob(24)) FROM c`;
 const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50);
 const results = [];
 
@@ -46,17 +49,19 @@ function report(label, plain, enc, unit = "ms", digits = 1) {
   console.log(`${label.padEnd(34)} ${fmt(plain, digits).padStart(10)} ${fmt(enc, digits).padStart(10)} ${unit.padEnd(4)} ${fmt(ratio, 3).padStart(7)}x`);
 }
 
+// The reads' table on the primary: READ_ROWS rows of 48 hex digits.
+async function fillPrimary(url) {
+  const c = createClient({ url });
+  await c.execute(READS_TABLE);
+  await c.execute(READS_FILL);
+  c.close();
+}
+
 async function reads() {
   const primary = await startPrimary();
   const dir = tempDir("replite-bench-enc-reads-");
   try {
-    const c = createClient({ url: primary.url });
-    await c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
-    await c.execute(
-      `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${READ_ROWS})
-       INSERT INTO t SELECT x, hex(randomblob(24)) FROM c`,
-    );
-    c.close();
+    await fillPrimary(primary.url);
     const runs = await runBench(["enc-reads", primary.url, dir.path, READ_ROWS, READS, READ_ROUNDS, CACHE_KIB]);
     const by = (conn) => runs.filter((r) => r.conn === conn);
     const perRead = (r) => r.cpu_ns / r.n / 1000;
@@ -80,22 +85,13 @@ async function libsqlReads() {
   const dir = tempDir("replite-bench-enc-libsql-");
   const conn = {};
   try {
-    const c = createClient({ url: primary.url });
-    await c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
-    await c.execute(
-      `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${READ_ROWS})
-       INSERT INTO t SELECT x, hex(randomblob(24)) FROM c`,
-    );
-    c.close();
+    await fillPrimary(primary.url);
     const local = { libsql: {}, "libsql enc": { encryptionKey: "bench passphrase" } };
     for (const [who, opts] of Object.entries(local)) {
       const db = new Database(dir.file(`${who}.db`), opts);
       db.exec("PRAGMA journal_mode=WAL");
-      db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
-      db.exec(
-        `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${READ_ROWS})
-         INSERT INTO t SELECT x, hex(randomblob(24)) FROM c`,
-      );
+      db.exec(READS_TABLE);
+      db.exec(READS_FILL);
       db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       db.close();
       conn[who] = new Database(dir.file(`${who}.db`), opts);
