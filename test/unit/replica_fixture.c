@@ -646,14 +646,19 @@ int rfx_log_seen(const char *needle)
 	return seen;
 }
 
+void rfx_log_capture(void)
+{
+	if (sqlite3_config(SQLITE_CONFIG_LOG, log_callback, NULL) != SQLITE_OK)
+		fprintf(stderr, "rfx_log_capture: SQLite's log not set\n");
+}
+
 int rfx_run_tests(const char *name, const TTest *const *tests, size_t n)
 {
 	Suite *s = suite_create(name);
 	size_t i;
 
 	/* Before SQLite initialises: the log is configured once. */
-	if (sqlite3_config(SQLITE_CONFIG_LOG, log_callback, NULL) != SQLITE_OK)
-		fprintf(stderr, "rfx_run_tests: SQLite's log not set\n");
+	rfx_log_capture();
 
 	for (i = 0; i < n; i++) {
 		TCase *tc = tcase_create(tests[i]->name);

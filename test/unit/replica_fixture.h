@@ -209,7 +209,10 @@ void rfx_reader_stop(struct rfx_reader *r);
 struct cipher;
 struct cipher *rfx_key_cipher(const char *db_path);
 
-/* Has SQLite's log (set by rfx_run_tests) said needle, in this process? */
+/* Keep SQLite's log (SQLITE_CONFIG_LOG) for rfx_log_seen; before SQLite
+ * initialises (rfx_run_tests calls it). */
+void rfx_log_capture(void);
+/* Has SQLite's log (set by rfx_log_capture) said needle, in this process? */
 int rfx_log_seen(const char *needle);
 
 /* Run tests[0..n-1] as the suite name, each a test case of its own named

@@ -29,8 +29,9 @@
 	"00112233445566778899aabbccddeeff'"
 
 /* Every file beside the database (its name starts with the database's),
- * read whole: how many hold needle. */
-static int files_holding(const char *db_path, const char *needle)
+ * read whole: how many hold the n bytes at needle. */
+static int files_holding_bytes(const char *db_path, const char *needle,
+			       size_t n)
 {
 	char *dir = strdup(db_path), *slash = strrchr(dir, '/');
 	const char *base = slash + 1;
@@ -43,7 +44,7 @@ static int files_holding(const char *db_path, const char *needle)
 	ck_assert_ptr_nonnull(d);
 	while ((de = readdir(d)) != NULL) {
 		char *path, *text;
-		size_t len, n = strlen(needle), i;
+		size_t len, i;
 		if (strncmp(de->d_name, base, strlen(base)) != 0)
 			continue;
 		path = fixture_path(dir, de->d_name);
@@ -60,6 +61,11 @@ static int files_holding(const char *db_path, const char *needle)
 	closedir(d);
 	free(dir);
 	return found;
+}
+
+static int files_holding(const char *db_path, const char *needle)
+{
+	return files_holding_bytes(db_path, needle, strlen(needle));
 }
 
 /* A digest of every file beside the database: sizes and bytes. */
@@ -124,6 +130,31 @@ static void assert_no_marker(const char *path)
 	ck_assert_int_eq(files_holding(path, "SQLite format 3"), 0);
 }
 
+/* The key, in any of its forms, is in none of the files beside the
+ * database (the state file and key file included), not in
+ * replite_status() (db, when given) and not in SQLite's log. */
+static void assert_key_nowhere(const char *path, sqlite3 *db)
+{
+	static const char *const texts[] = {
+	    "horse", "battery", "00112233445566778899aabbccddeeff",
+	    "\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb"};
+	size_t i;
+
+	for (i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+		const char *t = texts[i];
+		size_t n = i == 3 ? 12 : strlen(t);
+		ck_assert_msg(files_holding_bytes(path, t, n) == 0,
+			      "key text %zu in a file", i);
+		ck_assert_msg(i == 3 || !rfx_log_seen(t),
+			      "key text %s in SQLite's log", t);
+		if (db != NULL && i < 3) {
+			char *status = rfx_status_text(db);
+			ck_assert_ptr_null(strstr(status, t));
+			free(status);
+		}
+	}
+}
+
 /* The control: the same workload without a key leaves the markers in the
  * files, so the scan does find them when they are there. */
 START_TEST(test_plain_replica_shows_markers)
@@ -164,6 +195,7 @@ START_TEST(test_no_marker_in_any_file)
 	rfx_assert_same_table(db, e.srv.url, "t", "v");
 	rfx_assert_verified(db);
 	fixture_assert_integrity(db);
+	assert_key_nowhere(e.path, db);
 	sqlite3_close(db);
 	assert_no_marker(e.path);
 
@@ -198,6 +230,9 @@ START_TEST(test_no_marker_in_any_file)
 					   "SELECT count(*) FROM t WHERE v = "
 					   "'LOCALMARK last'"),
 			 1);
+	/* SQLite's log has the reopen's WAL recovery: it is being kept. */
+	ck_assert(rfx_log_seen("recovered"));
+	assert_key_nowhere(e.path, db);
 	sqlite3_close(db);
 	rfx_env_stop(&e);
 }
@@ -240,6 +275,7 @@ START_TEST(test_wrong_missing_and_unwanted_keys_change_nothing)
 	after = files_digest(e.path);
 	ck_assert_str_eq(after, before);
 	free(after);
+	assert_key_nowhere(e.path, NULL);
 
 	/* A plain replica given a key. */
 	plain_path = fixture_path(e.dir, "plain.db");
@@ -368,16 +404,23 @@ START_TEST(test_raw_key_and_shared_opens)
 	/* Rekeying in place is refused with the way to do it. */
 	{
 		char *err = NULL;
-		ck_assert_int_ne(sqlite3_exec(b, "PRAGMA replite_rekey='other'",
-					      NULL, NULL, &err),
-				 SQLITE_OK);
+		ck_assert_int_ne(
+		    sqlite3_exec(b, "PRAGMA replite_rekey='zebra new'", NULL,
+				 NULL, &err),
+		    SQLITE_OK);
 		ck_assert_ptr_nonnull(err);
 		ck_assert_ptr_nonnull(strstr(err, "open a new replica file"));
+		ck_assert(rfx_log_seen("not re-encrypted in place"));
+		/* Neither the new key. */
+		ck_assert_ptr_null(strstr(err, "zebra"));
+		ck_assert(!rfx_log_seen("zebra"));
 		sqlite3_free(err);
 	}
+	assert_key_nowhere(e.path, b);
 	sqlite3_close(b);
 	sqlite3_close(a);
 	assert_no_marker(e.path);
+	assert_key_nowhere(e.path, NULL);
 	a = rfx_open(e.path, e.srv.url, RAW_KEY "&sync_interval=0");
 	ck_assert_int_eq(fixture_query_int(a, "SELECT count(*) FROM t"), 400);
 	sqlite3_close(a);
@@ -562,6 +605,8 @@ int main(void)
 
 	/* The cases here give their keys themselves. */
 	unsetenv("REPLITE_ENCRYPTION_KEY");
+	/* Before SQLite initialises (temp_spy_register does). */
+	rfx_log_capture();
 	/* The default VFS before replite stacks over it (at the first open
 	 * of each case's process). */
 	if (temp_spy_register("temp-spy", 1, TEMP_MARKER) != SQLITE_OK)
