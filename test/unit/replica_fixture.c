@@ -717,11 +717,56 @@ void rfx_reader_stop(struct rfx_reader *r)
 	pthread_join(r->thread, NULL);
 }
 
+/* The ciphers rfx_key_cipher made, by salt: the passphrase's scrypt
+ * (~90 ms, several times that under ASan) runs once per replica file and
+ * process, not once per stock-SQLite reader the suites open.  The key text
+ * is the environment's, the same for the whole process. */
+#define KEY_CACHE_SIZE 16
+static pthread_mutex_t key_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct key_cache_entry {
+	uint8_t salt[CIPHER_SALT_SIZE];
+	struct cipher *c;
+} key_cache[KEY_CACHE_SIZE];
+static unsigned key_cache_next;
+
+/* A cipher of its own for salt under text: from the cache or made. */
+static struct cipher *cached_cipher(const char *text,
+				    const uint8_t salt[CIPHER_SALT_SIZE],
+				    char *err, size_t err_len)
+{
+	struct key_cache_entry *slot;
+	struct cipher_key key = {0};
+	struct cipher *c = NULL;
+	unsigned i;
+
+	pthread_mutex_lock(&key_cache_mu);
+	for (i = 0; i < KEY_CACHE_SIZE; i++) {
+		if (key_cache[i].c != NULL &&
+		    memcmp(key_cache[i].salt, salt, CIPHER_SALT_SIZE) == 0)
+			break;
+	}
+	if (i < KEY_CACHE_SIZE) {
+		cipher_dup(key_cache[i].c, &c, err, err_len);
+		goto out;
+	}
+	if (cipher_key_parse(text, &key, err, err_len) != 0 ||
+	    cipher_new(&key, salt, &c, err, err_len) != 0)
+		goto out;
+	slot = &key_cache[key_cache_next++ % KEY_CACHE_SIZE];
+	cipher_free(slot->c);
+	slot->c = NULL;
+	if (cipher_dup(c, &slot->c, NULL, 0) == 0)
+		memcpy(slot->salt, salt, CIPHER_SALT_SIZE);
+out:
+	pthread_mutex_unlock(&key_cache_mu);
+	cipher_key_wipe(&key);
+	return c;
+}
+
 struct cipher *rfx_key_cipher(const char *db_path)
 {
 	const char *text = getenv("REPLITE_ENCRYPTION_KEY");
 	uint8_t salt[CIPHER_SALT_SIZE];
-	struct cipher_key key = {0};
 	struct cipher *c = NULL;
 	char key_file[4096], err[256] = "";
 	const char *salt_hex;
@@ -734,11 +779,9 @@ struct cipher *rfx_key_cipher(const char *db_path)
 	j = json_load_file(key_file, 0, NULL);
 	salt_hex = json_string_value(json_object_get(j, "salt"));
 	if (salt_hex == NULL || hex_decode(salt_hex, salt, sizeof salt) != 0 ||
-	    cipher_key_parse(text, &key, err, sizeof err) != 0 ||
-	    cipher_new(&key, salt, &c, err, sizeof err) != 0)
+	    (c = cached_cipher(text, salt, err, sizeof err)) == NULL)
 		fprintf(stderr, "rfx_key_cipher: %s: no key file or key (%s)\n",
 			db_path, err);
-	cipher_key_wipe(&key);
 	json_decref(j);
 	return c;
 }
