@@ -13,6 +13,10 @@ void fixture_rmdir(char *dir);
 /* Path dir/name in a malloc'd string. */
 char *fixture_path(const char *dir, const char *name);
 
+/* The whole file at path, which must exist (malloc'd, one spare byte at
+ * the end), its length in *len. */
+uint8_t *fixture_read_file(const char *path, size_t *len);
+
 /* SQL that must succeed: run it; the integer in the first column of its
  * first row; PRAGMA integrity_check says "ok". */
 void fixture_exec(sqlite3 *db, const char *sql);

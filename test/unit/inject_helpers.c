@@ -202,23 +202,6 @@ void ijh_write_file(const char *path, const uint8_t *buf, size_t len)
 	ck_assert_int_eq(fclose(fp), 0);
 }
 
-uint8_t *ijh_read_file(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	uint8_t *buf;
-	long size;
-
-	ck_assert_ptr_nonnull(fp);
-	fseek(fp, 0, SEEK_END);
-	size = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	buf = malloc((size_t)size + 1);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)size, fp), (size_t)size);
-	fclose(fp);
-	*len = (size_t)size;
-	return buf;
-}
-
 /* Every frame up to the published mxFrame carries the header's salts and a
  * valid checksum chain; returns the checksum byte order of the WAL. */
 int ijh_assert_wal_chain(sqlite3 *db)
@@ -347,7 +330,7 @@ void ijh_assert_crash_copy_equal(sqlite3 *db, const char *dir)
 static void copy_file(const char *from, const char *to)
 {
 	size_t len;
-	uint8_t *buf = ijh_read_file(from, &len);
+	uint8_t *buf = fixture_read_file(from, &len);
 
 	ijh_write_file(to, buf, len);
 	free(buf);

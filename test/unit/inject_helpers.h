@@ -73,9 +73,8 @@ struct ijh_shm_hdr ijh_shm_header(sqlite3 *db);
 /* The wal-index hash block that indexes frame. */
 uint32_t ijh_frame_block(uint32_t frame);
 /* A file by path when no connection has it open (a copy, a converted
- * WAL); ijh_read_file's buffer is malloc'd. */
+ * WAL); read back with fixture_read_file. */
 void ijh_write_file(const char *path, const uint8_t *buf, size_t len);
-uint8_t *ijh_read_file(const char *path, size_t *len);
 
 /* ---- WAL and wal-index checks ---- */
 

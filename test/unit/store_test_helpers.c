@@ -20,27 +20,10 @@
 /* ---------------------------------------------------------------------- */
 /* files, the log and the checksum */
 
-uint8_t *sth_read_file(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	ck_assert_ptr_nonnull(fp);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	ck_assert_int_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
-	*len = (size_t)n;
-	return buf;
-}
-
 void sth_copy_file(const char *src, const char *dst)
 {
 	size_t n;
-	uint8_t *buf = sth_read_file(src, &n);
+	uint8_t *buf = fixture_read_file(src, &n);
 	FILE *fp = fopen(dst, "wb");
 
 	ck_assert_ptr_nonnull(fp);
@@ -76,8 +59,8 @@ void sth_assert_log_matches_live(struct fx *f, uint32_t gen)
 				 0);
 	close(fd);
 	frame_log_close(log);
-	a = sth_read_file(scratch, &na);
-	b = sth_read_file(live, &nb);
+	a = fixture_read_file(scratch, &na);
+	b = fixture_read_file(live, &nb);
 	ck_assert_uint_eq(na, nb);
 	ck_assert_msg(memcmp(a, b, na) == 0,
 		      "replayed log differs from the live database");
@@ -105,7 +88,7 @@ void sth_assert_checksum_of_live(struct fx *f)
 						   SQLITE_CHECKPOINT_TRUNCATE,
 						   NULL, NULL),
 			 SQLITE_OK);
-	image = sth_read_file(live, &len);
+	image = fixture_read_file(live, &len);
 	ck_assert_msg(dbsum_image(image, len, WALFMT_PAGE_SIZE) == reported,
 		      "the checksum reported (%s) is not the live database's",
 		      text);

@@ -15,9 +15,6 @@
 /* ---------------------------------------------------------------------- */
 /* files, the log and the checksum */
 
-/* The whole file at path (malloc'd), its length in *len: database images
- * compared byte for byte. */
-uint8_t *sth_read_file(const char *path, size_t *len);
 /* A copy of the file src at dst: old copies of a live database. */
 void sth_copy_file(const char *src, const char *dst);
 

@@ -235,7 +235,7 @@ static void convert_wal_big_endian(const char *path)
 	struct walfmt_header h;
 	uint32_t chain[2], out[2], i, n = 0;
 	size_t len;
-	uint8_t *buf = ijh_read_file(path, &len);
+	uint8_t *buf = fixture_read_file(path, &len);
 
 	ck_assert_int_eq(walfmt_header_decode(buf, &h), 0);
 	ck_assert_uint_eq(h.magic, WALFMT_MAGIC_LE);

@@ -297,7 +297,7 @@ static void live_page(struct fx *f, uint32_t pgno, uint8_t *out)
 						   SQLITE_CHECKPOINT_TRUNCATE,
 						   NULL, NULL),
 			 SQLITE_OK);
-	img = sth_read_file(live, &len);
+	img = fixture_read_file(live, &len);
 	ck_assert_uint_ge(len, (size_t)pgno * WALFMT_PAGE_SIZE);
 	memcpy(out, img + (size_t)(pgno - 1) * WALFMT_PAGE_SIZE,
 	       WALFMT_PAGE_SIZE);
